@@ -1,0 +1,218 @@
+"""Self-describing checkpoints, written atomically and read with ``torch.load(weights_only=True)``.
+
+A checkpoint is a dict::
+
+    format          "fast-nst"
+    format_version  1
+    kind            "model" (final model) or "training" (also optimizer and RNG state)
+    model_args      TransformNetArgs as a dict
+    model_state     the transform net's state dict
+    config          the resolved TrainConfig as a dict
+    step            optimizer steps taken
+    optimizer_state (training only) Adam's state dict
+    rng_state       (training only) {"torch": ByteTensor, "cuda": [ByteTensor], "python": list}
+
+A model file is untrusted input: nothing but tensors and plain containers is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from . import __version__
+from .config import TrainConfig, config_from_dict
+from .errors import CheckpointError, FastNSTError
+from .model import TransformNet, TransformNetArgs
+
+FORMAT_NAME = "fast-nst"
+FORMAT_VERSION = 1
+CHECKPOINT_DIR = "checkpoints"
+_CKPT_RE = re.compile(r"^step_(\d+)\.pth$")
+_REQUIRED = ("format_version", "kind", "model_args", "model_state", "config", "step")
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:08d}.pth"
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """Save so that ``path`` holds either its old content or the complete new one, even if the
+    process is killed mid-write: temporary file in the same folder, fsync, rename, fsync folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # some filesystems cannot open folders; the rename is still atomic
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def make_checkpoint(model: TransformNet, cfg: TrainConfig, step: int,
+                    optimizer: Optional[torch.optim.Optimizer] = None,
+                    rng_state: Optional[dict] = None) -> dict[str, Any]:
+    """The checkpoint dict; with ``optimizer`` it is a training checkpoint that can resume."""
+    ckpt: dict[str, Any] = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "fast_nst_version": __version__,
+        "kind": "training" if optimizer is not None else "model",
+        "model_args": model.args.to_dict(),
+        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "config": cfg.to_dict(),
+        "step": step,
+    }
+    if optimizer is not None:
+        ckpt["optimizer_state"] = optimizer.state_dict()
+        ckpt["rng_state"] = rng_state if rng_state is not None else capture_rng_state()
+    return ckpt
+
+
+def capture_rng_state() -> dict[str, Any]:
+    import random
+
+    version, state, gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": [version, list(state), gauss],
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    import random
+
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, dict):
+        keys = list(obj)[:5]
+        return f"a dict with keys {keys}{' ...' if len(obj) > 5 else ''}"
+    return f"a {type(obj).__name__}"
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read and validate a checkpoint file without building a model.
+
+    Raises :class:`CheckpointError` for a missing file, a file that is not a PyTorch checkpoint,
+    one whose unpickling would run code or build arbitrary objects, another project's format,
+    a newer format version or missing entries.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Model file not found: {path}" if not path.exists()
+                              else f"Model file is a folder, not a file: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights_only" in str(e) or "Weights only load failed" in str(e):
+            raise CheckpointError(
+                f"{path}: refused: the file contains pickled Python objects other than tensors and "
+                "plain containers, which could run code when loaded. fast-nst only loads "
+                "weights-only checkpoints; nothing from this file was executed."
+            ) from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({str(e).splitlines()[0]}).") from None
+    except Exception as e:  # zip/stream errors, EOF, bad magic...: not a torch file
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint, or the file is damaged "
+                              f"({type(e).__name__}). Expected a .pth file written by fast-nst's "
+                              "train.py.") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_NAME:
+        hint = ""
+        if isinstance(ckpt, dict) and "conv1.conv2d.weight" in ckpt:
+            hint = " It looks like a pytorch/examples fast_neural_style model."
+        raise CheckpointError(
+            f"{path}: not a fast-nst checkpoint: it is {_describe(ckpt)}.{hint} Expected a dict "
+            f"with format '{FORMAT_NAME}' written by fast-nst's train.py."
+        )
+    version = ckpt.get("format_version")
+    if not isinstance(version, int):
+        raise CheckpointError(f"{path}: fast-nst checkpoint without a valid format_version ({version!r}).")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: written by a newer fast-nst (format version {version}); this version reads up "
+            f"to format version {FORMAT_VERSION}. Upgrade fast-nst to load it."
+        )
+    missing = [k for k in _REQUIRED if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: incomplete fast-nst checkpoint, missing {', '.join(missing)}.")
+    if ckpt["kind"] not in ("model", "training"):
+        raise CheckpointError(f"{path}: unknown checkpoint kind {ckpt['kind']!r}; expected model or training.")
+    return ckpt
+
+
+def build_model(ckpt: dict[str, Any], path: str | Path) -> TransformNet:
+    """The transform net stored in ``ckpt`` (from :func:`read_checkpoint`), in eval mode."""
+    try:
+        args = TransformNetArgs(**ckpt["model_args"])
+    except TypeError as e:
+        raise CheckpointError(f"{path}: bad model_args {ckpt['model_args']!r} ({e}).") from None
+    model = TransformNet(args)
+    state = ckpt["model_state"]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: model_state is {_describe(state)}, expected a state dict.")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        detail = " ".join(str(e).split())
+        raise CheckpointError(f"{path}: weights do not fit the transform net ({detail[:600]}).") from None
+    return model.eval()
+
+
+def load_model(path: str | Path) -> tuple[TransformNet, dict[str, Any]]:
+    """(transform net in eval mode, checkpoint dict) from a model or training checkpoint."""
+    ckpt = read_checkpoint(path)
+    return build_model(ckpt, path), ckpt
+
+
+def checkpoint_config(ckpt: dict[str, Any], path: str | Path) -> TrainConfig:
+    try:
+        return config_from_dict(ckpt["config"], f"{path} (saved config)")
+    except FastNSTError as e:
+        raise CheckpointError(str(e)) from None
+
+
+def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """Training checkpoints in ``run_dir/checkpoints`` as (step, path), oldest first."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    found = []
+    for p in folder.iterdir():
+        m = _CKPT_RE.match(p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def save_training_checkpoint(ckpt: dict[str, Any], run_dir: str | Path, keep: int) -> Path:
+    """Write ``ckpt`` as ``run_dir/checkpoints/step_N.pth`` atomically; keep the newest ``keep``."""
+    path = Path(run_dir) / CHECKPOINT_DIR / checkpoint_name(ckpt["step"])
+    atomic_torch_save(ckpt, path)
+    for _, old in list_checkpoints(run_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,317 @@
+"""Training configuration: defaults in code -> YAML file (optionally with a base file) -> ``--set``.
+
+A config is a frozen :class:`TrainConfig`. Every key a YAML file or an override names is checked
+against the dataclass: unknown keys, wrong types and bad values raise :class:`ConfigError` with the
+key and the file in the message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+from .errors import ConfigError
+
+#: Layer names the loss networks expose (see :mod:`fast_nst.vgg`).
+VGG16_LAYERS = tuple(
+    f"{kind}{block}_{i}"
+    for block, n in zip(range(1, 6), (2, 2, 3, 3, 3))
+    for i in range(1, n + 1)
+    for kind in ("conv", "relu")
+)
+
+LOSS_MODELS = ("vgg16",)
+BASE_KEY = "base"  # a YAML file may name another YAML file (relative to itself) to start from
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; saved into the run directory and every checkpoint."""
+
+    # Run name: the run directory is <model_path>/<naming>/ and the model <naming>.pth.
+    # Defaults to the config file's stem when the file does not set it.
+    naming: str = ""
+    # Style image: a local path or an https URL (downloaded once into data/styles/).
+    style_image: str = ""
+    # Longest side of the style image in pixels; None keeps its size. 256 is
+    # jcjohnson/fast-neural-style's default -style_image_size, matched to 256 px training crops.
+    style_size: Optional[int] = 256
+    # Folder of training photos (flat like COCO train2014, or nested).
+    train_dir: str = "data/train2014"
+    model_path: str = "models"
+    # 256 x 256 training crops, as in Johnson et al. (2016) and pytorch/examples.
+    image_size: int = 256
+    # Batch 4 for 2 epochs over COCO train2014 (~40k steps): Johnson et al. (2016), Sec. 4.1.
+    batch_size: int = 4
+    epochs: int = 2
+    # If set, train exactly this many steps (overrides epochs).
+    max_steps: Optional[int] = None
+    # Adam with lr 1e-3: Johnson et al. (2016) and pytorch/examples.
+    lr: float = 1e-3
+    # pytorch/examples trains with content 1e5 / style 1e10 on inputs normalised exactly as ours
+    # (pixels /255, ImageNet mean/std) with the same C*H*W Gram normalisation and MSE losses.
+    # Adam is invariant to the scale of the whole loss, so only the ratio (1e5) matters; we divide
+    # both by 1e5 to keep the reported losses near 1.
+    content_weight: float = 1.0
+    style_weight: float = 1e5
+    # Johnson et al. use 1e-6 on a summed squared-difference TV of 0-255 pixels. Our TV is the
+    # mean squared neighbour difference of [0, 1] pixels, so at 256 x 256 x 3 their term is
+    # 255^2 * 196608 * 1e-6 ~= 1.3e4 x ours, against a content term roughly 58^2 ~= 3.4e3 x ours
+    # (their Caffe VGG sees 0-255 pixels, ours pixels / (255 * 0.226)): ~4 relative to content 1.
+    # We use 1 because the upsample-conv decoder has no checkerboard artifacts for TV to fight.
+    tv_weight: float = 1.0
+    # relu2_2 for content and relu1_2, relu2_2, relu3_3, relu4_3 for style: Johnson et al. (2016).
+    content_layers: tuple[str, ...] = ("relu2_2",)
+    style_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+    # One weight per style layer (multiplies that layer's Gram loss); None means all 1.
+    style_layer_weights: Optional[tuple[float, ...]] = None
+    loss_model: str = "vgg16"
+    # torchvision's ImageNet VGG16 file; downloaded here when absent.
+    loss_model_file: str = "pretrained/vgg16-397923af.pth"
+    # "imagenet" (real style transfer) or "random" (seeded random weights: tests and smoke runs).
+    loss_model_weights: Literal["imagenet", "random"] = "imagenet"
+    # pytorch/examples' default seed.
+    seed: int = 42
+    device: str = "auto"
+    # 4 loader processes decode 256 px JPEGs faster than a GPU step of batch 4 needs them.
+    num_workers: int = 4
+    # Log scalars every 50 steps: often enough for smooth curves, rare enough to cost nothing.
+    log_every: int = 50
+    # Stylized sample photos in TensorBoard every 500 steps (pytorch/examples logs every 500).
+    image_log_every: int = 500
+    # pytorch/examples' checkpoint interval.
+    checkpoint_every: int = 2000
+    # Training checkpoints kept on disk (older ones are deleted); 3 survives a bad last write.
+    keep_checkpoints: int = 3
+    # Photos stylized for TensorBoard; empty picks num_samples fixed photos from train_dir.
+    sample_images: tuple[str, ...] = ()
+    num_samples: int = 4
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (lists, not tuples) for YAML and checkpoints."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def total_weight_for(self, layer: str) -> float:
+        """Weight of ``layer``'s Gram loss: style_weight times its per-layer weight."""
+        if self.style_layer_weights is None:
+            return self.style_weight
+        return self.style_weight * self.style_layer_weights[self.style_layers.index(layer)]
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "loss_model": LOSS_MODELS,
+    "loss_model_weights": ("imagenet", "random"),
+}
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return f"{_type_name(args[0])} or null"
+    if origin is tuple:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(key: str, value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against annotation ``tp``; return it in the dataclass's representation."""
+
+    def bad(extra: str = "") -> ConfigError:
+        return ConfigError(
+            f"{where}: key '{key}' must be {_type_name(tp)}, got {value!r}"
+            f" ({type(value).__name__}){extra}"
+        )
+
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        inner = [a for a in typing.get_args(tp) if a is not type(None)][0]
+        return _coerce(key, value, inner, where)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise bad()
+        return value
+    if origin is tuple:
+        (item_tp, _) = typing.get_args(tp)
+        if isinstance(value, str):  # "--set style_layers=relu1_2,relu2_2"
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise bad()
+        return tuple(_coerce(f"{key}[{i}]", v, item_tp, where) for i, v in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad()
+        return value
+    if tp is float:
+        # YAML 1.1 reads "1e5" (no dot) as a string; accept it since everyone writes weights so.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise bad() from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad()
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad()
+        return value
+    raise AssertionError(f"unsupported config annotation {tp!r} for {key}")
+
+
+_HINTS = typing.get_type_hints(TrainConfig)
+_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def _check_key(key: str, where: str) -> None:
+    if key not in _FIELDS:
+        close = difflib.get_close_matches(key, sorted(_FIELDS), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"{where}: unknown key '{key}'{hint} Valid keys: {', '.join(sorted(_FIELDS))}")
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, tuple[Any, str]]:
+    """Read a YAML config (following ``base:``) into {key: (value, file it came from)}."""
+    path = Path(path)
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: '{BASE_KEY}' files form a cycle: {' -> '.join(map(str, seen))}")
+    if not path.is_file():
+        raise ConfigError(f"Config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: must be a mapping of key: value, got {type(data).__name__}")
+    out: dict[str, tuple[Any, str]] = {}
+    base = data.pop(BASE_KEY, None)
+    if base is not None:
+        if not isinstance(base, str):
+            raise ConfigError(f"{path}: key '{BASE_KEY}' must be a file path, got {base!r}")
+        out.update(_read_yaml(path.parent / base, seen + (path.resolve(),)))
+    for key, value in data.items():
+        _check_key(str(key), str(path))
+        out[str(key)] = (value, str(path))
+    return out
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse ``KEY=VALUE`` from ``--set``; VALUE is read as YAML (so 3, 1e-3, [a, b], null work)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set max_steps=100")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def _validate(cfg: TrainConfig, origin: dict[str, str]) -> None:
+    def fail(key: str, msg: str) -> None:
+        raise ConfigError(f"{origin.get(key, 'defaults')}: key '{key}' {msg}")
+
+    if not cfg.naming or "/" in cfg.naming or "\\" in cfg.naming or cfg.naming in (".", ".."):
+        fail("naming", f"must be a plain name for the run folder, got {cfg.naming!r}")
+    if not cfg.style_image:
+        fail("style_image", "is required: a path or https URL of the style painting")
+    for key in ("image_size", "batch_size", "epochs", "lr", "log_every", "image_log_every",
+                "checkpoint_every", "keep_checkpoints"):
+        if getattr(cfg, key) <= 0:
+            fail(key, f"must be > 0, got {getattr(cfg, key)}")
+    for key in ("style_size", "max_steps"):
+        value = getattr(cfg, key)
+        if value is not None and value <= 0:
+            fail(key, f"must be > 0 or null, got {value}")
+    if cfg.image_size < 16:
+        fail("image_size", f"must be at least 16 (VGG pools 4 times), got {cfg.image_size}")
+    for key in ("content_weight", "style_weight", "tv_weight"):
+        if getattr(cfg, key) < 0:
+            fail(key, f"must be >= 0, got {getattr(cfg, key)}")
+    if cfg.num_workers < 0 or cfg.num_samples < 0:
+        fail("num_workers" if cfg.num_workers < 0 else "num_samples", "must be >= 0")
+    for key, choices in _CHOICES.items():
+        if getattr(cfg, key) not in choices:
+            fail(key, f"is {getattr(cfg, key)!r}; choose one of: {', '.join(choices)}")
+    for key in ("content_layers", "style_layers"):
+        layers = getattr(cfg, key)
+        if key == "content_layers" and not layers and cfg.content_weight > 0:
+            fail(key, "is empty but content_weight > 0")
+        if key == "style_layers" and not layers and cfg.style_weight > 0:
+            fail(key, "is empty but style_weight > 0")
+        for name in layers:
+            if name not in VGG16_LAYERS:
+                fail(key, f"names unknown layer {name!r}; choose from: {', '.join(VGG16_LAYERS)}")
+    if cfg.style_layer_weights is not None and len(cfg.style_layer_weights) != len(cfg.style_layers):
+        fail("style_layer_weights", f"has {len(cfg.style_layer_weights)} weights for "
+             f"{len(cfg.style_layers)} style_layers; give one per layer or null")
+    dev = cfg.device
+    if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+        fail("device", f"is {dev!r}; choose one of: auto, cpu, cuda, cuda:N")
+
+
+def build_config(values: dict[str, tuple[Any, str]]) -> TrainConfig:
+    """Make a validated config from {key: (value, where it came from)}."""
+    kwargs = {}
+    for key, (value, where) in values.items():
+        _check_key(key, where)
+        kwargs[key] = _coerce(key, value, _HINTS[key], where)
+    cfg = TrainConfig(**kwargs)
+    _validate(cfg, {k: w for k, (_, w) in values.items()})
+    return cfg
+
+
+def load_config(path: str | Path | None, overrides: typing.Sequence[str] = ()) -> TrainConfig:
+    """Load ``path`` (YAML), apply ``--set KEY=VALUE`` overrides and validate.
+
+    ``naming`` defaults to the file's stem.
+    """
+    values: dict[str, tuple[Any, str]] = {}
+    if path is not None:
+        values = _read_yaml(Path(path))
+        values.setdefault("naming", (Path(path).stem, str(path)))
+    for text in overrides:
+        key, value = parse_override(text)
+        _check_key(key, f"--set {text}")
+        values[key] = (value, f"--set {text}")
+    return build_config(values)
+
+
+def config_from_dict(data: dict[str, Any], where: str) -> TrainConfig:
+    """Rebuild a config saved by :meth:`TrainConfig.to_dict` (e.g. from a checkpoint)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: config must be a mapping, got {type(data).__name__}")
+    return build_config({str(k): (v, where) for k, v in data.items()})
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML (loadable again with :func:`load_config`)."""
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+def replace(cfg: TrainConfig, **changes: Any) -> TrainConfig:
+    """A copy of ``cfg`` with ``changes`` applied and validated."""
+    values = {k: (v, "defaults") for k, v in cfg.to_dict().items()}
+    values.update({k: (v, "replace()") for k, v in changes.items()})
+    return build_config(values)

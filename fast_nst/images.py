@@ -1,0 +1,149 @@
+"""Reading and writing images: any mode Pillow opens becomes RGB (plus alpha where present).
+
+Tensors are float32 (C, H, W) or (N, C, H, W) in [0, 1].
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import DataError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
+    """Image files (by extension, case-insensitive) under ``folder``, sorted for a stable order."""
+    folder = Path(folder)
+    pattern = "**/*" if recursive else "*"
+    return sorted(
+        p for p in folder.glob(pattern)
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")
+    )
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """High-bit-depth single-channel images (16-bit PNG, 32-bit int/float) scaled to 8-bit L."""
+    arr = np.asarray(img)
+    if img.mode == "F":
+        arr = np.clip(arr, 0.0, 1.0) * 255.0 if arr.max(initial=0) <= 1.0 else np.clip(arr, 0, 255)
+    else:  # I;16 variants hold 0..65535; mode I from PNG holds the same range
+        arr = np.clip(arr.astype(np.float64) / 257.0, 0, 255)
+    return Image.fromarray(np.round(arr).astype(np.uint8), mode="L")
+
+
+def normalize_mode(img: Image.Image) -> Image.Image:
+    """Return an RGB or RGBA image for any Pillow mode (grayscale, CMYK, palette, 16-bit...)."""
+    if img.mode in ("RGB", "RGBA"):
+        return img
+    if img.mode.startswith("I") or img.mode == "F":
+        return _to_8bit(img).convert("RGB")
+    if img.mode == "P":
+        return img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("LA", "PA", "La", "RGBa"):
+        return img.convert("RGBA")
+    return img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+
+
+def open_image(path: str | Path, draft_size: Optional[int] = None) -> Image.Image:
+    """Decode ``path`` fully into an RGB or RGBA image with EXIF orientation applied.
+
+    ``draft_size`` lets JPEG decoding run at a reduced scale that still keeps the shorter side at
+    least that large (much faster for training crops). Raises :class:`DataError` for a missing,
+    non-image, truncated or over-large (decompression bomb) file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"Image not found: {path}")
+    if path.is_dir():
+        raise DataError(f"Expected an image file, got a folder: {path}")
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between 1x and 2x its pixel limit; treat both alike.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if draft_size is not None and img.format == "JPEG":
+                    w, h = img.size
+                    scale = draft_size / min(w, h)
+                    img.draft("RGB", (max(1, int(w * scale + 1)), max(1, int(h * scale + 1))))
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return normalize_mode(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        limit = Image.MAX_IMAGE_PIXELS
+        raise DataError(
+            f"{path}: image is larger than Pillow's decompression-bomb limit of {limit} pixels "
+            f"({e}). If you trust this file, raise the limit with --max_image_pixels N "
+            "(0 removes it)."
+        ) from None
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: not an image file Pillow can read") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: could not decode image ({e}); the file may be truncated or corrupt") from None
+
+
+def set_max_image_pixels(n: Optional[int]) -> None:
+    """Set Pillow's decompression-bomb limit; 0 or None removes it."""
+    Image.MAX_IMAGE_PIXELS = n if n else None
+
+
+def split_alpha(img: Image.Image) -> tuple[Image.Image, Optional[Image.Image]]:
+    """(RGB image, alpha channel or None)."""
+    if img.mode == "RGBA":
+        return img.convert("RGB"), img.getchannel("A")
+    return img, None
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> float32 tensor (3, H, W) in [0, 1]."""
+    arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def tensor_to_pil(x: torch.Tensor) -> Image.Image:
+    """Tensor (3, H, W) in [0, 1] (values outside are clipped) -> RGB PIL image."""
+    if x.dim() != 3 or x.shape[0] != 3:
+        raise ValueError(f"expected a (3, H, W) tensor, got shape {tuple(x.shape)}")
+    arr = x.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0)
+    return Image.fromarray(arr.cpu().numpy(), mode="RGB")
+
+
+def resize_longest(img: Image.Image, size: Optional[int]) -> Image.Image:
+    """Resize so the longest side is ``size`` (None keeps the image as it is)."""
+    if size is None or max(img.size) == size:
+        return img
+    w, h = img.size
+    scale = size / max(w, h)
+    return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.LANCZOS)
+
+
+def save_image(img: Image.Image, path: str | Path) -> None:
+    """Write ``img`` to ``path`` (format from the extension), creating folders.
+
+    Alpha is kept where the format holds it (PNG, WebP) and dropped otherwise (JPEG, BMP).
+    Written to a temporary file and renamed so a failure never leaves half an image.
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in IMAGE_EXTENSIONS:
+        raise DataError(f"{path}: unsupported output extension {ext!r}; use one of "
+                        f"{', '.join(IMAGE_EXTENSIONS)}")
+    if img.mode == "RGBA" and ext not in (".png", ".webp"):
+        img = img.convert("RGB")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(ext, ext[1:].upper())
+        kwargs = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+        img.save(tmp, format=fmt, **kwargs)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"Cannot write {path}: {e.strerror or e}. Choose a writable --output_file.") from None

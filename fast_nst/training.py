@@ -1,0 +1,370 @@
+"""The training loop: config -> data -> transform net -> VGG16 losses -> checkpoints.
+
+:func:`do_train` validates everything a user can get wrong before the first step, then trains
+with Adam, logging to TensorBoard and writing atomic checkpoints. SIGINT/SIGTERM save a
+checkpoint and stop; a non-finite loss stops without touching the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+import sys
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from . import checkpoint as ckpt_io
+from .config import TrainConfig, save_config
+from .data import build_loader, find_training_images, load_sample_images
+from .download import fetch_style_image
+from .errors import CheckpointError, DataError, FastNSTError
+from .images import open_image, pil_to_tensor, resize_longest
+from .losses import PerceptualLoss
+from .model import TransformNet
+from .vgg import build_loss_network
+
+CONFIG_FILE = "config.yml"
+# Keys that may change between a run and its resumption without changing what is learned.
+_RESUME_SAFE_KEYS = {
+    "max_steps", "epochs", "log_every", "image_log_every", "checkpoint_every", "keep_checkpoints",
+    "num_workers", "device", "sample_images", "num_samples", "model_path", "train_dir",
+    "loss_model_file", "style_image",
+}
+
+
+class TrainingInterrupted(FastNSTError):
+    """Training stopped by SIGINT/SIGTERM after saving a checkpoint."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class NonFiniteLossError(FastNSTError):
+    """A loss term became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model_file: Path
+    last_checkpoint: Optional[Path]
+    step: int
+    seconds: float
+    skipped_files: int
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda if available else cpu; ``cuda`` without CUDA is a :class:`FastNSTError`."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise FastNSTError(
+                f"device '{name}' requested but CUDA is not available (torch {torch.__version__}, "
+                "no usable GPU or driver). Use --set device=cpu or device=auto."
+            )
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise FastNSTError(f"device '{name}' requested but only {torch.cuda.device_count()} "
+                               "CUDA device(s) exist.")
+    return torch.device(name)
+
+
+def total_steps(cfg: TrainConfig, num_images: int, world_size: int = 1) -> int:
+    """max_steps if set, else epochs over the images in whole global batches."""
+    if cfg.max_steps is not None:
+        return cfg.max_steps
+    return cfg.epochs * (num_images // (cfg.batch_size * world_size))
+
+
+def load_style_tensor(cfg: TrainConfig) -> torch.Tensor:
+    """The style image as (1, 3, h, w) in [0, 1], longest side ``style_size``."""
+    path = fetch_style_image(cfg.style_image)
+    try:
+        img = open_image(path).convert("RGB")
+    except DataError as e:
+        raise DataError(f"Style image (style_image: {cfg.style_image}) cannot be used: {e}") from None
+    return pil_to_tensor(resize_longest(img, cfg.style_size)).unsqueeze(0)
+
+
+def _run_files(run_dir: Path, naming: str) -> list[Path]:
+    """What a previous run left that starting afresh would overwrite."""
+    found = [p for _, p in ckpt_io.list_checkpoints(run_dir)]
+    final = run_dir / f"{naming}.pth"
+    return found + ([final] if final.exists() else [])
+
+
+def _check_writable(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write_test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise FastNSTError(f"Cannot write to the run folder {run_dir}: {e.strerror or e}. "
+                           "Set model_path to a writable folder.") from None
+
+
+def _clear_previous_run(run_dir: Path, naming: str) -> None:
+    shutil.rmtree(run_dir / ckpt_io.CHECKPOINT_DIR, ignore_errors=True)
+    (run_dir / f"{naming}.pth").unlink(missing_ok=True)
+    for p in run_dir.glob("events.out.tfevents.*"):
+        p.unlink()
+
+
+def find_resume_checkpoint(run_dir: Path, resume: Union[bool, str]) -> Path:
+    if resume is True:
+        found = ckpt_io.list_checkpoints(run_dir)
+        if not found:
+            raise CheckpointError(f"--resume: no checkpoints in {run_dir / ckpt_io.CHECKPOINT_DIR}. "
+                                  "Start without --resume to train from scratch.")
+        return found[-1][1]
+    return Path(resume)
+
+
+@contextmanager
+def _stop_signals() -> Iterator[dict]:
+    """Turn SIGINT/SIGTERM into a flag checked between steps (main thread only)."""
+    state: dict = {"signal": None}
+    if not hasattr(signal, "SIGTERM") or sys.modules["threading"].current_thread().name != "MainThread":
+        yield state
+        return
+
+    def handler(signum, frame):
+        if state["signal"] is not None:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        state["signal"] = signum
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield state
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+class _LossMonitor:
+    """Accumulates loss terms on the device (no host sync per step) and remembers the first
+    non-finite step and its values until they are read."""
+
+    def __init__(self, keys: list[str], device: torch.device):
+        self.keys = keys
+        self.sum = torch.zeros(len(keys), device=device, dtype=torch.float64)
+        self.count = 0
+        self.bad_seen = torch.zeros((), dtype=torch.bool, device=device)
+        self.bad_step = torch.full((), -1, dtype=torch.long, device=device)
+        self.bad_values = torch.zeros(len(keys), device=device)
+
+    def add(self, terms: dict[str, torch.Tensor], step: int) -> None:
+        vec = torch.stack([terms[k].detach().float() for k in self.keys])  # (K,)
+        bad_now = ~torch.isfinite(vec).all()
+        first = bad_now & ~self.bad_seen
+        self.bad_step = torch.where(first, torch.full_like(self.bad_step, step), self.bad_step)
+        self.bad_values = torch.where(first, vec, self.bad_values)
+        self.bad_seen = self.bad_seen | bad_now
+        self.sum += vec.double()
+        self.count += 1
+
+    def check_finite(self, last_good: Optional[Path]) -> None:
+        """Raise :class:`NonFiniteLossError` if any step so far had a NaN/inf term (host sync)."""
+        if not bool(self.bad_seen):
+            return
+        values = ", ".join(f"{k}={v:.6g}" for k, v in zip(self.keys, self.bad_values.tolist()))
+        kept = (f"The last good checkpoint is {last_good} (untouched)." if last_good
+                else "No checkpoint was written before it.")
+        raise NonFiniteLossError(
+            f"Non-finite loss at step {int(self.bad_step)}: {values}. Training stopped. {kept} "
+            "Lower lr or the loss weights, or check the style image and training data."
+        )
+
+    def pop_means(self) -> dict[str, float]:
+        means = (self.sum / max(1, self.count)).tolist()
+        self.sum.zero_()
+        self.count = 0
+        return dict(zip(self.keys, means))
+
+
+def do_train(cfg: TrainConfig, resume: Union[bool, str, None] = None, overwrite: bool = False,
+             config_file: Optional[str] = None, progress: bool = True) -> TrainResult:
+    """Train a transform net for ``cfg``; returns where the model and checkpoints are.
+
+    ``resume``: True for the newest checkpoint in the run folder, a path for that checkpoint.
+    Raises :class:`FastNSTError` subclasses for everything a user can get wrong, all before
+    step 1.
+    """
+    t_start = time.time()
+    # ---- fail fast: everything a user can get wrong, before any compute -----------------------
+    device = resolve_device(cfg.device)
+    run_dir = Path(cfg.model_path) / cfg.naming
+    model_file = run_dir / f"{cfg.naming}.pth"
+    if resume and overwrite:
+        raise FastNSTError("--resume and --overwrite contradict each other; choose one.")
+    conf_arg = config_file or "CONFIG"
+    if not resume and not overwrite:
+        previous = _run_files(run_dir, cfg.naming)
+        if previous:
+            raise FastNSTError(
+                f"{run_dir} already holds a run ({', '.join(str(p.name) for p in previous[-2:])}). "
+                f"Continue it with: python train.py -c {conf_arg} --resume   or start again "
+                f"(deleting its checkpoints, model and logs) with: python train.py -c {conf_arg} --overwrite"
+            )
+    _check_writable(run_dir)
+    resume_ckpt = None
+    if resume:
+        resume_path = find_resume_checkpoint(run_dir, resume)
+        resume_ckpt = ckpt_io.read_checkpoint(resume_path)
+        if resume_ckpt["kind"] != "training":
+            raise CheckpointError(f"{resume_path} is a final model without optimizer state; "
+                                  "resume from a file in the run's checkpoints/ folder.")
+        old_cfg = ckpt_io.checkpoint_config(resume_ckpt, resume_path)
+        changed = sorted(k for k, v in cfg.to_dict().items()
+                         if k not in _RESUME_SAFE_KEYS and old_cfg.to_dict().get(k) != v)
+        if changed:
+            warnings.warn(f"Resuming with a config that differs from the checkpoint's in: "
+                          f"{', '.join(changed)}; the result will not match an uninterrupted run.")
+    files = find_training_images(cfg.train_dir)
+    style = load_style_tensor(cfg)
+    layers = list(dict.fromkeys(cfg.content_layers + cfg.style_layers))
+    encoder = build_loss_network(cfg.loss_model_weights, layers, cfg.loss_model_file, seed=cfg.seed)
+    steps = total_steps(cfg, len(files))
+    if steps <= 0:
+        raise DataError(f"{len(files)} images in {cfg.train_dir} make no full batch of "
+                        f"{cfg.batch_size}; add images, lower batch_size or set max_steps.")
+    if overwrite:
+        _clear_previous_run(run_dir, cfg.naming)
+
+    # ---- build ----------------------------------------------------------------------------------
+    start_step = 0
+    if resume_ckpt is not None:
+        model = ckpt_io.build_model(resume_ckpt, resume_path)
+        start_step = int(resume_ckpt["step"])
+        restore = resume_ckpt.get("rng_state")
+    else:
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        model = TransformNet()
+        restore = None
+    model = model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if resume_ckpt is not None:
+        try:
+            optimizer.load_state_dict(resume_ckpt["optimizer_state"])
+        except (ValueError, KeyError, RuntimeError) as e:
+            raise CheckpointError(f"{resume_path}: optimizer state does not fit ({e}).") from None
+        if restore is not None:
+            ckpt_io.restore_rng_state(restore)
+
+    encoder = encoder.to(device)
+    criterion = PerceptualLoss(
+        encoder, style.to(device), cfg.content_layers, cfg.style_layers,
+        cfg.content_weight, cfg.style_weight, cfg.tv_weight, cfg.style_layer_weights,
+    )
+    loader, _ = build_loader(files, cfg.image_size, cfg.batch_size, cfg.seed, cfg.num_workers,
+                             start_step=start_step, pin_memory=device.type == "cuda")
+    samples = load_sample_images(cfg.sample_images, files, cfg.num_samples, cfg.image_size).to(device)
+    save_config(cfg, run_dir / CONFIG_FILE)
+    writer = SummaryWriter(log_dir=str(run_dir), purge_step=start_step if resume_ckpt else None)
+    if start_step == 0:
+        writer.add_image("style", style[0], 0)
+        if len(samples):
+            writer.add_images("samples/content", samples.cpu(), 0)
+
+    # ---- train ----------------------------------------------------------------------------------
+    keys = ["total", "content", "style"] + [f"style/{n}" for n in cfg.style_layers] + ["tv"]
+    monitor = _LossMonitor(keys, device)
+    skipped: set[str] = set()
+    last_ckpt: Optional[Path] = ckpt_io.list_checkpoints(run_dir)[-1][1] if resume_ckpt else None
+    print(f"Training {cfg.naming} on {device}: {len(files)} images, batch {cfg.batch_size}, "
+          f"steps {start_step} -> {steps}; run folder {run_dir}", file=sys.stderr)
+    bar = tqdm(total=steps, initial=start_step, desc=cfg.naming, unit="step", disable=not progress,
+               file=sys.stderr, dynamic_ncols=True)
+
+    def save_training(step: int) -> Path:
+        nonlocal last_ckpt
+        monitor.check_finite(last_ckpt)
+        ckpt = ckpt_io.make_checkpoint(model, cfg, step, optimizer)
+        last_ckpt = ckpt_io.save_training_checkpoint(ckpt, run_dir, cfg.keep_checkpoints)
+        return last_ckpt
+
+    step = start_step
+    t_log, step_log = time.time(), step
+    data_iter = iter(loader)
+    try:
+        with _stop_signals() as stop:
+            while step < steps:
+                batch = next(data_iter)
+                for path in batch["bad_files"]:
+                    if path not in skipped:
+                        skipped.add(path)
+                        tqdm.write(f"warning: skipping unreadable training file {path}", file=sys.stderr)
+                if not batch["ok"]:
+                    raise DataError(f"No readable images found in {cfg.train_dir}: "
+                                    f"{len(skipped)} files failed to decode in a row. "
+                                    "Check the folder's contents.")
+                x = batch["image"].to(device, non_blocking=True)  # (N, 3, S, S) in [0, 1]
+                optimizer.zero_grad(set_to_none=True)
+                y = model(x)  # (N, 3, S, S) in (0, 1)
+                terms = criterion(y, x)
+                terms["total"].backward()
+                optimizer.step()
+                step += 1
+                monitor.add(terms, step)
+                bar.update(1)
+
+                last = step == steps
+                if step % cfg.log_every == 0 or last or step == start_step + 1:
+                    monitor.check_finite(last_ckpt)
+                    now = time.time()
+                    rate = (step - step_log) * cfg.batch_size / max(now - t_log, 1e-9)
+                    t_log, step_log = now, step
+                    means = monitor.pop_means()
+                    for k, v in means.items():
+                        writer.add_scalar(f"loss/{k}", v, step)
+                    writer.add_scalar("perf/images_per_s", rate, step)
+                    writer.add_scalar("lr", optimizer.param_groups[0]["lr"], step)
+                    bar.set_postfix(loss=f"{means['total']:.4g}", content=f"{means['content']:.3g}",
+                                    style=f"{means['style']:.3g}", tv=f"{means['tv']:.2g}",
+                                    img_s=f"{rate:.1f}")
+                if (step % cfg.image_log_every == 0 or last) and len(samples):
+                    with torch.no_grad():
+                        writer.add_images("samples/stylized", model(samples).float().cpu(), step)
+                if step % cfg.checkpoint_every == 0 or last:
+                    save_training(step)
+                if stop["signal"] is not None and not last:
+                    path = save_training(step)
+                    name = signal.Signals(stop["signal"]).name
+                    raise TrainingInterrupted(
+                        f"{name} received: stopped at step {step}/{steps}; checkpoint saved to "
+                        f"{path}. Resume with: python train.py -c {conf_arg} --resume",
+                        exit_code=128 + int(stop["signal"]),
+                    )
+    finally:
+        bar.close()
+        writer.close()
+        del data_iter  # shuts down loader workers
+
+    monitor.check_finite(last_ckpt)
+    ckpt_io.atomic_torch_save(ckpt_io.make_checkpoint(model, cfg, step), model_file)
+    seconds = time.time() - t_start
+    skipped_note = f" Skipped {len(skipped)} unreadable training files." if skipped else ""
+    print(
+        f"Done: {step} steps in {seconds:.1f} s.{skipped_note}\n"
+        f"  model:       {model_file}\n"
+        f"  checkpoints: {run_dir / ckpt_io.CHECKPOINT_DIR} (newest {last_ckpt.name if last_ckpt else '-'})\n"
+        f"  config:      {run_dir / CONFIG_FILE}\n"
+        f"  TensorBoard: tensorboard --logdir {run_dir}\n"
+        f"  stylize:     python eval.py --model_file {model_file} --image_file PHOTO.jpg",
+        file=sys.stderr,
+    )
+    return TrainResult(run_dir, model_file, last_ckpt, step, seconds, len(skipped))
+

@@ -1,0 +1,34 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+version = {}
+for line in Path("fast_nst/__init__.py").read_text().splitlines():
+    if line.startswith("__version__"):
+        exec(line, version)
+
+setup(
+    name="fast-nst",
+    version=version["__version__"],
+    description="Fast neural style transfer (Johnson et al. 2016) in PyTorch",
+    long_description=Path("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["fast_nst", "fast_nst.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "pillow>=9.1",
+        "pyyaml>=5.4",
+        "tensorboard>=2.10",
+        "tqdm>=4.60",
+        "numpy",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+    entry_points={
+        "console_scripts": [
+            "fast-nst-train=fast_nst.cli:train_main",
+            "fast-nst-eval=fast_nst.cli:eval_main",
+        ]
+    },
+)
