@@ -11,7 +11,7 @@ import dataclasses
 import difflib
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -127,21 +127,20 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _coerce(key: str, value: Any, tp: Any, where: str) -> Any:
-    """Check ``value`` against annotation ``tp``; return it in the dataclass's representation."""
+def _coerce(key: str, value: Any, tp: Any, where: str, shown: Any = None) -> Any:
+    """Check ``value`` against annotation ``tp``; return it in the dataclass's representation.
+    ``shown`` is the annotation named in the error (the Optional around ``tp``, say)."""
 
-    def bad(extra: str = "") -> ConfigError:
-        return ConfigError(
-            f"{where}: key '{key}' must be {_type_name(tp)}, got {value!r}"
-            f" ({type(value).__name__}){extra}"
-        )
+    def bad() -> ConfigError:
+        return ConfigError(f"{where}: key '{key}' must be {_type_name(shown or tp)}, "
+                           f"got {value!r} ({type(value).__name__})")
 
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         if value is None:
             return None
         inner = [a for a in typing.get_args(tp) if a is not type(None)][0]
-        return _coerce(key, value, inner, where)
+        return _coerce(key, value, inner, where, shown=tp)
     if origin is Literal:
         if value not in typing.get_args(tp):
             raise bad()

@@ -16,7 +16,7 @@ from PIL import Image
 from .checkpoint import load_model
 from .images import normalize_mode, pil_to_tensor, split_alpha, tensor_to_pil
 from .model import TransformNet
-from .training import resolve_device
+from .device import resolve_device
 
 
 class Stylizer:

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from . import checkpoint as ckpt_io
 from .config import TrainConfig, save_config
 from .data import build_loader, find_training_images, load_sample_images
+from .device import resolve_device
 from .download import fetch_style_image
 from .errors import CheckpointError, DataError, FastNSTError
 from .images import open_image, pil_to_tensor, resize_longest
@@ -61,23 +62,6 @@ class TrainResult:
     step: int
     seconds: float
     skipped_files: int
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda if available else cpu; ``cuda`` without CUDA is a :class:`FastNSTError`."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise FastNSTError(
-                f"device '{name}' requested but CUDA is not available (torch {torch.__version__}, "
-                "no usable GPU or driver). Use --set device=cpu or device=auto."
-            )
-        index = int(name.split(":")[1]) if ":" in name else 0
-        if index >= torch.cuda.device_count():
-            raise FastNSTError(f"device '{name}' requested but only {torch.cuda.device_count()} "
-                               "CUDA device(s) exist.")
-    return torch.device(name)
 
 
 def total_steps(cfg: TrainConfig, num_images: int, world_size: int = 1) -> int:

@@ -1,0 +1,26 @@
+"""Choosing the torch device from a user's setting (auto | cpu | cuda | cuda:N)."""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import FastNSTError
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda if available else cpu; ``cuda`` without CUDA is a :class:`FastNSTError`."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not (name in ("cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())):
+        raise FastNSTError(f"Unknown device {name!r}; choose one of: auto, cpu, cuda, cuda:N")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise FastNSTError(
+                f"device '{name}' requested but CUDA is not available (torch {torch.__version__}, "
+                "no usable GPU or driver). Use --set device=cpu or device=auto."
+            )
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise FastNSTError(f"device '{name}' requested but only {torch.cuda.device_count()} "
+                               "CUDA device(s) exist.")
+    return torch.device(name)

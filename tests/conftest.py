@@ -1,0 +1,104 @@
+"""Shared fixtures: generated photos, a random VGG16 weights file in torchvision's layout, and a
+tiny training config (32 px, random loss network, no workers) so every test runs in seconds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def make_photo(path: Path, size: tuple[int, int] = (48, 40), seed: int = 0, mode: str = "RGB",
+               fmt: str | None = None) -> Path:
+    """A smooth random colour image (gradients + blobs) so VGG features are non-trivial."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    chans = []
+    for _ in range(3):
+        fx, fy, ph = rng.uniform(0.05, 0.4, 2).tolist() + [rng.uniform(0, 6.28)]
+        chans.append(0.5 + 0.5 * np.sin(fx * xx + fy * yy + ph))
+    arr = (np.stack(chans, -1) * 255).astype(np.uint8)
+    img = Image.fromarray(arr, "RGB")
+    if mode != "RGB":
+        img = img.convert(mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, format=fmt)
+    return path
+
+
+@pytest.fixture(scope="session")
+def train_dir(tmp_path_factory) -> Path:
+    """Twelve generated photos of assorted sizes, two in a nested folder."""
+    d = tmp_path_factory.mktemp("train")
+    sizes = [(48, 40), (64, 48), (40, 56), (72, 72), (50, 37), (36, 64),
+             (60, 45), (45, 60), (80, 50), (33, 33), (64, 64), (52, 41)]
+    for i, s in enumerate(sizes):
+        sub = d / "nested" if i >= 10 else d
+        make_photo(sub / f"img_{i:02d}.jpg", s, seed=i)
+    return d
+
+
+@pytest.fixture(scope="session")
+def style_file(tmp_path_factory) -> Path:
+    return make_photo(tmp_path_factory.mktemp("style") / "style.png", (56, 48), seed=99)
+
+
+@pytest.fixture(scope="session")
+def vgg_file(tmp_path_factory) -> Path:
+    """torchvision's vgg16() with random weights, saved exactly as the ImageNet file is laid out."""
+    from torchvision.models import vgg16
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("pretrained") / "vgg16-397923af.pth"
+    torch.save(vgg16().state_dict(), path)
+    return path
+
+
+def write_config(path: Path, **values) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def tiny_config(tmp_path, train_dir, style_file):
+    """Factory: tiny_config(**overrides) -> path of a config for a seconds-long CPU run."""
+
+    def make(name: str = "tiny", **overrides) -> Path:
+        values = dict(
+            style_image=str(style_file), train_dir=str(train_dir), model_path=str(tmp_path / "models"),
+            loss_model_weights="random", image_size=32, style_size=48, batch_size=2, max_steps=3,
+            num_workers=0, log_every=1, image_log_every=2, checkpoint_every=2, device="cpu",
+            num_samples=2,
+        )
+        values.update(overrides)
+        return write_config(tmp_path / "conf" / f"{name}.yml", **values)
+
+    return make
+
+
+def run_cli(script: str, *args: str, cwd: Path | None = None, timeout: float = 300,
+            env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run train.py / eval.py / ``-m module`` as a user would, capturing text output."""
+    cmd = [sys.executable] + (["-m", script[3:]] if script.startswith("-m ") else [str(REPO / script)])
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run(cmd + list(args), cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
+
+
+def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    """Non-zero exit, each fragment in stderr, and no traceback."""
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, f"{fragment!r} not in:\n{result.stderr}"

@@ -1,0 +1,64 @@
+import pytest
+import torch
+from PIL import Image
+
+import fast_nst
+from fast_nst import load_stylizer
+from fast_nst.checkpoint import make_checkpoint, atomic_torch_save
+from fast_nst.config import load_config
+from fast_nst.errors import CheckpointError, FastNSTError
+from fast_nst.model import TransformNet, TransformNetArgs
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    torch.manual_seed(0)
+    net = TransformNet(TransformNetArgs(base_channels=8, num_residual=2))
+    cfg = load_config(None, ["style_image=s.jpg", "naming=tiny"])
+    path = tmp_path_factory.mktemp("m") / "tiny.pth"
+    atomic_torch_save(make_checkpoint(net, cfg, step=7), path)
+    return path, net
+
+
+def test_stylize_tensor_shape_range_and_equals_model(model_file):
+    path, net = model_file
+    s = load_stylizer(path, device="cpu")
+    assert s.name == "tiny" and s.info["step"] == 7
+    x = torch.rand(2, 3, 23, 41)
+    y = s.stylize_tensor(x)
+    assert y.shape == x.shape and y.dtype == torch.float32
+    assert 0 <= y.min() and y.max() <= 1
+    with torch.no_grad():
+        assert torch.allclose(y, net.eval()(x), atol=1e-6)
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        s.stylize_tensor(torch.rand(3, 8, 8))
+
+
+@pytest.mark.parametrize("mode,size", [("RGB", (31, 17)), ("L", (9, 5)), ("RGBA", (16, 16)),
+                                       ("P", (12, 20)), ("I;16", (10, 11)), ("CMYK", (7, 3))])
+def test_stylize_pil_keeps_size_and_alpha(model_file, mode, size):
+    s = load_stylizer(model_file[0], device="cpu")
+    img = Image.new("RGB", size, (120, 60, 200)).convert(mode) if mode != "I;16" else \
+        Image.new("I;16", size, 30000)
+    if mode == "RGBA":
+        img.putalpha(Image.linear_gradient("L").resize(size))
+    out = s.stylize(img)
+    assert out.size == size
+    assert out.mode == ("RGBA" if mode == "RGBA" else "RGB")
+    if mode == "RGBA":
+        assert out.getchannel("A").tobytes() == img.getchannel("A").tobytes()
+
+
+def test_package_exports():
+    assert callable(fast_nst.load_stylizer) and isinstance(fast_nst.__version__, str)
+    assert issubclass(CheckpointError, FastNSTError)
+
+
+def test_load_stylizer_errors(tmp_path, model_file):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_stylizer(tmp_path / "none.pth")
+    if not torch.cuda.is_available():
+        with pytest.raises(FastNSTError, match="CUDA is not available"):
+            load_stylizer(model_file[0], device="cuda")
+    with pytest.raises(FastNSTError, match="choose one of|CUDA"):
+        load_stylizer(model_file[0], device="tpu")

@@ -1,0 +1,124 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fast_nst.config import TrainConfig, load_config, save_config
+from fast_nst.errors import ConfigError
+
+from conftest import REPO, write_config
+
+
+def test_defaults_and_naming_from_file_stem(tmp_path):
+    path = write_config(tmp_path / "starry.yml", style_image="s.jpg")
+    cfg = load_config(path)
+    assert cfg.naming == "starry"
+    assert (cfg.image_size, cfg.batch_size, cfg.epochs, cfg.lr) == (256, 4, 2, 1e-3)
+    assert cfg.content_layers == ("relu2_2",)
+    assert cfg.style_layers == ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+    assert cfg.train_dir == "data/train2014" and cfg.model_path == "models"
+    assert cfg.loss_model_file == "pretrained/vgg16-397923af.pth"
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = write_config(tmp_path / "a.yml", style_image="s.jpg", styel_weight=3)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert "styel_weight" in str(e.value) and str(path) in str(e.value)
+    assert "did you mean 'style_weight'" in str(e.value)
+
+
+@pytest.mark.parametrize("key,value,fragment", [
+    ("batch_size", "four", "must be int"),
+    ("batch_size", 2.5, "must be int"),
+    ("lr", [1], "must be float"),
+    ("content_layers", 3, "must be list of str"),
+    ("max_steps", "many", "must be int or null"),
+    ("loss_model_weights", "pretrained", "'imagenet' | 'random'"),
+    ("batch_size", 0, "must be > 0"),
+    ("style_layers", ["relu9_1"], "unknown layer 'relu9_1'"),
+    ("loss_model", "vgg15", "choose one of: vgg16"),
+    ("device", "tpu", "choose one of: auto, cpu, cuda"),
+    ("style_layer_weights", [1.0], "give one per layer"),
+    ("image_size", 8, "at least 16"),
+])
+def test_wrong_types_and_values_name_key_and_file(tmp_path, key, value, fragment):
+    path = write_config(tmp_path / "b.yml", style_image="s.jpg", **{key: value})
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    msg = str(e.value)
+    assert f"'{key}" in msg and str(path) in msg and fragment in msg
+
+
+def test_set_overrides_layer_on_top(tmp_path):
+    path = write_config(tmp_path / "c.yml", style_image="s.jpg", lr=0.01, batch_size=8)
+    cfg = load_config(path, ["lr=5e-4", "max_steps=7", "style_layers=relu1_2,relu3_3",
+                             "style_layer_weights=[1, 2.5]", "device=cpu", "style_size=null"])
+    assert cfg.lr == 5e-4 and cfg.batch_size == 8 and cfg.max_steps == 7
+    assert cfg.style_layers == ("relu1_2", "relu3_3") and cfg.style_layer_weights == (1.0, 2.5)
+    assert cfg.style_size is None and cfg.device == "cpu"
+    assert cfg.total_weight_for("relu3_3") == pytest.approx(cfg.style_weight * 2.5)
+
+
+def test_bad_override_names_the_override(tmp_path):
+    path = write_config(tmp_path / "d.yml", style_image="s.jpg")
+    with pytest.raises(ConfigError, match=r"--set batch_size=x: key 'batch_size' must be int"):
+        load_config(path, ["batch_size=x"])
+    with pytest.raises(ConfigError, match="unknown key 'bogus'"):
+        load_config(path, ["bogus=1"])
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        load_config(path, ["max_steps"])
+
+
+def test_yaml_1e5_without_dot_is_a_float(tmp_path):
+    path = tmp_path / "e.yml"
+    path.write_text("style_image: s.jpg\nstyle_weight: 1e5\n")
+    assert load_config(path).style_weight == 1e5
+
+
+def test_base_file_is_merged_and_child_wins(tmp_path):
+    write_config(tmp_path / "base.yml", style_image="base.jpg", lr=0.002, batch_size=8)
+    child = write_config(tmp_path / "child.yml", base="base.yml", batch_size=2)
+    cfg = load_config(child)
+    assert (cfg.style_image, cfg.lr, cfg.batch_size, cfg.naming) == ("base.jpg", 0.002, 2, "child")
+    write_config(tmp_path / "bad_base.yml", wat=1)
+    with pytest.raises(ConfigError, match="bad_base.yml: unknown key 'wat'"):
+        load_config(write_config(tmp_path / "c2.yml", base="bad_base.yml"))
+
+
+def test_invalid_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text("style_image: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="Config file not found"):
+        load_config(tmp_path / "nope.yml")
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(bad)
+
+
+def test_saved_config_roundtrips(tmp_path):
+    cfg = load_config(write_config(tmp_path / "f.yml", style_image="s.jpg"), ["style_layer_weights=[1,2,3,4]"])
+    save_config(cfg, tmp_path / "saved.yml")
+    again = load_config(tmp_path / "saved.yml")
+    assert again == cfg
+    assert yaml.safe_load((tmp_path / "saved.yml").read_text())["style_layers"] == list(cfg.style_layers)
+
+
+def test_config_is_frozen():
+    with pytest.raises(Exception):
+        TrainConfig(style_image="x").lr = 3  # type: ignore[misc]
+
+
+STYLES = ["wave", "udnie", "mosaic", "candy", "the_scream", "starry_night", "la_muse", "feathers",
+          "composition_vii", "rain_princess", "the_shipwreck_of_the_minotaur"]
+
+
+@pytest.mark.parametrize("name", STYLES)
+def test_shipped_style_configs_load(name):
+    path = REPO / "conf" / f"{name}.yml"
+    cfg = load_config(path)
+    assert cfg.naming == name == path.stem
+    assert cfg.style_image.startswith("https://raw.githubusercontent.com/")
+    assert "style_weight" in yaml.safe_load(path.read_text())

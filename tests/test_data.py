@@ -1,0 +1,100 @@
+import torch
+import pytest
+from PIL import Image
+
+from fast_nst.data import (ImageFolderDataset, ResumableSampler, build_loader, crop_transform,
+                           find_training_images, load_sample_images)
+from fast_nst.errors import DataError
+
+from conftest import make_photo
+
+
+def test_finds_flat_and_nested_images_of_all_extensions(tmp_path):
+    for i, ext in enumerate(["jpg", "JPEG", "png", "webp", "bmp"]):
+        make_photo(tmp_path / ("sub" if i % 2 else "") / f"a{i}.{ext}", (20, 20), seed=i,
+                   fmt={"jpg": "JPEG", "JPEG": "JPEG"}.get(ext, ext.upper()))
+    (tmp_path / "notes.txt").write_text("x")
+    files = find_training_images(tmp_path)
+    assert sorted(p.name for p in files) == sorted(["a0.jpg", "a1.JPEG", "a2.png", "a3.webp", "a4.bmp"])
+
+
+def test_missing_or_empty_train_dir_says_how_to_get_coco(tmp_path):
+    with pytest.raises(DataError, match="does not exist.*python -m fast_nst.download coco"):
+        find_training_images(tmp_path / "nope")
+    with pytest.raises(DataError, match="contains no images.*download coco"):
+        find_training_images(tmp_path)
+
+
+@pytest.mark.parametrize("mode", ["L", "CMYK", "RGBA", "P", "1"])
+def test_modes_become_rgb_crops(tmp_path, mode):
+    fmt = "JPEG" if mode in ("L", "CMYK") else "PNG"
+    path = make_photo(tmp_path / f"x.{fmt.lower()}", (50, 30), mode=mode, fmt=fmt)
+    sample = ImageFolderDataset([path], 24, seed=0)[(0, 0)]
+    assert sample.ok and sample.image.shape == (3, 24, 24)
+    assert 0 <= sample.image.min() and sample.image.max() <= 1
+
+
+def test_small_images_are_upscaled(tmp_path):
+    path = make_photo(tmp_path / "tiny.png", (5, 3), fmt="PNG")
+    sample = ImageFolderDataset([path], 32, seed=0)[(0, 0)]
+    assert sample.ok and sample.image.shape == (3, 32, 32)
+
+
+def test_crop_is_a_function_of_seed_epoch_index(train_dir):
+    files = find_training_images(train_dir)
+    ds = ImageFolderDataset(files, 24, seed=5)
+    assert torch.equal(ds[(1, 3)].image, ds[(1, 3)].image)
+    assert not torch.equal(ds[(0, 8)].image, ds[(1, 8)].image)  # new epoch, new crop
+    img = Image.new("RGB", (100, 24))
+    assert crop_transform(img, 24, None).shape == (3, 24, 24)
+
+
+def test_sampler_covers_each_epoch_and_resumes_mid_epoch():
+    s = ResumableSampler(10, batch_size=3, seed=1)
+    it = iter(s)
+    stream = [next(it) for _ in range(3 * 3 * 2)]  # 3 batches per epoch, 2 epochs
+    epoch0 = [i for e, i in stream[:9]]
+    assert len(set(epoch0)) == 9 and all(e == 0 for e, _ in stream[:9])
+    assert all(e == 1 for e, _ in stream[9:])
+    resumed = iter(ResumableSampler(10, batch_size=3, seed=1, start_batch=4))
+    assert [next(resumed) for _ in range(6)] == stream[12:18]
+    with pytest.raises(DataError, match="lower batch_size"):
+        ResumableSampler(2, batch_size=3, seed=1)
+
+
+def test_sampler_shards_global_batches_across_ranks():
+    full = iter(ResumableSampler(12, batch_size=4, seed=0))
+    r0 = iter(ResumableSampler(12, batch_size=2, seed=0, rank=0, world_size=2))
+    r1 = iter(ResumableSampler(12, batch_size=2, seed=0, rank=1, world_size=2))
+    for _ in range(3):
+        glob = [next(full) for _ in range(4)]
+        assert [next(r0) for _ in range(2)] + [next(r1) for _ in range(2)] == glob
+
+
+def test_loader_yields_batches_and_reports_bad_files(tmp_path):
+    good = [make_photo(tmp_path / f"g{i}.jpg", (40, 40), seed=i) for i in range(3)]
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    loader, _ = build_loader(good + [bad], 16, 2, seed=0, num_workers=0)
+    it = iter(loader)
+    batches = [next(it) for _ in range(4)]
+    assert all(b["image"].shape == (2, 3, 16, 16) and b["ok"] for b in batches)
+    assert {f for b in batches for f in b["bad_files"]} == {str(bad)}
+
+
+def test_worker_and_inprocess_loading_give_identical_batches(train_dir):
+    files = find_training_images(train_dir)
+    a, _ = build_loader(files, 16, 2, seed=3, num_workers=0, start_step=2)
+    b, _ = build_loader(files, 16, 2, seed=3, num_workers=2, start_step=2)
+    ia, ib = iter(a), iter(b)
+    for _ in range(3):
+        assert torch.equal(next(ia)["image"], next(ib)["image"])
+
+
+def test_sample_images_are_fixed_and_skip_unreadable(tmp_path, train_dir):
+    files = find_training_images(train_dir)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"")
+    s1 = load_sample_images([], [bad] + files, 3, 16)
+    s2 = load_sample_images([], [bad] + files, 3, 16)
+    assert s1.shape == (3, 3, 16, 16) and torch.equal(s1, s2)
