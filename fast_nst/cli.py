@@ -76,6 +76,10 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--output_file", help=f"output image (or folder, for a folder input); default "
                    f"{DEFAULT_OUTPUT_DIR}/<image stem>_<style>.jpg")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="arithmetic for the network (bf16/fp16: autocast; fastest on GPUs)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network (pays off for folders and video, not one image)")
     p.add_argument("--max_image_pixels", type=int, default=None, metavar="N",
                    help="Pillow's decompression-bomb limit in pixels (default Pillow's, ~89M); 0 removes it")
     return p
@@ -115,7 +119,8 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
         src = Path(args.image_file)
         if not src.exists():
             raise DataError(f"--image_file {src} does not exist.")
-        stylizer = load_stylizer(args.model_file, device=args.device)
+        stylizer = load_stylizer(args.model_file, device=args.device, precision=args.precision,
+                                 compile=args.compile)
         if src.is_file():
             dest = Path(args.output_file) if args.output_file else None
             if dest is not None and dest.is_dir():

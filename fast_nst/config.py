@@ -77,6 +77,15 @@ class TrainConfig:
     loss_model_file: str = "pretrained/vgg16-397923af.pth"
     # "imagenet" (real style transfer) or "random" (seeded random weights: tests and smoke runs).
     loss_model_weights: Literal["imagenet", "random"] = "imagenet"
+    # Training arithmetic. bf16 autocast (GPUs from Ampere on, recent CPUs) runs the convolutions
+    # in bfloat16; Gram matrices and loss reductions always stay float32. fp16 adds a GradScaler.
+    # fp32 is the default because it is the reference the other two are checked against.
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # torch.compile the transform net and the loss (compile time is paid once per run).
+    compile: bool = False
+    # channels_last memory format for images and both networks (off: on this project's CPU it
+    # measured slower, see docs/benchmarks.md).
+    channels_last: bool = False
     # pytorch/examples' default seed.
     seed: int = 42
     device: str = "auto"

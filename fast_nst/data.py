@@ -10,14 +10,15 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Optional, Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .errors import DataError
-from .images import list_images, open_image, pil_to_tensor
+from .images import list_images, open_image
 
 COCO_HINT = (
     "Get COCO train2014 (13 GB) with: python -m fast_nst.download coco   "
@@ -39,17 +40,35 @@ def find_training_images(train_dir: str | Path) -> list[Path]:
     return files
 
 
-def crop_transform(img: Image.Image, size: int, rng: random.Random | None) -> torch.Tensor:
-    """Resize so the shorter side is ``size`` (up or down), then crop ``size`` x ``size``:
-    at a position drawn from ``rng``, or centred when ``rng`` is None. Returns (3, size, size)."""
+def resize_shorter(img: Image.Image, size: int) -> Image.Image:
+    """Resize (up or down) so the shorter side is ``size``."""
     w, h = img.size
     scale = size / min(w, h)
     nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    if (nw, nh) != (w, h):
-        img = img.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    left = rng.randint(0, nw - size) if rng else (nw - size) // 2
-    top = rng.randint(0, nh - size) if rng else (nh - size) // 2
-    return pil_to_tensor(img.crop((left, top, left + size, top + size)))
+    if (nw, nh) == (w, h):
+        return img
+    return img.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=2.0)
+
+
+def random_crop(arr: np.ndarray, size: int, rng: random.Random | None) -> torch.Tensor:
+    """Crop ``size`` x ``size`` from ``arr`` (H, W, 3) uint8 with min(H, W) == size: at a
+    position drawn from ``rng``, or centred when ``rng`` is None. Returns (3, size, size) in [0, 1]."""
+    h, w = arr.shape[:2]
+    left = rng.randint(0, w - size) if rng else (w - size) // 2
+    top = rng.randint(0, h - size) if rng else (h - size) // 2
+    crop = np.array(arr[top:top + size, left:left + size])  # a writable copy
+    return torch.from_numpy(crop).permute(2, 0, 1).float().div_(255.0)
+
+
+def decode_resized(path: str | Path, size: int) -> np.ndarray:
+    """Decode ``path`` (JPEG draft mode) and resize its shorter side to ``size``: (H, W, 3) uint8."""
+    img = open_image(path, draft_size=size).convert("RGB")
+    return np.asarray(resize_shorter(img, size), dtype=np.uint8)
+
+
+def crop_transform(img: Image.Image, size: int, rng: random.Random | None) -> torch.Tensor:
+    """Resize the shorter side to ``size``, then crop ``size`` x ``size`` (see :func:`random_crop`)."""
+    return random_crop(np.asarray(resize_shorter(img.convert("RGB"), size), dtype=np.uint8), size, rng)
 
 
 @dataclass
@@ -60,30 +79,41 @@ class Sample:
 
 
 class ImageFolderDataset(Dataset):
-    """``dataset[(epoch, index)]`` -> :class:`Sample` with a random crop seeded by (seed, epoch, index)."""
+    """``dataset[(epoch, index)]`` -> :class:`Sample` with a random crop seeded by (seed, epoch, index).
 
-    def __init__(self, files: Sequence[Path], image_size: int, seed: int, random_crop: bool = True):
+    With ``cache`` (from :func:`open_cache`), images come pre-resized from the memory-mapped
+    cache instead of being decoded; the tensors are identical.
+    """
+
+    def __init__(self, files: Sequence[Path], image_size: int, seed: int, random_crop: bool = True,
+                 cache: Optional["ImageCache"] = None):
         self.files = [str(f) for f in files]
         self.image_size = image_size
         self.seed = seed
         self.random_crop = random_crop
+        self.cache = cache
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def _pixels(self, i: int) -> np.ndarray:
+        if self.cache is not None:
+            return self.cache.get(i)
+        return decode_resized(self.files[i], self.image_size)
 
     def __getitem__(self, key: tuple[int, int]) -> Sample:
         epoch, index = key
         bad: list[str] = []
         for k in range(min(_MAX_SUBSTITUTES, len(self.files))):
-            path = self.files[(index + k) % len(self.files)]
+            i = (index + k) % len(self.files)
             try:
-                img = open_image(path, draft_size=self.image_size).convert("RGB")
+                arr = self._pixels(i)
             except DataError:
-                bad.append(path)
+                bad.append(self.files[i])
                 continue
             # A string seed is hashed with SHA-512 by random.Random: stable across processes.
             rng = random.Random(f"{self.seed}:{epoch}:{index}") if self.random_crop else None
-            return Sample(crop_transform(img, self.image_size, rng), True, bad)
+            return Sample(random_crop(arr, self.image_size, rng), True, bad)
         return Sample(torch.zeros(3, self.image_size, self.image_size), False, bad)
 
 
@@ -135,9 +165,10 @@ class ResumableSampler(Sampler):
 
 def build_loader(files: Sequence[Path], image_size: int, batch_size: int, seed: int,
                  num_workers: int, start_step: int = 0, pin_memory: bool = False,
-                 rank: int = 0, world_size: int = 1) -> tuple[DataLoader, ResumableSampler]:
+                 rank: int = 0, world_size: int = 1,
+                 cache: Optional["ImageCache"] = None) -> tuple[DataLoader, ResumableSampler]:
     """An endless loader of collated batches beginning at step ``start_step``."""
-    dataset = ImageFolderDataset(files, image_size, seed)
+    dataset = ImageFolderDataset(files, image_size, seed, cache=cache)
     sampler = ResumableSampler(len(dataset), batch_size, seed, start_step, rank, world_size)
     loader = DataLoader(
         dataset,
@@ -174,3 +205,152 @@ def load_sample_images(paths: Sequence[str | Path], candidates: Sequence[Path], 
     if not images:
         return torch.zeros(0, 3, image_size, image_size)
     return torch.stack(images)
+
+
+# ---- pre-resized cache: python -m fast_nst.data prepare DIR --image_size 256 ----------------------
+
+CACHE_VERSION = 1
+
+
+def cache_dir(train_dir: str | Path, image_size: int) -> Path:
+    """Where ``prepare`` puts the cache for ``image_size`` (inside ``train_dir``)."""
+    return Path(train_dir) / f".fast_nst_cache_{image_size}"
+
+
+class ImageCache:
+    """Pre-resized training images (shorter side = image_size) in one memory-mapped uint8 file.
+
+    ``index.json`` holds the relative file names, byte offsets and (H, W) of each image
+    (0 x 0 for files that failed to decode); ``pixels.u8`` the pixels, (H, W, 3) each.
+    The memory map is opened lazily so the object pickles cheaply into loader workers.
+    """
+
+    def __init__(self, folder: Path, meta: dict):
+        self.folder = folder
+        self.files: list[str] = meta["files"]
+        self.offsets: list[int] = meta["offsets"]
+        self.shapes: list[list[int]] = meta["shapes"]
+        self._map: Optional[np.memmap] = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_map": None}
+
+    def get(self, i: int) -> np.ndarray:
+        h, w = self.shapes[i]
+        if h == 0:
+            raise DataError(f"{self.files[i]}: could not be decoded when the cache was prepared")
+        if self._map is None:
+            self._map = np.memmap(self.folder / "pixels.u8", dtype=np.uint8, mode="r")
+        start = self.offsets[i]
+        return self._map[start:start + h * w * 3].reshape(h, w, 3)
+
+
+def open_cache(train_dir: str | Path, image_size: int, files: Sequence[Path]) -> Optional[ImageCache]:
+    """The cache for ``files`` at ``image_size`` if ``prepare`` made one and it is current;
+    None (with a warning when it exists but is stale) otherwise."""
+    import json
+    import warnings
+
+    folder = cache_dir(train_dir, image_size)
+    if not (folder / "index.json").is_file():
+        return None
+    try:
+        meta = json.loads((folder / "index.json").read_text())
+    except (OSError, ValueError):
+        warnings.warn(f"Ignoring unreadable cache {folder}; run prepare again.")
+        return None
+    rel = [str(Path(f).relative_to(train_dir)) for f in files]
+    if meta.get("version") != CACHE_VERSION or meta.get("image_size") != image_size or meta.get("files") != rel:
+        warnings.warn(f"Ignoring stale cache {folder} (files or settings changed); refresh it with: "
+                      f"python -m fast_nst.data prepare {train_dir} --image_size {image_size}")
+        return None
+    return ImageCache(folder, meta)
+
+
+class _DecodeDataset(Dataset):
+    def __init__(self, files: Sequence[Path], size: int):
+        self.files, self.size = list(files), size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        try:
+            return decode_resized(self.files[i], self.size)
+        except DataError as e:
+            return str(e)
+
+
+def _identity(item):
+    return item
+
+
+def prepare_cache(train_dir: str | Path, image_size: int, num_workers: int = 4,
+                  progress: bool = True) -> Path:
+    """Decode and resize every image under ``train_dir`` once into :func:`cache_dir`."""
+    import json
+    import os
+    import shutil
+    import sys
+
+    from tqdm import tqdm
+
+    files = find_training_images(train_dir)
+    final = cache_dir(train_dir, image_size)
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    loader = DataLoader(_DecodeDataset(files, image_size), batch_size=None, num_workers=num_workers,
+                        collate_fn=_identity)
+    offsets, shapes, offset, bad = [], [], 0, 0
+    with open(tmp / "pixels.u8", "wb") as out:
+        for item in tqdm(loader, total=len(files), desc="prepare", unit="img", disable=not progress,
+                         file=sys.stderr):
+            offsets.append(offset)
+            if isinstance(item, str):
+                print(f"warning: skipping unreadable training file: {item}", file=sys.stderr)
+                shapes.append([0, 0])
+                bad += 1
+                continue
+            out.write(item.tobytes())
+            shapes.append(list(item.shape[:2]))
+            offset += item.size
+        out.flush()
+        os.fsync(out.fileno())
+    meta = {"version": CACHE_VERSION, "image_size": image_size,
+            "files": [str(Path(f).relative_to(train_dir)) for f in files],
+            "offsets": offsets, "shapes": shapes}
+    (tmp / "index.json").write_text(json.dumps(meta))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    print(f"Cached {len(files) - bad} images ({offset / 2**30:.2f} GiB) in {final}"
+          + (f"; {bad} unreadable files skipped" if bad else ""), file=sys.stderr)
+    return final
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    import argparse
+    import sys
+
+    from .errors import FastNSTError
+
+    parser = argparse.ArgumentParser(
+        prog="python -m fast_nst.data",
+        description="Pre-resize a training folder into a memory-mapped cache that train.py uses "
+                    "automatically (same image_size, same files) for faster repeated runs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    prep = sub.add_parser("prepare", help="write the cache for DIR")
+    prep.add_argument("train_dir")
+    prep.add_argument("--image_size", type=int, default=256, help="training image_size (default 256)")
+    prep.add_argument("--num_workers", type=int, default=4, help="decoding processes")
+    args = parser.parse_args(argv)
+    try:
+        prepare_cache(args.train_dir, args.image_size, args.num_workers)
+    except FastNSTError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt_io
 from .config import TrainConfig, save_config
-from .data import build_loader, find_training_images, load_sample_images
+from .data import build_loader, find_training_images, load_sample_images, open_cache
 from .device import resolve_device
 from .download import fetch_style_image
 from .errors import CheckpointError, DataError, FastNSTError
@@ -40,6 +40,9 @@ _RESUME_SAFE_KEYS = {
     "num_workers", "device", "sample_images", "num_samples", "model_path", "train_dir",
     "loss_model_file", "style_image",
 }
+
+
+AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class TrainingInterrupted(FastNSTError):
@@ -238,8 +241,11 @@ def do_train(cfg: TrainConfig, resume: Union[bool, str, None] = None, overwrite:
         random.seed(cfg.seed)
         model = TransformNet()
         restore = None
-    model = model.to(device).train()
+    memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
+    model = model.to(device, memory_format=memory_format).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    amp_dtype = AMP_DTYPES[cfg.precision]
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     if resume_ckpt is not None:
         try:
             optimizer.load_state_dict(resume_ckpt["optimizer_state"])
@@ -247,14 +253,24 @@ def do_train(cfg: TrainConfig, resume: Union[bool, str, None] = None, overwrite:
             raise CheckpointError(f"{resume_path}: optimizer state does not fit ({e}).") from None
         if restore is not None:
             ckpt_io.restore_rng_state(restore)
+        if "scaler_state" in resume_ckpt and scaler.is_enabled():
+            scaler.load_state_dict(resume_ckpt["scaler_state"])
 
-    encoder = encoder.to(device)
+    encoder = encoder.to(device, memory_format=memory_format)
     criterion = PerceptualLoss(
         encoder, style.to(device), cfg.content_layers, cfg.style_layers,
         cfg.content_weight, cfg.style_weight, cfg.tv_weight, cfg.style_layer_weights,
     )
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels once
+    step_model, step_loss = model, criterion
+    if cfg.compile:
+        step_model, step_loss = torch.compile(model), torch.compile(criterion)
+    cache = open_cache(cfg.train_dir, cfg.image_size, files)
+    if cache is not None:
+        print(f"Using the pre-resized cache {cache.folder}", file=sys.stderr)
     loader, _ = build_loader(files, cfg.image_size, cfg.batch_size, cfg.seed, cfg.num_workers,
-                             start_step=start_step, pin_memory=device.type == "cuda")
+                             start_step=start_step, pin_memory=device.type == "cuda", cache=cache)
     samples = load_sample_images(cfg.sample_images, files, cfg.num_samples, cfg.image_size).to(device)
     save_config(cfg, run_dir / CONFIG_FILE)
     writer = SummaryWriter(log_dir=str(run_dir), purge_step=start_step if resume_ckpt else None)
@@ -277,6 +293,8 @@ def do_train(cfg: TrainConfig, resume: Union[bool, str, None] = None, overwrite:
         nonlocal last_ckpt
         monitor.check_finite(last_ckpt)
         ckpt = ckpt_io.make_checkpoint(model, cfg, step, optimizer)
+        if scaler.is_enabled():
+            ckpt["scaler_state"] = scaler.state_dict()
         last_ckpt = ckpt_io.save_training_checkpoint(ckpt, run_dir, cfg.keep_checkpoints)
         return last_ckpt
 
@@ -296,11 +314,15 @@ def do_train(cfg: TrainConfig, resume: Union[bool, str, None] = None, overwrite:
                                     f"{len(skipped)} files failed to decode in a row. "
                                     "Check the folder's contents.")
                 x = batch["image"].to(device, non_blocking=True)  # (N, 3, S, S) in [0, 1]
+                x = x.contiguous(memory_format=memory_format)
                 optimizer.zero_grad(set_to_none=True)
-                y = model(x)  # (N, 3, S, S) in (0, 1)
-                terms = criterion(y, x)
-                terms["total"].backward()
-                optimizer.step()
+                with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                                    enabled=amp_dtype is not None):
+                    y = step_model(x)  # (N, 3, S, S) in (0, 1)
+                    terms = step_loss(y, x)
+                scaler.scale(terms["total"]).backward()
+                scaler.step(optimizer)
+                scaler.update()
                 step += 1
                 monitor.add(terms, step)
                 bar.update(1)

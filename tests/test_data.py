@@ -98,3 +98,34 @@ def test_sample_images_are_fixed_and_skip_unreadable(tmp_path, train_dir):
     s1 = load_sample_images([], [bad] + files, 3, 16)
     s2 = load_sample_images([], [bad] + files, 3, 16)
     assert s1.shape == (3, 3, 16, 16) and torch.equal(s1, s2)
+
+
+def test_prepared_cache_yields_the_same_tensors_as_decoding(tmp_path, capsys):
+    from fast_nst.data import cache_dir, main, open_cache
+
+    d = tmp_path / "photos"
+    for i, size in enumerate([(50, 40), (40, 70), (33, 33), (90, 41)]):
+        make_photo(d / f"p{i}.jpg", size, seed=i)
+    (d / "broken.jpg").write_bytes(b"\xff\xd8 nope")
+    files = find_training_images(d)
+    assert main(["prepare", str(d), "--image_size", "32", "--num_workers", "0"]) == 0
+    assert "1 unreadable files skipped" in capsys.readouterr().err
+    cache = open_cache(d, 32, files)
+    assert cache is not None and (cache_dir(d, 32) / "pixels.u8").is_file()
+    plain = ImageFolderDataset(files, 32, seed=4)
+    cached = ImageFolderDataset(files, 32, seed=4, cache=cache)
+    for epoch in range(2):
+        for i in range(len(files)):
+            a, b = plain[(epoch, i)], cached[(epoch, i)]
+            assert torch.equal(a.image, b.image) and a.bad_files == b.bad_files
+    # through worker processes too
+    la, _ = build_loader(files, 32, 2, seed=1, num_workers=0)
+    lb, _ = build_loader(files, 32, 2, seed=1, num_workers=2, cache=cache)
+    ia, ib = iter(la), iter(lb)
+    for _ in range(3):
+        assert torch.equal(next(ia)["image"], next(ib)["image"])
+    # another image size, or a changed folder, does not use it
+    assert open_cache(d, 48, files) is None
+    make_photo(d / "new.jpg", (40, 40))
+    with pytest.warns(UserWarning, match="stale cache"):
+        assert open_cache(d, 32, find_training_images(d)) is None
