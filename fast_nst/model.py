@@ -42,7 +42,9 @@ class ConvLayer(nn.Sequential):
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm_act: bool = True):
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(kernel // 2),
-            nn.Conv2d(cin, cout, kernel, stride=stride),
+            # A bias before instance norm is cancelled by its mean subtraction: its gradient is
+            # pure rounding noise, which Adam would amplify into lr-sized random steps.
+            nn.Conv2d(cin, cout, kernel, stride=stride, bias=not norm_act),
         ]
         if norm_act:
             layers += [nn.InstanceNorm2d(cout, affine=True), nn.ReLU()]
@@ -58,7 +60,7 @@ class ResidualBlock(nn.Module):
         self.block = nn.Sequential(
             ConvLayer(channels, channels, 3),
             nn.ReflectionPad2d(1),
-            nn.Conv2d(channels, channels, 3),
+            nn.Conv2d(channels, channels, 3, bias=False),  # followed by instance norm, see ConvLayer
             nn.InstanceNorm2d(channels, affine=True),
         )
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator, Optional, Union
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
@@ -26,6 +27,7 @@ from . import checkpoint as ckpt_io
 from .config import TrainConfig, save_config
 from .data import build_loader, find_training_images, load_sample_images, open_cache
 from .device import resolve_device
+from .distributed import DistContext, OtherRankFailed, init_distributed, shutdown
 from .download import fetch_style_image
 from .errors import CheckpointError, DataError, FastNSTError
 from .images import open_image, pil_to_tensor, resize_longest
@@ -174,29 +176,41 @@ class _LossMonitor:
             "Lower lr or the loss weights, or check the style image and training data."
         )
 
-    def pop_means(self) -> dict[str, float]:
-        means = (self.sum / max(1, self.count)).tolist()
-        self.sum.zero_()
+    def has_nonfinite(self) -> int:
+        """1 if any step so far had a NaN/inf term (a host sync), else 0."""
+        return int(bool(self.bad_seen))
+
+    def pop_means(self) -> torch.Tensor:
+        """Mean of each term since the last call, (K,) float64 in ``keys`` order."""
+        means = self.sum / max(1, self.count)
+        self.sum = torch.zeros_like(self.sum)
         self.count = 0
-        return dict(zip(self.keys, means))
+        return means
 
 
-def do_train(cfg: TrainConfig, resume: Union[bool, str, None] = None, overwrite: bool = False,
-             config_file: Optional[str] = None, progress: bool = True) -> TrainResult:
-    """Train a transform net for ``cfg``; returns where the model and checkpoints are.
+@dataclass
+class _Setup:
+    """Everything validated before step 1."""
 
-    ``resume``: True for the newest checkpoint in the run folder, a path for that checkpoint.
-    Raises :class:`FastNSTError` subclasses for everything a user can get wrong, all before
-    step 1.
-    """
-    t_start = time.time()
-    # ---- fail fast: everything a user can get wrong, before any compute -----------------------
+    device: torch.device
+    run_dir: Path
+    files: list
+    style: torch.Tensor
+    encoder: torch.nn.Module
+    steps: int
+    resume_ckpt: Optional[dict]
+    resume_path: Optional[Path]
+
+
+def _prepare(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: bool, conf_arg: str,
+             ctx: DistContext) -> _Setup:
+    """Fail fast: check everything a user can get wrong, before any compute."""
     device = resolve_device(cfg.device)
+    if ctx.enabled and device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)  # one GPU per process under torchrun
     run_dir = Path(cfg.model_path) / cfg.naming
-    model_file = run_dir / f"{cfg.naming}.pth"
     if resume and overwrite:
         raise FastNSTError("--resume and --overwrite contradict each other; choose one.")
-    conf_arg = config_file or "CONFIG"
     if not resume and not overwrite:
         previous = _run_files(run_dir, cfg.naming)
         if previous:
@@ -206,7 +220,7 @@ def do_train(cfg: TrainConfig, resume: Union[bool, str, None] = None, overwrite:
                 f"(deleting its checkpoints, model and logs) with: python train.py -c {conf_arg} --overwrite"
             )
     _check_writable(run_dir)
-    resume_ckpt = None
+    resume_ckpt, resume_path = None, None
     if resume:
         resume_path = find_resume_checkpoint(run_dir, resume)
         resume_ckpt = ckpt_io.read_checkpoint(resume_path)
@@ -216,86 +230,134 @@ def do_train(cfg: TrainConfig, resume: Union[bool, str, None] = None, overwrite:
         old_cfg = ckpt_io.checkpoint_config(resume_ckpt, resume_path)
         changed = sorted(k for k, v in cfg.to_dict().items()
                          if k not in _RESUME_SAFE_KEYS and old_cfg.to_dict().get(k) != v)
-        if changed:
+        if changed and ctx.is_main:
             warnings.warn(f"Resuming with a config that differs from the checkpoint's in: "
                           f"{', '.join(changed)}; the result will not match an uninterrupted run.")
     files = find_training_images(cfg.train_dir)
     style = load_style_tensor(cfg)
     layers = list(dict.fromkeys(cfg.content_layers + cfg.style_layers))
-    encoder = build_loss_network(cfg.loss_model_weights, layers, cfg.loss_model_file, seed=cfg.seed)
-    steps = total_steps(cfg, len(files))
+    encoder = build_loss_network(cfg.loss_model_weights, layers, cfg.loss_model_file, seed=cfg.seed,
+                                 quiet=not ctx.is_main)
+    steps = total_steps(cfg, len(files), ctx.world_size)
     if steps <= 0:
         raise DataError(f"{len(files)} images in {cfg.train_dir} make no full batch of "
-                        f"{cfg.batch_size}; add images, lower batch_size or set max_steps.")
-    if overwrite:
+                        f"{cfg.batch_size * ctx.world_size}; add images, lower batch_size or set max_steps.")
+    if overwrite and ctx.is_main:
         _clear_previous_run(run_dir, cfg.naming)
+    return _Setup(device, run_dir, files, style, encoder, steps, resume_ckpt, resume_path)
+
+
+def do_train(cfg: TrainConfig, resume: Union[bool, str, None] = None, overwrite: bool = False,
+             config_file: Optional[str] = None, progress: bool = True) -> TrainResult:
+    """Train a transform net for ``cfg``; returns where the model and checkpoints are.
+
+    ``resume``: True for the newest checkpoint in the run folder, a path for that checkpoint.
+    Raises :class:`FastNSTError` subclasses for everything a user can get wrong, all before
+    step 1. Under torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel; only rank 0
+    writes files.
+    """
+    ctx = init_distributed(cfg.device)
+    try:
+        return _train(cfg, resume, overwrite, config_file or "CONFIG", progress, ctx)
+    finally:
+        shutdown(ctx)
+
+
+def _train(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: bool, conf_arg: str,
+           progress: bool, ctx: DistContext) -> TrainResult:
+    t_start = time.time()
+    main = ctx.is_main
+    # Rank 0 checks (and downloads) first, then the others find the files in place.
+    first = ctx.together(lambda: _prepare(cfg, resume, overwrite, conf_arg, ctx) if main else None,
+                         "checking the set-up")
+    later = ctx.together(lambda: None if main else _prepare(cfg, resume, overwrite, conf_arg, ctx),
+                         "checking the set-up")
+    setup: _Setup = first or later
+    device, run_dir, files, steps = setup.device, setup.run_dir, setup.files, setup.steps
+    model_file = run_dir / f"{cfg.naming}.pth"
 
     # ---- build ----------------------------------------------------------------------------------
     start_step = 0
-    if resume_ckpt is not None:
-        model = ckpt_io.build_model(resume_ckpt, resume_path)
-        start_step = int(resume_ckpt["step"])
-        restore = resume_ckpt.get("rng_state")
+    if setup.resume_ckpt is not None:
+        model = ckpt_io.build_model(setup.resume_ckpt, setup.resume_path)
+        start_step = int(setup.resume_ckpt["step"])
     else:
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         model = TransformNet()
-        restore = None
     memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
     model = model.to(device, memory_format=memory_format).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     amp_dtype = AMP_DTYPES[cfg.precision]
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
-    if resume_ckpt is not None:
+    if setup.resume_ckpt is not None:
         try:
-            optimizer.load_state_dict(resume_ckpt["optimizer_state"])
+            optimizer.load_state_dict(setup.resume_ckpt["optimizer_state"])
         except (ValueError, KeyError, RuntimeError) as e:
-            raise CheckpointError(f"{resume_path}: optimizer state does not fit ({e}).") from None
-        if restore is not None:
-            ckpt_io.restore_rng_state(restore)
-        if "scaler_state" in resume_ckpt and scaler.is_enabled():
-            scaler.load_state_dict(resume_ckpt["scaler_state"])
+            raise CheckpointError(f"{setup.resume_path}: optimizer state does not fit ({e}).") from None
+        if setup.resume_ckpt.get("rng_state") is not None:
+            ckpt_io.restore_rng_state(setup.resume_ckpt["rng_state"])
+        if "scaler_state" in setup.resume_ckpt and scaler.is_enabled():
+            scaler.load_state_dict(setup.resume_ckpt["scaler_state"])
 
-    encoder = encoder.to(device, memory_format=memory_format)
+    encoder = setup.encoder.to(device, memory_format=memory_format)
     criterion = PerceptualLoss(
-        encoder, style.to(device), cfg.content_layers, cfg.style_layers,
+        encoder, setup.style.to(device), cfg.content_layers, cfg.style_layers,
         cfg.content_weight, cfg.style_weight, cfg.tv_weight, cfg.style_layer_weights,
     )
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels once
-    step_model, step_loss = model, criterion
+    # Only the transform net is wrapped: VGG is frozen and the style Grams are per rank.
+    step_model: torch.nn.Module = model
+    if ctx.enabled:
+        step_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    step_loss: torch.nn.Module = criterion
     if cfg.compile:
-        step_model, step_loss = torch.compile(model), torch.compile(criterion)
+        step_model, step_loss = torch.compile(step_model), torch.compile(criterion)
     cache = open_cache(cfg.train_dir, cfg.image_size, files)
-    if cache is not None:
+    if cache is not None and main:
         print(f"Using the pre-resized cache {cache.folder}", file=sys.stderr)
     loader, _ = build_loader(files, cfg.image_size, cfg.batch_size, cfg.seed, cfg.num_workers,
-                             start_step=start_step, pin_memory=device.type == "cuda", cache=cache)
-    samples = load_sample_images(cfg.sample_images, files, cfg.num_samples, cfg.image_size).to(device)
-    save_config(cfg, run_dir / CONFIG_FILE)
-    writer = SummaryWriter(log_dir=str(run_dir), purge_step=start_step if resume_ckpt else None)
-    if start_step == 0:
-        writer.add_image("style", style[0], 0)
-        if len(samples):
-            writer.add_images("samples/content", samples.cpu(), 0)
+                             start_step=start_step, pin_memory=device.type == "cuda",
+                             rank=ctx.rank, world_size=ctx.world_size, cache=cache)
+    samples = torch.zeros(0)
+    writer = None
+    if main:
+        samples = load_sample_images(cfg.sample_images, files, cfg.num_samples, cfg.image_size).to(device)
+        save_config(cfg, run_dir / CONFIG_FILE)
+        writer = SummaryWriter(log_dir=str(run_dir), purge_step=start_step if setup.resume_ckpt else None)
+        if start_step == 0:
+            writer.add_image("style", setup.style[0], 0)
+            if len(samples):
+                writer.add_images("samples/content", samples.cpu(), 0)
 
     # ---- train ----------------------------------------------------------------------------------
     keys = ["total", "content", "style"] + [f"style/{n}" for n in cfg.style_layers] + ["tv"]
     monitor = _LossMonitor(keys, device)
     skipped: set[str] = set()
-    last_ckpt: Optional[Path] = ckpt_io.list_checkpoints(run_dir)[-1][1] if resume_ckpt else None
-    print(f"Training {cfg.naming} on {device}: {len(files)} images, batch {cfg.batch_size}, "
-          f"steps {start_step} -> {steps}; run folder {run_dir}", file=sys.stderr)
-    bar = tqdm(total=steps, initial=start_step, desc=cfg.naming, unit="step", disable=not progress,
-               file=sys.stderr, dynamic_ncols=True)
+    last_ckpt: Optional[Path] = setup.resume_path
+    global_batch = cfg.batch_size * ctx.world_size
+    if main:
+        procs = f" x {ctx.world_size} processes = global batch {global_batch}" if ctx.enabled else ""
+        print(f"Training {cfg.naming} on {device}: {len(files)} images, batch {cfg.batch_size}{procs}, "
+              f"steps {start_step} -> {steps}; run folder {run_dir}", file=sys.stderr)
+    bar = tqdm(total=steps, initial=start_step, desc=cfg.naming, unit="step",
+               disable=not (progress and main), file=sys.stderr, dynamic_ncols=True)
 
-    def save_training(step: int) -> Path:
+    def check_finite() -> None:
+        (bad,) = ctx.agree([monitor.has_nonfinite()])
+        if bad:
+            monitor.check_finite(last_ckpt)  # raises on the ranks that saw it
+            raise OtherRankFailed("Non-finite loss on another process; training stopped.")
+
+    def save_training(step: int) -> Optional[Path]:
         nonlocal last_ckpt
-        monitor.check_finite(last_ckpt)
-        ckpt = ckpt_io.make_checkpoint(model, cfg, step, optimizer)
-        if scaler.is_enabled():
-            ckpt["scaler_state"] = scaler.state_dict()
-        last_ckpt = ckpt_io.save_training_checkpoint(ckpt, run_dir, cfg.keep_checkpoints)
+        check_finite()
+        if main:
+            ckpt = ckpt_io.make_checkpoint(model, cfg, step, optimizer)
+            if scaler.is_enabled():
+                ckpt["scaler_state"] = scaler.state_dict()
+            last_ckpt = ckpt_io.save_training_checkpoint(ckpt, run_dir, cfg.keep_checkpoints)
         return last_ckpt
 
     step = start_step
@@ -309,10 +371,22 @@ def do_train(cfg: TrainConfig, resume: Union[bool, str, None] = None, overwrite:
                     if path not in skipped:
                         skipped.add(path)
                         tqdm.write(f"warning: skipping unreadable training file {path}", file=sys.stderr)
-                if not batch["ok"]:
+                # One tiny CPU all-reduce per step keeps ranks in step on signals and data errors.
+                sig, data_error = ctx.agree([stop["signal"] or 0, int(not batch["ok"])])
+                if data_error:
+                    if batch["ok"]:
+                        raise OtherRankFailed("Another process found no readable images; stopping.")
                     raise DataError(f"No readable images found in {cfg.train_dir}: "
                                     f"{len(skipped)} files failed to decode in a row. "
                                     "Check the folder's contents.")
+                if sig and step > start_step:
+                    path = save_training(step)
+                    ctx.agree([0])  # nobody exits before rank 0 has written the checkpoint
+                    raise TrainingInterrupted(
+                        f"{signal.Signals(sig).name} received: stopped at step {step}/{steps}; "
+                        f"checkpoint saved to {path}. Resume with: python train.py -c {conf_arg} --resume",
+                        exit_code=128 + int(sig),
+                    )
                 x = batch["image"].to(device, non_blocking=True)  # (N, 3, S, S) in [0, 1]
                 x = x.contiguous(memory_format=memory_format)
                 optimizer.zero_grad(set_to_none=True)
@@ -329,48 +403,43 @@ def do_train(cfg: TrainConfig, resume: Union[bool, str, None] = None, overwrite:
 
                 last = step == steps
                 if step % cfg.log_every == 0 or last or step == start_step + 1:
-                    monitor.check_finite(last_ckpt)
+                    check_finite()
                     now = time.time()
-                    rate = (step - step_log) * cfg.batch_size / max(now - t_log, 1e-9)
+                    rate = (step - step_log) * global_batch / max(now - t_log, 1e-9)
                     t_log, step_log = now, step
-                    means = monitor.pop_means()
-                    for k, v in means.items():
-                        writer.add_scalar(f"loss/{k}", v, step)
-                    writer.add_scalar("perf/images_per_s", rate, step)
-                    writer.add_scalar("lr", optimizer.param_groups[0]["lr"], step)
+                    means = dict(zip(keys, ctx.all_mean(monitor.pop_means()).tolist()))
+                    if writer is not None:
+                        for k, v in means.items():
+                            writer.add_scalar(f"loss/{k}", v, step)
+                        writer.add_scalar("perf/images_per_s", rate, step)
+                        writer.add_scalar("lr", optimizer.param_groups[0]["lr"], step)
                     bar.set_postfix(loss=f"{means['total']:.4g}", content=f"{means['content']:.3g}",
                                     style=f"{means['style']:.3g}", tv=f"{means['tv']:.2g}",
                                     img_s=f"{rate:.1f}")
-                if (step % cfg.image_log_every == 0 or last) and len(samples):
+                if writer is not None and (step % cfg.image_log_every == 0 or last) and len(samples):
                     with torch.no_grad():
                         writer.add_images("samples/stylized", model(samples).float().cpu(), step)
                 if step % cfg.checkpoint_every == 0 or last:
                     save_training(step)
-                if stop["signal"] is not None and not last:
-                    path = save_training(step)
-                    name = signal.Signals(stop["signal"]).name
-                    raise TrainingInterrupted(
-                        f"{name} received: stopped at step {step}/{steps}; checkpoint saved to "
-                        f"{path}. Resume with: python train.py -c {conf_arg} --resume",
-                        exit_code=128 + int(stop["signal"]),
-                    )
     finally:
         bar.close()
-        writer.close()
+        if writer is not None:
+            writer.close()
         del data_iter  # shuts down loader workers
 
-    monitor.check_finite(last_ckpt)
-    ckpt_io.atomic_torch_save(ckpt_io.make_checkpoint(model, cfg, step), model_file)
+    check_finite()
     seconds = time.time() - t_start
-    skipped_note = f" Skipped {len(skipped)} unreadable training files." if skipped else ""
-    print(
-        f"Done: {step} steps in {seconds:.1f} s.{skipped_note}\n"
-        f"  model:       {model_file}\n"
-        f"  checkpoints: {run_dir / ckpt_io.CHECKPOINT_DIR} (newest {last_ckpt.name if last_ckpt else '-'})\n"
-        f"  config:      {run_dir / CONFIG_FILE}\n"
-        f"  TensorBoard: tensorboard --logdir {run_dir}\n"
-        f"  stylize:     python eval.py --model_file {model_file} --image_file PHOTO.jpg",
-        file=sys.stderr,
-    )
+    if main:
+        ckpt_io.atomic_torch_save(ckpt_io.make_checkpoint(model, cfg, step), model_file)
+        skipped_note = f" Skipped {len(skipped)} unreadable training files." if skipped else ""
+        print(
+            f"Done: {step} steps in {seconds:.1f} s.{skipped_note}\n"
+            f"  model:       {model_file}\n"
+            f"  checkpoints: {run_dir / ckpt_io.CHECKPOINT_DIR} (newest {last_ckpt.name if last_ckpt else '-'})\n"
+            f"  config:      {run_dir / CONFIG_FILE}\n"
+            f"  TensorBoard: tensorboard --logdir {run_dir}\n"
+            f"  stylize:     python eval.py --model_file {model_file} --image_file PHOTO.jpg",
+            file=sys.stderr,
+        )
+    ctx.agree([0])  # the final model exists before any rank returns
     return TrainResult(run_dir, model_file, last_ckpt, step, seconds, len(skipped))
-

@@ -156,11 +156,12 @@ RANDOM_WARNING = (
 
 
 def build_loss_network(weights: str, layers: Iterable[str], weights_file: str | Path,
-                       seed: int = 0) -> VGGEncoder:
+                       seed: int = 0, quiet: bool = False) -> VGGEncoder:
     """The frozen encoder for ``layers``; ``weights`` is "imagenet" (from ``weights_file``) or "random"."""
     if weights == "random":
         # Loud on purpose: a random loss network must never be mistaken for a real run.
-        print(f"{'!' * 80}\n{RANDOM_WARNING}\n{'!' * 80}", file=sys.stderr)
+        if not quiet:
+            print(f"{'!' * 80}\n{RANDOM_WARNING}\n{'!' * 80}", file=sys.stderr)
         features = random_vgg16_features(seed)
     elif weights == "imagenet":
         features = load_vgg16_features(weights_file)

@@ -1,0 +1,243 @@
+"""Benchmark fast-nst against the plain reference path on the current device; prints a table.
+
+    python benchmarks/bench.py                      # everything, sizes picked for the device
+    python benchmarks/bench.py --only inference     # just stylizing
+    python benchmarks/bench.py --data ../shared/data/train
+
+Reference path (what pytorch/examples' fast_neural_style does): eager fp32, NCHW, both the
+stylized and the content batch through VGG16 up to relu4_3, loss read back to the host every
+step. Fast path: fast-nst's own training step (content branch only to relu2_2, no host sync,
+optional bf16/fp16 autocast, torch.compile, channels_last) and its default stylizer.
+Random weights throughout: speed does not depend on the values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fast_nst.data import build_loader, find_training_images, open_cache
+from fast_nst.losses import PerceptualLoss, gram_matrix
+from fast_nst.model import TransformNet
+from fast_nst.stylize import Stylizer
+from fast_nst.vgg import VGGEncoder, random_vgg16_features
+
+STYLE_LAYERS = ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
+ROWS: list[tuple[str, str, str, str]] = []
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device, warmup: int, iters: int) -> float:
+    """Seconds per call, after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    sync(device)
+    return (time.perf_counter() - t) / iters
+
+
+def peak_memory(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB GPU"
+    return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB RSS (process peak)"
+
+
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def record(what: str, path: str, value: str, device: torch.device) -> None:
+    ROWS.append((what, path, value, peak_memory(device)))
+    print(f"  {what:38s} {path:34s} {value:>18s}   {ROWS[-1][3]}", flush=True)
+
+
+# ---- training ------------------------------------------------------------------------------------
+
+def reference_step_fn(net, enc, style_grams, opt, x):
+    """pytorch/examples' step: VGG to relu4_3 on y and x, content at relu2_2, .item() each step."""
+
+    def step():
+        opt.zero_grad()
+        y = net(x)
+        fy = enc(y, STYLE_LAYERS)
+        fx = enc(x, STYLE_LAYERS)
+        content = F.mse_loss(fy["relu2_2"], fx["relu2_2"])
+        style = sum(F.mse_loss(gram_matrix(fy[n]), g.expand(x.shape[0], -1, -1))
+                    for n, g in zip(STYLE_LAYERS, style_grams)) * 1e5
+        total = content + style
+        total.backward()
+        opt.step()
+        return total.item()  # the host sync pytorch/examples does every step
+
+    return step
+
+
+def fast_step_fn(net, crit, opt, x, precision: str, device: torch.device):
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            total = crit(net(x), x)["total"]
+        scaler.scale(total).backward()
+        scaler.step(opt)
+        scaler.update()
+        return total  # stays on the device
+
+    return step
+
+
+def bench_training(device, size, batches, precisions, compile_: bool, channels_last: bool,
+                   warmup: int, iters: int) -> None:
+    print(f"\nTraining step, {size} x {size}:")
+    torch.manual_seed(0)
+    style = torch.rand(1, 3, size, size, device=device)
+    for batch in batches:
+        x = torch.rand(batch, 3, size, size, device=device)
+        # reference
+        net = TransformNet().to(device)
+        enc = VGGEncoder(random_vgg16_features(0), STYLE_LAYERS).to(device)
+        with torch.no_grad():
+            grams = [gram_matrix(f) for f in enc(style, STYLE_LAYERS).values()]
+        opt = torch.optim.Adam(net.parameters(), 1e-3)
+        reset_peak(device)
+        t = timed(reference_step_fn(net, enc, grams, opt, x), device, warmup, iters)
+        record(f"train batch {batch}", "reference (eager fp32)", f"{batch / t:.1f} img/s", device)
+        # fast paths
+        for precision in precisions:
+            mf = torch.channels_last if channels_last else torch.preserve_format
+            net = TransformNet().to(device, memory_format=mf)
+            enc = VGGEncoder(random_vgg16_features(0), STYLE_LAYERS).to(device, memory_format=mf)
+            crit = PerceptualLoss(enc, style, ["relu2_2"], STYLE_LAYERS, 1.0, 1e5, 1.0)
+            opt = torch.optim.Adam(net.parameters(), 1e-3)
+            xf = x.contiguous(memory_format=mf)
+            step_net, step_crit = (torch.compile(net), torch.compile(crit)) if compile_ else (net, crit)
+            reset_peak(device)
+            t = timed(fast_step_fn(step_net, step_crit, opt, xf, precision, device), device,
+                      warmup + (3 if compile_ else 0), iters)
+            label = f"fast {precision}" + (" compiled" if compile_ else "") + (" CL" if channels_last else "")
+            record(f"train batch {batch}", label, f"{batch / t:.1f} img/s", device)
+
+
+# ---- data ----------------------------------------------------------------------------------------
+
+def make_fake_folder(n: int, root: Path) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        arr = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
+        Image.fromarray(arr).save(root / f"{i:05d}.jpg", quality=90)
+    return root
+
+
+def bench_data(folder: Path, size: int, batch: int, workers: int, batches: int, device) -> None:
+    print(f"\nData loader alone ({folder}, {size} px, batch {batch}, {workers} workers):")
+    files = find_training_images(folder)
+    cache = open_cache(folder, size, files)
+    paths = [("decode JPEG (draft mode)", None)] + ([("pre-resized cache", cache)] if cache else [])
+    for label, c in paths:
+        loader, _ = build_loader(files, size, batch, 0, workers, cache=c,
+                                 pin_memory=device.type == "cuda")
+        it = iter(loader)
+        next(it)  # start the workers
+        t = time.perf_counter()
+        for _ in range(batches):
+            next(it)
+        dt = time.perf_counter() - t
+        record("data loader", label, f"{batches * batch / dt:.0f} img/s", device)
+        del it, loader
+
+
+# ---- inference -----------------------------------------------------------------------------------
+
+def bench_inference(device, sizes, warmup, iters, precisions, compile_: bool) -> None:
+    print("\nStylizing one image (batch 1):")
+    torch.manual_seed(0)
+    net = TransformNet().eval()
+    for h, w in sizes:
+        x = torch.rand(1, 3, h, w, device=device)
+        ref = Stylizer(net, device, fast=False)
+        reset_peak(device)
+        with torch.no_grad():  # the reference: plain module call, no inference_mode
+            t_ref = timed(lambda: ref.model(x), device, warmup, iters)
+        record(f"stylize {w} x {h}", "reference (eager fp32)", f"{t_ref * 1e3:.1f} ms", device)
+        for precision in precisions:
+            s = Stylizer(net, device, precision=precision, compile=compile_)
+            reset_peak(device)
+            t = timed(lambda: s.stylize_tensor(x), device, warmup + (2 if compile_ else 0), iters)
+            kind = "fast" if s.model.__class__.__name__ == "FastTransformNet" else "module"
+            label = f"{kind} {precision}" + (" compiled" if compile_ else "")
+            record(f"stylize {w} x {h}", label, f"{t * 1e3:.1f} ms ({t_ref / t:.2f}x)", device)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--only", choices=["train", "data", "inference"], action="append")
+    p.add_argument("--data", help="folder of JPEGs for the loader benchmark (default: generated)")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--compile", action="store_true", help="also measure torch.compile paths")
+    p.add_argument("--channels_last", action="store_true", help="also measure channels_last")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    args = p.parse_args()
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if args.device == "auto" else args.device))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    gpu = device.type == "cuda"
+    name = torch.cuda.get_device_name(device) if gpu else (platform.processor() or platform.machine())
+    print(f"fast-nst benchmark on {device} ({name}); torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")
+    only = set(args.only or ["train", "data", "inference"])
+    if gpu:
+        torch.backends.cudnn.benchmark = True
+    if "train" in only:
+        precisions = ["fp32", "bf16", "fp16"] if gpu else ["fp32", "bf16"]
+        bench_training(device, 256 if gpu else 128, [4, 16] if gpu else [4], precisions, False, False,
+                       warmup=5 if gpu else 1, iters=20 if gpu else 3)
+        if args.compile or args.channels_last:
+            bench_training(device, 256 if gpu else 128, [16] if gpu else [4], ["bf16"] if gpu else ["fp32"],
+                           args.compile, args.channels_last, warmup=5 if gpu else 1, iters=20 if gpu else 3)
+    if "data" in only:
+        workers = args.workers if args.workers is not None else (8 if gpu else 2)
+        if args.data:
+            bench_data(Path(args.data), 256, 16, workers, 40 if gpu else 10, device)
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                bench_data(make_fake_folder(200, Path(tmp)), 256, 16, workers, 40 if gpu else 10, device)
+    if "inference" in only:
+        sizes = [(256, 256), (512, 512), (1080, 1920)]
+        precisions = ["fp32", "bf16", "fp16"] if gpu else ["fp32"]
+        bench_inference(device, sizes, warmup=3 if gpu else 1, iters=20 if gpu else 3,
+                        precisions=precisions, compile_=False)
+        if args.compile:
+            bench_inference(device, sizes, warmup=3, iters=20 if gpu else 3,
+                            precisions=["bf16"] if gpu else ["fp32"], compile_=True)
+    print("\n| what | path | result | peak memory |\n| --- | --- | --- | --- |")
+    for row in ROWS:
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""The fast paths (CPU inference rewrite, bf16/fp16 autocast, torch.compile, content branch cut at
+the deepest content layer) must compute what the plain fp32 reference computes."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fast_nst.inference import FastTransformNet, _phase_weight, _unshuffle_weight
+from fast_nst.losses import PerceptualLoss, gram_matrix
+from fast_nst.model import TransformNet, TransformNetArgs
+from fast_nst.stylize import Stylizer
+from fast_nst.vgg import VGGEncoder, random_vgg16_features
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = F.mse_loss(a.float(), b.float()).item()
+    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(0)
+    net = TransformNet().eval()
+    with torch.no_grad():  # non-trivial norm parameters, as after training
+        for m in net.modules():
+            if isinstance(m, torch.nn.InstanceNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+    return net
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 64, 64), (2, 3, 37, 53), (1, 3, 3, 7), (1, 3, 96, 40)])
+def test_fast_cpu_net_equals_reference(net, shape):
+    x = torch.rand(*shape)
+    with torch.inference_mode():
+        ref, fast = net(x), FastTransformNet(net)(x)
+    assert fast.shape == ref.shape
+    assert torch.allclose(fast, ref, atol=1e-4), (fast - ref).abs().max()
+
+
+def test_phase_upsample_conv_equals_upsample_then_conv():
+    torch.manual_seed(2)
+    x, w = torch.randn(1, 5, 6, 7), torch.randn(4, 5, 3, 3)
+    ref = F.conv2d(F.pad(F.interpolate(x, scale_factor=2, mode="nearest"), (1, 1, 1, 1), mode="reflect"), w)
+    y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), _phase_weight(w)).view(1, 2, 2, 4, 7, 8)
+    for a in range(2):
+        for b in range(2):
+            assert torch.allclose(ref[:, :, a::2, b::2], y[:, a, b, :, a:a + 6, b:b + 7], atol=1e-5)
+
+
+def test_unshuffled_conv_equals_plain_conv():
+    torch.manual_seed(3)
+    x, w = torch.randn(2, 4, 20, 18), torch.randn(3, 4, 9, 9)
+    ref = F.conv2d(x, w)  # (2, 3, 12, 10)
+    y = F.pixel_shuffle(F.conv2d(F.pixel_unshuffle(x, 2), _unshuffle_weight(w)), 2)
+    assert torch.allclose(ref, y, atol=1e-4)
+
+
+def test_stylizer_paths_agree(net):
+    x = torch.rand(1, 3, 48, 64)
+    ref = Stylizer(net, torch.device("cpu"), fast=False).stylize_tensor(x)
+    fast = Stylizer(net, torch.device("cpu")).stylize_tensor(x)  # default on CPU: the fast net
+    assert isinstance(Stylizer(net, torch.device("cpu")).model, FastTransformNet)
+    assert psnr(fast, ref) > 80
+    bf16 = Stylizer(net, torch.device("cpu"), precision="bf16").stylize_tensor(x)
+    assert bf16.dtype == torch.float32 and bf16.shape == x.shape
+    assert psnr(bf16, ref) >= 40
+
+
+def test_compiled_stylizer_matches_eager():
+    torch.manual_seed(0)
+    small = TransformNet(TransformNetArgs(base_channels=8, num_residual=1))
+    x = torch.rand(1, 3, 32, 32)
+    ref = Stylizer(small, torch.device("cpu"), fast=False).stylize_tensor(x)
+    compiled = Stylizer(small, torch.device("cpu"), fast=False, compile=True).stylize_tensor(x)
+    assert psnr(compiled, ref) >= 40
+
+
+def test_unknown_precision_is_refused(net):
+    with pytest.raises(Exception, match="choose one of: fp32, bf16, fp16"):
+        Stylizer(net, torch.device("cpu"), precision="int8")
+
+
+@pytest.fixture(scope="module")
+def loss_setup():
+    enc = VGGEncoder(random_vgg16_features(0), ["relu1_2", "relu2_2", "relu3_3", "relu4_3"])
+    torch.manual_seed(1)
+    style = torch.rand(1, 3, 40, 40)
+    crit = PerceptualLoss(enc, style, ["relu2_2"], ["relu1_2", "relu2_2", "relu3_3", "relu4_3"],
+                          1.0, 1e5, 1.0)
+    return enc, style, crit
+
+
+def test_fast_loss_equals_reference_loss(loss_setup):
+    """pytorch/examples' path: both images through VGG up to relu4_3, style Grams recomputed."""
+    enc, style, crit = loss_setup
+    y, x = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    layers = ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
+    fy, fx, fs = enc(y, layers), enc(x, layers), enc(style, layers)
+    content = F.mse_loss(fy["relu2_2"], fx["relu2_2"])
+    style_ref = sum(1e5 * F.mse_loss(gram_matrix(fy[n]), gram_matrix(fs[n]).expand(2, -1, -1)) for n in layers)
+    tv = ((y[..., 1:] - y[..., :-1]) ** 2).mean() + ((y[..., 1:, :] - y[..., :-1, :]) ** 2).mean()
+    terms = crit(y, x)
+    assert torch.allclose(terms["total"], content + style_ref + tv, rtol=1e-5)
+
+
+def test_bf16_autocast_losses_close_to_fp32(loss_setup):
+    _, _, crit = loss_setup
+    torch.manual_seed(5)
+    y, x = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    ref = crit(y, x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = crit(y, x)
+    for k in ("total", "content", "style", "tv"):
+        assert low[k].dtype == torch.float32
+        assert abs(low[k].item() - ref[k].item()) <= 0.05 * abs(ref[k].item()) + 1e-8, k
+
+
+def test_bf16_training_reaches_fp32_loss(train_dir):
+    """Same steps on the same batch: the bf16 run's final loss within 5 % of the fp32 run's."""
+    from fast_nst.data import find_training_images, load_sample_images
+
+    files = find_training_images(train_dir)
+    batch = load_sample_images([], files, 2, 32)
+    style = load_sample_images([], files[4:], 1, 40)
+    enc = VGGEncoder(random_vgg16_features(0), ["relu1_2", "relu2_2", "relu3_3", "relu4_3"])
+    crit = PerceptualLoss(enc, style, ["relu2_2"], ["relu1_2", "relu2_2", "relu3_3", "relu4_3"], 1.0, 1e5, 1.0)
+    finals = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        net = TransformNet(TransformNetArgs(base_channels=16, num_residual=2))
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        for _ in range(15):
+            opt.zero_grad()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                total = crit(net(batch), batch)["total"]
+            total.backward()
+            opt.step()
+        with torch.no_grad():
+            finals[precision] = crit(net(batch), batch)["total"].item()
+    assert abs(finals["bf16"] - finals["fp32"]) <= 0.05 * finals["fp32"], finals
