@@ -80,6 +80,19 @@ def eval_parser() -> argparse.ArgumentParser:
                    help="arithmetic for the network (bf16/fp16: autocast; fastest on GPUs)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the network (pays off for folders and video, not one image)")
+    p.add_argument("--max_size", type=int, metavar="N", help="shrink so the longest side is at most N first")
+    p.add_argument("--scale", type=float, metavar="F", help="resize by factor F first (0.5: half size)")
+    p.add_argument("--keep_size", action="store_true",
+                   help="resize the result back to the input's size after --max_size/--scale")
+    p.add_argument("--tile_size", default="auto", metavar="N|auto|0",
+                   help="stylize in N x N tiles (bounded memory for huge images); auto (default) "
+                        "tiles only when the image would not fit in memory; 0 never tiles")
+    p.add_argument("--overlap", type=int, default=64, metavar="PX",
+                   help="overlap between tiles, blended (default 64, above the network's 54 px reach)")
+    p.add_argument("--preserve_color", action="store_true",
+                   help="keep the photo's colours: transfer only the style's brightness pattern")
+    p.add_argument("--strength", type=float, default=1.0, metavar="A",
+                   help="blend: 0 returns the photo, 1 (default) the full stylization")
     p.add_argument("--max_image_pixels", type=int, default=None, metavar="N",
                    help="Pillow's decompression-bomb limit in pixels (default Pillow's, ~89M); 0 removes it")
     return p
@@ -97,15 +110,25 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _stylize_file(stylizer, src: Path, dest: Optional[Path], out_dir: Path) -> Path:
+def _stylize_file(stylizer, src: Path, dest: Optional[Path], out_dir: Path, options: dict) -> Path:
     img = open_image(src)
     if dest is None:
         dest = out_dir / _output_name(src, stylizer.name, img.mode == "RGBA")
     if _same_file(src, dest):
         raise DataError(f"Output {dest} is the input image; refusing to overwrite it. "
                         "Choose another --output_file.")
-    save_image(stylizer.stylize(img), dest)
+    save_image(stylizer.stylize(img, **options), dest)
     return dest
+
+
+def _tile_option(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        n = int(text)
+    except ValueError:
+        raise DataError(f"--tile_size must be auto, 0 or a number of pixels, got {text!r}") from None
+    return None if n == 0 else n
 
 
 def eval_main(argv: Optional[Sequence[str]] = None) -> int:
@@ -119,13 +142,26 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
         src = Path(args.image_file)
         if not src.exists():
             raise DataError(f"--image_file {src} does not exist.")
+        options = dict(tile_size=_tile_option(args.tile_size), overlap=args.overlap,
+                       preserve_color=args.preserve_color, strength=args.strength,
+                       max_size=args.max_size, scale=args.scale, keep_size=args.keep_size)
+        if not 0 <= args.strength <= 1:
+            raise DataError(f"--strength must be between 0 and 1, got {args.strength}")
+        if args.overlap < 0:
+            raise DataError(f"--overlap must be >= 0, got {args.overlap}")
+        tile = options["tile_size"]
+        if isinstance(tile, int) and tile <= 2 * args.overlap:
+            raise DataError(f"--tile_size {tile} must be larger than twice --overlap ({2 * args.overlap}).")
+        for flag, value in (("--scale", args.scale), ("--max_size", args.max_size)):
+            if value is not None and value <= 0:
+                raise DataError(f"{flag} must be > 0, got {value}")
         stylizer = load_stylizer(args.model_file, device=args.device, precision=args.precision,
                                  compile=args.compile)
         if src.is_file():
             dest = Path(args.output_file) if args.output_file else None
             if dest is not None and dest.is_dir():
                 raise DataError(f"--output_file {dest} is a folder; give a file name like out.jpg.")
-            written = _stylize_file(stylizer, src, dest, Path(DEFAULT_OUTPUT_DIR))
+            written = _stylize_file(stylizer, src, dest, Path(DEFAULT_OUTPUT_DIR), options)
             print(f"Saved {written}")
             return 0
         files = list_images(src, recursive=False)
@@ -137,7 +173,7 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
         failed = 0
         for f in files:
             try:
-                written = _stylize_file(stylizer, f, None, out_dir)
+                written = _stylize_file(stylizer, f, None, out_dir, options)
                 print(f"Saved {written}")
             except DataError as e:
                 failed += 1

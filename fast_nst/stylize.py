@@ -19,6 +19,7 @@ from .model import TransformNet
 from .device import resolve_device
 from .errors import FastNSTError
 from .inference import FastTransformNet
+from .tiling import DEFAULT_OVERLAP, auto_tile_size, stylize_tiled
 
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -40,6 +41,7 @@ class Stylizer:
         if fast is None:
             fast = device.type == "cpu" and precision == "fp32"
         model = model.to(device).eval()
+        self.net = model  # the plain network (tiling hooks into its instance norms)
         net: torch.nn.Module = FastTransformNet(model) if fast else model
         self.model = torch.compile(net) if compile else net
         self.device = device
@@ -58,16 +60,77 @@ class Stylizer:
             y = self.model(x.to(self.device, torch.float32))
         return y.float().clamp_(0, 1).to(x.device)
 
-    def stylize(self, image: Image.Image) -> Image.Image:
-        """A PIL image of any mode -> stylized PIL image of the same size.
+    def stylize(self, image: Image.Image, *, tile_size: Union[int, str, None] = "auto",
+                overlap: int = DEFAULT_OVERLAP, preserve_color: bool = False, strength: float = 1.0,
+                max_size: Optional[int] = None, scale: Optional[float] = None,
+                keep_size: bool = False) -> Image.Image:
+        """A PIL image of any mode -> its stylization as a PIL image.
 
+        ``max_size`` (longest side) and ``scale`` resize the photo first; the result has the
+        processed size unless ``keep_size`` resizes it back. ``tile_size``: "auto" tiles only
+        when the image would not fit the memory budget, None never tiles, an int forces tiles of
+        that size (see :mod:`fast_nst.tiling`). ``preserve_color`` keeps the photo's colours
+        (luminance-only transfer), ``strength`` in [0, 1] blends the result with the photo.
         RGBA (and LA, transparent palette) inputs keep their alpha channel; others come back RGB.
         """
+        if not 0.0 <= strength <= 1.0:
+            raise FastNSTError(f"strength must be between 0 and 1, got {strength}")
         rgb, alpha = split_alpha(normalize_mode(image))
-        out = tensor_to_pil(self.stylize_tensor(pil_to_tensor(rgb).unsqueeze(0))[0])
+        original_size = rgb.size
+        rgb = resize_for_processing(rgb, max_size, scale)
+        if alpha is not None and alpha.size != rgb.size:
+            alpha = alpha.resize(rgb.size, Image.Resampling.LANCZOS)
+        out = self._stylize_rgb(rgb, tile_size, overlap)
+        if preserve_color:
+            out = preserve_colors(rgb, out)
+        if strength < 1.0:
+            out = Image.blend(rgb, out, strength)
+        if keep_size and out.size != original_size:
+            out = out.resize(original_size, Image.Resampling.LANCZOS)
+            alpha = alpha.resize(original_size, Image.Resampling.LANCZOS) if alpha is not None else None
         if alpha is not None:
             out.putalpha(alpha)
         return out
+
+    def _stylize_rgb(self, rgb: Image.Image, tile_size: Union[int, str, None], overlap: int) -> Image.Image:
+        w, h = rgb.size
+        if tile_size == "auto":
+            tile_size = auto_tile_size(h, w, self.device)
+        elif tile_size is not None and (not isinstance(tile_size, int) or tile_size <= 2 * overlap):
+            raise FastNSTError(f"tile_size must be 'auto', None or an integer above twice the "
+                               f"overlap ({2 * overlap}), got {tile_size!r}")
+        x = pil_to_tensor(rgb).unsqueeze(0)  # (1, 3, H, W) in [0, 1]
+        if tile_size is None or (h <= tile_size and w <= tile_size):
+            self.last_tile_count = 1
+            return tensor_to_pil(self.stylize_tensor(x)[0])
+        y, self.last_tile_count = stylize_tiled(self.net, x, tile_size, overlap, device=self.device,
+                                                autocast_dtype=_DTYPES.get(self.precision))
+        return tensor_to_pil(y[0])
+
+
+def resize_for_processing(img: Image.Image, max_size: Optional[int], scale: Optional[float]) -> Image.Image:
+    """Apply ``scale`` (a factor), then cap the longest side at ``max_size``."""
+    w, h = img.size
+    if scale is not None:
+        if scale <= 0:
+            raise FastNSTError(f"scale must be > 0, got {scale}")
+        w, h = max(1, round(w * scale)), max(1, round(h * scale))
+    if max_size is not None:
+        if max_size <= 0:
+            raise FastNSTError(f"max_size must be > 0, got {max_size}")
+        if max(w, h) > max_size:
+            f = max_size / max(w, h)
+            w, h = max(1, round(w * f)), max(1, round(h * f))
+    return img if (w, h) == img.size else img.resize((w, h), Image.Resampling.LANCZOS)
+
+
+def preserve_colors(content: Image.Image, stylized: Image.Image) -> Image.Image:
+    """Luminance-only transfer: Y (brightness) of ``stylized`` with Cb/Cr (colour) of ``content``
+    (both RGB, same size), as Gatys et al. (2016), "Preserving colour in neural artistic style
+    transfer"."""
+    y, _, _ = stylized.convert("YCbCr").split()
+    _, cb, cr = content.convert("YCbCr").split()
+    return Image.merge("YCbCr", (y, cb, cr)).convert("RGB")
 
 
 def load_stylizer(path: Union[str, Path], device: str = "auto", precision: str = "fp32",
