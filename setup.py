@@ -24,7 +24,13 @@ setup(
         "tqdm>=4.60",
         "numpy",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={
+        "test": ["pytest>=7"],
+        # Export to ONNX and run .onnx models (python -m fast_nst.export, eval.py on .onnx).
+        "onnx": ["onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1"],
+        # Stylize videos (eval.py --video_file), keeping frame rate and audio.
+        "video": ["av>=12"],
+    },
     entry_points={
         "console_scripts": [
             "fast-nst-train=fast_nst.cli:train_main",

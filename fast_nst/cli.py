@@ -72,10 +72,15 @@ def eval_parser() -> argparse.ArgumentParser:
         epilog="Example: python eval.py --model_file models/wave/wave.pth --image_file photo.jpg",
     )
     p.add_argument("--model_file", required=True, help="checkpoint written by train.py (.pth)")
-    p.add_argument("--image_file", required=True, help="an image, or a folder of images")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--image_file", help="an image, or a folder of images")
+    src.add_argument("--video_file", help="a video: stylized frame by frame, keeping frame rate and "
+                     "audio (needs the optional extra: pip install -e .[video])")
     p.add_argument("--output_file", help=f"output image (or folder, for a folder input); default "
                    f"{DEFAULT_OUTPUT_DIR}/<image stem>_<style>.jpg")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--batch_size", type=int, default=4, metavar="N",
+                   help="video frames per forward pass (default 4)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="arithmetic for the network (bf16/fp16: autocast; fastest on GPUs)")
     p.add_argument("--compile", action="store_true",
@@ -139,9 +144,10 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
 
         if args.max_image_pixels is not None:
             set_max_image_pixels(args.max_image_pixels)
-        src = Path(args.image_file)
+        src = Path(args.image_file or args.video_file)
+        flag = "--image_file" if args.image_file else "--video_file"
         if not src.exists():
-            raise DataError(f"--image_file {src} does not exist.")
+            raise DataError(f"{flag} {src} does not exist.")
         options = dict(tile_size=_tile_option(args.tile_size), overlap=args.overlap,
                        preserve_color=args.preserve_color, strength=args.strength,
                        max_size=args.max_size, scale=args.scale, keep_size=args.keep_size)
@@ -157,6 +163,18 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
                 raise DataError(f"{flag} must be > 0, got {value}")
         stylizer = load_stylizer(args.model_file, device=args.device, precision=args.precision,
                                  compile=args.compile)
+        if args.video_file:
+            from .video import stylize_video
+
+            if args.batch_size <= 0:
+                raise DataError(f"--batch_size must be > 0, got {args.batch_size}")
+            dest = Path(args.output_file) if args.output_file else \
+                Path(DEFAULT_OUTPUT_DIR) / f"{src.stem}_{stylizer.name}.mp4"
+            if _same_file(src, dest):
+                raise DataError(f"Output {dest} is the input video; refusing to overwrite it.")
+            stylize_video(stylizer, src, dest, batch_size=args.batch_size, options=options)
+            print(f"Saved {dest}")
+            return 0
         if src.is_file():
             dest = Path(args.output_file) if args.output_file else None
             if dest is not None and dest.is_dir():

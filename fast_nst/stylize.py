@@ -141,6 +141,10 @@ def load_stylizer(path: Union[str, Path], device: str = "auto", precision: str =
     and ``compile``: see :class:`Stylizer`.
     Raises :class:`~fast_nst.errors.FastNSTError` for a missing, foreign or unsafe file.
     """
+    if Path(path).suffix.lower() == ".onnx":
+        from .onnx_runtime import load_onnx_stylizer  # optional extra: onnxruntime
+
+        return load_onnx_stylizer(path, device=device, precision=precision)
     model, ckpt = load_model(path)
     name = ckpt.get("config", {}).get("naming") or Path(path).stem
     return Stylizer(model, resolve_device(device), name=str(name),
