@@ -124,6 +124,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     a newer format version or missing entries.
     """
     path = Path(path)
+    ckpt = safe_torch_load(path)
+    return validate_checkpoint(ckpt, path)
+
+
+def safe_torch_load(path: str | Path) -> Any:
+    """``torch.load(weights_only=True)`` with every failure turned into a :class:`CheckpointError`."""
+    path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"Model file not found: {path}" if not path.exists()
                               else f"Model file is a folder, not a file: {path}")
@@ -141,10 +148,17 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a PyTorch checkpoint, or the file is damaged "
                               f"({type(e).__name__}). Expected a .pth file written by fast-nst's "
                               "train.py.") from None
+    return ckpt
+
+
+def validate_checkpoint(ckpt: Any, path: str | Path) -> dict[str, Any]:
+    """Check that a loaded object is a fast-nst checkpoint this version can read."""
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_NAME:
         hint = ""
         if isinstance(ckpt, dict) and "conv1.conv2d.weight" in ckpt:
-            hint = " It looks like a pytorch/examples fast_neural_style model."
+            hint = (" It looks like a pytorch/examples fast_neural_style model: eval.py and "
+                    "load_stylizer read it directly, or convert it with "
+                    "python -m fast_nst.convert IN OUT --from pytorch-examples.")
         raise CheckpointError(
             f"{path}: not a fast-nst checkpoint: it is {_describe(ckpt)}.{hint} Expected a dict "
             f"with format '{FORMAT_NAME}' written by fast-nst's train.py."
@@ -169,7 +183,7 @@ def build_model(ckpt: dict[str, Any], path: str | Path) -> TransformNet:
     """The transform net stored in ``ckpt`` (from :func:`read_checkpoint`), in eval mode."""
     try:
         args = TransformNetArgs(**ckpt["model_args"])
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: bad model_args {ckpt['model_args']!r} ({e}).") from None
     model = TransformNet(args)
     state = ckpt["model_state"]
@@ -184,8 +198,15 @@ def build_model(ckpt: dict[str, Any], path: str | Path) -> TransformNet:
 
 
 def load_model(path: str | Path) -> tuple[TransformNet, dict[str, Any]]:
-    """(transform net in eval mode, checkpoint dict) from a model or training checkpoint."""
-    ckpt = read_checkpoint(path)
+    """(transform net in eval mode, checkpoint dict) from a model or training checkpoint, or
+    from a pytorch/examples fast_neural_style model (converted on the fly)."""
+    obj = safe_torch_load(path)
+    from .convert import convert_pytorch_examples, is_pytorch_examples
+
+    if is_pytorch_examples(obj):
+        net = convert_pytorch_examples(obj, str(path))
+        return net, {"config": {"naming": Path(path).stem}, "step": None, "converted_from": "pytorch-examples"}
+    ckpt = validate_checkpoint(obj, path)
     return build_model(ckpt, path), ckpt
 
 

@@ -2,6 +2,8 @@
 
 ``python -m fast_nst.download vgg16``  -> pretrained/vgg16-397923af.pth
 ``python -m fast_nst.download coco``   -> data/train2014/ (13 GB zip, resumable)
+``python -m fast_nst.download pretrained`` -> models/{candy,mosaic,rain_princess,udnie}/ (converted
+pytorch/examples models, ready to stylize with)
 
 Downloads go to ``<dest>.part`` first and resume from it (HTTP Range) when run again; the file
 is renamed into place only when complete and, where a checksum is published, verified.
@@ -31,6 +33,9 @@ VGG16_SHA256_PREFIX = "397923af"
 COCO_URL = "http://images.cocodataset.org/zips/train2014.zip"
 COCO_DIR = "data/train2014"
 STYLE_CACHE = "data/styles"
+# pytorch/examples' published fast_neural_style models (candy, mosaic, rain_princess, udnie),
+# the archive their README links to.
+PRETRAINED_URL = "https://www.dropbox.com/s/lrvwfehqdcxoza8/saved_models.zip?dl=1"
 _CHUNK = 1 << 20
 _TIMEOUT_S = 60
 
@@ -138,23 +143,58 @@ def download_coco(data_dir: str | Path = "data", keep_zip: bool = False) -> Path
     return data_dir / "train2014"
 
 
+def download_pretrained(models_dir: str | Path = "models", data_dir: str | Path = "data") -> list[Path]:
+    """Fetch pytorch/examples' four published models and convert each into
+    ``models_dir/<name>/<name>.pth``; returns the written paths."""
+    import tempfile
+
+    from .convert import convert_file
+
+    zip_path = Path(data_dir) / "pytorch_examples_saved_models.zip"
+    if not zip_path.exists():
+        download_url(PRETRAINED_URL, zip_path)
+    written = []
+    try:
+        with zipfile.ZipFile(zip_path) as zf, tempfile.TemporaryDirectory() as tmp:
+            for member in zf.infolist():
+                name = Path(member.filename).stem
+                if not member.filename.endswith(".pth") or name.startswith("."):
+                    continue
+                src = Path(tmp) / f"{name}.pth"
+                src.write_bytes(zf.read(member))
+                written.append(convert_file(src, Path(models_dir) / name / f"{name}.pth", naming=name))
+    except (zipfile.BadZipFile, OSError) as e:
+        raise DownloadError(f"{zip_path} is damaged ({e}); delete it and run the command again.") from None
+    if not written:
+        raise DownloadError(f"{zip_path} holds no .pth models; delete it and run the command again.")
+    return written
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fast_nst.download",
                                      description="Download what a real training run needs.")
-    parser.add_argument("what", choices=["vgg16", "coco"],
-                        help="vgg16: loss-network weights into pretrained/; coco: train2014 into data/")
-    parser.add_argument("--dest", help="override the destination (file for vgg16, folder for coco)")
+    parser.add_argument("what", choices=["vgg16", "coco", "pretrained"],
+                        help="vgg16: loss-network weights into pretrained/; coco: train2014 into "
+                             "data/; pretrained: ready-made models (candy, mosaic, rain_princess, "
+                             "udnie) into models/")
+    parser.add_argument("--dest", help="override the destination (file for vgg16, folder for coco "
+                        "and pretrained)")
     parser.add_argument("--keep_zip", action="store_true", help="coco: keep train2014.zip")
     args = parser.parse_args(argv)
     try:
         if args.what == "vgg16":
-            path = download_vgg16(args.dest or VGG16_FILE)
+            paths = [download_vgg16(args.dest or VGG16_FILE)]
+        elif args.what == "coco":
+            paths = [download_coco(args.dest or "data", keep_zip=args.keep_zip)]
         else:
-            path = download_coco(args.dest or "data", keep_zip=args.keep_zip)
+            paths = download_pretrained(args.dest or "models")
     except FastNSTError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"Saved to {path}")
+    for path in paths:
+        print(f"Saved {path}")
+    if args.what == "pretrained":
+        print(f"Try: python eval.py --model_file {paths[0]} --image_file photo.jpg")
     return 0
 
 

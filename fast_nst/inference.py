@@ -122,11 +122,12 @@ class _PhaseUpsampleConv(nn.Module):
 
 
 class _UnshuffleOutConv(nn.Module):
-    """The last reflection-padded 9x9 conv, via pixel-unshuffle, then (tanh + 1) / 2."""
+    """The last reflection-padded 9x9 conv, via pixel-unshuffle, then the output mapping."""
 
-    def __init__(self, layer: ConvLayer):
+    def __init__(self, layer: ConvLayer, activation: str):
         super().__init__()
         pad, conv = layer[0], layer[1]
+        self.activation = activation
         self.pad = pad.padding[0]
         self.weight = nn.Parameter(_unshuffle_weight(conv.weight.detach()), requires_grad=False)
         self.bias = nn.Parameter(conv.bias.detach().repeat_interleave(4), requires_grad=False)
@@ -135,6 +136,8 @@ class _UnshuffleOutConv(nn.Module):
         p = self.pad
         x = F.pixel_unshuffle(F.pad(x, (p, p, p, p), mode="reflect"), 2)  # (N, 4C, (H+2p)/2, ...)
         y = F.pixel_shuffle(F.conv2d(x, self.weight, self.bias), 2)  # (N, 3, H, W)
+        if self.activation == "clamp":
+            return y.clamp_(0, 1)
         return y.tanh_().add_(1).mul_(0.5)
 
 
@@ -152,7 +155,7 @@ class FastTransformNet(nn.Module):
             for b in net.residuals
         )
         self.upsample = nn.ModuleList([_PhaseUpsampleConv(dec[0]), _PhaseUpsampleConv(dec[1])])
-        self.out = _UnshuffleOutConv(dec[2])
+        self.out = _UnshuffleOutConv(dec[2], net.args.output_activation)
         self.requires_grad_(False)
         self.eval()
 

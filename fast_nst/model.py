@@ -7,7 +7,8 @@ artifacts). Every convolution uses reflection padding; every norm is affine inst
 
 Range mapping: the input is RGB in [0, 1]; the last convolution's output y is mapped to
 ``(tanh(y) + 1) / 2``, so the output is RGB in (0, 1) with no clipping needed (Johnson et al. used
-a scaled tanh for the same reason).
+a scaled tanh for the same reason). Models converted from pytorch/examples keep their linear
+output, clipped to [0, 1] (``output_activation="clamp"``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from torch import nn
 # inputs are padded to at least 8 pixels (8 / 4 = 2 > 1).
 _MULTIPLE = 4
 _MIN_SIZE = 8
+OUTPUT_ACTIVATIONS = ("tanh", "clamp")
 
 
 @dataclass(frozen=True)
@@ -31,8 +33,16 @@ class TransformNetArgs:
 
     base_channels: int = 32  # c9s1-32 (Johnson et al.); d64 and d128 are 2x and 4x this
     num_residual: int = 5  # five residual blocks (Johnson et al.)
+    # "tanh": (tanh(y) + 1) / 2, what fast-nst trains. "clamp": y clipped to [0, 1], for models
+    # converted from pytorch/examples, whose last layer is linear.
+    output_activation: str = "tanh"
 
-    def to_dict(self) -> dict[str, int]:
+    def __post_init__(self) -> None:
+        if self.output_activation not in OUTPUT_ACTIVATIONS:
+            raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}, "
+                             f"got {self.output_activation!r}")
+
+    def to_dict(self) -> dict[str, int | str]:
         return asdict(self)
 
 
@@ -109,5 +119,5 @@ class TransformNet(nn.Module):
             mode = "reflect" if ph < h and pw < w else "replicate"
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
         y = self.decoder(self.residuals(self.encoder(x)))  # (N, 3, H + ph, W + pw)
-        y = (torch.tanh(y) + 1) * 0.5
+        y = (torch.tanh(y) + 1) * 0.5 if self.args.output_activation == "tanh" else y.clamp(0, 1)
         return y[..., :h, :w]

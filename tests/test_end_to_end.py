@@ -48,7 +48,8 @@ def test_checkpoints_describe_themselves(trained):
     root, _, _ = trained
     final = read_checkpoint(root / "models/mystyle/mystyle.pth")
     assert final["format_version"] == FORMAT_VERSION and final["kind"] == "model"
-    assert final["step"] == 5 and final["model_args"] == {"base_channels": 32, "num_residual": 5}
+    assert final["step"] == 5 and final["model_args"] == {"base_channels": 32, "num_residual": 5,
+                                                          "output_activation": "tanh"}
     assert final["config"]["max_steps"] == 5 and "optimizer_state" not in final
     train_ck = read_checkpoint(root / "models/mystyle/checkpoints/step_00000004.pth")
     assert train_ck["kind"] == "training" and train_ck["step"] == 4

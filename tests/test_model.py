@@ -50,7 +50,7 @@ def test_odd_sizes_are_padded_at_the_end_and_cropped_back(net):
 def test_custom_args_roundtrip():
     args = TransformNetArgs(base_channels=8, num_residual=2)
     net = TransformNet(args)
-    assert net.args.to_dict() == {"base_channels": 8, "num_residual": 2}
+    assert net.args.to_dict() == {"base_channels": 8, "num_residual": 2, "output_activation": "tanh"}
     assert net(torch.rand(1, 3, 20, 21)).shape == (1, 3, 20, 21)
 
 

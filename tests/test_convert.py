@@ -1,0 +1,166 @@
+"""pytorch/examples' fast_neural_style models: conversion, direct loading and `download pretrained`."""
+
+import io
+import zipfile
+
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from fast_nst import download, load_stylizer
+from fast_nst.checkpoint import read_checkpoint
+from fast_nst.cli import eval_main
+from fast_nst.convert import main as convert_main
+
+from conftest import make_photo
+
+
+class _ExConv(nn.Module):
+    """pytorch/examples' layer layout: reflection pad + conv named `conv2d`, optional upsample."""
+
+    def __init__(self, cin, cout, k, stride=1, upsample=None):
+        super().__init__()
+        self.upsample = upsample
+        self.reflection_pad = nn.ReflectionPad2d(k // 2)
+        self.conv2d = nn.Conv2d(cin, cout, k, stride)
+
+    def forward(self, x):
+        if self.upsample:
+            x = F.interpolate(x, mode="nearest", scale_factor=self.upsample)
+        return self.conv2d(self.reflection_pad(x))
+
+
+class _ExRes(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv1, self.in1 = _ExConv(c, c, 3), nn.InstanceNorm2d(c, affine=True)
+        self.conv2, self.in2 = _ExConv(c, c, 3), nn.InstanceNorm2d(c, affine=True)
+
+    def forward(self, x):
+        return x + self.in2(self.conv2(torch.relu(self.in1(self.conv1(x)))))
+
+
+class ExamplesTransformerNet(nn.Module):
+    """The key layout and computation of pytorch/examples' TransformerNet (0-255 in and out)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.in1 = _ExConv(3, 32, 9), nn.InstanceNorm2d(32, affine=True)
+        self.conv2, self.in2 = _ExConv(32, 64, 3, 2), nn.InstanceNorm2d(64, affine=True)
+        self.conv3, self.in3 = _ExConv(64, 128, 3, 2), nn.InstanceNorm2d(128, affine=True)
+        for i in range(1, 6):
+            setattr(self, f"res{i}", _ExRes(128))
+        self.deconv1, self.in4 = _ExConv(128, 64, 3, upsample=2), nn.InstanceNorm2d(64, affine=True)
+        self.deconv2, self.in5 = _ExConv(64, 32, 3, upsample=2), nn.InstanceNorm2d(32, affine=True)
+        self.deconv3 = _ExConv(32, 3, 9)
+
+    def forward(self, x):
+        y = torch.relu(self.in1(self.conv1(x)))
+        y = torch.relu(self.in2(self.conv2(y)))
+        y = torch.relu(self.in3(self.conv3(y)))
+        for i in range(1, 6):
+            y = getattr(self, f"res{i}")(y)
+        y = torch.relu(self.in4(self.deconv1(y)))
+        y = torch.relu(self.in5(self.deconv2(y)))
+        return self.deconv3(y)
+
+
+@pytest.fixture(scope="module")
+def examples_model(tmp_path_factory):
+    torch.manual_seed(0)
+    net = ExamplesTransformerNet().eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.InstanceNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+        # scale the output layer so the 0-255 output spans the range, as a trained model's does
+        net.deconv3.conv2d.weight.mul_(200)
+        net.deconv3.conv2d.bias.fill_(128)
+    state = dict(net.state_dict())
+    for i in range(1, 6):  # stale running statistics, as in the published files
+        state[f"in{i}.running_mean"] = torch.randn(32 if i in (1, 5) else 64 if i in (2, 4) else 128)
+        state[f"in{i}.running_var"] = torch.rand_like(state[f"in{i}.running_mean"])
+    path = tmp_path_factory.mktemp("ex") / "mosaic.pth"
+    torch.save(state, path)
+    return net, path
+
+
+def reference(net, x):
+    with torch.no_grad():
+        return (net(x * 255) / 255).clamp(0, 1)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 64, 64), (2, 3, 40, 56)])
+def test_converted_model_computes_the_same_image(examples_model, tmp_path, shape):
+    net, src = examples_model
+    out = tmp_path / "mosaic_fastnst.pth"
+    assert convert_main([str(src), str(out), "--from", "pytorch-examples", "--naming", "mosaic"]) == 0
+    ckpt = read_checkpoint(out)
+    assert ckpt["model_args"]["output_activation"] == "clamp" and ckpt["config"]["naming"] == "mosaic"
+    torch.manual_seed(1)
+    x = torch.rand(*shape)
+    expected = reference(net, x)
+    assert expected.std() > 0.05  # a non-trivial image
+    for fast in (False, True):
+        s = load_stylizer(out, device="cpu")
+        if not fast:
+            s = type(s)(s.net, s.device, fast=False)
+        got = s.stylize_tensor(x)
+        assert (got - expected).abs().max() < 2e-4, (fast, (got - expected).abs().max())
+
+
+def test_eval_reads_pytorch_examples_files_directly(examples_model, tmp_path):
+    net, src = examples_model
+    photo = make_photo(tmp_path / "p.png", (48, 36), fmt="PNG")
+    out = tmp_path / "o.png"
+    assert eval_main(["--model_file", str(src), "--image_file", str(photo), "--output_file", str(out)]) == 0
+    from fast_nst.images import pil_to_tensor
+
+    got = pil_to_tensor(Image.open(out))
+    expected = reference(net, pil_to_tensor(Image.open(photo)).unsqueeze(0))[0]
+    assert (got - expected).abs().max() <= 1.5 / 255
+
+
+def test_convert_rejects_other_files(tmp_path, capsys):
+    bad = tmp_path / "bad.pth"
+    torch.save({"weight": torch.zeros(2)}, bad)
+    assert convert_main([str(bad), str(tmp_path / "o.pth"), "--from", "pytorch-examples"]) == 1
+    assert "not a pytorch/examples fast_neural_style model" in capsys.readouterr().err
+    assert not (tmp_path / "o.pth").exists()
+
+
+def test_download_pretrained_converts_each_model(examples_model, tmp_path, monkeypatch):
+    _, src = examples_model
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name in ("candy", "mosaic", "rain_princess", "udnie"):
+            zf.writestr(f"saved_models/{name}.pth", src.read_bytes())
+    urls = []
+
+    def fake_download(url, dest, **kwargs):
+        urls.append(url)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(archive.getvalue())
+        return dest
+
+    monkeypatch.setattr(download, "download_url", fake_download)
+    monkeypatch.chdir(tmp_path)
+    assert download.main(["pretrained"]) == 0
+    assert urls == [download.PRETRAINED_URL]
+    for name in ("candy", "mosaic", "rain_princess", "udnie"):
+        ckpt = read_checkpoint(tmp_path / "models" / name / f"{name}.pth")
+        assert ckpt["config"]["naming"] == name
+
+
+def test_download_pretrained_failure_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    def fail(url, dest, **kwargs):
+        raise download.DownloadError(f"Download of {url} to {dest} failed: no network")
+
+    monkeypatch.setattr(download, "download_url", fail)
+    monkeypatch.chdir(tmp_path)
+    assert download.main(["pretrained"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: Download of https://www.dropbox.com/") and "Traceback" not in err
