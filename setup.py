@@ -35,6 +35,7 @@ setup(
         "console_scripts": [
             "fast-nst-train=fast_nst.cli:train_main",
             "fast-nst-eval=fast_nst.cli:eval_main",
+            "fast-nst-export=fast_nst.export:main",
         ]
     },
 )

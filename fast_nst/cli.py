@@ -92,8 +92,9 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile_size", default="auto", metavar="N|auto|0",
                    help="stylize in N x N tiles (bounded memory for huge images); auto (default) "
                         "tiles only when the image would not fit in memory; 0 never tiles")
-    p.add_argument("--overlap", type=int, default=64, metavar="PX",
-                   help="overlap between tiles, blended (default 64, above the network's 54 px reach)")
+    p.add_argument("--overlap", type=int, default=32, metavar="PX",
+                   help="blended band between tiles (default 32); each tile also sees 64 px of "
+                        "context beyond its kept core, more than the network's 54 px reach")
     p.add_argument("--preserve_color", action="store_true",
                    help="keep the photo's colours: transfer only the style's brightness pattern")
     p.add_argument("--strength", type=float, default=1.0, metavar="A",
@@ -141,6 +142,7 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
 
     def run() -> int:
         from .stylize import load_stylizer
+        from .tiling import tile_core
 
         if args.max_image_pixels is not None:
             set_max_image_pixels(args.max_image_pixels)
@@ -156,8 +158,11 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
         if args.overlap < 0:
             raise DataError(f"--overlap must be >= 0, got {args.overlap}")
         tile = options["tile_size"]
-        if isinstance(tile, int) and tile <= 2 * args.overlap:
-            raise DataError(f"--tile_size {tile} must be larger than twice --overlap ({2 * args.overlap}).")
+        if isinstance(tile, int):
+            try:
+                tile_core(tile, args.overlap)
+            except ValueError as e:
+                raise DataError(f"--tile_size: {e}") from None
         for flag, value in (("--scale", args.scale), ("--max_size", args.max_size)):
             if value is not None and value <= 0:
                 raise DataError(f"{flag} must be > 0, got {value}")

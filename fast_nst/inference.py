@@ -12,8 +12,8 @@ What changes, and why it is exact:
   The same sums, rearranged so the convolution has enough output channels to vectorise (oneDNN
   runs the 3-channel 9x9 convolution at about a quarter of its speed on the 12-channel one).
 * **Instance norm + ReLU fused in place** on the convolution's fresh output, from one
-  ``var_mean`` pass; the convolution bias before an instance norm is dropped (the mean
-  subtraction cancels it).
+  ``var_mean`` pass; the statistics can be recorded and reused (:class:`NormStats`), which
+  tiling needs.
 
 Input and output are exactly :class:`TransformNet`'s: (N, 3, H, W) in [0, 1] -> same shape in (0, 1).
 """
@@ -64,6 +64,30 @@ def _unshuffle_weight(w: torch.Tensor) -> torch.Tensor:
     return out.reshape(4 * cout, 4 * cin, kk, kk)
 
 
+class NormStats:
+    """Instance-norm statistics shared across calls, for tiling (see :mod:`fast_nst.tiling`).
+
+    mode None: ordinary instance norm. "record": each norm, in call order, stores the (mean, var)
+    of its input. "apply": each norm uses the stored statistics instead of its input's own.
+    """
+
+    def __init__(self) -> None:
+        self.mode: str | None = None
+        self.stats: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.index = 0
+
+    def __call__(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, var), each (N or 1, C, 1, 1), for the norm being computed on ``y``."""
+        if self.mode == "apply":
+            mean, var = self.stats[self.index]
+            self.index += 1
+            return mean, var
+        var, mean = torch.var_mean(y, dim=(2, 3), keepdim=True, correction=0)
+        if self.mode == "record":
+            self.stats.append((mean, var))
+        return mean, var
+
+
 class _NormConv(nn.Module):
     """Reflection pad -> conv (no bias) -> instance norm -> optional ReLU, fused."""
 
@@ -77,17 +101,18 @@ class _NormConv(nn.Module):
         self.beta = nn.Parameter(norm.bias.detach().clone().view(1, -1, 1, 1), requires_grad=False)
         self.eps = norm.eps
         self.relu = relu
+        self.norm_stats: NormStats | None = None  # set by FastTransformNet
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         pad = self.pad
         y = F.conv2d(F.pad(x, (pad, pad, pad, pad), mode="reflect"), self.weight, stride=self.stride)
-        return _norm_(y, self.gamma, self.beta, self.eps, self.relu, residual)
+        return _norm_(y, self.gamma, self.beta, self.eps, self.relu, residual, self.norm_stats)
 
 
 def _norm_(y: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float, relu: bool,
-           residual: torch.Tensor | None = None) -> torch.Tensor:
+           residual: torch.Tensor | None = None, stats: NormStats | None = None) -> torch.Tensor:
     """Instance norm of ``y`` (N, C, H, W), in place, then ReLU or + residual."""
-    var, mean = torch.var_mean(y, dim=(2, 3), keepdim=True, correction=0)  # (N, C, 1, 1)
+    mean, var = stats(y) if stats is not None else NormStats()(y)  # (N, C, 1, 1) each
     scale = gamma * torch.rsqrt(var + eps)
     shift = beta - mean * scale
     y = torch.addcmul(shift, y, scale, out=y)
@@ -110,6 +135,7 @@ class _PhaseUpsampleConv(nn.Module):
         self.gamma = nn.Parameter(norm.weight.detach().clone().view(1, -1, 1, 1), requires_grad=False)
         self.beta = nn.Parameter(norm.bias.detach().clone().view(1, -1, 1, 1), requires_grad=False)
         self.eps = norm.eps
+        self.norm_stats: NormStats | None = None  # set by FastTransformNet
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
@@ -118,7 +144,7 @@ class _PhaseUpsampleConv(nn.Module):
         phases = [y[:, a, b, :, a:a + h, b:b + w] for a in range(2) for b in range(2)]
         up = torch.stack(phases, dim=2).view(n, self.cout, 2, 2, h, w)  # (N, C, a, b, h, w)
         up = up.permute(0, 1, 4, 2, 5, 3).reshape(n, self.cout, 2 * h, 2 * w)
-        return _norm_(up, self.gamma, self.beta, self.eps, relu=True)
+        return _norm_(up, self.gamma, self.beta, self.eps, relu=True, stats=self.norm_stats)
 
 
 class _UnshuffleOutConv(nn.Module):
@@ -156,11 +182,16 @@ class FastTransformNet(nn.Module):
         )
         self.upsample = nn.ModuleList([_PhaseUpsampleConv(dec[0]), _PhaseUpsampleConv(dec[1])])
         self.out = _UnshuffleOutConv(dec[2], net.args.output_activation)
+        self.norm_stats = NormStats()
+        for m in self.modules():
+            if isinstance(m, (_NormConv, _PhaseUpsampleConv)):
+                m.norm_stats = self.norm_stats  # a plain attribute, shared by every norm
         self.requires_grad_(False)
         self.eval()
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.norm_stats.index = 0
         h, w = x.shape[-2:]
         ph = max(_MIN_SIZE, -(-h // _MULTIPLE) * _MULTIPLE) - h
         pw = max(_MIN_SIZE, -(-w // _MULTIPLE) * _MULTIPLE) - w

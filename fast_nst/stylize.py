@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional, Union
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -19,7 +20,8 @@ from .model import TransformNet
 from .device import resolve_device
 from .errors import FastNSTError
 from .inference import FastTransformNet
-from .tiling import DEFAULT_OVERLAP, auto_tile_size, stylize_tiled
+from .tiling import (BYTES_PER_PIXEL, DEFAULT_OVERLAP, DEFAULT_STATS_SIZE, auto_tile_size,
+                     stylize_tiled, tile_core)
 
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -80,32 +82,51 @@ class Stylizer:
         rgb = resize_for_processing(rgb, max_size, scale)
         if alpha is not None and alpha.size != rgb.size:
             alpha = alpha.resize(rgb.size, Image.Resampling.LANCZOS)
-        out = self._stylize_rgb(rgb, tile_size, overlap)
-        if preserve_color:
-            out = preserve_colors(rgb, out)
-        if strength < 1.0:
-            out = Image.blend(rgb, out, strength)
-        if keep_size and out.size != original_size:
-            out = out.resize(original_size, Image.Resampling.LANCZOS)
-            alpha = alpha.resize(original_size, Image.Resampling.LANCZOS) if alpha is not None else None
+        out = finish(rgb, self._stylize_rgb(rgb, tile_size, overlap), preserve_color, strength,
+                     original_size if keep_size else None)
+        if keep_size and alpha is not None and alpha.size != out.size:
+            alpha = alpha.resize(out.size, Image.Resampling.LANCZOS)
         if alpha is not None:
             out.putalpha(alpha)
         return out
 
     def _stylize_rgb(self, rgb: Image.Image, tile_size: Union[int, str, None], overlap: int) -> Image.Image:
         w, h = rgb.size
+        tiler = self.model if isinstance(self.model, FastTransformNet) else self.net
         if tile_size == "auto":
-            tile_size = auto_tile_size(h, w, self.device)
-        elif tile_size is not None and (not isinstance(tile_size, int) or tile_size <= 2 * overlap):
-            raise FastNSTError(f"tile_size must be 'auto', None or an integer above twice the "
-                               f"overlap ({2 * overlap}), got {tile_size!r}")
-        x = pil_to_tensor(rgb).unsqueeze(0)  # (1, 3, H, W) in [0, 1]
+            tile_size = auto_tile_size(h, w, self.device,
+                                       bytes_per_pixel=BYTES_PER_PIXEL[type(tiler).__name__])
+        elif tile_size is not None:
+            if not isinstance(tile_size, int):
+                raise FastNSTError(f"tile_size must be 'auto', None or an integer, got {tile_size!r}")
+            try:
+                tile_core(tile_size, overlap)
+            except ValueError as e:
+                raise FastNSTError(str(e)) from None
         if tile_size is None or (h <= tile_size and w <= tile_size):
             self.last_tile_count = 1
-            return tensor_to_pil(self.stylize_tensor(x)[0])
-        y, self.last_tile_count = stylize_tiled(self.net, x, tile_size, overlap, device=self.device,
-                                                autocast_dtype=_DTYPES.get(self.precision))
+            return tensor_to_pil(self.stylize_tensor(pil_to_tensor(rgb).unsqueeze(0))[0])
+        # Huge photo: keep it as uint8 (a quarter of float32's memory); tiles convert on the fly.
+        x = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1).unsqueeze(0)
+        small = resize_for_processing(rgb, DEFAULT_STATS_SIZE, None)
+        y, self.last_tile_count = stylize_tiled(
+            tiler, x, tile_size, overlap, device=self.device,
+            autocast_dtype=_DTYPES.get(self.precision), stats_image=pil_to_tensor(small).unsqueeze(0))
         return tensor_to_pil(y[0])
+
+
+def finish(photo: Image.Image, stylized: Image.Image, preserve_color: bool = False,
+           strength: float = 1.0, size: Optional[tuple[int, int]] = None) -> Image.Image:
+    """The steps after the network, in order: colour preservation, blending with the photo
+    (``strength``), resizing to ``size`` (for keep_size). ``photo`` and ``stylized``: RGB, same size."""
+    out = stylized
+    if preserve_color:
+        out = preserve_colors(photo, out)
+    if strength < 1.0:
+        out = Image.blend(photo, out, strength)
+    if size is not None and out.size != size:
+        out = out.resize(size, Image.Resampling.LANCZOS)
+    return out
 
 
 def resize_for_processing(img: Image.Image, max_size: Optional[int], scale: Optional[float]) -> Image.Image:

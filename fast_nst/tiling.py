@@ -6,8 +6,12 @@ variance of the *whole* feature map. A tile run on its own normalises with its o
 so a sky tile and a street tile come out with different contrast and colour, and the seams show.
 We first run the network once on the whole image downscaled to at most ``stats_size`` pixels on
 its longest side, record each norm layer's per-channel mean and variance, and then run every
-tile with those fixed statistics. Tiles overlap by ``overlap`` pixels (more than the network's
-receptive-field radius), and overlaps are blended with linear ramps so no edge is visible.
+tile with those fixed statistics.
+
+Each tile of ``tile`` x ``tile`` input pixels gets ``context`` pixels of real neighbourhood on
+every side that has one (more than the network's receptive-field radius), which are computed
+and thrown away, so the kept core of the tile sees what the whole image would have shown it.
+Neighbouring cores overlap by ``overlap`` pixels, blended with linear ramps.
 """
 
 from __future__ import annotations
@@ -20,34 +24,41 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import TransformNet
+from .inference import FastTransformNet
 
 # Receptive-field radius of the transform net: 4 (9x9) + 1 + 2 (stride-2 3x3s) + 10 x 4 (3x3 at
-# 1/4 resolution) + 2 + 1 (upsample convs) + 4 (9x9) = 54 px. 64 px of overlap covers it.
-DEFAULT_OVERLAP = 64
+# 1/4 resolution) + 2 + 1 (upsample convs) + 4 (9x9) = 54 px. 64 px of context covers it (and is
+# a multiple of 4, keeping every tile on the network's downsampling grid).
+DEFAULT_CONTEXT = 64
+# Width of the blended band between neighbouring tile cores: hides what differences remain
+# (the shared statistics come from a downscaled image for photos above stats_size).
+DEFAULT_OVERLAP = 32
 # Longest side of the downscaled image that the shared statistics are computed on.
 DEFAULT_STATS_SIZE = 1024
-# Peak bytes per pixel of an untiled fp32 forward pass (measured on CPU with inference_mode:
-# ~0.6 kB/px at 2048 x 2048 including input and output); used to choose a tile size.
-BYTES_PER_PIXEL = 640
+# Peak bytes per pixel of an fp32 forward pass under inference_mode, measured on CPU at
+# 1024 x 1024 (peak RSS growth): 1008 for TransformNet, 470 for FastTransformNet.
+BYTES_PER_PIXEL = {"TransformNet": 1024, "FastTransformNet": 480}
 _MIN_TILE = 256
 
 
-def plan_tiles(height: int, width: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
-    """Tile boxes (top, left, bottom, right) covering the image, neighbours overlapping by
-    ``overlap``; the last row/column is aligned to the image's edge."""
+def plan_tiles(height: int, width: int, tile: int, overlap: int,
+               align: int = 4) -> list[tuple[int, int, int, int]]:
+    """Tile boxes (top, left, bottom, right) covering the image, neighbours overlapping by at
+    least ``overlap``. Every box starts at a multiple of ``align`` (the network downsamples by 4:
+    a tile starting elsewhere would sample a shifted pixel grid and disagree with its
+    neighbours), so the last row/column may be up to ``align - 1`` pixels larger than ``tile``."""
     if tile <= 2 * overlap:
         raise ValueError(f"tile size {tile} must exceed twice the overlap {overlap}")
 
-    def starts(size: int) -> list[int]:
+    def spans(size: int) -> list[tuple[int, int]]:
         if size <= tile:
-            return [0]
-        step = tile - overlap
-        out = list(range(0, size - tile, step))
-        return out + [size - tile]
+            return [(0, size)]
+        step = max(align, (tile - overlap) // align * align)
+        last = (size - tile) // align * align
+        starts = list(range(0, last, step)) + [last]
+        return [(a, min(a + tile, size)) for a in starts[:-1]] + [(last, size)]
 
-    return [(t, l, min(t + tile, height), min(l + tile, width))
-            for t in starts(height) for l in starts(width)]
+    return [(t, l, b, r) for t, b in spans(height) for l, r in spans(width)]
 
 
 def _ramp(n: int, overlap: int, start_edge: bool, end_edge: bool) -> torch.Tensor:
@@ -76,16 +87,18 @@ def available_memory(device: torch.device) -> int:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
 
 
-def auto_tile_size(height: int, width: int, device: torch.device,
-                   budget: Optional[int] = None) -> Optional[int]:
-    """None when the whole image fits the memory budget (half of what is free, at most 2 GiB on
-    CPU so other programs keep theirs), else the largest tile (multiple of 64) that does."""
+def auto_tile_size(height: int, width: int, device: torch.device, budget: Optional[int] = None,
+                   bytes_per_pixel: int = BYTES_PER_PIXEL["TransformNet"]) -> Optional[int]:
+    """None when the whole image fits the memory budget, else the largest tile (a multiple of
+    64) that does. The budget is half of the free memory, and on CPU at most 1 GiB: the tiles'
+    working set then stays near 1 GiB whatever the photo's size (a 6000 x 4000 photo peaks
+    under 3 GB in all), and other programs keep their memory."""
     if budget is None:
         free = available_memory(device)
-        budget = free // 2 if device.type == "cuda" else min(free // 2, 2 << 30)
-    if height * width * BYTES_PER_PIXEL <= budget:
+        budget = free // 2 if device.type == "cuda" else min(free // 2, 1 << 30)
+    if height * width * bytes_per_pixel <= budget:
         return None
-    side = int((budget / BYTES_PER_PIXEL) ** 0.5) // 64 * 64
+    side = int((budget / bytes_per_pixel) ** 0.5) // 64 * 64
     return max(_MIN_TILE, side)
 
 
@@ -122,37 +135,75 @@ class _SharedStats:
                 h.remove()
 
 
-@torch.inference_mode()
-def stylize_tiled(net: TransformNet, x: torch.Tensor, tile: int, overlap: int = DEFAULT_OVERLAP,
-                  stats_size: int = DEFAULT_STATS_SIZE, device: Optional[torch.device] = None,
-                  autocast_dtype: Optional[torch.dtype] = None) -> tuple[torch.Tensor, int]:
-    """Stylize ``x`` (1, 3, H, W) in [0, 1] (kept on the CPU) tile by tile on ``device``.
+@contextmanager
+def shared_statistics(net: nn.Module) -> Iterator:
+    """An object whose ``mode`` ("record" first, then "apply") controls every instance norm of
+    ``net`` (a TransformNet via hooks, a FastTransformNet natively)."""
+    if isinstance(net, FastTransformNet):
+        stats = net.norm_stats
+        stats.mode, stats.stats = "record", []
+        try:
+            yield stats
+        finally:
+            stats.mode, stats.stats = None, []
+    else:
+        shared = _SharedStats(net)
+        with shared.installed():
+            yield shared
 
+
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
+def tile_core(tile: int, overlap: int, context: int = DEFAULT_CONTEXT) -> int:
+    """Side of the kept core of a ``tile`` x ``tile`` input region; ValueError if too small."""
+    core = tile - 2 * context
+    if core <= 2 * overlap:
+        raise ValueError(f"tile size {tile} is too small: it must exceed 2 x context ({context}) + "
+                         f"2 x overlap ({overlap}) = {2 * (context + overlap)} px")
+    return core
+
+
+@torch.inference_mode()
+def stylize_tiled(net: nn.Module, x: torch.Tensor, tile: int, overlap: int = DEFAULT_OVERLAP,
+                  stats_size: int = DEFAULT_STATS_SIZE, device: Optional[torch.device] = None,
+                  autocast_dtype: Optional[torch.dtype] = None,
+                  stats_image: Optional[torch.Tensor] = None,
+                  context: int = DEFAULT_CONTEXT) -> tuple[torch.Tensor, int]:
+    """Stylize ``x`` (1, 3, H, W) — float in [0, 1] or uint8 in [0, 255], kept on the CPU — tile
+    by tile on ``device`` with a :class:`TransformNet` or :class:`FastTransformNet`.
+
+    ``stats_image`` (1, 3, h, w), same value range as ``x``: the downscaled whole image the
+    shared statistics come from (default: ``x`` resized to ``stats_size`` on its longest side).
     Returns (output (1, 3, H, W) float32 in [0, 1] on the CPU, number of tiles).
     """
     if x.dim() != 4 or x.shape[0] != 1:
         raise ValueError(f"expected a (1, 3, H, W) tensor, got {tuple(x.shape)}")
     device = device or next(net.parameters()).device
     _, _, h, w = x.shape
-    shared = _SharedStats(net)
     amp = dict(device_type=device.type, dtype=autocast_dtype or torch.float32,
                enabled=autocast_dtype is not None)
-    with shared.installed():
+    if stats_image is None:
         scale = min(1.0, stats_size / max(h, w))
-        small = x if scale == 1.0 else F.interpolate(
-            x, size=(max(1, round(h * scale)), max(1, round(w * scale))), mode="area")
+        stats_image = x if scale == 1.0 else F.interpolate(
+            _as_float(x), size=(max(1, round(h * scale)), max(1, round(w * scale))), mode="area")
+    with shared_statistics(net) as shared:
         with torch.autocast(**amp):
-            net(small.to(device))  # records the shared statistics
+            net(_as_float(stats_image).to(device))  # records the shared statistics
         shared.mode = "apply"
-        out = torch.zeros(3, h, w)
+        out = torch.zeros(3, h, w)  # weighted sum of tile outputs
         weight = torch.zeros(1, h, w)
-        boxes = plan_tiles(h, w, tile, overlap)
+        boxes = plan_tiles(h, w, tile_core(tile, overlap, context), overlap)
         for top, left, bottom, right in boxes:
+            # the core plus its context, clipped to the image: at most tile x tile pixels
+            t, l, b, r = max(0, top - context), max(0, left - context), min(h, bottom + context), min(w, right + context)
             with torch.autocast(**amp):
-                y = net(x[..., top:bottom, left:right].to(device))[0].float().cpu()  # (3, th, tw)
+                y = net(_as_float(x[..., t:b, l:r]).to(device))  # (1, 3, b - t, r - l)
+            y = y[..., top - t:bottom - t, left - l:right - l]  # (1, 3, th, tw): the core
             wy = _ramp(bottom - top, overlap, top == 0, bottom == h)
             wx = _ramp(right - left, overlap, left == 0, right == w)
             wt = wy[:, None] * wx[None, :]  # (th, tw)
-            out[:, top:bottom, left:right] += y * wt
-            weight[:, top:bottom, left:right] += wt
-    return (out / weight).clamp_(0, 1).unsqueeze(0), len(boxes)
+            out[:, top:bottom, left:right].add_(y[0].float().cpu() * wt)
+            weight[:, top:bottom, left:right].add_(wt)
+    return out.div_(weight).clamp_(0, 1).unsqueeze(0), len(boxes)

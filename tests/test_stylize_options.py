@@ -13,7 +13,7 @@ from fast_nst.config import load_config
 from fast_nst.images import pil_to_tensor
 from fast_nst.model import TransformNet
 from fast_nst.stylize import Stylizer, preserve_colors
-from fast_nst.tiling import auto_tile_size, plan_tiles, stylize_tiled
+from fast_nst.tiling import auto_tile_size, plan_tiles, stylize_tiled, tile_core
 
 from conftest import make_photo
 
@@ -44,10 +44,12 @@ def model_file(net, tmp_path_factory):
 
 def test_plan_tiles_covers_image_with_overlap():
     boxes = plan_tiles(500, 300, tile=200, overlap=50)
-    assert len(boxes) == 3 * 2  # rows start at 0, 150, 300 (the last aligned to 500); cols 0, 100
+    # steps of 148 (200 - 50, down to a multiple of 4): rows 0, 148, 296, 300; columns 0, 100
+    assert len(boxes) == 4 * 2
     covered = torch.zeros(500, 300, dtype=torch.bool)
     for t, l, b, r in boxes:
-        assert b - t <= 200 and r - l <= 200
+        assert t % 4 == 0 and l % 4 == 0  # on the network's downsampling grid
+        assert b - t <= 200 + 3 and r - l <= 200 + 3
         covered[t:b, l:r] = True
     assert covered.all()
     assert plan_tiles(100, 100, 200, 50) == [(0, 0, 100, 100)]
@@ -61,24 +63,27 @@ def test_tiled_matches_untiled(net, tmp_path):
     x = pil_to_tensor(Image.open(img)).unsqueeze(0)
     with torch.inference_mode():
         ref = net(x)
-    tiled, count = stylize_tiled(net, x, tile=160, overlap=48)
-    assert count == len(plan_tiles(320, 384, 160, 48)) == 9
+    tiled, count = stylize_tiled(net, x, tile=256, overlap=32)
+    assert count == len(plan_tiles(320, 384, tile_core(256, 32), 32)) == 12
     assert tiled.shape == ref.shape
     assert psnr(tiled, ref) >= 35
     # without shared statistics (each tile normalised alone) the seams are much worse
     naive = torch.zeros_like(ref)
     with torch.inference_mode():
-        for t, l, b, r in plan_tiles(320, 384, 160, 48):
+        for t, l, b, r in plan_tiles(320, 384, 192, 0):  # the same tile size, no context
             naive[..., t:b, l:r] = net(x[..., t:b, l:r])
     assert psnr(naive, ref) < psnr(tiled, ref) - 5
 
 
-def test_large_image_is_tiled_with_bounded_tiles(net):
-    s = Stylizer(net, torch.device("cpu"))
-    img = Image.new("RGB", (700, 450), (90, 140, 200))
+def test_large_image_is_tiled_with_bounded_tiles(net, tmp_path):
+    s = Stylizer(net, torch.device("cpu"))  # the fast CPU network, with its own shared statistics
+    img = Image.open(make_photo(tmp_path / "big.png", (700, 450), seed=4, fmt="PNG"))
     out = s.stylize(img, tile_size=256, overlap=32)
     assert out.size == (700, 450)
-    assert s.last_tile_count == len(plan_tiles(450, 700, 256, 32)) == 6
+    assert s.last_tile_count == len(plan_tiles(450, 700, tile_core(256, 32), 32)) == 5 * 7
+    whole = s.stylize(img, tile_size=None)
+    assert s.last_tile_count == 1
+    assert psnr(pil_to_tensor(out), pil_to_tensor(whole)) >= 35
 
 
 def test_auto_tile_size_uses_the_memory_budget():
@@ -144,7 +149,7 @@ def test_eval_cli_options(model_file, tmp_path):
     photo = make_photo(tmp_path / "p.jpg", (300, 200), seed=1)
     out = tmp_path / "o.png"
     assert eval_main(["--model_file", str(model_file), "--image_file", str(photo), "--output_file", str(out),
-                      "--tile_size", "160", "--overlap", "32", "--max_size", "240", "--preserve_color",
+                      "--tile_size", "224", "--overlap", "16", "--max_size", "240", "--preserve_color",
                       "--strength", "0.8"]) == 0
     assert Image.open(out).size == (240, 160)
     assert eval_main(["--model_file", str(model_file), "--image_file", str(photo), "--output_file", str(out),
@@ -155,7 +160,7 @@ def test_eval_cli_options(model_file, tmp_path):
 @pytest.mark.parametrize("args,fragment", [
     (["--strength", "2"], "--strength must be between 0 and 1"),
     (["--tile_size", "big"], "--tile_size must be auto, 0 or a number"),
-    (["--tile_size", "100", "--overlap", "64"], "larger than twice --overlap"),
+    (["--tile_size", "200", "--overlap", "64"], "--tile_size: tile size 200 is too small"),
     (["--scale", "0"], "--scale must be > 0"),
 ])
 def test_eval_cli_option_errors(model_file, tmp_path, capsys, args, fragment):

@@ -1,0 +1,430 @@
+"""Export a trained transform net to ONNX or TorchScript, checked against PyTorch before success.
+
+    python -m fast_nst.export models/wave/wave.pth --format onnx --output wave.onnx
+    python -m fast_nst.export models/wave/wave.pth --format torchscript --output wave.pt
+
+The exported graph takes ``input`` (N, 3, H, W) float32 RGB in [0, 1] with dynamic N, H and W
+(any H, W >= 1, including sizes not divisible by 4 and tiny ones like 3 x 7) and returns
+``output`` of the same shape in [0, 1]: exactly what :meth:`fast_nst.stylize.Stylizer.stylize_tensor`
+computes. See docs/export.md.
+
+Why a wrapper: :class:`~fast_nst.model.TransformNet` pads its input to a multiple of 4 (at least
+8) with Python control flow on the shape (``if ph or pw``, reflect or replicate). A graph export
+specialises that branch to the example's size; torch's ONNX exporter does so without an error
+(it defers the size guards to runtime asserts, which the ONNX graph drops), and the graph it
+writes is then wrong for other sizes. :class:`ExportableTransformNet`
+computes the same padding and crop as index gathers whose indices are built from the symbolic
+sizes with tensor ops (``arange``, ``where``), so one graph serves every size. It is exported
+with ``torch.export.export`` and explicit ``Dim``s first, which fails loudly instead of
+specialising, and the ExportedProgram is then translated by ``torch.onnx.export``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from . import __version__
+from .checkpoint import FORMAT_NAME, load_model
+from .errors import FastNSTError
+from .model import _MIN_SIZE, _MULTIPLE, TransformNet
+
+#: Version of the exported-file layout (input/output names, metadata keys); readers check it.
+EXPORT_FORMAT_VERSION = 1
+FORMATS = ("onnx", "torchscript")
+#: Shapes every export is checked on: batch 1 and 2, sizes divisible by 4 and not, and a size
+#: smaller than the network's minimum of 8 (the replicate-padding branch).
+CHECK_SHAPES: tuple[tuple[int, int, int, int], ...] = ((1, 3, 64, 96), (2, 3, 50, 37), (1, 3, 3, 7))
+#: Largest allowed max-abs difference between the exported model and PyTorch, on [0, 1] pixels.
+TOLERANCE = 1e-3
+#: torch's ONNX exporter implements opset 18 and newer; lower versions are not converted reliably.
+MIN_OPSET = 18
+INPUT_NAME, OUTPUT_NAME = "input", "output"
+TORCHSCRIPT_METADATA = "fast_nst.json"  # name of the metadata file inside a TorchScript archive
+ONNX_INSTALL_HINT = 'pip install -e ".[onnx]"'
+# An example input for tracing: batch 2 and sizes above 1 so torch.export does not specialise them.
+_EXAMPLE_SHAPE = (2, 3, 50, 37)
+
+
+class ExportError(FastNSTError):
+    """Exporting failed, or the exported model does not match PyTorch."""
+
+
+# ---- the export-friendly network -------------------------------------------------------------
+
+def _pad_indices(n: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Row (or column) indices that pad a side of length ``n`` to TransformNet's padded length
+    ``max(8, ceil(n / 4) * 4)``: (reflect indices, replicate indices). Reflect indices are
+    negative somewhere exactly when the pad is not smaller than ``n`` (reflection impossible)."""
+    padded = max(8, (n + 3) // 4 * 4)  # literals: TorchScript cannot read module globals
+    i = torch.arange(padded, device=device)
+    reflect = torch.where(i < n, i, 2 * (n - 1) - i)
+    replicate = torch.clamp(i, max=n - 1)
+    return reflect, replicate
+
+
+assert (_MIN_SIZE, _MULTIPLE) == (8, 4), "update _pad_indices to TransformNet's padding"
+
+
+class ExportableTransformNet(nn.Module):
+    """The same function as :class:`TransformNet` (bit for bit in eager mode), written so that
+    graph exporters (torch.export, TorchScript) keep the batch, height and width dynamic.
+
+    Padding: TransformNet pads bottom/right with ``F.pad(mode="reflect")`` when both pads are
+    smaller than their sides and with ``mode="replicate"`` otherwise; here both index sets are
+    built and ``torch.where`` picks one, then ``index_select`` gathers rows and columns. The crop
+    back to (H, W) is an ``index_select`` too (a slice would make torch.export guard on the
+    relation between H and the padded size).
+    """
+
+    def __init__(self, net: TransformNet):
+        super().__init__()
+        self.encoder = net.encoder
+        self.residuals = net.residuals
+        self.decoder = net.decoder
+        # "tanh": (tanh(y) + 1) / 2 (fast-nst's own models); "clamp": y clipped to [0, 1]
+        # (converted pytorch/examples models).
+        self.tanh_output: bool = getattr(net.args, "output_activation", "tanh") == "tanh"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.shape[2]
+        w = x.shape[3]
+        reflect_h, replicate_h = _pad_indices(h, x.device)
+        reflect_w, replicate_w = _pad_indices(w, x.device)
+        can_reflect = (reflect_h.min() >= 0) & (reflect_w.min() >= 0)
+        rows = torch.where(can_reflect, reflect_h, replicate_h)
+        cols = torch.where(can_reflect, reflect_w, replicate_w)
+        x = x.index_select(2, rows).index_select(3, cols)
+        y = self.decoder(self.residuals(self.encoder(x)))
+        y = (torch.tanh(y) + 1) * 0.5 if self.tanh_output else y.clamp(0, 1)
+        return y.index_select(2, torch.arange(h, device=y.device)).index_select(
+            3, torch.arange(w, device=y.device))
+
+
+# ---- metadata ----------------------------------------------------------------------------------
+
+def export_metadata(net: TransformNet, ckpt: dict[str, Any], model_path: Path) -> dict[str, str]:
+    """String key/value pairs stored in the exported file (ONNX metadata_props, or
+    ``fast_nst.json`` inside a TorchScript archive). ``ckpt`` is :func:`load_model`'s dict (for
+    a pytorch/examples model converted on the fly it has no step or format version)."""
+    config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
+    name = config.get("naming") or model_path.stem
+    meta = {
+        "format": FORMAT_NAME,
+        "format_version": str(EXPORT_FORMAT_VERSION),
+        "fast_nst_version": __version__,
+        "name": str(name),
+        "naming": str(config.get("naming") or ""),
+        "style_image": Path(str(config.get("style_image") or "")).name,
+        "step": "" if ckpt.get("step") is None else str(ckpt["step"]),
+        "model_args": json.dumps(net.args.to_dict(), sort_keys=True),
+        "source": model_path.name,
+        "input_name": INPUT_NAME,
+        "output_name": OUTPUT_NAME,
+        "layout": "NCHW, RGB, float32; N, H and W dynamic (H, W >= 1)",
+        "input_range": "[0, 1]",
+        "output_range": "[0, 1]",
+    }
+    if ckpt.get("format_version") is not None:
+        meta["checkpoint_format_version"] = str(ckpt["format_version"])
+    if ckpt.get("converted_from"):
+        meta["converted_from"] = str(ckpt["converted_from"])
+    return meta
+
+
+# ---- exporters ----------------------------------------------------------------------------------
+
+def _missing_onnx_packages() -> list[str]:
+    missing = []
+    for module in ("onnx", "onnxruntime", "onnxscript"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    return missing
+
+
+def require_onnx() -> None:
+    """Raise a :class:`FastNSTError` naming the install command when the optional ONNX packages
+    are missing."""
+    missing = _missing_onnx_packages()
+    if missing:
+        raise FastNSTError(f"ONNX export needs the optional packages onnx, onnxruntime and onnxscript "
+                           f"(missing: {', '.join(missing)}). Install them with: {ONNX_INSTALL_HINT}")
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the exporters' progress prints, log messages and deprecation warnings."""
+    buffer = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(buffer), \
+            contextlib.redirect_stderr(buffer):
+        warnings.simplefilter("ignore")
+        yield buffer
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"[:500]
+
+
+def export_onnx(net: TransformNet, path: str | Path, opset: Optional[int] = None,
+                metadata: Optional[dict[str, str]] = None) -> int:
+    """Write ``net`` as an ONNX file (weights inside, no external data); returns the opset."""
+    require_onnx()
+    import onnx
+
+    if opset is not None and opset < MIN_OPSET:
+        raise ExportError(f"--opset {opset} is not supported: torch's ONNX exporter writes opset "
+                          f"{MIN_OPSET} or newer.")
+    module = ExportableTransformNet(net).eval()
+    example = torch.rand(_EXAMPLE_SHAPE, generator=torch.Generator().manual_seed(0))
+    dims = {0: torch.export.Dim("batch", min=1), 2: torch.export.Dim("height", min=1),
+            3: torch.export.Dim("width", min=1)}
+    with _quiet():
+        try:
+            # Explicit Dims: torch.export raises instead of specialising a size. (Passing the
+            # module straight to torch.onnx.export would defer such guards to runtime asserts
+            # and silently bake the example's size into the graph.)
+            program = torch.export.export(module, (example,), dynamic_shapes={"x": dims}, strict=False)
+            onnx_program = torch.onnx.export(program, (example,), input_names=[INPUT_NAME],
+                                             output_names=[OUTPUT_NAME], opset_version=opset,
+                                             dynamo=True, verbose=False)
+            graph_input = onnx_program.model.graph.inputs[0]
+            onnx_program.rename_axes({graph_input.shape[0]: "batch", graph_input.shape[2]: "height",
+                                      graph_input.shape[3]: "width"})
+            proto = onnx_program.model_proto
+        except Exception as e:
+            raise ExportError(f"ONNX export failed ({_first_line(e)}).") from None
+    used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is not None and used != opset:
+        raise ExportError(f"the ONNX exporter could not write opset {opset} (it wrote opset {used} "
+                          "instead); leave --opset out to use the exporter's default.")
+    proto.doc_string = ("fast-nst fast neural style transfer network: input (N, 3, H, W) float32 "
+                        "RGB in [0, 1] -> output of the same shape in [0, 1].")
+    del proto.metadata_props[:]
+    for key, value in (metadata or {}).items():
+        proto.metadata_props.add(key=key, value=value)
+    proto.metadata_props.add(key="opset", value=str(used))
+    onnx.save_model(proto, str(path))
+    return int(used)
+
+
+def export_torchscript(net: TransformNet, path: str | Path,
+                       metadata: Optional[dict[str, str]] = None) -> None:
+    """Write ``net`` as a scripted TorchScript archive (metadata in ``fast_nst.json``)."""
+    with _quiet():
+        try:
+            scripted = torch.jit.script(ExportableTransformNet(net).eval())
+            torch.jit.save(scripted, str(path),
+                           _extra_files={TORCHSCRIPT_METADATA: json.dumps(metadata or {}, indent=1)})
+        except OSError:
+            raise
+        except Exception as e:
+            raise ExportError(f"TorchScript export failed ({_first_line(e)}).") from None
+
+
+# ---- checking --------------------------------------------------------------------------------
+
+def _runner(path: Path, fmt: str):
+    """A function (N, 3, H, W) float32 tensor -> output tensor, running the exported file."""
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        try:
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise ExportError(f"onnxruntime {ort.__version__} cannot load the exported model "
+                              f"({_first_line(e)}).") from None
+        return lambda x: torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0])
+    with _quiet():
+        module = torch.jit.load(str(path), map_location="cpu")
+    return module
+
+
+def check_exported(path: str | Path, fmt: str, net: TransformNet,
+                   shapes: Sequence[Sequence[int]] = CHECK_SHAPES,
+                   tolerance: Optional[float] = None) -> float:
+    """Run the exported file on random inputs of each shape and compare with ``net``; returns
+    the largest max-abs difference, or raises :class:`ExportError` above ``tolerance``."""
+    tolerance = TOLERANCE if tolerance is None else tolerance
+    run = _runner(Path(path), fmt)
+    generator = torch.Generator().manual_seed(1234)
+    worst = 0.0
+    for shape in shapes:
+        x = torch.rand(tuple(shape), generator=generator)
+        label = "x".join(map(str, shape))
+        with torch.inference_mode():
+            expected = net(x)
+            try:
+                got = run(x)
+            except Exception as e:
+                raise ExportError(f"the exported model failed on an input of shape {label} "
+                                  f"({_first_line(e)}).") from None
+        if tuple(got.shape) != tuple(expected.shape):
+            raise ExportError(f"the exported model returned shape {tuple(got.shape)} for an input of "
+                              f"shape {label}; expected {tuple(expected.shape)}.")
+        diff = (got.float() - expected).abs().max().item()
+        if not diff <= tolerance:  # also catches NaN
+            raise ExportError(f"the exported model differs from PyTorch by {diff:.3g} (max abs) on an "
+                              f"input of shape {label}; the tolerance is {tolerance:g}.")
+        worst = max(worst, diff)
+    return worst
+
+
+# ---- the command ------------------------------------------------------------------------------
+
+def _infer_format(output: Path) -> str:
+    return "torchscript" if output.suffix.lower() in (".pt", ".ts", ".torchscript", ".jit") else "onnx"
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def export_model(model_path: str | Path, output: str | Path, fmt: Optional[str] = None,
+                 opset: Optional[int] = None,
+                 check_sizes: Sequence[Tuple[int, int]] = ()) -> dict[str, Any]:
+    """Export the checkpoint at ``model_path`` to ``output`` and check it; returns a summary.
+
+    The file is written to a temporary name in the output's folder, checked on
+    :data:`CHECK_SHAPES` plus one (1, 3, H, W) input per ``check_sizes`` entry, and renamed to
+    ``output`` only if every check passes: on failure ``output`` is left as it was.
+    """
+    model_path, output = Path(model_path), Path(output)
+    fmt = fmt or _infer_format(output)
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    if opset is not None and fmt != "onnx":
+        raise ExportError("--opset applies only to --format onnx.")
+    if opset is not None and opset < MIN_OPSET:
+        raise ExportError(f"--opset {opset} is not supported: torch's ONNX exporter writes opset "
+                          f"{MIN_OPSET} or newer.")
+    for h, w in check_sizes:
+        if h < 1 or w < 1:
+            raise ExportError(f"--check_size {h} {w}: height and width must be at least 1.")
+    if fmt == "onnx":
+        require_onnx()  # before the (slow) model loading, so a missing package is reported first
+    net, ckpt = load_model(model_path)  # weights-only loading; CheckpointError for bad files
+    if output.is_dir():
+        raise ExportError(f"--output {output} is a folder; give a file name like "
+                          f"{model_path.stem}{'.onnx' if fmt == 'onnx' else '.pt'}.")
+    if _same_file(model_path, output):
+        raise ExportError(f"--output {output} is the input checkpoint; refusing to overwrite it.")
+    shapes = list(CHECK_SHAPES) + [(1, 3, h, w) for h, w in check_sizes]
+    metadata = export_metadata(net, ckpt, model_path)
+
+    tmp = output.with_name(f".{output.name}.tmp{os.getpid()}")
+    try:
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb"):
+                pass
+        except OSError as e:
+            blocker = next((p for p in output.parents if p.exists()), None)
+            reason = (f"{blocker} is a file, not a folder" if blocker is not None and not blocker.is_dir()
+                      else e.strerror or str(e))
+            raise ExportError(f"cannot write --output {output}: {reason}.") from None
+        try:
+            if fmt == "onnx":
+                used_opset = export_onnx(net, tmp, opset=opset, metadata=metadata)
+            else:
+                export_torchscript(net, tmp, metadata=metadata)
+                used_opset = None
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise ExportError(f"cannot write --output {output}: {e.strerror or e}.") from None
+        try:
+            diff = check_exported(tmp, fmt, net, shapes)
+        except ExportError as e:
+            kept = f"{output} was left unchanged" if output.exists() else f"{output} was not written"
+            raise ExportError(f"{e} The export was discarded; {kept}.") from None
+        try:
+            os.replace(tmp, output)
+        except OSError as e:
+            raise ExportError(f"cannot write --output {output}: {e.strerror or e}.") from None
+    except BaseException:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(output.parent)
+    return {"output": output, "format": fmt, "opset": used_opset, "max_abs_diff": diff,
+            "shapes": shapes, "name": metadata["name"], "bytes": output.stat().st_size}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m fast_nst.export",
+        description="Export a trained model (.pth) to ONNX or TorchScript with dynamic batch, "
+                    "height and width. The exported file is run on sample inputs and compared "
+                    f"with PyTorch (max abs difference <= {TOLERANCE:g}) before it is written.",
+        epilog="Example: python -m fast_nst.export models/wave/wave.pth --format onnx --output wave.onnx",
+    )
+    p.add_argument("model", help="checkpoint written by train.py (.pth)")
+    p.add_argument("--format", choices=FORMATS, default=None,
+                   help="onnx or torchscript (default: from --output's suffix: .pt/.ts -> "
+                        "torchscript, otherwise onnx)")
+    p.add_argument("--output", "-o", default=None, metavar="FILE",
+                   help="file to write (default: the model's name with .onnx or .pt, next to it)")
+    p.add_argument("--opset", type=int, default=None, metavar="N",
+                   help=f"ONNX opset version (>= {MIN_OPSET}; default: the exporter's choice)")
+    p.add_argument("--check_size", type=int, nargs=2, action="append", default=[], metavar=("H", "W"),
+                   help="also check the export on a 1x3xHxW input (repeatable); always checked: "
+                        + ", ".join("x".join(map(str, s)) for s in CHECK_SHAPES))
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    from .cli import _run
+
+    def run() -> int:
+        fmt = args.format or (_infer_format(Path(args.output)) if args.output else "onnx")
+        output = Path(args.output) if args.output else \
+            Path(args.model).with_suffix(".onnx" if fmt == "onnx" else ".pt")
+        summary = export_model(args.model, output, fmt=fmt, opset=args.opset,
+                               check_sizes=[tuple(s) for s in args.check_size])
+        what = f"ONNX opset {summary['opset']}" if fmt == "onnx" else "TorchScript"
+        shapes = ", ".join("x".join(map(str, s)) for s in summary["shapes"])
+        print(f"Exported {args.model} -> {output} ({what}, {summary['bytes'] / 1e6:.1f} MB, "
+              f"style {summary['name']!r})")
+        print(f"Checked against PyTorch on {shapes}: max abs difference "
+              f"{summary['max_abs_diff']:.2g} (tolerance {TOLERANCE:g})")
+        if fmt == "onnx" and output.suffix.lower() != ".onnx":
+            print("note: eval.py and load_stylizer recognise ONNX files by the .onnx suffix.")
+        return 0
+
+    return _run(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

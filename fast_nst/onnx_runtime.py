@@ -1,0 +1,149 @@
+"""Stylizing with an exported ``.onnx`` model through onnxruntime (optional extra ``onnx``).
+
+>>> from fast_nst import load_stylizer
+>>> s = load_stylizer("wave.onnx", device="cpu")     # dispatches here by the .onnx suffix
+>>> out = s.stylize(Image.open("photo.jpg"))
+
+:class:`OnnxStylizer` is a :class:`~fast_nst.stylize.Stylizer`: ``stylize`` takes the same options
+(max_size, scale, keep_size, preserve_color, strength, tile_size, overlap) and ``stylize_tensor``
+the same tensors. Tiling is the exception: it needs the PyTorch network (it fixes the instance
+norms' statistics inside it), so an explicit ``tile_size`` raises and ``"auto"`` never tiles.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .device import resolve_device
+from .errors import CheckpointError, FastNSTError
+from .images import pil_to_tensor, tensor_to_pil
+from .stylize import Stylizer
+
+ONNX_INSTALL_HINT = 'pip install -e ".[onnx]"'
+
+
+def _import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError as e:
+        raise FastNSTError(f"Running .onnx models needs onnxruntime, which is not installed ({e}). "
+                           f"Install it with: {ONNX_INSTALL_HINT}") from None
+    return onnxruntime
+
+
+def _providers(ort, device: torch.device) -> list:
+    """onnxruntime execution providers for ``device``."""
+    if device.type == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise FastNSTError(
+                f"device '{device}' requested, but this onnxruntime ({ort.__version__}) has no CUDA "
+                "support (install onnxruntime-gpu instead of onnxruntime), or use --device cpu.")
+        return [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+class OnnxStylizer(Stylizer):
+    """A :class:`~fast_nst.stylize.Stylizer` whose network is an onnxruntime session."""
+
+    def __init__(self, session, device: torch.device, name: str = "", info: dict | None = None):
+        # No super().__init__: there is no torch module to move, wrap or compile.
+        self.session = session
+        self.net = None
+        self.model = None
+        self.device = device
+        self.precision = "fp32"
+        self.name = name
+        self.info = info or {}
+        self.input_name = session.get_inputs()[0].name
+        self.output_name = session.get_outputs()[0].name
+
+    @torch.inference_mode()
+    def stylize_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (N, 3, H, W) float in [0, 1] (any device) -> (N, 3, H, W) float32 in [0, 1] on
+        the same device as ``x``."""
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected a (N, 3, H, W) tensor, got shape {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            return torch.empty(x.shape, dtype=torch.float32, device=x.device)
+        inp = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+        out = self.session.run([self.output_name], {self.input_name: inp})[0]
+        return torch.from_numpy(out).float().clamp_(0, 1).to(x.device)
+
+    def _stylize_rgb(self, rgb: Image.Image, tile_size: Union[int, str, None], overlap: int) -> Image.Image:
+        if tile_size not in ("auto", None) and not isinstance(tile_size, int):
+            raise FastNSTError(f"tile_size must be 'auto', None or an integer, got {tile_size!r}")
+        if tile_size not in ("auto", None):
+            raise FastNSTError(
+                f"tile_size {tile_size!r}: tiling needs the PyTorch network; use the .pth checkpoint "
+                "for tiled stylizing (an .onnx model always stylizes the whole image; "
+                "use max_size to bound memory).")
+        self.last_tile_count = 1
+        x = pil_to_tensor(rgb).unsqueeze(0)
+        return tensor_to_pil(self.stylize_tensor(x)[0])
+
+
+def _check_signature(session, path: Path) -> None:
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise CheckpointError(f"{path}: not a style transfer model: it has {len(inputs)} inputs and "
+                              f"{len(outputs)} outputs, expected one image in and one out. Export "
+                              "models with python -m fast_nst.export.")
+    for kind, arg in (("input", inputs[0]), ("output", outputs[0])):
+        shape = arg.shape
+        channels_ok = len(shape) == 4 and (shape[1] == 3 or not isinstance(shape[1], int))
+        if arg.type != "tensor(float)" or not channels_ok:
+            raise CheckpointError(f"{path}: not a style transfer model: its {kind} is {arg.type} of "
+                                  f"shape {shape}, expected float (N, 3, H, W). Export models with "
+                                  "python -m fast_nst.export.")
+
+
+def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
+                       precision: str = "fp32") -> OnnxStylizer:
+    """Load an exported ``.onnx`` model for stylizing with onnxruntime.
+
+    ``device``: "auto" (CUDA when both torch and onnxruntime have it, else CPU), "cpu", "cuda"
+    or "cuda:N". ``precision``: only "fp32" (the exported graph is float32).
+    Raises :class:`~fast_nst.errors.FastNSTError` if onnxruntime is missing and
+    :class:`~fast_nst.errors.CheckpointError` for a missing, corrupt or foreign file.
+    """
+    path = Path(path)
+    if precision != "fp32":
+        raise FastNSTError(f"precision {precision!r} is not available for .onnx models (the exported "
+                           "graph is float32); use fp32, or the .pth checkpoint for bf16/fp16.")
+    ort = _import_onnxruntime()
+    if not path.is_file():
+        raise CheckpointError(f"Model file not found: {path}" if not path.exists()
+                              else f"Model file is a folder, not a file: {path}")
+    dev = resolve_device(device)
+    if device == "auto" and dev.type == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
+        dev = torch.device("cpu")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only; no warnings about unused initializers etc.
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=_providers(ort, dev))
+    except Exception as e:
+        detail = " ".join(str(e).split())[:300]
+        raise CheckpointError(f"{path}: not a valid ONNX model, or the file is damaged "
+                              f"({type(e).__name__}: {detail}). Export models with "
+                              "python -m fast_nst.export.") from None
+    _check_signature(session, path)
+    meta = session.get_modelmeta().custom_metadata_map or {}
+    version = meta.get("format_version")
+    if meta.get("format") == "fast-nst" and version is not None:
+        from .export import EXPORT_FORMAT_VERSION
+
+        if not version.isdigit() or int(version) > EXPORT_FORMAT_VERSION:
+            raise CheckpointError(f"{path}: exported by a newer fast-nst (export format version "
+                                  f"{version}); this version reads up to {EXPORT_FORMAT_VERSION}. "
+                                  "Upgrade fast-nst to load it.")
+    name = meta.get("name") or meta.get("naming") or path.stem
+    info = {"path": str(path), "format": "onnx", "metadata": dict(meta),
+            "providers": session.get_providers()}
+    if meta.get("step", "").isdigit():
+        info["step"] = int(meta["step"])
+    return OnnxStylizer(session, dev, name=name, info=info)

@@ -1,0 +1,542 @@
+"""Stylizing videos: decode with PyAV, stylize frames in batches, encode H.264, keep timing and audio.
+
+>>> from fast_nst import load_stylizer
+>>> from fast_nst.video import stylize_video
+>>> stylize_video(load_stylizer("models/wave/wave.pth"), Path("in.mp4"), Path("out.mp4"))
+{'frames': 300, 'fps': Fraction(30, 1), 'size': (1280, 720), 'has_audio': True, ...}
+
+Needs the optional extra ``pip install -e ".[video]"`` (PyAV, which bundles FFmpeg).
+
+What is kept and what changes:
+
+* **Timing.** Every frame keeps its presentation timestamp, so the frame rate
+  (``average_rate``) is kept exactly, variable frame rates too, and the audio stays in sync. The
+  input's time base is kept when a frame lasts a whole number of its ticks; otherwise (e.g.
+  29.97 fps from Matroska's millisecond clock) timestamps within one input tick of the exact
+  frame grid are put on it, in a time base that divides the frame duration.
+* **Size.** The result has the input's size (or the size after ``max_size`` / ``scale``; with
+  ``keep_size`` the input's again), except that H.264 in yuv420p stores colour at half
+  resolution and so needs an even width and height: an odd side loses its last pixel column or
+  row (47x33 becomes 46x32); a side of 1 pixel is padded to 2 by repeating it.
+* **Video codec.** H.264 (libx264, CRF 18) if PyAV's FFmpeg has it and the container takes it,
+  else MPEG-4 Part 2; for WebM, VP9 (or VP8). Always yuv420p, which every player decodes.
+* **Rotation** (phone videos): the frames are stylized as stored and the display rotation is
+  copied, so players show the result upright like the input.
+* **Colour.** The input's colour matrix, primaries and transfer tags are copied and the same
+  matrix is used to convert the stylized RGB back to YUV.
+* **Audio.** Every audio stream is copied packet for packet (no quality loss) when the output
+  container can hold its codec, else re-encoded (AAC; Opus for WebM). Subtitles and data
+  streams are dropped.
+
+The output is written to a hidden temporary file next to ``dest`` and renamed over it only when
+complete, so an interrupted run never leaves a truncated video behind.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import sys
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import DataError, FastNSTError
+from .images import tensor_to_pil
+from .stylize import finish, resize_for_processing
+
+INSTALL_HINT = 'pip install -e ".[video]"'
+
+# Video encoders in order of preference, with their quality settings. The first one that
+# PyAV's FFmpeg has and the output container accepts is used.
+VIDEO_CODECS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("libx264", {"crf": "18", "preset": "medium"}),  # visually near-lossless, universal
+    ("mpeg4", {}),                                   # quality set via qscale below
+    ("libvpx-vp9", {"crf": "30", "b": "0", "row-mt": "1"}),  # WebM
+    ("libvpx", {"crf": "10", "b": "4M"}),                     # WebM, older
+)
+# Audio encoders for streams that cannot be copied as they are.
+AUDIO_CODECS = ("aac", "libopus", "opus", "libmp3lame")
+AUDIO_BITRATE_PER_CHANNEL = 96_000
+
+_DEFAULT_OPTIONS = dict(tile_size="auto", overlap=64, preserve_color=False, strength=1.0,
+                        max_size=None, scale=None, keep_size=False)
+_UNSPECIFIED_COLOR = (0, 2)  # AVCOL_SPC_RGB (meaningless for YUV input) and *_UNSPECIFIED
+_AVFMT_VARIABLE_FPS = 0x0400  # the container stores per-frame timestamps (not AVI)
+
+
+def _import_av():
+    try:
+        import av
+    except ImportError:
+        raise DataError(f"Stylizing videos needs PyAV, which is not installed; install the "
+                        f"video extra: {INSTALL_HINT}") from None
+    return av
+
+
+def stylize_video(stylizer, src: Path, dest: Path, batch_size: int = 4,
+                  options: Optional[dict] = None, progress: bool = True) -> dict:
+    """Stylize every frame of the video ``src`` into ``dest`` (format from its extension:
+    .mp4, .mov, .mkv, .webm, ...), keeping frame timing and audio; see the module docstring.
+
+    ``batch_size`` frames go through ``stylizer.stylize_tensor`` at once on the stylizer's
+    device. ``options`` are those of :meth:`Stylizer.stylize` (tile_size, overlap,
+    preserve_color, strength, max_size, scale, keep_size) and mean the same per frame; an
+    explicit integer ``tile_size`` (or "auto" deciding that frames are too large for memory)
+    stylizes frame by frame with tiles instead of in batches.
+
+    Returns ``{"frames", "fps" (Fraction), "size" (w, h), "has_audio", "video_codec", "audio"
+    (per audio stream "copy" or the encoder used)}``. Raises :class:`DataError` for a missing,
+    unreadable or non-video input, an output that cannot be written, or missing PyAV.
+    """
+    av = _import_av()
+    src, dest = Path(src), Path(dest)
+    opts = {**_DEFAULT_OPTIONS, **(options or {})}
+    unknown = set(opts) - set(_DEFAULT_OPTIONS)
+    if unknown:
+        raise FastNSTError(f"Unknown stylize option(s): {', '.join(sorted(unknown))}")
+    if not isinstance(batch_size, int) or batch_size <= 0:
+        raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not 0.0 <= float(opts["strength"]) <= 1.0:
+        raise DataError(f"strength must be between 0 and 1, got {opts['strength']}")
+
+    if not src.exists():
+        raise DataError(f"Video not found: {src}")
+    if src.is_dir():
+        raise DataError(f"Expected a video file, got a folder: {src}")
+    if dest.is_dir():
+        raise DataError(f"Output {dest} is a folder; give a file name like out.mp4.")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"Cannot create the output folder {dest.parent}: {e.strerror or e}") from None
+
+    inp = _open_input(av, src)
+    try:
+        # Hidden temporary name that keeps the extension, so FFmpeg picks the same format.
+        tmp = dest.with_name(f".{dest.stem}.tmp{os.getpid()}{dest.suffix}")
+        try:
+            open(tmp, "wb").close()  # fail early, before any decoding, if dest cannot be written
+        except OSError as e:
+            raise DataError(f"Cannot write {dest}: {e.strerror or e}") from None
+        try:
+            try:
+                out = av.open(str(tmp), "w")
+            except ValueError:
+                raise DataError(f"Cannot tell a video format from the name {dest.name!r}; give "
+                                "--output_file a name ending in .mp4, .mov, .mkv or .webm.") from None
+            except av.FFmpegError as e:
+                raise DataError(f"Cannot write {dest}: {e}") from None
+            try:
+                summary = _VideoJob(av, stylizer, inp, out, src, dest, batch_size, opts,
+                                    progress).run()
+            except BaseException:
+                try:
+                    out.close()
+                except Exception:  # the first error is the one to report
+                    pass
+                raise
+            try:
+                out.close()  # writes the trailer (and moves the index to the front, for mp4)
+            except (av.FFmpegError, OSError) as e:
+                raise DataError(f"Cannot finish writing {dest}: {_reason(e)}") from None
+            os.replace(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    finally:
+        inp.close()
+    return summary
+
+
+def _open_input(av, src: Path):
+    try:
+        inp = av.open(str(src), "r")
+    except av.FFmpegError as e:
+        raise DataError(f"{src}: not a video FFmpeg can read ({_reason(e)}); the file may be "
+                        "corrupt or not a video at all.") from None
+    except OSError as e:
+        raise DataError(f"Cannot read {src}: {e.strerror or e}") from None
+    fmt = inp.format.name
+    if fmt.endswith("_pipe") or fmt.startswith("image2"):  # still images (animated GIF is fine)
+        inp.close()
+        raise DataError(f"{src} is an image, not a video; stylize it with --image_file.")
+    if _video_stream(av, inp) is None:
+        kinds = ", ".join(sorted({s.type for s in inp.streams})) or "no streams"
+        inp.close()
+        raise DataError(f"{src} has no video stream ({kinds}"
+                        f"{', cover art only' if inp.streams.video else ''}); nothing to stylize.")
+    return inp
+
+
+def _video_stream(av, inp):
+    """The first video stream that is not an attached picture (cover art of a music file)."""
+    for stream in inp.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    return None
+
+
+def _reason(e: Exception) -> str:
+    return getattr(e, "strerror", None) or str(e)
+
+
+def _even(n: int) -> int:
+    return max(2, n - n % 2)
+
+
+def _make_even(arr: np.ndarray) -> np.ndarray:
+    """(H, W, 3) -> even H and W: drop the last row/column of an odd side, repeat a 1-px side."""
+    h, w = arr.shape[:2]
+    if h % 2 == 0 and w % 2 == 0:
+        return arr
+    if h == 1 or w == 1:
+        arr = np.pad(arr, ((0, h == 1), (0, w == 1), (0, 0)), mode="edge")
+        h, w = arr.shape[:2]
+    return arr[: h - h % 2, : w - w % 2]
+
+
+def _frame_rate(stream) -> Fraction:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate:
+            return Fraction(rate)
+    return Fraction(25)
+
+
+class _VideoJob:
+    """One decode -> stylize -> encode pass. The output streams are created once the first
+    video frame has been decoded (its size and rotation decide them); audio packets read before
+    that are held back."""
+
+    def __init__(self, av, stylizer, inp, out, src: Path, dest: Path, batch_size: int,
+                 options: dict, progress: bool):
+        self.av, self.stylizer, self.inp, self.out = av, stylizer, inp, out
+        self.src, self.dest, self.batch_size, self.opts, self.progress = \
+            src, dest, batch_size, options, progress
+        self.device = getattr(stylizer, "device", None) or torch.device("cpu")
+        self.vin = _video_stream(av, inp)
+        self.ains = list(inp.streams.audio)
+        self.vin.thread_type = "AUTO"  # frame-threaded decoding
+        self.rate = _frame_rate(self.vin)
+        self.in_tb = Fraction(self.vin.time_base or 1 / self.rate)
+        self.first_pts: Optional[int] = None
+        self.vout = None
+        self.audio_out: dict[int, Any] = {}  # input stream index -> (mode, output stream)
+        self.pending_audio: list = []
+        self.frames_in: list = []  # (rgb array, pts) waiting for a batch
+        self.written = 0
+        self.last_pts: Optional[int] = None
+        self.bar = None
+
+    # -- main loop --------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        from tqdm import tqdm
+
+        total = self.vin.frames or None
+        self.bar = tqdm(total=total, unit="frame", desc=self.src.name, disable=not self.progress,
+                        dynamic_ncols=True)
+        try:
+            for packet in self._demux():
+                if packet.stream.index == self.vin.index:
+                    for frame in self._decode(packet):
+                        self._add_frame(frame)
+                elif self.vout is None:
+                    self.pending_audio.append(packet)
+                else:
+                    self._audio_packet(packet)
+            self._flush_batch()
+            if self.vout is None:
+                raise DataError(f"{self.src}: no video frame could be decoded; the file may be "
+                                "truncated or corrupt.")
+            self._write(self.vout.encode(None))  # drain the encoder
+            for index, (mode, stream) in self.audio_out.items():
+                if mode != "copy":
+                    self._write(stream.encode(None))
+        finally:
+            self.bar.close()
+        return {"frames": self.written, "fps": self.rate, "size": self.size,
+                "has_audio": bool(self.audio_out), "video_codec": self.vout.codec_context.name,
+                "audio": [mode for mode, _ in self.audio_out.values()]}
+
+    def _demux(self):
+        it = self.inp.demux(self.vin, *self.ains)
+        while True:
+            try:
+                packet = next(it)
+            except StopIteration:
+                return
+            except self.av.FFmpegError as e:
+                raise DataError(f"{self.src}: could not read the video ({_reason(e)}); the file "
+                                "may be truncated or corrupt.") from None
+            yield packet
+
+    def _decode(self, packet):
+        try:
+            return packet.decode()
+        except self.av.FFmpegError as e:
+            raise DataError(f"{self.src}: could not decode a frame ({_reason(e)}); the file may "
+                            "be truncated or corrupt.") from None
+
+    def _write(self, packets) -> None:
+        try:
+            self.out.mux(packets)
+        except self.av.FFmpegError as e:
+            raise DataError(f"Cannot write {self.dest}: {_reason(e)}") from None
+
+    # -- video -------------------------------------------------------------------------------
+
+    def _add_frame(self, frame) -> None:
+        if self.vout is None:
+            self._plan(frame)
+            self._open_output(frame)
+        # Full-range (JPEG) YUV must be declared, or swscale assumes limited range.
+        kwargs = {"src_color_range": "JPEG"} if frame.color_range == 2 else {}
+        arr = frame.to_ndarray(format="rgb24", width=self.in_size[0], height=self.in_size[1],
+                               **kwargs)
+        self.frames_in.append((arr, self._next_pts(frame)))
+        if len(self.frames_in) >= self.effective_batch:
+            self._flush_batch()
+
+    def _next_pts(self, frame) -> int:
+        """The frame's presentation time in the encoder's time base (see :meth:`_plan_timing`):
+        the input's, put exactly on the frame-rate grid where it is within one input tick of
+        it, made strictly increasing (encoders reject repeats) and filled in where missing."""
+        n = self.ticks_per_frame
+        pts = None
+        if frame.pts is not None and frame.time_base:
+            pts = round(frame.pts * Fraction(frame.time_base) / self.enc_tb)
+            if self.first_pts is None:
+                self.first_pts = pts
+            grid = self.first_pts + round((pts - self.first_pts) / n) * n
+            if abs(grid - pts) * self.enc_tb <= self.in_tb:
+                pts = grid
+        if self.last_pts is not None and (pts is None or pts <= self.last_pts):
+            pts = self.last_pts + (n if pts is None else 1)
+        elif pts is None:
+            pts = 0
+        self.last_pts = pts
+        return pts
+
+    def _plan_timing(self, codec: str) -> None:
+        """The encoder's time base: the input's when a frame lasts a whole number of its ticks
+        (timestamps copied exactly, variable frame rates kept), else one that divides the frame
+        duration (1 / average_rate) at least as finely as the input's ticks; 1 / fps for
+        containers that only hold constant frame rates (AVI)."""
+        frame = 1 / self.rate
+        if not self.out.format.flags & _AVFMT_VARIABLE_FPS:
+            n = 1
+        elif (frame / self.in_tb).denominator == 1:
+            n = int(frame / self.in_tb)
+        else:
+            n = math.ceil(frame / self.in_tb)
+        if codec == "mpeg4":  # MPEG-4 Part 2 takes time bases down to 1/65535 only
+            while n > 1 and (frame / n).denominator > 65535:
+                n //= 2
+        self.ticks_per_frame = n
+        self.enc_tb = frame / n
+
+    def _plan(self, frame) -> None:
+        """Decide the processing and output sizes, tiles or batches, from the first frame."""
+        w, h = frame.width, frame.height
+        self.in_size = (w, h)
+        self.proc_size = (w, h)
+        if self.opts["max_size"] is not None or self.opts["scale"] is not None:
+            self.proc_size = resize_for_processing(Image.new("L", (w, h)), self.opts["max_size"],
+                                                   self.opts["scale"]).size
+        final = (w, h) if self.opts["keep_size"] else self.proc_size
+        self.size = (_even(final[0]), _even(final[1]))
+        # Tiles (bounded memory, frame by frame) or batches (fast)?
+        pw, ph = self.proc_size
+        tile = self.opts["tile_size"]
+        self.effective_batch = self.batch_size
+        if tile == "auto" and getattr(self.stylizer, "net", None) is not None:  # not ONNX
+            from .tiling import auto_tile_size
+
+            if auto_tile_size(ph, pw, self.device) is not None:
+                self.tiled = True
+            else:
+                self.tiled = False
+                while self.effective_batch > 1 and auto_tile_size(ph * self.effective_batch, pw,
+                                                                  self.device) is not None:
+                    self.effective_batch //= 2
+        else:
+            self.tiled = isinstance(tile, int) and (ph > tile or pw > tile)
+        if self.tiled:
+            self.effective_batch = 1
+
+    def _open_output(self, first) -> None:
+        """Create the output streams (video like ``first``, the first decoded frame; audio like
+        the input's), write the header and the audio held back so far."""
+        av, out = self.av, self.out
+        w, h = self.size
+        for name, options in VIDEO_CODECS:
+            if name not in av.codecs_available:
+                continue
+            try:
+                stream = out.add_stream(name, rate=self.rate, options=dict(options))
+            except ValueError:  # the container cannot hold this codec
+                continue
+            break
+        else:
+            raise DataError(f"Cannot write video into a {out.format.name} file ({self.dest.name}); "
+                            "use .mp4, .mov, .mkv or .webm.")
+        self._plan_timing(name)
+        cc = stream.codec_context
+        cc.width, cc.height, cc.pix_fmt = w, h, "yuv420p"
+        if name == "mpeg4":
+            cc.qscale = 3  # fixed quantizer: good quality whatever the size
+        elif name == "libvpx":
+            cc.bit_rate = 4_000_000
+        cc.time_base = self.enc_tb
+        stream.time_base = self.enc_tb
+        cc.framerate = self.rate
+        sar = self.vin.codec_context.sample_aspect_ratio
+        if sar:
+            cc.sample_aspect_ratio = sar
+        self.colorspace = first.colorspace if first.colorspace not in _UNSPECIFIED_COLOR else None
+        if self.colorspace is not None:
+            cc.colorspace = first.colorspace
+            cc.color_range = 1  # limited (MPEG) range, as converted in _encode
+            if first.color_primaries not in _UNSPECIFIED_COLOR:
+                cc.color_primaries = first.color_primaries
+            if first.color_trc not in _UNSPECIFIED_COLOR:
+                cc.color_trc = first.color_trc
+        rotation = first.rotation
+        if rotation:
+            stream.set_display_rotation(rotation)
+        if out.format.name in ("mp4", "mov", "ipod"):
+            out.container_options["movflags"] = "+faststart"  # playable while downloading
+        self.vout = stream
+
+        for ain in self.ains:
+            self._add_audio(ain)
+        try:
+            out.start_encoding()
+        except self.av.FFmpegError as e:
+            raise DataError(f"Cannot write {self.dest}: {_reason(e)}") from None
+        pending, self.pending_audio = self.pending_audio, []
+        for packet in pending:
+            self._audio_packet(packet)
+
+    def _flush_batch(self) -> None:
+        if not self.frames_in:
+            return
+        arrays = [a for a, _ in self.frames_in]
+        pts = [p for _, p in self.frames_in]
+        self.frames_in = []
+        outputs = self._stylize_tiled(arrays) if self.tiled else self._stylize_batch(arrays)
+        for arr, t in zip(outputs, pts):
+            self._encode(_make_even(arr), t)
+        self.bar.update(len(outputs))
+
+    def _encode(self, arr: np.ndarray, pts: int) -> None:
+        frame = self.av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
+        frame = frame.reformat(format="yuv420p", dst_colorspace=self.colorspace,
+                               dst_color_range="MPEG")
+        frame.pts = pts
+        frame.time_base = self.enc_tb
+        try:
+            packets = self.vout.encode(frame)
+        except self.av.FFmpegError as e:
+            raise DataError(f"Cannot encode {self.dest}: {_reason(e)}") from None
+        self._write(packets)
+        self.written += 1
+
+    # -- stylizing ---------------------------------------------------------------------------
+
+    def _stylize_batch(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """Resize (max_size/scale), one stylize_tensor call, then the per-frame finishing steps
+        of :meth:`Stylizer.stylize` (preserve_color, strength, keep_size)."""
+        o = self.opts
+        resize = self.proc_size != self.in_size
+        finishing = o["preserve_color"] or o["strength"] < 1.0 or (o["keep_size"] and resize)
+        photos = [Image.fromarray(a) for a in arrays] if resize or finishing else None
+        if resize:
+            photos = [resize_for_processing(p, o["max_size"], o["scale"]) for p in photos]
+            arrays = [np.asarray(p) for p in photos]
+        x = torch.from_numpy(np.stack(arrays)).to(self.device)
+        x = x.permute(0, 3, 1, 2).contiguous().float().div_(255.0)
+        y = self.stylizer.stylize_tensor(x)
+        if not finishing:
+            y = y.mul(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            return list(y)
+        size = self.in_size if o["keep_size"] else None
+        return [np.asarray(finish(photo, tensor_to_pil(styled), o["preserve_color"], o["strength"], size))
+                for photo, styled in zip(photos, y.cpu())]
+
+    def _stylize_tiled(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        return [np.asarray(self.stylizer.stylize(Image.fromarray(a), **self.opts)) for a in arrays]
+
+    # -- audio -------------------------------------------------------------------------------
+
+    def _add_audio(self, ain) -> None:
+        if self._can_copy(ain):
+            self.audio_out[ain.index] = ("copy", self.out.add_stream_from_template(ain))
+            return
+        if ain.codec_context is None:
+            print(f"warning: {self.src}: dropping audio stream #{ain.index}: a "
+                  f"{self.out.format.name} file cannot hold it and FFmpeg cannot decode it",
+                  file=sys.stderr)
+            return
+        for name in AUDIO_CODECS:
+            if name not in self.av.codecs_available:
+                continue
+            codec = self.av.Codec(name, "w")
+            rates = getattr(codec, "audio_rates", None)
+            rate = ain.rate if not rates or ain.rate in rates else \
+                (48000 if 48000 in rates else max(rates))
+            try:
+                stream = self.out.add_stream(name, rate=rate)
+            except ValueError:
+                continue
+            channels = ain.codec_context.layout.nb_channels or 2
+            stream.codec_context.layout = ain.codec_context.layout if channels <= 8 else "7.1"
+            stream.codec_context.bit_rate = AUDIO_BITRATE_PER_CHANNEL * min(channels, 8)
+            self.audio_out[ain.index] = (name, stream)
+            return
+        print(f"warning: {self.src}: dropping audio stream #{ain.index} ({ain.codec_context.name}): "
+              f"no audio encoder for {self.out.format.name} files", file=sys.stderr)
+
+    def _can_copy(self, ain) -> bool:
+        """Whether the output format takes ``ain``'s packets unchanged: tried on a throwaway
+        in-memory file, since some codecs pass FFmpeg's table check but fail at the header."""
+        av = self.av
+        try:
+            probe = av.open(io.BytesIO(), "w", format=self.out.format.name)
+        except (ValueError, av.FFmpegError):
+            return False
+        try:
+            probe.add_stream_from_template(ain)
+            probe.start_encoding()
+            return True
+        except (ValueError, av.FFmpegError):
+            return False
+        finally:
+            try:
+                probe.close()
+            except (ValueError, av.FFmpegError):
+                pass
+
+    def _audio_packet(self, packet) -> None:
+        entry = self.audio_out.get(packet.stream.index)
+        if entry is None:
+            return
+        mode, stream = entry
+        if mode == "copy":
+            if packet.dts is None:  # the empty packet demux() ends each stream with
+                return
+            packet.stream = stream
+            self._write(packet)
+            return
+        for frame in self._decode(packet):
+            try:
+                packets = stream.encode(frame)
+            except self.av.FFmpegError as e:
+                raise DataError(f"Cannot encode the audio of {self.dest}: {_reason(e)}") from None
+            self._write(packets)

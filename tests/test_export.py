@@ -1,0 +1,321 @@
+"""Export to ONNX / TorchScript (python -m fast_nst.export) and stylizing with .onnx models."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fast_nst import load_stylizer
+from fast_nst.checkpoint import atomic_torch_save, make_checkpoint
+from fast_nst.cli import eval_main
+from fast_nst.config import load_config
+from fast_nst.errors import CheckpointError, FastNSTError
+from fast_nst.export import TORCHSCRIPT_METADATA, ExportableTransformNet, export_metadata
+from fast_nst.export import main as export_main
+from fast_nst.model import TransformNet, TransformNetArgs
+
+from conftest import make_photo, run_cli
+
+# Batch 1 and 2; divisible by 4 and not; below the network's 8 px minimum (replicate padding);
+# one side tiny and the other not.
+SHAPES = [(1, 3, 64, 96), (2, 3, 50, 37), (1, 3, 3, 7), (2, 3, 1, 1), (1, 3, 9, 4), (1, 3, 2, 30)]
+TOL = 1e-3
+ONNX_HINT = 'pip install -e ".[onnx]"'
+
+
+def _make_net(activation: str = "tanh") -> TransformNet:
+    torch.manual_seed(0)
+    net = TransformNet(TransformNetArgs(base_channels=8, num_residual=2,
+                                        output_activation=activation)).eval()
+    with torch.no_grad():  # trained-like norm parameters, so padding mistakes would show
+        for m in net.modules():
+            if isinstance(m, torch.nn.InstanceNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+    return net
+
+
+def _save(net: TransformNet, path, naming: str):
+    cfg = load_config(None, ["style_image=styles/wave.jpg", f"naming={naming}"])
+    atomic_torch_save(make_checkpoint(net, cfg, step=5), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    net = _make_net()
+    return _save(net, tmp_path_factory.mktemp("export") / "wave_model.pth", "wave"), net
+
+
+@pytest.fixture(scope="module")
+def onnx_file(model):
+    """Exported once through the real command line, as a user would."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    path = model[0].parent / "out" / "wave.onnx"
+    r = run_cli("-m fast_nst.export", str(model[0]), "--format", "onnx", "--output", str(path),
+                "--check_size", "5", "3")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Checked against PyTorch on 1x3x64x96, 2x3x50x37" in r.stdout and "1x3x5x3" in r.stdout
+    assert "Traceback" not in r.stderr
+    return path
+
+
+@pytest.fixture(scope="module")
+def torchscript_file(model):
+    """Exported in-process with the default output name (the model's, with .pt)."""
+    assert export_main([str(model[0]), "--format", "torchscript"]) == 0
+    path = model[0].with_suffix(".pt")
+    assert path.is_file()
+    return path
+
+
+def _reference(net: TransformNet, x: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return net(x)
+
+
+def _no_temp_files(folder) -> bool:
+    return not [p for p in folder.iterdir() if ".tmp" in p.name]
+
+
+# ---- the export-friendly network ----------------------------------------------------------
+
+@pytest.mark.parametrize("activation", ["tanh", "clamp"])
+def test_exportable_net_is_transform_net(activation):
+    net = _make_net(activation)
+    wrapper = ExportableTransformNet(net).eval()
+    gen = torch.Generator().manual_seed(0)
+    for shape in SHAPES + [(1, 3, 8, 8), (1, 3, 4, 13), (1, 3, 5, 5)]:
+        x = torch.rand(shape, generator=gen)
+        with torch.inference_mode():
+            assert torch.equal(wrapper(x), net(x)), shape
+
+
+def test_metadata_of_converted_model():
+    """pytorch/examples models loaded on the fly have no step, config or format version."""
+    net = TransformNet(TransformNetArgs(base_channels=8, num_residual=2, output_activation="clamp"))
+    ckpt = {"config": {"naming": "candy"}, "step": None, "converted_from": "pytorch-examples"}
+    meta = export_metadata(net, ckpt, Path("saved_models/candy.pth"))
+    assert meta["name"] == "candy" and meta["step"] == "" and meta["converted_from"] == "pytorch-examples"
+    assert json.loads(meta["model_args"])["output_activation"] == "clamp"
+    assert "checkpoint_format_version" not in meta
+    assert all(isinstance(v, str) for v in meta.values())
+
+
+# ---- ONNX ---------------------------------------------------------------------------------
+
+def test_onnx_matches_pytorch_on_many_shapes(onnx_file, model):
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    (inp,), (out,) = sess.get_inputs(), sess.get_outputs()
+    assert inp.name == "input" and out.name == "output"
+    assert inp.shape == ["batch", 3, "height", "width"] and out.shape == inp.shape
+    gen = torch.Generator().manual_seed(1)
+    for shape in SHAPES:
+        x = torch.rand(shape, generator=gen)
+        y = sess.run(None, {"input": x.numpy()})[0]
+        assert y.shape == shape and y.dtype == np.float32
+        assert np.abs(y - _reference(model[1], x).numpy()).max() <= TOL, shape
+        assert y.min() >= 0 and y.max() <= 1
+    assert _no_temp_files(onnx_file.parent)
+
+
+def test_onnx_metadata(onnx_file):
+    import onnx
+
+    proto = onnx.load(str(onnx_file))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["format"] == "fast-nst" and meta["format_version"] == "1"
+    assert meta["name"] == "wave" and meta["step"] == "5" and meta["style_image"] == "wave.jpg"
+    assert meta["input_range"] == "[0, 1]" and meta["output_range"] == "[0, 1]"
+    assert json.loads(meta["model_args"])["base_channels"] == 8
+    assert not proto.graph.initializer[0].external_data  # one self-contained file
+
+
+def test_load_stylizer_on_onnx(onnx_file, model, tmp_path):
+    s = load_stylizer(onnx_file, device="cpu")
+    pth = load_stylizer(model[0], device="cpu")
+    assert s.name == "wave" and s.device == torch.device("cpu") and s.info["step"] == 5
+    x = torch.rand(2, 3, 23, 41)
+    y = s.stylize_tensor(x)
+    assert y.shape == x.shape and y.dtype == torch.float32 and y.device == x.device
+    assert (y - pth.stylize_tensor(x)).abs().max() <= TOL
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        s.stylize_tensor(torch.rand(3, 8, 8))
+
+    photo = Image.open(make_photo(tmp_path / "p.png", (61, 33), fmt="PNG"))
+    for options in ({}, {"tile_size": None}, {"preserve_color": True, "strength": 0.5}):
+        a, b = s.stylize(photo, **options), pth.stylize(photo, **options)
+        assert a.size == photo.size and a.mode == "RGB"
+        assert np.abs(np.asarray(a, dtype=int) - np.asarray(b, dtype=int)).max() <= 1
+    assert s.stylize(photo, max_size=40).size == (40, 22)
+    assert s.stylize(photo, scale=0.5, keep_size=True).size == photo.size
+    rgba = photo.convert("RGBA")
+    assert s.stylize(rgba).mode == "RGBA"
+    with pytest.raises(FastNSTError, match=r"\.pth"):
+        s.stylize(photo, tile_size=256)
+    with pytest.raises(FastNSTError, match="fp32"):
+        load_stylizer(onnx_file, device="cpu", precision="fp16")
+
+
+def test_eval_cli_on_onnx(onnx_file, tmp_path, capsys):
+    photo = make_photo(tmp_path / "photo.jpg", (61, 33))
+    out = tmp_path / "out.png"
+    assert eval_main(["--model_file", str(onnx_file), "--image_file", str(photo),
+                      "--output_file", str(out), "--device", "cpu"]) == 0
+    assert Image.open(out).size == (61, 33)
+    assert eval_main(["--model_file", str(onnx_file), "--image_file", str(photo), "--device", "cpu",
+                      "--output_file", str(tmp_path / "folder_out" / "x.jpg"), "--max_size", "20"]) == 0
+    assert Image.open(tmp_path / "folder_out" / "x.jpg").size == (20, 11)
+    capsys.readouterr()
+    assert eval_main(["--model_file", str(onnx_file), "--image_file", str(photo),
+                      "--output_file", str(tmp_path / "t.png"), "--device", "cpu",
+                      "--tile_size", "256"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "tiling" in err and ".pth" in err
+    assert not (tmp_path / "t.png").exists()
+
+
+def test_corrupt_and_foreign_onnx_files(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage, not a protobuf" * 10)
+    with pytest.raises(CheckpointError, match="not a valid ONNX model"):
+        load_stylizer(bad, device="cpu")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_stylizer(tmp_path / "missing.onnx", device="cpu")
+    photo = make_photo(tmp_path / "photo.jpg", (20, 16))
+    assert eval_main(["--model_file", str(bad), "--image_file", str(photo), "--device", "cpu",
+                      "--output_file", str(tmp_path / "o.jpg")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not a valid ONNX model" in err and "Traceback" not in err
+
+    # A valid ONNX model that is not an image-to-image network.
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 10])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 10])])
+    foreign = tmp_path / "classifier.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8), str(foreign))
+    with pytest.raises(CheckpointError, match="not a style transfer model"):
+        load_stylizer(foreign, device="cpu")
+
+
+def test_missing_onnxruntime_names_the_extra(onnx_file, model, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
+    with pytest.raises(FastNSTError, match=r'pip install -e "\.\[onnx\]"'):
+        load_stylizer(onnx_file, device="cpu")
+    out = tmp_path / "x.onnx"
+    assert export_main([str(model[0]), "--output", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and ONNX_HINT in err and "onnxruntime" in err
+    assert not out.exists()
+
+
+# ---- TorchScript ------------------------------------------------------------------------------
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_torchscript_matches_pytorch(torchscript_file, model):
+    extra = {TORCHSCRIPT_METADATA: ""}
+    module = torch.jit.load(str(torchscript_file), map_location="cpu", _extra_files=extra)
+    assert json.loads(extra[TORCHSCRIPT_METADATA])["name"] == "wave"
+    gen = torch.Generator().manual_seed(2)
+    for shape in SHAPES:
+        x = torch.rand(shape, generator=gen)
+        with torch.inference_mode():
+            y = module(x)
+        assert y.shape == shape and (y - _reference(model[1], x)).abs().max() <= TOL, shape
+    assert _no_temp_files(torchscript_file.parent)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_torchscript_export_of_clamp_model(tmp_path, capsys):
+    """Models converted from pytorch/examples clip their output instead of tanh."""
+    net = _make_net("clamp")
+    path = _save(net, tmp_path / "clampy.pth", "clampy")
+    out = tmp_path / "clampy.ts"  # .ts: TorchScript inferred from the suffix
+    assert export_main([str(path), "--output", str(out), "--check_size", "2", "2"]) == 0
+    assert "TorchScript" in capsys.readouterr().out
+    module = torch.jit.load(str(out))
+    x = torch.rand(1, 3, 21, 10)
+    with torch.inference_mode():
+        assert (module(x) - net(x)).abs().max() <= TOL
+
+
+# ---- errors -------------------------------------------------------------------------------
+
+def test_export_cli_clean_error_for_missing_model(tmp_path):
+    r = run_cli("-m fast_nst.export", str(tmp_path / "nope.pth"), "--output", str(tmp_path / "x.onnx"))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error: ") and "not found" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("case", ["not_a_checkpoint", "foreign_checkpoint", "unwritable_output",
+                                  "output_is_folder", "low_opset", "opset_with_torchscript",
+                                  "bad_check_size"])
+def test_export_errors(case, model, tmp_path, capsys):
+    src, out = model[0], tmp_path / "x.onnx"
+    args, fragment = None, None
+    if case == "not_a_checkpoint":
+        src = tmp_path / "notes.pth"
+        src.write_text("hello")
+        fragment = "not a PyTorch checkpoint"
+    elif case == "foreign_checkpoint":
+        src = tmp_path / "other.pth"
+        torch.save({"weight": torch.zeros(2)}, src)
+        fragment = "not a fast-nst checkpoint"
+    elif case == "unwritable_output":
+        blocker = tmp_path / "file"
+        blocker.write_text("x")
+        out = blocker / "x.onnx"  # its "folder" is a file: fails even for root
+        fragment = "cannot write"
+    elif case == "output_is_folder":
+        out = tmp_path
+        fragment = "is a folder"
+    elif case == "low_opset":
+        args, fragment = ["--opset", "11"], "--opset 11"
+    elif case == "opset_with_torchscript":
+        args, fragment = ["--opset", "18", "--format", "torchscript"], "--opset applies only"
+    elif case == "bad_check_size":
+        args, fragment = ["--check_size", "0", "5"], "at least 1"
+    assert export_main([str(src), "--output", str(out)] + (args or [])) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and fragment in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.is_file()
+    assert _no_temp_files(tmp_path)
+
+
+def test_bad_format_is_rejected_by_argparse(model, capsys):
+    with pytest.raises(SystemExit) as e:
+        export_main([str(model[0]), "--format", "tflite", "--output", "x.tflite"])
+    assert e.value.code == 2
+    assert "invalid choice: 'tflite'" in capsys.readouterr().err
+
+
+def test_failed_check_discards_the_export(model, tmp_path, monkeypatch, capsys):
+    """A mismatch against PyTorch leaves no output and no temporary file; an existing output
+    file keeps its content (the export is written to a temporary name and renamed last)."""
+    import fast_nst.export as export
+
+    monkeypatch.setattr(export, "TOLERANCE", -1.0)  # every comparison fails
+    out = tmp_path / "m.pt"
+    assert export_main([str(model[0]), "--format", "torchscript", "--output", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "differs from PyTorch" in err and "not written" in err
+    assert not out.exists() and _no_temp_files(tmp_path)
+    out.write_bytes(b"previous export")
+    assert export_main([str(model[0]), "--format", "torchscript", "--output", str(out)]) == 1
+    assert "left unchanged" in capsys.readouterr().err
+    assert out.read_bytes() == b"previous export" and _no_temp_files(tmp_path)
