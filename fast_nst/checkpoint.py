@@ -137,13 +137,16 @@ def safe_torch_load(path: str | Path) -> Any:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights_only" in str(e) or "Weights only load failed" in str(e):
+        # torch labels every weights-only failure "Weights only load failed"; only a refused
+        # global/class means the pickle asked to build arbitrary objects (a damaged file fails too).
+        if "Unsupported global" in str(e) or "Unsupported class" in str(e):
             raise CheckpointError(
                 f"{path}: refused: the file contains pickled Python objects other than tensors and "
                 "plain containers, which could run code when loaded. fast-nst only loads "
                 "weights-only checkpoints; nothing from this file was executed."
             ) from None
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({str(e).splitlines()[0]}).") from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint, or the file is damaged "
+                              f"({(str(e).splitlines() or [type(e).__name__])[0][:200]}).") from None
     except Exception as e:  # zip/stream errors, EOF, bad magic...: not a torch file
         raise CheckpointError(f"{path}: not a PyTorch checkpoint, or the file is damaged "
                               f"({type(e).__name__}). Expected a .pth file written by fast-nst's "
@@ -181,11 +184,16 @@ def validate_checkpoint(ckpt: Any, path: str | Path) -> dict[str, Any]:
 
 def build_model(ckpt: dict[str, Any], path: str | Path) -> TransformNet:
     """The transform net stored in ``ckpt`` (from :func:`read_checkpoint`), in eval mode."""
+    margs = ckpt["model_args"]
     try:
-        args = TransformNetArgs(**ckpt["model_args"])
+        args = TransformNetArgs(**margs)
+        for key in ("base_channels", "num_residual"):
+            value = getattr(args, key)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 4096:
+                raise ValueError(f"{key} must be a positive integer, got {value!r}")
+        model = TransformNet(args)
     except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: bad model_args {ckpt['model_args']!r} ({e}).") from None
-    model = TransformNet(args)
+        raise CheckpointError(f"{path}: bad model_args {margs!r} ({e}).") from None
     state = ckpt["model_state"]
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: model_state is {_describe(state)}, expected a state dict.")

@@ -53,9 +53,9 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
     args = train_parser().parse_args(argv)
 
     def run() -> int:
-        from .training import do_train  # heavy imports after argument parsing
+        cfg = load_config(args.config, args.overrides)  # a config typo fails before torch loads
+        from .training import do_train
 
-        cfg = load_config(args.config, args.overrides)
         do_train(cfg, resume=args.resume, overwrite=args.overwrite, config_file=args.config,
                  progress=not args.no_progress)
         return 0

@@ -77,11 +77,12 @@ def convert_pytorch_examples(state: dict, where: str = "state dict") -> Transfor
             target = _our_key(key)
             if target is not None:
                 ours[target] = value.detach().float().clone()
-    except KeyError as e:
-        raise CheckpointError(f"{where}: unexpected entry {e} for a pytorch/examples model.") from None
-    ours["encoder.0.1.weight"] *= 255.0  # they feed 0-255 pixels
-    ours["decoder.2.1.weight"] /= 255.0  # and produce 0-255 pixels
-    ours["decoder.2.1.bias"] /= 255.0
+        ours["encoder.0.1.weight"] *= 255.0  # they feed 0-255 pixels
+        ours["decoder.2.1.weight"] /= 255.0  # and produce 0-255 pixels
+        ours["decoder.2.1.bias"] /= 255.0
+    except (KeyError, IndexError, AttributeError, TypeError) as e:
+        raise CheckpointError(f"{where}: incomplete or unexpected pytorch/examples model "
+                              f"({type(e).__name__}: {e}).") from None
     try:
         net.load_state_dict(ours)
     except RuntimeError as e:

@@ -163,6 +163,15 @@ class ResumableSampler(Sampler):
             epoch, batch = epoch + 1, 0
 
 
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Loader workers ignore Ctrl-C/SIGTERM: the main process decides when to stop (after saving
+    a checkpoint) and shuts them down; a worker dying first would kill the run without one."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def build_loader(files: Sequence[Path], image_size: int, batch_size: int, seed: int,
                  num_workers: int, start_step: int = 0, pin_memory: bool = False,
                  rank: int = 0, world_size: int = 1,
@@ -177,6 +186,7 @@ def build_loader(files: Sequence[Path], image_size: int, batch_size: int, seed: 
         num_workers=num_workers,
         collate_fn=collate_samples,
         pin_memory=pin_memory,
+        worker_init_fn=_ignore_stop_signals if num_workers > 0 else None,
         drop_last=True,
         persistent_workers=num_workers > 0,
         # Two batches in flight per worker keeps the GPU fed without hoarding memory.

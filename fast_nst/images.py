@@ -145,5 +145,8 @@ def save_image(img: Image.Image, path: str | Path) -> None:
         img.save(tmp, format=fmt, **kwargs)
         os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # e.g. the parent "folder" is a file: there is nothing to clean up
+            pass
         raise DataError(f"Cannot write {path}: {e.strerror or e}. Choose a writable --output_file.") from None

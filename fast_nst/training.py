@@ -220,6 +220,9 @@ def _prepare(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: bool, 
                 f"(deleting its checkpoints, model and logs) with: python train.py -c {conf_arg} --overwrite"
             )
     _check_writable(run_dir)
+    if ctx.is_main:  # half-written checkpoints left by a process killed mid-save
+        for stale in (run_dir / ckpt_io.CHECKPOINT_DIR).glob(".step_*.tmp*"):
+            stale.unlink(missing_ok=True)
     resume_ckpt, resume_path = None, None
     if resume:
         resume_path = find_resume_checkpoint(run_dir, resume)
@@ -325,7 +328,9 @@ def _train(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: bool, co
     if main:
         samples = load_sample_images(cfg.sample_images, files, cfg.num_samples, cfg.image_size).to(device)
         save_config(cfg, run_dir / CONFIG_FILE)
-        writer = SummaryWriter(log_dir=str(run_dir), purge_step=start_step if setup.resume_ckpt else None)
+        # Drop what a stopped run logged after its checkpoint; keep the checkpoint step's own.
+        writer = SummaryWriter(log_dir=str(run_dir),
+                               purge_step=start_step + 1 if setup.resume_ckpt else None)
         if start_step == 0:
             writer.add_image("style", setup.style[0], 0)
             if len(samples):

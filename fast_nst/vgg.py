@@ -134,7 +134,8 @@ def load_vgg16_features(path: str | Path, allow_download: bool = True) -> nn.Seq
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for non-checkpoint files
-        raise CheckpointError(f"{path}: cannot read VGG16 weights ({str(e).splitlines()[0]}). "
+        reason = (str(e).splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"{path}: cannot read VGG16 weights ({reason}). "
                               f"Delete it and download {download.VGG16_URL} again.") from None
     features = vgg16_features()
     features.load_state_dict(_features_state(state, path))

@@ -119,7 +119,8 @@ def test_bf16_autocast_losses_close_to_fp32(loss_setup):
 
 
 def test_bf16_training_reaches_fp32_loss(train_dir):
-    """Same steps on the same batch: the bf16 run's final loss within 5 % of the fp32 run's."""
+    """Same steps on the same batch: the bf16 run's loss (mean of the last 10 of 40 steps, read
+    in fp32) within 5 % of the fp32 run's."""
     from fast_nst.data import find_training_images, load_sample_images
 
     files = find_training_images(train_dir)
@@ -132,12 +133,15 @@ def test_bf16_training_reaches_fp32_loss(train_dir):
         torch.manual_seed(0)
         net = TransformNet(TransformNetArgs(base_channels=16, num_residual=2))
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-        for _ in range(15):
+        tail = []
+        for step in range(40):
             opt.zero_grad()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
                 total = crit(net(batch), batch)["total"]
             total.backward()
             opt.step()
-        with torch.no_grad():
-            finals[precision] = crit(net(batch), batch)["total"].item()
+            if step >= 30:
+                with torch.no_grad():
+                    tail.append(crit(net(batch), batch)["total"].item())
+        finals[precision] = sum(tail) / len(tail)
     assert abs(finals["bf16"] - finals["fp32"]) <= 0.05 * finals["fp32"], finals
