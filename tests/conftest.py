@@ -70,18 +70,24 @@ def write_config(path: Path, **values) -> Path:
     return path
 
 
+def tiny_values(model_path: Path, train_dir: Path, style_file: Path, /, **overrides) -> dict:
+    """Config values for a seconds-long CPU run: 32 px, random loss network, no workers."""
+    values = dict(
+        style_image=str(style_file), train_dir=str(train_dir), model_path=str(model_path),
+        loss_model_weights="random", image_size=32, style_size=48, batch_size=2, max_steps=3,
+        num_workers=0, log_every=1, image_log_every=2, checkpoint_every=2, device="cpu",
+        num_samples=2,
+    )
+    values.update(overrides)
+    return values
+
+
 @pytest.fixture
 def tiny_config(tmp_path, train_dir, style_file):
     """Factory: tiny_config(**overrides) -> path of a config for a seconds-long CPU run."""
 
     def make(name: str = "tiny", **overrides) -> Path:
-        values = dict(
-            style_image=str(style_file), train_dir=str(train_dir), model_path=str(tmp_path / "models"),
-            loss_model_weights="random", image_size=32, style_size=48, batch_size=2, max_steps=3,
-            num_workers=0, log_every=1, image_log_every=2, checkpoint_every=2, device="cpu",
-            num_samples=2,
-        )
-        values.update(overrides)
+        values = tiny_values(tmp_path / "models", train_dir, style_file, **overrides)
         return write_config(tmp_path / "conf" / f"{name}.yml", **values)
 
     return make

@@ -34,7 +34,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import assert_clean_error, make_photo, run_cli, write_config
+from conftest import assert_clean_error, make_photo, run_cli, tiny_values, write_config
 
 REPO = Path(__file__).resolve().parent.parent
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
@@ -154,13 +154,8 @@ class Run:
 
 def tiny_run(base: Path, name: str, train_dir, style_file, **overrides) -> Run:
     """Config for a seconds-long CPU run (32 px, random loss network), written to base/conf/."""
-    values = dict(
-        style_image=str(style_file), train_dir=str(train_dir), model_path=str(base / "models"),
-        loss_model_weights="random", image_size=32, style_size=48, batch_size=2, max_steps=3,
-        num_workers=0, log_every=1, image_log_every=100, checkpoint_every=2, device="cpu",
-        num_samples=1,
-    )
-    values.update(overrides)
+    values = tiny_values(base / "models", train_dir, style_file,
+                         **{"image_log_every": 100, "num_samples": 1, **overrides})
     conf = write_config(base / "conf" / f"{name}.yml", **values)
     return Run(conf, name, Path(values["model_path"]))
 
