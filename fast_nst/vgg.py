@@ -1,4 +1,4 @@
-"""The frozen VGG16 loss network, with outputs addressed by layer name (``relu2_2``).
+"""The frozen VGG16 (or VGG19) loss network, with outputs addressed by layer name (``relu2_2``).
 
 Inputs are RGB images (N, 3, H, W) in [0, 1]; the ImageNet normalisation torchvision's weights
 expect is applied inside :meth:`VGGEncoder.forward` and nowhere else.
@@ -17,17 +17,29 @@ from torchvision.models import vgg as tv_vgg
 
 from . import download
 from .config import VGG16_LAYERS
-from .errors import CheckpointError
+from .errors import CheckpointError, DownloadError
+
+# torchvision's ImageNet VGG19 weights (548 MB); the file name ends in the sha256's first 8 hex digits.
+VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+VGG19_FILE = "pretrained/vgg19-dcbb9e9d.pth"
+VGG19_SHA256_PREFIX = "dcbb9e9d"
+_URLS = {"vgg16": download.VGG16_URL, "vgg19": VGG19_URL}
 
 # The statistics torchvision's ImageNet weights were trained with (torchvision.models docs).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _layer_names() -> list[str]:
-    """Name of each module of torchvision's vgg16().features, in order."""
+# Convolutions per block: torchvision's cfgs "D" (VGG16) and "E" (VGG19).
+_BLOCK_CONVS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
+_CFG = {"vgg16": "D", "vgg19": "E"}
+ARCHS = tuple(_BLOCK_CONVS)
+
+
+def _layer_names(arch: str = "vgg16") -> list[str]:
+    """Name of each module of torchvision's vgg16().features (or vgg19's), in order."""
     names = []
-    for block, n in zip(range(1, 6), (2, 2, 3, 3, 3)):
+    for block, n in zip(range(1, 6), _BLOCK_CONVS[arch]):
         for i in range(1, n + 1):
             names += [f"conv{block}_{i}", f"relu{block}_{i}"]
         names.append(f"pool{block}")
@@ -36,23 +48,40 @@ def _layer_names() -> list[str]:
 
 LAYER_NAMES = _layer_names()
 assert [n for n in LAYER_NAMES if not n.startswith("pool")] == list(VGG16_LAYERS)
+VGG19_LAYER_NAMES = _layer_names("vgg19")
+ARCH_LAYER_NAMES = {"vgg16": LAYER_NAMES, "vgg19": VGG19_LAYER_NAMES}
+
+
+def layer_choices(arch: str = "vgg16") -> list[str]:
+    """The conv/relu layer names of ``arch`` a user may choose from (pools left out)."""
+    return [n for n in ARCH_LAYER_NAMES[arch] if not n.startswith("pool")]
+
+
+def _check_arch(arch: str) -> None:
+    if arch not in _BLOCK_CONVS:
+        raise ValueError(f"Unknown loss model {arch!r}; choose one of: {', '.join(ARCHS)}")
 
 
 class VGGEncoder(nn.Module):
     """VGG16 ``features`` cut after ``max(layers)``; ``forward(x, layers)`` returns {name: features}.
 
+    ``arch="vgg19"`` names the modules of torchvision's vgg19().features instead.
     Frozen: eval mode, ``requires_grad=False`` on every weight (gradients still flow to inputs).
     """
 
-    def __init__(self, features: nn.Sequential, layers: Iterable[str]):
+    def __init__(self, features: nn.Sequential, layers: Iterable[str], arch: str = "vgg16"):
         super().__init__()
+        _check_arch(arch)
+        self.arch = arch
+        names = ARCH_LAYER_NAMES[arch]
         layers = list(layers)
-        unknown = [n for n in layers if n not in LAYER_NAMES]
+        unknown = [n for n in layers if n not in names]
         if unknown:
-            raise ValueError(f"Unknown VGG16 layer(s) {unknown}; choose from: {', '.join(VGG16_LAYERS)}")
-        depth = max(LAYER_NAMES.index(n) for n in layers) + 1
+            raise ValueError(f"Unknown {arch.upper()} layer(s) {unknown}; choose from: "
+                             f"{', '.join(layer_choices(arch))}")
+        depth = max(names.index(n) for n in layers) + 1
         modules = []
-        for name, module in zip(LAYER_NAMES[:depth], list(features)[:depth]):
+        for name, module in zip(names[:depth], list(features)[:depth]):
             if isinstance(module, nn.ReLU):
                 module = nn.ReLU(inplace=False)  # in-place would overwrite the conv outputs we return
             modules.append((name, module))
@@ -85,7 +114,18 @@ class VGGEncoder(nn.Module):
 def vgg16_features() -> nn.Sequential:
     """torchvision's ``vgg16().features`` with its random initialisation, without building the
     138M-parameter classifier (2.4 s on a 2-core CPU) that a loss network never uses."""
-    features = tv_vgg.make_layers(tv_vgg.cfgs["D"], batch_norm=False)
+    return vgg_features("vgg16")
+
+
+def vgg19_features() -> nn.Sequential:
+    """torchvision's ``vgg19().features`` with its random initialisation (no classifier)."""
+    return vgg_features("vgg19")
+
+
+def vgg_features(arch: str = "vgg16") -> nn.Sequential:
+    """``vgg16().features`` or ``vgg19().features`` with torchvision's random initialisation."""
+    _check_arch(arch)
+    features = tv_vgg.make_layers(tv_vgg.cfgs[_CFG[arch]], batch_norm=False)
     for m in features.modules():  # the same initialisation as torchvision.models.VGG.__init__
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -93,24 +133,25 @@ def vgg16_features() -> nn.Sequential:
     return features
 
 
-def _features_state(state: dict, path: Path) -> dict[str, torch.Tensor]:
-    """Accept a full torchvision VGG16 state dict or a features-only one; return features keys."""
+def _features_state(state: dict, path: Path, arch: str = "vgg16") -> dict[str, torch.Tensor]:
+    """Accept a full torchvision VGG16/19 state dict or a features-only one; return features keys."""
+    label, url = arch.upper(), _URLS[arch]
     if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
-        raise CheckpointError(f"{path}: not a VGG16 state dict (got {type(state).__name__}).")
+        raise CheckpointError(f"{path}: not a {label} state dict (got {type(state).__name__}).")
     if any(k.startswith("features.") for k in state):
         state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
-    expected = vgg16_features().state_dict()
+    expected = vgg_features(arch).state_dict()
     missing = sorted(set(expected) - set(state), key=lambda k: int(k.split(".")[0]))
     if missing:
         raise CheckpointError(
-            f"{path}: not a torchvision VGG16 weights file (missing {', '.join(missing[:4])}...). "
-            f"Expected the file from {download.VGG16_URL}."
+            f"{path}: not a torchvision {label} weights file (missing {', '.join(missing[:4])}...). "
+            f"Expected the file from {url}."
         )
     for key, value in expected.items():
         if not isinstance(state[key], torch.Tensor) or state[key].shape != value.shape:
             shape = getattr(state[key], "shape", None)
             raise CheckpointError(f"{path}: {key} has shape {tuple(shape) if shape is not None else None}, "
-                                  f"VGG16 needs {tuple(value.shape)}; is this a VGG16 file?")
+                                  f"{label} needs {tuple(value.shape)}; is this a {label} file?")
     return {k: state[k] for k in expected}
 
 
@@ -142,6 +183,49 @@ def load_vgg16_features(path: str | Path, allow_download: bool = True) -> nn.Seq
     return features
 
 
+def download_vgg19(dest: str | Path = VGG19_FILE, quiet: bool = False) -> Path:
+    """Fetch torchvision's ImageNet VGG19 weights (548 MB) into ``dest``."""
+    try:
+        return download.download_url(VGG19_URL, dest, sha256_prefix=VGG19_SHA256_PREFIX, quiet=quiet)
+    except DownloadError as e:
+        raise DownloadError(
+            f"{e}\nThe VGG19 loss network needs torchvision's ImageNet weights. Download\n"
+            f"  {VGG19_URL}\nand put the file at {dest} (or pass its path as --loss_model_file). "
+            "For a smoke test without them, use --loss_model_weights random."
+        ) from None
+
+
+def load_vgg19_features(path: str | Path, allow_download: bool = True) -> nn.Sequential:
+    """torchvision VGG19 ``features`` with ImageNet weights from ``path`` (a full torchvision
+    state dict or a features-only one); missing files as in :func:`load_vgg16_features`."""
+    path = Path(path)
+    if not path.exists():
+        if allow_download and path.name == Path(VGG19_FILE).name:
+            print(f"VGG19 weights not found at {path}; downloading {VGG19_URL}")
+            download_vgg19(path)
+        else:
+            raise CheckpointError(
+                f"VGG19 weights not found at {path}. Download {VGG19_URL} "
+                f"(to {VGG19_FILE}, where it is also fetched automatically) and pass its path."
+            )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for non-checkpoint files
+        reason = (str(e).splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"{path}: cannot read VGG19 weights ({reason}). "
+                              f"Delete it and download {VGG19_URL} again.") from None
+    features = vgg19_features()
+    features.load_state_dict(_features_state(state, path, "vgg19"))
+    return features
+
+
+def random_vgg19_features(seed: int) -> nn.Sequential:
+    """VGG19 ``features`` with torchvision's random initialisation, seeded (tests, smoke runs)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return vgg19_features()
+
+
 def random_vgg16_features(seed: int) -> nn.Sequential:
     """VGG16 ``features`` with torchvision's random initialisation, seeded (tests, smoke runs)."""
     with torch.random.fork_rng(devices=[]):
@@ -157,15 +241,20 @@ RANDOM_WARNING = (
 
 
 def build_loss_network(weights: str, layers: Iterable[str], weights_file: str | Path,
-                       seed: int = 0, quiet: bool = False) -> VGGEncoder:
-    """The frozen encoder for ``layers``; ``weights`` is "imagenet" (from ``weights_file``) or "random"."""
+                       seed: int = 0, quiet: bool = False, arch: str = "vgg16") -> VGGEncoder:
+    """The frozen encoder for ``layers``; ``weights`` is "imagenet" (from ``weights_file``) or "random".
+    ``arch`` is "vgg16" (default) or "vgg19"."""
+    _check_arch(arch)
     if weights == "random":
         # Loud on purpose: a random loss network must never be mistaken for a real run.
         if not quiet:
             print(f"{'!' * 80}\n{RANDOM_WARNING}\n{'!' * 80}", file=sys.stderr)
-        features = random_vgg16_features(seed)
+        features = random_vgg16_features(seed) if arch == "vgg16" else random_vgg19_features(seed)
     elif weights == "imagenet":
-        features = load_vgg16_features(weights_file)
+        if arch == "vgg16":
+            features = load_vgg16_features(weights_file)
+        else:
+            features = load_vgg19_features(weights_file)
     else:
         raise ValueError(f"Unknown loss_model_weights {weights!r}; choose one of: imagenet, random")
-    return VGGEncoder(features, layers)
+    return VGGEncoder(features, layers, arch=arch)

@@ -1303,3 +1303,17 @@ def test_eval_exif_rotated_jpeg(eval_formats):
 @pytest.mark.parametrize("stem, size", [("one", (1, 1)), ("three_by_seven", (3, 7))])
 def test_eval_tiny_images_keep_their_size(eval_formats, stem, size):
     assert _out(eval_formats, stem).size == size
+
+
+def test_resume_removes_half_written_checkpoints(tiny_config, capsys):
+    """A kill -9 during a save leaves .step_N.pth.tmpPID behind; the next start removes it."""
+    from fast_nst.cli import train_main
+
+    conf = tiny_config("stale", max_steps=2)
+    assert train_main(["-c", str(conf), "--no_progress"]) == 0
+    ckpts = conf.parent.parent / "models" / "stale" / "checkpoints"
+    stale = ckpts / ".step_00000003.pth.tmp4242"
+    stale.write_bytes(b"half a checkpoint")
+    assert train_main(["-c", str(conf), "--resume", "--set", "max_steps=3", "--no_progress"]) == 0
+    assert not stale.exists()
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step_00000002.pth", "step_00000003.pth"]

@@ -1,0 +1,488 @@
+"""Optimisation-based style transfer (Gatys, Ecker & Bethge, 2016): no trained network, the output
+image's pixels themselves are optimised against the VGG content, style (Gram) and TV losses.
+
+``python -m fast_nst.optimize --content photo.jpg --style wave.jpg --output out.jpg``
+
+>>> from fast_nst.optimize import optimize
+>>> img = optimize("photo.jpg", "wave.jpg", image_size=512, steps=300)   # PIL image
+
+It reuses the loss network of :mod:`fast_nst.vgg` (VGG16 or VGG19) and the loss modules of
+:mod:`fast_nst.losses` (one Gram matrix implementation, always float32).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from . import download
+from .errors import DataError, FastNSTError
+from .images import IMAGE_EXTENSIONS, open_image, pil_to_tensor, resize_longest, save_image, tensor_to_pil
+from .losses import ContentLoss, StyleLoss, TVLoss
+from .vgg import ARCH_LAYER_NAMES, VGG19_FILE, VGGEncoder, build_loss_network, layer_choices
+
+ImageLike = Union[str, Path, Image.Image]
+
+# Layers of the two classic recipes.
+PRESETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # Gatys et al. (2016), Sec. 2-3: content conv4_2, style conv1_1 ... conv5_1 (after the ReLU).
+    "gatys": (("relu4_2",), ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")),
+    # Johnson et al. (2016), Sec. 3: content relu2_2, style relu1_2, relu2_2, relu3_3, relu4_3.
+    "johnson": (("relu2_2",), ("relu1_2", "relu2_2", "relu3_3", "relu4_3")),
+}
+LOSS_MODEL_FILES = {"vgg16": download.VGG16_FILE, "vgg19": VGG19_FILE}
+OPTIMIZERS = ("lbfgs", "adam")
+INITS = ("content", "style", "noise")
+PRECISIONS = ("fp32", "bf16")
+
+# Loss weights. Our losses are normalised like PyTorch's "Neural Transfer Using PyTorch" tutorial
+# (ImageNet-normalised [0, 1] input, feature MSE, Gram / (C*H*W), Gram MSE), which optimises with
+# content weight 1 and style weight 1e6; we keep those. Gatys et al. use no TV term; a small one
+# (try 1-10) removes high-frequency noise, mostly wanted with --init noise.
+DEFAULT_CONTENT_WEIGHT = 1.0
+DEFAULT_STYLE_WEIGHT = 1e6
+DEFAULT_TV_WEIGHT = 0.0
+# 300 L-BFGS steps: the PyTorch tutorial's num_steps (jcjohnson/neural-style runs 1000).
+DEFAULT_STEPS = 300
+# L-BFGS takes its step from a strong-Wolfe line search, so lr 1 is its natural scale. Adam on
+# [0, 1] pixels: jcjohnson/neural-style's learning_rate 10 on 0-255 pixels is ~0.04; 0.02 is steadier.
+DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
+DEFAULT_IMAGE_SIZE = 512
+
+
+class GatysObjective(nn.Module):
+    """Content + style + TV loss of one image against fixed content and style targets.
+
+    Like :class:`~fast_nst.losses.PerceptualLoss` (same loss modules, same term names:
+    ``content``, ``style/<layer>``, ``style``, ``tv``, ``total``) but the content targets are
+    computed once, since the content image never changes during optimisation.
+    """
+
+    def __init__(self, encoder: VGGEncoder, content: torch.Tensor, style: torch.Tensor,
+                 content_layers: Sequence[str], style_layers: Sequence[str],
+                 content_weight: float, style_weight: float, tv_weight: float,
+                 style_layer_weights: Optional[Sequence[float]] = None):
+        super().__init__()
+        self.encoder = encoder
+        self.content_layers = list(content_layers)
+        self.style_layers = list(style_layers)
+        self.output_layers = list(dict.fromkeys(self.content_layers + self.style_layers))
+        layer_weights = style_layer_weights or [1.0] * len(self.style_layers)
+        with torch.no_grad():
+            style_features = encoder(style, self.style_layers)
+            content_features = encoder(content, self.content_layers) if self.content_layers else {}
+        self.style_losses = nn.ModuleDict({
+            name: StyleLoss(style_features[name], style_weight * lw)
+            for name, lw in zip(self.style_layers, layer_weights)
+        })
+        self.content_targets = {k: v.detach().float() for k, v in content_features.items()}
+        self.content_loss = ContentLoss(content_weight)
+        self.tv_loss = TVLoss(tv_weight)
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        feats = self.encoder(image, self.output_layers)
+        zero = image.new_zeros((), dtype=torch.float32)
+        terms: dict[str, torch.Tensor] = {}
+        content = zero
+        for name in self.content_layers:
+            content = content + self.content_loss(feats[name], self.content_targets[name])
+        terms["content"] = content
+        style = zero
+        for name, loss in self.style_losses.items():
+            terms[f"style/{name}"] = loss(feats[name])
+            style = style + terms[f"style/{name}"]
+        terms["style"] = style
+        terms["tv"] = self.tv_loss(image)
+        terms["total"] = content + style + terms["tv"]
+        return terms
+
+
+def resolve_layers(loss_model: str, preset: str, content_layers: Optional[Sequence[str]],
+                   style_layers: Optional[Sequence[str]],
+                   style_layer_weights: Optional[Sequence[float]]) -> tuple[list[str], list[str]]:
+    """(content layers, style layers): the preset's, overridden by explicit lists; validated."""
+    if loss_model not in ARCH_LAYER_NAMES:
+        raise FastNSTError(f"Unknown loss model {loss_model!r}; choose one of: {', '.join(ARCH_LAYER_NAMES)}")
+    if preset not in PRESETS:
+        raise FastNSTError(f"Unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    preset_content, preset_style = PRESETS[preset]
+    content = list(preset_content if content_layers is None else content_layers)
+    style = list(preset_style if style_layers is None else style_layers)
+    valid = layer_choices(loss_model)
+    for flag, names in (("--content_layers", content), ("--style_layers", style)):
+        bad = [n for n in names if n not in valid]
+        if bad:
+            raise FastNSTError(f"{flag}: unknown {loss_model.upper()} layer(s) {', '.join(bad)}; "
+                               f"choose from: {', '.join(valid)}")
+    if not style:
+        raise FastNSTError("--style_layers: give at least one style layer.")
+    if style_layer_weights is not None and len(style_layer_weights) != len(style):
+        raise FastNSTError(f"--style_layer_weights has {len(style_layer_weights)} weights for "
+                           f"{len(style)} style layers ({', '.join(style)}); give one per layer.")
+    return content, style
+
+
+def _as_image(image: ImageLike, what: str) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    img = open_image(image)
+    return img.convert("RGB")
+
+
+def _min_side(loss_model: str, layers: Sequence[str]) -> int:
+    """Smallest image side whose features still exist at the deepest of ``layers``."""
+    names = ARCH_LAYER_NAMES[loss_model]
+    deepest = max(names.index(n) for n in layers)
+    return 2 ** sum(1 for n in names[:deepest] if n.startswith("pool"))
+
+
+def scale_sizes(image_size: int, scales: int) -> list[int]:
+    """Longest sides for multi-scale optimisation: halving from ``image_size``, smallest first."""
+    return [max(1, round(image_size / 2 ** (scales - 1 - k))) for k in range(scales)]
+
+
+def intermediate_path(output: Union[str, Path], step: int) -> Path:
+    """``out.jpg`` -> ``out_step0100.jpg``."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}_step{step:04d}{output.suffix}")
+
+
+def _init_image(init: str, content: torch.Tensor, style_img: Image.Image, content_pil: Image.Image,
+                device: torch.device, seed: int) -> torch.Tensor:
+    if init == "content":
+        return content.clone()
+    if init == "style":  # the style image stretched to the content's size
+        h, w = content.shape[-2:]
+        return pil_to_tensor(style_img.resize((w, h), Image.Resampling.LANCZOS)).unsqueeze(0).to(device)
+    if init == "noise":  # white noise, as Gatys et al.; seeded
+        g = torch.Generator().manual_seed(seed)
+        return torch.rand(content.shape, generator=g).to(device)
+    # A trained fast-nst model: start from its stylization and refine it.
+    from .stylize import load_stylizer
+
+    stylizer = load_stylizer(init, device=str(device))
+    out = stylizer.stylize(content_pil, tile_size=None)
+    return pil_to_tensor(out).unsqueeze(0).to(device)
+
+
+def _check_init(init: str) -> None:
+    if init in INITS:
+        return
+    path = Path(init)
+    if not path.is_file():
+        raise FastNSTError(f"--init must be one of {', '.join(INITS)} or a path to a trained fast-nst "
+                           f"model (.pth); {init!r} is neither (no such file).")
+
+
+def optimize(
+    content_image: ImageLike,
+    style_image: ImageLike,
+    *,
+    loss_model: str = "vgg16",
+    loss_model_weights: str = "imagenet",
+    loss_model_file: Optional[Union[str, Path]] = None,
+    preset: str = "gatys",
+    content_layers: Optional[Sequence[str]] = None,
+    style_layers: Optional[Sequence[str]] = None,
+    style_layer_weights: Optional[Sequence[float]] = None,
+    optimizer: str = "lbfgs",
+    steps: int = DEFAULT_STEPS,
+    lr: Optional[float] = None,
+    image_size: Optional[int] = DEFAULT_IMAGE_SIZE,
+    style_size: Optional[int] = None,
+    init: str = "content",
+    content_weight: float = DEFAULT_CONTENT_WEIGHT,
+    style_weight: float = DEFAULT_STYLE_WEIGHT,
+    tv_weight: float = DEFAULT_TV_WEIGHT,
+    device: str = "auto",
+    preserve_color: bool = False,
+    save_every: int = 0,
+    output: Optional[Union[str, Path]] = None,
+    scales: int = 1,
+    precision: str = "fp32",
+    seed: int = 0,
+    progress: bool = True,
+    history: Optional[list] = None,
+    callback: Optional[Callable[[int, dict[str, float]], None]] = None,
+) -> Image.Image:
+    """Gatys et al.'s style transfer: optimise the pixels of an image (RGB PIL, longest side
+    ``image_size``, the content's aspect ratio) so its VGG features match ``content_image`` and its
+    Gram matrices match ``style_image``.
+
+    ``steps`` optimiser steps per scale; ``scales`` > 1 optimises at half, quarter... size first
+    and upsamples between scales. ``style_size`` (longest side of the style image) defaults to
+    ``image_size`` and shrinks with the scale. ``init``: "content", "style", "noise" or a path to
+    a trained fast-nst model whose stylization is refined. ``history``, if given, receives one dict
+    of float loss terms per step plus a last one for the final image; ``callback(step, terms)`` is
+    called with the same dicts. With ``save_every`` K > 0 and ``output``, every K-th step's image is
+    saved as ``<output stem>_step<k><suffix>``. Raises :class:`~fast_nst.errors.FastNSTError` for
+    anything a user can get wrong.
+    """
+    from .device import resolve_device
+
+    if optimizer not in OPTIMIZERS:
+        raise FastNSTError(f"Unknown optimizer {optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+    if precision not in PRECISIONS:
+        raise FastNSTError(f"Unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    if loss_model_weights not in ("imagenet", "random"):
+        raise FastNSTError(f"Unknown loss_model_weights {loss_model_weights!r}; choose one of: imagenet, random")
+    for name, value in (("steps", steps), ("scales", scales)):
+        if not isinstance(value, int) or value < 1:
+            raise FastNSTError(f"--{name} must be a whole number >= 1, got {value}")
+    for name, value in (("image_size", image_size), ("style_size", style_size)):
+        if value is not None and value < 1:
+            raise FastNSTError(f"--{name} must be > 0, got {value}")
+    if save_every < 0:
+        raise FastNSTError(f"--save_every must be >= 0, got {save_every}")
+    if lr is not None and not lr > 0:
+        raise FastNSTError(f"--lr must be > 0, got {lr}")
+    for name, value in (("content_weight", content_weight), ("style_weight", style_weight),
+                        ("tv_weight", tv_weight)):
+        if not (math.isfinite(value) and value >= 0):
+            raise FastNSTError(f"--{name} must be a finite number >= 0, got {value}")
+    content_layers, style_layers = resolve_layers(loss_model, preset, content_layers, style_layers,
+                                                  style_layer_weights)
+    _check_init(init)
+    lr = DEFAULT_LR[optimizer] if lr is None else lr
+    dev = resolve_device(device)
+
+    content_full = _as_image(content_image, "content")
+    style_full = _as_image(style_image, "style")
+    final_content = resize_longest(content_full, image_size)
+    final_size = max(final_content.size)
+    style_size = style_size if style_size is not None else final_size
+    sizes = scale_sizes(final_size, scales)
+    need = _min_side(loss_model, content_layers + style_layers)
+    smallest = resize_longest(content_full, sizes[0])
+    if min(smallest.size) < need:
+        raise FastNSTError(
+            f"the content image at {smallest.size[0]}x{smallest.size[1]} px is too small for layer "
+            f"{max(content_layers + style_layers, key=ARCH_LAYER_NAMES[loss_model].index)}; it needs "
+            f"at least {need} px on each side (raise --image_size or lower --scales).")
+
+    file = loss_model_file if loss_model_file is not None else LOSS_MODEL_FILES[loss_model]
+    try:
+        encoder = build_loss_network(loss_model_weights, content_layers + style_layers, file,
+                                     seed=seed, arch=loss_model)
+    except ValueError as e:
+        raise FastNSTError(str(e)) from None
+    encoder = encoder.to(dev)
+    autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+
+    def autocast():
+        return torch.autocast(dev.type, dtype=autocast_dtype or torch.float32,
+                              enabled=autocast_dtype is not None)
+
+    from tqdm import tqdm
+
+    total_steps = steps * len(sizes)
+    bar = tqdm(total=total_steps, desc="optimize", disable=not progress, file=sys.stderr,
+               dynamic_ncols=True)
+    step = 0
+    image: Optional[torch.Tensor] = None
+    content_pil = final_content
+    try:
+        for size in sizes:
+            content_pil = final_content if size == final_size else resize_longest(content_full, size)
+            content = pil_to_tensor(content_pil).unsqueeze(0).to(dev)
+            s_size = max(1, round(style_size * size / final_size))
+            style = pil_to_tensor(resize_longest(style_full, s_size)).unsqueeze(0).to(dev)
+            if min(style.shape[-2:]) < need:
+                raise FastNSTError(f"the style image at {style.shape[-1]}x{style.shape[-2]} px is too "
+                                   f"small for the chosen layers; it needs at least {need} px on each "
+                                   "side (raise --style_size).")
+            with autocast():
+                objective = GatysObjective(encoder, content, style, content_layers, style_layers,
+                                           content_weight, style_weight, tv_weight, style_layer_weights)
+            if image is None:
+                start = _init_image(init, content, style_full, content_pil, dev, seed)
+            else:  # the previous scale's result, upsampled
+                start = F.interpolate(image, size=content.shape[-2:], mode="bilinear",
+                                      align_corners=False).clamp(0, 1)
+            x = start.detach().float().contiguous().clone().requires_grad_(True)
+            step = _run_scale(objective, x, optimizer, lr, steps, step, autocast, bar, history,
+                              callback, save_every, output, content_pil, preserve_color)
+            image = x.detach()
+        with torch.no_grad(), autocast():
+            final_terms = {k: float(v) for k, v in objective(image).items()}
+        if history is not None:
+            history.append(final_terms)
+        if callback is not None:
+            callback(step, final_terms)
+    finally:
+        bar.close()
+    return _to_output(image, content_pil, preserve_color)
+
+
+def _to_output(x: torch.Tensor, content_pil: Image.Image, preserve_color: bool) -> Image.Image:
+    out = tensor_to_pil(x[0].cpu())
+    if preserve_color:
+        from .stylize import preserve_colors
+
+        out = preserve_colors(content_pil, out)
+    return out
+
+
+def _run_scale(objective: GatysObjective, x: torch.Tensor, optimizer: str, lr: float, steps: int,
+               step: int, autocast, bar, history, callback, save_every: int, output,
+               content_pil: Image.Image, preserve_color: bool) -> int:
+    """``steps`` optimiser steps on ``x`` in place; returns the global step count after them."""
+    if optimizer == "lbfgs":
+        # max_iter=1: one L-BFGS iteration per step() (the curvature history persists between
+        # calls), so the progress bar and --save_every count iterations.
+        opt = torch.optim.LBFGS([x], lr=lr, max_iter=1, history_size=100,
+                                line_search_fn="strong_wolfe")
+    else:
+        opt = torch.optim.Adam([x], lr=lr)
+    first: dict[str, float] = {}
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        with autocast():
+            terms = objective(x)
+        loss = terms["total"]
+        if not torch.isfinite(loss):
+            raise FastNSTError(f"the loss became {float(loss)} at step {step + 1}; lower --lr or the "
+                               "loss weights, or use --optimizer adam.")
+        loss.backward()
+        if not first:  # the terms at the point the step starts from
+            first.update({k: float(v.detach()) for k, v in terms.items()})
+        return loss
+
+    for _ in range(steps):
+        first.clear()
+        opt.step(closure)
+        with torch.no_grad():
+            x.clamp_(0, 1)  # keep pixels valid; both optimisers work on unconstrained values
+        step += 1
+        if history is not None:
+            history.append(dict(first))
+        if callback is not None:
+            callback(step, dict(first))
+        bar.set_postfix({k: f"{first[k]:.3g}" for k in ("total", "content", "style", "tv")}, refresh=False)
+        bar.update(1)
+        if save_every and output is not None and step % save_every == 0:
+            save_image(_to_output(x.detach(), content_pil, preserve_color), intermediate_path(output, step))
+    return step
+
+
+# ---- command line ----------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports mistakes as one ``error: ...`` line and exit status 1."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _names(text: str) -> list[str]:
+    return [n for n in text.replace(",", " ").split() if n]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m fast_nst.optimize",
+        description="Optimisation-based style transfer (Gatys et al. 2016): slow (minutes), no "
+                    "training, any style image.",
+        epilog="Example: python -m fast_nst.optimize --content photo.jpg --style wave.jpg "
+               "--output out.jpg --image_size 512 --steps 300",
+    )
+    p.add_argument("--content", required=True, help="content photo")
+    p.add_argument("--style", required=True, help="style image")
+    p.add_argument("--output", required=True, help="output image (.jpg, .png, .webp, .bmp)")
+    p.add_argument("--loss_model", default="vgg16", choices=list(ARCH_LAYER_NAMES),
+                   help="loss network (default vgg16)")
+    p.add_argument("--loss_model_weights", default="imagenet", choices=["imagenet", "random"],
+                   help="imagenet (default): torchvision's weights; random: seeded random weights, "
+                        "for smoke tests only")
+    p.add_argument("--loss_model_file", help=f"weights file (default {download.VGG16_FILE} or "
+                   f"{VGG19_FILE}; downloaded there when missing)")
+    p.add_argument("--preset", default="gatys", choices=list(PRESETS),
+                   help="layers: gatys (default; content relu4_2, style relu1_1..relu5_1) or "
+                        "johnson (content relu2_2, style relu1_2, relu2_2, relu3_3, relu4_3)")
+    p.add_argument("--content_layers", type=_names, metavar="L1,L2",
+                   help="content layers (override the preset); '' for none")
+    p.add_argument("--style_layers", type=_names, metavar="L1,L2", help="style layers (override the preset)")
+    p.add_argument("--style_layer_weights", metavar="W1,W2",
+                   help="one weight per style layer (default all 1)")
+    p.add_argument("--optimizer", default="lbfgs", choices=list(OPTIMIZERS), help="default lbfgs")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                   help=f"optimiser steps per scale (default {DEFAULT_STEPS})")
+    p.add_argument("--lr", type=float, help="learning rate (default 1 for lbfgs, 0.02 for adam)")
+    p.add_argument("--image_size", type=int, default=DEFAULT_IMAGE_SIZE,
+                   help=f"longest side of the output in px (default {DEFAULT_IMAGE_SIZE})")
+    p.add_argument("--style_size", type=int, help="longest side of the style image (default: image_size)")
+    p.add_argument("--init", default="content", metavar="content|style|noise|MODEL.pth",
+                   help="starting image (default content); a trained fast-nst model starts from its "
+                        "stylization")
+    p.add_argument("--content_weight", type=float, default=DEFAULT_CONTENT_WEIGHT,
+                   help=f"default {DEFAULT_CONTENT_WEIGHT:g}")
+    p.add_argument("--style_weight", type=float, default=DEFAULT_STYLE_WEIGHT,
+                   help=f"default {DEFAULT_STYLE_WEIGHT:g}")
+    p.add_argument("--tv_weight", type=float, default=DEFAULT_TV_WEIGHT, help=f"default {DEFAULT_TV_WEIGHT:g}")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--preserve_color", action="store_true", help="keep the content photo's colours")
+    p.add_argument("--save_every", type=int, default=0, metavar="K",
+                   help="also save every K-th step's image as <output>_step<K>.<ext>")
+    p.add_argument("--scales", type=int, default=1, metavar="N",
+                   help="multi-scale: optimise at 1/2^(N-1) .. 1/2, 1 of --image_size, upsampling between")
+    p.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
+                   help="bf16: autocast for the VGG forward (Gram matrices stay fp32)")
+    p.add_argument("--seed", type=int, default=0, help="seed for noise init and random weights")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    from .cli import _run
+
+    def run() -> int:
+        output = Path(args.output)
+        if output.suffix.lower() not in IMAGE_EXTENSIONS:
+            raise DataError(f"--output {output}: unsupported extension {output.suffix!r}; use one of "
+                            f"{', '.join(IMAGE_EXTENSIONS)}")
+        if output.is_dir():
+            raise DataError(f"--output {output} is a folder; give a file name like out.jpg.")
+        for flag, path in (("--content", args.content), ("--style", args.style)):
+            if not Path(path).exists():
+                raise DataError(f"{flag} {path} does not exist.")
+            if Path(path).resolve() == output.resolve():
+                raise DataError(f"--output {output} is the {flag[2:]} image; refusing to overwrite it.")
+        weights = None
+        if args.style_layer_weights is not None:
+            try:
+                weights = [float(w) for w in _names(args.style_layer_weights)]
+            except ValueError:
+                raise DataError(f"--style_layer_weights must be numbers separated by commas, got "
+                                f"{args.style_layer_weights!r}") from None
+        image = optimize(
+            args.content, args.style, loss_model=args.loss_model,
+            loss_model_weights=args.loss_model_weights, loss_model_file=args.loss_model_file,
+            preset=args.preset, content_layers=args.content_layers, style_layers=args.style_layers,
+            style_layer_weights=weights, optimizer=args.optimizer, steps=args.steps, lr=args.lr,
+            image_size=args.image_size, style_size=args.style_size, init=args.init,
+            content_weight=args.content_weight, style_weight=args.style_weight,
+            tv_weight=args.tv_weight, device=args.device, preserve_color=args.preserve_color,
+            save_every=args.save_every, output=output, scales=args.scales,
+            precision=args.precision, seed=args.seed, progress=not args.no_progress,
+        )
+        save_image(image, output)
+        print(f"Saved {output}")
+        return 0
+
+    return _run(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
