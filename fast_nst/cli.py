@@ -23,7 +23,8 @@ def _run(fn: Callable[[], int]) -> int:
     try:
         return fn()
     except FastNSTError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if str(e):  # empty on torchrun ranks that leave the explaining to rank 0
+            print(f"error: {e}", file=sys.stderr)
         return int(getattr(e, "exit_code", 1))
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

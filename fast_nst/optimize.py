@@ -338,8 +338,10 @@ def _run_scale(objective: GatysObjective, x: torch.Tensor, optimizer: str, lr: f
     if optimizer == "lbfgs":
         # max_iter=1: one L-BFGS iteration per step() (the curvature history persists between
         # calls), so the progress bar and --save_every count iterations.
+        # Tolerances 0: --steps decides when to stop (the defaults stop early on small losses).
         opt = torch.optim.LBFGS([x], lr=lr, max_iter=1, history_size=100,
-                                line_search_fn="strong_wolfe")
+                                line_search_fn="strong_wolfe", tolerance_grad=0.0,
+                                tolerance_change=0.0)
     else:
         opt = torch.optim.Adam([x], lr=lr)
     first: dict[str, float] = {}
@@ -360,8 +362,11 @@ def _run_scale(objective: GatysObjective, x: torch.Tensor, optimizer: str, lr: f
     for _ in range(steps):
         first.clear()
         opt.step(closure)
-        with torch.no_grad():
-            x.clamp_(0, 1)  # keep pixels valid; both optimisers work on unconstrained values
+        if optimizer == "adam":
+            with torch.no_grad():
+                x.clamp_(0, 1)  # keep pixels valid
+        # L-BFGS is left unconstrained (as Gatys et al. and jcjohnson/neural-style): clamping
+        # between iterations invalidates its curvature history. The output is clipped to [0, 1].
         step += 1
         if history is not None:
             history.append(dict(first))

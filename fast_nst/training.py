@@ -389,7 +389,8 @@ def _train(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: bool, co
                     ctx.agree([0])  # nobody exits before rank 0 has written the checkpoint
                     raise TrainingInterrupted(
                         f"{signal.Signals(sig).name} received: stopped at step {step}/{steps}; "
-                        f"checkpoint saved to {path}. Resume with: python train.py -c {conf_arg} --resume",
+                        f"checkpoint saved to {path}. Resume with: python train.py -c {conf_arg} --resume"
+                        if main else "",  # the other ranks stop silently: rank 0 has said it
                         exit_code=128 + int(sig),
                     )
                 x = batch["image"].to(device, non_blocking=True)  # (N, 3, S, S) in [0, 1]

@@ -68,3 +68,33 @@ def test_errors_stop_every_rank(tiny_config, tmp_path):
     assert r.returncode != 0
     assert "train_dir" in r.stderr and "does not exist" in r.stderr
     assert not (tmp_path / "models" / "broken" / "broken.pth").exists()
+
+
+def test_ctrl_c_stops_every_rank_at_the_same_step(tiny_config, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    conf = tiny_config("sig", max_steps=100000, checkpoint_every=100000, image_log_every=100000,
+                       log_every=100000)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen([str(TORCHRUN), "--standalone", "--nproc_per_node=2", str(REPO / "train.py"),
+                          "-c", str(conf), "--no_progress"], cwd=tmp_path, env=env, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    run_dir = tmp_path / "models" / "sig"
+    deadline = time.time() + 120
+    while not (run_dir / "config.yml").exists() and time.time() < deadline:  # rank 0 is training
+        time.sleep(0.2)
+    time.sleep(3)
+    os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+    _, err = p.communicate(timeout=120)
+    assert p.returncode != 0
+    saved = sorted((run_dir / "checkpoints").glob("step_*.pth"))
+    assert len(saved) == 1
+    step = read_checkpoint(saved[0])["step"]
+    assert err.count("SIGINT received") == 1  # rank 0 explains, rank 1 stops silently
+    assert f"stopped at step {step}/" in err and str(saved[0]) in err
+    r = torchrun("-c", str(conf), "--resume", "--set", f"max_steps={step + 2}", "--no_progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"steps {step} -> {step + 2}" in r.stderr
