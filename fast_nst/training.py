@@ -11,6 +11,7 @@ import random
 import shutil
 import signal
 import sys
+import threading
 import time
 import warnings
 from contextlib import contextmanager
@@ -36,11 +37,11 @@ from .model import TransformNet
 from .vgg import build_loss_network
 
 CONFIG_FILE = "config.yml"
-# Keys that may change between a run and its resumption without changing what is learned.
+# Keys that may change between a run and its resumption without changing what is learned
+# (anything else, a moved style image or train_dir included, gets a warning).
 _RESUME_SAFE_KEYS = {
     "max_steps", "epochs", "log_every", "image_log_every", "checkpoint_every", "keep_checkpoints",
-    "num_workers", "device", "sample_images", "num_samples", "model_path", "train_dir",
-    "loss_model_file", "style_image",
+    "num_workers", "device", "sample_images", "num_samples", "model_path", "loss_model_file",
 }
 
 
@@ -125,7 +126,7 @@ def find_resume_checkpoint(run_dir: Path, resume: Union[bool, str]) -> Path:
 def _stop_signals() -> Iterator[dict]:
     """Turn SIGINT/SIGTERM into a flag checked between steps (main thread only)."""
     state: dict = {"signal": None}
-    if not hasattr(signal, "SIGTERM") or sys.modules["threading"].current_thread().name != "MainThread":
+    if threading.current_thread() is not threading.main_thread():  # signals go to the main thread
         yield state
         return
 
