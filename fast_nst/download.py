@@ -30,6 +30,9 @@ VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 VGG16_FILE = "pretrained/vgg16-397923af.pth"
 # torchvision names weight files <name>-<first 8 hex digits of the file's sha256>.pth.
 VGG16_SHA256_PREFIX = "397923af"
+VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+VGG19_FILE = "pretrained/vgg19-dcbb9e9d.pth"
+VGG19_SHA256_PREFIX = "dcbb9e9d"
 COCO_URL = "http://images.cocodataset.org/zips/train2014.zip"
 COCO_DIR = "data/train2014"
 STYLE_CACHE = "data/styles"
@@ -112,16 +115,25 @@ def fetch_style_image(source: str, cache_dir: str | Path = STYLE_CACHE) -> Path:
     return dest
 
 
-def download_vgg16(dest: str | Path = VGG16_FILE, quiet: bool = False) -> Path:
-    """Fetch torchvision's ImageNet VGG16 weights (528 MB) into ``dest``."""
+def download_vgg(arch: str = "vgg16", dest: str | Path | None = None, quiet: bool = False) -> Path:
+    """Fetch torchvision's ImageNet VGG16 (528 MB) or VGG19 (548 MB) weights into ``dest``."""
+    url, default, prefix = ((VGG16_URL, VGG16_FILE, VGG16_SHA256_PREFIX) if arch == "vgg16"
+                            else (VGG19_URL, VGG19_FILE, VGG19_SHA256_PREFIX))
+    dest = dest or default
     try:
-        return download_url(VGG16_URL, dest, sha256_prefix=VGG16_SHA256_PREFIX, quiet=quiet)
+        return download_url(url, dest, sha256_prefix=prefix, quiet=quiet)
     except DownloadError as e:
         raise DownloadError(
-            f"{e}\nThe VGG16 loss network needs torchvision's ImageNet weights. Download\n"
-            f"  {VGG16_URL}\nand put the file at {dest} (or set loss_model_file to where it is). "
-            "For a smoke test without them, use --set loss_model_weights=random."
+            f"{e}\nThe {arch.upper()} loss network needs torchvision's ImageNet weights. Download\n"
+            f"  {url}\nand put the file at {dest} (or set loss_model_file / --loss_model_file to "
+            "where it is). For a smoke test without them, use --set loss_model_weights=random "
+            "(train.py) or --loss_model_weights random (optimize)."
         ) from None
+
+
+def download_vgg16(dest: str | Path = VGG16_FILE, quiet: bool = False) -> Path:
+    """Fetch torchvision's ImageNet VGG16 weights (528 MB) into ``dest``."""
+    return download_vgg("vgg16", dest, quiet)
 
 
 def download_coco(data_dir: str | Path = "data", keep_zip: bool = False) -> Path:
@@ -173,8 +185,8 @@ def download_pretrained(models_dir: str | Path = "models", data_dir: str | Path 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fast_nst.download",
                                      description="Download what a real training run needs.")
-    parser.add_argument("what", choices=["vgg16", "coco", "pretrained"],
-                        help="vgg16: loss-network weights into pretrained/; coco: train2014 into "
+    parser.add_argument("what", choices=["vgg16", "vgg19", "coco", "pretrained"],
+                        help="vgg16/vgg19: loss-network weights into pretrained/; coco: train2014 into "
                              "data/; pretrained: ready-made models (candy, mosaic, rain_princess, "
                              "udnie) into models/")
     parser.add_argument("--dest", help="override the destination (file for vgg16, folder for coco "
@@ -182,8 +194,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--keep_zip", action="store_true", help="coco: keep train2014.zip")
     args = parser.parse_args(argv)
     try:
-        if args.what == "vgg16":
-            paths = [download_vgg16(args.dest or VGG16_FILE)]
+        if args.what in ("vgg16", "vgg19"):
+            paths = [download_vgg(args.what, args.dest)]
         elif args.what == "coco":
             paths = [download_coco(args.dest or "data", keep_zip=args.keep_zip)]
         else:

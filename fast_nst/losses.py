@@ -106,16 +106,19 @@ class PerceptualLoss(nn.Module):
 
     def forward(self, output: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
         """``output`` and ``content`` are (N, 3, H, W) in [0, 1]; only ``output`` needs gradients."""
+        with torch.no_grad():
+            # Only as deep as the deepest content layer (relu2_2 by default), not relu4_3.
+            targets = self.encoder(content, self.content_layers) if self.content_layers else {}
+        return self.terms(output, targets)
+
+    def terms(self, output: torch.Tensor, content_targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The loss terms of ``output`` against content features already computed."""
         feats = self.encoder(output, self.output_layers)
         terms: dict[str, torch.Tensor] = {}
         zero = output.new_zeros((), dtype=torch.float32)
         content_total = zero
-        if self.content_layers:
-            with torch.no_grad():
-                # Only as deep as the deepest content layer (relu2_2 by default), not relu4_3.
-                target = self.encoder(content, self.content_layers)
-            for name in self.content_layers:
-                content_total = content_total + self.content_loss(feats[name], target[name])
+        for name in self.content_layers:
+            content_total = content_total + self.content_loss(feats[name], content_targets[name])
         terms["content"] = content_total
         style_total = zero
         for name, loss in self.style_losses.items():

@@ -21,12 +21,11 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import nn
 
 from . import download
 from .errors import DataError, FastNSTError
 from .images import IMAGE_EXTENSIONS, open_image, pil_to_tensor, resize_longest, save_image, tensor_to_pil
-from .losses import ContentLoss, StyleLoss, TVLoss
+from .losses import PerceptualLoss
 from .vgg import ARCH_LAYER_NAMES, VGG19_FILE, VGGEncoder, build_loss_network, layer_choices
 
 ImageLike = Union[str, Path, Image.Image]
@@ -58,51 +57,24 @@ DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
 DEFAULT_IMAGE_SIZE = 512
 
 
-class GatysObjective(nn.Module):
-    """Content + style + TV loss of one image against fixed content and style targets.
-
-    Like :class:`~fast_nst.losses.PerceptualLoss` (same loss modules, same term names:
-    ``content``, ``style/<layer>``, ``style``, ``tv``, ``total``) but the content targets are
-    computed once, since the content image never changes during optimisation.
-    """
+class GatysObjective(PerceptualLoss):
+    """:class:`~fast_nst.losses.PerceptualLoss` of one image against a fixed content image: the
+    content targets are computed once, since the content never changes during optimisation.
+    ``forward(image)`` returns the same terms (``content``, ``style/<layer>``, ``style``, ``tv``,
+    ``total``)."""
 
     def __init__(self, encoder: VGGEncoder, content: torch.Tensor, style: torch.Tensor,
                  content_layers: Sequence[str], style_layers: Sequence[str],
                  content_weight: float, style_weight: float, tv_weight: float,
                  style_layer_weights: Optional[Sequence[float]] = None):
-        super().__init__()
-        self.encoder = encoder
-        self.content_layers = list(content_layers)
-        self.style_layers = list(style_layers)
-        self.output_layers = list(dict.fromkeys(self.content_layers + self.style_layers))
-        layer_weights = style_layer_weights or [1.0] * len(self.style_layers)
+        super().__init__(encoder, style, content_layers, style_layers, content_weight, style_weight,
+                         tv_weight, style_layer_weights)
         with torch.no_grad():
-            style_features = encoder(style, self.style_layers)
-            content_features = encoder(content, self.content_layers) if self.content_layers else {}
-        self.style_losses = nn.ModuleDict({
-            name: StyleLoss(style_features[name], style_weight * lw)
-            for name, lw in zip(self.style_layers, layer_weights)
-        })
-        self.content_targets = {k: v.detach().float() for k, v in content_features.items()}
-        self.content_loss = ContentLoss(content_weight)
-        self.tv_loss = TVLoss(tv_weight)
+            feats = encoder(content, self.content_layers) if self.content_layers else {}
+        self.content_targets = {k: v.detach().float() for k, v in feats.items()}
 
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        feats = self.encoder(image, self.output_layers)
-        zero = image.new_zeros((), dtype=torch.float32)
-        terms: dict[str, torch.Tensor] = {}
-        content = zero
-        for name in self.content_layers:
-            content = content + self.content_loss(feats[name], self.content_targets[name])
-        terms["content"] = content
-        style = zero
-        for name, loss in self.style_losses.items():
-            terms[f"style/{name}"] = loss(feats[name])
-            style = style + terms[f"style/{name}"]
-        terms["style"] = style
-        terms["tv"] = self.tv_loss(image)
-        terms["total"] = content + style + terms["tv"]
-        return terms
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        return self.terms(image, self.content_targets)
 
 
 def resolve_layers(loss_model: str, preset: str, content_layers: Optional[Sequence[str]],
@@ -130,7 +102,7 @@ def resolve_layers(loss_model: str, preset: str, content_layers: Optional[Sequen
     return content, style
 
 
-def _as_image(image: ImageLike, what: str) -> Image.Image:
+def _as_image(image: ImageLike) -> Image.Image:
     if isinstance(image, Image.Image):
         return image.convert("RGB")
     img = open_image(image)
@@ -254,8 +226,8 @@ def optimize(
     lr = DEFAULT_LR[optimizer] if lr is None else lr
     dev = resolve_device(device)
 
-    content_full = _as_image(content_image, "content")
-    style_full = _as_image(style_image, "style")
+    content_full = _as_image(content_image)
+    style_full = _as_image(style_image)
     final_content = resize_longest(content_full, image_size)
     final_size = max(final_content.size)
     style_size = style_size if style_size is not None else final_size
@@ -334,17 +306,15 @@ def _to_output(x: torch.Tensor, content_pil: Image.Image, preserve_color: bool) 
 def _run_scale(objective: GatysObjective, x: torch.Tensor, optimizer: str, lr: float, steps: int,
                step: int, autocast, bar, history, callback, save_every: int, output,
                content_pil: Image.Image, preserve_color: bool) -> int:
-    """``steps`` optimiser steps on ``x`` in place; returns the global step count after them."""
-    if optimizer == "lbfgs":
-        # max_iter=1: one L-BFGS iteration per step() (the curvature history persists between
-        # calls), so the progress bar and --save_every count iterations.
-        # Tolerances 0: --steps decides when to stop (the defaults stop early on small losses).
-        opt = torch.optim.LBFGS([x], lr=lr, max_iter=1, history_size=100,
-                                line_search_fn="strong_wolfe", tolerance_grad=0.0,
-                                tolerance_change=0.0)
-    else:
-        opt = torch.optim.Adam([x], lr=lr)
-    first: dict[str, float] = {}
+    """``steps`` loss evaluations optimising ``x`` in place; returns the global step count after.
+
+    Adam: one step per evaluation, pixels clamped to [0, 1] after each. L-BFGS: a single
+    ``step()`` running up to ``steps`` evaluations (like jcjohnson/neural-style's maxIter, one
+    evaluation per iteration unless the line search needs more); pixels are left unconstrained
+    during the run, as in Gatys et al., since clamping between iterations invalidates the
+    curvature history, and the output is clipped to [0, 1].
+    """
+    counter = [step]
 
     def closure() -> torch.Tensor:
         opt.zero_grad(set_to_none=True)
@@ -352,31 +322,38 @@ def _run_scale(objective: GatysObjective, x: torch.Tensor, optimizer: str, lr: f
             terms = objective(x)
         loss = terms["total"]
         if not torch.isfinite(loss):
-            raise FastNSTError(f"the loss became {float(loss)} at step {step + 1}; lower --lr or the "
-                               "loss weights, or use --optimizer adam.")
+            raise FastNSTError(f"the loss became {float(loss.detach())} at step {counter[0] + 1}; lower "
+                               "--lr or the loss weights, or use --optimizer adam.")
         loss.backward()
-        if not first:  # the terms at the point the step starts from
-            first.update({k: float(v.detach()) for k, v in terms.items()})
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        counter[0] += 1
+        if history is not None:
+            history.append(values)
+        if callback is not None:
+            callback(counter[0], values)
+        bar.set_postfix({k: f"{values[k]:.3g}" for k in ("total", "content", "style", "tv")},
+                        refresh=False)
+        bar.update(1)
+        if save_every and output is not None and counter[0] % save_every == 0:
+            # The image this loss was measured on.
+            save_image(_to_output(x.detach(), content_pil, preserve_color),
+                       intermediate_path(output, counter[0]))
         return loss
 
-    for _ in range(steps):
-        first.clear()
+    if optimizer == "lbfgs":
+        # Tolerances 0: --steps decides when to stop (the defaults stop early on small losses).
+        opt = torch.optim.LBFGS([x], lr=lr, max_iter=steps, max_eval=steps, history_size=100,
+                                line_search_fn="strong_wolfe", tolerance_grad=0.0,
+                                tolerance_change=0.0)
         opt.step(closure)
-        if optimizer == "adam":
+    else:
+        opt = torch.optim.Adam([x], lr=lr)
+        for _ in range(steps):
+            opt.step(closure)
             with torch.no_grad():
                 x.clamp_(0, 1)  # keep pixels valid
-        # L-BFGS is left unconstrained (as Gatys et al. and jcjohnson/neural-style): clamping
-        # between iterations invalidates its curvature history. The output is clipped to [0, 1].
-        step += 1
-        if history is not None:
-            history.append(dict(first))
-        if callback is not None:
-            callback(step, dict(first))
-        bar.set_postfix({k: f"{first[k]:.3g}" for k in ("total", "content", "style", "tv")}, refresh=False)
-        bar.update(1)
-        if save_every and output is not None and step % save_every == 0:
-            save_image(_to_output(x.detach(), content_pil, preserve_color), intermediate_path(output, step))
-    return step
+    bar.update(step + steps - counter[0])  # L-BFGS may stop a few evaluations early
+    return step + steps
 
 
 # ---- command line ----------------------------------------------------------------------------
@@ -449,7 +426,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (1): a return code, not an exception
+        return int(e.code or 0)
     from .cli import _run
 
     def run() -> int:

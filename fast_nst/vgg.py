@@ -16,14 +16,12 @@ from torch import nn
 from torchvision.models import vgg as tv_vgg
 
 from . import download
+from .download import VGG19_FILE, VGG19_URL
 from .config import VGG16_LAYERS
-from .errors import CheckpointError, DownloadError
+from .errors import CheckpointError
 
-# torchvision's ImageNet VGG19 weights (548 MB); the file name ends in the sha256's first 8 hex digits.
-VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
-VGG19_FILE = "pretrained/vgg19-dcbb9e9d.pth"
-VGG19_SHA256_PREFIX = "dcbb9e9d"
 _URLS = {"vgg16": download.VGG16_URL, "vgg19": VGG19_URL}
+_FILES = {"vgg16": download.VGG16_FILE, "vgg19": VGG19_FILE}
 
 # The statistics torchvision's ImageNet weights were trained with (torchvision.models docs).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -155,82 +153,60 @@ def _features_state(state: dict, path: Path, arch: str = "vgg16") -> dict[str, t
     return {k: state[k] for k in expected}
 
 
-def load_vgg16_features(path: str | Path, allow_download: bool = True) -> nn.Sequential:
-    """torchvision VGG16 ``features`` with ImageNet weights from ``path``.
+def load_vgg_features(path: str | Path, arch: str = "vgg16", allow_download: bool = True) -> nn.Sequential:
+    """torchvision VGG16/VGG19 ``features`` with ImageNet weights from ``path`` (a full
+    torchvision state dict or a features-only one).
 
     A missing file is downloaded from torchvision's URL when ``allow_download`` (and the path
     has torchvision's file name); otherwise, or when the download fails, a
     :class:`~fast_nst.errors.FastNSTError` says where to get the file.
     """
+    _check_arch(arch)
+    label, url = arch.upper(), _URLS[arch]
     path = Path(path)
     if not path.exists():
-        if allow_download and path.name == Path(download.VGG16_FILE).name:
-            print(f"VGG16 weights not found at {path}; downloading {download.VGG16_URL}")
-            download.download_vgg16(path)
+        if allow_download and path.name == Path(_FILES[arch]).name:
+            print(f"{label} weights not found at {path}; downloading {url}")
+            download.download_vgg(arch, path)
         else:
             raise CheckpointError(
-                f"VGG16 weights not found at {path}. Download {download.VGG16_URL} "
-                f"(python -m fast_nst.download vgg16) and set loss_model_file to its path."
+                f"{label} weights not found at {path}. Download {url} "
+                f"(python -m fast_nst.download {arch}) and set loss_model_file to its path."
             )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for non-checkpoint files
         reason = (str(e).splitlines() or [type(e).__name__])[0]
-        raise CheckpointError(f"{path}: cannot read VGG16 weights ({reason}). "
-                              f"Delete it and download {download.VGG16_URL} again.") from None
-    features = vgg16_features()
-    features.load_state_dict(_features_state(state, path))
+        raise CheckpointError(f"{path}: cannot read {label} weights ({reason}). "
+                              f"Delete it and download {url} again.") from None
+    features = vgg_features(arch)
+    features.load_state_dict(_features_state(state, path, arch))
     return features
 
 
-def download_vgg19(dest: str | Path = VGG19_FILE, quiet: bool = False) -> Path:
-    """Fetch torchvision's ImageNet VGG19 weights (548 MB) into ``dest``."""
-    try:
-        return download.download_url(VGG19_URL, dest, sha256_prefix=VGG19_SHA256_PREFIX, quiet=quiet)
-    except DownloadError as e:
-        raise DownloadError(
-            f"{e}\nThe VGG19 loss network needs torchvision's ImageNet weights. Download\n"
-            f"  {VGG19_URL}\nand put the file at {dest} (or pass its path as --loss_model_file). "
-            "For a smoke test without them, use --loss_model_weights random."
-        ) from None
+def load_vgg16_features(path: str | Path, allow_download: bool = True) -> nn.Sequential:
+    """:func:`load_vgg_features` for VGG16."""
+    return load_vgg_features(path, "vgg16", allow_download)
 
 
 def load_vgg19_features(path: str | Path, allow_download: bool = True) -> nn.Sequential:
-    """torchvision VGG19 ``features`` with ImageNet weights from ``path`` (a full torchvision
-    state dict or a features-only one); missing files as in :func:`load_vgg16_features`."""
-    path = Path(path)
-    if not path.exists():
-        if allow_download and path.name == Path(VGG19_FILE).name:
-            print(f"VGG19 weights not found at {path}; downloading {VGG19_URL}")
-            download_vgg19(path)
-        else:
-            raise CheckpointError(
-                f"VGG19 weights not found at {path}. Download {VGG19_URL} "
-                f"(to {VGG19_FILE}, where it is also fetched automatically) and pass its path."
-            )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for non-checkpoint files
-        reason = (str(e).splitlines() or [type(e).__name__])[0]
-        raise CheckpointError(f"{path}: cannot read VGG19 weights ({reason}). "
-                              f"Delete it and download {VGG19_URL} again.") from None
-    features = vgg19_features()
-    features.load_state_dict(_features_state(state, path, "vgg19"))
-    return features
+    """:func:`load_vgg_features` for VGG19."""
+    return load_vgg_features(path, "vgg19", allow_download)
+
+
+def random_vgg_features(arch: str, seed: int) -> nn.Sequential:
+    """VGG16/VGG19 ``features`` with torchvision's random initialisation, seeded (tests, smoke runs)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return vgg_features(arch)
 
 
 def random_vgg19_features(seed: int) -> nn.Sequential:
-    """VGG19 ``features`` with torchvision's random initialisation, seeded (tests, smoke runs)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return vgg19_features()
+    return random_vgg_features("vgg19", seed)
 
 
 def random_vgg16_features(seed: int) -> nn.Sequential:
-    """VGG16 ``features`` with torchvision's random initialisation, seeded (tests, smoke runs)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return vgg16_features()
+    return random_vgg_features("vgg16", seed)
 
 
 RANDOM_WARNING = (
@@ -249,12 +225,9 @@ def build_loss_network(weights: str, layers: Iterable[str], weights_file: str | 
         # Loud on purpose: a random loss network must never be mistaken for a real run.
         if not quiet:
             print(f"{'!' * 80}\n{RANDOM_WARNING}\n{'!' * 80}", file=sys.stderr)
-        features = random_vgg16_features(seed) if arch == "vgg16" else random_vgg19_features(seed)
+        features = random_vgg_features(arch, seed)
     elif weights == "imagenet":
-        if arch == "vgg16":
-            features = load_vgg16_features(weights_file)
-        else:
-            features = load_vgg19_features(weights_file)
+        features = load_vgg_features(weights_file, arch)
     else:
         raise ValueError(f"Unknown loss_model_weights {weights!r}; choose one of: imagenet, random")
     return VGGEncoder(features, layers, arch=arch)

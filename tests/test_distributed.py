@@ -1,6 +1,5 @@
 """torchrun with 2 gloo processes on CPU: same result as one process with twice the batch."""
 
-import shutil
 import sys
 from pathlib import Path
 

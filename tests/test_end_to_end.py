@@ -40,7 +40,7 @@ def test_train_cli_writes_model_checkpoints_config_and_events(trained):
     assert "RANDOM" not in result.stderr  # real weights-file path, no random warning
     assert "mystyle: 100%" in result.stderr  # tqdm bar
     assert "loss=" in result.stderr and "img_s=" in result.stderr
-    assert f"model:       models/mystyle/mystyle.pth" in result.stderr
+    assert "model:       models/mystyle/mystyle.pth" in result.stderr
     assert "tensorboard --logdir models/mystyle" in result.stderr
 
 

@@ -1,4 +1,3 @@
-import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -107,8 +106,8 @@ def test_style_grams_computed_once_not_per_forward():
     for _ in range(3):
         crit(torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8))
     assert n_init == 1
-    # per forward: output through content+style layers, content photo through content layers only
-    assert calls[1:] == [(2, ("relu1_1", "relu1_2")), (2, ("relu1_1",))] * 3
+    # per forward: content photo through the content layers only, output through content+style
+    assert calls[1:] == [(2, ("relu1_1",)), (2, ("relu1_1", "relu1_2"))] * 3
 
 
 def test_perceptual_loss_with_random_vgg_has_gradients_only_for_the_output():

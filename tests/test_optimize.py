@@ -1,0 +1,248 @@
+"""Optimisation-based style transfer (fast_nst.optimize), with random VGG weights and 32-48 px
+images so each run takes about a second on a 2-core CPU."""
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import assert_clean_error, make_photo, run_cli
+from fast_nst import download
+from fast_nst.checkpoint import atomic_torch_save, make_checkpoint
+from fast_nst.config import TrainConfig
+from fast_nst.errors import CheckpointError, DownloadError, FastNSTError
+from fast_nst.model import TransformNet, TransformNetArgs
+from fast_nst.optimize import PRESETS, intermediate_path, main, optimize, resolve_layers, scale_sizes
+from fast_nst.vgg import (VGG19_LAYER_NAMES, VGG19_URL, VGGEncoder, build_loss_network,
+                          layer_choices, load_vgg19_features)
+
+GATYS_STYLE = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+JOHNSON_STYLE = ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    d = tmp_path_factory.mktemp("optimize")
+    return make_photo(d / "content.jpg", (48, 40), seed=1), make_photo(d / "style.png", (56, 48), seed=99)
+
+
+def run(pair, **kw):
+    history = []
+    kw = {"loss_model_weights": "random", "image_size": 48, "steps": 20, "device": "cpu",
+          "progress": False, **kw}
+    img = optimize(str(pair[0]), str(pair[1]), history=history, **kw)
+    return img, history
+
+
+# ---- the optimisation works --------------------------------------------------------------------
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_loss_decreases_substantially(pair, optimizer):
+    img, h = run(pair, optimizer=optimizer)
+    assert len(h) == 21  # one entry per step, plus the final image
+    # Measured: L-BFGS ends at ~2 % of the starting loss, Adam (lr 0.02) at ~7 %.
+    assert h[-1]["total"] < 0.2 * h[0]["total"], (h[0], h[-1])
+    assert h[-1]["style"] < 0.2 * h[0]["style"]
+    assert h[0]["content"] == 0.0  # init content: the content term starts at zero
+    assert isinstance(img, Image.Image) and img.mode == "RGB" and img.size == (48, 40)
+
+
+def test_noise_init_and_gatys_layers(pair):
+    _, h = run(pair, init="noise", steps=15)
+    assert h[-1]["total"] < 0.2 * h[0]["total"]
+    assert sorted(k for k in h[0] if k.startswith("style/")) == sorted(f"style/{n}" for n in GATYS_STYLE)
+
+
+def test_bf16_and_multiscale(pair):
+    img, h = run(pair, precision="bf16", scales=2, steps=8)
+    assert img.size == (48, 40)
+    assert len(h) == 17 and h[-1]["total"] < 0.5 * h[0]["total"]
+    assert all(isinstance(v, float) for v in h[-1].values())
+
+
+def test_scale_sizes():
+    assert scale_sizes(512, 1) == [512]
+    assert scale_sizes(512, 3) == [128, 256, 512]
+
+
+# ---- layers and presets ------------------------------------------------------------------------
+
+def test_presets_select_documented_layers():
+    assert resolve_layers("vgg16", "gatys", None, None, None) == (["relu4_2"], GATYS_STYLE)
+    assert resolve_layers("vgg16", "johnson", None, None, None) == (["relu2_2"], JOHNSON_STYLE)
+    assert resolve_layers("vgg19", "johnson", None, None, None) == (["relu2_2"], JOHNSON_STYLE)
+    # Explicit lists override the preset, each independently.
+    assert resolve_layers("vgg16", "gatys", ["relu3_3"], None, None) == (["relu3_3"], GATYS_STYLE)
+    assert resolve_layers("vgg19", "gatys", None, ["relu5_4"], [2.0]) == (["relu4_2"], ["relu5_4"])
+    assert set(PRESETS) == {"gatys", "johnson"}
+
+
+def test_johnson_preset_layers_reach_the_loss(pair):
+    _, h = run(pair, preset="johnson", steps=3, style_layer_weights=[1, 1, 1, 2])
+    assert sorted(k for k in h[0] if k.startswith("style/")) == sorted(f"style/{n}" for n in JOHNSON_STYLE)
+
+
+def test_bad_layers_list_the_valid_ones():
+    with pytest.raises(FastNSTError) as e:
+        resolve_layers("vgg16", "gatys", None, ["relu5_4"], None)  # VGG19 only
+    assert "relu5_4" in str(e.value) and "relu5_3" in str(e.value) and "relu1_1" in str(e.value)
+    with pytest.raises(FastNSTError, match="2 weights for 5 style layers"):
+        resolve_layers("vgg16", "gatys", None, None, [1.0, 2.0])
+
+
+# ---- output size -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("size,expected", [(40, (40, 33)), (64, (64, 53))])
+def test_output_longest_side_is_image_size(pair, size, expected):
+    img, _ = run(pair, image_size=size, steps=2, optimizer="adam")
+    assert img.size == expected
+
+
+# ---- VGG19 -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tv_vgg19_file(tmp_path_factory):
+    """torchvision's full vgg19() (random weights) saved in the ImageNet file's layout."""
+    from torchvision.models import vgg19
+
+    torch.manual_seed(0)
+    model = vgg19().eval()
+    path = tmp_path_factory.mktemp("vgg19") / "vgg19-dcbb9e9d.pth"
+    torch.save(model.state_dict(), path)
+    return model, path
+
+
+def test_vgg19_names_match_torchvision_indices(tv_vgg19_file):
+    model, path = tv_vgg19_file
+    assert len(VGG19_LAYER_NAMES) == len(model.features) == 37
+    assert VGG19_LAYER_NAMES.index("relu3_4") == 17 and VGG19_LAYER_NAMES.index("relu5_4") == 35
+    assert "relu5_4" in layer_choices("vgg19") and "relu5_4" not in layer_choices("vgg16")
+    enc = VGGEncoder(load_vgg19_features(path, allow_download=False), ["relu4_2", "relu4_4"], arch="vgg19")
+    x = torch.rand(1, 3, 32, 32)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        ref = model.features[:VGG19_LAYER_NAMES.index("relu4_4") + 1]((x - mean) / std)
+        out = enc(x, ["relu4_4"])["relu4_4"]
+    torch.testing.assert_close(out, ref)
+
+
+def test_vgg19_loader_accepts_features_only_and_rejects_vgg16(tmp_path, tv_vgg19_file, vgg_file):
+    _, path = tv_vgg19_file
+    full = torch.load(path, weights_only=True)
+    feats = {k[len("features."):]: v for k, v in full.items() if k.startswith("features.")}
+    torch.save(feats, tmp_path / "feats.pth")
+    loaded = load_vgg19_features(tmp_path / "feats.pth", allow_download=False)
+    assert torch.equal(loaded[34].weight, full["features.34.weight"])
+    with pytest.raises(CheckpointError, match="not a torchvision VGG19"):
+        load_vgg19_features(vgg_file, allow_download=False)
+
+
+def test_vgg19_missing_file_downloads_or_names_url(monkeypatch, tmp_path):
+    attempts = []
+
+    def fail(url, dest, **k):
+        attempts.append((url, str(dest)))
+        raise DownloadError(f"Download of {url} to {dest} failed: no network")
+
+    monkeypatch.setattr(download, "download_url", fail)
+    dest = tmp_path / "pretrained" / "vgg19-dcbb9e9d.pth"
+    with pytest.raises(DownloadError) as e:
+        load_vgg19_features(dest)
+    assert attempts == [(VGG19_URL, str(dest))]
+    assert VGG19_URL in str(e.value) and "random" in str(e.value)
+    with pytest.raises(CheckpointError, match="VGG19 weights not found"):
+        load_vgg19_features(tmp_path / "other.pth")  # not torchvision's name: no download
+    assert len(attempts) == 1
+
+
+def test_vgg19_random_is_seeded_and_optimizes(pair, capsys):
+    a = build_loss_network("random", ["relu5_4"], "unused.pth", seed=3, arch="vgg19")
+    b = build_loss_network("random", ["relu5_4"], "unused.pth", seed=3, arch="vgg19")
+    assert torch.equal(a.layers.conv5_4.weight, b.layers.conv5_4.weight)
+    assert "RANDOM weights" in capsys.readouterr().err
+    img, h = run(pair, loss_model="vgg19", steps=15)
+    assert h[-1]["total"] < 0.2 * h[0]["total"] and img.size == (48, 40)
+
+
+# ---- init from a trained model -----------------------------------------------------------------
+
+def test_init_from_checkpoint_starts_from_its_stylization(pair, tmp_path):
+    from fast_nst.optimize import GatysObjective
+    from fast_nst.images import pil_to_tensor
+    from fast_nst.stylize import load_stylizer
+
+    torch.manual_seed(0)
+    model = TransformNet(TransformNetArgs(base_channels=8, num_residual=1))
+    path = tmp_path / "tiny.pth"
+    atomic_torch_save(make_checkpoint(model, TrainConfig(), step=0), path)
+    img, h = run(pair, init=str(path), steps=5)
+    assert img.size == (48, 40)
+    # The first loss is that of the model's stylization of the (resized) content photo.
+    content = Image.open(pair[0]).convert("RGB")
+    start = load_stylizer(path, device="cpu").stylize(content, tile_size=None)
+    enc = build_loss_network("random", ["relu4_2"] + GATYS_STYLE, "unused.pth", quiet=True)
+    style = pil_to_tensor(Image.open(pair[1]).convert("RGB").resize((48, 41), Image.Resampling.LANCZOS))
+    obj = GatysObjective(enc, pil_to_tensor(content).unsqueeze(0), style.unsqueeze(0), ["relu4_2"],
+                         GATYS_STYLE, 1.0, 1e6, 0.0)
+    with torch.no_grad():
+        expected = float(obj(pil_to_tensor(start).unsqueeze(0))["content"])
+    assert h[0]["content"] > 0
+    assert h[0]["content"] == pytest.approx(expected, rel=1e-4)
+    assert h[-1]["total"] < h[0]["total"]
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+def test_cli_end_to_end(pair, tmp_path):
+    out = tmp_path / "out" / "result.png"
+    r = run_cli("-m fast_nst.optimize", "--content", str(pair[0]), "--style", str(pair[1]),
+                "--output", str(out), "--loss_model_weights", "random", "--image_size", "40",
+                "--steps", "4", "--scales", "2", "--save_every", "2", "--device", "cpu",
+                "--preserve_color", "--style_layers", "relu1_1,relu2_1", "--tv_weight", "1",
+                timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "RANDOM weights" in r.stderr and f"Saved {out}" in r.stdout
+    assert Image.open(out).size == (40, 33)
+    saved = sorted(p.name for p in out.parent.iterdir())
+    assert saved == ["result.png", "result_step0002.png", "result_step0004.png",
+                     "result_step0006.png", "result_step0008.png"]
+    assert Image.open(intermediate_path(out, 2)).size == (20, 17)  # first of two scales: half size
+
+
+def cli_error(capsys, *args):
+    code = main(list(args))
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "Traceback" not in err
+    return err
+
+
+def test_cli_errors_are_clean(pair, tmp_path, capsys):
+    c, s = str(pair[0]), str(pair[1])
+    out = str(tmp_path / "o.jpg")
+    base = ["--content", c, "--style", s, "--output", out, "--loss_model_weights", "random",
+            "--image_size", "32", "--steps", "1", "--device", "cpu", "--no_progress"]
+    assert "--content nope.jpg does not exist" in cli_error(capsys, *base, "--content", "nope.jpg")
+    err = cli_error(capsys, *base, "--style_layers", "relu1_1,relu9_9")
+    assert "relu9_9" in err and "choose from: conv1_1, relu1_1" in err
+    assert "invalid choice: 'vgg13'" in cli_error(capsys, *base, "--loss_model", "vgg13")
+    assert "invalid choice: 'sgd'" in cli_error(capsys, *base, "--optimizer", "sgd")
+    assert "no such file" in cli_error(capsys, *base, "--init", str(tmp_path / "missing.pth"))
+    bogus = tmp_path / "bogus.pth"
+    bogus.write_bytes(b"not a checkpoint")
+    assert str(bogus) in cli_error(capsys, *base, "--init", str(bogus))
+    assert "1 weights for 5 style layers" in cli_error(capsys, *base, "--style_layer_weights", "3")
+    assert "--steps must be" in cli_error(capsys, *base, "--steps", "0")
+    assert "unsupported extension" in cli_error(capsys, *base, "--output", str(tmp_path / "o.txt"))
+    err = cli_error(capsys, *base, "--loss_model", "vgg19", "--loss_model_weights", "imagenet",
+                    "--loss_model_file", str(tmp_path / "weights.pth"))
+    assert "VGG19 weights not found" in err and VGG19_URL in err
+    assert "too small" in cli_error(capsys, *base, "--image_size", "8")
+    assert not (tmp_path / "o.jpg").exists()
+
+
+def test_cli_error_in_subprocess_has_no_traceback(tmp_path):
+    r = run_cli("-m fast_nst.optimize", "--content", str(tmp_path / "none.jpg"), "--style",
+                str(tmp_path / "none.png"), "--output", str(tmp_path / "o.jpg"), timeout=60)
+    assert_clean_error(r, "does not exist")
+    assert r.returncode == 1
