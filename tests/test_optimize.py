@@ -6,10 +6,9 @@ import torch
 from PIL import Image
 
 from conftest import assert_clean_error, make_photo, run_cli
-from fast_nst import download
 from fast_nst.checkpoint import atomic_torch_save, make_checkpoint
 from fast_nst.config import TrainConfig
-from fast_nst.errors import CheckpointError, DownloadError, FastNSTError
+from fast_nst.errors import CheckpointError, FastNSTError
 from fast_nst.model import TransformNet, TransformNetArgs
 from fast_nst.optimize import PRESETS, intermediate_path, main, optimize, resolve_layers, scale_sizes
 from fast_nst.vgg import (VGG19_LAYER_NAMES, VGG19_URL, VGGEncoder, build_loss_network,
@@ -135,24 +134,6 @@ def test_vgg19_loader_accepts_features_only_and_rejects_vgg16(tmp_path, tv_vgg19
     assert torch.equal(loaded[34].weight, full["features.34.weight"])
     with pytest.raises(CheckpointError, match="not a torchvision VGG19"):
         load_vgg19_features(vgg_file, allow_download=False)
-
-
-def test_vgg19_missing_file_downloads_or_names_url(monkeypatch, tmp_path):
-    attempts = []
-
-    def fail(url, dest, **k):
-        attempts.append((url, str(dest)))
-        raise DownloadError(f"Download of {url} to {dest} failed: no network")
-
-    monkeypatch.setattr(download, "download_url", fail)
-    dest = tmp_path / "pretrained" / "vgg19-dcbb9e9d.pth"
-    with pytest.raises(DownloadError) as e:
-        load_vgg19_features(dest)
-    assert attempts == [(VGG19_URL, str(dest))]
-    assert VGG19_URL in str(e.value) and "random" in str(e.value)
-    with pytest.raises(CheckpointError, match="VGG19 weights not found"):
-        load_vgg19_features(tmp_path / "other.pth")  # not torchvision's name: no download
-    assert len(attempts) == 1
 
 
 def test_vgg19_random_is_seeded_and_optimizes(pair, capsys):

@@ -5,7 +5,7 @@ from torchvision.models import vgg16
 from fast_nst import download
 from fast_nst.errors import CheckpointError, DownloadError
 from fast_nst.vgg import (IMAGENET_MEAN, IMAGENET_STD, LAYER_NAMES, VGGEncoder, build_loss_network,
-                          load_vgg16_features, random_vgg16_features)
+                          load_vgg16_features, load_vgg_features, random_vgg16_features)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,9 @@ def test_existing_file_is_not_downloaded(monkeypatch, vgg_file):
     load_vgg16_features(vgg_file)
 
 
-def test_missing_file_download_failure_names_url_and_path(monkeypatch, tmp_path):
+@pytest.mark.parametrize("arch,url", [("vgg16", "https://download.pytorch.org/models/vgg16-397923af.pth"),
+                                      ("vgg19", "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth")])
+def test_missing_file_download_failure_names_url_and_path(monkeypatch, tmp_path, arch, url):
     attempts = []
 
     def fail(url, dest, **k):
@@ -87,13 +89,16 @@ def test_missing_file_download_failure_names_url_and_path(monkeypatch, tmp_path)
         raise DownloadError(f"Download of {url} to {dest} failed: no network")
 
     monkeypatch.setattr(download, "download_url", fail)
-    dest = tmp_path / "pretrained" / "vgg16-397923af.pth"
+    dest = tmp_path / "pretrained" / url.rsplit("/", 1)[1]
     with pytest.raises(DownloadError) as e:
-        load_vgg16_features(dest)
-    assert attempts == [(download.VGG16_URL, str(dest))]
+        load_vgg_features(dest, arch)
+    assert attempts == [(url, str(dest))]
     msg = str(e.value)
-    assert "https://download.pytorch.org/models/vgg16-397923af.pth" in msg and str(dest) in msg
+    assert url in msg and str(dest) in msg
     assert "loss_model_weights=random" in msg
+    with pytest.raises(CheckpointError, match=f"{arch.upper()} weights not found"):
+        load_vgg_features(tmp_path / "other.pth", arch)  # not torchvision's name: no download
+    assert len(attempts) == 1
 
 
 def test_download_writes_file_when_fetch_succeeds(monkeypatch, tmp_path, vgg_file):
