@@ -27,6 +27,18 @@ _MIN_SIZE = 8
 OUTPUT_ACTIVATIONS = ("tanh", "clamp")
 
 
+def pad_input(x: torch.Tensor) -> torch.Tensor:
+    """Pad (N, C, H, W) at the bottom and right to a multiple of 4, at least 8 per side, so the
+    network can process it; callers crop the output back to (H, W)."""
+    h, w = x.shape[-2:]
+    ph = max(_MIN_SIZE, -(-h // _MULTIPLE) * _MULTIPLE) - h
+    pw = max(_MIN_SIZE, -(-w // _MULTIPLE) * _MULTIPLE) - w
+    if not (ph or pw):
+        return x
+    # Reflection needs the pad to be smaller than the side; tiny images replicate instead.
+    return F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
+
+
 @dataclass(frozen=True)
 class TransformNetArgs:
     """Architecture arguments, saved in every checkpoint so a model file rebuilds itself."""
@@ -112,12 +124,7 @@ class TransformNet(nn.Module):
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected input of shape (N, 3, H, W), got {tuple(x.shape)}")
         h, w = x.shape[-2:]
-        ph = max(_MIN_SIZE, -(-h // _MULTIPLE) * _MULTIPLE) - h
-        pw = max(_MIN_SIZE, -(-w // _MULTIPLE) * _MULTIPLE) - w
-        if ph or pw:
-            # Reflection needs the pad to be smaller than the side; tiny images replicate instead.
-            mode = "reflect" if ph < h and pw < w else "replicate"
-            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        x = pad_input(x)
         y = self.decoder(self.residuals(self.encoder(x)))  # (N, 3, H + ph, W + pw)
         y = (torch.tanh(y) + 1) * 0.5 if self.args.output_activation == "tanh" else y.clamp(0, 1)
         return y[..., :h, :w]

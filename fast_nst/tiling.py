@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .inference import FastTransformNet
+from .inference import FastTransformNet, NormStats
 
 # Receptive-field radius of the transform net: 4 (9x9) + 1 + 2 (stride-2 3x3s) + 10 x 4 (3x3 at
 # 1/4 resolution) + 2 + 1 (upsample convs) + 4 (9x9) = 54 px. 64 px of context covers it (and is
@@ -102,43 +102,11 @@ def auto_tile_size(height: int, width: int, device: torch.device, budget: Option
     return max(_MIN_TILE, side)
 
 
-class _SharedStats:
-    """Forward hooks on every InstanceNorm2d: record (mean, var) per channel, or normalise with
-    the recorded ones instead of the input's own."""
-
-    def __init__(self, net: nn.Module):
-        self.norms = [m for m in net.modules() if isinstance(m, nn.InstanceNorm2d)]
-        self.stats: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.mode = "record"
-
-    def hook(self, index: int):
-        def fn(module: nn.InstanceNorm2d, inputs, output):
-            x = inputs[0]
-            if self.mode == "record":
-                var, mean = torch.var_mean(x.float(), dim=(2, 3), keepdim=True, correction=0)
-                self.stats.append((mean, var))
-                return None
-            mean, var = self.stats[index]
-            y = (x.float() - mean) * torch.rsqrt(var + module.eps)
-            y = y * module.weight.view(1, -1, 1, 1) + module.bias.view(1, -1, 1, 1)
-            return y.to(output.dtype)
-
-        return fn
-
-    @contextmanager
-    def installed(self) -> Iterator["_SharedStats"]:
-        handles = [m.register_forward_hook(self.hook(i)) for i, m in enumerate(self.norms)]
-        try:
-            yield self
-        finally:
-            for h in handles:
-                h.remove()
-
-
 @contextmanager
-def shared_statistics(net: nn.Module) -> Iterator:
-    """An object whose ``mode`` ("record" first, then "apply") controls every instance norm of
-    ``net`` (a TransformNet via hooks, a FastTransformNet natively)."""
+def shared_statistics(net: nn.Module) -> Iterator[NormStats]:
+    """A :class:`NormStats` whose ``mode`` ("record" first, then "apply") controls every
+    instance norm of ``net``: a FastTransformNet natively, a TransformNet through forward hooks
+    on its InstanceNorm2d modules that compute the norm from the shared statistics."""
     if isinstance(net, FastTransformNet):
         stats = net.norm_stats
         stats.mode, stats.stats = "record", []
@@ -146,10 +114,26 @@ def shared_statistics(net: nn.Module) -> Iterator:
             yield stats
         finally:
             stats.mode, stats.stats = None, []
-    else:
-        shared = _SharedStats(net)
-        with shared.installed():
-            yield shared
+        return
+    stats = NormStats()
+    stats.mode = "record"
+
+    def reset(module, inputs):  # norms are visited in the same order on every forward
+        stats.index = 0
+
+    def norm(module: nn.InstanceNorm2d, inputs, output):
+        x = inputs[0].float()
+        mean, var = stats(x)
+        y = (x - mean) * torch.rsqrt(var + module.eps)
+        return (y * module.weight.view(1, -1, 1, 1) + module.bias.view(1, -1, 1, 1)).to(output.dtype)
+
+    handles = [net.register_forward_pre_hook(reset)]
+    handles += [m.register_forward_hook(norm) for m in net.modules() if isinstance(m, nn.InstanceNorm2d)]
+    try:
+        yield stats
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def _as_float(x: torch.Tensor) -> torch.Tensor:
