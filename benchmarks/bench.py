@@ -2,12 +2,15 @@
 
     python benchmarks/bench.py                      # everything, sizes picked for the device
     python benchmarks/bench.py --only inference     # just stylizing
-    python benchmarks/bench.py --data ../shared/data/train
+    python benchmarks/bench.py --data ../shared/data/train --out results.md
+    python benchmarks/bench.py --only e2e --data data/train2014   # the real train.py loop
 
 Reference path (what pytorch/examples' fast_neural_style does): eager fp32, NCHW, both the
 stylized and the content batch through VGG16 up to relu4_3, loss read back to the host every
 step. Fast path: fast-nst's own training step (content branch only to relu2_2, no host sync,
-optional bf16/fp16 autocast, torch.compile, channels_last) and its default stylizer.
+optional bf16/fp16 autocast, torch.compile, channels_last) and its default stylizer. "e2e"
+runs the real training loop (``do_train``: loader workers, logging, checkpoints) from a folder
+of photos and reports its steady-state images/s.
 Random weights throughout: speed does not depend on the values.
 """
 
@@ -27,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from fast_nst.data import build_loader, find_training_images, open_cache
-from fast_nst.losses import PerceptualLoss, gram_matrix
+from fast_nst.losses import PerceptualLoss, gram_matrix, tf32_grams
 from fast_nst.model import TransformNet
 from fast_nst.stylize import Stylizer
 from fast_nst.vgg import VGGEncoder, random_vgg16_features
@@ -64,9 +67,15 @@ def reset_peak(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
+OUT_FILE: list[Path] = []  # --out: each row is appended as soon as it is measured
+
+
 def record(what: str, path: str, value: str, device: torch.device) -> None:
     ROWS.append((what, path, value, peak_memory(device)))
     print(f"  {what:38s} {path:34s} {value:>18s}   {ROWS[-1][3]}", flush=True)
+    for out in OUT_FILE:  # a run cut short (a time limit) keeps what it measured
+        with out.open("a", encoding="utf-8") as f:
+            f.write("| " + " | ".join(ROWS[-1]) + " |\n")
 
 
 # ---- training ------------------------------------------------------------------------------------
@@ -96,7 +105,8 @@ def fast_step_fn(net, crit, opt, x, precision: str, device: torch.device):
 
     def step():
         opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None), \
+                tf32_grams(device.type == "cuda" and dtype is not None):  # as training.py
             total = crit(net(x), x)["total"]
         scaler.scale(total).backward()
         scaler.step(opt)
@@ -128,7 +138,7 @@ def bench_training(device, size, batches, precisions, compile_: bool, channels_l
             net = TransformNet().to(device, memory_format=mf)
             enc = VGGEncoder(random_vgg16_features(0), STYLE_LAYERS).to(device, memory_format=mf)
             crit = PerceptualLoss(enc, style, ["relu2_2"], STYLE_LAYERS, 1.0, 1e5, 1.0)
-            opt = torch.optim.Adam(net.parameters(), 1e-3)
+            opt = torch.optim.Adam(net.parameters(), 1e-3, fused=True)  # as training.py
             xf = x.contiguous(memory_format=mf)
             step_net, step_crit = (torch.compile(net), torch.compile(crit)) if compile_ else (net, crit)
             reset_peak(device)
@@ -168,6 +178,44 @@ def bench_data(folder: Path, size: int, batch: int, workers: int, batches: int, 
         del it, loader
 
 
+# ---- end to end ----------------------------------------------------------------------------------
+
+COCO_TRAIN2014 = 82_783  # photos in COCO train2014, the paper's training set
+
+
+def bench_end_to_end(folder: Path, device, size: int, batch: int, precision: str, compile_: bool,
+                     workers: int, steps: int) -> None:
+    """fast-nst's real training loop (``do_train``) from ``folder`` (JPEGs, or its ``prepare``
+    cache when one exists): images/s over the last third of ``steps``, after warm-up/compiling."""
+    from PIL import Image
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from fast_nst.config import config_from_dict
+    from fast_nst.training import do_train
+
+    files = find_training_images(folder)
+    source = "prepare cache" if open_cache(folder, size, files) is not None else "JPEG decode"
+    with tempfile.TemporaryDirectory() as tmp:
+        style = Path(tmp) / "style.jpg"
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(style)
+        log_every = max(1, steps // 3)
+        cfg = config_from_dict({
+            "naming": "bench", "style_image": str(style), "train_dir": str(folder),
+            "model_path": tmp, "image_size": size, "batch_size": batch, "max_steps": steps,
+            "loss_model_weights": "random", "precision": precision, "compile": compile_,
+            "num_workers": workers, "device": str(device), "log_every": log_every,
+            "image_log_every": 10 * steps, "checkpoint_every": 10 * steps, "num_samples": 0,
+        }, "bench.py")
+        reset_peak(device)
+        result = do_train(cfg, progress=False)
+        rates = EventAccumulator(str(result.run_dir)).Reload().Scalars("perf/images_per_s")
+    rate = rates[-1].value  # the last log_every steps: steady state
+    label = f"fast {precision}" + (" compiled" if compile_ else "") + f", {source}, {workers} workers"
+    record(f"train.py loop, batch {batch}, {size} px", label, f"{rate:.1f} img/s", device)
+    print(f"    -> 2 epochs of COCO train2014 ({2 * COCO_TRAIN2014} images) would take "
+          f"{2 * COCO_TRAIN2014 / rate / 60:.1f} min at this rate; whole call {result.seconds:.0f} s")
+
+
 # ---- inference -----------------------------------------------------------------------------------
 
 def bench_inference(device, sizes, warmup, iters, precisions, compile_: bool) -> None:
@@ -193,11 +241,14 @@ def bench_inference(device, sizes, warmup, iters, precisions, compile_: bool) ->
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto")
-    p.add_argument("--only", choices=["train", "data", "inference"], action="append")
+    p.add_argument("--only", choices=["train", "data", "e2e", "inference"], action="append")
     p.add_argument("--data", help="folder of JPEGs for the loader benchmark (default: generated)")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--compile", action="store_true", help="also measure torch.compile paths")
     p.add_argument("--channels_last", action="store_true", help="also measure channels_last")
+    p.add_argument("--e2e_steps", type=int, default=None,
+                   help="steps of the end-to-end train.py loop (default: 300 on GPU, 6 on CPU)")
+    p.add_argument("--out", type=Path, help="also append the table's rows to this markdown file")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     args = p.parse_args()
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
@@ -206,9 +257,14 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     gpu = device.type == "cuda"
     name = torch.cuda.get_device_name(device) if gpu else (platform.processor() or platform.machine())
-    print(f"fast-nst benchmark on {device} ({name}); torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
-    only = set(args.only or ["train", "data", "inference"])
+    header = (f"fast-nst benchmark on {device} ({name}); torch {torch.__version__}, "
+              f"{torch.get_num_threads()} threads")
+    print(header)
+    if args.out:
+        OUT_FILE.append(args.out)
+        with args.out.open("a", encoding="utf-8") as f:
+            f.write(f"\n{header}\n\n| what | path | result | peak memory |\n| --- | --- | --- | --- |\n")
+    only = set(args.only or ["train", "data", "e2e", "inference"])
     if gpu:
         torch.backends.cudnn.benchmark = True
     if "train" in only:
@@ -225,6 +281,19 @@ def main() -> int:
         else:
             with tempfile.TemporaryDirectory() as tmp:
                 bench_data(make_fake_folder(200, Path(tmp)), 256, 16, workers, 40 if gpu else 10, device)
+    if "e2e" in only:
+        workers = args.workers if args.workers is not None else (8 if gpu else 2)
+        steps = args.e2e_steps or (300 if gpu else 6)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(args.data) if args.data else make_fake_folder(200, Path(tmp))
+            print(f"\nThe train.py loop end to end ({folder}, {steps} steps):")
+            if gpu:
+                for batch, precision in ((4, "fp32"), (16, "bf16")):
+                    bench_end_to_end(folder, device, 256, batch, precision, False, workers, steps)
+                if args.compile:
+                    bench_end_to_end(folder, device, 256, 16, "bf16", True, workers, steps)
+            else:
+                bench_end_to_end(folder, device, 128, 4, "bf16", False, workers, steps)
     if "inference" in only:
         sizes = [(256, 256), (512, 512), (1080, 1920)]
         precisions = ["fp32", "bf16", "fp16"] if gpu else ["fp32"]

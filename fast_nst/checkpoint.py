@@ -104,7 +104,11 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
     torch.set_rng_state(state["torch"])
     if state.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # A checkpoint from an 8-GPU node may resume on a 1-GPU machine (or the reverse): restore
+        # the generators both have. (Training draws nothing from them; this keeps resume exact
+        # for code that would.)
+        for index, gpu_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(gpu_state, index)
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
 

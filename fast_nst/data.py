@@ -1,4 +1,6 @@
-"""Training data: a folder of photos -> batches (N, 3, image_size, image_size) in [0, 1].
+"""Training data: a folder of photos -> batches (N, 3, image_size, image_size) of uint8 pixels,
+made float in [0, 1] on the training device by :func:`batch_to_device` (a quarter of the bytes
+through worker IPC, pinned memory and the host-to-device copy).
 
 Data order and crops are pure functions of (seed, epoch, index), so a resumed run sees exactly
 the batches an uninterrupted one would, whatever the number of loader workers.
@@ -52,12 +54,22 @@ def resize_shorter(img: Image.Image, size: int) -> Image.Image:
 
 def random_crop(arr: np.ndarray, size: int, rng: random.Random | None) -> torch.Tensor:
     """Crop ``size`` x ``size`` from ``arr`` (H, W, 3) uint8 with min(H, W) == size: at a
-    position drawn from ``rng``, or centred when ``rng`` is None. Returns (3, size, size) in [0, 1]."""
+    position drawn from ``rng``, or centred when ``rng`` is None. Returns (3, size, size) uint8."""
     h, w = arr.shape[:2]
     left = rng.randint(0, w - size) if rng else (w - size) // 2
     top = rng.randint(0, h - size) if rng else (h - size) // 2
     crop = np.array(arr[top:top + size, left:left + size])  # a writable copy
-    return torch.from_numpy(crop).permute(2, 0, 1).float().div_(255.0)
+    return torch.from_numpy(crop).permute(2, 0, 1)  # (3, S, S) view; collating stacks a copy
+
+
+def batch_to_device(images: torch.Tensor, device: torch.device,
+                    memory_format: torch.memory_format = torch.preserve_format) -> torch.Tensor:
+    """A loader batch (N, 3, S, S) uint8 -> float32 in [0, 1] on ``device`` (a new tensor).
+
+    The copy is asynchronous when the loader pinned the batch (CUDA); the conversion runs there.
+    """
+    x = images.to(device, non_blocking=True).float().div_(255.0)  # .float() copies: never in place on the caller's
+    return x.contiguous(memory_format=memory_format)
 
 
 def decode_resized(path: str | Path, size: int) -> np.ndarray:
@@ -67,13 +79,15 @@ def decode_resized(path: str | Path, size: int) -> np.ndarray:
 
 
 def crop_transform(img: Image.Image, size: int, rng: random.Random | None) -> torch.Tensor:
-    """Resize the shorter side to ``size``, then crop ``size`` x ``size`` (see :func:`random_crop`)."""
-    return random_crop(np.asarray(resize_shorter(img.convert("RGB"), size), dtype=np.uint8), size, rng)
+    """Resize the shorter side to ``size``, then crop ``size`` x ``size`` (see :func:`random_crop`).
+    Returns (3, size, size) float32 in [0, 1]."""
+    crop = random_crop(np.asarray(resize_shorter(img.convert("RGB"), size), dtype=np.uint8), size, rng)
+    return crop.float().div_(255.0)
 
 
 @dataclass
 class Sample:
-    image: torch.Tensor  # (3, S, S) in [0, 1]; all zeros when no readable file was found
+    image: torch.Tensor  # (3, S, S) uint8; all zeros when no readable file was found
     ok: bool
     bad_files: list[str]  # files that failed to decode while producing this sample
 
@@ -114,12 +128,12 @@ class ImageFolderDataset(Dataset):
             # A string seed is hashed with SHA-512 by random.Random: stable across processes.
             rng = random.Random(f"{self.seed}:{epoch}:{index}") if self.random_crop else None
             return Sample(random_crop(arr, self.image_size, rng), True, bad)
-        return Sample(torch.zeros(3, self.image_size, self.image_size), False, bad)
+        return Sample(torch.zeros(3, self.image_size, self.image_size, dtype=torch.uint8), False, bad)
 
 
 def collate_samples(samples: list[Sample]) -> dict:
     return {
-        "image": torch.stack([s.image for s in samples]),  # (N, 3, S, S)
+        "image": torch.stack([s.image for s in samples]),  # (N, 3, S, S) uint8
         "ok": all(s.ok for s in samples),
         "bad_files": [f for s in samples for f in s.bad_files],
     }

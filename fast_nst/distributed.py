@@ -82,6 +82,11 @@ def init_distributed(device_setting: str) -> DistContext:
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = device_setting != "cpu" and torch.cuda.is_available()
     if use_cuda:
+        if local_rank >= torch.cuda.device_count():
+            raise FastNSTError(
+                f"torchrun started process LOCAL_RANK={local_rank}, but this machine has only "
+                f"{torch.cuda.device_count()} CUDA device(s): set --nproc_per_node to at most "
+                f"{torch.cuda.device_count()} (one process per GPU).")
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         # 30 minutes: long enough for rank 0 to download VGG16 weights while the others wait.

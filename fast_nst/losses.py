@@ -4,7 +4,8 @@ total variation. Each loss is a small module holding its weight (and its target,
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from contextlib import contextmanager
+from typing import Iterator, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +24,24 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     f = features.reshape(n, c, h * w).float()  # (N, C, H*W)
     with torch.autocast(device_type=features.device.type, enabled=False):
         return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)  # (N, C, C)
+
+
+@contextmanager
+def tf32_grams(enabled: bool) -> Iterator[None]:
+    """While active (``enabled``), CUDA runs float32 matmuls, i.e. the Gram matrices, on TF32
+    tensor cores; restores the previous setting after.
+
+    For bf16/fp16 training only: the Gram's inputs are then bf16/fp16 features, exactly
+    representable in TF32 (10-bit mantissa, 8-bit exponent), and TF32 accumulates in float32,
+    so the forward Gram is unchanged while the matmul runs several times faster than on the
+    float32 cores (~100 GFLOP per step at batch 16, 256 px). fp32 training keeps exact Grams.
+    """
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = previous or enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
 
 
 class ContentLoss(nn.Module):

@@ -131,6 +131,14 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
         raise CheckpointError(f"{path}: not a valid ONNX model, or the file is damaged "
                               f"({type(e).__name__}: {detail}). Export models with "
                               "python -m fast_nst.export.") from None
+    if dev.type == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
+        # onnxruntime-gpu falls back to CPU silently when its CUDA libraries fail to load.
+        if device != "auto":
+            raise FastNSTError(
+                f"device '{device}' requested, but onnxruntime could not start its CUDA provider "
+                f"(it runs on: {', '.join(session.get_providers())}); check that onnxruntime-gpu "
+                "matches the installed CUDA and cuDNN, or use --device cpu.")
+        dev = torch.device("cpu")
     _check_signature(session, path)
     meta = session.get_modelmeta().custom_metadata_map or {}
     version = meta.get("format_version")

@@ -78,7 +78,9 @@ def available_memory(device: torch.device) -> int:
     """Bytes free for activations on ``device``."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
+        # Memory PyTorch's caching allocator holds but does not use is free to us, not to the driver.
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(free + cached)
     try:
         with open("/proc/meminfo") as f:
             info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f}

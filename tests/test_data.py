@@ -2,8 +2,8 @@ import torch
 import pytest
 from PIL import Image
 
-from fast_nst.data import (ImageFolderDataset, ResumableSampler, build_loader, crop_transform,
-                           find_training_images, load_sample_images)
+from fast_nst.data import (ImageFolderDataset, ResumableSampler, batch_to_device, build_loader,
+                           crop_transform, find_training_images, load_sample_images)
 from fast_nst.errors import DataError
 
 from conftest import make_photo
@@ -30,8 +30,19 @@ def test_modes_become_rgb_crops(tmp_path, mode):
     fmt = "JPEG" if mode in ("L", "CMYK") else "PNG"
     path = make_photo(tmp_path / f"x.{fmt.lower()}", (50, 30), mode=mode, fmt=fmt)
     sample = ImageFolderDataset([path], 24, seed=0)[(0, 0)]
-    assert sample.ok and sample.image.shape == (3, 24, 24)
-    assert 0 <= sample.image.min() and sample.image.max() <= 1
+    assert sample.ok and sample.image.shape == (3, 24, 24) and sample.image.dtype == torch.uint8
+    assert sample.image.max() > 0
+
+
+def test_batch_to_device_makes_unit_floats_without_touching_the_batch():
+    images = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    before = images.clone()
+    x = batch_to_device(images, torch.device("cpu"))
+    assert x.dtype == torch.float32 and x.shape == (2, 3, 8, 8)
+    assert torch.equal(x, before.float() / 255.0) and 0 <= x.min() and x.max() <= 1
+    assert torch.equal(images, before)  # the loader's tensor is not modified
+    cl = batch_to_device(images, torch.device("cpu"), torch.channels_last)
+    assert cl.is_contiguous(memory_format=torch.channels_last) and torch.equal(cl, x)
 
 
 def test_small_images_are_upscaled(tmp_path):

@@ -97,3 +97,16 @@ def test_ctrl_c_stops_every_rank_at_the_same_step(tiny_config, tmp_path):
     r = torchrun("-c", str(conf), "--resume", "--set", f"max_steps={step + 2}", "--no_progress", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"steps {step} -> {step + 2}" in r.stderr
+
+
+def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
+    from fast_nst.distributed import init_distributed
+    from fast_nst.errors import FastNSTError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(FastNSTError, match="LOCAL_RANK=1.*only 1 CUDA device.*--nproc_per_node to at most 1"):
+        init_distributed("auto")

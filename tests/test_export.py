@@ -222,6 +222,36 @@ def test_missing_onnxruntime_names_the_extra(onnx_file, model, tmp_path, monkeyp
     assert not out.exists()
 
 
+def test_onnx_cuda_provider_that_fails_to_start(onnx_file, monkeypatch):
+    """onnxruntime-gpu lists CUDAExecutionProvider but silently runs on CPU when CUDA libraries
+    do not load: an explicit cuda request is an error, auto falls back to a CPU stylizer."""
+    import onnxruntime as ort
+
+    import fast_nst.onnx_runtime as onnx_rt
+
+    class CudaListedButBroken:
+        SessionOptions = ort.SessionOptions
+        __version__ = ort.__version__
+
+        @staticmethod
+        def get_available_providers():
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+        @staticmethod
+        def InferenceSession(path, sess_options=None, providers=None):
+            assert providers[0][0] == "CUDAExecutionProvider"  # it was asked for CUDA
+            return ort.InferenceSession(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(onnx_rt, "_import_onnxruntime", lambda: CudaListedButBroken)
+    monkeypatch.setattr(onnx_rt, "resolve_device", lambda name: torch.device("cuda"))
+    with pytest.raises(FastNSTError, match="could not start its CUDA provider.*--device cpu"):
+        load_stylizer(onnx_file, device="cuda")
+    s = load_stylizer(onnx_file, device="auto")
+    assert s.device == torch.device("cpu")
+    x = torch.rand(1, 3, 16, 16)
+    assert s.stylize_tensor(x).shape == x.shape
+
+
 # ---- TorchScript ------------------------------------------------------------------------------
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")

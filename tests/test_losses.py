@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -117,3 +118,17 @@ def test_perceptual_loss_with_random_vgg_has_gradients_only_for_the_output():
     crit(out, torch.rand(1, 3, 32, 32))["total"].backward()
     assert out.grad is not None and out.grad.abs().sum() > 0
     assert all(p.grad is None for p in enc.parameters())
+
+
+def test_tf32_grams_only_while_enabled_and_restored():
+    from fast_nst.losses import tf32_grams
+
+    before = torch.backends.cuda.matmul.allow_tf32
+    assert before is False  # torch's default: exact float32 matmuls
+    with tf32_grams(False):
+        assert torch.backends.cuda.matmul.allow_tf32 is False
+    with pytest.raises(RuntimeError):
+        with tf32_grams(True):
+            assert torch.backends.cuda.matmul.allow_tf32 is True
+            raise RuntimeError("a failing step")
+    assert torch.backends.cuda.matmul.allow_tf32 is False

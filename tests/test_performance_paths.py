@@ -145,3 +145,60 @@ def test_bf16_training_reaches_fp32_loss(train_dir):
                     tail.append(crit(net(batch), batch)["total"].item())
         finals[precision] = sum(tail) / len(tail)
     assert abs(finals["bf16"] - finals["fp32"]) <= 0.05 * finals["fp32"], finals
+
+
+# ---- the training loop with each speed option -------------------------------------------------
+
+@pytest.mark.parametrize("options", [
+    {"precision": "bf16"},
+    {"precision": "fp16"},
+    {"channels_last": True},
+    {"compile": True, "precision": "bf16"},
+], ids=["bf16", "fp16", "channels_last", "compile_bf16"])
+def test_training_loop_with_speed_option(options, tmp_path, train_dir, style_file):
+    """train.py's loop runs with each option: finite losses, a loadable model, the option saved in
+    the checkpoint's config (fp16: the gradient scaler's state too) and a resumable run."""
+    from fast_nst.checkpoint import read_checkpoint
+    from fast_nst.config import config_from_dict
+    from fast_nst.stylize import load_stylizer
+    from fast_nst.training import do_train
+
+    from conftest import tiny_values
+
+    values = tiny_values(tmp_path / "models", train_dir, style_file, naming="opt", max_steps=2,
+                         num_samples=0, **options)
+    result = do_train(config_from_dict(values, "test"), progress=False)
+    assert result.step == 2 and result.model_file.is_file()
+    ckpt = read_checkpoint(result.last_checkpoint)
+    for key, value in options.items():
+        assert ckpt["config"][key] == value
+    assert ("scaler_state" in ckpt) == (options.get("precision") == "fp16")
+    assert all(torch.isfinite(v).all() for v in ckpt["model_state"].values())
+    y = load_stylizer(result.model_file, device="cpu").stylize_tensor(torch.rand(1, 3, 24, 24))
+    assert y.shape == (1, 3, 24, 24) and torch.isfinite(y).all()
+    resumed = do_train(config_from_dict({**values, "max_steps": 3}, "test"), resume=True, progress=False)
+    assert resumed.step == 3
+
+
+def test_resume_across_channels_last_gives_adam_state_the_parameter_layout():
+    """A checkpoint keeps its Adam moments' layout; CUDA's fused Adam rejects moments whose
+    strides differ from the parameters', so a resumed run converts them."""
+    from fast_nst.training import match_param_layout
+
+    torch.manual_seed(0)
+    saved = TransformNet(TransformNetArgs(base_channels=8, num_residual=1)).to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(saved.parameters(), lr=1e-3, fused=True)
+    saved(torch.rand(1, 3, 16, 16).contiguous(memory_format=torch.channels_last)).mean().backward()
+    opt.step()
+    state = opt.state_dict()
+
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        net = TransformNet(TransformNetArgs(base_channels=8, num_residual=1)).to(memory_format=memory_format)
+        resumed = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True)
+        resumed.load_state_dict(state)
+        match_param_layout(resumed)
+        for p, p_saved in zip(net.parameters(), saved.parameters()):
+            for key in ("exp_avg", "exp_avg_sq"):
+                moment = resumed.state[p][key]
+                assert moment.stride() == p.stride(), (key, p.shape)
+                assert torch.equal(moment, opt.state[p_saved][key])

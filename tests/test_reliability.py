@@ -37,6 +37,7 @@ from PIL import Image
 from conftest import assert_clean_error, make_photo, run_cli, tiny_values, write_config
 
 REPO = Path(__file__).resolve().parent.parent
+NEEDS_NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 PARALLEL = (os.cpu_count() or 2) + 1  # start-up imports dominate; one extra overlaps their I/O
 # Subprocesses run side by side: one compute thread each, or OpenMP threads spin against each
@@ -601,7 +602,7 @@ def fail_fast(ctx: Ctx):
         "style_not_image": (make("style_not_image", style_file=not_image), []),
         "style_url": (make("style_url", style_file="https://127.0.0.1:9/x.jpg"), []),
         "unwritable": (make("unwritable", model_path=str(blocker / "models")), []),
-        "cuda": (make("cuda", device="cuda"), []),
+        **({} if torch.cuda.is_available() else {"cuda": (make("cuda", device="cuda"), [])}),
         "bad_key": (make("bad_key"), ["--set", "max_step=5"]),
         "bad_type": (make("bad_type", batch_size="two"), []),
     }
@@ -741,8 +742,8 @@ def test_unwritable_model_path_fails_fast(fail_fast):
                     "Set model_path to a writable folder")
 
 
+@NEEDS_NO_CUDA
 def test_cuda_device_without_cuda_fails_fast(fail_fast):
-    assert not torch.cuda.is_available(), "this case needs a machine without CUDA"
     _fail_fast_case(fail_fast, "cuda", "device 'cuda'", "CUDA is not available", "--set device=cpu")
 
 
@@ -1201,10 +1202,10 @@ def test_eval_unsupported_output_extension(eval_errors, tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+@NEEDS_NO_CUDA
 def test_eval_cuda_without_cuda(eval_errors, tmp_path, capsys):
     from fast_nst.cli import eval_main
 
-    assert not torch.cuda.is_available()
     code, err = in_process(capsys, eval_main, "--model_file", eval_errors["model_file"], "--image_file",
                            eval_errors["photo"], "--output_file", tmp_path / "o.jpg", "--device", "cuda")
     assert_clean_in_process(code, err, "CUDA is not available")
@@ -1317,3 +1318,20 @@ def test_resume_removes_half_written_checkpoints(tiny_config, capsys):
     assert train_main(["-c", str(conf), "--resume", "--set", "max_steps=3", "--no_progress"]) == 0
     assert not stale.exists()
     assert sorted(p.name for p in ckpts.iterdir()) == ["step_00000002.pth", "step_00000003.pth"]
+
+
+def test_rng_state_from_more_gpus_restores_the_ones_present(monkeypatch):
+    """A checkpoint saved on a 2-GPU machine resumes on a 1-GPU one: the present GPU's generator
+    is restored, the missing one is skipped (torch.cuda.set_rng_state_all would index past it)."""
+    from fast_nst.checkpoint import capture_rng_state, restore_rng_state
+
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append((device, state)))
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [torch.tensor([1], dtype=torch.uint8),
+                                                                  torch.tensor([2], dtype=torch.uint8)])
+    state = capture_rng_state()
+    assert len(state["cuda"]) == 2
+    restore_rng_state(state)
+    assert [(d, s.tolist()) for d, s in restored] == [(0, [1])]

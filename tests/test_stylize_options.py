@@ -167,3 +167,13 @@ def test_eval_cli_option_errors(model_file, tmp_path, capsys, args, fragment):
     photo = make_photo(tmp_path / "p.jpg", (30, 20))
     assert eval_main(["--model_file", str(model_file), "--image_file", str(photo)] + args) == 1
     assert fragment in capsys.readouterr().err
+
+
+def test_gpu_memory_budget_counts_what_the_allocator_caches(monkeypatch):
+    """Memory PyTorch reserved but does not use is free for the next image's tiles."""
+    from fast_nst.tiling import available_memory
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1000, 8000))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 700)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 200)
+    assert available_memory(torch.device("cuda")) == 1500
