@@ -21,8 +21,12 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     style loss measures), with autocast disabled for the matmul.
     """
     n, c, h, w = features.shape
-    f = features.reshape(n, c, h * w).float()  # (N, C, H*W)
     with torch.autocast(device_type=features.device.type, enabled=False):
+        if c > 1 and features.is_contiguous(memory_format=torch.channels_last) and not features.is_contiguous():
+            # channels_last: (N, H*W, C) is a view, where (N, C, H*W) would be a copy.
+            f = features.permute(0, 2, 3, 1).reshape(n, h * w, c).float()  # (N, H*W, C)
+            return torch.bmm(f.transpose(1, 2), f) / (c * h * w)  # (N, C, C)
+        f = features.reshape(n, c, h * w).float()  # (N, C, H*W)
         return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)  # (N, C, C)
 
 

@@ -24,6 +24,18 @@ def test_gram_matrix_batched_and_float32_for_half_inputs():
     assert gram_matrix(f.half()).dtype == torch.float32
 
 
+def test_gram_matrix_of_channels_last_features_and_its_gradient():
+    f = torch.randn(2, 8, 5, 7)
+    cl = f.contiguous(memory_format=torch.channels_last).requires_grad_()
+    plain = f.clone().requires_grad_()
+    g_cl, g = gram_matrix(cl), gram_matrix(plain)
+    assert torch.allclose(g_cl, g, atol=1e-6)
+    w = torch.randn(2, 8, 8)
+    (g_cl * w).sum().backward()
+    (g * w).sum().backward()
+    assert torch.allclose(cl.grad, plain.grad, atol=1e-6)
+
+
 def test_gram_matrix_stays_float32_under_bf16_autocast():
     conv = nn.Conv2d(3, 8, 3)
     x = torch.randn(2, 3, 16, 16)
