@@ -132,14 +132,105 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return validate_checkpoint(ckpt, path)
 
 
+#: What every "not a checkpoint" message asks for: the files :func:`load_model` reads.
+_EXPECTED = ("Expected a .pth model written by fast-nst (train.py's final model or a training "
+             "checkpoint from its checkpoints/ folder) or a pytorch/examples fast_neural_style .pth.")
+# Bytes sniffed to tell text from binary; the largest fast_nst.json read from a TorchScript archive.
+_SNIFF_BYTES = 4096
+_MAX_METADATA_BYTES = 1 << 16
+
+
+def _torchscript_source(path: Path) -> Optional[str]:
+    """None unless ``path`` is a TorchScript archive (torch.jit.save); then the name of the
+    checkpoint fast-nst exported it from, or "" when the archive does not say.
+
+    torch.load itself recognises TorchScript by a ``constants.pkl`` entry and refuses it under
+    weights_only=True with a warning and an error text that advises weights_only=False; looking
+    first lets us explain the file instead."""
+    import json
+    import zipfile
+
+    try:
+        if not zipfile.is_zipfile(path):
+            return None
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            if not any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+                return None
+            # Only plain JSON is read from the archive (never its pickles or code).
+            meta = next((i for i in zf.infolist() if i.filename.endswith("/extra/fast_nst.json")), None)
+            if meta is None or meta.file_size > _MAX_METADATA_BYTES:
+                return ""
+            source = json.loads(zf.read(meta)).get("source")
+            return source if isinstance(source, str) else ""
+    except (OSError, zipfile.BadZipFile, ValueError, AttributeError, RuntimeError, EOFError):
+        return None
+
+
+def _torchscript_error(path: Path, source: str) -> CheckpointError:
+    origin = f" ({source})" if source and source != path.name else ""
+    return CheckpointError(
+        f"{path}: this is a TorchScript export (python -m fast_nst.export --format torchscript), "
+        f"which eval.py, load_stylizer and fast-nst's other commands cannot read; use the .pth "
+        f"checkpoint it was exported from{origin}, or an .onnx export (--format onnx)."
+    )
+
+
+def _what_is_it(path: Path, error: BaseException) -> str:
+    """A short description of a file torch.load could not read, in our words: torch's own
+    error texts advise re-running with weights_only=False, which must never reach a user."""
+    import codecs
+    import zipfile
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_SNIFF_BYTES)
+    except OSError as e:
+        return f"it cannot be read: {e.strerror or type(e).__name__}"
+    if not head:
+        return "the file is empty"
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                is_torch = any(n.endswith("data.pkl") for n in zf.namelist())
+        except (OSError, zipfile.BadZipFile, ValueError, RuntimeError, EOFError):
+            is_torch = False
+        return ("a PyTorch archive that cannot be unpacked: truncated or corrupt" if is_torch
+                else "it is a zip archive that is not a PyTorch checkpoint")
+    if head.startswith(b"PK"):
+        return "a zip archive that is truncated or corrupt: an interrupted copy or download?"
+    if b"\0" not in head:
+        try:
+            # final=False: a multi-byte character cut at the end of the sample is not an error
+            codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        except UnicodeDecodeError:
+            pass
+        else:
+            if path.suffix.lower() in (".yml", ".yaml"):
+                return "it is a YAML text file, such as a config, not a model"
+            return "it is a text file"
+    if isinstance(error, (EOFError, pickle.UnpicklingError)):
+        return "unreadable binary data: not a pickle, or a truncated one"
+    return f"unreadable binary data ({type(error).__name__})"
+
+
 def safe_torch_load(path: str | Path) -> Any:
-    """``torch.load(weights_only=True)`` with every failure turned into a :class:`CheckpointError`."""
+    """``torch.load(weights_only=True)`` with every failure turned into a :class:`CheckpointError`
+    whose message is fast-nst's own (torch's texts recommend weights_only=False)."""
+    import warnings
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"Model file not found: {path}" if not path.exists()
                               else f"Model file is a folder, not a file: {path}")
+    source = _torchscript_source(path)
+    if source is not None:
+        raise _torchscript_error(path, source)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns (several lines) before refusing a TorchScript archive; we explain it below
+            warnings.filterwarnings("ignore", message=".*TorchScript archive", category=UserWarning)
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         # torch labels every weights-only failure "Weights only load failed"; only a refused
         # global/class means the pickle asked to build arbitrary objects (a damaged file fails too).
@@ -150,11 +241,12 @@ def safe_torch_load(path: str | Path) -> Any:
                 "weights-only checkpoints; nothing from this file was executed."
             ) from None
         raise CheckpointError(f"{path}: not a PyTorch checkpoint, or the file is damaged "
-                              f"({(str(e).splitlines() or [type(e).__name__])[0][:200]}).") from None
+                              f"({_what_is_it(path, e)}). {_EXPECTED}") from None
     except Exception as e:  # zip/stream errors, EOF, bad magic...: not a torch file
+        if "TorchScript" in str(e):  # an archive our own check did not recognise
+            raise _torchscript_error(path, "") from None
         raise CheckpointError(f"{path}: not a PyTorch checkpoint, or the file is damaged "
-                              f"({type(e).__name__}). Expected a .pth file written by fast-nst's "
-                              "train.py.") from None
+                              f"({_what_is_it(path, e)}). {_EXPECTED}") from None
     return ckpt
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -19,7 +21,14 @@ from .images import IMAGE_EXTENSIONS, list_images, open_image, save_image, set_m
 DEFAULT_OUTPUT_DIR = "generated"
 
 
+def _short_warning(message, category, filename, lineno, line=None) -> str:
+    # Users need the message, not our source line: "warning: ..." like the rest of the output.
+    return f"warning: {message}\n"
+
+
 def _run(fn: Callable[[], int]) -> int:
+    previous = warnings.formatwarning
+    warnings.formatwarning = _short_warning
     try:
         return fn()
     except FastNSTError as e:
@@ -29,13 +38,21 @@ def _run(fn: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = previous
+
+
+def _prog(script: str) -> str:
+    """``script`` (train.py, eval.py), or the console script's name when started as one."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return name if name.startswith("fast-nst-") else script
 
 
 # ---- train.py --------------------------------------------------------------------------------
 
 def train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="train.py",
+        prog=_prog("train.py"),
         description="Train a fast style transfer network (Johnson et al. 2016) for one style.",
         epilog="Example: python train.py -c conf/wave.yml --set max_steps=1000 --set batch_size=8",
     )
@@ -50,6 +67,21 @@ def train_parser() -> argparse.ArgumentParser:
     return p
 
 
+def train_command(config: str, overrides: Sequence[str]) -> str:
+    """The command that re-runs this training (for "--resume" hints): how train.py was started,
+    the config and every --set, quoted for the shell."""
+    script = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    name = Path(script).name
+    if name.startswith("fast-nst-"):  # the installed console script
+        start = name
+    elif name == "train.py":
+        start = f"python {shlex.quote(script)}"
+    else:  # in-process callers (tests, notebooks): the documented form
+        start = "python train.py"
+    sets = "".join(f" --set {shlex.quote(o)}" for o in overrides)
+    return f"{start} -c {shlex.quote(config)}{sets}"
+
+
 def train_main(argv: Optional[Sequence[str]] = None) -> int:
     args = train_parser().parse_args(argv)
 
@@ -58,7 +90,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
         from .training import do_train
 
         do_train(cfg, resume=args.resume, overwrite=args.overwrite, config_file=args.config,
-                 progress=not args.no_progress)
+                 progress=not args.no_progress, command=train_command(args.config, args.overrides))
         return 0
 
     return _run(run)
@@ -68,17 +100,20 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
 
 def eval_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="eval.py",
+        prog=_prog("eval.py"),
         description="Stylize an image (or every image in a folder) with a trained model.",
         epilog="Example: python eval.py --model_file models/wave/wave.pth --image_file photo.jpg",
     )
-    p.add_argument("--model_file", required=True, help="checkpoint written by train.py (.pth)")
+    p.add_argument("--model_file", required=True,
+                   help="a model: train.py's final .pth or a training checkpoint from its "
+                        "checkpoints/ folder, an .onnx export, or a pytorch/examples .pth")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--image_file", help="an image, or a folder of images")
     src.add_argument("--video_file", help="a video: stylized frame by frame, keeping frame rate and "
                      "audio (needs the optional extra: pip install -e .[video])")
-    p.add_argument("--output_file", help=f"output image (or folder, for a folder input); default "
-                   f"{DEFAULT_OUTPUT_DIR}/<image stem>_<style>.jpg")
+    p.add_argument("--output_file", help=f"output image, or a folder to put it in; for a folder "
+                   f"input, the output folder; default {DEFAULT_OUTPUT_DIR}/<image stem>_<style>.jpg "
+                   "(.png for images with transparency)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--batch_size", type=int, default=4, metavar="N",
                    help="video frames per forward pass (default 4)")
@@ -91,8 +126,9 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep_size", action="store_true",
                    help="resize the result back to the input's size after --max_size/--scale")
     p.add_argument("--tile_size", default="auto", metavar="N|auto|0",
-                   help="stylize in N x N tiles (bounded memory for huge images); auto (default) "
-                        "tiles only when the image would not fit in memory; 0 never tiles")
+                   help="stylize in N x N tiles (bounded memory for huge images; N > 128 + 2 x "
+                        "overlap, e.g. 512); auto (default) tiles only when the image would not "
+                        "fit in memory; 0 never tiles")
     p.add_argument("--overlap", type=int, default=32, metavar="PX",
                    help="blended band between tiles (default 32); each tile also sees 64 px of "
                         "context beyond its kept core, more than the network's 54 px reach")
@@ -105,9 +141,18 @@ def eval_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _output_name(src: Path, style: str, has_alpha: bool) -> str:
+def _output_name(stem: str, style: str, has_alpha: bool) -> str:
     # JPEG cannot hold alpha: transparent inputs default to PNG.
-    return f"{src.stem}_{style}{'.png' if has_alpha else '.jpg'}"
+    return f"{stem}_{style}{'.png' if has_alpha else '.jpg'}"
+
+
+def _output_stems(files: Sequence[Path]) -> dict[Path, str]:
+    """Stem of each input's output name; inputs sharing a stem (x.jpg, x.png) keep their suffix
+    in it (x_jpg, x_png) so no result overwrites another."""
+    counts: dict[str, int] = {}
+    for f in files:
+        counts[f.stem.lower()] = counts.get(f.stem.lower(), 0) + 1
+    return {f: f"{f.stem}_{f.suffix[1:].lower()}" if counts[f.stem.lower()] > 1 else f.stem for f in files}
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -117,10 +162,11 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _stylize_file(stylizer, src: Path, dest: Optional[Path], out_dir: Path, options: dict) -> Path:
+def _stylize_file(stylizer, src: Path, dest: Optional[Path], out_dir: Path, options: dict,
+                  stem: Optional[str] = None) -> Path:
     img = open_image(src)
     if dest is None:
-        dest = out_dir / _output_name(src, stylizer.name, img.mode == "RGBA")
+        dest = out_dir / _output_name(stem or src.stem, stylizer.name, img.mode == "RGBA")
     if _same_file(src, dest):
         raise DataError(f"Output {dest} is the input image; refusing to overwrite it. "
                         "Choose another --output_file.")
@@ -134,7 +180,9 @@ def _tile_option(text: str):
     try:
         n = int(text)
     except ValueError:
-        raise DataError(f"--tile_size must be auto, 0 or a number of pixels, got {text!r}") from None
+        n = -1
+    if n < 0:
+        raise DataError(f"--tile_size must be auto, 0 or a positive number of pixels, got {text!r}")
     return None if n == 0 else n
 
 
@@ -146,6 +194,8 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
         from .tiling import tile_core
 
         if args.max_image_pixels is not None:
+            if args.max_image_pixels < 0:
+                raise DataError(f"--max_image_pixels must be >= 0 (0 removes the limit), got {args.max_image_pixels}")
             set_max_image_pixels(args.max_image_pixels)
         src = Path(args.image_file or args.video_file)
         flag = "--image_file" if args.image_file else "--video_file"
@@ -176,6 +226,9 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
                 raise DataError(f"--batch_size must be > 0, got {args.batch_size}")
             dest = Path(args.output_file) if args.output_file else \
                 Path(DEFAULT_OUTPUT_DIR) / f"{src.stem}_{stylizer.name}.mp4"
+            if dest.suffix.lower() in IMAGE_EXTENSIONS + (".gif", ".tif", ".tiff"):
+                raise DataError(f"--output_file {dest} names an image, but --video_file writes a "
+                                "video: give a name ending in .mp4, .mov, .mkv or .webm.")
             if _same_file(src, dest):
                 raise DataError(f"Output {dest} is the input video; refusing to overwrite it.")
             stylize_video(stylizer, src, dest, batch_size=args.batch_size, options=options)
@@ -183,9 +236,10 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         if src.is_file():
             dest = Path(args.output_file) if args.output_file else None
-            if dest is not None and dest.is_dir():
-                raise DataError(f"--output_file {dest} is a folder; give a file name like out.jpg.")
-            written = _stylize_file(stylizer, src, dest, Path(DEFAULT_OUTPUT_DIR), options)
+            out_dir = Path(DEFAULT_OUTPUT_DIR)
+            if dest is not None and (dest.is_dir() or args.output_file.endswith(("/", os.sep))):
+                out_dir, dest = dest, None  # a folder: the default name inside it
+            written = _stylize_file(stylizer, src, dest, out_dir, options)
             print(f"Saved {written}")
             return 0
         files = list_images(src, recursive=False)
@@ -195,9 +249,10 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
         if out_dir.exists() and not out_dir.is_dir():
             raise DataError(f"--output_file {out_dir} is a file; for a folder input give a folder.")
         failed = 0
+        stems = _output_stems(files)
         for f in files:
             try:
-                written = _stylize_file(stylizer, f, None, out_dir, options)
+                written = _stylize_file(stylizer, f, None, out_dir, options, stems[f])
                 print(f"Saved {written}")
             except DataError as e:
                 failed += 1

@@ -9,6 +9,7 @@ Unreadable files are replaced by the next readable one and reported (once each) 
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .config import MIN_IMAGE_SIZE
 from .errors import DataError
 from .images import list_images, open_image
 
@@ -186,12 +188,23 @@ def _ignore_stop_signals(worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
+def usable_workers(requested: int) -> int:
+    """``requested`` loader processes, at most one per CPU core this process may use: more only
+    compete with each other (PyTorch warns about it, and it can stall small machines)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return min(requested, cores)
+
+
 def build_loader(files: Sequence[Path], image_size: int, batch_size: int, seed: int,
                  num_workers: int, start_step: int = 0, pin_memory: bool = False,
                  rank: int = 0, world_size: int = 1,
                  cache: Optional["ImageCache"] = None) -> tuple[DataLoader, ResumableSampler]:
     """An endless loader of collated batches beginning at step ``start_step``."""
     dataset = ImageFolderDataset(files, image_size, seed, cache=cache)
+    num_workers = usable_workers(num_workers)
     sampler = ResumableSampler(len(dataset), batch_size, seed, start_step, rank, world_size)
     loader = DataLoader(
         dataset,
@@ -312,19 +325,35 @@ def _identity(item):
 def prepare_cache(train_dir: str | Path, image_size: int, num_workers: int = 4,
                   progress: bool = True) -> Path:
     """Decode and resize every image under ``train_dir`` once into :func:`cache_dir`."""
-    import json
-    import os
     import shutil
-    import sys
 
-    from tqdm import tqdm
-
+    if image_size < MIN_IMAGE_SIZE:
+        raise DataError(f"--image_size must be at least {MIN_IMAGE_SIZE} (training's minimum: VGG "
+                        f"pools 4 times), got {image_size}; use the image_size of your config, e.g. 256.")
+    if num_workers < 0:
+        raise DataError(f"--num_workers must be >= 0, got {num_workers}")
     files = find_training_images(train_dir)
     final = cache_dir(train_dir, image_size)
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    loader = DataLoader(_DecodeDataset(files, image_size), batch_size=None, num_workers=num_workers,
+    try:
+        _write_cache(files, train_dir, image_size, num_workers, progress, tmp, final)
+    except BaseException:  # an error or Ctrl-C: leave no half-written cache in the photo folder
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _write_cache(files: Sequence[Path], train_dir: str | Path, image_size: int, num_workers: int,
+                 progress: bool, tmp: Path, final: Path) -> None:
+    import json
+    import shutil
+    import sys
+
+    from tqdm import tqdm
+
+    loader = DataLoader(_DecodeDataset(files, image_size), batch_size=None, num_workers=usable_workers(num_workers),
                         collate_fn=_identity)
     offsets, shapes, offset, bad = [], [], 0, 0
     with open(tmp / "pixels.u8", "wb") as out:
@@ -347,9 +376,9 @@ def prepare_cache(train_dir: str | Path, image_size: int, num_workers: int = 4,
     (tmp / "index.json").write_text(json.dumps(meta))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
-    print(f"Cached {len(files) - bad} images ({offset / 2**30:.2f} GiB) in {final}"
+    size = f"{offset / 2**30:.2f} GiB" if offset >= 2**30 else f"{offset / 2**20:.1f} MiB"
+    print(f"Cached {len(files) - bad} images ({size}) in {final}"
           + (f"; {bad} unreadable files skipped" if bad else ""), file=sys.stderr)
-    return final
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -17,7 +17,8 @@ def resolve_device(name: str) -> torch.device:
         if not torch.cuda.is_available():
             raise FastNSTError(
                 f"device '{name}' requested but CUDA is not available (torch {torch.__version__}, "
-                "no usable GPU or driver). Use --set device=cpu or device=auto."
+                "no usable GPU or driver). Run on the CPU: --device cpu (eval.py, optimize) or "
+                "--set device=cpu (train.py); device auto picks CUDA only when it works."
             )
         index = int(name.split(":")[1]) if ":" in name else 0
         if index >= torch.cuda.device_count():

@@ -1,6 +1,7 @@
-"""Downloads: VGG16 weights, COCO train2014 and style images.
+"""Downloads: VGG16/VGG19 loss-network weights and COCO train2014 for training, and
+pytorch/examples' published models for stylizing without training.
 
-``python -m fast_nst.download vgg16``  -> pretrained/vgg16-397923af.pth
+``python -m fast_nst.download vgg16``  -> pretrained/vgg16-397923af.pth (vgg19: vgg19-dcbb9e9d.pth)
 ``python -m fast_nst.download coco``   -> data/train2014/ (13 GB zip, resumable)
 ``python -m fast_nst.download pretrained`` -> models/{candy,mosaic,rain_princess,udnie}/ (converted
 pytorch/examples models, ready to stylize with)
@@ -39,6 +40,8 @@ STYLE_CACHE = "data/styles"
 # pytorch/examples' published fast_neural_style models (candy, mosaic, rain_princess, udnie),
 # the archive their README links to.
 PRETRAINED_URL = "https://www.dropbox.com/s/lrvwfehqdcxoza8/saved_models.zip?dl=1"
+PRETRAINED_ZIP = "pytorch_examples_saved_models.zip"
+PRETRAINED_NAMES = ("candy", "mosaic", "rain_princess", "udnie")
 _CHUNK = 1 << 20
 _TIMEOUT_S = 60
 
@@ -58,6 +61,7 @@ def download_url(url: str, dest: str | Path, sha256_prefix: Optional[str] = None
     """
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
+    created = _missing_dirs(dest.parent)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         start = part.stat().st_size if part.exists() else 0
@@ -77,7 +81,10 @@ def download_url(url: str, dest: str | Path, sha256_prefix: Optional[str] = None
                 out.flush()
                 os.fsync(out.fileno())
     except (urllib.error.URLError, OSError, ValueError) as e:
-        raise DownloadError(f"Download of {url} to {dest} failed: {getattr(e, 'reason', e)}") from None
+        _clean_up(part, created)
+        kept = (f" The {part.stat().st_size / 2**20:.1f} MB downloaded so far are kept in {part}; "
+                "running the command again resumes from there." if part.exists() else "")
+        raise DownloadError(f"Download of {url} to {dest} failed: {getattr(e, 'reason', e)}.{kept}") from None
     if sha256_prefix is not None:
         digest = sha256_file(part)
         if not digest.startswith(sha256_prefix):
@@ -86,6 +93,38 @@ def download_url(url: str, dest: str | Path, sha256_prefix: Optional[str] = None
                                 f"{sha256_prefix}...); run the command again.")
     os.replace(part, dest)
     return dest
+
+
+def _missing_dirs(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _clean_up(part: Path, created: list[Path]) -> None:
+    """After a failed download: drop an empty ``.part`` and the folders made for it if empty.
+
+    A ``.part`` with data is kept: running the command again resumes from it.
+    """
+    try:
+        if part.exists() and part.stat().st_size == 0:
+            part.unlink()
+        for folder in created:
+            folder.rmdir()  # OSError if something else is in it now: then leave it and its parents
+    except OSError:
+        pass
+
+
+def _by_hand(error: DownloadError, url: str, zip_path: Path, then: str) -> DownloadError:
+    """``error`` plus how to finish without network here: the commands reuse a zip at ``zip_path``."""
+    return DownloadError(
+        f"{error}\nTo finish by hand, download\n  {url}\non a machine with internet (in a browser, "
+        f"or with curl -L -o {zip_path.name} URL), put the file at {zip_path} and run this command "
+        f"again: it then uses that zip instead of downloading, and {then}."
+    )
 
 
 def sha256_file(path: str | Path) -> str:
@@ -110,8 +149,8 @@ def fetch_style_image(source: str, cache_dir: str | Path = STYLE_CACHE) -> Path:
         try:
             download_url(source, dest)
         except DownloadError as e:
-            raise DownloadError(f"{e}. Download the style image yourself and set style_image to "
-                                "its local path.") from None
+            raise DownloadError(f"{str(e).rstrip('.')}. Download the style image yourself and set "
+                                "style_image to its local path.") from None
     return dest
 
 
@@ -142,7 +181,11 @@ def download_coco(data_dir: str | Path = "data", keep_zip: bool = False) -> Path
     zip_path = data_dir / "train2014.zip"
     # COCO publishes no checksum; zipfile's CRC check while extracting catches corruption.
     if not zip_path.exists():
-        download_url(COCO_URL, zip_path)
+        try:
+            download_url(COCO_URL, zip_path)
+        except DownloadError as e:
+            raise _by_hand(e, COCO_URL, zip_path, f"unpacks it into {data_dir / 'train2014'}"
+                           + ("" if keep_zip else ", then deletes it")) from None
     try:
         with zipfile.ZipFile(zip_path) as zf:
             members = zf.infolist()
@@ -162,9 +205,13 @@ def download_pretrained(models_dir: str | Path = "models", data_dir: str | Path 
 
     from .convert import convert_file
 
-    zip_path = Path(data_dir) / "pytorch_examples_saved_models.zip"
+    zip_path = Path(data_dir) / PRETRAINED_ZIP
     if not zip_path.exists():
-        download_url(PRETRAINED_URL, zip_path)
+        try:
+            download_url(PRETRAINED_URL, zip_path)
+        except DownloadError as e:
+            raise _by_hand(e, PRETRAINED_URL, zip_path, "converts the models into "
+                           f"{Path(models_dir) / '<name>' / '<name>.pth'}") from None
     written = []
     try:
         with zipfile.ZipFile(zip_path) as zf, tempfile.TemporaryDirectory() as tmp:
@@ -182,17 +229,51 @@ def download_pretrained(models_dir: str | Path = "models", data_dir: str | Path 
     return written
 
 
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m fast_nst.download",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=f"""\
+Download the loss-network weights and photos that training needs, or ready-made models to
+stylize with, no training needed. Default destinations are relative to the current directory.
+
+targets:
+  vgg16       torchvision's ImageNet VGG16 weights (528 MB): the loss network of train.py
+              and python -m fast_nst.optimize
+                from {VGG16_URL}
+                to   {VGG16_FILE}
+  vgg19       the same for VGG19 (548 MB), for loss_model vgg19
+                from {VGG19_URL}
+                to   {VGG19_FILE}
+  coco        COCO train2014 (13 GB zip, 82,783 photos): the training photos
+                from {COCO_URL}
+                to   data/train2014.zip, unpacked into data/train2014/ (zip then deleted)
+  pretrained  pytorch/examples' published fast_neural_style models, ready for inference
+              ({', '.join(PRETRAINED_NAMES)}; python eval.py --model_file models/candy/candy.pth)
+                from {PRETRAINED_URL}
+                to   data/{PRETRAINED_ZIP} (kept),
+                     converted into models/<name>/<name>.pth
+
+An interrupted download resumes from <file>.part when run again. Without internet here,
+download the URL on another machine and put the file at the "to" path; for coco and
+pretrained, then run the command again: it uses the zip there instead of downloading.""",
+        epilog="Example: python -m fast_nst.download vgg16",
+    )
+    p.add_argument("what", choices=["vgg16", "vgg19", "coco", "pretrained"],
+                   help="vgg16, vgg19: loss-network weights (training, optimize); coco: training "
+                        "photos; pretrained: ready-made models for inference (see targets above)")
+    p.add_argument("--dest", help=f"override the destination: vgg16, vgg19: the weights file "
+                   f"(default {VGG16_FILE}, {VGG19_FILE}); coco: the folder that gets "
+                   "train2014.zip and train2014/ (default data); pretrained: the folder that gets "
+                   "<name>/<name>.pth (default models; the zip still goes to data/)")
+    p.add_argument("--keep_zip", action="store_true",
+                   help="coco: keep train2014.zip after unpacking it")
+    return p
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fast_nst.download",
-                                     description="Download what a real training run needs.")
-    parser.add_argument("what", choices=["vgg16", "vgg19", "coco", "pretrained"],
-                        help="vgg16/vgg19: loss-network weights into pretrained/; coco: train2014 into "
-                             "data/; pretrained: ready-made models (candy, mosaic, rain_princess, "
-                             "udnie) into models/")
-    parser.add_argument("--dest", help="override the destination (file for vgg16, folder for coco "
-                        "and pretrained)")
-    parser.add_argument("--keep_zip", action="store_true", help="coco: keep train2014.zip")
-    args = parser.parse_args(argv)
+    parser_ = parser()
+    args = parser_.parse_args(argv)
     try:
         if args.what in ("vgg16", "vgg19"):
             paths = [download_vgg(args.what, args.dest)]

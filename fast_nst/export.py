@@ -284,8 +284,30 @@ def check_exported(path: str | Path, fmt: str, net: TransformNet,
 
 # ---- the command ------------------------------------------------------------------------------
 
+#: Output suffixes that say which format a file holds. eval.py and load_stylizer pick their
+#: loader by suffix (.onnx -> onnxruntime, anything else -> torch.load), so a file whose suffix
+#: names the other format fails later with a confusing error: export refuses to write one.
+ONNX_SUFFIXES = (".onnx",)
+TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".pts", ".ts", ".torchscript", ".jit")
+
+
 def _infer_format(output: Path) -> str:
-    return "torchscript" if output.suffix.lower() in (".pt", ".ts", ".torchscript", ".jit") else "onnx"
+    return "torchscript" if output.suffix.lower() in TORCHSCRIPT_SUFFIXES else "onnx"
+
+
+def _check_suffix(output: Path, fmt: str) -> None:
+    """Raise :class:`ExportError` when ``output``'s suffix names the other format than ``fmt``;
+    suffixes naming neither (.bin, none) are allowed."""
+    suffix = output.suffix.lower()
+    if fmt == "torchscript" and suffix in ONNX_SUFFIXES:
+        raise ExportError(f"--output {output} has the suffix of an ONNX file but --format is "
+                          f"torchscript; use a .pt name ({output.with_suffix('.pt').name}) or "
+                          "--format onnx.")
+    if fmt == "onnx" and suffix in TORCHSCRIPT_SUFFIXES:
+        kind = "a PyTorch checkpoint" if suffix == ".pth" else "a TorchScript/PyTorch file"
+        raise ExportError(f"--output {output} has the suffix of {kind} but --format is onnx; "
+                          f"use an .onnx name ({output.with_suffix('.onnx').name}) or "
+                          "--format torchscript.")
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -313,6 +335,9 @@ def export_model(model_path: str | Path, output: str | Path, fmt: Optional[str] 
                  check_sizes: Sequence[Tuple[int, int]] = ()) -> dict[str, Any]:
     """Export the checkpoint at ``model_path`` to ``output`` and check it; returns a summary.
 
+    ``fmt`` None means from ``output``'s suffix (:data:`TORCHSCRIPT_SUFFIXES` -> torchscript,
+    otherwise onnx); a ``fmt`` that contradicts the suffix is an :class:`ExportError`.
+
     The file is written to a temporary name in the output's folder, checked on
     :data:`CHECK_SHAPES` plus one (1, 3, H, W) input per ``check_sizes`` entry, and renamed to
     ``output`` only if every check passes: on failure ``output`` is left as it was.
@@ -329,6 +354,7 @@ def export_model(model_path: str | Path, output: str | Path, fmt: Optional[str] 
     for h, w in check_sizes:
         if h < 1 or w < 1:
             raise ExportError(f"--check_size {h} {w}: height and width must be at least 1.")
+    _check_suffix(output, fmt)
     if fmt == "onnx":
         require_onnx()  # before the (slow) model loading, so a missing package is reported first
     net, ckpt = load_model(model_path)  # weights-only loading; CheckpointError for bad files
@@ -384,17 +410,27 @@ def export_model(model_path: str | Path, output: str | Path, fmt: Optional[str] 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m fast_nst.export",
-        description="Export a trained model (.pth) to ONNX or TorchScript with dynamic batch, "
+        description="Export a model (.pth) to ONNX or TorchScript with dynamic batch, "
                     "height and width. The exported file is run on sample inputs and compared "
-                    f"with PyTorch (max abs difference <= {TOLERANCE:g}) before it is written.",
+                    f"with PyTorch (max abs difference <= {TOLERANCE:g}) before it is written. "
+                    "eval.py and load_stylizer read the .onnx export; TorchScript is for "
+                    "deployment with torch.jit.load.",
         epilog="Example: python -m fast_nst.export models/wave/wave.pth --format onnx --output wave.onnx",
     )
-    p.add_argument("model", help="checkpoint written by train.py (.pth)")
+    p.add_argument("model",
+                   help="the .pth to export, read with weights-only loading like eval.py: train.py's "
+                        "final model (models/NAME/NAME.pth), a training checkpoint from its "
+                        "checkpoints/ folder (step_N.pth), a model written by fast_nst.convert or "
+                        "download pretrained, or a pytorch/examples fast_neural_style .pth")
     p.add_argument("--format", choices=FORMATS, default=None,
-                   help="onnx or torchscript (default: from --output's suffix: .pt/.ts -> "
-                        "torchscript, otherwise onnx)")
+                   help="onnx or torchscript (default: from --output's suffix: "
+                        f"{'/'.join(TORCHSCRIPT_SUFFIXES)} -> torchscript, otherwise onnx; onnx "
+                        "when --output is not given). A --format that contradicts --output's "
+                        "suffix (torchscript to .onnx, onnx to .pt/.pth) is an error; other "
+                        "suffixes such as .bin are allowed")
     p.add_argument("--output", "-o", default=None, metavar="FILE",
-                   help="file to write (default: the model's name with .onnx or .pt, next to it)")
+                   help="file to write (default: the model's name with .onnx, or .pt for "
+                        "--format torchscript, next to it)")
     p.add_argument("--opset", type=int, default=None, metavar="N",
                    help=f"ONNX opset version (>= {MIN_OPSET}; default: the exporter's choice)")
     p.add_argument("--check_size", type=int, nargs=2, action="append", default=[], metavar=("H", "W"),
@@ -408,11 +444,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .cli import _run
 
     def run() -> int:
-        fmt = args.format or (_infer_format(Path(args.output)) if args.output else "onnx")
-        output = Path(args.output) if args.output else \
-            Path(args.model).with_suffix(".onnx" if fmt == "onnx" else ".pt")
-        summary = export_model(args.model, output, fmt=fmt, opset=args.opset,
+        if args.output:
+            output = Path(args.output)
+        else:
+            output = Path(args.model).with_suffix(".pt" if args.format == "torchscript" else ".onnx")
+        # args.format None: export_model infers it from the suffix; explicit: it is checked
+        # against the suffix there, before the model is loaded.
+        summary = export_model(args.model, output, fmt=args.format, opset=args.opset,
                                check_sizes=[tuple(s) for s in args.check_size])
+        fmt = summary["format"]
         what = f"ONNX opset {summary['opset']}" if fmt == "onnx" else "TorchScript"
         shapes = ", ".join("x".join(map(str, s)) for s in summary["shapes"])
         print(f"Exported {args.model} -> {output} ({what}, {summary['bytes'] / 1e6:.1f} MB, "

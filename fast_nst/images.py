@@ -76,12 +76,11 @@ def open_image(path: str | Path, draft_size: Optional[int] = None) -> Image.Imag
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 return normalize_mode(img)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         limit = Image.MAX_IMAGE_PIXELS
         raise DataError(
-            f"{path}: image is larger than Pillow's decompression-bomb limit of {limit} pixels "
-            f"({e}). If you trust this file, raise the limit with --max_image_pixels N "
-            "(0 removes it)."
+            f"{path}: image is larger than the decompression-bomb limit of {limit} pixels. If "
+            "you trust this file, raise the limit with --max_image_pixels N (0 removes it)."
         ) from None
     except UnidentifiedImageError:
         raise DataError(f"{path}: not an image file Pillow can read") from None
@@ -136,6 +135,11 @@ def save_image(img: Image.Image, path: str | Path) -> None:
         raise DataError(f"{path}: unsupported output extension {ext!r}; use one of "
                         f"{', '.join(IMAGE_EXTENSIONS)}")
     if img.mode == "RGBA" and ext not in (".png", ".webp"):
+        import warnings
+
+        if img.getchannel("A").getextrema()[0] < 255:  # some pixel really is transparent
+            warnings.warn(f"{path.name}: {ext} cannot hold transparency; it is dropped (use .png "
+                          "or .webp to keep it).")
         img = img.convert("RGB")
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:

@@ -77,6 +77,20 @@ class GatysObjective(PerceptualLoss):
         return self.terms(image, self.content_targets)
 
 
+def random_weights_warning(loss_model: str, weights_file: Union[str, Path]) -> str:
+    """The warning printed when optimising against a loss network with random weights."""
+    command = f"python -m fast_nst.download {loss_model}"
+    if Path(weights_file) != Path(LOSS_MODEL_FILES[loss_model]):
+        command += f" --dest {weights_file}"
+    return (
+        f"WARNING: the loss network has RANDOM weights (--loss_model_weights random). This is for "
+        f"tests and smoke runs only: the result is NOT a real style transfer. For a real one use "
+        f"--loss_model_weights imagenet (the default), which loads torchvision's ImageNet "
+        f"{loss_model.upper()} weights from {weights_file}; get them with "
+        f"{command}."
+    )
+
+
 def resolve_layers(loss_model: str, preset: str, content_layers: Optional[Sequence[str]],
                    style_layers: Optional[Sequence[str]],
                    style_layer_weights: Optional[Sequence[float]]) -> tuple[list[str], list[str]]:
@@ -189,7 +203,8 @@ def optimize(
     ``image_size``, the content's aspect ratio) so its VGG features match ``content_image`` and its
     Gram matrices match ``style_image``.
 
-    ``steps`` optimiser steps per scale; ``scales`` > 1 optimises at half, quarter... size first
+    ``steps`` loss evaluations per scale (never more; L-BFGS stops early only at a zero
+    gradient); ``scales`` > 1 optimises at half, quarter... size first
     and upsamples between scales. ``style_size`` (longest side of the style image) defaults to
     ``image_size`` and shrinks with the scale. ``init``: "content", "style", "noise" or a path to
     a trained fast-nst model whose stylization is refined. ``history``, if given, receives one dict
@@ -241,9 +256,13 @@ def optimize(
             f"at least {need} px on each side (raise --image_size or lower --scales).")
 
     file = loss_model_file if loss_model_file is not None else LOSS_MODEL_FILES[loss_model]
+    if loss_model_weights == "random":
+        # Loud on purpose, like training's banner, but in optimize's terms: vgg.py's wording
+        # speaks of a model learning a style, and there is no model here.
+        print(f"{'!' * 80}\n{random_weights_warning(loss_model, file)}\n{'!' * 80}", file=sys.stderr)
     try:
         encoder = build_loss_network(loss_model_weights, content_layers + style_layers, file,
-                                     seed=seed, arch=loss_model)
+                                     seed=seed, quiet=True, arch=loss_model)
     except ValueError as e:
         raise FastNSTError(str(e)) from None
     encoder = encoder.to(dev)
@@ -303,10 +322,15 @@ def _to_output(x: torch.Tensor, content_pil: Image.Image, preserve_color: bool) 
     return out
 
 
+class _BudgetSpent(Exception):
+    """Raised by the L-BFGS closure when asked for an evaluation beyond ``--steps``."""
+
+
 def _run_scale(objective: GatysObjective, x: torch.Tensor, optimizer: str, lr: float, steps: int,
                step: int, autocast, bar, history, callback, save_every: int, output,
                content_pil: Image.Image, preserve_color: bool) -> int:
-    """``steps`` loss evaluations optimising ``x`` in place; returns the global step count after.
+    """At most ``steps`` loss evaluations optimising ``x`` in place; returns the global step count
+    after them (``step`` plus the evaluations actually run).
 
     Adam: one step per evaluation, pixels clamped to [0, 1] after each. L-BFGS: a single
     ``step()`` running up to ``steps`` evaluations (like jcjohnson/neural-style's maxIter, one
@@ -315,8 +339,13 @@ def _run_scale(objective: GatysObjective, x: torch.Tensor, optimizer: str, lr: f
     curvature history, and the output is clipped to [0, 1].
     """
     counter = [step]
+    best: list = [math.inf, None]  # lowest loss evaluated in this scale and its image
 
     def closure() -> torch.Tensor:
+        if counter[0] - step >= steps:
+            # torch's L-BFGS checks max_eval only after a whole strong-Wolfe line search, which
+            # can ask for several more evaluations; ending step() here keeps --steps exact.
+            raise _BudgetSpent
         opt.zero_grad(set_to_none=True)
         with autocast():
             terms = objective(x)
@@ -327,6 +356,8 @@ def _run_scale(objective: GatysObjective, x: torch.Tensor, optimizer: str, lr: f
         loss.backward()
         values = {k: float(v.detach()) for k, v in terms.items()}
         counter[0] += 1
+        if optimizer == "lbfgs" and values["total"] < best[0]:
+            best[:] = [values["total"], x.detach().clone()]
         if history is not None:
             history.append(values)
         if callback is not None:
@@ -345,15 +376,24 @@ def _run_scale(objective: GatysObjective, x: torch.Tensor, optimizer: str, lr: f
         opt = torch.optim.LBFGS([x], lr=lr, max_iter=steps, max_eval=steps, history_size=100,
                                 line_search_fn="strong_wolfe", tolerance_grad=0.0,
                                 tolerance_change=0.0)
-        opt.step(closure)
+        try:
+            opt.step(closure)
+        except _BudgetSpent:
+            # Stopped inside a line search: x sits at a trial point that was never evaluated.
+            # Keep the best image evaluated instead, so the output is one whose loss was seen.
+            with torch.no_grad():
+                x.copy_(best[1])
     else:
         opt = torch.optim.Adam([x], lr=lr)
         for _ in range(steps):
             opt.step(closure)
             with torch.no_grad():
                 x.clamp_(0, 1)  # keep pixels valid
-    bar.update(step + steps - counter[0])  # L-BFGS may stop a few evaluations early
-    return step + steps
+    done = counter[0] - step
+    if done < steps:  # L-BFGS stopped early (zero gradient, no descent direction)
+        bar.total -= steps - done  # so the bar still ends full, without counting steps not run
+        bar.refresh()
+    return counter[0]
 
 
 # ---- command line ----------------------------------------------------------------------------
@@ -399,7 +439,7 @@ def parser() -> argparse.ArgumentParser:
                    help="one weight per style layer (default all 1)")
     p.add_argument("--optimizer", default="lbfgs", choices=list(OPTIMIZERS), help="default lbfgs")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
-                   help=f"optimiser steps per scale (default {DEFAULT_STEPS})")
+                   help=f"loss evaluations per scale (default {DEFAULT_STEPS})")
     p.add_argument("--lr", type=float, help="learning rate (default 1 for lbfgs, 0.02 for adam)")
     p.add_argument("--image_size", type=int, default=DEFAULT_IMAGE_SIZE,
                    help=f"longest side of the output in px (default {DEFAULT_IMAGE_SIZE})")

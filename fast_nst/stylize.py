@@ -142,6 +142,14 @@ def resize_for_processing(img: Image.Image, max_size: Optional[int], scale: Opti
         if max(w, h) > max_size:
             f = max_size / max(w, h)
             w, h = max(1, round(w * f)), max(1, round(h * f))
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and w * h > max(limit, img.width * img.height):
+        # The decompression-bomb limit guards decoding; an upscale must not bypass it (an
+        # out-of-memory kill is worse than this message).
+        raise FastNSTError(
+            f"scale {scale:g} would make a {w} x {h} image ({w * h:,} pixels), more than the image "
+            f"size limit of {limit:,} pixels. Use a smaller scale, or raise the limit with "
+            "--max_image_pixels N (0 removes it).")
     return img if (w, h) == img.size else img.resize((w, h), Image.Resampling.LANCZOS)
 
 

@@ -217,7 +217,7 @@ class _Setup:
     resume_path: Optional[Path]
 
 
-def _prepare(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: bool, conf_arg: str,
+def _prepare(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: bool, command: str,
              ctx: DistContext) -> _Setup:
     """Fail fast: check everything a user can get wrong, before any compute."""
     device = resolve_device(cfg.device)
@@ -231,8 +231,8 @@ def _prepare(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: bool, 
         if previous:
             raise FastNSTError(
                 f"{run_dir} already holds a run ({', '.join(str(p.name) for p in previous[-2:])}). "
-                f"Continue it with: python train.py -c {conf_arg} --resume   or start again "
-                f"(deleting its checkpoints, model and logs) with: python train.py -c {conf_arg} --overwrite"
+                f"Continue it with: {command} --resume   or start again "
+                f"(deleting its checkpoints, model and logs) with: {command} --overwrite"
             )
     _check_writable(run_dir)
     if ctx.is_main:  # half-written checkpoints left by a process killed mid-save
@@ -260,35 +260,45 @@ def _prepare(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: bool, 
     if steps <= 0:
         raise DataError(f"{len(files)} images in {cfg.train_dir} make no full batch of "
                         f"{cfg.batch_size * ctx.world_size}; add images, lower batch_size or set max_steps.")
+    if resume_ckpt is not None and int(resume_ckpt["step"]) >= steps:
+        raise FastNSTError(
+            f"{resume_path} is at step {int(resume_ckpt['step'])}, and this run ends at step {steps} "
+            f"(max_steps/epochs): nothing left to train. To train further, raise the end, e.g. "
+            f"{command} --resume --set max_steps={int(resume_ckpt['step']) + 1000}")
     if overwrite and ctx.is_main:
         _clear_previous_run(run_dir, cfg.naming)
     return _Setup(device, run_dir, files, style, encoder, steps, resume_ckpt, resume_path)
 
 
 def do_train(cfg: TrainConfig, resume: Union[bool, str, None] = None, overwrite: bool = False,
-             config_file: Optional[str] = None, progress: bool = True) -> TrainResult:
+             config_file: Optional[str] = None, progress: bool = True,
+             command: Optional[str] = None) -> TrainResult:
     """Train a transform net for ``cfg``; returns where the model and checkpoints are.
 
     ``resume``: True for the newest checkpoint in the run folder, a path for that checkpoint.
+    ``command``: the command line that started this run, without --resume/--overwrite, for the
+    hints in messages (default ``python train.py -c <config_file>``). ``progress``: a progress
+    bar; without it, a log line every ``log_every`` steps (for batch jobs and log files).
     Raises :class:`FastNSTError` subclasses for everything a user can get wrong, all before
     step 1. Under torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel; only rank 0
     writes files.
     """
     ctx = init_distributed(cfg.device)
     try:
-        return _train(cfg, resume, overwrite, config_file or "CONFIG", progress, ctx)
+        command = command or f"python train.py -c {config_file or 'CONFIG'}"
+        return _train(cfg, resume, overwrite, command, progress, ctx)
     finally:
         shutdown(ctx)
 
 
-def _train(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: bool, conf_arg: str,
+def _train(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: bool, command: str,
            progress: bool, ctx: DistContext) -> TrainResult:
     t_start = time.time()
     main = ctx.is_main
     # Rank 0 checks (and downloads) first, then the others find the files in place.
-    first = ctx.together(lambda: _prepare(cfg, resume, overwrite, conf_arg, ctx) if main else None,
+    first = ctx.together(lambda: _prepare(cfg, resume, overwrite, command, ctx) if main else None,
                          "checking the set-up")
-    later = ctx.together(lambda: None if main else _prepare(cfg, resume, overwrite, conf_arg, ctx),
+    later = ctx.together(lambda: None if main else _prepare(cfg, resume, overwrite, command, ctx),
                          "checking the set-up")
     setup: _Setup = first or later
     device, run_dir, files, steps = setup.device, setup.run_dir, setup.files, setup.steps
@@ -407,7 +417,7 @@ def _train(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: bool, co
                     ctx.agree([0])  # nobody exits before rank 0 has written the checkpoint
                     raise TrainingInterrupted(
                         f"{signal.Signals(sig).name} received: stopped at step {step}/{steps}; "
-                        f"checkpoint saved to {path}. Resume with: python train.py -c {conf_arg} --resume"
+                        f"checkpoint saved to {path}. Resume with: {command} --resume"
                         if main else "",  # the other ranks stop silently: rank 0 has said it
                         exit_code=128 + int(sig),
                     )
@@ -436,9 +446,12 @@ def _train(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: bool, co
                             writer.add_scalar(f"loss/{k}", v, step)
                         writer.add_scalar("perf/images_per_s", rate, step)
                         writer.add_scalar("lr", optimizer.param_groups[0]["lr"], step)
-                    bar.set_postfix(loss=f"{means['total']:.4g}", content=f"{means['content']:.3g}",
-                                    style=f"{means['style']:.3g}", tv=f"{means['tv']:.2g}",
-                                    img_s=f"{rate:.1f}")
+                    shown = dict(loss=f"{means['total']:.4g}", content=f"{means['content']:.3g}",
+                                 style=f"{means['style']:.3g}", tv=f"{means['tv']:.2g}", img_s=f"{rate:.1f}")
+                    if bar.disable and main:  # no bar (batch jobs, log files): one line per log
+                        print(f"step {step}/{steps}: " + " ".join(f"{k}={v}" for k, v in shown.items()),
+                              file=sys.stderr, flush=True)
+                    bar.set_postfix(**shown)
                 if writer is not None and (step % cfg.image_log_every == 0 or last) and len(samples):
                     with torch.no_grad():
                         writer.add_images("samples/stylized", model(samples).float().cpu(), step)

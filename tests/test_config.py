@@ -120,3 +120,17 @@ def test_shipped_style_configs_load(name):
     assert cfg.naming == name == path.stem
     assert cfg.style_image.startswith("https://raw.githubusercontent.com/")
     assert "style_weight" in yaml.safe_load(path.read_text())
+
+
+def test_missing_required_key_names_the_config_file(tmp_path):
+    path = write_config(tmp_path / "empty_style.yml", lr=0.01)
+    with pytest.raises(ConfigError, match=r"empty_style\.yml: key 'style_image' is required"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"--set: key 'style_image' is required"):
+        load_config(None, ["naming=x"])
+
+
+def test_missing_base_names_the_file_that_refers_to_it(tmp_path):
+    child = write_config(tmp_path / "child.yml", base="nowhere.yml", style_image="s.jpg")
+    with pytest.raises(ConfigError, match=r"nowhere\.yml \(named by 'base:' in .*child\.yml\)"):
+        load_config(child)

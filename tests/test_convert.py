@@ -164,3 +164,26 @@ def test_download_pretrained_failure_is_a_clear_error(tmp_path, monkeypatch, cap
     assert download.main(["pretrained"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: Download of https://www.dropbox.com/") and "Traceback" not in err
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.:FutureWarning")
+def test_export_reads_pytorch_examples_files(examples_model, tmp_path, capsys):
+    """export --help promises pytorch/examples .pth files; they are converted on the fly."""
+    import json
+
+    from fast_nst.export import TORCHSCRIPT_METADATA
+    from fast_nst.export import main as export_main
+
+    _, src = examples_model
+    out = tmp_path / "mosaic.pt"
+    assert export_main([str(src), "--output", str(out), "--format", "torchscript"]) == 0
+    extra = {TORCHSCRIPT_METADATA: ""}
+    torch.jit.load(str(out), _extra_files=extra)
+    meta = json.loads(extra[TORCHSCRIPT_METADATA])
+    assert meta["converted_from"] == "pytorch-examples" and meta["name"] == "mosaic"
+
+    # ... and the TorchScript file is not mistaken for one by convert.
+    assert convert_main([str(out), str(tmp_path / "back.pth"), "--from", "pytorch-examples"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "TorchScript export" in err and "(mosaic.pth)" in err
+    assert "weights_only" not in err and not (tmp_path / "back.pth").exists()

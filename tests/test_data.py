@@ -140,3 +140,12 @@ def test_prepared_cache_yields_the_same_tensors_as_decoding(tmp_path, capsys):
     make_photo(d / "new.jpg", (40, 40))
     with pytest.warns(UserWarning, match="stale cache"):
         assert open_cache(d, 32, find_training_images(d)) is None
+
+
+def test_loader_workers_are_capped_at_the_usable_cores(monkeypatch, train_dir):
+    import fast_nst.data as data
+
+    monkeypatch.setattr(data.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert data.usable_workers(4) == 2 and data.usable_workers(1) == 1 and data.usable_workers(0) == 0
+    loader, _ = build_loader(find_training_images(train_dir), 16, 2, seed=0, num_workers=8)
+    assert loader.num_workers == 2

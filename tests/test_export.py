@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from fast_nst.config import load_config
 from fast_nst.errors import CheckpointError, FastNSTError
 from fast_nst.export import TORCHSCRIPT_METADATA, ExportableTransformNet, export_metadata
 from fast_nst.export import main as export_main
+from fast_nst.export import parser as export_parser
 from fast_nst.model import TransformNet, TransformNetArgs
 
 from conftest import make_photo, run_cli
@@ -349,3 +351,69 @@ def test_failed_check_discards_the_export(model, tmp_path, monkeypatch, capsys):
     assert export_main([str(model[0]), "--format", "torchscript", "--output", str(out)]) == 1
     assert "left unchanged" in capsys.readouterr().err
     assert out.read_bytes() == b"previous export" and _no_temp_files(tmp_path)
+
+
+# ---- what export accepts and writes ----------------------------------------------------------
+
+def test_eval_on_torchscript_export_explains_it(torchscript_file, tmp_path):
+    """torch.load refuses TorchScript under weights_only=True with a multi-line warning and an
+    error advising weights_only=False; eval.py says what the file is and what to use instead."""
+    photo = make_photo(tmp_path / "photo.jpg", (20, 16))
+    r = run_cli("eval.py", "--model_file", str(torchscript_file), "--image_file", str(photo),
+                "--output_file", str(tmp_path / "o.jpg"), "--device", "cpu")
+    assert r.returncode == 1 and r.stderr.startswith("error: ")
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr  # no torch warning before it
+    assert "TorchScript export" in r.stderr and "(wave_model.pth)" in r.stderr and ".onnx" in r.stderr
+    assert "weights_only" not in r.stderr and "Warning" not in r.stderr
+    assert not (tmp_path / "o.jpg").exists()
+
+
+@pytest.mark.parametrize("fmt, name, fragment", [
+    ("torchscript", "a.onnx", "has the suffix of an ONNX file but --format is torchscript"),
+    ("onnx", "a.pt", "has the suffix of a TorchScript/PyTorch file but --format is onnx"),
+    ("onnx", "a.pth", "has the suffix of a PyTorch checkpoint but --format is onnx"),
+])
+def test_format_contradicting_output_suffix_is_refused(fmt, name, fragment, model, tmp_path, capsys):
+    out = tmp_path / name
+    for src in (model[0], tmp_path / "missing.pth"):  # missing model: refused before loading it
+        assert export_main([str(src), "--format", fmt, "--output", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and fragment in err and "not found" not in err, err
+        assert len(err.strip().splitlines()) == 1
+        assert not out.exists() and _no_temp_files(tmp_path)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.:FutureWarning")
+def test_format_from_suffix_and_other_suffixes(model, tmp_path, capsys):
+    """No --format: .pth means TorchScript (never ONNX inside a .pth); .bin is allowed."""
+    inferred = tmp_path / "styled.pth"
+    assert export_main([str(model[0]), "--output", str(inferred)]) == 0
+    assert "TorchScript" in capsys.readouterr().out
+    with zipfile.ZipFile(inferred) as zf:
+        assert any(n.endswith("/constants.pkl") for n in zf.namelist())
+    with pytest.raises(CheckpointError, match="TorchScript export"):
+        load_stylizer(inferred, device="cpu")
+    other = tmp_path / "styled.bin"
+    assert export_main([str(model[0]), "--format", "torchscript", "--output", str(other)]) == 0
+    torch.jit.load(str(other))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.:FutureWarning")
+def test_help_describes_what_export_accepts(model, tmp_path):
+    text = " ".join(export_parser().format_help().split())
+    for claim in ("train.py's final model", "training checkpoint from its checkpoints/ folder",
+                  "pytorch/examples fast_neural_style .pth", "weights-only loading",
+                  "A --format that contradicts --output's suffix"):
+        assert claim in text, claim
+    assert "checkpoint written by train.py (.pth)" not in text
+    # The claim about training checkpoints holds (pytorch/examples files: test_convert.py).
+    net = _make_net()
+    cfg = load_config(None, ["style_image=styles/wave.jpg", "naming=wave"])
+    training = tmp_path / "checkpoints" / "step_00000007.pth"
+    atomic_torch_save(make_checkpoint(net, cfg, step=7, optimizer=torch.optim.Adam(net.parameters())),
+                      training)
+    out = tmp_path / "from_training.pt"
+    assert export_main([str(training), "--output", str(out)]) == 0
+    extra = {TORCHSCRIPT_METADATA: ""}
+    torch.jit.load(str(out), _extra_files=extra)
+    assert json.loads(extra[TORCHSCRIPT_METADATA])["step"] == "7"

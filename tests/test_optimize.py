@@ -227,3 +227,87 @@ def test_cli_error_in_subprocess_has_no_traceback(tmp_path):
                 str(tmp_path / "none.png"), "--output", str(tmp_path / "o.jpg"), timeout=60)
     assert_clean_error(r, "does not exist")
     assert r.returncode == 1
+
+
+# ---- step accounting ---------------------------------------------------------------------------
+
+# (image_size, steps) where torch's L-BFGS, left alone, ends a strong-Wolfe line search past
+# max_eval (measured: 48 px / 2 steps ran 3 evaluations in the first scale).
+OVERSHOOTING = [(48, 2), (48, 3), (64, 4), (64, 8)]
+
+
+@pytest.mark.parametrize("size,steps", OVERSHOOTING)
+def test_lbfgs_runs_exactly_steps_evaluations_per_scale(pair, size, steps):
+    calls = []
+    img, h = run(pair, image_size=size, steps=steps, scales=2,
+                 callback=lambda k, terms: calls.append((k, terms["total"])))
+    # One callback per evaluation, numbered 1..2*steps without repeats, then the final image.
+    assert [k for k, _ in calls] == list(range(1, 2 * steps + 1)) + [2 * steps]
+    assert len(h) == 2 * steps + 1
+    # The output is an image whose loss was evaluated, not an unevaluated line-search trial point.
+    final = calls[-1][1]
+    assert min(abs(t - final) for _, t in calls[steps:-1]) <= 1e-4 * final
+
+
+def test_save_every_names_are_unique_across_scales(pair, tmp_path):
+    out = tmp_path / "o.png"
+    run(pair, image_size=48, steps=3, scales=2, save_every=1, output=out)
+    saved = sorted(p.name for p in tmp_path.iterdir())
+    assert saved == [f"o_step{k:04d}.png" for k in range(1, 7)]
+    sizes = [Image.open(tmp_path / name).size for name in saved]
+    assert sizes == [(24, 20)] * 3 + [(48, 40)] * 3  # first scale at half size, none overwritten
+
+
+class _BarSpy:
+    """Stands in for tqdm and records what optimize does to its progress bar."""
+    bars: list = []
+
+    def __init__(self, total, **kw):
+        self.total, self.n, self.updates = total, 0, []
+        _BarSpy.bars.append(self)
+
+    def update(self, n=1):
+        self.updates.append(n)
+        self.n += n
+
+    def set_postfix(self, *a, **k):
+        pass
+
+    def refresh(self):
+        pass
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("weights,evaluations", [
+    ({}, 2 * 3),
+    # All weights 0: the loss and its gradient are 0, so L-BFGS stops after one evaluation.
+    ({"content_weight": 0.0, "style_weight": 0.0, "tv_weight": 0.0}, 2 * 1),
+])
+def test_progress_bar_counts_real_evaluations(pair, monkeypatch, weights, evaluations):
+    import tqdm
+
+    monkeypatch.setattr(tqdm, "tqdm", _BarSpy)
+    _BarSpy.bars = []
+    calls = []
+    run(pair, image_size=48, steps=3, scales=2, progress=True,
+        callback=lambda k, terms: calls.append(k), **weights)
+    (bar,) = _BarSpy.bars
+    assert all(n >= 0 for n in bar.updates), bar.updates
+    assert bar.n == bar.total == evaluations
+    assert calls == list(range(1, evaluations + 1)) + [evaluations]
+
+
+# ---- random-weights warning --------------------------------------------------------------------
+
+def test_random_weights_warning_speaks_of_optimize(pair, capsys):
+    run(pair, steps=1)
+    err = capsys.readouterr().err
+    assert "RANDOM weights" in err and "NOT a real style transfer" in err
+    assert "--loss_model_weights imagenet" in err and "python -m fast_nst.download vgg16" in err
+    assert "learn" not in err and "training" not in err  # training's wording, not optimize's
+    run(pair, steps=1, loss_model="vgg19", loss_model_file="weights/my_vgg19.pth")
+    err = capsys.readouterr().err
+    assert "python -m fast_nst.download vgg19 --dest weights/my_vgg19.pth" in err
+    assert err.count("RANDOM weights") == 1  # vgg.py's banner is not printed as well

@@ -159,7 +159,7 @@ def test_eval_cli_options(model_file, tmp_path):
 
 @pytest.mark.parametrize("args,fragment", [
     (["--strength", "2"], "--strength must be between 0 and 1"),
-    (["--tile_size", "big"], "--tile_size must be auto, 0 or a number"),
+    (["--tile_size", "big"], "--tile_size must be auto, 0 or a positive number"),
     (["--tile_size", "200", "--overlap", "64"], "--tile_size: tile size 200 is too small"),
     (["--scale", "0"], "--scale must be > 0"),
 ])

@@ -1,0 +1,158 @@
+"""What train.py, eval.py and ``python -m fast_nst.data`` tell a user: output names, resume hints,
+option checks, plain warnings. All in-process: (exit code, stderr) from the CLI entry points."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from fast_nst.checkpoint import atomic_torch_save, make_checkpoint
+from fast_nst.cli import eval_main, train_command, train_main
+from fast_nst.config import load_config
+from fast_nst.model import TransformNet, TransformNetArgs
+
+from conftest import make_photo, run_cli, tiny_values, write_config
+
+
+def call(capsys, main, *args) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    return code, capsys.readouterr().err
+
+
+def assert_clean(code: int, err: str, *fragments: str) -> None:
+    assert code != 0 and "Traceback" not in err and "error: " in err, err
+    for fragment in fragments:
+        assert fragment in err, f"{fragment!r} not in:\n{err}"
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    net = TransformNet(TransformNetArgs(base_channels=8, num_residual=1))
+    path = tmp_path_factory.mktemp("model") / "tiny.pth"
+    atomic_torch_save(make_checkpoint(net, load_config(None, ["style_image=s", "naming=tiny"]), 1), path)
+    return path
+
+
+# ---- eval.py ---------------------------------------------------------------------------------
+
+def test_folder_inputs_sharing_a_stem_get_distinct_outputs(model_file, tmp_path, capsys):
+    src = tmp_path / "photos"
+    make_photo(src / "x.jpg", (30, 20), seed=1)
+    make_photo(src / "x.png", (30, 20), seed=2, fmt="PNG")
+    make_photo(src / "y.png", (30, 20), seed=3, fmt="PNG")
+    out = tmp_path / "out"
+    code, err = call(capsys, eval_main, "--model_file", model_file, "--image_file", src,
+                     "--output_file", out, "--device", "cpu")
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["x_jpg_tiny.jpg", "x_png_tiny.jpg", "y_tiny.jpg"]
+
+
+def test_single_image_into_an_output_folder(model_file, tmp_path, capsys):
+    photo = make_photo(tmp_path / "p.jpg", (30, 20))
+    for folder, arg in ((tmp_path / "existing", None), (tmp_path / "new", "new/")):
+        if arg is None:
+            folder.mkdir()
+        code, err = call(capsys, eval_main, "--model_file", model_file, "--image_file", photo,
+                         "--output_file", str(folder) if arg is None else f"{tmp_path}/{arg}", "--device", "cpu")
+        assert code == 0, err
+        assert Image.open(folder / "p_tiny.jpg").size == (30, 20)
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--tile_size", "-5"], ["--tile_size must be auto, 0 or a positive number"]),
+    (["--max_image_pixels", "-5"], ["--max_image_pixels must be >= 0"]),
+    (["--scale", "10", "--max_image_pixels", "5000"], ["scale 10 would make a 300 x 200 image",
+                                                      "--max_image_pixels"]),
+], ids=["negative_tile", "negative_pixel_limit", "upscale_past_limit"])
+def test_eval_option_errors(args, fragments, model_file, tmp_path, capsys):
+    photo = make_photo(tmp_path / "p.jpg", (30, 20))
+    code, err = call(capsys, eval_main, "--model_file", model_file, "--image_file", photo,
+                     "--output_file", tmp_path / "o.jpg", "--device", "cpu", *args)
+    assert_clean(code, err, *fragments)
+    assert not (tmp_path / "o.jpg").exists()
+
+
+def test_video_into_an_image_name_is_refused(model_file, tmp_path, capsys):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"not checked before the output name")
+    code, err = call(capsys, eval_main, "--model_file", model_file, "--video_file", clip,
+                     "--output_file", tmp_path / "o.jpg", "--device", "cpu")
+    assert_clean(code, err, "names an image", ".mp4")
+
+
+# ---- train.py --------------------------------------------------------------------------------
+
+def test_train_command_repeats_the_config_and_every_override():
+    cmd = train_command("conf/my style.yml", ["max_steps=20", "train_dir=/data/my photos"])
+    assert cmd == "python train.py -c 'conf/my style.yml' --set max_steps=20 --set 'train_dir=/data/my photos'"
+
+
+@pytest.fixture
+def tiny_conf(tmp_path, train_dir, style_file) -> Path:
+    values = tiny_values(tmp_path / "models", train_dir, style_file, max_steps=2, num_samples=0)
+    values.pop("model_path")  # given with --set, so the hints must repeat it
+    return write_config(tmp_path / "tiny.yml", **values)
+
+
+def test_hints_repeat_the_overrides_and_resume_past_the_end_is_refused(tiny_conf, tmp_path, capsys):
+    models = f"model_path={tmp_path / 'models'}"
+    code, err = call(capsys, train_main, "-c", tiny_conf, "--set", models, "--no_progress")
+    assert code == 0, err
+    assert "step 1/2: loss=" in err and "step 2/2: loss=" in err  # log lines without a bar
+
+    code, err = call(capsys, train_main, "-c", tiny_conf, "--set", models, "--no_progress")
+    assert_clean(code, err, f"Continue it with: python train.py -c {tiny_conf} --set {models} --resume")
+
+    code, err = call(capsys, train_main, "-c", tiny_conf, "--set", models, "--resume", "--no_progress")
+    assert_clean(code, err, "is at step 2, and this run ends at step 2", "nothing left to train",
+                 f"--set {models} --resume --set max_steps=1002")
+
+    # A subprocess: pytest records warnings in-process instead of printing them.
+    r = run_cli("train.py", "-c", str(tiny_conf), "--set", models, "--set", "max_steps=3",
+                "--set", "lr=0.002", "--resume", "--no_progress")
+    assert r.returncode == 0, r.stderr
+    assert "warning: Resuming with a config that differs from the checkpoint's in: lr" in r.stderr
+    assert "UserWarning" not in r.stderr and "warnings.warn" not in r.stderr
+
+
+# ---- python -m fast_nst.data prepare ---------------------------------------------------------
+
+@pytest.mark.parametrize("size", ["0", "-3", "8"])
+def test_prepare_rejects_sizes_training_cannot_use(size, train_dir, capsys):
+    from fast_nst.data import main as data_main
+
+    before = sorted(p.name for p in train_dir.iterdir())
+    code, err = call(capsys, data_main, "prepare", train_dir, "--image_size", size)
+    assert_clean(code, err, "--image_size must be at least 16", f"got {size}")
+    assert sorted(p.name for p in train_dir.iterdir()) == before  # no cache folder left behind
+
+
+def test_failed_prepare_leaves_no_temporary_cache(tmp_path, monkeypatch, capsys):
+    from fast_nst import data
+
+    folder = tmp_path / "photos"
+    for i in range(3):
+        make_photo(folder / f"{i}.jpg", (40, 30), seed=i)
+    monkeypatch.setattr(data, "_write_cache", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        data.prepare_cache(folder, 32, num_workers=0, progress=False)
+    assert sorted(p.name for p in folder.iterdir()) == ["0.jpg", "1.jpg", "2.jpg"]
+
+
+def test_transparency_dropped_by_jpeg_is_reported(tmp_path):
+    from fast_nst.images import save_image
+
+    img = Image.new("RGBA", (4, 4), (10, 20, 30, 255))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        save_image(img, tmp_path / "opaque.jpg")  # fully opaque: nothing lost, no warning
+    img.putpixel((0, 0), (10, 20, 30, 0))
+    with pytest.warns(UserWarning, match=r"see_through\.jpg: \.jpg cannot hold transparency.*\.png"):
+        save_image(img, tmp_path / "see_through.jpg")
+    assert Image.open(tmp_path / "see_through.jpg").mode == "RGB"

@@ -1,0 +1,130 @@
+"""`python -m fast_nst.download`: its help, and what it says and leaves behind when offline.
+The network is simulated: ``download._open`` (the one call that reaches it) is replaced."""
+
+import io
+import os
+import socket
+import urllib.error
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from fast_nst import download
+
+
+def offline(url, start):
+    raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+
+def files_under(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run_main(capsys, *args) -> tuple[int, str, str]:
+    code = download.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ---- --help ------------------------------------------------------------------------------------
+
+def test_help_names_each_target_its_source_and_destination(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # argparse wraps to the terminal width
+    with pytest.raises(SystemExit) as e:
+        download.main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "what a real training run needs" not in out  # pretrained is for inference
+    for url in (download.VGG16_URL, download.VGG19_URL, download.COCO_URL, download.PRETRAINED_URL):
+        assert url in out
+    for path in (download.VGG16_FILE, download.VGG19_FILE, "data/train2014/", "data/train2014.zip",
+                 f"data/{download.PRETRAINED_ZIP}", "models/<name>/<name>.pth"):
+        assert path in out
+    assert "relative to the current directory" in out
+    pretrained = out[out.index("  pretrained  "):]
+    assert "inference" in pretrained.splitlines()[0] and "candy, mosaic, rain_princess, udnie" in pretrained
+    dest = " ".join(out[out.index("--dest DEST"):out.index("--keep_zip  ")].split())
+    assert "vgg16, vgg19: the weights file" in dest and "coco:" in dest and "pretrained:" in dest
+
+
+# ---- offline failures --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args,url,zip_path,then", [
+    (["pretrained"], download.PRETRAINED_URL, "data/pytorch_examples_saved_models.zip",
+     "converts the models into models/<name>/<name>.pth"),
+    (["coco"], download.COCO_URL, "data/train2014.zip", "unpacks it into data/train2014, then deletes it"),
+    (["coco", "--dest", "big/disk"], download.COCO_URL, "big/disk/train2014.zip",
+     "unpacks it into big/disk/train2014, then deletes it"),
+])
+def test_offline_failure_says_how_to_finish_by_hand(in_tmp, monkeypatch, capsys, args, url, zip_path, then):
+    monkeypatch.setattr(download, "_open", offline)
+    code, out, err = run_main(capsys, *args)
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert err.startswith(f"error: Download of {url} to {zip_path} failed: [Errno -2] Name or service not known.")
+    assert f"To finish by hand, download\n  {url}\non a machine with internet" in err
+    assert "curl -L -o" in err
+    assert f"put the file at {zip_path} and run this command again" in err and then in err
+    assert files_under(in_tmp) == []  # no data/, big/ or models/ made just for the download
+
+
+def test_vgg_offline_failure_has_the_same_shape(in_tmp, monkeypatch, capsys):
+    monkeypatch.setattr(download, "_open", offline)
+    code, _, err = run_main(capsys, "vgg19")
+    assert code == 1
+    assert err.startswith(f"error: Download of {download.VGG19_URL} to {download.VGG19_FILE} failed: ")
+    assert f"Download\n  {download.VGG19_URL}\nand put the file at {download.VGG19_FILE}" in err
+    assert files_under(in_tmp) == []
+
+
+def test_failure_keeps_folders_that_were_there(in_tmp, monkeypatch, capsys):
+    monkeypatch.setattr(download, "_open", offline)
+    (in_tmp / "data").mkdir()
+    assert run_main(capsys, "coco")[0] == 1
+    assert files_under(in_tmp) == ["data"]
+
+
+class Broken(io.BytesIO):
+    """A response that delivers ``data`` and then loses the connection."""
+    status = 200
+    headers = {"Content-Length": "9999999"}
+
+    def read(self, n=-1):
+        chunk = super().read(n)
+        if not chunk:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return chunk
+
+
+def test_interrupted_download_keeps_its_data_to_resume(in_tmp, monkeypatch, capsys):
+    monkeypatch.setattr(download, "_open", lambda url, start: Broken(b"x" * 1000))
+    code, _, err = run_main(capsys, "coco")
+    assert code == 1 and "Connection reset by peer" in err
+    part = Path("data/train2014.zip.part")
+    assert f"kept in {part}; running the command again resumes from there" in err
+    assert files_under(in_tmp) == ["data", str(part)] and part.read_bytes() == b"x" * 1000
+
+
+def test_connection_lost_before_any_data_leaves_nothing(in_tmp, monkeypatch, capsys):
+    monkeypatch.setattr(download, "_open", lambda url, start: Broken(b""))
+    code, _, err = run_main(capsys, "pretrained")
+    assert code == 1 and "Connection reset by peer" in err and "kept in" not in err
+    assert files_under(in_tmp) == []
+
+
+def test_zip_put_in_place_by_hand_is_used(in_tmp, monkeypatch, capsys):
+    # What the failure message promises: with the zip at the named path, no download is tried.
+    monkeypatch.setattr(download, "_open", offline)
+    os.makedirs("data")
+    with zipfile.ZipFile("data/train2014.zip", "w") as zf:
+        zf.writestr("train2014/COCO_train2014_000000000009.jpg", b"not really a jpeg")
+    code, out, err = run_main(capsys, "coco")
+    assert code == 0, err
+    assert out.startswith(f"Saved {Path('data/train2014')}")
+    assert files_under(in_tmp) == ["data", "data/train2014", "data/train2014/COCO_train2014_000000000009.jpg"]
