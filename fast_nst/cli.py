@@ -262,4 +262,11 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
               + (f"; {failed} failed (see errors above)" if failed else ""))
         return 1 if failed else 0
 
-    return _run(run)
+    # --max_image_pixels changes Pillow's process-wide limit: put it back for in-process callers.
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        return _run(run)
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit

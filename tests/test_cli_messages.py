@@ -156,3 +156,12 @@ def test_transparency_dropped_by_jpeg_is_reported(tmp_path):
     with pytest.warns(UserWarning, match=r"see_through\.jpg: \.jpg cannot hold transparency.*\.png"):
         save_image(img, tmp_path / "see_through.jpg")
     assert Image.open(tmp_path / "see_through.jpg").mode == "RGB"
+
+
+def test_pixel_limit_option_does_not_outlive_the_call(model_file, tmp_path, capsys):
+    before = Image.MAX_IMAGE_PIXELS
+    photo = make_photo(tmp_path / "p.jpg", (30, 20))
+    code, err = call(capsys, eval_main, "--model_file", model_file, "--image_file", photo,
+                     "--output_file", tmp_path / "o.jpg", "--device", "cpu", "--max_image_pixels", "5000")
+    assert code == 0, err
+    assert Image.MAX_IMAGE_PIXELS == before
