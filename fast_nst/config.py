@@ -303,6 +303,10 @@ def load_config(path: str | Path | None, overrides: typing.Sequence[str] = ()) -
     values: dict[str, tuple[Any, str]] = {}
     if path is not None:
         values = _read_yaml(Path(path))
+        if "naming" in values and values["naming"][1] != str(Path(path)):
+            # A base file's naming is not this run's: candy_strong.yml with base: candy.yml must
+            # not write into (or be refused by) models/candy.
+            del values["naming"]
         values.setdefault("naming", (Path(path).stem, str(path)))
     for text in overrides:
         key, value = parse_override(text)

@@ -134,3 +134,12 @@ def test_missing_base_names_the_file_that_refers_to_it(tmp_path):
     child = write_config(tmp_path / "child.yml", base="nowhere.yml", style_image="s.jpg")
     with pytest.raises(ConfigError, match=r"nowhere\.yml \(named by 'base:' in .*child\.yml\)"):
         load_config(child)
+
+
+def test_naming_is_not_inherited_from_a_base_file(tmp_path):
+    write_config(tmp_path / "candy.yml", style_image="candy.jpg", naming="candy")
+    strong = write_config(tmp_path / "candy_strong.yml", base="candy.yml", style_weight=2e5)
+    assert load_config(strong).naming == "candy_strong"
+    named = write_config(tmp_path / "named.yml", base="candy.yml", naming="mine")
+    assert load_config(named).naming == "mine"
+    assert load_config(strong, ["naming=cli"]).naming == "cli"
