@@ -1051,13 +1051,10 @@ def test_eval_refuses_pickle_that_would_run_code(eval_errors):
 
 
 def test_eval_refuses_raw_pickle_that_would_run_code(eval_errors, tmp_path, capsys):
-    from fast_nst.cli import eval_main
-
     marker = tmp_path / "PWNED_by_raw_pickle"
     path = tmp_path / "raw.pth"
     path.write_bytes(pickle.dumps(_Payload(marker), protocol=2))  # a bare pickle, not torch's zip format
-    code, err = in_process(capsys, eval_main, "--model_file", path, "--image_file", eval_errors["photo"],
-                           "--output_file", tmp_path / "o.jpg", "--device", "cpu")
+    code, err = _eval_model(eval_errors, tmp_path, capsys, path)
     assert_clean_in_process(code, err, "refused", str(path))
     assert not marker.exists() and not (tmp_path / "o.jpg").exists()
 
@@ -1076,14 +1073,19 @@ def test_eval_random_bytes_model_reported_as_damaged_not_hostile(eval_errors):
     assert "refused" not in r.stderr
 
 
-def test_eval_rejects_truncated_checkpoint(eval_errors, tmp_path, capsys):
+def _eval_model(eval_errors, tmp_path, capsys, model) -> tuple[int, str]:
+    """eval.py in-process on the scenario photo with ``model``; (exit code, stderr)."""
     from fast_nst.cli import eval_main
 
+    return in_process(capsys, eval_main, "--model_file", model, "--image_file", eval_errors["photo"],
+                      "--output_file", tmp_path / "o.jpg", "--device", "cpu")
+
+
+def test_eval_rejects_truncated_checkpoint(eval_errors, tmp_path, capsys):
     blob = eval_errors["model_file"].read_bytes()
     cut = tmp_path / "cut.pth"
     cut.write_bytes(blob[: len(blob) // 2])  # an interrupted copy or download
-    code, err = in_process(capsys, eval_main, "--model_file", cut, "--image_file", eval_errors["photo"],
-                           "--output_file", tmp_path / "o.jpg", "--device", "cpu")
+    code, err = _eval_model(eval_errors, tmp_path, capsys, cut)
     assert_clean_in_process(code, err, str(cut), "not a PyTorch checkpoint, or the file is damaged")
     assert not (tmp_path / "o.jpg").exists()
 
@@ -1096,23 +1098,17 @@ def test_eval_rejects_other_projects_state_dict(eval_errors):
 
 
 def test_eval_recognises_pytorch_examples_model(eval_errors, tmp_path, capsys):
-    from fast_nst.cli import eval_main
-
     path = tmp_path / "mosaic.pth"
     torch.save({"conv1.conv2d.weight": torch.zeros(32, 3, 9, 9)}, path)
-    code, err = in_process(capsys, eval_main, "--model_file", path, "--image_file", eval_errors["photo"],
-                           "--output_file", tmp_path / "o.jpg", "--device", "cpu")
+    code, err = _eval_model(eval_errors, tmp_path, capsys, path)
     assert_clean_in_process(code, err, "not a fast-nst checkpoint", "pytorch/examples fast_neural_style model")
 
 
 def test_eval_rejects_incomplete_pytorch_examples_model(eval_errors, tmp_path, capsys):
-    from fast_nst.cli import eval_main
-
     path = tmp_path / "partial.pth"
     torch.save({"conv1.conv2d.weight": torch.zeros(32, 3, 9, 9),
                 "deconv3.conv2d.weight": torch.zeros(3, 32, 9, 9)}, path)
-    code, err = in_process(capsys, eval_main, "--model_file", path, "--image_file", eval_errors["photo"],
-                           "--output_file", tmp_path / "o.jpg", "--device", "cpu")
+    code, err = _eval_model(eval_errors, tmp_path, capsys, path)
     assert_clean_in_process(code, err, str(path), "pytorch/examples")
     assert not (tmp_path / "o.jpg").exists()
 
@@ -1130,13 +1126,10 @@ def test_eval_rejects_checkpoint_missing_a_key(eval_errors):
 
 @pytest.mark.parametrize("value", ["32", 32.0])
 def test_eval_rejects_bad_model_args_types(eval_errors, tmp_path, capsys, value):
-    from fast_nst.cli import eval_main
-
     ckpt = torch.load(eval_errors["model_file"], map_location="cpu", weights_only=True)
     path = tmp_path / "bad_args.pth"
     torch.save({**ckpt, "model_args": {**ckpt["model_args"], "base_channels": value}}, path)
-    code, err = in_process(capsys, eval_main, "--model_file", path, "--image_file", eval_errors["photo"],
-                           "--output_file", tmp_path / "o.jpg", "--device", "cpu")
+    code, err = _eval_model(eval_errors, tmp_path, capsys, path)
     assert_clean_in_process(code, err, str(path), "model_args")
 
 
@@ -1264,8 +1257,10 @@ def test_eval_16bit_grayscale_png(eval_formats):
     assert np.abs(mid - mid_ref).max() <= 2
 
 
-def test_eval_grayscale_l(eval_formats):
-    out, ref = _out(eval_formats, "grey_l"), _out(eval_formats, "grey_l_ref")
+@pytest.mark.parametrize("name", ["grey_l", "palette"])
+def test_eval_grayscale_and_palette_images(eval_formats, name):
+    """Grayscale L and palette P inputs: RGB outputs, as for the RGB-converted input."""
+    out, ref = _out(eval_formats, name), _out(eval_formats, f"{name}_ref")
     assert out.mode == "RGB" and out.size == (40, 32)
     assert np.abs(_pixels(out) - _pixels(ref)).max() <= 2
 
@@ -1286,12 +1281,6 @@ def test_eval_rgba_png_keeps_alpha(eval_formats):
     assert out.mode == "RGBA" and out.size == (40, 32)
     with Image.open(src / "rgba.png") as img:
         assert np.array_equal(np.asarray(out.getchannel("A")), np.asarray(img.getchannel("A")))
-
-
-def test_eval_palette_image(eval_formats):
-    out, ref = _out(eval_formats, "palette"), _out(eval_formats, "palette_ref")
-    assert out.mode == "RGB" and out.size == (40, 32)
-    assert np.abs(_pixels(out) - _pixels(ref)).max() <= 2
 
 
 def test_eval_exif_rotated_jpeg(eval_formats):
