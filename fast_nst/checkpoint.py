@@ -140,7 +140,7 @@ _SNIFF_BYTES = 4096
 _MAX_METADATA_BYTES = 1 << 16
 
 
-def _torchscript_source(path: Path) -> Optional[str]:
+def torchscript_source(path: Path) -> Optional[str]:
     """None unless ``path`` is a TorchScript archive (torch.jit.save); then the name of the
     checkpoint fast-nst exported it from, or "" when the archive does not say.
 
@@ -167,7 +167,7 @@ def _torchscript_source(path: Path) -> Optional[str]:
         return None
 
 
-def _torchscript_error(path: Path, source: str) -> CheckpointError:
+def torchscript_error(path: Path, source: str) -> CheckpointError:
     origin = f" ({source})" if source and source != path.name else ""
     return CheckpointError(
         f"{path}: this is a TorchScript export (python -m fast_nst.export --format torchscript), "
@@ -223,9 +223,9 @@ def safe_torch_load(path: str | Path) -> Any:
     if not path.is_file():
         raise CheckpointError(f"Model file not found: {path}" if not path.exists()
                               else f"Model file is a folder, not a file: {path}")
-    source = _torchscript_source(path)
+    source = torchscript_source(path)
     if source is not None:
-        raise _torchscript_error(path, source)
+        raise torchscript_error(path, source)
     try:
         with warnings.catch_warnings():
             # torch warns (several lines) before refusing a TorchScript archive; we explain it below
@@ -244,7 +244,7 @@ def safe_torch_load(path: str | Path) -> Any:
                               f"({_what_is_it(path, e)}). {_EXPECTED}") from None
     except Exception as e:  # zip/stream errors, EOF, bad magic...: not a torch file
         if "TorchScript" in str(e):  # an archive our own check did not recognise
-            raise _torchscript_error(path, "") from None
+            raise torchscript_error(path, "") from None
         raise CheckpointError(f"{path}: not a PyTorch checkpoint, or the file is damaged "
                               f"({_what_is_it(path, e)}). {_EXPECTED}") from None
     return ckpt

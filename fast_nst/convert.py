@@ -113,7 +113,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                 description="Convert another project's model into a fast-nst checkpoint.")
     p.add_argument("src", help="model file to convert")
     p.add_argument("dest", help="fast-nst checkpoint to write (.pth)")
-    p.add_argument("--from", dest="fmt", required=True, choices=FORMATS, help="layout of SRC")
+    p.add_argument("--from", dest="fmt", default=FORMATS[0], choices=FORMATS,
+                   help=f"layout of SRC (default {FORMATS[0]})")
     p.add_argument("--naming", help="style name stored in the checkpoint (default: DEST's stem)")
     args = p.parse_args(argv)
     try:

@@ -143,8 +143,12 @@ def fetch_style_image(source: str, cache_dir: str | Path = STYLE_CACHE) -> Path:
     """Local path of a style image; an http(s) URL is downloaded once into ``cache_dir``."""
     if not is_url(source):
         return Path(source)
+    import hashlib
+
     name = Path(urllib.parse.urlparse(source).path).name or "style.jpg"
-    dest = Path(cache_dir) / name
+    # The URL's hash in the name: two paintings published as .../style.jpg must not share a file.
+    tag = hashlib.sha1(source.encode("utf-8")).hexdigest()[:8]
+    dest = Path(cache_dir) / f"{Path(name).stem}-{tag}{Path(name).suffix or '.jpg'}"
     if not dest.exists():
         try:
             download_url(source, dest)

@@ -127,6 +127,11 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=_providers(ort, dev))
     except Exception as e:
+        from .checkpoint import torchscript_error, torchscript_source
+
+        source = torchscript_source(path)
+        if source is not None:  # a TorchScript export given an .onnx name
+            raise torchscript_error(path, source) from None
         detail = " ".join(str(e).split())[:300]
         raise CheckpointError(f"{path}: not a valid ONNX model, or the file is damaged "
                               f"({type(e).__name__}: {detail}). Export models with "

@@ -164,12 +164,15 @@ def preserve_colors(content: Image.Image, stylized: Image.Image) -> Image.Image:
 
 def load_stylizer(path: Union[str, Path], device: str = "auto", precision: str = "fp32",
                   fast: Optional[bool] = None, compile: bool = False) -> Stylizer:
-    """Load a fast-nst checkpoint (final model or training checkpoint) for stylizing.
+    """Load a fast-nst checkpoint (final model or training checkpoint) for stylizing; also a run
+    folder (``models/wave`` -> ``models/wave/wave.pth``), an .onnx export or a pytorch/examples model.
 
     ``device``: "auto" (CUDA if available), "cpu", "cuda" or "cuda:N". ``precision``, ``fast``
     and ``compile``: see :class:`Stylizer`.
     Raises :class:`~fast_nst.errors.FastNSTError` for a missing, foreign or unsafe file.
     """
+    if Path(path).is_dir() and (Path(path) / f"{Path(path).name}.pth").is_file():
+        path = Path(path) / f"{Path(path).name}.pth"  # a run folder: its final model
     if Path(path).suffix.lower() == ".onnx":
         from .onnx_runtime import load_onnx_stylizer  # optional extra: onnxruntime
 

@@ -165,3 +165,19 @@ def test_pixel_limit_option_does_not_outlive_the_call(model_file, tmp_path, caps
                      "--output_file", tmp_path / "o.jpg", "--device", "cpu", "--max_image_pixels", "5000")
     assert code == 0, err
     assert Image.MAX_IMAGE_PIXELS == before
+
+
+def test_a_run_folder_stands_for_its_final_model(model_file, tmp_path, capsys):
+    run = tmp_path / "tiny"
+    run.mkdir()
+    (run / "tiny.pth").write_bytes(model_file.read_bytes())
+    photo = make_photo(tmp_path / "p.jpg", (30, 20))
+    code, err = call(capsys, eval_main, "--model_file", run, "--image_file", photo,
+                     "--output_file", tmp_path / "o.jpg", "--device", "cpu")
+    assert code == 0, err
+    assert Image.open(tmp_path / "o.jpg").size == (30, 20)
+    other = tmp_path / "other"
+    other.mkdir()
+    code, err = call(capsys, eval_main, "--model_file", other, "--image_file", photo,
+                     "--output_file", tmp_path / "o2.jpg", "--device", "cpu")
+    assert_clean(code, err, "is a folder")

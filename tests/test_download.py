@@ -128,3 +128,21 @@ def test_zip_put_in_place_by_hand_is_used(in_tmp, monkeypatch, capsys):
     assert code == 0, err
     assert out.startswith(f"Saved {Path('data/train2014')}")
     assert files_under(in_tmp) == ["data", "data/train2014", "data/train2014/COCO_train2014_000000000009.jpg"]
+
+
+def test_style_urls_sharing_a_file_name_are_cached_apart(tmp_path, monkeypatch):
+    fetched = []
+
+    def fake_download(url, dest, **kw):
+        fetched.append(url)
+        Path(dest).parent.mkdir(parents=True, exist_ok=True)
+        Path(dest).write_text(url)
+        return Path(dest)
+
+    monkeypatch.setattr(download, "download_url", fake_download)
+    a = download.fetch_style_image("https://a.example/art/style.jpg", tmp_path)
+    b = download.fetch_style_image("https://b.example/other/style.jpg", tmp_path)
+    assert a != b and a.read_text().startswith("https://a.") and b.read_text().startswith("https://b.")
+    assert a.name.startswith("style-") and a.suffix == ".jpg"
+    assert download.fetch_style_image("https://a.example/art/style.jpg", tmp_path) == a
+    assert len(fetched) == 2  # the second request for the same URL is served from the cache

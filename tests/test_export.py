@@ -254,6 +254,13 @@ def test_onnx_cuda_provider_that_fails_to_start(onnx_file, monkeypatch):
     assert s.stylize_tensor(x).shape == x.shape
 
 
+def test_torchscript_export_named_onnx_is_recognised(torchscript_file, tmp_path, capsys):
+    misnamed = tmp_path / "wave.onnx"  # e.g. written by an older export that did not check suffixes
+    misnamed.write_bytes(Path(torchscript_file).read_bytes())
+    with pytest.raises(CheckpointError, match="this is a TorchScript export"):
+        load_stylizer(misnamed, device="cpu")
+
+
 # ---- TorchScript ------------------------------------------------------------------------------
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
