@@ -46,6 +46,7 @@ class Stylizer:
         self.net = model  # the plain network (tiling hooks into its instance norms)
         net: torch.nn.Module = FastTransformNet(model) if fast else model
         self.model = torch.compile(net) if compile else net
+        self.compiled = compile
         self.device = device
         self.precision = precision
         self.name = name

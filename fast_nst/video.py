@@ -462,7 +462,12 @@ class _VideoJob:
             arrays = [np.asarray(p) for p in photos]
         x = torch.from_numpy(np.stack(arrays)).to(self.device)
         x = x.permute(0, 3, 1, 2).contiguous().float().div_(255.0)
-        y = self.stylizer.stylize_tensor(x)
+        n = x.shape[0]
+        if getattr(self.stylizer, "compiled", False) and n < self.effective_batch:
+            # A shorter last batch would make torch.compile build (and wait for) another graph;
+            # repeating a frame costs less, and instance norm keeps frames independent.
+            x = torch.cat([x, x[-1:].expand(self.effective_batch - n, -1, -1, -1)])
+        y = self.stylizer.stylize_tensor(x)[:n]
         if not finishing:
             y = y.mul(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
             return list(y)

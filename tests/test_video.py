@@ -277,3 +277,22 @@ def test_webm_reencodes_audio_and_rotation_is_kept(stylizer, tmp_path):
     out = tmp_path / "out.mp4"
     stylize_video(stylizer, clip, out, progress=False)
     assert src["rotation"] == probe(out)["rotation"] == 90  # players show it upright, as the input
+
+
+def test_compiled_stylizer_sees_one_batch_shape(model_file, clip, tmp_path):
+    """With torch.compile, a short last batch is padded to the batch size (another shape would
+    compile another graph); the padding frames are dropped, so every frame is written once."""
+    s = load_stylizer(model_file, device="cpu")
+    s.compiled = True  # the padding logic alone; compiling itself is tested elsewhere
+    shapes, plain = [], s.stylize_tensor
+
+    def recording(x):
+        shapes.append(tuple(x.shape))
+        return plain(x)
+
+    s.stylize_tensor = recording
+    out = tmp_path / "out.mp4"
+    stylize_video(s, clip, out, batch_size=5)
+    assert FRAMES % 5 != 0 and len(shapes) == -(-FRAMES // 5)
+    assert {shape[0] for shape in shapes} == {5}
+    assert len(probe(out)["frames"]) == FRAMES
