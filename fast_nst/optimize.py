@@ -354,7 +354,8 @@ def _run_scale(objective: GatysObjective, x: torch.Tensor, optimizer: str, lr: f
             raise FastNSTError(f"the loss became {float(loss.detach())} at step {counter[0] + 1}; lower "
                                "--lr or the loss weights, or use --optimizer adam.")
         loss.backward()
-        values = {k: float(v.detach()) for k, v in terms.items()}
+        # One device-to-host copy for all terms (float() on each would sync once per term).
+        values = dict(zip(terms, torch.stack([v.detach().float() for v in terms.values()]).tolist()))
         counter[0] += 1
         if optimizer == "lbfgs" and values["total"] < best[0]:
             best[:] = [values["total"], x.detach().clone()]
