@@ -143,8 +143,6 @@ def fetch_style_image(source: str, cache_dir: str | Path = STYLE_CACHE) -> Path:
     """Local path of a style image; an http(s) URL is downloaded once into ``cache_dir``."""
     if not is_url(source):
         return Path(source)
-    import hashlib
-
     name = Path(urllib.parse.urlparse(source).path).name or "style.jpg"
     # The URL's hash in the name: two paintings published as .../style.jpg must not share a file.
     tag = hashlib.sha1(source.encode("utf-8")).hexdigest()[:8]
@@ -276,8 +274,7 @@ pretrained, then run the command again: it uses the zip there instead of downloa
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser_ = parser()
-    args = parser_.parse_args(argv)
+    args = parser().parse_args(argv)
     try:
         if args.what in ("vgg16", "vgg19"):
             paths = [download_vgg(args.what, args.dest)]
