@@ -95,6 +95,13 @@ def _run_files(run_dir: Path, naming: str) -> list[Path]:
 
 
 def _check_writable(run_dir: Path) -> None:
+    """Raise unless files can be written in ``run_dir``; folders made to find out are removed
+    again, so a run that fails a later check leaves nothing behind."""
+    made = []
+    folder = run_dir
+    while not folder.exists() and folder != folder.parent:
+        made.append(folder)  # deepest first
+        folder = folder.parent
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write_test"
@@ -103,6 +110,12 @@ def _check_writable(run_dir: Path) -> None:
     except OSError as e:
         raise FastNSTError(f"Cannot write to the run folder {run_dir}: {e.strerror or e}. "
                            "Set model_path to a writable folder.") from None
+    finally:
+        for d in made:
+            try:
+                d.rmdir()
+            except OSError:  # not ours alone any more (another process wrote into it)
+                break
 
 
 def _clear_previous_run(run_dir: Path, naming: str) -> None:
@@ -355,6 +368,7 @@ def _train(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: bool, co
     writer = None
     if main:
         samples = load_sample_images(cfg.sample_images, files, cfg.num_samples, cfg.image_size).to(device)
+        run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / CONFIG_FILE)
         # Drop what a stopped run logged after its checkpoint; keep the checkpoint step's own.
         writer = SummaryWriter(log_dir=str(run_dir),

@@ -181,3 +181,11 @@ def test_a_run_folder_stands_for_its_final_model(model_file, tmp_path, capsys):
     code, err = call(capsys, eval_main, "--model_file", other, "--image_file", photo,
                      "--output_file", tmp_path / "o2.jpg", "--device", "cpu")
     assert_clean(code, err, "is a folder")
+
+
+def test_a_run_that_fails_its_checks_leaves_no_folder(tmp_path, style_file, capsys):
+    models = tmp_path / "new" / "models"
+    conf = write_config(tmp_path / "x.yml", **tiny_values(models, tmp_path / "no_photos", style_file))
+    code, err = call(capsys, train_main, "-c", conf)
+    assert_clean(code, err, "no_photos")
+    assert not (tmp_path / "new").exists()
