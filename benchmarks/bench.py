@@ -116,8 +116,13 @@ def fast_step_fn(net, crit, opt, x, precision: str, device: torch.device):
     return step
 
 
-def bench_training(device, size, batches, precisions, compile_: bool, channels_last: bool,
-                   warmup: int, iters: int) -> None:
+LAYOUTS = {"NCHW": (False, False), "CL": (True, True), "CL vgg only": (False, True)}  # (net, VGG)
+
+
+def bench_training(device, size, batches, variants: list[tuple[str, bool, str]], warmup: int,
+                   iters: int, reference: bool = True) -> None:
+    """images/s of the reference step (if ``reference``) and of each (precision, compile,
+    layout) variant; layout is a key of :data:`LAYOUTS`: which networks run channels_last."""
     print(f"\nTraining step, {size} x {size}:")
     torch.manual_seed(0)
     style = torch.rand(1, 3, size, size, device=device)
@@ -129,22 +134,25 @@ def bench_training(device, size, batches, precisions, compile_: bool, channels_l
         with torch.no_grad():
             grams = [gram_matrix(f) for f in enc(style, STYLE_LAYERS).values()]
         opt = torch.optim.Adam(net.parameters(), 1e-3)
-        reset_peak(device)
-        t = timed(reference_step_fn(net, enc, grams, opt, x), device, warmup, iters)
-        record(f"train batch {batch}", "reference (eager fp32)", f"{batch / t:.1f} img/s", device)
+        if reference:
+            reset_peak(device)
+            t = timed(reference_step_fn(net, enc, grams, opt, x), device, warmup, iters)
+            record(f"train batch {batch}", "reference (eager fp32)", f"{batch / t:.1f} img/s", device)
         # fast paths
-        for precision in precisions:
-            mf = torch.channels_last if channels_last else torch.preserve_format
-            net = TransformNet().to(device, memory_format=mf)
-            enc = VGGEncoder(random_vgg16_features(0), STYLE_LAYERS).to(device, memory_format=mf)
+        for precision, compile_, layout in variants:
+            net_cl, vgg_cl = LAYOUTS[layout]
+            fmt = {True: torch.channels_last, False: torch.preserve_format}
+            net = TransformNet().to(device, memory_format=fmt[net_cl])
+            enc = VGGEncoder(random_vgg16_features(0), STYLE_LAYERS).to(device, memory_format=fmt[vgg_cl])
             crit = PerceptualLoss(enc, style, ["relu2_2"], STYLE_LAYERS, 1.0, 1e5, 1.0)
             opt = torch.optim.Adam(net.parameters(), 1e-3, fused=True)  # as training.py
-            xf = x.contiguous(memory_format=mf)
+            xf = x.contiguous(memory_format=fmt[net_cl])
             step_net, step_crit = (torch.compile(net), torch.compile(crit)) if compile_ else (net, crit)
             reset_peak(device)
             t = timed(fast_step_fn(step_net, step_crit, opt, xf, precision, device), device,
                       warmup + (3 if compile_ else 0), iters)
-            label = f"fast {precision}" + (" compiled" if compile_ else "") + (" CL" if channels_last else "")
+            label = (f"fast {precision}" + (" compiled" if compile_ else "")
+                     + ("" if layout == "NCHW" else f" {layout}"))
             record(f"train batch {batch}", label, f"{batch / t:.1f} img/s", device)
 
 
@@ -245,7 +253,8 @@ def main() -> int:
     p.add_argument("--data", help="folder of JPEGs for the loader benchmark (default: generated)")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--compile", action="store_true", help="also measure torch.compile paths")
-    p.add_argument("--channels_last", action="store_true", help="also measure channels_last")
+    p.add_argument("--channels_last", action="store_true",
+                   help="also measure channels_last for both networks and for VGG alone")
     p.add_argument("--e2e_steps", type=int, default=None,
                    help="steps of the end-to-end train.py loop (default: 300 on GPU, 6 on CPU)")
     p.add_argument("--out", type=Path, help="also append the table's rows to this markdown file")
@@ -269,11 +278,15 @@ def main() -> int:
         torch.backends.cudnn.benchmark = True
     if "train" in only:
         precisions = ["fp32", "bf16", "fp16"] if gpu else ["fp32", "bf16"]
-        bench_training(device, 256 if gpu else 128, [4, 16] if gpu else [4], precisions, False, False,
-                       warmup=5 if gpu else 1, iters=20 if gpu else 3)
-        if args.compile or args.channels_last:
-            bench_training(device, 256 if gpu else 128, [16] if gpu else [4], ["bf16"] if gpu else ["fp32"],
-                           args.compile, args.channels_last, warmup=5 if gpu else 1, iters=20 if gpu else 3)
+        bench_training(device, 256 if gpu else 128, [4, 16] if gpu else [4],
+                       [(p, False, "NCHW") for p in precisions], warmup=5 if gpu else 1, iters=20 if gpu else 3)
+        precision = "bf16" if gpu else "fp32"
+        compiles = [False, True] if args.compile else [False]
+        layouts = ["NCHW", "CL", "CL vgg only"] if args.channels_last else ["NCHW"]
+        extra = [(precision, c, lay) for c in compiles for lay in layouts if c or lay != "NCHW"]
+        if extra:
+            bench_training(device, 256 if gpu else 128, [16] if gpu else [4], extra,
+                           warmup=5 if gpu else 1, iters=20 if gpu else 3, reference=False)
     if "data" in only:
         workers = args.workers if args.workers is not None else (8 if gpu else 2)
         if args.data:
