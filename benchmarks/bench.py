@@ -4,6 +4,7 @@
     python benchmarks/bench.py --only inference     # just stylizing
     python benchmarks/bench.py --data ../shared/data/train --out results.md
     python benchmarks/bench.py --only e2e --data data/train2014   # the real train.py loop
+    python benchmarks/bench.py --quick                            # does every path run?
 
 Reference path (what pytorch/examples' fast_neural_style does): eager fp32, NCHW, both the
 stylized and the content batch through VGG16 up to relu4_3, loss read back to the host every
@@ -22,8 +23,9 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -246,12 +248,49 @@ def bench_inference(device, sizes, warmup, iters, precisions, compile_: bool) ->
             record(f"stylize {w} x {h}", label, f"{t * 1e3:.1f} ms ({t_ref / t:.2f}x)", device)
 
 
-def main() -> int:
+@dataclass(frozen=True)
+class Plan:
+    """What to measure and how long, per kind of run."""
+
+    train_size: int  # training crop (px)
+    train_batches: tuple[int, ...]  # batches for reference vs each precision
+    variant_batch: int  # batch for the compile / channels_last variants
+    precisions: tuple[str, ...]
+    variant_precision: str
+    warmup: int
+    iters: int
+    data_size: int
+    data_batch: int
+    data_batches: int
+    fake_images: int  # generated JPEGs when --data is not given
+    workers: int
+    e2e_size: int
+    e2e_steps: int
+    e2e_runs: tuple[tuple[int, str], ...]  # (batch, precision) of the train.py loop
+    sizes: tuple[tuple[int, int], ...]  # (H, W) to stylize
+    inference_precisions: tuple[str, ...]
+
+
+PLANS = {
+    # 256 px and batch 16: the issue's H100 targets; 20 timed steps after cudnn.benchmark warm-up.
+    "gpu": Plan(256, (4, 16), 16, ("fp32", "bf16", "fp16"), "bf16", 5, 20, 256, 16, 40, 200, 8,
+                256, 300, ((4, "fp32"), (16, "bf16")), ((256, 256), (512, 512), (1080, 1920)),
+                ("fp32", "bf16", "fp16")),
+    # 128 px: a 256 px step takes ~6 s on the 2-core CPU; 3 timed steps are enough there.
+    "cpu": Plan(128, (4,), 4, ("fp32", "bf16"), "fp32", 1, 3, 256, 16, 10, 200, 2,
+                128, 6, ((4, "bf16"),), ((256, 256), (512, 512), (1080, 1920)), ("fp32",)),
+    # --quick: every code path once at toy sizes (the test suite's smoke run), numbers meaningless.
+    "quick": Plan(32, (2,), 2, ("fp32", "bf16"), "fp32", 0, 1, 32, 2, 2, 8, 0,
+                  32, 2, ((2, "bf16"),), ((32, 32), (24, 40)), ("fp32",)),
+}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto")
     p.add_argument("--only", choices=["train", "data", "e2e", "inference"], action="append")
-    p.add_argument("--data", help="folder of JPEGs for the loader benchmark (default: generated)")
-    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--data", help="folder of JPEGs for the loader and e2e benchmarks (default: generated)")
+    p.add_argument("--workers", type=int, default=None, help="loader workers (default 8 on GPU, 2 on CPU)")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile paths")
     p.add_argument("--channels_last", action="store_true",
                    help="also measure channels_last for both networks and for VGG alone")
@@ -259,15 +298,19 @@ def main() -> int:
                    help="steps of the end-to-end train.py loop (default: 300 on GPU, 6 on CPU)")
     p.add_argument("--out", type=Path, help="also append the table's rows to this markdown file")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    args = p.parse_args()
+    p.add_argument("--quick", action="store_true",
+                   help="toy sizes, one step each: checks that every path runs (numbers meaningless)")
+    args = p.parse_args(argv)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if args.device == "auto" else args.device))
     if args.threads:
         torch.set_num_threads(args.threads)
     gpu = device.type == "cuda"
+    plan = PLANS["quick" if args.quick else "gpu" if gpu else "cpu"]
+    workers = args.workers if args.workers is not None else plan.workers
     name = torch.cuda.get_device_name(device) if gpu else (platform.processor() or platform.machine())
     header = (f"fast-nst benchmark on {device} ({name}); torch {torch.__version__}, "
-              f"{torch.get_num_threads()} threads")
+              f"{torch.get_num_threads()} threads" + (" (--quick: not a measurement)" if args.quick else ""))
     print(header)
     if args.out:
         OUT_FILE.append(args.out)
@@ -277,44 +320,34 @@ def main() -> int:
     if gpu:
         torch.backends.cudnn.benchmark = True
     if "train" in only:
-        precisions = ["fp32", "bf16", "fp16"] if gpu else ["fp32", "bf16"]
-        bench_training(device, 256 if gpu else 128, [4, 16] if gpu else [4],
-                       [(p, False, "NCHW") for p in precisions], warmup=5 if gpu else 1, iters=20 if gpu else 3)
-        precision = "bf16" if gpu else "fp32"
+        bench_training(device, plan.train_size, plan.train_batches,
+                       [(pr, False, "NCHW") for pr in plan.precisions], plan.warmup, plan.iters)
         compiles = [False, True] if args.compile else [False]
         layouts = ["NCHW", "CL", "CL vgg only"] if args.channels_last else ["NCHW"]
-        extra = [(precision, c, lay) for c in compiles for lay in layouts if c or lay != "NCHW"]
+        extra = [(plan.variant_precision, c, lay) for c in compiles for lay in layouts if c or lay != "NCHW"]
         if extra:
-            bench_training(device, 256 if gpu else 128, [16] if gpu else [4], extra,
-                           warmup=5 if gpu else 1, iters=20 if gpu else 3, reference=False)
-    if "data" in only:
-        workers = args.workers if args.workers is not None else (8 if gpu else 2)
-        if args.data:
-            bench_data(Path(args.data), 256, 16, workers, 40 if gpu else 10, device)
-        else:
-            with tempfile.TemporaryDirectory() as tmp:
-                bench_data(make_fake_folder(200, Path(tmp)), 256, 16, workers, 40 if gpu else 10, device)
-    if "e2e" in only:
-        workers = args.workers if args.workers is not None else (8 if gpu else 2)
-        steps = args.e2e_steps or (300 if gpu else 6)
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(args.data) if args.data else make_fake_folder(200, Path(tmp))
+            bench_training(device, plan.train_size, (plan.variant_batch,), extra, plan.warmup,
+                           plan.iters, reference=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.data) if args.data else None
+        if folder is None and ("data" in only or "e2e" in only):
+            folder = make_fake_folder(plan.fake_images, Path(tmp))
+        if "data" in only:
+            bench_data(folder, plan.data_size, plan.data_batch, workers, plan.data_batches, device)
+        if "e2e" in only:
+            steps = args.e2e_steps or plan.e2e_steps
             print(f"\nThe train.py loop end to end ({folder}, {steps} steps):")
-            if gpu:
-                for batch, precision in ((4, "fp32"), (16, "bf16")):
-                    bench_end_to_end(folder, device, 256, batch, precision, False, workers, steps)
-                if args.compile:
-                    bench_end_to_end(folder, device, 256, 16, "bf16", True, workers, steps)
-            else:
-                bench_end_to_end(folder, device, 128, 4, "bf16", False, workers, steps)
+            runs = [(b, pr, False) for b, pr in plan.e2e_runs]
+            if args.compile:
+                runs.append((plan.variant_batch, plan.variant_precision, True))
+            for batch, precision, compile_ in runs:
+                bench_end_to_end(folder, device, plan.e2e_size, batch, precision, compile_, workers, steps)
     if "inference" in only:
-        sizes = [(256, 256), (512, 512), (1080, 1920)]
-        precisions = ["fp32", "bf16", "fp16"] if gpu else ["fp32"]
-        bench_inference(device, sizes, warmup=3 if gpu else 1, iters=20 if gpu else 3,
-                        precisions=precisions, compile_=False)
+        bench_inference(device, plan.sizes, warmup=max(1, plan.warmup // 2), iters=plan.iters,
+                        precisions=plan.inference_precisions, compile_=False)
         if args.compile:
-            bench_inference(device, sizes, warmup=3, iters=20 if gpu else 3,
-                            precisions=["bf16"] if gpu else ["fp32"], compile_=True)
+            bench_inference(device, plan.sizes, warmup=max(1, plan.warmup // 2), iters=plan.iters,
+                            precisions=(plan.variant_precision,), compile_=True)
     print("\n| what | path | result | peak memory |\n| --- | --- | --- | --- |")
     for row in ROWS:
         print("| " + " | ".join(row) + " |")
