@@ -214,15 +214,20 @@ def _what_is_it(path: Path, error: BaseException) -> str:
     return f"unreadable binary data ({type(error).__name__})"
 
 
+def require_model_file(path: Path) -> None:
+    """:class:`CheckpointError` unless ``path`` is an existing file (.pth and .onnx alike)."""
+    if not path.is_file():
+        raise CheckpointError(f"Model file not found: {path}" if not path.exists()
+                              else f"Model file is a folder, not a file: {path}")
+
+
 def safe_torch_load(path: str | Path) -> Any:
     """``torch.load(weights_only=True)`` with every failure turned into a :class:`CheckpointError`
     whose message is fast-nst's own (torch's texts recommend weights_only=False)."""
     import warnings
 
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"Model file not found: {path}" if not path.exists()
-                              else f"Model file is a folder, not a file: {path}")
+    require_model_file(path)
     source = torchscript_source(path)
     if source is not None:
         raise torchscript_error(path, source)
@@ -231,19 +236,17 @@ def safe_torch_load(path: str | Path) -> Any:
             # torch warns (several lines) before refusing a TorchScript archive; we explain it below
             warnings.filterwarnings("ignore", message=".*TorchScript archive", category=UserWarning)
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        # torch labels every weights-only failure "Weights only load failed"; only a refused
-        # global/class means the pickle asked to build arbitrary objects (a damaged file fails too).
-        if "Unsupported global" in str(e) or "Unsupported class" in str(e):
-            raise CheckpointError(
-                f"{path}: refused: the file contains pickled Python objects other than tensors and "
-                "plain containers, which could run code when loaded. fast-nst only loads "
-                "weights-only checkpoints; nothing from this file was executed."
-            ) from None
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint, or the file is damaged "
-                              f"({_what_is_it(path, e)}). {_EXPECTED}") from None
-    except Exception as e:  # zip/stream errors, EOF, bad magic...: not a torch file
-        if "TorchScript" in str(e):  # an archive our own check did not recognise
+    except Exception as e:  # the weights-only unpickler's refusals; zip/stream errors, EOF, bad magic...
+        if isinstance(e, pickle.UnpicklingError):
+            # torch labels every weights-only failure "Weights only load failed"; only a refused
+            # global/class means the pickle asked to build arbitrary objects (a damaged file fails too).
+            if "Unsupported global" in str(e) or "Unsupported class" in str(e):
+                raise CheckpointError(
+                    f"{path}: refused: the file contains pickled Python objects other than tensors "
+                    "and plain containers, which could run code when loaded. fast-nst only loads "
+                    "weights-only checkpoints; nothing from this file was executed."
+                ) from None
+        elif "TorchScript" in str(e):  # an archive our own check did not recognise
             raise torchscript_error(path, "") from None
         raise CheckpointError(f"{path}: not a PyTorch checkpoint, or the file is damaged "
                               f"({_what_is_it(path, e)}). {_EXPECTED}") from None

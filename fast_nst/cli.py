@@ -26,7 +26,9 @@ def _short_warning(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
 
-def _run(fn: Callable[[], int]) -> int:
+def run_command(fn: Callable[[], int]) -> int:
+    """Run a command's body: a :class:`FastNSTError` becomes one ``error: ...`` line and its exit
+    code, Ctrl-C ``error: interrupted`` (130), warnings one ``warning: ...`` line each."""
     previous = warnings.formatwarning
     warnings.formatwarning = _short_warning
     try:
@@ -93,7 +95,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
                  progress=not args.no_progress, command=train_command(args.config, args.overrides))
         return 0
 
-    return _run(run)
+    return run_command(run)
 
 
 # ---- eval.py ---------------------------------------------------------------------------------
@@ -267,6 +269,6 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
 
     limit = Image.MAX_IMAGE_PIXELS
     try:
-        return _run(run)
+        return run_command(run)
     finally:
         Image.MAX_IMAGE_PIXELS = limit

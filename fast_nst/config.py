@@ -30,6 +30,7 @@ VGG16_LAYERS = tuple(
 LOSS_MODELS = ("vgg16",)
 # Smallest training image_size: VGG16 pools 4 times before relu4_3 (16 -> 1 px there).
 MIN_IMAGE_SIZE = 16
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
 BASE_KEY = "base"  # a YAML file may name another YAML file (relative to itself) to start from
 
 
@@ -278,9 +279,13 @@ def _validate(cfg: TrainConfig, origin: dict[str, str], where: str = "defaults")
     if cfg.style_layer_weights is not None and len(cfg.style_layer_weights) != len(cfg.style_layers):
         fail("style_layer_weights", f"has {len(cfg.style_layer_weights)} weights for "
              f"{len(cfg.style_layers)} style_layers; give one per layer or null")
-    dev = cfg.device
-    if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
-        fail("device", f"is {dev!r}; choose one of: auto, cpu, cuda, cuda:N")
+    if not is_device_name(cfg.device):
+        fail("device", f"is {cfg.device!r}; choose one of: {DEVICE_CHOICES}")
+
+
+def is_device_name(name: str) -> bool:
+    """Whether ``name`` is a device setting fast-nst understands (see :data:`DEVICE_CHOICES`)."""
+    return name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())
 
 
 def build_config(values: dict[str, tuple[Any, str]], where: str = "defaults") -> TrainConfig:

@@ -26,6 +26,7 @@ import torch
 
 from .checkpoint import atomic_torch_save, make_checkpoint, safe_torch_load
 from .config import config_from_dict
+from .cli import run_command
 from .errors import CheckpointError, FastNSTError
 from .model import TransformNet, TransformNetArgs
 
@@ -117,13 +118,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help=f"layout of SRC (default {FORMATS[0]})")
     p.add_argument("--naming", help="style name stored in the checkpoint (default: DEST's stem)")
     args = p.parse_args(argv)
-    try:
-        out = convert_file(args.src, args.dest, args.fmt, args.naming)
-    except FastNSTError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"Saved {out}")
-    return 0
+
+    def run() -> int:
+        print(f"Saved {convert_file(args.src, args.dest, args.fmt, args.naming)}")
+        return 0
+
+    return run_command(run)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .cli import run_command
 from .config import MIN_IMAGE_SIZE
 from .errors import DataError
 from .images import list_images, open_image
@@ -383,9 +384,6 @@ def _write_cache(files: Sequence[Path], train_dir: str | Path, image_size: int, 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     import argparse
-    import sys
-
-    from .errors import FastNSTError
 
     parser = argparse.ArgumentParser(
         prog="python -m fast_nst.data",
@@ -397,12 +395,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     prep.add_argument("--image_size", type=int, default=256, help="training image_size (default 256)")
     prep.add_argument("--num_workers", type=int, default=4, help="decoding processes")
     args = parser.parse_args(argv)
-    try:
+
+    def run() -> int:
         prepare_cache(args.train_dir, args.image_size, args.num_workers)
-    except FastNSTError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+        return 0
+
+    return run_command(run)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .config import DEVICE_CHOICES, is_device_name
 from .errors import FastNSTError
 
 
@@ -11,8 +12,8 @@ def resolve_device(name: str) -> torch.device:
     """``auto`` -> cuda if available else cpu; ``cuda`` without CUDA is a :class:`FastNSTError`."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not (name in ("cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())):
-        raise FastNSTError(f"Unknown device {name!r}; choose one of: auto, cpu, cuda, cuda:N")
+    if not is_device_name(name):
+        raise FastNSTError(f"Unknown device {name!r}; choose one of: {DEVICE_CHOICES}")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise FastNSTError(

@@ -25,7 +25,8 @@ from typing import Optional, Sequence
 
 from tqdm import tqdm
 
-from .errors import DownloadError, FastNSTError
+from .cli import run_command
+from .errors import DownloadError
 
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 VGG16_FILE = "pretrained/vgg16-397923af.pth"
@@ -275,21 +276,21 @@ pretrained, then run the command again: it uses the zip there instead of downloa
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser().parse_args(argv)
-    try:
+
+    def run() -> int:
         if args.what in ("vgg16", "vgg19"):
             paths = [download_vgg(args.what, args.dest)]
         elif args.what == "coco":
             paths = [download_coco(args.dest or "data", keep_zip=args.keep_zip)]
         else:
             paths = download_pretrained(args.dest or "models")
-    except FastNSTError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    for path in paths:
-        print(f"Saved {path}")
-    if args.what == "pretrained":
-        print(f"Try: python eval.py --model_file {paths[0]} --image_file photo.jpg")
-    return 0
+        for path in paths:
+            print(f"Saved {path}")
+        if args.what == "pretrained":
+            print(f"Try: python eval.py --model_file {paths[0]} --image_file photo.jpg")
+        return 0
+
+    return run_command(run)
 
 
 if __name__ == "__main__":

@@ -441,7 +441,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser().parse_args(argv)
-    from .cli import _run
+    from .cli import run_command
 
     def run() -> int:
         if args.output:
@@ -463,7 +463,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print("note: eval.py and load_stylizer recognise ONNX files by the .onnx suffix.")
         return 0
 
-    return _run(run)
+    return run_command(run)
 
 
 if __name__ == "__main__":

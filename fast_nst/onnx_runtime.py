@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .checkpoint import require_model_file, torchscript_error, torchscript_source
 from .device import resolve_device
 from .errors import CheckpointError, FastNSTError
 from .images import pil_to_tensor, tensor_to_pil
@@ -116,9 +117,7 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
         raise FastNSTError(f"precision {precision!r} is not available for .onnx models (the exported "
                            "graph is float32); use fp32, or the .pth checkpoint for bf16/fp16.")
     ort = _import_onnxruntime()
-    if not path.is_file():
-        raise CheckpointError(f"Model file not found: {path}" if not path.exists()
-                              else f"Model file is a folder, not a file: {path}")
+    require_model_file(path)
     dev = resolve_device(device)
     if device == "auto" and dev.type == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
         dev = torch.device("cpu")
@@ -127,8 +126,6 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=_providers(ort, dev))
     except Exception as e:
-        from .checkpoint import torchscript_error, torchscript_source
-
         source = torchscript_source(path)
         if source is not None:  # a TorchScript export given an .onnx name
             raise torchscript_error(path, source) from None

@@ -471,7 +471,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parser().parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (1): a return code, not an exception
         return int(e.code or 0)
-    from .cli import _run
+    from .cli import run_command
 
     def run() -> int:
         output = Path(args.output)
@@ -507,7 +507,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"Saved {output}")
         return 0
 
-    return _run(run)
+    return run_command(run)
 
 
 if __name__ == "__main__":
