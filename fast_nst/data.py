@@ -283,6 +283,11 @@ class ImageCache:
         return self._map[start:start + h * w * 3].reshape(h, w, 3)
 
 
+def _relative_names(files: Sequence[Path], train_dir: str | Path) -> list[str]:
+    """How the cache's index names ``files``: relative to ``train_dir``, so the folder can move."""
+    return [str(Path(f).relative_to(train_dir)) for f in files]
+
+
 def open_cache(train_dir: str | Path, image_size: int, files: Sequence[Path]) -> Optional[ImageCache]:
     """The cache for ``files`` at ``image_size`` if ``prepare`` made one and it is current;
     None (with a warning when it exists but is stale) otherwise."""
@@ -297,8 +302,8 @@ def open_cache(train_dir: str | Path, image_size: int, files: Sequence[Path]) ->
     except (OSError, ValueError):
         warnings.warn(f"Ignoring unreadable cache {folder}; run prepare again.")
         return None
-    rel = [str(Path(f).relative_to(train_dir)) for f in files]
-    if meta.get("version") != CACHE_VERSION or meta.get("image_size") != image_size or meta.get("files") != rel:
+    if (meta.get("version") != CACHE_VERSION or meta.get("image_size") != image_size
+            or meta.get("files") != _relative_names(files, train_dir)):
         warnings.warn(f"Ignoring stale cache {folder} (files or settings changed); refresh it with: "
                       f"python -m fast_nst.data prepare {train_dir} --image_size {image_size}")
         return None
@@ -372,7 +377,7 @@ def _write_cache(files: Sequence[Path], train_dir: str | Path, image_size: int, 
         out.flush()
         os.fsync(out.fileno())
     meta = {"version": CACHE_VERSION, "image_size": image_size,
-            "files": [str(Path(f).relative_to(train_dir)) for f in files],
+            "files": _relative_names(files, train_dir),
             "offsets": offsets, "shapes": shapes}
     (tmp / "index.json").write_text(json.dumps(meta))
     shutil.rmtree(final, ignore_errors=True)

@@ -62,7 +62,7 @@ def download_url(url: str, dest: str | Path, sha256_prefix: Optional[str] = None
     """
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
-    created = _missing_dirs(dest.parent)
+    created = missing_dirs(dest.parent)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         start = part.stat().st_size if part.exists() else 0
@@ -96,13 +96,22 @@ def download_url(url: str, dest: str | Path, sha256_prefix: Optional[str] = None
     return dest
 
 
-def _missing_dirs(folder: Path) -> list[Path]:
+def missing_dirs(folder: Path) -> list[Path]:
     """``folder`` and those of its parents that do not exist yet, deepest first."""
     missing = []
     while not folder.exists() and folder != folder.parent:
         missing.append(folder)
         folder = folder.parent
     return missing
+
+
+def remove_dirs(made: list[Path]) -> None:
+    """Remove the folders :func:`missing_dirs` listed (deepest first) again, while they are empty."""
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:  # something else is in it now: leave it and its parents
+            return
 
 
 def _clean_up(part: Path, created: list[Path]) -> None:
@@ -113,10 +122,9 @@ def _clean_up(part: Path, created: list[Path]) -> None:
     try:
         if part.exists() and part.stat().st_size == 0:
             part.unlink()
-        for folder in created:
-            folder.rmdir()  # OSError if something else is in it now: then leave it and its parents
     except OSError:
         pass
+    remove_dirs(created)
 
 
 def _by_hand(error: DownloadError, url: str, zip_path: Path, then: str) -> DownloadError:

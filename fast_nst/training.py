@@ -29,7 +29,7 @@ from .config import TrainConfig, save_config
 from .data import batch_to_device, build_loader, find_training_images, load_sample_images, open_cache
 from .device import resolve_device
 from .distributed import DistContext, OtherRankFailed, init_distributed, shutdown
-from .download import fetch_style_image
+from .download import fetch_style_image, missing_dirs, remove_dirs
 from .errors import CheckpointError, DataError, FastNSTError
 from .images import open_image, pil_to_tensor, resize_longest
 from .losses import PerceptualLoss, tf32_grams
@@ -97,11 +97,7 @@ def _run_files(run_dir: Path, naming: str) -> list[Path]:
 def _check_writable(run_dir: Path) -> None:
     """Raise unless files can be written in ``run_dir``; folders made to find out are removed
     again, so a run that fails a later check leaves nothing behind."""
-    made = []
-    folder = run_dir
-    while not folder.exists() and folder != folder.parent:
-        made.append(folder)  # deepest first
-        folder = folder.parent
+    made = missing_dirs(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write_test"
@@ -111,11 +107,7 @@ def _check_writable(run_dir: Path) -> None:
         raise FastNSTError(f"Cannot write to the run folder {run_dir}: {e.strerror or e}. "
                            "Set model_path to a writable folder.") from None
     finally:
-        for d in made:
-            try:
-                d.rmdir()
-            except OSError:  # not ours alone any more (another process wrote into it)
-                break
+        remove_dirs(made)
 
 
 def _clear_previous_run(run_dir: Path, naming: str) -> None:
