@@ -108,3 +108,18 @@ def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> 
     assert "Traceback" not in result.stderr + result.stdout, result.stderr
     for fragment in fragments:
         assert fragment in result.stderr, f"{fragment!r} not in:\n{result.stderr}"
+
+
+def in_process(capsys, main, *args) -> tuple[int, str]:
+    """Call a CLI entry point (train_main, eval_main, ...) here; (exit code, stderr)."""
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    return code, capsys.readouterr().err
+
+
+def assert_clean_in_process(code: int, err: str, *fragments: str) -> None:
+    """Non-zero exit, an ``error:`` line, each fragment in stderr, and no traceback."""
+    assert code != 0 and "Traceback" not in err, err
+    assert err.startswith("error: ") or "\nerror: " in err, err
+    for fragment in fragments:
+        assert fragment in err, f"{fragment!r} not in:\n{err}"

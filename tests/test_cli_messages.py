@@ -15,19 +15,7 @@ from fast_nst.cli import eval_main, train_command, train_main
 from fast_nst.config import load_config
 from fast_nst.model import TransformNet, TransformNetArgs
 
-from conftest import make_photo, run_cli, tiny_values, write_config
-
-
-def call(capsys, main, *args) -> tuple[int, str]:
-    capsys.readouterr()
-    code = main([str(a) for a in args])
-    return code, capsys.readouterr().err
-
-
-def assert_clean(code: int, err: str, *fragments: str) -> None:
-    assert code != 0 and "Traceback" not in err and "error: " in err, err
-    for fragment in fragments:
-        assert fragment in err, f"{fragment!r} not in:\n{err}"
+from conftest import assert_clean_in_process, in_process, make_photo, run_cli, tiny_values, write_config
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +35,7 @@ def test_folder_inputs_sharing_a_stem_get_distinct_outputs(model_file, tmp_path,
     make_photo(src / "x.png", (30, 20), seed=2, fmt="PNG")
     make_photo(src / "y.png", (30, 20), seed=3, fmt="PNG")
     out = tmp_path / "out"
-    code, err = call(capsys, eval_main, "--model_file", model_file, "--image_file", src,
+    code, err = in_process(capsys, eval_main, "--model_file", model_file, "--image_file", src,
                      "--output_file", out, "--device", "cpu")
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == ["x_jpg_tiny.jpg", "x_png_tiny.jpg", "y_tiny.jpg"]
@@ -58,7 +46,7 @@ def test_single_image_into_an_output_folder(model_file, tmp_path, capsys):
     for folder, arg in ((tmp_path / "existing", None), (tmp_path / "new", "new/")):
         if arg is None:
             folder.mkdir()
-        code, err = call(capsys, eval_main, "--model_file", model_file, "--image_file", photo,
+        code, err = in_process(capsys, eval_main, "--model_file", model_file, "--image_file", photo,
                          "--output_file", str(folder) if arg is None else f"{tmp_path}/{arg}", "--device", "cpu")
         assert code == 0, err
         assert Image.open(folder / "p_tiny.jpg").size == (30, 20)
@@ -72,18 +60,18 @@ def test_single_image_into_an_output_folder(model_file, tmp_path, capsys):
 ], ids=["negative_tile", "negative_pixel_limit", "upscale_past_limit"])
 def test_eval_option_errors(args, fragments, model_file, tmp_path, capsys):
     photo = make_photo(tmp_path / "p.jpg", (30, 20))
-    code, err = call(capsys, eval_main, "--model_file", model_file, "--image_file", photo,
+    code, err = in_process(capsys, eval_main, "--model_file", model_file, "--image_file", photo,
                      "--output_file", tmp_path / "o.jpg", "--device", "cpu", *args)
-    assert_clean(code, err, *fragments)
+    assert_clean_in_process(code, err, *fragments)
     assert not (tmp_path / "o.jpg").exists()
 
 
 def test_video_into_an_image_name_is_refused(model_file, tmp_path, capsys):
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"not checked before the output name")
-    code, err = call(capsys, eval_main, "--model_file", model_file, "--video_file", clip,
+    code, err = in_process(capsys, eval_main, "--model_file", model_file, "--video_file", clip,
                      "--output_file", tmp_path / "o.jpg", "--device", "cpu")
-    assert_clean(code, err, "names an image", ".mp4")
+    assert_clean_in_process(code, err, "names an image", ".mp4")
 
 
 # ---- train.py --------------------------------------------------------------------------------
@@ -102,15 +90,15 @@ def tiny_conf(tmp_path, train_dir, style_file) -> Path:
 
 def test_hints_repeat_the_overrides_and_resume_past_the_end_is_refused(tiny_conf, tmp_path, capsys):
     models = f"model_path={tmp_path / 'models'}"
-    code, err = call(capsys, train_main, "-c", tiny_conf, "--set", models, "--no_progress")
+    code, err = in_process(capsys, train_main, "-c", tiny_conf, "--set", models, "--no_progress")
     assert code == 0, err
     assert "step 1/2: loss=" in err and "step 2/2: loss=" in err  # log lines without a bar
 
-    code, err = call(capsys, train_main, "-c", tiny_conf, "--set", models, "--no_progress")
-    assert_clean(code, err, f"Continue it with: python train.py -c {tiny_conf} --set {models} --resume")
+    code, err = in_process(capsys, train_main, "-c", tiny_conf, "--set", models, "--no_progress")
+    assert_clean_in_process(code, err, f"Continue it with: python train.py -c {tiny_conf} --set {models} --resume")
 
-    code, err = call(capsys, train_main, "-c", tiny_conf, "--set", models, "--resume", "--no_progress")
-    assert_clean(code, err, "is at step 2, and this run ends at step 2", "nothing left to train",
+    code, err = in_process(capsys, train_main, "-c", tiny_conf, "--set", models, "--resume", "--no_progress")
+    assert_clean_in_process(code, err, "is at step 2, and this run ends at step 2", "nothing left to train",
                  f"--set {models} --resume --set max_steps=1002")
 
     # A subprocess: pytest records warnings in-process instead of printing them.
@@ -128,8 +116,8 @@ def test_prepare_rejects_sizes_training_cannot_use(size, train_dir, capsys):
     from fast_nst.data import main as data_main
 
     before = sorted(p.name for p in train_dir.iterdir())
-    code, err = call(capsys, data_main, "prepare", train_dir, "--image_size", size)
-    assert_clean(code, err, "--image_size must be at least 16", f"got {size}")
+    code, err = in_process(capsys, data_main, "prepare", train_dir, "--image_size", size)
+    assert_clean_in_process(code, err, "--image_size must be at least 16", f"got {size}")
     assert sorted(p.name for p in train_dir.iterdir()) == before  # no cache folder left behind
 
 
@@ -161,7 +149,7 @@ def test_transparency_dropped_by_jpeg_is_reported(tmp_path):
 def test_pixel_limit_option_does_not_outlive_the_call(model_file, tmp_path, capsys):
     before = Image.MAX_IMAGE_PIXELS
     photo = make_photo(tmp_path / "p.jpg", (30, 20))
-    code, err = call(capsys, eval_main, "--model_file", model_file, "--image_file", photo,
+    code, err = in_process(capsys, eval_main, "--model_file", model_file, "--image_file", photo,
                      "--output_file", tmp_path / "o.jpg", "--device", "cpu", "--max_image_pixels", "5000")
     assert code == 0, err
     assert Image.MAX_IMAGE_PIXELS == before
@@ -172,20 +160,20 @@ def test_a_run_folder_stands_for_its_final_model(model_file, tmp_path, capsys):
     run.mkdir()
     (run / "tiny.pth").write_bytes(model_file.read_bytes())
     photo = make_photo(tmp_path / "p.jpg", (30, 20))
-    code, err = call(capsys, eval_main, "--model_file", run, "--image_file", photo,
+    code, err = in_process(capsys, eval_main, "--model_file", run, "--image_file", photo,
                      "--output_file", tmp_path / "o.jpg", "--device", "cpu")
     assert code == 0, err
     assert Image.open(tmp_path / "o.jpg").size == (30, 20)
     other = tmp_path / "other"
     other.mkdir()
-    code, err = call(capsys, eval_main, "--model_file", other, "--image_file", photo,
+    code, err = in_process(capsys, eval_main, "--model_file", other, "--image_file", photo,
                      "--output_file", tmp_path / "o2.jpg", "--device", "cpu")
-    assert_clean(code, err, "is a folder")
+    assert_clean_in_process(code, err, "is a folder")
 
 
 def test_a_run_that_fails_its_checks_leaves_no_folder(tmp_path, style_file, capsys):
     models = tmp_path / "new" / "models"
     conf = write_config(tmp_path / "x.yml", **tiny_values(models, tmp_path / "no_photos", style_file))
-    code, err = call(capsys, train_main, "-c", conf)
-    assert_clean(code, err, "no_photos")
+    code, err = in_process(capsys, train_main, "-c", conf)
+    assert_clean_in_process(code, err, "no_photos")
     assert not (tmp_path / "new").exists()

@@ -34,7 +34,8 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import assert_clean_error, make_photo, run_cli, tiny_values, write_config
+from conftest import (assert_clean_error, assert_clean_in_process, in_process, make_photo, run_cli,
+                      tiny_values, write_config)
 
 REPO = Path(__file__).resolve().parent.parent
 NEEDS_NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
@@ -181,20 +182,6 @@ def assert_same_weights(a: Path, b: Path) -> None:
     assert sa.keys() == sb.keys()
     for k in sa:
         assert torch.allclose(sa[k].float(), sb[k].float(), atol=1e-6, rtol=0), k
-
-
-def in_process(capsys, main, *args) -> tuple[int, str]:
-    """Call a CLI entry point (train_main / eval_main) here; (exit code, stderr)."""
-    capsys.readouterr()
-    code = main([str(a) for a in args])
-    return code, capsys.readouterr().err
-
-
-def assert_clean_in_process(code: int, err: str, *fragments: str) -> None:
-    assert code != 0 and "Traceback" not in err, err
-    assert err.startswith("error: ") or "\nerror: " in err, err
-    for fragment in fragments:
-        assert fragment in err, f"{fragment!r} not in:\n{err}"
 
 
 def popen_train(run: Run, *args: str, log: Path, new_session: bool = False) -> subprocess.Popen:
