@@ -324,7 +324,7 @@ def config_from_dict(data: dict[str, Any], where: str) -> TrainConfig:
     """Rebuild a config saved by :meth:`TrainConfig.to_dict` (e.g. from a checkpoint)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: config must be a mapping, got {type(data).__name__}")
-    return build_config({str(k): (v, where) for k, v in data.items()})
+    return build_config({str(k): (v, where) for k, v in data.items()}, where)
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:

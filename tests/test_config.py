@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from fast_nst.config import TrainConfig, load_config, save_config
+from fast_nst.config import TrainConfig, config_from_dict, load_config, save_config
 from fast_nst.errors import ConfigError
 
 from conftest import REPO, write_config
@@ -128,6 +128,9 @@ def test_missing_required_key_names_the_config_file(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match=r"--set: key 'style_image' is required"):
         load_config(None, ["naming=x"])
+    # A config rebuilt from a mapping (a checkpoint's, an API caller's) blames that mapping.
+    with pytest.raises(ConfigError, match=r"^model\.pth: key 'naming' must be a plain name"):
+        config_from_dict({"style_image": "s.jpg"}, "model.pth")
 
 
 def test_missing_base_names_the_file_that_refers_to_it(tmp_path):
