@@ -218,10 +218,14 @@ def bench_end_to_end(folder: Path, device, size: int, batch: int, precision: str
         }, "bench.py")
         reset_peak(device)
         result = do_train(cfg, progress=False)
-        rates = EventAccumulator(str(result.run_dir)).Reload().Scalars("perf/images_per_s")
-    rate = rates[-1].value  # the last log_every steps: steady state
+        events = EventAccumulator(str(result.run_dir)).Reload()
+        # The last log_every steps: steady state. data_wait: the share of that interval the loop
+        # spent waiting for its loader (near 0 when the device is the limit).
+        rate = events.Scalars("perf/images_per_s")[-1].value
+        wait = events.Scalars("perf/data_wait")[-1].value
     label = f"fast {precision}" + (" compiled" if compile_ else "") + f", {source}, {workers} workers"
-    record(f"train.py loop, batch {batch}, {size} px", label, f"{rate:.1f} img/s", device)
+    record(f"train.py loop, batch {batch}, {size} px", label,
+           f"{rate:.1f} img/s (waited for data {wait:.0%})", device)
     print(f"    -> 2 epochs of COCO train2014 ({2 * COCO_TRAIN2014} images) would take "
           f"{2 * COCO_TRAIN2014 / rate / 60:.1f} min at this rate; whole call {result.seconds:.0f} s")
 

@@ -189,14 +189,18 @@ def _ignore_stop_signals(worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def usable_workers(requested: int) -> int:
     """``requested`` loader processes, at most one per CPU core this process may use: more only
     compete with each other (PyTorch warns about it, and it can stall small machines)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return min(requested, cores)
+    return min(requested, usable_cores())
 
 
 def build_loader(files: Sequence[Path], image_size: int, batch_size: int, seed: int,
@@ -328,14 +332,17 @@ def _identity(item):
     return item
 
 
-def prepare_cache(train_dir: str | Path, image_size: int, num_workers: int = 4,
+def prepare_cache(train_dir: str | Path, image_size: int, num_workers: Optional[int] = None,
                   progress: bool = True) -> Path:
-    """Decode and resize every image under ``train_dir`` once into :func:`cache_dir`."""
+    """Decode and resize every image under ``train_dir`` once into :func:`cache_dir`, with
+    ``num_workers`` decoding processes (default: one per usable CPU core; nothing else runs)."""
     import shutil
 
     if image_size < MIN_IMAGE_SIZE:
         raise DataError(f"--image_size must be at least {MIN_IMAGE_SIZE} (training's minimum: VGG "
                         f"pools 4 times), got {image_size}; use the image_size of your config, e.g. 256.")
+    if num_workers is None:
+        num_workers = usable_cores()
     if num_workers < 0:
         raise DataError(f"--num_workers must be >= 0, got {num_workers}")
     files = find_training_images(train_dir)
@@ -398,7 +405,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     prep = sub.add_parser("prepare", help="write the cache for DIR")
     prep.add_argument("train_dir")
     prep.add_argument("--image_size", type=int, default=256, help="training image_size (default 256)")
-    prep.add_argument("--num_workers", type=int, default=4, help="decoding processes")
+    prep.add_argument("--num_workers", type=int, default=None,
+                      help=f"decoding processes (default: one per usable CPU core, {usable_cores()} here)")
     args = parser.parse_args(argv)
 
     def run() -> int:

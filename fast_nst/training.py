@@ -26,7 +26,8 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt_io
 from .config import TrainConfig, save_config
-from .data import batch_to_device, build_loader, find_training_images, load_sample_images, open_cache
+from .data import (batch_to_device, build_loader, find_training_images, load_sample_images, open_cache,
+                   usable_cores, usable_workers)
 from .device import resolve_device
 from .distributed import DistContext, OtherRankFailed, init_distributed, shutdown
 from .download import fetch_style_image, missing_dirs, remove_dirs
@@ -46,6 +47,10 @@ _RESUME_SAFE_KEYS = {
 
 
 AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Past this share of a logging interval spent waiting for the loader, training says (once) how to
+# feed it faster: a 10 % speed-up is about the least worth a config change; below it the wait is
+# mostly noise from logging and checkpoints.
+DATA_WAIT_WARNING = 0.10
 
 
 class TrainingInterrupted(FastNSTError):
@@ -146,6 +151,25 @@ def _stop_signals() -> Iterator[dict]:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def feeding_advice(wait: float, cfg: TrainConfig, cached: bool, world_size: int = 1) -> Optional[str]:
+    """What to tell a user whose training loop spent ``wait`` (0..1) of its time waiting for the
+    data loader, or None when that is below :data:`DATA_WAIT_WARNING` or nothing would help."""
+    if wait < DATA_WAIT_WARNING:
+        return None
+    cores = max(1, usable_cores() // world_size)  # each process has its own loader workers
+    fixes = []
+    if usable_workers(cfg.num_workers) < cores:
+        fixes.append(f"more loader processes (--set num_workers={cores}: {cores} CPU cores per "
+                     f"training process, {cfg.num_workers} workers now)")
+    if not cached:
+        fixes.append("the pre-resized cache, which training uses when it exists: "
+                     f"python -m fast_nst.data prepare {cfg.train_dir} --image_size {cfg.image_size}")
+    if not fixes:
+        return None
+    return (f"training waited for images {wait:.0%} of the time; to feed it faster, use "
+            + ", or ".join(fixes))
 
 
 class _LossMonitor:
@@ -400,12 +424,16 @@ def _train(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: bool, co
         return last_ckpt
 
     step = start_step
-    t_log, step_log = time.time(), step
+    t_log, step_log = time.perf_counter(), step
+    waited = 0.0  # seconds spent in next(data_iter) since the last log
+    advised = False
     data_iter = iter(loader)
     try:
         with _stop_signals() as stop, tf32_grams(device.type == "cuda" and amp_dtype is not None):
             while step < steps:
+                t_wait = time.perf_counter()
                 batch = next(data_iter)
+                waited += time.perf_counter() - t_wait
                 for path in batch["bad_files"]:
                     if path not in skipped:
                         skipped.add(path)
@@ -442,18 +470,27 @@ def _train(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: bool, co
 
                 last = step == steps
                 if step % cfg.log_every == 0 or last or step == start_step + 1:
-                    check_finite()
-                    now = time.time()
+                    check_finite()  # a host sync: the device has caught up, so the times are real
+                    now = time.perf_counter()
                     rate = (step - step_log) * global_batch / max(now - t_log, 1e-9)
-                    t_log, step_log = now, step
+                    # This process's share of the interval spent waiting for its loader.
+                    wait = min(1.0, waited / max(now - t_log, 1e-9))
+                    warm = step_log > start_step  # the first interval includes starting the workers
+                    t_log, step_log, waited = now, step, 0.0
                     means = dict(zip(keys, ctx.all_mean(monitor.pop_means()).tolist()))
                     if writer is not None:
                         for k, v in means.items():
                             writer.add_scalar(f"loss/{k}", v, step)
                         writer.add_scalar("perf/images_per_s", rate, step)
+                        writer.add_scalar("perf/data_wait", wait, step)
                         writer.add_scalar("lr", optimizer.param_groups[0]["lr"], step)
                     shown = dict(loss=f"{means['total']:.4g}", content=f"{means['content']:.3g}",
-                                 style=f"{means['style']:.3g}", tv=f"{means['tv']:.2g}", img_s=f"{rate:.1f}")
+                                 style=f"{means['style']:.3g}", tv=f"{means['tv']:.2g}", img_s=f"{rate:.1f}",
+                                 data_wait=f"{wait:.0%}")
+                    advice = feeding_advice(wait, cfg, cache is not None, ctx.world_size) if warm else None
+                    if advice and main and not advised:
+                        advised = True
+                        tqdm.write(f"warning: {advice}", file=sys.stderr)
                     if bar.disable and main:  # no bar (batch jobs, log files): one line per log
                         print(f"step {step}/{steps}: " + " ".join(f"{k}={v}" for k, v in shown.items()),
                               file=sys.stderr, flush=True)

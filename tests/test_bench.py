@@ -16,7 +16,8 @@ def test_bench_quick_measures_every_path(tmp_path):
     for label in ("fast fp32", "fast bf16", "fast fp32 CL", "fast fp32 CL vgg only"):
         assert ("train batch 2", label) in paths, label
     assert ("data loader", "decode JPEG (draft mode)") in paths
-    assert any(what.startswith("train.py loop") for what, _ in paths)
+    loop = [value for what, _, value, _ in rows if what.lstrip("| ").startswith("train.py loop")]
+    assert len(loop) == 1 and re.search(r"img/s \(waited for data \d+%\)", loop[0]), loop
     assert [w for w, _ in paths if w.startswith("stylize")] == ["stylize 32 x 32"] * 2 + ["stylize 40 x 24"] * 2
     for what, path, value, memory in rows[1:]:
         assert re.search(r"\d+(\.\d+)? (img/s|ms)", value), (what, path, value)

@@ -149,3 +149,22 @@ def test_loader_workers_are_capped_at_the_usable_cores(monkeypatch, train_dir):
     assert data.usable_workers(4) == 2 and data.usable_workers(1) == 1 and data.usable_workers(0) == 0
     loader, _ = build_loader(find_training_images(train_dir), 16, 2, seed=0, num_workers=8)
     assert loader.num_workers == 2
+
+
+def test_prepare_decodes_with_every_usable_core_by_default(monkeypatch, tmp_path, capsys):
+    import fast_nst.data as data
+
+    seen = []
+
+    class RecordingLoader(data.DataLoader):
+        def __init__(self, *args, **kwargs):
+            seen.append(kwargs["num_workers"])
+            super().__init__(*args, **{**kwargs, "num_workers": 0})  # decode here: quicker
+
+    make_photo(tmp_path / "p.jpg", (40, 40))
+    monkeypatch.setattr(data, "DataLoader", RecordingLoader)
+    monkeypatch.setattr(data.os, "sched_getaffinity", lambda pid: set(range(6)))
+    assert data.main(["prepare", str(tmp_path), "--image_size", "32"]) == 0
+    assert data.main(["prepare", str(tmp_path), "--image_size", "32", "--num_workers", "1"]) == 0
+    assert seen == [6, 1]
+    assert "Cached 1 images" in capsys.readouterr().err

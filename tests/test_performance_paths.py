@@ -2,6 +2,7 @@
 the deepest content layer) must compute what the plain fp32 reference computes."""
 
 import math
+import time
 
 import pytest
 import torch
@@ -202,3 +203,63 @@ def test_resume_across_channels_last_gives_adam_state_the_parameter_layout():
                 moment = resumed.state[p][key]
                 assert moment.stride() == p.stride(), (key, p.shape)
                 assert torch.equal(moment, opt.state[p_saved][key])
+
+
+# ---- telling a user when the data loader holds training back -------------------------------------
+
+def test_feeding_advice_names_the_fixes_that_apply(monkeypatch, tmp_path, train_dir, style_file):
+    import fast_nst.data as data
+    from fast_nst.config import config_from_dict
+    from fast_nst.training import DATA_WAIT_WARNING, feeding_advice
+
+    from conftest import tiny_values
+
+    monkeypatch.setattr(data.os, "sched_getaffinity", lambda pid: set(range(16)))
+    cfg = config_from_dict(tiny_values(tmp_path, train_dir, style_file, naming="a", num_workers=4,
+                                       image_size=64), "t")
+    assert feeding_advice(DATA_WAIT_WARNING * 0.9, cfg, cached=False) is None
+
+    both = feeding_advice(0.4, cfg, cached=False)
+    assert both.startswith("training waited for images 40% of the time")
+    assert "--set num_workers=16" in both and "4 workers now" in both
+    assert f"python -m fast_nst.data prepare {train_dir} --image_size 64" in both
+
+    cached = feeding_advice(0.4, cfg, cached=True)
+    assert "num_workers=16" in cached and "prepare" not in cached
+    assert "--set num_workers=8" in feeding_advice(0.4, cfg, cached=True, world_size=2)  # cores per process
+
+    all_cores = config_from_dict(tiny_values(tmp_path, train_dir, style_file, naming="a", num_workers=32), "t")
+    assert "num_workers" not in feeding_advice(0.4, all_cores, cached=False)
+    assert feeding_advice(0.9, all_cores, cached=True) is None  # nothing left to suggest
+
+
+def test_training_reports_waiting_for_data(monkeypatch, capsys, tmp_path, train_dir, style_file):
+    """A slow loader shows in the log lines and TensorBoard (perf/data_wait), and training warns
+    once, after the first interval (which includes starting the workers)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    import fast_nst.data as data
+    from fast_nst.config import config_from_dict
+    from fast_nst.training import do_train
+
+    from conftest import tiny_values
+
+    decode = data.decode_resized
+
+    def slow_decode(path, size):
+        time.sleep(0.3)  # ~0.6 s of waiting per batch of 2; a 32 px step computes in ~0.1 s
+        return decode(path, size)
+
+    monkeypatch.setattr(data, "decode_resized", slow_decode)
+    monkeypatch.setattr(data.os, "sched_getaffinity", lambda pid: {0, 1})
+    values = tiny_values(tmp_path / "models", train_dir, style_file, naming="slow", max_steps=4, num_samples=0)
+    capsys.readouterr()
+    result = do_train(config_from_dict(values, "test"), progress=False)
+    err = capsys.readouterr().err
+    assert err.count("warning: training waited for images") == 1, err
+    assert "--set num_workers=2: 2 CPU cores per training process, 0 workers now" in err
+    assert "python -m fast_nst.data prepare" in err
+    assert "step 4/4: " in err and "data_wait=" in err
+    waits = EventAccumulator(str(result.run_dir)).Reload().Scalars("perf/data_wait")
+    assert [e.step for e in waits] == [1, 2, 3, 4]
+    assert all(0.5 < e.value <= 1.0 for e in waits[1:]), [e.value for e in waits]
