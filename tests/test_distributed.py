@@ -43,10 +43,11 @@ def test_two_processes_equal_one_process_with_double_batch(tiny_config, tmp_path
     # DDP averages the two half-batch gradients = the full-batch mean gradient, but the float
     # summation order differs, and Adam divides each gradient by its own running magnitude, so
     # rounding-level gradient differences become differences of a small fraction of lr (1e-3)
-    # per step: bit equality is impossible. Measured: max 7e-5 after 4 steps, while training on
-    # one rank's half batch alone (no gradient sync) differs by up to 8e-3, 91 % of weights > 2e-4.
+    # per step: bit equality is impossible. Measured: max 7e-5 after 4 steps on torch 2.14 (3e-4
+    # on 2.4-2.6, whose CPU kernels round differently), while training on one rank's half batch
+    # alone (no gradient sync) differs by up to 8e-3, 91 % of weights > 2e-4.
     for k in a:
-        assert torch.allclose(a[k], b[k], atol=2e-4, rtol=0), (k, (a[k] - b[k]).abs().max())
+        assert torch.allclose(a[k], b[k], atol=5e-4, rtol=0), (k, (a[k] - b[k]).abs().max())
     # logged losses are the global mean, so the curves match too
     la = EventAccumulator(str(models / "ddp")).Reload().Scalars("loss/total")
     lb = EventAccumulator(str(models / "single")).Reload().Scalars("loss/total")

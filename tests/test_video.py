@@ -196,6 +196,9 @@ def test_audio_only_file_and_unwritable_output_are_clean_errors(model_file, styl
             if packet.dts is not None:
                 packet.stream = stream
                 c_out.mux(packet)
+        # Free the last packet (its .stream is c_out's) before the files close: freed later, PyAV
+        # blocked forever in avcodec_free_context (seen with torch 2.8 after torch.compile ran).
+        del packet, stream
     code = eval_main(["--model_file", str(model_file), "--video_file", str(audio_only),
                       "--output_file", str(tmp_path / "o.mp4")])
     err = capsys.readouterr().err
