@@ -2,22 +2,22 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
-version = {}
+about = {}  # __version__ and the oldest torch/torchvision it runs on, from fast_nst/__init__.py
 for line in Path("fast_nst/__init__.py").read_text().splitlines():
-    if line.startswith("__version__"):
-        exec(line, version)
+    if line.startswith(("__version__", "__min_")):
+        exec(line, about)
 
 setup(
     name="fast-nst",
-    version=version["__version__"],
+    version=about["__version__"],
     description="Fast neural style transfer (Johnson et al. 2016) in PyTorch",
     long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["fast_nst", "fast_nst.*"]),
     python_requires=">=3.10",
     install_requires=[
-        "torch>=2.1",
-        "torchvision>=0.16",
+        f"torch>={about['__min_torch__']}",
+        f"torchvision>={about['__min_torchvision__']}",
         "pillow>=9.1",
         "pyyaml>=5.4",
         "tensorboard>=2.10",
@@ -27,7 +27,7 @@ setup(
     extras_require={
         "test": ["pytest>=7"],
         # Export to ONNX and run .onnx models (python -m fast_nst.export, eval.py on .onnx).
-        "onnx": ["onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1"],
+        "onnx": [f"torch>={about['__min_torch_onnx__']}", "onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1"],
         # Stylize videos (eval.py --video_file), keeping frame rate and audio.
         "video": ["av>=12"],
     },

@@ -29,9 +29,12 @@ def _short_warning(message, category, filename, lineno, line=None) -> str:
 def run_command(fn: Callable[[], int]) -> int:
     """Run a command's body: a :class:`FastNSTError` becomes one ``error: ...`` line and its exit
     code, Ctrl-C ``error: interrupted`` (130), warnings one ``warning: ...`` line each."""
+    from .device import check_versions
+
     previous = warnings.formatwarning
     warnings.formatwarning = _short_warning
     try:
+        check_versions()
         return fn()
     except FastNSTError as e:
         if str(e):  # empty on torchrun ranks that leave the explaining to rank 0

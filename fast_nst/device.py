@@ -1,6 +1,9 @@
-"""Choosing the torch device from a user's setting (auto | cpu | cuda | cuda:N)."""
+"""Choosing the torch device from a user's setting (auto | cpu | cuda | cuda:N), and refusing
+PyTorch versions older than fast-nst runs on."""
 
 from __future__ import annotations
+
+import re
 
 import torch
 
@@ -26,3 +29,30 @@ def resolve_device(name: str) -> torch.device:
             raise FastNSTError(f"device '{name}' requested but only {torch.cuda.device_count()} "
                                "CUDA device(s) exist.")
     return torch.device(name)
+
+
+def _release(version: str) -> tuple[int, int]:
+    """(major, minor) of a version string: (2, 6) for '2.6.0+cu124', (0, 21) for '0.21.0a0'."""
+    numbers = re.findall(r"\d+", version.split("+")[0])[:2]
+    return int(numbers[0]), int(numbers[1]) if len(numbers) > 1 else 0
+
+
+def require_torch(minimum: str, purpose: str = "fast-nst", alternative: str = "") -> None:
+    """Raise a :class:`FastNSTError` if the installed torch is older than ``minimum`` ('2.9')."""
+    if _release(torch.__version__) < _release(minimum):
+        raise FastNSTError(f"{purpose} needs torch >= {minimum}, but torch {torch.__version__} is "
+                           f"installed. Upgrade it with: pip install -U torch torchvision{alternative}")
+
+
+def check_versions() -> None:
+    """Refuse torch/torchvision older than :data:`fast_nst.__min_torch__` / ``__min_torchvision__``
+    (setup.py's floor) with one message, instead of an error deep inside a run."""
+    import torchvision
+
+    from . import __min_torch__, __min_torchvision__
+
+    require_torch(__min_torch__)
+    if _release(torchvision.__version__) < _release(__min_torchvision__):
+        raise FastNSTError(f"fast-nst needs torchvision >= {__min_torchvision__}, but torchvision "
+                           f"{torchvision.__version__} is installed. Upgrade it with: "
+                           "pip install -U torch torchvision")

@@ -26,6 +26,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -34,8 +35,9 @@ from typing import Any, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from . import __version__
+from . import __min_torch_onnx__, __version__
 from .checkpoint import FORMAT_NAME, load_model
+from .device import require_torch
 from .errors import FastNSTError
 from .model import _MIN_SIZE, _MULTIPLE, TransformNet
 
@@ -178,10 +180,26 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"[:500]
 
 
+def _name_axes(proto, names: dict[int, str]) -> None:
+    """Give the input's symbolic sizes readable names (torch calls them s0, s77, ...) in every
+    shape of the graph, expressions such as ``2*s77 + 4`` included. (ONNXProgram.rename_axes
+    does this from torch 2.11 on; this works on the exporter's output of any version.)"""
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    rename = {dims[i].dim_param: name for i, name in names.items() if dims[i].dim_param}
+    if not rename:
+        return
+    symbol = re.compile(r"\b(" + "|".join(re.escape(k) for k in rename) + r")\b")
+    for info in (*proto.graph.input, *proto.graph.output, *proto.graph.value_info):
+        for dim in info.type.tensor_type.shape.dim:
+            if dim.dim_param:
+                dim.dim_param = symbol.sub(lambda m: rename[m.group(1)], dim.dim_param)
+
+
 def export_onnx(net: TransformNet, path: str | Path, opset: Optional[int] = None,
                 metadata: Optional[dict[str, str]] = None) -> int:
     """Write ``net`` as an ONNX file (weights inside, no external data); returns the opset."""
     require_onnx()
+    require_torch(__min_torch_onnx__, "ONNX export", alternative=", or export TorchScript: --format torchscript")
     import onnx
 
     if opset is not None and opset < MIN_OPSET:
@@ -200,12 +218,10 @@ def export_onnx(net: TransformNet, path: str | Path, opset: Optional[int] = None
             onnx_program = torch.onnx.export(program, (example,), input_names=[INPUT_NAME],
                                              output_names=[OUTPUT_NAME], opset_version=opset,
                                              dynamo=True, verbose=False)
-            graph_input = onnx_program.model.graph.inputs[0]
-            onnx_program.rename_axes({graph_input.shape[0]: "batch", graph_input.shape[2]: "height",
-                                      graph_input.shape[3]: "width"})
             proto = onnx_program.model_proto
         except Exception as e:
             raise ExportError(f"ONNX export failed ({_first_line(e)}).") from None
+    _name_axes(proto, {0: "batch", 2: "height", 3: "width"})
     used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is not None and used != opset:
         raise ExportError(f"the ONNX exporter could not write opset {opset} (it wrote opset {used} "

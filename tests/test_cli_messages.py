@@ -177,3 +177,29 @@ def test_a_run_that_fails_its_checks_leaves_no_folder(tmp_path, style_file, caps
     code, err = in_process(capsys, train_main, "-c", conf)
     assert_clean_in_process(code, err, "no_photos")
     assert not (tmp_path / "new").exists()
+
+
+# ---- PyTorch too old ------------------------------------------------------------------------------
+
+def test_too_old_torch_or_torchvision_is_one_clear_error(monkeypatch, capsys, tmp_path):
+    import torchvision
+
+    import fast_nst
+
+    missing = str(tmp_path / "nope.pth")
+    monkeypatch.setattr(torch, "__version__", "2.1.2+cu121")
+    code, err = in_process(capsys, eval_main, "--model_file", missing, "--image_file", missing)
+    assert_clean_in_process(code, err, f"fast-nst needs torch >= {fast_nst.__min_torch__}, but torch "
+                            "2.1.2+cu121 is installed", "pip install -U torch torchvision")
+    assert "nope.pth" not in err  # checked before anything else
+
+    monkeypatch.setattr(torch, "__version__", "2.10.0")  # 2.10 is newer than 2.4, not older
+    monkeypatch.setattr(torchvision, "__version__", "0.16.2")
+    code, err = in_process(capsys, eval_main, "--model_file", missing, "--image_file", missing)
+    assert_clean_in_process(code, err, f"needs torchvision >= {fast_nst.__min_torchvision__}, but "
+                            "torchvision 0.16.2 is installed")
+
+    monkeypatch.setattr(torchvision, "__version__", fast_nst.__min_torchvision__ + ".0a0")
+    code, err = in_process(capsys, eval_main, "--model_file", missing, "--image_file", missing)
+    assert_clean_in_process(code, err, "nope.pth does not exist")  # the versions passed
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -140,6 +141,10 @@ def test_onnx_metadata(onnx_file):
     assert meta["input_range"] == "[0, 1]" and meta["output_range"] == "[0, 1]"
     assert json.loads(meta["model_args"])["base_channels"] == 8
     assert not proto.graph.initializer[0].external_data  # one self-contained file
+    # Intermediate shapes are written in the input's axis names, not torch's s0, s77, ...
+    params = {d.dim_param for info in proto.graph.value_info for d in info.type.tensor_type.shape.dim}
+    assert any("height" in p for p in params) and any("width" in p for p in params)
+    assert not [p for p in params if re.search(r"\bs\d+\b", p)], params
 
 
 def test_load_stylizer_on_onnx(onnx_file, model, tmp_path):
@@ -424,3 +429,21 @@ def test_help_describes_what_export_accepts(model, tmp_path):
     extra = {TORCHSCRIPT_METADATA: ""}
     torch.jit.load(str(out), _extra_files=extra)
     assert json.loads(extra[TORCHSCRIPT_METADATA])["step"] == "7"
+
+
+def test_onnx_export_on_too_old_torch_says_so(model, tmp_path, monkeypatch, capsys):
+    """torch before 2.8 cannot export the network with free sizes (2.6 guards height >= 9):
+    one message naming the fix, and TorchScript still works."""
+    pytest.importorskip("onnx")
+    import fast_nst
+
+    major, minor = map(int, fast_nst.__min_torch_onnx__.split("."))
+    older = f"{major}.{minor - 1}.1+cu126"
+    monkeypatch.setattr(torch, "__version__", older)
+    out = tmp_path / "x.onnx"
+    assert export_main([str(model[0]), "--output", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: ONNX export needs torch >= {fast_nst.__min_torch_onnx__}, but torch "
+                          f"{older} is installed"), err
+    assert "--format torchscript" in err and not out.exists()
+    assert export_main([str(model[0]), "--output", str(tmp_path / "x.pt")]) == 0
