@@ -38,6 +38,7 @@ import io
 import math
 import os
 import sys
+import traceback
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Optional
@@ -135,7 +136,12 @@ def stylize_video(stylizer, src: Path, dest: Path, batch_size: int = 4,
             try:
                 summary = _VideoJob(av, stylizer, inp, out, src, dest, batch_size, opts,
                                     progress).run()
-            except BaseException:
+            except BaseException as e:
+                # The traceback's frames hold the job's packets and streams: free them while their
+                # containers are still open. Freed after the files closed (when the caller drops
+                # the exception), PyAV's avcodec_free_context sometimes blocked forever: the test
+                # suite hung so on torch 2.6 and 2.8, at the refusal of a .gif output.
+                traceback.clear_frames(e.__traceback__)
                 try:
                     out.close()
                 except Exception:  # the first error is the one to report

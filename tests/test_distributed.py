@@ -43,17 +43,19 @@ def test_two_processes_equal_one_process_with_double_batch(tiny_config, tmp_path
     # DDP averages the two half-batch gradients = the full-batch mean gradient, but the float
     # summation order differs, and Adam divides each gradient by its own running magnitude, so
     # rounding-level gradient differences become differences of a small fraction of lr (1e-3)
-    # per step: bit equality is impossible. Measured: max 7e-5 after 4 steps on torch 2.14 (3e-4
-    # on 2.4-2.6, whose CPU kernels round differently), while training on one rank's half batch
-    # alone (no gradient sync) differs by up to 8e-3, 91 % of weights > 2e-4.
-    for k in a:
-        assert torch.allclose(a[k], b[k], atol=5e-4, rtol=0), (k, (a[k] - b[k]).abs().max())
-    # logged losses are the global mean, so the curves match too
+    # per step: bit equality is impossible. Measured after 4 steps: on torch 2.14 max 2e-4 and no
+    # weight off by more than 2e-4; on 2.6 (other CPU kernels, run-to-run varying) max 6e-4 to
+    # 2.2e-3 with 0.05 % of weights past 2e-4. Training on one rank's half batch alone (no
+    # gradient sync) differs by up to 8e-3, with 91 % of weights past 2e-4.
+    diff = torch.cat([(a[k] - b[k]).abs().flatten() for k in a])
+    assert (diff > 2e-4).float().mean() < 0.01 and diff.max() < 4e-3, (diff.max(), (diff > 2e-4).float().mean())
+    # logged losses are the global mean, so the curves match too (within 1e-4 on torch 2.14, 1.6e-4
+    # on 2.6; one rank's own half-batch loss would be off by far more)
     la = EventAccumulator(str(models / "ddp")).Reload().Scalars("loss/total")
     lb = EventAccumulator(str(models / "single")).Reload().Scalars("loss/total")
     assert [e.step for e in la] == [e.step for e in lb]
     for ea, eb in zip(la, lb):
-        assert ea.value == pytest.approx(eb.value, rel=1e-4)
+        assert ea.value == pytest.approx(eb.value, rel=1e-3)
 
     # a resumed 2-process run continues from the saved step
     r2 = torchrun("-c", str(ddp_conf), "--resume", "--set", "max_steps=6", "--no_progress", cwd=tmp_path)

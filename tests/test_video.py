@@ -196,9 +196,7 @@ def test_audio_only_file_and_unwritable_output_are_clean_errors(model_file, styl
             if packet.dts is not None:
                 packet.stream = stream
                 c_out.mux(packet)
-        # Free the last packet (its .stream is c_out's) before the files close: freed later, PyAV
-        # blocked forever in avcodec_free_context (seen with torch 2.8 after torch.compile ran).
-        del packet, stream
+        del packet, stream  # freed before the files close, as stylize_video does on errors
     code = eval_main(["--model_file", str(model_file), "--video_file", str(audio_only),
                       "--output_file", str(tmp_path / "o.mp4")])
     err = capsys.readouterr().err
@@ -213,6 +211,21 @@ def test_audio_only_file_and_unwritable_output_are_clean_errors(model_file, styl
     with pytest.raises(DataError, match="Cannot write video into a gif"):
         stylize_video(stylizer, clip, tmp_path / "out.gif", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "tone.m4a"]
+
+
+def test_error_midway_frees_packets_before_the_files_close(stylizer, clip, tmp_path):
+    """An error after decoding began leaves no PyAV packet or stream in the traceback's frames:
+    freed later, after the files closed, one blocked forever in avcodec_free_context."""
+    with pytest.raises(DataError, match="Cannot write video into a gif") as info:
+        stylize_video(stylizer, clip, tmp_path / "out.gif", progress=False)
+    held = []
+    tb = info.value.__traceback__
+    while tb is not None:
+        held += [type(v).__name__ for v in tb.tb_frame.f_locals.values()
+                 if isinstance(v, (av.packet.Packet, av.stream.Stream))
+                 or type(v).__name__ == "_VideoJob"]
+        tb = tb.tb_next
+    assert held == []
 
 
 def test_missing_pyav_names_the_extra(stylizer, clip, tmp_path, monkeypatch):
