@@ -47,9 +47,14 @@ def run_command(fn: Callable[[], int]) -> int:
         warnings.formatwarning = previous
 
 
+def _started_as() -> str:
+    """How this process was started: sys.argv[0] ("" for in-process callers)."""
+    return sys.argv[0] if sys.argv and sys.argv[0] else ""
+
+
 def _prog(script: str) -> str:
     """``script`` (train.py, eval.py), or the console script's name when started as one."""
-    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    name = Path(_started_as()).name
     return name if name.startswith("fast-nst-") else script
 
 
@@ -75,14 +80,12 @@ def train_parser() -> argparse.ArgumentParser:
 def train_command(config: str, overrides: Sequence[str]) -> str:
     """The command that re-runs this training (for "--resume" hints): how train.py was started,
     the config and every --set, quoted for the shell."""
-    script = sys.argv[0] if sys.argv and sys.argv[0] else ""
-    name = Path(script).name
-    if name.startswith("fast-nst-"):  # the installed console script
-        start = name
-    elif name == "train.py":
-        start = f"python {shlex.quote(script)}"
-    else:  # in-process callers (tests, notebooks): the documented form
-        start = "python train.py"
+    script = _started_as()
+    start = _prog("train.py")  # the installed console script's name, if started as one
+    if start == "train.py":
+        # train.py as given (a path from elsewhere too); in-process callers (tests, notebooks):
+        # the documented form
+        start = f"python {shlex.quote(script)}" if Path(script).name == "train.py" else "python train.py"
     sets = "".join(f" --set {shlex.quote(o)}" for o in overrides)
     return f"{start} -c {shlex.quote(config)}{sets}"
 
@@ -160,7 +163,8 @@ def _output_stems(files: Sequence[Path]) -> dict[Path, str]:
     return {f: f"{f.stem}_{f.suffix[1:].lower()}" if counts[f.stem.lower()] > 1 else f.stem for f in files}
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file (an output that would overwrite its input)."""
     try:
         return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
     except OSError:
@@ -172,7 +176,7 @@ def _stylize_file(stylizer, src: Path, dest: Optional[Path], out_dir: Path, opti
     img = open_image(src)
     if dest is None:
         dest = out_dir / _output_name(stem or src.stem, stylizer.name, img.mode == "RGBA")
-    if _same_file(src, dest):
+    if same_file(src, dest):
         raise DataError(f"Output {dest} is the input image; refusing to overwrite it. "
                         "Choose another --output_file.")
     save_image(stylizer.stylize(img, **options), dest)
@@ -234,7 +238,7 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
             if dest.suffix.lower() in IMAGE_EXTENSIONS + (".gif", ".tif", ".tiff"):
                 raise DataError(f"--output_file {dest} names an image, but --video_file writes a "
                                 "video: give a name ending in .mp4, .mov, .mkv or .webm.")
-            if _same_file(src, dest):
+            if same_file(src, dest):
                 raise DataError(f"Output {dest} is the input video; refusing to overwrite it.")
             stylize_video(stylizer, src, dest, batch_size=args.batch_size, options=options)
             print(f"Saved {dest}")

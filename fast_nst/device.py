@@ -37,11 +37,15 @@ def _release(version: str) -> tuple[int, int]:
     return int(numbers[0]), int(numbers[1]) if len(numbers) > 1 else 0
 
 
+def _require(package: str, installed: str, minimum: str, purpose: str, alternative: str) -> None:
+    if _release(installed) < _release(minimum):
+        raise FastNSTError(f"{purpose} needs {package} >= {minimum}, but {package} {installed} is "
+                           f"installed. Upgrade it with: pip install -U torch torchvision{alternative}")
+
+
 def require_torch(minimum: str, purpose: str = "fast-nst", alternative: str = "") -> None:
     """Raise a :class:`FastNSTError` if the installed torch is older than ``minimum`` ('2.9')."""
-    if _release(torch.__version__) < _release(minimum):
-        raise FastNSTError(f"{purpose} needs torch >= {minimum}, but torch {torch.__version__} is "
-                           f"installed. Upgrade it with: pip install -U torch torchvision{alternative}")
+    _require("torch", torch.__version__, minimum, purpose, alternative)
 
 
 def check_versions() -> None:
@@ -52,7 +56,4 @@ def check_versions() -> None:
     from . import __min_torch__, __min_torchvision__
 
     require_torch(__min_torch__)
-    if _release(torchvision.__version__) < _release(__min_torchvision__):
-        raise FastNSTError(f"fast-nst needs torchvision >= {__min_torchvision__}, but torchvision "
-                           f"{torchvision.__version__} is installed. Upgrade it with: "
-                           "pip install -U torch torchvision")
+    _require("torchvision", torchvision.__version__, __min_torchvision__, "fast-nst", "")

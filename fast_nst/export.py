@@ -37,6 +37,7 @@ from torch import nn
 
 from . import __min_torch_onnx__, __version__
 from .checkpoint import FORMAT_NAME, load_model
+from .cli import same_file
 from .device import require_torch
 from .errors import FastNSTError
 from .model import _MIN_SIZE, _MULTIPLE, TransformNet
@@ -165,6 +166,12 @@ def require_onnx() -> None:
                            f"(missing: {', '.join(missing)}). Install them with: {ONNX_INSTALL_HINT}")
 
 
+def require_onnx_export() -> None:
+    """:func:`require_onnx`, plus a torch new enough to export the network with free sizes."""
+    require_onnx()
+    require_torch(__min_torch_onnx__, "ONNX export", alternative=", or export TorchScript: --format torchscript")
+
+
 @contextlib.contextmanager
 def _quiet():
     """Silence the exporters' progress prints, log messages and deprecation warnings."""
@@ -198,8 +205,7 @@ def _name_axes(proto, names: dict[int, str]) -> None:
 def export_onnx(net: TransformNet, path: str | Path, opset: Optional[int] = None,
                 metadata: Optional[dict[str, str]] = None) -> int:
     """Write ``net`` as an ONNX file (weights inside, no external data); returns the opset."""
-    require_onnx()
-    require_torch(__min_torch_onnx__, "ONNX export", alternative=", or export TorchScript: --format torchscript")
+    require_onnx_export()
     import onnx
 
     if opset is not None and opset < MIN_OPSET:
@@ -326,13 +332,6 @@ def _check_suffix(output: Path, fmt: str) -> None:
                           "--format torchscript.")
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
-    except OSError:
-        return False
-
-
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -372,12 +371,12 @@ def export_model(model_path: str | Path, output: str | Path, fmt: Optional[str] 
             raise ExportError(f"--check_size {h} {w}: height and width must be at least 1.")
     _check_suffix(output, fmt)
     if fmt == "onnx":
-        require_onnx()  # before the (slow) model loading, so a missing package is reported first
+        require_onnx_export()  # before the (slow) model loading, so what is missing is reported first
     net, ckpt = load_model(model_path)  # weights-only loading; CheckpointError for bad files
     if output.is_dir():
         raise ExportError(f"--output {output} is a folder; give a file name like "
                           f"{model_path.stem}{'.onnx' if fmt == 'onnx' else '.pt'}.")
-    if _same_file(model_path, output):
+    if same_file(model_path, output):
         raise ExportError(f"--output {output} is the input checkpoint; refusing to overwrite it.")
     shapes = list(CHECK_SHAPES) + [(1, 3, h, w) for h, w in check_sizes]
     metadata = export_metadata(net, ckpt, model_path)

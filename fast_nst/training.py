@@ -487,10 +487,11 @@ def _train(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: bool, co
                     shown = dict(loss=f"{means['total']:.4g}", content=f"{means['content']:.3g}",
                                  style=f"{means['style']:.3g}", tv=f"{means['tv']:.2g}", img_s=f"{rate:.1f}",
                                  data_wait=f"{wait:.0%}")
-                    advice = feeding_advice(wait, cfg, cache is not None, ctx.world_size) if warm else None
-                    if advice and main and not advised:
-                        advised = True
-                        tqdm.write(f"warning: {advice}", file=sys.stderr)
+                    if warm and main and not advised:
+                        advice = feeding_advice(wait, cfg, cache is not None, ctx.world_size)
+                        if advice:
+                            advised = True
+                            tqdm.write(f"warning: {advice}", file=sys.stderr)
                     if bar.disable and main:  # no bar (batch jobs, log files): one line per log
                         print(f"step {step}/{steps}: " + " ".join(f"{k}={v}" for k, v in shown.items()),
                               file=sys.stderr, flush=True)
