@@ -1,7 +1,6 @@
 """The fast paths (CPU inference rewrite, bf16/fp16 autocast, torch.compile, content branch cut at
 the deepest content layer) must compute what the plain fp32 reference computes."""
 
-import math
 import time
 
 import pytest
@@ -14,10 +13,7 @@ from fast_nst.model import TransformNet, TransformNetArgs
 from fast_nst.stylize import Stylizer
 from fast_nst.vgg import VGGEncoder, random_vgg16_features
 
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = F.mse_loss(a.float(), b.float()).item()
-    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+from conftest import psnr
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,7 @@
 """Tiling, size control, colour preservation and strength, through the API and eval.py."""
 
-import math
-
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from fast_nst.checkpoint import atomic_torch_save, make_checkpoint
@@ -15,12 +12,7 @@ from fast_nst.model import TransformNet
 from fast_nst.stylize import Stylizer, preserve_colors
 from fast_nst.tiling import auto_tile_size, plan_tiles, stylize_tiled, tile_core
 
-from conftest import make_photo
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = F.mse_loss(a, b).item()
-    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+from conftest import make_photo, psnr
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ about a second on a CPU.
 
 from __future__ import annotations
 
-import math
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -24,6 +23,8 @@ from fast_nst.errors import DataError  # noqa: E402
 from fast_nst.model import TransformNet, TransformNetArgs  # noqa: E402
 from fast_nst.stylize import load_stylizer  # noqa: E402
 from fast_nst.video import stylize_video  # noqa: E402
+
+from conftest import psnr  # noqa: E402
 
 FPS = 12
 FRAMES = 12
@@ -94,11 +95,6 @@ def through_yuv420(x: torch.Tensor) -> torch.Tensor:
         f = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
         out.append(f.reformat(format="yuv420p").to_ndarray(format="rgb24"))
     return to_tensor(np.stack(out))
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = torch.mean((a - b) ** 2).item()
-    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
 
 
 def min_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
