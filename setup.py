@@ -2,8 +2,8 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
-about = {}  # __version__ and the oldest torch/torchvision it runs on, from fast_nst/__init__.py
-for line in Path("fast_nst/__init__.py").read_text().splitlines():
+about = {}  # __version__ and the oldest torch/torchvision it runs on, from fast_nst/core/version.py
+for line in Path("fast_nst/core/version.py").read_text().splitlines():
     if line.startswith(("__version__", "__min_")):
         exec(line, about)
 
@@ -32,10 +32,11 @@ setup(
         "video": ["av>=12"],
     },
     entry_points={
+        # One per command (fast_nst/commands/); python train.py, eval.py and python -m
+        # fast_nst.<command> run the same main().
         "console_scripts": [
-            "fast-nst-train=fast_nst.cli:train_main",
-            "fast-nst-eval=fast_nst.cli:eval_main",
-            "fast-nst-export=fast_nst.export:main",
+            f"fast-nst-{name}=fast_nst.commands.{name}:main"
+            for name in ("train", "eval", "export", "convert", "download", "data", "optimize")
         ]
     },
 )

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""Train a style: python train.py -c conf/wave.yml  (see fast_nst.cli)."""
+"""Train a style: python train.py -c conf/wave.yml  (see fast_nst.commands.train)."""
 import sys
 
-from fast_nst.cli import train_main
+from fast_nst.commands.train import main
 
 if __name__ == "__main__":
-    sys.exit(train_main())
+    sys.exit(main())

@@ -31,11 +31,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fast_nst.data import build_loader, find_training_images, open_cache
-from fast_nst.losses import PerceptualLoss, gram_matrix, tf32_grams
-from fast_nst.model import TransformNet
-from fast_nst.stylize import Stylizer
-from fast_nst.vgg import VGGEncoder, random_vgg16_features
+from fast_nst.training.cache import open_cache
+from fast_nst.training.data import build_loader, find_training_images
+from fast_nst.lossnet.losses import PerceptualLoss, gram_matrix, tf32_grams
+from fast_nst.nets.johnson import TransformNet
+from fast_nst.stylize import TorchStylizer as Stylizer
+from fast_nst.lossnet.vgg import VGGEncoder, random_features
 
 STYLE_LAYERS = ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
 ROWS: list[tuple[str, str, str, str]] = []
@@ -132,7 +133,7 @@ def bench_training(device, size, batches, variants: list[tuple[str, bool, str]],
         x = torch.rand(batch, 3, size, size, device=device)
         # reference
         net = TransformNet().to(device)
-        enc = VGGEncoder(random_vgg16_features(0), STYLE_LAYERS).to(device)
+        enc = VGGEncoder(random_features("vgg16", 0), STYLE_LAYERS).to(device)
         with torch.no_grad():
             grams = [gram_matrix(f) for f in enc(style, STYLE_LAYERS).values()]
         opt = torch.optim.Adam(net.parameters(), 1e-3)
@@ -145,7 +146,7 @@ def bench_training(device, size, batches, variants: list[tuple[str, bool, str]],
             net_cl, vgg_cl = LAYOUTS[layout]
             fmt = {True: torch.channels_last, False: torch.preserve_format}
             net = TransformNet().to(device, memory_format=fmt[net_cl])
-            enc = VGGEncoder(random_vgg16_features(0), STYLE_LAYERS).to(device, memory_format=fmt[vgg_cl])
+            enc = VGGEncoder(random_features("vgg16", 0), STYLE_LAYERS).to(device, memory_format=fmt[vgg_cl])
             crit = PerceptualLoss(enc, style, ["relu2_2"], STYLE_LAYERS, 1.0, 1e5, 1.0)
             opt = torch.optim.Adam(net.parameters(), 1e-3, fused=True)  # as training.py
             xf = x.contiguous(memory_format=fmt[net_cl])
@@ -200,8 +201,8 @@ def bench_end_to_end(folder: Path, device, size: int, batch: int, precision: str
     from PIL import Image
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from fast_nst.config import config_from_dict
-    from fast_nst.training import do_train
+    from fast_nst.training import train_config_from_dict as config_from_dict
+    from fast_nst.training import train as do_train
 
     files = find_training_images(folder)
     source = "prepare cache" if open_cache(folder, size, files) is not None else "JPEG decode"

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from fast_nst.images import pil_to_tensor, tensor_to_pil
-from fast_nst.model import TransformNet
-from fast_nst.tiling import plan_tiles, stylize_tiled
+from fast_nst.core.images import pil_to_tensor, tensor_to_pil
+from fast_nst.nets.johnson import TransformNet
+from fast_nst.stylize.tiling import plan_tiles, stylize_tiled
 
 OUT = Path(__file__).parent / "images"
 

@@ -1,22 +1,45 @@
-"""fast-nst: fast neural style transfer (Johnson, Alahi & Fei-Fei 2016) in PyTorch."""
+"""fast-nst: fast neural style transfer (Johnson, Alahi & Fei-Fei 2016) in PyTorch.
 
-__version__ = "0.1.0"
-# The oldest PyTorch and torchvision fast-nst runs on (the test suite was run on 2.1.2, 2.4.1,
-# 2.6.0, 2.8.0, 2.11.0 and 2.14.1: docs/benchmarks.md); setup.py reads these lines, and the
-# command-line tools refuse older versions with a message instead of failing half-way.
-__min_torch__ = "2.4"
-__min_torchvision__ = "0.19"
-# ONNX export with free batch/height/width: torch 2.6's torch.export still guards height >= 9.
-__min_torch_onnx__ = "2.8"
+The public API, importable from here without loading torch until it is used::
 
-from .errors import FastNSTError  # noqa: E402
+    from fast_nst import load_stylizer, load_config, train, optimize, TrainConfig, FastNSTError
+
+    s = load_stylizer("models/wave/wave.pth", device="cpu")   # fast_nst.stylize
+    out = s.stylize(Image.open("photo.jpg"))
+    result = train(load_config("conf/wave.yml", ["max_steps=1000"]))  # fast_nst.training
+    img = optimize("photo.jpg", "wave.jpg", steps=300)         # fast_nst.gatys
+
+The packages, from the bottom layer up (docs/architecture.md): ``core`` (errors, config,
+images, files, downloads), ``nets`` (transform networks + registry), ``lossnet`` (loss networks
++ registry, losses), ``io`` (checkpoints, conversion, export), ``training``, ``stylize``,
+``gatys``, and ``commands`` (the command lines) on top.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .core.errors import FastNSTError
+from .core.version import __min_torch__, __min_torch_onnx__, __min_torchvision__, __version__
+
+__all__ = ["FastNSTError", "TrainConfig", "load_config", "load_stylizer", "optimize", "train",
+           "__version__"]
+
+# Name -> (module, attribute), imported on first use: `import fast_nst` stays light.
+_LAZY = {
+    "TrainConfig": ("fast_nst.core.config", "TrainConfig"),
+    "load_config": ("fast_nst.training.setup", "load_train_config"),
+    "load_stylizer": ("fast_nst.stylize", "load_stylizer"),
+    "optimize": ("fast_nst.gatys", "optimize"),
+    "train": ("fast_nst.training", "train"),
+}
 
 
-def load_stylizer(path, device: str = "auto", **kwargs):
-    """Load a trained checkpoint for stylizing; see :func:`fast_nst.stylize.load_stylizer`."""
-    from .stylize import load_stylizer as _load  # keeps `import fast_nst` light
-
-    return _load(path, device=device, **kwargs)
-
-
-__all__ = ["FastNSTError", "load_stylizer", "__version__"]
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'fast_nst' has no attribute {name!r}")
+    module, attribute = _LAZY[name]
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value  # later lookups skip this function
+    return value

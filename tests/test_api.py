@@ -4,10 +4,10 @@ from PIL import Image
 
 import fast_nst
 from fast_nst import load_stylizer
-from fast_nst.checkpoint import make_checkpoint, atomic_torch_save
-from fast_nst.config import load_config
-from fast_nst.errors import CheckpointError, FastNSTError
-from fast_nst.model import TransformNet, TransformNetArgs
+from fast_nst.io.checkpoint import make_checkpoint, atomic_torch_save
+from fast_nst.training import load_train_config as load_config
+from fast_nst.core.errors import CheckpointError, FastNSTError
+from fast_nst.nets.johnson import TransformNet, TransformNetArgs
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from fast_nst.checkpoint import atomic_torch_save, make_checkpoint
-from fast_nst.cli import eval_main, train_command, train_main
-from fast_nst.config import load_config
-from fast_nst.model import TransformNet, TransformNetArgs
+from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint
+from fast_nst.commands.eval import main as eval_main
+from fast_nst.commands.train import main as train_main, train_command
+from fast_nst.training import load_train_config as load_config
+from fast_nst.nets.johnson import TransformNet, TransformNetArgs
 
 from conftest import assert_clean_in_process, in_process, make_photo, run_cli, tiny_values, write_config
 
@@ -113,7 +114,7 @@ def test_hints_repeat_the_overrides_and_resume_past_the_end_is_refused(tiny_conf
 
 @pytest.mark.parametrize("size", ["0", "-3", "8"])
 def test_prepare_rejects_sizes_training_cannot_use(size, train_dir, capsys):
-    from fast_nst.data import main as data_main
+    from fast_nst.commands.data import main as data_main
 
     before = sorted(p.name for p in train_dir.iterdir())
     code, err = in_process(capsys, data_main, "prepare", train_dir, "--image_size", size)
@@ -122,7 +123,7 @@ def test_prepare_rejects_sizes_training_cannot_use(size, train_dir, capsys):
 
 
 def test_failed_prepare_leaves_no_temporary_cache(tmp_path, monkeypatch, capsys):
-    from fast_nst import data
+    from fast_nst.training import cache as data
 
     folder = tmp_path / "photos"
     for i in range(3):
@@ -134,7 +135,7 @@ def test_failed_prepare_leaves_no_temporary_cache(tmp_path, monkeypatch, capsys)
 
 
 def test_transparency_dropped_by_jpeg_is_reported(tmp_path):
-    from fast_nst.images import save_image
+    from fast_nst.core.images import save_image
 
     img = Image.new("RGBA", (4, 4), (10, 20, 30, 255))
     with warnings.catch_warnings():

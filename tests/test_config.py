@@ -1,8 +1,9 @@
 import pytest
 import yaml
 
-from fast_nst.config import TrainConfig, config_from_dict, load_config, save_config
-from fast_nst.errors import ConfigError
+from fast_nst.core.config import TrainConfig, save_config
+from fast_nst.training import load_train_config as load_config, train_config_from_dict as config_from_dict
+from fast_nst.core.errors import ConfigError
 
 from conftest import REPO, write_config
 
@@ -15,7 +16,7 @@ def test_defaults_and_naming_from_file_stem(tmp_path):
     assert cfg.content_layers == ("relu2_2",)
     assert cfg.style_layers == ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
     assert cfg.train_dir == "data/train2014" and cfg.model_path == "models"
-    assert cfg.loss_model_file == "pretrained/vgg16-397923af.pth"
+    assert cfg.loss_model_file == "" and cfg.model_type == "johnson" and dict(cfg.model_args) == {}
 
 
 def test_unknown_key_names_key_and_file(tmp_path):

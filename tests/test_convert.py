@@ -9,10 +9,14 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from fast_nst import download, load_stylizer
-from fast_nst.checkpoint import read_checkpoint
-from fast_nst.cli import eval_main
-from fast_nst.convert import main as convert_main
+from fast_nst import load_stylizer
+from fast_nst.commands import download as download_command
+from fast_nst.core import fetch as download
+from fast_nst.core.errors import DownloadError
+from fast_nst.io.pretrained import PRETRAINED_URL
+from fast_nst.io.checkpoint import read_checkpoint
+from fast_nst.commands.eval import main as eval_main
+from fast_nst.commands.convert import main as convert_main
 
 from conftest import make_photo
 
@@ -117,7 +121,7 @@ def test_eval_reads_pytorch_examples_files_directly(examples_model, tmp_path):
     photo = make_photo(tmp_path / "p.png", (48, 36), fmt="PNG")
     out = tmp_path / "o.png"
     assert eval_main(["--model_file", str(src), "--image_file", str(photo), "--output_file", str(out)]) == 0
-    from fast_nst.images import pil_to_tensor
+    from fast_nst.core.images import pil_to_tensor
 
     got = pil_to_tensor(Image.open(out))
     expected = reference(net, pil_to_tensor(Image.open(photo)).unsqueeze(0))[0]
@@ -148,8 +152,8 @@ def test_download_pretrained_converts_each_model(examples_model, tmp_path, monke
 
     monkeypatch.setattr(download, "download_url", fake_download)
     monkeypatch.chdir(tmp_path)
-    assert download.main(["pretrained"]) == 0
-    assert urls == [download.PRETRAINED_URL]
+    assert download_command.main(["pretrained"]) == 0
+    assert urls == [PRETRAINED_URL]
     for name in ("candy", "mosaic", "rain_princess", "udnie"):
         ckpt = read_checkpoint(tmp_path / "models" / name / f"{name}.pth")
         assert ckpt["config"]["naming"] == name
@@ -157,11 +161,11 @@ def test_download_pretrained_converts_each_model(examples_model, tmp_path, monke
 
 def test_download_pretrained_failure_is_a_clear_error(tmp_path, monkeypatch, capsys):
     def fail(url, dest, **kwargs):
-        raise download.DownloadError(f"Download of {url} to {dest} failed: no network")
+        raise DownloadError(f"Download of {url} to {dest} failed: no network")
 
     monkeypatch.setattr(download, "download_url", fail)
     monkeypatch.chdir(tmp_path)
-    assert download.main(["pretrained"]) == 1
+    assert download_command.main(["pretrained"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: Download of https://www.dropbox.com/") and "Traceback" not in err
 
@@ -171,8 +175,8 @@ def test_export_reads_pytorch_examples_files(examples_model, tmp_path, capsys):
     """export --help promises pytorch/examples .pth files; they are converted on the fly."""
     import json
 
-    from fast_nst.export import TORCHSCRIPT_METADATA
-    from fast_nst.export import main as export_main
+    from fast_nst.io.export import TORCHSCRIPT_METADATA
+    from fast_nst.commands.export import main as export_main
 
     _, src = examples_model
     out = tmp_path / "mosaic.pt"

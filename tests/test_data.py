@@ -2,9 +2,9 @@ import torch
 import pytest
 from PIL import Image
 
-from fast_nst.data import (ImageFolderDataset, ResumableSampler, batch_to_device, build_loader,
+from fast_nst.training.data import (ImageFolderDataset, ResumableSampler, batch_to_device, build_loader,
                            crop_transform, find_training_images, load_sample_images)
-from fast_nst.errors import DataError
+from fast_nst.core.errors import DataError
 
 from conftest import make_photo
 
@@ -112,7 +112,8 @@ def test_sample_images_are_fixed_and_skip_unreadable(tmp_path, train_dir):
 
 
 def test_prepared_cache_yields_the_same_tensors_as_decoding(tmp_path, capsys):
-    from fast_nst.data import cache_dir, main, open_cache
+    from fast_nst.commands.data import main
+    from fast_nst.training.cache import cache_dir, open_cache
 
     d = tmp_path / "photos"
     for i, size in enumerate([(50, 40), (40, 70), (33, 33), (90, 41)]):
@@ -143,7 +144,7 @@ def test_prepared_cache_yields_the_same_tensors_as_decoding(tmp_path, capsys):
 
 
 def test_loader_workers_are_capped_at_the_usable_cores(monkeypatch, train_dir):
-    import fast_nst.data as data
+    import fast_nst.training.data as data
 
     monkeypatch.setattr(data.os, "sched_getaffinity", lambda pid: {0, 1})
     assert data.usable_workers(4) == 2 and data.usable_workers(1) == 1 and data.usable_workers(0) == 0
@@ -152,7 +153,8 @@ def test_loader_workers_are_capped_at_the_usable_cores(monkeypatch, train_dir):
 
 
 def test_prepare_decodes_with_every_usable_core_by_default(monkeypatch, tmp_path, capsys):
-    import fast_nst.data as data
+    import fast_nst.training.cache as data
+    from fast_nst.commands.data import main as data_main
 
     seen = []
 
@@ -164,7 +166,7 @@ def test_prepare_decodes_with_every_usable_core_by_default(monkeypatch, tmp_path
     make_photo(tmp_path / "p.jpg", (40, 40))
     monkeypatch.setattr(data, "DataLoader", RecordingLoader)
     monkeypatch.setattr(data.os, "sched_getaffinity", lambda pid: set(range(6)))
-    assert data.main(["prepare", str(tmp_path), "--image_size", "32"]) == 0
-    assert data.main(["prepare", str(tmp_path), "--image_size", "32", "--num_workers", "1"]) == 0
+    assert data_main(["prepare", str(tmp_path), "--image_size", "32"]) == 0
+    assert data_main(["prepare", str(tmp_path), "--image_size", "32", "--num_workers", "1"]) == 0
     assert seen == [6, 1]
     assert "Cached 1 images" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fast_nst.checkpoint import read_checkpoint
+from fast_nst.io.checkpoint import read_checkpoint
 
 from conftest import REPO, run_cli
 
@@ -103,8 +103,8 @@ def test_ctrl_c_stops_every_rank_at_the_same_step(tiny_config, tmp_path):
 
 
 def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
-    from fast_nst.distributed import init_distributed
-    from fast_nst.errors import FastNSTError
+    from fast_nst.training.distributed import init_distributed
+    from fast_nst.core.errors import FastNSTError
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")

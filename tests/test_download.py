@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from fast_nst import download
+from fast_nst.commands import download as download_command
+from fast_nst.core import fetch as download
+from fast_nst.io.pretrained import PRETRAINED_URL, PRETRAINED_ZIP
+from fast_nst.lossnet import LOSS_NETWORKS
+from fast_nst.training.coco import COCO_URL
+
+VGG16, VGG19 = LOSS_NETWORKS["vgg16"], LOSS_NETWORKS["vgg19"]
 
 
 def offline(url, start):
@@ -28,7 +34,7 @@ def in_tmp(tmp_path, monkeypatch):
 
 
 def run_main(capsys, *args) -> tuple[int, str, str]:
-    code = download.main(list(args))
+    code = download_command.main(list(args))
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -38,14 +44,14 @@ def run_main(capsys, *args) -> tuple[int, str, str]:
 def test_help_names_each_target_its_source_and_destination(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")  # argparse wraps to the terminal width
     with pytest.raises(SystemExit) as e:
-        download.main(["--help"])
+        download_command.main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "what a real training run needs" not in out  # pretrained is for inference
-    for url in (download.VGG16_URL, download.VGG19_URL, download.COCO_URL, download.PRETRAINED_URL):
+    for url in (VGG16.url, VGG19.url, COCO_URL, PRETRAINED_URL):
         assert url in out
-    for path in (download.VGG16_FILE, download.VGG19_FILE, "data/train2014/", "data/train2014.zip",
-                 f"data/{download.PRETRAINED_ZIP}", "models/<name>/<name>.pth"):
+    for path in (VGG16.file, VGG19.file, "data/train2014/", "data/train2014.zip",
+                 f"data/{PRETRAINED_ZIP}", "models/<name>/<name>.pth"):
         assert path in out
     assert "relative to the current directory" in out
     pretrained = out[out.index("  pretrained  "):]
@@ -57,10 +63,10 @@ def test_help_names_each_target_its_source_and_destination(capsys, monkeypatch):
 # ---- offline failures --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args,url,zip_path,then", [
-    (["pretrained"], download.PRETRAINED_URL, "data/pytorch_examples_saved_models.zip",
+    (["pretrained"], PRETRAINED_URL, "data/pytorch_examples_saved_models.zip",
      "converts the models into models/<name>/<name>.pth"),
-    (["coco"], download.COCO_URL, "data/train2014.zip", "unpacks it into data/train2014, then deletes it"),
-    (["coco", "--dest", "big/disk"], download.COCO_URL, "big/disk/train2014.zip",
+    (["coco"], COCO_URL, "data/train2014.zip", "unpacks it into data/train2014, then deletes it"),
+    (["coco", "--dest", "big/disk"], COCO_URL, "big/disk/train2014.zip",
      "unpacks it into big/disk/train2014, then deletes it"),
 ])
 def test_offline_failure_says_how_to_finish_by_hand(in_tmp, monkeypatch, capsys, args, url, zip_path, then):
@@ -78,8 +84,8 @@ def test_vgg_offline_failure_has_the_same_shape(in_tmp, monkeypatch, capsys):
     monkeypatch.setattr(download, "_open", offline)
     code, _, err = run_main(capsys, "vgg19")
     assert code == 1
-    assert err.startswith(f"error: Download of {download.VGG19_URL} to {download.VGG19_FILE} failed: ")
-    assert f"Download\n  {download.VGG19_URL}\nand put the file at {download.VGG19_FILE}" in err
+    assert err.startswith(f"error: Download of {VGG19.url} to {VGG19.file} failed: ")
+    assert f"Download\n  {VGG19.url}\nand put the file at {VGG19.file}" in err
     assert files_under(in_tmp) == []
 
 

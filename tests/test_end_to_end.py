@@ -6,9 +6,10 @@ import yaml
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fast_nst.checkpoint import FORMAT_VERSION, read_checkpoint
-from fast_nst.cli import eval_main, train_main
-from fast_nst.config import load_config
+from fast_nst.io.checkpoint import FORMAT_VERSION, read_checkpoint
+from fast_nst.commands.eval import main as eval_main
+from fast_nst.commands.train import main as train_main
+from fast_nst.training import load_train_config as load_config
 
 from conftest import make_photo, run_cli
 
@@ -135,17 +136,17 @@ def test_help_works_for_both_commands():
 
 def test_learning_halves_the_loss_on_a_fixed_batch(train_dir):
     """~50 Adam steps on one fixed batch must cut the total loss by at least half."""
-    from fast_nst.data import find_training_images, load_sample_images
-    from fast_nst.losses import PerceptualLoss
-    from fast_nst.model import TransformNet
-    from fast_nst.vgg import VGGEncoder, random_vgg16_features
+    from fast_nst.training.data import find_training_images, load_sample_images
+    from fast_nst.lossnet.losses import PerceptualLoss
+    from fast_nst.nets.johnson import TransformNet
+    from fast_nst.lossnet.vgg import VGGEncoder, random_features
 
     torch.manual_seed(0)
     files = find_training_images(train_dir)
     batch = load_sample_images([], files, 2, 32)  # (2, 3, 32, 32)
     style = load_sample_images([], files[5:], 1, 48)
     cfg = load_config(None, ["style_image=x", "naming=x"])
-    enc = VGGEncoder(random_vgg16_features(0), list(dict.fromkeys(cfg.content_layers + cfg.style_layers)))
+    enc = VGGEncoder(random_features("vgg16", 0), list(dict.fromkeys(cfg.content_layers + cfg.style_layers)))
     crit = PerceptualLoss(enc, style, cfg.content_layers, cfg.style_layers, cfg.content_weight,
                           cfg.style_weight, cfg.tv_weight)
     net = TransformNet()

@@ -14,14 +14,15 @@ import torch
 from PIL import Image
 
 from fast_nst import load_stylizer
-from fast_nst.checkpoint import atomic_torch_save, make_checkpoint
-from fast_nst.cli import eval_main
-from fast_nst.config import load_config
-from fast_nst.errors import CheckpointError, FastNSTError
-from fast_nst.export import TORCHSCRIPT_METADATA, ExportableTransformNet, export_metadata
-from fast_nst.export import main as export_main
-from fast_nst.export import parser as export_parser
-from fast_nst.model import TransformNet, TransformNetArgs
+from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint
+from fast_nst.commands.eval import main as eval_main
+from fast_nst.training import load_train_config as load_config
+from fast_nst.core.errors import CheckpointError, FastNSTError
+from fast_nst.io.export import TORCHSCRIPT_METADATA, export_metadata
+from fast_nst.nets.exportable import ExportableTransformNet
+from fast_nst.commands.export import main as export_main
+from fast_nst.commands.export import parser as export_parser
+from fast_nst.nets.johnson import TransformNet, TransformNetArgs
 
 from conftest import make_photo, run_cli
 
@@ -234,7 +235,7 @@ def test_onnx_cuda_provider_that_fails_to_start(onnx_file, monkeypatch):
     do not load: an explicit cuda request is an error, auto falls back to a CPU stylizer."""
     import onnxruntime as ort
 
-    import fast_nst.onnx_runtime as onnx_rt
+    import fast_nst.stylize.onnx_stylizer as onnx_rt
 
     class CudaListedButBroken:
         SessionOptions = ort.SessionOptions
@@ -351,7 +352,7 @@ def test_bad_format_is_rejected_by_argparse(model, capsys):
 def test_failed_check_discards_the_export(model, tmp_path, monkeypatch, capsys):
     """A mismatch against PyTorch leaves no output and no temporary file; an existing output
     file keeps its content (the export is written to a temporary name and renamed last)."""
-    import fast_nst.export as export
+    import fast_nst.io.export as export
 
     monkeypatch.setattr(export, "TOLERANCE", -1.0)  # every comparison fails
     out = tmp_path / "m.pt"

@@ -3,8 +3,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fast_nst.losses import ContentLoss, PerceptualLoss, StyleLoss, TVLoss, gram_matrix
-from fast_nst.vgg import VGGEncoder, random_vgg16_features
+from fast_nst.lossnet.losses import ContentLoss, PerceptualLoss, StyleLoss, TVLoss, gram_matrix
+from fast_nst.lossnet.vgg import VGGEncoder, random_features
 
 
 def test_gram_matrix_against_hand_computed_values():
@@ -124,7 +124,7 @@ def test_style_grams_computed_once_not_per_forward():
 
 
 def test_perceptual_loss_with_random_vgg_has_gradients_only_for_the_output():
-    enc = VGGEncoder(random_vgg16_features(0), ["relu2_2", "relu3_3"])
+    enc = VGGEncoder(random_features("vgg16", 0), ["relu2_2", "relu3_3"])
     crit = PerceptualLoss(enc, torch.rand(1, 3, 32, 32), ["relu2_2"], ["relu2_2", "relu3_3"], 1.0, 1e5, 1.0)
     out = torch.rand(1, 3, 32, 32, requires_grad=True)
     crit(out, torch.rand(1, 3, 32, 32))["total"].backward()
@@ -133,7 +133,7 @@ def test_perceptual_loss_with_random_vgg_has_gradients_only_for_the_output():
 
 
 def test_tf32_grams_only_while_enabled_and_restored():
-    from fast_nst.losses import tf32_grams
+    from fast_nst.lossnet.losses import tf32_grams
 
     before = torch.backends.cuda.matmul.allow_tf32
     assert before is False  # torch's default: exact float32 matmuls

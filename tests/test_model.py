@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from fast_nst.model import TransformNet, TransformNetArgs
+from fast_nst.nets.johnson import TransformNet, TransformNetArgs
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,11 @@ import torch
 from torch import nn
 
 from fast_nst import load_stylizer
-from fast_nst.checkpoint import atomic_torch_save, load_model, make_checkpoint, read_checkpoint
-from fast_nst.cli import eval_main
-from fast_nst.config import load_config
-from fast_nst.errors import CheckpointError
-from fast_nst.model import TransformNet, TransformNetArgs
+from fast_nst.io.checkpoint import atomic_torch_save, load_model, make_checkpoint, read_checkpoint
+from fast_nst.commands.eval import main as eval_main
+from fast_nst.training import load_train_config as load_config
+from fast_nst.core.errors import CheckpointError
+from fast_nst.nets.johnson import TransformNet, TransformNetArgs
 
 from conftest import make_photo
 

@@ -6,13 +6,14 @@ import torch
 from PIL import Image
 
 from conftest import assert_clean_error, make_photo, run_cli
-from fast_nst.checkpoint import atomic_torch_save, make_checkpoint
-from fast_nst.config import TrainConfig
-from fast_nst.errors import CheckpointError, FastNSTError
-from fast_nst.model import TransformNet, TransformNetArgs
-from fast_nst.optimize import PRESETS, intermediate_path, main, optimize, resolve_layers, scale_sizes
-from fast_nst.vgg import (VGG19_LAYER_NAMES, VGG19_URL, VGGEncoder, build_loss_network,
-                          layer_choices, load_vgg19_features)
+from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint
+from fast_nst.core.config import TrainConfig
+from fast_nst.core.errors import CheckpointError, FastNSTError
+from fast_nst.nets.johnson import TransformNet, TransformNetArgs
+from fast_nst.commands.optimize import main
+from fast_nst.gatys import PRESETS, intermediate_path, optimize, resolve_layers, scale_sizes
+from fast_nst.lossnet import LOSS_NETWORKS, layer_choices, layer_names
+from fast_nst.lossnet.vgg import VGGEncoder, build_loss_network, load_features
 
 GATYS_STYLE = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
 JOHNSON_STYLE = ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
@@ -112,15 +113,15 @@ def tv_vgg19_file(tmp_path_factory):
 
 def test_vgg19_names_match_torchvision_indices(tv_vgg19_file):
     model, path = tv_vgg19_file
-    assert len(VGG19_LAYER_NAMES) == len(model.features) == 37
-    assert VGG19_LAYER_NAMES.index("relu3_4") == 17 and VGG19_LAYER_NAMES.index("relu5_4") == 35
+    assert len(layer_names("vgg19")) == len(model.features) == 37
+    assert layer_names("vgg19").index("relu3_4") == 17 and layer_names("vgg19").index("relu5_4") == 35
     assert "relu5_4" in layer_choices("vgg19") and "relu5_4" not in layer_choices("vgg16")
-    enc = VGGEncoder(load_vgg19_features(path, allow_download=False), ["relu4_2", "relu4_4"], arch="vgg19")
+    enc = VGGEncoder(load_features("vgg19", path, allow_download=False), ["relu4_2", "relu4_4"], LOSS_NETWORKS["vgg19"])
     x = torch.rand(1, 3, 32, 32)
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     with torch.no_grad():
-        ref = model.features[:VGG19_LAYER_NAMES.index("relu4_4") + 1]((x - mean) / std)
+        ref = model.features[:layer_names("vgg19").index("relu4_4") + 1]((x - mean) / std)
         out = enc(x, ["relu4_4"])["relu4_4"]
     torch.testing.assert_close(out, ref)
 
@@ -130,15 +131,15 @@ def test_vgg19_loader_accepts_features_only_and_rejects_vgg16(tmp_path, tv_vgg19
     full = torch.load(path, weights_only=True)
     feats = {k[len("features."):]: v for k, v in full.items() if k.startswith("features.")}
     torch.save(feats, tmp_path / "feats.pth")
-    loaded = load_vgg19_features(tmp_path / "feats.pth", allow_download=False)
+    loaded = load_features("vgg19", tmp_path / "feats.pth", allow_download=False)
     assert torch.equal(loaded[34].weight, full["features.34.weight"])
-    with pytest.raises(CheckpointError, match="not a torchvision VGG19"):
-        load_vgg19_features(vgg_file, allow_download=False)
+    with pytest.raises(CheckpointError, match="not a VGG19 weights file"):
+        load_features("vgg19", vgg_file, allow_download=False)
 
 
 def test_vgg19_random_is_seeded_and_optimizes(pair, capsys):
-    a = build_loss_network("random", ["relu5_4"], "unused.pth", seed=3, arch="vgg19")
-    b = build_loss_network("random", ["relu5_4"], "unused.pth", seed=3, arch="vgg19")
+    a = build_loss_network("random", ["relu5_4"], "unused.pth", seed=3, name="vgg19")
+    b = build_loss_network("random", ["relu5_4"], "unused.pth", seed=3, name="vgg19")
     assert torch.equal(a.layers.conv5_4.weight, b.layers.conv5_4.weight)
     assert "RANDOM weights" in capsys.readouterr().err
     img, h = run(pair, loss_model="vgg19", steps=15)
@@ -148,8 +149,8 @@ def test_vgg19_random_is_seeded_and_optimizes(pair, capsys):
 # ---- init from a trained model -----------------------------------------------------------------
 
 def test_init_from_checkpoint_starts_from_its_stylization(pair, tmp_path):
-    from fast_nst.optimize import GatysObjective
-    from fast_nst.images import pil_to_tensor
+    from fast_nst.gatys import GatysObjective
+    from fast_nst.core.images import pil_to_tensor
     from fast_nst.stylize import load_stylizer
 
     torch.manual_seed(0)
@@ -217,7 +218,7 @@ def test_cli_errors_are_clean(pair, tmp_path, capsys):
     assert "unsupported extension" in cli_error(capsys, *base, "--output", str(tmp_path / "o.txt"))
     err = cli_error(capsys, *base, "--loss_model", "vgg19", "--loss_model_weights", "imagenet",
                     "--loss_model_file", str(tmp_path / "weights.pth"))
-    assert "VGG19 weights not found" in err and VGG19_URL in err
+    assert "VGG19 weights not found" in err and LOSS_NETWORKS["vgg19"].url in err
     assert "too small" in cli_error(capsys, *base, "--image_size", "8")
     assert not (tmp_path / "o.jpg").exists()
 
@@ -286,9 +287,9 @@ class _BarSpy:
     ({"content_weight": 0.0, "style_weight": 0.0, "tv_weight": 0.0}, 2 * 1),
 ])
 def test_progress_bar_counts_real_evaluations(pair, monkeypatch, weights, evaluations):
-    import tqdm
+    import fast_nst.gatys as gatys
 
-    monkeypatch.setattr(tqdm, "tqdm", _BarSpy)
+    monkeypatch.setattr(gatys, "tqdm", _BarSpy)
     _BarSpy.bars = []
     calls = []
     run(pair, image_size=48, steps=3, scales=2, progress=True,

@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fast_nst.inference import FastTransformNet, _phase_weight, _unshuffle_weight
-from fast_nst.losses import PerceptualLoss, gram_matrix
-from fast_nst.model import TransformNet, TransformNetArgs
-from fast_nst.stylize import Stylizer
-from fast_nst.vgg import VGGEncoder, random_vgg16_features
+from fast_nst.nets.fast_cpu import FastTransformNet, _phase_weight, _unshuffle_weight
+from fast_nst.lossnet.losses import PerceptualLoss, gram_matrix
+from fast_nst.nets.johnson import TransformNet, TransformNetArgs
+from fast_nst.stylize import TorchStylizer as Stylizer
+from fast_nst.lossnet.vgg import VGGEncoder, random_features
 
 from conftest import psnr
 
@@ -82,7 +82,7 @@ def test_unknown_precision_is_refused(net):
 
 @pytest.fixture(scope="module")
 def loss_setup():
-    enc = VGGEncoder(random_vgg16_features(0), ["relu1_2", "relu2_2", "relu3_3", "relu4_3"])
+    enc = VGGEncoder(random_features("vgg16", 0), ["relu1_2", "relu2_2", "relu3_3", "relu4_3"])
     torch.manual_seed(1)
     style = torch.rand(1, 3, 40, 40)
     crit = PerceptualLoss(enc, style, ["relu2_2"], ["relu1_2", "relu2_2", "relu3_3", "relu4_3"],
@@ -118,12 +118,12 @@ def test_bf16_autocast_losses_close_to_fp32(loss_setup):
 def test_bf16_training_reaches_fp32_loss(train_dir):
     """Same steps on the same batch: the bf16 run's loss (mean of the last 10 of 40 steps, read
     in fp32) within 5 % of the fp32 run's."""
-    from fast_nst.data import find_training_images, load_sample_images
+    from fast_nst.training.data import find_training_images, load_sample_images
 
     files = find_training_images(train_dir)
     batch = load_sample_images([], files, 2, 32)
     style = load_sample_images([], files[4:], 1, 40)
-    enc = VGGEncoder(random_vgg16_features(0), ["relu1_2", "relu2_2", "relu3_3", "relu4_3"])
+    enc = VGGEncoder(random_features("vgg16", 0), ["relu1_2", "relu2_2", "relu3_3", "relu4_3"])
     crit = PerceptualLoss(enc, style, ["relu2_2"], ["relu1_2", "relu2_2", "relu3_3", "relu4_3"], 1.0, 1e5, 1.0)
     finals = {}
     for precision in ("fp32", "bf16"):
@@ -155,10 +155,10 @@ def test_bf16_training_reaches_fp32_loss(train_dir):
 def test_training_loop_with_speed_option(options, tmp_path, train_dir, style_file):
     """train.py's loop runs with each option: finite losses, a loadable model, the option saved in
     the checkpoint's config (fp16: the gradient scaler's state too) and a resumable run."""
-    from fast_nst.checkpoint import read_checkpoint
-    from fast_nst.config import config_from_dict
+    from fast_nst.io.checkpoint import read_checkpoint
+    from fast_nst.training import train_config_from_dict as config_from_dict
     from fast_nst.stylize import load_stylizer
-    from fast_nst.training import do_train
+    from fast_nst.training import train as do_train
 
     from conftest import tiny_values
 
@@ -180,7 +180,7 @@ def test_training_loop_with_speed_option(options, tmp_path, train_dir, style_fil
 def test_resume_across_channels_last_gives_adam_state_the_parameter_layout():
     """A checkpoint keeps its Adam moments' layout; CUDA's fused Adam rejects moments whose
     strides differ from the parameters', so a resumed run converts them."""
-    from fast_nst.training import match_param_layout
+    from fast_nst.training.trainer import match_param_layout
 
     torch.manual_seed(0)
     saved = TransformNet(TransformNetArgs(base_channels=8, num_residual=1)).to(memory_format=torch.channels_last)
@@ -204,9 +204,9 @@ def test_resume_across_channels_last_gives_adam_state_the_parameter_layout():
 # ---- telling a user when the data loader holds training back -------------------------------------
 
 def test_feeding_advice_names_the_fixes_that_apply(monkeypatch, tmp_path, train_dir, style_file):
-    import fast_nst.data as data
-    from fast_nst.config import config_from_dict
-    from fast_nst.training import DATA_WAIT_WARNING, feeding_advice
+    import fast_nst.training.data as data
+    from fast_nst.training import train_config_from_dict as config_from_dict
+    from fast_nst.training.monitor import DATA_WAIT_WARNING, feeding_advice
 
     from conftest import tiny_values
 
@@ -234,9 +234,9 @@ def test_training_reports_waiting_for_data(monkeypatch, capsys, tmp_path, train_
     once, after the first interval (which includes starting the workers)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    import fast_nst.data as data
-    from fast_nst.config import config_from_dict
-    from fast_nst.training import do_train
+    import fast_nst.training.data as data
+    from fast_nst.training import train_config_from_dict as config_from_dict
+    from fast_nst.training import train as do_train
 
     from conftest import tiny_values
 

@@ -3,7 +3,7 @@
 Every case a user can hit runs the real command lines (``train.py`` / ``eval.py``) in a
 subprocess. A few failures can only be simulated inside the process (a monkeypatched download,
 a forced NaN); a few extra checks of pure error messages call the same CLI entry points
-(``fast_nst.cli.train_main`` / ``eval_main``) in-process to save start-up time.
+(``fast_nst.commands.train.main`` / ``eval_main``) in-process to save start-up time.
 See docs/reliability.md for the table of cases.
 
 Speed: each case is a *scenario* (a function running its subprocesses and returning what the
@@ -168,7 +168,7 @@ def assert_nothing_trained(run: Run) -> None:
 
 
 def read_ckpt(path: Path) -> dict:
-    from fast_nst.checkpoint import read_checkpoint
+    from fast_nst.io.checkpoint import read_checkpoint
 
     return read_checkpoint(path)
 
@@ -743,7 +743,7 @@ def test_wrong_config_type_fails_fast(fail_fast):
 
 
 def test_bad_config_value_fails_fast(tmp_path, train_dir, style_file, capsys):
-    from fast_nst.cli import train_main
+    from fast_nst.commands.train import main as train_main
 
     run = tiny_run(tmp_path, "bad_value", train_dir, style_file)
     code, err = in_process(capsys, train_main, *run.args("--set", "image_size=8"))
@@ -752,9 +752,9 @@ def test_bad_config_value_fails_fast(tmp_path, train_dir, style_file, capsys):
 
 
 def test_vgg_download_failure_names_url_and_destination(tmp_path, train_dir, style_file, monkeypatch, capsys):
-    import fast_nst.download
-    from fast_nst.cli import train_main
-    from fast_nst.errors import DownloadError
+    import fast_nst.core.fetch
+    from fast_nst.commands.train import main as train_main
+    from fast_nst.core.errors import DownloadError
 
     calls = []
 
@@ -762,7 +762,7 @@ def test_vgg_download_failure_names_url_and_destination(tmp_path, train_dir, sty
         calls.append((url, Path(dest)))
         raise DownloadError("simulated: network is unreachable")
 
-    monkeypatch.setattr(fast_nst.download, "download_url", fail)
+    monkeypatch.setattr(fast_nst.core.fetch, "download_url", fail)
     dest = tmp_path / "pretrained" / "vgg16-397923af.pth"
     run = tiny_run(tmp_path, "vgg_download", train_dir, style_file, loss_model_weights="imagenet",
                    loss_model_file=str(dest))
@@ -775,7 +775,7 @@ def test_vgg_download_failure_names_url_and_destination(tmp_path, train_dir, sty
 
 
 def _vgg_case(tmp_path, train_dir, style_file, capsys, weights: Path, *fragments):
-    from fast_nst.cli import train_main
+    from fast_nst.commands.train import main as train_main
 
     run = tiny_run(tmp_path, "vgg_file", train_dir, style_file, loss_model_weights="imagenet",
                    loss_model_file=str(weights))
@@ -963,7 +963,7 @@ def test_resume_without_checkpoints_fails_cleanly(rerun):
 
 
 def test_resume_and_overwrite_together_rejected(tmp_path, train_dir, style_file, capsys):
-    from fast_nst.cli import train_main
+    from fast_nst.commands.train import main as train_main
 
     run = tiny_run(tmp_path, "both", train_dir, style_file)
     code, err = in_process(capsys, train_main, *run.args("--resume", "--overwrite"))
@@ -986,10 +986,10 @@ def test_infinite_loss_stops_and_keeps_last_good_checkpoint(blowup):
 
 def test_nan_loss_mid_run_stops_and_keeps_last_good_checkpoint(tmp_path, train_dir, style_file,
                                                                monkeypatch, capsys):
-    import fast_nst.losses
-    from fast_nst.cli import train_main
+    import fast_nst.lossnet.losses
+    from fast_nst.commands.train import main as train_main
 
-    original = fast_nst.losses.TVLoss.forward
+    original = fast_nst.lossnet.losses.TVLoss.forward
     calls = {"n": 0}
 
     def nan_from_step_3(self, image):
@@ -997,7 +997,7 @@ def test_nan_loss_mid_run_stops_and_keeps_last_good_checkpoint(tmp_path, train_d
         out = original(self, image)
         return out * float("nan") if calls["n"] >= 3 else out
 
-    monkeypatch.setattr(fast_nst.losses.TVLoss, "forward", nan_from_step_3)
+    monkeypatch.setattr(fast_nst.lossnet.losses.TVLoss, "forward", nan_from_step_3)
     run = tiny_run(tmp_path, "nan", train_dir, style_file, max_steps=5, checkpoint_every=2, num_samples=0)
     code, err = in_process(capsys, train_main, *run.args())
     good = run.run_dir / "checkpoints" / "step_00000002.pth"
@@ -1062,7 +1062,7 @@ def test_eval_random_bytes_model_reported_as_damaged_not_hostile(eval_errors):
 
 def _eval_model(eval_errors, tmp_path, capsys, model) -> tuple[int, str]:
     """eval.py in-process on the scenario photo with ``model``; (exit code, stderr)."""
-    from fast_nst.cli import eval_main
+    from fast_nst.commands.eval import main as eval_main
 
     return in_process(capsys, eval_main, "--model_file", model, "--image_file", eval_errors["photo"],
                       "--output_file", tmp_path / "o.jpg", "--device", "cpu")
@@ -1126,7 +1126,7 @@ def test_eval_rejects_wrong_tensor_shapes(eval_errors):
 
 
 def test_eval_missing_model_file(eval_errors, tmp_path, capsys):
-    from fast_nst.cli import eval_main
+    from fast_nst.commands.eval import main as eval_main
 
     code, err = in_process(capsys, eval_main, "--model_file", tmp_path / "nope.pth", "--image_file",
                            eval_errors["photo"], "--device", "cpu")
@@ -1174,7 +1174,7 @@ def test_eval_refuses_to_overwrite_its_input(eval_errors):
 
 
 def test_eval_unsupported_output_extension(eval_errors, tmp_path, capsys):
-    from fast_nst.cli import eval_main
+    from fast_nst.commands.eval import main as eval_main
 
     code, err = in_process(capsys, eval_main, "--model_file", eval_errors["model_file"], "--image_file",
                            eval_errors["photo"], "--output_file", tmp_path / "photo.gif", "--device", "cpu")
@@ -1184,7 +1184,7 @@ def test_eval_unsupported_output_extension(eval_errors, tmp_path, capsys):
 
 @NEEDS_NO_CUDA
 def test_eval_cuda_without_cuda(eval_errors, tmp_path, capsys):
-    from fast_nst.cli import eval_main
+    from fast_nst.commands.eval import main as eval_main
 
     code, err = in_process(capsys, eval_main, "--model_file", eval_errors["model_file"], "--image_file",
                            eval_errors["photo"], "--output_file", tmp_path / "o.jpg", "--device", "cuda")
@@ -1227,7 +1227,7 @@ def test_eval_formats_run_succeeds(eval_formats):
 
 
 def test_eval_16bit_grayscale_png(eval_formats):
-    from fast_nst.images import open_image
+    from fast_nst.core.images import open_image
 
     src, _, _ = eval_formats
     with Image.open(src / "grey16.png") as img:
@@ -1284,7 +1284,7 @@ def test_eval_tiny_images_keep_their_size(eval_formats, stem, size):
 
 def test_resume_removes_half_written_checkpoints(tiny_config, capsys):
     """A kill -9 during a save leaves .step_N.pth.tmpPID behind; the next start removes it."""
-    from fast_nst.cli import train_main
+    from fast_nst.commands.train import main as train_main
 
     conf = tiny_config("stale", max_steps=2)
     assert train_main(["-c", str(conf), "--no_progress"]) == 0
@@ -1299,7 +1299,7 @@ def test_resume_removes_half_written_checkpoints(tiny_config, capsys):
 def test_rng_state_from_more_gpus_restores_the_ones_present(monkeypatch):
     """A checkpoint saved on a 2-GPU machine resumes on a 1-GPU one: the present GPU's generator
     is restored, the missing one is skipped (torch.cuda.set_rng_state_all would index past it)."""
-    from fast_nst.checkpoint import capture_rng_state, restore_rng_state
+    from fast_nst.io.checkpoint import capture_rng_state, restore_rng_state
 
     restored = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

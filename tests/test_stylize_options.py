@@ -4,13 +4,13 @@ import pytest
 import torch
 from PIL import Image
 
-from fast_nst.checkpoint import atomic_torch_save, make_checkpoint
-from fast_nst.cli import eval_main
-from fast_nst.config import load_config
-from fast_nst.images import pil_to_tensor
-from fast_nst.model import TransformNet
-from fast_nst.stylize import Stylizer, preserve_colors
-from fast_nst.tiling import auto_tile_size, plan_tiles, stylize_tiled, tile_core
+from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint
+from fast_nst.commands.eval import main as eval_main
+from fast_nst.training import load_train_config as load_config
+from fast_nst.core.images import pil_to_tensor
+from fast_nst.nets.johnson import TransformNet
+from fast_nst.stylize import TorchStylizer as Stylizer, preserve_colors
+from fast_nst.stylize.tiling import auto_tile_size, plan_tiles, stylize_tiled, tile_core
 
 from conftest import make_photo, psnr
 
@@ -163,7 +163,7 @@ def test_eval_cli_option_errors(model_file, tmp_path, capsys, args, fragment):
 
 def test_gpu_memory_budget_counts_what_the_allocator_caches(monkeypatch):
     """Memory PyTorch reserved but does not use is free for the next image's tiles."""
-    from fast_nst.tiling import available_memory
+    from fast_nst.stylize.tiling import available_memory
 
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1000, 8000))
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 700)

@@ -2,10 +2,12 @@ import pytest
 import torch
 from torchvision.models import vgg16
 
-from fast_nst import download
-from fast_nst.errors import CheckpointError, DownloadError
-from fast_nst.vgg import (IMAGENET_MEAN, IMAGENET_STD, LAYER_NAMES, VGGEncoder, build_loss_network,
-                          load_vgg16_features, load_vgg_features, random_vgg16_features)
+import dataclasses
+
+from fast_nst.core import fetch as download
+from fast_nst.core.errors import CheckpointError, DownloadError
+from fast_nst.lossnet import LOSS_NETWORKS, TORCHVISION, layer_names
+from fast_nst.lossnet.vgg import VGGEncoder, build_loss_network, download_weights, load_features, random_features
 
 
 @pytest.fixture(scope="module")
@@ -15,19 +17,19 @@ def tv_model():
 
 
 def test_layer_names_follow_torchvision_indices():
-    assert LAYER_NAMES[3] == "relu1_2" and LAYER_NAMES[8] == "relu2_2"
-    assert LAYER_NAMES[15] == "relu3_3" and LAYER_NAMES[22] == "relu4_3" and LAYER_NAMES[29] == "relu5_3"
-    assert len(LAYER_NAMES) == len(vgg16().features)
+    assert layer_names("vgg16")[3] == "relu1_2" and layer_names("vgg16")[8] == "relu2_2"
+    assert layer_names("vgg16")[15] == "relu3_3" and layer_names("vgg16")[22] == "relu4_3" and layer_names("vgg16")[29] == "relu5_3"
+    assert len(layer_names("vgg16")) == len(vgg16().features)
 
 
 def test_named_outputs_equal_torchvision_vgg16(tv_model, vgg_file):
-    enc = VGGEncoder(load_vgg16_features(vgg_file, allow_download=False),
+    enc = VGGEncoder(load_features("vgg16", vgg_file, allow_download=False),
                      ["relu1_2", "relu2_2", "relu3_3", "relu4_3"])
     ref = vgg16()
     ref.load_state_dict(torch.load(vgg_file, weights_only=True))
     ref.eval()
     x = torch.rand(2, 3, 40, 48)
-    normed = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    normed = (x - torch.tensor(TORCHVISION.mean).view(1, 3, 1, 1)) / torch.tensor(TORCHVISION.std).view(1, 3, 1, 1)
     expected, h = {}, normed
     for i, module in enumerate(ref.features):
         h = module(h.clone())  # torchvision's ReLUs are in-place
@@ -39,7 +41,7 @@ def test_named_outputs_equal_torchvision_vgg16(tv_model, vgg_file):
 
 
 def test_encoder_is_frozen_and_cut_after_deepest_layer():
-    enc = VGGEncoder(random_vgg16_features(0), ["relu2_2", "relu1_1"])
+    enc = VGGEncoder(random_features("vgg16", 0), ["relu2_2", "relu1_1"])
     assert list(dict(enc.layers.named_children()))[-1] == "relu2_2"
     assert all(not p.requires_grad for p in enc.parameters())
     enc.train()
@@ -52,11 +54,11 @@ def test_encoder_is_frozen_and_cut_after_deepest_layer():
     with pytest.raises(ValueError, match="deeper"):
         enc(x, ["relu3_1"])
     with pytest.raises(ValueError, match="relu9_9"):
-        VGGEncoder(random_vgg16_features(0), ["relu9_9"])
+        VGGEncoder(random_features("vgg16", 0), ["relu9_9"])
 
 
 def test_conv_outputs_not_clobbered_by_inplace_relu():
-    enc = VGGEncoder(random_vgg16_features(0), ["conv1_1", "relu1_1"])
+    enc = VGGEncoder(random_features("vgg16", 0), ["conv1_1", "relu1_1"])
     out = enc(torch.rand(1, 3, 16, 16), ["conv1_1", "relu1_1"])
     assert (out["conv1_1"] < 0).any()
     assert torch.equal(out["relu1_1"], out["conv1_1"].clamp(min=0))
@@ -67,7 +69,7 @@ def test_features_only_state_dict_is_accepted(tmp_path, vgg_file):
     feats_only = {k[len("features."):]: v for k, v in full.items() if k.startswith("features.")}
     path = tmp_path / "features.pth"
     torch.save(feats_only, path)
-    a = load_vgg16_features(path, allow_download=False)
+    a = load_features("vgg16", path, allow_download=False)
     assert torch.equal(a[28].weight, full["features.28.weight"])
 
 
@@ -76,7 +78,7 @@ def test_existing_file_is_not_downloaded(monkeypatch, vgg_file):
         raise AssertionError("download attempted although the file exists")
 
     monkeypatch.setattr(download, "download_url", boom)
-    load_vgg16_features(vgg_file)
+    load_features("vgg16", vgg_file)
 
 
 @pytest.mark.parametrize("arch,url", [("vgg16", "https://download.pytorch.org/models/vgg16-397923af.pth"),
@@ -91,13 +93,13 @@ def test_missing_file_download_failure_names_url_and_path(monkeypatch, tmp_path,
     monkeypatch.setattr(download, "download_url", fail)
     dest = tmp_path / "pretrained" / url.rsplit("/", 1)[1]
     with pytest.raises(DownloadError) as e:
-        load_vgg_features(dest, arch)
+        load_features(arch, dest)
     assert attempts == [(url, str(dest))]
     msg = str(e.value)
     assert url in msg and str(dest) in msg
     assert "loss_model_weights=random" in msg
     with pytest.raises(CheckpointError, match=f"{arch.upper()} weights not found"):
-        load_vgg_features(tmp_path / "other.pth", arch)  # not torchvision's name: no download
+        load_features(arch, tmp_path / "other.pth")  # not torchvision's name: no download
     assert len(attempts) == 1
 
 
@@ -112,9 +114,10 @@ def test_download_writes_file_when_fetch_succeeds(monkeypatch, tmp_path, vgg_fil
         headers = {"Content-Length": str(len(data))}
 
     monkeypatch.setattr(download, "_open", lambda url, start: Response(data))
-    monkeypatch.setattr(download, "VGG16_SHA256_PREFIX", download.sha256_file(vgg_file)[:8])
+    entry = dataclasses.replace(LOSS_NETWORKS["vgg16"], sha256=download.sha256_file(vgg_file)[:8])
+    monkeypatch.setitem(LOSS_NETWORKS, "vgg16", entry)
     dest = tmp_path / "pretrained" / "vgg16-397923af.pth"
-    feats = load_vgg16_features(dest)
+    feats = load_features("vgg16", dest)
     assert dest.read_bytes() == data
     assert not dest.with_name(dest.name + ".part").exists()
     assert feats[0].weight.shape == (64, 3, 3, 3)
@@ -129,7 +132,7 @@ def test_corrupt_download_is_rejected(monkeypatch, tmp_path):
 
     monkeypatch.setattr(download, "_open", lambda url, start: Response(b"hello"))
     with pytest.raises(DownloadError, match="corrupt"):
-        download.download_vgg16(tmp_path / "vgg16-397923af.pth", quiet=True)
+        download_weights("vgg16", tmp_path / "vgg16-397923af.pth", quiet=True)
     assert not (tmp_path / "vgg16-397923af.pth").exists()
 
 
@@ -156,11 +159,11 @@ def test_download_resumes_partial_file(monkeypatch, tmp_path):
 def test_wrong_file_is_rejected(tmp_path):
     path = tmp_path / "vgg16-397923af.pth"
     torch.save({"features.0.weight": torch.zeros(1)}, path)
-    with pytest.raises(CheckpointError, match="not a torchvision VGG16"):
-        load_vgg16_features(path, allow_download=False)
+    with pytest.raises(CheckpointError, match="not a VGG16 weights file"):
+        load_features("vgg16", path, allow_download=False)
     path.write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="cannot read VGG16 weights"):
-        load_vgg16_features(path, allow_download=False)
+        load_features("vgg16", path, allow_download=False)
 
 
 def test_random_weights_are_seeded_and_announced(capsys):

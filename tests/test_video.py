@@ -16,13 +16,13 @@ import torch
 
 av = pytest.importorskip("av", reason="video support needs the optional extra: pip install -e .[video]")
 
-from fast_nst.checkpoint import atomic_torch_save, make_checkpoint  # noqa: E402
-from fast_nst.cli import eval_main  # noqa: E402
-from fast_nst.config import load_config  # noqa: E402
-from fast_nst.errors import DataError  # noqa: E402
-from fast_nst.model import TransformNet, TransformNetArgs  # noqa: E402
+from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint  # noqa: E402
+from fast_nst.commands.eval import main as eval_main  # noqa: E402
+from fast_nst.training import load_train_config as load_config  # noqa: E402
+from fast_nst.core.errors import DataError  # noqa: E402
+from fast_nst.nets.johnson import TransformNet, TransformNetArgs  # noqa: E402
 from fast_nst.stylize import load_stylizer  # noqa: E402
-from fast_nst.video import stylize_video  # noqa: E402
+from fast_nst.stylize.video import stylize_video  # noqa: E402
 
 from conftest import psnr  # noqa: E402
 
@@ -231,8 +231,9 @@ def test_missing_pyav_names_the_extra(stylizer, clip, tmp_path, monkeypatch):
 
 
 def test_failure_midway_keeps_the_old_output_and_leaves_no_partial_file(stylizer, clip, tmp_path):
-    class Failing:
-        device = stylizer.device
+    from fast_nst.stylize.base import Stylizer
+
+    class Failing(Stylizer):  # the stylizer contract, failing on its second batch
         calls = 0
 
         def stylize_tensor(self, x):
@@ -244,7 +245,7 @@ def test_failure_midway_keeps_the_old_output_and_leaves_no_partial_file(stylizer
     out = tmp_path / "out.mp4"
     out.write_bytes(b"previous result")
     with pytest.raises(RuntimeError, match="boom"):
-        stylize_video(Failing(), clip, out, batch_size=4, progress=False)
+        stylize_video(Failing(stylizer.device), clip, out, batch_size=4, progress=False)
     assert out.read_bytes() == b"previous result"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
 

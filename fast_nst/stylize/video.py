@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import sys
 import traceback
 from fractions import Fraction
@@ -47,9 +46,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import DataError, FastNSTError
-from .images import tensor_to_pil
-from .stylize import finish, resize_for_processing
+from ..core.errors import DataError
+from ..core.files import atomic_write
+from ..core.images import tensor_to_pil
+from .base import StylizeOptions, Stylizer, finish, make_options, resize_for_processing
+from .tiling import auto_tile_size
+
+__all__ = ["INSTALL_HINT", "stylize_video"]
 
 INSTALL_HINT = 'pip install -e ".[video]"'
 
@@ -65,29 +68,27 @@ VIDEO_CODECS: tuple[tuple[str, dict[str, str]], ...] = (
 AUDIO_CODECS = ("aac", "libopus", "opus", "libmp3lame")
 AUDIO_BITRATE_PER_CHANNEL = 96_000
 
-_DEFAULT_OPTIONS = dict(tile_size="auto", overlap=64, preserve_color=False, strength=1.0,
-                        max_size=None, scale=None, keep_size=False)
 _UNSPECIFIED_COLOR = (0, 2)  # AVCOL_SPC_RGB (meaningless for YUV input) and *_UNSPECIFIED
 _AVFMT_VARIABLE_FPS = 0x0400  # the container stores per-frame timestamps (not AVI)
 
 
 def _import_av():
     try:
-        import av
+        import av  # an optional extra: imported only when a video is stylized
     except ImportError:
         raise DataError(f"Stylizing videos needs PyAV, which is not installed; install the "
                         f"video extra: {INSTALL_HINT}") from None
     return av
 
 
-def stylize_video(stylizer, src: Path, dest: Path, batch_size: int = 4,
-                  options: Optional[dict] = None, progress: bool = True) -> dict:
+def stylize_video(stylizer: Stylizer, src: Path, dest: Path, batch_size: int = 4,
+                  options: StylizeOptions | dict | None = None, progress: bool = True) -> dict:
     """Stylize every frame of the video ``src`` into ``dest`` (format from its extension:
     .mp4, .mov, .mkv, .webm, ...), keeping frame timing and audio; see the module docstring.
 
     ``batch_size`` frames go through ``stylizer.stylize_tensor`` at once on the stylizer's
-    device. ``options`` are those of :meth:`Stylizer.stylize` (tile_size, overlap,
-    preserve_color, strength, max_size, scale, keep_size) and mean the same per frame; an
+    device. ``options`` (:class:`StylizeOptions`, or a dict of its fields) mean the same per
+    frame as for :meth:`Stylizer.stylize`; an
     explicit integer ``tile_size`` (or "auto" deciding that frames are too large for memory)
     stylizes frame by frame with tiles instead of in batches.
 
@@ -97,14 +98,9 @@ def stylize_video(stylizer, src: Path, dest: Path, batch_size: int = 4,
     """
     av = _import_av()
     src, dest = Path(src), Path(dest)
-    opts = {**_DEFAULT_OPTIONS, **(options or {})}
-    unknown = set(opts) - set(_DEFAULT_OPTIONS)
-    if unknown:
-        raise FastNSTError(f"Unknown stylize option(s): {', '.join(sorted(unknown))}")
+    opts = make_options(options)
     if not isinstance(batch_size, int) or batch_size <= 0:
         raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if not 0.0 <= float(opts["strength"]) <= 1.0:
-        raise DataError(f"strength must be between 0 and 1, got {opts['strength']}")
 
     if not src.exists():
         raise DataError(f"Video not found: {src}")
@@ -119,44 +115,44 @@ def stylize_video(stylizer, src: Path, dest: Path, batch_size: int = 4,
 
     inp = _open_input(av, src)
     try:
-        # Hidden temporary name that keeps the extension, so FFmpeg picks the same format.
-        tmp = dest.with_name(f".{dest.stem}.tmp{os.getpid()}{dest.suffix}")
-        try:
-            open(tmp, "wb").close()  # fail early, before any decoding, if dest cannot be written
-        except OSError as e:
-            raise DataError(f"Cannot write {dest}: {e.strerror or e}") from None
-        try:
+        # A hidden temporary name that keeps the extension, so FFmpeg picks the same format.
+        with atomic_write(dest, keep_suffix=True) as tmp:
             try:
-                out = av.open(str(tmp), "w")
-            except ValueError:
-                raise DataError(f"Cannot tell a video format from the name {dest.name!r}; give "
-                                "--output_file a name ending in .mp4, .mov, .mkv or .webm.") from None
-            except av.FFmpegError as e:
-                raise DataError(f"Cannot write {dest}: {e}") from None
-            try:
-                summary = _VideoJob(av, stylizer, inp, out, src, dest, batch_size, opts,
-                                    progress).run()
-            except BaseException as e:
-                # The traceback's frames hold the job's packets and streams: free them while their
-                # containers are still open. Freed after the files closed (when the caller drops
-                # the exception), PyAV's avcodec_free_context sometimes blocked forever: the test
-                # suite hung so on torch 2.6 and 2.8, at the refusal of a .gif output.
-                traceback.clear_frames(e.__traceback__)
-                try:
-                    out.close()
-                except Exception:  # the first error is the one to report
-                    pass
-                raise
-            try:
-                out.close()  # writes the trailer (and moves the index to the front, for mp4)
-            except (av.FFmpegError, OSError) as e:
-                raise DataError(f"Cannot finish writing {dest}: {_reason(e)}") from None
-            os.replace(tmp, dest)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+                open(tmp, "wb").close()  # fail early, before any decoding, if dest cannot be written
+            except OSError as e:
+                raise DataError(f"Cannot write {dest}: {e.strerror or e}") from None
+            return _write_video(av, tmp, stylizer, inp, src, dest, batch_size, opts, progress)
     finally:
         inp.close()
+
+
+def _write_video(av, tmp: Path, stylizer: Stylizer, inp, src: Path, dest: Path, batch_size: int,
+                 opts: StylizeOptions, progress: bool) -> dict:
+    """Decode ``inp``, stylize and encode into ``tmp`` (named for ``dest``); the summary."""
+    try:
+        out = av.open(str(tmp), "w")
+    except ValueError:
+        raise DataError(f"Cannot tell a video format from the name {dest.name!r}; give "
+                        "--output_file a name ending in .mp4, .mov, .mkv or .webm.") from None
+    except av.FFmpegError as e:
+        raise DataError(f"Cannot write {dest}: {e}") from None
+    try:
+        summary = _VideoJob(av, stylizer, inp, out, src, dest, batch_size, opts, progress).run()
+    except BaseException as e:
+        # The traceback's frames hold the job's packets and streams: free them while their
+        # containers are still open. Freed after the files closed (when the caller drops
+        # the exception), PyAV's avcodec_free_context sometimes blocked forever: the test
+        # suite hung so on torch 2.6 and 2.8, at the refusal of a .gif output.
+        traceback.clear_frames(e.__traceback__)
+        try:
+            out.close()
+        except Exception:  # the first error is the one to report
+            pass
+        raise
+    try:
+        out.close()  # writes the trailer (and moves the index to the front, for mp4)
+    except (av.FFmpegError, OSError) as e:
+        raise DataError(f"Cannot finish writing {dest}: {_reason(e)}") from None
     return summary
 
 
@@ -224,7 +220,7 @@ class _VideoJob:
         self.av, self.stylizer, self.inp, self.out = av, stylizer, inp, out
         self.src, self.dest, self.batch_size, self.opts, self.progress = \
             src, dest, batch_size, options, progress
-        self.device = getattr(stylizer, "device", None) or torch.device("cpu")
+        self.device = stylizer.device
         self.vin = _video_stream(av, inp)
         self.ains = list(inp.streams.audio)
         self.vin.thread_type = "AUTO"  # frame-threaded decoding
@@ -352,24 +348,23 @@ class _VideoJob:
         w, h = frame.width, frame.height
         self.in_size = (w, h)
         self.proc_size = (w, h)
-        if self.opts["max_size"] is not None or self.opts["scale"] is not None:
-            self.proc_size = resize_for_processing(Image.new("L", (w, h)), self.opts["max_size"],
-                                                   self.opts["scale"]).size
-        final = (w, h) if self.opts["keep_size"] else self.proc_size
+        if self.opts.max_size is not None or self.opts.scale is not None:
+            self.proc_size = resize_for_processing(Image.new("L", (w, h)), self.opts.max_size,
+                                                   self.opts.scale).size
+        final = (w, h) if self.opts.keep_size else self.proc_size
         self.size = (_even(final[0]), _even(final[1]))
         # Tiles (bounded memory, frame by frame) or batches (fast)?
         pw, ph = self.proc_size
-        tile = self.opts["tile_size"]
+        tile = self.opts.tile_size
         self.effective_batch = self.batch_size
-        if tile == "auto" and getattr(self.stylizer, "net", None) is not None:  # not ONNX
-            from .tiling import auto_tile_size
-
-            if auto_tile_size(ph, pw, self.device) is not None:
+        if tile == "auto" and self.stylizer.can_tile:
+            bpp = self.stylizer.bytes_per_pixel
+            if auto_tile_size(ph, pw, self.device, bytes_per_pixel=bpp) is not None:
                 self.tiled = True
             else:
                 self.tiled = False
-                while self.effective_batch > 1 and auto_tile_size(ph * self.effective_batch, pw,
-                                                                  self.device) is not None:
+                while self.effective_batch > 1 and auto_tile_size(ph * self.effective_batch, pw, self.device,
+                                                                  bytes_per_pixel=bpp) is not None:
                     self.effective_batch //= 2
         else:
             self.tiled = isinstance(tile, int) and (ph > tile or pw > tile)
@@ -461,15 +456,15 @@ class _VideoJob:
         of :meth:`Stylizer.stylize` (preserve_color, strength, keep_size)."""
         o = self.opts
         resize = self.proc_size != self.in_size
-        finishing = o["preserve_color"] or o["strength"] < 1.0 or (o["keep_size"] and resize)
+        finishing = o.preserve_color or o.strength < 1.0 or (o.keep_size and resize)
         photos = [Image.fromarray(a) for a in arrays] if resize or finishing else None
         if resize:
-            photos = [resize_for_processing(p, o["max_size"], o["scale"]) for p in photos]
+            photos = [resize_for_processing(p, o.max_size, o.scale) for p in photos]
             arrays = [np.asarray(p) for p in photos]
         x = torch.from_numpy(np.stack(arrays)).to(self.device)
         x = x.permute(0, 3, 1, 2).contiguous().float().div_(255.0)
         n = x.shape[0]
-        if getattr(self.stylizer, "compiled", False) and n < self.effective_batch:
+        if self.stylizer.compiled and n < self.effective_batch:
             # A shorter last batch would make torch.compile build (and wait for) another graph;
             # repeating a frame costs less, and instance norm keeps frames independent.
             x = torch.cat([x, x[-1:].expand(self.effective_batch - n, -1, -1, -1)])
@@ -477,12 +472,12 @@ class _VideoJob:
         if not finishing:
             y = y.mul(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
             return list(y)
-        size = self.in_size if o["keep_size"] else None
-        return [np.asarray(finish(photo, tensor_to_pil(styled), o["preserve_color"], o["strength"], size))
+        size = self.in_size if o.keep_size else None
+        return [np.asarray(finish(photo, tensor_to_pil(styled), o.preserve_color, o.strength, size))
                 for photo, styled in zip(photos, y.cpu())]
 
     def _stylize_tiled(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        return [np.asarray(self.stylizer.stylize(Image.fromarray(a), **self.opts)) for a in arrays]
+        return [np.asarray(self.stylizer.stylize(Image.fromarray(a), self.opts)) for a in arrays]
 
     # -- audio -------------------------------------------------------------------------------
 

@@ -17,27 +17,25 @@ Neighbouring cores overlap by ``overlap`` pixels, blended with linear ramps.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from .inference import FastTransformNet, NormStats
+from ..nets.base import InferenceNetwork
 
-# Receptive-field radius of the transform net: 4 (9x9) + 1 + 2 (stride-2 3x3s) + 10 x 4 (3x3 at
-# 1/4 resolution) + 2 + 1 (upsample convs) + 4 (9x9) = 54 px. 64 px of context covers it (and is
-# a multiple of 4, keeping every tile on the network's downsampling grid).
+__all__ = ["DEFAULT_CONTEXT", "DEFAULT_OVERLAP", "DEFAULT_STATS_SIZE", "auto_tile_size",
+           "available_memory", "context_for", "plan_tiles", "stylize_tiled", "tile_core"]
+
+# Context each tile gets beyond its kept core: at least the network's receptive-field radius
+# (54 px for the default Johnson net), as a multiple of 4 to keep every tile on the network's
+# downsampling grid. 64 px covers the default net; deeper ones get more (context_for).
 DEFAULT_CONTEXT = 64
 # Width of the blended band between neighbouring tile cores: hides what differences remain
 # (the shared statistics come from a downscaled image for photos above stats_size).
 DEFAULT_OVERLAP = 32
 # Longest side of the downscaled image that the shared statistics are computed on.
 DEFAULT_STATS_SIZE = 1024
-# Peak bytes per pixel of an fp32 forward pass under inference_mode, measured on CPU at
-# 1024 x 1024 (peak RSS growth): 1008 for TransformNet, 470 for FastTransformNet.
-BYTES_PER_PIXEL = {"TransformNet": 1024, "FastTransformNet": 480}
 _MIN_TILE = 256
 
 
@@ -90,7 +88,7 @@ def available_memory(device: torch.device) -> int:
 
 
 def auto_tile_size(height: int, width: int, device: torch.device, budget: Optional[int] = None,
-                   bytes_per_pixel: int = BYTES_PER_PIXEL["TransformNet"]) -> Optional[int]:
+                   bytes_per_pixel: int = 1024) -> Optional[int]:
     """None when the whole image fits the memory budget, else the largest tile (a multiple of
     64) that does. The budget is half of the free memory, and on CPU at most 1 GiB: the tiles'
     working set then stays near 1 GiB whatever the photo's size (a 6000 x 4000 photo peaks
@@ -104,42 +102,14 @@ def auto_tile_size(height: int, width: int, device: torch.device, budget: Option
     return max(_MIN_TILE, side)
 
 
-@contextmanager
-def shared_statistics(net: nn.Module) -> Iterator[NormStats]:
-    """A :class:`NormStats` whose ``mode`` ("record" first, then "apply") controls every
-    instance norm of ``net``: a FastTransformNet natively, a TransformNet through forward hooks
-    on its InstanceNorm2d modules that compute the norm from the shared statistics."""
-    if isinstance(net, FastTransformNet):
-        stats = net.norm_stats
-        stats.mode, stats.stats = "record", []
-        try:
-            yield stats
-        finally:
-            stats.mode, stats.stats = None, []
-        return
-    stats = NormStats()
-    stats.mode = "record"
-
-    def reset(module, inputs):  # norms are visited in the same order on every forward
-        stats.index = 0
-
-    def norm(module: nn.InstanceNorm2d, inputs, output):
-        x = inputs[0].float()
-        mean, var = stats(x)
-        y = (x - mean) * torch.rsqrt(var + module.eps)
-        return (y * module.weight.view(1, -1, 1, 1) + module.bias.view(1, -1, 1, 1)).to(output.dtype)
-
-    handles = [net.register_forward_pre_hook(reset)]
-    handles += [m.register_forward_hook(norm) for m in net.modules() if isinstance(m, nn.InstanceNorm2d)]
-    try:
-        yield stats
-    finally:
-        for h in handles:
-            h.remove()
-
-
 def _as_float(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
+def context_for(net: InferenceNetwork) -> int:
+    """The context a tile of ``net`` needs: its receptive radius rounded up to a multiple of 4,
+    at least :data:`DEFAULT_CONTEXT`."""
+    return max(DEFAULT_CONTEXT, -(-net.receptive_radius // 4) * 4)
 
 
 def tile_core(tile: int, overlap: int, context: int = DEFAULT_CONTEXT) -> int:
@@ -152,13 +122,14 @@ def tile_core(tile: int, overlap: int, context: int = DEFAULT_CONTEXT) -> int:
 
 
 @torch.inference_mode()
-def stylize_tiled(net: nn.Module, x: torch.Tensor, tile: int, overlap: int = DEFAULT_OVERLAP,
+def stylize_tiled(net: InferenceNetwork, x: torch.Tensor, tile: int, overlap: int = DEFAULT_OVERLAP,
                   stats_size: int = DEFAULT_STATS_SIZE, device: Optional[torch.device] = None,
                   autocast_dtype: Optional[torch.dtype] = None,
                   stats_image: Optional[torch.Tensor] = None,
-                  context: int = DEFAULT_CONTEXT) -> tuple[torch.Tensor, int]:
+                  context: Optional[int] = None) -> tuple[torch.Tensor, int]:
     """Stylize ``x`` (1, 3, H, W) — float in [0, 1] or uint8 in [0, 255], kept on the CPU — tile
-    by tile on ``device`` with a :class:`TransformNet` or :class:`FastTransformNet`.
+    by tile on ``device`` with any :class:`~fast_nst.nets.base.InferenceNetwork` (its
+    ``shared_norm_statistics`` and ``receptive_radius``; ``context`` defaults to :func:`context_for`).
 
     ``stats_image`` (1, 3, h, w), same value range as ``x``: the downscaled whole image the
     shared statistics come from (default: ``x`` resized to ``stats_size`` on its longest side).
@@ -167,6 +138,7 @@ def stylize_tiled(net: nn.Module, x: torch.Tensor, tile: int, overlap: int = DEF
     if x.dim() != 4 or x.shape[0] != 1:
         raise ValueError(f"expected a (1, 3, H, W) tensor, got {tuple(x.shape)}")
     device = device or next(net.parameters()).device
+    context = context_for(net) if context is None else context
     _, _, h, w = x.shape
     amp = dict(device_type=device.type, dtype=autocast_dtype or torch.float32,
                enabled=autocast_dtype is not None)
@@ -174,7 +146,7 @@ def stylize_tiled(net: nn.Module, x: torch.Tensor, tile: int, overlap: int = DEF
         scale = min(1.0, stats_size / max(h, w))
         stats_image = x if scale == 1.0 else F.interpolate(
             _as_float(x), size=(max(1, round(h * scale)), max(1, round(w * scale))), mode="area")
-    with shared_statistics(net) as shared:
+    with net.shared_norm_statistics() as shared:
         with torch.autocast(**amp):
             net(_as_float(stats_image).to(device))  # records the shared statistics
         shared.mode = "apply"

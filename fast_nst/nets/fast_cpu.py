@@ -1,4 +1,4 @@
-"""An inference-only rewrite of :class:`~fast_nst.model.TransformNet` that computes the same
+"""An inference-only rewrite of :class:`~fast_nst.nets.johnson.TransformNet` that computes the same
 function (to float rounding) with fewer FLOPs and fewer memory passes. Used by default on CPU.
 
 What changes, and why it is exact:
@@ -20,11 +20,17 @@ Input and output are exactly :class:`TransformNet`'s: (N, 3, H, W) in [0, 1] -> 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import ConvLayer, TransformNet, UpsampleConv, pad_input
+from .base import InferenceNetwork, NormStats
+from .johnson import ConvLayer, TransformNet, UpsampleConv, pad_input
+
+__all__ = ["FastTransformNet"]
 
 # For a nearest-x2-upsampled row index 2i + a and kernel row k, the source row is i + offset;
 # the taps of the 3x3 kernel that land on the same source row are summed. Keyed by phase a.
@@ -62,34 +68,6 @@ def _unshuffle_weight(w: torch.Tensor) -> torch.Tensor:
                             if 0 <= kx < k:
                                 out[:, a, b, :, r, s, dy, dx] = w[:, :, ky, kx]
     return out.reshape(4 * cout, 4 * cin, kk, kk)
-
-
-class NormStats:
-    """Instance-norm statistics shared across calls, for tiling (see :mod:`fast_nst.tiling`).
-
-    mode None: ordinary instance norm. "record": each norm, in call order, stores the (mean, var)
-    of its input. "apply": each norm uses the stored statistics instead of its input's own.
-    """
-
-    def __init__(self) -> None:
-        self.mode: str | None = None
-        self.stats: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.index = 0
-
-    def __call__(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean, var), each (N or 1, C, 1, 1), for the norm being computed on ``y``."""
-        if self.mode == "apply":
-            mean, var = self.stats[self.index]
-            self.index += 1
-            return mean, var
-        # Two plain reductions: torch.var_mean over (H, W) runs ~20x slower on CPU (6 ms vs
-        # 0.3 ms for 128 x 128 x 128 in torch 2.14), and subtracting the mean first keeps the
-        # variance exact where E[x^2] - E[x]^2 would cancel.
-        mean = y.mean(dim=(2, 3), keepdim=True)
-        var = (y - mean).square_().mean(dim=(2, 3), keepdim=True)
-        if self.mode == "record":
-            self.stats.append((mean, var))
-        return mean, var
 
 
 class _NormConv(nn.Module):
@@ -132,8 +110,7 @@ class _PhaseUpsampleConv(nn.Module):
 
     def __init__(self, layer: UpsampleConv):
         super().__init__()
-        conv_layer = layer[1]
-        conv, norm = conv_layer[1], conv_layer[2]
+        conv, norm = layer.conv_layer.conv, layer.conv_layer.norm
         self.cout = conv.out_channels
         self.weight = nn.Parameter(_phase_weight(conv.weight.detach()), requires_grad=False)
         self.gamma = nn.Parameter(norm.weight.detach().clone().view(1, -1, 1, 1), requires_grad=False)
@@ -159,7 +136,7 @@ class _UnshuffleOutConv(nn.Module):
 
     def __init__(self, layer: ConvLayer, activation: str):
         super().__init__()
-        pad, conv = layer[0], layer[1]
+        pad, conv = layer.pad, layer.conv
         self.activation = activation
         self.pad = pad.padding[0]
         self.weight = nn.Parameter(_unshuffle_weight(conv.weight.detach()), requires_grad=False)
@@ -174,27 +151,30 @@ class _UnshuffleOutConv(nn.Module):
         return y.tanh_().add_(1).mul_(0.5)
 
 
-class FastTransformNet(nn.Module):
+class FastTransformNet(InferenceNetwork):
     """Inference-only equivalent of a :class:`TransformNet` (no gradients, no training).
 
     ``channels_last``: run in NHWC layout, where oneDNN's convolutions for this network are
-    faster on CPU (measured on this project's CPU: the stride-2 3x3 32 -> 64 conv 39 -> 12 ms,
+    faster on CPU (measured on a 2-core AMD EPYC VM: the stride-2 3x3 32 -> 64 conv 39 -> 12 ms,
     the upsampling convs ~35 % faster, at 512 x 512).
     """
+
+    # Peak bytes per pixel of an fp32 forward, measured like TransformNet's: 470.
+    bytes_per_pixel = 480
 
     def __init__(self, net: TransformNet, channels_last: bool = True):
         super().__init__()
         self.args = net.args
+        self._radius = net.receptive_radius
         self.channels_last = channels_last
-        enc, dec = net.encoder, net.decoder
-        self.encoder = nn.ModuleList([_NormConv(*list(layer)[:3]) for layer in enc])
-        # Each residual block: ConvLayer(pad, conv, norm, relu), then pad, conv, norm (no ReLU).
+        self.encoder = nn.ModuleList([_NormConv(layer.pad, layer.conv, layer.norm) for layer in net.downsampling])
         self.residuals = nn.ModuleList(
-            nn.ModuleList([_NormConv(*list(b.block[0])[:3]), _NormConv(*list(b.block)[1:4], relu=False)])
-            for b in net.residuals
+            nn.ModuleList([_NormConv(b.first.pad, b.first.conv, b.first.norm),
+                           _NormConv(b.pad2, b.conv2, b.norm2, relu=False)])
+            for b in net.blocks
         )
-        self.upsample = nn.ModuleList([_PhaseUpsampleConv(dec[0]), _PhaseUpsampleConv(dec[1])])
-        self.out = _UnshuffleOutConv(dec[2], net.args.output_activation)
+        self.upsample = nn.ModuleList([_PhaseUpsampleConv(layer) for layer in net.upsampling])
+        self.out = _UnshuffleOutConv(net.output_conv, net.args.output_activation)
         self.norm_stats = NormStats()
         for m in self.modules():
             if isinstance(m, (_NormConv, _PhaseUpsampleConv)):
@@ -205,6 +185,20 @@ class FastTransformNet(nn.Module):
                     p.data = p.data.contiguous(memory_format=torch.channels_last)
         self.requires_grad_(False)
         self.eval()
+
+    @property
+    def receptive_radius(self) -> int:
+        return self._radius
+
+    @contextmanager
+    def shared_norm_statistics(self) -> Iterator[NormStats]:
+        """Every fused norm already reads the shared :class:`NormStats`: switch it to record."""
+        stats = self.norm_stats
+        stats.mode, stats.stats = "record", []
+        try:
+            yield stats
+        finally:
+            stats.mode, stats.stats = None, []
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,6 @@ Tensors are float32 (C, H, W) or (N, C, H, W) in [0, 1].
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -15,6 +14,10 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DataError
+from .files import atomic_write
+
+__all__ = ["IMAGE_EXTENSIONS", "list_images", "normalize_mode", "open_image", "set_max_image_pixels",
+           "split_alpha", "pil_to_tensor", "tensor_to_pil", "resize_longest", "save_image"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
@@ -135,22 +138,15 @@ def save_image(img: Image.Image, path: str | Path) -> None:
         raise DataError(f"{path}: unsupported output extension {ext!r}; use one of "
                         f"{', '.join(IMAGE_EXTENSIONS)}")
     if img.mode == "RGBA" and ext not in (".png", ".webp"):
-        import warnings
-
         if img.getchannel("A").getextrema()[0] < 255:  # some pixel really is transparent
             warnings.warn(f"{path.name}: {ext} cannot hold transparency; it is dropped (use .png "
                           "or .webp to keep it).")
         img = img.convert("RGB")
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(ext, ext[1:].upper())
+    kwargs = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(ext, ext[1:].upper())
-        kwargs = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-        img.save(tmp, format=fmt, **kwargs)
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:
+            img.save(tmp, format=fmt, **kwargs)
     except OSError as e:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:  # e.g. the parent "folder" is a file: there is nothing to clean up
-            pass
         raise DataError(f"Cannot write {path}: {e.strerror or e}. Choose a writable --output_file.") from None

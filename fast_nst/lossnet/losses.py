@@ -13,6 +13,8 @@ from torch import nn
 
 from .vgg import VGGEncoder
 
+__all__ = ["ContentLoss", "PerceptualLoss", "StyleLoss", "TVLoss", "gram_matrix", "tf32_grams"]
+
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """Gram matrices of ``features`` (N, C, H, W) -> (N, C, C), normalised by C*H*W.

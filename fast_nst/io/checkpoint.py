@@ -3,9 +3,10 @@
 A checkpoint is a dict::
 
     format          "fast-nst"
-    format_version  1
+    format_version  2 (1: the same without model_type, which meant "johnson")
     kind            "model" (final model) or "training" (also optimizer and RNG state)
-    model_args      TransformNetArgs as a dict
+    model_type      the network's name in fast_nst.nets.NETWORKS
+    model_args      its Args dataclass as a dict
     model_state     the transform net's state dict
     config          the resolved TrainConfig as a dict
     step            optimizer steps taken
@@ -17,21 +18,37 @@ A model file is untrusted input: nothing but tensors and plain containers is eve
 
 from __future__ import annotations
 
-import os
+import codecs
+import json
 import pickle
+import random
 import re
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
-from . import __version__
-from .config import TrainConfig, config_from_dict
-from .errors import CheckpointError, FastNSTError
-from .model import TransformNet, TransformNetArgs
+from ..core.config import TrainConfig, config_from_dict
+from ..core.errors import CheckpointError, FastNSTError
+from ..core.files import atomic_write
+from ..core.version import __version__
+from ..nets import NETWORKS, make_args, network_class
+from ..nets.base import StyleNetwork
+from .pytorch_examples import convert_pytorch_examples, is_pytorch_examples
+
+__all__ = ["CHECKPOINT_DIR", "FORMAT_NAME", "FORMAT_VERSION", "atomic_torch_save", "build_model",
+           "capture_rng_state", "checkpoint_config", "checkpoint_name", "list_checkpoints",
+           "load_model", "make_checkpoint", "read_checkpoint", "require_model_file",
+           "restore_rng_state", "safe_torch_load", "save_training_checkpoint", "torchscript_error",
+           "torchscript_source", "validate_checkpoint"]
 
 FORMAT_NAME = "fast-nst"
-FORMAT_VERSION = 1
+# 2: checkpoints name their network (model_type). Version 1 files have none and are Johnson nets.
+FORMAT_VERSION = 2
+# What a version-1 checkpoint (no model_type entry) holds.
+LEGACY_MODEL_TYPE = "johnson"
 CHECKPOINT_DIR = "checkpoints"
 _CKPT_RE = re.compile(r"^step_(\d+)\.pth$")
 _REQUIRED = ("format_version", "kind", "model_args", "model_state", "config", "step")
@@ -43,32 +60,14 @@ def checkpoint_name(step: int) -> str:
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """Save so that ``path`` holds either its old content or the complete new one, even if the
-    process is killed mid-write: temporary file in the same folder, fsync, rename, fsync folder."""
+    process is killed mid-write (see :func:`fast_nst.core.files.atomic_write`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:  # some filesystems cannot open folders; the rename is still atomic
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    with atomic_write(path) as tmp:
+        torch.save(obj, tmp)
 
 
-def make_checkpoint(model: TransformNet, cfg: TrainConfig, step: int,
+def make_checkpoint(model: StyleNetwork, cfg: TrainConfig, step: int,
                     optimizer: Optional[torch.optim.Optimizer] = None,
                     rng_state: Optional[dict] = None) -> dict[str, Any]:
     """The checkpoint dict; with ``optimizer`` it is a training checkpoint that can resume."""
@@ -77,6 +76,7 @@ def make_checkpoint(model: TransformNet, cfg: TrainConfig, step: int,
         "format_version": FORMAT_VERSION,
         "fast_nst_version": __version__,
         "kind": "training" if optimizer is not None else "model",
+        "model_type": model.model_type,
         "model_args": model.args.to_dict(),
         "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "config": cfg.to_dict(),
@@ -89,8 +89,6 @@ def make_checkpoint(model: TransformNet, cfg: TrainConfig, step: int,
 
 
 def capture_rng_state() -> dict[str, Any]:
-    import random
-
     version, state, gauss = random.getstate()
     return {
         "torch": torch.get_rng_state(),
@@ -100,8 +98,6 @@ def capture_rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
-    import random
-
     torch.set_rng_state(state["torch"])
     if state.get("cuda") and torch.cuda.is_available():
         # A checkpoint from an 8-GPU node may resume on a 1-GPU machine (or the reverse): restore
@@ -179,8 +175,6 @@ def torchscript_error(path: Path, source: str) -> CheckpointError:
 def _what_is_it(path: Path, error: BaseException) -> str:
     """A short description of a file torch.load could not read, in our words: torch's own
     error texts advise re-running with weights_only=False, which must never reach a user."""
-    import codecs
-    import zipfile
 
     try:
         with open(path, "rb") as f:
@@ -224,8 +218,6 @@ def require_model_file(path: Path) -> None:
 def safe_torch_load(path: str | Path) -> Any:
     """``torch.load(weights_only=True)`` with every failure turned into a :class:`CheckpointError`
     whose message is fast-nst's own (torch's texts recommend weights_only=False)."""
-    import warnings
-
     path = Path(path)
     require_model_file(path)
     source = torchscript_source(path)
@@ -281,18 +273,20 @@ def validate_checkpoint(ckpt: Any, path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def build_model(ckpt: dict[str, Any], path: str | Path) -> TransformNet:
-    """The transform net stored in ``ckpt`` (from :func:`read_checkpoint`), in eval mode."""
+def build_model(ckpt: dict[str, Any], path: str | Path) -> StyleNetwork:
+    """The network stored in ``ckpt`` (from :func:`read_checkpoint`), built from the registry
+    by its ``model_type`` (version-1 files: the Johnson net), in eval mode."""
+    model_type = ckpt.get("model_type", LEGACY_MODEL_TYPE)
     margs = ckpt["model_args"]
+    if not isinstance(model_type, str) or model_type not in NETWORKS:
+        raise CheckpointError(f"{path}: unknown model_type {str(model_type)[:60]!r}; this fast-nst "
+                              f"knows: {', '.join(NETWORKS)}. Upgrade fast-nst to load it.")
+    if not isinstance(margs, dict):
+        raise CheckpointError(f"{path}: model_args is {_describe(margs)}, expected a dict.")
     try:
-        args = TransformNetArgs(**margs)
-        for key in ("base_channels", "num_residual"):
-            value = getattr(args, key)
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 4096:
-                raise ValueError(f"{key} must be a positive integer, got {value!r}")
-        model = TransformNet(args)
+        model = network_class(model_type)(make_args(model_type, margs))
     except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: bad model_args {margs!r} ({e}).") from None
+        raise CheckpointError(f"{path}: bad model_args ({str(e)[:300]}).") from None
     state = ckpt["model_state"]
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: model_state is {_describe(state)}, expected a state dict.")
@@ -300,16 +294,14 @@ def build_model(ckpt: dict[str, Any], path: str | Path) -> TransformNet:
         model.load_state_dict(state)
     except RuntimeError as e:
         detail = " ".join(str(e).split())
-        raise CheckpointError(f"{path}: weights do not fit the transform net ({detail[:600]}).") from None
+        raise CheckpointError(f"{path}: weights do not fit the transform net ({model_type}: {detail[:600]}).") from None
     return model.eval()
 
 
-def load_model(path: str | Path) -> tuple[TransformNet, dict[str, Any]]:
-    """(transform net in eval mode, checkpoint dict) from a model or training checkpoint, or
+def load_model(path: str | Path) -> tuple[StyleNetwork, dict[str, Any]]:
+    """(network in eval mode, checkpoint dict) from a model or training checkpoint, or
     from a pytorch/examples fast_neural_style model (converted on the fly)."""
     obj = safe_torch_load(path)
-    from .convert import convert_pytorch_examples, is_pytorch_examples
-
     if is_pytorch_examples(obj):
         net = convert_pytorch_examples(obj, str(path))
         return net, {"config": {"naming": Path(path).stem}, "step": None, "converted_from": "pytorch-examples"}

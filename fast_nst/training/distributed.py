@@ -17,7 +17,9 @@ from typing import Callable, Optional, Sequence, TypeVar
 import torch
 import torch.distributed as dist
 
-from .errors import FastNSTError
+from ..core.errors import FastNSTError
+
+__all__ = ["DistContext", "OtherRankFailed", "init_distributed", "shutdown"]
 
 T = TypeVar("T")
 

@@ -4,10 +4,10 @@
 >>> s = load_stylizer("wave.onnx", device="cpu")     # dispatches here by the .onnx suffix
 >>> out = s.stylize(Image.open("photo.jpg"))
 
-:class:`OnnxStylizer` is a :class:`~fast_nst.stylize.Stylizer`: ``stylize`` takes the same options
-(max_size, scale, keep_size, preserve_color, strength, tile_size, overlap) and ``stylize_tensor``
-the same tensors. Tiling is the exception: it needs the PyTorch network (it fixes the instance
-norms' statistics inside it), so an explicit ``tile_size`` raises and ``"auto"`` never tiles.
+:class:`OnnxStylizer` is a :class:`~fast_nst.stylize.base.Stylizer`: ``stylize`` takes the same
+options and ``stylize_tensor`` the same tensors. Tiling is the exception (``can_tile`` is False):
+it needs the PyTorch network (it fixes the instance norms' statistics inside it), so an explicit
+``tile_size`` raises and ``"auto"`` never tiles.
 """
 
 from __future__ import annotations
@@ -17,20 +17,21 @@ from typing import Union
 
 import numpy as np
 import torch
-from PIL import Image
 
-from .checkpoint import require_model_file, torchscript_error, torchscript_source
-from .device import resolve_device
-from .errors import CheckpointError, FastNSTError
-from .images import pil_to_tensor, tensor_to_pil
-from .stylize import Stylizer
+from ..core.device import resolve_device
+from ..core.errors import CheckpointError, FastNSTError
+from ..io.checkpoint import require_model_file, torchscript_error, torchscript_source
+from ..io.export import EXPORT_FORMAT_VERSION
+from .base import Stylizer, check_batch
+
+__all__ = ["ONNX_INSTALL_HINT", "OnnxStylizer", "load_onnx_stylizer"]
 
 ONNX_INSTALL_HINT = 'pip install -e ".[onnx]"'
 
 
 def _import_onnxruntime():
     try:
-        import onnxruntime
+        import onnxruntime  # an optional extra: imported only when an .onnx model is loaded
     except ImportError as e:
         raise FastNSTError(f"Running .onnx models needs onnxruntime, which is not installed ({e}). "
                            f"Install it with: {ONNX_INSTALL_HINT}") from None
@@ -52,14 +53,8 @@ class OnnxStylizer(Stylizer):
     """A :class:`~fast_nst.stylize.Stylizer` whose network is an onnxruntime session."""
 
     def __init__(self, session, device: torch.device, name: str = "", info: dict | None = None):
-        # No super().__init__: there is no torch module to move, wrap or compile.
+        super().__init__(device, name, info, precision="fp32")
         self.session = session
-        self.net = None
-        self.model = None
-        self.device = device
-        self.precision = "fp32"
-        self.name = name
-        self.info = info or {}
         self.input_name = session.get_inputs()[0].name
         self.output_name = session.get_outputs()[0].name
 
@@ -67,25 +62,12 @@ class OnnxStylizer(Stylizer):
     def stylize_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` (N, 3, H, W) float in [0, 1] (any device) -> (N, 3, H, W) float32 in [0, 1] on
         the same device as ``x``."""
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected a (N, 3, H, W) tensor, got shape {tuple(x.shape)}")
+        check_batch(x)
         if x.shape[0] == 0:
             return torch.empty(x.shape, dtype=torch.float32, device=x.device)
         inp = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
         out = self.session.run([self.output_name], {self.input_name: inp})[0]
         return torch.from_numpy(out).float().clamp_(0, 1).to(x.device)
-
-    def _stylize_rgb(self, rgb: Image.Image, tile_size: Union[int, str, None], overlap: int) -> Image.Image:
-        if tile_size not in ("auto", None) and not isinstance(tile_size, int):
-            raise FastNSTError(f"tile_size must be 'auto', None or an integer, got {tile_size!r}")
-        if tile_size not in ("auto", None):
-            raise FastNSTError(
-                f"tile_size {tile_size!r}: tiling needs the PyTorch network; use the .pth checkpoint "
-                "for tiled stylizing (an .onnx model always stylizes the whole image; "
-                "use max_size to bound memory).")
-        self.last_tile_count = 1
-        x = pil_to_tensor(rgb).unsqueeze(0)
-        return tensor_to_pil(self.stylize_tensor(x)[0])
 
 
 def _check_signature(session, path: Path) -> None:
@@ -145,8 +127,6 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
     meta = session.get_modelmeta().custom_metadata_map or {}
     version = meta.get("format_version")
     if meta.get("format") == "fast-nst" and version is not None:
-        from .export import EXPORT_FORMAT_VERSION
-
         if not version.isdigit() or int(version) > EXPORT_FORMAT_VERSION:
             raise CheckpointError(f"{path}: exported by a newer fast-nst (export format version "
                                   f"{version}); this version reads up to {EXPORT_FORMAT_VERSION}. "

@@ -3,31 +3,32 @@
 A config is a frozen :class:`TrainConfig`. Every key a YAML file or an override names is checked
 against the dataclass: unknown keys, wrong types and bad values raise :class:`ConfigError` with the
 key and the file in the message.
+
+This module knows the schema, not the tables of networks: choices that live in a registry
+(``model_type``, ``loss_model`` and its layer names) are checked by functions the caller passes
+as ``checks`` (see :data:`fast_nst.nets.check_config`, :data:`fast_nst.lossnet.check_config`),
+which blame the file that set the key the same way.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import difflib
 import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 
 import yaml
 
 from .errors import ConfigError
+from .files import atomic_write
 
-#: Layer names the loss networks expose (see :mod:`fast_nst.vgg`).
-VGG16_LAYERS = tuple(
-    f"{kind}{block}_{i}"
-    for block, n in zip(range(1, 6), (2, 2, 3, 3, 3))
-    for i in range(1, n + 1)
-    for kind in ("conv", "relu")
-)
+__all__ = ["TrainConfig", "ConfigCheck", "load_config", "config_from_dict", "build_config",
+           "save_config", "parse_override", "is_device_name", "MIN_IMAGE_SIZE", "DEVICE_CHOICES"]
 
-LOSS_MODELS = ("vgg16",)
 # Smallest training image_size: VGG16 pools 4 times before relu4_3 (16 -> 1 px there).
 MIN_IMAGE_SIZE = 16
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
@@ -75,9 +76,15 @@ class TrainConfig:
     style_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
     # One weight per style layer (multiplies that layer's Gram loss); None means all 1.
     style_layer_weights: Optional[tuple[float, ...]] = None
+    # Transform network: a name in fast_nst.nets.NETWORKS, and its arguments (empty: the
+    # network's defaults, e.g. {base_channels: 16, num_residual: 3} for a slimmer Johnson net).
+    model_type: str = "johnson"
+    model_args: Mapping[str, Any] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
+    # Loss network: a name in fast_nst.lossnet.LOSS_NETWORKS (vgg16, vgg19: torchvision's weights).
     loss_model: str = "vgg16"
-    # torchvision's ImageNet VGG16 file; downloaded here when absent.
-    loss_model_file: str = "pretrained/vgg16-397923af.pth"
+    # Its weights file; empty means the loss network's default path (pretrained/vgg16-397923af.pth
+    # for vgg16), downloaded there when absent.
+    loss_model_file: str = ""
     # "imagenet" (real style transfer) or "random" (seeded random weights: tests and smoke runs).
     loss_model_weights: Literal["imagenet", "random"] = "imagenet"
     # Training arithmetic. bf16 autocast (GPUs from Ampere on, recent CPUs) runs the convolutions
@@ -112,7 +119,11 @@ class TrainConfig:
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            out[f.name] = list(value) if isinstance(value, tuple) else value
+            if isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            out[f.name] = value
         return out
 
     def total_weight_for(self, layer: str) -> float:
@@ -123,9 +134,12 @@ class TrainConfig:
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "loss_model": LOSS_MODELS,
     "loss_model_weights": ("imagenet", "random"),
 }
+
+#: A check of choices that live outside this module: ``check(cfg, fail)`` calls
+#: ``fail(key, message)`` (which raises a :class:`ConfigError` naming the file that set the key).
+ConfigCheck = Callable[[TrainConfig, Callable[[str, str], None]], None]
 
 
 def _type_name(tp: Any) -> str:
@@ -137,6 +151,8 @@ def _type_name(tp: Any) -> str:
         return f"{_type_name(args[0])} or null"
     if origin is tuple:
         return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is collections.abc.Mapping:
+        return "a mapping of name: value"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -165,6 +181,15 @@ def _coerce(key: str, value: Any, tp: Any, where: str, shown: Any = None) -> Any
         if not isinstance(value, (list, tuple)):
             raise bad()
         return tuple(_coerce(f"{key}[{i}]", v, item_tp, where) for i, v in enumerate(value))
+    if origin is collections.abc.Mapping:
+        # A flat mapping of names to scalars (model_args): checked for content by its consumer.
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise bad()
+        for k, v in value.items():
+            if not isinstance(v, (bool, int, float, str)) and v is not None:
+                raise ConfigError(f"{where}: key '{key}.{k}' must be a number, string or boolean, "
+                                  f"got {type(v).__name__}")
+        return types.MappingProxyType(dict(value))
     if tp is bool:
         if not isinstance(value, bool):
             raise bad()
@@ -241,9 +266,17 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def _validate(cfg: TrainConfig, origin: dict[str, str], where: str = "defaults") -> None:
+def _validate(cfg: TrainConfig, origin: dict[str, str], where: str = "defaults",
+              checks: Sequence[ConfigCheck] = ()) -> None:
     def fail(key: str, msg: str) -> None:  # a key nobody set (a required one) blames the config
         raise ConfigError(f"{origin.get(key, where)}: key '{key}' {msg}")
+
+    _validate_values(cfg, fail)
+    for check in checks:
+        check(cfg, fail)
+
+
+def _validate_values(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None:
 
     if not cfg.naming or "/" in cfg.naming or "\\" in cfg.naming or cfg.naming in (".", ".."):
         fail("naming", f"must be a plain name for the run folder, got {cfg.naming!r}")
@@ -273,9 +306,6 @@ def _validate(cfg: TrainConfig, origin: dict[str, str], where: str = "defaults")
             fail(key, "is empty but content_weight > 0")
         if key == "style_layers" and not layers and cfg.style_weight > 0:
             fail(key, "is empty but style_weight > 0")
-        for name in layers:
-            if name not in VGG16_LAYERS:
-                fail(key, f"names unknown layer {name!r}; choose from: {', '.join(VGG16_LAYERS)}")
     if cfg.style_layer_weights is not None and len(cfg.style_layer_weights) != len(cfg.style_layers):
         fail("style_layer_weights", f"has {len(cfg.style_layer_weights)} weights for "
              f"{len(cfg.style_layers)} style_layers; give one per layer or null")
@@ -288,20 +318,23 @@ def is_device_name(name: str) -> bool:
     return name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())
 
 
-def build_config(values: dict[str, tuple[Any, str]], where: str = "defaults") -> TrainConfig:
+def build_config(values: dict[str, tuple[Any, str]], where: str = "defaults",
+                 checks: Sequence[ConfigCheck] = ()) -> TrainConfig:
     """Make a validated config from {key: (value, where it came from)}; ``where`` names the
-    source blamed for keys none of them set."""
+    source blamed for keys none of them set; ``checks`` see :data:`ConfigCheck`."""
     kwargs = {}
     for key, (value, source) in values.items():
         _check_key(key, source)
         kwargs[key] = _coerce(key, value, _HINTS[key], source)
     cfg = TrainConfig(**kwargs)
-    _validate(cfg, {k: w for k, (_, w) in values.items()}, where)
+    _validate(cfg, {k: w for k, (_, w) in values.items()}, where, checks)
     return cfg
 
 
-def load_config(path: str | Path | None, overrides: typing.Sequence[str] = ()) -> TrainConfig:
-    """Load ``path`` (YAML), apply ``--set KEY=VALUE`` overrides and validate.
+def load_config(path: str | Path | None, overrides: typing.Sequence[str] = (),
+                checks: Sequence[ConfigCheck] = ()) -> TrainConfig:
+    """Load ``path`` (YAML), apply ``--set KEY=VALUE`` overrides and validate (with ``checks``,
+    see :data:`ConfigCheck`; :func:`fast_nst.load_config` passes the registries' checks).
 
     ``naming`` defaults to the file's stem.
     """
@@ -317,23 +350,17 @@ def load_config(path: str | Path | None, overrides: typing.Sequence[str] = ()) -
         key, value = parse_override(text)
         _check_key(key, f"--set {text}")
         values[key] = (value, f"--set {text}")
-    return build_config(values, str(path) if path is not None else "--set")
+    return build_config(values, str(path) if path is not None else "--set", checks)
 
 
-def config_from_dict(data: dict[str, Any], where: str) -> TrainConfig:
+def config_from_dict(data: dict[str, Any], where: str, checks: Sequence[ConfigCheck] = ()) -> TrainConfig:
     """Rebuild a config saved by :meth:`TrainConfig.to_dict` (e.g. from a checkpoint)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: config must be a mapping, got {type(data).__name__}")
-    return build_config({str(k): (v, where) for k, v in data.items()}, where)
+    return build_config({str(k): (v, where) for k, v in data.items()}, where, checks)
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
     """Write the resolved config as YAML (loadable again with :func:`load_config`)."""
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
-
-
-def replace(cfg: TrainConfig, **changes: Any) -> TrainConfig:
-    """A copy of ``cfg`` with ``changes`` applied and validated."""
-    values = {k: (v, "defaults") for k, v in cfg.to_dict().items()}
-    values.update({k: (v, "replace()") for k, v in changes.items()})
-    return build_config(values)
+    with atomic_write(path) as tmp:
+        tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")

@@ -9,6 +9,9 @@ import torch
 
 from .config import DEVICE_CHOICES, is_device_name
 from .errors import FastNSTError
+from .version import __min_torch__, __min_torchvision__
+
+__all__ = ["resolve_device", "require_torch", "check_versions"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -51,9 +54,7 @@ def require_torch(minimum: str, purpose: str = "fast-nst", alternative: str = ""
 def check_versions() -> None:
     """Refuse torch/torchvision older than :data:`fast_nst.__min_torch__` / ``__min_torchvision__``
     (setup.py's floor) with one message, instead of an error deep inside a run."""
-    import torchvision
-
-    from . import __min_torch__, __min_torchvision__
+    import torchvision  # only the commands need it, once
 
     require_torch(__min_torch__)
     _require("torchvision", torchvision.__version__, __min_torchvision__, "fast-nst", "")

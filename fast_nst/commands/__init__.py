@@ -1,0 +1,65 @@
+"""The command lines: one module per command, each with ``parser()`` and ``main(argv) -> exit
+code``, and the one error handler they share (:func:`run_command`).
+
+| command | module | also |
+| --- | --- | --- |
+| ``python train.py`` | :mod:`.train` | ``fast-nst-train`` |
+| ``python eval.py`` | :mod:`.eval` | ``fast-nst-eval`` |
+| ``python -m fast_nst.export`` | :mod:`.export` | ``fast-nst-export`` |
+| ``python -m fast_nst.convert`` | :mod:`.convert` | ``fast-nst-convert`` |
+| ``python -m fast_nst.download`` | :mod:`.download` | ``fast-nst-download`` |
+| ``python -m fast_nst.data`` | :mod:`.data` | ``fast-nst-data`` |
+| ``python -m fast_nst.optimize`` | :mod:`.optimize` | ``fast-nst-optimize`` |
+
+Flags are long options with underscores (``--model_file``, ``--image_size``). Nothing below this
+package imports it: the library raises :class:`~fast_nst.core.errors.FastNSTError`, and only here
+does it become one ``error: ...`` line and an exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+from typing import Callable
+
+from ..core.device import check_versions
+from ..core.errors import FastNSTError
+
+__all__ = ["prog", "run_command", "started_as"]
+
+
+def _short_warning(message, category, filename, lineno, line=None) -> str:
+    # Users need the message, not our source line: "warning: ..." like the rest of the output.
+    return f"warning: {message}\n"
+
+
+def run_command(fn: Callable[[], int]) -> int:
+    """Run a command's body: a :class:`FastNSTError` becomes one ``error: ...`` line and its exit
+    code, Ctrl-C ``error: interrupted`` (130), warnings one ``warning: ...`` line each."""
+    previous = warnings.formatwarning
+    warnings.formatwarning = _short_warning
+    try:
+        check_versions()
+        return fn()
+    except FastNSTError as e:
+        if str(e):  # empty on torchrun ranks that leave the explaining to rank 0
+            print(f"error: {e}", file=sys.stderr)
+        return int(getattr(e, "exit_code", 1))
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        warnings.formatwarning = previous
+
+
+def started_as() -> str:
+    """How this process was started: sys.argv[0] ("" for in-process callers)."""
+    return sys.argv[0] if sys.argv and sys.argv[0] else ""
+
+
+def prog(default: str) -> str:
+    """``default`` (train.py, python -m fast_nst.export), or the console script's name when
+    started as one (fast-nst-train)."""
+    name = Path(started_as()).name
+    return name if name.startswith("fast-nst-") else default

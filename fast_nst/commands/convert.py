@@ -1,0 +1,33 @@
+"""``python -m fast_nst.convert IN.pth OUT.pth --from pytorch-examples`` (also
+``fast-nst-convert``): convert another project's model into a fast-nst checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Optional, Sequence
+
+from ..io.convert import FORMATS, convert_file
+from . import prog, run_command
+
+__all__ = ["main", "parser"]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog("python -m fast_nst.convert"),
+                                description="Convert another project's model into a fast-nst checkpoint.")
+    p.add_argument("src", help="model file to convert")
+    p.add_argument("dest", help="fast-nst checkpoint to write (.pth)")
+    p.add_argument("--from", dest="fmt", default=FORMATS[0], choices=FORMATS,
+                   help=f"layout of SRC (default {FORMATS[0]})")
+    p.add_argument("--naming", help="style name stored in the checkpoint (default: DEST's stem)")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(argv)
+
+    def run() -> int:
+        print(f"Saved {convert_file(args.src, args.dest, args.fmt, args.naming)}")
+        return 0
+
+    return run_command(run)

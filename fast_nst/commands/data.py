@@ -1,0 +1,37 @@
+"""``python -m fast_nst.data prepare DIR --image_size 256`` (also ``fast-nst-data``): write the
+pre-resized training cache that train.py then uses automatically."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Optional, Sequence
+
+from ..training.cache import prepare_cache
+from ..training.data import usable_cores
+from . import prog, run_command
+
+__all__ = ["main", "parser"]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog("python -m fast_nst.data"),
+        description="Pre-resize a training folder into a memory-mapped cache that train.py uses "
+                    "automatically (same image_size, same files) for faster repeated runs.")
+    sub = p.add_subparsers(dest="command", required=True)
+    prep = sub.add_parser("prepare", help="write the cache for DIR")
+    prep.add_argument("train_dir")
+    prep.add_argument("--image_size", type=int, default=256, help="training image_size (default 256)")
+    prep.add_argument("--num_workers", type=int, default=None,
+                      help=f"decoding processes (default: one per usable CPU core, {usable_cores()} here)")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(argv)
+
+    def run() -> int:
+        prepare_cache(args.train_dir, args.image_size, args.num_workers)
+        return 0
+
+    return run_command(run)

@@ -1,0 +1,187 @@
+"""``python eval.py --model_file M --image_file photo.jpg`` (also ``fast-nst-eval``): stylize an
+image, a folder of images or a video with a trained model."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from PIL import Image
+
+from ..core.errors import DataError
+from ..core.files import same_file
+from ..core.images import IMAGE_EXTENSIONS, list_images, open_image, save_image, set_max_image_pixels
+from ..stylize import StylizeOptions, Stylizer, load_stylizer
+from ..stylize.tiling import DEFAULT_CONTEXT, DEFAULT_OVERLAP
+from ..stylize.video import stylize_video
+from . import prog, run_command
+
+__all__ = ["DEFAULT_OUTPUT_DIR", "main", "parser"]
+
+DEFAULT_OUTPUT_DIR = "generated"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog("eval.py"),
+        description="Stylize an image (or every image in a folder) with a trained model.",
+        epilog="Example: python eval.py --model_file models/wave/wave.pth --image_file photo.jpg",
+    )
+    p.add_argument("--model_file", required=True,
+                   help="a model: train.py's final .pth or a training checkpoint from its "
+                        "checkpoints/ folder, an .onnx export, or a pytorch/examples .pth")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--image_file", help="an image, or a folder of images")
+    src.add_argument("--video_file", help="a video: stylized frame by frame, keeping frame rate and "
+                     "audio (needs the optional extra: pip install -e .[video])")
+    p.add_argument("--output_file", help=f"output image, or a folder to put it in; for a folder "
+                   f"input, the output folder; default {DEFAULT_OUTPUT_DIR}/<image stem>_<style>.jpg "
+                   "(.png for images with transparency)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--batch_size", type=int, default=4, metavar="N",
+                   help="video frames per forward pass (default 4)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="arithmetic for the network (bf16/fp16: autocast; fastest on GPUs)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network (pays off for folders and video, not one image)")
+    p.add_argument("--max_size", type=int, metavar="N", help="shrink so the longest side is at most N first")
+    p.add_argument("--scale", type=float, metavar="F", help="resize by factor F first (0.5: half size)")
+    p.add_argument("--keep_size", action="store_true",
+                   help="resize the result back to the input's size after --max_size/--scale")
+    p.add_argument("--tile_size", default="auto", metavar="N|auto|0",
+                   help="stylize in N x N tiles (bounded memory for huge images; N > 128 + 2 x "
+                        "overlap, e.g. 512); auto (default) tiles only when the image would not "
+                        "fit in memory; 0 never tiles")
+    p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, metavar="PX",
+                   help=f"blended band between tiles (default {DEFAULT_OVERLAP}); each tile also sees "
+                        f"{DEFAULT_CONTEXT} px of context beyond its kept core, more than the "
+                        "network's 54 px reach")
+    p.add_argument("--preserve_color", action="store_true",
+                   help="keep the photo's colours: transfer only the style's brightness pattern")
+    p.add_argument("--strength", type=float, default=1.0, metavar="A",
+                   help="blend: 0 returns the photo, 1 (default) the full stylization")
+    p.add_argument("--max_image_pixels", type=int, default=None, metavar="N",
+                   help="Pillow's decompression-bomb limit in pixels (default Pillow's, ~89M); 0 removes it")
+    return p
+
+
+def _output_name(stem: str, style: str, has_alpha: bool) -> str:
+    # JPEG cannot hold alpha: transparent inputs default to PNG.
+    return f"{stem}_{style}{'.png' if has_alpha else '.jpg'}"
+
+
+def _output_stems(files: Sequence[Path]) -> dict[Path, str]:
+    """Stem of each input's output name; inputs sharing a stem (x.jpg, x.png) keep their suffix
+    in it (x_jpg, x_png) so no result overwrites another."""
+    counts: dict[str, int] = {}
+    for f in files:
+        counts[f.stem.lower()] = counts.get(f.stem.lower(), 0) + 1
+    return {f: f"{f.stem}_{f.suffix[1:].lower()}" if counts[f.stem.lower()] > 1 else f.stem for f in files}
+
+
+def _stylize_file(stylizer: Stylizer, src: Path, dest: Optional[Path], out_dir: Path, options: StylizeOptions,
+                  stem: Optional[str] = None) -> Path:
+    img = open_image(src)
+    if dest is None:
+        dest = out_dir / _output_name(stem or src.stem, stylizer.name, img.mode == "RGBA")
+    if same_file(src, dest):
+        raise DataError(f"Output {dest} is the input image; refusing to overwrite it. "
+                        "Choose another --output_file.")
+    save_image(stylizer.stylize(img, options), dest)
+    return dest
+
+
+def _tile_option(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise DataError(f"--tile_size must be auto, 0 or a positive number of pixels, got {text!r}")
+    return None if n == 0 else n
+
+
+def _options(args: argparse.Namespace) -> StylizeOptions:
+    """The stylize options from the flags, checked before the model loads (errors name the flag)."""
+    return StylizeOptions.from_flags(
+        tile_size=_tile_option(args.tile_size), overlap=args.overlap,
+        preserve_color=args.preserve_color, strength=args.strength, max_size=args.max_size,
+        scale=args.scale, keep_size=args.keep_size)
+
+
+def _video(args: argparse.Namespace, stylizer: Stylizer, src: Path, options: StylizeOptions) -> int:
+    if args.batch_size <= 0:
+        raise DataError(f"--batch_size must be > 0, got {args.batch_size}")
+    dest = Path(args.output_file) if args.output_file else \
+        Path(DEFAULT_OUTPUT_DIR) / f"{src.stem}_{stylizer.name}.mp4"
+    if dest.suffix.lower() in IMAGE_EXTENSIONS + (".gif", ".tif", ".tiff"):
+        raise DataError(f"--output_file {dest} names an image, but --video_file writes a "
+                        "video: give a name ending in .mp4, .mov, .mkv or .webm.")
+    if same_file(src, dest):
+        raise DataError(f"Output {dest} is the input video; refusing to overwrite it.")
+    stylize_video(stylizer, src, dest, batch_size=args.batch_size, options=options)
+    print(f"Saved {dest}")
+    return 0
+
+
+def _one_image(args: argparse.Namespace, stylizer: Stylizer, src: Path, options: StylizeOptions) -> int:
+    dest = Path(args.output_file) if args.output_file else None
+    out_dir = Path(DEFAULT_OUTPUT_DIR)
+    if dest is not None and (dest.is_dir() or args.output_file.endswith(("/", os.sep))):
+        out_dir, dest = dest, None  # a folder: the default name inside it
+    written = _stylize_file(stylizer, src, dest, out_dir, options)
+    print(f"Saved {written}")
+    return 0
+
+
+def _folder(args: argparse.Namespace, stylizer: Stylizer, src: Path, options: StylizeOptions) -> int:
+    files = list_images(src, recursive=False)
+    if not files:
+        raise DataError(f"--image_file folder {src} has no images ({', '.join(IMAGE_EXTENSIONS)}).")
+    out_dir = Path(args.output_file or DEFAULT_OUTPUT_DIR)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"--output_file {out_dir} is a file; for a folder input give a folder.")
+    failed = 0
+    stems = _output_stems(files)
+    for f in files:
+        try:
+            written = _stylize_file(stylizer, f, None, out_dir, options, stems[f])
+            print(f"Saved {written}")
+        except DataError as e:
+            failed += 1
+            print(f"error: {e} (skipped)", file=sys.stderr)
+    done = len(files) - failed
+    print(f"Stylized {done} of {len(files)} images into {out_dir}"
+          + (f"; {failed} failed (see errors above)" if failed else ""))
+    return 1 if failed else 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(argv)
+
+    def run() -> int:
+        if args.max_image_pixels is not None:
+            if args.max_image_pixels < 0:
+                raise DataError(f"--max_image_pixels must be >= 0 (0 removes the limit), got {args.max_image_pixels}")
+            set_max_image_pixels(args.max_image_pixels)
+        src = Path(args.image_file or args.video_file)
+        if not src.exists():
+            raise DataError(f"{'--image_file' if args.image_file else '--video_file'} {src} does not exist.")
+        options = _options(args)
+        stylizer = load_stylizer(args.model_file, device=args.device, precision=args.precision,
+                                 compile=args.compile)
+        if args.video_file:
+            return _video(args, stylizer, src, options)
+        return (_one_image if src.is_file() else _folder)(args, stylizer, src, options)
+
+    # --max_image_pixels changes Pillow's process-wide limit: put it back for in-process callers.
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        return run_command(run)
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit

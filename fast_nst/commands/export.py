@@ -1,0 +1,72 @@
+"""``python -m fast_nst.export MODEL --format onnx`` (also ``fast-nst-export``): export a model
+to ONNX or TorchScript, checked against PyTorch before it is written."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ..io.export import CHECK_SHAPES, FORMATS, MIN_OPSET, TOLERANCE, TORCHSCRIPT_SUFFIXES, export_model
+from . import prog, run_command
+
+__all__ = ["main", "parser"]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog("python -m fast_nst.export"),
+        description="Export a model (.pth) to ONNX or TorchScript with dynamic batch, "
+                    "height and width. The exported file is run on sample inputs and compared "
+                    f"with PyTorch (max abs difference <= {TOLERANCE:g}) before it is written. "
+                    "eval.py and load_stylizer read the .onnx export; TorchScript is for "
+                    "deployment with torch.jit.load.",
+        epilog="Example: python -m fast_nst.export models/wave/wave.pth --format onnx --output wave.onnx",
+    )
+    p.add_argument("model",
+                   help="the .pth to export, read with weights-only loading like eval.py: train.py's "
+                        "final model (models/NAME/NAME.pth), a training checkpoint from its "
+                        "checkpoints/ folder (step_N.pth), a model written by fast_nst.convert or "
+                        "download pretrained, or a pytorch/examples fast_neural_style .pth")
+    p.add_argument("--format", choices=FORMATS, default=None,
+                   help="onnx or torchscript (default: from --output's suffix: "
+                        f"{'/'.join(TORCHSCRIPT_SUFFIXES)} -> torchscript, otherwise onnx; onnx "
+                        "when --output is not given). A --format that contradicts --output's "
+                        "suffix (torchscript to .onnx, onnx to .pt/.pth) is an error; other "
+                        "suffixes such as .bin are allowed")
+    p.add_argument("--output", "-o", default=None, metavar="FILE",
+                   help="file to write (default: the model's name with .onnx, or .pt for "
+                        "--format torchscript, next to it)")
+    p.add_argument("--opset", type=int, default=None, metavar="N",
+                   help=f"ONNX opset version (>= {MIN_OPSET}; default: the exporter's choice)")
+    p.add_argument("--check_size", type=int, nargs=2, action="append", default=[], metavar=("H", "W"),
+                   help="also check the export on a 1x3xHxW input (repeatable); always checked: "
+                        + ", ".join("x".join(map(str, s)) for s in CHECK_SHAPES))
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(argv)
+
+    def run() -> int:
+        if args.output:
+            output = Path(args.output)
+        else:
+            output = Path(args.model).with_suffix(".pt" if args.format == "torchscript" else ".onnx")
+        # args.format None: export_model infers it from the suffix; explicit: it is checked
+        # against the suffix there, before the model is loaded.
+        summary = export_model(args.model, output, fmt=args.format, opset=args.opset,
+                               check_sizes=[tuple(s) for s in args.check_size])
+        fmt = summary["format"]
+        what = f"ONNX opset {summary['opset']}" if fmt == "onnx" else "TorchScript"
+        shapes = ", ".join("x".join(map(str, s)) for s in summary["shapes"])
+        print(f"Exported {args.model} -> {output} ({what}, {summary['bytes'] / 1e6:.1f} MB, "
+              f"style {summary['name']!r})")
+        print(f"Checked against PyTorch on {shapes}: max abs difference "
+              f"{summary['max_abs_diff']:.2g} (tolerance {TOLERANCE:g})")
+        if fmt == "onnx" and output.suffix.lower() != ".onnx":
+            print("note: eval.py and load_stylizer recognise ONNX files by the .onnx suffix.")
+        return 0
+
+    return run_command(run)
+

@@ -1,0 +1,55 @@
+"""``python train.py -c conf/wave.yml`` (also ``fast-nst-train``): train a transform network."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ..training import load_train_config, train
+from . import prog, run_command, started_as
+
+__all__ = ["main", "parser", "train_command"]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog("train.py"),
+        description="Train a fast style transfer network (Johnson et al. 2016) for one style.",
+        epilog="Example: python train.py -c conf/wave.yml --set max_steps=1000 --set batch_size=8",
+    )
+    p.add_argument("-c", "--config", required=True, help="YAML config, e.g. conf/wave.yml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable), e.g. --set lr=5e-4")
+    p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
+                   help="continue the run from its newest checkpoint, or from CHECKPOINT")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh even if the run folder holds checkpoints (deletes them)")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    return p
+
+
+def train_command(config: str, overrides: Sequence[str]) -> str:
+    """The command that re-runs this training (for "--resume" hints): how train.py was started,
+    the config and every --set, quoted for the shell."""
+    script = started_as()
+    start = prog("train.py")  # the installed console script's name, if started as one
+    if start == "train.py":
+        # train.py as given (a path from elsewhere too); in-process callers (tests, notebooks):
+        # the documented form
+        start = f"python {shlex.quote(script)}" if Path(script).name == "train.py" else "python train.py"
+    sets = "".join(f" --set {shlex.quote(o)}" for o in overrides)
+    return f"{start} -c {shlex.quote(config)}{sets}"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(argv)
+
+    def run() -> int:
+        cfg = load_train_config(args.config, args.overrides)
+        train(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
+              command=train_command(args.config, args.overrides))
+        return 0
+
+    return run_command(run)

@@ -1,0 +1,394 @@
+"""Optimisation-based style transfer (Gatys, Ecker & Bethge, 2016): no trained network, the output
+image's pixels themselves are optimised against the VGG content, style (Gram) and TV losses.
+
+``python -m fast_nst.optimize --content photo.jpg --style wave.jpg --output out.jpg``
+
+>>> from fast_nst import optimize
+>>> img = optimize("photo.jpg", "wave.jpg", image_size=512, steps=300)   # PIL image
+
+It reuses the loss networks of :mod:`fast_nst.lossnet` (any registered one) and its loss
+modules (one Gram matrix implementation, always float32).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm import tqdm
+
+from .core.device import resolve_device
+from .core.errors import FastNSTError
+from .core.images import open_image, pil_to_tensor, resize_longest, save_image, tensor_to_pil
+from .lossnet import LOSS_NETWORKS, get_loss_network, layer_choices, layer_names
+from .lossnet.losses import PerceptualLoss
+from .lossnet.vgg import VGGEncoder, build_loss_network
+from .stylize import load_stylizer, preserve_colors
+
+__all__ = ["DEFAULT_IMAGE_SIZE", "DEFAULT_STEPS", "GatysObjective", "INITS", "OPTIMIZERS", "PRECISIONS",
+           "PRESETS", "intermediate_path", "optimize", "random_weights_warning", "resolve_layers",
+           "scale_sizes"]
+
+ImageLike = Union[str, Path, Image.Image]
+
+# Layers of the two classic recipes.
+PRESETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # Gatys et al. (2016), Sec. 2-3: content conv4_2, style conv1_1 ... conv5_1 (after the ReLU).
+    "gatys": (("relu4_2",), ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")),
+    # Johnson et al. (2016), Sec. 3: content relu2_2, style relu1_2, relu2_2, relu3_3, relu4_3.
+    "johnson": (("relu2_2",), ("relu1_2", "relu2_2", "relu3_3", "relu4_3")),
+}
+OPTIMIZERS = ("lbfgs", "adam")
+INITS = ("content", "style", "noise")
+PRECISIONS = ("fp32", "bf16")
+
+# Loss weights. Our losses are normalised like PyTorch's "Neural Transfer Using PyTorch" tutorial
+# (ImageNet-normalised [0, 1] input, feature MSE, Gram / (C*H*W), Gram MSE), which optimises with
+# content weight 1 and style weight 1e6; we keep those. Gatys et al. use no TV term; a small one
+# (try 1-10) removes high-frequency noise, mostly wanted with --init noise.
+DEFAULT_CONTENT_WEIGHT = 1.0
+DEFAULT_STYLE_WEIGHT = 1e6
+DEFAULT_TV_WEIGHT = 0.0
+# 300 L-BFGS steps: the PyTorch tutorial's num_steps (jcjohnson/neural-style runs 1000).
+DEFAULT_STEPS = 300
+# L-BFGS takes its step from a strong-Wolfe line search, so lr 1 is its natural scale. Adam on
+# [0, 1] pixels: jcjohnson/neural-style's learning_rate 10 on 0-255 pixels is ~0.04; 0.02 is steadier.
+DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
+DEFAULT_IMAGE_SIZE = 512
+
+
+class GatysObjective(PerceptualLoss):
+    """:class:`~fast_nst.losses.PerceptualLoss` of one image against a fixed content image: the
+    content targets are computed once, since the content never changes during optimisation.
+    ``forward(image)`` returns the same terms (``content``, ``style/<layer>``, ``style``, ``tv``,
+    ``total``)."""
+
+    def __init__(self, encoder: VGGEncoder, content: torch.Tensor, style: torch.Tensor,
+                 content_layers: Sequence[str], style_layers: Sequence[str],
+                 content_weight: float, style_weight: float, tv_weight: float,
+                 style_layer_weights: Optional[Sequence[float]] = None):
+        super().__init__(encoder, style, content_layers, style_layers, content_weight, style_weight,
+                         tv_weight, style_layer_weights)
+        with torch.no_grad():
+            feats = encoder(content, self.content_layers) if self.content_layers else {}
+        self.content_targets = {k: v.detach().float() for k, v in feats.items()}
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        return self.terms(image, self.content_targets)
+
+
+def random_weights_warning(loss_model: str, weights_file: Union[str, Path]) -> str:
+    """The warning printed when optimising against a loss network with random weights."""
+    command = f"python -m fast_nst.download {loss_model}"
+    if Path(weights_file) != Path(get_loss_network(loss_model).file):
+        command += f" --dest {weights_file}"
+    return (
+        f"WARNING: the loss network has RANDOM weights (--loss_model_weights random). This is for "
+        f"tests and smoke runs only: the result is NOT a real style transfer. For a real one use "
+        f"--loss_model_weights imagenet (the default), which loads torchvision's ImageNet "
+        f"{loss_model.upper()} weights from {weights_file}; get them with "
+        f"{command}."
+    )
+
+
+def resolve_layers(loss_model: str, preset: str, content_layers: Optional[Sequence[str]],
+                   style_layers: Optional[Sequence[str]],
+                   style_layer_weights: Optional[Sequence[float]]) -> tuple[list[str], list[str]]:
+    """(content layers, style layers): the preset's, overridden by explicit lists; validated."""
+    if loss_model not in LOSS_NETWORKS:
+        raise FastNSTError(f"Unknown loss model {loss_model!r}; choose one of: {', '.join(LOSS_NETWORKS)}")
+    if preset not in PRESETS:
+        raise FastNSTError(f"Unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    preset_content, preset_style = PRESETS[preset]
+    content = list(preset_content if content_layers is None else content_layers)
+    style = list(preset_style if style_layers is None else style_layers)
+    valid = layer_choices(loss_model)
+    for flag, names in (("--content_layers", content), ("--style_layers", style)):
+        bad = [n for n in names if n not in valid]
+        if bad:
+            raise FastNSTError(f"{flag}: unknown {loss_model.upper()} layer(s) {', '.join(bad)}; "
+                               f"choose from: {', '.join(valid)}")
+    if not style:
+        raise FastNSTError("--style_layers: give at least one style layer.")
+    if style_layer_weights is not None and len(style_layer_weights) != len(style):
+        raise FastNSTError(f"--style_layer_weights has {len(style_layer_weights)} weights for "
+                           f"{len(style)} style layers ({', '.join(style)}); give one per layer.")
+    return content, style
+
+
+def _as_image(image: ImageLike) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    img = open_image(image)
+    return img.convert("RGB")
+
+
+def _min_side(loss_model: str, layers: Sequence[str]) -> int:
+    """Smallest image side whose features still exist at the deepest of ``layers``."""
+    names = layer_names(get_loss_network(loss_model).arch)
+    deepest = max(names.index(n) for n in layers)
+    return 2 ** sum(1 for n in names[:deepest] if n.startswith("pool"))
+
+
+def scale_sizes(image_size: int, scales: int) -> list[int]:
+    """Longest sides for multi-scale optimisation: halving from ``image_size``, smallest first."""
+    return [max(1, round(image_size / 2 ** (scales - 1 - k))) for k in range(scales)]
+
+
+def intermediate_path(output: Union[str, Path], step: int) -> Path:
+    """``out.jpg`` -> ``out_step0100.jpg``."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}_step{step:04d}{output.suffix}")
+
+
+def _init_image(init: str, content: torch.Tensor, style_img: Image.Image, content_pil: Image.Image,
+                device: torch.device, seed: int) -> torch.Tensor:
+    if init == "content":
+        return content.clone()
+    if init == "style":  # the style image stretched to the content's size
+        h, w = content.shape[-2:]
+        return pil_to_tensor(style_img.resize((w, h), Image.Resampling.LANCZOS)).unsqueeze(0).to(device)
+    if init == "noise":  # white noise, as Gatys et al.; seeded
+        g = torch.Generator().manual_seed(seed)
+        return torch.rand(content.shape, generator=g).to(device)
+    # A trained fast-nst model: start from its stylization and refine it.
+    stylizer = load_stylizer(init, device=str(device))
+    out = stylizer.stylize(content_pil, tile_size=None)
+    return pil_to_tensor(out).unsqueeze(0).to(device)
+
+
+def _check_init(init: str) -> None:
+    if init in INITS:
+        return
+    path = Path(init)
+    if not path.is_file():
+        raise FastNSTError(f"--init must be one of {', '.join(INITS)} or a path to a trained fast-nst "
+                           f"model (.pth); {init!r} is neither (no such file).")
+
+
+def optimize(
+    content_image: ImageLike,
+    style_image: ImageLike,
+    *,
+    loss_model: str = "vgg16",
+    loss_model_weights: str = "imagenet",
+    loss_model_file: Optional[Union[str, Path]] = None,
+    preset: str = "gatys",
+    content_layers: Optional[Sequence[str]] = None,
+    style_layers: Optional[Sequence[str]] = None,
+    style_layer_weights: Optional[Sequence[float]] = None,
+    optimizer: str = "lbfgs",
+    steps: int = DEFAULT_STEPS,
+    lr: Optional[float] = None,
+    image_size: Optional[int] = DEFAULT_IMAGE_SIZE,
+    style_size: Optional[int] = None,
+    init: str = "content",
+    content_weight: float = DEFAULT_CONTENT_WEIGHT,
+    style_weight: float = DEFAULT_STYLE_WEIGHT,
+    tv_weight: float = DEFAULT_TV_WEIGHT,
+    device: str = "auto",
+    preserve_color: bool = False,
+    save_every: int = 0,
+    output: Optional[Union[str, Path]] = None,
+    scales: int = 1,
+    precision: str = "fp32",
+    seed: int = 0,
+    progress: bool = True,
+    history: Optional[list] = None,
+    callback: Optional[Callable[[int, dict[str, float]], None]] = None,
+) -> Image.Image:
+    """Gatys et al.'s style transfer: optimise the pixels of an image (RGB PIL, longest side
+    ``image_size``, the content's aspect ratio) so its VGG features match ``content_image`` and its
+    Gram matrices match ``style_image``.
+
+    ``steps`` loss evaluations per scale (never more; L-BFGS stops early only at a zero
+    gradient); ``scales`` > 1 optimises at half, quarter... size first
+    and upsamples between scales. ``style_size`` (longest side of the style image) defaults to
+    ``image_size`` and shrinks with the scale. ``init``: "content", "style", "noise" or a path to
+    a trained fast-nst model whose stylization is refined. ``history``, if given, receives one dict
+    of float loss terms per step plus a last one for the final image; ``callback(step, terms)`` is
+    called with the same dicts. With ``save_every`` K > 0 and ``output``, every K-th step's image is
+    saved as ``<output stem>_step<k><suffix>``. Raises :class:`~fast_nst.errors.FastNSTError` for
+    anything a user can get wrong.
+    """
+    if optimizer not in OPTIMIZERS:
+        raise FastNSTError(f"Unknown optimizer {optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+    if precision not in PRECISIONS:
+        raise FastNSTError(f"Unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    if loss_model_weights not in ("imagenet", "random"):
+        raise FastNSTError(f"Unknown loss_model_weights {loss_model_weights!r}; choose one of: imagenet, random")
+    for name, value in (("steps", steps), ("scales", scales)):
+        if not isinstance(value, int) or value < 1:
+            raise FastNSTError(f"--{name} must be a whole number >= 1, got {value}")
+    for name, value in (("image_size", image_size), ("style_size", style_size)):
+        if value is not None and value < 1:
+            raise FastNSTError(f"--{name} must be > 0, got {value}")
+    if save_every < 0:
+        raise FastNSTError(f"--save_every must be >= 0, got {save_every}")
+    if lr is not None and not lr > 0:
+        raise FastNSTError(f"--lr must be > 0, got {lr}")
+    for name, value in (("content_weight", content_weight), ("style_weight", style_weight),
+                        ("tv_weight", tv_weight)):
+        if not (math.isfinite(value) and value >= 0):
+            raise FastNSTError(f"--{name} must be a finite number >= 0, got {value}")
+    content_layers, style_layers = resolve_layers(loss_model, preset, content_layers, style_layers,
+                                                  style_layer_weights)
+    _check_init(init)
+    lr = DEFAULT_LR[optimizer] if lr is None else lr
+    dev = resolve_device(device)
+
+    content_full = _as_image(content_image)
+    style_full = _as_image(style_image)
+    final_content = resize_longest(content_full, image_size)
+    final_size = max(final_content.size)
+    style_size = style_size if style_size is not None else final_size
+    sizes = scale_sizes(final_size, scales)
+    need = _min_side(loss_model, content_layers + style_layers)
+    smallest = resize_longest(content_full, sizes[0])
+    if min(smallest.size) < need:
+        raise FastNSTError(
+            f"the content image at {smallest.size[0]}x{smallest.size[1]} px is too small for layer "
+            f"{max(content_layers + style_layers, key=layer_names(get_loss_network(loss_model).arch).index)}; it needs "
+            f"at least {need} px on each side (raise --image_size or lower --scales).")
+
+    file = loss_model_file if loss_model_file is not None else get_loss_network(loss_model).file
+    if loss_model_weights == "random":
+        # Loud on purpose, like training's banner, but in optimize's terms: vgg.py's wording
+        # speaks of a model learning a style, and there is no model here.
+        print(f"{'!' * 80}\n{random_weights_warning(loss_model, file)}\n{'!' * 80}", file=sys.stderr)
+    try:
+        encoder = build_loss_network(loss_model_weights, content_layers + style_layers, file,
+                                     seed=seed, quiet=True, name=loss_model)
+    except ValueError as e:
+        raise FastNSTError(str(e)) from None
+    encoder = encoder.to(dev)
+    autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+
+    def autocast():
+        return torch.autocast(dev.type, dtype=autocast_dtype or torch.float32,
+                              enabled=autocast_dtype is not None)
+
+    total_steps = steps * len(sizes)
+    bar = tqdm(total=total_steps, desc="optimize", disable=not progress, file=sys.stderr,
+               dynamic_ncols=True)
+    step = 0
+    image: Optional[torch.Tensor] = None
+    content_pil = final_content
+    try:
+        for size in sizes:
+            content_pil = final_content if size == final_size else resize_longest(content_full, size)
+            content = pil_to_tensor(content_pil).unsqueeze(0).to(dev)
+            s_size = max(1, round(style_size * size / final_size))
+            style = pil_to_tensor(resize_longest(style_full, s_size)).unsqueeze(0).to(dev)
+            if min(style.shape[-2:]) < need:
+                raise FastNSTError(f"the style image at {style.shape[-1]}x{style.shape[-2]} px is too "
+                                   f"small for the chosen layers; it needs at least {need} px on each "
+                                   "side (raise --style_size).")
+            with autocast():
+                objective = GatysObjective(encoder, content, style, content_layers, style_layers,
+                                           content_weight, style_weight, tv_weight, style_layer_weights)
+            if image is None:
+                start = _init_image(init, content, style_full, content_pil, dev, seed)
+            else:  # the previous scale's result, upsampled
+                start = F.interpolate(image, size=content.shape[-2:], mode="bilinear",
+                                      align_corners=False).clamp(0, 1)
+            x = start.detach().float().contiguous().clone().requires_grad_(True)
+            step = _run_scale(objective, x, optimizer, lr, steps, step, autocast, bar, history,
+                              callback, save_every, output, content_pil, preserve_color)
+            image = x.detach()
+        with torch.no_grad(), autocast():
+            final_terms = {k: float(v) for k, v in objective(image).items()}
+        if history is not None:
+            history.append(final_terms)
+        if callback is not None:
+            callback(step, final_terms)
+    finally:
+        bar.close()
+    return _to_output(image, content_pil, preserve_color)
+
+
+def _to_output(x: torch.Tensor, content_pil: Image.Image, preserve_color: bool) -> Image.Image:
+    out = tensor_to_pil(x[0].cpu())
+    if preserve_color:
+        out = preserve_colors(content_pil, out)
+    return out
+
+
+class _BudgetSpent(Exception):
+    """Raised by the L-BFGS closure when asked for an evaluation beyond ``--steps``."""
+
+
+def _run_scale(objective: GatysObjective, x: torch.Tensor, optimizer: str, lr: float, steps: int,
+               step: int, autocast, bar, history, callback, save_every: int, output,
+               content_pil: Image.Image, preserve_color: bool) -> int:
+    """At most ``steps`` loss evaluations optimising ``x`` in place; returns the global step count
+    after them (``step`` plus the evaluations actually run).
+
+    Adam: one step per evaluation, pixels clamped to [0, 1] after each. L-BFGS: a single
+    ``step()`` running up to ``steps`` evaluations (like jcjohnson/neural-style's maxIter, one
+    evaluation per iteration unless the line search needs more); pixels are left unconstrained
+    during the run, as in Gatys et al., since clamping between iterations invalidates the
+    curvature history, and the output is clipped to [0, 1].
+    """
+    counter = [step]
+    best: list = [math.inf, None]  # lowest loss evaluated in this scale and its image
+
+    def closure() -> torch.Tensor:
+        if counter[0] - step >= steps:
+            # torch's L-BFGS checks max_eval only after a whole strong-Wolfe line search, which
+            # can ask for several more evaluations; ending step() here keeps --steps exact.
+            raise _BudgetSpent
+        opt.zero_grad(set_to_none=True)
+        with autocast():
+            terms = objective(x)
+        loss = terms["total"]
+        if not torch.isfinite(loss):
+            raise FastNSTError(f"the loss became {float(loss.detach())} at step {counter[0] + 1}; lower "
+                               "--lr or the loss weights, or use --optimizer adam.")
+        loss.backward()
+        # One device-to-host copy for all terms (float() on each would sync once per term).
+        values = dict(zip(terms, torch.stack([v.detach().float() for v in terms.values()]).tolist()))
+        counter[0] += 1
+        if optimizer == "lbfgs" and values["total"] < best[0]:
+            best[:] = [values["total"], x.detach().clone()]
+        if history is not None:
+            history.append(values)
+        if callback is not None:
+            callback(counter[0], values)
+        bar.set_postfix({k: f"{values[k]:.3g}" for k in ("total", "content", "style", "tv")},
+                        refresh=False)
+        bar.update(1)
+        if save_every and output is not None and counter[0] % save_every == 0:
+            # The image this loss was measured on.
+            save_image(_to_output(x.detach(), content_pil, preserve_color),
+                       intermediate_path(output, counter[0]))
+        return loss
+
+    if optimizer == "lbfgs":
+        # Tolerances 0: --steps decides when to stop (the defaults stop early on small losses).
+        opt = torch.optim.LBFGS([x], lr=lr, max_iter=steps, max_eval=steps, history_size=100,
+                                line_search_fn="strong_wolfe", tolerance_grad=0.0,
+                                tolerance_change=0.0)
+        try:
+            opt.step(closure)
+        except _BudgetSpent:
+            # Stopped inside a line search: x sits at a trial point that was never evaluated.
+            # Keep the best image evaluated instead, so the output is one whose loss was seen.
+            with torch.no_grad():
+                x.copy_(best[1])
+    else:
+        opt = torch.optim.Adam([x], lr=lr)
+        for _ in range(steps):
+            opt.step(closure)
+            with torch.no_grad():
+                x.clamp_(0, 1)  # keep pixels valid
+    done = counter[0] - step
+    if done < steps:  # L-BFGS stopped early (zero gradient, no descent direction)
+        bar.total -= steps - done  # so the bar still ends full, without counting steps not run
+        bar.refresh()
+    return counter[0]

@@ -1,0 +1,348 @@
+"""Export a trained transform net to ONNX or TorchScript, checked against PyTorch before success.
+
+    python -m fast_nst.export models/wave/wave.pth --format onnx --output wave.onnx
+    python -m fast_nst.export models/wave/wave.pth --format torchscript --output wave.pt
+
+The exported graph takes ``input`` (N, 3, H, W) float32 RGB in [0, 1] with dynamic N, H and W
+(any H, W >= 1, including sizes not divisible by 4 and tiny ones like 3 x 7) and returns
+``output`` of the same shape in [0, 1]: exactly what :meth:`fast_nst.stylize.Stylizer.stylize_tensor`
+computes. See docs/export.md.
+
+The network's own :meth:`~fast_nst.nets.base.StyleNetwork.exportable` form is exported (for the
+Johnson net, :class:`~fast_nst.nets.exportable.ExportableTransformNet`, which keeps the sizes
+symbolic), with ``torch.export.export`` and explicit ``Dim``s first, which fails loudly instead
+of specialising, and the ExportedProgram is then translated by ``torch.onnx.export``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Optional, Sequence, Tuple
+
+import torch
+
+from ..core.device import require_torch
+from ..core.errors import FastNSTError
+from ..core.files import atomic_write, same_file
+from ..core.version import __min_torch_onnx__, __version__
+from ..nets.base import StyleNetwork
+from .checkpoint import FORMAT_NAME, load_model
+
+__all__ = ["CHECK_SHAPES", "EXPORT_FORMAT_VERSION", "ExportError", "FORMATS", "TOLERANCE",
+           "TORCHSCRIPT_METADATA", "TORCHSCRIPT_SUFFIXES", "MIN_OPSET", "check_exported",
+           "export_metadata", "export_model", "export_onnx", "export_torchscript", "require_onnx",
+           "require_onnx_export"]
+
+#: Version of the exported-file layout (input/output names, metadata keys); readers check it.
+EXPORT_FORMAT_VERSION = 1
+FORMATS = ("onnx", "torchscript")
+#: Shapes every export is checked on: batch 1 and 2, sizes divisible by 4 and not, and a size
+#: smaller than the network's minimum of 8 (the replicate-padding branch).
+CHECK_SHAPES: tuple[tuple[int, int, int, int], ...] = ((1, 3, 64, 96), (2, 3, 50, 37), (1, 3, 3, 7))
+#: Largest allowed max-abs difference between the exported model and PyTorch, on [0, 1] pixels.
+TOLERANCE = 1e-3
+#: torch's ONNX exporter implements opset 18 and newer; lower versions are not converted reliably.
+MIN_OPSET = 18
+INPUT_NAME, OUTPUT_NAME = "input", "output"
+TORCHSCRIPT_METADATA = "fast_nst.json"  # name of the metadata file inside a TorchScript archive
+ONNX_INSTALL_HINT = 'pip install -e ".[onnx]"'
+# An example input for tracing: batch 2 and sizes above 1 so torch.export does not specialise them.
+_EXAMPLE_SHAPE = (2, 3, 50, 37)
+
+
+class ExportError(FastNSTError):
+    """Exporting failed, or the exported model does not match PyTorch."""
+
+
+# ---- metadata ----------------------------------------------------------------------------------
+
+def export_metadata(net: StyleNetwork, ckpt: dict[str, Any], model_path: Path) -> dict[str, str]:
+    """String key/value pairs stored in the exported file (ONNX metadata_props, or
+    ``fast_nst.json`` inside a TorchScript archive). ``ckpt`` is :func:`load_model`'s dict (for
+    a pytorch/examples model converted on the fly it has no step or format version)."""
+    config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
+    name = config.get("naming") or model_path.stem
+    meta = {
+        "format": FORMAT_NAME,
+        "format_version": str(EXPORT_FORMAT_VERSION),
+        "fast_nst_version": __version__,
+        "name": str(name),
+        "naming": str(config.get("naming") or ""),
+        "style_image": Path(str(config.get("style_image") or "")).name,
+        "step": "" if ckpt.get("step") is None else str(ckpt["step"]),
+        "model_type": net.model_type,
+        "model_args": json.dumps(net.args.to_dict(), sort_keys=True),
+        "source": model_path.name,
+        "input_name": INPUT_NAME,
+        "output_name": OUTPUT_NAME,
+        "layout": "NCHW, RGB, float32; N, H and W dynamic (H, W >= 1)",
+        "input_range": "[0, 1]",
+        "output_range": "[0, 1]",
+    }
+    if ckpt.get("format_version") is not None:
+        meta["checkpoint_format_version"] = str(ckpt["format_version"])
+    if ckpt.get("converted_from"):
+        meta["converted_from"] = str(ckpt["converted_from"])
+    return meta
+
+
+# ---- exporters ----------------------------------------------------------------------------------
+
+def _missing_onnx_packages() -> list[str]:
+    missing = []
+    for module in ("onnx", "onnxruntime", "onnxscript"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    return missing
+
+
+def require_onnx() -> None:
+    """Raise a :class:`FastNSTError` naming the install command when the optional ONNX packages
+    are missing."""
+    missing = _missing_onnx_packages()
+    if missing:
+        raise FastNSTError(f"ONNX export needs the optional packages onnx, onnxruntime and onnxscript "
+                           f"(missing: {', '.join(missing)}). Install them with: {ONNX_INSTALL_HINT}")
+
+
+def require_onnx_export() -> None:
+    """:func:`require_onnx`, plus a torch new enough to export the network with free sizes."""
+    require_onnx()
+    require_torch(__min_torch_onnx__, "ONNX export", alternative=", or export TorchScript: --format torchscript")
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the exporters' progress prints, log messages and deprecation warnings."""
+    buffer = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(buffer), \
+            contextlib.redirect_stderr(buffer):
+        warnings.simplefilter("ignore")
+        yield buffer
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"[:500]
+
+
+def _name_axes(proto, names: dict[int, str]) -> None:
+    """Give the input's symbolic sizes readable names (torch calls them s0, s77, ...) in every
+    shape of the graph, expressions such as ``2*s77 + 4`` included. (ONNXProgram.rename_axes
+    does this from torch 2.11 on; this works on the exporter's output of any version.)"""
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    rename = {dims[i].dim_param: name for i, name in names.items() if dims[i].dim_param}
+    if not rename:
+        return
+    symbol = re.compile(r"\b(" + "|".join(re.escape(k) for k in rename) + r")\b")
+    for info in (*proto.graph.input, *proto.graph.output, *proto.graph.value_info):
+        for dim in info.type.tensor_type.shape.dim:
+            if dim.dim_param:
+                dim.dim_param = symbol.sub(lambda m: rename[m.group(1)], dim.dim_param)
+
+
+def export_onnx(net: StyleNetwork, path: str | Path, opset: Optional[int] = None,
+                metadata: Optional[dict[str, str]] = None) -> int:
+    """Write ``net`` as an ONNX file (weights inside, no external data); returns the opset."""
+    require_onnx_export()
+    import onnx
+
+    if opset is not None and opset < MIN_OPSET:
+        raise ExportError(f"--opset {opset} is not supported: torch's ONNX exporter writes opset "
+                          f"{MIN_OPSET} or newer.")
+    module = net.exportable().eval()
+    example = torch.rand(_EXAMPLE_SHAPE, generator=torch.Generator().manual_seed(0))
+    dims = {0: torch.export.Dim("batch", min=1), 2: torch.export.Dim("height", min=1),
+            3: torch.export.Dim("width", min=1)}
+    with _quiet():
+        try:
+            # Explicit Dims: torch.export raises instead of specialising a size. (Passing the
+            # module straight to torch.onnx.export would defer such guards to runtime asserts
+            # and silently bake the example's size into the graph.)
+            program = torch.export.export(module, (example,), dynamic_shapes={"x": dims}, strict=False)
+            onnx_program = torch.onnx.export(program, (example,), input_names=[INPUT_NAME],
+                                             output_names=[OUTPUT_NAME], opset_version=opset,
+                                             dynamo=True, verbose=False)
+            proto = onnx_program.model_proto
+        except Exception as e:
+            raise ExportError(f"ONNX export failed ({_first_line(e)}).") from None
+    _name_axes(proto, {0: "batch", 2: "height", 3: "width"})
+    used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is not None and used != opset:
+        raise ExportError(f"the ONNX exporter could not write opset {opset} (it wrote opset {used} "
+                          "instead); leave --opset out to use the exporter's default.")
+    proto.doc_string = ("fast-nst fast neural style transfer network: input (N, 3, H, W) float32 "
+                        "RGB in [0, 1] -> output of the same shape in [0, 1].")
+    del proto.metadata_props[:]
+    for key, value in (metadata or {}).items():
+        proto.metadata_props.add(key=key, value=value)
+    proto.metadata_props.add(key="opset", value=str(used))
+    onnx.save_model(proto, str(path))
+    return int(used)
+
+
+def export_torchscript(net: StyleNetwork, path: str | Path,
+                       metadata: Optional[dict[str, str]] = None) -> None:
+    """Write ``net`` as a scripted TorchScript archive (metadata in ``fast_nst.json``)."""
+    with _quiet():
+        try:
+            scripted = torch.jit.script(net.exportable().eval())
+            torch.jit.save(scripted, str(path),
+                           _extra_files={TORCHSCRIPT_METADATA: json.dumps(metadata or {}, indent=1)})
+        except OSError:
+            raise
+        except Exception as e:
+            raise ExportError(f"TorchScript export failed ({_first_line(e)}).") from None
+
+
+# ---- checking --------------------------------------------------------------------------------
+
+def _runner(path: Path, fmt: str):
+    """A function (N, 3, H, W) float32 tensor -> output tensor, running the exported file."""
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        try:
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise ExportError(f"onnxruntime {ort.__version__} cannot load the exported model "
+                              f"({_first_line(e)}).") from None
+        return lambda x: torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0])
+    with _quiet():
+        module = torch.jit.load(str(path), map_location="cpu")
+    return module
+
+
+def check_exported(path: str | Path, fmt: str, net: StyleNetwork,
+                   shapes: Sequence[Sequence[int]] = CHECK_SHAPES,
+                   tolerance: Optional[float] = None) -> float:
+    """Run the exported file on random inputs of each shape and compare with ``net``; returns
+    the largest max-abs difference, or raises :class:`ExportError` above ``tolerance``."""
+    tolerance = TOLERANCE if tolerance is None else tolerance
+    run = _runner(Path(path), fmt)
+    generator = torch.Generator().manual_seed(1234)
+    worst = 0.0
+    for shape in shapes:
+        x = torch.rand(tuple(shape), generator=generator)
+        label = "x".join(map(str, shape))
+        with torch.inference_mode():
+            expected = net(x)
+            try:
+                got = run(x)
+            except Exception as e:
+                raise ExportError(f"the exported model failed on an input of shape {label} "
+                                  f"({_first_line(e)}).") from None
+        if tuple(got.shape) != tuple(expected.shape):
+            raise ExportError(f"the exported model returned shape {tuple(got.shape)} for an input of "
+                              f"shape {label}; expected {tuple(expected.shape)}.")
+        diff = (got.float() - expected).abs().max().item()
+        if not diff <= tolerance:  # also catches NaN
+            raise ExportError(f"the exported model differs from PyTorch by {diff:.3g} (max abs) on an "
+                              f"input of shape {label}; the tolerance is {tolerance:g}.")
+        worst = max(worst, diff)
+    return worst
+
+
+# ---- the command ------------------------------------------------------------------------------
+
+#: Output suffixes that say which format a file holds. eval.py and load_stylizer pick their
+#: loader by suffix (.onnx -> onnxruntime, anything else -> torch.load), so a file whose suffix
+#: names the other format fails later with a confusing error: export refuses to write one.
+ONNX_SUFFIXES = (".onnx",)
+TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".pts", ".ts", ".torchscript", ".jit")
+
+
+def _infer_format(output: Path) -> str:
+    return "torchscript" if output.suffix.lower() in TORCHSCRIPT_SUFFIXES else "onnx"
+
+
+def _check_suffix(output: Path, fmt: str) -> None:
+    """Raise :class:`ExportError` when ``output``'s suffix names the other format than ``fmt``;
+    suffixes naming neither (.bin, none) are allowed."""
+    suffix = output.suffix.lower()
+    if fmt == "torchscript" and suffix in ONNX_SUFFIXES:
+        raise ExportError(f"--output {output} has the suffix of an ONNX file but --format is "
+                          f"torchscript; use a .pt name ({output.with_suffix('.pt').name}) or "
+                          "--format onnx.")
+    if fmt == "onnx" and suffix in TORCHSCRIPT_SUFFIXES:
+        kind = "a PyTorch checkpoint" if suffix == ".pth" else "a TorchScript/PyTorch file"
+        raise ExportError(f"--output {output} has the suffix of {kind} but --format is onnx; "
+                          f"use an .onnx name ({output.with_suffix('.onnx').name}) or "
+                          "--format torchscript.")
+
+
+def export_model(model_path: str | Path, output: str | Path, fmt: Optional[str] = None,
+                 opset: Optional[int] = None,
+                 check_sizes: Sequence[Tuple[int, int]] = ()) -> dict[str, Any]:
+    """Export the checkpoint at ``model_path`` to ``output`` and check it; returns a summary.
+
+    ``fmt`` None means from ``output``'s suffix (:data:`TORCHSCRIPT_SUFFIXES` -> torchscript,
+    otherwise onnx); a ``fmt`` that contradicts the suffix is an :class:`ExportError`.
+
+    The file is written to a temporary name in the output's folder, checked on
+    :data:`CHECK_SHAPES` plus one (1, 3, H, W) input per ``check_sizes`` entry, and renamed to
+    ``output`` only if every check passes: on failure ``output`` is left as it was.
+    """
+    model_path, output = Path(model_path), Path(output)
+    fmt = fmt or _infer_format(output)
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    if opset is not None and fmt != "onnx":
+        raise ExportError("--opset applies only to --format onnx.")
+    if opset is not None and opset < MIN_OPSET:
+        raise ExportError(f"--opset {opset} is not supported: torch's ONNX exporter writes opset "
+                          f"{MIN_OPSET} or newer.")
+    for h, w in check_sizes:
+        if h < 1 or w < 1:
+            raise ExportError(f"--check_size {h} {w}: height and width must be at least 1.")
+    _check_suffix(output, fmt)
+    if fmt == "onnx":
+        require_onnx_export()  # before the (slow) model loading, so what is missing is reported first
+    net, ckpt = load_model(model_path)  # weights-only loading; CheckpointError for bad files
+    if output.is_dir():
+        raise ExportError(f"--output {output} is a folder; give a file name like "
+                          f"{model_path.stem}{'.onnx' if fmt == 'onnx' else '.pt'}.")
+    if same_file(model_path, output):
+        raise ExportError(f"--output {output} is the input checkpoint; refusing to overwrite it.")
+    shapes = list(CHECK_SHAPES) + [(1, 3, h, w) for h, w in check_sizes]
+    metadata = export_metadata(net, ckpt, model_path)
+
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(output) as tmp:
+            tmp.touch()  # an unwritable output is found now, before the (slow) export
+            used_opset, diff = _write_checked(net, tmp, output, fmt, opset, metadata, shapes)
+    except OSError as e:
+        raise ExportError(f"cannot write --output {output}: {_write_reason(output, e)}.") from None
+    return {"output": output, "format": fmt, "opset": used_opset, "max_abs_diff": diff,
+            "shapes": shapes, "name": metadata["name"], "bytes": output.stat().st_size}
+
+
+def _write_reason(output: Path, e: OSError) -> str:
+    blocker = next((p for p in output.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        return f"{blocker} is a file, not a folder"
+    return e.strerror or str(e)
+
+
+def _write_checked(net: StyleNetwork, tmp: Path, output: Path, fmt: str, opset: Optional[int],
+                   metadata: dict[str, str], shapes: list) -> tuple[Optional[int], float]:
+    """Export ``net`` to ``tmp`` and check it there: (opset used, max abs difference)."""
+    if fmt == "onnx":
+        used_opset: Optional[int] = export_onnx(net, tmp, opset=opset, metadata=metadata)
+    else:
+        export_torchscript(net, tmp, metadata=metadata)
+        used_opset = None
+    try:
+        diff = check_exported(tmp, fmt, net, shapes)
+    except ExportError as e:
+        kept = f"{output} was left unchanged" if output.exists() else f"{output} was not written"
+        raise ExportError(f"{e} The export was discarded; {kept}.") from None
+    return used_opset, diff

@@ -1,0 +1,47 @@
+"""pytorch/examples' published fast_neural_style models, downloaded and converted into
+fast-nst checkpoints ready to stylize with (``python -m fast_nst.download pretrained``)."""
+
+from __future__ import annotations
+
+import tempfile
+import zipfile
+from pathlib import Path
+
+from ..core import fetch
+from ..core.errors import DownloadError
+from .convert import convert_file
+
+__all__ = ["PRETRAINED_NAMES", "PRETRAINED_URL", "PRETRAINED_ZIP", "download_pretrained"]
+
+# pytorch/examples' published fast_neural_style models (candy, mosaic, rain_princess, udnie),
+# the archive their README links to.
+PRETRAINED_URL = "https://www.dropbox.com/s/lrvwfehqdcxoza8/saved_models.zip?dl=1"
+PRETRAINED_ZIP = "pytorch_examples_saved_models.zip"
+PRETRAINED_NAMES = ("candy", "mosaic", "rain_princess", "udnie")
+
+
+def download_pretrained(models_dir: str | Path = "models", data_dir: str | Path = "data") -> list[Path]:
+    """Fetch pytorch/examples' four published models and convert each into
+    ``models_dir/<name>/<name>.pth``; returns the written paths."""
+    zip_path = Path(data_dir) / PRETRAINED_ZIP
+    if not zip_path.exists():
+        try:
+            fetch.download_url(PRETRAINED_URL, zip_path)
+        except DownloadError as e:
+            raise fetch.finish_by_hand(e, PRETRAINED_URL, zip_path, "converts the models into "
+                                       f"{Path(models_dir) / '<name>' / '<name>.pth'}") from None
+    written = []
+    try:
+        with zipfile.ZipFile(zip_path) as zf, tempfile.TemporaryDirectory() as tmp:
+            for member in zf.infolist():
+                name = Path(member.filename).stem
+                if not member.filename.endswith(".pth") or name.startswith("."):
+                    continue
+                src = Path(tmp) / f"{name}.pth"
+                src.write_bytes(zf.read(member))
+                written.append(convert_file(src, Path(models_dir) / name / f"{name}.pth", naming=name))
+    except (zipfile.BadZipFile, OSError) as e:
+        raise DownloadError(f"{zip_path} is damaged ({e}); delete it and run the command again.") from None
+    if not written:
+        raise DownloadError(f"{zip_path} holds no .pth models; delete it and run the command again.")
+    return written

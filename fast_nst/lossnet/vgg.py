@@ -1,0 +1,208 @@
+"""The frozen VGG loss network, with outputs addressed by layer name (``relu2_2``).
+
+Inputs are RGB images (N, 3, H, W) in [0, 1]; the input convention of the weights (from the
+registry row, :data:`fast_nst.lossnet.LOSS_NETWORKS`) is applied inside
+:meth:`VGGEncoder.forward` and nowhere else.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import OrderedDict
+from pathlib import Path
+from typing import Iterable
+
+import torch
+from torch import nn
+from torchvision.models import vgg as tv_vgg
+
+from ..core import fetch
+from ..core.errors import CheckpointError, DownloadError
+from . import InputConvention, LossNetworkEntry, get_loss_network, layer_choices, layer_names
+
+__all__ = ["RANDOM_WARNING", "VGGEncoder", "build_loss_network", "download_weights", "load_features",
+           "random_features", "vgg_features"]
+
+# torchvision's configuration names of the two layouts.
+_TV_CFG = {"vgg16": "D", "vgg19": "E"}
+
+
+class VGGEncoder(nn.Module):
+    """VGG ``features`` cut after ``max(layers)``; ``forward(x, layers)`` returns {name: features}.
+
+    ``entry`` (a registry row, default vgg16's) names the layers and the input convention. Frozen: eval mode,
+    ``requires_grad=False`` on every weight (gradients still flow to inputs).
+    """
+
+    def __init__(self, features: nn.Sequential, layers: Iterable[str],
+                 entry: LossNetworkEntry | None = None):
+        super().__init__()
+        entry = entry or get_loss_network("vgg16")
+        self.entry = entry
+        names = layer_names(entry.arch)
+        layers = list(layers)
+        unknown = [n for n in layers if n not in names]
+        if unknown:
+            raise ValueError(f"Unknown {entry.label} layer(s) {unknown}; choose from: "
+                             f"{', '.join(n for n in names if not n.startswith('pool'))}")
+        depth = max(names.index(n) for n in layers) + 1
+        modules = []
+        for name, module in zip(names[:depth], list(features)[:depth]):
+            if isinstance(module, nn.ReLU):
+                module = nn.ReLU(inplace=False)  # in-place would overwrite the conv outputs we return
+            modules.append((name, module))
+        self.layers = nn.Sequential(OrderedDict(modules))
+        conv = entry.convention
+        self.scale = conv.scale
+        self.bgr = conv.bgr
+        self.register_buffer("mean", torch.tensor(conv.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(conv.std).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    @property
+    def convention(self) -> InputConvention:
+        return self.entry.convention
+
+    def train(self, mode: bool = True) -> "VGGEncoder":
+        return super().train(False)  # always frozen
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """RGB (N, 3, H, W) in [0, 1] -> the network's input convention (a new tensor)."""
+        if self.scale != 1.0:
+            x = x * self.scale
+        if self.bgr:
+            x = x.flip(1)
+        return (x - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
+        """Features of ``x`` (N, 3, H, W) in [0, 1] at ``layers``, running only as deep as needed."""
+        wanted = set(layers)
+        out: dict[str, torch.Tensor] = {}
+        h = self.normalize(x)
+        for name, module in self.layers.named_children():
+            h = module(h)
+            if name in wanted:
+                out[name] = h
+                if len(out) == len(wanted):
+                    break
+        missing = wanted - out.keys()
+        if missing:
+            raise ValueError(f"layers {sorted(missing)} are deeper than this encoder was built for")
+        return out
+
+
+def vgg_features(arch: str = "vgg16") -> nn.Sequential:
+    """``vgg16().features`` or ``vgg19().features`` with torchvision's random initialisation,
+    without building the 138M-parameter classifier (2.4 s on a 2-core CPU) a loss network never uses."""
+    if arch not in _TV_CFG:
+        raise ValueError(f"Unknown VGG layout {arch!r}; choose one of: {', '.join(_TV_CFG)}")
+    features = tv_vgg.make_layers(tv_vgg.cfgs[_TV_CFG[arch]], batch_norm=False)
+    for m in features.modules():  # the same initialisation as torchvision.models.VGG.__init__
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.constant_(m.bias, 0)
+    return features
+
+
+def random_features(arch: str, seed: int) -> nn.Sequential:
+    """VGG16/VGG19 ``features`` with torchvision's random initialisation, seeded (tests, smoke runs)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return vgg_features(arch)
+
+
+def _features_state(state: dict, path: Path, entry: LossNetworkEntry) -> dict[str, torch.Tensor]:
+    """Accept a full VGG state dict or a features-only one; return the features keys."""
+    label = entry.label
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        raise CheckpointError(f"{path}: not a {label} state dict (got {type(state).__name__}).")
+    if any(k.startswith("features.") for k in state):
+        state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    expected = vgg_features(entry.arch).state_dict()
+    missing = sorted(set(expected) - set(state), key=lambda k: int(k.split(".")[0]))
+    if missing:
+        raise CheckpointError(
+            f"{path}: not a {label} weights file (missing {', '.join(missing[:4])}...). "
+            f"Expected the file from {entry.url}."
+        )
+    for key, value in expected.items():
+        if not isinstance(state[key], torch.Tensor) or state[key].shape != value.shape:
+            shape = getattr(state[key], "shape", None)
+            raise CheckpointError(f"{path}: {key} has shape {tuple(shape) if shape is not None else None}, "
+                                  f"{label} needs {tuple(value.shape)}; is this a {label} file?")
+    return {k: state[k] for k in expected}
+
+
+def download_weights(name: str, dest: str | Path | None = None, quiet: bool = False) -> Path:
+    """Fetch the weights of loss network ``name`` (a registry row) into ``dest`` (default: the
+    row's file), verified against the row's checksum."""
+    entry = get_loss_network(name)
+    dest = dest or entry.file
+    try:
+        return fetch.download_url(entry.url, dest, sha256_prefix=entry.sha256, quiet=quiet)
+    except DownloadError as e:
+        raise DownloadError(
+            f"{e}\nThe {name} loss network needs {entry.summary.split(' (')[0]} weights. Download\n"
+            f"  {entry.url}\nand put the file at {dest} (or set loss_model_file / --loss_model_file to "
+            "where it is). For a smoke test without them, use --set loss_model_weights=random "
+            "(train.py) or --loss_model_weights random (optimize)."
+        ) from None
+
+
+def load_features(name: str, path: str | Path | None = None, allow_download: bool = True) -> nn.Sequential:
+    """VGG ``features`` of loss network ``name`` with the weights in ``path`` (default: the
+    registry's file; a full state dict or a features-only one).
+
+    A missing file is downloaded from the row's URL when ``allow_download`` (and the path has
+    the published file name); otherwise, or when the download fails, a
+    :class:`~fast_nst.core.errors.FastNSTError` says where to get the file.
+    """
+    entry = get_loss_network(name)
+    path = Path(path or entry.file)
+    if not path.exists():
+        if allow_download and path.name == Path(entry.file).name:
+            print(f"{entry.label} weights not found at {path}; downloading {entry.url}", file=sys.stderr)
+            download_weights(name, path)
+        else:
+            raise CheckpointError(
+                f"{entry.label} weights not found at {path}. Download {entry.url} "
+                f"(python -m fast_nst.download {name}) and set loss_model_file to its path."
+            )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for non-checkpoint files
+        reason = (str(e).splitlines() or [type(e).__name__])[0][:300]
+        raise CheckpointError(f"{path}: cannot read {entry.label} weights ({reason}). "
+                              f"Delete it and download {entry.url} again.") from None
+    features = vgg_features(entry.arch)
+    features.load_state_dict(_features_state(state, path, entry))
+    return features
+
+
+RANDOM_WARNING = (
+    "WARNING: the loss network has RANDOM weights (loss_model_weights: random). This is for tests "
+    "and smoke runs only: the model will not learn a real style. Use loss_model_weights: imagenet "
+    "for real training."
+)
+
+
+def build_loss_network(weights: str, layers: Iterable[str], weights_file: str | Path | None = None,
+                       seed: int = 0, quiet: bool = False, name: str = "vgg16") -> VGGEncoder:
+    """The frozen encoder of loss network ``name`` for ``layers``; ``weights`` is "imagenet"
+    (from ``weights_file``, default the registry's file) or "random" (seeded)."""
+    entry = get_loss_network(name)
+    layers = list(layers)
+    bad = [n for n in layers if n not in layer_choices(name)]
+    if bad:
+        raise ValueError(f"Unknown {entry.label} layer(s) {bad}; choose from: {', '.join(layer_choices(name))}")
+    if weights == "random":
+        # Loud on purpose: a random loss network must never be mistaken for a real run.
+        if not quiet:
+            print(f"{'!' * 80}\n{RANDOM_WARNING}\n{'!' * 80}", file=sys.stderr)
+        features = random_features(entry.arch, seed)
+    elif weights == "imagenet":
+        features = load_features(name, weights_file)
+    else:
+        raise ValueError(f"Unknown loss_model_weights {weights!r}; choose one of: imagenet, random")
+    return VGGEncoder(features, layers, entry)

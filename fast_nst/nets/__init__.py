@@ -1,0 +1,72 @@
+"""Transform networks and their registry: ``model_type`` (stored in every checkpoint) -> class.
+
+Adding a network: write a module here with a :class:`~fast_nst.nets.base.StyleNetwork`
+subclass (its ``Args`` dataclass, ``forward``, and the contract's methods), then add one line to
+:data:`NETWORKS`. Training builds it from ``model_type``/``model_args`` in the config,
+checkpoints rebuild it from the same two entries, and stylizing, tiling and export use only the
+contract.
+
+The table names modules instead of importing them, so that a config can be checked (and a typo
+reported) before torch is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+__all__ = ["NETWORKS", "NetworkEntry", "build_network", "check_config", "make_args", "network_class"]
+
+
+@dataclass(frozen=True)
+class NetworkEntry:
+    module: str  # the module that defines the class
+    class_name: str
+    summary: str
+
+
+NETWORKS: dict[str, NetworkEntry] = {
+    "johnson": NetworkEntry("fast_nst.nets.johnson", "TransformNet",
+                            "Johnson et al. (2016) residual network with instance norm"),
+}
+
+
+def _unknown(model_type: object) -> ValueError:
+    return ValueError(f"unknown model_type {str(model_type)[:60]!r}; choose one of: {', '.join(NETWORKS)}")
+
+
+def network_class(model_type: str) -> type:
+    """The class registered as ``model_type``; ValueError listing the choices otherwise."""
+    if not isinstance(model_type, str) or model_type not in NETWORKS:
+        raise _unknown(model_type)
+    entry = NETWORKS[model_type]
+    return getattr(importlib.import_module(entry.module), entry.class_name)
+
+
+def make_args(model_type: str, model_args: Mapping[str, Any]) -> Any:
+    """The network's ``Args`` dataclass from a plain mapping; ValueError naming an unknown or
+    out-of-bounds argument (before anything is allocated)."""
+    cls = network_class(model_type)
+    names = [f.name for f in dataclasses.fields(cls.Args)]
+    unknown = [str(k)[:40] for k in model_args if k not in names]
+    if unknown:
+        raise ValueError(f"unknown argument(s) {', '.join(unknown)} for model_type {model_type}; "
+                         f"valid: {', '.join(names)}")
+    try:
+        return cls.Args(**model_args)
+    except TypeError as e:
+        raise ValueError(str(e)) from None
+
+
+def build_network(model_type: str, model_args: Mapping[str, Any] = {}) -> Any:
+    """A new network of ``model_type`` built from ``model_args`` (see :func:`make_args`)."""
+    return network_class(model_type)(make_args(model_type, model_args))
+
+
+def check_config(cfg: Any, fail: Callable[[str, str], None]) -> None:
+    """A :data:`fast_nst.core.config.ConfigCheck`: ``model_type`` names a registered network.
+    (``model_args`` are checked when the network is built, which needs torch.)"""
+    if cfg.model_type not in NETWORKS:
+        fail("model_type", f"is {cfg.model_type!r}; choose one of: {', '.join(NETWORKS)}")

@@ -1,0 +1,215 @@
+"""The stylizer contract that the PyTorch, ONNX and video paths share, and the options they take.
+
+A :class:`Stylizer` turns photos into stylizations: :meth:`Stylizer.stylize_tensor` on tensors
+(N, 3, H, W) in [0, 1], :meth:`Stylizer.stylize` on PIL images with :class:`StylizeOptions`
+(resize, tiling, colour preservation, strength, alpha). Subclasses implement
+``stylize_tensor`` and say whether they can tile (``can_tile``) and how much memory a pixel
+costs (``bytes_per_pixel``); the image pipeline around the network lives here, once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Optional, Union
+
+import torch
+from PIL import Image
+
+from ..core.errors import FastNSTError
+from ..core.images import normalize_mode, pil_to_tensor, split_alpha, tensor_to_pil
+from .tiling import DEFAULT_OVERLAP, tile_core
+
+__all__ = ["PRECISIONS", "StylizeOptions", "Stylizer", "finish", "preserve_colors", "resize_for_processing"]
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class OptionError(FastNSTError):
+    """A stylize option is out of range; the message starts with the option's name."""
+
+
+@dataclass(frozen=True)
+class StylizeOptions:
+    """What :meth:`Stylizer.stylize` does around the network, checked on construction.
+
+    ``tile_size``: "auto" tiles only when the image would not fit the memory budget, None never
+    tiles, an int forces tiles of that size (see :mod:`fast_nst.stylize.tiling`); ``overlap``: the
+    blended band between tiles. ``max_size`` (longest side) and ``scale`` resize the photo first;
+    the result has the processed size unless ``keep_size``. ``preserve_color`` keeps the photo's
+    colours (luminance-only transfer); ``strength`` in [0, 1] blends the result with the photo.
+    """
+
+    tile_size: Union[int, str, None] = "auto"
+    overlap: int = DEFAULT_OVERLAP
+    preserve_color: bool = False
+    strength: float = 1.0
+    max_size: Optional[int] = None
+    scale: Optional[float] = None
+    keep_size: bool = False
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.strength, (int, float)) and 0.0 <= self.strength <= 1.0):
+            raise OptionError(f"strength must be between 0 and 1, got {self.strength}")
+        if not isinstance(self.overlap, int) or self.overlap < 0:
+            raise OptionError(f"overlap must be >= 0, got {self.overlap}")
+        for name in ("scale", "max_size"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and value > 0 and value < float("inf")):
+                raise OptionError(f"{name} must be > 0, got {value}")
+        tile = self.tile_size
+        if tile not in ("auto", None):
+            if isinstance(tile, bool) or not isinstance(tile, int):
+                raise OptionError(f"tile_size must be 'auto', None or an integer, got {tile!r}")
+            try:
+                tile_core(tile, self.overlap)
+            except ValueError as e:
+                raise OptionError(f"tile_size: {e}") from None
+
+    @classmethod
+    def from_flags(cls, **values: Any) -> "StylizeOptions":
+        """The options from command-line flags: errors name the flag (``--strength ...``)."""
+        try:
+            return cls(**values)
+        except OptionError as e:
+            raise OptionError(f"--{e}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_OPTION_NAMES = {f.name for f in fields(StylizeOptions)}
+
+
+def make_options(options: Union[StylizeOptions, dict, None] = None, **overrides: Any) -> StylizeOptions:
+    """:class:`StylizeOptions` from an instance, a dict or keyword arguments; unknown names are an error."""
+    values = options.to_dict() if isinstance(options, StylizeOptions) else dict(options or {})
+    values.update(overrides)
+    unknown = sorted(set(values) - _OPTION_NAMES)
+    if unknown:
+        raise FastNSTError(f"Unknown stylize option(s): {', '.join(unknown)}; valid: {', '.join(sorted(_OPTION_NAMES))}")
+    return StylizeOptions(**values)
+
+
+class Stylizer:
+    """A stylizing network on a device. Subclasses set the attributes below and implement
+    :meth:`stylize_tensor`; tiling ones also :meth:`_stylize_tiled`.
+
+    ``name``: the style (output file names); ``info``: where the model came from (path, step,
+    format); ``precision``: "fp32", "bf16" or "fp16"; ``compiled``: whether torch.compile wraps
+    the network; ``can_tile``: whether it can stylize in tiles with shared statistics;
+    ``bytes_per_pixel``: peak memory per pixel of one forward (the tiling budget).
+    """
+
+    can_tile = False
+    bytes_per_pixel = 1024
+
+    def __init__(self, device: torch.device, name: str = "", info: Optional[dict] = None,
+                 precision: str = "fp32", compiled: bool = False):
+        if precision not in PRECISIONS:
+            raise FastNSTError(f"Unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+        self.device = device
+        self.name = name
+        self.info = info or {}
+        self.precision = precision
+        self.compiled = compiled
+        self.last_tile_count = 1
+
+    def stylize_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (N, 3, H, W) float in [0, 1] (any device) -> (N, 3, H, W) float32 in [0, 1] on
+        the same device as ``x``."""
+        raise NotImplementedError
+
+    def stylize(self, image: Image.Image, options: Optional[StylizeOptions] = None,
+                **kwargs: Any) -> Image.Image:
+        """A PIL image of any mode -> its stylization as a PIL image, with ``options`` (or the
+        same fields as keyword arguments, see :class:`StylizeOptions`). RGBA (and LA,
+        transparent palette) inputs keep their alpha channel; others come back RGB."""
+        o = make_options(options, **kwargs)
+        rgb, alpha = split_alpha(normalize_mode(image))
+        original_size = rgb.size
+        rgb = resize_for_processing(rgb, o.max_size, o.scale)
+        if alpha is not None and alpha.size != rgb.size:
+            alpha = alpha.resize(rgb.size, Image.Resampling.LANCZOS)
+        out = finish(rgb, self._stylize_rgb(rgb, o), o.preserve_color, o.strength,
+                     original_size if o.keep_size else None)
+        if o.keep_size and alpha is not None and alpha.size != out.size:
+            alpha = alpha.resize(out.size, Image.Resampling.LANCZOS)
+        if alpha is not None:
+            out.putalpha(alpha)
+        return out
+
+    def tile_size_for(self, height: int, width: int, options: StylizeOptions) -> Optional[int]:
+        """The tile side for an image of this size (None: whole image at once)."""
+        if options.tile_size in ("auto", None):
+            return None
+        if not self.can_tile:
+            raise FastNSTError(
+                f"tile_size {options.tile_size!r}: tiling needs the PyTorch network; use the .pth "
+                "checkpoint for tiled stylizing (an .onnx model always stylizes the whole image; "
+                "use max_size to bound memory).")
+        return options.tile_size
+
+    def _stylize_rgb(self, rgb: Image.Image, options: StylizeOptions) -> Image.Image:
+        w, h = rgb.size
+        tile = self.tile_size_for(h, w, options)
+        if tile is None or (h <= tile and w <= tile):
+            self.last_tile_count = 1
+            return tensor_to_pil(self.stylize_tensor(pil_to_tensor(rgb).unsqueeze(0))[0])
+        return self._stylize_tiled(rgb, tile, options.overlap)
+
+    def _stylize_tiled(self, rgb: Image.Image, tile: int, overlap: int) -> Image.Image:
+        raise NotImplementedError
+
+
+def check_batch(x: torch.Tensor) -> None:
+    """ValueError unless ``x`` is a (N, 3, H, W) tensor (a programmer's mistake, not a user's)."""
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected a (N, 3, H, W) tensor, got shape {tuple(x.shape)}")
+
+
+def finish(photo: Image.Image, stylized: Image.Image, preserve_color: bool = False,
+           strength: float = 1.0, size: Optional[tuple[int, int]] = None) -> Image.Image:
+    """The steps after the network, in order: colour preservation, blending with the photo
+    (``strength``), resizing to ``size`` (for keep_size). ``photo`` and ``stylized``: RGB, same size."""
+    out = stylized
+    if preserve_color:
+        out = preserve_colors(photo, out)
+    if strength < 1.0:
+        out = Image.blend(photo, out, strength)
+    if size is not None and out.size != size:
+        out = out.resize(size, Image.Resampling.LANCZOS)
+    return out
+
+
+def resize_for_processing(img: Image.Image, max_size: Optional[int], scale: Optional[float]) -> Image.Image:
+    """Apply ``scale`` (a factor), then cap the longest side at ``max_size``."""
+    w, h = img.size
+    if scale is not None:
+        if not 0 < scale < float("inf"):
+            raise FastNSTError(f"scale must be > 0, got {scale}")
+        w, h = max(1, round(w * scale)), max(1, round(h * scale))
+    if max_size is not None:
+        if max_size <= 0:
+            raise FastNSTError(f"max_size must be > 0, got {max_size}")
+        if max(w, h) > max_size:
+            f = max_size / max(w, h)
+            w, h = max(1, round(w * f)), max(1, round(h * f))
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and w * h > max(limit, img.width * img.height):
+        # The decompression-bomb limit guards decoding; an upscale must not bypass it (an
+        # out-of-memory kill is worse than this message).
+        raise FastNSTError(
+            f"scale {scale:g} would make a {w} x {h} image ({w * h:,} pixels), more than the image "
+            f"size limit of {limit:,} pixels. Use a smaller scale, or raise the limit with "
+            "--max_image_pixels N (0 removes it).")
+    return img if (w, h) == img.size else img.resize((w, h), Image.Resampling.LANCZOS)
+
+
+def preserve_colors(content: Image.Image, stylized: Image.Image) -> Image.Image:
+    """Luminance-only transfer: Y (brightness) of ``stylized`` with Cb/Cr (colour) of ``content``
+    (both RGB, same size), as Gatys et al. (2016), "Preserving colour in neural artistic style
+    transfer"."""
+    y, _, _ = stylized.convert("YCbCr").split()
+    _, cb, cr = content.convert("YCbCr").split()
+    return Image.merge("YCbCr", (y, cb, cr)).convert("RGB")

@@ -1,0 +1,63 @@
+"""Stylizing with a PyTorch network: autocast precisions, the fast CPU form, torch.compile and
+tiling with shared instance-norm statistics."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..core.images import pil_to_tensor, tensor_to_pil
+from ..nets.base import StyleNetwork
+from .base import DTYPES, StylizeOptions, Stylizer, check_batch, resize_for_processing
+from .tiling import DEFAULT_STATS_SIZE, auto_tile_size, stylize_tiled
+
+__all__ = ["TorchStylizer"]
+
+
+class TorchStylizer(Stylizer):
+    """A network (a registered :class:`~fast_nst.nets.base.StyleNetwork`) on a device.
+
+    ``precision`` "fp32" (default), "bf16" or "fp16" runs the network under autocast.
+    ``fast`` (default: on for fp32 on CPU) runs the network's
+    :meth:`~fast_nst.nets.base.StyleNetwork.fast_inference` form, the same function with fewer
+    FLOPs. ``compile`` wraps the network in ``torch.compile``.
+    """
+
+    can_tile = True
+
+    def __init__(self, model: StyleNetwork, device: torch.device, name: str = "",
+                 info: Optional[dict] = None, precision: str = "fp32", fast: Optional[bool] = None,
+                 compile: bool = False):
+        super().__init__(device, name, info, precision, compiled=compile)
+        if fast is None:
+            fast = device.type == "cpu" and precision == "fp32"
+        self.net = model.to(device).eval()  # the trainable form (checkpoints, export)
+        # The form that runs: tiling fixes the norm statistics inside it.
+        self.runner = self.net.fast_inference() if fast else self.net
+        self.model = torch.compile(self.runner) if compile else self.runner
+        self.bytes_per_pixel = self.runner.bytes_per_pixel
+
+    @torch.inference_mode()
+    def stylize_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        check_batch(x)
+        dtype = DTYPES.get(self.precision)
+        with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            y = self.model(x.to(self.device, torch.float32))
+        return y.float().clamp_(0, 1).to(x.device)
+
+    def tile_size_for(self, height: int, width: int, options: StylizeOptions) -> Optional[int]:
+        if options.tile_size == "auto":
+            return auto_tile_size(height, width, self.device, bytes_per_pixel=self.bytes_per_pixel)
+        return options.tile_size
+
+    def _stylize_tiled(self, rgb: Image.Image, tile: int, overlap: int) -> Image.Image:
+        # Huge photo: keep it as uint8 (a quarter of float32's memory); tiles convert on the fly.
+        x = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1).unsqueeze(0)
+        small = resize_for_processing(rgb, DEFAULT_STATS_SIZE, None)
+        y, self.last_tile_count = stylize_tiled(
+            self.runner, x, tile, overlap, device=self.device, autocast_dtype=DTYPES.get(self.precision),
+            stats_image=pil_to_tensor(small).unsqueeze(0))
+        return tensor_to_pil(y[0])

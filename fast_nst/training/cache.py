@@ -1,0 +1,158 @@
+"""The pre-resized training cache: ``python -m fast_nst.data prepare DIR --image_size 256``
+decodes and resizes every photo once into one memory-mapped file that training then reads
+instead of the JPEGs (identical tensors, no decoding per step).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from ..core.config import MIN_IMAGE_SIZE
+from ..core.errors import DataError
+from ..core.files import atomic_write, fsync_dir
+from .data import decode_resized, find_training_images, usable_cores, usable_workers
+
+__all__ = ["CACHE_VERSION", "ImageCache", "cache_dir", "open_cache", "prepare_cache"]
+
+CACHE_VERSION = 1
+
+
+def cache_dir(train_dir: str | Path, image_size: int) -> Path:
+    """Where ``prepare`` puts the cache for ``image_size`` (inside ``train_dir``)."""
+    return Path(train_dir) / f".fast_nst_cache_{image_size}"
+
+
+class ImageCache:
+    """Pre-resized training images (shorter side = image_size) in one memory-mapped uint8 file.
+
+    ``index.json`` holds the relative file names, byte offsets and (H, W) of each image
+    (0 x 0 for files that failed to decode); ``pixels.u8`` the pixels, (H, W, 3) each.
+    The memory map is opened lazily so the object pickles cheaply into loader workers.
+    """
+
+    def __init__(self, folder: Path, meta: dict):
+        self.folder = folder
+        self.files: list[str] = meta["files"]
+        self.offsets: list[int] = meta["offsets"]
+        self.shapes: list[list[int]] = meta["shapes"]
+        self._map: Optional[np.memmap] = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_map": None}
+
+    def get(self, i: int) -> np.ndarray:
+        h, w = self.shapes[i]
+        if h == 0:
+            raise DataError(f"{self.files[i]}: could not be decoded when the cache was prepared")
+        if self._map is None:
+            self._map = np.memmap(self.folder / "pixels.u8", dtype=np.uint8, mode="r")
+        start = self.offsets[i]
+        return self._map[start:start + h * w * 3].reshape(h, w, 3)
+
+
+def _relative_names(files: Sequence[Path], train_dir: str | Path) -> list[str]:
+    """How the cache's index names ``files``: relative to ``train_dir``, so the folder can move."""
+    return [str(Path(f).relative_to(train_dir)) for f in files]
+
+
+def open_cache(train_dir: str | Path, image_size: int, files: Sequence[Path]) -> Optional[ImageCache]:
+    """The cache for ``files`` at ``image_size`` if ``prepare`` made one and it is current;
+    None (with a warning when it exists but is stale) otherwise."""
+    folder = cache_dir(train_dir, image_size)
+    if not (folder / "index.json").is_file():
+        return None
+    try:
+        meta = json.loads((folder / "index.json").read_text())
+    except (OSError, ValueError):
+        warnings.warn(f"Ignoring unreadable cache {folder}; run prepare again.")
+        return None
+    if (meta.get("version") != CACHE_VERSION or meta.get("image_size") != image_size
+            or meta.get("files") != _relative_names(files, train_dir)):
+        warnings.warn(f"Ignoring stale cache {folder} (files or settings changed); refresh it with: "
+                      f"python -m fast_nst.data prepare {train_dir} --image_size {image_size}")
+        return None
+    return ImageCache(folder, meta)
+
+
+class _DecodeDataset(Dataset):
+    def __init__(self, files: Sequence[Path], size: int):
+        self.files, self.size = list(files), size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        try:
+            return decode_resized(self.files[i], self.size)
+        except DataError as e:
+            return str(e)
+
+
+def _identity(item):
+    return item
+
+
+def prepare_cache(train_dir: str | Path, image_size: int, num_workers: Optional[int] = None,
+                  progress: bool = True) -> Path:
+    """Decode and resize every image under ``train_dir`` once into :func:`cache_dir`, with
+    ``num_workers`` decoding processes (default: one per usable CPU core; nothing else runs)."""
+    if image_size < MIN_IMAGE_SIZE:
+        raise DataError(f"--image_size must be at least {MIN_IMAGE_SIZE} (training's minimum: VGG "
+                        f"pools 4 times), got {image_size}; use the image_size of your config, e.g. 256.")
+    if num_workers is None:
+        num_workers = usable_cores()
+    if num_workers < 0:
+        raise DataError(f"--num_workers must be >= 0, got {num_workers}")
+    files = find_training_images(train_dir)
+    final = cache_dir(train_dir, image_size)
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        _write_cache(files, train_dir, image_size, num_workers, progress, tmp, final)
+    except BaseException:  # an error or Ctrl-C: leave no half-written cache in the photo folder
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _write_cache(files: Sequence[Path], train_dir: str | Path, image_size: int, num_workers: int,
+                 progress: bool, tmp: Path, final: Path) -> None:
+    loader = DataLoader(_DecodeDataset(files, image_size), batch_size=None, num_workers=usable_workers(num_workers),
+                        collate_fn=_identity)
+    offsets, shapes, offset, bad = [], [], 0, 0
+    with open(tmp / "pixels.u8", "wb") as out:
+        for item in tqdm(loader, total=len(files), desc="prepare", unit="img", disable=not progress,
+                         file=sys.stderr):
+            offsets.append(offset)
+            if isinstance(item, str):
+                print(f"warning: skipping unreadable training file: {item}", file=sys.stderr)
+                shapes.append([0, 0])
+                bad += 1
+                continue
+            out.write(item.tobytes())
+            shapes.append(list(item.shape[:2]))
+            offset += item.size
+        out.flush()
+        os.fsync(out.fileno())
+    meta = {"version": CACHE_VERSION, "image_size": image_size,
+            "files": _relative_names(files, train_dir),
+            "offsets": offsets, "shapes": shapes}
+    with atomic_write(tmp / "index.json") as index:
+        index.write_text(json.dumps(meta))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    fsync_dir(final.parent)
+    size = f"{offset / 2**30:.2f} GiB" if offset >= 2**30 else f"{offset / 2**20:.1f} MiB"
+    print(f"Cached {len(files) - bad} images ({size}) in {final}"
+          + (f"; {bad} unreadable files skipped" if bad else ""), file=sys.stderr)

@@ -1,0 +1,378 @@
+"""The training loop: a :class:`Trainer` built from a checked :class:`~fast_nst.training.setup.RunSetup`.
+
+:func:`train` validates everything a user can get wrong before the first step, then trains with
+Adam, logging to TensorBoard and writing atomic checkpoints. SIGINT/SIGTERM save a checkpoint and
+stop; a non-finite loss stops without touching the last good checkpoint. The pieces: build
+(network, optimizer, loss, loader, logs), :meth:`Trainer.run` (next_batch / check_stop /
+train_step / after_step), log, checkpoint and finish.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from ..core.config import TrainConfig, save_config
+from ..core.errors import CheckpointError, DataError, FastNSTError
+from ..io import checkpoint as ckpt_io
+from ..lossnet.losses import PerceptualLoss, tf32_grams
+from ..nets.base import StyleNetwork
+from .cache import open_cache
+from .data import batch_to_device, build_loader, load_sample_images
+from .distributed import DistContext, OtherRankFailed, init_distributed, shutdown
+from .monitor import LossMonitor, feeding_advice
+from .setup import CONFIG_FILE, RunSetup, build_network, prepare_run
+
+__all__ = ["AMP_DTYPES", "Trainer", "TrainResult", "TrainingInterrupted", "match_param_layout", "train"]
+
+AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class TrainingInterrupted(FastNSTError):
+    """Training stopped by SIGINT/SIGTERM after saving a checkpoint."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model_file: Path
+    last_checkpoint: Optional[Path]
+    step: int
+    seconds: float
+    skipped_files: int
+
+
+@contextmanager
+def _stop_signals() -> Iterator[dict]:
+    """Turn SIGINT/SIGTERM into a flag checked between steps (main thread only)."""
+    state: dict = {"signal": None}
+    if threading.current_thread() is not threading.main_thread():  # signals go to the main thread
+        yield state
+        return
+
+    def handler(signum, frame):
+        if state["signal"] is not None:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        state["signal"] = signum
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield state
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def match_param_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give each optimizer state tensor (Adam's moments) its parameter's memory layout.
+
+    A loaded state keeps the layout it was saved with, so resuming a channels_last run without
+    channels_last (or the reverse) would leave them different, which CUDA's fused Adam rejects.
+    """
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
+                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+
+
+class Trainer:
+    """One training run on this process (rank ``ctx.rank`` of ``ctx.world_size``)."""
+
+    def __init__(self, cfg: TrainConfig, setup: RunSetup, ctx: DistContext, command: str,
+                 progress: bool = True):
+        self.cfg, self.setup, self.ctx, self.command = cfg, setup, ctx, command
+        self.device, self.steps, self.main = setup.device, setup.steps, ctx.is_main
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
+        self.amp_dtype = AMP_DTYPES[cfg.precision]
+        self.start_step = int(setup.resume_ckpt["step"]) if setup.resume_ckpt is not None else 0
+        self.step = self.start_step
+        self.model = self._build_model()
+        self.optimizer, self.scaler = self._build_optimizer()
+        self.criterion = self._build_loss()
+        self.step_model, self.step_loss = self._wrap_for_speed()
+        self.cache = open_cache(cfg.train_dir, cfg.image_size, setup.files)
+        self.loader = self._build_loader()
+        self.samples, self.writer = self._open_logs()
+        self.keys = ["total", "content", "style"] + [f"style/{n}" for n in cfg.style_layers] + ["tv"]
+        self.monitor = LossMonitor(self.keys, self.device)
+        self.skipped: set[str] = set()
+        self.last_ckpt: Optional[Path] = setup.resume_path
+        self.global_batch = cfg.batch_size * ctx.world_size
+        self.bar = tqdm(total=self.steps, initial=self.start_step, desc=cfg.naming, unit="step",
+                        disable=not (progress and self.main), file=sys.stderr, dynamic_ncols=True)
+        self.t_log, self.step_log, self.waited, self.advised = time.perf_counter(), self.step, 0.0, False
+
+    # -- building ------------------------------------------------------------------------------
+
+    def _build_model(self) -> StyleNetwork:
+        if self.setup.resume_ckpt is not None:
+            model = ckpt_io.build_model(self.setup.resume_ckpt, self.setup.resume_path)
+        else:
+            torch.manual_seed(self.cfg.seed)
+            random.seed(self.cfg.seed)
+            model = build_network(self.cfg)
+        return model.to(self.device, memory_format=self.memory_format).train()
+
+    def _build_optimizer(self) -> tuple[torch.optim.Optimizer, torch.amp.GradScaler]:
+        # The fused kernel updates all parameter tensors at once: ~5 ms a step on a 2-core CPU
+        # against ~40 ms for the default per-tensor loop, and one launch instead of hundreds on CUDA.
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, fused=True)
+        scaler = torch.amp.GradScaler(self.device.type, enabled=self.cfg.precision == "fp16")
+        ckpt, path = self.setup.resume_ckpt, self.setup.resume_path
+        if ckpt is not None:
+            try:
+                optimizer.load_state_dict(ckpt["optimizer_state"])
+            except (ValueError, KeyError, RuntimeError) as e:
+                raise CheckpointError(f"{path}: optimizer state does not fit ({e}).") from None
+            match_param_layout(optimizer)
+            if ckpt.get("rng_state") is not None:
+                ckpt_io.restore_rng_state(ckpt["rng_state"])
+            if "scaler_state" in ckpt and scaler.is_enabled():
+                scaler.load_state_dict(ckpt["scaler_state"])
+        return optimizer, scaler
+
+    def _build_loss(self) -> PerceptualLoss:
+        cfg = self.cfg
+        encoder = self.setup.encoder.to(self.device, memory_format=self.memory_format)
+        return PerceptualLoss(encoder, self.setup.style.to(self.device), cfg.content_layers,
+                              cfg.style_layers, cfg.content_weight, cfg.style_weight, cfg.tv_weight,
+                              cfg.style_layer_weights)
+
+    def _wrap_for_speed(self) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """The modules the step calls: DDP around the network (VGG is frozen and the style Grams
+        are per rank), and torch.compile around both when asked."""
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels once
+        step_model: torch.nn.Module = self.model
+        if self.ctx.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            step_model = DistributedDataParallel(self.model, device_ids=ids)
+        if self.cfg.compile:
+            return torch.compile(step_model), torch.compile(self.criterion)
+        return step_model, self.criterion
+
+    def _build_loader(self):
+        cfg, ctx = self.cfg, self.ctx
+        if self.cache is not None and self.main:
+            print(f"Using the pre-resized cache {self.cache.folder}", file=sys.stderr)
+        loader, _ = build_loader(self.setup.files, cfg.image_size, cfg.batch_size, cfg.seed,
+                                 cfg.num_workers, start_step=self.start_step,
+                                 pin_memory=self.device.type == "cuda", rank=ctx.rank,
+                                 world_size=ctx.world_size, cache=self.cache)
+        return loader
+
+    def _open_logs(self) -> tuple[torch.Tensor, Optional[SummaryWriter]]:
+        """Fixed sample photos and the TensorBoard writer (rank 0 only); the resolved config."""
+        cfg, run_dir = self.cfg, self.setup.run_dir
+        if not self.main:
+            return torch.zeros(0), None
+        samples = load_sample_images(cfg.sample_images, self.setup.files, cfg.num_samples,
+                                     cfg.image_size).to(self.device)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / CONFIG_FILE)
+        # Drop what a stopped run logged after its checkpoint; keep the checkpoint step's own.
+        writer = SummaryWriter(log_dir=str(run_dir),
+                               purge_step=self.start_step + 1 if self.setup.resume_ckpt else None)
+        if self.start_step == 0:
+            writer.add_image("style", self.setup.style[0], 0)
+            if len(samples):
+                writer.add_images("samples/content", samples.cpu(), 0)
+        return samples, writer
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        """Train from ``start_step`` to ``steps``; returns where the model and checkpoints are."""
+        t_start = time.time()
+        self._announce()
+        data_iter = iter(self.loader)
+        cuda_amp = self.device.type == "cuda" and self.amp_dtype is not None
+        try:
+            with _stop_signals() as stop, tf32_grams(cuda_amp):
+                while self.step < self.steps:
+                    batch = self.next_batch(data_iter)
+                    self.check_stop(batch, stop)
+                    self.train_step(batch["image"])
+                    self.after_step()
+        finally:
+            self.bar.close()
+            if self.writer is not None:
+                self.writer.close()
+            del data_iter  # shuts down loader workers
+        return self.finish(time.time() - t_start)
+
+    def _announce(self) -> None:
+        if not self.main:
+            return
+        cfg, ctx = self.cfg, self.ctx
+        procs = f" x {ctx.world_size} processes = global batch {self.global_batch}" if ctx.enabled else ""
+        print(f"Training {cfg.naming} on {self.device}: {len(self.setup.files)} images, batch "
+              f"{cfg.batch_size}{procs}, steps {self.start_step} -> {self.steps}; run folder "
+              f"{self.setup.run_dir}", file=sys.stderr)
+
+    def next_batch(self, data_iter) -> dict:
+        """The loader's next batch; reports each unreadable file once and times the wait."""
+        t_wait = time.perf_counter()
+        batch = next(data_iter)
+        self.waited += time.perf_counter() - t_wait
+        for path in batch["bad_files"]:
+            if path not in self.skipped:
+                self.skipped.add(path)
+                tqdm.write(f"warning: skipping unreadable training file {path}", file=sys.stderr)
+        return batch
+
+    def check_stop(self, batch: dict, stop: dict) -> None:
+        """Stop every rank together on a data error or a signal (one tiny all-reduce per step)."""
+        sig, data_error = self.ctx.agree([stop["signal"] or 0, int(not batch["ok"])])
+        if data_error:
+            if batch["ok"]:
+                raise OtherRankFailed("Another process found no readable images; stopping.")
+            raise DataError(f"No readable images found in {self.cfg.train_dir}: {len(self.skipped)} "
+                            "files failed to decode in a row. Check the folder's contents.")
+        if sig and self.step > self.start_step:
+            path = self.save_checkpoint()
+            self.ctx.agree([0])  # nobody exits before rank 0 has written the checkpoint
+            raise TrainingInterrupted(
+                f"{signal.Signals(sig).name} received: stopped at step {self.step}/{self.steps}; "
+                f"checkpoint saved to {path}. Resume with: {self.command} --resume"
+                if self.main else "",  # the other ranks stop silently: rank 0 has said it
+                exit_code=128 + int(sig),
+            )
+
+    def train_step(self, images: torch.Tensor) -> None:
+        """One optimizer step on a loader batch (N, 3, S, S) uint8; no host sync."""
+        x = batch_to_device(images, self.device, self.memory_format)  # (N, 3, S, S) in [0, 1]
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            y = self.step_model(x)  # (N, 3, S, S) in (0, 1)
+            terms = self.step_loss(y, x)
+        self.scaler.scale(terms["total"]).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.step += 1
+        self.monitor.add(terms, self.step)
+        self.bar.update(1)
+
+    def after_step(self) -> None:
+        cfg, step = self.cfg, self.step
+        last = step == self.steps
+        if step % cfg.log_every == 0 or last or step == self.start_step + 1:
+            self.log()
+        if self.writer is not None and (step % cfg.image_log_every == 0 or last) and len(self.samples):
+            with torch.no_grad():
+                self.writer.add_images("samples/stylized", self.model(self.samples).float().cpu(), step)
+        if step % cfg.checkpoint_every == 0 or last:
+            self.save_checkpoint()
+
+    # -- logging and checkpoints -----------------------------------------------------------------
+
+    def log(self) -> None:
+        """Mean losses since the last log, speed and data wait: TensorBoard, bar, log line."""
+        self.check_finite()  # a host sync: the device has caught up, so the times are real
+        now = time.perf_counter()
+        rate = (self.step - self.step_log) * self.global_batch / max(now - self.t_log, 1e-9)
+        # This process's share of the interval spent waiting for its loader.
+        wait = min(1.0, self.waited / max(now - self.t_log, 1e-9))
+        warm = self.step_log > self.start_step  # the first interval includes starting the workers
+        self.t_log, self.step_log, self.waited = now, self.step, 0.0
+        means = dict(zip(self.keys, self.ctx.all_mean(self.monitor.pop_means()).tolist()))
+        if self.writer is not None:
+            for k, v in means.items():
+                self.writer.add_scalar(f"loss/{k}", v, self.step)
+            self.writer.add_scalar("perf/images_per_s", rate, self.step)
+            self.writer.add_scalar("perf/data_wait", wait, self.step)
+            self.writer.add_scalar("lr", self.optimizer.param_groups[0]["lr"], self.step)
+        shown = dict(loss=f"{means['total']:.4g}", content=f"{means['content']:.3g}",
+                     style=f"{means['style']:.3g}", tv=f"{means['tv']:.2g}", img_s=f"{rate:.1f}",
+                     data_wait=f"{wait:.0%}")
+        if warm and self.main and not self.advised:
+            advice = feeding_advice(wait, self.cfg, self.cache is not None, self.ctx.world_size)
+            if advice:
+                self.advised = True
+                tqdm.write(f"warning: {advice}", file=sys.stderr)
+        if self.bar.disable and self.main:  # no bar (batch jobs, log files): one line per log
+            print(f"step {self.step}/{self.steps}: " + " ".join(f"{k}={v}" for k, v in shown.items()),
+                  file=sys.stderr, flush=True)
+        self.bar.set_postfix(**shown)
+
+    def check_finite(self) -> None:
+        """Raise on every rank if any rank saw a NaN/inf loss term (a host sync)."""
+        (bad,) = self.ctx.agree([self.monitor.has_nonfinite()])
+        if bad:
+            self.monitor.check_finite(self.last_ckpt)  # raises on the ranks that saw it
+            raise OtherRankFailed("Non-finite loss on another process; training stopped.")
+
+    def save_checkpoint(self) -> Optional[Path]:
+        """A training checkpoint of this step (rank 0 writes it); returns the newest one."""
+        self.check_finite()
+        if self.main:
+            ckpt = ckpt_io.make_checkpoint(self.model, self.cfg, self.step, self.optimizer)
+            if self.scaler.is_enabled():
+                ckpt["scaler_state"] = self.scaler.state_dict()
+            self.last_ckpt = ckpt_io.save_training_checkpoint(ckpt, self.setup.run_dir,
+                                                              self.cfg.keep_checkpoints)
+        return self.last_ckpt
+
+    def finish(self, seconds: float) -> TrainResult:
+        """The final model (rank 0) and the summary; every rank returns after it exists."""
+        self.check_finite()
+        model_file, run_dir = self.setup.model_file, self.setup.run_dir
+        if self.main:
+            ckpt_io.atomic_torch_save(ckpt_io.make_checkpoint(self.model, self.cfg, self.step), model_file)
+            skipped = f" Skipped {len(self.skipped)} unreadable training files." if self.skipped else ""
+            newest = self.last_ckpt.name if self.last_ckpt else "-"
+            print(
+                f"Done: {self.step} steps in {seconds:.1f} s.{skipped}\n"
+                f"  model:       {model_file}\n"
+                f"  checkpoints: {run_dir / ckpt_io.CHECKPOINT_DIR} (newest {newest})\n"
+                f"  config:      {run_dir / CONFIG_FILE}\n"
+                f"  TensorBoard: tensorboard --logdir {run_dir}\n"
+                f"  stylize:     python eval.py --model_file {model_file} --image_file PHOTO.jpg",
+                file=sys.stderr,
+            )
+        self.ctx.agree([0])  # the final model exists before any rank returns
+        return TrainResult(run_dir, model_file, self.last_ckpt, self.step, seconds, len(self.skipped))
+
+
+def train(cfg: TrainConfig, resume: Union[bool, str, None] = None, overwrite: bool = False,
+          progress: bool = True, command: Optional[str] = None) -> TrainResult:
+    """Train a transform network for ``cfg``; returns where the model and checkpoints are.
+
+    ``resume``: True for the newest checkpoint in the run folder, a path for that checkpoint.
+    ``command``: the command line that started this run, without --resume/--overwrite, for the
+    hints in messages (default ``python train.py -c CONFIG``). ``progress``: a progress bar;
+    without it, a log line every ``log_every`` steps (for batch jobs and log files).
+    Raises :class:`FastNSTError` subclasses for everything a user can get wrong, all before
+    step 1. Under torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel; only rank 0
+    writes files.
+    """
+    ctx = init_distributed(cfg.device)
+    try:
+        command = command or "python train.py -c CONFIG"
+        # Rank 0 checks (and downloads) first, then the others find the files in place.
+        first = ctx.together(lambda: prepare_run(cfg, resume, overwrite, command, ctx) if ctx.is_main
+                             else None, "checking the set-up")
+        later = ctx.together(lambda: None if ctx.is_main else prepare_run(cfg, resume, overwrite, command, ctx),
+                             "checking the set-up")
+        return Trainer(cfg, first or later, ctx, command, progress).run()
+    finally:
+        shutdown(ctx)
