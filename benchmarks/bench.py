@@ -177,7 +177,7 @@ def bench_data(folder: Path, size: int, batch: int, workers: int, batches: int, 
     cache = open_cache(folder, size, files)
     paths = [("decode JPEG (draft mode)", None)] + ([("pre-resized cache", cache)] if cache else [])
     for label, c in paths:
-        loader, _ = build_loader(files, size, batch, 0, workers, cache=c,
+        loader = build_loader(files, size, batch, 0, workers, cache=c,
                                  pin_memory=device.type == "cuda")
         it = iter(loader)
         next(it)  # start the workers

@@ -29,7 +29,7 @@ __all__ = ["FastNSTError", "TrainConfig", "load_config", "load_stylizer", "optim
 # Name -> (module, attribute), imported on first use: `import fast_nst` stays light.
 _LAZY = {
     "TrainConfig": ("fast_nst.core.config", "TrainConfig"),
-    "load_config": ("fast_nst.training.setup", "load_train_config"),
+    "load_config": ("fast_nst.training", "load_train_config"),
     "load_stylizer": ("fast_nst.stylize", "load_stylizer"),
     "optimize": ("fast_nst.gatys", "optimize"),
     "train": ("fast_nst.training", "train"),

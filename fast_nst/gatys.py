@@ -172,34 +172,18 @@ def _check_init(init: str) -> None:
 
 
 def optimize(
-    content_image: ImageLike,
-    style_image: ImageLike,
-    *,
-    loss_model: str = "vgg16",
-    loss_model_weights: str = "imagenet",
-    loss_model_file: Optional[Union[str, Path]] = None,
-    preset: str = "gatys",
-    content_layers: Optional[Sequence[str]] = None,
-    style_layers: Optional[Sequence[str]] = None,
-    style_layer_weights: Optional[Sequence[float]] = None,
-    optimizer: str = "lbfgs",
-    steps: int = DEFAULT_STEPS,
-    lr: Optional[float] = None,
-    image_size: Optional[int] = DEFAULT_IMAGE_SIZE,
-    style_size: Optional[int] = None,
-    init: str = "content",
-    content_weight: float = DEFAULT_CONTENT_WEIGHT,
-    style_weight: float = DEFAULT_STYLE_WEIGHT,
-    tv_weight: float = DEFAULT_TV_WEIGHT,
-    device: str = "auto",
-    preserve_color: bool = False,
-    save_every: int = 0,
-    output: Optional[Union[str, Path]] = None,
-    scales: int = 1,
-    precision: str = "fp32",
-    seed: int = 0,
-    progress: bool = True,
-    history: Optional[list] = None,
+    content_image: ImageLike, style_image: ImageLike, *,
+    loss_model: str = "vgg16", loss_model_weights: str = "imagenet",
+    loss_model_file: Optional[Union[str, Path]] = None, preset: str = "gatys",
+    content_layers: Optional[Sequence[str]] = None, style_layers: Optional[Sequence[str]] = None,
+    style_layer_weights: Optional[Sequence[float]] = None, optimizer: str = "lbfgs",
+    steps: int = DEFAULT_STEPS, lr: Optional[float] = None,
+    image_size: Optional[int] = DEFAULT_IMAGE_SIZE, style_size: Optional[int] = None,
+    init: str = "content", content_weight: float = DEFAULT_CONTENT_WEIGHT,
+    style_weight: float = DEFAULT_STYLE_WEIGHT, tv_weight: float = DEFAULT_TV_WEIGHT,
+    device: str = "auto", preserve_color: bool = False, save_every: int = 0,
+    output: Optional[Union[str, Path]] = None, scales: int = 1, precision: str = "fp32",
+    seed: int = 0, progress: bool = True, history: Optional[list] = None,
     callback: Optional[Callable[[int, dict[str, float]], None]] = None,
 ) -> Image.Image:
     """Gatys et al.'s style transfer: optimise the pixels of an image (RGB PIL, longest side
@@ -216,79 +200,34 @@ def optimize(
     saved as ``<output stem>_step<k><suffix>``. Raises :class:`~fast_nst.errors.FastNSTError` for
     anything a user can get wrong.
     """
-    if optimizer not in OPTIMIZERS:
-        raise FastNSTError(f"Unknown optimizer {optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
-    if precision not in PRECISIONS:
-        raise FastNSTError(f"Unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
-    if loss_model_weights not in ("imagenet", "random"):
-        raise FastNSTError(f"Unknown loss_model_weights {loss_model_weights!r}; choose one of: imagenet, random")
-    for name, value in (("steps", steps), ("scales", scales)):
-        if not isinstance(value, int) or value < 1:
-            raise FastNSTError(f"--{name} must be a whole number >= 1, got {value}")
-    for name, value in (("image_size", image_size), ("style_size", style_size)):
-        if value is not None and value < 1:
-            raise FastNSTError(f"--{name} must be > 0, got {value}")
-    if save_every < 0:
-        raise FastNSTError(f"--save_every must be >= 0, got {save_every}")
-    if lr is not None and not lr > 0:
-        raise FastNSTError(f"--lr must be > 0, got {lr}")
-    for name, value in (("content_weight", content_weight), ("style_weight", style_weight),
-                        ("tv_weight", tv_weight)):
-        if not (math.isfinite(value) and value >= 0):
-            raise FastNSTError(f"--{name} must be a finite number >= 0, got {value}")
+    _check_arguments(optimizer, precision, loss_model_weights, steps, scales, image_size,
+                     style_size, save_every, lr, content_weight, style_weight, tv_weight)
     content_layers, style_layers = resolve_layers(loss_model, preset, content_layers, style_layers,
                                                   style_layer_weights)
     _check_init(init)
     lr = DEFAULT_LR[optimizer] if lr is None else lr
     dev = resolve_device(device)
-
-    content_full = _as_image(content_image)
-    style_full = _as_image(style_image)
+    content_full, style_full = _as_image(content_image), _as_image(style_image)
     final_content = resize_longest(content_full, image_size)
     final_size = max(final_content.size)
     style_size = style_size if style_size is not None else final_size
     sizes = scale_sizes(final_size, scales)
-    need = _min_side(loss_model, content_layers + style_layers)
-    smallest = resize_longest(content_full, sizes[0])
-    if min(smallest.size) < need:
-        raise FastNSTError(
-            f"the content image at {smallest.size[0]}x{smallest.size[1]} px is too small for layer "
-            f"{max(content_layers + style_layers, key=layer_names(get_loss_network(loss_model).arch).index)}; it needs "
-            f"at least {need} px on each side (raise --image_size or lower --scales).")
-
-    file = loss_model_file if loss_model_file is not None else get_loss_network(loss_model).file
-    if loss_model_weights == "random":
-        # Loud on purpose, like training's banner, but in optimize's terms: vgg.py's wording
-        # speaks of a model learning a style, and there is no model here.
-        print(f"{'!' * 80}\n{random_weights_warning(loss_model, file)}\n{'!' * 80}", file=sys.stderr)
-    try:
-        encoder = build_loss_network(loss_model_weights, content_layers + style_layers, file,
-                                     seed=seed, quiet=True, name=loss_model)
-    except ValueError as e:
-        raise FastNSTError(str(e)) from None
-    encoder = encoder.to(dev)
-    autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+    need = _check_content_size(content_full, sizes[0], loss_model, content_layers + style_layers)
+    encoder = _encoder(loss_model, loss_model_weights, loss_model_file, content_layers + style_layers,
+                       seed).to(dev)
+    amp = torch.bfloat16 if precision == "bf16" else None
 
     def autocast():
-        return torch.autocast(dev.type, dtype=autocast_dtype or torch.float32,
-                              enabled=autocast_dtype is not None)
+        return torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None)
 
-    total_steps = steps * len(sizes)
-    bar = tqdm(total=total_steps, desc="optimize", disable=not progress, file=sys.stderr,
+    bar = tqdm(total=steps * len(sizes), desc="optimize", disable=not progress, file=sys.stderr,
                dynamic_ncols=True)
-    step = 0
-    image: Optional[torch.Tensor] = None
-    content_pil = final_content
+    step, image, content_pil = 0, None, final_content
     try:
         for size in sizes:
             content_pil = final_content if size == final_size else resize_longest(content_full, size)
             content = pil_to_tensor(content_pil).unsqueeze(0).to(dev)
-            s_size = max(1, round(style_size * size / final_size))
-            style = pil_to_tensor(resize_longest(style_full, s_size)).unsqueeze(0).to(dev)
-            if min(style.shape[-2:]) < need:
-                raise FastNSTError(f"the style image at {style.shape[-1]}x{style.shape[-2]} px is too "
-                                   f"small for the chosen layers; it needs at least {need} px on each "
-                                   "side (raise --style_size).")
+            style = _style_at(style_full, max(1, round(style_size * size / final_size)), need, dev)
             with autocast():
                 objective = GatysObjective(encoder, content, style, content_layers, style_layers,
                                            content_weight, style_weight, tv_weight, style_layer_weights)
@@ -310,6 +249,67 @@ def optimize(
     finally:
         bar.close()
     return _to_output(image, content_pil, preserve_color)
+
+
+def _check_arguments(optimizer: str, precision: str, loss_model_weights: str, steps: int, scales: int,
+                     image_size: Optional[int], style_size: Optional[int], save_every: int,
+                     lr: Optional[float], content_weight: float, style_weight: float,
+                     tv_weight: float) -> None:
+    """FastNSTError (naming the flag) for any argument out of range, before any work."""
+    for name, value, choices in (("optimizer", optimizer, OPTIMIZERS), ("precision", precision, PRECISIONS),
+                                 ("loss_model_weights", loss_model_weights, ("imagenet", "random"))):
+        if value not in choices:
+            raise FastNSTError(f"Unknown {name} {value!r}; choose one of: {', '.join(choices)}")
+    for name, value in (("steps", steps), ("scales", scales)):
+        if not isinstance(value, int) or value < 1:
+            raise FastNSTError(f"--{name} must be a whole number >= 1, got {value}")
+    for name, value in (("image_size", image_size), ("style_size", style_size)):
+        if value is not None and value < 1:
+            raise FastNSTError(f"--{name} must be > 0, got {value}")
+    if save_every < 0:
+        raise FastNSTError(f"--save_every must be >= 0, got {save_every}")
+    if lr is not None and not lr > 0:
+        raise FastNSTError(f"--lr must be > 0, got {lr}")
+    for name, value in (("content_weight", content_weight), ("style_weight", style_weight),
+                        ("tv_weight", tv_weight)):
+        if not (math.isfinite(value) and value >= 0):
+            raise FastNSTError(f"--{name} must be a finite number >= 0, got {value}")
+
+
+def _check_content_size(content: Image.Image, smallest_side: int, loss_model: str,
+                        layers: Sequence[str]) -> int:
+    """The smallest side the layers need; FastNSTError if the smallest scale is below it."""
+    need = _min_side(loss_model, layers)
+    smallest = resize_longest(content, smallest_side)
+    if min(smallest.size) < need:
+        deepest = max(layers, key=layer_names(get_loss_network(loss_model).arch).index)
+        raise FastNSTError(
+            f"the content image at {smallest.size[0]}x{smallest.size[1]} px is too small for layer "
+            f"{deepest}; it needs at least {need} px on each side (raise --image_size or lower --scales).")
+    return need
+
+
+def _style_at(style: Image.Image, size: int, need: int, device: torch.device) -> torch.Tensor:
+    """The style image (1, 3, h, w) in [0, 1], longest side ``size``, on ``device``."""
+    x = pil_to_tensor(resize_longest(style, size)).unsqueeze(0).to(device)
+    if min(x.shape[-2:]) < need:
+        raise FastNSTError(f"the style image at {x.shape[-1]}x{x.shape[-2]} px is too "
+                           f"small for the chosen layers; it needs at least {need} px on each "
+                           "side (raise --style_size).")
+    return x
+
+
+def _encoder(loss_model: str, weights: str, weights_file: Optional[Union[str, Path]],
+             layers: Sequence[str], seed: int) -> VGGEncoder:
+    file = weights_file if weights_file is not None else get_loss_network(loss_model).file
+    if weights == "random":
+        # Loud on purpose, like training's banner, but in optimize's terms: vgg.py's wording
+        # speaks of a model learning a style, and there is no model here.
+        print(f"{'!' * 80}\n{random_weights_warning(loss_model, file)}\n{'!' * 80}", file=sys.stderr)
+    try:
+        return build_loss_network(weights, layers, file, seed=seed, quiet=True, name=loss_model)
+    except ValueError as e:
+        raise FastNSTError(str(e)) from None
 
 
 def _to_output(x: torch.Tensor, content_pil: Image.Image, preserve_color: bool) -> Image.Image:

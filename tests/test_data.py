@@ -86,7 +86,7 @@ def test_loader_yields_batches_and_reports_bad_files(tmp_path):
     good = [make_photo(tmp_path / f"g{i}.jpg", (40, 40), seed=i) for i in range(3)]
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not a jpeg")
-    loader, _ = build_loader(good + [bad], 16, 2, seed=0, num_workers=0)
+    loader = build_loader(good + [bad], 16, 2, seed=0, num_workers=0)
     it = iter(loader)
     batches = [next(it) for _ in range(4)]
     assert all(b["image"].shape == (2, 3, 16, 16) and b["ok"] for b in batches)
@@ -95,8 +95,8 @@ def test_loader_yields_batches_and_reports_bad_files(tmp_path):
 
 def test_worker_and_inprocess_loading_give_identical_batches(train_dir):
     files = find_training_images(train_dir)
-    a, _ = build_loader(files, 16, 2, seed=3, num_workers=0, start_step=2)
-    b, _ = build_loader(files, 16, 2, seed=3, num_workers=2, start_step=2)
+    a = build_loader(files, 16, 2, seed=3, num_workers=0, start_step=2)
+    b = build_loader(files, 16, 2, seed=3, num_workers=2, start_step=2)
     ia, ib = iter(a), iter(b)
     for _ in range(3):
         assert torch.equal(next(ia)["image"], next(ib)["image"])
@@ -131,8 +131,8 @@ def test_prepared_cache_yields_the_same_tensors_as_decoding(tmp_path, capsys):
             a, b = plain[(epoch, i)], cached[(epoch, i)]
             assert torch.equal(a.image, b.image) and a.bad_files == b.bad_files
     # through worker processes too
-    la, _ = build_loader(files, 32, 2, seed=1, num_workers=0)
-    lb, _ = build_loader(files, 32, 2, seed=1, num_workers=2, cache=cache)
+    la = build_loader(files, 32, 2, seed=1, num_workers=0)
+    lb = build_loader(files, 32, 2, seed=1, num_workers=2, cache=cache)
     ia, ib = iter(la), iter(lb)
     for _ in range(3):
         assert torch.equal(next(ia)["image"], next(ib)["image"])
@@ -148,7 +148,7 @@ def test_loader_workers_are_capped_at_the_usable_cores(monkeypatch, train_dir):
 
     monkeypatch.setattr(data.os, "sched_getaffinity", lambda pid: {0, 1})
     assert data.usable_workers(4) == 2 and data.usable_workers(1) == 1 and data.usable_workers(0) == 0
-    loader, _ = build_loader(find_training_images(train_dir), 16, 2, seed=0, num_workers=8)
+    loader = build_loader(find_training_images(train_dir), 16, 2, seed=0, num_workers=8)
     assert loader.num_workers == 2
 
 

@@ -31,8 +31,10 @@ def parser() -> argparse.ArgumentParser:
         epilog="Example: python eval.py --model_file models/wave/wave.pth --image_file photo.jpg",
     )
     p.add_argument("--model_file", required=True,
-                   help="a model: train.py's final .pth or a training checkpoint from its "
-                        "checkpoints/ folder, an .onnx export, or a pytorch/examples .pth")
+                   help="a model: train.py's final .pth, its run folder (models/wave means "
+                        "models/wave/wave.pth, or the newest checkpoint of an interrupted run), a "
+                        "training checkpoint from its checkpoints/ folder, an .onnx export, or a "
+                        "pytorch/examples .pth")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--image_file", help="an image, or a folder of images")
     src.add_argument("--video_file", help="a video: stylized frame by frame, keeping frame rate and "

@@ -4,6 +4,8 @@ The CLI catches :class:`FastNSTError`, prints its message without a traceback an
 non-zero; anything else escaping is a bug in fast-nst.
 """
 
+__all__ = ["CheckpointError", "ConfigError", "DataError", "DownloadError", "FastNSTError"]
+
 
 class FastNSTError(Exception):
     """A problem the user can fix; the message says what was wrong and how to fix it."""

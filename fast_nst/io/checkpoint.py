@@ -30,8 +30,8 @@ from typing import Any, Optional
 
 import torch
 
-from ..core.config import TrainConfig, config_from_dict
-from ..core.errors import CheckpointError, FastNSTError
+from ..core.config import TrainConfig
+from ..core.errors import CheckpointError
 from ..core.files import atomic_write
 from ..core.version import __version__
 from ..nets import NETWORKS, make_args, network_class
@@ -39,7 +39,7 @@ from ..nets.base import StyleNetwork
 from .pytorch_examples import convert_pytorch_examples, is_pytorch_examples
 
 __all__ = ["CHECKPOINT_DIR", "FORMAT_NAME", "FORMAT_VERSION", "atomic_torch_save", "build_model",
-           "capture_rng_state", "checkpoint_config", "checkpoint_name", "list_checkpoints",
+           "capture_rng_state", "checkpoint_name", "list_checkpoints",
            "load_model", "make_checkpoint", "read_checkpoint", "require_model_file",
            "restore_rng_state", "safe_torch_load", "save_training_checkpoint", "torchscript_error",
            "torchscript_source", "validate_checkpoint"]
@@ -307,13 +307,6 @@ def load_model(path: str | Path) -> tuple[StyleNetwork, dict[str, Any]]:
         return net, {"config": {"naming": Path(path).stem}, "step": None, "converted_from": "pytorch-examples"}
     ckpt = validate_checkpoint(obj, path)
     return build_model(ckpt, path), ckpt
-
-
-def checkpoint_config(ckpt: dict[str, Any], path: str | Path) -> TrainConfig:
-    try:
-        return config_from_dict(ckpt["config"], f"{path} (saved config)")
-    except FastNSTError as e:
-        raise CheckpointError(str(e)) from None
 
 
 def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:

@@ -11,12 +11,15 @@ padding and crop as index gathers whose indices are built from the symbolic size
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import TYPE_CHECKING, Tuple
 
 import torch
 from torch import nn
 
-from .johnson import PAD_MIN_SIZE, PAD_MULTIPLE, TransformNet, output_mapping
+from .layers import PAD_MIN_SIZE, PAD_MULTIPLE, output_mapping
+
+if TYPE_CHECKING:
+    from .johnson import TransformNet
 
 __all__ = ["ExportableTransformNet"]
 

@@ -21,14 +21,17 @@ Input and output are exactly :class:`TransformNet`'s: (N, 3, H, W) in [0, 1] -> 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .base import InferenceNetwork, NormStats
-from .johnson import ConvLayer, TransformNet, UpsampleConv, pad_input
+from .layers import ConvLayer, UpsampleConv, pad_input
+
+if TYPE_CHECKING:
+    from .johnson import TransformNet
 
 __all__ = ["FastTransformNet"]
 

@@ -18,44 +18,21 @@ from dataclasses import asdict, dataclass
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .base import InferenceNetwork, NormStats, StyleNetwork
+from .exportable import ExportableTransformNet
+from .fast_cpu import FastTransformNet
+from .layers import OUTPUT_ACTIVATIONS, ConvLayer, ResidualBlock, UpsampleConv, output_mapping, pad_input
 
-__all__ = ["ConvLayer", "ResidualBlock", "TransformNet", "TransformNetArgs", "UpsampleConv",
-           "output_mapping", "pad_input", "OUTPUT_ACTIVATIONS", "PAD_MULTIPLE", "PAD_MIN_SIZE"]
+__all__ = ["MAX_BASE_CHANNELS", "MAX_PARAMETERS", "MAX_RESIDUAL", "TransformNet", "TransformNetArgs"]
 
-# The network downsamples twice by 2, so its own input must be a multiple of 4; and its smallest
-# feature map must be larger than the 1-pixel reflection padding of the residual blocks, so
-# inputs are padded to at least 8 pixels (8 / 4 = 2 > 1).
-PAD_MULTIPLE = 4
-PAD_MIN_SIZE = 8
-OUTPUT_ACTIVATIONS = ("tanh", "clamp")
 # Bounds on the architecture arguments, checked before anything is allocated (a model file is
 # untrusted input): 1024 channels or 64 blocks are far past any useful style network, and
 # 200M parameters (800 MB) is 120x the default network.
 MAX_BASE_CHANNELS = 1024
 MAX_RESIDUAL = 64
 MAX_PARAMETERS = 200_000_000
-
-
-def pad_input(x: torch.Tensor) -> torch.Tensor:
-    """Pad (N, C, H, W) at the bottom and right to a multiple of 4, at least 8 per side, so the
-    network can process it; callers crop the output back to (H, W)."""
-    h, w = x.shape[-2:]
-    ph = max(PAD_MIN_SIZE, -(-h // PAD_MULTIPLE) * PAD_MULTIPLE) - h
-    pw = max(PAD_MIN_SIZE, -(-w // PAD_MULTIPLE) * PAD_MULTIPLE) - w
-    if not (ph or pw):
-        return x
-    # Reflection needs the pad to be smaller than the side; tiny images replicate instead.
-    return F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
-
-
-def output_mapping(y: torch.Tensor, tanh: bool) -> torch.Tensor:
-    """The last convolution's output y -> RGB in [0, 1]: (tanh(y) + 1) / 2 (fast-nst's models),
-    or y clipped to [0, 1] (linear output of converted pytorch/examples models)."""
-    return (torch.tanh(y) + 1) * 0.5 if tanh else y.clamp(0, 1)
 
 
 @dataclass(frozen=True)
@@ -91,86 +68,6 @@ class TransformNetArgs:
 
     def to_dict(self) -> dict[str, int | str]:
         return asdict(self)
-
-
-class ConvLayer(nn.Sequential):
-    """Reflection pad -> conv -> (instance norm -> ReLU)."""
-
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm_act: bool = True):
-        layers: list[nn.Module] = [
-            nn.ReflectionPad2d(kernel // 2),
-            # A bias before instance norm is cancelled by its mean subtraction: its gradient is
-            # pure rounding noise, which Adam would amplify into lr-sized random steps.
-            nn.Conv2d(cin, cout, kernel, stride=stride, bias=not norm_act),
-        ]
-        if norm_act:
-            layers += [nn.InstanceNorm2d(cout, affine=True), nn.ReLU()]
-        super().__init__(*layers)
-
-    # Named views of the layers (a Sequential keeps the state-dict keys of older checkpoints);
-    # TorchScript must not compile them (an export scripts the layers).
-    __jit_unused_properties__ = ["pad", "conv", "norm"]
-
-    @property
-    def pad(self) -> nn.ReflectionPad2d:
-        return self[0]
-
-    @property
-    def conv(self) -> nn.Conv2d:
-        return self[1]
-
-    @property
-    def norm(self) -> nn.InstanceNorm2d | None:
-        return self[2] if len(self) > 2 else None
-
-
-class ResidualBlock(nn.Module):
-    """Two 3x3 conv + instance norm with an identity shortcut (Gross & Wilber's variant, no ReLU
-    after the addition, as in Johnson et al.'s supplementary material)."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.block = nn.Sequential(
-            ConvLayer(channels, channels, 3),
-            nn.ReflectionPad2d(1),
-            nn.Conv2d(channels, channels, 3, bias=False),  # followed by instance norm, see ConvLayer
-            nn.InstanceNorm2d(channels, affine=True),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.block(x)
-
-    __jit_unused_properties__ = ["first", "pad2", "conv2", "norm2"]  # see ConvLayer
-
-    @property
-    def first(self) -> ConvLayer:
-        """pad -> conv -> norm -> ReLU."""
-        return self.block[0]
-
-    @property
-    def pad2(self) -> nn.ReflectionPad2d:
-        return self.block[1]
-
-    @property
-    def conv2(self) -> nn.Conv2d:
-        return self.block[2]
-
-    @property
-    def norm2(self) -> nn.InstanceNorm2d:
-        return self.block[3]
-
-
-class UpsampleConv(nn.Sequential):
-    """Nearest-neighbour x2 upsampling, then a 3x3 ConvLayer."""
-
-    def __init__(self, cin: int, cout: int):
-        super().__init__(nn.Upsample(scale_factor=2, mode="nearest"), ConvLayer(cin, cout, 3))
-
-    __jit_unused_properties__ = ["conv_layer"]  # see ConvLayer
-
-    @property
-    def conv_layer(self) -> ConvLayer:
-        return self[1]
 
 
 class TransformNet(StyleNetwork):
@@ -241,13 +138,9 @@ class TransformNet(StyleNetwork):
         return self.output_mapping(y)[..., :h, :w]
 
     def fast_inference(self, channels_last: bool = True) -> InferenceNetwork:
-        from .fast_cpu import FastTransformNet  # fast_cpu builds on this module
-
         return FastTransformNet(self, channels_last=channels_last)
 
     def exportable(self) -> nn.Module:
-        from .exportable import ExportableTransformNet  # exportable builds on this module
-
         return ExportableTransformNet(self)
 
     @contextmanager

@@ -216,7 +216,7 @@ def usable_workers(requested: int) -> int:
 def build_loader(files: Sequence[Path], image_size: int, batch_size: int, seed: int,
                  num_workers: int, start_step: int = 0, pin_memory: bool = False,
                  rank: int = 0, world_size: int = 1,
-                 cache: Optional[ImageSource] = None) -> tuple[DataLoader, ResumableSampler]:
+                 cache: Optional[ImageSource] = None) -> DataLoader:
     """An endless loader of collated batches beginning at step ``start_step``."""
     dataset = ImageFolderDataset(files, image_size, seed, cache=cache)
     num_workers = usable_workers(num_workers)
@@ -234,7 +234,7 @@ def build_loader(files: Sequence[Path], image_size: int, batch_size: int, seed: 
         # Two batches in flight per worker keeps the GPU fed without hoarding memory.
         prefetch_factor=2 if num_workers > 0 else None,
     )
-    return loader, sampler
+    return loader
 
 
 def load_sample_images(paths: Sequence[str | Path], candidates: Sequence[Path], count: int,

@@ -23,11 +23,11 @@ from ..core.images import open_image, pil_to_tensor, resize_longest
 from ..io import checkpoint as ckpt_io
 from ..lossnet.vgg import VGGEncoder, build_loss_network
 from ..nets.base import StyleNetwork
-from . import CONFIG_CHECKS, train_config_from_dict
+from .config import check_config, train_config_from_dict
 from .data import find_training_images
 from .distributed import DistContext
 
-__all__ = ["CONFIG_FILE", "RunSetup", "build_network", "check_config", "find_resume_checkpoint",
+__all__ = ["CONFIG_FILE", "RunSetup", "build_network", "find_resume_checkpoint",
            "load_style_tensor", "prepare_run", "total_steps"]
 
 CONFIG_FILE = "config.yml"
@@ -55,17 +55,6 @@ class RunSetup:
     @property
     def model_file(self) -> Path:
         return self.run_dir / f"{self.run_dir.name}.pth"
-
-
-def check_config(cfg: TrainConfig) -> None:
-    """The registry checks :func:`~fast_nst.training.load_train_config` runs, for a config built
-    some other way (an API caller's)."""
-
-    def fail(key: str, msg: str) -> None:
-        raise ConfigError(f"config: key '{key}' {msg}")
-
-    for check in CONFIG_CHECKS:
-        check(cfg, fail)
 
 
 def build_network(cfg: TrainConfig) -> StyleNetwork:

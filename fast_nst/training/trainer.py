@@ -21,6 +21,7 @@ from typing import Iterator, Optional, Union
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
@@ -169,15 +170,14 @@ class Trainer:
             return torch.compile(step_model), torch.compile(self.criterion)
         return step_model, self.criterion
 
-    def _build_loader(self):
+    def _build_loader(self) -> DataLoader:
         cfg, ctx = self.cfg, self.ctx
         if self.cache is not None and self.main:
             print(f"Using the pre-resized cache {self.cache.folder}", file=sys.stderr)
-        loader, _ = build_loader(self.setup.files, cfg.image_size, cfg.batch_size, cfg.seed,
-                                 cfg.num_workers, start_step=self.start_step,
-                                 pin_memory=self.device.type == "cuda", rank=ctx.rank,
-                                 world_size=ctx.world_size, cache=self.cache)
-        return loader
+        return build_loader(self.setup.files, cfg.image_size, cfg.batch_size, cfg.seed,
+                            cfg.num_workers, start_step=self.start_step,
+                            pin_memory=self.device.type == "cuda", rank=ctx.rank,
+                            world_size=ctx.world_size, cache=self.cache)
 
     def _open_logs(self) -> tuple[torch.Tensor, Optional[SummaryWriter]]:
         """Fixed sample photos and the TensorBoard writer (rank 0 only); the resolved config."""
