@@ -36,7 +36,7 @@ setup(
         # fast_nst.<command> run the same main().
         "console_scripts": [
             f"fast-nst-{name}=fast_nst.commands.{name}:main"
-            for name in ("train", "eval", "export", "convert", "download", "data", "optimize")
+            for name in ("train", "eval", "export", "convert", "download", "data", "optimize", "evaluate")
         ]
     },
 )

@@ -90,9 +90,9 @@ def random_weights_warning(loss_model: str, weights_file: Union[str, Path]) -> s
     return (
         f"WARNING: the loss network has RANDOM weights (--loss_model_weights random). This is for "
         f"tests and smoke runs only: the result is NOT a real style transfer. For a real one use "
-        f"--loss_model_weights imagenet (the default), which loads torchvision's ImageNet "
-        f"{loss_model.upper()} weights from {weights_file}; get them with "
-        f"{command}."
+        f"--loss_model_weights imagenet (the default), which loads "
+        f"{get_loss_network(loss_model).summary.split(' (')[0]} weights from {weights_file}; get them "
+        f"with {command}."
     )
 
 

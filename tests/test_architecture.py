@@ -27,10 +27,11 @@ ALLOWED = {
     "training": {"core", "nets", "lossnet", "io"},
     "stylize": {"core", "nets", "io"},
     "gatys": {"core", "lossnet", "stylize"},
-    "commands": {"core", "nets", "lossnet", "io", "training", "stylize", "gatys"},
+    "report": {"core", "nets", "lossnet", "io", "stylize"},
+    "commands": {"core", "nets", "lossnet", "io", "training", "stylize", "gatys", "report"},
 }
 ENTRY_POINTS = {"fast_nst", "fast_nst.download", "fast_nst.data", "fast_nst.export",
-                "fast_nst.convert", "fast_nst.optimize"}
+                "fast_nst.convert", "fast_nst.optimize", "fast_nst.evaluate"}
 MAX_FUNCTION_LINES = 80
 
 
@@ -195,11 +196,14 @@ def test_every_registered_network_builds_and_honours_the_contract(model_type):
     from fast_nst.nets import build_network, network_class
     from fast_nst.nets.base import StyleNetwork
 
+    from fast_nst.nets import NETWORKS
+
     cls = network_class(model_type)
-    assert issubclass(cls, StyleNetwork) and cls.model_type == model_type
+    assert issubclass(cls, StyleNetwork) and cls.model_type in NETWORKS  # presets share a class
     torch.manual_seed(0)
     net = build_network(model_type, {}).eval()
-    assert net.args == cls.Args() and cls.Args(**net.args.to_dict()) == net.args
+    assert net.args == cls.Args(**dict(NETWORKS[model_type].defaults))
+    assert cls.Args(**net.args.to_dict()) == net.args
     x = torch.rand(2, 3, 37, 50)
     with torch.no_grad():
         y = net(x)
@@ -212,7 +216,7 @@ def test_every_registered_network_builds_and_honours_the_contract(model_type):
 def test_network_registry_refuses_unknown_names_and_arguments():
     from fast_nst.nets import build_network, network_class
 
-    with pytest.raises(ValueError, match="choose one of: johnson"):
+    with pytest.raises(ValueError, match="choose one of: johnson, johnson_slim"):
         network_class("unet")
     with pytest.raises(ValueError, match="unknown argument.*width.*valid: base_channels"):
         build_network("johnson", {"width": 3})
@@ -220,8 +224,10 @@ def test_network_registry_refuses_unknown_names_and_arguments():
         build_network("johnson", {"num_residual": 4096})
     with pytest.raises(ValueError, match="parameters, over the limit"):
         build_network("johnson", {"base_channels": 1024, "num_residual": 64})
-    slim = build_network("johnson", {"base_channels": 16, "num_residual": 3})
+    slim = build_network("johnson_slim", {})
+    assert (slim.args.base_channels, slim.args.num_residual) == (16, 3)
     assert sum(p.numel() for p in slim.parameters()) == slim.args.parameter_count()
+    assert build_network("johnson_slim", {"num_residual": 2}).args.num_residual == 2  # config wins
 
 
 @pytest.mark.parametrize("name", sorted(__import__("fast_nst.lossnet", fromlist=["LOSS_NETWORKS"]).LOSS_NETWORKS))
@@ -248,7 +254,7 @@ def test_config_checks_come_from_the_registries(tmp_path):
 
     path = write_config(tmp_path / "c.yml", style_image="s.jpg", model_type="unet")
     assert load_config(path).model_type == "unet"  # the schema alone knows no registry
-    with pytest.raises(ConfigError, match=r"c.yml: key 'model_type' is 'unet'; choose one of: johnson"):
+    with pytest.raises(ConfigError, match=r"c.yml: key 'model_type' is 'unet'; choose one of: johnson, johnson_slim"):
         load_train_config(path)
     path = write_config(tmp_path / "d.yml", style_image="s.jpg", loss_model="vgg19",
                         style_layers=["relu5_4"])

@@ -95,8 +95,9 @@ def test_ctrl_c_stops_every_rank_at_the_same_step(tiny_config, tmp_path):
     saved = sorted((run_dir / "checkpoints").glob("step_*.pth"))
     assert len(saved) == 1
     step = read_checkpoint(saved[0])["step"]
-    assert err.count("SIGINT received") == 1  # rank 0 explains, rank 1 stops silently
-    assert f"stopped at step {step}/" in err and str(saved[0]) in err
+    assert err.count("Stopped (SIGINT)") == 1  # rank 0 explains, rank 1 stops silently
+    assert f"at step {step}/" in err and str(saved[0]) in err
+    assert f"Resume with: torchrun --nproc_per_node=2 {REPO / 'train.py'} -c" in err  # not python train.py
     r = torchrun("-c", str(conf), "--resume", "--set", f"max_steps={step + 2}", "--no_progress", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"steps {step} -> {step + 2}" in r.stderr

@@ -48,16 +48,19 @@ def test_help_names_each_target_its_source_and_destination(capsys, monkeypatch):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "what a real training run needs" not in out  # pretrained is for inference
-    for url in (VGG16.url, VGG19.url, COCO_URL, PRETRAINED_URL):
+    for url in (*(e.url for e in LOSS_NETWORKS.values()), COCO_URL, PRETRAINED_URL):
         assert url in out
-    for path in (VGG16.file, VGG19.file, "data/train2014/", "data/train2014.zip",
+    for path in (*(e.file for e in LOSS_NETWORKS.values()), "data/train2014/", "data/train2014.zip",
                  f"data/{PRETRAINED_ZIP}", "models/<name>/<name>.pth"):
         assert path in out
     assert "relative to the current directory" in out
     pretrained = out[out.index("  pretrained  "):]
     assert "inference" in pretrained.splitlines()[0] and "candy, mosaic, rain_princess, udnie" in pretrained
     dest = " ".join(out[out.index("--dest DEST"):out.index("--keep_zip  ")].split())
-    assert "vgg16, vgg19: the weights file" in dest and "coco:" in dest and "pretrained:" in dest
+    assert f"{', '.join(LOSS_NETWORKS)}: the weights file" in dest and "coco:" in dest and "pretrained:" in dest
+    for name, entry in LOSS_NETWORKS.items():  # every registry row is a target, with its source
+        row = out[out.index(f"\n  {name} "):]
+        assert row.index(entry.url) < row.index("\n  ", row.index(entry.file))
 
 
 # ---- offline failures --------------------------------------------------------------------------
@@ -152,3 +155,16 @@ def test_style_urls_sharing_a_file_name_are_cached_apart(tmp_path, monkeypatch):
     assert a.name.startswith("style-") and a.suffix == ".jpg"
     assert download.fetch_style_image("https://a.example/art/style.jpg", tmp_path) == a
     assert len(fetched) == 2  # the second request for the same URL is served from the cache
+
+
+def test_coco_val_split_downloads_val2014(in_tmp, monkeypatch, capsys):
+    urls = []
+
+    def fake(url, dest, **kwargs):
+        urls.append(url)
+        raise download.DownloadError(f"Download of {url} to {dest} failed: offline")
+
+    monkeypatch.setattr(download, "download_url", fake)
+    code, out, err = run_main(capsys, "coco", "--split", "val")
+    assert code == 1 and urls == ["http://images.cocodataset.org/zips/val2014.zip"]
+    assert "data/val2014.zip" in err and "unpacks it into data/val2014" in err

@@ -10,6 +10,7 @@ code``, and the one error handler they share (:func:`run_command`).
 | ``python -m fast_nst.download`` | :mod:`.download` | ``fast-nst-download`` |
 | ``python -m fast_nst.data`` | :mod:`.data` | ``fast-nst-data`` |
 | ``python -m fast_nst.optimize`` | :mod:`.optimize` | ``fast-nst-optimize`` |
+| ``python -m fast_nst.evaluate`` | :mod:`.evaluate` | ``fast-nst-evaluate`` |
 
 Flags are long options with underscores (``--model_file``, ``--image_size``). Nothing below this
 package imports it: the library raises :class:`~fast_nst.core.errors.FastNSTError`, and only here
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..core.device import check_versions
-from ..core.errors import FastNSTError
+from ..core.errors import FastNSTError, Stopped
 
 __all__ = ["prog", "run_command", "started_as"]
 
@@ -44,7 +45,8 @@ def run_command(fn: Callable[[], int]) -> int:
         return fn()
     except FastNSTError as e:
         if str(e):  # empty on torchrun ranks that leave the explaining to rank 0
-            print(f"error: {e}", file=sys.stderr)
+            # A stop the user asked for is not an error: say what was saved, without "error:".
+            print(str(e) if isinstance(e, Stopped) else f"error: {e}", file=sys.stderr)
         return int(getattr(e, "exit_code", 1))
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

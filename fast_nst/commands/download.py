@@ -1,23 +1,49 @@
-"""``python -m fast_nst.download vgg16|vgg19|coco|pretrained`` (also ``fast-nst-download``):
-the loss networks' weights, the training photos, or ready-made models."""
+"""``python -m fast_nst.download LOSS_NETWORK|coco|pretrained`` (also ``fast-nst-download``):
+the weights of a loss network of :data:`fast_nst.lossnet.LOSS_NETWORKS` (vgg16, vgg16_caffe...),
+the training photos, or ready-made models."""
 
 from __future__ import annotations
 
 import argparse
+import textwrap
 from typing import Optional, Sequence
 
 from ..io.pretrained import PRETRAINED_NAMES, PRETRAINED_URL, PRETRAINED_ZIP, download_pretrained
 from ..lossnet import LOSS_NETWORKS
 from ..lossnet.vgg import download_weights
-from ..training.coco import COCO_URL, download_coco
+from ..training.coco import COCO_SPLITS, COCO_URL, download_coco
 from . import prog, run_command
 
 __all__ = ["main", "parser"]
 
-VGG16, VGG19 = LOSS_NETWORKS["vgg16"], LOSS_NETWORKS["vgg19"]
+# Width of the target names' column in the help: the longest name and two spaces.
+_COLUMN = max(len(n) for n in [*LOSS_NETWORKS, "coco", "pretrained"]) + 2
+
+
+def _target(name: str, text: str, lines: Sequence[str] = ()) -> str:
+    """One target of the help: its name, ``text`` wrapped beside it, then ``lines`` below."""
+    indent = " " * (2 + _COLUMN)
+    # "\0" glues words a line break must not separate ("528 MB", "python -m ..."); 94 columns fit
+    # the rest of the hand-written help.
+    for glued in ("python -m fast_nst.optimize", " MB", " GB"):
+        text = text.replace(glued, glued.replace(" ", "\0"))
+    head = textwrap.fill(text, 94, initial_indent=f"  {name:<{_COLUMN}}", subsequent_indent=indent,
+                         break_on_hyphens=False).replace("\0", " ")
+    return "\n".join([head, *(indent + "  " + line for line in lines)])
+
+
+def _loss_network_targets() -> str:
+    """The help's targets for every row of the loss-network registry, generated from it."""
+    return "\n".join(
+        _target(name, f"{entry.summary}: loss_model {name} of train.py and python -m fast_nst.optimize "
+                      f"({entry.convention.name} input convention)",
+                [f"from {entry.url}", f"to   {entry.file}"])
+        for name, entry in LOSS_NETWORKS.items())
 
 
 def parser() -> argparse.ArgumentParser:
+    names = ", ".join(LOSS_NETWORKS)
+    default_files = ", ".join(entry.file for entry in LOSS_NETWORKS.values())
     p = argparse.ArgumentParser(
         prog=prog("python -m fast_nst.download"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -26,21 +52,14 @@ Download the loss-network weights and photos that training needs, or ready-made 
 stylize with, no training needed. Default destinations are relative to the current directory.
 
 targets:
-  vgg16       torchvision's ImageNet VGG16 weights (528 MB): the loss network of train.py
-              and python -m fast_nst.optimize
-                from {VGG16.url}
-                to   {VGG16.file}
-  vgg19       the same for VGG19 (548 MB), for loss_model vgg19
-                from {VGG19.url}
-                to   {VGG19.file}
-  coco        COCO train2014 (13 GB zip, 82,783 photos): the training photos
-                from {COCO_URL}
-                to   data/train2014.zip, unpacked into data/train2014/ (zip then deleted)
-  pretrained  pytorch/examples' published fast_neural_style models, ready for inference
-              ({', '.join(PRETRAINED_NAMES)}; python eval.py --model_file models/candy/candy.pth)
-                from {PRETRAINED_URL}
-                to   data/{PRETRAINED_ZIP} (kept),
-                     converted into models/<name>/<name>.pth
+{_loss_network_targets()}
+{_target("coco", "COCO train2014 (13 GB zip, 82,783 photos): the training photos; with --split val, "
+                 "val2014 (6 GB, 40,504 photos) for val_dir",
+         [f"from {COCO_URL}", "to   data/train2014.zip, unpacked into data/train2014/ (zip then deleted)"])}
+{_target("pretrained", "pytorch/examples' published fast_neural_style models, ready for inference "
+                       f"({', '.join(PRETRAINED_NAMES)}; python eval.py --model_file models/candy/candy.pth)",
+         [f"from {PRETRAINED_URL}", f"to   data/{PRETRAINED_ZIP} (kept),",
+          "     converted into models/<name>/<name>.pth"])}
 
 An interrupted download resumes from <file>.part when run again. Without internet here,
 download the URL on another machine and put the file at the "to" path; for coco and
@@ -48,14 +67,16 @@ pretrained, then run the command again: it uses the zip there instead of downloa
         epilog="Example: python -m fast_nst.download vgg16",
     )
     p.add_argument("what", choices=[*LOSS_NETWORKS, "coco", "pretrained"],
-                   help="vgg16, vgg19: loss-network weights (training, optimize); coco: training "
+                   help=f"{names}: loss-network weights (training, optimize); coco: training "
                         "photos; pretrained: ready-made models for inference (see targets above)")
-    p.add_argument("--dest", help=f"override the destination: vgg16, vgg19: the weights file "
-                   f"(default {VGG16.file}, {VGG19.file}); coco: the folder that gets "
+    p.add_argument("--dest", help=f"override the destination: {names}: the weights file "
+                   f"(default {default_files}); coco: the folder that gets "
                    "train2014.zip and train2014/ (default data); pretrained: the folder that gets "
                    "<name>/<name>.pth (default models; the zip still goes to data/)")
     p.add_argument("--keep_zip", action="store_true",
                    help="coco: keep train2014.zip after unpacking it")
+    p.add_argument("--split", choices=list(COCO_SPLITS), default="train",
+                   help="coco: train (default, for train_dir) or val (val2014, for val_dir)")
     return p
 
 
@@ -66,7 +87,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.what in LOSS_NETWORKS:
             paths = [download_weights(args.what, args.dest)]
         elif args.what == "coco":
-            paths = [download_coco(args.dest or "data", keep_zip=args.keep_zip)]
+            paths = [download_coco(args.dest or "data", keep_zip=args.keep_zip, split=args.split)]
         else:
             paths = download_pretrained(args.dest or "models")
         for path in paths:

@@ -11,8 +11,8 @@ from typing import Optional, Sequence
 
 from PIL import Image
 
-from ..core.errors import DataError
-from ..core.files import same_file
+from ..core.errors import DataError, FastNSTError
+from ..core.files import check_output_file, probe_writable, same_file
 from ..core.images import IMAGE_EXTENSIONS, list_images, open_image, save_image, set_max_image_pixels
 from ..stylize import StylizeOptions, Stylizer, load_stylizer
 from ..stylize.tiling import DEFAULT_CONTEXT, DEFAULT_OVERLAP
@@ -84,15 +84,16 @@ def _output_stems(files: Sequence[Path]) -> dict[Path, str]:
     return {f: f"{f.stem}_{f.suffix[1:].lower()}" if counts[f.stem.lower()] > 1 else f.stem for f in files}
 
 
-def _stylize_file(stylizer: Stylizer, src: Path, dest: Optional[Path], out_dir: Path, options: StylizeOptions,
-                  stem: Optional[str] = None) -> Path:
+def _stylize_file(stylizer: Stylizer, src: Path, dest: Optional[Path], out_dir: Path,
+                  options: StylizeOptions, stem: Optional[str] = None, inputs: Sequence[Path] = ()) -> Path:
     img = open_image(src)
     if dest is None:
         dest = out_dir / _output_name(stem or src.stem, stylizer.name, img.mode == "RGBA")
-    if same_file(src, dest):
-        raise DataError(f"Output {dest} is the input image; refusing to overwrite it. "
-                        "Choose another --output_file.")
-    save_image(stylizer.stylize(img, options), dest)
+    for source in (src, *inputs):  # never write onto an input (of this run)
+        if same_file(source, dest):
+            raise DataError(f"Output {dest} is the input image {source}; refusing to overwrite it. "
+                            "Choose another --output_file.")
+    save_image(stylizer.stylize(img, options, progress=True), dest)
     return dest
 
 
@@ -126,37 +127,55 @@ def _video(args: argparse.Namespace, stylizer: Stylizer, src: Path, options: Sty
                         "video: give a name ending in .mp4, .mov, .mkv or .webm.")
     if same_file(src, dest):
         raise DataError(f"Output {dest} is the input video; refusing to overwrite it.")
+    check_output_file(dest, "--output_file", [src])
     stylize_video(stylizer, src, dest, batch_size=args.batch_size, options=options)
     print(f"Saved {dest}")
     return 0
 
 
-def _one_image(args: argparse.Namespace, stylizer: Stylizer, src: Path, options: StylizeOptions) -> int:
+def _single_output(args: argparse.Namespace, src: Path) -> tuple[Optional[Path], Path]:
+    """(output file, or None for the default name; its folder), checked before any work."""
     dest = Path(args.output_file) if args.output_file else None
-    out_dir = Path(DEFAULT_OUTPUT_DIR)
-    if dest is not None and (dest.is_dir() or args.output_file.endswith(("/", os.sep))):
-        out_dir, dest = dest, None  # a folder: the default name inside it
-    written = _stylize_file(stylizer, src, dest, out_dir, options)
-    print(f"Saved {written}")
-    return 0
+    if dest is None or dest.is_dir() or args.output_file.endswith(("/", os.sep)):
+        out_dir = dest or Path(DEFAULT_OUTPUT_DIR)  # a folder: the default name inside it
+        check_output_file(out_dir / "x.jpg", "--output_file")  # no parent of it is a file
+        probe_writable(out_dir, "the output folder", "Choose a writable --output_file.")
+        return None, out_dir
+    if not dest.suffix:
+        raise DataError(f"--output_file {dest} has no extension: for a folder, end it with '/' "
+                        f"({dest}/); for an image, add one of {', '.join(IMAGE_EXTENSIONS)}.")
+    if dest.suffix.lower() not in IMAGE_EXTENSIONS:
+        raise DataError(f"{dest}: unsupported output extension {dest.suffix!r}; use one of "
+                        f"{', '.join(IMAGE_EXTENSIONS)}")
+    check_output_file(dest, "--output_file", [src], what="input image")
+    probe_writable(dest.parent, "the output folder", "Choose a writable --output_file.")
+    return dest, dest.parent
 
 
-def _folder(args: argparse.Namespace, stylizer: Stylizer, src: Path, options: StylizeOptions) -> int:
-    files = list_images(src, recursive=False)
-    if not files:
-        raise DataError(f"--image_file folder {src} has no images ({', '.join(IMAGE_EXTENSIONS)}).")
+def _folder_output(args: argparse.Namespace) -> Path:
     out_dir = Path(args.output_file or DEFAULT_OUTPUT_DIR)
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"--output_file {out_dir} is a file; for a folder input give a folder.")
+    if not out_dir.exists() and out_dir.suffix.lower() in IMAGE_EXTENSIONS and not args.output_file.endswith("/"):
+        raise DataError(f"--output_file {out_dir} names an image, but --image_file is a folder: give "
+                        f"an output folder (e.g. {out_dir.with_suffix('')}/).")
+    check_output_file(out_dir / "x.jpg", "--output_file")
+    probe_writable(out_dir, "the output folder", "Choose a writable --output_file.")
+    return out_dir
+
+
+def _folder(stylizer: Stylizer, files: Sequence[Path], out_dir: Path, options: StylizeOptions) -> int:
+    """Every image of ``files`` (listed once, up front: outputs written among them are never
+    read); a failing image is reported in one line and the others go on; exit 1 if any failed."""
     failed = 0
     stems = _output_stems(files)
     for f in files:
         try:
-            written = _stylize_file(stylizer, f, None, out_dir, options, stems[f])
+            written = _stylize_file(stylizer, f, None, out_dir, options, stems[f], inputs=files)
             print(f"Saved {written}")
-        except DataError as e:
+        except FastNSTError as e:
             failed += 1
-            print(f"error: {e} (skipped)", file=sys.stderr)
+            print(f"error: {f.name}: {str(e).splitlines()[0][:300]} (skipped)", file=sys.stderr)
     done = len(files) - failed
     print(f"Stylized {done} of {len(files)} images into {out_dir}"
           + (f"; {failed} failed (see errors above)" if failed else ""))
@@ -175,11 +194,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not src.exists():
             raise DataError(f"{'--image_file' if args.image_file else '--video_file'} {src} does not exist.")
         options = _options(args)
-        stylizer = load_stylizer(args.model_file, device=args.device, precision=args.precision,
+
+        def load() -> Stylizer:
+            return load_stylizer(args.model_file, device=args.device, precision=args.precision,
                                  compile=args.compile)
+
         if args.video_file:
-            return _video(args, stylizer, src, options)
-        return (_one_image if src.is_file() else _folder)(args, stylizer, src, options)
+            return _video(args, load(), src, options)
+        if src.is_file():
+            dest, out_dir = _single_output(args, src)  # checked before the model loads
+            print(f"Saved {_stylize_file(load(), src, dest, out_dir, options)}")
+            return 0
+        files = list_images(src, recursive=False)
+        if not files:
+            raise DataError(f"--image_file folder {src} has no images ({', '.join(IMAGE_EXTENSIONS)}).")
+        out_dir = _folder_output(args)
+        return _folder(load(), files, out_dir, options)
 
     # --max_image_pixels changes Pillow's process-wide limit: put it back for in-process callers.
     limit = Image.MAX_IMAGE_PIXELS

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..core.errors import DataError
+from ..core.files import check_output_file, probe_writable
 from ..core.images import IMAGE_EXTENSIONS, save_image
 from ..gatys import (DEFAULT_CONTENT_WEIGHT, DEFAULT_IMAGE_SIZE, DEFAULT_STEPS, DEFAULT_STYLE_WEIGHT,
                      DEFAULT_TV_WEIGHT, OPTIMIZERS, PRECISIONS, PRESETS, optimize)
@@ -103,6 +104,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 raise DataError(f"{flag} {path} does not exist.")
             if Path(path).resolve() == output.resolve():
                 raise DataError(f"--output {output} is the {flag[2:]} image; refusing to overwrite it.")
+        # Found now, not after minutes of optimisation.
+        check_output_file(output, "--output", [Path(args.content), Path(args.style)])
+        probe_writable(output.parent, "the output folder", "Choose a writable --output.")
         weights = None
         if args.style_layer_weights is not None:
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 from pathlib import Path
 from typing import Optional, Sequence
@@ -30,17 +31,32 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _torchrun_prefix() -> str:
+    """``torchrun --nproc_per_node=N`` (and ``--nnodes``) as this process was launched, or "":
+    a resume must use the same processes, or its global batch changes."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return ""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    nodes = f" --nnodes={world // local}" if local and world != local else ""
+    return f"torchrun --nproc_per_node={local}{nodes} "
+
+
 def train_command(config: str, overrides: Sequence[str]) -> str:
-    """The command that re-runs this training (for "--resume" hints): how train.py was started,
-    the config and every --set, quoted for the shell."""
+    """The command that re-runs this training (for "--resume" hints): how train.py was started
+    (under torchrun: the torchrun launch), the config and every --set, quoted for the shell."""
     script = started_as()
     start = prog("train.py")  # the installed console script's name, if started as one
+    torchrun = _torchrun_prefix()
     if start == "train.py":
         # train.py as given (a path from elsewhere too); in-process callers (tests, notebooks):
         # the documented form
-        start = f"python {shlex.quote(script)}" if Path(script).name == "train.py" else "python train.py"
+        start = shlex.quote(script) if Path(script).name == "train.py" else "train.py"
+        start = start if torchrun else f"python {start}"
+    elif torchrun:  # a console script under torchrun: torchrun --no-python runs it
+        torchrun += "--no-python "
     sets = "".join(f" --set {shlex.quote(o)}" for o in overrides)
-    return f"{start} -c {shlex.quote(config)}{sets}"
+    return f"{torchrun}{start} -c {shlex.quote(config)}{sets}"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 import yaml
 
 from .errors import ConfigError
-from .files import atomic_write
+from .files import MAX_COMPONENT, atomic_write, safe_component
 
 __all__ = ["TrainConfig", "ConfigCheck", "load_config", "config_from_dict", "build_config",
            "save_config", "parse_override", "is_device_name", "MIN_IMAGE_SIZE", "DEVICE_CHOICES"]
@@ -80,7 +81,9 @@ class TrainConfig:
     # network's defaults, e.g. {base_channels: 16, num_residual: 3} for a slimmer Johnson net).
     model_type: str = "johnson"
     model_args: Mapping[str, Any] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
-    # Loss network: a name in fast_nst.lossnet.LOSS_NETWORKS (vgg16, vgg19: torchvision's weights).
+    # Loss network: a name in fast_nst.lossnet.LOSS_NETWORKS: vgg16, vgg19 (torchvision's ImageNet
+    # weights, the loss scale every weight below is for) or vgg16_caffe, vgg19_caffe (Johnson et
+    # al.'s Caffe files: features ~57.6x larger, so weights from fast_nst.lossnet.convert_weights).
     loss_model: str = "vgg16"
     # Its weights file; empty means the loss network's default path (pretrained/vgg16-397923af.pth
     # for vgg16), downloaded there when absent.
@@ -110,9 +113,18 @@ class TrainConfig:
     checkpoint_every: int = 2000
     # Training checkpoints kept on disk (older ones are deleted); 3 survives a bad last write.
     keep_checkpoints: int = 3
-    # Photos stylized for TensorBoard; empty picks num_samples fixed photos from train_dir.
+    # Photos stylized for TensorBoard; empty picks num_samples fixed photos from val_dir if set,
+    # else from train_dir.
     sample_images: tuple[str, ...] = ()
     num_samples: int = 4
+    # Held-out photos for validation (empty: none); COCO's val2014 with
+    # python -m fast_nst.download coco --split val. Every val_every steps the losses of
+    # val_images fixed photos (centre crops) are logged as val/... and their stylizations shown.
+    # 500 steps and 16 photos: as often as the sample images, and enough photos that the mean
+    # loss moves by less than the training curve's noise (~2 % step to step at batch 4).
+    val_dir: str = ""
+    val_every: int = 500
+    val_images: int = 16
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (lists, not tuples) for YAML and checkpoints."""
@@ -277,13 +289,15 @@ def _validate(cfg: TrainConfig, origin: dict[str, str], where: str = "defaults",
 
 
 def _validate_values(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None:
-
-    if not cfg.naming or "/" in cfg.naming or "\\" in cfg.naming or cfg.naming in (".", ".."):
-        fail("naming", f"must be a plain name for the run folder, got {cfg.naming!r}")
+    if not cfg.naming or cfg.naming != safe_component(cfg.naming, fallback=""):
+        # The run folder and model file are named after it: one plain file-name component.
+        fail("naming", f"must be a plain name for the run folder (letters, digits, '-', '_', inner "
+                       f"dots; at most {MAX_COMPONENT} characters), got {cfg.naming[:80]!r}; e.g. "
+                       f"{safe_component(cfg.naming, fallback='my_style')!r}")
     if not cfg.style_image:
         fail("style_image", "is required: a path or https URL of the style painting")
     for key in ("image_size", "batch_size", "epochs", "lr", "log_every", "image_log_every",
-                "checkpoint_every", "keep_checkpoints"):
+                "checkpoint_every", "keep_checkpoints", "val_every", "val_images"):
         if getattr(cfg, key) <= 0:
             fail(key, f"must be > 0, got {getattr(cfg, key)}")
     for key in ("style_size", "max_steps"):
@@ -292,9 +306,10 @@ def _validate_values(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None
             fail(key, f"must be > 0 or null, got {value}")
     if cfg.image_size < MIN_IMAGE_SIZE:
         fail("image_size", f"must be at least {MIN_IMAGE_SIZE} (VGG pools 4 times), got {cfg.image_size}")
-    for key in ("content_weight", "style_weight", "tv_weight"):
-        if getattr(cfg, key) < 0:
-            fail(key, f"must be >= 0, got {getattr(cfg, key)}")
+    for key in ("lr", "content_weight", "style_weight", "tv_weight"):
+        # NaN passes every comparison and inf turns every weight into NaN after one step.
+        if not math.isfinite(getattr(cfg, key)) or getattr(cfg, key) < 0:
+            fail(key, f"must be a finite number {'> 0' if key == 'lr' else '>= 0'}, got {getattr(cfg, key)}")
     if cfg.num_workers < 0 or cfg.num_samples < 0:
         fail("num_workers" if cfg.num_workers < 0 else "num_samples", "must be >= 0")
     for key, choices in _CHOICES.items():

@@ -20,9 +20,10 @@ from typing import Optional, Sequence
 from tqdm import tqdm
 
 from .errors import DownloadError
-from .files import fsync_dir, missing_dirs, remove_dirs
+from .files import fsync_dir, missing_dirs, remove_dirs, safe_component
 
-__all__ = ["download_url", "fetch_style_image", "finish_by_hand", "is_url", "sha256_file", "STYLE_CACHE"]
+__all__ = ["download_url", "fetch_style_image", "finish_by_hand", "is_url", "sha256_file", "style_cache_path",
+           "STYLE_CACHE"]
 
 STYLE_CACHE = "data/styles"
 _CHUNK = 1 << 20
@@ -113,14 +114,20 @@ def is_url(text: str) -> bool:
     return urllib.parse.urlparse(text).scheme in ("http", "https")
 
 
+def style_cache_path(url: str, cache_dir: str | Path = STYLE_CACHE) -> Path:
+    """Where :func:`fetch_style_image` keeps the download of ``url``: its file name made safe,
+    plus the URL's hash (two paintings published as .../style.jpg must not share a file)."""
+    name = Path(urllib.parse.urlparse(url).path).name or "style.jpg"
+    tag = hashlib.sha1(url.encode("utf-8")).hexdigest()[:8]
+    suffix = Path(name).suffix.lower() if Path(name).suffix.lower() in (".jpg", ".jpeg", ".png", ".webp", ".bmp") else ".jpg"
+    return Path(cache_dir) / f"{safe_component(Path(name).stem, fallback='style')}-{tag}{suffix}"
+
+
 def fetch_style_image(source: str, cache_dir: str | Path = STYLE_CACHE) -> Path:
     """Local path of a style image; an http(s) URL is downloaded once into ``cache_dir``."""
     if not is_url(source):
         return Path(source)
-    name = Path(urllib.parse.urlparse(source).path).name or "style.jpg"
-    # The URL's hash in the name: two paintings published as .../style.jpg must not share a file.
-    tag = hashlib.sha1(source.encode("utf-8")).hexdigest()[:8]
-    dest = Path(cache_dir) / f"{Path(name).stem}-{tag}{Path(name).suffix or '.jpg'}"
+    dest = style_cache_path(source, cache_dir)
     if not dest.exists():
         try:
             download_url(source, dest)

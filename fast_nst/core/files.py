@@ -8,11 +8,21 @@ write would create (to remove them again when a check fails), and durable folder
 from __future__ import annotations
 
 import os
+import re
+import stat
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
-__all__ = ["atomic_write", "fsync_dir", "missing_dirs", "remove_dirs", "same_file", "temp_name"]
+from .errors import FastNSTError
+
+__all__ = ["atomic_write", "check_output_file", "fsync_dir", "missing_dirs", "probe_writable", "remove_dirs",
+           "safe_component",
+           "same_file", "temp_name"]
+
+# Longest file-name component made from untrusted text (a model's style name): well under the
+# 255 bytes most filesystems allow, leaving room for the stem and suffix around it.
+MAX_COMPONENT = 64
 
 
 def temp_name(path: Path, keep_suffix: bool = False) -> Path:
@@ -91,3 +101,47 @@ def remove_dirs(made: list[Path]) -> None:
             folder.rmdir()
         except OSError:  # something else is in it now: leave it and its parents
             return
+
+
+def safe_component(text: object, fallback: str = "model", limit: int = MAX_COMPONENT) -> str:
+    """``text`` (read from a model file or a config: untrusted) reduced to one safe file-name
+    component: letters and digits (any script), ``-``, ``_`` and inner dots; no separators, no ``..``, no leading
+    dot, at most ``limit`` characters; ``fallback`` when nothing is left."""
+    name = re.sub(r"[^\w.-]+", "_", str(text))[:limit].strip("._-")
+    name = re.sub(r"\.{2,}", ".", name)
+    return name or fallback
+
+
+def check_output_file(path: Path, flag: str, inputs: Sequence[Path] = (), what: str = "input") -> None:
+    """:class:`FastNSTError` unless ``path`` can receive a new regular file: it is not a folder,
+    a device, a pipe or a socket, not one of ``inputs``, and no existing parent is a file.
+    ``flag`` names the option in the message (``--output``), ``what`` the inputs ("input image")."""
+    if path.exists() or path.is_symlink():
+        mode = os.stat(path).st_mode if path.exists() else 0
+        if stat.S_ISDIR(mode):
+            raise FastNSTError(f"{flag} {path} is a folder; give a file name.")
+        if path.exists() and not stat.S_ISREG(mode):
+            raise FastNSTError(f"{flag} {path} is not a regular file (a device, pipe or socket); "
+                               "refusing to replace it. Give the path of a file.")
+    for source in inputs:
+        if same_file(Path(source), path):
+            raise FastNSTError(f"{flag} {path} is the {what} {source}; refusing to overwrite it.")
+    blocker = next((p for p in path.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise FastNSTError(f"Cannot write {flag} {path}: {blocker} is a file, not a folder.")
+
+
+def probe_writable(folder: Path, label: str, hint: str) -> None:
+    """:class:`FastNSTError` ("Cannot write to <label> <folder>: <reason>. <hint>") unless files
+    can be created in ``folder`` (made if missing), found before any work; folders made to find
+    out are removed again, so a failed check leaves nothing behind."""
+    made = missing_dirs(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write_test{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise FastNSTError(f"Cannot write to {label} {folder}: {e.strerror or e}. {hint}") from None
+    finally:
+        remove_dirs(made)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -55,11 +55,14 @@ def normalize_mode(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
 
 
-def open_image(path: str | Path, draft_size: Optional[int] = None) -> Image.Image:
+def open_image(path: str | Path, draft_size: Optional[int] = None,
+               check_size: Optional[Callable[[int, int], None]] = None) -> Image.Image:
     """Decode ``path`` fully into an RGB or RGBA image with EXIF orientation applied.
 
     ``draft_size`` lets JPEG decoding run at a reduced scale that still keeps the shorter side at
-    least that large (much faster for training crops). Raises :class:`DataError` for a missing,
+    least that large (much faster for training crops). ``check_size(width, height)`` is called
+    with the size the file's header declares, before anything is decoded; it raises
+    :class:`DataError` to refuse the file. Raises :class:`DataError` for a missing,
     non-image, truncated or over-large (decompression bomb) file.
     """
     path = Path(path)
@@ -72,6 +75,8 @@ def open_image(path: str | Path, draft_size: Optional[int] = None) -> Image.Imag
             # Pillow only warns between 1x and 2x its pixel limit; treat both alike.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
+                if check_size is not None:
+                    check_size(*img.size)
                 if draft_size is not None and img.format == "JPEG":
                     w, h = img.size
                     scale = draft_size / min(w, h)
@@ -149,4 +154,4 @@ def save_image(img: Image.Image, path: str | Path) -> None:
         with atomic_write(path) as tmp:
             img.save(tmp, format=fmt, **kwargs)
     except OSError as e:
-        raise DataError(f"Cannot write {path}: {e.strerror or e}. Choose a writable --output_file.") from None
+        raise DataError(f"Cannot write {path}: {e.strerror or e}; choose a writable output location.") from None

@@ -19,6 +19,7 @@ A model file is untrusted input: nothing but tensors and plain containers is eve
 from __future__ import annotations
 
 import codecs
+import itertools
 import json
 import pickle
 import random
@@ -31,11 +32,12 @@ from typing import Any, Optional
 import torch
 
 from ..core.config import TrainConfig
-from ..core.errors import CheckpointError
+from ..core.errors import CheckpointError, quote
 from ..core.files import atomic_write
 from ..core.version import __version__
 from ..nets import NETWORKS, make_args, network_class
 from ..nets.base import StyleNetwork
+from ..nets.johnson import MAX_PARAMETERS
 from .pytorch_examples import convert_pytorch_examples, is_pytorch_examples
 
 __all__ = ["CHECKPOINT_DIR", "FORMAT_NAME", "FORMAT_VERSION", "atomic_torch_save", "build_model",
@@ -70,7 +72,13 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
 def make_checkpoint(model: StyleNetwork, cfg: TrainConfig, step: int,
                     optimizer: Optional[torch.optim.Optimizer] = None,
                     rng_state: Optional[dict] = None) -> dict[str, Any]:
-    """The checkpoint dict; with ``optimizer`` it is a training checkpoint that can resume."""
+    """The checkpoint dict; with ``optimizer`` it is a training checkpoint that can resume.
+    Refuses (CheckpointError) a network with NaN or infinite weights: no such file is ever written."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"refusing to save a network with NaN or infinite weights ({', '.join(bad[:3])}"
+                              f"{' ...' if len(bad) > 3 else ''}); lower lr or the loss weights.")
     ckpt: dict[str, Any] = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -78,7 +86,7 @@ def make_checkpoint(model: StyleNetwork, cfg: TrainConfig, step: int,
         "kind": "training" if optimizer is not None else "model",
         "model_type": model.model_type,
         "model_args": model.args.to_dict(),
-        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model_state": state,
         "config": cfg.to_dict(),
         "step": step,
     }
@@ -110,9 +118,10 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 def _describe(obj: Any) -> str:
+    """What ``obj`` (read from a file) is, in a few words and bounded: never its full repr."""
     if isinstance(obj, dict):
-        keys = list(obj)[:5]
-        return f"a dict with keys {keys}{' ...' if len(obj) > 5 else ''}"
+        keys = ", ".join(quote(k, 40) for k in itertools.islice(obj, 5))
+        return f"a dict with keys [{keys}]{' ...' if len(obj) > 5 else ''}"
     return f"a {type(obj).__name__}"
 
 
@@ -134,6 +143,24 @@ _EXPECTED = ("Expected a .pth model written by fast-nst (train.py's final model 
 # Bytes sniffed to tell text from binary; the largest fast_nst.json read from a TorchScript archive.
 _SNIFF_BYTES = 4096
 _MAX_METADATA_BYTES = 1 << 16
+# The most bytes a checkpoint archive may unpack to. The largest file fast-nst writes is a
+# training checkpoint of the largest network the registry allows: MAX_PARAMETERS float32 weights
+# (800 MB) plus Adam's two moments of the same size, 2.4 GB; 4 copies (3.2 GB) leave room for the
+# pickle and RNG state. torch.load inflates each member to its declared size before checking it
+# against the tensor it belongs to, so a few-KB file declaring gigabytes would be allocated.
+MAX_ARCHIVE_BYTES = 4 * 4 * MAX_PARAMETERS
+# torch.save stores members uncompressed (ratio 1), and recompressed float weights deflate by
+# under 2:1; only filler (zeros) inflates 100-fold. Members under 1 MiB cost nothing either way
+# (a pickle of text deflates ~10:1).
+MAX_COMPRESSION_RATIO = 100
+_RATIO_FLOOR_BYTES = 1 << 20
+# What torch's weights-only unpickler says when a pickle names a function or class it would
+# have to import or call ("Unsupported global: GLOBAL builtins.open ...", torch >= 2.5: "Trying
+# to load unsupported GLOBAL posix.system whose module posix is blocked", or an object build or
+# call it refuses); a damaged file fails with other texts.
+_ASKS_FOR_CODE = re.compile(r"unsupported (global|class)|\bGLOBAL\b.*\bblocked\b|can only (create new object|build)"
+                            r"|reduce for unrecognized function", re.IGNORECASE)
+_GLOBAL_NAME = re.compile(r"\bGLOBAL\s+([\w.]+)", re.IGNORECASE)
 
 
 def torchscript_source(path: Path) -> Optional[str]:
@@ -220,6 +247,7 @@ def safe_torch_load(path: str | Path) -> Any:
     whose message is fast-nst's own (torch's texts recommend weights_only=False)."""
     path = Path(path)
     require_model_file(path)
+    _check_archive_sizes(path)
     source = torchscript_source(path)
     if source is not None:
         raise torchscript_error(path, source)
@@ -232,17 +260,50 @@ def safe_torch_load(path: str | Path) -> Any:
         if isinstance(e, pickle.UnpicklingError):
             # torch labels every weights-only failure "Weights only load failed"; only a refused
             # global/class means the pickle asked to build arbitrary objects (a damaged file fails too).
-            if "Unsupported global" in str(e) or "Unsupported class" in str(e):
-                raise CheckpointError(
-                    f"{path}: refused: the file contains pickled Python objects other than tensors "
-                    "and plain containers, which could run code when loaded. fast-nst only loads "
-                    "weights-only checkpoints; nothing from this file was executed."
-                ) from None
+            if _ASKS_FOR_CODE.search(str(e)):
+                raise _code_refused(path, str(e)) from None
         elif "TorchScript" in str(e):  # an archive our own check did not recognise
             raise torchscript_error(path, "") from None
         raise CheckpointError(f"{path}: not a PyTorch checkpoint, or the file is damaged "
                               f"({_what_is_it(path, e)}). {_EXPECTED}") from None
     return ckpt
+
+
+def _code_refused(path: Path, message: str) -> CheckpointError:
+    named = _GLOBAL_NAME.search(message)
+    what = f" ({named.group(1)[:60]})" if named else ""  # only letters, digits, _ and dots
+    return CheckpointError(
+        f"{path}: refused: it asks to run code when loaded: its pickle names a Python function or "
+        f"class{what} other than tensors and plain containers. fast-nst only loads weights-only "
+        "checkpoints; nothing from this file was executed."
+    )
+
+
+def _check_archive_sizes(path: Path) -> None:
+    """:class:`CheckpointError` when ``path`` is a zip archive whose members declare more than
+    :data:`MAX_ARCHIVE_BYTES` in all, or one inflates more than :data:`MAX_COMPRESSION_RATIO`-fold:
+    read from the archive's directory, before anything is unpacked. (Unpacking stops at each
+    member's declared size, so the declared sizes bound the memory.)"""
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as zf:
+            members = zf.infolist()
+    except (OSError, zipfile.BadZipFile, ValueError, RuntimeError, EOFError):
+        return  # torch.load fails on it too, and _what_is_it explains
+    total = sum(m.file_size for m in members)
+    if total > MAX_ARCHIVE_BYTES:
+        raise CheckpointError(
+            f"{path}: refused: the archive declares {total / 1e9:.1f} GB of content, more than any "
+            f"fast-nst checkpoint holds (at most {MAX_ARCHIVE_BYTES / 1e9:.1f} GB); the file is damaged "
+            "or made to exhaust memory. Nothing was unpacked.")
+    for m in members:
+        if m.file_size > _RATIO_FLOOR_BYTES and m.file_size > MAX_COMPRESSION_RATIO * max(1, m.compress_size):
+            raise CheckpointError(
+                f"{path}: refused: its member {quote(m.filename, 60)} inflates "
+                f"{m.file_size // max(1, m.compress_size):,}-fold ({m.compress_size:,} to {m.file_size:,} bytes); "
+                "PyTorch writes checkpoints uncompressed and weights do not compress that far, so the "
+                "file is damaged or made to exhaust memory. Nothing was unpacked.")
 
 
 def validate_checkpoint(ckpt: Any, path: str | Path) -> dict[str, Any]:
@@ -258,8 +319,8 @@ def validate_checkpoint(ckpt: Any, path: str | Path) -> dict[str, Any]:
             f"with format '{FORMAT_NAME}' written by fast-nst's train.py."
         )
     version = ckpt.get("format_version")
-    if not isinstance(version, int):
-        raise CheckpointError(f"{path}: fast-nst checkpoint without a valid format_version ({version!r}).")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise CheckpointError(f"{path}: fast-nst checkpoint without a valid format_version ({quote(version)}).")
     if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: written by a newer fast-nst (format version {version}); this version reads up "
@@ -268,9 +329,41 @@ def validate_checkpoint(ckpt: Any, path: str | Path) -> dict[str, Any]:
     missing = [k for k in _REQUIRED if k not in ckpt]
     if missing:
         raise CheckpointError(f"{path}: incomplete fast-nst checkpoint, missing {', '.join(missing)}.")
-    if ckpt["kind"] not in ("model", "training"):
-        raise CheckpointError(f"{path}: unknown checkpoint kind {ckpt['kind']!r}; expected model or training.")
+    if not isinstance(ckpt["kind"], str) or ckpt["kind"] not in ("model", "training"):
+        raise CheckpointError(f"{path}: unknown checkpoint kind {quote(ckpt['kind'])}; expected model or training.")
+    _check_entry_types(ckpt, path)
     return ckpt
+
+
+#: Values an architecture argument may have (what ``Args.to_dict`` writes).
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _check_entry_types(ckpt: dict[str, Any], path: str | Path) -> None:
+    """:class:`CheckpointError` unless the entries have the types fast-nst writes: a damaged or
+    hand-made file otherwise fails deep inside torch or the network's constructor."""
+    step, config = ckpt["step"], ckpt["config"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"{path}: step is {quote(step, 40)}, not a step count; the file is damaged.")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: config is {_describe(config)}, expected the training config "
+                              "as a dict; the file is damaged.")
+    margs, state = ckpt["model_args"], ckpt["model_state"]
+    if not isinstance(margs, dict):
+        raise CheckpointError(f"{path}: model_args is {_describe(margs)}, expected a dict.")
+    bad = next((k for k, v in margs.items() if not isinstance(k, str) or not isinstance(v, _SCALARS)), None)
+    if bad is not None:
+        raise CheckpointError(f"{path}: bad model_args: entry {quote(bad, 40)} is "
+                              f"{quote(margs[bad], 60)}; expected a number or a string.")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: model_state is {_describe(state)}, expected a state dict.")
+    for key, value in state.items():
+        if not isinstance(key, str):
+            raise CheckpointError(f"{path}: model_state has the key {quote(key, 40)}, which is not a "
+                                  "parameter name (a string); the file is damaged.")
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: model_state[{quote(key, 60)}] is {_describe(value)}, not a "
+                                  "tensor; the file is damaged.")
 
 
 def build_model(ckpt: dict[str, Any], path: str | Path) -> StyleNetwork:
@@ -279,7 +372,7 @@ def build_model(ckpt: dict[str, Any], path: str | Path) -> StyleNetwork:
     model_type = ckpt.get("model_type", LEGACY_MODEL_TYPE)
     margs = ckpt["model_args"]
     if not isinstance(model_type, str) or model_type not in NETWORKS:
-        raise CheckpointError(f"{path}: unknown model_type {str(model_type)[:60]!r}; this fast-nst "
+        raise CheckpointError(f"{path}: unknown model_type {quote(model_type, 60)}; this fast-nst "
                               f"knows: {', '.join(NETWORKS)}. Upgrade fast-nst to load it.")
     if not isinstance(margs, dict):
         raise CheckpointError(f"{path}: model_args is {_describe(margs)}, expected a dict.")

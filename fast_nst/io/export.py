@@ -27,8 +27,8 @@ from typing import Any, Optional, Sequence, Tuple
 import torch
 
 from ..core.device import require_torch
-from ..core.errors import FastNSTError
-from ..core.files import atomic_write, same_file
+from ..core.errors import FastNSTError, quote
+from ..core.files import atomic_write, check_output_file
 from ..core.version import __min_torch_onnx__, __version__
 from ..nets.base import StyleNetwork
 from .checkpoint import FORMAT_NAME, load_model
@@ -61,6 +61,16 @@ class ExportError(FastNSTError):
 
 # ---- metadata ----------------------------------------------------------------------------------
 
+#: Longest text copied from a checkpoint into the metadata (names are a few words).
+_MAX_META_TEXT = 200
+
+
+def _text(value: Any) -> str:
+    """``value`` from a checkpoint (untrusted: str() of a nested structure can be unbounded) as
+    at most :data:`_MAX_META_TEXT` characters."""
+    return value[:_MAX_META_TEXT] if isinstance(value, str) else quote(value, _MAX_META_TEXT)
+
+
 def export_metadata(net: StyleNetwork, ckpt: dict[str, Any], model_path: Path) -> dict[str, str]:
     """String key/value pairs stored in the exported file (ONNX metadata_props, or
     ``fast_nst.json`` inside a TorchScript archive). ``ckpt`` is :func:`load_model`'s dict (for
@@ -71,10 +81,10 @@ def export_metadata(net: StyleNetwork, ckpt: dict[str, Any], model_path: Path) -
         "format": FORMAT_NAME,
         "format_version": str(EXPORT_FORMAT_VERSION),
         "fast_nst_version": __version__,
-        "name": str(name),
-        "naming": str(config.get("naming") or ""),
-        "style_image": Path(str(config.get("style_image") or "")).name,
-        "step": "" if ckpt.get("step") is None else str(ckpt["step"]),
+        "name": _text(name),
+        "naming": _text(config.get("naming") or ""),
+        "style_image": Path(_text(config.get("style_image") or "")).name,
+        "step": "" if ckpt.get("step") is None else _text(ckpt["step"]),
         "model_type": net.model_type,
         "model_args": json.dumps(net.args.to_dict(), sort_keys=True),
         "source": model_path.name,
@@ -85,9 +95,9 @@ def export_metadata(net: StyleNetwork, ckpt: dict[str, Any], model_path: Path) -
         "output_range": "[0, 1]",
     }
     if ckpt.get("format_version") is not None:
-        meta["checkpoint_format_version"] = str(ckpt["format_version"])
+        meta["checkpoint_format_version"] = _text(ckpt["format_version"])
     if ckpt.get("converted_from"):
-        meta["converted_from"] = str(ckpt["converted_from"])
+        meta["converted_from"] = _text(ckpt["converted_from"])
     return meta
 
 
@@ -303,14 +313,13 @@ def export_model(model_path: str | Path, output: str | Path, fmt: Optional[str] 
         if h < 1 or w < 1:
             raise ExportError(f"--check_size {h} {w}: height and width must be at least 1.")
     _check_suffix(output, fmt)
+    try:  # a folder, a device (/dev/null), the input itself, below a file: before any work
+        check_output_file(output, "--output", [model_path])
+    except FastNSTError as e:
+        raise ExportError(f"cannot write the export: {e}") from None
     if fmt == "onnx":
         require_onnx_export()  # before the (slow) model loading, so what is missing is reported first
     net, ckpt = load_model(model_path)  # weights-only loading; CheckpointError for bad files
-    if output.is_dir():
-        raise ExportError(f"--output {output} is a folder; give a file name like "
-                          f"{model_path.stem}{'.onnx' if fmt == 'onnx' else '.pt'}.")
-    if same_file(model_path, output):
-        raise ExportError(f"--output {output} is the input checkpoint; refusing to overwrite it.")
     shapes = list(CHECK_SHAPES) + [(1, 3, h, w) for h, w in check_sizes]
     metadata = export_metadata(net, ckpt, model_path)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..core import fetch
 from ..core.errors import DownloadError
+from ..core.files import safe_component
 from .convert import convert_file
 
 __all__ = ["PRETRAINED_NAMES", "PRETRAINED_URL", "PRETRAINED_ZIP", "download_pretrained"]
@@ -18,6 +19,8 @@ __all__ = ["PRETRAINED_NAMES", "PRETRAINED_URL", "PRETRAINED_ZIP", "download_pre
 PRETRAINED_URL = "https://www.dropbox.com/s/lrvwfehqdcxoza8/saved_models.zip?dl=1"
 PRETRAINED_ZIP = "pytorch_examples_saved_models.zip"
 PRETRAINED_NAMES = ("candy", "mosaic", "rain_princess", "udnie")
+# Each published model is 6.7 MB; a member claiming more than 100x that is not one of them.
+MAX_MODEL_BYTES = 700 << 20
 
 
 def download_pretrained(models_dir: str | Path = "models", data_dir: str | Path = "data") -> list[Path]:
@@ -34,9 +37,13 @@ def download_pretrained(models_dir: str | Path = "models", data_dir: str | Path 
     try:
         with zipfile.ZipFile(zip_path) as zf, tempfile.TemporaryDirectory() as tmp:
             for member in zf.infolist():
-                name = Path(member.filename).stem
-                if not member.filename.endswith(".pth") or name.startswith("."):
+                if not member.filename.endswith(".pth") or Path(member.filename).name.startswith("."):
                     continue
+                # The archive's member names become folder names: make them safe.
+                name = safe_component(Path(member.filename).stem)
+                if member.file_size > MAX_MODEL_BYTES:
+                    raise DownloadError(f"{zip_path}: {name}.pth claims {member.file_size:,} bytes, far more "
+                                        "than a style network; delete the zip and run the command again.")
                 src = Path(tmp) / f"{name}.pth"
                 src.write_bytes(zf.read(member))
                 written.append(convert_file(src, Path(models_dir) / name / f"{name}.pth", naming=name))

@@ -13,26 +13,51 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["BLOCK_CONVS", "InputConvention", "LOSS_NETWORKS", "LossNetworkEntry", "TORCHVISION",
-           "check_config", "get_loss_network", "layer_choices", "layer_names"]
+__all__ = ["BLOCK_CONVS", "CAFFE", "CAFFE_FEATURE_SCALE", "CONVENTIONS", "InputConvention", "LOSS_NETWORKS",
+           "LossNetworkEntry", "TORCHVISION", "check_config", "convert_weights", "get_convention",
+           "get_loss_network", "layer_choices", "layer_names"]
 
 
 @dataclass(frozen=True)
 class InputConvention:
     """How a network wants its input, from fast-nst's RGB in [0, 1]: multiply by ``scale``,
     reorder to BGR if ``bgr``, then subtract ``mean`` and divide by ``std`` (both given in the
-    network's own channel order)."""
+    network's own channel order).
+
+    ``feature_scale`` is how large this convention's features are, for the same image at the
+    same layer, relative to torchvision's (1.0): loss weights tuned for one convention are
+    converted to another with :func:`convert_weights`.
+    """
 
     name: str
     scale: float
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     bgr: bool
+    feature_scale: float = 1.0  # torchvision's features are the unit
 
 
 # torchvision's ImageNet weights: RGB in [0, 1] normalised with the ImageNet statistics they
 # were trained with (torchvision.models documentation).
 TORCHVISION = InputConvention("torchvision", 1.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), False)
+
+# Caffe's input is 255 * x - mean, torchvision's (x - mean) / std with std ~0.226 (the mean of the
+# three ImageNet stds), so a Caffe network sees inputs 255 * 0.226 ~ 57.6 times larger. Both
+# kinds of VGG have first-layer weights of the same order (a trained network absorbs the input
+# scale into its activations, not its weights: the Caffe VGG16's conv1_1 weights have a std of
+# ~0.21, torchvision's are of the same order), and a ReLU network is linear in a common scale of
+# its input and biases, so its features are ~57.6 times torchvision's at every layer. Exact for
+# the re-expressed pair of the same network (the Caffe file folded into torchvision's convention
+# and divided by 57.6); for the published files, trained apart, an estimate.
+CAFFE_FEATURE_SCALE = 255 * 0.226
+
+# The original Caffe VGGs (Simonyan & Zisserman 2014), which Johnson et al. (2016) trained
+# against: BGR, 0-255 pixels minus the mean BGR pixel of ImageNet (the VGG model card on the Caffe
+# model zoo; jcjohnson/pytorch-vgg's README), no division by a std.
+CAFFE = InputConvention("caffe", 255.0, (103.939, 116.779, 123.68), (1.0, 1.0, 1.0), True,
+                        feature_scale=CAFFE_FEATURE_SCALE)
+
+CONVENTIONS = {c.name: c for c in (TORCHVISION, CAFFE)}
 
 # Convolutions per block of the VGG layouts (torchvision's cfgs "D" and "E").
 BLOCK_CONVS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
@@ -42,7 +67,8 @@ BLOCK_CONVS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 class LossNetworkEntry:
     """One loss network. ``sha256`` is the start of the published file's SHA-256 (torchvision
     names its files ``<name>-<first 8 hex digits>.pth``); a downloaded file must match it, a
-    file the user names with ``loss_model_file`` is checked for layout only."""
+    file the user names with ``loss_model_file`` is checked for layout only (and refused when it
+    is another row's published file of another input convention)."""
 
     arch: str  # a key of BLOCK_CONVS
     file: str  # default location, relative to the working folder
@@ -63,6 +89,18 @@ LOSS_NETWORKS: dict[str, LossNetworkEntry] = {
     "vgg19": LossNetworkEntry("vgg19", "pretrained/vgg19-dcbb9e9d.pth",
                               "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth", "dcbb9e9d",
                               TORCHVISION, "torchvision's ImageNet VGG19 (548 MB)"),
+    # jcjohnson/pytorch-vgg: the Caffe weights in torchvision's features.N keys (its classifier
+    # keys differ from torchvision's; a loss network loads features only).
+    "vgg16_caffe": LossNetworkEntry("vgg16", "pretrained/vgg16-00b39a1b.pth",
+                                    "https://web.eecs.umich.edu/~justincj/models/vgg16-00b39a1b.pth",
+                                    "00b39a1b", CAFFE,
+                                    "Caffe VGG16 (the original ImageNet weights Johnson et al. used, "
+                                    "from jcjohnson/pytorch-vgg; 528 MB)"),
+    "vgg19_caffe": LossNetworkEntry("vgg19", "pretrained/vgg19-d01eb7cb.pth",
+                                    "https://web.eecs.umich.edu/~justincj/models/vgg19-d01eb7cb.pth",
+                                    "d01eb7cb", CAFFE,
+                                    "Caffe VGG19 (the original ImageNet weights, from "
+                                    "jcjohnson/pytorch-vgg; 548 MB)"),
 }
 
 
@@ -71,6 +109,34 @@ def get_loss_network(name: str) -> LossNetworkEntry:
     if not isinstance(name, str) or name not in LOSS_NETWORKS:
         raise ValueError(f"Unknown loss model {str(name)[:60]!r}; choose one of: {', '.join(LOSS_NETWORKS)}")
     return LOSS_NETWORKS[name]
+
+
+def get_convention(which: "InputConvention | str") -> InputConvention:
+    """An input convention, given itself, its name (``caffe``) or a loss network's (``vgg16_caffe``)."""
+    if isinstance(which, InputConvention):
+        return which
+    if which in CONVENTIONS:
+        return CONVENTIONS[which]
+    if which in LOSS_NETWORKS:
+        return LOSS_NETWORKS[which].convention
+    raise ValueError(f"Unknown input convention {str(which)[:60]!r}; choose one of: "
+                     f"{', '.join([*CONVENTIONS, *LOSS_NETWORKS])}")
+
+
+def convert_weights(content_weight: float, style_weight: float, tv_weight: float,
+                    from_convention: "InputConvention | str",
+                    to_convention: "InputConvention | str") -> tuple[float, float, float]:
+    """(content, style, tv) weights tuned for one convention (or loss network, ``vgg16``) that
+    give the same loss terms with another (``vgg16_caffe``).
+
+    With features k = to.feature_scale / from.feature_scale times larger: the content loss (an
+    MSE of features) grows by k**2; the Gram matrix (features times features, normalised by
+    C*H*W) by k**2, so the style loss (an MSE of Grams) by k**4; the TV loss is computed on the
+    output image's pixels, not on features, and does not change. Torchvision -> Caffe:
+    k ~ 57.6, content / 3321, style / 1.1e7, TV as is.
+    """
+    k = get_convention(to_convention).feature_scale / get_convention(from_convention).feature_scale
+    return content_weight / k ** 2, style_weight / k ** 4, tv_weight
 
 
 def layer_names(arch: str) -> list[str]:

@@ -18,7 +18,7 @@ from torchvision.models import vgg as tv_vgg
 
 from ..core import fetch
 from ..core.errors import CheckpointError, DownloadError
-from . import InputConvention, LossNetworkEntry, get_loss_network, layer_choices, layer_names
+from . import LOSS_NETWORKS, InputConvention, LossNetworkEntry, get_loss_network, layer_choices, layer_names
 
 __all__ = ["RANDOM_WARNING", "VGGEncoder", "build_loss_network", "download_weights", "load_features",
            "random_features", "vgg_features"]
@@ -113,7 +113,9 @@ def random_features(arch: str, seed: int) -> nn.Sequential:
 
 
 def _features_state(state: dict, path: Path, entry: LossNetworkEntry) -> dict[str, torch.Tensor]:
-    """Accept a full VGG state dict or a features-only one; return the features keys."""
+    """Accept a full VGG state dict or a features-only one; return the features keys. Keys outside
+    ``features.`` (torchvision's classifier, or jcjohnson/pytorch-vgg's with other indices and
+    shapes) are ignored: a loss network has no classifier."""
     label = entry.label
     if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
         raise CheckpointError(f"{path}: not a {label} state dict (got {type(state).__name__}).")
@@ -132,6 +134,42 @@ def _features_state(state: dict, path: Path, entry: LossNetworkEntry) -> dict[st
             raise CheckpointError(f"{path}: {key} has shape {tuple(shape) if shape is not None else None}, "
                                   f"{label} needs {tuple(value.shape)}; is this a {label} file?")
     return {k: state[k] for k in expected}
+
+
+# A file's input convention is recognised by its checksum, for the published files, and not by
+# the scale of its weights, because that scale does not tell the conventions apart. A network fed
+# 0-255 pixels does not have first-layer weights 57.6 times smaller than one fed normalised
+# pixels: training absorbs the input scale into the activations (CAFFE_FEATURE_SCALE in
+# fast_nst.lossnet), not into the weights. A Caffe VGG16 (fine-tuned from the ImageNet weights)
+# has conv1_1 weights of mean |w| 0.17 (std 0.21) and biases of mean |b| 0.50; torchvision's
+# vgg16-397923af.pth (values printed from it in public notebooks) has weights of the same order
+# (|w| up to ~1, ~0.3 in its first filters) and biases of mean |b| 0.42. A pair derived from one
+# network (folded into the other convention and rescaled by 1/57.6) even has the same
+# first-layer weight statistics, to 0.1 %, and differs only in its biases (57.6 times), where
+# the published files do not. And fed the other convention's input, a network's features keep
+# about the right magnitude (the derived torchvision file fed Caffe input: 56 to 57.5 times its
+# own features at relu1_2 to relu3_3, where the Caffe file gives 57.6), so no probe of the
+# features tells either. A threshold on any of these scales would miss the mistake or refuse
+# torchvision's own file.
+def _refuse_other_convention(path: Path, name: str, entry: LossNetworkEntry) -> None:
+    """Refuse ``path`` if it is the published file of a loss network of the same layout but
+    another input convention (vgg16's file given as vgg16_caffe, or the reverse).
+
+    Only a file with that network's published name is hashed (~0.4 s for 528 MB), so a file of
+    one's own that reuses the name but not the content is loaded as asked.
+    """
+    for other_name, other in LOSS_NETWORKS.items():
+        if (other.arch != entry.arch or other.convention == entry.convention
+                or path.name != Path(other.file).name):
+            continue
+        if fetch.sha256_file(path).startswith(other.sha256):
+            raise CheckpointError(
+                f"{path} is the published {other_name} file: {other.summary.split(' (')[0]} weights, "
+                f"for the {other.convention.name} input convention, but the loss model is {name} "
+                f"({entry.convention.name} convention), which would feed it pixels in the wrong convention. "
+                f"Use loss_model {other_name} (--loss_model {other_name}) with this file, or give "
+                f"{name} its own file ({entry.url})."
+            )
 
 
 def download_weights(name: str, dest: str | Path | None = None, quiet: bool = False) -> Path:
@@ -156,7 +194,8 @@ def load_features(name: str, path: str | Path | None = None, allow_download: boo
 
     A missing file is downloaded from the row's URL when ``allow_download`` (and the path has
     the published file name); otherwise, or when the download fails, a
-    :class:`~fast_nst.core.errors.FastNSTError` says where to get the file.
+    :class:`~fast_nst.core.errors.FastNSTError` says where to get the file. Another loss
+    network's published file of another input convention is refused, naming that network.
     """
     entry = get_loss_network(name)
     path = Path(path or entry.file)
@@ -169,6 +208,7 @@ def load_features(name: str, path: str | Path | None = None, allow_download: boo
                 f"{entry.label} weights not found at {path}. Download {entry.url} "
                 f"(python -m fast_nst.download {name}) and set loss_model_file to its path."
             )
+    _refuse_other_convention(path, name, entry)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for non-checkpoint files

@@ -25,11 +25,19 @@ class NetworkEntry:
     module: str  # the module that defines the class
     class_name: str
     summary: str
+    # Arguments this entry presets (a config's model_args override them): a preset is a
+    # registry name for a width/depth trade-off of the same class.
+    defaults: tuple[tuple[str, Any], ...] = ()
 
 
 NETWORKS: dict[str, NetworkEntry] = {
     "johnson": NetworkEntry("fast_nst.nets.johnson", "TransformNet",
                             "Johnson et al. (2016) residual network with instance norm"),
+    # Half the width and three residual blocks: about 1/5 of the default's FLOPs per pixel
+    # (the CPU speed-up measured in docs/benchmarks.md), for CPUs and phones.
+    "johnson_slim": NetworkEntry("fast_nst.nets.johnson", "TransformNet",
+                                 "the Johnson network at half width with 3 residual blocks",
+                                 (("base_channels", 16), ("num_residual", 3))),
 }
 
 
@@ -46,9 +54,10 @@ def network_class(model_type: str) -> type:
 
 
 def make_args(model_type: str, model_args: Mapping[str, Any]) -> Any:
-    """The network's ``Args`` dataclass from a plain mapping; ValueError naming an unknown or
-    out-of-bounds argument (before anything is allocated)."""
+    """The network's ``Args`` dataclass from the entry's preset ``defaults`` and a plain mapping;
+    ValueError naming an unknown or out-of-bounds argument (before anything is allocated)."""
     cls = network_class(model_type)
+    model_args = {**dict(NETWORKS[model_type].defaults), **model_args}
     names = [f.name for f in dataclasses.fields(cls.Args)]
     unknown = [str(k)[:40] for k in model_args if k not in names]
     if unknown:
@@ -61,7 +70,9 @@ def make_args(model_type: str, model_args: Mapping[str, Any]) -> Any:
 
 
 def build_network(model_type: str, model_args: Mapping[str, Any] = {}) -> Any:
-    """A new network of ``model_type`` built from ``model_args`` (see :func:`make_args`)."""
+    """A new network of ``model_type`` built from ``model_args`` (see :func:`make_args`). Its
+    checkpoints record the class's own ``model_type`` and the full arguments, so a preset's
+    model loads wherever its class is registered."""
     return network_class(model_type)(make_args(model_type, model_args))
 
 

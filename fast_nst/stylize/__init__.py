@@ -11,17 +11,35 @@ Modules: ``base`` (the :class:`Stylizer` contract and :class:`StylizeOptions`),
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Optional, Union
 
 from ..core.device import resolve_device
-from ..io.checkpoint import load_model
+from ..core.errors import CheckpointError
+from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints, load_model
 from .onnx_stylizer import load_onnx_stylizer
 from .base import StylizeOptions, Stylizer, finish, preserve_colors, resize_for_processing
 from .torch_stylizer import TorchStylizer
 
-__all__ = ["StylizeOptions", "Stylizer", "TorchStylizer", "finish", "load_stylizer", "preserve_colors",
+__all__ = ["StylizeOptions", "Stylizer", "TorchStylizer", "finish", "load_stylizer", "model_in_run_folder", "preserve_colors",
            "resize_for_processing"]
+
+
+def model_in_run_folder(folder: Path) -> Path:
+    """The model a run folder stands for: its final model (``models/wave/wave.pth``), or, for a
+    run that was stopped before its end, its newest checkpoint (with a warning saying so)."""
+    final = folder / f"{folder.name}.pth"
+    if final.is_file():
+        return final
+    found = list_checkpoints(folder)
+    if found:
+        step, newest = found[-1]
+        warnings.warn(f"{folder} holds no final model ({final.name}; the run has not finished): "
+                      f"using its newest checkpoint {newest} (step {step}).")
+        return newest
+    raise CheckpointError(f"{folder} is a folder without a model: expected a run folder holding "
+                          f"{final.name} or {CHECKPOINT_DIR}/step_*.pth, or give a model file itself.")
 
 
 def load_stylizer(path: Union[str, Path], device: str = "auto", precision: str = "fp32",
@@ -33,12 +51,12 @@ def load_stylizer(path: Union[str, Path], device: str = "auto", precision: str =
     and ``compile``: see :class:`TorchStylizer`.
     Raises :class:`~fast_nst.core.errors.FastNSTError` for a missing, foreign or unsafe file.
     """
-    if Path(path).is_dir() and (Path(path) / f"{Path(path).name}.pth").is_file():
-        path = Path(path) / f"{Path(path).name}.pth"  # a run folder: its final model
-    if Path(path).suffix.lower() == ".onnx":
+    path = model_in_run_folder(Path(path)) if Path(path).is_dir() else Path(path)
+    if path.suffix.lower() == ".onnx":
         return load_onnx_stylizer(path, device=device, precision=precision)
     model, ckpt = load_model(path)
-    name = ckpt.get("config", {}).get("naming") or Path(path).stem
+    config = ckpt.get("config")
+    name = (config.get("naming") if isinstance(config, dict) else None) or path.stem
     return TorchStylizer(model, resolve_device(device), name=str(name),
                          info={"step": ckpt.get("step"), "path": str(path)},
                          precision=precision, fast=fast, compile=compile)

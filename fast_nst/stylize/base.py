@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from ..core.errors import FastNSTError
+from ..core.files import safe_component
 from ..core.images import normalize_mode, pil_to_tensor, split_alpha, tensor_to_pil
 from .tiling import DEFAULT_OVERLAP, tile_core
 
@@ -95,7 +96,7 @@ class Stylizer:
     """A stylizing network on a device. Subclasses set the attributes below and implement
     :meth:`stylize_tensor`; tiling ones also :meth:`_stylize_tiled`.
 
-    ``name``: the style (output file names); ``info``: where the model came from (path, step,
+    ``name``: the style, as a safe file-name component (output file names); ``info``: where the model came from (path, step,
     format); ``precision``: "fp32", "bf16" or "fp16"; ``compiled``: whether torch.compile wraps
     the network; ``can_tile``: whether it can stylize in tiles with shared statistics;
     ``bytes_per_pixel``: peak memory per pixel of one forward (the tiling budget).
@@ -109,7 +110,8 @@ class Stylizer:
         if precision not in PRECISIONS:
             raise FastNSTError(f"Unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
         self.device = device
-        self.name = name
+        # Output files are named after it, and it comes from the model file: untrusted text.
+        self.name = safe_component(name, fallback="stylized")
         self.info = info or {}
         self.precision = precision
         self.compiled = compiled
@@ -121,17 +123,18 @@ class Stylizer:
         raise NotImplementedError
 
     def stylize(self, image: Image.Image, options: Optional[StylizeOptions] = None,
-                **kwargs: Any) -> Image.Image:
+                progress: bool = False, **kwargs: Any) -> Image.Image:
         """A PIL image of any mode -> its stylization as a PIL image, with ``options`` (or the
         same fields as keyword arguments, see :class:`StylizeOptions`). RGBA (and LA,
-        transparent palette) inputs keep their alpha channel; others come back RGB."""
+        transparent palette) inputs keep their alpha channel; others come back RGB.
+        ``progress``: a progress bar over the tiles when the image is stylized in tiles."""
         o = make_options(options, **kwargs)
         rgb, alpha = split_alpha(normalize_mode(image))
         original_size = rgb.size
         rgb = resize_for_processing(rgb, o.max_size, o.scale)
         if alpha is not None and alpha.size != rgb.size:
             alpha = alpha.resize(rgb.size, Image.Resampling.LANCZOS)
-        out = finish(rgb, self._stylize_rgb(rgb, o), o.preserve_color, o.strength,
+        out = finish(rgb, self._stylize_rgb(rgb, o, progress), o.preserve_color, o.strength,
                      original_size if o.keep_size else None)
         if o.keep_size and alpha is not None and alpha.size != out.size:
             alpha = alpha.resize(out.size, Image.Resampling.LANCZOS)
@@ -150,15 +153,15 @@ class Stylizer:
                 "use max_size to bound memory).")
         return options.tile_size
 
-    def _stylize_rgb(self, rgb: Image.Image, options: StylizeOptions) -> Image.Image:
+    def _stylize_rgb(self, rgb: Image.Image, options: StylizeOptions, progress: bool = False) -> Image.Image:
         w, h = rgb.size
         tile = self.tile_size_for(h, w, options)
         if tile is None or (h <= tile and w <= tile):
             self.last_tile_count = 1
             return tensor_to_pil(self.stylize_tensor(pil_to_tensor(rgb).unsqueeze(0))[0])
-        return self._stylize_tiled(rgb, tile, options.overlap)
+        return self._stylize_tiled(rgb, tile, options.overlap, progress)
 
-    def _stylize_tiled(self, rgb: Image.Image, tile: int, overlap: int) -> Image.Image:
+    def _stylize_tiled(self, rgb: Image.Image, tile: int, overlap: int, progress: bool = False) -> Image.Image:
         raise NotImplementedError
 
 

@@ -12,14 +12,15 @@ it needs the PyTorch network (it fixes the instance norms' statistics inside it)
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
 
 from ..core.device import resolve_device
-from ..core.errors import CheckpointError, FastNSTError
+from ..core.errors import CheckpointError, FastNSTError, quote
 from ..io.checkpoint import require_model_file, torchscript_error, torchscript_source
 from ..io.export import EXPORT_FORMAT_VERSION
 from .base import Stylizer, check_batch
@@ -27,6 +28,10 @@ from .base import Stylizer, check_batch
 __all__ = ["ONNX_INSTALL_HINT", "OnnxStylizer", "load_onnx_stylizer"]
 
 ONNX_INSTALL_HINT = 'pip install -e ".[onnx]"'
+_EXPORT_HINT = "Export models with python -m fast_nst.export."
+# Longest metadata number read as a step or version (int() of a long digit string is slow, and
+# refused over 4300 digits).
+_MAX_DIGITS = 18
 
 
 def _import_onnxruntime():
@@ -57,6 +62,7 @@ class OnnxStylizer(Stylizer):
         self.session = session
         self.input_name = session.get_inputs()[0].name
         self.output_name = session.get_outputs()[0].name
+        self.path = str(self.info.get("path") or name)
 
     @torch.inference_mode()
     def stylize_tensor(self, x: torch.Tensor) -> torch.Tensor:
@@ -66,8 +72,28 @@ class OnnxStylizer(Stylizer):
         if x.shape[0] == 0:
             return torch.empty(x.shape, dtype=torch.float32, device=x.device)
         inp = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
-        out = self.session.run([self.output_name], {self.input_name: inp})[0]
+        label = "x".join(map(str, inp.shape))
+        try:
+            out = self.session.run([self.output_name], {self.input_name: inp})[0]
+        except Exception as e:  # onnxruntime's errors (a failing node, an allocation refused)
+            detail = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", " ".join(str(e).split()))[:300]
+            raise CheckpointError(f"{self.path}: the ONNX model failed on an input of shape {label} "
+                                  f"({type(e).__name__}: {detail}). {_EXPORT_HINT}") from None
+        # The graph is the file's: its output is checked before anything is made of it.
+        if not isinstance(out, np.ndarray) or out.shape != inp.shape or out.dtype.kind != "f":
+            shape, kind = quote(getattr(out, "shape", None), 60), str(getattr(out, "dtype", type(out).__name__))[:40]
+            raise CheckpointError(f"{self.path}: not a style transfer model: for an input of shape "
+                                  f"{label} it returned {kind} of shape {shape}, expected float32 of the "
+                                  f"input's shape. {_EXPORT_HINT}")
         return torch.from_numpy(out).float().clamp_(0, 1).to(x.device)
+
+
+def _metadata_int(text: Optional[str]) -> Optional[int]:
+    """A step or version number from the model's metadata (untrusted text); None if it is not one.
+    (``str.isdigit`` accepts superscripts such as '²', which int() refuses.)"""
+    if not isinstance(text, str) or not text.isascii() or not text.isdecimal() or len(text) > _MAX_DIGITS:
+        return None
+    return int(text)
 
 
 def _check_signature(session, path: Path) -> None:
@@ -80,9 +106,8 @@ def _check_signature(session, path: Path) -> None:
         shape = arg.shape
         channels_ok = len(shape) == 4 and (shape[1] == 3 or not isinstance(shape[1], int))
         if arg.type != "tensor(float)" or not channels_ok:
-            raise CheckpointError(f"{path}: not a style transfer model: its {kind} is {arg.type} of "
-                                  f"shape {shape}, expected float (N, 3, H, W). Export models with "
-                                  "python -m fast_nst.export.")
+            raise CheckpointError(f"{path}: not a style transfer model: its {kind} is {quote(arg.type, 40)} "
+                                  f"of shape {quote(shape, 60)}, expected float (N, 3, H, W). {_EXPORT_HINT}")
 
 
 def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
@@ -104,7 +129,9 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
     if device == "auto" and dev.type == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
         dev = torch.device("cpu")
     options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only; no warnings about unused initializers etc.
+    # Fatal only: every error (a damaged file, a node failing while running) reaches us as an
+    # exception and becomes one line of ours; onnxruntime would also print each, in colour.
+    options.log_severity_level = 4
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=_providers(ort, dev))
     except Exception as e:
@@ -127,13 +154,15 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
     meta = session.get_modelmeta().custom_metadata_map or {}
     version = meta.get("format_version")
     if meta.get("format") == "fast-nst" and version is not None:
-        if not version.isdigit() or int(version) > EXPORT_FORMAT_VERSION:
+        number = _metadata_int(version)
+        if number is None or number > EXPORT_FORMAT_VERSION:
             raise CheckpointError(f"{path}: exported by a newer fast-nst (export format version "
-                                  f"{version}); this version reads up to {EXPORT_FORMAT_VERSION}. "
+                                  f"{quote(version, 40)}); this version reads up to {EXPORT_FORMAT_VERSION}. "
                                   "Upgrade fast-nst to load it.")
     name = meta.get("name") or meta.get("naming") or path.stem
     info = {"path": str(path), "format": "onnx", "metadata": dict(meta),
             "providers": session.get_providers()}
-    if meta.get("step", "").isdigit():
-        info["step"] = int(meta["step"])
+    step = _metadata_int(meta.get("step"))
+    if step is not None:
+        info["step"] = step
     return OnnxStylizer(session, dev, name=name, info=info)

@@ -17,10 +17,12 @@ Neighbouring cores overlap by ``overlap`` pixels, blended with linear ramps.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from ..nets.base import InferenceNetwork
 
@@ -126,13 +128,14 @@ def stylize_tiled(net: InferenceNetwork, x: torch.Tensor, tile: int, overlap: in
                   stats_size: int = DEFAULT_STATS_SIZE, device: Optional[torch.device] = None,
                   autocast_dtype: Optional[torch.dtype] = None,
                   stats_image: Optional[torch.Tensor] = None,
-                  context: Optional[int] = None) -> tuple[torch.Tensor, int]:
+                  context: Optional[int] = None, progress: bool = False) -> tuple[torch.Tensor, int]:
     """Stylize ``x`` (1, 3, H, W) — float in [0, 1] or uint8 in [0, 255], kept on the CPU — tile
     by tile on ``device`` with any :class:`~fast_nst.nets.base.InferenceNetwork` (its
     ``shared_norm_statistics`` and ``receptive_radius``; ``context`` defaults to :func:`context_for`).
 
     ``stats_image`` (1, 3, h, w), same value range as ``x``: the downscaled whole image the
     shared statistics come from (default: ``x`` resized to ``stats_size`` on its longest side).
+    ``progress``: a progress bar over the tiles (a 12-megapixel photo takes minutes on a CPU).
     Returns (output (1, 3, H, W) float32 in [0, 1] on the CPU, number of tiles).
     """
     if x.dim() != 4 or x.shape[0] != 1:
@@ -153,7 +156,8 @@ def stylize_tiled(net: InferenceNetwork, x: torch.Tensor, tile: int, overlap: in
         out = torch.zeros(3, h, w)  # weighted sum of tile outputs
         weight = torch.zeros(1, h, w)
         boxes = plan_tiles(h, w, tile_core(tile, overlap, context), overlap)
-        for top, left, bottom, right in boxes:
+        for top, left, bottom, right in tqdm(boxes, desc="tiles", unit="tile", disable=not progress,
+                                             file=sys.stderr, leave=False, dynamic_ncols=True):
             # the core plus its context, clipped to the image: at most tile x tile pixels
             t, l, b, r = max(0, top - context), max(0, left - context), min(h, bottom + context), min(w, right + context)
             with torch.autocast(**amp):

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..core.errors import CheckpointError
 from ..core.images import pil_to_tensor, tensor_to_pil
 from ..nets.base import StyleNetwork
 from .base import DTYPES, StylizeOptions, Stylizer, check_batch, resize_for_processing
@@ -32,6 +33,11 @@ class TorchStylizer(Stylizer):
                  info: Optional[dict] = None, precision: str = "fp32", fast: Optional[bool] = None,
                  compile: bool = False):
         super().__init__(device, name, info, precision, compiled=compile)
+        bad = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+        if bad:  # it would stylize every photo into a black (or NaN) image
+            raise CheckpointError(f"{info.get('path', 'the model') if info else 'the model'}: its weights "
+                                  f"are NaN or infinite ({', '.join(bad[:3])}); the training that wrote "
+                                  "it diverged. Use an earlier checkpoint or train again with a lower lr.")
         if fast is None:
             fast = device.type == "cpu" and precision == "fp32"
         self.net = model.to(device).eval()  # the trainable form (checkpoints, export)
@@ -53,11 +59,11 @@ class TorchStylizer(Stylizer):
             return auto_tile_size(height, width, self.device, bytes_per_pixel=self.bytes_per_pixel)
         return options.tile_size
 
-    def _stylize_tiled(self, rgb: Image.Image, tile: int, overlap: int) -> Image.Image:
+    def _stylize_tiled(self, rgb: Image.Image, tile: int, overlap: int, progress: bool = False) -> Image.Image:
         # Huge photo: keep it as uint8 (a quarter of float32's memory); tiles convert on the fly.
         x = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1).unsqueeze(0)
         small = resize_for_processing(rgb, DEFAULT_STATS_SIZE, None)
         y, self.last_tile_count = stylize_tiled(
             self.runner, x, tile, overlap, device=self.device, autocast_dtype=DTYPES.get(self.precision),
-            stats_image=pil_to_tensor(small).unsqueeze(0))
+            stats_image=pil_to_tensor(small).unsqueeze(0), progress=progress)
         return tensor_to_pil(y[0])

@@ -76,12 +76,36 @@ def open_cache(train_dir: str | Path, image_size: int, files: Sequence[Path]) ->
     except (OSError, ValueError):
         warnings.warn(f"Ignoring unreadable cache {folder}; run prepare again.")
         return None
-    if (meta.get("version") != CACHE_VERSION or meta.get("image_size") != image_size
+    refresh = f"python -m fast_nst.data prepare {train_dir} --image_size {image_size}"
+    if (not isinstance(meta, dict) or meta.get("version") != CACHE_VERSION or meta.get("image_size") != image_size
             or meta.get("files") != _relative_names(files, train_dir)):
-        warnings.warn(f"Ignoring stale cache {folder} (files or settings changed); refresh it with: "
-                      f"python -m fast_nst.data prepare {train_dir} --image_size {image_size}")
+        warnings.warn(f"Ignoring stale cache {folder} (files or settings changed); refresh it with: {refresh}")
+        return None
+    problem = _index_problem(folder, meta, len(files))
+    if problem:
+        warnings.warn(f"Ignoring damaged cache {folder} ({problem}); rebuild it with: {refresh}")
         return None
     return ImageCache(folder, meta)
+
+
+def _index_problem(folder: Path, meta: dict, count: int) -> str:
+    """What is wrong with a cache whose index matches the files ("" when nothing): an index that
+    is not one offset and (H, W) per file, or a pixels.u8 shorter than the index says (a copy or
+    a prepare cut short), which would otherwise fail in the middle of training."""
+    offsets, shapes = meta.get("offsets"), meta.get("shapes")
+    try:
+        if len(offsets) != count or len(shapes) != count:
+            return "its index does not list every file"
+        needed = max((int(o) + int(h) * int(w) * 3 for o, (h, w) in zip(offsets, shapes)), default=0)
+    except (TypeError, ValueError):
+        return "its index is not a list of offsets and sizes"
+    try:
+        size = (folder / "pixels.u8").stat().st_size
+    except OSError as e:
+        return f"pixels.u8 cannot be read: {e.strerror or e}"
+    if size < needed:
+        return f"pixels.u8 holds {size:,} bytes, its index needs {needed:,}: the file is truncated"
+    return ""
 
 
 class _DecodeDataset(Dataset):
@@ -117,11 +141,14 @@ def prepare_cache(train_dir: str | Path, image_size: int, num_workers: Optional[
     final = cache_dir(train_dir, image_size)
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     try:
+        tmp.mkdir(parents=True)
         _write_cache(files, train_dir, image_size, num_workers, progress, tmp, final)
-    except BaseException:  # an error or Ctrl-C: leave no half-written cache in the photo folder
+    except BaseException as e:  # an error or Ctrl-C: leave no half-written cache in the photo folder
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):  # a read-only photo folder, a full disk
+            raise DataError(f"cannot write the cache in {final.parent}: {e.strerror or e}. Make room, or "
+                            "make the folder writable, and run prepare again.") from None
         raise
     return final
 

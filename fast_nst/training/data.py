@@ -24,8 +24,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..core.errors import DataError
 from ..core.images import list_images, open_image
 
-__all__ = ["ImageFolderDataset", "ResumableSampler", "Sample", "batch_to_device", "build_loader",
-           "collate_samples", "crop_transform", "decode_resized", "find_training_images",
+__all__ = ["MAX_ASPECT_RATIO", "MAX_RESIZED_PIXELS", "ImageFolderDataset", "ResumableSampler", "Sample",
+           "batch_to_device", "build_loader", "check_photo_size", "collate_samples", "crop_transform",
+           "decode_resized", "find_training_images",
            "load_sample_images", "random_crop", "resize_shorter", "usable_cores", "usable_workers"]
 
 COCO_HINT = (
@@ -43,17 +44,26 @@ class ImageSource(Protocol):
 
 # How many following files a bad file may be replaced by before a sample gives up.
 _MAX_SUBSTITUTES = 32
+# A photo is resized so its shorter side is image_size, so one of aspect ratio 1:r becomes
+# r * image_size**2 pixels. Photos stay within about 1:7 (COCO's most elongated) and panoramas
+# within 1:10; 1:50 is no photo but a strip, and a 1 x 300000 PNG resized for image_size 32
+# would be 32 x 9.6M pixels (3.8 GB while resizing) to cut one 32 x 32 crop from.
+MAX_ASPECT_RATIO = 50
+# The most pixels a resized photo may have: 1:50 at image_size 1024 is 52M; 2**26 (64M pixels,
+# 192 MB of uint8 RGB) keeps each loader worker's peak bounded at any image_size.
+MAX_RESIZED_PIXELS = 1 << 26
 
 
-def find_training_images(train_dir: str | Path) -> list[Path]:
-    """All image files under ``train_dir``; :class:`DataError` if missing or empty."""
+def find_training_images(train_dir: str | Path, key: str = "train_dir", hint: str = COCO_HINT) -> list[Path]:
+    """All image files under ``train_dir``; :class:`DataError` (naming config ``key``, with
+    ``hint``) if missing or empty."""
     folder = Path(train_dir)
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
-        raise DataError(f"train_dir {folder} {what}. {COCO_HINT}")
+        raise DataError(f"{key} {folder} {what}. {hint}")
     files = list_images(folder)
     if not files:
-        raise DataError(f"train_dir {folder} contains no images. {COCO_HINT}")
+        raise DataError(f"{key} {folder} contains no images. {hint}")
     return files
 
 
@@ -87,10 +97,30 @@ def batch_to_device(images: torch.Tensor, device: torch.device,
     return x.contiguous(memory_format=memory_format)
 
 
+def check_photo_size(path: str | Path, width: int, height: int, size: int) -> None:
+    """:class:`DataError` (the file is skipped) unless a ``width`` x ``height`` photo is within
+    :data:`MAX_ASPECT_RATIO` and, resized to shorter side ``size``, :data:`MAX_RESIZED_PIXELS`."""
+    short, long = min(width, height), max(width, height)
+    if short < 1 or long > MAX_ASPECT_RATIO * short:
+        raise DataError(f"{path}: {width} x {height} pixels, an aspect ratio of 1:{long / max(short, 1):.0f}; "
+                        f"training photos may be at most 1:{MAX_ASPECT_RATIO}")
+    pixels = size * max(size, round(long * size / short))
+    if pixels > MAX_RESIZED_PIXELS:
+        raise DataError(f"{path}: {width} x {height} pixels would be {pixels:,} pixels resized to "
+                        f"image_size {size}, over the limit of {MAX_RESIZED_PIXELS:,}")
+
+
+def _open_photo(path: str | Path, size: int, draft: bool) -> Image.Image:
+    """``path`` decoded as RGB after :func:`check_photo_size` accepted the size its header declares."""
+    return open_image(path, draft_size=size if draft else None,
+                      check_size=lambda w, h: check_photo_size(path, w, h, size)).convert("RGB")
+
+
 def decode_resized(path: str | Path, size: int) -> np.ndarray:
-    """Decode ``path`` (JPEG draft mode) and resize its shorter side to ``size``: (H, W, 3) uint8."""
-    img = open_image(path, draft_size=size).convert("RGB")
-    return np.asarray(resize_shorter(img, size), dtype=np.uint8)
+    """Decode ``path`` (JPEG draft mode) and resize its shorter side to ``size``: (H, W, 3) uint8.
+    :class:`DataError` for an unreadable file or one :func:`check_photo_size` refuses (checked
+    before decoding)."""
+    return np.asarray(resize_shorter(_open_photo(path, size, draft=True), size), dtype=np.uint8)
 
 
 def crop_transform(img: Image.Image, size: int, rng: random.Random | None) -> torch.Tensor:
@@ -244,12 +274,12 @@ def load_sample_images(paths: Sequence[str | Path], candidates: Sequence[Path], 
     images = []
     if paths:
         for p in paths:
-            images.append(crop_transform(open_image(p).convert("RGB"), image_size, None))
+            images.append(crop_transform(_open_photo(p, image_size, draft=False), image_size, None))
     elif count:
         step = max(1, len(candidates) // count)
         for p in list(candidates)[::step]:
             try:
-                images.append(crop_transform(open_image(p).convert("RGB"), image_size, None))
+                images.append(crop_transform(_open_photo(p, image_size, draft=False), image_size, None))
             except DataError:
                 continue
             if len(images) == count:

@@ -5,9 +5,10 @@ checkpoint, the photos, the style image, the network's arguments and the loss ne
 
 from __future__ import annotations
 
+import re
 import shutil
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
@@ -18,7 +19,7 @@ from ..core.config import TrainConfig
 from ..core.device import resolve_device
 from ..core.errors import CheckpointError, ConfigError, DataError, FastNSTError
 from ..core.fetch import fetch_style_image
-from ..core.files import missing_dirs, remove_dirs
+from ..core.files import probe_writable
 from ..core.images import open_image, pil_to_tensor, resize_longest
 from ..io import checkpoint as ckpt_io
 from ..lossnet.vgg import VGGEncoder, build_loss_network
@@ -26,16 +27,20 @@ from ..nets.base import StyleNetwork
 from .config import check_config, train_config_from_dict
 from .data import find_training_images
 from .distributed import DistContext
+from .lock import RunLock
 
 __all__ = ["CONFIG_FILE", "RunSetup", "build_network", "find_resume_checkpoint",
            "load_style_tensor", "prepare_run", "total_steps"]
 
 CONFIG_FILE = "config.yml"
+VAL_HINT = ("Get COCO val2014 (6 GB) with: python -m fast_nst.download coco --split val   (or set "
+            "val_dir to any folder of photos not used for training, or to '' for no validation).")
 # Keys that may change between a run and its resumption without changing what is learned
 # (anything else, a moved style image or train_dir included, gets a warning).
 RESUME_SAFE_KEYS = {
     "max_steps", "epochs", "log_every", "image_log_every", "checkpoint_every", "keep_checkpoints",
     "num_workers", "device", "sample_images", "num_samples", "model_path", "loss_model_file",
+    "val_dir", "val_every", "val_images",
 }
 
 
@@ -51,6 +56,8 @@ class RunSetup:
     steps: int
     resume_ckpt: Optional[dict]
     resume_path: Optional[Path]
+    val_files: list = field(default_factory=list)  # photos of val_dir (empty: no validation)
+    lock: Optional[RunLock] = None  # rank 0's lock on run_dir, released when the run ends
 
     @property
     def model_file(self) -> Path:
@@ -90,19 +97,7 @@ def _run_files(run_dir: Path, naming: str) -> list[Path]:
 
 
 def _check_writable(run_dir: Path) -> None:
-    """Raise unless files can be written in ``run_dir``; folders made to find out are removed
-    again, so a run that fails a later check leaves nothing behind."""
-    made = missing_dirs(run_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write_test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise FastNSTError(f"Cannot write to the run folder {run_dir}: {e.strerror or e}. "
-                           "Set model_path to a writable folder.") from None
-    finally:
-        remove_dirs(made)
+    probe_writable(run_dir, "the run folder", "Set model_path to a writable folder.")
 
 
 def _clear_previous_run(run_dir: Path, naming: str) -> None:
@@ -112,14 +107,28 @@ def _clear_previous_run(run_dir: Path, naming: str) -> None:
         p.unlink()
 
 
-def find_resume_checkpoint(run_dir: Path, resume: Union[bool, str]) -> Path:
-    if resume is True:
-        found = ckpt_io.list_checkpoints(run_dir)
-        if not found:
-            raise CheckpointError(f"--resume: no checkpoints in {run_dir / ckpt_io.CHECKPOINT_DIR}. "
-                                  "Start without --resume to train from scratch.")
-        return found[-1][1]
-    return Path(resume)
+def find_resume_checkpoint(run_dir: Path, resume: Union[bool, str]) -> tuple[dict, Path]:
+    """The checkpoint to resume from and its path: ``resume`` itself, or (True) the newest intact
+    one in the run folder; damaged newer ones are skipped with a warning naming them."""
+    if resume is not True:
+        return ckpt_io.read_checkpoint(resume), Path(resume)
+    found = ckpt_io.list_checkpoints(run_dir)
+    if not found:
+        raise CheckpointError(f"--resume: no checkpoints in {run_dir / ckpt_io.CHECKPOINT_DIR}. "
+                              "Start without --resume to train from scratch.")
+    damaged = []
+    for _, path in reversed(found):
+        try:
+            ckpt = ckpt_io.read_checkpoint(path)
+        except CheckpointError as e:
+            damaged.append(f"{path.name} ({str(e).split(': ', 1)[-1][:120]})")
+            continue
+        if damaged:
+            warnings.warn(f"--resume: skipped damaged checkpoint(s) {'; '.join(damaged)}; resuming "
+                          f"from {path.name}, the newest intact one.")
+        return ckpt, path
+    raise CheckpointError(f"--resume: every checkpoint in {run_dir / ckpt_io.CHECKPOINT_DIR} is damaged: "
+                          f"{'; '.join(damaged)}. Start again with --overwrite.")
 
 
 def _check_run_folder(cfg: TrainConfig, run_dir: Path, resume, overwrite: bool, command: str,
@@ -141,26 +150,81 @@ def _check_run_folder(cfg: TrainConfig, run_dir: Path, resume, overwrite: bool, 
 
 
 def _read_resume(cfg: TrainConfig, run_dir: Path, resume, ctx: DistContext) -> tuple[dict, Path]:
-    """The checkpoint to resume from; warns when the config changed in a way that matters."""
-    path = find_resume_checkpoint(run_dir, resume)
-    ckpt = ckpt_io.read_checkpoint(path)
+    """The checkpoint to resume from; refuses one a run of another global batch wrote, and warns
+    when the config changed in a way that matters."""
+    ckpt, path = find_resume_checkpoint(run_dir, resume)
     if ckpt["kind"] != "training":
         raise CheckpointError(f"{path} is a final model without optimizer state; "
                               "resume from a file in the run's checkpoints/ folder.")
+    step = ckpt["step"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"{path}: step is {str(step)[:40]!r}, not a step count; the file is damaged. "
+                              "Resume from another checkpoint (--resume PATH).")
     try:
-        old = train_config_from_dict(ckpt["config"], f"{path} (saved config)").to_dict()
+        old = train_config_from_dict(ckpt["config"], f"{path} (saved config)")
     except FastNSTError as e:
         raise CheckpointError(str(e)) from None
-    changed = sorted(k for k, v in cfg.to_dict().items() if k not in RESUME_SAFE_KEYS and old.get(k) != v)
+    _check_global_batch(cfg, ckpt, old, path, ctx)
+    changed = sorted(k for k, v in cfg.to_dict().items()
+                     if k not in RESUME_SAFE_KEYS and old.to_dict().get(k) != v)
     if changed and ctx.is_main:
         warnings.warn(f"Resuming with a config that differs from the checkpoint's in: "
                       f"{', '.join(changed)}; the result will not match an uninterrupted run.")
     return ckpt, path
 
 
+def _processes(n: int) -> str:
+    return f"{n} process{'es' if n > 1 else ''}"
+
+
+def _check_global_batch(cfg: TrainConfig, ckpt: dict, old: TrainConfig, path: Path, ctx: DistContext) -> None:
+    """Refuse a resume whose global batch (batch_size x processes) differs from the checkpoint's:
+    it would silently train on a different data order and step size."""
+    saved_world = ckpt.get("world_size", 1)
+    saved = old.batch_size * saved_world
+    now = cfg.batch_size * ctx.world_size
+    if now == saved:
+        return
+    fix = (f"torchrun --nproc_per_node={saved_world} train.py ... --resume" if saved_world > 1
+           else "python train.py ... --resume (one process)")
+    same = (f", or keep {_processes(ctx.world_size)} with --set batch_size={saved // ctx.world_size}"
+            if saved % ctx.world_size == 0 else "")
+    raise FastNSTError(
+        f"{path} was trained by {_processes(saved_world)} x batch_size {old.batch_size} = global batch "
+        f"{saved}; this run has {_processes(ctx.world_size)} x batch_size {cfg.batch_size} = {now}. "
+        f"Resume as it was started: {fix}{same}.")
+
+
+def _inputs(cfg: TrainConfig, ctx: DistContext) -> tuple[list, torch.Tensor, VGGEncoder, list]:
+    """The photos, the style image, the loss network and the validation photos; every one that is missing is reported
+    in one message, each with its fix (a fresh set-up usually lacks all three)."""
+    layers = list(dict.fromkeys(cfg.content_layers + cfg.style_layers))
+    loaders = (
+        lambda: find_training_images(cfg.train_dir),
+        lambda: load_style_tensor(cfg),
+        lambda: build_loss_network(cfg.loss_model_weights, layers, cfg.loss_model_file or None,
+                                   seed=cfg.seed, quiet=not ctx.is_main, name=cfg.loss_model),
+        lambda: find_training_images(cfg.val_dir, key="val_dir", hint=VAL_HINT) if cfg.val_dir else [],
+    )
+    found, problems = [], []
+    for load in loaders:
+        try:
+            found.append(load())
+        except FastNSTError as e:
+            found.append(None)
+            problems.append(e)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        listed = "\n".join(f"  {i}. {e}" for i, e in enumerate(problems, 1))
+        raise DataError(f"{len(problems)} things are missing before training can start:\n{listed}")
+    return found[0], found[1], found[2], found[3]
+
+
 def prepare_run(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: bool, command: str,
                 ctx: DistContext) -> RunSetup:
-    """Fail fast: check everything a user can get wrong, before any compute."""
+    """Fail fast: check everything a user can get wrong, before any compute; then lock the run
+    folder (rank 0) so no other run writes into it."""
     check_config(cfg)
     build_network(cfg)  # model_args in bounds (the network is built again, seeded, by the trainer)
     device = resolve_device(cfg.device)
@@ -169,20 +233,21 @@ def prepare_run(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: boo
     run_dir = Path(cfg.model_path) / cfg.naming
     _check_run_folder(cfg, run_dir, resume, overwrite, command, ctx)
     resume_ckpt, resume_path = _read_resume(cfg, run_dir, resume, ctx) if resume else (None, None)
-    files = find_training_images(cfg.train_dir)
-    style = load_style_tensor(cfg)
-    layers = list(dict.fromkeys(cfg.content_layers + cfg.style_layers))
-    encoder = build_loss_network(cfg.loss_model_weights, layers, cfg.loss_model_file or None,
-                                 seed=cfg.seed, quiet=not ctx.is_main, name=cfg.loss_model)
+    files, style, encoder, val_files = _inputs(cfg, ctx)
     steps = total_steps(cfg, len(files), ctx.world_size)
     if steps <= 0:
         raise DataError(f"{len(files)} images in {cfg.train_dir} make no full batch of "
                         f"{cfg.batch_size * ctx.world_size}; add images, lower batch_size or set max_steps.")
-    if resume_ckpt is not None and int(resume_ckpt["step"]) >= steps:
+    if resume_ckpt is not None and resume_ckpt["step"] >= steps:
+        again = re.sub(r" --set '?max_steps=[^ ]*", "", command)  # the hint sets its own
         raise FastNSTError(
-            f"{resume_path} is at step {int(resume_ckpt['step'])}, and this run ends at step {steps} "
+            f"{resume_path} is at step {resume_ckpt['step']}, and this run ends at step {steps} "
             f"(max_steps/epochs): nothing left to train. To train further, raise the end, e.g. "
-            f"{command} --resume --set max_steps={int(resume_ckpt['step']) + 1000}")
-    if overwrite and ctx.is_main:
-        _clear_previous_run(run_dir, cfg.naming)
-    return RunSetup(device, run_dir, files, style, encoder, steps, resume_ckpt, resume_path)
+            f"{again} --resume --set max_steps={resume_ckpt['step'] + 1000}")
+    lock = None
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(run_dir).acquire()
+        if overwrite:
+            _clear_previous_run(run_dir, cfg.naming)
+    return RunSetup(device, run_dir, files, style, encoder, steps, resume_ckpt, resume_path, val_files, lock)

@@ -26,14 +26,14 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from ..core.config import TrainConfig, save_config
-from ..core.errors import CheckpointError, DataError, FastNSTError
+from ..core.errors import CheckpointError, DataError, Stopped
 from ..io import checkpoint as ckpt_io
 from ..lossnet.losses import PerceptualLoss, tf32_grams
 from ..nets.base import StyleNetwork
 from .cache import open_cache
 from .data import batch_to_device, build_loader, load_sample_images
 from .distributed import DistContext, OtherRankFailed, init_distributed, shutdown
-from .monitor import LossMonitor, feeding_advice
+from .monitor import LossMonitor, NonFiniteLossError, feeding_advice
 from .setup import CONFIG_FILE, RunSetup, build_network, prepare_run
 
 __all__ = ["AMP_DTYPES", "Trainer", "TrainResult", "TrainingInterrupted", "match_param_layout", "train"]
@@ -41,12 +41,8 @@ __all__ = ["AMP_DTYPES", "Trainer", "TrainResult", "TrainingInterrupted", "match
 AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-class TrainingInterrupted(FastNSTError):
-    """Training stopped by SIGINT/SIGTERM after saving a checkpoint."""
-
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
+class TrainingInterrupted(Stopped):
+    """Training stopped by SIGINT/SIGTERM (after saving a checkpoint, once a step was trained)."""
 
 
 @dataclass
@@ -112,6 +108,8 @@ class Trainer:
         self.cache = open_cache(cfg.train_dir, cfg.image_size, setup.files)
         self.loader = self._build_loader()
         self.samples, self.writer = self._open_logs()
+        self.val_photos = self._load_validation()
+        self.val_total: Optional[float] = None  # the last validation loss, shown in the progress line
         self.keys = ["total", "content", "style"] + [f"style/{n}" for n in cfg.style_layers] + ["tv"]
         self.monitor = LossMonitor(self.keys, self.device)
         self.skipped: set[str] = set()
@@ -139,15 +137,20 @@ class Trainer:
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.cfg.precision == "fp16")
         ckpt, path = self.setup.resume_ckpt, self.setup.resume_path
         if ckpt is not None:
-            try:
-                optimizer.load_state_dict(ckpt["optimizer_state"])
-            except (ValueError, KeyError, RuntimeError) as e:
-                raise CheckpointError(f"{path}: optimizer state does not fit ({e}).") from None
+            # A damaged file can hold anything here: every failure is the file's, said in one line.
+            restore = (("optimizer state", lambda: optimizer.load_state_dict(ckpt["optimizer_state"])),
+                       ("random-number state", lambda: ckpt.get("rng_state") is None
+                        or ckpt_io.restore_rng_state(ckpt["rng_state"])),
+                       ("gradient-scaler state", lambda: "scaler_state" not in ckpt or not scaler.is_enabled()
+                        or scaler.load_state_dict(ckpt["scaler_state"])))
+            for what, load in restore:
+                try:
+                    load()
+                except (ValueError, KeyError, RuntimeError, TypeError, AttributeError, IndexError) as e:
+                    raise CheckpointError(f"{path}: its {what} does not fit ({type(e).__name__}: "
+                                          f"{str(e)[:200]}); the file is damaged or from another run. "
+                                          "Resume from another checkpoint (--resume PATH).") from None
             match_param_layout(optimizer)
-            if ckpt.get("rng_state") is not None:
-                ckpt_io.restore_rng_state(ckpt["rng_state"])
-            if "scaler_state" in ckpt and scaler.is_enabled():
-                scaler.load_state_dict(ckpt["scaler_state"])
         return optimizer, scaler
 
     def _build_loss(self) -> PerceptualLoss:
@@ -184,8 +187,9 @@ class Trainer:
         cfg, run_dir = self.cfg, self.setup.run_dir
         if not self.main:
             return torch.zeros(0), None
-        samples = load_sample_images(cfg.sample_images, self.setup.files, cfg.num_samples,
-                                     cfg.image_size).to(self.device)
+        # Sample photos show generalisation best when the network never trained on them.
+        pool = self.setup.val_files or self.setup.files
+        samples = load_sample_images(cfg.sample_images, pool, cfg.num_samples, cfg.image_size).to(self.device)
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / CONFIG_FILE)
         # Drop what a stopped run logged after its checkpoint; keep the checkpoint step's own.
@@ -197,16 +201,26 @@ class Trainer:
                 writer.add_images("samples/content", samples.cpu(), 0)
         return samples, writer
 
+    def _load_validation(self) -> torch.Tensor:
+        """``val_images`` fixed photos of val_dir, (V, 3, S, S) in [0, 1] on the device (rank 0
+        only: every rank would compute the same numbers)."""
+        cfg = self.cfg
+        if not (self.main and self.setup.val_files):
+            return torch.zeros(0)
+        photos = load_sample_images([], self.setup.val_files, cfg.val_images, cfg.image_size)
+        return photos.to(self.device, memory_format=self.memory_format)
+
     # -- the loop --------------------------------------------------------------------------------
 
-    def run(self) -> TrainResult:
-        """Train from ``start_step`` to ``steps``; returns where the model and checkpoints are."""
+    def run(self, stop: dict) -> TrainResult:
+        """Train from ``start_step`` to ``steps``; returns where the model and checkpoints are.
+        ``stop["signal"]`` is set by the signal handler (see :func:`train`)."""
         t_start = time.time()
         self._announce()
-        data_iter = iter(self.loader)
+        data_iter = iter(self.loader)  # starts the loader workers
         cuda_amp = self.device.type == "cuda" and self.amp_dtype is not None
         try:
-            with _stop_signals() as stop, tf32_grams(cuda_amp):
+            with tf32_grams(cuda_amp):
                 while self.step < self.steps:
                     batch = self.next_batch(data_iter)
                     self.check_stop(batch, stop)
@@ -247,15 +261,22 @@ class Trainer:
                 raise OtherRankFailed("Another process found no readable images; stopping.")
             raise DataError(f"No readable images found in {self.cfg.train_dir}: {len(self.skipped)} "
                             "files failed to decode in a row. Check the folder's contents.")
-        if sig and self.step > self.start_step:
-            path = self.save_checkpoint()
-            self.ctx.agree([0])  # nobody exits before rank 0 has written the checkpoint
+        if not sig:
+            return
+        name = signal.Signals(sig).name
+        if self.step == self.start_step:  # stopped while starting: nothing new to save
             raise TrainingInterrupted(
-                f"{signal.Signals(sig).name} received: stopped at step {self.step}/{self.steps}; "
-                f"checkpoint saved to {path}. Resume with: {self.command} --resume"
-                if self.main else "",  # the other ranks stop silently: rank 0 has said it
-                exit_code=128 + int(sig),
-            )
+                f"Stopped ({name}) before the first step: nothing was trained or saved."
+                + (f" Resume with: {self.command} --resume" if self.start_step else "")
+                if self.main else "", exit_code=128 + int(sig))
+        path = self.save_checkpoint()
+        self.ctx.agree([0])  # nobody exits before rank 0 has written the checkpoint
+        raise TrainingInterrupted(
+            f"Stopped ({name}) at step {self.step}/{self.steps}; checkpoint saved to {path}.\n"
+            f"Resume with: {self.command} --resume"
+            if self.main else "",  # the other ranks stop silently: rank 0 has said it
+            exit_code=128 + int(sig),
+        )
 
     def train_step(self, images: torch.Tensor) -> None:
         """One optimizer step on a loader batch (N, 3, S, S) uint8; no host sync."""
@@ -275,11 +296,15 @@ class Trainer:
     def after_step(self) -> None:
         cfg, step = self.cfg, self.step
         last = step == self.steps
-        if step % cfg.log_every == 0 or last or step == self.start_step + 1:
+        done = step - self.start_step
+        # Also at 1, 2, 4, 8, ... steps into the run: a short run shows its losses at once.
+        if step % cfg.log_every == 0 or last or (done < cfg.log_every and done & (done - 1) == 0):
             self.log()
         if self.writer is not None and (step % cfg.image_log_every == 0 or last) and len(self.samples):
             with torch.no_grad():
                 self.writer.add_images("samples/stylized", self.model(self.samples).float().cpu(), step)
+        if len(self.val_photos) and (step % cfg.val_every == 0 or last):
+            self.validate()
         if step % cfg.checkpoint_every == 0 or last:
             self.save_checkpoint()
 
@@ -304,6 +329,8 @@ class Trainer:
         shown = dict(loss=f"{means['total']:.4g}", content=f"{means['content']:.3g}",
                      style=f"{means['style']:.3g}", tv=f"{means['tv']:.2g}", img_s=f"{rate:.1f}",
                      data_wait=f"{wait:.0%}")
+        if self.val_total is not None:
+            shown["val"] = f"{self.val_total:.4g}"
         if warm and self.main and not self.advised:
             advice = feeding_advice(wait, self.cfg, self.cache is not None, self.ctx.world_size)
             if advice:
@@ -314,6 +341,28 @@ class Trainer:
                   file=sys.stderr, flush=True)
         self.bar.set_postfix(**shown)
 
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Mean loss terms on the validation photos (TensorBoard ``val/...``) and their
+        stylizations (``val/stylized``); rank 0 only, batch by batch like training."""
+        keys = ["total", "content", "style", "tv"]
+        sums = torch.zeros(len(keys), dtype=torch.float64, device=self.device)
+        shown = None
+        for chunk in self.val_photos.split(self.cfg.batch_size):  # (n, 3, S, S) in [0, 1]
+            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                enabled=self.amp_dtype is not None):
+                y = self.model(chunk)
+                terms = self.criterion(y, chunk)
+            sums += torch.stack([terms[k].double() for k in keys]) * len(chunk)
+            shown = y if shown is None else shown
+        means = dict(zip(keys, (sums / len(self.val_photos)).tolist()))
+        self.val_total = means["total"]
+        if self.writer is not None:
+            for k, v in means.items():
+                self.writer.add_scalar(f"val/{k}", v, self.step)
+            self.writer.add_images("val/stylized", shown[: self.cfg.num_samples or 4].float().cpu(), self.step)
+        return means
+
     def check_finite(self) -> None:
         """Raise on every rank if any rank saw a NaN/inf loss term (a host sync)."""
         (bad,) = self.ctx.agree([self.monitor.has_nonfinite()])
@@ -321,11 +370,25 @@ class Trainer:
             self.monitor.check_finite(self.last_ckpt)  # raises on the ranks that saw it
             raise OtherRankFailed("Non-finite loss on another process; training stopped.")
 
+    def check_weights(self) -> None:
+        """Raise if a weight is NaN/inf (a finite loss can still give non-finite weights: lr too
+        high); nothing is written for such a step. One host sync, at checkpoints only."""
+        finite = torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all()
+        (bad,) = self.ctx.agree([int(not bool(finite))])
+        if bad:
+            kept = (f"The last good checkpoint is {self.last_ckpt} (untouched)." if self.last_ckpt
+                    else "No checkpoint was written before it.")
+            raise NonFiniteLossError(
+                f"The network's weights became NaN or infinite by step {self.step} (lr "
+                f"{self.cfg.lr:g}); nothing was saved for this step. {kept} Lower lr or the loss weights.")
+
     def save_checkpoint(self) -> Optional[Path]:
         """A training checkpoint of this step (rank 0 writes it); returns the newest one."""
         self.check_finite()
+        self.check_weights()
         if self.main:
             ckpt = ckpt_io.make_checkpoint(self.model, self.cfg, self.step, self.optimizer)
+            ckpt["world_size"] = self.ctx.world_size  # a resume must keep the global batch
             if self.scaler.is_enabled():
                 ckpt["scaler_state"] = self.scaler.state_dict()
             self.last_ckpt = ckpt_io.save_training_checkpoint(ckpt, self.setup.run_dir,
@@ -335,13 +398,16 @@ class Trainer:
     def finish(self, seconds: float) -> TrainResult:
         """The final model (rank 0) and the summary; every rank returns after it exists."""
         self.check_finite()
+        self.check_weights()
         model_file, run_dir = self.setup.model_file, self.setup.run_dir
         if self.main:
             ckpt_io.atomic_torch_save(ckpt_io.make_checkpoint(self.model, self.cfg, self.step), model_file)
             skipped = f" Skipped {len(self.skipped)} unreadable training files." if self.skipped else ""
             newest = self.last_ckpt.name if self.last_ckpt else "-"
+            trained = self.step - self.start_step
+            resumed = f" (resumed at step {self.start_step}, now at step {self.step})" if self.start_step else ""
             print(
-                f"Done: {self.step} steps in {seconds:.1f} s.{skipped}\n"
+                f"Done: {trained} step{'s' if trained != 1 else ''} in {seconds:.1f} s{resumed}.{skipped}\n"
                 f"  model:       {model_file}\n"
                 f"  checkpoints: {run_dir / ckpt_io.CHECKPOINT_DIR} (newest {newest})\n"
                 f"  config:      {run_dir / CONFIG_FILE}\n"
@@ -366,13 +432,19 @@ def train(cfg: TrainConfig, resume: Union[bool, str, None] = None, overwrite: bo
     writes files.
     """
     ctx = init_distributed(cfg.device)
+    setup: Optional[RunSetup] = None
+    command = command or "python train.py -c CONFIG"
     try:
-        command = command or "python train.py -c CONFIG"
         # Rank 0 checks (and downloads) first, then the others find the files in place.
         first = ctx.together(lambda: prepare_run(cfg, resume, overwrite, command, ctx) if ctx.is_main
                              else None, "checking the set-up")
         later = ctx.together(lambda: None if ctx.is_main else prepare_run(cfg, resume, overwrite, command, ctx),
                              "checking the set-up")
-        return Trainer(cfg, first or later, ctx, command, progress).run()
+        setup = first or later
+        # From here on Ctrl-C/SIGTERM stop cleanly, also while the loader workers start.
+        with _stop_signals() as stop:
+            return Trainer(cfg, setup, ctx, command, progress).run(stop)
     finally:
+        if setup is not None and setup.lock is not None:
+            setup.lock.release()
         shutdown(ctx)

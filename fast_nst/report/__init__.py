@@ -1,0 +1,150 @@
+"""Quality reports: stylize a folder of photos with one or more models, measure each result's
+content and style loss with the loss network, time it, and write a page to compare them.
+
+>>> from fast_nst.report import write_report
+>>> write_report(["models/wave/wave.pth", "models/udnie"], "photos/", "report/")
+PosixPath('report/index.html')
+
+The folder gets ``index.html`` (opens from the file system), ``sheet.jpg`` (a contact sheet:
+one row per photo; the photo, each model's stylization, the style image), ``photos/``,
+``styles/`` and one folder of stylized JPEGs per model. Modules: ``collect`` (checks, photos,
+models), ``measure`` (stylizing and losses), ``sheet`` (the contact sheet), ``page`` (the HTML).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+from PIL import Image
+
+from ..core.device import resolve_device
+from ..core.errors import FastNSTError
+from ..core.files import atomic_write, remove_dirs
+from ..core.images import save_image, tensor_to_pil
+from ..stylize import resize_for_processing
+from .collect import (DEFAULT_MAX_SIZE, MAX_MODELS, MAX_PHOTOS, MAX_SIZE_LIMIT, ModelEntry, Photo,
+                      check_output, choose_loss_model, collect_photos, load_models, min_side)
+from .measure import Result, build_encoder, load_style, measure_model, style_targets, weights_label
+from .page import PageInfo, format_loss, render_page
+from .sheet import contact_sheet
+
+__all__ = ["DEFAULT_MAX_SIZE", "MAX_MODELS", "MAX_PHOTOS", "MAX_SIZE_LIMIT", "write_report"]
+
+PathLike = Union[str, Path]
+
+
+def _check_arguments(model_files: Sequence[PathLike], max_size: int, weights: str) -> None:
+    if not model_files:
+        raise FastNSTError("no model given; name one or more with --model_file.")
+    if isinstance(max_size, bool) or not isinstance(max_size, int) or not 0 < max_size <= MAX_SIZE_LIMIT:
+        raise FastNSTError(f"--max_size must be a whole number from 1 to {MAX_SIZE_LIMIT}, got {max_size!r}.")
+    if weights not in ("imagenet", "random"):
+        raise FastNSTError(f"--loss_model_weights {weights!r}; choose one of: imagenet, random")
+
+
+def _check_photo_sizes(photos: Sequence[Photo], need: int) -> None:
+    small = [p for p in photos if min(p.image.size) < need]
+    if small:
+        p = small[0]
+        raise FastNSTError(f"{p.path} is {p.image.width}x{p.image.height} px after --max_size; the loss "
+                           f"layers need at least {need} px per side. Leave it out or raise --max_size.")
+
+
+def _write_images(out: Path, photos: Sequence[Photo], models: Sequence[ModelEntry],
+                  results: Sequence[Result], styles: dict[str, Optional[Image.Image]]) -> dict:
+    """Save the photos, stylizations and style images as JPEGs in ``out``; returns their paths
+    relative to it, keyed like :class:`PageInfo`'s ``images``."""
+    rel: dict = {}
+    for p in photos:
+        rel[("photo", p.name)] = f"photos/{p.name}.jpg"
+        save_image(p.image, out / rel[("photo", p.name)])
+    for r in results:
+        rel[(r.model, r.photo)] = f"{r.model}/{r.photo}.jpg"
+        save_image(r.image, out / rel[(r.model, r.photo)])
+    written: dict[tuple, str] = {}  # models that share a style image (and size) share its file
+    for m in models:
+        image, key = styles[m.name], (m.style_path, m.settings.style_size)
+        if image is None:
+            continue
+        if key not in written:
+            written[key] = f"styles/{m.name}.jpg"
+            save_image(image, out / written[key])
+        rel[("style", m.name)] = written[key]
+    return rel
+
+
+def _sheet(photos: Sequence[Photo], models: Sequence[ModelEntry], results: Sequence[Result],
+           styles: dict[str, Optional[Image.Image]]) -> Image.Image:
+    by_key = {(r.photo, r.model): r.image for r in results}
+    distinct = list({(m.style_path, m.settings.style_size): styles[m.name]
+                     for m in models if styles[m.name] is not None}.values())
+    titles = ["photo"] + [m.name for m in models] + (["style"] if distinct else [])
+    rows = [[[p.image]] + [[by_key[(p.name, m.name)]] for m in models] + ([distinct] if distinct else [])
+            for p in photos]
+    return contact_sheet(titles, rows)
+
+
+def _prepare(model_files, images, output, style, loss_model, loss_model_file, weights, device, max_size):
+    """Every check before the work; (photos, models, loss network name, encoder, style losses,
+    style images, device)."""
+    _check_arguments(model_files, max_size, weights)
+    photos = collect_photos(Path(images), max_size)
+    models = load_models([str(f) for f in model_files], device, Path(style) if style else None)
+    name = choose_loss_model(models, loss_model)
+    layers = list(dict.fromkeys(n for m in models for n in m.settings.content_layers + m.settings.style_layers))
+    _check_photo_sizes(photos, min_side(name, layers))
+    style_tensors = {m.name: load_style(m, name) for m in models}
+    if weights == "random" and loss_model_file:
+        warnings.warn("--loss_model_file is not used with --loss_model_weights random.")
+    made = check_output(Path(output))
+    dev = resolve_device(device)
+    try:
+        encoder = build_encoder(name, weights, loss_model_file, layers, dev)
+    except BaseException:
+        remove_dirs(made)  # a failed check leaves nothing behind
+        raise
+    targets = {m.name: style_targets(encoder, m, style_tensors[m.name], dev) for m in models}
+    style_images = {k: None if v is None else resize_for_processing(tensor_to_pil(v[0]), MAX_SIZE_LIMIT, None)
+                    for k, v in style_tensors.items()}
+    return photos, models, name, encoder, targets, style_images, dev
+
+
+def write_report(model_files: Sequence[PathLike], images: PathLike, output: PathLike,
+                 style: Optional[PathLike] = None, loss_model: Optional[str] = None,
+                 loss_model_file: Optional[PathLike] = None, loss_model_weights: str = "imagenet",
+                 device: str = "auto", max_size: int = DEFAULT_MAX_SIZE) -> Path:
+    """Write a quality report of ``model_files`` (.pth, run folders, .onnx) on the photos in
+    folder ``images`` into folder ``output``; returns the path of its ``index.html``.
+
+    ``style``: the style image for every model (default: each checkpoint's config
+    ``style_image`` where that file exists here). ``loss_model``: the loss network all models
+    are measured with (default: the one their configs name), with ``loss_model_weights``
+    "imagenet" (from ``loss_model_file``, default the registry's file) or "random" (tests).
+    Photos are stylized at longest side ``max_size`` (never enlarged). Every check (photos,
+    models, style images, output folder, loss network) runs before any work; mistakes raise
+    :class:`~fast_nst.core.errors.FastNSTError`.
+    """
+    out = Path(output)
+    file = None if loss_model_file is None else str(loss_model_file)
+    photos, models, name, encoder, targets, style_images, dev = _prepare(
+        model_files, images, out, style, loss_model, file, loss_model_weights, device, max_size)
+    results: list[Result] = []
+    for m in models:
+        mine = measure_model(m, photos, encoder, targets[m.name], dev)
+        results += mine
+        styles = [r.style for r in mine if r.style is not None]
+        print(f"{m.name}: {len(mine)} photos, mean content loss {format_loss(sum(r.content for r in mine) / len(mine))}, "
+              f"style loss {format_loss(sum(styles) / len(styles) if styles else None)}, "
+              f"{1000 * sum(r.seconds for r in mine) / len(mine):.1f} ms per photo")
+    rel = _write_images(out, photos, models, results, style_images)
+    save_image(_sheet(photos, models, results, style_images), out / "sheet.jpg")
+    info = PageInfo(loss_model=name, weights=weights_label(loss_model_weights, file, name),
+                    weights_path="" if loss_model_weights == "random" else str(Path(file or encoder.entry.file)),
+                    random_weights=loss_model_weights == "random", max_size=max_size,
+                    device=str(dev), images=rel)
+    page = out / "index.html"
+    with atomic_write(page) as tmp:
+        tmp.write_text(render_page(photos, models, results, info), encoding="utf-8")
+    return page

@@ -1,0 +1,256 @@
+"""Everything a quality report checks before any work: the photos, the models (and how each
+one's losses are measured), the style images and the output folder.
+
+Photos are PIL RGB images already at their processed size (longest side at most ``max_size``).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from PIL import Image
+
+from ..core.config import TrainConfig
+from ..core.errors import DataError, FastNSTError
+from ..core.fetch import is_url, style_cache_path
+from ..core.files import missing_dirs, remove_dirs, safe_component
+from ..core.images import IMAGE_EXTENSIONS, list_images, open_image
+from ..io.checkpoint import FORMAT_NAME, safe_torch_load
+from ..lossnet import LOSS_NETWORKS, get_loss_network, layer_choices, layer_names
+from ..stylize import Stylizer, load_stylizer, resize_for_processing
+
+__all__ = ["DEFAULT_MAX_SIZE", "LossSettings", "MAX_MODELS", "MAX_PHOTOS", "MAX_SIZE_LIMIT",
+           "ModelEntry", "Photo", "check_output", "choose_loss_model", "collect_photos",
+           "load_models", "loss_settings", "min_side", "unique_names"]
+
+# Bounds of one report. 64 photos x 256 px cells keep the contact sheet ~16k px tall (JPEG holds
+# at most 65,535); 16 models keep it ~4.6k px wide.
+MAX_PHOTOS = 64
+MAX_MODELS = 16
+# eval.py's results at 512 px show the brush strokes; 1024 px bounds the loss network's memory
+# (VGG's relu1_2 features of one 1024 x 1024 image are 256 MB in float32).
+DEFAULT_MAX_SIZE = 512
+MAX_SIZE_LIMIT = 1024
+# What a checkpoint without a config (pytorch/examples, .onnx) is measured with: training's defaults.
+_DEFAULTS = TrainConfig()
+# Names in the report folder that a model's folder must not take.
+_RESERVED = {"photos", "styles", "sheet.jpg", "index.html"}
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One input photo: ``name`` (unique, file-name safe), its ``path``, and ``image``, RGB at the
+    processed size."""
+
+    name: str
+    path: Path
+    image: Image.Image
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    """How one model's losses are measured: its training config's layers and weights (or
+    fast-nst's defaults, ``from_config`` False)."""
+
+    loss_model: str
+    content_layers: tuple[str, ...]
+    style_layers: tuple[str, ...]
+    content_weight: float
+    style_weight: float
+    style_layer_weights: Optional[tuple[float, ...]]
+    style_size: Optional[int]
+    style_image: str
+    from_config: bool
+
+
+@dataclass
+class ModelEntry:
+    """One model of the report: ``name`` (unique, file-name safe), the stylizer, its settings
+    and its style image (None when not known here; ``style_note`` says why)."""
+
+    name: str
+    path: Path
+    stylizer: Stylizer
+    settings: LossSettings
+    style_path: Optional[Path]
+    style_note: str
+
+
+def unique_names(stems: Sequence[str], reserved: Sequence[str] = ()) -> list[str]:
+    """File-name-safe versions of ``stems``, made unique by ``_2``, ``_3``... suffixes."""
+    taken = set(reserved)
+    out = []
+    for stem in stems:
+        base = safe_component(stem, fallback="image")
+        name, k = base, 1
+        while name in taken:
+            k += 1
+            name = f"{base}_{k}"
+        taken.add(name)
+        out.append(name)
+    return out
+
+
+def collect_photos(source: Path, max_size: int) -> list[Photo]:
+    """The photos in folder ``source`` (not its subfolders; or one image file), at most
+    :data:`MAX_PHOTOS` (a warning says how many were left out), decoded and resized so the
+    longest side is at most ``max_size`` (never enlarged)."""
+    if not source.exists():
+        raise DataError(f"--images {source} does not exist; give a folder of photos.")
+    if source.is_file():
+        if source.suffix.lower() not in IMAGE_EXTENSIONS:
+            raise DataError(f"--images {source} is not an image ({', '.join(IMAGE_EXTENSIONS)}).")
+        paths = [source]
+    else:
+        paths = list_images(source, recursive=False)
+    if not paths:
+        raise DataError(f"--images {source} holds no images ({', '.join(IMAGE_EXTENSIONS)}); "
+                        "give a folder of photos.")
+    if len(paths) > MAX_PHOTOS:
+        warnings.warn(f"{source} holds {len(paths)} images; the report shows the first {MAX_PHOTOS} "
+                      "(by name). Make a folder of the photos you want to compare.")
+        paths = paths[:MAX_PHOTOS]
+    stems = [p.stem if [q.stem for q in paths].count(p.stem) == 1 else f"{p.stem}_{p.suffix[1:]}"
+             for p in paths]  # x.jpg and x.png: x_jpg, x_png, as eval.py names them
+    return [Photo(name, path, resize_for_processing(open_image(path).convert("RGB"), max_size, None))
+            for name, path in zip(unique_names(stems, _RESERVED), paths)]
+
+
+def _strings(value: Any, default: tuple[str, ...]) -> tuple[str, ...]:
+    ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+    return tuple(value) if ok else default
+
+
+def _number(value: Any, default: float) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+    return float(value) if ok and value < float("inf") else default
+
+
+def _is_size(value: Any) -> bool:
+    # Training accepts any positive size; 4096 px bounds what an untrusted file can make us allocate.
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 4096
+
+
+def loss_settings(config: Optional[dict]) -> LossSettings:
+    """The loss settings a checkpoint's ``config`` dict names; any missing or ill-typed field
+    (a model file is untrusted input) falls back to :class:`~fast_nst.core.config.TrainConfig`'s
+    default. ``config`` None: all defaults."""
+    c = config if isinstance(config, dict) else {}
+    style_layers = _strings(c.get("style_layers"), _DEFAULTS.style_layers)
+    lw = c.get("style_layer_weights")
+    ok = (isinstance(lw, (list, tuple)) and len(lw) == len(style_layers)
+          and all(_number(w, -1.0) >= 0 for w in lw))
+    size = c.get("style_size", _DEFAULTS.style_size)
+    return LossSettings(
+        loss_model=c["loss_model"] if isinstance(c.get("loss_model"), str) else _DEFAULTS.loss_model,
+        content_layers=_strings(c.get("content_layers"), _DEFAULTS.content_layers),
+        style_layers=style_layers,
+        content_weight=_number(c.get("content_weight"), _DEFAULTS.content_weight),
+        style_weight=_number(c.get("style_weight"), _DEFAULTS.style_weight),
+        style_layer_weights=tuple(float(w) for w in lw) if ok else None,
+        style_size=size if size is None or _is_size(size) else _DEFAULTS.style_size,
+        style_image=c["style_image"] if isinstance(c.get("style_image"), str) else "",
+        from_config=isinstance(config, dict),
+    )
+
+
+def _checkpoint_config(stylizer: Stylizer) -> Optional[dict]:
+    """The training config saved in the stylizer's .pth checkpoint, None for .onnx and
+    pytorch/examples files. The Stylizer does not keep its checkpoint, so the file is read again
+    (weights-only, like every model file)."""
+    path = stylizer.info.get("path")
+    if not path or stylizer.info.get("format") == "onnx":
+        return None
+    ckpt = safe_torch_load(path)
+    if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT_NAME and isinstance(ckpt.get("config"), dict):
+        return ckpt["config"]
+    return None
+
+
+def _style_of(settings: LossSettings, style: Optional[Path]) -> tuple[Optional[Path], str]:
+    """(style image path or None, where it came from / why it is missing)."""
+    if style is not None:
+        return style, "--style"
+    source = settings.style_image
+    if not source:
+        return None, "unknown (the model file names none; pass --style)"
+    local = style_cache_path(source) if is_url(source) else Path(source)
+    if local.is_file():
+        return local, "the model's config"
+    return None, f"{source} is not on this machine (pass --style)"
+
+
+def load_models(files: Sequence[str], device: str, style: Optional[Path]) -> list[ModelEntry]:
+    """Load every model (errors from :func:`~fast_nst.stylize.load_stylizer`: missing, foreign
+    or unsafe files), read its loss settings and find its style image."""
+    if len(files) > MAX_MODELS:
+        raise FastNSTError(f"--model_file names {len(files)} models; a report compares at most "
+                           f"{MAX_MODELS}. Make several reports.")
+    if style is not None and not style.is_file():
+        raise DataError(f"--style {style} does not exist or is not a file.")
+    stylizers = [load_stylizer(f, device=device) for f in files]
+    labels = []
+    for s, f in zip(stylizers, files):
+        step = s.info.get("step")
+        same = [t for t in stylizers if t.name == s.name]
+        # Two checkpoints of one run share a name: tell them apart by step, else by file.
+        labels.append(s.name if len(same) == 1 else f"{s.name}_step{step}" if step is not None
+                      else f"{s.name}_{Path(f).stem}")
+    out = []
+    for name, s, f in zip(unique_names(labels, _RESERVED), stylizers, files):
+        settings = loss_settings(_checkpoint_config(s))
+        style_path, note = _style_of(settings, style)
+        out.append(ModelEntry(name, Path(s.info.get("path") or f), s, settings, style_path, note))
+    return out
+
+
+def min_side(loss_model: str, layers: Sequence[str]) -> int:
+    """The smallest image side whose features reach the deepest of ``layers`` (each 2x2 pool
+    halves the side, rounding down)."""
+    names = layer_names(get_loss_network(loss_model).arch)
+    deepest = max((names.index(n) for n in layers), default=0)
+    return 2 ** sum(1 for n in names[:deepest] if n.startswith("pool"))
+
+
+def choose_loss_model(models: Sequence[ModelEntry], requested: Optional[str]) -> str:
+    """The one loss network every model is measured with (comparable numbers): ``requested``,
+    else the one the models' configs agree on. Checks every model's layers exist in it."""
+    if requested is not None and requested not in LOSS_NETWORKS:
+        raise FastNSTError(f"--loss_model {requested!r}; choose one of: {', '.join(LOSS_NETWORKS)}")
+    wanted = {m.settings.loss_model for m in models}
+    if requested is None and len(wanted) > 1:
+        raise FastNSTError(f"the models were trained with different loss networks ({', '.join(sorted(wanted))}); "
+                           "choose the one to measure them all with: --loss_model NAME.")
+    name = requested or wanted.pop()
+    if name not in LOSS_NETWORKS:
+        raise FastNSTError(f"a model's config names loss network {name[:40]!r}, which this fast-nst "
+                           f"does not know; choose one with --loss_model ({', '.join(LOSS_NETWORKS)}).")
+    valid = set(layer_choices(name))
+    for m in models:
+        bad = [n for n in m.settings.content_layers + m.settings.style_layers if n not in valid]
+        if bad:
+            raise FastNSTError(f"model {m.name} ({m.path}) is measured at layer(s) {', '.join(bad[:4])}, "
+                               f"which {name} does not have; choose another --loss_model.")
+    return name
+
+
+def check_output(folder: Path) -> list[Path]:
+    """Create ``folder`` and check it is writable; returns the folders it had to create (for
+    :func:`fast_nst.core.files.remove_dirs` when a later check fails)."""
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"--output {folder} is a file; give a folder for the report.")
+    made = missing_dirs(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write_test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        remove_dirs(made)
+        raise DataError(f"--output {folder} is not writable ({e.strerror or e}); choose another "
+                        "folder.") from None
+    return made

@@ -1,0 +1,65 @@
+"""The contact sheet: one row per photo (the photo, its stylization by each model, the style
+image), under a strip of column titles."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from PIL import Image, ImageDraw, ImageFont
+
+__all__ = ["CELL", "GAP", "HEADER", "contact_sheet", "sheet_size"]
+
+# Longest side of each thumbnail: large enough to see brush strokes, small enough that 64 rows
+# stay within JPEG's 65,535 px.
+CELL = 256
+GAP = 4
+HEADER = 24  # the title strip: one line of Pillow's default font
+_BACKGROUND = (255, 255, 255)
+_TEXT = (20, 20, 20)
+
+
+def sheet_size(rows: int, cols: int, cell: int = CELL) -> tuple[int, int]:
+    """(width, height) in px of a sheet of ``rows`` x ``cols`` cells."""
+    return cols * cell + (cols + 1) * GAP, HEADER + rows * cell + rows * GAP
+
+
+def _fit(img: Image.Image, width: int, height: int) -> Image.Image:
+    """``img`` scaled (up or down, keeping its aspect) to fit ``width`` x ``height``."""
+    scale = min(width / img.width, height / img.height)
+    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    return img.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+
+
+def _paste_cell(sheet: Image.Image, images: Sequence[Image.Image], left: int, top: int, cell: int) -> None:
+    """Paste ``images`` side by side, centred in the cell at (left, top)."""
+    if not images:
+        return
+    width = cell // len(images)
+    for i, img in enumerate(images):
+        thumb = _fit(img, width, cell)
+        x = left + i * width + (width - thumb.width) // 2
+        sheet.paste(thumb, (x, top + (cell - thumb.height) // 2))
+
+
+def _title(draw: ImageDraw.ImageDraw, text: str, left: int, width: int, font) -> None:
+    while text and draw.textlength(text, font=font) > width - 4:
+        text = text[:-4] + "..." if len(text) > 4 else ""
+    draw.text((left + 2, (HEADER - 11) // 2), text, fill=_TEXT, font=font)
+
+
+def contact_sheet(titles: Sequence[str], rows: Sequence[Sequence[Optional[Sequence[Image.Image]]]],
+                  cell: int = CELL) -> Image.Image:
+    """An RGB sheet of :func:`sheet_size`: ``titles`` over the columns, and in each row one cell
+    per column, each a list of images shown side by side (None or empty: left blank)."""
+    cols = len(titles)
+    assert all(len(r) == cols for r in rows), "every row needs one cell per title"
+    sheet = Image.new("RGB", sheet_size(len(rows), cols, cell), _BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    for c, text in enumerate(titles):
+        _title(draw, text, GAP + c * (cell + GAP), cell, font)
+    for r, row in enumerate(rows):
+        top = HEADER + r * (cell + GAP)
+        for c, images in enumerate(row):
+            _paste_cell(sheet, images or [], GAP + c * (cell + GAP), top, cell)
+    return sheet

@@ -1,0 +1,250 @@
+"""The Caffe VGG16/VGG19 loss networks (vgg16_caffe, vgg19_caffe: jcjohnson/pytorch-vgg's files):
+their input convention, their file layout, the refusal of a published file of the other
+convention, the download target, the loss-weight conversion, and training/optimize end to end."""
+
+import dataclasses
+import io
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch import nn
+from torchvision.models import vgg16, vgg19
+
+from conftest import assert_clean_in_process, in_process, make_photo
+from fast_nst.commands import download as download_command
+from fast_nst.commands.optimize import main as optimize_main
+from fast_nst.commands.train import main as train_main
+from fast_nst.core import fetch
+from fast_nst.core.errors import CheckpointError
+from fast_nst.gatys import DEFAULT_CONTENT_WEIGHT, DEFAULT_STYLE_WEIGHT, DEFAULT_TV_WEIGHT, optimize
+from fast_nst.lossnet import (CAFFE, CAFFE_FEATURE_SCALE, LOSS_NETWORKS, TORCHVISION, convert_weights,
+                              get_loss_network, layer_names)
+from fast_nst.lossnet.losses import PerceptualLoss
+from fast_nst.lossnet.vgg import VGGEncoder, build_loss_network, load_features, random_features
+
+STANDIN = Path("/work/shared/standin-vgg16")
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+def features_state(arch: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Seeded random VGG features in a full state dict's ``features.N`` keys."""
+    return {f"features.{k}": v for k, v in random_features(arch, seed).state_dict().items()}
+
+
+def save(path: Path, state: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return path
+
+
+def publish(monkeypatch, name: str, path: Path) -> None:
+    """Make ``path`` the registry's published file of ``name`` (its checksum in the row)."""
+    entry = dataclasses.replace(LOSS_NETWORKS[name], sha256=fetch.sha256_file(path)[:8])
+    monkeypatch.setitem(LOSS_NETWORKS, name, entry)
+
+
+# ---- the registry rows and the convention ------------------------------------------------------
+
+@pytest.mark.parametrize("name,arch,file", [("vgg16_caffe", "vgg16", "vgg16-00b39a1b.pth"),
+                                            ("vgg19_caffe", "vgg19", "vgg19-d01eb7cb.pth")])
+def test_rows_name_jcjohnsons_files(name, arch, file):
+    entry = get_loss_network(name)
+    assert entry.arch == arch and entry.file == f"pretrained/{file}"
+    assert entry.url == f"https://web.eecs.umich.edu/~justincj/models/{file}"
+    assert entry.sha256 == file[6:14] and entry.convention is CAFFE
+    assert CAFFE.bgr and CAFFE.scale == 255.0 and CAFFE.mean == CAFFE_MEAN_BGR and CAFFE.std == (1.0, 1.0, 1.0)
+    assert TORCHVISION.feature_scale == 1.0 and CAFFE.feature_scale == pytest.approx(57.63)
+
+
+@pytest.mark.parametrize("name,builder", [("vgg16_caffe", vgg16), ("vgg19_caffe", vgg19)])
+def test_caffe_convention_is_applied_exactly(name, builder):
+    entry = get_loss_network(name)
+    features = random_features(entry.arch, 3)
+    names = layer_names(entry.arch)
+    layers = [n for n in names if n.startswith("relu") and n.endswith(("_1", "_2"))]
+    enc = VGGEncoder(features, layers, entry)
+    with torch.device("meta"):  # torchvision's own network, without initialising its classifier
+        ref = builder().features
+    ref = ref.to_empty(device="cpu").eval()
+    ref.load_state_dict(features.state_dict())
+    x = torch.rand(2, 3, 40, 48)
+    h = x * 255
+    h = h[:, [2, 1, 0]] - torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1)  # BGR, minus the mean pixel
+    expected = {}
+    for layer_name, module in zip(names, ref):
+        h = module(h.clone())  # torchvision's ReLUs are in-place
+        expected[layer_name] = h
+    got = enc(x, layers)
+    for layer in layers:
+        scale = expected[layer].abs().max()
+        assert scale > 1 and torch.allclose(got[layer], expected[layer], atol=1e-5 * scale.item()), layer
+
+
+# ---- files -------------------------------------------------------------------------------------
+
+def test_loader_accepts_jcjohnson_layout_and_ignores_its_classifier(tmp_path):
+    state = features_state("vgg16", seed=5)
+    # jcjohnson/pytorch-vgg's classifier: indices 1, 4, 6 (torchvision's: 0, 3, 6); small shapes here.
+    state |= {"classifier.1.weight": torch.ones(8, 16), "classifier.1.bias": torch.ones(8),
+              "classifier.4.weight": torch.ones(4, 8), "classifier.4.bias": torch.ones(4),
+              "classifier.6.weight": torch.ones(3, 4), "classifier.6.bias": torch.ones(3)}
+    path = save(tmp_path / "jcjohnson.pth", state)
+    features = load_features("vgg16_caffe", path, allow_download=False)
+    for key, value in features.state_dict().items():
+        assert torch.equal(value, state[f"features.{key}"]), key
+    enc = build_loss_network("imagenet", ["relu2_2"], path, name="vgg16_caffe")
+    assert enc.convention is CAFFE and torch.equal(enc.layers.conv2_2.weight, state["features.7.weight"])
+
+
+@pytest.mark.parametrize("given,published,fragments", [
+    ("vgg16_caffe", "vgg16", ("the published vgg16 file", "torchvision input convention",
+                              "loss model is vgg16_caffe (caffe convention)", "Use loss_model vgg16 ")),
+    ("vgg16", "vgg16_caffe", ("the published vgg16_caffe file", "caffe input convention",
+                              "loss model is vgg16 (torchvision convention)", "Use loss_model vgg16_caffe ")),
+])
+def test_published_file_of_the_other_convention_is_refused(tmp_path, monkeypatch, given, published, fragments):
+    path = save(tmp_path / Path(LOSS_NETWORKS[published].file).name, features_state("vgg16"))
+    publish(monkeypatch, published, path)
+    with pytest.raises(CheckpointError) as e:
+        load_features(given, path, allow_download=False)
+    for fragment in fragments:
+        assert fragment in str(e.value)
+    assert load_features(published, path, allow_download=False)[0].weight.shape == (64, 3, 3, 3)
+    own = save(tmp_path / "mine" / path.name, features_state("vgg16", seed=1))  # same name, other content
+    assert load_features(given, own, allow_download=False)[0].weight.shape == (64, 3, 3, 3)
+
+
+def test_refusal_is_one_clean_error_line_in_optimize(tmp_path, monkeypatch, capsys):
+    path = save(tmp_path / "vgg16-397923af.pth", features_state("vgg16"))
+    publish(monkeypatch, "vgg16", path)
+    content, style = make_photo(tmp_path / "c.jpg", (40, 32), seed=1), make_photo(tmp_path / "s.png", seed=9)
+    code, err = in_process(capsys, optimize_main, "--content", content, "--style", style,
+                           "--output", tmp_path / "out.jpg", "--loss_model", "vgg16_caffe",
+                           "--loss_model_file", path, "--device", "cpu",
+                           "--image_size", "32", "--steps", "1")  # seconds, should the refusal fail
+    assert_clean_in_process(code, err, "is the published vgg16 file", "Use loss_model vgg16")
+
+
+def test_random_weights_are_never_checked_or_read(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "vgg16-397923af.pth"
+    path.write_bytes(b"not a weights file")
+
+    def boom(*a, **k):
+        raise AssertionError("random weights must not read or hash a weights file")
+
+    monkeypatch.setattr(fetch, "sha256_file", boom)
+    monkeypatch.setattr(torch, "load", boom)
+    enc = build_loss_network("random", ["relu1_2"], path, seed=2, name="vgg16_caffe")
+    assert enc.convention is CAFFE and "RANDOM weights" in capsys.readouterr().err
+
+
+# The stand-ins: a Caffe-convention VGG16 and the same network re-expressed for torchvision's
+# convention (features / 57.6); see /work/shared/standin-vgg16/README.md.
+@pytest.mark.skipif(not STANDIN.is_dir(), reason=f"the stand-in VGG16 files are not at {STANDIN}")
+def test_standin_files_give_the_same_features_up_to_the_feature_scale():
+    caffe_file, tv_file = STANDIN / "vgg16_caffe_standin.pth", STANDIN / "vgg16_torchvision_standin.pth"
+    # Why the convention is not checked by weight scale: the two files' first layers have the
+    # same statistics (their biases differ, but the published files' do not).
+    w_caffe, w_tv = (torch.load(f, weights_only=True)["features.0.weight"]
+                     for f in (caffe_file, tv_file))
+    assert w_tv.abs().mean() == pytest.approx(w_caffe.abs().mean().item(), rel=0.01)
+    layers = ["relu1_2", "relu2_2"]
+    caffe = build_loss_network("imagenet", layers, caffe_file, name="vgg16_caffe")
+    tv = build_loss_network("imagenet", layers, tv_file, name="vgg16")
+    x = torch.rand(1, 3, 40, 40)
+    fc, ft = caffe(x, layers), tv(x, layers)
+    # Away from the border (zero padding is black in one convention, the mean pixel in the other).
+    for layer, margin in (("relu1_2", 2), ("relu2_2", 4)):
+        a, b = fc[layer][..., margin:-margin, margin:-margin], ft[layer][..., margin:-margin, margin:-margin]
+        assert torch.allclose(a, CAFFE_FEATURE_SCALE * b, atol=1e-4 * a.abs().max().item()), layer
+    # Converted weights give (nearly: borders) the same loss terms with either file.
+    style = torch.rand(1, 3, 40, 40)
+    weights = (1.0, 1e5, 1.0)
+    terms_tv = PerceptualLoss(tv, style, ["relu2_2"], layers, *weights)(x, style)
+    terms_caffe = PerceptualLoss(caffe, style, ["relu2_2"], layers,
+                                 *convert_weights(*weights, "vgg16", "vgg16_caffe"))(x, style)
+    for key in ("content", "style", "tv"):
+        assert terms_caffe[key].item() == pytest.approx(terms_tv[key].item(), rel=0.05), key
+
+
+# ---- loss weights ------------------------------------------------------------------------------
+
+def test_weight_conversion_factors():
+    k = 255 * 0.226
+    content, style, tv = convert_weights(1.0, 1e5, 2.0, TORCHVISION, CAFFE)
+    assert content == pytest.approx(1 / k ** 2) and style == pytest.approx(1e5 / k ** 4) and tv == 2.0
+    assert convert_weights(1.0, 1e5, 2.0, "vgg16", "vgg19_caffe") == (content, style, tv)
+    assert convert_weights(content, style, tv, "caffe", "torchvision") == pytest.approx((1.0, 1e5, 2.0))
+    assert convert_weights(3.0, 4.0, 5.0, "vgg16", "vgg19") == (3.0, 4.0, 5.0)
+    with pytest.raises(ValueError, match="choose one of: torchvision, caffe"):
+        convert_weights(1, 1, 1, "vgg16", "bgr")
+
+
+class Scaled(nn.Module):
+    """An encoder whose features are ``k`` times another's."""
+
+    def __init__(self, encoder: VGGEncoder, k: float):
+        super().__init__()
+        self.encoder, self.k = encoder, k
+
+    def forward(self, x, layers):
+        return {n: self.k * f for n, f in self.encoder(x, layers).items()}
+
+
+def test_converted_weights_keep_every_loss_term_of_features_k_times_larger():
+    enc = VGGEncoder(random_features("vgg16", 0), ["relu1_2", "relu2_2"])
+    x, style = torch.rand(2, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    weights = (1.0, 1e5, 1.0)
+    base = PerceptualLoss(enc, style, ["relu2_2"], ["relu1_2", "relu2_2"], *weights)(x, x.flip(-1))
+    big = PerceptualLoss(Scaled(enc, CAFFE_FEATURE_SCALE), style, ["relu2_2"], ["relu1_2", "relu2_2"],
+                         *convert_weights(*weights, TORCHVISION, CAFFE))(x, x.flip(-1))
+    for key in ("content", "style", "tv", "total"):
+        assert base[key].item() > 0 and big[key].item() == pytest.approx(base[key].item(), rel=1e-4), key
+
+
+# ---- download, training and optimize -----------------------------------------------------------
+
+def test_download_help_and_command_know_the_caffe_targets(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit):
+        download_command.main(["--help"])
+    out = capsys.readouterr().out
+    for name in ("vgg16_caffe", "vgg19_caffe"):
+        assert f"\n  {name}  " in out and LOSS_NETWORKS[name].url in out and LOSS_NETWORKS[name].file in out
+    data = b"caffe weights"
+
+    class Response(io.BytesIO):
+        status = 200
+        headers = {"Content-Length": str(len(data))}
+
+    monkeypatch.setattr(fetch, "_open", lambda url, start: Response(data))
+    (tmp_path / "w.bin").write_bytes(data)
+    publish(monkeypatch, "vgg16_caffe", tmp_path / "w.bin")
+    dest = tmp_path / "pretrained" / "vgg16-00b39a1b.pth"
+    assert download_command.main(["vgg16_caffe", "--dest", str(dest)]) == 0
+    assert dest.read_bytes() == data and f"Saved {dest}" in capsys.readouterr().out
+
+
+def test_training_with_vgg16_caffe_runs(tiny_config, tmp_path, capsys):
+    conf = tiny_config(loss_model="vgg16_caffe", max_steps=2, num_samples=0, naming="caffe",
+                       loss_model_file=str(tmp_path / "vgg16-397923af.pth"))  # random: never read
+    code, err = in_process(capsys, train_main, "-c", conf, "--no_progress")
+    assert code == 0, err
+    assert "step 2/2: loss=" in err
+    run = tmp_path / "models" / "caffe"
+    assert (run / "caffe.pth").is_file()
+    assert yaml.safe_load((run / "config.yml").read_text())["loss_model"] == "vgg16_caffe"
+
+
+def test_optimize_with_vgg16_caffe_lowers_the_loss(tmp_path):
+    content, style = make_photo(tmp_path / "c.jpg", (40, 32), seed=1), make_photo(tmp_path / "s.png", seed=9)
+    weights = convert_weights(DEFAULT_CONTENT_WEIGHT, DEFAULT_STYLE_WEIGHT, DEFAULT_TV_WEIGHT,
+                              "vgg16", "vgg16_caffe")  # optimize's defaults, for the Caffe features
+    history = []
+    img = optimize(str(content), str(style), loss_model="vgg16_caffe", loss_model_weights="random",
+                   image_size=40, steps=6, preset="johnson", device="cpu", progress=False, history=history,
+                   **dict(zip(("content_weight", "style_weight", "tv_weight"), weights)))
+    assert img.size == (40, 32)
+    assert history[-1]["total"] < 0.5 * history[0]["total"], (history[0], history[-1])

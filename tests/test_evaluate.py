@@ -1,0 +1,160 @@
+"""``python -m fast_nst.evaluate``: the quality report (index.html, sheet.jpg, the stylized
+images) of two tiny random models on three generated photos, its losses checked against
+training's PerceptualLoss, and its one-line errors."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+import torch
+from PIL import Image
+
+from fast_nst import load_stylizer
+from fast_nst.commands.evaluate import main as evaluate_main
+from fast_nst.core.images import open_image, pil_to_tensor, resize_longest
+from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint
+from fast_nst.lossnet.losses import PerceptualLoss
+from fast_nst.lossnet.vgg import build_loss_network, vgg_features
+from fast_nst.nets.johnson import TransformNet, TransformNetArgs
+from fast_nst.report.collect import MAX_PHOTOS, collect_photos
+from fast_nst.report.measure import LOSS_SEED
+from fast_nst.report.sheet import sheet_size
+from fast_nst.training import load_train_config
+
+from conftest import assert_clean_in_process, in_process, make_photo
+
+PHOTO_SIZES = {"p0": (48, 40), "p1": (40, 56), "p2": (64, 48)}
+ROW = re.compile(r"<tr class='result' data-photo='([^']+)' data-model='([^']+)'><td>[^<]*</td><td>[^<]*</td>"
+                 r"<td class='num content'>([^<]+)</td><td class='num style'>([^<]+)</td>"
+                 r"<td class='num time'>([^<]+)</td></tr>")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """(two model files, photo folder, two style images)."""
+    d = tmp_path_factory.mktemp("evaluate")
+    styles = [make_photo(d / "styles" / f"s{i}.png", (56, 48), seed=90 + i) for i in range(2)]
+    models = []
+    for i, (name, extra) in enumerate((("alpha", []), ("beta", ["style_layer_weights=[1,2,1,0.5]",
+                                                                 "content_layers=[relu1_2,relu2_2]"]))):
+        torch.manual_seed(i)
+        net = TransformNet(TransformNetArgs(base_channels=8, num_residual=1))
+        cfg = load_train_config(None, [f"style_image={styles[i]}", f"naming={name}", "style_size=32", *extra])
+        models.append(d / f"{name}.pth")
+        atomic_torch_save(make_checkpoint(net, cfg, step=10 + i), models[-1])
+    for i, (stem, size) in enumerate(PHOTO_SIZES.items()):
+        make_photo(d / "photos" / f"{stem}.jpg", size, seed=i)
+    return models, d / "photos", styles
+
+
+def _run(capsys, models, photos, out, *extra):
+    return in_process(capsys, evaluate_main, "--model_file", *models, "--images", photos, "--output", out,
+                      "--loss_model_weights", "random", "--device", "cpu", *extra)
+
+
+def test_report_shows_every_photo_and_model_with_losses_and_times(setup, tmp_path, capsys):
+    models, photos, styles = setup
+    out = tmp_path / "report"
+    code, err = _run(capsys, models, photos, out)
+    assert code == 0, err
+    assert "RANDOM weights" in err
+    page = (out / "index.html").read_text(encoding="utf-8")
+    for name in [*PHOTO_SIZES, "alpha", "beta"]:
+        assert name in page
+    assert "Loss network: <b>vgg16</b>" in page and f"random weights (seed {LOSS_SEED})" in page
+    rows = {(p, m): (c, s, t) for p, m, c, s, t in ROW.findall(page)}
+    assert set(rows) == {(p, m) for p in PHOTO_SIZES for m in ("alpha", "beta")}
+    for content, style, seconds in rows.values():
+        assert all(math.isfinite(float(v)) and float(v) >= 0 for v in (content, style, seconds))
+        assert float(content) > 0 and float(style) > 0
+    for model in ("alpha", "beta"):
+        assert re.search(rf"<tr class='mean' data-model='{model}'><td>{model}</td>"
+                         r"<td class='num content'>[0-9.e+-]+</td><td class='num style'>[0-9.e+-]+</td>"
+                         r"<td class='num time'>[0-9.]+</td><td class='num'>3</td></tr>", page), model
+        for photo, size in PHOTO_SIZES.items():
+            with Image.open(out / model / f"{photo}.jpg") as img:
+                assert img.size == size  # under --max_size: never enlarged
+            assert f"src=\"{model}/{photo}.jpg\"" in page
+    assert 'src="photos/p0.jpg"' in page and (out / "photos" / "p0.jpg").is_file()
+    assert (out / "styles" / "alpha.jpg").is_file() and (out / "styles" / "beta.jpg").is_file()
+    # rows = photos; columns = the photo, two models, the style images
+    with Image.open(out / "sheet.jpg") as sheet:
+        assert sheet.size == sheet_size(rows=3, cols=4)
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+
+    # The numbers are training's own loss terms, with each model's config weights and layers.
+    for model, path in zip(("alpha", "beta"), models):
+        ckpt = torch.load(path, weights_only=True)["config"]
+        layers = list(dict.fromkeys(ckpt["content_layers"] + ckpt["style_layers"]))
+        encoder = build_loss_network("random", layers, seed=LOSS_SEED, quiet=True)
+        # At the config's style_size (32), not the default 256.
+        style = pil_to_tensor(resize_longest(open_image(ckpt["style_image"]).convert("RGB"), 32)).unsqueeze(0)
+        loss = PerceptualLoss(encoder, style, ckpt["content_layers"], ckpt["style_layers"],
+                              ckpt["content_weight"], ckpt["style_weight"], 0.0, ckpt["style_layer_weights"])
+        photo = open_image(photos / "p1.jpg").convert("RGB")
+        out_img = load_stylizer(path, device="cpu").stylize(photo)
+        terms = loss(pil_to_tensor(out_img).unsqueeze(0), pil_to_tensor(photo).unsqueeze(0))
+        content, style_value, _ = rows[("p1", model)]
+        assert float(content) == pytest.approx(float(terms["content"]), rel=1e-3), model
+        assert float(style_value) == pytest.approx(float(terms["style"]), rel=1e-3), model
+
+
+def test_a_stand_in_loss_network_is_named_and_no_style_gives_n_a(setup, tmp_path, capsys):
+    models, photos, _ = setup
+    standin = tmp_path / "my-standin-vgg16.pth"
+    torch.save(vgg_features("vgg16").state_dict(), standin)
+    one = tmp_path / "one"
+    make_photo(one / "only.png", (36, 30), seed=5)
+    # The style image the checkpoint names is gone: no style loss, no style column.
+    (tmp_path / "gone").mkdir()
+    net = TransformNet(TransformNetArgs(base_channels=8, num_residual=1))
+    cfg = load_train_config(None, [f"style_image={tmp_path / 'gone' / 'x.jpg'}", "naming=nostyle"])
+    atomic_torch_save(make_checkpoint(net, cfg, step=1), tmp_path / "nostyle.pth")
+    out = tmp_path / "r"
+    code, err = in_process(capsys, evaluate_main, "--model_file", tmp_path / "nostyle.pth", "--images", one,
+                           "--output", out, "--loss_model_file", standin, "--device", "cpu")
+    assert code == 0, err
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "my-standin-vgg16.pth" in page and "RANDOM" not in page
+    (_, _, content, style, _), = ROW.findall(page)
+    assert float(content) > 0 and style == "n/a"
+    assert "is not on this machine (pass --style)" in page
+    with Image.open(out / "sheet.jpg") as sheet:
+        assert sheet.size == sheet_size(rows=1, cols=2)
+
+
+def test_errors_are_one_line_and_leave_nothing(setup, tmp_path, capsys):
+    models, photos, _ = setup
+    out = tmp_path / "never"
+    (tmp_path / "empty").mkdir()
+    code, err = _run(capsys, models, tmp_path / "empty", out)
+    assert_clean_in_process(code, err, "holds no images")
+    code, err = _run(capsys, models, tmp_path / "nowhere", out)
+    assert_clean_in_process(code, err, "--images", "does not exist")
+    notes = tmp_path / "notes.pth"
+    notes.write_text("not a model\n" * 50)
+    code, err = _run(capsys, [models[0], notes], photos, out)
+    assert_clean_in_process(code, err, "notes.pth", "not a PyTorch checkpoint")
+    code, err = _run(capsys, models, photos, out, "--max_size", "5000")
+    assert_clean_in_process(code, err, "--max_size must be a whole number from 1 to 1024")
+    assert not out.exists()
+    code, err = _run(capsys, models, photos, notes)
+    assert_clean_in_process(code, err, "is a file; give a folder")
+    code, err = _run(capsys, models, photos, out, "--style", tmp_path / "no.jpg")
+    assert_clean_in_process(code, err, "--style", "does not exist")
+    assert not out.exists()
+    for e in err.splitlines():
+        assert e.startswith(("error:", "warning:")) or not e.strip(), err
+
+
+def test_photos_are_bounded_and_named_uniquely(tmp_path):
+    for i in range(MAX_PHOTOS + 1):
+        make_photo(tmp_path / f"img_{i:03d}.png", (20, 16), seed=i)
+    make_photo(tmp_path / "img_000.jpg", (20, 16), seed=1)
+    with pytest.warns(UserWarning, match=f"holds {MAX_PHOTOS + 2} images; the report shows the first {MAX_PHOTOS}"):
+        photos = collect_photos(tmp_path, 8)
+    assert len(photos) == MAX_PHOTOS
+    assert [p.name for p in photos[:3]] == ["img_000_jpg", "img_000_png", "img_001"]
+    assert photos[0].image.size == (8, 6)
