@@ -313,11 +313,11 @@ def test_export_errors(case, model, tmp_path, capsys):
     src, out = model[0], tmp_path / "x.onnx"
     args, fragment = None, None
     if case == "not_a_checkpoint":
-        src = tmp_path / "notes.pth"
+        src, out = tmp_path / "notes.pth", tmp_path / "x.pt"  # TorchScript: no optional extra needed
         src.write_text("hello")
         fragment = "not a PyTorch checkpoint"
     elif case == "foreign_checkpoint":
-        src = tmp_path / "other.pth"
+        src, out = tmp_path / "other.pth", tmp_path / "x.pt"
         torch.save({"weight": torch.zeros(2)}, src)
         fragment = "not a fast-nst checkpoint"
     elif case == "unwritable_output":

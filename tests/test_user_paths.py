@@ -323,3 +323,34 @@ def test_missing_val_dir_fails_fast_with_the_download(capsys, tmp_path, train_di
                                                               val_dir=str(tmp_path / "no_val")))
     code, err = in_process(capsys, train_main, "-c", conf)
     assert_clean_in_process(code, err, "val_dir", "does not exist", "python -m fast_nst.download coco --split val")
+
+
+def test_tiled_stylizing_shows_a_progress_bar(capsys, tmp_path):
+    model = _model(tmp_path / "m.pth", "m")
+    make_photo(tmp_path / "big.jpg", (400, 300))
+    code, err = in_process(capsys, eval_main, "--model_file", model, "--image_file", tmp_path / "big.jpg",
+                           "--output_file", tmp_path / "o.jpg", "--device", "cpu", "--tile_size", "200",
+                           "--overlap", "8")
+    from fast_nst.stylize.tiling import plan_tiles, tile_core
+
+    assert code == 0, err
+    tiles = len(plan_tiles(300, 400, tile_core(200, 8), 8))
+    assert tiles > 1 and f"tiles:   0%|          | 0/{tiles}" in err
+    assert Image.open(tmp_path / "o.jpg").size == (400, 300)
+
+
+@pytest.mark.parametrize("loss_model, model_type", [("vgg19", "johnson"), ("vgg16", "johnson_slim")])
+def test_training_builds_the_networks_the_config_names(capsys, tmp_path, train_dir, style_file, loss_model,
+                                                       model_type):
+    from fast_nst.io.checkpoint import read_checkpoint
+
+    conf = write_config(tmp_path / "c" / "n.yml", **tiny_values(tmp_path / "m", train_dir, style_file, max_steps=2,
+                                                              loss_model=loss_model, model_type=model_type,
+                                                              style_layers=["relu1_2", "relu3_4" if loss_model == "vgg19"
+                                                                            else "relu3_3"]))
+    code, err = in_process(capsys, train_main, "-c", conf, "--no_progress")
+    assert code == 0, err
+    ckpt = read_checkpoint(tmp_path / "m" / "n" / "n.pth")
+    assert ckpt["model_type"] == "johnson" and ckpt["config"]["loss_model"] == loss_model
+    expected = (16, 3) if model_type == "johnson_slim" else (32, 5)
+    assert (ckpt["model_args"]["base_channels"], ckpt["model_args"]["num_residual"]) == expected

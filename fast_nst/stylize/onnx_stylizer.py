@@ -123,8 +123,11 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
     if precision != "fp32":
         raise FastNSTError(f"precision {precision!r} is not available for .onnx models (the exported "
                            "graph is float32); use fp32, or the .pth checkpoint for bf16/fp16.")
-    ort = _import_onnxruntime()
     require_model_file(path)
+    source = torchscript_source(path)
+    if source is not None:  # a TorchScript export given an .onnx name: say so, onnxruntime or not
+        raise torchscript_error(path, source)
+    ort = _import_onnxruntime()
     dev = resolve_device(device)
     if device == "auto" and dev.type == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
         dev = torch.device("cpu")
