@@ -114,3 +114,41 @@ def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(FastNSTError, match="LOCAL_RANK=1.*only 1 CUDA device.*--nproc_per_node to at most 1"):
         init_distributed("auto")
+
+
+def test_a_killed_process_stops_the_others_with_one_line(tiny_config, tmp_path):
+    """kill -9 of one rank: the other ends with one message (no traceback of ours, no hang) and
+    the checkpoints written so far are kept."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    conf = tiny_config("kill9", max_steps=100000, checkpoint_every=2, image_log_every=100000,
+                       log_every=100000)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen([str(TORCHRUN), "--standalone", "--nproc_per_node=2", str(REPO / "train.py"),
+                          "-c", str(conf), "--no_progress"], cwd=tmp_path, env=env, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    run_dir = tmp_path / "models" / "kill9"
+    deadline = time.time() + 120
+    while not list((run_dir / "checkpoints").glob("step_*.pth")) and time.time() < deadline:
+        time.sleep(0.2)
+
+    def local_rank(pid: str) -> str:
+        try:
+            env_vars = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            return ""
+        return next((v.split(b"=", 1)[1].decode() for v in env_vars if v.startswith(b"LOCAL_RANK=")), "")
+
+    victims = [pid for pid in os.listdir("/proc") if pid.isdigit() and local_rank(pid) == "1"
+               and f"{run_dir.name}.yml" in Path(f"/proc/{pid}/cmdline").read_text(errors="ignore")]
+    assert victims, "rank 1 not found"
+    os.kill(int(victims[0]), signal.SIGKILL)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode != 0
+    assert "another training process stopped without a word" in err and "--resume" in err
+    ours = err.split("another training process stopped")[0]
+    assert "fast_nst/training" not in ours  # no traceback through our code before the message
+    assert list((run_dir / "checkpoints").glob("step_*.pth"))

@@ -354,3 +354,28 @@ def test_training_builds_the_networks_the_config_names(capsys, tmp_path, train_d
     assert ckpt["model_type"] == "johnson" and ckpt["config"]["loss_model"] == loss_model
     expected = (16, 3) if model_type == "johnson_slim" else (32, 5)
     assert (ckpt["model_args"]["base_channels"], ckpt["model_args"]["num_residual"]) == expected
+
+
+def test_a_full_disk_while_saving_is_one_message_and_keeps_the_last_checkpoint(monkeypatch, capsys, tmp_path,
+                                                                                train_dir, style_file):
+    import errno
+
+    import fast_nst.io.checkpoint as ckpt_io
+
+    real_save = torch.save
+    calls = []
+
+    def filling_up(obj, f, *a, **k):
+        calls.append(1)
+        if len(calls) > 1:  # the first checkpoint fits, the disk is full after it
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(ckpt_io.torch, "save", filling_up)
+    conf = write_config(tmp_path / "c" / "f.yml", **tiny_values(tmp_path / "m", train_dir, style_file,
+                                                              max_steps=4, checkpoint_every=2))
+    code, err = in_process(capsys, train_main, "-c", conf)
+    assert_clean_in_process(code, err, "Cannot write the checkpoint of step 4", "No space left on device",
+                            "step_00000002.pth is intact", "--resume")
+    files = sorted(p.name for p in (tmp_path / "m" / "f" / "checkpoints").iterdir())
+    assert files == ["step_00000002.pth"]  # no temporary file left beside it

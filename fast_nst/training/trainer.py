@@ -17,7 +17,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Callable, Iterator, Optional, Union
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -26,7 +26,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from ..core.config import TrainConfig, save_config
-from ..core.errors import CheckpointError, DataError, Stopped
+from ..core.errors import CheckpointError, DataError, FastNSTError, Stopped
 from ..io import checkpoint as ckpt_io
 from ..lossnet.losses import PerceptualLoss, tf32_grams
 from ..nets.base import StyleNetwork
@@ -74,6 +74,13 @@ def _stop_signals() -> Iterator[dict]:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def _lost_peer(error: RuntimeError) -> bool:
+    """Whether a collective failed because another process is gone (gloo/NCCL's wording)."""
+    text = str(error).lower()
+    return any(w in text for w in ("connection closed", "connection reset", "broken pipe", "gloo",
+                                   "nccl", "timed out", "peer"))
 
 
 def match_param_layout(optimizer: torch.optim.Optimizer) -> None:
@@ -226,6 +233,14 @@ class Trainer:
                     self.check_stop(batch, stop)
                     self.train_step(batch["image"])
                     self.after_step()
+        except RuntimeError as e:
+            if not self.ctx.enabled or not _lost_peer(e):
+                raise
+            raise OtherRankFailed(
+                f"rank {self.ctx.rank}: another training process stopped without a word (killed?) "
+                f"at step {self.step}: {str(e).splitlines()[0][:200]}. The checkpoints written so far "
+                f"are kept{f' (newest {self.last_ckpt})' if self.last_ckpt else ''}; continue with: "
+                f"{self.command} --resume") from None
         finally:
             self.bar.close()
             if self.writer is not None:
@@ -391,9 +406,22 @@ class Trainer:
             ckpt["world_size"] = self.ctx.world_size  # a resume must keep the global batch
             if self.scaler.is_enabled():
                 ckpt["scaler_state"] = self.scaler.state_dict()
-            self.last_ckpt = ckpt_io.save_training_checkpoint(ckpt, self.setup.run_dir,
-                                                              self.cfg.keep_checkpoints)
+            self.last_ckpt = self._write("checkpoint", lambda: ckpt_io.save_training_checkpoint(
+                ckpt, self.setup.run_dir, self.cfg.keep_checkpoints))
         return self.last_ckpt
+
+    def _write(self, what: str, write: Callable[[], Path]) -> Path:
+        """``write()``, with a full disk or lost folder turned into one message: the files
+        written before are intact (every write is atomic), and the run can resume from them."""
+        try:
+            return write()
+        except OSError as e:
+            kept = (f"The previous checkpoint {self.last_ckpt} is intact." if self.last_ckpt
+                    else "No checkpoint was written before.")
+            raise FastNSTError(
+                f"Cannot write the {what} of step {self.step} in {self.setup.run_dir}: {e.strerror or e}. "
+                f"{kept} Free some space (or move the run) and continue with: {self.command} --resume"
+            ) from None
 
     def finish(self, seconds: float) -> TrainResult:
         """The final model (rank 0) and the summary; every rank returns after it exists."""
@@ -401,7 +429,13 @@ class Trainer:
         self.check_weights()
         model_file, run_dir = self.setup.model_file, self.setup.run_dir
         if self.main:
-            ckpt_io.atomic_torch_save(ckpt_io.make_checkpoint(self.model, self.cfg, self.step), model_file)
+            final = ckpt_io.make_checkpoint(self.model, self.cfg, self.step)
+
+            def save_final() -> Path:
+                ckpt_io.atomic_torch_save(final, model_file)
+                return model_file
+
+            self._write("final model", save_final)
             skipped = f" Skipped {len(self.skipped)} unreadable training files." if self.skipped else ""
             newest = self.last_ckpt.name if self.last_ckpt else "-"
             trained = self.step - self.start_step
