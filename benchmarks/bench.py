@@ -18,7 +18,9 @@ Random weights throughout: speed does not depend on the values.
 from __future__ import annotations
 
 import argparse
+import json
 import platform
+import re
 import resource
 import sys
 import tempfile
@@ -71,6 +73,7 @@ def reset_peak(device: torch.device) -> None:
 
 
 OUT_FILE: list[Path] = []  # --out: each row is appended as soon as it is measured
+JSON_FILE: list[Path] = []  # --json: the same rows as JSON lines, for benchmarks/suite.py
 
 
 def record(what: str, path: str, value: str, device: torch.device) -> None:
@@ -79,6 +82,12 @@ def record(what: str, path: str, value: str, device: torch.device) -> None:
     for out in OUT_FILE:  # a run cut short (a time limit) keeps what it measured
         with out.open("a", encoding="utf-8") as f:
             f.write("| " + " | ".join(ROWS[-1]) + " |\n")
+    number = re.match(r"\s*([0-9.]+)\s*(\S+)", value)
+    for out in JSON_FILE:
+        with out.open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"what": what, "path": path, "result": value, "peak_memory": ROWS[-1][3],
+                                "value": float(number.group(1)) if number else None,
+                                "unit": number.group(2) if number else None}) + "\n")
 
 
 # ---- training ------------------------------------------------------------------------------------
@@ -253,6 +262,63 @@ def bench_inference(device, sizes, warmup, iters, precisions, compile_: bool) ->
             record(f"stylize {w} x {h}", label, f"{t * 1e3:.1f} ms ({t_ref / t:.2f}x)", device)
 
 
+# ---- quality of the fast paths --------------------------------------------------------------------
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = torch.mean((a.float() - b.float()) ** 2).item()
+    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+def bench_quality(device, size: int, precisions, compile_: bool) -> None:
+    """PSNR of each fast path's output against the fp32 reference on the same network: reduced
+    precision and compilation must not change what a user sees (target >= 40 dB)."""
+    print(f"\nQuality of the fast paths ({size} x {size}, against eager fp32):")
+    torch.manual_seed(0)
+    net = TransformNet().eval()
+    x = torch.rand(1, 3, size, size, device=device)
+    ref = Stylizer(net, device, fast=False).stylize_tensor(x)
+    variants = [(p, False) for p in precisions] + ([(precisions[-1], True)] if compile_ else [])
+    for precision, c in variants:
+        y = Stylizer(net, device, precision=precision, compile=c).stylize_tensor(x)
+        record(f"quality {size} x {size}", f"{precision}{' compiled' if c else ''} stylizer vs eager fp32",
+               f"{psnr(y, ref):.1f} dB PSNR", device)
+
+
+# ---- video -----------------------------------------------------------------------------------------
+
+def bench_video(device, size: tuple[int, int], frames: int, batch: int) -> None:
+    """Frames/s of eval.py --video_file on a generated clip (needs the video extra)."""
+    try:
+        import av
+    except ImportError:
+        print("\nVideo: skipped (pip install -e .[video])")
+        return
+    from fast_nst.commands.eval import main as eval_main
+    from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint
+    from fast_nst.training import train_config_from_dict
+
+    h, w = size
+    print(f"\nVideo through eval.py ({w} x {h}, {frames} frames, batch {batch}):")
+    with tempfile.TemporaryDirectory() as tmp:
+        clip, model = Path(tmp) / "clip.mp4", Path(tmp) / "m.pth"
+        with av.open(str(clip), "w") as out:
+            stream = out.add_stream("mpeg4", rate=30)
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            rng = np.random.default_rng(0)
+            for _ in range(frames):
+                frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), format="rgb24")
+                out.mux(stream.encode(frame))
+            out.mux(stream.encode(None))
+        cfg = train_config_from_dict({"naming": "bench", "style_image": "bench.jpg"}, "bench.py")
+        atomic_torch_save(make_checkpoint(TransformNet(), cfg, 0), model)
+        t = time.perf_counter()
+        code = eval_main(["--model_file", str(model), "--video_file", str(clip), "--output_file",
+                          str(Path(tmp) / "out.mp4"), "--device", str(device), "--batch_size", str(batch)])
+        dt = time.perf_counter() - t
+    if code == 0:
+        record(f"video {w} x {h}", f"eval.py --video_file, batch {batch}", f"{frames / dt:.1f} frames/s", device)
+
+
 @dataclass(frozen=True)
 class Plan:
     """What to measure and how long, per kind of run."""
@@ -274,6 +340,9 @@ class Plan:
     e2e_runs: tuple[tuple[int, str], ...]  # (batch, precision) of the train.py loop
     sizes: tuple[tuple[int, int], ...]  # (H, W) to stylize
     inference_precisions: tuple[str, ...]
+    quality_size: int = 512
+    video_size: tuple[int, int] = (1080, 1920)
+    video_frames: int = 60
 
 
 PLANS = {
@@ -283,17 +352,18 @@ PLANS = {
                 ("fp32", "bf16", "fp16")),
     # 128 px: a 256 px step takes ~6 s on the 2-core CPU; 3 timed steps are enough there.
     "cpu": Plan(128, (4,), 4, ("fp32", "bf16"), "fp32", 1, 3, 256, 16, 10, 200, 2,
-                128, 6, ((4, "bf16"),), ((256, 256), (512, 512), (1080, 1920)), ("fp32",)),
+                128, 6, ((4, "bf16"),), ((256, 256), (512, 512), (1080, 1920)), ("fp32",),
+                512, (360, 640), 20),
     # --quick: every code path once at toy sizes (the test suite's smoke run), numbers meaningless.
     "quick": Plan(32, (2,), 2, ("fp32", "bf16"), "fp32", 0, 1, 32, 2, 2, 8, 0,
-                  32, 2, ((2, "bf16"),), ((32, 32), (24, 40)), ("fp32",)),
+                  32, 2, ((2, "bf16"),), ((32, 32), (24, 40)), ("fp32",), 32, (32, 48), 3),
 }
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto")
-    p.add_argument("--only", choices=["train", "data", "e2e", "inference"], action="append")
+    p.add_argument("--only", choices=["train", "data", "e2e", "inference", "quality", "video"], action="append")
     p.add_argument("--data", help="folder of JPEGs for the loader and e2e benchmarks (default: generated)")
     p.add_argument("--workers", type=int, default=None, help="loader workers (default 8 on GPU, 2 on CPU)")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile paths")
@@ -302,6 +372,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--e2e_steps", type=int, default=None,
                    help="steps of the end-to-end train.py loop (default: 300 on GPU, 6 on CPU)")
     p.add_argument("--out", type=Path, help="also append the table's rows to this markdown file")
+    p.add_argument("--json", type=Path, help="also append each row as a JSON line to this file")
+    p.add_argument("--make_photos", type=Path, metavar="DIR",
+                   help="only write the generated training JPEGs (the plan's count) into DIR, then exit")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--quick", action="store_true",
                    help="toy sizes, one step each: checks that every path runs (numbers meaningless)")
@@ -313,15 +386,21 @@ def main(argv: Optional[list[str]] = None) -> int:
     gpu = device.type == "cuda"
     plan = PLANS["quick" if args.quick else "gpu" if gpu else "cpu"]
     workers = args.workers if args.workers is not None else plan.workers
+    if args.make_photos:
+        args.make_photos.mkdir(parents=True, exist_ok=True)
+        make_fake_folder(max(plan.fake_images, 4 * plan.data_batch), args.make_photos)
+        return 0
     name = torch.cuda.get_device_name(device) if gpu else (platform.processor() or platform.machine())
     header = (f"fast-nst benchmark on {device} ({name}); torch {torch.__version__}, "
               f"{torch.get_num_threads()} threads" + (" (--quick: not a measurement)" if args.quick else ""))
     print(header)
+    if args.json:
+        JSON_FILE.append(args.json)
     if args.out:
         OUT_FILE.append(args.out)
         with args.out.open("a", encoding="utf-8") as f:
             f.write(f"\n{header}\n\n| what | path | result | peak memory |\n| --- | --- | --- | --- |\n")
-    only = set(args.only or ["train", "data", "e2e", "inference"])
+    only = set(args.only or ["train", "data", "e2e", "inference", "quality", "video"])
     if gpu:
         torch.backends.cudnn.benchmark = True
     if "train" in only:
@@ -353,6 +432,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.compile:
             bench_inference(device, plan.sizes, warmup=max(1, plan.warmup // 2), iters=plan.iters,
                             precisions=(plan.variant_precision,), compile_=True)
+    if "quality" in only:
+        bench_quality(device, plan.quality_size, plan.inference_precisions if gpu else ("fp32", "bf16"),
+                      args.compile)
+    if "video" in only:
+        bench_video(device, plan.video_size, plan.video_frames, 4)
     print("\n| what | path | result | peak memory |\n| --- | --- | --- | --- |")
     for row in ROWS:
         print("| " + " | ".join(row) + " |")
