@@ -1,5 +1,7 @@
 """Entry point of ``python -m fast_nst.convert``: the command is :mod:`fast_nst.commands.convert`."""
 
+__all__: list[str] = []  # an entry point only: the command is in fast_nst.commands
+
 if __name__ == "__main__":
     import sys
 

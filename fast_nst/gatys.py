@@ -25,7 +25,7 @@ from tqdm import tqdm
 from .core.device import resolve_device
 from .core.errors import FastNSTError
 from .core.images import open_image, pil_to_tensor, resize_longest, save_image, tensor_to_pil
-from .lossnet import LOSS_NETWORKS, get_loss_network, layer_choices, layer_names
+from .lossnet import LOSS_NETWORKS, get_loss_network, layer_choices, layer_names, min_side
 from .lossnet.losses import PerceptualLoss
 from .lossnet.vgg import VGGEncoder, build_loss_network
 from .stylize import load_stylizer, preserve_colors
@@ -128,13 +128,6 @@ def _as_image(image: ImageLike) -> Image.Image:
     return img.convert("RGB")
 
 
-def _min_side(loss_model: str, layers: Sequence[str]) -> int:
-    """Smallest image side whose features still exist at the deepest of ``layers``."""
-    names = layer_names(get_loss_network(loss_model).arch)
-    deepest = max(names.index(n) for n in layers)
-    return 2 ** sum(1 for n in names[:deepest] if n.startswith("pool"))
-
-
 def scale_sizes(image_size: int, scales: int) -> list[int]:
     """Longest sides for multi-scale optimisation: halving from ``image_size``, smallest first."""
     return [max(1, round(image_size / 2 ** (scales - 1 - k))) for k in range(scales)]
@@ -197,7 +190,7 @@ def optimize(
     a trained fast-nst model whose stylization is refined. ``history``, if given, receives one dict
     of float loss terms per step plus a last one for the final image; ``callback(step, terms)`` is
     called with the same dicts. With ``save_every`` K > 0 and ``output``, every K-th step's image is
-    saved as ``<output stem>_step<k><suffix>``. Raises :class:`~fast_nst.errors.FastNSTError` for
+    saved as ``<output stem>_step<k><suffix>``. Raises :class:`~fast_nst.core.errors.FastNSTError` for
     anything a user can get wrong.
     """
     _check_arguments(optimizer, precision, loss_model_weights, steps, scales, image_size,
@@ -279,7 +272,7 @@ def _check_arguments(optimizer: str, precision: str, loss_model_weights: str, st
 def _check_content_size(content: Image.Image, smallest_side: int, loss_model: str,
                         layers: Sequence[str]) -> int:
     """The smallest side the layers need; FastNSTError if the smallest scale is below it."""
-    need = _min_side(loss_model, layers)
+    need = min_side(loss_model, layers)
     smallest = resize_longest(content, smallest_side)
     if min(smallest.size) < need:
         deepest = max(layers, key=layer_names(get_loss_network(loss_model).arch).index)

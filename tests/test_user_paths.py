@@ -379,3 +379,28 @@ def test_a_full_disk_while_saving_is_one_message_and_keeps_the_last_checkpoint(m
                             "step_00000002.pth is intact", "--resume")
     files = sorted(p.name for p in (tmp_path / "m" / "f" / "checkpoints").iterdir())
     assert files == ["step_00000002.pth"]  # no temporary file left beside it
+
+
+def test_a_missing_sample_image_fails_before_overwrite_deletes_anything(trained, capsys, tmp_path):
+    import shutil
+
+    conf, run_dir = trained
+    copy = tmp_path / "models" / "tiny"
+    shutil.copytree(run_dir, copy)
+    before = sorted(p.name for p in copy.rglob("*"))
+    code, err = in_process(capsys, train_main, "-c", conf, "--overwrite", "--set", f"model_path={tmp_path / 'models'}",
+                           "--set", f"sample_images=[{tmp_path / 'nope.jpg'}]")
+    assert_clean_in_process(code, err, "sample_images:", "nope.jpg not found")
+    assert sorted(p.name for p in copy.rglob("*")) == before  # nothing deleted, no lock left
+
+
+def test_tiles_too_small_for_a_deeper_network_are_one_line(tmp_path):
+    from fast_nst.core.errors import FastNSTError
+    from fast_nst.stylize import TorchStylizer
+
+    net = TransformNet(TransformNetArgs(base_channels=4, num_residual=7))  # 70 px reach: 72 px context
+    s = TorchStylizer(net, torch.device("cpu"))
+    photo = Image.new("RGB", (300, 240))
+    with pytest.raises(FastNSTError, match=r"tile_size: .*2 x context \(72\).*for this network"):
+        s.stylize(photo, tile_size=150, overlap=8)  # enough for 64 px of context, not for 72
+    assert s.stylize(photo, tile_size=240, overlap=8).size == (300, 240)

@@ -74,7 +74,7 @@ pretrained, then run the command again: it uses the zip there instead of downloa
                    "train2014.zip and train2014/ (default data); pretrained: the folder that gets "
                    "<name>/<name>.pth (default models; the zip still goes to data/)")
     p.add_argument("--keep_zip", action="store_true",
-                   help="coco: keep train2014.zip after unpacking it")
+                   help="coco: keep the downloaded zip (train2014.zip or val2014.zip) after unpacking it")
     p.add_argument("--split", choices=list(COCO_SPLITS), default="train",
                    help="coco: train (default, for train_dir) or val (val2014, for val_dir)")
     return p

@@ -37,7 +37,7 @@ from ..core.files import atomic_write
 from ..core.version import __version__
 from ..nets import NETWORKS, make_args, network_class
 from ..nets.base import StyleNetwork
-from ..nets.johnson import MAX_PARAMETERS
+from ..nets import MAX_PARAMETERS
 from .pytorch_examples import convert_pytorch_examples, is_pytorch_examples
 
 __all__ = ["CHECKPOINT_DIR", "FORMAT_NAME", "FORMAT_VERSION", "atomic_torch_save", "build_model",
@@ -170,9 +170,6 @@ def torchscript_source(path: Path) -> Optional[str]:
     torch.load itself recognises TorchScript by a ``constants.pkl`` entry and refuses it under
     weights_only=True with a warning and an error text that advises weights_only=False; looking
     first lets us explain the file instead."""
-    import json
-    import zipfile
-
     try:
         if not zipfile.is_zipfile(path):
             return None

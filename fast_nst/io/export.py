@@ -158,15 +158,19 @@ def _name_axes(proto, names: dict[int, str]) -> None:
                 dim.dim_param = symbol.sub(lambda m: rename[m.group(1)], dim.dim_param)
 
 
+def _check_opset(opset: Optional[int]) -> None:
+    if opset is not None and opset < MIN_OPSET:
+        raise ExportError(f"--opset {opset} is not supported: torch's ONNX exporter writes opset "
+                          f"{MIN_OPSET} or newer.")
+
+
 def export_onnx(net: StyleNetwork, path: str | Path, opset: Optional[int] = None,
                 metadata: Optional[dict[str, str]] = None) -> int:
     """Write ``net`` as an ONNX file (weights inside, no external data); returns the opset."""
     require_onnx_export()
     import onnx
 
-    if opset is not None and opset < MIN_OPSET:
-        raise ExportError(f"--opset {opset} is not supported: torch's ONNX exporter writes opset "
-                          f"{MIN_OPSET} or newer.")
+    _check_opset(opset)
     module = net.exportable().eval()
     example = torch.rand(_EXAMPLE_SHAPE, generator=torch.Generator().manual_seed(0))
     dims = {0: torch.export.Dim("batch", min=1), 2: torch.export.Dim("height", min=1),
@@ -306,9 +310,7 @@ def export_model(model_path: str | Path, output: str | Path, fmt: Optional[str] 
         raise ExportError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     if opset is not None and fmt != "onnx":
         raise ExportError("--opset applies only to --format onnx.")
-    if opset is not None and opset < MIN_OPSET:
-        raise ExportError(f"--opset {opset} is not supported: torch's ONNX exporter writes opset "
-                          f"{MIN_OPSET} or newer.")
+    _check_opset(opset)
     for h, w in check_sizes:
         if h < 1 or w < 1:
             raise ExportError(f"--check_size {h} {w}: height and width must be at least 1.")

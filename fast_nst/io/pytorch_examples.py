@@ -35,13 +35,12 @@ def is_pytorch_examples(obj: Any) -> bool:
 
 def _their_modules(net: TransformNet) -> dict[str, nn.Module]:
     """pytorch/examples' module name (without ``.conv2d``) -> our module holding that layer."""
-    down, up = net.downsampling, net.upsampling
+    first, down1, down2 = net.downsampling
+    up1, up2 = (u.conv_layer for u in net.upsampling)
     modules: dict[str, nn.Module] = {
-        "conv1": down[0].conv, "in1": down[0].norm, "conv2": down[1].conv, "in2": down[1].norm,
-        "conv3": down[2].conv, "in3": down[2].norm,
-        "deconv1": up[0].conv_layer.conv, "in4": up[0].conv_layer.norm,
-        "deconv2": up[1].conv_layer.conv, "in5": up[1].conv_layer.norm,
-        "deconv3": net.output_conv.conv,
+        "conv1": first.conv, "in1": first.norm, "conv2": down1.conv, "in2": down1.norm,
+        "conv3": down2.conv, "in3": down2.norm, "deconv1": up1.conv, "in4": up1.norm,
+        "deconv2": up2.conv, "in5": up2.norm, "deconv3": net.output_conv.conv,
     }
     for k, block in enumerate(net.blocks, start=1):
         modules.update({f"res{k}.conv1": block.first.conv, f"res{k}.in1": block.first.norm,

@@ -11,11 +11,11 @@ Nothing here imports torch, so a config's ``loss_model`` and layer names are che
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 __all__ = ["BLOCK_CONVS", "CAFFE", "CAFFE_FEATURE_SCALE", "CONVENTIONS", "InputConvention", "LOSS_NETWORKS",
            "LossNetworkEntry", "TORCHVISION", "check_config", "convert_weights", "get_convention",
-           "get_loss_network", "layer_choices", "layer_names"]
+           "get_loss_network", "layer_choices", "layer_names", "min_side"]
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,14 @@ def layer_names(arch: str) -> list[str]:
 def layer_choices(name: str) -> list[str]:
     """The conv/relu layer names of loss network ``name`` a user may choose (pools left out)."""
     return [n for n in layer_names(get_loss_network(name).arch) if not n.startswith("pool")]
+
+
+def min_side(name: str, layers: Sequence[str]) -> int:
+    """The smallest image side whose features reach the deepest of ``layers`` of loss network
+    ``name`` (each 2x2 pool halves the side, rounding down)."""
+    names = layer_names(get_loss_network(name).arch)
+    deepest = max((names.index(n) for n in layers), default=0)
+    return 2 ** sum(1 for n in names[:deepest] if n.startswith("pool"))
 
 
 def check_config(cfg: Any, fail: Callable[[str, str], None]) -> None:

@@ -167,7 +167,7 @@ def _refuse_other_convention(path: Path, name: str, entry: LossNetworkEntry) -> 
                 f"{path} is the published {other_name} file: {other.summary.split(' (')[0]} weights, "
                 f"for the {other.convention.name} input convention, but the loss model is {name} "
                 f"({entry.convention.name} convention), which would feed it pixels in the wrong convention. "
-                f"Use loss_model {other_name} (--loss_model {other_name}) with this file, or give "
+                f"Use loss_model {other_name} (train.py: --set loss_model={other_name}; optimize: --loss_model {other_name}) with this file, or give "
                 f"{name} its own file ({entry.url})."
             )
 

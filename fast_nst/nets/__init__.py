@@ -17,7 +17,13 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-__all__ = ["NETWORKS", "NetworkEntry", "build_network", "check_config", "make_args", "network_class"]
+__all__ = ["MAX_PARAMETERS", "NETWORKS", "NetworkEntry", "build_network", "check_config", "make_args",
+           "network_class"]
+
+# The most parameters any registered network may be built with (a model file is untrusted input,
+# its arguments are checked against this before anything is allocated; checkpoint loading bounds
+# archive sizes by it): 200M float32 weights are 800 MB, 120x the default Johnson network.
+MAX_PARAMETERS = 200_000_000
 
 
 @dataclass(frozen=True)

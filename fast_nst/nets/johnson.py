@@ -20,19 +20,19 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from . import MAX_PARAMETERS
 from .base import InferenceNetwork, NormStats, StyleNetwork
 from .exportable import ExportableTransformNet
 from .fast_cpu import FastTransformNet
 from .layers import OUTPUT_ACTIVATIONS, ConvLayer, ResidualBlock, UpsampleConv, output_mapping, pad_input
 
-__all__ = ["MAX_BASE_CHANNELS", "MAX_PARAMETERS", "MAX_RESIDUAL", "TransformNet", "TransformNetArgs"]
+__all__ = ["MAX_BASE_CHANNELS", "MAX_RESIDUAL", "TransformNet", "TransformNetArgs"]
 
 # Bounds on the architecture arguments, checked before anything is allocated (a model file is
-# untrusted input): 1024 channels or 64 blocks are far past any useful style network, and
-# 200M parameters (800 MB) is 120x the default network.
+# untrusted input): 1024 channels or 64 blocks are far past any useful style network; the
+# parameter bound is the registry's MAX_PARAMETERS.
 MAX_BASE_CHANNELS = 1024
 MAX_RESIDUAL = 64
-MAX_PARAMETERS = 200_000_000
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,10 @@ from ..core.device import resolve_device
 from ..core.errors import FastNSTError
 from ..core.files import atomic_write, remove_dirs
 from ..core.images import save_image, tensor_to_pil
+from ..lossnet import min_side
 from ..stylize import resize_for_processing
 from .collect import (DEFAULT_MAX_SIZE, MAX_MODELS, MAX_PHOTOS, MAX_SIZE_LIMIT, ModelEntry, Photo,
-                      check_output, choose_loss_model, collect_photos, load_models, min_side)
+                      check_output, choose_loss_model, collect_photos, load_models)
 from .measure import Result, build_encoder, load_style, measure_model, style_targets, weights_label
 from .page import PageInfo, format_loss, render_page
 from .sheet import contact_sheet

@@ -20,12 +20,12 @@ from ..core.fetch import is_url, style_cache_path
 from ..core.files import missing_dirs, remove_dirs, safe_component
 from ..core.images import IMAGE_EXTENSIONS, list_images, open_image
 from ..io.checkpoint import FORMAT_NAME, safe_torch_load
-from ..lossnet import LOSS_NETWORKS, get_loss_network, layer_choices, layer_names
+from ..lossnet import LOSS_NETWORKS, layer_choices
 from ..stylize import Stylizer, load_stylizer, resize_for_processing
 
 __all__ = ["DEFAULT_MAX_SIZE", "LossSettings", "MAX_MODELS", "MAX_PHOTOS", "MAX_SIZE_LIMIT",
            "ModelEntry", "Photo", "check_output", "choose_loss_model", "collect_photos",
-           "load_models", "loss_settings", "min_side", "unique_names"]
+           "load_models", "loss_settings", "unique_names"]
 
 # Bounds of one report. 64 photos x 256 px cells keep the contact sheet ~16k px tall (JPEG holds
 # at most 65,535); 16 models keep it ~4.6k px wide.
@@ -206,14 +206,6 @@ def load_models(files: Sequence[str], device: str, style: Optional[Path]) -> lis
         style_path, note = _style_of(settings, style)
         out.append(ModelEntry(name, Path(s.info.get("path") or f), s, settings, style_path, note))
     return out
-
-
-def min_side(loss_model: str, layers: Sequence[str]) -> int:
-    """The smallest image side whose features reach the deepest of ``layers`` (each 2x2 pool
-    halves the side, rounding down)."""
-    names = layer_names(get_loss_network(loss_model).arch)
-    deepest = max((names.index(n) for n in layers), default=0)
-    return 2 ** sum(1 for n in names[:deepest] if n.startswith("pool"))
 
 
 def choose_loss_model(models: Sequence[ModelEntry], requested: Optional[str]) -> str:

@@ -22,7 +22,8 @@ from ..core.images import open_image, pil_to_tensor, resize_longest
 from ..lossnet import get_loss_network
 from ..lossnet.losses import ContentLoss, StyleLoss
 from ..lossnet.vgg import VGGEncoder, build_loss_network
-from .collect import ModelEntry, Photo, min_side
+from ..lossnet import min_side
+from .collect import ModelEntry, Photo
 
 __all__ = ["LOSS_SEED", "Result", "build_encoder", "load_style", "measure_model", "random_warning",
            "style_targets", "weights_label"]

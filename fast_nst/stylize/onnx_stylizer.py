@@ -22,12 +22,11 @@ import torch
 from ..core.device import resolve_device
 from ..core.errors import CheckpointError, FastNSTError, quote
 from ..io.checkpoint import require_model_file, torchscript_error, torchscript_source
-from ..io.export import EXPORT_FORMAT_VERSION
+from ..io.export import EXPORT_FORMAT_VERSION, ONNX_INSTALL_HINT
 from .base import Stylizer, check_batch
 
 __all__ = ["ONNX_INSTALL_HINT", "OnnxStylizer", "load_onnx_stylizer"]
 
-ONNX_INSTALL_HINT = 'pip install -e ".[onnx]"'
 _EXPORT_HINT = "Export models with python -m fast_nst.export."
 # Longest metadata number read as a step or version (int() of a long digit string is slow, and
 # refused over 4300 digits).
@@ -116,8 +115,8 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
 
     ``device``: "auto" (CUDA when both torch and onnxruntime have it, else CPU), "cpu", "cuda"
     or "cuda:N". ``precision``: only "fp32" (the exported graph is float32).
-    Raises :class:`~fast_nst.errors.FastNSTError` if onnxruntime is missing and
-    :class:`~fast_nst.errors.CheckpointError` for a missing, corrupt or foreign file.
+    Raises :class:`~fast_nst.core.errors.FastNSTError` if onnxruntime is missing and
+    :class:`~fast_nst.core.errors.CheckpointError` for a missing, corrupt or foreign file.
     """
     path = Path(path)
     if precision != "fp32":

@@ -38,7 +38,6 @@ DEFAULT_CONTEXT = 64
 DEFAULT_OVERLAP = 32
 # Longest side of the downscaled image that the shared statistics are computed on.
 DEFAULT_STATS_SIZE = 1024
-_MIN_TILE = 256
 
 
 def plan_tiles(height: int, width: int, tile: int, overlap: int,
@@ -90,18 +89,19 @@ def available_memory(device: torch.device) -> int:
 
 
 def auto_tile_size(height: int, width: int, device: torch.device, budget: Optional[int] = None,
-                   bytes_per_pixel: int = 1024) -> Optional[int]:
+                   bytes_per_pixel: int = 1024, min_tile: int = 256) -> Optional[int]:
     """None when the whole image fits the memory budget, else the largest tile (a multiple of
     64) that does. The budget is half of the free memory, and on CPU at most 1 GiB: the tiles'
     working set then stays near 1 GiB whatever the photo's size (a 6000 x 4000 photo peaks
-    under 3 GB in all), and other programs keep their memory."""
+    under 3 GB in all), and other programs keep their memory. Never below ``min_tile``: a tile
+    must hold its context and overlap on both sides."""
     if budget is None:
         free = available_memory(device)
         budget = free // 2 if device.type == "cuda" else min(free // 2, 1 << 30)
     if height * width * bytes_per_pixel <= budget:
         return None
     side = int((budget / bytes_per_pixel) ** 0.5) // 64 * 64
-    return max(_MIN_TILE, side)
+    return max(min_tile, side)
 
 
 def _as_float(x: torch.Tensor) -> torch.Tensor:

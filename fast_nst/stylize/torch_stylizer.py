@@ -12,8 +12,8 @@ from PIL import Image
 from ..core.errors import CheckpointError
 from ..core.images import pil_to_tensor, tensor_to_pil
 from ..nets.base import StyleNetwork
-from .base import DTYPES, StylizeOptions, Stylizer, check_batch, resize_for_processing
-from .tiling import DEFAULT_STATS_SIZE, auto_tile_size, stylize_tiled
+from .base import DTYPES, OptionError, StylizeOptions, Stylizer, check_batch, resize_for_processing
+from .tiling import DEFAULT_STATS_SIZE, auto_tile_size, context_for, stylize_tiled, tile_core
 
 __all__ = ["TorchStylizer"]
 
@@ -55,8 +55,15 @@ class TorchStylizer(Stylizer):
         return y.float().clamp_(0, 1).to(x.device)
 
     def tile_size_for(self, height: int, width: int, options: StylizeOptions) -> Optional[int]:
+        context = context_for(self.runner)  # deeper networks need more context than the default
         if options.tile_size == "auto":
-            return auto_tile_size(height, width, self.device, bytes_per_pixel=self.bytes_per_pixel)
+            return auto_tile_size(height, width, self.device, bytes_per_pixel=self.bytes_per_pixel,
+                                  min_tile=2 * (context + options.overlap) + 64)
+        if options.tile_size is not None:
+            try:
+                tile_core(options.tile_size, options.overlap, context)
+            except ValueError as e:
+                raise OptionError(f"tile_size: {e} for this network") from None
         return options.tile_size
 
     def _stylize_tiled(self, rgb: Image.Image, tile: int, overlap: int, progress: bool = False) -> Image.Image:

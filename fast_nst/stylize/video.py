@@ -45,6 +45,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from ..core.errors import DataError
 from ..core.files import atomic_write
@@ -238,8 +239,6 @@ class _VideoJob:
     # -- main loop --------------------------------------------------------------------------
 
     def run(self) -> dict:
-        from tqdm import tqdm
-
         total = self.vin.frames or None
         self.bar = tqdm(total=total, unit="frame", desc=self.src.name, disable=not self.progress,
                         dynamic_ncols=True)

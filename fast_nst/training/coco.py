@@ -44,8 +44,11 @@ def download_coco(data_dir: str | Path = "data", keep_zip: bool = False, split: 
             members = zf.infolist()
             for member in tqdm(members, desc=f"unzip {name}", unit="file", file=sys.stderr):
                 zf.extract(member, data_dir)  # zipfile drops "..", absolute paths and drive letters
-    except (zipfile.BadZipFile, OSError) as e:
+    except zipfile.BadZipFile as e:
         raise DownloadError(f"{zip_path} is damaged ({e}); delete it and run the command again.") from None
+    except OSError as e:  # a full disk or read-only folder: the zip itself is fine, keep it
+        raise DownloadError(f"Cannot unpack {zip_path} into {data_dir}: {e.strerror or e}. Free some space "
+                            "(or choose another --dest) and run the command again; the zip is kept.") from None
     if not keep_zip:
         zip_path.unlink()
     return data_dir / name

@@ -48,8 +48,11 @@ class RunLock:
             return None
 
     def _stale(self, holder: Optional[dict]) -> bool:
-        if holder is None:  # unreadable: a run killed while writing it
-            return True
+        if holder is None:  # unreadable: a run killed while writing it, or one writing it right now
+            try:
+                return time.time() - self.path.stat().st_mtime > 10
+            except OSError:
+                return True
         pid = holder.get("pid")
         return holder.get("host") == socket.gethostname() and isinstance(pid, int) and not _alive(pid)
 
@@ -82,5 +85,7 @@ class RunLock:
 
     def release(self) -> None:
         if self.held:
-            self.path.unlink(missing_ok=True)
+            holder = self._holder()
+            if holder is None or holder.get("pid") == os.getpid():  # never another run's lock
+                self.path.unlink(missing_ok=True)
             self.held = False

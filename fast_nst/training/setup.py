@@ -144,9 +144,6 @@ def _check_run_folder(cfg: TrainConfig, run_dir: Path, resume, overwrite: bool, 
                 f"(deleting its checkpoints, model and logs) with: {command} --overwrite"
             )
     _check_writable(run_dir)
-    if ctx.is_main:  # half-written checkpoints left by a process killed mid-save
-        for stale in (run_dir / ckpt_io.CHECKPOINT_DIR).glob(".step_*.tmp*"):
-            stale.unlink(missing_ok=True)
 
 
 def _read_resume(cfg: TrainConfig, run_dir: Path, resume, ctx: DistContext) -> tuple[dict, Path]:
@@ -181,6 +178,9 @@ def _check_global_batch(cfg: TrainConfig, ckpt: dict, old: TrainConfig, path: Pa
     """Refuse a resume whose global batch (batch_size x processes) differs from the checkpoint's:
     it would silently train on a different data order and step size."""
     saved_world = ckpt.get("world_size", 1)
+    if isinstance(saved_world, bool) or not isinstance(saved_world, int) or not 1 <= saved_world <= 1 << 16:
+        raise CheckpointError(f"{path}: world_size is {str(saved_world)[:40]!r}, not a process count; "
+                              "the file is damaged. Resume from another checkpoint (--resume PATH).")
     saved = old.batch_size * saved_world
     now = cfg.batch_size * ctx.world_size
     if now == saved:
@@ -205,6 +205,7 @@ def _inputs(cfg: TrainConfig, ctx: DistContext) -> tuple[list, torch.Tensor, VGG
         lambda: build_loss_network(cfg.loss_model_weights, layers, cfg.loss_model_file or None,
                                    seed=cfg.seed, quiet=not ctx.is_main, name=cfg.loss_model),
         lambda: find_training_images(cfg.val_dir, key="val_dir", hint=VAL_HINT) if cfg.val_dir else [],
+        lambda: _check_sample_images(cfg),
     )
     found, problems = [], []
     for load in loaders:
@@ -219,6 +220,13 @@ def _inputs(cfg: TrainConfig, ctx: DistContext) -> tuple[list, torch.Tensor, VGG
         listed = "\n".join(f"  {i}. {e}" for i, e in enumerate(problems, 1))
         raise DataError(f"{len(problems)} things are missing before training can start:\n{listed}")
     return found[0], found[1], found[2], found[3]
+
+
+def _check_sample_images(cfg: TrainConfig) -> None:
+    missing = [p for p in cfg.sample_images if not Path(p).is_file()]
+    if missing:
+        raise DataError(f"sample_images: {', '.join(str(p)[:200] for p in missing[:3])} not found; give "
+                        "existing photos, or [] for fixed picks from val_dir or train_dir.")
 
 
 def prepare_run(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: bool, command: str,
@@ -248,6 +256,13 @@ def prepare_run(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: boo
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         lock = RunLock(run_dir).acquire()
-        if overwrite:
-            _clear_previous_run(run_dir, cfg.naming)
+        try:
+            # Only now, holding the lock: another run may be writing these.
+            for stale in (run_dir / ckpt_io.CHECKPOINT_DIR).glob(".step_*.tmp*"):
+                stale.unlink(missing_ok=True)  # half-written by a process killed mid-save
+            if overwrite:
+                _clear_previous_run(run_dir, cfg.naming)
+        except OSError as e:
+            lock.release()
+            raise FastNSTError(f"Cannot clear the previous run in {run_dir}: {e.strerror or e}.") from None
     return RunSetup(device, run_dir, files, style, encoder, steps, resume_ckpt, resume_path, val_files, lock)

@@ -79,8 +79,7 @@ def _stop_signals() -> Iterator[dict]:
 def _lost_peer(error: RuntimeError) -> bool:
     """Whether a collective failed because another process is gone (gloo/NCCL's wording)."""
     text = str(error).lower()
-    return any(w in text for w in ("connection closed", "connection reset", "broken pipe", "gloo",
-                                   "nccl", "timed out", "peer"))
+    return any(w in text for w in ("connection closed", "connection reset", "broken pipe", "by peer"))
 
 
 def match_param_layout(optimizer: torch.optim.Optimizer) -> None:
@@ -197,11 +196,15 @@ class Trainer:
         # Sample photos show generalisation best when the network never trained on them.
         pool = self.setup.val_files or self.setup.files
         samples = load_sample_images(cfg.sample_images, pool, cfg.num_samples, cfg.image_size).to(self.device)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / CONFIG_FILE)
-        # Drop what a stopped run logged after its checkpoint; keep the checkpoint step's own.
-        writer = SummaryWriter(log_dir=str(run_dir),
-                               purge_step=self.start_step + 1 if self.setup.resume_ckpt else None)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, run_dir / CONFIG_FILE)
+            # Drop what a stopped run logged after its checkpoint; keep the checkpoint step's own.
+            writer = SummaryWriter(log_dir=str(run_dir),
+                                   purge_step=self.start_step + 1 if self.setup.resume_ckpt else None)
+        except OSError as e:
+            raise FastNSTError(f"Cannot write the config and logs in {run_dir}: {e.strerror or e}. "
+                               "Free some space or set model_path to a writable folder.") from None
         if self.start_step == 0:
             writer.add_image("style", self.setup.style[0], 0)
             if len(samples):
@@ -233,6 +236,7 @@ class Trainer:
                     self.check_stop(batch, stop)
                     self.train_step(batch["image"])
                     self.after_step()
+            return self.finish(time.time() - t_start)
         except RuntimeError as e:
             if not self.ctx.enabled or not _lost_peer(e):
                 raise
@@ -246,7 +250,6 @@ class Trainer:
             if self.writer is not None:
                 self.writer.close()
             del data_iter  # shuts down loader workers
-        return self.finish(time.time() - t_start)
 
     def _announce(self) -> None:
         if not self.main:
@@ -470,11 +473,11 @@ def train(cfg: TrainConfig, resume: Union[bool, str, None] = None, overwrite: bo
     command = command or "python train.py -c CONFIG"
     try:
         # Rank 0 checks (and downloads) first, then the others find the files in place.
-        first = ctx.together(lambda: prepare_run(cfg, resume, overwrite, command, ctx) if ctx.is_main
-                             else None, "checking the set-up")
+        setup = ctx.together(lambda: prepare_run(cfg, resume, overwrite, command, ctx) if ctx.is_main
+                             else None, "checking the set-up")  # rank 0 holds the lock from here
         later = ctx.together(lambda: None if ctx.is_main else prepare_run(cfg, resume, overwrite, command, ctx),
                              "checking the set-up")
-        setup = first or later
+        setup = setup or later
         # From here on Ctrl-C/SIGTERM stop cleanly, also while the loader workers start.
         with _stop_signals() as stop:
             return Trainer(cfg, setup, ctx, command, progress).run(stop)
