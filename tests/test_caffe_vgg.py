@@ -4,6 +4,7 @@ convention, the download target, the loss-weight conversion, and training/optimi
 
 import dataclasses
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import yaml
 from torch import nn
 from torchvision.models import vgg16, vgg19
 
-from conftest import assert_clean_in_process, in_process, make_photo
+from conftest import REPO, assert_clean_in_process, in_process, make_photo
 from fast_nst.commands import download as download_command
 from fast_nst.commands.optimize import main as optimize_main
 from fast_nst.commands.train import main as train_main
@@ -24,7 +25,8 @@ from fast_nst.lossnet import (CAFFE, CAFFE_FEATURE_SCALE, LOSS_NETWORKS, TORCHVI
 from fast_nst.lossnet.losses import PerceptualLoss
 from fast_nst.lossnet.vgg import VGGEncoder, build_loss_network, load_features, random_features
 
-STANDIN = Path("/work/shared/standin-vgg16")
+# The stand-in VGG16 (real features, never shipped) lives in the shared/ folder beside a checkout.
+STANDIN = Path(os.environ.get("FAST_NST_STANDIN", REPO.parent / "shared" / "standin-vgg16"))
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
 
@@ -141,7 +143,7 @@ def test_random_weights_are_never_checked_or_read(tmp_path, monkeypatch, capsys)
 
 
 # The stand-ins: a Caffe-convention VGG16 and the same network re-expressed for torchvision's
-# convention (features / 57.6); see /work/shared/standin-vgg16/README.md.
+# convention (features / 57.6); see shared/standin-vgg16/README.md beside the checkout.
 @pytest.mark.skipif(not STANDIN.is_dir(), reason=f"the stand-in VGG16 files are not at {STANDIN}")
 def test_standin_files_give_the_same_features_up_to_the_feature_scale():
     caffe_file, tv_file = STANDIN / "vgg16_caffe_standin.pth", STANDIN / "vgg16_torchvision_standin.pth"
