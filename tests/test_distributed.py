@@ -72,18 +72,25 @@ def test_errors_stop_every_rank(tiny_config, tmp_path):
     assert not (tmp_path / "models" / "broken" / "broken.pth").exists()
 
 
+def start_torchrun(conf: Path, cwd: Path):
+    """A 2-process torchrun training in its own process group (to signal it as a terminal does)."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([str(TORCHRUN), "--standalone", "--nproc_per_node=2", str(REPO / "train.py"),
+                             "-c", str(conf), "--no_progress"], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+
 def test_ctrl_c_stops_every_rank_at_the_same_step(tiny_config, tmp_path):
     import os
     import signal
-    import subprocess
     import time
 
     conf = tiny_config("sig", max_steps=100000, checkpoint_every=100000, image_log_every=100000,
                        log_every=100000)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    p = subprocess.Popen([str(TORCHRUN), "--standalone", "--nproc_per_node=2", str(REPO / "train.py"),
-                          "-c", str(conf), "--no_progress"], cwd=tmp_path, env=env, text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    p = start_torchrun(conf, tmp_path)
     run_dir = tmp_path / "models" / "sig"
     deadline = time.time() + 120
     while not (run_dir / "config.yml").exists() and time.time() < deadline:  # rank 0 is training
@@ -121,15 +128,11 @@ def test_a_killed_process_stops_the_others_with_one_line(tiny_config, tmp_path):
     the checkpoints written so far are kept."""
     import os
     import signal
-    import subprocess
     import time
 
     conf = tiny_config("kill9", max_steps=100000, checkpoint_every=2, image_log_every=100000,
                        log_every=100000)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    p = subprocess.Popen([str(TORCHRUN), "--standalone", "--nproc_per_node=2", str(REPO / "train.py"),
-                          "-c", str(conf), "--no_progress"], cwd=tmp_path, env=env, text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    p = start_torchrun(conf, tmp_path)
     run_dir = tmp_path / "models" / "kill9"
     deadline = time.time() + 120
     while not list((run_dir / "checkpoints").glob("step_*.pth")) and time.time() < deadline:

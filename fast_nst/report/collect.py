@@ -17,7 +17,7 @@ from PIL import Image
 from ..core.config import TrainConfig
 from ..core.errors import DataError, FastNSTError
 from ..core.fetch import is_url, style_cache_path
-from ..core.files import missing_dirs, remove_dirs, safe_component
+from ..core.files import missing_dirs, probe_writable, safe_component
 from ..core.images import IMAGE_EXTENSIONS, list_images, open_image
 from ..io.checkpoint import FORMAT_NAME, safe_torch_load
 from ..lossnet import LOSS_NETWORKS, layer_choices
@@ -236,13 +236,6 @@ def check_output(folder: Path) -> list[Path]:
     if folder.exists() and not folder.is_dir():
         raise DataError(f"--output {folder} is a file; give a folder for the report.")
     made = missing_dirs(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write_test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        remove_dirs(made)
-        raise DataError(f"--output {folder} is not writable ({e.strerror or e}); choose another "
-                        "folder.") from None
+    probe_writable(folder, "the report folder", "Choose another --output.")
+    folder.mkdir(parents=True, exist_ok=True)  # the probe removed what it made; the report keeps it
     return made

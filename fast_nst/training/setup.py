@@ -153,10 +153,6 @@ def _read_resume(cfg: TrainConfig, run_dir: Path, resume, ctx: DistContext) -> t
     if ckpt["kind"] != "training":
         raise CheckpointError(f"{path} is a final model without optimizer state; "
                               "resume from a file in the run's checkpoints/ folder.")
-    step = ckpt["step"]
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise CheckpointError(f"{path}: step is {str(step)[:40]!r}, not a step count; the file is damaged. "
-                              "Resume from another checkpoint (--resume PATH).")
     try:
         old = train_config_from_dict(ckpt["config"], f"{path} (saved config)")
     except FastNSTError as e:
