@@ -205,11 +205,13 @@ def test_every_registered_network_builds_and_honours_the_contract(model_type):
     assert net.args == cls.Args(**dict(NETWORKS[model_type].defaults))
     assert cls.Args(**net.args.to_dict()) == net.args
     x = torch.rand(2, 3, 37, 50)
+    # A multi-style network also takes the style weights, one per style (here a blend).
+    inputs = (x, torch.full((net.args.num_styles,), 1 / net.args.num_styles)) if NETWORKS[model_type].many_styles else (x,)
     with torch.no_grad():
-        y = net(x)
+        y = net(*inputs)
         assert y.shape == x.shape and 0 <= float(y.min()) and float(y.max()) <= 1
-        assert torch.allclose(net.fast_inference()(x), y, atol=1e-4)
-        assert torch.allclose(net.exportable()(x), y, atol=1e-6)
+        assert torch.allclose(net.fast_inference()(*inputs), y, atol=1e-4)
+        assert torch.allclose(net.exportable()(*inputs), y, atol=1e-6)
     assert net.receptive_radius > 0 and net.bytes_per_pixel > 0
 
 

@@ -240,6 +240,36 @@ def test_training_with_vgg16_caffe_runs(tiny_config, tmp_path, capsys):
     assert yaml.safe_load((run / "config.yml").read_text())["loss_model"] == "vgg16_caffe"
 
 
+def test_weights_for_another_convention_are_converted(tiny_config, tmp_path, capsys, monkeypatch):
+    """A config tuned for Caffe (loss_weights_for: caffe) trains with torchvision's vgg16 at the
+    converted weights; the loss module gets exactly convert_weights' numbers."""
+    from fast_nst.lossnet import loss_weights
+    from fast_nst.training import load_train_config
+    from fast_nst.training import trainer as trainer_module
+
+    conf = tiny_config(loss_weights_for="caffe", content_weight=3e-4, style_weight=1.8e-4, tv_weight=2.0,
+                       max_steps=1, num_samples=0, naming="conv")
+    cfg = load_train_config(conf)
+    expected = convert_weights(3e-4, 1.8e-4, 2.0, "caffe", "vgg16")
+    assert loss_weights(cfg) == expected and expected[0] == pytest.approx(3e-4 * CAFFE_FEATURE_SCALE ** 2)
+    seen = {}
+    real = trainer_module.PerceptualLoss
+
+    def spy(*args, **kwargs):
+        seen["weights"] = args[4:7]
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "PerceptualLoss", spy)
+    code, err = in_process(capsys, train_main, "-c", conf, "--no_progress")
+    assert code == 0, err
+    assert seen["weights"] == expected
+    assert "Loss weights are for the caffe convention; with vgg16 they are content 0.9964" in err
+    same = load_train_config(conf, ["loss_weights_for=", "loss_model=vgg16_caffe"])
+    assert loss_weights(same) == (3e-4, 1.8e-4, 2.0)
+    with pytest.raises(Exception, match="key 'loss_weights_for' is 'cafe'; choose one of: torchvision, caffe"):
+        load_train_config(conf, ["loss_weights_for=cafe"])
+
+
 def test_optimize_with_vgg16_caffe_lowers_the_loss(tmp_path):
     content, style = make_photo(tmp_path / "c.jpg", (40, 32), seed=1), make_photo(tmp_path / "s.png", seed=9)
     weights = convert_weights(DEFAULT_CONTENT_WEIGHT, DEFAULT_STYLE_WEIGHT, DEFAULT_TV_WEIGHT,

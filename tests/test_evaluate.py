@@ -158,3 +158,24 @@ def test_photos_are_bounded_and_named_uniquely(tmp_path):
     assert len(photos) == MAX_PHOTOS
     assert [p.name for p in photos[:3]] == ["img_000_jpg", "img_000_png", "img_001"]
     assert photos[0].image.size == (8, 6)
+
+
+def test_weights_are_converted_to_the_measuring_networks_convention():
+    """A model trained against vgg16_caffe, measured with vgg16: its Caffe-scale weights are
+    converted, so its losses have the size they had in training."""
+    from pathlib import Path
+
+    from fast_nst.lossnet import convert_weights
+    from fast_nst.report.collect import ModelEntry, choose_loss_model, loss_settings
+
+    caffe = loss_settings({"loss_model": "vgg16_caffe", "content_weight": 3e-4, "style_weight": 1.8e-4})
+    tuned_for_caffe = loss_settings({"loss_model": "vgg16", "loss_weights_for": "caffe",
+                                     "content_weight": 3e-4, "style_weight": 1.8e-4})
+    plain = loss_settings({"loss_model": "vgg16", "content_weight": 1.0, "style_weight": 1e5})
+    assert (caffe.weights_for, tuned_for_caffe.weights_for, plain.weights_for) == ("caffe", "caffe", "torchvision")
+    models = [ModelEntry(n, Path(n), None, s, None, "") for n, s in (("a", caffe), ("b", tuned_for_caffe), ("c", plain))]
+    assert choose_loss_model(models, "vgg16") == "vgg16"
+    content, style, _ = convert_weights(3e-4, 1.8e-4, 0.0, "caffe", "vgg16")
+    for m in models[:2]:
+        assert (m.settings.content_weight, m.settings.style_weight) == (content, style)
+    assert (models[2].settings.content_weight, models[2].settings.style_weight) == (1.0, 1e5)

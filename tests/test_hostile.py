@@ -522,3 +522,20 @@ def test_torch_really_reports_os_system_as_a_blocked_global(tmp_path):
     torch.save({"payload": _System(tmp_path / "PWNED")}, path)
     with pytest.raises(pickle.UnpicklingError, match=r"unsupported GLOBAL posix\.system whose module posix is blocked"):
         torch.load(path, weights_only=True)
+
+
+def test_a_crash_inside_the_loop_does_not_hang_on_loader_workers(tmp_path, train_dir, style_file):
+    """Loader workers ignore SIGTERM (the main process decides when to stop); an unexpected
+    error in a step must still end the process promptly instead of waiting for them at exit."""
+    import subprocess
+    import sys
+
+    from conftest import REPO, tiny_values, write_config
+
+    conf = write_config(tmp_path / "c.yml", **tiny_values(tmp_path / "m", train_dir, style_file, num_workers=2))
+    script = ("import sys; from fast_nst.training import trainer, load_train_config\n"
+              "def boom(self, images): raise RuntimeError('boom in a step')\n"
+              "trainer.Trainer.train_step = boom\n"
+              f"trainer.train(load_train_config({str(conf)!r}), progress=False)\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "boom in a step" in result.stderr

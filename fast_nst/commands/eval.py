@@ -14,6 +14,7 @@ from PIL import Image
 from ..core.errors import DataError, FastNSTError
 from ..core.files import check_output_file, probe_writable, same_file
 from ..core.images import IMAGE_EXTENSIONS, list_images, open_image, save_image, set_max_image_pixels
+from ..report.sheet import labelled_grid
 from ..stylize import StylizeOptions, Stylizer, load_stylizer
 from ..stylize.tiling import DEFAULT_CONTEXT, DEFAULT_OVERLAP
 from ..stylize.video import stylize_video
@@ -35,13 +36,21 @@ def parser() -> argparse.ArgumentParser:
                         "models/wave/wave.pth, or the newest checkpoint of an interrupted run), a "
                         "training checkpoint from its checkpoints/ folder, an .onnx export, or a "
                         "pytorch/examples .pth")
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group()
     src.add_argument("--image_file", help="an image, or a folder of images")
     src.add_argument("--video_file", help="a video: stylized frame by frame, keeping frame rate and "
                      "audio (needs the optional extra: pip install -e .[video])")
     p.add_argument("--output_file", help=f"output image, or a folder to put it in; for a folder "
                    f"input, the output folder; default {DEFAULT_OUTPUT_DIR}/<image stem>_<style>.jpg "
                    "(.png for images with transparency)")
+    p.add_argument("--style", metavar="SPEC",
+                   help="multi-style models: the style, by name (candy) or index, or a blend "
+                        "(candy:0.7,mosaic:0.3; weights are normalised to sum 1); default the first")
+    p.add_argument("--list_styles", action="store_true",
+                   help="print a multi-style model's styles and exit")
+    p.add_argument("--style_sheet", action="store_true",
+                   help="multi-style models: write one image of the photo in every style "
+                        "(<image stem>_styles.jpg)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--batch_size", type=int, default=4, metavar="N",
                    help="video frames per forward pass (default 4)")
@@ -85,16 +94,46 @@ def _output_stems(files: Sequence[Path]) -> dict[Path, str]:
 
 
 def _stylize_file(stylizer: Stylizer, src: Path, dest: Optional[Path], out_dir: Path,
-                  options: StylizeOptions, stem: Optional[str] = None, inputs: Sequence[Path] = ()) -> Path:
+                  options: StylizeOptions, stem: Optional[str] = None, inputs: Sequence[Path] = (),
+                  sheet: bool = False) -> Path:
     img = open_image(src)
     if dest is None:
-        dest = out_dir / _output_name(stem or src.stem, stylizer.name, img.mode == "RGBA")
+        name = "styles" if sheet else stylizer.name
+        dest = out_dir / _output_name(stem or src.stem, name, img.mode == "RGBA" and not sheet)
     for source in (src, *inputs):  # never write onto an input (of this run)
         if same_file(source, dest):
             raise DataError(f"Output {dest} is the input image {source}; refusing to overwrite it. "
                             "Choose another --output_file.")
-    save_image(stylizer.stylize(img, options, progress=True), dest)
+    save_image(style_sheet(stylizer, img, options) if sheet else stylizer.stylize(img, options, progress=True), dest)
     return dest
+
+
+def style_sheet(stylizer: Stylizer, image: Image.Image, options: StylizeOptions) -> Image.Image:
+    """The photo, then its stylization in each of the model's styles, in a labelled grid; the
+    stylizer is left in the style it had."""
+    previous = stylizer.style
+    cells, labels = [image.convert("RGB")], ["photo"]
+    for name in stylizer.style_names:
+        cells.append(stylizer.stylize(image, options, style=name).convert("RGB"))
+        labels.append(name)
+    stylizer.set_style(previous)
+    # Cells as large as the result (up to 512 px) so the brush strokes stay visible.
+    return labelled_grid(cells, labels, columns=4, cell=min(512, max(cells[1].size)))
+
+
+def _choose_style(args: argparse.Namespace, stylizer: Stylizer) -> Stylizer:
+    """Apply --style / check --style_sheet against the loaded model (errors list the styles)."""
+    if (args.style is not None or args.style_sheet) and not stylizer.style_names:
+        raise DataError(f"{'--style' if args.style is not None else '--style_sheet'}: {args.model_file} "
+                        "has one style; styles are chosen in multi-style models (model_type johnson_multi)")
+    if args.style is not None:
+        stylizer.set_style(args.style)
+    elif stylizer.style_names and not args.style_sheet:
+        shown = ", ".join(stylizer.style_names[:12]) + (" ..." if len(stylizer.style_names) > 12 else "")
+        print(f"{args.model_file} has {len(stylizer.style_names)} styles ({shown}); using "
+              f"{stylizer.style_names[0]}. Choose with --style NAME or a blend --style a:0.5,b:0.5.",
+              file=sys.stderr)
+    return stylizer
 
 
 def _tile_option(text: str):
@@ -164,14 +203,15 @@ def _folder_output(args: argparse.Namespace) -> Path:
     return out_dir
 
 
-def _folder(stylizer: Stylizer, files: Sequence[Path], out_dir: Path, options: StylizeOptions) -> int:
+def _folder(stylizer: Stylizer, files: Sequence[Path], out_dir: Path, options: StylizeOptions,
+            sheet: bool = False) -> int:
     """Every image of ``files`` (listed once, up front: outputs written among them are never
     read); a failing image is reported in one line and the others go on; exit 1 if any failed."""
     failed = 0
     stems = _output_stems(files)
     for f in files:
         try:
-            written = _stylize_file(stylizer, f, None, out_dir, options, stems[f], inputs=files)
+            written = _stylize_file(stylizer, f, None, out_dir, options, stems[f], inputs=files, sheet=sheet)
             print(f"Saved {written}")
         except FastNSTError as e:
             failed += 1
@@ -182,34 +222,49 @@ def _folder(stylizer: Stylizer, files: Sequence[Path], out_dir: Path, options: S
     return 1 if failed else 0
 
 
+def _list_styles(stylizer: Stylizer) -> int:
+    if not stylizer.style_names:
+        print(f"{stylizer.info.get('path', 'this model')}: one style ({stylizer.name})")
+        return 0
+    for i, name in enumerate(stylizer.style_names):
+        print(f"{i:3d}  {name}")
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if not (args.image_file or args.video_file or args.list_styles):
+        p.error("one of the arguments --image_file --video_file is required (or --list_styles)")
+    if args.style_sheet and (args.video_file or args.style is not None):
+        p.error("--style_sheet shows every style of one image: use it with --image_file, without --style")
 
     def run() -> int:
         if args.max_image_pixels is not None:
             if args.max_image_pixels < 0:
                 raise DataError(f"--max_image_pixels must be >= 0 (0 removes the limit), got {args.max_image_pixels}")
             set_max_image_pixels(args.max_image_pixels)
+        def load() -> Stylizer:
+            return _choose_style(args, load_stylizer(args.model_file, device=args.device,
+                                                     precision=args.precision, compile=args.compile))
+
+        if args.list_styles:
+            return _list_styles(load_stylizer(args.model_file, device="cpu"))
         src = Path(args.image_file or args.video_file)
         if not src.exists():
             raise DataError(f"{'--image_file' if args.image_file else '--video_file'} {src} does not exist.")
         options = _options(args)
-
-        def load() -> Stylizer:
-            return load_stylizer(args.model_file, device=args.device, precision=args.precision,
-                                 compile=args.compile)
-
         if args.video_file:
             return _video(args, load(), src, options)
         if src.is_file():
             dest, out_dir = _single_output(args, src)  # checked before the model loads
-            print(f"Saved {_stylize_file(load(), src, dest, out_dir, options)}")
+            print(f"Saved {_stylize_file(load(), src, dest, out_dir, options, sheet=args.style_sheet)}")
             return 0
         files = list_images(src, recursive=False)
         if not files:
             raise DataError(f"--image_file folder {src} has no images ({', '.join(IMAGE_EXTENSIONS)}).")
         out_dir = _folder_output(args)
-        return _folder(load(), files, out_dir, options)
+        return _folder(load(), files, out_dir, options, sheet=args.style_sheet)
 
     # --max_image_pixels changes Pillow's process-wide limit: put it back for in-process callers.
     limit = Image.MAX_IMAGE_PIXELS

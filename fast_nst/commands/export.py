@@ -7,7 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..io.export import CHECK_SHAPES, FORMATS, MIN_OPSET, TOLERANCE, TORCHSCRIPT_SUFFIXES, export_model
+from ..io.export import (CHECK_SHAPES, FORMATS, MIN_OPSET, STYLE_INPUT_NAME, TOLERANCE,
+                         TORCHSCRIPT_SUFFIXES, export_model)
 from . import prog, run_command
 
 __all__ = ["main", "parser"]
@@ -42,6 +43,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--check_size", type=int, nargs=2, action="append", default=[], metavar=("H", "W"),
                    help="also check the export on a 1x3xHxW input (repeatable); always checked: "
                         + ", ".join("x".join(map(str, s)) for s in CHECK_SHAPES))
+    p.add_argument("--style", default=None, metavar="SPEC",
+                   help="multi-style models only: a style name, a blend name:w,name:w (e.g. "
+                        "candy:0.7,mosaic:0.3) or an index; bakes that style into a single-input "
+                        "export. Without it a multi-style model is exported with a second input "
+                        f"{STYLE_INPUT_NAME!r}: one float32 weight per style, summing to 1, in the "
+                        "order of the model's style names (listed in the metadata, style_names)")
     return p
 
 
@@ -56,7 +63,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # args.format None: export_model infers it from the suffix; explicit: it is checked
         # against the suffix there, before the model is loaded.
         summary = export_model(args.model, output, fmt=args.format, opset=args.opset,
-                               check_sizes=[tuple(s) for s in args.check_size])
+                               check_sizes=[tuple(s) for s in args.check_size], style=args.style)
         fmt = summary["format"]
         what = f"ONNX opset {summary['opset']}" if fmt == "onnx" else "TorchScript"
         shapes = ", ".join("x".join(map(str, s)) for s in summary["shapes"])
@@ -64,6 +71,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"style {summary['name']!r})")
         print(f"Checked against PyTorch on {shapes}: max abs difference "
               f"{summary['max_abs_diff']:.2g} (tolerance {TOLERANCE:g})")
+        names = summary["style_names"]
+        if names:
+            print(f"Style input {STYLE_INPUT_NAME!r}: {len(names)} weights (>= 0, summing to 1) in "
+                  f"this order: {', '.join(names)}")
         if fmt == "onnx" and output.suffix.lower() != ".onnx":
             print("note: eval.py and load_stylizer recognise ONNX files by the .onnx suffix.")
         return 0

@@ -17,7 +17,8 @@ __all__ = ["main", "parser", "train_command"]
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog("train.py"),
-        description="Train a fast style transfer network (Johnson et al. 2016) for one style.",
+        description="Train a fast style transfer network (Johnson et al. 2016) for one style, "
+                    "or one network for several (style_images, model_type johnson_multi).",
         epilog="Example: python train.py -c conf/wave.yml --set max_steps=1000 --set batch_size=8",
     )
     p.add_argument("-c", "--config", required=True, help="YAML config, e.g. conf/wave.yml")
@@ -27,6 +28,10 @@ def parser() -> argparse.ArgumentParser:
                    help="continue the run from its newest checkpoint, or from CHECKPOINT")
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh even if the run folder holds checkpoints (deletes them)")
+    p.add_argument("--init_from", metavar="MODEL",
+                   help="start from a trained multi-style model and add the config's styles to it "
+                        "(the same as --set init_from=MODEL; with --set freeze=convolutions only "
+                        "the new styles' norm parameters train)")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p
 
@@ -63,9 +68,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser().parse_args(argv)
 
     def run() -> int:
-        cfg = load_train_config(args.config, args.overrides)
+        overrides = list(args.overrides) + ([f"init_from={args.init_from}"] if args.init_from else [])
+        cfg = load_train_config(args.config, overrides)
         train(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
-              command=train_command(args.config, args.overrides))
+              command=train_command(args.config, overrides))
         return 0
 
     return run_command(run)

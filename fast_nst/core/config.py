@@ -45,6 +45,13 @@ class TrainConfig:
     naming: str = ""
     # Style image: a local path or an https URL (downloaded once into data/styles/).
     style_image: str = ""
+    # Several styles for one network (model_type johnson_multi, conditional instance norm,
+    # Dumoulin et al. 2017), instead of style_image: paths or https URLs. Each is named after its
+    # file (candy.jpg -> candy); each training step trains one of them, in turn.
+    style_images: tuple[str, ...] = ()
+    # One multiplier of style_weight per style_images entry (empty: all 1), so each style can
+    # keep the weight tuned for it alone.
+    style_weights: tuple[float, ...] = ()
     # Longest side of the style image in pixels; None keeps its size. 256 is
     # jcjohnson/fast-neural-style's default -style_image_size, matched to 256 px training crops.
     style_size: Optional[int] = 256
@@ -81,10 +88,21 @@ class TrainConfig:
     # network's defaults, e.g. {base_channels: 16, num_residual: 3} for a slimmer Johnson net).
     model_type: str = "johnson"
     model_args: Mapping[str, Any] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
+    # Start from a trained multi-style model instead of random weights: its styles are kept and
+    # the styles of style_images it lacks are appended (train.py --init_from sets it).
+    init_from: str = ""
+    # "convolutions": train only the per-style norm parameters of the styles in style_images (the
+    # shared convolutions stay as init_from has them): adding a style to a trained network.
+    freeze: Literal["none", "convolutions"] = "none"
     # Loss network: a name in fast_nst.lossnet.LOSS_NETWORKS: vgg16, vgg19 (torchvision's ImageNet
     # weights, the loss scale every weight below is for) or vgg16_caffe, vgg19_caffe (Johnson et
     # al.'s Caffe files: features ~57.6x larger, so weights from fast_nst.lossnet.convert_weights).
     loss_model: str = "vgg16"
+    # The input convention content_weight, style_weight and tv_weight are given for: "caffe",
+    # "torchvision", or empty for loss_model's own. When it differs from loss_model's, training
+    # converts them (fast_nst.lossnet.convert_weights), so weights tuned against vgg16_caffe
+    # (the styles in conf/) also train against torchvision's vgg16 with --set loss_model=vgg16.
+    loss_weights_for: str = ""
     # Its weights file; empty means the loss network's default path (pretrained/vgg16-397923af.pth
     # for vgg16), downloaded there when absent.
     loss_model_file: str = ""
@@ -294,8 +312,20 @@ def _validate_values(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None
         fail("naming", f"must be a plain name for the run folder (letters, digits, '-', '_', inner "
                        f"dots; at most {MAX_COMPONENT} characters), got {cfg.naming[:80]!r}; e.g. "
                        f"{safe_component(cfg.naming, fallback='my_style')!r}")
-    if not cfg.style_image:
-        fail("style_image", "is required: a path or https URL of the style painting")
+    if not cfg.style_image and not cfg.style_images:
+        fail("style_image", "is required: a path or https URL of the style painting "
+                            "(or style_images: a list of them, for a multi-style network)")
+    if cfg.style_image and cfg.style_images:
+        fail("style_images", "and style_image are both set; use style_image for one style or "
+                             "style_images for several, not both")
+    if cfg.style_weights and len(cfg.style_weights) != len(cfg.style_images):
+        fail("style_weights", f"has {len(cfg.style_weights)} weights for {len(cfg.style_images)} "
+                              "style_images; give one per style or []")
+    if any(not math.isfinite(w) or w < 0 for w in cfg.style_weights):
+        fail("style_weights", f"must be finite numbers >= 0, got {list(cfg.style_weights)}")
+    if cfg.freeze != "none" and not cfg.init_from:
+        fail("freeze", f"is {cfg.freeze!r} without init_from: frozen convolutions must come from a "
+                       "trained model (train.py ... --init_from MODEL.pth)")
     for key in ("image_size", "batch_size", "epochs", "lr", "log_every", "image_log_every",
                 "checkpoint_every", "keep_checkpoints", "val_every", "val_images"):
         if getattr(cfg, key) <= 0:

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from .errors import DownloadError
 from .files import fsync_dir, missing_dirs, remove_dirs, safe_component
 
-__all__ = ["download_url", "fetch_style_image", "finish_by_hand", "is_url", "sha256_file", "style_cache_path",
+__all__ = ["download_url", "fetch_style_image", "finish_by_hand", "is_url", "sha256_file", "style_cache_path", "style_name",
            "STYLE_CACHE"]
 
 STYLE_CACHE = "data/styles"
@@ -121,6 +121,13 @@ def style_cache_path(url: str, cache_dir: str | Path = STYLE_CACHE) -> Path:
     tag = hashlib.sha1(url.encode("utf-8")).hexdigest()[:8]
     suffix = Path(name).suffix.lower() if Path(name).suffix.lower() in (".jpg", ".jpeg", ".png", ".webp", ".bmp") else ".jpg"
     return Path(cache_dir) / f"{safe_component(Path(name).stem, fallback='style')}-{tag}{suffix}"
+
+
+def style_name(source: str) -> str:
+    """The name a style is known by in a multi-style network: its file's stem, made safe
+    (``conf/../candy.jpg`` and ``https://host/x/candy.jpg`` are both ``candy``)."""
+    path = urllib.parse.urlparse(source).path if is_url(source) else source
+    return safe_component(Path(path).stem, fallback="style").replace(".", "_")
 
 
 def fetch_style_image(source: str, cache_dir: str | Path = STYLE_CACHE) -> Path:

@@ -8,6 +8,7 @@ A checkpoint is a dict::
     model_type      the network's name in fast_nst.nets.NETWORKS
     model_args      its Args dataclass as a dict
     model_state     the transform net's state dict
+    style_names     (multi-style networks only) the styles' names, in the order of their rows
     config          the resolved TrainConfig as a dict
     step            optimizer steps taken
     optimizer_state (training only) Adam's state dict
@@ -90,6 +91,8 @@ def make_checkpoint(model: StyleNetwork, cfg: TrainConfig, step: int,
         "config": cfg.to_dict(),
         "step": step,
     }
+    if model.style_names:
+        ckpt["style_names"] = list(model.style_names)
     if optimizer is not None:
         ckpt["optimizer_state"] = optimizer.state_dict()
         ckpt["rng_state"] = rng_state if rng_state is not None else capture_rng_state()
@@ -385,7 +388,20 @@ def build_model(ckpt: dict[str, Any], path: str | Path) -> StyleNetwork:
     except RuntimeError as e:
         detail = " ".join(str(e).split())
         raise CheckpointError(f"{path}: weights do not fit the transform net ({model_type}: {detail[:600]}).") from None
+    if NETWORKS[model_type].many_styles:
+        model.style_names = _style_names(ckpt.get("style_names"), model.args.num_styles, path)
     return model.eval()
+
+
+def _style_names(names: Any, count: int, path: str | Path) -> list[str]:
+    """A multi-style checkpoint's style names, checked: ``count`` distinct short strings."""
+    if names is None:
+        return [f"style{i}" for i in range(count)]
+    if (not isinstance(names, list) or len(names) != count
+            or not all(isinstance(n, str) and 0 < len(n) <= 200 for n in names) or len(set(names)) != count):
+        raise CheckpointError(f"{path}: style_names is {quote(names, 80)}, expected {count} distinct "
+                              "names, one per style; the file is damaged.")
+    return names
 
 
 def load_model(path: str | Path) -> tuple[StyleNetwork, dict[str, Any]]:

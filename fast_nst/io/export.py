@@ -8,6 +8,11 @@ The exported graph takes ``input`` (N, 3, H, W) float32 RGB in [0, 1] with dynam
 ``output`` of the same shape in [0, 1]: exactly what :meth:`fast_nst.stylize.Stylizer.stylize_tensor`
 computes. See docs/export.md.
 
+A multi-style network (non-empty ``net.style_names``) is exported with a second input ``style``:
+the weights (S,) float32 of its styles, in ``style_names`` order (stored in the metadata), >= 0
+and summing to 1. ``export_model(..., style=...)`` instead bakes one style or blend into an
+ordinary one-input file (:meth:`~fast_nst.nets.multistyle.MultiStyleNet.for_style`).
+
 The network's own :meth:`~fast_nst.nets.base.StyleNetwork.exportable` form is exported (for the
 Johnson net, :class:`~fast_nst.nets.exportable.ExportableTransformNet`, which keeps the sizes
 symbolic), with ``torch.export.export`` and explicit ``Dim``s first, which fails loudly instead
@@ -31,11 +36,12 @@ from ..core.errors import FastNSTError, quote
 from ..core.files import atomic_write, check_output_file
 from ..core.version import __min_torch_onnx__, __version__
 from ..nets.base import StyleNetwork
+from ..nets.multistyle import StyleError, StyleSpec, resolve_style, style_label
 from .checkpoint import FORMAT_NAME, load_model
 
 __all__ = ["CHECK_SHAPES", "EXPORT_FORMAT_VERSION", "ExportError", "FORMATS", "TOLERANCE",
-           "TORCHSCRIPT_METADATA", "TORCHSCRIPT_SUFFIXES", "MIN_OPSET", "check_exported",
-           "export_metadata", "export_model", "export_onnx", "export_torchscript", "require_onnx",
+           "TORCHSCRIPT_METADATA", "TORCHSCRIPT_SUFFIXES", "MIN_OPSET", "STYLE_INPUT_NAME",
+           "check_exported", "export_metadata", "export_model", "export_onnx", "export_torchscript", "require_onnx",
            "require_onnx_export"]
 
 #: Version of the exported-file layout (input/output names, metadata keys); readers check it.
@@ -49,6 +55,8 @@ TOLERANCE = 1e-3
 #: torch's ONNX exporter implements opset 18 and newer; lower versions are not converted reliably.
 MIN_OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "input", "output"
+#: The second input of a multi-style export: the style weights (S,) float32, summing to 1.
+STYLE_INPUT_NAME = "style"
 TORCHSCRIPT_METADATA = "fast_nst.json"  # name of the metadata file inside a TorchScript archive
 ONNX_INSTALL_HINT = 'pip install -e ".[onnx]"'
 # An example input for tracing: batch 2 and sizes above 1 so torch.export does not specialise them.
@@ -98,6 +106,9 @@ def export_metadata(net: StyleNetwork, ckpt: dict[str, Any], model_path: Path) -
         meta["checkpoint_format_version"] = _text(ckpt["format_version"])
     if ckpt.get("converted_from"):
         meta["converted_from"] = _text(ckpt["converted_from"])
+    if net.style_names:  # the order of the style input's weights
+        meta["style_names"] = json.dumps(list(net.style_names))
+        meta["style_input"] = STYLE_INPUT_NAME
     return meta
 
 
@@ -164,24 +175,36 @@ def _check_opset(opset: Optional[int]) -> None:
                           f"{MIN_OPSET} or newer.")
 
 
+def _example_inputs(net: StyleNetwork) -> tuple[tuple, dict[str, Any], list[str]]:
+    """(example arguments, dynamic shapes, input names) for capturing ``net.exportable()``: the
+    image with dynamic N, H, W, and for a multi-style network the style weights (S,), static."""
+    example = torch.rand(_EXAMPLE_SHAPE, generator=torch.Generator().manual_seed(0))
+    dims = {0: torch.export.Dim("batch", min=1), 2: torch.export.Dim("height", min=1),
+            3: torch.export.Dim("width", min=1)}
+    if not net.style_names:
+        return (example,), {"x": dims}, [INPUT_NAME]
+    # Any weights do: the style is a graph input, its example values are not baked in.
+    style = torch.full((len(net.style_names),), 1.0 / len(net.style_names))
+    return (example, style), {"x": dims, "style": None}, [INPUT_NAME, STYLE_INPUT_NAME]
+
+
 def export_onnx(net: StyleNetwork, path: str | Path, opset: Optional[int] = None,
                 metadata: Optional[dict[str, str]] = None) -> int:
-    """Write ``net`` as an ONNX file (weights inside, no external data); returns the opset."""
+    """Write ``net`` as an ONNX file (weights inside, no external data); returns the opset.
+    A multi-style ``net`` gets the second input :data:`STYLE_INPUT_NAME`, (S,) float32."""
     require_onnx_export()
     import onnx
 
     _check_opset(opset)
     module = net.exportable().eval()
-    example = torch.rand(_EXAMPLE_SHAPE, generator=torch.Generator().manual_seed(0))
-    dims = {0: torch.export.Dim("batch", min=1), 2: torch.export.Dim("height", min=1),
-            3: torch.export.Dim("width", min=1)}
+    example, dynamic_shapes, input_names = _example_inputs(net)
     with _quiet():
         try:
             # Explicit Dims: torch.export raises instead of specialising a size. (Passing the
             # module straight to torch.onnx.export would defer such guards to runtime asserts
             # and silently bake the example's size into the graph.)
-            program = torch.export.export(module, (example,), dynamic_shapes={"x": dims}, strict=False)
-            onnx_program = torch.onnx.export(program, (example,), input_names=[INPUT_NAME],
+            program = torch.export.export(module, example, dynamic_shapes=dynamic_shapes, strict=False)
+            onnx_program = torch.onnx.export(program, example, input_names=input_names,
                                              output_names=[OUTPUT_NAME], opset_version=opset,
                                              dynamo=True, verbose=False)
             proto = onnx_program.model_proto
@@ -194,6 +217,9 @@ def export_onnx(net: StyleNetwork, path: str | Path, opset: Optional[int] = None
                           "instead); leave --opset out to use the exporter's default.")
     proto.doc_string = ("fast-nst fast neural style transfer network: input (N, 3, H, W) float32 "
                         "RGB in [0, 1] -> output of the same shape in [0, 1].")
+    if net.style_names:
+        proto.doc_string += (f" Input {STYLE_INPUT_NAME!r}: ({len(net.style_names)},) float32 weights "
+                             ">= 0 summing to 1, one per style, in the order of metadata style_names.")
     del proto.metadata_props[:]
     for key, value in (metadata or {}).items():
         proto.metadata_props.add(key=key, value=value)
@@ -219,7 +245,8 @@ def export_torchscript(net: StyleNetwork, path: str | Path,
 # ---- checking --------------------------------------------------------------------------------
 
 def _runner(path: Path, fmt: str):
-    """A function (N, 3, H, W) float32 tensor -> output tensor, running the exported file."""
+    """A function (x, style) -> output tensor running the exported file: x (N, 3, H, W) float32,
+    style (S,) float32 for a multi-style export, None otherwise."""
     if fmt == "onnx":
         import onnxruntime as ort
 
@@ -228,40 +255,70 @@ def _runner(path: Path, fmt: str):
         except Exception as e:
             raise ExportError(f"onnxruntime {ort.__version__} cannot load the exported model "
                               f"({_first_line(e)}).") from None
-        return lambda x: torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0])
+
+        def run_onnx(x: torch.Tensor, style: Optional[torch.Tensor]) -> torch.Tensor:
+            feeds = {INPUT_NAME: x.numpy()}
+            if style is not None:
+                feeds[STYLE_INPUT_NAME] = style.numpy()
+            return torch.from_numpy(session.run([OUTPUT_NAME], feeds)[0])
+
+        return run_onnx
     with _quiet():
         module = torch.jit.load(str(path), map_location="cpu")
-    return module
+    return lambda x, style: module(x) if style is None else module(x, style)
+
+
+def _check_styles(net: StyleNetwork, generator: torch.Generator) -> list[Optional[torch.Tensor]]:
+    """The style vectors an export of ``net`` is checked with: None (no style input) for a
+    single-style network; else the last style alone and two random blends (all styles mixed)."""
+    count = len(net.style_names)
+    if not count:
+        return [None]
+    # -log(uniform) is Exp(1): normalised, a uniform (Dirichlet(1)) draw of the convex weights.
+    blends = [-torch.rand(count, generator=generator).clamp_min(1e-12).log() for _ in range(2)]
+    return [torch.eye(count)[-1]] + [b / b.sum() for b in blends]
 
 
 def check_exported(path: str | Path, fmt: str, net: StyleNetwork,
                    shapes: Sequence[Sequence[int]] = CHECK_SHAPES,
                    tolerance: Optional[float] = None) -> float:
     """Run the exported file on random inputs of each shape and compare with ``net``; returns
-    the largest max-abs difference, or raises :class:`ExportError` above ``tolerance``."""
+    the largest max-abs difference, or raises :class:`ExportError` above ``tolerance``.
+    A multi-style export is compared with ``net(x, w)`` for each of :func:`_check_styles`."""
     tolerance = TOLERANCE if tolerance is None else tolerance
     run = _runner(Path(path), fmt)
     generator = torch.Generator().manual_seed(1234)
+    styles = _check_styles(net, generator)
     worst = 0.0
     for shape in shapes:
         x = torch.rand(tuple(shape), generator=generator)
-        label = "x".join(map(str, shape))
-        with torch.inference_mode():
-            expected = net(x)
-            try:
-                got = run(x)
-            except Exception as e:
-                raise ExportError(f"the exported model failed on an input of shape {label} "
-                                  f"({_first_line(e)}).") from None
-        if tuple(got.shape) != tuple(expected.shape):
-            raise ExportError(f"the exported model returned shape {tuple(got.shape)} for an input of "
-                              f"shape {label}; expected {tuple(expected.shape)}.")
-        diff = (got.float() - expected).abs().max().item()
-        if not diff <= tolerance:  # also catches NaN
-            raise ExportError(f"the exported model differs from PyTorch by {diff:.3g} (max abs) on an "
-                              f"input of shape {label}; the tolerance is {tolerance:g}.")
-        worst = max(worst, diff)
+        for style in styles:
+            label = "x".join(map(str, shape))
+            if style is not None:
+                label += f" with style weights {[round(v, 3) for v in style.tolist()]}"[:300]
+            worst = max(worst, _check_one(run, net, x, style, label, tolerance))
     return worst
+
+
+def _check_one(run, net: StyleNetwork, x: torch.Tensor, style: Optional[torch.Tensor], label: str,
+               tolerance: float) -> float:
+    """The max-abs difference of the export ``run`` from ``net`` on one input; ExportError above
+    ``tolerance``, for a failed run or for a wrong shape."""
+    with torch.inference_mode():
+        expected = net(x) if style is None else net(x, style)
+        try:
+            got = run(x, style)
+        except Exception as e:
+            raise ExportError(f"the exported model failed on an input of shape {label} "
+                              f"({_first_line(e)}).") from None
+    if tuple(got.shape) != tuple(expected.shape):
+        raise ExportError(f"the exported model returned shape {tuple(got.shape)} for an input of "
+                          f"shape {label}; expected {tuple(expected.shape)}.")
+    diff = (got.float() - expected).abs().max().item()
+    if not diff <= tolerance:  # also catches NaN
+        raise ExportError(f"the exported model differs from PyTorch by {diff:.3g} (max abs) on an "
+                          f"input of shape {label}; the tolerance is {tolerance:g}.")
+    return diff
 
 
 # ---- the command ------------------------------------------------------------------------------
@@ -294,8 +351,14 @@ def _check_suffix(output: Path, fmt: str) -> None:
 
 def export_model(model_path: str | Path, output: str | Path, fmt: Optional[str] = None,
                  opset: Optional[int] = None,
-                 check_sizes: Sequence[Tuple[int, int]] = ()) -> dict[str, Any]:
+                 check_sizes: Sequence[Tuple[int, int]] = (),
+                 style: Optional[StyleSpec] = None) -> dict[str, Any]:
     """Export the checkpoint at ``model_path`` to ``output`` and check it; returns a summary.
+
+    ``style`` (a multi-style model only; any :data:`~fast_nst.nets.multistyle.StyleSpec`)
+    bakes that style or blend into an ordinary one-input export; without it a multi-style
+    model is exported with the second input :data:`STYLE_INPUT_NAME` (summary ``style_names``:
+    the order of its weights).
 
     ``fmt`` None means from ``output``'s suffix (:data:`TORCHSCRIPT_SUFFIXES` -> torchscript,
     otherwise onnx); a ``fmt`` that contradicts the suffix is an :class:`ExportError`.
@@ -323,7 +386,12 @@ def export_model(model_path: str | Path, output: str | Path, fmt: Optional[str] 
         require_onnx_export()  # before the (slow) model loading, so what is missing is reported first
     net, ckpt = load_model(model_path)  # weights-only loading; CheckpointError for bad files
     shapes = list(CHECK_SHAPES) + [(1, 3, h, w) for h, w in check_sizes]
+    label = None
+    if style is not None:
+        net, label = _bake_style(net, style, model_path)
     metadata = export_metadata(net, ckpt, model_path)
+    if label is not None:
+        metadata["name"] = _text(label)
 
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -333,7 +401,21 @@ def export_model(model_path: str | Path, output: str | Path, fmt: Optional[str] 
     except OSError as e:
         raise ExportError(f"cannot write --output {output}: {_write_reason(output, e)}.") from None
     return {"output": output, "format": fmt, "opset": used_opset, "max_abs_diff": diff,
-            "shapes": shapes, "name": metadata["name"], "bytes": output.stat().st_size}
+            "shapes": shapes, "name": metadata["name"], "bytes": output.stat().st_size,
+            "style_names": list(net.style_names)}
+
+
+def _bake_style(net: StyleNetwork, style: StyleSpec, model_path: Path) -> tuple[StyleNetwork, str]:
+    """(the single-style network of ``style``, its label) for a multi-style ``net``;
+    :class:`StyleError` for a single-style one or a style it does not have."""
+    if not net.style_names:
+        raise StyleError(f"--style needs a multi-style model (model_type johnson_multi); {model_path} "
+                         f"is a single-style {net.model_type} model: export it without --style.")
+    try:
+        w = resolve_style(style, net.style_names)
+    except StyleError as e:
+        raise StyleError(f"--style: {e}") from None
+    return net.for_style(w), style_label(w, net.style_names)
 
 
 def _write_reason(output: Path, e: OSError) -> str:

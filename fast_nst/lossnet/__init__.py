@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 __all__ = ["BLOCK_CONVS", "CAFFE", "CAFFE_FEATURE_SCALE", "CONVENTIONS", "InputConvention", "LOSS_NETWORKS",
            "LossNetworkEntry", "TORCHVISION", "check_config", "convert_weights", "get_convention",
-           "get_loss_network", "layer_choices", "layer_names", "min_side"]
+           "get_loss_network", "layer_choices", "layer_names", "loss_weights", "min_side"]
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,15 @@ def convert_weights(content_weight: float, style_weight: float, tv_weight: float
     return content_weight / k ** 2, style_weight / k ** 4, tv_weight
 
 
+def loss_weights(cfg: Any) -> tuple[float, float, float]:
+    """The (content, style, tv) weights a config trains with: its own, converted from
+    ``loss_weights_for`` to its ``loss_model``'s convention when those differ."""
+    weights = (cfg.content_weight, cfg.style_weight, cfg.tv_weight)
+    if not cfg.loss_weights_for:
+        return weights
+    return convert_weights(*weights, cfg.loss_weights_for, cfg.loss_model)
+
+
 def layer_names(arch: str) -> list[str]:
     """Name of each module of torchvision's ``vgg16().features`` (or vgg19's), in order:
     conv1_1, relu1_1, ..., pool1, conv2_1, ..."""
@@ -168,6 +177,9 @@ def check_config(cfg: Any, fail: Callable[[str, str], None]) -> None:
     and style layers exist in it."""
     if cfg.loss_model not in LOSS_NETWORKS:
         fail("loss_model", f"is {cfg.loss_model!r}; choose one of: {', '.join(LOSS_NETWORKS)}")
+    if cfg.loss_weights_for and cfg.loss_weights_for not in CONVENTIONS:
+        fail("loss_weights_for", f"is {cfg.loss_weights_for!r}; choose one of: {', '.join(CONVENTIONS)} "
+                                 "(or empty: the weights are for loss_model's own convention)")
     valid = layer_choices(cfg.loss_model)
     for key in ("content_layers", "style_layers"):
         for name in getattr(cfg, key):

@@ -5,7 +5,7 @@ total variation. Each loss is a small module holding its weight (and its target,
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -62,20 +62,29 @@ class ContentLoss(nn.Module):
 
 
 class StyleLoss(nn.Module):
-    """weight * MSE(Gram(output features), Gram(style features)) at one layer.
+    """weight * MSE(Gram(output features), Gram(style features)) at one layer, against one of
+    K styles.
 
-    The target Gram (1, C, C) is computed once from the style image's features and stored as a
-    buffer; it broadcasts over the batch.
+    The target Grams (K, C, C) are computed once from the style images' features (a list of K
+    tensors (1, C, h_k, w_k): the images may differ in size) and stored as a buffer; the one of
+    ``style`` (a 0-dim long tensor, so a compiled loss serves every style) broadcasts over the
+    batch. ``scales`` (K,) multiply ``weight`` per style (default all 1).
     """
 
-    def __init__(self, style_features: torch.Tensor, weight: float):
+    def __init__(self, style_features: Union[torch.Tensor, Sequence[torch.Tensor]], weight: float,
+                 scales: Optional[Sequence[float]] = None):
         super().__init__()
         self.weight = weight
-        self.register_buffer("target", gram_matrix(style_features.detach()))  # (1, C, C)
+        feats = [style_features] if torch.is_tensor(style_features) else list(style_features)
+        self.register_buffer("target", torch.cat([gram_matrix(f.detach()) for f in feats]))  # (K, C, C)
+        self.register_buffer("scales", torch.tensor(scales or [1.0] * len(feats), dtype=torch.float32))
 
-    def forward(self, output_features: torch.Tensor) -> torch.Tensor:
+    def forward(self, output_features: torch.Tensor, style: Optional[torch.Tensor] = None) -> torch.Tensor:
         gram = gram_matrix(output_features)  # (N, C, C)
-        return self.weight * F.mse_loss(gram, self.target.expand_as(gram))
+        k = style if style is not None else torch.zeros((), dtype=torch.long, device=gram.device)
+        target = self.target.index_select(0, k.reshape(1))  # (1, C, C)
+        scale = self.scales.index_select(0, k.reshape(1))[0]
+        return self.weight * scale * F.mse_loss(gram, target.expand_as(gram))
 
 
 class TVLoss(nn.Module):
@@ -96,22 +105,27 @@ class TVLoss(nn.Module):
 
 
 class PerceptualLoss(nn.Module):
-    """Content + style + TV loss against one style image, for a batch of content photos.
+    """Content + style + TV loss against a style image (or one of several), for a batch of
+    content photos.
 
-    ``forward(output, content)`` returns a dict of scalar float32 terms: ``content``,
+    ``style_image``: (1, 3, h, w) in [0, 1], or a list of K such images (sizes may differ) for
+    a multi-style network, with ``style_scales`` (K,) multiplying ``style_weight`` per style.
+    ``forward(output, content, style=None)`` (``style``: the style's index as a 0-dim long
+    tensor, default the first) returns a dict of scalar float32 terms: ``content``,
     ``style/<layer>`` for each style layer, ``style`` (their sum), ``tv`` and ``total``.
     """
 
     def __init__(
         self,
         encoder: VGGEncoder,
-        style_image: torch.Tensor,
+        style_image: Union[torch.Tensor, Sequence[torch.Tensor]],
         content_layers: Sequence[str],
         style_layers: Sequence[str],
         content_weight: float,
         style_weight: float,
         tv_weight: float,
         style_layer_weights: Optional[Sequence[float]] = None,
+        style_scales: Optional[Sequence[float]] = None,
     ):
         super().__init__()
         self.encoder = encoder
@@ -119,24 +133,27 @@ class PerceptualLoss(nn.Module):
         self.style_layers = list(style_layers)
         self.output_layers = list(dict.fromkeys(self.content_layers + self.style_layers))
         layer_weights = style_layer_weights or [1.0] * len(self.style_layers)
+        images = [style_image] if torch.is_tensor(style_image) else list(style_image)
         with torch.no_grad():
-            style_features = encoder(style_image, self.style_layers)  # each (1, C, h, w)
+            per_style = [encoder(image, self.style_layers) for image in images]  # each (1, C, h, w)
         # Keys of ModuleDict cannot contain '.', and layer names never do.
         self.style_losses = nn.ModuleDict({
-            name: StyleLoss(style_features[name], style_weight * lw)
+            name: StyleLoss([f[name] for f in per_style], style_weight * lw, style_scales)
             for name, lw in zip(self.style_layers, layer_weights)
         })
         self.content_loss = ContentLoss(content_weight)
         self.tv_loss = TVLoss(tv_weight)
 
-    def forward(self, output: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, output: torch.Tensor, content: torch.Tensor,
+                style: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         """``output`` and ``content`` are (N, 3, H, W) in [0, 1]; only ``output`` needs gradients."""
         with torch.no_grad():
             # Only as deep as the deepest content layer (relu2_2 by default), not relu4_3.
             targets = self.encoder(content, self.content_layers) if self.content_layers else {}
-        return self.terms(output, targets)
+        return self.terms(output, targets, style)
 
-    def terms(self, output: torch.Tensor, content_targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def terms(self, output: torch.Tensor, content_targets: dict[str, torch.Tensor],
+              style: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         """The loss terms of ``output`` against content features already computed."""
         feats = self.encoder(output, self.output_layers)
         terms: dict[str, torch.Tensor] = {}
@@ -147,7 +164,7 @@ class PerceptualLoss(nn.Module):
         terms["content"] = content_total
         style_total = zero
         for name, loss in self.style_losses.items():
-            terms[f"style/{name}"] = loss(feats[name])
+            terms[f"style/{name}"] = loss(feats[name], style)
             style_total = style_total + terms[f"style/{name}"]
         terms["style"] = style_total
         terms["tv"] = self.tv_loss(output)

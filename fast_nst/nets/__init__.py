@@ -34,6 +34,8 @@ class NetworkEntry:
     # Arguments this entry presets (a config's model_args override them): a preset is a
     # registry name for a width/depth trade-off of the same class.
     defaults: tuple[tuple[str, Any], ...] = ()
+    # One network for several styles (trained from style_images; its Args has num_styles).
+    many_styles: bool = False
 
 
 NETWORKS: dict[str, NetworkEntry] = {
@@ -44,6 +46,10 @@ NETWORKS: dict[str, NetworkEntry] = {
     "johnson_slim": NetworkEntry("fast_nst.nets.johnson", "TransformNet",
                                  "the Johnson network at half width with 3 residual blocks",
                                  (("base_channels", 16), ("num_residual", 3))),
+    "johnson_multi": NetworkEntry("fast_nst.nets.multistyle", "MultiStyleNet",
+                                  "the Johnson network with one instance-norm scale and shift per style "
+                                  "(Dumoulin et al. 2017): many styles and their blends",
+                                  many_styles=True),
 }
 
 
@@ -87,3 +93,12 @@ def check_config(cfg: Any, fail: Callable[[str, str], None]) -> None:
     (``model_args`` are checked when the network is built, which needs torch.)"""
     if cfg.model_type not in NETWORKS:
         fail("model_type", f"is {cfg.model_type!r}; choose one of: {', '.join(NETWORKS)}")
+    many = [name for name, entry in NETWORKS.items() if entry.many_styles]
+    if NETWORKS[cfg.model_type].many_styles and not cfg.style_images:
+        fail("model_type", f"{cfg.model_type} is a multi-style network: list its styles in "
+                           "style_images (style_image is for one style)")
+    if cfg.style_images and not NETWORKS[cfg.model_type].many_styles:
+        fail("style_images", f"needs a multi-style network: set model_type: {many[0]} "
+                             f"(model_type {cfg.model_type} learns one style, from style_image)")
+    if "num_styles" in cfg.model_args:
+        fail("model_args", "sets num_styles, which comes from style_images; remove it")

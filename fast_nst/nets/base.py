@@ -74,11 +74,14 @@ class StyleNetwork(InferenceNetwork):
 
     ``Args``: a frozen dataclass of the architecture arguments (``to_dict()`` for checkpoints;
     its constructor raises ``ValueError`` for arguments out of bounds). ``model_type``: the
-    registry name, stored in every checkpoint.
+    registry name, stored in every checkpoint. ``style_names``: see below.
     """
 
     model_type: ClassVar[str]
     Args: ClassVar[type]
+    # The styles a multi-style network holds, in the order of its style vectors (stored in
+    # checkpoints); a single-style network has none.
+    style_names: list[str] = []
 
     def fast_inference(self, channels_last: bool = True) -> InferenceNetwork:
         """The same function, faster on the CPU (no gradients); by default the network itself."""

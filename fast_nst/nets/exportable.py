@@ -21,7 +21,7 @@ from .layers import PAD_MIN_SIZE, PAD_MULTIPLE, output_mapping
 if TYPE_CHECKING:
     from .johnson import TransformNet
 
-__all__ = ["ExportableTransformNet"]
+__all__ = ["ExportableTransformNet", "pad_and_crop_indices"]
 
 
 def _pad_indices(n: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -36,6 +36,20 @@ def _pad_indices(n: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tens
 
 
 assert (PAD_MIN_SIZE, PAD_MULTIPLE) == (8, 4), "update _pad_indices to TransformNet's padding"
+
+
+def pad_and_crop_indices(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For x (N, C, H, W): the row and column indices that pad it as the network's input
+    (reflect where possible, else replicate, as :func:`~fast_nst.nets.layers.pad_input`), and
+    the ones that crop the output back to (H, W); all built from the symbolic sizes."""
+    h = x.shape[2]
+    w = x.shape[3]
+    reflect_h, replicate_h = _pad_indices(h, x.device)
+    reflect_w, replicate_w = _pad_indices(w, x.device)
+    can_reflect = (reflect_h.min() >= 0) & (reflect_w.min() >= 0)
+    rows = torch.where(can_reflect, reflect_h, replicate_h)
+    cols = torch.where(can_reflect, reflect_w, replicate_w)
+    return rows, cols, torch.arange(h, device=x.device), torch.arange(w, device=x.device)
 
 
 class ExportableTransformNet(nn.Module):
@@ -58,14 +72,7 @@ class ExportableTransformNet(nn.Module):
         self.tanh_output: bool = net.args.output_activation == "tanh"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.shape[2]
-        w = x.shape[3]
-        reflect_h, replicate_h = _pad_indices(h, x.device)
-        reflect_w, replicate_w = _pad_indices(w, x.device)
-        can_reflect = (reflect_h.min() >= 0) & (reflect_w.min() >= 0)
-        rows = torch.where(can_reflect, reflect_h, replicate_h)
-        cols = torch.where(can_reflect, reflect_w, replicate_w)
+        rows, cols, keep_h, keep_w = pad_and_crop_indices(x)
         x = x.index_select(2, rows).index_select(3, cols)
         y = output_mapping(self.decoder(self.residuals(self.encoder(x))), self.tanh_output)
-        return y.index_select(2, torch.arange(h, device=y.device)).index_select(
-            3, torch.arange(w, device=y.device))
+        return y.index_select(2, keep_h).index_select(3, keep_w)

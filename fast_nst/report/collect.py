@@ -6,6 +6,8 @@ Photos are PIL RGB images already at their processed size (longest side at most 
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import re
 import warnings
 from dataclasses import dataclass
@@ -16,11 +18,11 @@ from PIL import Image
 
 from ..core.config import TrainConfig
 from ..core.errors import DataError, FastNSTError
-from ..core.fetch import is_url, style_cache_path
+from ..core.fetch import is_url, style_cache_path, style_name
 from ..core.files import missing_dirs, probe_writable, safe_component
 from ..core.images import IMAGE_EXTENSIONS, list_images, open_image
 from ..io.checkpoint import FORMAT_NAME, safe_torch_load
-from ..lossnet import LOSS_NETWORKS, layer_choices
+from ..lossnet import CONVENTIONS, LOSS_NETWORKS, convert_weights, layer_choices
 from ..stylize import Stylizer, load_stylizer, resize_for_processing
 
 __all__ = ["DEFAULT_MAX_SIZE", "LossSettings", "MAX_MODELS", "MAX_PHOTOS", "MAX_SIZE_LIMIT",
@@ -65,6 +67,9 @@ class LossSettings:
     style_size: Optional[int]
     style_image: str
     from_config: bool
+    # The input convention the weights are for (the config's loss_weights_for, else its loss
+    # model's): a report measuring with another loss network converts them.
+    weights_for: str = "torchvision"
 
 
 @dataclass
@@ -145,8 +150,11 @@ def loss_settings(config: Optional[dict]) -> LossSettings:
     ok = (isinstance(lw, (list, tuple)) and len(lw) == len(style_layers)
           and all(_number(w, -1.0) >= 0 for w in lw))
     size = c.get("style_size", _DEFAULTS.style_size)
+    loss_model = c["loss_model"] if isinstance(c.get("loss_model"), str) else _DEFAULTS.loss_model
+    weights_for = c.get("loss_weights_for") if c.get("loss_weights_for") in CONVENTIONS else (
+        LOSS_NETWORKS[loss_model].convention.name if loss_model in LOSS_NETWORKS else "torchvision")
     return LossSettings(
-        loss_model=c["loss_model"] if isinstance(c.get("loss_model"), str) else _DEFAULTS.loss_model,
+        loss_model=loss_model,
         content_layers=_strings(c.get("content_layers"), _DEFAULTS.content_layers),
         style_layers=style_layers,
         content_weight=_number(c.get("content_weight"), _DEFAULTS.content_weight),
@@ -155,6 +163,7 @@ def loss_settings(config: Optional[dict]) -> LossSettings:
         style_size=size if size is None or _is_size(size) else _DEFAULTS.style_size,
         style_image=c["style_image"] if isinstance(c.get("style_image"), str) else "",
         from_config=isinstance(config, dict),
+        weights_for=weights_for,
     )
 
 
@@ -200,11 +209,39 @@ def load_models(files: Sequence[str], device: str, style: Optional[Path]) -> lis
         # Two checkpoints of one run share a name: tell them apart by step, else by file.
         labels.append(s.name if len(same) == 1 else f"{s.name}_step{step}" if step is not None
                       else f"{s.name}_{Path(f).stem}")
+    columns = []  # (label, stylizer, settings): a multi-style model gives one per style
+    for label, s, f in zip(labels, stylizers, files):
+        config = _checkpoint_config(s)
+        found = _per_style(label, s, config) if s.style_names else [(label, s, loss_settings(config))]
+        columns += [(name, st, settings, f) for name, st, settings in found]
+    if len(columns) > MAX_MODELS:
+        raise FastNSTError(f"the models have {len(columns)} styles in all (a multi-style model counts one "
+                           f"column per style); a report compares at most {MAX_MODELS}. Make several reports.")
     out = []
-    for name, s, f in zip(unique_names(labels, _RESERVED), stylizers, files):
-        settings = loss_settings(_checkpoint_config(s))
+    for name, (_, s, settings, f) in zip(unique_names([c[0] for c in columns], _RESERVED), columns):
         style_path, note = _style_of(settings, style)
         out.append(ModelEntry(name, Path(s.info.get("path") or f), s, settings, style_path, note))
+    return out
+
+
+def _per_style(label: str, stylizer: Stylizer, config: Optional[dict]) -> list[tuple[str, Stylizer, LossSettings]]:
+    """A multi-style model as one column per style: a copy of the stylizer set to that style,
+    measured against that style's image and weight from the training config (style_images,
+    style_weights; matched by name, since a model that had styles added lists only the new ones)."""
+    base = loss_settings(config)
+    c = config if isinstance(config, dict) else {}
+    sources = _strings(c.get("style_images"), ())
+    weights = c.get("style_weights") if isinstance(c.get("style_weights"), list) else []
+    by_name = {style_name(src): (src, _number(weights[i], 1.0) if i < len(weights) else 1.0)
+               for i, src in enumerate(sources)}
+    run = c.get("naming") if isinstance(c.get("naming"), str) else label
+    out = []
+    for name in stylizer.style_names:
+        copy_ = copy.copy(stylizer)  # shares the weights; set_style gives the copy its own network
+        copy_.set_style(name)
+        src, scale = by_name.get(name, ("", 1.0))
+        settings = dataclasses.replace(base, style_image=src, style_weight=base.style_weight * scale)
+        out.append((f"{run}_{name}", copy_, settings))
     return out
 
 
@@ -223,6 +260,11 @@ def choose_loss_model(models: Sequence[ModelEntry], requested: Optional[str]) ->
                            f"does not know; choose one with --loss_model ({', '.join(LOSS_NETWORKS)}).")
     valid = set(layer_choices(name))
     for m in models:
+        s = m.settings
+        if s.weights_for != LOSS_NETWORKS[name].convention.name:  # weights in the measuring network's scale
+            content, style, _ = convert_weights(s.content_weight, s.style_weight, 0.0, s.weights_for, name)
+            m.settings = dataclasses.replace(s, content_weight=content, style_weight=style,
+                                             weights_for=LOSS_NETWORKS[name].convention.name)
         bad = [n for n in m.settings.content_layers + m.settings.style_layers if n not in valid]
         if bad:
             raise FastNSTError(f"model {m.name} ({m.path}) is measured at layer(s) {', '.join(bad[:4])}, "

@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["CELL", "GAP", "HEADER", "contact_sheet", "sheet_size"]
+__all__ = ["CELL", "GAP", "HEADER", "contact_sheet", "labelled_grid", "sheet_size"]
 
 # Longest side of each thumbnail: large enough to see brush strokes, small enough that 64 rows
 # stay within JPEG's 65,535 px.
@@ -62,4 +62,22 @@ def contact_sheet(titles: Sequence[str], rows: Sequence[Sequence[Optional[Sequen
         top = HEADER + r * (cell + GAP)
         for c, images in enumerate(row):
             _paste_cell(sheet, images or [], GAP + c * (cell + GAP), top, cell)
+    return sheet
+
+
+def labelled_grid(images: Sequence[Image.Image], labels: Sequence[str], columns: int = 4,
+                  cell: int = CELL) -> Image.Image:
+    """An RGB grid of ``images`` (any sizes, each fitted into a ``cell`` square), ``columns``
+    per row, each under its label (the photo in every style of a multi-style model)."""
+    assert len(images) == len(labels), "one label per image"
+    columns = max(1, min(columns, len(images)))
+    rows = -(-len(images) // columns)
+    width = columns * cell + (columns + 1) * GAP
+    sheet = Image.new("RGB", (width, rows * (HEADER + cell + GAP)), _BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    for i, (img, text) in enumerate(zip(images, labels)):
+        left, top = GAP + (i % columns) * (cell + GAP), (i // columns) * (HEADER + cell + GAP)
+        draw.text((left + 2, top + (HEADER - 11) // 2), text[:60], fill=_TEXT, font=font)
+        _paste_cell(sheet, [img], left, top + HEADER, cell)
     return sheet

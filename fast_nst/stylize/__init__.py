@@ -3,6 +3,7 @@
 >>> from fast_nst import load_stylizer
 >>> s = load_stylizer("models/wave/wave.pth", device="cpu")
 >>> out = s.stylize(Image.open("photo.jpg"))   # PIL image of the same size
+>>> m = load_stylizer("models/multi11/multi11.pth", style="candy:0.7,mosaic:0.3")   # a blend
 
 Modules: ``base`` (the :class:`Stylizer` contract and :class:`StylizeOptions`),
 ``torch_stylizer`` (PyTorch networks), ``onnx_stylizer`` (.onnx exports through onnxruntime),
@@ -19,6 +20,7 @@ from ..core.device import resolve_device
 from ..core.errors import CheckpointError
 from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints, load_model
 from .onnx_stylizer import load_onnx_stylizer
+from ..nets.multistyle import StyleSpec
 from .base import StylizeOptions, Stylizer, finish, preserve_colors, resize_for_processing
 from .torch_stylizer import TorchStylizer
 
@@ -43,20 +45,25 @@ def model_in_run_folder(folder: Path) -> Path:
 
 
 def load_stylizer(path: Union[str, Path], device: str = "auto", precision: str = "fp32",
-                  fast: Optional[bool] = None, compile: bool = False) -> Stylizer:
+                  fast: Optional[bool] = None, compile: bool = False, style: Optional[StyleSpec] = None) -> Stylizer:
     """Load a fast-nst checkpoint (final model or training checkpoint) for stylizing; also a run
     folder (``models/wave`` -> ``models/wave/wave.pth``), an .onnx export or a pytorch/examples model.
 
     ``device``: "auto" (CUDA if available), "cpu", "cuda" or "cuda:N". ``precision``, ``fast``
-    and ``compile``: see :class:`TorchStylizer`.
+    and ``compile``: see :class:`TorchStylizer`. ``style``: for a multi-style model, the style
+    or blend to start in (see :meth:`Stylizer.set_style`; default its first style).
     Raises :class:`~fast_nst.core.errors.FastNSTError` for a missing, foreign or unsafe file.
     """
     path = model_in_run_folder(Path(path)) if Path(path).is_dir() else Path(path)
     if path.suffix.lower() == ".onnx":
-        return load_onnx_stylizer(path, device=device, precision=precision)
-    model, ckpt = load_model(path)
-    config = ckpt.get("config")
-    name = (config.get("naming") if isinstance(config, dict) else None) or path.stem
-    return TorchStylizer(model, resolve_device(device), name=str(name),
-                         info={"step": ckpt.get("step"), "path": str(path)},
-                         precision=precision, fast=fast, compile=compile)
+        stylizer: Stylizer = load_onnx_stylizer(path, device=device, precision=precision)
+    else:
+        model, ckpt = load_model(path)
+        config = ckpt.get("config")
+        name = (config.get("naming") if isinstance(config, dict) else None) or path.stem
+        stylizer = TorchStylizer(model, resolve_device(device), name=str(name),
+                                 info={"step": ckpt.get("step"), "path": str(path)},
+                                 precision=precision, fast=fast, compile=compile)
+    if style is not None:
+        stylizer.set_style(style)
+    return stylizer

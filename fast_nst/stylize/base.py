@@ -18,6 +18,7 @@ from PIL import Image
 from ..core.errors import FastNSTError
 from ..core.files import safe_component
 from ..core.images import normalize_mode, pil_to_tensor, split_alpha, tensor_to_pil
+from ..nets.multistyle import StyleError, StyleSpec
 from .tiling import DEFAULT_OVERLAP, tile_core
 
 __all__ = ["PRECISIONS", "StylizeOptions", "Stylizer", "finish", "preserve_colors", "resize_for_processing"]
@@ -100,10 +101,21 @@ class Stylizer:
     format); ``precision``: "fp32", "bf16" or "fp16"; ``compiled``: whether torch.compile wraps
     the network; ``can_tile``: whether it can stylize in tiles with shared statistics;
     ``bytes_per_pixel``: peak memory per pixel of one forward (the tiling budget).
+    ``style_names``: a multi-style model's styles (empty for one style); :meth:`set_style`
+    chooses one or a blend, ``style`` is the current weight vector (S,) (None for one style).
     """
 
     can_tile = False
     bytes_per_pixel = 1024
+    style_names: list[str] = []
+    style: Optional[torch.Tensor] = None
+
+    def set_style(self, style: StyleSpec) -> None:
+        """Stylize in ``style`` from now on: a name, ``"candy:0.7,mosaic:0.3"``, an index, a
+        {name: weight} dict or one weight per style (normalised to sum 1). :class:`StyleError`
+        for a model of one style or a style it does not have."""
+        raise StyleError(f"{self.info.get('path', 'this model')} has one style ({self.name}); choosing a "
+                         "style needs a multi-style model (model_type johnson_multi)")
 
     def __init__(self, device: torch.device, name: str = "", info: Optional[dict] = None,
                  precision: str = "fp32", compiled: bool = False):
@@ -123,12 +135,15 @@ class Stylizer:
         raise NotImplementedError
 
     def stylize(self, image: Image.Image, options: Optional[StylizeOptions] = None,
-                progress: bool = False, **kwargs: Any) -> Image.Image:
+                progress: bool = False, style: Optional[StyleSpec] = None, **kwargs: Any) -> Image.Image:
         """A PIL image of any mode -> its stylization as a PIL image, with ``options`` (or the
         same fields as keyword arguments, see :class:`StylizeOptions`). RGBA (and LA,
         transparent palette) inputs keep their alpha channel; others come back RGB.
-        ``progress``: a progress bar over the tiles when the image is stylized in tiles."""
+        ``progress``: a progress bar over the tiles when the image is stylized in tiles.
+        ``style``: for a multi-style model, :meth:`set_style` first (it stays chosen)."""
         o = make_options(options, **kwargs)
+        if style is not None:
+            self.set_style(style)
         rgb, alpha = split_alpha(normalize_mode(image))
         original_size = rgb.size
         rgb = resize_for_processing(rgb, o.max_size, o.scale)

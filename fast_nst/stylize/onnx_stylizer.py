@@ -8,21 +8,27 @@
 options and ``stylize_tensor`` the same tensors. Tiling is the exception (``can_tile`` is False):
 it needs the PyTorch network (it fixes the instance norms' statistics inside it), so an explicit
 ``tile_size`` raises and ``"auto"`` never tiles.
+
+A multi-style export (a second input of style weights (S,), ``style_names`` in its metadata)
+starts in its first style; :meth:`OnnxStylizer.set_style` chooses another or a blend.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
 from ..core.device import resolve_device
 from ..core.errors import CheckpointError, FastNSTError, quote
+from ..core.files import safe_component
 from ..io.checkpoint import require_model_file, torchscript_error, torchscript_source
 from ..io.export import EXPORT_FORMAT_VERSION, ONNX_INSTALL_HINT
+from ..nets.multistyle import MAX_STYLES, StyleSpec, resolve_style, style_label
 from .base import Stylizer, check_batch
 
 __all__ = ["ONNX_INSTALL_HINT", "OnnxStylizer", "load_onnx_stylizer"]
@@ -31,6 +37,8 @@ _EXPORT_HINT = "Export models with python -m fast_nst.export."
 # Longest metadata number read as a step or version (int() of a long digit string is slow, and
 # refused over 4300 digits).
 _MAX_DIGITS = 18
+# Longest style name read from the metadata: as checkpoints' style_names (io.checkpoint).
+_MAX_STYLE_NAME = 200
 
 
 def _import_onnxruntime():
@@ -56,12 +64,23 @@ def _providers(ort, device: torch.device) -> list:
 class OnnxStylizer(Stylizer):
     """A :class:`~fast_nst.stylize.Stylizer` whose network is an onnxruntime session."""
 
-    def __init__(self, session, device: torch.device, name: str = "", info: dict | None = None):
+    def __init__(self, session, device: torch.device, name: str = "", info: dict | None = None,
+                 style_names: Sequence[str] = ()):
         super().__init__(device, name, info, precision="fp32")
         self.session = session
         self.input_name = session.get_inputs()[0].name
         self.output_name = session.get_outputs()[0].name
         self.path = str(self.info.get("path") or name)
+        self.style_names = list(style_names)  # a multi-style export's second input: their weights
+        if self.style_names:
+            self.style_input_name = session.get_inputs()[1].name
+            self.set_style(0)
+
+    def set_style(self, style: StyleSpec) -> None:
+        if not self.style_names:
+            super().set_style(style)
+        self.style = resolve_style(style, self.style_names)
+        self.name = safe_component(style_label(self.style, self.style_names), fallback="stylized")
 
     @torch.inference_mode()
     def stylize_tensor(self, x: torch.Tensor) -> torch.Tensor:
@@ -72,8 +91,11 @@ class OnnxStylizer(Stylizer):
             return torch.empty(x.shape, dtype=torch.float32, device=x.device)
         inp = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
         label = "x".join(map(str, inp.shape))
+        feeds = {self.input_name: inp}
+        if self.style_names:
+            feeds[self.style_input_name] = np.ascontiguousarray(self.style.numpy(), dtype=np.float32)
         try:
-            out = self.session.run([self.output_name], {self.input_name: inp})[0]
+            out = self.session.run([self.output_name], feeds)[0]
         except Exception as e:  # onnxruntime's errors (a failing node, an allocation refused)
             detail = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", " ".join(str(e).split()))[:300]
             raise CheckpointError(f"{self.path}: the ONNX model failed on an input of shape {label} "
@@ -95,18 +117,68 @@ def _metadata_int(text: Optional[str]) -> Optional[int]:
     return int(text)
 
 
-def _check_signature(session, path: Path) -> None:
+def _check_signature(session, path: Path, meta: dict[str, str]) -> list[str]:
+    """Check the graph's inputs and outputs; the style names of a multi-style export (its second
+    input: the weights (S,), in the order of metadata ``style_names``), else []."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
-    if len(inputs) != 1 or len(outputs) != 1:
+    if len(inputs) not in (1, 2) or len(outputs) != 1:
         raise CheckpointError(f"{path}: not a style transfer model: it has {len(inputs)} inputs and "
-                              f"{len(outputs)} outputs, expected one image in and one out. Export "
-                              "models with python -m fast_nst.export.")
+                              f"{len(outputs)} outputs, expected one image in (and optionally the "
+                              "style weights) and one out. Export models with python -m fast_nst.export.")
     for kind, arg in (("input", inputs[0]), ("output", outputs[0])):
         shape = arg.shape
         channels_ok = len(shape) == 4 and (shape[1] == 3 or not isinstance(shape[1], int))
         if arg.type != "tensor(float)" or not channels_ok:
             raise CheckpointError(f"{path}: not a style transfer model: its {kind} is {quote(arg.type, 40)} "
                                   f"of shape {quote(shape, 60)}, expected float (N, 3, H, W). {_EXPORT_HINT}")
+    return _style_input(inputs[1], meta, path) if len(inputs) == 2 else []
+
+
+def _style_input(arg, meta: dict[str, str], path: Path) -> list[str]:
+    """The style names for the second input ``arg``, which must be float (S,) with S static and
+    metadata ``style_names`` a JSON list of S distinct names (untrusted: checked, bounded)."""
+    shape = arg.shape
+    count = shape[0] if len(shape) == 1 and isinstance(shape[0], int) else None
+    if arg.type != "tensor(float)" or count is None or not 1 <= count <= MAX_STYLES:
+        raise CheckpointError(f"{path}: not a style transfer model: its second input {quote(arg.name, 40)} "
+                              f"is {quote(arg.type, 40)} of shape {quote(shape, 60)}; a multi-style "
+                              f"export's is float (S,) with 1 <= S <= {MAX_STYLES}. {_EXPORT_HINT}")
+    names, problem = _parse_style_names(meta.get("style_names"), count)
+    if problem:
+        raise CheckpointError(f"{path}: its second input {quote(arg.name, 40)} takes {count} style weights, "
+                              f"but {problem}, so which style is which is unknown. Re-export it with "
+                              "python -m fast_nst.export (which writes the names), or bake one style "
+                              "into a single-input file: python -m fast_nst.export MODEL.pth --style NAME.")
+    return names
+
+
+def _parse_style_names(text: Any, count: int) -> tuple[list[str], str]:
+    """(names, "") from metadata ``style_names``, or ([], what is wrong with it)."""
+    if not isinstance(text, str):
+        return [], "its metadata has no style_names"
+    # Each name at most _MAX_STYLE_NAME characters of up to 6 in JSON (\uXXXX), quotes and ", ".
+    if len(text) > count * (6 * _MAX_STYLE_NAME + 4) + 2:
+        return [], f"its metadata style_names is {len(text):,} characters long, too long for {count} names"
+    try:
+        names = json.loads(text)
+    except ValueError:
+        return [], f"its metadata style_names {quote(text, 60)} is not JSON"
+    if (not isinstance(names, list) or len(names) != count
+            or not all(isinstance(n, str) and 0 < len(n) <= _MAX_STYLE_NAME for n in names)
+            or len(set(names)) != count):
+        return [], (f"its metadata style_names is {quote(names, 80)}, not {count} distinct names "
+                    f"of 1 to {_MAX_STYLE_NAME} characters")
+    return names, ""
+
+
+def _check_format_version(meta: dict[str, str], path: Path) -> None:
+    version = meta.get("format_version")
+    if meta.get("format") == "fast-nst" and version is not None:
+        number = _metadata_int(version)
+        if number is None or number > EXPORT_FORMAT_VERSION:
+            raise CheckpointError(f"{path}: exported by a newer fast-nst (export format version "
+                                  f"{quote(version, 40)}); this version reads up to {EXPORT_FORMAT_VERSION}. "
+                                  "Upgrade fast-nst to load it.")
 
 
 def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
@@ -115,6 +187,8 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
 
     ``device``: "auto" (CUDA when both torch and onnxruntime have it, else CPU), "cpu", "cuda"
     or "cuda:N". ``precision``: only "fp32" (the exported graph is float32).
+    A multi-style export (second input: the style weights) starts in its first style; choose
+    another with ``set_style``.
     Raises :class:`~fast_nst.core.errors.FastNSTError` if onnxruntime is missing and
     :class:`~fast_nst.core.errors.CheckpointError` for a missing, corrupt or foreign file.
     """
@@ -152,19 +226,13 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
                 f"(it runs on: {', '.join(session.get_providers())}); check that onnxruntime-gpu "
                 "matches the installed CUDA and cuDNN, or use --device cpu.")
         dev = torch.device("cpu")
-    _check_signature(session, path)
     meta = session.get_modelmeta().custom_metadata_map or {}
-    version = meta.get("format_version")
-    if meta.get("format") == "fast-nst" and version is not None:
-        number = _metadata_int(version)
-        if number is None or number > EXPORT_FORMAT_VERSION:
-            raise CheckpointError(f"{path}: exported by a newer fast-nst (export format version "
-                                  f"{quote(version, 40)}); this version reads up to {EXPORT_FORMAT_VERSION}. "
-                                  "Upgrade fast-nst to load it.")
+    style_names = _check_signature(session, path, meta)
+    _check_format_version(meta, path)
     name = meta.get("name") or meta.get("naming") or path.stem
     info = {"path": str(path), "format": "onnx", "metadata": dict(meta),
             "providers": session.get_providers()}
     step = _metadata_int(meta.get("step"))
     if step is not None:
         info["step"] = step
-    return OnnxStylizer(session, dev, name=name, info=info)
+    return OnnxStylizer(session, dev, name=name, info=info, style_names=style_names)

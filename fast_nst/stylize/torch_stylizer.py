@@ -10,8 +10,10 @@ import torch
 from PIL import Image
 
 from ..core.errors import CheckpointError
+from ..core.files import safe_component
 from ..core.images import pil_to_tensor, tensor_to_pil
 from ..nets.base import StyleNetwork
+from ..nets.multistyle import StyleSpec, resolve_style, style_label
 from .base import DTYPES, OptionError, StylizeOptions, Stylizer, check_batch, resize_for_processing
 from .tiling import DEFAULT_STATS_SIZE, auto_tile_size, context_for, stylize_tiled, tile_core
 
@@ -24,7 +26,8 @@ class TorchStylizer(Stylizer):
     ``precision`` "fp32" (default), "bf16" or "fp16" runs the network under autocast.
     ``fast`` (default: on for fp32 on CPU) runs the network's
     :meth:`~fast_nst.nets.base.StyleNetwork.fast_inference` form, the same function with fewer
-    FLOPs. ``compile`` wraps the network in ``torch.compile``.
+    FLOPs. ``compile`` wraps the network in ``torch.compile``. A multi-style network starts
+    in its first style (:meth:`set_style` chooses another or a blend).
     """
 
     can_tile = True
@@ -40,11 +43,30 @@ class TorchStylizer(Stylizer):
                                   "it diverged. Use an earlier checkpoint or train again with a lower lr.")
         if fast is None:
             fast = device.type == "cpu" and precision == "fp32"
-        self.net = model.to(device).eval()  # the trainable form (checkpoints, export)
+        self.fast, self.source = fast, model.to(device).eval()
+        self.style_names = list(model.style_names)
+        if self.style_names:
+            self.set_style(0)
+        else:
+            self._use(self.source)
+
+    def _use(self, net: StyleNetwork) -> None:
+        self.net = net  # the trainable form (checkpoints, export)
         # The form that runs: tiling fixes the norm statistics inside it.
-        self.runner = self.net.fast_inference() if fast else self.net
-        self.model = torch.compile(self.runner) if compile else self.runner
+        self.runner = self.net.fast_inference() if self.fast else self.net
+        self.model = torch.compile(self.runner) if self.compiled else self.runner
         self.bytes_per_pixel = self.runner.bytes_per_pixel
+
+    def set_style(self, style: StyleSpec) -> None:
+        if not self.style_names:
+            super().set_style(style)
+        w = resolve_style(style, self.style_names)
+        if self.style is not None and torch.equal(w, self.style):
+            return
+        self.style = w
+        # One style vector is a single-style network (exactly): tiling and the fast CPU form apply.
+        self._use(self.source.for_style(w.to(self.device)))
+        self.name = safe_component(style_label(w, self.style_names), fallback="stylized")
 
     @torch.inference_mode()
     def stylize_tensor(self, x: torch.Tensor) -> torch.Tensor:

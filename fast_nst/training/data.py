@@ -260,7 +260,11 @@ def build_loader(files: Sequence[Path], image_size: int, batch_size: int, seed: 
         pin_memory=pin_memory,
         worker_init_fn=_ignore_stop_signals if num_workers > 0 else None,
         drop_last=True,
-        persistent_workers=num_workers > 0,
+        # Not persistent: the sampler is endless, so one iterator serves the whole run, and an
+        # iterator that is not also held by the loader shuts its workers down when the run's
+        # loop lets go of it, on errors too. (Held by the loader, workers that ignore SIGTERM
+        # would outlive an exception: the interpreter's exit would wait for them forever.)
+        persistent_workers=False,
         # Two batches in flight per worker keeps the GPU fed without hoarding memory.
         prefetch_factor=2 if num_workers > 0 else None,
     )

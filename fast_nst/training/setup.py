@@ -18,7 +18,7 @@ from .. import nets
 from ..core.config import TrainConfig
 from ..core.device import resolve_device
 from ..core.errors import CheckpointError, ConfigError, DataError, FastNSTError
-from ..core.fetch import fetch_style_image
+from ..core.fetch import fetch_style_image, style_name
 from ..core.files import probe_writable
 from ..core.images import open_image, pil_to_tensor, resize_longest
 from ..io import checkpoint as ckpt_io
@@ -30,7 +30,7 @@ from .distributed import DistContext
 from .lock import RunLock
 
 __all__ = ["CONFIG_FILE", "RunSetup", "build_network", "find_resume_checkpoint",
-           "load_style_tensor", "prepare_run", "total_steps"]
+           "load_style_tensor", "prepare_run", "style_sources", "total_steps"]
 
 CONFIG_FILE = "config.yml"
 VAL_HINT = ("Get COCO val2014 (6 GB) with: python -m fast_nst.download coco --split val   (or set "
@@ -51,25 +51,49 @@ class RunSetup:
     device: torch.device
     run_dir: Path
     files: list
-    style: torch.Tensor  # (1, 3, h, w) in [0, 1]
+    styles: list  # one (1, 3, h, w) tensor in [0, 1] per style of the config
     encoder: VGGEncoder
     steps: int
     resume_ckpt: Optional[dict]
     resume_path: Optional[Path]
     val_files: list = field(default_factory=list)  # photos of val_dir (empty: no validation)
     lock: Optional[RunLock] = None  # rank 0's lock on run_dir, released when the run ends
+    style_names: list = field(default_factory=list)  # the styles' names, as styles
+    init_ckpt: Optional[dict] = None  # the model of init_from (not when resuming)
 
     @property
     def model_file(self) -> Path:
         return self.run_dir / f"{self.run_dir.name}.pth"
 
+    @property
+    def style(self) -> torch.Tensor:
+        """The first (for a single-style network: the) style image, (1, 3, h, w) in [0, 1]."""
+        return self.styles[0]
+
 
 def build_network(cfg: TrainConfig) -> StyleNetwork:
-    """A new network of ``cfg.model_type`` with ``cfg.model_args``; ConfigError for bad arguments."""
+    """A new network of ``cfg.model_type`` with ``cfg.model_args`` (a multi-style network gets
+    one style per ``style_images`` entry); ConfigError for bad arguments."""
+    args = dict(cfg.model_args)
+    if nets.NETWORKS[cfg.model_type].many_styles:
+        args["num_styles"] = len(cfg.style_images)
     try:
-        return nets.build_network(cfg.model_type, cfg.model_args)
+        return nets.build_network(cfg.model_type, args)
     except ValueError as e:
         raise ConfigError(f"config: key 'model_args' {e}") from None
+
+
+def style_sources(cfg: TrainConfig) -> list[tuple[str, str]]:
+    """(name, path or URL) of each style the config trains; ConfigError for two of one name."""
+    if not cfg.style_images:
+        return [(cfg.naming, cfg.style_image)]
+    named = [(style_name(src), src) for src in cfg.style_images]
+    names = [n for n, _ in named]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"config: key 'style_images' names the style(s) {', '.join(twice)} more than "
+                          "once (a style is named after its file); rename the files or drop the repeats")
+    return named
 
 
 def total_steps(cfg: TrainConfig, num_images: int, world_size: int = 1) -> int:
@@ -79,14 +103,31 @@ def total_steps(cfg: TrainConfig, num_images: int, world_size: int = 1) -> int:
     return cfg.epochs * (num_images // (cfg.batch_size * world_size))
 
 
-def load_style_tensor(cfg: TrainConfig) -> torch.Tensor:
-    """The style image as (1, 3, h, w) in [0, 1], longest side ``style_size``."""
-    path = fetch_style_image(cfg.style_image)
+def load_style_tensor(cfg: TrainConfig, source: Optional[str] = None) -> torch.Tensor:
+    """The style image ``source`` (default: ``style_image``) as (1, 3, h, w) in [0, 1], longest
+    side ``style_size``."""
+    source = source or cfg.style_image
+    key = "style_image" if source == cfg.style_image else "style_images"
+    path = fetch_style_image(source)
     try:
         img = open_image(path).convert("RGB")
     except DataError as e:
-        raise DataError(f"Style image (style_image: {cfg.style_image}) cannot be used: {e}") from None
+        raise DataError(f"Style image ({key}: {source}) cannot be used: {e}") from None
     return pil_to_tensor(resize_longest(img, cfg.style_size)).unsqueeze(0)
+
+
+def _read_init(cfg: TrainConfig) -> dict:
+    """The checkpoint of ``init_from``: a multi-style model to add styles to."""
+    ckpt = ckpt_io.read_checkpoint(cfg.init_from)
+    model_type = ckpt.get("model_type", "johnson")
+    if model_type not in nets.NETWORKS or not nets.NETWORKS[model_type].many_styles:
+        raise ConfigError(f"init_from: {cfg.init_from} is a {model_type} network (one style); "
+                          f"styles can be added to a multi-style model (model_type "
+                          f"{cfg.model_type}), e.g. models/multi11/multi11.pth")
+    if model_type != cfg.model_type:
+        raise ConfigError(f"init_from: {cfg.init_from} is a {model_type} network, the config "
+                          f"trains model_type {cfg.model_type}; set model_type: {model_type}")
+    return ckpt
 
 
 def _run_files(run_dir: Path, naming: str) -> list[Path]:
@@ -197,7 +238,7 @@ def _inputs(cfg: TrainConfig, ctx: DistContext) -> tuple[list, torch.Tensor, VGG
     layers = list(dict.fromkeys(cfg.content_layers + cfg.style_layers))
     loaders = (
         lambda: find_training_images(cfg.train_dir),
-        lambda: load_style_tensor(cfg),
+        lambda: [load_style_tensor(cfg, src) for _, src in style_sources(cfg)],
         lambda: build_loss_network(cfg.loss_model_weights, layers, cfg.loss_model_file or None,
                                    seed=cfg.seed, quiet=not ctx.is_main, name=cfg.loss_model),
         lambda: find_training_images(cfg.val_dir, key="val_dir", hint=VAL_HINT) if cfg.val_dir else [],
@@ -237,7 +278,9 @@ def prepare_run(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: boo
     run_dir = Path(cfg.model_path) / cfg.naming
     _check_run_folder(cfg, run_dir, resume, overwrite, command, ctx)
     resume_ckpt, resume_path = _read_resume(cfg, run_dir, resume, ctx) if resume else (None, None)
-    files, style, encoder, val_files = _inputs(cfg, ctx)
+    names = [n for n, _ in style_sources(cfg)]
+    init_ckpt = _read_init(cfg) if cfg.init_from and resume_ckpt is None else None
+    files, styles, encoder, val_files = _inputs(cfg, ctx)
     steps = total_steps(cfg, len(files), ctx.world_size)
     if steps <= 0:
         raise DataError(f"{len(files)} images in {cfg.train_dir} make no full batch of "
@@ -261,4 +304,5 @@ def prepare_run(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: boo
         except OSError as e:
             lock.release()
             raise FastNSTError(f"Cannot clear the previous run in {run_dir}: {e.strerror or e}.") from None
-    return RunSetup(device, run_dir, files, style, encoder, steps, resume_ckpt, resume_path, val_files, lock)
+    return RunSetup(device, run_dir, files, styles, encoder, steps, resume_ckpt, resume_path, val_files, lock,
+                    names, init_ckpt)

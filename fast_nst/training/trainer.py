@@ -28,7 +28,9 @@ from tqdm import tqdm
 from ..core.config import TrainConfig, save_config
 from ..core.errors import CheckpointError, DataError, FastNSTError, Stopped
 from ..io import checkpoint as ckpt_io
+from ..lossnet import loss_weights
 from ..lossnet.losses import PerceptualLoss, tf32_grams
+from ..nets import NETWORKS
 from ..nets.base import StyleNetwork
 from .cache import open_cache
 from .data import batch_to_device, build_loader, load_sample_images
@@ -108,6 +110,14 @@ class Trainer:
         self.start_step = int(setup.resume_ckpt["step"]) if setup.resume_ckpt is not None else 0
         self.step = self.start_step
         self.model = self._build_model()
+        # The network's rows of the styles this run trains, in the config's order (a run that
+        # adds styles trains only its own), and each as a one-hot style vector.
+        names = list(self.model.style_names)
+        self.style_rows = [names.index(n) for n in setup.style_names] if names else []
+        self.multi = bool(names)
+        eye = torch.eye(max(1, len(names)), device=self.device)
+        self.style_vectors = [eye[row] for row in self.style_rows]  # each (S,)
+        self.style_indices = [torch.tensor(k, device=self.device) for k in range(len(setup.styles))]
         self.optimizer, self.scaler = self._build_optimizer()
         self.criterion = self._build_loss()
         self.step_model, self.step_loss = self._wrap_for_speed()
@@ -118,6 +128,8 @@ class Trainer:
         self.val_total: Optional[float] = None  # the last validation loss, shown in the progress line
         self.keys = ["total", "content", "style"] + [f"style/{n}" for n in cfg.style_layers] + ["tv"]
         self.monitor = LossMonitor(self.keys, self.device)
+        per_style = ["total", "content", "style"]
+        self.style_monitors = [LossMonitor(per_style, self.device) for _ in self.style_rows] if self.multi else []
         self.skipped: set[str] = set()
         self.last_ckpt: Optional[Path] = setup.resume_path
         self.global_batch = cfg.batch_size * ctx.world_size
@@ -128,18 +140,32 @@ class Trainer:
     # -- building ------------------------------------------------------------------------------
 
     def _build_model(self) -> StyleNetwork:
-        if self.setup.resume_ckpt is not None:
-            model = ckpt_io.build_model(self.setup.resume_ckpt, self.setup.resume_path)
+        setup = self.setup
+        torch.manual_seed(self.cfg.seed)
+        random.seed(self.cfg.seed)
+        if setup.resume_ckpt is not None:
+            model = ckpt_io.build_model(setup.resume_ckpt, setup.resume_path)
+        elif setup.init_ckpt is not None:  # add this config's styles to a trained network
+            model = ckpt_io.build_model(setup.init_ckpt, self.cfg.init_from).with_styles(setup.style_names)
         else:
-            torch.manual_seed(self.cfg.seed)
-            random.seed(self.cfg.seed)
             model = build_network(self.cfg)
+            if NETWORKS[model.model_type].many_styles:
+                model.style_names = list(setup.style_names)
+        if setup.resume_ckpt is None and NETWORKS[model.model_type].many_styles:
+            model.set_thumbnails(setup.style_names, setup.styles)
+        if self.cfg.freeze == "convolutions":
+            model.requires_grad_(False)
+            for p in model.norm_parameters():
+                p.requires_grad_(True)
         return model.to(self.device, memory_format=self.memory_format).train()
 
     def _build_optimizer(self) -> tuple[torch.optim.Optimizer, torch.amp.GradScaler]:
         # The fused kernel updates all parameter tensors at once: ~5 ms a step on a 2-core CPU
         # against ~40 ms for the default per-tensor loop, and one launch instead of hundreds on CUDA.
-        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, fused=True)
+        # Frozen parameters (freeze: convolutions) are left out. Adam moves a style's norm rows
+        # only by their gradients' moments, so rows of styles this run does not train stay exact.
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(params, lr=self.cfg.lr, fused=True)
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.cfg.precision == "fp16")
         ckpt, path = self.setup.resume_ckpt, self.setup.resume_path
         if ckpt is not None:
@@ -162,9 +188,12 @@ class Trainer:
     def _build_loss(self) -> PerceptualLoss:
         cfg = self.cfg
         encoder = self.setup.encoder.to(self.device, memory_format=self.memory_format)
-        return PerceptualLoss(encoder, self.setup.style.to(self.device), cfg.content_layers,
-                              cfg.style_layers, cfg.content_weight, cfg.style_weight, cfg.tv_weight,
-                              cfg.style_layer_weights)
+        content, style, tv = loss_weights(cfg)
+        if (content, style, tv) != (cfg.content_weight, cfg.style_weight, cfg.tv_weight) and self.main:
+            print(f"Loss weights are for the {cfg.loss_weights_for} convention; with {cfg.loss_model} "
+                  f"they are content {content:.4g}, style {style:.4g}, tv {tv:.4g}", file=sys.stderr)
+        return PerceptualLoss(encoder, [s.to(self.device) for s in self.setup.styles], cfg.content_layers,
+                              cfg.style_layers, content, style, tv, cfg.style_layer_weights, cfg.style_weights or None)
 
     def _wrap_for_speed(self) -> tuple[torch.nn.Module, torch.nn.Module]:
         """The modules the step calls: DDP around the network (VGG is frozen and the style Grams
@@ -206,7 +235,10 @@ class Trainer:
             raise FastNSTError(f"Cannot write the config and logs in {run_dir}: {e.strerror or e}. "
                                "Free some space or set model_path to a writable folder.") from None
         if self.start_step == 0:
-            writer.add_image("style", self.setup.style[0], 0)
+            for i, name in enumerate(self.setup.style_names if self.multi else []):
+                writer.add_image(f"style/{name}", self.setup.styles[i][0], 0)
+            if not self.multi:
+                writer.add_image("style", self.setup.style[0], 0)
             if len(samples):
                 writer.add_images("samples/content", samples.cpu(), 0)
         return samples, writer
@@ -296,19 +328,32 @@ class Trainer:
             exit_code=128 + int(sig),
         )
 
+    def style_of_step(self, step: int) -> int:
+        """Which of the config's styles step ``step`` (0-based) trains: round robin, so every
+        style gets the same number of steps, all ranks agree and a resume continues the order."""
+        return step % len(self.setup.styles)
+
+    def stylize(self, x: torch.Tensor, k: int = 0, model: Optional[torch.nn.Module] = None) -> torch.Tensor:
+        """``x`` (N, 3, S, S) in [0, 1] in the config's style ``k`` (0: the only one)."""
+        model = model or self.model
+        return model(x, self.style_vectors[k]) if self.multi else model(x)
+
     def train_step(self, images: torch.Tensor) -> None:
         """One optimizer step on a loader batch (N, 3, S, S) uint8; no host sync."""
         x = batch_to_device(images, self.device, self.memory_format)  # (N, 3, S, S) in [0, 1]
+        k = self.style_of_step(self.step)
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
-            y = self.step_model(x)  # (N, 3, S, S) in (0, 1)
-            terms = self.step_loss(y, x)
+            y = self.stylize(x, k, self.step_model)  # (N, 3, S, S) in (0, 1)
+            terms = self.step_loss(y, x, self.style_indices[k])
         self.scaler.scale(terms["total"]).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.step += 1
         self.monitor.add(terms, self.step)
+        if self.style_monitors:
+            self.style_monitors[k].add(terms, self.step)
         self.bar.update(1)
 
     def after_step(self) -> None:
@@ -319,14 +364,30 @@ class Trainer:
         if step % cfg.log_every == 0 or last or (done < cfg.log_every and done & (done - 1) == 0):
             self.log()
         if self.writer is not None and (step % cfg.image_log_every == 0 or last) and len(self.samples):
-            with torch.no_grad():
-                self.writer.add_images("samples/stylized", self.model(self.samples).float().cpu(), step)
+            self.log_samples()
         if len(self.val_photos) and (step % cfg.val_every == 0 or last):
             self.validate()
         if step % cfg.checkpoint_every == 0 or last:
             self.save_checkpoint()
 
     # -- logging and checkpoints -----------------------------------------------------------------
+
+    @torch.no_grad()
+    def log_samples(self) -> None:
+        """The sample photos stylized (TensorBoard ``samples/stylized``, one tag per style)."""
+        for k, name in enumerate(self.setup.style_names if self.multi else [""]):
+            tag = f"samples/stylized/{name}" if self.multi else "samples/stylized"
+            self.writer.add_images(tag, self.stylize(self.samples, k).float().cpu(), self.step)
+
+    def log_styles(self) -> None:
+        """Each style's mean losses since the last log (multi-style runs: ``loss/<style>/...``)."""
+        for monitor, name in zip(self.style_monitors, self.setup.style_names):
+            if not monitor.count:
+                continue
+            means = self.ctx.all_mean(monitor.pop_means()).tolist()
+            if self.writer is not None:
+                for key, value in zip(monitor.keys, means):
+                    self.writer.add_scalar(f"loss/{name}/{key}", value, self.step)
 
     def log(self) -> None:
         """Mean losses since the last log, speed and data wait: TensorBoard, bar, log line."""
@@ -344,6 +405,7 @@ class Trainer:
             self.writer.add_scalar("perf/images_per_s", rate, self.step)
             self.writer.add_scalar("perf/data_wait", wait, self.step)
             self.writer.add_scalar("lr", self.optimizer.param_groups[0]["lr"], self.step)
+        self.log_styles()
         shown = dict(loss=f"{means['total']:.4g}", content=f"{means['content']:.3g}",
                      style=f"{means['style']:.3g}", tv=f"{means['tv']:.2g}", img_s=f"{rate:.1f}",
                      data_wait=f"{wait:.0%}")
@@ -362,24 +424,39 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """Mean loss terms on the validation photos (TensorBoard ``val/...``) and their
-        stylizations (``val/stylized``); rank 0 only, batch by batch like training."""
+        stylizations (``val/stylized``); rank 0 only, batch by batch like training. A multi-style
+        run validates every style (``val/<style>/...``); ``val/...`` is the mean over styles."""
         keys = ["total", "content", "style", "tv"]
+        per_style = []
+        for k, name in enumerate(self.setup.style_names if self.multi else [""]):
+            means, shown = self._validate_style(k, keys)
+            per_style.append(means)
+            if self.writer is not None and self.multi:
+                for key, value in means.items():
+                    self.writer.add_scalar(f"val/{name}/{key}", value, self.step)
+            if self.writer is not None:
+                tag = f"val/stylized/{name}" if self.multi else "val/stylized"
+                self.writer.add_images(tag, shown[: self.cfg.num_samples or 4].float().cpu(), self.step)
+        means = {key: sum(m[key] for m in per_style) / len(per_style) for key in keys}
+        self.val_total = means["total"]
+        if self.writer is not None:
+            for key, value in means.items():
+                self.writer.add_scalar(f"val/{key}", value, self.step)
+        return means
+
+    def _validate_style(self, k: int, keys: list[str]) -> tuple[dict[str, float], torch.Tensor]:
+        """Mean ``keys`` terms of the config's style ``k`` on the validation photos, and the
+        first batch's stylizations (n, 3, S, S)."""
         sums = torch.zeros(len(keys), dtype=torch.float64, device=self.device)
         shown = None
         for chunk in self.val_photos.split(self.cfg.batch_size):  # (n, 3, S, S) in [0, 1]
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                 enabled=self.amp_dtype is not None):
-                y = self.model(chunk)
-                terms = self.criterion(y, chunk)
-            sums += torch.stack([terms[k].double() for k in keys]) * len(chunk)
+                y = self.stylize(chunk, k)
+                terms = self.criterion(y, chunk, self.style_indices[k])
+            sums += torch.stack([terms[key].double() for key in keys]) * len(chunk)
             shown = y if shown is None else shown
-        means = dict(zip(keys, (sums / len(self.val_photos)).tolist()))
-        self.val_total = means["total"]
-        if self.writer is not None:
-            for k, v in means.items():
-                self.writer.add_scalar(f"val/{k}", v, self.step)
-            self.writer.add_images("val/stylized", shown[: self.cfg.num_samples or 4].float().cpu(), self.step)
-        return means
+        return dict(zip(keys, (sums / len(self.val_photos)).tolist())), shown
 
     def check_finite(self) -> None:
         """Raise on every rank if any rank saw a NaN/inf loss term (a host sync)."""

@@ -1,0 +1,278 @@
+"""The multi-style network (conditional instance norm): style vectors and blends, training several
+styles, adding styles with frozen convolutions, checkpoints, config checks, the stylizer and eval."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import assert_clean_in_process, in_process, make_photo, tiny_values
+from fast_nst.commands import eval as eval_cmd
+from fast_nst.core.errors import CheckpointError, ConfigError, FastNSTError
+from fast_nst.io.checkpoint import atomic_torch_save, load_model, read_checkpoint
+from fast_nst.nets.multistyle import MultiStyleArgs, MultiStyleNet, StyleError, resolve_style, style_label
+from fast_nst.stylize import load_stylizer
+from fast_nst.training.config import train_config_from_dict
+from fast_nst.training.trainer import train
+
+NAMES = ["alpha", "beta", "gamma"]
+
+
+def _net(num_styles: int = 3, seed: int = 0) -> MultiStyleNet:
+    """A tiny network whose styles differ (random norm parameters)."""
+    torch.manual_seed(seed)
+    net = MultiStyleNet(MultiStyleArgs(num_styles, base_channels=8, num_residual=1)).eval()
+    with torch.no_grad():
+        for p in net.norm_parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    net.style_names = NAMES[:num_styles]
+    return net
+
+
+@pytest.fixture(scope="module")
+def photo() -> torch.Tensor:
+    torch.manual_seed(1)
+    return torch.rand(2, 3, 30, 41)
+
+
+# -- the network ----------------------------------------------------------------------------------
+
+def test_one_hot_style_is_that_styles_parameters(photo):
+    net = _net()
+    for k in range(3):
+        w = torch.eye(3)[k]
+        single = net.for_style(w)
+        # for_style copies row k exactly: the single-style net's norms hold that style's parameters
+        norm = single.downsampling[0].norm
+        assert torch.equal(norm.weight, net.downsampling[0].norm.weight[k])
+        assert torch.equal(norm.bias, net.downsampling[0].norm.bias[k])
+        assert torch.allclose(net(photo, w), single(photo), atol=1e-5)
+        assert torch.allclose(net.for_style(w).fast_inference()(photo), single(photo), atol=1e-4)
+
+
+def test_blends_are_weighted_and_continuous(photo):
+    net = _net()
+    a, b = net(photo, torch.eye(3)[0]), net(photo, torch.eye(3)[1])
+    assert (a - b).abs().max() > 0.05, "the styles should differ"
+    assert torch.equal(net(photo, resolve_style("alpha:1,beta:0", NAMES)), a)
+    half = net(photo, resolve_style("alpha:0.5,beta:0.5", NAMES))
+    # Halfway lies between: nearer to each end than the ends are to each other.
+    assert (half - a).norm() < (b - a).norm() and (half - b).norm() < (b - a).norm()
+    nudged = net(photo, torch.tensor([0.501, 0.499, 0.0]))
+    assert (nudged - half).abs().max() < 1e-2
+    # Per-image style vectors: each image of the batch in its own style.
+    both = net(photo, torch.stack([torch.eye(3)[0], torch.eye(3)[1]]))
+    assert torch.allclose(both[0], a[0], atol=1e-6) and torch.allclose(both[1], b[1], atol=1e-6)
+
+
+def test_any_size_and_bad_style_shapes(photo):
+    net = _net()
+    for h, w in ((1, 1), (5, 9), (33, 17)):
+        assert net(torch.rand(1, 3, h, w), torch.eye(3)[2]).shape == (1, 3, h, w)
+    with pytest.raises(ValueError, match="style weights must be"):
+        net(photo, torch.ones(2))
+    with pytest.raises(ValueError, match="needs style weights"):
+        net(photo)
+
+
+def test_with_styles_appends_new_styles_only(photo):
+    net = _net(2)
+    bigger = net.with_styles(["beta", "delta"])
+    assert bigger.style_names == ["alpha", "beta", "delta"] and bigger.num_styles == 3
+    for k in range(2):
+        assert torch.equal(bigger(photo, torch.eye(3)[k]), net(photo, torch.eye(2)[k]))
+    mean = net.downsampling[0].norm.weight.mean(0)
+    assert torch.equal(bigger.downsampling[0].norm.weight[2], mean)
+
+
+def test_resolve_style_forms_and_errors():
+    assert resolve_style("beta", NAMES).tolist() == [0, 1, 0]
+    assert resolve_style(2, NAMES).tolist() == [0, 0, 1]
+    assert resolve_style("1", NAMES).tolist() == [0, 1, 0]
+    assert resolve_style({"alpha": 3, "gamma": 1}, NAMES).tolist() == [0.75, 0, 0.25]
+    assert resolve_style([1, 1, 2], NAMES).tolist() == [0.25, 0.25, 0.5]
+    assert torch.allclose(resolve_style("alpha:0.7,beta:0.3", NAMES), torch.tensor([0.7, 0.3, 0.0]))
+    assert style_label(torch.tensor([0.7, 0.3, 0.0]), NAMES) == "alpha70-beta30"
+    cases = [("delta", "unknown style 'delta'; this model's styles: alpha, beta, gamma"),
+             ("alpha:x", "'x' is not a number"), (7, "out of range 0..2"),
+             ([1, 2], "2 given, the model has 3 styles"), ([1, -1, 1], "must be >= 0"),
+             ({"alpha": 0}, "positive sum")]
+    for spec, message in cases:
+        with pytest.raises(StyleError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            resolve_style(spec, NAMES)
+
+
+# -- training -------------------------------------------------------------------------------------
+
+def _values(root: Path, train_dir: Path, styles: list[Path], **overrides) -> dict:
+    v = tiny_values(root / "models", train_dir, styles[0], max_steps=4, naming="two",
+                    model_type="johnson_multi", model_args={"base_channels": 8, "num_residual": 1},
+                    style_images=[str(s) for s in styles], val_every=2, val_images=2)
+    v.pop("style_image")
+    v.update(overrides)
+    return v
+
+
+@pytest.fixture(scope="module")
+def styles(tmp_path_factory) -> list[Path]:
+    d = tmp_path_factory.mktemp("styles")
+    return [make_photo(d / f"{n}.png", (56, 40 + 8 * i), seed=50 + i) for i, n in enumerate(NAMES)]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, train_dir, styles):
+    """A 2-style network trained 4 steps, then gamma added with frozen convolutions (2 steps)."""
+    root = tmp_path_factory.mktemp("multi")
+    v = _values(root, train_dir, styles[:2], val_dir=str(train_dir), style_weights=[1.0, 2.0])
+    first = train(train_config_from_dict(v, "test"), progress=False)
+    added = dict(v, naming="three", style_images=[str(styles[2])], style_weights=[], max_steps=2,
+                 init_from=str(first.model_file), freeze="convolutions")
+    second = train(train_config_from_dict(added, "test"), progress=False)
+    return root, v, first, second
+
+
+def test_training_learns_each_style_and_logs_per_style(trained, photo):
+    root, _, first, _ = trained
+    net, ckpt = load_model(first.model_file)
+    assert isinstance(net, MultiStyleNet) and net.style_names == ["alpha", "beta"] == ckpt["style_names"]
+    assert (net(photo, torch.eye(2)[0]) - net(photo, torch.eye(2)[1])).abs().max() > 1e-4
+    assert net.thumbnails.shape == (2, 3, 64, 64) and net.thumbnails.float().std() > 5  # the style images
+    acc = EventAccumulator(str(first.run_dir), size_guidance={"images": 0, "scalars": 0}).Reload()
+    scalars, images = set(acc.Tags()["scalars"]), set(acc.Tags()["images"])
+    for name in ("alpha", "beta"):
+        assert {f"loss/{name}/total", f"loss/{name}/style", f"val/{name}/total"} <= scalars
+        assert {f"samples/stylized/{name}", f"val/stylized/{name}", f"style/{name}"} <= images
+    assert {"loss/total", "val/total"} <= scalars
+    # Round robin: steps 1, 3 train alpha and 2, 4 beta, so each style's curve has points.
+    assert len(acc.Scalars("loss/alpha/total")) >= 1 and len(acc.Scalars("loss/beta/total")) >= 1
+
+
+def test_adding_a_style_with_frozen_convolutions(trained):
+    _, _, first, second = trained
+    old, new = load_model(first.model_file)[0].state_dict(), load_model(second.model_file)[0]
+    assert new.style_names == ["alpha", "beta", "gamma"]
+    changed = []
+    for key, value in new.state_dict().items():
+        if key == "thumbnails":
+            assert torch.equal(value[:2], old[key]) and value[2].float().std() > 5
+        elif key.endswith((".norm.weight", ".norm.bias")):
+            assert torch.equal(value[:2], old[key]), f"{key}: an old style changed"
+            changed.append(not torch.equal(value[2], old[key].mean(0)))
+        else:
+            assert torch.equal(value, old[key]), f"{key}: a frozen weight changed"
+    assert all(changed), "every norm of the new style should have trained"
+
+
+def test_multistyle_resume_is_exact(tmp_path, train_dir, styles):
+    v = _values(tmp_path, train_dir, styles[:2], max_steps=4, checkpoint_every=2)
+    whole = train(train_config_from_dict(dict(v, naming="whole"), "test"), progress=False)
+    half = dict(v, naming="halves", max_steps=2)
+    train(train_config_from_dict(half, "test"), progress=False)
+    rest = train(train_config_from_dict(dict(half, max_steps=4), "test"), resume=True, progress=False)
+    a, b = read_checkpoint(whole.model_file), read_checkpoint(rest.model_file)
+    for key, value in a["model_state"].items():
+        assert torch.equal(value, b["model_state"][key]), key
+    assert b["style_names"] == ["alpha", "beta"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(model_type="johnson"), "key 'style_images' needs a multi-style network: set model_type: johnson_multi"),
+    (dict(style_images=[]), "johnson_multi is a multi-style network: list its styles in style_images"),
+    (dict(style_weights=[1.0]), "key 'style_weights' has 1 weights for 2 style_images"),
+    (dict(style_weights=[1.0, -1.0]), "key 'style_weights' must be finite numbers >= 0"),
+    (dict(model_args={"num_styles": 5}), "sets num_styles, which comes from style_images"),
+    (dict(style_image="x.jpg"), "key 'style_images' and style_image are both set"),
+    (dict(freeze="convolutions"), "key 'freeze' is 'convolutions' without init_from"),
+    (dict(freeze="everything"), "key 'freeze'"),
+])
+def test_config_errors(tmp_path, train_dir, styles, change, message):
+    v = _values(tmp_path, train_dir, styles[:2])
+    v.update(change)
+    if not v["style_images"] and "style_image" not in v:
+        v["style_image"] = str(styles[0])
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        train_config_from_dict(v, "conf.yml")
+
+
+def test_set_up_errors(tmp_path, train_dir, styles, trained):
+    _, _, first, _ = trained
+    twice = _values(tmp_path, train_dir, [styles[0], styles[0]])
+    with pytest.raises(ConfigError, match="names the style\\(s\\) alpha more than once"):
+        train(train_config_from_dict(twice, "test"), progress=False)
+    single = tiny_values(tmp_path / "m", train_dir, styles[0], max_steps=1, naming="one")
+    one = train(train_config_from_dict(single, "test"), progress=False)
+    onto_single = _values(tmp_path, train_dir, styles[:1], naming="x", init_from=str(one.model_file))
+    with pytest.raises(ConfigError, match="is a johnson network \\(one style\\); styles can be added to a multi-style"):
+        train(train_config_from_dict(onto_single, "test"), progress=False)
+
+
+def test_damaged_style_names_are_refused(tmp_path, trained):
+    _, _, first, _ = trained
+    ckpt = read_checkpoint(first.model_file)
+    for bad in (["alpha"], ["alpha", "alpha"], "alpha,beta", ["alpha", 3]):
+        ckpt["style_names"] = bad
+        atomic_torch_save(ckpt, tmp_path / "bad.pth")
+        with pytest.raises(CheckpointError, match="style_names is .* expected 2 distinct names"):
+            load_model(tmp_path / "bad.pth")
+
+
+# -- stylizing ------------------------------------------------------------------------------------
+
+def test_stylizer_styles_and_blends(trained):
+    _, _, _, second = trained
+    s = load_stylizer(second.model_file, device="cpu")
+    net = load_model(second.model_file)[0]
+    assert s.style_names == ["alpha", "beta", "gamma"] and s.name == "alpha"
+    img = Image.new("RGB", (37, 29), (120, 60, 200))
+    x = torch.rand(1, 3, 29, 37)
+    for spec, w in (("beta", torch.eye(3)[1]), (2, torch.eye(3)[2]), ({"alpha": 1, "gamma": 1}, torch.tensor([.5, 0, .5])),
+                    ([0.2, 0.3, 0.5], torch.tensor([.2, .3, .5]))):
+        s.set_style(spec)
+        assert torch.allclose(s.stylize_tensor(x), net(x, w).clamp(0, 1), atol=1e-4), spec
+    out = s.stylize(img, style="alpha:0.5,beta:0.5", tile_size=None)
+    assert out.size == img.size and s.name == "alpha50-beta50"
+    with pytest.raises(StyleError, match="this model's styles: alpha, beta, gamma"):
+        s.set_style("delta")
+
+
+def test_single_style_models_refuse_a_style(trained, tmp_path, train_dir, styles):
+    single = tiny_values(tmp_path / "m", train_dir, styles[0], max_steps=1, naming="one")
+    one = train(train_config_from_dict(single, "test"), progress=False)
+    s = load_stylizer(one.model_file, device="cpu")
+    assert s.style_names == [] and s.style is None
+    with pytest.raises(FastNSTError, match="has one style"):
+        s.set_style("alpha")
+
+
+def test_eval_style_flags(trained, tmp_path, capsys):
+    _, _, _, second = trained
+    photo = make_photo(tmp_path / "p.jpg", (40, 30))
+    model = str(second.model_file)
+    capsys.readouterr()
+    assert eval_cmd.main(["--model_file", model, "--list_styles"]) == 0
+    assert capsys.readouterr().out.split() == ["0", "alpha", "1", "beta", "2", "gamma"]
+    code, _ = in_process(capsys, eval_cmd.main, "--model_file", model, "--image_file", str(photo),
+                         "--style", "beta:1,gamma:3", "--output_file", f"{tmp_path}/out/", "--device", "cpu")
+    assert code == 0 and (tmp_path / "out" / "p_beta25-gamma75.jpg").is_file()
+    code, _ = in_process(capsys, eval_cmd.main, "--model_file", model, "--image_file", str(photo),
+                         "--style_sheet", "--output_file", f"{tmp_path}/out/", "--device", "cpu")
+    sheet = Image.open(tmp_path / "out" / "p_styles.jpg")
+    assert code == 0 and sheet.width > 4 * 40 and sheet.height > 30  # photo + 3 styles in one row
+    code, err = in_process(capsys, eval_cmd.main, "--model_file", model, "--image_file", str(photo),
+                           "--style", "delta", "--device", "cpu")
+    assert_clean_in_process(code, err, "unknown style 'delta'; this model's styles: alpha, beta, gamma")
+
+
+def test_report_shows_each_style_of_a_multistyle_model(trained, tmp_path, train_dir):
+    from fast_nst.report import write_report
+
+    _, _, first, _ = trained
+    page = write_report([str(first.model_file)], str(train_dir), str(tmp_path / "report"),
+                        loss_model_weights="random", device="cpu", max_size=48)
+    html = Path(page).read_text()
+    assert "two_alpha" in html and "two_beta" in html
+    assert Image.open(tmp_path / "report" / "sheet.jpg").width > 3 * 48  # photo + 2 styles + style image
