@@ -21,7 +21,7 @@ PACKAGE = REPO / "fast_nst"
 # (fast_nst/__init__.py, the python -m shims) sit on top and may import anything.
 ALLOWED = {
     "core": set(),
-    "nets": {"core"},
+    "nets": {"core", "lossnet"},  # the AdaIN network holds a loss network's encoder
     "lossnet": {"core"},
     "io": {"core", "nets"},
     "training": {"core", "nets", "lossnet", "io"},

@@ -12,7 +12,7 @@ def test_defaults_and_naming_from_file_stem(tmp_path):
     path = write_config(tmp_path / "starry.yml", style_image="s.jpg")
     cfg = load_config(path)
     assert cfg.naming == "starry"
-    assert (cfg.image_size, cfg.batch_size, cfg.epochs, cfg.lr) == (256, 4, 2, 1e-3)
+    assert (cfg.image_size, cfg.batch_size, cfg.epochs, cfg.lr) == (256, 4, 2, 3e-4)
     assert cfg.content_layers == ("relu2_2",)
     assert cfg.style_layers == ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
     assert cfg.train_dir == "data/train2014" and cfg.model_path == "models"

@@ -83,6 +83,15 @@ def test_report_shows_every_photo_and_model_with_losses_and_times(setup, tmp_pat
     with Image.open(out / "sheet.jpg") as sheet:
         assert sheet.size == sheet_size(rows=3, cols=4)
     assert "http://" not in page and "https://" not in page and "<script" not in page
+    # The same numbers for scripts: results.json
+    import json
+    data = json.loads((out / "results.json").read_text())
+    assert [m["name"] for m in data["models"]] == ["alpha", "beta"] and data["loss_model"] == "vgg16"
+    for m in data["models"]:
+        assert set(m["photos"]) == set(PHOTO_SIZES)
+        assert m["mean_content"] == pytest.approx(sum(v["content"] for v in m["photos"].values()) / 3)
+        for photo, (content, style, _) in ((p, rows[(p, m["name"])]) for p in PHOTO_SIZES):
+            assert m["photos"][photo]["content"] == pytest.approx(float(content), rel=1e-3)
 
     # The numbers are training's own loss terms, with each model's config weights and layers.
     for model, path in zip(("alpha", "beta"), models):

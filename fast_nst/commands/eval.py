@@ -17,6 +17,7 @@ from ..core.images import IMAGE_EXTENSIONS, list_images, open_image, save_image,
 from ..report.sheet import labelled_grid
 from ..stylize import StylizeOptions, Stylizer, load_stylizer
 from ..stylize.tiling import DEFAULT_CONTEXT, DEFAULT_OVERLAP
+from ..stylize.torch_stylizer import DEFAULT_STYLE_SIZE
 from ..stylize.video import stylize_video
 from . import prog, run_command
 
@@ -51,6 +52,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--style_sheet", action="store_true",
                    help="multi-style models: write one image of the photo in every style "
                         "(<image stem>_styles.jpg)")
+    p.add_argument("--style_image", nargs="+", metavar="PATH[:WEIGHT]",
+                   help="arbitrary-style models (model_type adain): the style image; several blend "
+                        "their styles, each optionally weighted (a.jpg:0.7 b.jpg:0.3; weights are "
+                        "normalised to sum 1)")
+    p.add_argument("--alpha", type=float, metavar="A",
+                   help="arbitrary-style models: how much style, from 0 (the photo's own features) to "
+                        "1 (default, the full style)")
+    p.add_argument("--style_size", type=int, metavar="N",
+                   help=f"arbitrary-style models: resize style images to a shorter side of N px first "
+                        f"(default {DEFAULT_STYLE_SIZE}, as Huang & Belongie; larger gives finer strokes; "
+                        "0 keeps their size)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--batch_size", type=int, default=4, metavar="N",
                    help="video frames per forward pass (default 4)")
@@ -121,8 +133,48 @@ def style_sheet(stylizer: Stylizer, image: Image.Image, options: StylizeOptions)
     return labelled_grid(cells, labels, columns=4, cell=min(512, max(cells[1].size)))
 
 
+def _style_image_specs(values: Sequence[str]) -> list[tuple[Path, float]]:
+    """--style_image's PATH or PATH:WEIGHT values as (path, weight), each file checked to exist
+    (before the model loads); a suffix after the last ':' that is no number belongs to the path."""
+    specs = []
+    for value in values:
+        path, sep, weight = value.rpartition(":")
+        try:
+            w = float(weight) if sep and path else None
+        except ValueError:
+            w = None
+        if w is None:
+            path, w = value, 1.0
+        if not (w >= 0 and w < float("inf")):
+            raise DataError(f"--style_image {value}: the weight must be a number >= 0, got {weight}")
+        if not Path(path).is_file():
+            raise DataError(f"--style_image {path} {'is not a file' if Path(path).exists() else 'does not exist'}.")
+        specs.append((Path(path), w))
+    if sum(w for _, w in specs) <= 0:
+        raise DataError("--style_image: the weights must not all be 0")
+    return specs
+
+
+def _choose_style_image(args: argparse.Namespace, stylizer: Stylizer) -> Stylizer:
+    """An arbitrary-style model gets --style_image (with --alpha, --style_size); --style is not its."""
+    if args.style is not None or args.style_sheet:
+        raise DataError(f"{'--style' if args.style is not None else '--style_sheet'}: {args.model_file} is an "
+                        "arbitrary-style model (model_type adain): give its style with --style_image painting.jpg")
+    if not args.style_image:
+        raise DataError(f"{args.model_file} is an arbitrary-style model (model_type adain): this model needs "
+                        "a style image: --style_image painting.jpg")
+    size = DEFAULT_STYLE_SIZE if args.style_size is None else (args.style_size or None)  # 0: as it is
+    stylizer.set_style([(str(p), w) for p, w in args.style_specs], alpha=args.alpha, style_size=size)
+    return stylizer
+
+
 def _choose_style(args: argparse.Namespace, stylizer: Stylizer) -> Stylizer:
     """Apply --style / check --style_sheet against the loaded model (errors list the styles)."""
+    if stylizer.style_input == "image":
+        return _choose_style_image(args, stylizer)
+    if args.style_image:
+        raise DataError(f"--style_image: {args.model_file} has its own style{'s' if stylizer.style_names else ''}; "
+                        "--style_image is for arbitrary-style models (model_type adain)")
     if (args.style is not None or args.style_sheet) and not stylizer.style_names:
         raise DataError(f"{'--style' if args.style is not None else '--style_sheet'}: {args.model_file} "
                         "has one style; styles are chosen in multi-style models (model_type johnson_multi)")
@@ -223,6 +275,10 @@ def _folder(stylizer: Stylizer, files: Sequence[Path], out_dir: Path, options: S
 
 
 def _list_styles(stylizer: Stylizer) -> int:
+    if stylizer.style_input == "image":
+        print(f"{stylizer.info.get('path', 'this model')}: an arbitrary-style model: any style image, "
+              "given with --style_image")
+        return 0
     if not stylizer.style_names:
         print(f"{stylizer.info.get('path', 'this model')}: one style ({stylizer.name})")
         return 0
@@ -238,6 +294,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         p.error("one of the arguments --image_file --video_file is required (or --list_styles)")
     if args.style_sheet and (args.video_file or args.style is not None):
         p.error("--style_sheet shows every style of one image: use it with --image_file, without --style")
+    if args.style_image and args.style is not None:
+        p.error("--style chooses among a multi-style model's styles, --style_image gives an arbitrary-style "
+                "model its style: use one")
+    for flag in ("alpha", "style_size"):
+        if getattr(args, flag) is not None and not args.style_image:
+            p.error(f"--{flag} goes with --style_image (arbitrary-style models)")
 
     def run() -> int:
         if args.max_image_pixels is not None:
@@ -254,6 +316,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not src.exists():
             raise DataError(f"{'--image_file' if args.image_file else '--video_file'} {src} does not exist.")
         options = _options(args)
+        args.style_specs = _style_image_specs(args.style_image) if args.style_image else []
+        if args.alpha is not None and not 0 <= args.alpha <= 1:
+            raise DataError(f"--alpha must be between 0 and 1, got {args.alpha}")
         if args.video_file:
             return _video(args, load(), src, options)
         if src.is_file():

@@ -52,6 +52,10 @@ class TrainConfig:
     # One multiplier of style_weight per style_images entry (empty: all 1), so each style can
     # keep the weight tuned for it alone.
     style_weights: tuple[float, ...] = ()
+    # A folder of paintings (flat or nested) for an arbitrary-style network (model_type adain,
+    # Huang & Belongie 2017) instead of style_image: each step pairs a batch of photos with a
+    # batch of painting crops. Huang & Belongie trained on WikiArt (~80,000 paintings).
+    style_dir: str = ""
     # Longest side of the style image in pixels; None keeps its size. 256 is
     # jcjohnson/fast-neural-style's default -style_image_size, matched to 256 px training crops.
     style_size: Optional[int] = 256
@@ -65,8 +69,12 @@ class TrainConfig:
     epochs: int = 2
     # If set, train exactly this many steps (overrides epochs).
     max_steps: Optional[int] = None
-    # Adam with lr 1e-3: Johnson et al. (2016) and pytorch/examples.
-    lr: float = 1e-3
+    # Adam. Johnson et al. (2016) and pytorch/examples use 1e-3; trained against real ImageNet
+    # features (a stand-in VGG16, mosaic, 128 px, 300 steps) 1e-3 drove dark regions of the output
+    # deep into the flat part of the tanh output mapping (pre-tanh values of -20 to -32, ~4 % of
+    # pixels beyond |3|), where their gradient vanishes: solid black blots that never recover.
+    # 3e-4 showed none, there and in the runs that tuned every style of conf/.
+    lr: float = 3e-4
     # pytorch/examples trains with content 1e5 / style 1e10 on inputs normalised exactly as ours
     # (pixels /255, ImageNet mean/std) with the same C*H*W Gram normalisation and MSE losses.
     # Adam is invariant to the scale of the whole loss, so only the ratio (1e5) matters; we divide
@@ -312,9 +320,10 @@ def _validate_values(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None
         fail("naming", f"must be a plain name for the run folder (letters, digits, '-', '_', inner "
                        f"dots; at most {MAX_COMPONENT} characters), got {cfg.naming[:80]!r}; e.g. "
                        f"{safe_component(cfg.naming, fallback='my_style')!r}")
-    if not cfg.style_image and not cfg.style_images:
+    if not cfg.style_image and not cfg.style_images and not cfg.style_dir:
         fail("style_image", "is required: a path or https URL of the style painting "
-                            "(or style_images: a list of them, for a multi-style network)")
+                            "(or style_images: a list of them, for a multi-style network; or "
+                            "style_dir: a folder of paintings, for an arbitrary-style network)")
     if cfg.style_image and cfg.style_images:
         fail("style_images", "and style_image are both set; use style_image for one style or "
                              "style_images for several, not both")

@@ -1,5 +1,8 @@
 """Perceptual losses of Johnson et al. (2016): content (feature MSE), style (Gram MSE) and
 total variation. Each loss is a small module holding its weight (and its target, for style).
+
+For arbitrary style transfer (Huang & Belongie 2017): :func:`mean_std`, :func:`adain` and
+:class:`AdaINLoss` (content against the AdaIN target, style as matching feature statistics).
 """
 
 from __future__ import annotations
@@ -13,7 +16,14 @@ from torch import nn
 
 from .vgg import VGGEncoder
 
-__all__ = ["ContentLoss", "PerceptualLoss", "StyleLoss", "TVLoss", "gram_matrix", "tf32_grams"]
+__all__ = ["ADAIN_EPS", "ADAIN_STYLE_LAYERS", "AdaINLoss", "ContentLoss", "PerceptualLoss", "StyleLoss", "TVLoss",
+           "adain", "gram_matrix", "mean_std", "tf32_grams"]
+
+# Huang & Belongie (2017), Sec. 6.1: the style loss matches the statistics at relu1_1, relu2_1,
+# relu3_1 and relu4_1 of VGG-19 (the encoder's last layer).
+ADAIN_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+# The epsilon under the variance: instance norm's default, and the one of the authors' code.
+ADAIN_EPS = 1e-5
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -169,4 +179,75 @@ class PerceptualLoss(nn.Module):
         terms["style"] = style_total
         terms["tv"] = self.tv_loss(output)
         terms["total"] = content_total + style_total + terms["tv"]
+        return terms
+
+
+def mean_std(features: torch.Tensor, eps: float = ADAIN_EPS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation over (H, W) of ``features`` (N, C, H, W): (N, C, 1, 1)
+    each, float32. The variance is the biased one (as instance norm's); std = sqrt(var + eps)."""
+    f = features.float()
+    mean = f.mean(dim=(2, 3), keepdim=True)
+    var = (f - mean).square().mean(dim=(2, 3), keepdim=True)
+    return mean, (var + eps).sqrt()
+
+
+def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor,
+          content_stats: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
+    """Adaptive instance normalisation: ``content`` features (N, C, H, W) normalised per channel and
+    given the style's statistics ``style_mean``, ``style_std`` (1 or N, C, 1, 1). ``content_stats``:
+    the (mean, std) to normalise with instead of the content's own (tiling shares them). Float32."""
+    c_mean, c_std = content_stats if content_stats is not None else mean_std(content)
+    return (content.float() - c_mean) / c_std * style_std + style_mean
+
+
+class AdaINLoss(nn.Module):
+    """The loss of Huang & Belongie (2017) for a decoder g: content = MSE(f(g(t)), t) at
+    ``content_layer`` (the encoder's last layer) against the AdaIN target t, style = the sum over
+    ``style_layers`` of MSE(mean(f(g(t))), mean(f(s))) + MSE(std(...), std(f(s))), each layer times
+    its ``style_layer_weights`` entry; tv as :class:`TVLoss` (the paper has none: weight 0).
+
+    ``forward(output, target, style_stats)`` returns the terms as :class:`PerceptualLoss` does:
+    ``content``, ``style/<layer>``, ``style``, ``tv``, ``total`` (scalar float32).
+    Defaults: the paper's weights (content 1, style 10) and layers.
+    """
+
+    def __init__(self, encoder: VGGEncoder, content_layer: str = "relu4_1",
+                 style_layers: Sequence[str] = ADAIN_STYLE_LAYERS, content_weight: float = 1.0,
+                 style_weight: float = 10.0, tv_weight: float = 0.0,
+                 style_layer_weights: Optional[Sequence[float]] = None):
+        super().__init__()
+        self.encoder = encoder
+        self.content_layer = content_layer
+        self.style_layers = list(style_layers)
+        self.layer_weights = [style_weight * w for w in (style_layer_weights or [1.0] * len(self.style_layers))]
+        self.content_weight = content_weight
+        self.stat_layers = list(dict.fromkeys(self.style_layers + [content_layer]))
+        self.tv_loss = TVLoss(tv_weight)
+
+    @torch.no_grad()
+    def targets(self, content: torch.Tensor, style: torch.Tensor
+                ) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+        """For photos ``content`` and style images ``style`` (N, 3, H, W) in [0, 1]: the AdaIN target
+        t (N, C, h, w) float32 at ``content_layer`` and the style's (mean, std) (N, C, 1, 1) per layer."""
+        feats = self.encoder(style, self.stat_layers)
+        stats = {name: mean_std(f) for name, f in feats.items()}
+        content_feat = self.encoder(content, [self.content_layer])[self.content_layer]
+        return adain(content_feat, *stats[self.content_layer]), stats
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor,
+                style_stats: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """``output`` g(t) (N, 3, H, W), ``target`` t and ``style_stats`` from :meth:`targets`."""
+        feats = self.encoder(output, self.stat_layers)
+        terms: dict[str, torch.Tensor] = {}
+        terms["content"] = self.content_weight * F.mse_loss(feats[self.content_layer].float(), target.float())
+        style_total = output.new_zeros((), dtype=torch.float32)
+        for name, weight in zip(self.style_layers, self.layer_weights):
+            mean, std = mean_std(feats[name])
+            s_mean, s_std = style_stats[name]
+            terms[f"style/{name}"] = weight * (F.mse_loss(mean, s_mean.expand_as(mean))
+                                               + F.mse_loss(std, s_std.expand_as(std)))
+            style_total = style_total + terms[f"style/{name}"]
+        terms["style"] = style_total
+        terms["tv"] = self.tv_loss(output)
+        terms["total"] = terms["content"] + style_total + terms["tv"]
         return terms

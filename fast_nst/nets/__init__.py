@@ -17,7 +17,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-__all__ = ["MAX_PARAMETERS", "NETWORKS", "NetworkEntry", "build_network", "check_config", "make_args",
+__all__ = ["ENCODER_KEYS", "MAX_PARAMETERS", "NETWORKS", "NetworkEntry", "build_network", "check_config", "make_args",
            "network_class"]
 
 # The most parameters any registered network may be built with (a model file is untrusted input,
@@ -36,6 +36,9 @@ class NetworkEntry:
     defaults: tuple[tuple[str, Any], ...] = ()
     # One network for several styles (trained from style_images; its Args has num_styles).
     many_styles: bool = False
+    # "image": the style is an image given at every call (arbitrary style transfer: trained on
+    # the paintings of style_dir, stylizing with --style_image); "": the styles are learned.
+    style_input: str = ""
 
 
 NETWORKS: dict[str, NetworkEntry] = {
@@ -50,6 +53,13 @@ NETWORKS: dict[str, NetworkEntry] = {
                                   "the Johnson network with one instance-norm scale and shift per style "
                                   "(Dumoulin et al. 2017): many styles and their blends",
                                   many_styles=True),
+    # The bare build (no arguments: tests, the API) has a random encoder, so that it needs no
+    # 548 MB weights file; training takes the encoder from loss_model, loss_model_file and
+    # loss_model_weights, and checkpoints store it in model_args.
+    "adain": NetworkEntry("fast_nst.nets.adain", "AdaINNet",
+                          "Huang & Belongie (2017): a frozen VGG encoder, adaptive instance norm and a "
+                          "trained decoder; any style image, given when stylizing",
+                          (("encoder_weights", "random"),), style_input="image"),
 }
 
 
@@ -102,3 +112,33 @@ def check_config(cfg: Any, fail: Callable[[str, str], None]) -> None:
                              f"(model_type {cfg.model_type} learns one style, from style_image)")
     if "num_styles" in cfg.model_args:
         fail("model_args", "sets num_styles, which comes from style_images; remove it")
+    _check_style_input(cfg, fail)
+
+
+# model_args an arbitrary-style network gets from the config's loss network keys (its encoder is
+# the loss network, as in Huang & Belongie 2017).
+ENCODER_KEYS = {"encoder": "loss_model", "encoder_file": "loss_model_file",
+                "encoder_weights": "loss_model_weights", "encoder_seed": "seed",
+                "encoder_sha256": "the checksum of the weights file"}
+
+
+def _check_style_input(cfg: Any, fail: Callable[[str, str], None]) -> None:
+    """An arbitrary-style network (style_input "image") learns from style_dir, and only it does."""
+    images = [name for name, entry in NETWORKS.items() if entry.style_input == "image"]
+    if NETWORKS[cfg.model_type].style_input != "image":
+        if cfg.style_dir:
+            fail("style_dir", f"is for arbitrary-style networks (model_type {images[0]}), which learn "
+                              f"from a folder of paintings; model_type {cfg.model_type} learns style_image")
+        return
+    if not cfg.style_dir:
+        fail("style_dir", f"is required for model_type {cfg.model_type}: a folder of paintings (flat "
+                          "or nested) to learn arbitrary styles from")
+    for key in ("style_image", "style_images"):
+        if getattr(cfg, key):
+            fail(key, f"is set, but model_type {cfg.model_type} learns from the paintings of style_dir "
+                      "and takes its style when stylizing (eval.py --style_image); remove it")
+    fixed = [k for k in cfg.model_args if k in ENCODER_KEYS]
+    if fixed:
+        taken = "; ".join(f"{k} from {ENCODER_KEYS[k]}" for k in fixed)
+        fail("model_args", f"sets {', '.join(fixed)}, which training takes from the loss network (the "
+                           f"encoder is the loss network): {taken}; remove {'them' if len(fixed) > 1 else 'it'}")

@@ -13,6 +13,8 @@ models), ``measure`` (stylizing and losses), ``sheet`` (the contact sheet), ``pa
 
 from __future__ import annotations
 
+import json
+
 import warnings
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -148,4 +150,23 @@ def write_report(model_files: Sequence[PathLike], images: PathLike, output: Path
     page = out / "index.html"
     with atomic_write(page) as tmp:
         tmp.write_text(render_page(photos, models, results, info), encoding="utf-8")
+    with atomic_write(out / "results.json") as tmp:
+        tmp.write_text(json.dumps(_results_data(models, results, info), indent=1), encoding="utf-8")
     return page
+
+
+def _results_data(models: Sequence[ModelEntry], results: Sequence[Result], info: PageInfo) -> dict:
+    """The report's numbers for scripts (results.json): per model its means and per-photo values."""
+    data: dict = {"loss_model": info.loss_model, "weights": info.weights, "device": info.device,
+                  "max_size": info.max_size, "models": []}
+    for m in models:
+        mine = [r for r in results if r.model == m.name]
+        styles = [r.style for r in mine if r.style is not None]
+        data["models"].append({
+            "name": m.name, "path": str(m.path), "step": m.stylizer.info.get("step"),
+            "mean_content": sum(r.content for r in mine) / len(mine),
+            "mean_style": sum(styles) / len(styles) if styles else None,
+            "ms_per_photo": 1000 * sum(r.seconds for r in mine) / len(mine),
+            "photos": {r.photo: {"content": r.content, "style": r.style, "seconds": r.seconds} for r in mine},
+        })
+    return data

@@ -4,6 +4,7 @@
 >>> s = load_stylizer("models/wave/wave.pth", device="cpu")
 >>> out = s.stylize(Image.open("photo.jpg"))   # PIL image of the same size
 >>> m = load_stylizer("models/multi11/multi11.pth", style="candy:0.7,mosaic:0.3")   # a blend
+>>> a = load_stylizer("models/arbitrary/arbitrary.pth", style="starry.jpg", alpha=0.8)   # AdaIN
 
 Modules: ``base`` (the :class:`Stylizer` contract and :class:`StylizeOptions`),
 ``torch_stylizer`` (PyTorch networks), ``onnx_stylizer`` (.onnx exports through onnxruntime),
@@ -20,9 +21,9 @@ from ..core.device import resolve_device
 from ..core.errors import CheckpointError
 from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints, load_model
 from .onnx_stylizer import load_onnx_stylizer
-from ..nets.multistyle import StyleSpec
+from ..nets.multistyle import StyleError, StyleSpec
 from .base import StylizeOptions, Stylizer, finish, preserve_colors, resize_for_processing
-from .torch_stylizer import TorchStylizer
+from .torch_stylizer import StyleImages, TorchStylizer
 
 __all__ = ["StylizeOptions", "Stylizer", "TorchStylizer", "finish", "load_stylizer", "model_in_run_folder", "preserve_colors",
            "resize_for_processing"]
@@ -45,13 +46,15 @@ def model_in_run_folder(folder: Path) -> Path:
 
 
 def load_stylizer(path: Union[str, Path], device: str = "auto", precision: str = "fp32",
-                  fast: Optional[bool] = None, compile: bool = False, style: Optional[StyleSpec] = None) -> Stylizer:
+                  fast: Optional[bool] = None, compile: bool = False,
+                  style: Union[StyleSpec, StyleImages, None] = None, alpha: Optional[float] = None) -> Stylizer:
     """Load a fast-nst checkpoint (final model or training checkpoint) for stylizing; also a run
     folder (``models/wave`` -> ``models/wave/wave.pth``), an .onnx export or a pytorch/examples model.
 
     ``device``: "auto" (CUDA if available), "cpu", "cuda" or "cuda:N". ``precision``, ``fast``
     and ``compile``: see :class:`TorchStylizer`. ``style``: for a multi-style model, the style
-    or blend to start in (see :meth:`Stylizer.set_style`; default its first style).
+    or blend to start in (see :meth:`Stylizer.set_style`; default its first style); for an
+    arbitrary-style model (model_type adain), the style image(s), with ``alpha``.
     Raises :class:`~fast_nst.core.errors.FastNSTError` for a missing, foreign or unsafe file.
     """
     path = model_in_run_folder(Path(path)) if Path(path).is_dir() else Path(path)
@@ -65,5 +68,7 @@ def load_stylizer(path: Union[str, Path], device: str = "auto", precision: str =
                                  info={"step": ckpt.get("step"), "path": str(path)},
                                  precision=precision, fast=fast, compile=compile)
     if style is not None:
-        stylizer.set_style(style)
+        stylizer.set_style(style, alpha=alpha)
+    elif alpha is not None:
+        raise StyleError("alpha sets how much of a style image to apply: give the image too (style=...)")
     return stylizer

@@ -21,9 +21,13 @@ from ..core.images import normalize_mode, pil_to_tensor, split_alpha, tensor_to_
 from ..nets.multistyle import StyleError, StyleSpec
 from .tiling import DEFAULT_OVERLAP, tile_core
 
-__all__ = ["PRECISIONS", "StylizeOptions", "Stylizer", "finish", "preserve_colors", "resize_for_processing"]
+__all__ = ["DEFAULT_STYLE_SIZE", "PRECISIONS", "StylizeOptions", "Stylizer", "finish", "preserve_colors",
+           "resize_for_processing"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+# The shorter side style images are resized to for an arbitrary-style model: Huang & Belongie's
+# test-time size.
+DEFAULT_STYLE_SIZE = 512
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -103,19 +107,28 @@ class Stylizer:
     ``bytes_per_pixel``: peak memory per pixel of one forward (the tiling budget).
     ``style_names``: a multi-style model's styles (empty for one style); :meth:`set_style`
     chooses one or a blend, ``style`` is the current weight vector (S,) (None for one style).
+    ``style_input``: "image" for an arbitrary-style model (model_type adain), whose
+    :meth:`set_style` takes style images; "" otherwise.
     """
 
     can_tile = False
     bytes_per_pixel = 1024
     style_names: list[str] = []
     style: Optional[torch.Tensor] = None
+    style_input: str = ""
 
-    def set_style(self, style: StyleSpec) -> None:
-        """Stylize in ``style`` from now on: a name, ``"candy:0.7,mosaic:0.3"``, an index, a
-        {name: weight} dict or one weight per style (normalised to sum 1). :class:`StyleError`
-        for a model of one style or a style it does not have."""
+    def set_style(self, style: Any, alpha: Optional[float] = None,
+                  style_size: Optional[int] = DEFAULT_STYLE_SIZE) -> None:
+        """Stylize in ``style`` from now on. A multi-style model: a name, ``"candy:0.7,mosaic:0.3"``,
+        an index, a {name: weight} dict or one weight per style (normalised to sum 1). An
+        arbitrary-style model: a style image (PIL image or path) or a list of (image, weight)
+        pairs (a blend), with ``alpha`` (0: the photo's own features .. 1: the full style,
+        the default) and ``style_size`` (the style images' shorter side, default 512; None
+        keeps their size).
+        :class:`StyleError` for a model of one style or a style it does not have."""
         raise StyleError(f"{self.info.get('path', 'this model')} has one style ({self.name}); choosing a "
-                         "style needs a multi-style model (model_type johnson_multi)")
+                         "style needs a multi-style model (model_type johnson_multi) or an "
+                         "arbitrary-style one (model_type adain)")
 
     def __init__(self, device: torch.device, name: str = "", info: Optional[dict] = None,
                  precision: str = "fp32", compiled: bool = False):

@@ -1,9 +1,12 @@
 """Stylizing with a PyTorch network: autocast precisions, the fast CPU form, torch.compile and
-tiling with shared instance-norm statistics."""
+tiling with shared instance-norm statistics. An arbitrary-style network (model_type adain) runs
+the network of the style image(s) given to :meth:`TorchStylizer.set_style`."""
 
 from __future__ import annotations
 
-from typing import Optional
+import math
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -11,13 +14,64 @@ from PIL import Image
 
 from ..core.errors import CheckpointError
 from ..core.files import safe_component
-from ..core.images import pil_to_tensor, tensor_to_pil
+from ..core.images import open_image, pil_to_tensor, tensor_to_pil
+from ..nets import NETWORKS
+from ..nets.adain import pad_indices
 from ..nets.base import StyleNetwork
-from ..nets.multistyle import StyleSpec, resolve_style, style_label
-from .base import DTYPES, OptionError, StylizeOptions, Stylizer, check_batch, resize_for_processing
+from ..nets.multistyle import StyleError, StyleSpec, resolve_style, style_label
+from .base import (DEFAULT_STYLE_SIZE, DTYPES, OptionError, StylizeOptions, Stylizer, check_batch,
+                   resize_for_processing)
 from .tiling import DEFAULT_STATS_SIZE, auto_tile_size, context_for, stylize_tiled, tile_core
 
-__all__ = ["TorchStylizer"]
+__all__ = ["DEFAULT_STYLE_SIZE", "StyleImages", "TorchStylizer", "style_images"]
+
+#: Style images for an arbitrary-style model: a PIL image, a path, or a list of images, paths
+#: or (image or path, weight) pairs (a blend).
+StyleImages = Union[Image.Image, str, Path, Sequence[Any]]
+
+
+def _one_style_image(item: Any) -> tuple[Image.Image, str]:
+    if isinstance(item, Image.Image):
+        return item.convert("RGB"), Path(getattr(item, "filename", "") or "style").stem
+    if isinstance(item, (str, Path)):
+        return open_image(item).convert("RGB"), Path(item).stem
+    raise StyleError(f"style image {str(item)[:60]!r} is not an image or a path; give a PIL image, a "
+                     "path, or a list of (image, weight) pairs")
+
+
+def style_images(spec: StyleImages) -> tuple[list[Image.Image], list[float], str]:
+    """(RGB images, their weights normalised to sum 1, a short label such as ``candy`` or
+    ``candy70-mosaic30``) for ``spec`` (see :data:`StyleImages`); StyleError or DataError
+    (an unreadable file) otherwise."""
+    items = list(spec) if isinstance(spec, (list, tuple)) else [spec]
+    if not items:
+        raise StyleError("no style image given")
+    images, weights, names = [], [], []
+    for item in items:
+        weight = 1.0
+        if isinstance(item, (list, tuple)):
+            if len(item) != 2 or isinstance(item[1], bool) or not isinstance(item[1], (int, float)):
+                raise StyleError(f"style {str(item)[:80]!r}: expected an (image, weight) pair")
+            item, weight = item[0], float(item[1])
+        image, name = _one_style_image(item)
+        images.append(image)
+        weights.append(weight)
+        names.append(name)
+    total = sum(weights)
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or total <= 0:
+        raise StyleError(f"style weights must be >= 0 with a positive sum, got {weights}")
+    weights = [w / total for w in weights]
+    used = [(n, w) for n, w in zip(names, weights) if w > 0]
+    label = used[0][0] if len(used) == 1 else "-".join(f"{n}{round(100 * w)}" for n, w in used)
+    return images, weights, label
+
+
+def _shorter_side(img: Image.Image, size: Optional[int]) -> Image.Image:
+    w, h = img.size
+    if size is None or min(w, h) == size:
+        return img
+    f = size / min(w, h)
+    return img.resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.LANCZOS)
 
 
 class TorchStylizer(Stylizer):
@@ -27,7 +81,8 @@ class TorchStylizer(Stylizer):
     ``fast`` (default: on for fp32 on CPU) runs the network's
     :meth:`~fast_nst.nets.base.StyleNetwork.fast_inference` form, the same function with fewer
     FLOPs. ``compile`` wraps the network in ``torch.compile``. A multi-style network starts
-    in its first style (:meth:`set_style` chooses another or a blend).
+    in its first style (:meth:`set_style` chooses another or a blend). An arbitrary-style
+    network (``style_input`` "image") stylizes only once :meth:`set_style` gave it style images.
     """
 
     can_tile = True
@@ -45,9 +100,12 @@ class TorchStylizer(Stylizer):
             fast = device.type == "cpu" and precision == "fp32"
         self.fast, self.source = fast, model.to(device).eval()
         self.style_names = list(model.style_names)
+        self.style_input = NETWORKS[model.model_type].style_input
+        self.bytes_per_pixel = model.bytes_per_pixel
+        self.runner: Optional[torch.nn.Module] = None  # until an arbitrary-style model has a style
         if self.style_names:
             self.set_style(0)
-        else:
+        elif not self.style_input:
             self._use(self.source)
 
     def _use(self, net: StyleNetwork) -> None:
@@ -57,7 +115,14 @@ class TorchStylizer(Stylizer):
         self.model = torch.compile(self.runner) if self.compiled else self.runner
         self.bytes_per_pixel = self.runner.bytes_per_pixel
 
-    def set_style(self, style: StyleSpec) -> None:
+    def set_style(self, style: Any, alpha: Optional[float] = None,
+                  style_size: Optional[int] = DEFAULT_STYLE_SIZE) -> None:
+        if self.style_input == "image":
+            self._set_style_images(style, 1.0 if alpha is None else alpha, style_size)
+            return
+        if alpha is not None or style_size != DEFAULT_STYLE_SIZE:
+            raise StyleError(f"{self.info.get('path', 'this model')}: alpha and style_size are for "
+                             "arbitrary-style models (model_type adain)")
         if not self.style_names:
             super().set_style(style)
         w = resolve_style(style, self.style_names)
@@ -68,31 +133,92 @@ class TorchStylizer(Stylizer):
         self._use(self.source.for_style(w.to(self.device)))
         self.name = safe_component(style_label(w, self.style_names), fallback="stylized")
 
+    def _set_style_images(self, spec: StyleImages, alpha: float, style_size: Optional[int]) -> None:
+        """Stylize with the blended statistics of the style images ``spec`` from now on."""
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+            raise OptionError(f"alpha must be between 0 (the photo's own features) and 1 (full style), got {alpha}")
+        least = self.source.min_style_side
+        if style_size is not None and (isinstance(style_size, bool) or not isinstance(style_size, int)
+                                       or style_size < least):
+            raise OptionError(f"style_size must be a whole number of pixels >= {least}, got {style_size}")
+        images, weights, label = style_images(spec)
+        tensors = [pil_to_tensor(_shorter_side(img, style_size)).unsqueeze(0).to(self.device) for img in images]
+        small = [f"{t.shape[3]} x {t.shape[2]}" for t in tensors if min(t.shape[2:]) < least]
+        if small:
+            raise StyleError(f"style image of {small[0]} px: style images need at least {least} px per "
+                             "side (resize it with style_size)")
+        with torch.no_grad():
+            mean, std = self.source.style_statistics(tensors, weights)
+        self._use(self.source.for_style(mean, std, float(alpha)))
+        self.name = safe_component(label, fallback="stylized")
+
+    def _require_style(self) -> None:
+        if self.runner is None:
+            where = f"{self.info['path']}: " if self.info.get("path") else ""
+            raise StyleError(f"{where}this model needs a style image: --style_image painting.jpg "
+                             "(in Python: stylizer.set_style('painting.jpg'))")
+
     @torch.inference_mode()
     def stylize_tensor(self, x: torch.Tensor) -> torch.Tensor:
         check_batch(x)
+        self._require_style()
         dtype = DTYPES.get(self.precision)
         with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             y = self.model(x.to(self.device, torch.float32))
         return y.float().clamp_(0, 1).to(x.device)
 
     def tile_size_for(self, height: int, width: int, options: StylizeOptions) -> Optional[int]:
-        context = context_for(self.runner)  # deeper networks need more context than the default
+        self._require_style()
+        context = self._tile_context()  # deeper networks need more context than the default
         if options.tile_size == "auto":
-            return auto_tile_size(height, width, self.device, bytes_per_pixel=self.bytes_per_pixel,
-                                  min_tile=2 * (context + options.overlap) + 64)
+            return self._on_grid(auto_tile_size(height, width, self.device, bytes_per_pixel=self.bytes_per_pixel,
+                                                min_tile=2 * (context + options.overlap) + 64), options.overlap)
         if options.tile_size is not None:
             try:
                 tile_core(options.tile_size, options.overlap, context)
             except ValueError as e:
                 raise OptionError(f"tile_size: {e} for this network") from None
-        return options.tile_size
+        return self._on_grid(options.tile_size, options.overlap)
+
+    # Tiles must start on the network's pixel grid, its total downsampling (a tile starting
+    # elsewhere pools other pixel groups than the whole image does): the runner's tile_grid, 4
+    # for the Johnson networks (what tiling aligns to by itself), 8 for AdaIN at relu4_1. For a
+    # coarser grid, the context, the overlap and each tile's core are made multiples of it, and
+    # the photo is padded to one as the network pads it itself (reflection, bottom and right).
+
+    def _grid(self) -> int:
+        return int(getattr(self.runner, "tile_grid", 4))
+
+    def _tile_context(self) -> int:
+        return _round_up(context_for(self.runner), self._grid())
+
+    def _on_grid(self, tile: Optional[int], overlap: int) -> Optional[int]:
+        """``tile`` with a core (tile - 2 x context) on the grid: rounded down, or up where that
+        leaves no room for the overlap; unchanged on tiling's own grid of 4."""
+        grid = self._grid()
+        if tile is None or grid <= 4:
+            return tile
+        context, overlap = self._tile_context(), _round_up(overlap, grid)
+        core = (tile - 2 * context) // grid * grid
+        if core <= 2 * overlap:
+            core = (2 * overlap // grid + 1) * grid
+        return core + 2 * context
 
     def _stylize_tiled(self, rgb: Image.Image, tile: int, overlap: int, progress: bool = False) -> Image.Image:
         # Huge photo: keep it as uint8 (a quarter of float32's memory); tiles convert on the fly.
         x = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1).unsqueeze(0)
         small = resize_for_processing(rgb, DEFAULT_STATS_SIZE, None)
+        h, w = x.shape[2:]
+        grid = self._grid()
+        if grid > 4:
+            x = x.index_select(2, pad_indices(h, grid, x.device)).index_select(3, pad_indices(w, grid, x.device))
+            overlap = _round_up(overlap, grid)
         y, self.last_tile_count = stylize_tiled(
             self.runner, x, tile, overlap, device=self.device, autocast_dtype=DTYPES.get(self.precision),
-            stats_image=pil_to_tensor(small).unsqueeze(0), progress=progress)
-        return tensor_to_pil(y[0])
+            stats_image=pil_to_tensor(small).unsqueeze(0), context=self._tile_context(), progress=progress)
+        return tensor_to_pil(y[0, :, :h, :w])
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+

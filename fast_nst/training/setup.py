@@ -1,6 +1,7 @@
 """Everything a training run checks and loads before step 1, so that a mistake costs seconds:
 the run folder (writable, not holding another run unless resuming or overwriting), the resume
-checkpoint, the photos, the style image, the network's arguments and the loss network.
+checkpoint, the photos, the style image (or, for an arbitrary-style network, the paintings of
+style_dir), the network's arguments and the loss network.
 """
 
 from __future__ import annotations
@@ -22,19 +23,23 @@ from ..core.fetch import fetch_style_image, style_name
 from ..core.files import probe_writable
 from ..core.images import open_image, pil_to_tensor, resize_longest
 from ..io import checkpoint as ckpt_io
+from ..lossnet import get_loss_network, layer_names
 from ..lossnet.vgg import VGGEncoder, build_loss_network
+from ..nets.adain import file_sha256
 from ..nets.base import StyleNetwork
 from .config import check_config, train_config_from_dict
 from .data import find_training_images
 from .distributed import DistContext
 from .lock import RunLock
 
-__all__ = ["CONFIG_FILE", "RunSetup", "build_network", "find_resume_checkpoint",
-           "load_style_tensor", "prepare_run", "style_sources", "total_steps"]
+__all__ = ["CONFIG_FILE", "RunSetup", "build_network", "check_network_args", "find_resume_checkpoint",
+           "load_style_tensor", "network_args", "prepare_run", "style_sources", "total_steps"]
 
 CONFIG_FILE = "config.yml"
 VAL_HINT = ("Get COCO val2014 (6 GB) with: python -m fast_nst.download coco --split val   (or set "
             "val_dir to any folder of photos not used for training, or to '' for no validation).")
+PAINTINGS_HINT = ("Set style_dir to a folder of paintings (jpg, jpeg, png, webp, bmp; flat or nested): "
+                  "Huang & Belongie (2017) trained on WikiArt's ~80,000 paintings.")
 # Keys that may change between a run and its resumption without changing what is learned
 # (anything else, a moved style image or train_dir included, gets a warning).
 RESUME_SAFE_KEYS = {
@@ -60,6 +65,8 @@ class RunSetup:
     lock: Optional[RunLock] = None  # rank 0's lock on run_dir, released when the run ends
     style_names: list = field(default_factory=list)  # the styles' names, as styles
     init_ckpt: Optional[dict] = None  # the model of init_from (not when resuming)
+    style_files: list = field(default_factory=list)  # paintings of style_dir (arbitrary-style networks)
+    encoder_sha256: str = ""  # their encoder's weights file's SHA-256 ("" for random weights)
 
     @property
     def model_file(self) -> Path:
@@ -71,16 +78,57 @@ class RunSetup:
         return self.styles[0]
 
 
-def build_network(cfg: TrainConfig) -> StyleNetwork:
-    """A new network of ``cfg.model_type`` with ``cfg.model_args`` (a multi-style network gets
-    one style per ``style_images`` entry); ConfigError for bad arguments."""
+def _takes_style_image(cfg: TrainConfig) -> bool:
+    return nets.NETWORKS[cfg.model_type].style_input == "image"
+
+
+def network_args(cfg: TrainConfig, encoder_sha256: str = "") -> dict:
+    """The network's arguments: ``cfg.model_args``, and for a multi-style network one style per
+    ``style_images`` entry; an arbitrary-style network's encoder is the loss network
+    (``loss_model``, ``loss_model_file``, ``loss_model_weights``, seeded by ``seed``)."""
     args = dict(cfg.model_args)
     if nets.NETWORKS[cfg.model_type].many_styles:
         args["num_styles"] = len(cfg.style_images)
+    if _takes_style_image(cfg):
+        args.update(encoder=cfg.loss_model, encoder_file=cfg.loss_model_file, encoder_seed=cfg.seed,
+                    encoder_weights=cfg.loss_model_weights, encoder_sha256=encoder_sha256)
+    return args
+
+
+def build_network(cfg: TrainConfig) -> StyleNetwork:
+    """A new network of ``cfg.model_type`` with :func:`network_args`; ConfigError for bad arguments."""
     try:
-        return nets.build_network(cfg.model_type, args)
+        return nets.build_network(cfg.model_type, network_args(cfg))
     except ValueError as e:
         raise ConfigError(f"config: key 'model_args' {e}") from None
+
+
+def check_network_args(cfg: TrainConfig) -> None:
+    """ConfigError unless the network's arguments are in bounds; for an arbitrary-style network
+    (checked without building it: that loads its encoder) also unless every style layer lies
+    within its encoder."""
+    if not _takes_style_image(cfg):
+        build_network(cfg)  # built again, seeded, by the trainer
+        return
+    try:
+        args = nets.make_args(cfg.model_type, network_args(cfg))
+    except ValueError as e:
+        raise ConfigError(f"config: key 'model_args' {e}") from None
+    names = layer_names(get_loss_network(cfg.loss_model).arch)
+    deeper = [n for n in cfg.style_layers if names.index(n) > names.index(args.encoder_layer)]
+    if deeper:
+        raise ConfigError(f"config: key 'style_layers' names {', '.join(deeper)}, deeper than the encoder's "
+                          f"last layer {args.encoder_layer} (model_args encoder_layer); Huang & Belongie "
+                          f"match {', '.join(args.encoder_layers())}")
+
+
+def _encoder_layers(cfg: TrainConfig) -> list[str]:
+    """The loss network's layers a run needs: the content and style layers, or for an
+    arbitrary-style network its encoder's (which is the loss network) and the style layers."""
+    if _takes_style_image(cfg):
+        encoder = nets.make_args(cfg.model_type, network_args(cfg)).encoder_layers()
+        return list(dict.fromkeys(encoder + list(cfg.style_layers)))
+    return list(dict.fromkeys(cfg.content_layers + cfg.style_layers))
 
 
 def style_sources(cfg: TrainConfig) -> list[tuple[str, str]]:
@@ -235,10 +283,11 @@ def _check_global_batch(cfg: TrainConfig, ckpt: dict, old: TrainConfig, path: Pa
 def _inputs(cfg: TrainConfig, ctx: DistContext) -> tuple[list, torch.Tensor, VGGEncoder, list]:
     """The photos, the style image, the loss network and the validation photos; every one that is missing is reported
     in one message, each with its fix (a fresh set-up usually lacks all three)."""
-    layers = list(dict.fromkeys(cfg.content_layers + cfg.style_layers))
+    layers = _encoder_layers(cfg)
     loaders = (
         lambda: find_training_images(cfg.train_dir),
-        lambda: [load_style_tensor(cfg, src) for _, src in style_sources(cfg)],
+        (lambda: find_training_images(cfg.style_dir, key="style_dir", hint=PAINTINGS_HINT)) if _takes_style_image(cfg)
+        else (lambda: [load_style_tensor(cfg, src) for _, src in style_sources(cfg)]),
         lambda: build_loss_network(cfg.loss_model_weights, layers, cfg.loss_model_file or None,
                                    seed=cfg.seed, quiet=not ctx.is_main, name=cfg.loss_model),
         lambda: find_training_images(cfg.val_dir, key="val_dir", hint=VAL_HINT) if cfg.val_dir else [],
@@ -271,7 +320,7 @@ def prepare_run(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: boo
     """Fail fast: check everything a user can get wrong, before any compute; then lock the run
     folder (rank 0) so no other run writes into it."""
     check_config(cfg)
-    build_network(cfg)  # model_args in bounds (the network is built again, seeded, by the trainer)
+    check_network_args(cfg)
     device = resolve_device(cfg.device)
     if ctx.enabled and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)  # one GPU per process under torchrun
@@ -281,6 +330,10 @@ def prepare_run(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: boo
     names = [n for n, _ in style_sources(cfg)]
     init_ckpt = _read_init(cfg) if cfg.init_from and resume_ckpt is None else None
     files, styles, encoder, val_files = _inputs(cfg, ctx)
+    style_files, sha = [], ""
+    if _takes_style_image(cfg):
+        style_files, styles = styles, []
+        sha = _arbitrary_checks(cfg, style_files, resume_ckpt, resume_path, ctx)
     steps = total_steps(cfg, len(files), ctx.world_size)
     if steps <= 0:
         raise DataError(f"{len(files)} images in {cfg.train_dir} make no full batch of "
@@ -305,4 +358,26 @@ def prepare_run(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: boo
             lock.release()
             raise FastNSTError(f"Cannot clear the previous run in {run_dir}: {e.strerror or e}.") from None
     return RunSetup(device, run_dir, files, styles, encoder, steps, resume_ckpt, resume_path, val_files, lock,
-                    names, init_ckpt)
+                    names, init_ckpt, style_files, sha)
+
+
+def _arbitrary_checks(cfg: TrainConfig, paintings: list, resume_ckpt: Optional[dict],
+                      resume_path: Optional[Path], ctx: DistContext) -> str:
+    """For an arbitrary-style network: enough paintings for a batch, and a resumed run keeps the
+    encoder it was trained with. Returns the encoder file's SHA-256 ("" for random weights)."""
+    if len(paintings) < cfg.batch_size * ctx.world_size:
+        raise DataError(f"style_dir {cfg.style_dir} has {len(paintings)} paintings, fewer than a batch "
+                        f"({cfg.batch_size * ctx.world_size}); add paintings or lower batch_size.")
+    path = Path(cfg.loss_model_file or get_loss_network(cfg.loss_model).file)
+    sha = file_sha256(path) if cfg.loss_model_weights == "imagenet" else ""
+    if resume_ckpt is None:
+        return sha
+    saved, now = resume_ckpt["model_args"], network_args(cfg, sha)
+    differ = [k for k in ("encoder", "encoder_layer", "encoder_weights", "encoder_seed", "encoder_sha256")
+              if saved.get(k) != now.get(k)]
+    if differ:
+        shown = "; ".join(f"{k} {str(saved.get(k))[:16]!r} (now {str(now.get(k))[:16]!r})" for k in differ)
+        raise CheckpointError(f"{resume_path} was trained with another encoder: {shown}. Its decoder fits "
+                              "only that one: resume with the loss_model, loss_model_file, "
+                              "loss_model_weights and seed it was trained with.")
+    return sha

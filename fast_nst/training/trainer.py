@@ -9,6 +9,7 @@ train_step / after_step), log, checkpoint and finish.
 
 from __future__ import annotations
 
+import importlib
 import random
 import signal
 import sys
@@ -38,9 +39,14 @@ from .distributed import DistContext, OtherRankFailed, init_distributed, shutdow
 from .monitor import LossMonitor, NonFiniteLossError, feeding_advice
 from .setup import CONFIG_FILE, RunSetup, build_network, prepare_run
 
-__all__ = ["AMP_DTYPES", "Trainer", "TrainResult", "TrainingInterrupted", "match_param_layout", "train"]
+__all__ = ["AMP_DTYPES", "TRAINERS", "Trainer", "TrainResult", "TrainingInterrupted", "match_param_layout",
+           "train", "trainer_class"]
 
 AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# The trainer of each kind of network, by its registry entry's style_input: named, not imported,
+# because the arbitrary-style trainer (training/arbitrary.py) subclasses Trainer from this module.
+TRAINERS = {"": ("fast_nst.training.trainer", "Trainer"),
+            "image": ("fast_nst.training.arbitrary", "ArbitraryTrainer")}
 
 
 class TrainingInterrupted(Stopped):
@@ -200,13 +206,17 @@ class Trainer:
         are per rank), and torch.compile around both when asked."""
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels once
-        step_model: torch.nn.Module = self.model
+        step_model: torch.nn.Module = self.trained_module()
         if self.ctx.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            step_model = DistributedDataParallel(self.model, device_ids=ids)
+            step_model = DistributedDataParallel(step_model, device_ids=ids)
         if self.cfg.compile:
             return torch.compile(step_model), torch.compile(self.criterion)
         return step_model, self.criterion
+
+    def trained_module(self) -> torch.nn.Module:
+        """The module a step runs and DDP wraps: the network."""
+        return self.model
 
     def _build_loader(self) -> DataLoader:
         cfg, ctx = self.cfg, self.ctx
@@ -237,7 +247,7 @@ class Trainer:
         if self.start_step == 0:
             for i, name in enumerate(self.setup.style_names if self.multi else []):
                 writer.add_image(f"style/{name}", self.setup.styles[i][0], 0)
-            if not self.multi:
+            if not self.multi and self.setup.styles:
                 writer.add_image("style", self.setup.style[0], 0)
             if len(samples):
                 writer.add_images("samples/content", samples.cpu(), 0)
@@ -266,7 +276,7 @@ class Trainer:
                 while self.step < self.steps:
                     batch = self.next_batch(data_iter)
                     self.check_stop(batch, stop)
-                    self.train_step(batch["image"])
+                    self.train_step(*self.step_inputs(batch))
                     self.after_step()
             return self.finish(time.time() - t_start)
         except RuntimeError as e:
@@ -327,6 +337,10 @@ class Trainer:
             if self.main else "",  # the other ranks stop silently: rank 0 has said it
             exit_code=128 + int(sig),
         )
+
+    def step_inputs(self, batch: dict) -> tuple:
+        """What :meth:`train_step` takes from a loader batch: its photos."""
+        return (batch["image"],)
 
     def style_of_step(self, step: int) -> int:
         """Which of the config's styles step ``step`` (0-based) trains: round robin, so every
@@ -503,6 +517,9 @@ class Trainer:
                 f"{kept} Free some space (or move the run) and continue with: {self.command} --resume"
             ) from None
 
+    #: What the stylize hint of :meth:`finish` adds to eval.py's command line.
+    stylize_flags = ""
+
     def finish(self, seconds: float) -> TrainResult:
         """The final model (rank 0) and the summary; every rank returns after it exists."""
         self.check_finite()
@@ -526,7 +543,7 @@ class Trainer:
                 f"  checkpoints: {run_dir / ckpt_io.CHECKPOINT_DIR} (newest {newest})\n"
                 f"  config:      {run_dir / CONFIG_FILE}\n"
                 f"  TensorBoard: tensorboard --logdir {run_dir}\n"
-                f"  stylize:     python eval.py --model_file {model_file} --image_file PHOTO.jpg",
+                f"  stylize:     python eval.py --model_file {model_file} --image_file PHOTO.jpg{self.stylize_flags}",
                 file=sys.stderr,
             )
         self.ctx.agree([0])  # the final model exists before any rank returns
@@ -557,8 +574,14 @@ def train(cfg: TrainConfig, resume: Union[bool, str, None] = None, overwrite: bo
         setup = setup or later
         # From here on Ctrl-C/SIGTERM stop cleanly, also while the loader workers start.
         with _stop_signals() as stop:
-            return Trainer(cfg, setup, ctx, command, progress).run(stop)
+            return trainer_class(cfg.model_type)(cfg, setup, ctx, command, progress).run(stop)
     finally:
         if setup is not None and setup.lock is not None:
             setup.lock.release()
         shutdown(ctx)
+
+
+def trainer_class(model_type: str) -> type:
+    """The :class:`Trainer` (sub)class that trains networks of ``model_type`` (see :data:`TRAINERS`)."""
+    module, name = TRAINERS[NETWORKS[model_type].style_input]
+    return getattr(importlib.import_module(module), name)
