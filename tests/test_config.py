@@ -147,3 +147,24 @@ def test_naming_is_not_inherited_from_a_base_file(tmp_path):
     named = write_config(tmp_path / "named.yml", base="candy.yml", naming="mine")
     assert load_config(named).naming == "mine"
     assert load_config(strong, ["naming=cli"]).naming == "cli"
+
+
+def test_every_shipped_config_loads_and_names_its_loss_network():
+    """conf/*.yml pass every check, train against the Caffe VGG16 their weights were tuned for,
+    and say so; multi11 lists the same styles at the same weights."""
+    from pathlib import Path
+
+    from fast_nst.training import load_train_config
+
+    conf = Path(__file__).resolve().parent.parent / "conf"
+    singles = {}
+    for path in sorted(conf.glob("*.yml")):
+        cfg = load_train_config(path)
+        assert cfg.loss_model == "vgg16_caffe" and cfg.loss_weights_for == "caffe", path
+        assert "tuned" in path.read_text(), f"{path} should say what its weights were tuned against"
+        if cfg.model_type == "johnson":
+            singles[cfg.style_image] = cfg.style_weight
+    multi = load_train_config(conf / "multi11.yml")
+    assert len(singles) == 11 and set(multi.style_images) == set(singles)
+    for src, w in zip(multi.style_images, multi.style_weights):
+        assert w * multi.style_weight == pytest.approx(singles[src], rel=1e-2), src

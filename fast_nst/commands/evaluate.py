@@ -32,7 +32,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", required=True, metavar="DIR", help="folder to write the report into")
     p.add_argument("--style", metavar="IMAGE",
                    help="the style image for every model (default: the style_image of each "
-                        "model's training config, where that file exists here)")
+                        "model's training config, where that file exists here). Required for "
+                        "arbitrary-style models (model_type adain, .pth or .onnx): the style they "
+                        "stylize with and the one their style loss is measured against (the Gram "
+                        "loss at the model's style layers, not the AdaIN training loss)")
     p.add_argument("--loss_model", choices=list(LOSS_NETWORKS), default=None,
                    help="loss network to measure with (default: the one the models were trained with)")
     p.add_argument("--loss_model_file", metavar="FILE",

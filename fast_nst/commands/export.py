@@ -7,8 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..io.export import (CHECK_SHAPES, FORMATS, MIN_OPSET, STYLE_INPUT_NAME, TOLERANCE,
-                         TORCHSCRIPT_SUFFIXES, export_model)
+from ..io.export import (ALPHA_INPUT_NAME, CHECK_SHAPES, FORMATS, MIN_OPSET, STYLE_IMAGE_INPUT_NAME,
+                         STYLE_INPUT_NAME, TOLERANCE, TORCHSCRIPT_SUFFIXES, export_model)
 from . import prog, run_command
 
 __all__ = ["main", "parser"]
@@ -34,7 +34,8 @@ def parser() -> argparse.ArgumentParser:
                         f"{'/'.join(TORCHSCRIPT_SUFFIXES)} -> torchscript, otherwise onnx; onnx "
                         "when --output is not given). A --format that contradicts --output's "
                         "suffix (torchscript to .onnx, onnx to .pt/.pth) is an error; other "
-                        "suffixes such as .bin are allowed")
+                        "suffixes such as .bin are allowed. Arbitrary-style models (model_type adain) "
+                        "export to onnx only")
     p.add_argument("--output", "-o", default=None, metavar="FILE",
                    help="file to write (default: the model's name with .onnx, or .pt for "
                         "--format torchscript, next to it)")
@@ -48,7 +49,10 @@ def parser() -> argparse.ArgumentParser:
                         "candy:0.7,mosaic:0.3) or an index; bakes that style into a single-input "
                         "export. Without it a multi-style model is exported with a second input "
                         f"{STYLE_INPUT_NAME!r}: one float32 weight per style, summing to 1, in the "
-                        "order of the model's style names (listed in the metadata, style_names)")
+                        "order of the model's style names (listed in the metadata, style_names). "
+                        "Not for arbitrary-style models (model_type adain): they are exported with "
+                        f"the inputs {STYLE_IMAGE_INPUT_NAME!r} (the style image, 1x3xhxw) and "
+                        f"{ALPHA_INPUT_NAME!r} (1 float in [0, 1])")
     return p
 
 
@@ -75,6 +79,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if names:
             print(f"Style input {STYLE_INPUT_NAME!r}: {len(names)} weights (>= 0, summing to 1) in "
                   f"this order: {', '.join(names)}")
+        if summary["style_input"] == "image":
+            print(f"Style inputs {STYLE_IMAGE_INPUT_NAME!r}: the style image (1x3xhxw float32 in [0, 1], "
+                  f"h, w >= {summary['style_min_side']}), {ALPHA_INPUT_NAME!r}: 1 float32 in [0, 1] "
+                  "(1: the full style)")
         if fmt == "onnx" and output.suffix.lower() != ".onnx":
             print("note: eval.py and load_stylizer recognise ONNX files by the .onnx suffix.")
         return 0

@@ -64,6 +64,10 @@ class TrainConfig:
     model_path: str = "models"
     # 256 x 256 training crops, as in Johnson et al. (2016) and pytorch/examples.
     image_size: int = 256
+    # The shorter side training photos and paintings are resized to before the random
+    # image_size crop; None: image_size itself (Johnson et al.: the crop spans the shorter side).
+    # Huang & Belongie (2017) train AdaIN on 256 crops of images resized to 512 (resize_to: 512).
+    resize_to: Optional[int] = None
     # Batch 4 for 2 epochs over COCO train2014 (~40k steps): Johnson et al. (2016), Sec. 4.1.
     batch_size: int = 4
     epochs: int = 2
@@ -310,6 +314,7 @@ def _validate(cfg: TrainConfig, origin: dict[str, str], where: str = "defaults",
         raise ConfigError(f"{origin.get(key, where)}: key '{key}' {msg}")
 
     _validate_values(cfg, fail)
+    _validate_resize_to(cfg, fail)
     for check in checks:
         check(cfg, fail)
 
@@ -365,6 +370,13 @@ def _validate_values(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None
              f"{len(cfg.style_layers)} style_layers; give one per layer or null")
     if not is_device_name(cfg.device):
         fail("device", f"is {cfg.device!r}; choose one of: {DEVICE_CHOICES}")
+
+
+def _validate_resize_to(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None:
+    if cfg.resize_to is not None and cfg.resize_to < cfg.image_size:
+        fail("resize_to", f"is {cfg.resize_to}, smaller than image_size {cfg.image_size}: the random "
+                          f"image_size crop is cut from the image resized to shorter side resize_to; set it "
+                          f">= {cfg.image_size} (e.g. {2 * cfg.image_size}, as Huang & Belongie), or null")
 
 
 def is_device_name(name: str) -> bool:

@@ -13,6 +13,12 @@ the weights (S,) float32 of its styles, in ``style_names`` order (stored in the 
 and summing to 1. ``export_model(..., style=...)`` instead bakes one style or blend into an
 ordinary one-input file (:meth:`~fast_nst.nets.multistyle.MultiStyleNet.for_style`).
 
+An arbitrary-style network (registry ``style_input`` "image", model_type adain) is exported with
+two more inputs: ``style_image`` (1, 3, h, w) float32 RGB in [0, 1] with dynamic h, w (each at
+least the network's ``min_style_side``, 16 px for an encoder to relu4_1), and ``alpha`` (1,)
+float32 in [0, 1]; the graph computes the style statistics itself (:class:`AdaINGraph`). It has
+no TorchScript form (its encoder does not script) and no baked style.
+
 The network's own :meth:`~fast_nst.nets.base.StyleNetwork.exportable` form is exported (for the
 Johnson net, :class:`~fast_nst.nets.exportable.ExportableTransformNet`, which keeps the sizes
 symbolic), with ``torch.export.export`` and explicit ``Dim``s first, which fails loudly instead
@@ -30,19 +36,22 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Tuple
 
 import torch
+from torch import nn
 
 from ..core.device import require_torch
 from ..core.errors import FastNSTError, quote
 from ..core.files import atomic_write, check_output_file
 from ..core.version import __min_torch_onnx__, __version__
-from ..nets.base import StyleNetwork
+from ..nets import NETWORKS
+from ..nets.adain import AdaINNet, pad_indices
+from ..nets.base import NormStats, StyleNetwork
 from ..nets.multistyle import StyleError, StyleSpec, resolve_style, style_label
 from .checkpoint import FORMAT_NAME, load_model
 
-__all__ = ["CHECK_SHAPES", "EXPORT_FORMAT_VERSION", "ExportError", "FORMATS", "TOLERANCE",
-           "TORCHSCRIPT_METADATA", "TORCHSCRIPT_SUFFIXES", "MIN_OPSET", "STYLE_INPUT_NAME",
-           "check_exported", "export_metadata", "export_model", "export_onnx", "export_torchscript", "require_onnx",
-           "require_onnx_export"]
+__all__ = ["ALPHA_INPUT_NAME", "AdaINGraph", "CHECK_SHAPES", "EXPORT_FORMAT_VERSION", "ExportError", "FORMATS",
+           "STYLE_IMAGE_INPUT_NAME", "TOLERANCE", "TORCHSCRIPT_METADATA", "TORCHSCRIPT_SUFFIXES", "MIN_OPSET",
+           "STYLE_INPUT_NAME", "check_exported", "check_style_sizes", "export_metadata", "export_model",
+           "export_onnx", "export_torchscript", "require_onnx", "require_onnx_export", "takes_style_image"]
 
 #: Version of the exported-file layout (input/output names, metadata keys); readers check it.
 EXPORT_FORMAT_VERSION = 1
@@ -57,6 +66,15 @@ MIN_OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "input", "output"
 #: The second input of a multi-style export: the style weights (S,) float32, summing to 1.
 STYLE_INPUT_NAME = "style"
+#: The further inputs of an arbitrary-style (AdaIN) export: the style image (1, 3, h, w) float32
+#: in [0, 1], h and w dynamic, and alpha (1,) float32 in [0, 1].
+STYLE_IMAGE_INPUT_NAME, ALPHA_INPUT_NAME = "style_image", "alpha"
+#: The alphas an AdaIN export is checked with, one per style-image size of check_style_sizes:
+#: the full style (the default) and a partial one (the blend with the photo's own features).
+_CHECK_ALPHAS = (1.0, 0.35)
+# lossnet.losses.ADAIN_EPS, the epsilon under AdaIN's variances (io may not import lossnet): a
+# drift from it shows as a difference from PyTorch in check_exported, which refuses the export.
+_ADAIN_EPS = 1e-5
 TORCHSCRIPT_METADATA = "fast_nst.json"  # name of the metadata file inside a TorchScript archive
 ONNX_INSTALL_HINT = 'pip install -e ".[onnx]"'
 # An example input for tracing: batch 2 and sizes above 1 so torch.export does not specialise them.
@@ -109,7 +127,61 @@ def export_metadata(net: StyleNetwork, ckpt: dict[str, Any], model_path: Path) -
     if net.style_names:  # the order of the style input's weights
         meta["style_names"] = json.dumps(list(net.style_names))
         meta["style_input"] = STYLE_INPUT_NAME
+    if takes_style_image(net):
+        meta["style_input"] = "image"  # as the registry's NetworkEntry.style_input
+        meta["style_min_side"] = str(net.min_style_side)
+        meta["style_layout"] = "(1, 3, h, w) float32 RGB in [0, 1]; h, w dynamic, >= style_min_side"
+        meta["alpha_range"] = "[0, 1]"
+    meta["input_names"] = json.dumps(_input_names(net))
     return meta
+
+
+def takes_style_image(net: StyleNetwork) -> bool:
+    """Whether ``net`` is an arbitrary-style network (registry ``style_input`` "image"), exported
+    with the inputs :data:`STYLE_IMAGE_INPUT_NAME` and :data:`ALPHA_INPUT_NAME`."""
+    entry = NETWORKS.get(getattr(net, "model_type", ""))
+    return entry is not None and entry.style_input == "image"
+
+
+def _input_names(net: StyleNetwork) -> list[str]:
+    if takes_style_image(net):
+        return [INPUT_NAME, STYLE_IMAGE_INPUT_NAME, ALPHA_INPUT_NAME]
+    return [INPUT_NAME, STYLE_INPUT_NAME] if net.style_names else [INPUT_NAME]
+
+
+class AdaINGraph(nn.Module):
+    """``forward(x, style_image, alpha)``: an :class:`~fast_nst.nets.adain.AdaINNet` for graph
+    exporters, alpha included. Photos x (N, 3, H, W) and one style image (1, 3, h, w), both in
+    [0, 1] with dynamic sizes, alpha (1,) in [0, 1] -> (N, 3, H, W) in [0, 1]: what
+    ``net(x, style_image, float(alpha))`` computes, the blend ``alpha * t + (1 - alpha) * f(x)``
+    taken on tensors so that alpha stays an input. Shares the network's encoder and decoder."""
+
+    def __init__(self, net: AdaINNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, style_image: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        # AdaINNet's padding (bottom and right, to its pooling grid) and crop, as index gathers
+        # of the symbolic sizes.
+        rows = pad_indices(x.shape[2], net.multiple, x.device)
+        cols = pad_indices(x.shape[3], net.multiple, x.device)
+        f = net.encode(x.index_select(2, rows).index_select(3, cols)).float()
+        style_mean, style_std = net.style_statistics(style_image)  # (1, C, 1, 1) each
+        mean, var = NormStats()(f)
+        t = (f - mean) / (var + _ADAIN_EPS).sqrt() * style_std + style_mean
+        a = alpha.reshape(1, 1, 1, 1)
+        y = net.decoder(a * t + (1 - a) * f)
+        keep_h = torch.arange(x.shape[2], device=x.device)
+        keep_w = torch.arange(x.shape[3], device=x.device)
+        return y.index_select(2, keep_h).index_select(3, keep_w).clamp(0, 1)
+
+
+def check_style_sizes(net: StyleNetwork) -> list[tuple[int, int]]:
+    """The style-image sizes (h, w) an AdaIN export is checked with: the smallest the network
+    takes (its ``min_style_side``) and one off its pooling grid, taller than wide."""
+    least = int(net.min_style_side)
+    return [(least, least + 3), (max(least, 37) + 13, max(least, 37))]
 
 
 # ---- exporters ----------------------------------------------------------------------------------
@@ -154,12 +226,15 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"[:500]
 
 
-def _name_axes(proto, names: dict[int, str]) -> None:
-    """Give the input's symbolic sizes readable names (torch calls them s0, s77, ...) in every
-    shape of the graph, expressions such as ``2*s77 + 4`` included. (ONNXProgram.rename_axes
-    does this from torch 2.11 on; this works on the exporter's output of any version.)"""
-    dims = proto.graph.input[0].type.tensor_type.shape.dim
-    rename = {dims[i].dim_param: name for i, name in names.items() if dims[i].dim_param}
+def _name_axes(proto, names: dict[int, dict[int, str]]) -> None:
+    """Give the inputs' symbolic sizes readable names (torch calls them s0, s77, ...) in every
+    shape of the graph, expressions such as ``2*s77 + 4`` included; ``names``: {input index:
+    {axis: name}}. (ONNXProgram.rename_axes does this from torch 2.11 on; this works on the
+    exporter's output of any version.)"""
+    rename = {}
+    for k, axes in names.items():
+        dims = proto.graph.input[k].type.tensor_type.shape.dim
+        rename.update({dims[i].dim_param: name for i, name in axes.items() if dims[i].dim_param})
     if not rename:
         return
     symbol = re.compile(r"\b(" + "|".join(re.escape(k) for k in rename) + r")\b")
@@ -176,27 +251,47 @@ def _check_opset(opset: Optional[int]) -> None:
 
 
 def _example_inputs(net: StyleNetwork) -> tuple[tuple, dict[str, Any], list[str]]:
-    """(example arguments, dynamic shapes, input names) for capturing ``net.exportable()``: the
-    image with dynamic N, H, W, and for a multi-style network the style weights (S,), static."""
-    example = torch.rand(_EXAMPLE_SHAPE, generator=torch.Generator().manual_seed(0))
+    """(example arguments, dynamic shapes, input names) for capturing :func:`_exportable`: the
+    image with dynamic N, H, W; for a multi-style network the style weights (S,), static; for an
+    arbitrary-style one the style image (1, 3, h, w), h and w dynamic from ``min_style_side``
+    (below it the deepest features have one pixel: no standard deviation), and alpha (1,)."""
+    generator = torch.Generator().manual_seed(0)
+    example = torch.rand(_EXAMPLE_SHAPE, generator=generator)
     dims = {0: torch.export.Dim("batch", min=1), 2: torch.export.Dim("height", min=1),
             3: torch.export.Dim("width", min=1)}
+    if takes_style_image(net):
+        least = int(net.min_style_side)
+        # Sizes unlike the photo's and off the pooling grid, so that none is specialised.
+        style = torch.rand(1, 3, least + 29, least + 42, generator=generator)
+        style_dims = {2: torch.export.Dim("style_height", min=least),
+                      3: torch.export.Dim("style_width", min=least)}
+        return ((example, style, torch.tensor([0.5])), {"x": dims, "style_image": style_dims, "alpha": None},
+                _input_names(net))
     if not net.style_names:
-        return (example,), {"x": dims}, [INPUT_NAME]
+        return (example,), {"x": dims}, _input_names(net)
     # Any weights do: the style is a graph input, its example values are not baked in.
     style = torch.full((len(net.style_names),), 1.0 / len(net.style_names))
-    return (example, style), {"x": dims, "style": None}, [INPUT_NAME, STYLE_INPUT_NAME]
+    return (example, style), {"x": dims, "style": None}, _input_names(net)
+
+
+def _exportable(net: StyleNetwork) -> nn.Module:
+    """The module exported for ``net``, in eval mode: :class:`AdaINGraph` for an arbitrary-style
+    network, else the network's own :meth:`~fast_nst.nets.base.StyleNetwork.exportable` form."""
+    module = AdaINGraph(net) if takes_style_image(net) else net.exportable()
+    return module.eval()
 
 
 def export_onnx(net: StyleNetwork, path: str | Path, opset: Optional[int] = None,
                 metadata: Optional[dict[str, str]] = None) -> int:
     """Write ``net`` as an ONNX file (weights inside, no external data); returns the opset.
-    A multi-style ``net`` gets the second input :data:`STYLE_INPUT_NAME`, (S,) float32."""
+    A multi-style ``net`` gets the second input :data:`STYLE_INPUT_NAME`, (S,) float32; an
+    arbitrary-style one :data:`STYLE_IMAGE_INPUT_NAME` (1, 3, h, w) and :data:`ALPHA_INPUT_NAME`
+    (1,), float32."""
     require_onnx_export()
     import onnx
 
     _check_opset(opset)
-    module = net.exportable().eval()
+    module = _exportable(net)
     example, dynamic_shapes, input_names = _example_inputs(net)
     with _quiet():
         try:
@@ -210,7 +305,10 @@ def export_onnx(net: StyleNetwork, path: str | Path, opset: Optional[int] = None
             proto = onnx_program.model_proto
         except Exception as e:
             raise ExportError(f"ONNX export failed ({_first_line(e)}).") from None
-    _name_axes(proto, {0: "batch", 2: "height", 3: "width"})
+    axes = {0: {0: "batch", 2: "height", 3: "width"}}
+    if takes_style_image(net):
+        axes[1] = {2: "style_height", 3: "style_width"}
+    _name_axes(proto, axes)
     used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is not None and used != opset:
         raise ExportError(f"the ONNX exporter could not write opset {opset} (it wrote opset {used} "
@@ -220,6 +318,10 @@ def export_onnx(net: StyleNetwork, path: str | Path, opset: Optional[int] = None
     if net.style_names:
         proto.doc_string += (f" Input {STYLE_INPUT_NAME!r}: ({len(net.style_names)},) float32 weights "
                              ">= 0 summing to 1, one per style, in the order of metadata style_names.")
+    if takes_style_image(net):
+        proto.doc_string += (f" Input {STYLE_IMAGE_INPUT_NAME!r}: the style image (1, 3, h, w) float32 RGB "
+                             f"in [0, 1], h, w >= {net.min_style_side}; {ALPHA_INPUT_NAME!r}: (1,) float32 "
+                             "in [0, 1], 0 the photo's own features, 1 the full style.")
     del proto.metadata_props[:]
     for key, value in (metadata or {}).items():
         proto.metadata_props.add(key=key, value=value)
@@ -230,7 +332,9 @@ def export_onnx(net: StyleNetwork, path: str | Path, opset: Optional[int] = None
 
 def export_torchscript(net: StyleNetwork, path: str | Path,
                        metadata: Optional[dict[str, str]] = None) -> None:
-    """Write ``net`` as a scripted TorchScript archive (metadata in ``fast_nst.json``)."""
+    """Write ``net`` as a scripted TorchScript archive (metadata in ``fast_nst.json``);
+    :class:`ExportError` for an arbitrary-style network, which has no TorchScript form."""
+    _refuse_torchscript(net)
     with _quiet():
         try:
             scripted = torch.jit.script(net.exportable().eval())
@@ -242,11 +346,18 @@ def export_torchscript(net: StyleNetwork, path: str | Path,
             raise ExportError(f"TorchScript export failed ({_first_line(e)}).") from None
 
 
+def _refuse_torchscript(net: StyleNetwork) -> None:
+    if takes_style_image(net):
+        raise ExportError(f"an arbitrary-style model (model_type {net.model_type}) cannot be exported to "
+                          "TorchScript: its VGG encoder does not script. Export it to ONNX (--format onnx, "
+                          "an .onnx --output), which takes the style image and alpha as inputs.")
+
+
 # ---- checking --------------------------------------------------------------------------------
 
-def _runner(path: Path, fmt: str):
-    """A function (x, style) -> output tensor running the exported file: x (N, 3, H, W) float32,
-    style (S,) float32 for a multi-style export, None otherwise."""
+def _runner(path: Path, fmt: str, names: Sequence[str]):
+    """A function (x, extra) -> output tensor running the exported file: x (N, 3, H, W) float32
+    and ``extra`` the tensors of the further inputs ``names[1:]`` (none for a single-style export)."""
     if fmt == "onnx":
         import onnxruntime as ort
 
@@ -256,27 +367,38 @@ def _runner(path: Path, fmt: str):
             raise ExportError(f"onnxruntime {ort.__version__} cannot load the exported model "
                               f"({_first_line(e)}).") from None
 
-        def run_onnx(x: torch.Tensor, style: Optional[torch.Tensor]) -> torch.Tensor:
-            feeds = {INPUT_NAME: x.numpy()}
-            if style is not None:
-                feeds[STYLE_INPUT_NAME] = style.numpy()
+        def run_onnx(x: torch.Tensor, extra: Sequence[torch.Tensor]) -> torch.Tensor:
+            feeds = {INPUT_NAME: x.numpy(), **{n: t.numpy() for n, t in zip(names[1:], extra)}}
             return torch.from_numpy(session.run([OUTPUT_NAME], feeds)[0])
 
         return run_onnx
     with _quiet():
         module = torch.jit.load(str(path), map_location="cpu")
-    return lambda x, style: module(x) if style is None else module(x, style)
+    return lambda x, extra: module(x, *extra)
 
 
-def _check_styles(net: StyleNetwork, generator: torch.Generator) -> list[Optional[torch.Tensor]]:
-    """The style vectors an export of ``net`` is checked with: None (no style input) for a
-    single-style network; else the last style alone and two random blends (all styles mixed)."""
+#: One check input besides the photo: (label, the export's further inputs, net's further arguments).
+_Case = tuple[str, tuple, tuple]
+
+
+def _check_cases(net: StyleNetwork, generator: torch.Generator) -> list[_Case]:
+    """What an export of ``net`` is checked with besides the photos: nothing for a single-style
+    network; for a multi-style one the last style alone and two random blends (all styles
+    mixed); for an arbitrary-style one each of :func:`check_style_sizes` with an alpha."""
+    if takes_style_image(net):
+        cases = []
+        for (h, w), alpha in zip(check_style_sizes(net), _CHECK_ALPHAS):
+            style = torch.rand(1, 3, h, w, generator=generator)
+            cases.append((f" with a {w}x{h} style image at alpha {alpha:g}", (style, torch.tensor([alpha])),
+                          (style, alpha)))
+        return cases
     count = len(net.style_names)
     if not count:
-        return [None]
+        return [("", (), ())]
     # -log(uniform) is Exp(1): normalised, a uniform (Dirichlet(1)) draw of the convex weights.
     blends = [-torch.rand(count, generator=generator).clamp_min(1e-12).log() for _ in range(2)]
-    return [torch.eye(count)[-1]] + [b / b.sum() for b in blends]
+    styles = [torch.eye(count)[-1]] + [b / b.sum() for b in blends]
+    return [(f" with style weights {[round(v, 3) for v in w.tolist()]}"[:300], (w,), (w,)) for w in styles]
 
 
 def check_exported(path: str | Path, fmt: str, net: StyleNetwork,
@@ -284,30 +406,28 @@ def check_exported(path: str | Path, fmt: str, net: StyleNetwork,
                    tolerance: Optional[float] = None) -> float:
     """Run the exported file on random inputs of each shape and compare with ``net``; returns
     the largest max-abs difference, or raises :class:`ExportError` above ``tolerance``.
-    A multi-style export is compared with ``net(x, w)`` for each of :func:`_check_styles`."""
+    A multi-style export is compared with ``net(x, w)`` for each of :func:`_check_cases`' style
+    vectors, an arbitrary-style one with ``net(x, style_image, alpha)`` for two style-image sizes."""
     tolerance = TOLERANCE if tolerance is None else tolerance
-    run = _runner(Path(path), fmt)
+    run = _runner(Path(path), fmt, _input_names(net))
     generator = torch.Generator().manual_seed(1234)
-    styles = _check_styles(net, generator)
+    cases = _check_cases(net, generator)
     worst = 0.0
     for shape in shapes:
         x = torch.rand(tuple(shape), generator=generator)
-        for style in styles:
-            label = "x".join(map(str, shape))
-            if style is not None:
-                label += f" with style weights {[round(v, 3) for v in style.tolist()]}"[:300]
-            worst = max(worst, _check_one(run, net, x, style, label, tolerance))
+        for case in cases:
+            worst = max(worst, _check_one(run, net, x, case, tolerance))
     return worst
 
 
-def _check_one(run, net: StyleNetwork, x: torch.Tensor, style: Optional[torch.Tensor], label: str,
-               tolerance: float) -> float:
+def _check_one(run, net: StyleNetwork, x: torch.Tensor, case: _Case, tolerance: float) -> float:
     """The max-abs difference of the export ``run`` from ``net`` on one input; ExportError above
     ``tolerance``, for a failed run or for a wrong shape."""
+    label = "x".join(map(str, x.shape)) + case[0]
     with torch.inference_mode():
-        expected = net(x) if style is None else net(x, style)
+        expected = net(x, *case[2])
         try:
-            got = run(x, style)
+            got = run(x, case[1])
         except Exception as e:
             raise ExportError(f"the exported model failed on an input of shape {label} "
                               f"({_first_line(e)}).") from None
@@ -358,7 +478,9 @@ def export_model(model_path: str | Path, output: str | Path, fmt: Optional[str] 
     ``style`` (a multi-style model only; any :data:`~fast_nst.nets.multistyle.StyleSpec`)
     bakes that style or blend into an ordinary one-input export; without it a multi-style
     model is exported with the second input :data:`STYLE_INPUT_NAME` (summary ``style_names``:
-    the order of its weights).
+    the order of its weights). An arbitrary-style model (model_type adain) is exported to ONNX
+    only, with the inputs :data:`STYLE_IMAGE_INPUT_NAME` and :data:`ALPHA_INPUT_NAME` (summary
+    ``style_input`` "image"); ``style`` is refused for it.
 
     ``fmt`` None means from ``output``'s suffix (:data:`TORCHSCRIPT_SUFFIXES` -> torchscript,
     otherwise onnx); a ``fmt`` that contradicts the suffix is an :class:`ExportError`.
@@ -385,6 +507,8 @@ def export_model(model_path: str | Path, output: str | Path, fmt: Optional[str] 
     if fmt == "onnx":
         require_onnx_export()  # before the (slow) model loading, so what is missing is reported first
     net, ckpt = load_model(model_path)  # weights-only loading; CheckpointError for bad files
+    if fmt == "torchscript":
+        _refuse_torchscript(net)
     shapes = list(CHECK_SHAPES) + [(1, 3, h, w) for h, w in check_sizes]
     label = None
     if style is not None:
@@ -402,12 +526,18 @@ def export_model(model_path: str | Path, output: str | Path, fmt: Optional[str] 
         raise ExportError(f"cannot write --output {output}: {_write_reason(output, e)}.") from None
     return {"output": output, "format": fmt, "opset": used_opset, "max_abs_diff": diff,
             "shapes": shapes, "name": metadata["name"], "bytes": output.stat().st_size,
-            "style_names": list(net.style_names)}
+            "style_names": list(net.style_names), "style_input": "image" if takes_style_image(net) else "",
+            "style_min_side": int(net.min_style_side) if takes_style_image(net) else None}
 
 
 def _bake_style(net: StyleNetwork, style: StyleSpec, model_path: Path) -> tuple[StyleNetwork, str]:
     """(the single-style network of ``style``, its label) for a multi-style ``net``;
-    :class:`StyleError` for a single-style one or a style it does not have."""
+    :class:`StyleError` for a single-style or arbitrary-style one or a style it does not have."""
+    if takes_style_image(net):
+        raise StyleError(f"--style bakes one of a multi-style model's styles; {model_path} is an "
+                         f"arbitrary-style model (model_type {net.model_type}), exported with its style "
+                         f"image and alpha as inputs ({STYLE_IMAGE_INPUT_NAME!r}, {ALPHA_INPUT_NAME!r}): "
+                         "export it without --style and give the style image when stylizing.")
     if not net.style_names:
         raise StyleError(f"--style needs a multi-style model (model_type johnson_multi); {model_path} "
                          f"is a single-style {net.model_type} model: export it without --style.")

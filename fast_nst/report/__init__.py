@@ -122,7 +122,8 @@ def write_report(model_files: Sequence[PathLike], images: PathLike, output: Path
     folder ``images`` into folder ``output``; returns the path of its ``index.html``.
 
     ``style``: the style image for every model (default: each checkpoint's config
-    ``style_image`` where that file exists here). ``loss_model``: the loss network all models
+    ``style_image`` where that file exists here); required for an arbitrary-style model
+    (model_type adain), which stylizes with it. ``loss_model``: the loss network all models
     are measured with (default: the one their configs name), with ``loss_model_weights``
     "imagenet" (from ``loss_model_file``, default the registry's file) or "random" (tests).
     Photos are stylized at longest side ``max_size`` (never enlarged). Every check (photos,

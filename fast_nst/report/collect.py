@@ -25,7 +25,7 @@ from ..io.checkpoint import FORMAT_NAME, safe_torch_load
 from ..lossnet import CONVENTIONS, LOSS_NETWORKS, convert_weights, layer_choices
 from ..stylize import Stylizer, load_stylizer, resize_for_processing
 
-__all__ = ["DEFAULT_MAX_SIZE", "LossSettings", "MAX_MODELS", "MAX_PHOTOS", "MAX_SIZE_LIMIT",
+__all__ = ["ADAIN_STYLE_NOTE", "DEFAULT_MAX_SIZE", "LossSettings", "MAX_MODELS", "MAX_PHOTOS", "MAX_SIZE_LIMIT",
            "ModelEntry", "Photo", "check_output", "choose_loss_model", "collect_photos",
            "load_models", "loss_settings", "unique_names"]
 
@@ -41,6 +41,11 @@ MAX_SIZE_LIMIT = 1024
 _DEFAULTS = TrainConfig()
 # Names in the report folder that a model's folder must not take.
 _RESERVED = {"photos", "styles", "sheet.jpg", "index.html"}
+# The models table's note on an arbitrary-style model's style loss: the report measures every
+# model alike (Gram matrices), which is not the mean/std loss such a model was trained with.
+ADAIN_STYLE_NOTE = ("--style, also the style the model was given; for this arbitrary-style (AdaIN) "
+                    "model the style loss is the Gram loss at its style layers, not its AdaIN training "
+                    "loss (feature means and standard deviations)")
 
 
 @dataclass(frozen=True)
@@ -195,7 +200,8 @@ def _style_of(settings: LossSettings, style: Optional[Path]) -> tuple[Optional[P
 
 def load_models(files: Sequence[str], device: str, style: Optional[Path]) -> list[ModelEntry]:
     """Load every model (errors from :func:`~fast_nst.stylize.load_stylizer`: missing, foreign
-    or unsafe files), read its loss settings and find its style image."""
+    or unsafe files), read its loss settings and find its style image. An arbitrary-style model
+    (model_type adain) is given ``style`` (required for it) to stylize with."""
     if len(files) > MAX_MODELS:
         raise FastNSTError(f"--model_file names {len(files)} models; a report compares at most "
                            f"{MAX_MODELS}. Make several reports.")
@@ -209,6 +215,9 @@ def load_models(files: Sequence[str], device: str, style: Optional[Path]) -> lis
         # Two checkpoints of one run share a name: tell them apart by step, else by file.
         labels.append(s.name if len(same) == 1 else f"{s.name}_step{step}" if step is not None
                       else f"{s.name}_{Path(f).stem}")
+    for s, f in zip(stylizers, files):  # after the labels: set_style renames a stylizer after its style
+        if s.style_input == "image":
+            _give_style(s, f, style)
     columns = []  # (label, stylizer, settings): a multi-style model gives one per style
     for label, s, f in zip(labels, stylizers, files):
         config = _checkpoint_config(s)
@@ -220,8 +229,23 @@ def load_models(files: Sequence[str], device: str, style: Optional[Path]) -> lis
     out = []
     for name, (_, s, settings, f) in zip(unique_names([c[0] for c in columns], _RESERVED), columns):
         style_path, note = _style_of(settings, style)
+        if s.style_input == "image":
+            note = ADAIN_STYLE_NOTE
         out.append(ModelEntry(name, Path(s.info.get("path") or f), s, settings, style_path, note))
     return out
+
+
+def _give_style(stylizer: Stylizer, file: str, style: Optional[Path]) -> None:
+    """An arbitrary-style model stylizes with ``style`` (at the stylizers' default style size), the
+    image its style loss is measured against too; FastNSTError naming the model without one."""
+    if style is None:
+        raise FastNSTError(f"--model_file {file} is an arbitrary-style model (model_type adain): it has no "
+                           "style of its own; give the style image to stylize with and measure against: "
+                           "--style IMAGE.")
+    try:
+        stylizer.set_style(style)
+    except FastNSTError as e:  # an unreadable or too small image: say which flag gave it
+        raise DataError(f"--style {style} for {file}: {e}") from None
 
 
 def _per_style(label: str, stylizer: Stylizer, config: Optional[dict]) -> list[tuple[str, Stylizer, LossSettings]]:

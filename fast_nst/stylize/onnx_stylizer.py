@@ -11,12 +11,20 @@ it needs the PyTorch network (it fixes the instance norms' statistics inside it)
 
 A multi-style export (a second input of style weights (S,), ``style_names`` in its metadata)
 starts in its first style; :meth:`OnnxStylizer.set_style` chooses another or a blend.
+
+An arbitrary-style export (model_type adain: a second input, the style image (1, 3, h, w), and
+optionally ``alpha`` (1,); metadata ``style_input`` "image") stylizes once
+:meth:`OnnxStylizer.set_style` gave it a style image, which it feeds to the graph (resized so
+its shorter side is ``style_size``) together with alpha; the graph computes the statistics. A
+blend of several style images needs their statistics, which such a graph does not take: it is
+refused (use the .pth model).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -26,12 +34,14 @@ import torch
 from ..core.device import resolve_device
 from ..core.errors import CheckpointError, FastNSTError, quote
 from ..core.files import safe_component
+from ..core.images import pil_to_tensor
 from ..io.checkpoint import require_model_file, torchscript_error, torchscript_source
 from ..io.export import EXPORT_FORMAT_VERSION, ONNX_INSTALL_HINT
-from ..nets.multistyle import MAX_STYLES, StyleSpec, resolve_style, style_label
-from .base import Stylizer, check_batch
+from ..nets.multistyle import MAX_STYLES, StyleError, StyleSpec, resolve_style, style_label
+from .base import DEFAULT_STYLE_SIZE, OptionError, Stylizer, check_batch
+from .torch_stylizer import StyleImages, _shorter_side, style_images  # one resize for both stylizers
 
-__all__ = ["ONNX_INSTALL_HINT", "OnnxStylizer", "load_onnx_stylizer"]
+__all__ = ["ImageStyleInputs", "ONNX_INSTALL_HINT", "OnnxStylizer", "load_onnx_stylizer"]
 
 _EXPORT_HINT = "Export models with python -m fast_nst.export."
 # Longest metadata number read as a step or version (int() of a long digit string is slow, and
@@ -39,6 +49,22 @@ _EXPORT_HINT = "Export models with python -m fast_nst.export."
 _MAX_DIGITS = 18
 # Longest style name read from the metadata: as checkpoints' style_names (io.checkpoint).
 _MAX_STYLE_NAME = 200
+# The smallest style image side an arbitrary-style export is assumed to take when its metadata
+# does not say (style_min_side): 16 px, two pixels at relu4_1, the default AdaIN encoder's layer.
+_DEFAULT_STYLE_MIN_SIDE = 16
+# The largest style_min_side read from the metadata (untrusted text): an encoder to relu5_1
+# needs 32; a bound keeps a hostile value from making every style image "too small".
+_MAX_STYLE_MIN_SIDE = 1024
+
+
+@dataclass(frozen=True)
+class ImageStyleInputs:
+    """The style inputs of an arbitrary-style export: the style image's input name, alpha's (""
+    when the graph has none: alpha 1 baked in) and the smallest style image side it takes."""
+
+    style_image: str
+    alpha: str
+    min_side: int
 
 
 def _import_onnxruntime():
@@ -62,38 +88,90 @@ def _providers(ort, device: torch.device) -> list:
 
 
 class OnnxStylizer(Stylizer):
-    """A :class:`~fast_nst.stylize.Stylizer` whose network is an onnxruntime session."""
+    """A :class:`~fast_nst.stylize.Stylizer` whose network is an onnxruntime session.
+
+    ``image_style``: the inputs of an arbitrary-style export (``style_input`` "image"), which
+    stylizes once :meth:`set_style` gave it a style image."""
 
     def __init__(self, session, device: torch.device, name: str = "", info: dict | None = None,
-                 style_names: Sequence[str] = ()):
+                 style_names: Sequence[str] = (), image_style: Optional[ImageStyleInputs] = None):
         super().__init__(device, name, info, precision="fp32")
         self.session = session
         self.input_name = session.get_inputs()[0].name
         self.output_name = session.get_outputs()[0].name
         self.path = str(self.info.get("path") or name)
         self.style_names = list(style_names)  # a multi-style export's second input: their weights
+        self.image_style = image_style
+        self.style_input = "image" if image_style is not None else ""
+        # An arbitrary-style export's further inputs, once set_style gave it a style image.
+        self.style_feeds: Optional[dict[str, np.ndarray]] = None
         if self.style_names:
             self.style_input_name = session.get_inputs()[1].name
             self.set_style(0)
 
-    def set_style(self, style: StyleSpec) -> None:
+    def set_style(self, style: Any, alpha: Optional[float] = None,
+                  style_size: Optional[int] = DEFAULT_STYLE_SIZE) -> None:
+        if self.image_style is not None:
+            self._set_style_image(style, 1.0 if alpha is None else alpha, style_size)
+            return
+        if alpha is not None or style_size != DEFAULT_STYLE_SIZE:
+            raise StyleError(f"{self.path}: alpha and style_size are for arbitrary-style models "
+                             "(model_type adain)")
         if not self.style_names:
             super().set_style(style)
         self.style = resolve_style(style, self.style_names)
         self.name = safe_component(style_label(self.style, self.style_names), fallback="stylized")
+
+    def _set_style_image(self, spec: StyleImages, alpha: float, style_size: Optional[int]) -> None:
+        """Feed the style image ``spec`` (shorter side ``style_size``; None: as it is) and
+        ``alpha`` from now on; as :class:`~fast_nst.stylize.TorchStylizer` checks them."""
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+            raise OptionError(f"alpha must be between 0 (the photo's own features) and 1 (full style), got {alpha}")
+        least = self.image_style.min_side
+        if style_size is not None and (isinstance(style_size, bool) or not isinstance(style_size, int)
+                                       or style_size < least):
+            raise OptionError(f"style_size must be a whole number of pixels >= {least}, got {style_size}")
+        if not self.image_style.alpha and alpha != 1:
+            raise StyleError(f"{self.path}: this export has no alpha input (alpha 1 is built in); use "
+                             "alpha 1, or the .pth model for other alphas")
+        images, weights, label = style_images(spec)
+        used = [img for img, w in zip(images, weights) if w > 0]
+        if len(used) > 1:
+            raise StyleError(f"{self.path}: a blend of {len(used)} style images needs their AdaIN statistics "
+                             "mixed, and this ONNX graph takes one style image, not statistics; give one "
+                             "style image, or stylize the blend with the .pth model")
+        x = pil_to_tensor(_shorter_side(used[0], style_size)).unsqueeze(0)  # (1, 3, h, w) in [0, 1]
+        if min(x.shape[2:]) < least:
+            raise StyleError(f"style image of {x.shape[3]} x {x.shape[2]} px: style images need at least "
+                             f"{least} px per side (resize it with style_size)")
+        feeds = {self.image_style.style_image: np.ascontiguousarray(x.numpy(), dtype=np.float32)}
+        if self.image_style.alpha:
+            feeds[self.image_style.alpha] = np.array([alpha], dtype=np.float32)
+        self.style_feeds = feeds
+        self.name = safe_component(label, fallback="stylized")
+
+    def _style_inputs(self) -> dict[str, np.ndarray]:
+        """The feeds besides the photo; StyleError (as TorchStylizer's) when a style image is missing."""
+        if self.image_style is not None:
+            if self.style_feeds is None:
+                raise StyleError(f"{self.path}: this model needs a style image: --style_image painting.jpg "
+                                 "(in Python: stylizer.set_style('painting.jpg'))")
+            return self.style_feeds
+        if self.style_names:
+            return {self.style_input_name: np.ascontiguousarray(self.style.numpy(), dtype=np.float32)}
+        return {}
 
     @torch.inference_mode()
     def stylize_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` (N, 3, H, W) float in [0, 1] (any device) -> (N, 3, H, W) float32 in [0, 1] on
         the same device as ``x``."""
         check_batch(x)
+        extra = self._style_inputs()
         if x.shape[0] == 0:
             return torch.empty(x.shape, dtype=torch.float32, device=x.device)
         inp = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
         label = "x".join(map(str, inp.shape))
-        feeds = {self.input_name: inp}
-        if self.style_names:
-            feeds[self.style_input_name] = np.ascontiguousarray(self.style.numpy(), dtype=np.float32)
+        feeds = {self.input_name: inp, **extra}
         try:
             out = self.session.run([self.output_name], feeds)[0]
         except Exception as e:  # onnxruntime's errors (a failing node, an allocation refused)
@@ -117,21 +195,50 @@ def _metadata_int(text: Optional[str]) -> Optional[int]:
     return int(text)
 
 
-def _check_signature(session, path: Path, meta: dict[str, str]) -> list[str]:
-    """Check the graph's inputs and outputs; the style names of a multi-style export (its second
-    input: the weights (S,), in the order of metadata ``style_names``), else []."""
+def _check_signature(session, path: Path, meta: dict[str, str]) -> tuple[list[str], Optional[ImageStyleInputs]]:
+    """Check the graph's inputs and outputs: (the style names of a multi-style export (its second
+    input: the weights (S,), in the order of metadata ``style_names``), else []; the style inputs
+    of an arbitrary-style export (metadata ``style_input`` "image"), else None)."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
-    if len(inputs) not in (1, 2) or len(outputs) != 1:
+    image_style = meta.get("style_input") == "image"
+    if len(inputs) not in ((2, 3) if image_style else (1, 2)) or len(outputs) != 1:
+        expected = ("the photo, the style image and optionally alpha in" if image_style else
+                    "one image in (and optionally the style weights)")
         raise CheckpointError(f"{path}: not a style transfer model: it has {len(inputs)} inputs and "
-                              f"{len(outputs)} outputs, expected one image in (and optionally the "
-                              "style weights) and one out. Export models with python -m fast_nst.export.")
+                              f"{len(outputs)} outputs, expected {expected} and one out. Export models "
+                              "with python -m fast_nst.export.")
     for kind, arg in (("input", inputs[0]), ("output", outputs[0])):
         shape = arg.shape
         channels_ok = len(shape) == 4 and (shape[1] == 3 or not isinstance(shape[1], int))
         if arg.type != "tensor(float)" or not channels_ok:
             raise CheckpointError(f"{path}: not a style transfer model: its {kind} is {quote(arg.type, 40)} "
                                   f"of shape {quote(shape, 60)}, expected float (N, 3, H, W). {_EXPORT_HINT}")
-    return _style_input(inputs[1], meta, path) if len(inputs) == 2 else []
+    if image_style:
+        return [], _image_style_inputs(inputs, meta, path)
+    return (_style_input(inputs[1], meta, path) if len(inputs) == 2 else []), None
+
+
+def _image_style_inputs(inputs: Sequence[Any], meta: dict[str, str], path: Path) -> ImageStyleInputs:
+    """The style inputs of an arbitrary-style export: the second, float (1, 3, h, w); the third,
+    if any, alpha, float (1,) or a scalar. CheckpointError naming the input otherwise."""
+    style, shape = inputs[1], inputs[1].shape
+    fits = lambda dim, n: dim == n or not isinstance(dim, int)  # a symbolic size takes any
+    if style.type != "tensor(float)" or len(shape) != 4 or not (fits(shape[0], 1) and fits(shape[1], 3)):
+        raise CheckpointError(f"{path}: its metadata says it takes a style image, but its second input "
+                              f"{quote(style.name, 40)} is {quote(style.type, 40)} of shape {quote(shape, 60)}; "
+                              f"an arbitrary-style export's is float (1, 3, h, w). {_EXPORT_HINT}")
+    alpha = ""
+    if len(inputs) == 3:
+        arg = inputs[2]
+        if arg.type != "tensor(float)" or list(arg.shape) not in ([], [1]):
+            raise CheckpointError(f"{path}: its third input {quote(arg.name, 40)} is {quote(arg.type, 40)} of "
+                                  f"shape {quote(arg.shape, 60)}; an arbitrary-style export's alpha is float "
+                                  f"(1,). {_EXPORT_HINT}")
+        alpha = arg.name
+    least = _metadata_int(meta.get("style_min_side"))
+    if least is None or not 1 <= least <= _MAX_STYLE_MIN_SIDE:
+        least = _DEFAULT_STYLE_MIN_SIDE
+    return ImageStyleInputs(style.name, alpha, least)
 
 
 def _style_input(arg, meta: dict[str, str], path: Path) -> list[str]:
@@ -188,7 +295,8 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
     ``device``: "auto" (CUDA when both torch and onnxruntime have it, else CPU), "cpu", "cuda"
     or "cuda:N". ``precision``: only "fp32" (the exported graph is float32).
     A multi-style export (second input: the style weights) starts in its first style; choose
-    another with ``set_style``.
+    another with ``set_style``. An arbitrary-style export (second input: the style image)
+    stylizes once ``set_style`` gave it a style image.
     Raises :class:`~fast_nst.core.errors.FastNSTError` if onnxruntime is missing and
     :class:`~fast_nst.core.errors.CheckpointError` for a missing, corrupt or foreign file.
     """
@@ -227,7 +335,7 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
                 "matches the installed CUDA and cuDNN, or use --device cpu.")
         dev = torch.device("cpu")
     meta = session.get_modelmeta().custom_metadata_map or {}
-    style_names = _check_signature(session, path, meta)
+    style_names, image_style = _check_signature(session, path, meta)
     _check_format_version(meta, path)
     name = meta.get("name") or meta.get("naming") or path.stem
     info = {"path": str(path), "format": "onnx", "metadata": dict(meta),
@@ -235,4 +343,4 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
     step = _metadata_int(meta.get("step"))
     if step is not None:
         info["step"] = step
-    return OnnxStylizer(session, dev, name=name, info=info, style_names=style_names)
+    return OnnxStylizer(session, dev, name=name, info=info, style_names=style_names, image_style=image_style)

@@ -29,9 +29,11 @@ The paper's recipe (Sec. 6.1) as config values::
     image_size: 256
     max_steps: 160000           # the authors' code trains 160k iterations
 
-One difference: the paper resizes both images to a shorter side of 512 and crops 256 x 256 at
-random; fast-nst's loader resizes the shorter side to ``image_size`` and crops that square
-(as for the Johnson networks), so a crop holds the whole shorter side, at half the paper's scale.
+    resize_to: 512              # images resized to a shorter side of 512, then random 256 crops
+
+(Without ``resize_to`` the loader resizes the shorter side to ``image_size`` and crops that
+square, as for the Johnson networks: a crop then holds the whole shorter side, at half the
+paper's scale.)
 """
 
 from __future__ import annotations
@@ -120,7 +122,8 @@ class ArbitraryTrainer(Trainer):
         cfg, ctx = self.cfg, self.ctx
         paintings = build_loader(self.setup.style_files, cfg.image_size, cfg.batch_size,
                                  cfg.seed + PAINTING_SEED_OFFSET, cfg.num_workers, start_step=self.start_step,
-                                 pin_memory=self.device.type == "cuda", rank=ctx.rank, world_size=ctx.world_size)
+                                 pin_memory=self.device.type == "cuda", rank=ctx.rank, world_size=ctx.world_size,
+                                 resize_to=cfg.resize_to)
         return PairedLoader(super()._build_loader(), paintings)
 
     def _paintings(self, count: int) -> torch.Tensor:

@@ -4,6 +4,8 @@ through worker IPC, pinned memory and the host-to-device copy).
 
 Data order and crops are pure functions of (seed, epoch, index), so a resumed run sees exactly
 the batches an uninterrupted one would, whatever the number of loader workers.
+Each image is resized so its shorter side is ``resize_to`` (default: image_size) and a random
+image_size crop is cut from it (``resize_to`` 512 for 256 crops: Huang & Belongie's AdaIN data).
 Unreadable files are replaced by the next readable one and reported (once each) by the trainer.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Protocol, Sequence
@@ -40,6 +43,15 @@ class ImageSource(Protocol):
 
     def get(self, i: int) -> np.ndarray:  # (H, W, 3) uint8, shorter side image_size
         ...
+
+
+def _cache_side(cache: ImageSource) -> Optional[int]:
+    """The shorter side of the images in ``cache`` (every image is resized to it exactly; see
+    :func:`resize_shorter`), or None when it holds no readable image or does not say."""
+    for shape in getattr(cache, "shapes", None) or ():
+        if len(shape) == 2 and min(shape) > 0:
+            return int(min(shape))
+    return None
 
 
 # How many following files a bad file may be replaced by before a sample gives up.
@@ -78,7 +90,7 @@ def resize_shorter(img: Image.Image, size: int) -> Image.Image:
 
 
 def random_crop(arr: np.ndarray, size: int, rng: random.Random | None) -> torch.Tensor:
-    """Crop ``size`` x ``size`` from ``arr`` (H, W, 3) uint8 with min(H, W) == size: at a
+    """Crop ``size`` x ``size`` from ``arr`` (H, W, 3) uint8 with min(H, W) >= size: at a
     position drawn from ``rng``, or centred when ``rng`` is None. Returns (3, size, size) uint8."""
     h, w = arr.shape[:2]
     left = rng.randint(0, w - size) if rng else (w - size) // 2
@@ -140,14 +152,18 @@ class Sample:
 class ImageFolderDataset(Dataset):
     """``dataset[(epoch, index)]`` -> :class:`Sample` with a random crop seeded by (seed, epoch, index).
 
-    With ``cache`` (from :func:`open_cache`), images come pre-resized from the memory-mapped
-    cache instead of being decoded; the tensors are identical.
+    Each image is resized to shorter side ``resize_to`` (None: ``image_size``) before the
+    ``image_size`` crop. With ``cache`` (from :func:`open_cache`, holding images of that shorter
+    side), images come pre-resized from the memory-mapped cache instead of being decoded; the
+    tensors are identical.
     """
 
     def __init__(self, files: Sequence[Path], image_size: int, seed: int, random_crop: bool = True,
-                 cache: Optional[ImageSource] = None):
+                 cache: Optional[ImageSource] = None, resize_to: Optional[int] = None):
+        assert resize_to is None or resize_to >= image_size, "config checks resize_to >= image_size"
         self.files = [str(f) for f in files]
         self.image_size = image_size
+        self.resize_to = image_size if resize_to is None else resize_to
         self.seed = seed
         self.random_crop = random_crop
         self.cache = cache
@@ -158,7 +174,7 @@ class ImageFolderDataset(Dataset):
     def _pixels(self, i: int) -> np.ndarray:
         if self.cache is not None:
             return self.cache.get(i)
-        return decode_resized(self.files[i], self.image_size)
+        return decode_resized(self.files[i], self.resize_to)
 
     def __getitem__(self, key: tuple[int, int]) -> Sample:
         epoch, index = key
@@ -246,9 +262,16 @@ def usable_workers(requested: int) -> int:
 def build_loader(files: Sequence[Path], image_size: int, batch_size: int, seed: int,
                  num_workers: int, start_step: int = 0, pin_memory: bool = False,
                  rank: int = 0, world_size: int = 1,
-                 cache: Optional[ImageSource] = None) -> DataLoader:
-    """An endless loader of collated batches beginning at step ``start_step``."""
-    dataset = ImageFolderDataset(files, image_size, seed, cache=cache)
+                 cache: Optional[ImageSource] = None, resize_to: Optional[int] = None) -> DataLoader:
+    """An endless loader of collated batches beginning at step ``start_step``: random
+    ``image_size`` crops of the images resized to shorter side ``resize_to`` (None: image_size).
+    A ``cache`` of another shorter side than ``resize_to`` is not used (a warning says so)."""
+    if cache is not None and resize_to is not None and _cache_side(cache) != resize_to:
+        where = getattr(cache, "folder", "of the photos")
+        warnings.warn(f"Not using the pre-resized cache {where}: it holds images of shorter side "
+                      f"{_cache_side(cache)}, not resize_to {resize_to}; decoding the files instead.")
+        cache = None
+    dataset = ImageFolderDataset(files, image_size, seed, cache=cache, resize_to=resize_to)
     num_workers = usable_workers(num_workers)
     sampler = ResumableSampler(len(dataset), batch_size, seed, start_step, rank, world_size)
     loader = DataLoader(

@@ -127,7 +127,8 @@ class Trainer:
         self.optimizer, self.scaler = self._build_optimizer()
         self.criterion = self._build_loss()
         self.step_model, self.step_loss = self._wrap_for_speed()
-        self.cache = open_cache(cfg.train_dir, cfg.image_size, setup.files)
+        # A cache holds photos at one shorter side: resize_to's when set (the crops come from it).
+        self.cache = open_cache(cfg.train_dir, cfg.resize_to or cfg.image_size, setup.files)
         self.loader = self._build_loader()
         self.samples, self.writer = self._open_logs()
         self.val_photos = self._load_validation()
@@ -225,7 +226,7 @@ class Trainer:
         return build_loader(self.setup.files, cfg.image_size, cfg.batch_size, cfg.seed,
                             cfg.num_workers, start_step=self.start_step,
                             pin_memory=self.device.type == "cuda", rank=ctx.rank,
-                            world_size=ctx.world_size, cache=self.cache)
+                            world_size=ctx.world_size, cache=self.cache, resize_to=cfg.resize_to)
 
     def _open_logs(self) -> tuple[torch.Tensor, Optional[SummaryWriter]]:
         """Fixed sample photos and the TensorBoard writer (rank 0 only); the resolved config."""

@@ -1,0 +1,224 @@
+"""Arbitrary-style (AdaIN) models outside PyTorch training: the ONNX export with the style image and
+alpha as inputs, stylizing with it, the refusals (TorchScript, --style), the quality report with
+--style, and the training data's resize_to (Huang & Belongie's 512 px resize before 256 crops).
+
+A random VGG16 encoder cut at relu4_1 (its 8 px pooling grid and 16 px smallest style image).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import random
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import assert_clean_in_process, in_process, make_photo, tiny_values
+from fast_nst import load_stylizer
+from fast_nst.commands import eval as eval_cmd
+from fast_nst.commands.evaluate import main as evaluate_main
+from fast_nst.commands.export import main as export_main
+from fast_nst.core.errors import ConfigError
+from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint
+from fast_nst.io.export import check_style_sizes
+from fast_nst.nets.adain import AdaINArgs, AdaINNet
+from fast_nst.nets.multistyle import StyleError
+from fast_nst.report.collect import ADAIN_STYLE_NOTE
+from fast_nst.training.config import train_config_from_dict
+from fast_nst.training.data import ImageFolderDataset, build_loader, decode_resized, random_crop
+
+TOL = 1e-3
+PHOTOS = [(1, 3, 21, 34), (2, 3, 5, 9)]  # off the 8 px grid, batch 2, below 8 px
+STYLES = [(1, 3, 16, 19), (1, 3, 45, 33)]  # the smallest side the encoder takes, and a larger one
+ADAIN_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1"]
+
+
+def _values(root: Path, **overrides) -> dict:
+    values = tiny_values(root / "models", root / "train", Path("unused"), style_image="",
+                         style_dir=str(root / "art"), model_type="adain", loss_model="vgg16",
+                         style_layers=ADAIN_LAYERS, naming="ad")
+    values.update(overrides)
+    return values
+
+
+@pytest.fixture(scope="module")
+def adain(tmp_path_factory) -> dict:
+    """An AdaIN checkpoint (its decoder scaled up for varied outputs), photos and a style image."""
+    root = tmp_path_factory.mktemp("adain_export")
+    torch.manual_seed(0)
+    net = AdaINNet(AdaINArgs(encoder="vgg16", encoder_layer="relu4_1", encoder_weights="random")).eval()
+    with torch.no_grad():
+        for p in net.decoder.parameters():
+            p.mul_(2)
+    path = root / "ad.pth"
+    atomic_torch_save(make_checkpoint(net, train_config_from_dict(_values(root), "test"), step=3), path)
+    photos = root / "photos"
+    for i in range(2):
+        make_photo(photos / f"p{i}.jpg", (48 + 8 * i, 40), seed=i)
+    style = make_photo(root / "starry.png", (50, 40), seed=9)
+    other = make_photo(root / "waves.png", (40, 44), seed=10)
+    return {"root": root, "path": path, "net": net, "photos": photos, "style": style, "other": other}
+
+
+def _export(*argv) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert export_main([str(a) for a in argv]) == 0
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def adain_onnx(adain) -> Path:
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    out = adain["root"] / "ad.onnx"
+    printed = _export(adain["path"], "--output", out)
+    assert "Style inputs 'style_image'" in printed and "h, w >= 16" in printed and "'alpha'" in printed
+    return out
+
+
+def _expected(net: AdaINNet, x, style, alpha: float) -> np.ndarray:
+    with torch.inference_mode():
+        return net(x, style, alpha).numpy()
+
+
+# -- the export ---------------------------------------------------------------------------------
+
+def test_onnx_takes_style_image_and_alpha_and_matches_pytorch(adain_onnx, adain):
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(adain_onnx), providers=["CPUExecutionProvider"])
+    image, style, alpha = sess.get_inputs()
+    assert (image.name, image.shape) == ("input", ["batch", 3, "height", "width"])
+    assert (style.name, style.shape, style.type) == ("style_image", [1, 3, "style_height", "style_width"],
+                                                     "tensor(float)")
+    assert (alpha.name, alpha.shape, alpha.type) == ("alpha", [1], "tensor(float)")
+    meta = sess.get_modelmeta().custom_metadata_map
+    assert meta["style_input"] == "image" and meta["model_type"] == "adain" and meta["style_min_side"] == "16"
+    assert json.loads(meta["input_names"]) == ["input", "style_image", "alpha"]
+    gen = torch.Generator().manual_seed(3)
+    for shape in PHOTOS:
+        x = torch.rand(shape, generator=gen)
+        outputs = []
+        for style_shape in STYLES:
+            s = torch.rand(style_shape, generator=gen)
+            for a in (1.0, 0.4):
+                y = sess.run(["output"], {"input": x.numpy(), "style_image": s.numpy(),
+                                          "alpha": np.array([a], np.float32)})[0]
+                assert y.shape == shape and np.abs(y - _expected(adain["net"], x, s, a)).max() <= TOL
+                outputs.append(y)
+        # The style image changes the output, and so does alpha: by more than the tolerance.
+        assert np.abs(outputs[0] - outputs[2]).max() > 2 * TOL and np.abs(outputs[0] - outputs[1]).max() > 2 * TOL
+    assert check_style_sizes(adain["net"])[0] == (16, 19)  # the export's own check starts at the minimum
+
+
+def test_onnx_stylizer_feeds_the_style_image(adain_onnx, adain):
+    onnx_s, torch_s = load_stylizer(adain_onnx, device="cpu"), load_stylizer(adain["path"], device="cpu")
+    assert onnx_s.style_input == "image"
+    x = torch.rand(1, 3, 27, 38, generator=torch.Generator().manual_seed(4))
+    with pytest.raises(StyleError, match="ad.onnx: this model needs a style image: --style_image painting.jpg"):
+        onnx_s.stylize_tensor(x)
+    for kwargs in ({"style_size": 48}, {"style_size": 20, "alpha": 0.5}):
+        onnx_s.set_style(adain["style"], **kwargs)
+        torch_s.set_style(adain["style"], **kwargs)
+        assert onnx_s.name == "starry"
+        assert (onnx_s.stylize_tensor(x) - torch_s.stylize_tensor(x)).abs().max() <= TOL
+    onnx_s.set_style([(adain["style"], 1.0), (adain["other"], 0.0)], style_size=48)  # one image in effect
+    with pytest.raises(StyleError, match="a blend of 2 style images needs their AdaIN statistics.*the .pth model"):
+        onnx_s.set_style([(adain["style"], 0.5), (adain["other"], 0.5)])
+    for kwargs, message in (({"alpha": 1.5}, "alpha must be between 0"),
+                            ({"style_size": 8}, "style_size must be a whole number of pixels >= 16")):
+        with pytest.raises(Exception, match=message):
+            onnx_s.set_style(adain["style"], **kwargs)
+
+
+def test_eval_runs_the_onnx_export_with_a_style_image(adain_onnx, adain, tmp_path, capsys):
+    photo, out = adain["photos"] / "p0.jpg", tmp_path / "out.jpg"
+    code, err = in_process(capsys, eval_cmd.main, "--model_file", adain_onnx, "--image_file", photo,
+                           "--output_file", out, "--style_image", adain["style"], "--alpha", "0.7",
+                           "--style_size", "32", "--device", "cpu")
+    assert code == 0 and Image.open(out).size == Image.open(photo).size, err
+
+
+def test_torchscript_and_baked_style_are_refused(adain, tmp_path, capsys):
+    pt = tmp_path / "ad.pt"
+    code, err = in_process(capsys, export_main, adain["path"], "--output", pt)
+    assert_clean_in_process(code, err, "model_type adain) cannot be exported to TorchScript", "Export it to ONNX")
+    assert not pt.exists()
+    out = tmp_path / "ad.onnx"
+    code, err = in_process(capsys, export_main, adain["path"], "--output", out, "--style", "starry")
+    assert_clean_in_process(code, err, "--style bakes one of a multi-style model's styles",
+                            "arbitrary-style model (model_type adain)", "export it without --style")
+    assert not out.exists()
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+def test_report_feeds_and_measures_the_style_image(adain, tmp_path, capsys):
+    out = tmp_path / "report"
+    code, err = in_process(capsys, evaluate_main, "--model_file", adain["path"], "--images", adain["photos"],
+                           "--output", out, "--style", adain["style"], "--loss_model_weights", "random",
+                           "--device", "cpu", "--max_size", "48")
+    assert code == 0, err
+    data = json.loads((out / "results.json").read_text())
+    (model,) = data["models"]
+    assert model["name"] == "ad" and len(model["photos"]) == 2  # named after the run, not the style
+    assert math.isfinite(model["mean_content"]) and math.isfinite(model["mean_style"]) and model["mean_style"] > 0
+    page = (out / "index.html").read_text()
+    assert "not its AdaIN training loss" in page and ADAIN_STYLE_NOTE.split(";")[0] in page
+    assert "relu1_1, relu2_1, relu3_1, relu4_1" in page  # measured at the model's own style layers
+    code, err = in_process(capsys, evaluate_main, "--model_file", adain["path"], "--images", adain["photos"],
+                           "--output", tmp_path / "none", "--loss_model_weights", "random", "--device", "cpu")
+    assert_clean_in_process(code, err, f"--model_file {adain['path']} is an arbitrary-style model", "--style IMAGE")
+    assert not (tmp_path / "none").exists()
+
+
+# -- resize_to -------------------------------------------------------------------------------------
+
+class _Cache:
+    """A stand-in for the pre-resized cache: every image a grey 32 x 42 (shorter side 32)."""
+
+    folder = Path("fake_cache_32")
+    shapes = [[32, 42]]
+
+    def get(self, i: int) -> np.ndarray:
+        return np.full((32, 42, 3), 7, dtype=np.uint8)
+
+
+def test_resize_to_crops_from_the_larger_resize(tmp_path):
+    photo = make_photo(tmp_path / "p.jpg", (60, 45), seed=5)
+    plain = ImageFolderDataset([photo], 32, seed=1)[(0, 0)]
+    big = ImageFolderDataset([photo], 32, seed=1, resize_to=64)[(0, 0)]
+    assert plain.ok and big.ok and plain.image.shape == big.image.shape == (3, 32, 32)
+    assert not torch.equal(plain.image, big.image)
+    # the crop of the 64 px resize, at the position drawn from (seed, epoch, index)
+    expected = random_crop(decode_resized(photo, 64), 32, random.Random("1:0:0"))
+    assert torch.equal(big.image, expected)
+    assert torch.equal(ImageFolderDataset([photo], 32, seed=1, resize_to=32)[(0, 0)].image, plain.image)
+
+
+def test_a_cache_of_another_size_is_not_used_with_resize_to(tmp_path):
+    photos = [make_photo(tmp_path / f"p{i}.jpg", (50, 40), seed=i) for i in range(2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # resize_to None: the cache is used, silently
+        cached = next(iter(build_loader(photos, 32, 2, 0, 0, cache=_Cache())))["image"]
+    assert bool((cached == 7).all())
+    with pytest.warns(UserWarning, match="Not using the pre-resized cache fake_cache_32: it holds images of "
+                                         "shorter side 32, not resize_to 48"):
+        batch = next(iter(build_loader(photos, 32, 2, 0, 0, cache=_Cache(), resize_to=48)))
+    assert batch["image"].shape == (2, 3, 32, 32) and not bool((batch["image"] == 7).all())
+
+
+def test_resize_to_below_image_size_is_a_config_error(tmp_path):
+    cfg = train_config_from_dict(_values(tmp_path, resize_to=64), "test")
+    assert (cfg.resize_to, cfg.image_size) == (64, 32)
+    assert train_config_from_dict(_values(tmp_path), "test").resize_to is None
+    with pytest.raises(ConfigError, match="key 'resize_to' is 16, smaller than image_size 32"):
+        train_config_from_dict(_values(tmp_path, resize_to=16), "test")
