@@ -124,6 +124,19 @@ def in_process(capsys, main, *args) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
+def export_cli(*argv) -> str:
+    """Run the export command in-process; its stdout (it must succeed)."""
+    import contextlib
+    import io
+
+    from fast_nst.commands.export import main as export_main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert export_main([str(a) for a in argv]) == 0
+    return out.getvalue()
+
+
 def assert_clean_in_process(code: int, err: str, *fragments: str) -> None:
     """Non-zero exit, an ``error:`` line, each fragment in stderr, and no traceback."""
     assert code != 0 and "Traceback" not in err, err

@@ -7,8 +7,6 @@ A random VGG16 encoder cut at relu4_1 (its 8 px pooling grid and 16 px smallest 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import random
@@ -20,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import assert_clean_in_process, in_process, make_photo, tiny_values
+from conftest import assert_clean_in_process, export_cli, in_process, make_photo, tiny_values
 from fast_nst import load_stylizer
 from fast_nst.commands import eval as eval_cmd
 from fast_nst.commands.evaluate import main as evaluate_main
@@ -67,19 +65,12 @@ def adain(tmp_path_factory) -> dict:
     return {"root": root, "path": path, "net": net, "photos": photos, "style": style, "other": other}
 
 
-def _export(*argv) -> str:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert export_main([str(a) for a in argv]) == 0
-    return out.getvalue()
-
-
 @pytest.fixture(scope="module")
 def adain_onnx(adain) -> Path:
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     out = adain["root"] / "ad.onnx"
-    printed = _export(adain["path"], "--output", out)
+    printed = export_cli(adain["path"], "--output", out)
     assert "Style inputs 'style_image'" in printed and "h, w >= 16" in printed and "'alpha'" in printed
     return out
 

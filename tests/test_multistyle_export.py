@@ -3,8 +3,6 @@ stylizing with such exports."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 
 import numpy as np
@@ -20,7 +18,7 @@ from fast_nst.nets.johnson import TransformNet, TransformNetArgs
 from fast_nst.nets.multistyle import MultiStyleArgs, MultiStyleNet, StyleError
 from fast_nst.training.config import train_config_from_dict
 
-from conftest import assert_clean_in_process, in_process, tiny_values
+from conftest import assert_clean_in_process, export_cli, in_process, tiny_values
 
 NAMES = ["candy", "mosaic", "wave"]
 BLEND = torch.tensor([0.7, 0.3, 0.0])
@@ -54,20 +52,12 @@ def multi(tmp_path_factory):
     return path, net
 
 
-def _export(*argv) -> str:
-    """Run the export command in-process; its stdout (it must succeed)."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert export_main([str(a) for a in argv]) == 0
-    return out.getvalue()
-
-
 @pytest.fixture(scope="module")
 def multi_onnx(multi):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     path = multi[0].parent / "trio.onnx"
-    printed = _export(multi[0], "--output", path)
+    printed = export_cli(multi[0], "--output", path)
     assert "Style input 'style': 3 weights" in printed and "candy, mosaic, wave" in printed
     return path
 
@@ -116,7 +106,7 @@ def test_onnx_stylizer_chooses_styles(multi_onnx, multi):
 
 def test_torchscript_style_input_matches_pytorch(multi, tmp_path):
     out = tmp_path / "trio.pt"
-    printed = _export(multi[0], "--output", out)
+    printed = export_cli(multi[0], "--output", out)
     assert "TorchScript" in printed and "candy, mosaic, wave" in printed
     extra = {TORCHSCRIPT_METADATA: ""}
     module = torch.jit.load(str(out), map_location="cpu", _extra_files=extra)
@@ -128,11 +118,11 @@ def test_torchscript_style_input_matches_pytorch(multi, tmp_path):
     assert multi[1].style_names == NAMES  # the exported network keeps its names
 
 
-def test_baked_style_is_a_single_input_export(multi, tmp_path):
+def test_baked_style_is_a_single_inputexport_cli(multi, tmp_path):
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
     out = tmp_path / "mosaic.onnx"
-    printed = _export(multi[0], "--output", out, "--style", "mosaic")
+    printed = export_cli(multi[0], "--output", out, "--style", "mosaic")
     assert "style 'mosaic'" in printed and "Style input" not in printed
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["input"]
@@ -152,7 +142,7 @@ def test_baked_style_is_a_single_input_export(multi, tmp_path):
 
 def test_baked_blend_in_torchscript(multi, tmp_path):
     out = tmp_path / "blend.pt"
-    assert "candy70-mosaic30" in _export(multi[0], "--output", out, "--style", "candy:0.7,mosaic:0.3")
+    assert "candy70-mosaic30" in export_cli(multi[0], "--output", out, "--style", "candy:0.7,mosaic:0.3")
     module = torch.jit.load(str(out), map_location="cpu")
     x = torch.rand(SHAPES[0], generator=torch.Generator().manual_seed(7))
     with torch.inference_mode():

@@ -17,7 +17,7 @@ from ..core.images import IMAGE_EXTENSIONS, list_images, open_image, save_image,
 from ..report.sheet import labelled_grid
 from ..stylize import StylizeOptions, Stylizer, load_stylizer
 from ..stylize.tiling import DEFAULT_CONTEXT, DEFAULT_OVERLAP
-from ..stylize.torch_stylizer import DEFAULT_STYLE_SIZE
+from ..stylize.base import DEFAULT_STYLE_SIZE
 from ..stylize.video import stylize_video
 from . import prog, run_command
 

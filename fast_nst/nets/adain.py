@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..core.errors import CheckpointError

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path

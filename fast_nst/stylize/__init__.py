@@ -22,8 +22,8 @@ from ..core.errors import CheckpointError
 from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints, load_model
 from .onnx_stylizer import load_onnx_stylizer
 from ..nets.multistyle import StyleError, StyleSpec
-from .base import StylizeOptions, Stylizer, finish, preserve_colors, resize_for_processing
-from .torch_stylizer import StyleImages, TorchStylizer
+from .base import StyleImages, StylizeOptions, Stylizer, finish, preserve_colors, resize_for_processing
+from .torch_stylizer import TorchStylizer
 
 __all__ = ["StylizeOptions", "Stylizer", "TorchStylizer", "finish", "load_stylizer", "model_in_run_folder", "preserve_colors",
            "resize_for_processing"]

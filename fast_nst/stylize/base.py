@@ -9,26 +9,77 @@ costs (``bytes_per_pixel``); the image pipeline around the network lives here, o
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Optional, Union
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
 
 import torch
 from PIL import Image
 
 from ..core.errors import FastNSTError
 from ..core.files import safe_component
-from ..core.images import normalize_mode, pil_to_tensor, split_alpha, tensor_to_pil
-from ..nets.multistyle import StyleError, StyleSpec
+from ..core.images import normalize_mode, open_image, pil_to_tensor, split_alpha, tensor_to_pil
+from ..nets.multistyle import StyleError, StyleSpec, resolve_style
 from .tiling import DEFAULT_OVERLAP, tile_core
 
-__all__ = ["DEFAULT_STYLE_SIZE", "PRECISIONS", "StylizeOptions", "Stylizer", "finish", "preserve_colors",
-           "resize_for_processing"]
+__all__ = ["DEFAULT_STYLE_SIZE", "PRECISIONS", "StyleImages", "StylizeOptions", "Stylizer", "finish",
+           "preserve_colors", "resize_for_processing", "resize_shorter_side", "style_images"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 # The shorter side style images are resized to for an arbitrary-style model: Huang & Belongie's
 # test-time size.
 DEFAULT_STYLE_SIZE = 512
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+#: Style images for an arbitrary-style model: a PIL image, a path, or a list of images, paths
+#: or (image or path, weight) pairs (a blend).
+StyleImages = Union[Image.Image, str, Path, Sequence[Any]]
+
+
+def _one_style_image(item: Any) -> tuple[Image.Image, str]:
+    if isinstance(item, Image.Image):
+        return item.convert("RGB"), Path(getattr(item, "filename", "") or "style").stem
+    if isinstance(item, (str, Path)):
+        return open_image(item).convert("RGB"), Path(item).stem
+    raise StyleError(f"style image {str(item)[:60]!r} is not an image or a path; give a PIL image, a "
+                     "path, or a list of (image, weight) pairs")
+
+
+def style_images(spec: StyleImages) -> tuple[list[Image.Image], list[float], str]:
+    """(RGB images, their weights normalised to sum 1, a short label such as ``candy`` or
+    ``candy70-mosaic30``) for ``spec`` (see :data:`StyleImages`); StyleError or DataError
+    (an unreadable file) otherwise."""
+    items = list(spec) if isinstance(spec, (list, tuple)) else [spec]
+    if not items:
+        raise StyleError("no style image given")
+    images, weights, names = [], [], []
+    for item in items:
+        weight = 1.0
+        if isinstance(item, (list, tuple)):
+            if len(item) != 2 or isinstance(item[1], bool) or not isinstance(item[1], (int, float)):
+                raise StyleError(f"style {str(item)[:80]!r}: expected an (image, weight) pair")
+            item, weight = item[0], float(item[1])
+        image, name = _one_style_image(item)
+        images.append(image)
+        weights.append(weight)
+        names.append(name)
+    total = sum(weights)
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or total <= 0:
+        raise StyleError(f"style weights must be >= 0 with a positive sum, got {weights}")
+    weights = [w / total for w in weights]
+    used = [(n, w) for n, w in zip(names, weights) if w > 0]
+    label = used[0][0] if len(used) == 1 else "-".join(f"{n}{round(100 * w)}" for n, w in used)
+    return images, weights, label
+
+
+def resize_shorter_side(img: Image.Image, size: Optional[int]) -> Image.Image:
+    w, h = img.size
+    if size is None or min(w, h) == size:
+        return img
+    f = size / min(w, h)
+    return img.resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.LANCZOS)
 
 
 class OptionError(FastNSTError):
@@ -126,9 +177,24 @@ class Stylizer:
         the default) and ``style_size`` (the style images' shorter side, default 512; None
         keeps their size).
         :class:`StyleError` for a model of one style or a style it does not have."""
-        raise StyleError(f"{self.info.get('path', 'this model')} has one style ({self.name}); choosing a "
-                         "style needs a multi-style model (model_type johnson_multi) or an "
-                         "arbitrary-style one (model_type adain)")
+        where = self.info.get("path", "this model")
+        if self.style_input == "image":
+            self._set_style_images(style, 1.0 if alpha is None else alpha, style_size)
+            return
+        if alpha is not None or style_size != DEFAULT_STYLE_SIZE:
+            raise StyleError(f"{where}: alpha and style_size are for arbitrary-style models (model_type adain)")
+        if not self.style_names:
+            raise StyleError(f"{where} has one style ({self.name}); choosing a style needs a multi-style "
+                             "model (model_type johnson_multi) or an arbitrary-style one (model_type adain)")
+        self._set_style_weights(resolve_style(style, self.style_names))
+
+    def _set_style_weights(self, weights: torch.Tensor) -> None:
+        """Use the style vector ``weights`` (S,), normalised (multi-style models)."""
+        raise NotImplementedError
+
+    def _set_style_images(self, spec: Any, alpha: float, style_size: Optional[int]) -> None:
+        """Use the style image(s) ``spec`` (arbitrary-style models)."""
+        raise NotImplementedError
 
     def __init__(self, device: torch.device, name: str = "", info: Optional[dict] = None,
                  precision: str = "fp32", compiled: bool = False):

@@ -37,9 +37,9 @@ from ..core.files import safe_component
 from ..core.images import pil_to_tensor
 from ..io.checkpoint import require_model_file, torchscript_error, torchscript_source
 from ..io.export import EXPORT_FORMAT_VERSION, ONNX_INSTALL_HINT
-from ..nets.multistyle import MAX_STYLES, StyleError, StyleSpec, resolve_style, style_label
-from .base import DEFAULT_STYLE_SIZE, OptionError, Stylizer, check_batch
-from .torch_stylizer import StyleImages, _shorter_side, style_images  # one resize for both stylizers
+from ..nets.multistyle import MAX_STYLES, StyleError, style_label
+from .base import (OptionError, StyleImages, Stylizer, check_batch, resize_shorter_side,
+                   style_images)
 
 __all__ = ["ImageStyleInputs", "ONNX_INSTALL_HINT", "OnnxStylizer", "load_onnx_stylizer"]
 
@@ -109,20 +109,11 @@ class OnnxStylizer(Stylizer):
             self.style_input_name = session.get_inputs()[1].name
             self.set_style(0)
 
-    def set_style(self, style: Any, alpha: Optional[float] = None,
-                  style_size: Optional[int] = DEFAULT_STYLE_SIZE) -> None:
-        if self.image_style is not None:
-            self._set_style_image(style, 1.0 if alpha is None else alpha, style_size)
-            return
-        if alpha is not None or style_size != DEFAULT_STYLE_SIZE:
-            raise StyleError(f"{self.path}: alpha and style_size are for arbitrary-style models "
-                             "(model_type adain)")
-        if not self.style_names:
-            super().set_style(style)
-        self.style = resolve_style(style, self.style_names)
-        self.name = safe_component(style_label(self.style, self.style_names), fallback="stylized")
+    def _set_style_weights(self, w: torch.Tensor) -> None:
+        self.style = w
+        self.name = safe_component(style_label(w, self.style_names), fallback="stylized")
 
-    def _set_style_image(self, spec: StyleImages, alpha: float, style_size: Optional[int]) -> None:
+    def _set_style_images(self, spec: StyleImages, alpha: float, style_size: Optional[int]) -> None:
         """Feed the style image ``spec`` (shorter side ``style_size``; None: as it is) and
         ``alpha`` from now on; as :class:`~fast_nst.stylize.TorchStylizer` checks them."""
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
@@ -140,7 +131,7 @@ class OnnxStylizer(Stylizer):
             raise StyleError(f"{self.path}: a blend of {len(used)} style images needs their AdaIN statistics "
                              "mixed, and this ONNX graph takes one style image, not statistics; give one "
                              "style image, or stylize the blend with the .pth model")
-        x = pil_to_tensor(_shorter_side(used[0], style_size)).unsqueeze(0)  # (1, 3, h, w) in [0, 1]
+        x = pil_to_tensor(resize_shorter_side(used[0], style_size)).unsqueeze(0)  # (1, 3, h, w) in [0, 1]
         if min(x.shape[2:]) < least:
             raise StyleError(f"style image of {x.shape[3]} x {x.shape[2]} px: style images need at least "
                              f"{least} px per side (resize it with style_size)")

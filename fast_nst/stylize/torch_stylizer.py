@@ -4,9 +4,7 @@ the network of the style image(s) given to :meth:`TorchStylizer.set_style`."""
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Optional
 
 import numpy as np
 import torch
@@ -14,65 +12,16 @@ from PIL import Image
 
 from ..core.errors import CheckpointError
 from ..core.files import safe_component
-from ..core.images import open_image, pil_to_tensor, tensor_to_pil
+from ..core.images import pil_to_tensor, tensor_to_pil
 from ..nets import NETWORKS
 from ..nets.adain import pad_indices
 from ..nets.base import StyleNetwork
-from ..nets.multistyle import StyleError, StyleSpec, resolve_style, style_label
-from .base import (DEFAULT_STYLE_SIZE, DTYPES, OptionError, StylizeOptions, Stylizer, check_batch,
-                   resize_for_processing)
+from ..nets.multistyle import StyleError, style_label
+from .base import (DTYPES, OptionError, StyleImages, StylizeOptions, Stylizer, check_batch,
+                   resize_for_processing, resize_shorter_side, style_images)
 from .tiling import DEFAULT_STATS_SIZE, auto_tile_size, context_for, stylize_tiled, tile_core
 
-__all__ = ["DEFAULT_STYLE_SIZE", "StyleImages", "TorchStylizer", "style_images"]
-
-#: Style images for an arbitrary-style model: a PIL image, a path, or a list of images, paths
-#: or (image or path, weight) pairs (a blend).
-StyleImages = Union[Image.Image, str, Path, Sequence[Any]]
-
-
-def _one_style_image(item: Any) -> tuple[Image.Image, str]:
-    if isinstance(item, Image.Image):
-        return item.convert("RGB"), Path(getattr(item, "filename", "") or "style").stem
-    if isinstance(item, (str, Path)):
-        return open_image(item).convert("RGB"), Path(item).stem
-    raise StyleError(f"style image {str(item)[:60]!r} is not an image or a path; give a PIL image, a "
-                     "path, or a list of (image, weight) pairs")
-
-
-def style_images(spec: StyleImages) -> tuple[list[Image.Image], list[float], str]:
-    """(RGB images, their weights normalised to sum 1, a short label such as ``candy`` or
-    ``candy70-mosaic30``) for ``spec`` (see :data:`StyleImages`); StyleError or DataError
-    (an unreadable file) otherwise."""
-    items = list(spec) if isinstance(spec, (list, tuple)) else [spec]
-    if not items:
-        raise StyleError("no style image given")
-    images, weights, names = [], [], []
-    for item in items:
-        weight = 1.0
-        if isinstance(item, (list, tuple)):
-            if len(item) != 2 or isinstance(item[1], bool) or not isinstance(item[1], (int, float)):
-                raise StyleError(f"style {str(item)[:80]!r}: expected an (image, weight) pair")
-            item, weight = item[0], float(item[1])
-        image, name = _one_style_image(item)
-        images.append(image)
-        weights.append(weight)
-        names.append(name)
-    total = sum(weights)
-    if not all(math.isfinite(w) and w >= 0 for w in weights) or total <= 0:
-        raise StyleError(f"style weights must be >= 0 with a positive sum, got {weights}")
-    weights = [w / total for w in weights]
-    used = [(n, w) for n, w in zip(names, weights) if w > 0]
-    label = used[0][0] if len(used) == 1 else "-".join(f"{n}{round(100 * w)}" for n, w in used)
-    return images, weights, label
-
-
-def _shorter_side(img: Image.Image, size: Optional[int]) -> Image.Image:
-    w, h = img.size
-    if size is None or min(w, h) == size:
-        return img
-    f = size / min(w, h)
-    return img.resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.LANCZOS)
-
+__all__ = ["TorchStylizer"]
 
 class TorchStylizer(Stylizer):
     """A network (a registered :class:`~fast_nst.nets.base.StyleNetwork`) on a device.
@@ -115,17 +64,7 @@ class TorchStylizer(Stylizer):
         self.model = torch.compile(self.runner) if self.compiled else self.runner
         self.bytes_per_pixel = self.runner.bytes_per_pixel
 
-    def set_style(self, style: Any, alpha: Optional[float] = None,
-                  style_size: Optional[int] = DEFAULT_STYLE_SIZE) -> None:
-        if self.style_input == "image":
-            self._set_style_images(style, 1.0 if alpha is None else alpha, style_size)
-            return
-        if alpha is not None or style_size != DEFAULT_STYLE_SIZE:
-            raise StyleError(f"{self.info.get('path', 'this model')}: alpha and style_size are for "
-                             "arbitrary-style models (model_type adain)")
-        if not self.style_names:
-            super().set_style(style)
-        w = resolve_style(style, self.style_names)
+    def _set_style_weights(self, w: torch.Tensor) -> None:
         if self.style is not None and torch.equal(w, self.style):
             return
         self.style = w
@@ -142,7 +81,7 @@ class TorchStylizer(Stylizer):
                                        or style_size < least):
             raise OptionError(f"style_size must be a whole number of pixels >= {least}, got {style_size}")
         images, weights, label = style_images(spec)
-        tensors = [pil_to_tensor(_shorter_side(img, style_size)).unsqueeze(0).to(self.device) for img in images]
+        tensors = [pil_to_tensor(resize_shorter_side(img, style_size)).unsqueeze(0).to(self.device) for img in images]
         small = [f"{t.shape[3]} x {t.shape[2]}" for t in tensors if min(t.shape[2:]) < least]
         if small:
             raise StyleError(f"style image of {small[0]} px: style images need at least {least} px per "
