@@ -160,6 +160,9 @@ def test_every_shipped_config_loads_and_names_its_loss_network():
     singles = {}
     for path in sorted(conf.glob("*.yml")):
         cfg = load_train_config(path)
+        if cfg.model_type == "adain":  # the paper's recipe: VGG-19, its own weights
+            assert (cfg.loss_model, cfg.style_weight, cfg.lr, cfg.resize_to) == ("vgg19", 10.0, 1e-4, 512)
+            continue
         assert cfg.loss_model == "vgg16_caffe" and cfg.loss_weights_for == "caffe", path
         assert "tuned" in path.read_text(), f"{path} should say what its weights were tuned against"
         if cfg.model_type == "johnson":

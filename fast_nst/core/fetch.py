@@ -15,7 +15,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 from tqdm import tqdm
 
