@@ -25,18 +25,22 @@ setup(
         "numpy",
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        # selenium drives a headless Chromium in the web app's test (tests/test_app.py).
+        "test": ["pytest>=7", "selenium>=4.11"],
         # Export to ONNX and run .onnx models (python -m fast_nst.export, eval.py on .onnx).
         "onnx": [f"torch>={about['__min_torch_onnx__']}", "onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1"],
         # Stylize videos (eval.py --video_file), keeping frame rate and audio.
         "video": ["av>=12"],
+        # The local web app (python -m fast_nst.app); 6 for launch()'s run_history and footer_links.
+        "app": ["gradio>=6"],
     },
     entry_points={
         # One per command (fast_nst/commands/); python train.py, eval.py and python -m
         # fast_nst.<command> run the same main().
         "console_scripts": [
             f"fast-nst-{name}=fast_nst.commands.{name}:main"
-            for name in ("train", "eval", "export", "convert", "download", "data", "optimize", "evaluate")
+            for name in ("train", "eval", "export", "convert", "download", "data", "optimize", "evaluate",
+                         "app")
         ]
     },
 )

@@ -11,6 +11,7 @@ code``, and the one error handler they share (:func:`run_command`).
 | ``python -m fast_nst.data`` | :mod:`.data` | ``fast-nst-data`` |
 | ``python -m fast_nst.optimize`` | :mod:`.optimize` | ``fast-nst-optimize`` |
 | ``python -m fast_nst.evaluate`` | :mod:`.evaluate` | ``fast-nst-evaluate`` |
+| ``python -m fast_nst.app`` | :mod:`.app` | ``fast-nst-app`` |
 
 Flags are long options with underscores (``--model_file``, ``--image_size``). Nothing below this
 package imports it: the library raises :class:`~fast_nst.core.errors.FastNSTError`, and only here

@@ -350,7 +350,7 @@ class Trainer:
 
     def stylize(self, x: torch.Tensor, k: int = 0, model: Optional[torch.nn.Module] = None) -> torch.Tensor:
         """``x`` (N, 3, S, S) in [0, 1] in the config's style ``k`` (0: the only one)."""
-        model = model or self.model
+        model = self.model if model is None else model
         return model(x, self.style_vectors[k]) if self.multi else model(x)
 
     def train_step(self, images: torch.Tensor) -> None:

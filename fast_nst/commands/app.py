@@ -1,0 +1,367 @@
+"""``python -m fast_nst.app [--models models/]`` (also ``fast-nst-app``): a local web app for
+stylizing, in Gradio (optional extra ``app``): pick a model found under ``--models``, drop a
+photo, adjust strength, colour and size, press Stylize, compare and download.
+
+The page's logic is :class:`AppSession` (plain Python: the models, a cache of loaded stylizers,
+the checks of uploads, stylizing and the result files); :func:`build_app` lays the Gradio page
+over it and :func:`launch` serves it. Everything the page receives or writes stays in one work
+folder (``GRADIO_TEMP_DIR``), a temporary folder that :func:`main` removes when the app stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+import torch
+from PIL import Image
+
+from ..core.config import DEVICE_CHOICES
+from ..core.device import resolve_device
+from ..core.errors import DataError, FastNSTError
+from ..core.files import safe_component
+from ..core.images import open_image, save_image
+from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints
+from ..stylize import Stylizer, load_stylizer
+from . import prog, run_command
+
+__all__ = ["APP_INSTALL_HINT", "AppSession", "DEFAULT_PORT", "KEEP_RESULTS", "MAX_PIXELS", "MAX_UPLOAD_MB",
+           "ModelInfo", "build_app", "find_models", "launch", "main", "parser"]
+
+APP_INSTALL_HINT = 'pip install -e ".[app]"'
+# Gradio's own default port, so the address is the one Gradio users expect.
+DEFAULT_PORT = 7860
+# The largest photo (or style image) the app takes, in pixels: stylizing holds several float32
+# copies of the photo (12 bytes a pixel each, about 0.5 GB at 40 MP) besides the network's own
+# tiled memory, and the PNG result is encoded in memory: beyond this one upload could exhaust
+# the memory of the machine serving the page. eval.py has no such limit.
+MAX_PIXELS = 40_000_000
+# Largest upload Gradio accepts: a 40 MP photo is about 10-25 MB as JPEG, up to ~100 MB as PNG.
+MAX_UPLOAD_MB = 100
+# Result folders kept (newest first): each download stays valid while a user compares a few
+# results, and a long-running app does not fill its temporary folder.
+KEEP_RESULTS = 8
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the page shows for a loaded model: ``kind`` "one" (a single style), "many" (a
+    multi-style model: ``styles`` are its style names) or "image" (an arbitrary-style model that
+    takes a style image), and a one-line ``summary``."""
+
+    kind: str
+    styles: tuple[str, ...]
+    summary: str
+
+
+def find_models(root: Path) -> dict[str, Path]:
+    """Models under ``root``, recursively, by a label (their path relative to ``root``): final
+    models and pytorch/examples models (``*.pth``), ``*.onnx`` exports, and run folders whose run
+    has not finished (only ``checkpoints/step_*.pth``: the newest is used). Training checkpoints
+    of finished runs and hidden files are left out. FastNSTError when there are none."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FastNSTError(f"--models {root}: no such folder. Give the folder that holds your models "
+                           "(train.py writes models/<name>/<name>.pth; python -m fast_nst.download "
+                           "pretrained fetches four into models/).")
+    found: dict[str, Path] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts) or CHECKPOINT_DIR in rel.parts[:-1]:
+            continue
+        if path.is_file() and path.suffix.lower() in (".pth", ".onnx"):
+            found[rel.as_posix()] = path
+        elif path.is_dir() and not (path / f"{path.name}.pth").is_file() and list_checkpoints(path):
+            found[f"{rel.as_posix()}/ (unfinished run: newest checkpoint)"] = path
+    if not found:
+        raise FastNSTError(f"--models {root}: no models found (*.pth, *.onnx or run folders). Train "
+                           "one (python train.py -c conf/wave.yml) or fetch some (python -m "
+                           "fast_nst.download pretrained).")
+    return found
+
+
+def _check_pixels(limit: int, what: str) -> Callable[[int, int], None]:
+    def check(width: int, height: int) -> None:
+        if width * height > limit:
+            raise DataError(f"The {what} is {width} x {height} ({width * height / 1e6:.1f} MP); this app "
+                            f"takes at most {limit / 1e6:g} MP, as larger images can exhaust the "
+                            "memory of the machine serving it. Shrink the image, or stylize it with "
+                            "eval.py (which tiles huge images).")
+    return check
+
+
+class AppSession:
+    """The state behind the page: ``models`` (label -> path, see :func:`find_models`) loaded on
+    ``device`` by ``loader`` (default :func:`~fast_nst.stylize.load_stylizer`) when first used
+    and kept (one stylizer per model path), results written under ``work_dir/results``. Every
+    method raises FastNSTError with a message for the page."""
+
+    def __init__(self, models: dict[str, Path], device: str, work_dir: Path, max_pixels: int = MAX_PIXELS,
+                 loader: Callable[..., Stylizer] = load_stylizer):
+        self.models = dict(models)
+        self.device = device
+        self.loader = loader
+        self.results_dir = Path(work_dir) / "results"
+        self.max_pixels = max_pixels
+        self._stylizers: dict[Path, Stylizer] = {}
+        # Gradio runs events in worker threads: one load and one stylize (set_style + stylize on a
+        # shared stylizer) at a time.
+        self._lock = threading.Lock()
+
+    def stylizer(self, label: str) -> Stylizer:
+        if label not in self.models:
+            raise FastNSTError(f"Unknown model {str(label)[:80]!r}; choose one from the list.")
+        path = self.models[label]
+        with self._lock:
+            if path not in self._stylizers:
+                self._stylizers[path] = self.loader(path, device=self.device)
+            return self._stylizers[path]
+
+    def describe(self, label: str) -> ModelInfo:
+        s = self.stylizer(label)
+        step = s.info.get("step")
+        trained = f", trained {step} steps" if isinstance(step, int) else ""
+        if s.style_input == "image":
+            return ModelInfo("image", (), f"{label}: arbitrary style (any style image){trained}. "
+                                          "Upload a style image.")
+        if s.style_names:
+            return ModelInfo("many", tuple(s.style_names), f"{label}: {len(s.style_names)} styles"
+                                                           f"{trained}. Choose one, or type a blend.")
+        return ModelInfo("one", (), f"{label}: one style ({s.name}){trained}.")
+
+    def open_photo(self, path: Optional[str], what: str = "photo") -> Image.Image:
+        """The uploaded file at ``path`` as an RGB(A) image; DataError for no file, a file that is
+        not an image, or one over :attr:`max_pixels` (checked before decoding)."""
+        if not path:
+            raise DataError(f"No {what}: upload one first (JPEG, PNG, WebP or BMP).")
+        name = Path(path).name
+        try:
+            return open_image(path, check_size=_check_pixels(self.max_pixels, what))
+        except DataError as e:
+            # The message names the temporary upload path; the user knows the file by its name.
+            message = str(e).replace(str(path), name).replace(
+                "not an image file Pillow can read", f"not an image ({what}s must be JPEG, PNG, WebP or BMP)")
+            raise DataError(message) from None
+
+    def stylize(self, label: str, photo: Optional[str], style: str = "", blend: str = "",
+                style_image: Optional[str] = None, alpha: float = 1.0, strength: float = 1.0,
+                preserve_color: bool = False, max_size: Optional[float] = None) -> tuple[Path, str]:
+        """Stylize the uploaded ``photo`` with model ``label``: (the result's PNG, a status line
+        with its size and the time it took). ``style``/``blend`` for multi-style models (a
+        non-empty blend wins), ``style_image`` and ``alpha`` for arbitrary-style ones;
+        ``max_size`` 0 or None keeps the photo's size."""
+        s = self.stylizer(label)
+        image = self.open_photo(photo)
+        styled = self.open_photo(style_image, "style image") if s.style_input == "image" else None
+        # 0 (the field's default) keeps the photo's size; a non-finite value reaches the option check.
+        size = (int(max_size) if math.isfinite(max_size) else max_size) if max_size else None
+        with self._lock:
+            start = time.perf_counter()
+            if styled is not None:
+                s.set_style(styled, alpha=float(alpha))
+            elif s.style_names:
+                s.set_style(blend.strip() or style or s.style_names[0])
+            try:
+                out = s.stylize(image, max_size=size, strength=float(strength),
+                                preserve_color=bool(preserve_color))
+            except (MemoryError, torch.cuda.OutOfMemoryError):
+                raise FastNSTError(f"Out of memory stylizing {image.width} x {image.height} px on {s.device}: "
+                                   "set a smaller Max size.") from None
+            seconds = time.perf_counter() - start
+        target = self._result_path(Path(photo).stem, s.name)
+        save_image(out, target)
+        tiles = f" in {s.last_tile_count} tiles" if s.last_tile_count > 1 else ""
+        return target, (f"Stylized {image.width} x {image.height} -> {out.width} x {out.height} px with "
+                        f"{label}{tiles} in {seconds:.2f} s on {s.device}.")
+
+    def _result_path(self, stem: str, style: str) -> Path:
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        old = sorted(self.results_dir.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+        for folder in old[KEEP_RESULTS - 1:]:
+            shutil.rmtree(folder, ignore_errors=True)
+        name = f"{safe_component(stem, fallback='photo')}_{safe_component(style, fallback='stylized')}.png"
+        return self.results_dir / uuid.uuid4().hex / name
+
+
+def _import_gradio() -> Any:
+    try:
+        import gradio  # an optional extra: imported only when the app is built
+    except ImportError as e:
+        raise FastNSTError(f"The web app needs Gradio, which is not installed ({e}). Install it with: "
+                           f"{APP_INSTALL_HINT}") from None
+    if int(gradio.__version__.split(".")[0]) < 6:
+        raise FastNSTError(f"The web app needs Gradio 6 or newer, found {gradio.__version__}. "
+                           f"Upgrade with: {APP_INSTALL_HINT}")
+    return gradio
+
+
+def _model_controls(gr: Any, session: AppSession, label: str) -> tuple:
+    """Updates of (status, style, blend, style image, alpha) for model ``label``."""
+    try:
+        info = session.describe(label)
+    except FastNSTError as e:
+        hidden = gr.update(visible=False)
+        return f"error: {e}", hidden, hidden, hidden, hidden
+    many, image = info.kind == "many", info.kind == "image"
+    style = gr.update(visible=many, choices=list(info.styles), value=info.styles[0] if many else None)
+    return (info.summary, style, gr.update(visible=many, value=""), gr.update(visible=image),
+            gr.update(visible=image))
+
+
+def _inputs(gr: Any, session: AppSession) -> dict[str, Any]:
+    """The left column: the model, its style controls (shown for the models that take them), the
+    photo, the options and the button."""
+    labels = list(session.models)
+    c = {"model": gr.Dropdown(labels, value=labels[0], label="Model", elem_id="model"),
+         "style": gr.Dropdown([], label="Style", visible=False, elem_id="style"),
+         "blend": gr.Textbox(label="Blend (overrides Style)", placeholder="candy:0.7,mosaic:0.3",
+                             visible=False, elem_id="blend"),
+         "style_image": gr.File(label="Style image", visible=False, elem_id="style-image"),
+         "alpha": gr.Slider(0, 1, value=1, step=0.05, label="Style amount (alpha)", visible=False,
+                            elem_id="alpha"),
+         "photo": gr.File(label=f"Photo (JPEG, PNG, WebP or BMP; at most {session.max_pixels / 1e6:g} MP)",
+                          elem_id="photo", height=120)}
+    with gr.Accordion("Options", open=True):
+        c["strength"] = gr.Slider(0, 1, value=1, step=0.05, label="Strength (0: the photo, 1: full style)",
+                                  elem_id="strength")
+        c["preserve"] = gr.Checkbox(label="Preserve the photo's colours", elem_id="preserve")
+        c["max_size"] = gr.Number(0, precision=0, minimum=0, label="Max size (longest side, px; 0: the photo's)",
+                                  elem_id="max-size")
+    c["button"] = gr.Button("Stylize", variant="primary", elem_id="stylize")
+    return c
+
+
+def build_app(session: AppSession) -> Any:
+    """The Gradio page (a ``gr.Blocks``) over ``session``. Set ``GRADIO_TEMP_DIR`` before calling
+    it: Gradio's components read it when they are made. FastNSTError without Gradio."""
+    gr = _import_gradio()
+    with gr.Blocks(title="fast-nst", analytics_enabled=False, delete_cache=(600, 3600)) as page:
+        gr.Markdown("## fast-nst: choose a model, upload a photo, press **Stylize**")
+        with gr.Row():
+            with gr.Column(scale=1, min_width=320):
+                c = _inputs(gr, session)
+            with gr.Column(scale=2):
+                with gr.Row():
+                    images = [gr.Image(label=label, type="filepath", format="png", interactive=False,
+                                       elem_id=elem_id, height=360, buttons=["download", "fullscreen"])
+                              for label, elem_id in (("Photo", "preview"), ("Result", "result"))]
+                status = gr.Textbox(label="Status", interactive=False, elem_id="status")
+                download = gr.File(label="Download the full-size result (PNG)", interactive=False,
+                                   elem_id="download", height=80)
+        controls = [status, c["style"], c["blend"], c["style_image"], c["alpha"]]
+        c["model"].change(lambda label: _model_controls(gr, session, label), c["model"], controls)
+        page.load(lambda label: _model_controls(gr, session, label), c["model"], controls)
+        c["photo"].change(lambda path: _show_photo(session, path), c["photo"], [images[0], status])
+        names = ["model", "photo", "style", "blend", "style_image", "alpha", "strength", "preserve", "max_size"]
+        c["button"].click(lambda *values: _stylize(session, *values), [c[n] for n in names],
+                          [images[1], download, status])
+    return page
+
+
+def _show_photo(session: AppSession, path: Optional[str]) -> tuple:
+    if not path:
+        return None, ""
+    try:
+        image = session.open_photo(path)
+    except FastNSTError as e:
+        return None, f"error: {e}"
+    return path, f"{Path(path).name}: {image.width} x {image.height} px."
+
+
+def _stylize(session: AppSession, *values: Any) -> tuple:
+    try:
+        target, message = session.stylize(*values)
+    except FastNSTError as e:
+        return None, None, f"error: {e}"
+    return str(target), str(target), message
+
+
+def launch(page: Any, host: str = "127.0.0.1", port: int = DEFAULT_PORT, max_upload_mb: int = MAX_UPLOAD_MB,
+           block: bool = True) -> str:
+    """Serve ``page`` on ``host``:``port``; its URL. ``block``: print the URL and serve until
+    Ctrl-C or SIGTERM (else return at once, the server running in a thread: ``page.close()``
+    stops it). FastNSTError when the port is taken."""
+    try:
+        # run_history off: Gradio would keep every call in the browser's storage.
+        _, url, _ = page.launch(server_name=host, server_port=port, max_file_size=f"{max_upload_mb}mb",
+                                prevent_thread_lock=True, show_error=False, run_history=False,
+                                footer_links=["api", "gradio"], quiet=True)
+    except OSError:  # Gradio's message gives advice for its own API, not for these flags
+        raise FastNSTError(f"Cannot serve on {host}:{port}: the port is in use, or {host} is not an "
+                           "address of this machine. Choose another --port (or --host).") from None
+    if block:
+        print(f"Open {url} in a browser. Ctrl-C stops the app.", flush=True)
+        previous = signal.signal(signal.SIGTERM, _interrupt)  # a service stop cleans up like Ctrl-C
+        try:
+            page.block_thread()  # until Ctrl-C: then it closes the server
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    return url
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _environ(name: str, value: str) -> Iterator[None]:
+    """``os.environ[name] = value`` inside the block (main() also runs in-process, in tests)."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog("python -m fast_nst.app"),
+        description="A local web app for stylizing: pick a model, upload a photo, adjust, compare and "
+                    f"download. Needs the optional extra: {APP_INSTALL_HINT}",
+        epilog="Example: python -m fast_nst.app --models models/   (then open http://127.0.0.1:7860)",
+    )
+    p.add_argument("--models", default="models", metavar="DIR",
+                   help="folder searched (recursively) for models: *.pth, *.onnx and run folders (default: models)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this computer only; 0.0.0.0 lets "
+                        "anyone who can reach this machine use the app and its models)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument("--device", default="auto", help=f"device to stylize on: {DEVICE_CHOICES} (default auto)")
+    p.add_argument("--max_upload_mb", type=int, default=MAX_UPLOAD_MB, metavar="MB",
+                   help=f"largest upload accepted, in MB (default {MAX_UPLOAD_MB})")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(argv)
+
+    def run() -> int:
+        if not 0 < args.port < 65536:
+            raise FastNSTError(f"--port must be from 1 to 65535, got {args.port}")
+        if args.max_upload_mb < 1:
+            raise FastNSTError(f"--max_upload_mb must be at least 1, got {args.max_upload_mb}")
+        resolve_device(args.device)
+        models = find_models(Path(args.models))
+        # Uploads, Gradio's cache and the results all go here, and go with it at exit.
+        with tempfile.TemporaryDirectory(prefix="fast-nst-app-") as work, _environ("GRADIO_TEMP_DIR", work):
+            page = build_app(AppSession(models, args.device, Path(work)))
+            print(f"{len(models)} model(s) from {args.models}.")
+            launch(page, args.host, args.port, args.max_upload_mb, block=True)
+        return 0
+
+    return run_command(run)

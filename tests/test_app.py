@@ -1,0 +1,282 @@
+"""The web app (python -m fast_nst.app): its logic in plain Python, and the page end to end in a
+real headless Chromium driven by Selenium (Debian's chromium and chromium-driver packages).
+
+FAST_NST_SCREENSHOT=1 also saves the page with a result as docs/images/app.png (the README's).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import socket
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from fast_nst.commands.app import (APP_INSTALL_HINT, AppSession, build_app, find_models, launch,
+                                   main as app_main)
+from fast_nst.core.errors import FastNSTError
+from fast_nst.io.checkpoint import atomic_torch_save, checkpoint_name, make_checkpoint
+from fast_nst.nets.johnson import TransformNet, TransformNetArgs
+from fast_nst.nets.multistyle import MultiStyleArgs, MultiStyleNet
+from fast_nst.stylize import Stylizer
+from fast_nst.training.config import train_config_from_dict
+
+from conftest import REPO, assert_clean_in_process, in_process, make_photo, tiny_values
+
+SCREENSHOT = REPO / "docs" / "images" / "app.png"
+PHOTO_SIZE = (360, 240)
+
+
+def _save_model(path: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    net = TransformNet(TransformNetArgs(base_channels=8, num_residual=1)).eval()
+    values = tiny_values(path.parent, Path("train"), Path("style.jpg"), naming=path.stem)
+    cfg = train_config_from_dict(values, "test")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save(make_checkpoint(net, cfg, step=3), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("models")
+    _save_model(root / "tiny-random" / "tiny-random.pth")
+    (root / "zz-broken.pth").write_bytes(b"not a model")  # listed last: the page opens the good one
+    return root
+
+
+# ---- the logic, without a browser ---------------------------------------------------------------
+
+def test_find_models_lists_final_models_exports_and_unfinished_runs(tmp_path):
+    _save_model(tmp_path / "wave" / "wave.pth")
+    _save_model(tmp_path / "wave" / "checkpoints" / checkpoint_name(2))  # a finished run's: left out
+    _save_model(tmp_path / "cut" / "checkpoints" / checkpoint_name(4))  # an unfinished run
+    (tmp_path / "exports").mkdir()
+    (tmp_path / "exports" / "wave.onnx").write_bytes(b"x")
+    (tmp_path / ".hidden.pth").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("x")
+    found = find_models(tmp_path)
+    assert list(found) == ["cut/ (unfinished run: newest checkpoint)", "exports/wave.onnx", "wave/wave.pth"]
+    assert found["cut/ (unfinished run: newest checkpoint)"] == tmp_path / "cut"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FastNSTError, match="no models found"):
+        find_models(tmp_path / "empty")
+    with pytest.raises(FastNSTError, match="no such folder"):
+        find_models(tmp_path / "missing")
+
+
+def test_session_stylizes_and_explains_bad_input(models_dir, tmp_path):
+    session = AppSession(find_models(models_dir), "cpu", tmp_path, max_pixels=100 * 100)
+    assert session.describe("tiny-random/tiny-random.pth").kind == "one"
+    photo = make_photo(tmp_path / "up" / "photo.png", (90, 60))
+    out, message = session.stylize("tiny-random/tiny-random.pth", str(photo), strength=0.5)
+    assert Image.open(out).size == (90, 60) and out.name == "photo_tiny-random.png"
+    assert out.is_relative_to(tmp_path / "results") and message.startswith("Stylized 90 x 60 -> 90 x 60 px")
+    out, _ = session.stylize("tiny-random/tiny-random.pth", str(photo), max_size=45)
+    assert Image.open(out).size == (45, 30)
+    text = tmp_path / "up" / "notes.txt"
+    text.write_text("not a photo")
+    with pytest.raises(FastNSTError, match=r"^notes.txt: not an image \(photos must be JPEG"):
+        session.stylize("tiny-random/tiny-random.pth", str(text))
+    big = make_photo(tmp_path / "up" / "big.png", (120, 100))
+    with pytest.raises(FastNSTError, match=r"photo is 120 x 100 \(0.0 MP\); this app takes at most 0.01 MP"):
+        session.open_photo(str(big))
+    with pytest.raises(FastNSTError, match="No photo: upload one first"):
+        session.stylize("tiny-random/tiny-random.pth", None)
+    with pytest.raises(FastNSTError, match="strength must be between 0 and 1"):
+        session.stylize("tiny-random/tiny-random.pth", str(photo), strength=2)
+
+
+def test_multi_style_models_take_a_style_or_a_blend(tmp_path):
+    torch.manual_seed(0)
+    net = MultiStyleNet(MultiStyleArgs(2, base_channels=8, num_residual=1)).eval()
+    with torch.no_grad():  # styles that differ, as trained ones do
+        for p in net.norm_parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    net.style_names = ["alpha", "beta"]
+    cfg = train_config_from_dict(tiny_values(tmp_path, Path("train"), Path("s.jpg"), naming="two"), "test")
+    atomic_torch_save(make_checkpoint(net, cfg, step=3), tmp_path / "two.pth")
+    session = AppSession(find_models(tmp_path), "cpu", tmp_path / "work")
+    info = session.describe("two.pth")
+    assert (info.kind, info.styles) == ("many", ("alpha", "beta")) and "2 styles" in info.summary
+    photo = str(make_photo(tmp_path / "photo.png", (40, 30)))
+    beta, _ = session.stylize("two.pth", photo, style="beta")
+    blend, _ = session.stylize("two.pth", photo, style="beta", blend="alpha:0.5,beta:0.5")  # the blend wins
+    alpha, _ = session.stylize("two.pth", photo, style="alpha")
+    assert len({Image.open(p).tobytes() for p in (alpha, beta, blend)}) == 3
+    with pytest.raises(FastNSTError, match="candy"):
+        session.stylize("two.pth", photo, blend="candy:1")
+
+
+class _StyleImageStylizer(Stylizer):
+    """Stands in for an arbitrary-style model (a trained AdaIN model needs a training run)."""
+
+    style_input = "image"
+
+    def __init__(self, fail: bool = False):
+        super().__init__(torch.device("cpu"), name="arbitrary")
+        self.styles: list = []
+        self.fail = fail
+
+    def _set_style_images(self, spec, alpha, style_size):
+        self.styles.append((spec.size, alpha))
+
+    def stylize_tensor(self, x):
+        if self.fail:
+            raise MemoryError
+        return 1 - x
+
+
+def test_arbitrary_style_models_take_a_style_image_and_alpha(tmp_path):
+    fake = _StyleImageStylizer()
+    session = AppSession({"ad.pth": tmp_path / "ad.pth"}, "cpu", tmp_path / "work",
+                         loader=lambda path, device: fake)
+    assert session.describe("ad.pth").kind == "image"
+    photo = str(make_photo(tmp_path / "photo.png", (40, 30)))
+    with pytest.raises(FastNSTError, match="No style image: upload one first"):
+        session.stylize("ad.pth", photo)
+    style = str(make_photo(tmp_path / "s.png", (20, 24)))
+    out, _ = session.stylize("ad.pth", photo, style_image=style, alpha=0.25)
+    assert fake.styles == [((20, 24), 0.25)] and Image.open(out).size == (40, 30)
+    fake.fail = True
+    with pytest.raises(FastNSTError, match="Out of memory stylizing 40 x 30 px on cpu: set a smaller Max size"):
+        session.stylize("ad.pth", photo, style_image=style)
+
+
+def test_a_model_file_that_fails_to_load_is_a_message(tmp_path):
+    (tmp_path / "broken.pth").write_bytes(b"not a checkpoint")
+    session = AppSession(find_models(tmp_path), "cpu", tmp_path / "work")
+    with pytest.raises(FastNSTError, match="broken.pth"):
+        session.describe("broken.pth")
+    with pytest.raises(FastNSTError, match="Unknown model"):
+        session.describe("other.pth")
+
+
+def test_command_errors_and_missing_gradio(tmp_path, capsys, monkeypatch):
+    assert_clean_in_process(*in_process(capsys, app_main, "--models", tmp_path / "none"), "no such folder")
+    code, err = in_process(capsys, app_main, "--models", tmp_path, "--device", "tpu")
+    assert_clean_in_process(code, err, "Unknown device")
+    code, err = in_process(capsys, app_main, "--models", tmp_path, "--max_upload_mb", "0")
+    assert_clean_in_process(code, err, "--max_upload_mb must be at least 1, got 0")
+    monkeypatch.setitem(sys.modules, "gradio", None)  # as if the extra were not installed
+    with pytest.raises(FastNSTError, match="needs Gradio.*" + re.escape(APP_INSTALL_HINT)):
+        build_app(AppSession({"m.pth": tmp_path / "m.pth"}, "cpu", tmp_path))
+
+
+# ---- the page in a real browser -----------------------------------------------------------------
+
+def _browser_paths() -> tuple[str, str]:
+    browser = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+    driver = shutil.which("chromedriver") or next(
+        (p for p in ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver") if os.path.exists(p)), None)
+    if not browser or not driver:
+        pytest.skip("needs Chromium and its driver (Debian: apt-get install chromium chromium-driver); "
+                    f"found browser={browser}, chromedriver={driver}")
+    return browser, driver
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(models_dir, tmp_path_factory):
+    work = tmp_path_factory.mktemp("app-work")
+    with pytest.MonkeyPatch.context() as mp:
+        # As main() does, with a folder the test owns; before Gradio is imported, as some of
+        # its modules read it then.
+        mp.setenv("GRADIO_TEMP_DIR", str(work))
+        pytest.importorskip("gradio", reason=f"the web app's extra is not installed ({APP_INSTALL_HINT})")
+        page = build_app(AppSession(find_models(models_dir), "cpu", work))
+        url = launch(page, "127.0.0.1", _free_port(), block=False)
+        try:
+            yield url
+        finally:
+            page.close()
+
+
+def test_a_port_in_use_is_a_message(app_url, models_dir, tmp_path, capsys):
+    port = int(app_url.rstrip("/").rsplit(":", 1)[1])
+    code, err = in_process(capsys, app_main, "--models", models_dir, "--port", port, "--device", "cpu")
+    assert_clean_in_process(code, err, f"Cannot serve on 127.0.0.1:{port}: the port is in use")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install selenium)")
+    binary, driver_path = _browser_paths()
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,800",
+                 "--force-device-scale-factor=1", "--hide-scrollbars"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=options)
+    driver.set_page_load_timeout(20)
+    yield driver
+    driver.quit()
+
+
+def _wait(driver, condition, timeout: float = 15):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
+
+
+def _status(driver) -> str:
+    return driver.execute_script("const t = document.querySelector('#status textarea'); return t ? t.value : ''")
+
+
+def _upload(driver, elem_id: str, path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    field = _wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, f"#{elem_id} input[type=file]"))
+    field.send_keys(str(path))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:gradio.queueing")  # Gradio's own, on pandas 3
+def test_page_stylizes_a_photo_and_reports_a_non_image(app_url, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    browser.get(app_url)
+    _wait(browser, lambda d: "one style" in _status(d))  # the model was loaded when the page opened
+    text = tmp_path / "notes.txt"
+    text.write_text("this is not a photo")
+    _upload(browser, "photo", text)
+    _wait(browser, lambda d: _status(d).startswith("error: "))
+    assert "notes.txt: not an image (photos must be JPEG, PNG, WebP or BMP)" in _status(browser)
+    assert "Traceback" not in browser.page_source
+
+    browser.get(app_url)  # a fresh page: the upload field is empty again
+    _wait(browser, lambda d: "one style" in _status(d))
+    photo = make_photo(tmp_path / "photo.png", PHOTO_SIZE, seed=164)  # broad colour bands
+    _upload(browser, "photo", photo)
+    _wait(browser, lambda d: "360 x 240 px" in _status(d))
+    browser.find_element(By.CSS_SELECTOR, "#stylize").click()
+    _wait(browser, lambda d: _status(d).startswith("Stylized"))
+    size = _wait(browser, lambda d: d.execute_script(
+        "const i = document.querySelector('#result img');"
+        "return i && i.complete && i.naturalWidth ? [i.naturalWidth, i.naturalHeight] : null"))
+    assert tuple(size) == PHOTO_SIZE, size
+    assert _status(browser).startswith("Stylized 360 x 240 -> 360 x 240 px with tiny-random/tiny-random.pth in ")
+    link = _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#download a[href]"))
+    with urllib.request.urlopen(link.get_attribute("href"), timeout=10) as r:
+        assert Image.open(io.BytesIO(r.read())).size == PHOTO_SIZE
+    if os.environ.get("FAST_NST_SCREENSHOT") == "1":
+        # A 256-colour PNG: the README's figure at a fraction of the size.
+        shot = Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("RGB")
+        shot.quantize(256, method=Image.Quantize.MEDIANCUT).save(SCREENSHOT, optimize=True)
+
+    # A model file that fails to load: its error on the page, the style controls unchanged.
+    browser.find_element(By.CSS_SELECTOR, "#model input").click()
+    _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, 'li[role=option][aria-label="zz-broken.pth"]')).click()
+    _wait(browser, lambda d: _status(d).startswith("error: "))
+    assert "zz-broken.pth" in _status(browser) and "Traceback" not in browser.page_source, _status(browser)
