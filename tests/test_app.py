@@ -125,8 +125,8 @@ class _StyleImageStylizer(Stylizer):
         self.styles: list = []
         self.fail = fail
 
-    def _set_style_images(self, spec, alpha, style_size):
-        self.styles.append((spec.size, alpha))
+    def set_style(self, style, alpha=None, style_size=None):  # records what the app passes
+        self.styles.append((style.size, alpha))
 
     def stylize_tensor(self, x):
         if self.fail:

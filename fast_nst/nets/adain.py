@@ -25,7 +25,6 @@ tiling (the content statistics shared by all tiles, as instance norm's are) and 
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import stat
@@ -43,6 +42,8 @@ from ..lossnet import LOSS_NETWORKS, get_loss_network, layer_names
 from ..lossnet.losses import ADAIN_EPS, adain, mean_std
 from ..lossnet.vgg import VGGEncoder, build_loss_network, load_features
 from .base import InferenceNetwork, NormStats, StyleNetwork
+from .layers import check_images
+from .multistyle import blend_weights
 
 __all__ = ["AdaINArgs", "AdaINNet", "AdaINStyleNet", "ExportableAdaINNet", "build_decoder", "encoder_path",
            "file_sha256", "load_encoder", "pad_indices"]
@@ -248,13 +249,6 @@ def _check_alpha(alpha: float) -> float:
     return float(alpha)
 
 
-def _check_images(x: torch.Tensor, what: str, min_side: int = 1) -> None:
-    if not torch.is_tensor(x) or x.dim() != 4 or x.shape[1] != 3:
-        raise ValueError(f"expected {what} of shape (N, 3, H, W), got {tuple(getattr(x, 'shape', ()))}")
-    if min(x.shape[2], x.shape[3]) < min_side:
-        raise ValueError(f"{what} must be at least {min_side} px per side, got {x.shape[3]} x {x.shape[2]}")
-
-
 class AdaINNet(StyleNetwork):
     """The encoder, AdaIN and the decoder. ``forward(x, style=None, alpha=1.0)``: photos x (N, 3,
     H, W) in [0, 1] (any H, W), style images (1 or N, 3, h, w) in [0, 1] (at least
@@ -332,20 +326,19 @@ class AdaINNet(StyleNetwork):
         if not batches:
             raise ValueError("no style images given")
         for b in batches:
-            _check_images(b, "style images", self.min_style_side)
+            check_images(b, "style images", self.min_style_side)
         stats = [mean_std(self.encode(b)) for b in batches]
         mean = torch.cat([m for m, _ in stats])
         std = torch.cat([s for _, s in stats])
         if weights is None:
             return mean, std
-        w = [float(v) for v in weights]
-        if len(w) != mean.shape[0] or not all(math.isfinite(v) and v >= 0 for v in w) or sum(w) <= 0:
-            raise ValueError(f"style weights must be {mean.shape[0]} numbers >= 0 with a positive sum, got {w}")
-        wt = torch.tensor(w, device=mean.device).div_(sum(w)).view(-1, 1, 1, 1)
+        if len(weights) != mean.shape[0]:
+            raise ValueError(f"style weights must be {mean.shape[0]} numbers, one per style image, got {len(weights)}")
+        wt = torch.tensor(blend_weights(weights), device=mean.device).view(-1, 1, 1, 1)
         return (wt * mean).sum(0, keepdim=True), (wt * std).sum(0, keepdim=True)
 
     def forward(self, x: torch.Tensor, style: Optional[torch.Tensor] = None, alpha: float = 1.0) -> torch.Tensor:
-        _check_images(x, "photos")
+        check_images(x, "photos")
         alpha = _check_alpha(alpha)
         stats = None
         if style is not None:
@@ -412,7 +405,7 @@ class AdaINStyleNet(InferenceNetwork):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_images(x, "photos")
+        check_images(x, "photos")
         if self._shared is not None:
             self._shared.index = 0  # one statistic per forward
         y = _transfer(self.encoder, self.decoder, self.layer, self.multiple, x,

@@ -24,7 +24,8 @@ from . import MAX_PARAMETERS
 from .base import InferenceNetwork, NormStats, StyleNetwork
 from .exportable import ExportableTransformNet
 from .fast_cpu import FastTransformNet
-from .layers import OUTPUT_ACTIVATIONS, ConvLayer, ResidualBlock, UpsampleConv, output_mapping, pad_input
+from .layers import (OUTPUT_ACTIVATIONS, ConvLayer, ResidualBlock, UpsampleConv, check_images, output_mapping,
+                     pad_input)
 
 __all__ = ["MAX_BASE_CHANNELS", "MAX_RESIDUAL", "TransformNet", "TransformNetArgs"]
 
@@ -63,8 +64,13 @@ class TransformNetArgs:
         c, n = self.base_channels, self.num_residual
         convs = 3 * c * 81 + 2 * c * c * 9 + 8 * c * c * 9 + n * 2 * 16 * c * c * 9 + 8 * c * c * 9 \
             + 2 * c * c * 9 + c * 3 * 81 + 3  # the last conv keeps its bias
-        norms = 2 * (c + 2 * c + 4 * c + n * 2 * 4 * c + 2 * c + c)
-        return convs + norms
+        return convs + 2 * self.norm_channels()
+
+    def norm_channels(self) -> int:
+        """Channels normalised by an instance norm (each has a scale and a shift): c9s1, d64,
+        d128, two per residual block, u64, u32."""
+        c = self.base_channels
+        return c + 2 * c + 4 * c + self.num_residual * 2 * 4 * c + 2 * c + c
 
     def to_dict(self) -> dict[str, int | str]:
         return asdict(self)
@@ -130,8 +136,7 @@ class TransformNet(StyleNetwork):
         return 4 + 1 + 2 + 8 * self.args.num_residual + 2 + 1 + 4
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected input of shape (N, 3, H, W), got {tuple(x.shape)}")
+        check_images(x)
         h, w = x.shape[-2:]
         x = pad_input(x)
         y = self.decoder(self.residuals(self.encoder(x)))  # (N, 3, H + ph, W + pw)

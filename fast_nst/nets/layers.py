@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["ConvLayer", "OUTPUT_ACTIVATIONS", "PAD_MIN_SIZE", "PAD_MULTIPLE", "ResidualBlock",
-           "UpsampleConv", "output_mapping", "pad_input"]
+           "UpsampleConv", "check_images", "output_mapping", "pad_input"]
 
 # The network downsamples twice by 2, so its own input must be a multiple of 4; and its smallest
 # feature map must be larger than the 1-pixel reflection padding of the residual blocks, so
@@ -20,6 +20,15 @@ __all__ = ["ConvLayer", "OUTPUT_ACTIVATIONS", "PAD_MIN_SIZE", "PAD_MULTIPLE", "R
 PAD_MULTIPLE = 4
 PAD_MIN_SIZE = 8
 OUTPUT_ACTIVATIONS = ("tanh", "clamp")
+
+
+def check_images(x: torch.Tensor, what: str = "input", min_side: int = 1) -> None:
+    """ValueError unless ``x`` is an image batch (N, 3, H, W) with sides of at least ``min_side``
+    (a programmer's mistake, not a user's: callers check user input first)."""
+    if not torch.is_tensor(x) or x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected {what} of shape (N, 3, H, W), got {tuple(getattr(x, 'shape', ()))}")
+    if min(x.shape[2], x.shape[3]) < min_side:
+        raise ValueError(f"{what} must be at least {min_side} px per side, got {x.shape[3]} x {x.shape[2]}")
 
 
 def pad_input(x: torch.Tensor) -> torch.Tensor:

@@ -27,10 +27,10 @@ from . import MAX_PARAMETERS
 from .base import StyleNetwork
 from .exportable import pad_and_crop_indices
 from .johnson import TransformNet, TransformNetArgs
-from .layers import ConvLayer, output_mapping, pad_input
+from .layers import ConvLayer, check_images, output_mapping, pad_input
 
 __all__ = ["ConditionalInstanceNorm", "ExportableMultiStyleNet", "MAX_STYLES", "MultiStyleArgs",
-           "MultiStyleNet", "StyleError", "StyleSpec", "resolve_style", "style_label"]
+           "MultiStyleNet", "StyleError", "StyleSpec", "blend_weights", "resolve_style", "style_label"]
 
 # A model file is untrusted input: its style count is bounded before anything is allocated. 1024
 # styles are 32x Dumoulin et al.'s 32, and cost ~4 MB of norm parameters at the default width.
@@ -46,7 +46,16 @@ class StyleError(FastNSTError):
 StyleSpec = Union[str, int, Mapping[str, float], Sequence[float], torch.Tensor]
 
 
-def _blend_from_text(text: str, names: Sequence[str]) -> dict[str, float]:
+def blend_weights(values: Sequence[float]) -> list[float]:
+    """``values`` normalised to sum 1: the weights of a blend of styles (or of style images);
+    :class:`StyleError` unless every one is finite and >= 0 and their sum is positive."""
+    w = [float(v) for v in values]
+    if not all(math.isfinite(v) and v >= 0 for v in w) or sum(w) <= 0:
+        raise StyleError(f"style weights must be >= 0 with a positive sum, got {[round(v, 4) for v in w]}")
+    return [v / sum(w) for v in w]
+
+
+def _blend_from_text(text: str) -> dict[str, float]:
     parts = {}
     for item in text.split(","):
         name, _, weight = item.strip().partition(":")
@@ -71,7 +80,7 @@ def resolve_style(style: Any, names: Sequence[str]) -> torch.Tensor:
             raise StyleError(f"style index {style} is out of range 0..{len(names) - 1}; {valid}")
         return torch.eye(len(names))[style]
     if isinstance(style, str):
-        style = _blend_from_text(style, names)
+        style = _blend_from_text(style)
     if isinstance(style, Mapping):
         unknown = [str(k)[:40] for k in style if k not in names]
         if unknown:
@@ -87,15 +96,14 @@ def resolve_style(style: Any, names: Sequence[str]) -> torch.Tensor:
                              f"{len(names)} weights; {valid}") from None
         if w.numel() != len(names):
             raise StyleError(f"style weights: {w.numel()} given, the model has {len(names)} styles ({', '.join(names)})")
-    total = float(w.sum())
-    if not all(math.isfinite(v) and v >= 0 for v in w.tolist()) or total <= 0:
-        raise StyleError(f"style weights must be >= 0 with a positive sum, got {[round(v, 4) for v in w.tolist()]}")
-    return w / total
+    return torch.tensor(blend_weights(w.tolist()), dtype=torch.float32)
 
 
-def style_label(weights: torch.Tensor, names: Sequence[str]) -> str:
-    """A short name for a style vector: ``candy``, or ``candy70-mosaic30`` for a blend (percent)."""
-    used = [(n, float(v)) for n, v in zip(names, weights.tolist()) if v > 0]
+def style_label(weights: Union[torch.Tensor, Sequence[float]], names: Sequence[str]) -> str:
+    """A short name for a blend's weights (normalised) of the styles ``names``: ``candy``, or
+    ``candy70-mosaic30`` (percent)."""
+    values = weights.tolist() if torch.is_tensor(weights) else list(weights)
+    used = [(n, float(v)) for n, v in zip(names, values) if v > 0]
     if len(used) == 1:
         return used[0][0]
     return "-".join(f"{n}{round(100 * v)}" for n, v in used)
@@ -124,9 +132,8 @@ class MultiStyleArgs:
         return TransformNetArgs(self.base_channels, self.num_residual, self.output_activation)
 
     def parameter_count(self) -> int:
-        c, r = self.base_channels, self.num_residual
-        norm_channels = c + 2 * c + 4 * c + r * 2 * 4 * c + 2 * c + c  # as TransformNetArgs
-        return self.single().parameter_count() + 2 * norm_channels * (self.num_styles - 1)
+        single = self.single()
+        return single.parameter_count() + 2 * single.norm_channels() * (self.num_styles - 1)
 
     def to_dict(self) -> dict[str, int | str]:
         return asdict(self)
@@ -248,8 +255,7 @@ class MultiStyleNet(StyleNetwork):
 
     @torch.jit.unused  # the two-input export scripts body() only
     def forward(self, x: torch.Tensor, style: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected input of shape (N, 3, H, W), got {tuple(x.shape)}")
+        check_images(x)
         if style is None:
             raise ValueError(f"a {self.num_styles}-style network needs style weights: "
                              "forward(x, style) with style of shape (S,) or (N, S)")

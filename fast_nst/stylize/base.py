@@ -9,7 +9,6 @@ costs (``bytes_per_pixel``); the image pipeline around the network lives here, o
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -20,7 +19,7 @@ from PIL import Image
 from ..core.errors import FastNSTError
 from ..core.files import safe_component
 from ..core.images import normalize_mode, open_image, pil_to_tensor, split_alpha, tensor_to_pil
-from ..nets.multistyle import StyleError, StyleSpec, resolve_style
+from ..nets.multistyle import StyleError, StyleSpec, blend_weights, resolve_style, style_label
 from .tiling import DEFAULT_OVERLAP, tile_core
 
 __all__ = ["DEFAULT_STYLE_SIZE", "PRECISIONS", "StyleImages", "StylizeOptions", "Stylizer", "finish",
@@ -65,13 +64,8 @@ def style_images(spec: StyleImages) -> tuple[list[Image.Image], list[float], str
         images.append(image)
         weights.append(weight)
         names.append(name)
-    total = sum(weights)
-    if not all(math.isfinite(w) and w >= 0 for w in weights) or total <= 0:
-        raise StyleError(f"style weights must be >= 0 with a positive sum, got {weights}")
-    weights = [w / total for w in weights]
-    used = [(n, w) for n, w in zip(names, weights) if w > 0]
-    label = used[0][0] if len(used) == 1 else "-".join(f"{n}{round(100 * w)}" for n, w in used)
-    return images, weights, label
+    weights = blend_weights(weights)
+    return images, weights, style_label(weights, names)
 
 
 def resize_shorter_side(img: Image.Image, size: Optional[int]) -> Image.Image:
@@ -167,6 +161,7 @@ class Stylizer:
     style_names: list[str] = []
     style: Optional[torch.Tensor] = None
     style_input: str = ""
+    min_style_side: int = 1  # an arbitrary-style model's smallest style-image side
 
     def set_style(self, style: Any, alpha: Optional[float] = None,
                   style_size: Optional[int] = DEFAULT_STYLE_SIZE) -> None:
@@ -179,7 +174,10 @@ class Stylizer:
         :class:`StyleError` for a model of one style or a style it does not have."""
         where = self.info.get("path", "this model")
         if self.style_input == "image":
-            self._set_style_images(style, 1.0 if alpha is None else alpha, style_size)
+            alpha = 1.0 if alpha is None else alpha
+            if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+                raise OptionError(f"alpha must be between 0 (the photo's own features) and 1 (full style), got {alpha}")
+            self._set_style_images(*self._style_tensors(style, style_size), float(alpha))
             return
         if alpha is not None or style_size != DEFAULT_STYLE_SIZE:
             raise StyleError(f"{where}: alpha and style_size are for arbitrary-style models (model_type adain)")
@@ -192,9 +190,33 @@ class Stylizer:
         """Use the style vector ``weights`` (S,), normalised (multi-style models)."""
         raise NotImplementedError
 
-    def _set_style_images(self, spec: Any, alpha: float, style_size: Optional[int]) -> None:
-        """Use the style image(s) ``spec`` (arbitrary-style models)."""
+    def _set_style_images(self, images: list[torch.Tensor], weights: list[float], label: str,
+                          alpha: float) -> None:
+        """Use the style images (each (1, 3, h, w) in [0, 1], on the CPU) blended by ``weights``
+        (normalised), named ``label``, at ``alpha`` (arbitrary-style models)."""
         raise NotImplementedError
+
+    def _style_tensors(self, spec: Any, style_size: Optional[int]) -> tuple[list[torch.Tensor], list[float], str]:
+        """The style images of ``spec`` (see :func:`style_images`) resized to the shorter side
+        ``style_size`` (None: as they are), as (1, 3, h, w) tensors in [0, 1], with their
+        normalised weights and label; OptionError/StyleError below :attr:`min_style_side`."""
+        least = self.min_style_side
+        if style_size is not None and (isinstance(style_size, bool) or not isinstance(style_size, int)
+                                       or style_size < least):
+            raise OptionError(f"style_size must be a whole number of pixels >= {least}, got {style_size}")
+        images, weights, label = style_images(spec)
+        tensors = [pil_to_tensor(resize_shorter_side(img, style_size)).unsqueeze(0) for img in images]
+        small = [f"{t.shape[3]} x {t.shape[2]}" for t in tensors if min(t.shape[2:]) < least]
+        if small:
+            raise StyleError(f"style image of {small[0]} px: style images need at least {least} px per "
+                             "side (resize it with style_size)")
+        return tensors, weights, label
+
+    def _needs_style_image(self) -> StyleError:
+        """What stylizing an arbitrary-style model without a style image raises."""
+        where = f"{self.info['path']}: " if self.info.get("path") else ""
+        return StyleError(f"{where}this model needs a style image: --style_image painting.jpg "
+                          "(in Python: stylizer.set_style('painting.jpg'))")
 
     def __init__(self, device: torch.device, name: str = "", info: Optional[dict] = None,
                  precision: str = "fp32", compiled: bool = False):
@@ -257,12 +279,6 @@ class Stylizer:
 
     def _stylize_tiled(self, rgb: Image.Image, tile: int, overlap: int, progress: bool = False) -> Image.Image:
         raise NotImplementedError
-
-
-def check_batch(x: torch.Tensor) -> None:
-    """ValueError unless ``x`` is a (N, 3, H, W) tensor (a programmer's mistake, not a user's)."""
-    if x.dim() != 4 or x.shape[1] != 3:
-        raise ValueError(f"expected a (N, 3, H, W) tensor, got shape {tuple(x.shape)}")
 
 
 def finish(photo: Image.Image, stylized: Image.Image, preserve_color: bool = False,

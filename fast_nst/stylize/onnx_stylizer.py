@@ -34,12 +34,11 @@ import torch
 from ..core.device import resolve_device
 from ..core.errors import CheckpointError, FastNSTError, quote
 from ..core.files import safe_component
-from ..core.images import pil_to_tensor
 from ..io.checkpoint import require_model_file, torchscript_error, torchscript_source
 from ..io.export import EXPORT_FORMAT_VERSION, ONNX_INSTALL_HINT
+from ..nets.layers import check_images
 from ..nets.multistyle import MAX_STYLES, StyleError, style_label
-from .base import (OptionError, StyleImages, Stylizer, check_batch, resize_shorter_side,
-                   style_images)
+from .base import Stylizer
 
 __all__ = ["ImageStyleInputs", "ONNX_INSTALL_HINT", "OnnxStylizer", "load_onnx_stylizer"]
 
@@ -103,6 +102,8 @@ class OnnxStylizer(Stylizer):
         self.style_names = list(style_names)  # a multi-style export's second input: their weights
         self.image_style = image_style
         self.style_input = "image" if image_style is not None else ""
+        if image_style is not None:
+            self.min_style_side = image_style.min_side
         # An arbitrary-style export's further inputs, once set_style gave it a style image.
         self.style_feeds: Optional[dict[str, np.ndarray]] = None
         if self.style_names:
@@ -113,29 +114,18 @@ class OnnxStylizer(Stylizer):
         self.style = w
         self.name = safe_component(style_label(w, self.style_names), fallback="stylized")
 
-    def _set_style_images(self, spec: StyleImages, alpha: float, style_size: Optional[int]) -> None:
-        """Feed the style image ``spec`` (shorter side ``style_size``; None: as it is) and
-        ``alpha`` from now on; as :class:`~fast_nst.stylize.TorchStylizer` checks them."""
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-            raise OptionError(f"alpha must be between 0 (the photo's own features) and 1 (full style), got {alpha}")
-        least = self.image_style.min_side
-        if style_size is not None and (isinstance(style_size, bool) or not isinstance(style_size, int)
-                                       or style_size < least):
-            raise OptionError(f"style_size must be a whole number of pixels >= {least}, got {style_size}")
+    def _set_style_images(self, images: list[torch.Tensor], weights: list[float], label: str,
+                          alpha: float) -> None:
+        """Feed the one style image (1, 3, h, w) and ``alpha`` from now on."""
         if not self.image_style.alpha and alpha != 1:
             raise StyleError(f"{self.path}: this export has no alpha input (alpha 1 is built in); use "
                              "alpha 1, or the .pth model for other alphas")
-        images, weights, label = style_images(spec)
-        used = [img for img, w in zip(images, weights) if w > 0]
+        used = [x for x, w in zip(images, weights) if w > 0]
         if len(used) > 1:
             raise StyleError(f"{self.path}: a blend of {len(used)} style images needs their AdaIN statistics "
                              "mixed, and this ONNX graph takes one style image, not statistics; give one "
                              "style image, or stylize the blend with the .pth model")
-        x = pil_to_tensor(resize_shorter_side(used[0], style_size)).unsqueeze(0)  # (1, 3, h, w) in [0, 1]
-        if min(x.shape[2:]) < least:
-            raise StyleError(f"style image of {x.shape[3]} x {x.shape[2]} px: style images need at least "
-                             f"{least} px per side (resize it with style_size)")
-        feeds = {self.image_style.style_image: np.ascontiguousarray(x.numpy(), dtype=np.float32)}
+        feeds = {self.image_style.style_image: np.ascontiguousarray(used[0].numpy(), dtype=np.float32)}
         if self.image_style.alpha:
             feeds[self.image_style.alpha] = np.array([alpha], dtype=np.float32)
         self.style_feeds = feeds
@@ -145,8 +135,7 @@ class OnnxStylizer(Stylizer):
         """The feeds besides the photo; StyleError (as TorchStylizer's) when a style image is missing."""
         if self.image_style is not None:
             if self.style_feeds is None:
-                raise StyleError(f"{self.path}: this model needs a style image: --style_image painting.jpg "
-                                 "(in Python: stylizer.set_style('painting.jpg'))")
+                raise self._needs_style_image()
             return self.style_feeds
         if self.style_names:
             return {self.style_input_name: np.ascontiguousarray(self.style.numpy(), dtype=np.float32)}
@@ -156,7 +145,7 @@ class OnnxStylizer(Stylizer):
     def stylize_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` (N, 3, H, W) float in [0, 1] (any device) -> (N, 3, H, W) float32 in [0, 1] on
         the same device as ``x``."""
-        check_batch(x)
+        check_images(x)
         extra = self._style_inputs()
         if x.shape[0] == 0:
             return torch.empty(x.shape, dtype=torch.float32, device=x.device)

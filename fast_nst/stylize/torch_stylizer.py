@@ -16,9 +16,9 @@ from ..core.images import pil_to_tensor, tensor_to_pil
 from ..nets import NETWORKS
 from ..nets.adain import pad_indices
 from ..nets.base import StyleNetwork
-from ..nets.multistyle import StyleError, style_label
-from .base import (DTYPES, OptionError, StyleImages, StylizeOptions, Stylizer, check_batch,
-                   resize_for_processing, resize_shorter_side, style_images)
+from ..nets.layers import check_images
+from ..nets.multistyle import style_label
+from .base import DTYPES, OptionError, StylizeOptions, Stylizer, resize_for_processing
 from .tiling import DEFAULT_STATS_SIZE, auto_tile_size, context_for, stylize_tiled, tile_core
 
 __all__ = ["TorchStylizer"]
@@ -50,6 +50,8 @@ class TorchStylizer(Stylizer):
         self.fast, self.source = fast, model.to(device).eval()
         self.style_names = list(model.style_names)
         self.style_input = NETWORKS[model.model_type].style_input
+        if self.style_input:
+            self.min_style_side = model.min_style_side
         self.bytes_per_pixel = model.bytes_per_pixel
         self.runner: Optional[torch.nn.Module] = None  # until an arbitrary-style model has a style
         if self.style_names:
@@ -72,34 +74,21 @@ class TorchStylizer(Stylizer):
         self._use(self.source.for_style(w.to(self.device)))
         self.name = safe_component(style_label(w, self.style_names), fallback="stylized")
 
-    def _set_style_images(self, spec: StyleImages, alpha: float, style_size: Optional[int]) -> None:
-        """Stylize with the blended statistics of the style images ``spec`` from now on."""
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-            raise OptionError(f"alpha must be between 0 (the photo's own features) and 1 (full style), got {alpha}")
-        least = self.source.min_style_side
-        if style_size is not None and (isinstance(style_size, bool) or not isinstance(style_size, int)
-                                       or style_size < least):
-            raise OptionError(f"style_size must be a whole number of pixels >= {least}, got {style_size}")
-        images, weights, label = style_images(spec)
-        tensors = [pil_to_tensor(resize_shorter_side(img, style_size)).unsqueeze(0).to(self.device) for img in images]
-        small = [f"{t.shape[3]} x {t.shape[2]}" for t in tensors if min(t.shape[2:]) < least]
-        if small:
-            raise StyleError(f"style image of {small[0]} px: style images need at least {least} px per "
-                             "side (resize it with style_size)")
+    def _set_style_images(self, images: list[torch.Tensor], weights: list[float], label: str,
+                          alpha: float) -> None:
+        """Stylize with the blended statistics of the style ``images`` from now on."""
         with torch.no_grad():
-            mean, std = self.source.style_statistics(tensors, weights)
-        self._use(self.source.for_style(mean, std, float(alpha)))
+            mean, std = self.source.style_statistics([t.to(self.device) for t in images], weights)
+        self._use(self.source.for_style(mean, std, alpha))
         self.name = safe_component(label, fallback="stylized")
 
     def _require_style(self) -> None:
         if self.runner is None:
-            where = f"{self.info['path']}: " if self.info.get("path") else ""
-            raise StyleError(f"{where}this model needs a style image: --style_image painting.jpg "
-                             "(in Python: stylizer.set_style('painting.jpg'))")
+            raise self._needs_style_image()
 
     @torch.inference_mode()
     def stylize_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        check_batch(x)
+        check_images(x)
         self._require_style()
         dtype = DTYPES.get(self.precision)
         with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
