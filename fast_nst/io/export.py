@@ -16,7 +16,7 @@ ordinary one-input file (:meth:`~fast_nst.nets.multistyle.MultiStyleNet.for_styl
 An arbitrary-style network (registry ``style_input`` "image", model_type adain) is exported with
 two more inputs: ``style_image`` (1, 3, h, w) float32 RGB in [0, 1] with dynamic h, w (each at
 least the network's ``min_style_side``, 16 px for an encoder to relu4_1), and ``alpha`` (1,)
-float32 in [0, 1]; the graph computes the style statistics itself (:class:`AdaINGraph`). It has
+float32 in [0, 1]; the graph computes the style statistics itself (the network's own exportable form). It has
 no TorchScript form (its encoder does not script) and no baked style.
 
 The network's own :meth:`~fast_nst.nets.base.StyleNetwork.exportable` form is exported (for the
@@ -36,19 +36,17 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Tuple
 
 import torch
-from torch import nn
 
 from ..core.device import require_torch
 from ..core.errors import FastNSTError, quote
 from ..core.files import atomic_write, check_output_file
 from ..core.version import __min_torch_onnx__, __version__
 from ..nets import NETWORKS
-from ..nets.adain import AdaINNet, pad_indices
-from ..nets.base import NormStats, StyleNetwork
+from ..nets.base import StyleNetwork
 from ..nets.multistyle import StyleError, StyleSpec, resolve_style, style_label
 from .checkpoint import FORMAT_NAME, load_model
 
-__all__ = ["ALPHA_INPUT_NAME", "AdaINGraph", "CHECK_SHAPES", "EXPORT_FORMAT_VERSION", "ExportError", "FORMATS",
+__all__ = ["ALPHA_INPUT_NAME", "CHECK_SHAPES", "EXPORT_FORMAT_VERSION", "ExportError", "FORMATS",
            "STYLE_IMAGE_INPUT_NAME", "TOLERANCE", "TORCHSCRIPT_METADATA", "TORCHSCRIPT_SUFFIXES", "MIN_OPSET",
            "STYLE_INPUT_NAME", "check_exported", "check_style_sizes", "export_metadata", "export_model",
            "export_onnx", "export_torchscript", "require_onnx", "require_onnx_export", "takes_style_image"]
@@ -72,9 +70,6 @@ STYLE_IMAGE_INPUT_NAME, ALPHA_INPUT_NAME = "style_image", "alpha"
 #: The alphas an AdaIN export is checked with, one per style-image size of check_style_sizes:
 #: the full style (the default) and a partial one (the blend with the photo's own features).
 _CHECK_ALPHAS = (1.0, 0.35)
-# lossnet.losses.ADAIN_EPS, the epsilon under AdaIN's variances (io may not import lossnet): a
-# drift from it shows as a difference from PyTorch in check_exported, which refuses the export.
-_ADAIN_EPS = 1e-5
 TORCHSCRIPT_METADATA = "fast_nst.json"  # name of the metadata file inside a TorchScript archive
 ONNX_INSTALL_HINT = 'pip install -e ".[onnx]"'
 # An example input for tracing: batch 2 and sizes above 1 so torch.export does not specialise them.
@@ -147,34 +142,6 @@ def _input_names(net: StyleNetwork) -> list[str]:
     if takes_style_image(net):
         return [INPUT_NAME, STYLE_IMAGE_INPUT_NAME, ALPHA_INPUT_NAME]
     return [INPUT_NAME, STYLE_INPUT_NAME] if net.style_names else [INPUT_NAME]
-
-
-class AdaINGraph(nn.Module):
-    """``forward(x, style_image, alpha)``: an :class:`~fast_nst.nets.adain.AdaINNet` for graph
-    exporters, alpha included. Photos x (N, 3, H, W) and one style image (1, 3, h, w), both in
-    [0, 1] with dynamic sizes, alpha (1,) in [0, 1] -> (N, 3, H, W) in [0, 1]: what
-    ``net(x, style_image, float(alpha))`` computes, the blend ``alpha * t + (1 - alpha) * f(x)``
-    taken on tensors so that alpha stays an input. Shares the network's encoder and decoder."""
-
-    def __init__(self, net: AdaINNet):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor, style_image: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        net = self.net
-        # AdaINNet's padding (bottom and right, to its pooling grid) and crop, as index gathers
-        # of the symbolic sizes.
-        rows = pad_indices(x.shape[2], net.multiple, x.device)
-        cols = pad_indices(x.shape[3], net.multiple, x.device)
-        f = net.encode(x.index_select(2, rows).index_select(3, cols)).float()
-        style_mean, style_std = net.style_statistics(style_image)  # (1, C, 1, 1) each
-        mean, var = NormStats()(f)
-        t = (f - mean) / (var + _ADAIN_EPS).sqrt() * style_std + style_mean
-        a = alpha.reshape(1, 1, 1, 1)
-        y = net.decoder(a * t + (1 - a) * f)
-        keep_h = torch.arange(x.shape[2], device=x.device)
-        keep_w = torch.arange(x.shape[3], device=x.device)
-        return y.index_select(2, keep_h).index_select(3, keep_w).clamp(0, 1)
 
 
 def check_style_sizes(net: StyleNetwork) -> list[tuple[int, int]]:
@@ -251,7 +218,7 @@ def _check_opset(opset: Optional[int]) -> None:
 
 
 def _example_inputs(net: StyleNetwork) -> tuple[tuple, dict[str, Any], list[str]]:
-    """(example arguments, dynamic shapes, input names) for capturing :func:`_exportable`: the
+    """(example arguments, dynamic shapes, input names) for capturing the network's exportable form: the
     image with dynamic N, H, W; for a multi-style network the style weights (S,), static; for an
     arbitrary-style one the style image (1, 3, h, w), h and w dynamic from ``min_style_side``
     (below it the deepest features have one pixel: no standard deviation), and alpha (1,)."""
@@ -274,13 +241,6 @@ def _example_inputs(net: StyleNetwork) -> tuple[tuple, dict[str, Any], list[str]
     return (example, style), {"x": dims, "style": None}, _input_names(net)
 
 
-def _exportable(net: StyleNetwork) -> nn.Module:
-    """The module exported for ``net``, in eval mode: :class:`AdaINGraph` for an arbitrary-style
-    network, else the network's own :meth:`~fast_nst.nets.base.StyleNetwork.exportable` form."""
-    module = AdaINGraph(net) if takes_style_image(net) else net.exportable()
-    return module.eval()
-
-
 def export_onnx(net: StyleNetwork, path: str | Path, opset: Optional[int] = None,
                 metadata: Optional[dict[str, str]] = None) -> int:
     """Write ``net`` as an ONNX file (weights inside, no external data); returns the opset.
@@ -291,7 +251,7 @@ def export_onnx(net: StyleNetwork, path: str | Path, opset: Optional[int] = None
     import onnx
 
     _check_opset(opset)
-    module = _exportable(net)
+    module = net.exportable().eval()
     example, dynamic_shapes, input_names = _example_inputs(net)
     with _quiet():
         try:

@@ -222,21 +222,24 @@ def pad_indices(n: int, multiple: int, device: torch.device) -> torch.Tensor:
 
 
 def _transfer(encoder: VGGEncoder, decoder: nn.Module, layer: str, multiple: int, x: torch.Tensor,
-              style: Optional[tuple[torch.Tensor, torch.Tensor]], alpha: float,
+              style: Optional[tuple[torch.Tensor, torch.Tensor]], alpha: Union[float, torch.Tensor],
               shared: Optional[NormStats] = None) -> torch.Tensor:
     """decoder(alpha * AdaIN(f(x), style) + (1 - alpha) * f(x)) for x (N, 3, H, W) in [0, 1],
     padded at the bottom and right and cropped back: (N, 3, H, W), not clamped. ``style``: (mean,
-    std) (1 or N, C, 1, 1), or None for decoder(f(x)); ``shared``: tiling's content statistics."""
+    std) (1 or N, C, 1, 1), or None for decoder(f(x)); ``alpha`` a number, or a (1,) tensor (an
+    export's input: always blended, no branch on its value); ``shared``: tiling's content statistics."""
     rows = pad_indices(x.shape[2], multiple, x.device)
     cols = pad_indices(x.shape[3], multiple, x.device)
     f = encoder(x.index_select(2, rows).index_select(3, cols), [layer])[layer]
-    if style is not None and alpha > 0:
+    tensor_alpha = torch.is_tensor(alpha)
+    if style is not None and (tensor_alpha or alpha > 0):
         stats = None
         if shared is not None:
             mean, var = shared(f.float())
             stats = (mean, (var + ADAIN_EPS).sqrt())
         t = adain(f, style[0], style[1], stats)
-        f = t if alpha == 1 else alpha * t + (1 - alpha) * f.float()
+        a = alpha.reshape(1, 1, 1, 1) if tensor_alpha else alpha
+        f = t if not tensor_alpha and alpha == 1 else a * t + (1 - a) * f.float()
     y = decoder(f)
     keep_h = torch.arange(x.shape[2], device=x.device)
     keep_w = torch.arange(x.shape[3], device=x.device)
@@ -424,20 +427,23 @@ class AdaINStyleNet(InferenceNetwork):
 
 
 class ExportableAdaINNet(nn.Module):
-    """``forward(x, style=None)`` for graph exporters: photos x (N, 3, H, W) and style images
-    (1 or N, 3, h, w), both in [0, 1] with dynamic sizes, -> (N, 3, H, W) in [0, 1] at alpha 1;
-    ``style`` None reconstructs the photo, as :class:`AdaINNet`. The padding and crop are index
-    gathers built from the symbolic sizes (in :class:`AdaINNet` too, so both compute the same)."""
+    """``forward(x, style_image=None, alpha=None)`` for graph exporters: photos x (N, 3, H, W) and
+    style images (1 or N, 3, h, w), both in [0, 1] with dynamic sizes, and ``alpha`` a (1,) tensor
+    in [0, 1] (None: 1), -> (N, 3, H, W) in [0, 1]; ``style_image`` None reconstructs the photo, as
+    :class:`AdaINNet`. The padding and crop are index gathers built from the symbolic sizes (in
+    :class:`AdaINNet` too, so both compute the same)."""
 
     def __init__(self, net: AdaINNet):
         super().__init__()
         self.encoder, self.decoder = net.encoder, net.decoder
         self.layer, self.multiple = net.layer, net.multiple
 
-    def forward(self, x: torch.Tensor, style: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if style is None and torch.compiler.is_exporting():
+    def forward(self, x: torch.Tensor, style_image: Optional[torch.Tensor] = None,
+                alpha: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if style_image is None and torch.compiler.is_exporting():
             # A graph of the photo alone would be the autoencoder, a silent non-stylizer.
             raise NotImplementedError("an AdaIN model exports with two inputs, the photo and the style "
-                                      "image: export exportable()(x, style)")
-        stats = None if style is None else mean_std(self.encoder(style, [self.layer])[self.layer])
-        return _transfer(self.encoder, self.decoder, self.layer, self.multiple, x, stats, 1.0).clamp(0, 1)
+                                      "image: export exportable()(x, style_image, alpha)")
+        stats = None if style_image is None else mean_std(self.encoder(style_image, [self.layer])[self.layer])
+        return _transfer(self.encoder, self.decoder, self.layer, self.multiple, x, stats,
+                         1.0 if alpha is None else alpha).clamp(0, 1)
