@@ -16,20 +16,13 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from fast_nst import load_stylizer
-from fast_nst.report.sheet import labelled_grid
+from fast_nst.report.sheet import captioned, labelled_grid
 
 OUT = Path(__file__).parent / "images" / "arbitrary"
 CELL = 200
-
-
-def _captioned(img: Image.Image, label: str) -> Image.Image:
-    out = Image.new("RGB", (img.width, img.height + 18), "white")
-    out.paste(img, (0, 0))
-    ImageDraw.Draw(out).text((4, img.height + 3), label, fill=(60, 60, 60), font=ImageFont.load_default())
-    return out
 
 
 def main() -> None:
@@ -61,14 +54,14 @@ def main() -> None:
             cells.append(s.stylize(photo))
             labels.append("")
     grid = labelled_grid(cells, labels, columns=len(styles) + 1, cell=CELL)
-    _captioned(grid, args.label).save(OUT / "styles.jpg", quality=72, optimize=True)
+    captioned(grid, args.label).save(OUT / "styles.jpg", quality=72, optimize=True)
     path = (args.unseen or args.seen)[0]
     cells = []
     for alpha in (0.0, 0.25, 0.5, 0.75, 1.0):
         s.set_style(path, alpha=alpha, style_size=args.style_size)
         cells.append(s.stylize(photos[0]))
     grid = labelled_grid(cells, [f"alpha {a}" for a in (0.0, 0.25, 0.5, 0.75, 1.0)], columns=5, cell=CELL)
-    _captioned(grid, args.label).save(OUT / "alpha.jpg", quality=72, optimize=True)
+    captioned(grid, args.label).save(OUT / "alpha.jpg", quality=72, optimize=True)
     for name in ("styles.jpg", "alpha.jpg"):
         print(OUT / name, (OUT / name).stat().st_size // 1024, "KB")
     x = torch.rand(1, 3, 512, 512)

@@ -14,12 +14,13 @@ import argparse
 import json
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
+
+from fast_nst.report.sheet import captioned
 
 OUT = Path(__file__).parent / "images" / "gallery"
 HEIGHT = 220  # px per picture: the brush strokes stay visible, a row stays under ~100 KB
 GAP = 4
-STRIP = 18  # the caption strip under the row
 
 
 def _fit(img: Image.Image) -> Image.Image:
@@ -37,13 +38,12 @@ def gallery_row(report: Path, photos: list[str], label: str) -> tuple[Image.Imag
         pictures += [_fit(Image.open(report / "photos" / f"{name}.jpg")),
                      _fit(Image.open(report / model["name"] / f"{name}.jpg"))]
     width = sum(p.width for p in pictures) + GAP * (len(pictures) - 1)
-    row = Image.new("RGB", (width, HEIGHT + STRIP), "white")
+    row = Image.new("RGB", (width, HEIGHT), "white")
     x = 0
     for p in pictures:
         row.paste(p, (x, 0))
         x += p.width + GAP
-    ImageDraw.Draw(row).text((2, HEIGHT + 3), label, fill=(60, 60, 60), font=ImageFont.load_default())
-    return row, model
+    return captioned(row, label), model
 
 
 def main() -> None:

@@ -11,21 +11,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from fast_nst import load_stylizer
-from fast_nst.report.sheet import labelled_grid
+from fast_nst.report.sheet import captioned, labelled_grid
 
 OUT = Path(__file__).parent / "images" / "multistyle"
 CELL = 256  # px per picture: strokes visible, each file under ~100 KB
-
-
-def captioned(img: Image.Image, label: str) -> Image.Image:
-    """``img`` with ``label`` in a strip underneath."""
-    out = Image.new("RGB", (img.width, img.height + 18), "white")
-    out.paste(img, (0, 0))
-    ImageDraw.Draw(out).text((4, img.height + 3), label, fill=(60, 60, 60), font=ImageFont.load_default())
-    return out
 
 
 def main() -> None:

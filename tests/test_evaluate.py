@@ -188,3 +188,14 @@ def test_weights_are_converted_to_the_measuring_networks_convention():
     for m in models[:2]:
         assert (m.settings.content_weight, m.settings.style_weight) == (content, style)
     assert (models[2].settings.content_weight, models[2].settings.style_weight) == (1.0, 1e5)
+
+
+def test_captioned_adds_a_strip_and_keeps_the_picture():
+    from fast_nst.report.sheet import CAPTION, captioned
+
+    img = Image.new("RGB", (60, 40), (10, 200, 30))
+    out = captioned(img, "stand-in VGG16")
+    assert out.size == (60, 40 + CAPTION)
+    assert out.crop((0, 0, 60, 40)).tobytes() == img.tobytes()
+    strip = out.crop((0, 40, 60, 40 + CAPTION))
+    assert strip.getextrema() != ((255, 255), (255, 255), (255, 255)), "the label is drawn in the strip"

@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["CELL", "GAP", "HEADER", "contact_sheet", "labelled_grid", "sheet_size"]
+__all__ = ["CAPTION", "CELL", "GAP", "HEADER", "captioned", "contact_sheet", "labelled_grid", "sheet_size"]
 
 # Longest side of each thumbnail: large enough to see brush strokes, small enough that 64 rows
 # stay within JPEG's 65,535 px.
@@ -16,6 +16,8 @@ GAP = 4
 HEADER = 24  # the title strip: one line of Pillow's default font
 _BACKGROUND = (255, 255, 255)
 _TEXT = (20, 20, 20)
+CAPTION = 18  # the caption strip under a picture: one line of Pillow's default font
+_CAPTION_TEXT = (60, 60, 60)
 
 
 def sheet_size(rows: int, cols: int, cell: int = CELL) -> tuple[int, int]:
@@ -81,3 +83,12 @@ def labelled_grid(images: Sequence[Image.Image], labels: Sequence[str], columns:
         draw.text((left + 2, top + (HEADER - 11) // 2), text[:60], fill=_TEXT, font=font)
         _paste_cell(sheet, [img], left, top + HEADER, cell)
     return sheet
+
+
+def captioned(img: Image.Image, label: str) -> Image.Image:
+    """``img`` (RGB) with ``label`` in a :data:`CAPTION` strip underneath (figure captions, e.g.
+    which loss network trained the model shown)."""
+    out = Image.new("RGB", (img.width, img.height + CAPTION), _BACKGROUND)
+    out.paste(img, (0, 0))
+    ImageDraw.Draw(out).text((4, img.height + 3), label, fill=_CAPTION_TEXT, font=ImageFont.load_default())
+    return out
