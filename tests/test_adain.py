@@ -19,7 +19,7 @@ from fast_nst.commands import eval as eval_cmd
 from fast_nst.core.errors import CheckpointError, ConfigError, DataError, FastNSTError
 from fast_nst.core.images import pil_to_tensor
 from fast_nst.io.checkpoint import atomic_torch_save, load_model, make_checkpoint, read_checkpoint
-from fast_nst.lossnet.losses import adain, mean_std
+from fast_nst.lossnet.losses import AdaINLoss, adain, mean_std
 from fast_nst.lossnet.vgg import random_features
 from fast_nst.nets import adain as adain_mod
 from fast_nst.nets.adain import AdaINArgs, AdaINNet, build_decoder, file_sha256
@@ -29,6 +29,7 @@ from fast_nst.stylize import load_stylizer
 from fast_nst.stylize.torch_stylizer import TorchStylizer
 from fast_nst.training.config import load_train_config, train_config_from_dict
 from fast_nst.training.setup import check_network_args
+from fast_nst.training.arbitrary import style_ramp
 from fast_nst.training.trainer import train
 
 SHALLOW = {"model_args": {"encoder_layer": "relu2_1"}, "style_layers": ["relu1_1", "relu2_1"]}
@@ -66,19 +67,36 @@ def _values(data: dict, models: Path, **overrides) -> dict:
     values = tiny_values(models, data["train"], Path("unused"), style_image="", style_dir=str(data["art"]),
                          model_type="adain", loss_model="vgg16", style_weight=10.0, tv_weight=0.0, lr=1e-3,
                          max_steps=6, val_dir=str(data["val"]), val_every=2, val_images=2, log_every=100,
-                         checkpoint_every=3, naming="ad", **SHALLOW)
+                         checkpoint_every=3, naming="ad", style_warmup_steps=4, **SHALLOW)
     values.update(overrides)
     return values
 
 
 @pytest.fixture(scope="module")
 def trained(data) -> Path:
-    """A 6-step run (relu2_1 encoder): its run folder."""
+    """A 6-step run (relu2_1 encoder, the style term warming up over 4 steps): its run folder."""
     result = train(train_config_from_dict(_values(data, data["root"] / "models"), "test"), progress=False)
     return result.run_dir
 
 
 # -- AdaIN, alpha and blends ----------------------------------------------------------------------
+
+def test_style_warmup_scales_the_style_term_of_the_total(net):
+    """style_warmup_steps: the factor rises linearly to 1; the loss's total takes the style term
+    times it, while the logged style term stays at the full weight."""
+    assert [style_ramp(step, 4) for step in (1, 2, 4, 9)] == [0.25, 0.5, 1.0, 1.0]
+    assert style_ramp(1, 0) == 1.0
+    loss = AdaINLoss(net.encoder, "relu4_1", style_weight=10.0)
+    torch.manual_seed(0)
+    x, s = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    target, stats = loss.targets(x, s)
+    y = torch.rand(2, 3, 32, 32)
+    full = loss(y, target, stats)
+    loss.set_style_scale(0.25)
+    warm = loss(y, target, stats)
+    assert warm["style"] == full["style"] and full["style"] > 0
+    assert warm["total"].item() == pytest.approx((full["content"] + 0.25 * full["style"] + full["tv"]).item(), rel=1e-6)
+
 
 def test_adain_output_has_the_style_statistics(net):
     torch.manual_seed(1)
@@ -295,6 +313,10 @@ def test_config_checks(tmp_path, data):
         load(model_type="adain", style_dir="art", model_args={"encoder": "vgg19"})
     with pytest.raises(ConfigError, match="key 'style_image' is required"):
         load()
+    with pytest.raises(ConfigError, match="key 'style_warmup_steps' is for arbitrary-style networks"):
+        load(style_image="s.jpg", style_warmup_steps=10)
+    with pytest.raises(ConfigError, match="key 'style_warmup_steps' must be 0 .off. or a number of steps, got -1"):
+        load(model_type="adain", style_dir="art", style_warmup_steps=-1)
     cfg = load(model_type="adain", style_dir="art")  # Johnson's style layers: relu4_3 is past relu4_1
     with pytest.raises(ConfigError, match="'style_layers' names relu4_3, deeper than the encoder's last layer relu4_1"):
         check_network_args(cfg)

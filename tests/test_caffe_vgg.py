@@ -20,9 +20,10 @@ from fast_nst.commands.train import main as train_main
 from fast_nst.core import fetch
 from fast_nst.core.errors import CheckpointError
 from fast_nst.gatys import DEFAULT_CONTENT_WEIGHT, DEFAULT_STYLE_WEIGHT, DEFAULT_TV_WEIGHT, optimize
-from fast_nst.lossnet import (CAFFE, CAFFE_FEATURE_SCALE, LOSS_NETWORKS, TORCHVISION, convert_weights,
-                              get_loss_network, layer_names)
-from fast_nst.lossnet.losses import PerceptualLoss
+from fast_nst.lossnet import (CAFFE, CAFFE_FEATURE_SCALE, LOSS_NETWORKS, STATS_STYLE_DEGREE, TORCHVISION,
+                              convert_weights, get_loss_network, layer_names, loss_weights)
+from fast_nst.core.config import TrainConfig
+from fast_nst.lossnet.losses import AdaINLoss, PerceptualLoss
 from fast_nst.lossnet.vgg import VGGEncoder, build_loss_network, load_features, random_features
 
 # The stand-in VGG16 (real features, never shipped) lives in the shared/ folder beside a checkout.
@@ -182,6 +183,44 @@ def test_weight_conversion_factors():
     assert convert_weights(3.0, 4.0, 5.0, "vgg16", "vgg19") == (3.0, 4.0, 5.0)
     with pytest.raises(ValueError, match="choose one of: torchvision, caffe"):
         convert_weights(1, 1, 1, "vgg16", "bgr")
+    with pytest.raises(ValueError, match="style_degree must be 2 or 4"):
+        convert_weights(1, 1, 1, "vgg16", "vgg16_caffe", style_degree=3)
+
+
+def test_adain_weights_convert_with_the_square_of_the_feature_scale():
+    """AdaIN's style loss (feature means and stds) grows with k**2 like the content loss, not
+    k**4 like a Gram loss: weights converted with STATS_STYLE_DEGREE give the same terms from
+    features k times larger, and the AdaIN trainer converts that way."""
+
+    class Scaled(nn.Module):  # an encoder whose features are k times another's (as the Caffe files')
+        def __init__(self, inner, k):
+            super().__init__()
+            self.inner, self.k, self.mean = inner, k, inner.mean
+
+        def forward(self, x, layers):
+            return {name: self.k * f for name, f in self.inner(x, layers).items()}
+
+    layers = ["relu1_1", "relu2_1"]
+    # Random features are small; x 10 keeps the std's epsilon (which does not scale) near
+    # negligible (1e-3: channels that are all zero have the epsilon's std in either scale).
+    random = build_loss_network("random", layers, seed=3, quiet=True)
+    tv, caffe = Scaled(random, 10.0), Scaled(random, 10.0 * CAFFE_FEATURE_SCALE)
+    torch.manual_seed(0)
+    x, s, y = torch.rand(3, 2, 3, 24, 24).unbind(0)
+    weights = (1.0, 10.0, 0.0)
+    terms = {}
+    for name, enc, w in (("tv", tv, weights),
+                         ("caffe", caffe, convert_weights(*weights, "vgg16", "vgg16_caffe", STATS_STYLE_DEGREE))):
+        loss = AdaINLoss(enc, "relu2_1", layers, *w)
+        target, stats = loss.targets(x, s)
+        terms[name] = loss(y, target, stats)
+    for key in ("content", "style", "total"):
+        assert terms["caffe"][key].item() == pytest.approx(terms["tv"][key].item(), rel=1e-3), key
+    gram_degree = convert_weights(*weights, "vgg16", "vgg16_caffe")[1]
+    assert gram_degree < 1e-3 * convert_weights(*weights, "vgg16", "vgg16_caffe", STATS_STYLE_DEGREE)[1]
+    cfg = dataclasses.replace(TrainConfig(), content_weight=1.0, style_weight=10.0, loss_weights_for="torchvision",
+                              loss_model="vgg16_caffe")
+    assert loss_weights(cfg, STATS_STYLE_DEGREE)[1] == pytest.approx(10.0 / CAFFE_FEATURE_SCALE ** 2)
 
 
 class Scaled(nn.Module):
@@ -243,7 +282,6 @@ def test_training_with_vgg16_caffe_runs(tiny_config, tmp_path, capsys):
 def test_weights_for_another_convention_are_converted(tiny_config, tmp_path, capsys, monkeypatch):
     """A config tuned for Caffe (loss_weights_for: caffe) trains with torchvision's vgg16 at the
     converted weights; the loss module gets exactly convert_weights' numbers."""
-    from fast_nst.lossnet import loss_weights
     from fast_nst.training import load_train_config
     from fast_nst.training import trainer as trainer_module
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-__all__ = ["BLOCK_CONVS", "CAFFE", "CAFFE_FEATURE_SCALE", "CONVENTIONS", "InputConvention", "LOSS_NETWORKS",
-           "LossNetworkEntry", "TORCHVISION", "check_config", "convert_weights", "get_convention",
+__all__ = ["BLOCK_CONVS", "CAFFE", "CAFFE_FEATURE_SCALE", "CONVENTIONS", "GRAM_STYLE_DEGREE", "InputConvention", "LOSS_NETWORKS",
+           "LossNetworkEntry", "STATS_STYLE_DEGREE", "TORCHVISION", "check_config", "convert_weights", "get_convention",
            "get_loss_network", "layer_choices", "layer_names", "loss_weights", "min_side"]
 
 
@@ -58,6 +58,11 @@ CAFFE = InputConvention("caffe", 255.0, (103.939, 116.779, 123.68), (1.0, 1.0, 1
                         feature_scale=CAFFE_FEATURE_SCALE)
 
 CONVENTIONS = {c.name: c for c in (TORCHVISION, CAFFE)}
+
+# How a style loss grows with the feature scale k (convert_weights): an MSE of Gram matrices by
+# k**4, an MSE of feature means and standard deviations (AdaIN's) by k**2.
+GRAM_STYLE_DEGREE = 4
+STATS_STYLE_DEGREE = 2
 
 # Convolutions per block of the VGG layouts (torchvision's cfgs "D" and "E").
 BLOCK_CONVS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
@@ -125,27 +130,32 @@ def get_convention(which: "InputConvention | str") -> InputConvention:
 
 def convert_weights(content_weight: float, style_weight: float, tv_weight: float,
                     from_convention: "InputConvention | str",
-                    to_convention: "InputConvention | str") -> tuple[float, float, float]:
+                    to_convention: "InputConvention | str",
+                    style_degree: int = GRAM_STYLE_DEGREE) -> tuple[float, float, float]:
     """(content, style, tv) weights tuned for one convention (or loss network, ``vgg16``) that
     give the same loss terms with another (``vgg16_caffe``).
 
     With features k = to.feature_scale / from.feature_scale times larger: the content loss (an
     MSE of features) grows by k**2; the Gram matrix (features times features, normalised by
-    C*H*W) by k**2, so the style loss (an MSE of Grams) by k**4; the TV loss is computed on the
-    output image's pixels, not on features, and does not change. Torchvision -> Caffe:
-    k ~ 57.6, content / 3321, style / 1.1e7, TV as is.
+    C*H*W) by k**2, so the style loss (an MSE of Grams) by k**4 (``style_degree`` 4); AdaIN's
+    style loss (an MSE of feature means and standard deviations) by k**2 (``style_degree`` 2);
+    the TV loss is computed on the output image's pixels, not on features, and does not change.
+    Torchvision -> Caffe: k ~ 57.6, content / 3321, Gram style / 1.1e7, TV as is.
     """
+    if style_degree not in (STATS_STYLE_DEGREE, GRAM_STYLE_DEGREE):
+        raise ValueError(f"style_degree must be {STATS_STYLE_DEGREE} or {GRAM_STYLE_DEGREE}, got {style_degree}")
     k = get_convention(to_convention).feature_scale / get_convention(from_convention).feature_scale
-    return content_weight / k ** 2, style_weight / k ** 4, tv_weight
+    return content_weight / k ** 2, style_weight / k ** style_degree, tv_weight
 
 
-def loss_weights(cfg: Any) -> tuple[float, float, float]:
+def loss_weights(cfg: Any, style_degree: int = GRAM_STYLE_DEGREE) -> tuple[float, float, float]:
     """The (content, style, tv) weights a config trains with: its own, converted from
-    ``loss_weights_for`` to its ``loss_model``'s convention when those differ."""
+    ``loss_weights_for`` to its ``loss_model``'s convention when those differ (``style_degree``:
+    as :func:`convert_weights`, 2 for AdaIN's statistics loss)."""
     weights = (cfg.content_weight, cfg.style_weight, cfg.tv_weight)
     if not cfg.loss_weights_for:
         return weights
-    return convert_weights(*weights, cfg.loss_weights_for, cfg.loss_model)
+    return convert_weights(*weights, cfg.loss_weights_for, cfg.loss_model, style_degree)
 
 
 def layer_names(arch: str) -> list[str]:

@@ -207,7 +207,8 @@ class AdaINLoss(nn.Module):
     its ``style_layer_weights`` entry; tv as :class:`TVLoss` (the paper has none: weight 0).
 
     ``forward(output, target, style_stats)`` returns the terms as :class:`PerceptualLoss` does:
-    ``content``, ``style/<layer>``, ``style``, ``tv``, ``total`` (scalar float32).
+    ``content``, ``style/<layer>``, ``style``, ``tv``, ``total`` (scalar float32). ``style`` is at
+    the full weight; ``total`` takes it times :meth:`set_style_scale`'s factor (a warm-up).
     Defaults: the paper's weights (content 1, style 10) and layers.
     """
 
@@ -223,6 +224,13 @@ class AdaINLoss(nn.Module):
         self.content_weight = content_weight
         self.stat_layers = list(dict.fromkeys(self.style_layers + [content_layer]))
         self.tv_loss = TVLoss(tv_weight)
+        # A tensor, not a Python float: a compiled loss reads it as an input instead of
+        # recompiling for every new value.
+        self.register_buffer("style_scale", torch.ones((), device=encoder.mean.device), persistent=False)
+
+    def set_style_scale(self, scale: float) -> None:
+        """Multiply the style term of ``total`` by ``scale`` (0..1) from the next forward on."""
+        self.style_scale.fill_(scale)
 
     @torch.no_grad()
     def targets(self, content: torch.Tensor, style: torch.Tensor
@@ -249,5 +257,5 @@ class AdaINLoss(nn.Module):
             style_total = style_total + terms[f"style/{name}"]
         terms["style"] = style_total
         terms["tv"] = self.tv_loss(output)
-        terms["total"] = terms["content"] + style_total + terms["tv"]
+        terms["total"] = terms["content"] + self.style_scale * style_total + terms["tv"]
         return terms

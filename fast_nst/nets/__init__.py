@@ -129,6 +129,9 @@ def _check_style_input(cfg: Any, fail: Callable[[str, str], None]) -> None:
         if cfg.style_dir:
             fail("style_dir", f"is for arbitrary-style networks (model_type {images[0]}), which learn "
                               f"from a folder of paintings; model_type {cfg.model_type} learns style_image")
+        if cfg.style_warmup_steps:
+            fail("style_warmup_steps", f"is for arbitrary-style networks (model_type {images[0]}); "
+                                       f"model_type {cfg.model_type} trains with the full style weight: remove it")
         return
     if not cfg.style_dir:
         fail("style_dir", f"is required for model_type {cfg.model_type}: a folder of paintings (flat "

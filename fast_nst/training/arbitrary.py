@@ -46,7 +46,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..core.errors import CheckpointError, ConfigError, DataError
-from ..lossnet import loss_weights
+from ..lossnet import STATS_STYLE_DEGREE
 from ..lossnet.losses import AdaINLoss
 from ..nets import make_args, network_class
 from ..nets.adain import AdaINNet
@@ -54,7 +54,7 @@ from .data import batch_to_device, build_loader, load_sample_images
 from .setup import network_args
 from .trainer import Trainer
 
-__all__ = ["ArbitraryTrainer", "PAINTING_SEED_OFFSET", "PairedLoader", "VAL_PAINTINGS"]
+__all__ = ["ArbitraryTrainer", "PAINTING_SEED_OFFSET", "PairedLoader", "VAL_PAINTINGS", "style_ramp"]
 
 # The painting loader's seed is the photos' plus this (a large prime), so the two loaders draw
 # unrelated orders and crop positions.
@@ -62,6 +62,12 @@ PAINTING_SEED_OFFSET = 1_000_003
 # Validation stylizes every validation photo with each of this many fixed paintings: a few
 # styles keep the mean loss from depending on one painting, and 16 photos x 4 cost 8 batches of 8.
 VAL_PAINTINGS = 4
+
+
+def style_ramp(step: int, warmup_steps: int) -> float:
+    """The style loss's factor at training step ``step`` (1-based): step / warmup_steps, rising
+    linearly to 1 at ``warmup_steps`` (``style_warmup_steps``); always 1 without a warm-up."""
+    return 1.0 if warmup_steps <= 0 else min(1.0, step / warmup_steps)
 
 
 class PairedLoader:
@@ -111,7 +117,7 @@ class ArbitraryTrainer(Trainer):
 
     def _build_loss(self) -> AdaINLoss:
         cfg = self.cfg
-        content, style, tv = loss_weights(cfg)
+        content, style, tv = self.loss_weights(STATS_STYLE_DEGREE)
         return AdaINLoss(self.model.encoder, self.model.layer, cfg.style_layers, content, style, tv,
                          cfg.style_layer_weights)
 
@@ -178,6 +184,7 @@ class ArbitraryTrainer(Trainer):
         x = batch_to_device(photos, self.device, self.memory_format)
         s = batch_to_device(paintings, self.device, self.memory_format)
         self.optimizer.zero_grad(set_to_none=True)
+        self.criterion.set_style_scale(style_ramp(self.step + 1, self.cfg.style_warmup_steps))
         with self._autocast():
             _, terms = self._pair(x, s, self.step_model, self.step_loss)
         self.scaler.scale(terms["total"]).backward()
@@ -216,6 +223,8 @@ class ArbitraryTrainer(Trainer):
                 if i == 0:
                     shown.append(y[: self.cfg.num_samples or 4].float().clamp(0, 1))
         means = dict(zip(keys, (sums / max(count, 1)).tolist()))
+        # At the full style weight, warm-up or not: validation measures the objective itself.
+        means["total"] = means["content"] + means["style"] + means["tv"]
         self.val_total = means["total"]
         if self.writer is not None and count:
             for key, value in means.items():

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from ..core.config import TrainConfig, save_config
 from ..core.errors import CheckpointError, DataError, FastNSTError, Stopped
 from ..io import checkpoint as ckpt_io
-from ..lossnet import loss_weights
+from ..lossnet import GRAM_STYLE_DEGREE, loss_weights
 from ..lossnet.losses import PerceptualLoss, tf32_grams
 from ..nets import NETWORKS
 from ..nets.base import StyleNetwork
@@ -192,13 +192,20 @@ class Trainer:
             match_param_layout(optimizer)
         return optimizer, scaler
 
-    def _build_loss(self) -> PerceptualLoss:
+    def loss_weights(self, style_degree: int = GRAM_STYLE_DEGREE) -> tuple[float, float, float]:
+        """The config's (content, style, tv) weights in its loss network's convention (said when
+        converted); ``style_degree``: how the style loss grows with the feature scale."""
         cfg = self.cfg
-        encoder = self.setup.encoder.to(self.device, memory_format=self.memory_format)
-        content, style, tv = loss_weights(cfg)
+        content, style, tv = loss_weights(cfg, style_degree)
         if (content, style, tv) != (cfg.content_weight, cfg.style_weight, cfg.tv_weight) and self.main:
             print(f"Loss weights are for the {cfg.loss_weights_for} convention; with {cfg.loss_model} "
                   f"they are content {content:.4g}, style {style:.4g}, tv {tv:.4g}", file=sys.stderr)
+        return content, style, tv
+
+    def _build_loss(self) -> PerceptualLoss:
+        cfg = self.cfg
+        encoder = self.setup.encoder.to(self.device, memory_format=self.memory_format)
+        content, style, tv = self.loss_weights()
         return PerceptualLoss(encoder, [s.to(self.device) for s in self.setup.styles], cfg.content_layers,
                               cfg.style_layers, content, style, tv, cfg.style_layer_weights, cfg.style_weights or None)
 
