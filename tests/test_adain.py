@@ -208,6 +208,19 @@ def test_resume_is_exact_and_keeps_its_encoder(trained, data, tmp_path):
               resume=True, progress=False)
 
 
+def test_compiled_training_with_warmup(data, tmp_path):
+    """compile wraps the decoder and the loss; the warm-up's changing style factor is a tensor
+    the compiled loss reads (no recompile per step); bf16 autocast around both."""
+    torch._dynamo.reset()
+    values = _values(data, tmp_path / "models", compile=True, precision="bf16", max_steps=3, val_dir="",
+                     num_samples=0, checkpoint_every=3, style_warmup_steps=3)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        result = train(train_config_from_dict(values, "test"), progress=False)
+    state = read_checkpoint(result.model_file)["model_state"]
+    assert result.step == 3 and all(torch.isfinite(v).all() for v in state.values())
+    assert not any("_orig_mod" in k for k in state)  # the compiled wrapper's names are not saved
+
+
 def test_encoder_file_is_checked(tmp_path, monkeypatch):
     path = tmp_path / "vgg16-features.pth"
     torch.save({f"features.{k}": v for k, v in random_features("vgg16", 3).state_dict().items()}, path)
