@@ -310,6 +310,35 @@ def test_eval_style_image_flags(trained, data, tmp_path, capsys):
         eval_cmd.main(["--model_file", str(model), "--image_file", str(photo), "--alpha", "0.5"])
 
 
+def test_eval_style_image_from_a_url(trained, data, tmp_path, capsys, monkeypatch):
+    """--style_image https://...[:W] is downloaded once into data/styles/; a failed download is one
+    line saying what to do."""
+    from fast_nst.core import fetch
+    from fast_nst.core.errors import DownloadError
+
+    monkeypatch.chdir(tmp_path)
+    fetched = []
+
+    def fake_download(url, dest):
+        fetched.append(url)
+        if "broken" in url:
+            raise DownloadError(f"Could not download {url} (HTTP Error 404)")
+        Path(dest).parent.mkdir(parents=True, exist_ok=True)
+        Path(dest).write_bytes((data["art"] / "a0.png").read_bytes())
+
+    monkeypatch.setattr(fetch, "download_url", fake_download)
+    model, photo, out = trained / "ad.pth", data["train"] / "p0.jpg", tmp_path / "out.jpg"
+    url = "https://example.org/art/sunflowers.png"
+    for _ in range(2):
+        code, err = in_process(capsys, eval_cmd.main, "--model_file", model, "--image_file", photo, "--output_file",
+                               out, "--style_image", f"{url}:0.6", data["art"] / "a1.png", "--device", "cpu")
+        assert code == 0 and out.is_file(), err
+    assert fetched == [url] and list((tmp_path / "data" / "styles").iterdir())
+    code, err = in_process(capsys, eval_cmd.main, "--model_file", model, "--image_file", photo,
+                           "--style_image", "https://example.org/broken.jpg")
+    assert_clean_in_process(code, err, "HTTP Error 404", "give --style_image its local path")
+
+
 # -- config checks -----------------------------------------------------------------------------------
 
 def test_config_checks(tmp_path, data):

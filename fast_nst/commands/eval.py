@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 from PIL import Image
 
 from ..core.errors import DataError, FastNSTError
+from ..core.fetch import fetch_style_image, is_url
 from ..core.files import check_output_file, probe_writable, same_file
 from ..core.images import IMAGE_EXTENSIONS, list_images, open_image, save_image, set_max_image_pixels
 from ..report.sheet import labelled_grid
@@ -53,7 +54,8 @@ def parser() -> argparse.ArgumentParser:
                    help="multi-style models: write one image of the photo in every style "
                         "(<image stem>_styles.jpg)")
     p.add_argument("--style_image", nargs="+", metavar="PATH[:WEIGHT]",
-                   help="arbitrary-style models (model_type adain): the style image; several blend "
+                   help="arbitrary-style models (model_type adain): the style image (a path, or an "
+                        "https URL, downloaded once into data/styles/); several blend "
                         "their styles, each optionally weighted (a.jpg:0.7 b.jpg:0.3; weights are "
                         "normalised to sum 1)")
     p.add_argument("--alpha", type=float, metavar="A",
@@ -135,7 +137,8 @@ def style_sheet(stylizer: Stylizer, image: Image.Image, options: StylizeOptions)
 
 def _style_image_specs(values: Sequence[str]) -> list[tuple[Path, float]]:
     """--style_image's PATH or PATH:WEIGHT values as (path, weight), each file checked to exist
-    (before the model loads); a suffix after the last ':' that is no number belongs to the path."""
+    (before the model loads); a suffix after the last ':' that is no number belongs to the path.
+    An https URL is downloaded once into data/styles/ (as training's style_image)."""
     specs = []
     for value in values:
         path, sep, weight = value.rpartition(":")
@@ -147,6 +150,8 @@ def _style_image_specs(values: Sequence[str]) -> list[tuple[Path, float]]:
             path, w = value, 1.0
         if not (w >= 0 and w < float("inf")):
             raise DataError(f"--style_image {value}: the weight must be a number >= 0, got {weight}")
+        if is_url(path):
+            path = str(fetch_style_image(path, fix="give --style_image its local path"))
         if not Path(path).is_file():
             raise DataError(f"--style_image {path} {'is not a file' if Path(path).exists() else 'does not exist'}.")
         specs.append((Path(path), w))

@@ -130,8 +130,10 @@ def style_name(source: str) -> str:
     return safe_component(Path(path).stem, fallback="style").replace(".", "_")
 
 
-def fetch_style_image(source: str, cache_dir: str | Path = STYLE_CACHE) -> Path:
-    """Local path of a style image; an http(s) URL is downloaded once into ``cache_dir``."""
+def fetch_style_image(source: str, cache_dir: str | Path = STYLE_CACHE,
+                      fix: str = "set style_image to its local path") -> Path:
+    """Local path of a style image; an http(s) URL is downloaded once into ``cache_dir``
+    (``fix``: what the error tells the user to do with a copy they download themselves)."""
     if not is_url(source):
         return Path(source)
     dest = style_cache_path(source, cache_dir)
@@ -139,6 +141,5 @@ def fetch_style_image(source: str, cache_dir: str | Path = STYLE_CACHE) -> Path:
         try:
             download_url(source, dest)
         except DownloadError as e:
-            raise DownloadError(f"{str(e).rstrip('.')}. Download the style image yourself and set "
-                                "style_image to its local path.") from None
+            raise DownloadError(f"{str(e).rstrip('.')}. Download the style image yourself and {fix}.") from None
     return dest
