@@ -208,9 +208,14 @@ def test_resume_is_exact_and_keeps_its_encoder(trained, data, tmp_path):
               resume=True, progress=False)
 
 
-def test_compiled_training_with_warmup(data, tmp_path):
+def test_compiled_training_with_warmup(data, tmp_path, monkeypatch):
     """compile wraps the decoder and the loss; the warm-up's changing style factor is a tensor
-    the compiled loss reads (no recompile per step); bf16 autocast around both."""
+    the compiled loss reads (no recompile per step); bf16 autocast around both. The graphs are
+    traced forward and backward but not code-generated (aot_eager: Inductor's code generation is
+    PyTorch's, checked for the Johnson network in test_performance_paths, and takes ~20 s here)."""
+    import functools
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
     torch._dynamo.reset()
     values = _values(data, tmp_path / "models", compile=True, precision="bf16", max_steps=3, val_dir="",
                      num_samples=0, checkpoint_every=3, style_warmup_steps=3)
