@@ -309,3 +309,35 @@ def test_compiled_stylizer_sees_one_batch_shape(model_file, clip, tmp_path):
     assert FRAMES % 5 != 0 and len(shapes) == -(-FRAMES // 5)
     assert {shape[0] for shape in shapes} == {5}
     assert len(probe(out)["frames"]) == FRAMES
+
+
+def test_arbitrary_style_model_stylizes_video_with_its_style_image(clip, tmp_path, capsys):
+    """An AdaIN model stylizes every frame with --style_image (and --alpha): the frames are the
+    stylizer's output for that style, up to codec loss."""
+    from PIL import Image
+
+    from fast_nst.nets.adain import AdaINArgs, AdaINNet
+
+    torch.manual_seed(0)
+    net = AdaINNet(AdaINArgs(encoder="vgg16", encoder_layer="relu2_1", encoder_weights="random"))
+    with torch.no_grad():  # a decoder whose output varies with the style (as a trained one does)
+        for p in net.decoder.parameters():
+            p.mul_(2)
+    cfg = load_config(None, ["naming=ada", "model_type=adain", "style_dir=art", "loss_model_weights=random",
+                             "style_layers=[relu1_1,relu2_1]", "model_args={encoder_layer: relu2_1}"])
+    model = tmp_path / "ada.pth"
+    atomic_torch_save(make_checkpoint(net, cfg, 1), model)
+    style = tmp_path / "art.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(style)
+    out = tmp_path / "out.mp4"
+    code = eval_main(["--model_file", str(model), "--video_file", str(clip), "--style_image", str(style),
+                      "--alpha", "0.8", "--output_file", str(out), "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    src, res = probe(clip), probe(out)
+    assert len(res["frames"]) == FRAMES and res["size"] == src["size"]
+    s = load_stylizer(model, device="cpu")
+    s.set_style(str(style), alpha=0.8)
+    expected = s.stylize_tensor(to_tensor(src["frames"]))
+    got = to_tensor(res["frames"])
+    assert min_psnr(got, through_yuv420(expected)) > 30
+    assert min_psnr(got, expected) > min_psnr(got, through_yuv420(to_tensor(src["frames"]))) + 10  # not the input
