@@ -58,9 +58,10 @@ class TrainConfig:
     style_dir: str = ""
     # Arbitrary-style networks: the style loss's weight rises linearly from 0 to style_weight
     # over the first this many steps, so the decoder first learns to invert the encoder (the
-    # content loss alone) and then to stylize. 0 (off) is Huang & Belongie's recipe; with a
-    # stand-in VGG16 at 64 px, 300 warm-up steps of 600 kept photos recognisable where the full
-    # style weight from step 1 had erased them (docs/arbitrary.md).
+    # content loss alone) and then to stylize. 0 (off) is Huang & Belongie's recipe (160k
+    # steps). In short runs against a stand-in VGG16 the full weight from step 1 gave every photo
+    # one texture and reconstructed none; 1,500 warm-up steps of 8,000 (128 px) kept the photos
+    # and learned the styles (docs/arbitrary.md).
     style_warmup_steps: int = 0
     # Longest side of the style image in pixels; None keeps its size. 256 is
     # jcjohnson/fast-neural-style's default -style_image_size, matched to 256 px training crops.

@@ -13,9 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-__all__ = ["BLOCK_CONVS", "CAFFE", "CAFFE_FEATURE_SCALE", "CONVENTIONS", "GRAM_STYLE_DEGREE", "InputConvention", "LOSS_NETWORKS",
-           "LossNetworkEntry", "STATS_STYLE_DEGREE", "TORCHVISION", "check_config", "convert_weights", "get_convention",
-           "get_loss_network", "layer_choices", "layer_names", "loss_weights", "min_side"]
+__all__ = ["BLOCK_CONVS", "CAFFE", "CAFFE_FEATURE_SCALE", "CONVENTIONS", "GRAM_STYLE_DEGREE", "InputConvention",
+           "LOSS_NETWORKS", "LossNetworkEntry", "STATS_STYLE_DEGREE", "TORCHVISION", "check_config",
+           "convert_weights", "get_convention", "get_loss_network", "layer_choices", "layer_names", "loss_weights",
+           "min_side"]
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ The paper's recipe (Sec. 6.1) as config values::
     batch_size: 8               # 8 content-style pairs
     image_size: 256
     max_steps: 160000           # the authors' code trains 160k iterations
+    style_warmup_steps: 0       # the paper: none (short runs: see docs/arbitrary.md)
 
     resize_to: 512              # images resized to a shorter side of 512, then random 256 crops
 
