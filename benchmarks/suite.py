@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
@@ -106,14 +107,21 @@ def main(argv: Optional[list[str]] = None) -> int:
     common = (["--quick"] if args.quick else []) + ["--device", info["device_type"] if args.device == "auto" else args.device]
     with tempfile.TemporaryDirectory() as tmp:
         folder = prepare_data(args.data, Path(tmp), common, args.quick)
-        for name, part_args, seconds in PARTS:
-            if args.only and name not in args.only:
-                continue
-            extra = ["--data", str(folder)] if name in ("data", "e2e") else []
-            if args.quick:  # compiling takes most of a toy run; the test suite checks compile itself
-                part_args = [a for a in part_args if a != "--compile"]
-            results["parts"][name] = run_part(name, part_args + extra, seconds * TIME_FACTOR[plan], common, Path(tmp))
-            print(f"{name}: {results['parts'][name]['status']} ({results['parts'][name]['seconds']} s)", flush=True)
+        # A measuring run takes one part at a time (parts would share the device and distort each
+        # other's numbers); --quick only checks that every part runs, two at once.
+        with ThreadPoolExecutor(max_workers=2 if args.quick else 1) as pool:
+            started = {}
+            for name, part_args, seconds in PARTS:
+                if args.only and name not in args.only:
+                    continue
+                extra = ["--data", str(folder)] if name in ("data", "e2e") else []
+                if args.quick:  # compiling takes most of a toy run; the test suite checks compile itself
+                    part_args = [a for a in part_args if a != "--compile"]
+                started[name] = pool.submit(run_part, name, part_args + extra, seconds * TIME_FACTOR[plan],
+                                            common, Path(tmp))
+            for name, future in started.items():
+                results["parts"][name] = future.result()
+                print(f"{name}: {results['parts'][name]['status']} ({results['parts'][name]['seconds']} s)", flush=True)
     args.results_dir.mkdir(parents=True, exist_ok=True)
     slug = re.sub(r"[^A-Za-z0-9]+", "-", info["device"]).strip("-").lower() or "device"
     out = args.results_dir / f"{results['date']}-{slug}{'-quick' if args.quick else ''}.json"

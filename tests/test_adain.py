@@ -27,9 +27,9 @@ from fast_nst.nets.johnson import TransformNet, TransformNetArgs
 from fast_nst.nets.multistyle import StyleError
 from fast_nst.stylize import load_stylizer
 from fast_nst.stylize.torch_stylizer import TorchStylizer
+from fast_nst.training.arbitrary import style_ramp
 from fast_nst.training.config import load_train_config, train_config_from_dict
 from fast_nst.training.setup import check_network_args
-from fast_nst.training.arbitrary import style_ramp
 from fast_nst.training.trainer import train
 
 SHALLOW = {"model_args": {"encoder_layer": "relu2_1"}, "style_layers": ["relu1_1", "relu2_1"]}
