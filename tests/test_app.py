@@ -145,6 +145,7 @@ def test_arbitrary_style_models_take_a_style_image_and_alpha(tmp_path):
     style = str(make_photo(tmp_path / "s.png", (20, 24)))
     out, _ = session.stylize("ad.pth", photo, style_image=style, alpha=0.25)
     assert fake.styles == [((20, 24), 0.25)] and Image.open(out).size == (40, 30)
+    assert out.name == "photo_s.png"  # named after the style image
     fake.fail = True
     with pytest.raises(FastNSTError, match="Out of memory stylizing 40 x 30 px on cpu: set a smaller Max size"):
         session.stylize("ad.pth", photo, style_image=style)

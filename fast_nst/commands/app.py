@@ -179,7 +179,8 @@ class AppSession:
                 raise FastNSTError(f"Out of memory stylizing {image.width} x {image.height} px on {s.device}: "
                                    "set a smaller Max size.") from None
             seconds = time.perf_counter() - start
-        target = self._result_path(Path(photo).stem, s.name)
+        # An uploaded style image is decoded without its file name: the result is named after it here.
+        target = self._result_path(Path(photo).stem, Path(style_image).stem if styled is not None else s.name)
         save_image(out, target)
         tiles = f" in {s.last_tile_count} tiles" if s.last_tile_count > 1 else ""
         return target, (f"Stylized {image.width} x {image.height} -> {out.width} x {out.height} px with "
