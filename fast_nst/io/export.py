@@ -41,7 +41,7 @@ from ..core.device import require_torch
 from ..core.errors import FastNSTError, quote
 from ..core.files import atomic_write, check_output_file
 from ..core.version import __min_torch_onnx__, __version__
-from ..nets import NETWORKS
+from ..nets import takes_style_image as _takes_style_image
 from ..nets.base import StyleNetwork
 from ..nets.multistyle import StyleError, StyleSpec, resolve_style, style_label
 from .checkpoint import FORMAT_NAME, load_model
@@ -134,8 +134,7 @@ def export_metadata(net: StyleNetwork, ckpt: dict[str, Any], model_path: Path) -
 def takes_style_image(net: StyleNetwork) -> bool:
     """Whether ``net`` is an arbitrary-style network (registry ``style_input`` "image"), exported
     with the inputs :data:`STYLE_IMAGE_INPUT_NAME` and :data:`ALPHA_INPUT_NAME`."""
-    entry = NETWORKS.get(getattr(net, "model_type", ""))
-    return entry is not None and entry.style_input == "image"
+    return _takes_style_image(getattr(net, "model_type", ""))
 
 
 def _input_names(net: StyleNetwork) -> list[str]:

@@ -17,8 +17,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-__all__ = ["ENCODER_KEYS", "MAX_PARAMETERS", "NETWORKS", "NetworkEntry", "build_network", "check_config", "make_args",
-           "network_class"]
+__all__ = ["ENCODER_KEYS", "MAX_PARAMETERS", "NETWORKS", "NetworkEntry", "build_network", "check_config",
+           "make_args", "network_class", "takes_style_image"]
 
 # The most parameters any registered network may be built with (a model file is untrusted input,
 # its arguments are checked against this before anything is allocated; checkpoint loading bounds
@@ -98,6 +98,13 @@ def build_network(model_type: str, model_args: Mapping[str, Any] = {}) -> Any:
     return network_class(model_type)(make_args(model_type, model_args))
 
 
+def takes_style_image(model_type: str) -> bool:
+    """Whether ``model_type`` is a registered arbitrary-style network (``style_input`` "image"):
+    trained on style_dir, given a style image when stylizing, exported with it as an input."""
+    entry = NETWORKS.get(model_type)
+    return entry is not None and entry.style_input == "image"
+
+
 def check_config(cfg: Any, fail: Callable[[str, str], None]) -> None:
     """A :data:`fast_nst.core.config.ConfigCheck`: ``model_type`` names a registered network.
     (``model_args`` are checked when the network is built, which needs torch.)"""
@@ -124,8 +131,8 @@ ENCODER_KEYS = {"encoder": "loss_model", "encoder_file": "loss_model_file",
 
 def _check_style_input(cfg: Any, fail: Callable[[str, str], None]) -> None:
     """An arbitrary-style network (style_input "image") learns from style_dir, and only it does."""
-    images = [name for name, entry in NETWORKS.items() if entry.style_input == "image"]
-    if NETWORKS[cfg.model_type].style_input != "image":
+    images = [name for name in NETWORKS if takes_style_image(name)]
+    if not takes_style_image(cfg.model_type):
         if cfg.style_dir:
             fail("style_dir", f"is for arbitrary-style networks (model_type {images[0]}), which learn "
                               f"from a folder of paintings; model_type {cfg.model_type} learns style_image")

@@ -45,8 +45,8 @@ from .base import InferenceNetwork, NormStats, StyleNetwork
 from .layers import check_images
 from .multistyle import blend_weights
 
-__all__ = ["AdaINArgs", "AdaINNet", "AdaINStyleNet", "ExportableAdaINNet", "build_decoder", "encoder_path",
-           "file_sha256", "load_encoder", "pad_indices"]
+__all__ = ["AdaINArgs", "AdaINNet", "AdaINStyleNet", "ExportableAdaINNet", "build_decoder", "check_alpha",
+           "encoder_path", "file_sha256", "load_encoder", "pad_indices"]
 
 # Output channels of the five blocks of torchvision's VGG16/VGG19 (cfgs "D" and "E").
 _VGG_WIDTHS = (64, 128, 256, 512, 512)
@@ -246,7 +246,8 @@ def _transfer(encoder: VGGEncoder, decoder: nn.Module, layer: str, multiple: int
     return y.index_select(2, keep_h).index_select(3, keep_w)
 
 
-def _check_alpha(alpha: float) -> float:
+def check_alpha(alpha: float) -> float:
+    """``alpha`` as a float; ValueError unless it is a number from 0 to 1."""
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be between 0 (the photo's own features) and 1 (full style), got {alpha}")
     return float(alpha)
@@ -342,7 +343,7 @@ class AdaINNet(StyleNetwork):
 
     def forward(self, x: torch.Tensor, style: Optional[torch.Tensor] = None, alpha: float = 1.0) -> torch.Tensor:
         check_images(x, "photos")
-        alpha = _check_alpha(alpha)
+        alpha = check_alpha(alpha)
         stats = None
         if style is not None:
             stats = self.style_statistics(style)
@@ -354,7 +355,7 @@ class AdaINNet(StyleNetwork):
     def for_style(self, mean: torch.Tensor, std: torch.Tensor, alpha: float = 1.0) -> "AdaINStyleNet":
         """The network of one style: photos -> stylizations with the style statistics ``mean``,
         ``std`` (1, C, 1, 1) (from :meth:`style_statistics`) and ``alpha`` fixed."""
-        return AdaINStyleNet(self, mean, std, _check_alpha(alpha))
+        return AdaINStyleNet(self, mean, std, check_alpha(alpha))
 
     def exportable(self) -> nn.Module:
         return ExportableAdaINNet(self)

@@ -19,6 +19,7 @@ from PIL import Image
 from ..core.errors import FastNSTError
 from ..core.files import safe_component
 from ..core.images import normalize_mode, open_image, pil_to_tensor, split_alpha, tensor_to_pil
+from ..nets.adain import check_alpha
 from ..nets.multistyle import StyleError, StyleSpec, blend_weights, resolve_style, style_label
 from .tiling import DEFAULT_OVERLAP, tile_core
 
@@ -174,10 +175,11 @@ class Stylizer:
         :class:`StyleError` for a model of one style or a style it does not have."""
         where = self.info.get("path", "this model")
         if self.style_input == "image":
-            alpha = 1.0 if alpha is None else alpha
-            if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-                raise OptionError(f"alpha must be between 0 (the photo's own features) and 1 (full style), got {alpha}")
-            self._set_style_images(*self._style_tensors(style, style_size), float(alpha))
+            try:
+                alpha = check_alpha(1.0 if alpha is None else alpha)
+            except ValueError as e:
+                raise OptionError(str(e)) from None
+            self._set_style_images(*self._style_tensors(style, style_size), alpha)
             return
         if alpha is not None or style_size != DEFAULT_STYLE_SIZE:
             raise StyleError(f"{where}: alpha and style_size are for arbitrary-style models (model_type adain)")

@@ -79,7 +79,7 @@ class RunSetup:
 
 
 def _takes_style_image(cfg: TrainConfig) -> bool:
-    return nets.NETWORKS[cfg.model_type].style_input == "image"
+    return nets.takes_style_image(cfg.model_type)
 
 
 def network_args(cfg: TrainConfig, encoder_sha256: str = "") -> dict:
