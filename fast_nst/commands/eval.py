@@ -17,8 +17,8 @@ from ..core.files import check_output_file, probe_writable, same_file
 from ..core.images import IMAGE_EXTENSIONS, list_images, open_image, save_image, set_max_image_pixels
 from ..report.sheet import labelled_grid
 from ..stylize import StylizeOptions, Stylizer, load_stylizer
-from ..stylize.tiling import DEFAULT_CONTEXT, DEFAULT_OVERLAP
 from ..stylize.base import DEFAULT_STYLE_SIZE
+from ..stylize.tiling import DEFAULT_CONTEXT, DEFAULT_OVERLAP
 from ..stylize.video import stylize_video
 from . import prog, run_command
 

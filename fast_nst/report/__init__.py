@@ -14,7 +14,6 @@ models), ``measure`` (stylizing and losses), ``sheet`` (the contact sheet), ``pa
 from __future__ import annotations
 
 import json
-
 import warnings
 from pathlib import Path
 from typing import Optional, Sequence, Union

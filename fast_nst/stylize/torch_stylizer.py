@@ -23,6 +23,7 @@ from .tiling import DEFAULT_STATS_SIZE, auto_tile_size, context_for, stylize_til
 
 __all__ = ["TorchStylizer"]
 
+
 class TorchStylizer(Stylizer):
     """A network (a registered :class:`~fast_nst.nets.base.StyleNetwork`) on a device.
 
@@ -149,4 +150,3 @@ class TorchStylizer(Stylizer):
 
 def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
-
