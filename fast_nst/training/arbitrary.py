@@ -169,10 +169,6 @@ class ArbitraryTrainer(Trainer):
                                 "files failed to decode in a row. Check the folder's contents.") from None
             raise
 
-    def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                              enabled=self.amp_dtype is not None)
-
     def _pair(self, x: torch.Tensor, s: torch.Tensor, decoder: torch.nn.Module,
               loss: torch.nn.Module) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Photos ``x`` and paintings ``s`` (N, 3, S, S) in [0, 1] -> (g(t) (N, 3, S, S), loss terms)."""
@@ -186,14 +182,9 @@ class ArbitraryTrainer(Trainer):
         s = batch_to_device(paintings, self.device, self.memory_format)
         self.optimizer.zero_grad(set_to_none=True)
         self.criterion.set_style_scale(style_ramp(self.step + 1, self.cfg.style_warmup_steps))
-        with self._autocast():
+        with self.autocast():
             _, terms = self._pair(x, s, self.step_model, self.step_loss)
-        self.scaler.scale(terms["total"]).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.step += 1
-        self.monitor.add(terms, self.step)
-        self.bar.update(1)
+        self.optimize(terms)
 
     # -- samples and validation ----------------------------------------------------------------
 
@@ -203,7 +194,7 @@ class ArbitraryTrainer(Trainer):
         if not len(self.sample_paintings):
             return
         paintings = self.sample_paintings[torch.arange(len(self.samples)) % len(self.sample_paintings)]
-        with self._autocast():
+        with self.autocast():
             y = self.model(self.samples, paintings)
         self.writer.add_images("samples/stylized", y.float().clamp(0, 1).cpu(), self.step)
 
@@ -217,7 +208,7 @@ class ArbitraryTrainer(Trainer):
         for painting in self.val_paintings:  # (3, S, S)
             for i, chunk in enumerate(self.val_photos.split(self.cfg.batch_size)):
                 s = painting.unsqueeze(0).expand(len(chunk), -1, -1, -1)
-                with self._autocast():
+                with self.autocast():
                     y, terms = self._pair(chunk, s, self.model.decoder, self.criterion)
                 sums += torch.stack([terms[key].double() for key in keys]) * len(chunk)
                 count += len(chunk)

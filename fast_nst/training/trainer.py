@@ -365,17 +365,26 @@ class Trainer:
         x = batch_to_device(images, self.device, self.memory_format)  # (N, 3, S, S) in [0, 1]
         k = self.style_of_step(self.step)
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                            enabled=self.amp_dtype is not None):
+        with self.autocast():
             y = self.stylize(x, k, self.step_model)  # (N, 3, S, S) in (0, 1)
             terms = self.step_loss(y, x, self.style_indices[k])
+        self.optimize(terms)
+        if self.style_monitors:
+            self.style_monitors[k].add(terms, self.step)
+
+    def autocast(self) -> torch.autocast:
+        """The config's precision around a forward pass (off for fp32)."""
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                              enabled=self.amp_dtype is not None)
+
+    def optimize(self, terms: dict[str, torch.Tensor]) -> None:
+        """Backward from ``terms["total"]``, the optimizer step through the gradient scaler, and
+        the step counted, its terms given to the loss monitor; no host sync."""
         self.scaler.scale(terms["total"]).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.step += 1
         self.monitor.add(terms, self.step)
-        if self.style_monitors:
-            self.style_monitors[k].add(terms, self.step)
         self.bar.update(1)
 
     def after_step(self) -> None:
@@ -472,8 +481,7 @@ class Trainer:
         sums = torch.zeros(len(keys), dtype=torch.float64, device=self.device)
         shown = None
         for chunk in self.val_photos.split(self.cfg.batch_size):  # (n, 3, S, S) in [0, 1]
-            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                                enabled=self.amp_dtype is not None):
+            with self.autocast():
                 y = self.stylize(chunk, k)
                 terms = self.criterion(y, chunk, self.style_indices[k])
             sums += torch.stack([terms[key].double() for key in keys]) * len(chunk)
