@@ -143,3 +143,17 @@ def assert_clean_in_process(code: int, err: str, *fragments: str) -> None:
     assert err.startswith("error: ") or "\nerror: " in err, err
     for fragment in fragments:
         assert fragment in err, f"{fragment!r} not in:\n{err}"
+
+
+def random_adain_net(layer: str = "relu4_1", seed: int = 0):
+    """An AdaIN net (eval mode) with a seeded random VGG16 encoder cut at ``layer``, its decoder's
+    weights doubled so that its outputs vary with photo and style (as a trained decoder's do)
+    instead of being nearly constant."""
+    from fast_nst.nets.adain import AdaINArgs, AdaINNet
+
+    torch.manual_seed(seed)
+    net = AdaINNet(AdaINArgs(encoder="vgg16", encoder_layer=layer, encoder_weights="random")).eval()
+    with torch.no_grad():
+        for p in net.decoder.parameters():
+            p.mul_(2)
+    return net

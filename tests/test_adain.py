@@ -14,7 +14,8 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import assert_clean_in_process, in_process, make_photo, tiny_values, write_config
+from conftest import (assert_clean_in_process, in_process, make_photo, random_adain_net, tiny_values,
+                      write_config)
 from fast_nst.commands import eval as eval_cmd
 from fast_nst.core.errors import CheckpointError, ConfigError, DataError, FastNSTError
 from fast_nst.core.images import pil_to_tensor
@@ -35,19 +36,9 @@ from fast_nst.training.trainer import train
 SHALLOW = {"model_args": {"encoder_layer": "relu2_1"}, "style_layers": ["relu1_1", "relu2_1"]}
 
 
-def _net(layer: str = "relu4_1", seed: int = 0) -> AdaINNet:
-    """A random-encoder AdaIN net whose decoder gives varied (not near-constant) outputs."""
-    torch.manual_seed(seed)
-    net = AdaINNet(AdaINArgs(encoder="vgg16", encoder_layer=layer, encoder_weights="random")).eval()
-    with torch.no_grad():
-        for p in net.decoder.parameters():
-            p.mul_(2)
-    return net
-
-
 @pytest.fixture(scope="module")
 def net() -> AdaINNet:
-    return _net()
+    return random_adain_net()
 
 
 @pytest.fixture(scope="module")
@@ -274,7 +265,7 @@ def test_stylizer_needs_a_style_and_blends_them(trained, data):
 
 
 def test_tiling_with_shared_statistics_matches_the_whole_image():
-    net = _net()
+    net = random_adain_net()
     stylizer = TorchStylizer(net, torch.device("cpu"))
     generator = torch.Generator().manual_seed(0)
     image = lambda h, w: Image.fromarray(torch.randint(0, 256, (h, w, 3), generator=generator,

@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import assert_clean_in_process, export_cli, in_process, make_photo, tiny_values
+from conftest import assert_clean_in_process, export_cli, in_process, make_photo, random_adain_net, tiny_values
 from fast_nst import load_stylizer
 from fast_nst.commands import eval as eval_cmd
 from fast_nst.commands.evaluate import main as evaluate_main
@@ -26,7 +26,7 @@ from fast_nst.commands.export import main as export_main
 from fast_nst.core.errors import ConfigError
 from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint
 from fast_nst.io.export import check_style_sizes
-from fast_nst.nets.adain import AdaINArgs, AdaINNet
+from fast_nst.nets.adain import AdaINNet
 from fast_nst.nets.multistyle import StyleError
 from fast_nst.report.collect import ADAIN_STYLE_NOTE
 from fast_nst.training.config import train_config_from_dict
@@ -50,11 +50,7 @@ def _values(root: Path, **overrides) -> dict:
 def adain(tmp_path_factory) -> dict:
     """An AdaIN checkpoint (its decoder scaled up for varied outputs), photos and a style image."""
     root = tmp_path_factory.mktemp("adain_export")
-    torch.manual_seed(0)
-    net = AdaINNet(AdaINArgs(encoder="vgg16", encoder_layer="relu4_1", encoder_weights="random")).eval()
-    with torch.no_grad():
-        for p in net.decoder.parameters():
-            p.mul_(2)
+    net = random_adain_net()
     path = root / "ad.pth"
     atomic_torch_save(make_checkpoint(net, train_config_from_dict(_values(root), "test"), step=3), path)
     photos = root / "photos"

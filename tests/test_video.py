@@ -316,13 +316,9 @@ def test_arbitrary_style_model_stylizes_video_with_its_style_image(clip, tmp_pat
     stylizer's output for that style, up to codec loss."""
     from PIL import Image
 
-    from fast_nst.nets.adain import AdaINArgs, AdaINNet
+    from conftest import random_adain_net
 
-    torch.manual_seed(0)
-    net = AdaINNet(AdaINArgs(encoder="vgg16", encoder_layer="relu2_1", encoder_weights="random"))
-    with torch.no_grad():  # a decoder whose output varies with the style (as a trained one does)
-        for p in net.decoder.parameters():
-            p.mul_(2)
+    net = random_adain_net("relu2_1")
     cfg = load_config(None, ["naming=ada", "model_type=adain", "style_dir=art", "loss_model_weights=random",
                              "style_layers=[relu1_1,relu2_1]", "model_args={encoder_layer: relu2_1}"])
     model = tmp_path / "ada.pth"
