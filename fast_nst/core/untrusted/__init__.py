@@ -11,8 +11,31 @@ is safe to print. Nothing outside this package opens outside data raw: the archi
 | module | what comes in through it |
 | --- | --- |
 | :mod:`.text` | any outside string shown in a message or on a terminal |
+| :mod:`.structured` | YAML (configs, ``--set`` values) and JSON (metadata, indexes, lock files): bytes, depth, alias expansion, duplicate keys |
+| :mod:`.archives` | every ``torch.load``: checkpoints, loss-network and encoder weights (regular file, bytes on disk, sizes declared in the zip, weights-only, fast-nst's own messages) |
+| :mod:`.numbers` | numbers bound for tensors (style and blend weights): finite, inside float32's range |
+
+:mod:`.archives` imports torch and is imported on first use, so that configs are checked
+without loading it.
 """
 
+import importlib
+from typing import Any
+
+from .numbers import FLOAT32_MAX, finite_float
+from .structured import UnparsableYAML, load_json, load_yaml, read_json_file, read_text_file
 from .text import shown
 
-__all__ = ["shown"]
+__all__ = ["FLOAT32_MAX", "UnparsableYAML", "check_archive_sizes", "check_file_size", "finite_float",
+           "load_json", "load_torch_file", "load_yaml", "read_json_file", "read_text_file", "shown"]
+
+# Name -> module of this package, imported on first use (it imports torch).
+_LAZY = {"check_archive_sizes": "archives", "check_file_size": "archives", "load_torch_file": "archives"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value
