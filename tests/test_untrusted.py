@@ -299,7 +299,7 @@ def test_onnx_style_names_nested_deep_are_a_problem_not_a_traceback():
     from fast_nst.stylize.onnx_stylizer import _parse_style_names
 
     names, problem = _parse_style_names("[" * 1500 + "]" * 1500, 16)
-    assert names == [] and "is not a JSON list of names" in problem
+    assert names == [] and "is not JSON of a flat list of names" in problem
     assert _parse_style_names('["a", "b"]', 2) == (["a", "b"], "")
 
 

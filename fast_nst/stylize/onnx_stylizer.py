@@ -249,7 +249,7 @@ def _parse_style_names(text: Any, count: int) -> tuple[list[str], str]:
     try:  # a flat list of strings: depth 1
         names = load_json(text, "style_names", CheckpointError, max_depth=1)
     except CheckpointError:
-        return [], f"its metadata style_names {quote(text, 60)} is not a JSON list of names"
+        return [], f"its metadata style_names {quote(text, 60)} is not JSON of a flat list of names"
     if (not isinstance(names, list) or len(names) != count
             or not all(isinstance(n, str) and 0 < len(n) <= _MAX_STYLE_NAME for n in names)
             or len(set(names)) != count):
