@@ -35,7 +35,7 @@ from fast_nst.nets.multistyle import MultiStyleArgs, MultiStyleNet, StyleError, 
 # A parser may use this much Python memory on any input here: the inputs are a few kB, so
 # anything near it is an expansion (anchors, repr) that the boundary exists to stop.
 MEMORY_BUDGET = 32 << 20
-PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _ends_well(call, *errors: type[BaseException]):
@@ -426,6 +426,12 @@ def test_a_model_file_never_chooses_the_file_its_encoder_is_read_from(tmp_path, 
     code, err = in_process(capsys, eval_main, "--model_file", good, "--list_styles")
     assert_clean_in_process(code, err, "pretrained/vgg16-397923af.pth", "--loss_model_file")
     assert "secret" not in err
+    from fast_nst.commands.export import main as export_main
+
+    code, err = in_process(capsys, export_main, good, "--output", tmp_path / "ad.onnx",
+                           "--loss_model_file", tmp_path / "nowhere.pth")
+    assert_clean_in_process(code, err, "the file given for it, ", "nowhere.pth, does not exist")
+    assert "secret" not in err and not (tmp_path / "ad.onnx").exists()
 
 
 def test_encoder_files_are_bounded_and_explained_in_our_words(tmp_path, capsys):

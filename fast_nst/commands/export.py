@@ -55,6 +55,9 @@ def parser() -> argparse.ArgumentParser:
                         "Not for arbitrary-style models (model_type adain): they are exported with "
                         f"the inputs {STYLE_IMAGE_INPUT_NAME!r} (the style image, 1x3xhxw) and "
                         f"{ALPHA_INPUT_NAME!r} (1 float in [0, 1])")
+    p.add_argument("--loss_model_file", metavar="FILE",
+                   help="arbitrary-style models: the VGG weights file their encoder was trained with "
+                        "(default: the loss network's default path, e.g. pretrained/vgg19-dcbb9e9d.pth)")
     return p
 
 
@@ -69,7 +72,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # args.format None: export_model infers it from the suffix; explicit: it is checked
         # against the suffix there, before the model is loaded.
         summary = export_model(args.model, output, fmt=args.format, opset=args.opset,
-                               check_sizes=[tuple(s) for s in args.check_size], style=args.style)
+                               check_sizes=[tuple(s) for s in args.check_size], style=args.style,
+                               loss_model_file=args.loss_model_file)
         fmt = summary["format"]
         what = f"ONNX opset {summary['opset']}" if fmt == "onnx" else "TorchScript"
         shapes = ", ".join("x".join(map(str, s)) for s in summary["shapes"])
