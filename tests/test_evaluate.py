@@ -13,7 +13,8 @@ from PIL import Image
 
 from fast_nst import load_stylizer
 from fast_nst.commands.evaluate import main as evaluate_main
-from fast_nst.core.images import open_image, pil_to_tensor, resize_longest
+from fast_nst.core.images import pil_to_tensor, resize_longest
+from fast_nst.core.untrusted import open_image
 from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint
 from fast_nst.lossnet.losses import PerceptualLoss
 from fast_nst.lossnet.vgg import build_loss_network, vgg_features

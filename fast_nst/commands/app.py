@@ -31,7 +31,8 @@ from ..core.config import DEVICE_CHOICES
 from ..core.device import resolve_device
 from ..core.errors import DataError, FastNSTError
 from ..core.files import safe_component
-from ..core.images import open_image, save_image
+from ..core.images import save_image
+from ..core.untrusted import open_image
 from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints
 from ..stylize import Stylizer, load_stylizer
 from . import prog, run_command

@@ -17,9 +17,10 @@ from PIL import Image
 
 from ..core.config import TrainConfig
 from ..core.errors import DataError, FastNSTError
-from ..core.fetch import is_url, style_cache_path, style_name
+from ..core.untrusted.downloads import is_url, style_cache_path, style_name
 from ..core.files import missing_dirs, probe_writable, safe_component
-from ..core.images import IMAGE_EXTENSIONS, list_images, open_image
+from ..core.images import IMAGE_EXTENSIONS, list_images
+from ..core.untrusted import open_image
 from ..io.checkpoint import FORMAT_NAME, safe_torch_load
 from ..lossnet import CONVENTIONS, LOSS_NETWORKS, convert_weights, layer_choices
 from ..stylize import Stylizer, load_stylizer, resize_for_processing
