@@ -99,16 +99,29 @@ def _copy_body(response: Any, out: Any, bar: Any, received: int, total: Optional
     """Write the body to ``out`` within ``max_bytes`` and ``deadline`` (``time.monotonic()``);
     the bytes now in the file. A real HTTP response is read with ``read1`` (what one socket
     read returns) so a slow body cannot block past the deadline in one call."""
-    read = response.read1 if isinstance(response, http.client.HTTPResponse) else response.read
-    while chunk := read(_CHUNK):
+    real = isinstance(response, http.client.HTTPResponse)
+    read = response.read1 if real else response.read
+    # The socket's timeout shrinks with the time left, so no single wait outlasts the deadline.
+    sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None) if real else None
+    while True:
+        if sock is not None:
+            sock.settimeout(min(_TIMEOUT_S, max(0.01, deadline - time.monotonic())))
+        try:
+            chunk = read(_CHUNK)
+        except TimeoutError:
+            if time.monotonic() < deadline:
+                raise  # the server went quiet for _TIMEOUT_S: "timed out"
+            chunk = None  # a stall that ran into the deadline
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"it did not finish within the time limit ({received:,} bytes arrived)")
+        if not chunk:
+            break
         received += len(chunk)
         if received > max_bytes:
             raise DownloadError(f"Download of {shown(url)} refused: it is more than the limit of "
                                 f"{max_bytes:,} bytes for this file.")
         out.write(chunk)
         bar.update(len(chunk))
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"it did not finish within the time limit ({received:,} bytes arrived)")
     if total is not None and received < total:
         raise ConnectionError(f"the connection closed after {received:,} of {total:,} bytes")
     return received
@@ -177,7 +190,7 @@ def download_url(url: str, dest: str | Path, sha256_prefix: Optional[str] = None
         _clean_up(part, created, keep=resume)
         kept = (f" The {part.stat().st_size / 2**20:.1f} MB downloaded so far are kept in {part}; "
                 "running the command again resumes from there." if part.exists() else "")
-        reason = getattr(e, "reason", None) or e
+        reason = e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", None) or e  # "HTTP Error 404: Not Found"
         raise DownloadError(f"Download of {shown(url)} to {dest} failed: {shown(str(reason))}.{kept}") from None
     os.replace(part, dest)
     fsync_dir(dest.parent)
