@@ -171,3 +171,15 @@ def test_every_shipped_config_loads_and_names_its_loss_network():
     assert len(singles) == 11 and set(multi.style_images) == set(singles)
     for src, w in zip(multi.style_images, multi.style_weights):
         assert w * multi.style_weight == pytest.approx(singles[src], rel=1e-2), src
+
+
+@pytest.mark.parametrize("override, message", [
+    ("image_size=6000", "image_size. must be at most 2048 px, got 6000"),  # was: an allocation traceback
+    ("image_size=20000", "image_size. must be at most 2048 px, got 20000"),  # was: every photo "unreadable"
+    ("resize_to=20000", "resize_to. must be at most 4096 px, got 20000"),
+])
+def test_training_sizes_are_bounded_with_the_reason(override, message):
+    with pytest.raises(ConfigError, match=message) as e:
+        load_config(None, ["style_image=s.jpg", "naming=s", override])
+    assert "the papers train at 256" in str(e.value)
+    assert load_config(None, ["style_image=s.jpg", "naming=s", "image_size=2048"]).image_size == 2048

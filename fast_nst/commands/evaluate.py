@@ -29,7 +29,8 @@ def parser() -> argparse.ArgumentParser:
                         "(models/wave), training checkpoints, .onnx exports, pytorch/examples models")
     p.add_argument("--images", required=True, metavar="DIR",
                    help=f"folder of photos (not its subfolders; the first {MAX_PHOTOS} by name)")
-    p.add_argument("--output", "-o", required=True, metavar="DIR", help="folder to write the report into")
+    p.add_argument("--output", "-o", required=True, metavar="DIR", help="folder to write the report into: a new or empty one, or an earlier "
+                   "report (replaced); a folder holding other files or the inputs is refused")
     p.add_argument("--style", metavar="IMAGE",
                    help="the style image for every model (default: the style_image of each "
                         "model's training config, where that file exists here). Required for "

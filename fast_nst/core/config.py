@@ -32,6 +32,10 @@ __all__ = ["TrainConfig", "ConfigCheck", "load_config", "config_from_dict", "bui
 
 # Smallest training image_size: VGG16 pools 4 times before relu4_3 (16 -> 1 px there).
 MIN_IMAGE_SIZE = 16
+# Largest training image_size (and resize_to, 2x it): one 2048 x 2048 crop already holds 1 GB in
+# each of VGG's first float32 layers (64 channels), a batch several times that, forward and
+# backward; the papers train at 256 (Johnson et al.) and 256 crops of 512 (Huang & Belongie).
+MAX_IMAGE_SIZE = 2048
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
 BASE_KEY = "base"  # a YAML file may name another YAML file (relative to itself) to start from
 
@@ -359,6 +363,10 @@ def _validate_values(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None
             fail(key, f"must be > 0 or null, got {value}")
     if cfg.image_size < MIN_IMAGE_SIZE:
         fail("image_size", f"must be at least {MIN_IMAGE_SIZE} (VGG pools 4 times), got {cfg.image_size}")
+    for key, most in (("image_size", MAX_IMAGE_SIZE), ("resize_to", 2 * MAX_IMAGE_SIZE)):
+        if (getattr(cfg, key) or 0) > most:
+            fail(key, f"must be at most {most} px, got {getattr(cfg, key)}: a batch of {MAX_IMAGE_SIZE} px "
+                      "crops already needs many GB in VGG's layers (the papers train at 256)")
     for key in ("lr", "content_weight", "style_weight", "tv_weight"):
         # NaN passes every comparison and inf turns every weight into NaN after one step.
         if not math.isfinite(getattr(cfg, key)) or getattr(cfg, key) < 0:

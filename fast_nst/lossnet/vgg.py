@@ -15,7 +15,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from ..core import fetch
+from ..core.untrusted import downloads
 from ..core.errors import CheckpointError, DownloadError
 from . import LOSS_NETWORKS, InputConvention, LossNetworkEntry, get_loss_network, layer_choices, layer_names
 
@@ -177,7 +177,7 @@ def _refuse_other_convention(path: Path, name: str, entry: LossNetworkEntry) -> 
         if (other.arch != entry.arch or other.convention == entry.convention
                 or path.name != Path(other.file).name):
             continue
-        if fetch.sha256_file(path).startswith(other.sha256):
+        if downloads.sha256_file(path).startswith(other.sha256):
             raise CheckpointError(
                 f"{path} is the published {other_name} file: {other.summary.split(' (')[0]} weights, "
                 f"for the {other.convention.name} input convention, but the loss model is {name} "
@@ -193,7 +193,7 @@ def download_weights(name: str, dest: str | Path | None = None, quiet: bool = Fa
     entry = get_loss_network(name)
     dest = dest or entry.file
     try:
-        return fetch.download_url(entry.url, dest, sha256_prefix=entry.sha256, quiet=quiet)
+        return downloads.download_url(entry.url, dest, sha256_prefix=entry.sha256, quiet=quiet)
     except DownloadError as e:
         raise DownloadError(
             f"{e}\nThe {name} loss network needs {entry.summary.split(' (')[0]} weights. Download\n"

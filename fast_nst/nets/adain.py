@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from ..core.errors import CheckpointError
-from ..core.fetch import sha256_file
+from ..core.untrusted.downloads import sha256_file
 from ..lossnet import LOSS_NETWORKS, get_loss_network, layer_names
 from ..lossnet.losses import ADAIN_EPS, adain, mean_std
 from ..lossnet.vgg import VGGEncoder, build_loss_network, load_features
