@@ -34,7 +34,7 @@ from ..core.files import safe_component
 from ..core.images import open_image, save_image
 from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints
 from ..stylize import Stylizer, load_stylizer
-from . import prog, run_command
+from . import new_parser, run_command
 
 __all__ = ["APP_INSTALL_HINT", "AppSession", "DEFAULT_PORT", "KEEP_RESULTS", "MAX_PIXELS", "MAX_UPLOAD_MB",
            "ModelInfo", "build_app", "find_models", "launch", "main", "parser"]
@@ -330,8 +330,8 @@ def _environ(name: str, value: str) -> Iterator[None]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog("python -m fast_nst.app"),
+    p = new_parser(
+        "python -m fast_nst.app",
         description="A local web app for stylizing: pick a model, upload a photo, adjust, compare and "
                     f"download. Needs the optional extra: {APP_INSTALL_HINT}",
         epilog="Example: python -m fast_nst.app --models models/   (then open http://127.0.0.1:7860)",
