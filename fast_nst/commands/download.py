@@ -12,7 +12,7 @@ from ..io.pretrained import PRETRAINED_NAMES, PRETRAINED_URL, PRETRAINED_ZIP, do
 from ..lossnet import LOSS_NETWORKS
 from ..lossnet.vgg import download_weights
 from ..training.coco import COCO_SPLITS, COCO_URL, download_coco
-from . import prog, run_command
+from . import new_parser, run_command
 
 __all__ = ["main", "parser"]
 
@@ -44,8 +44,8 @@ def _loss_network_targets() -> str:
 def parser() -> argparse.ArgumentParser:
     names = ", ".join(LOSS_NETWORKS)
     default_files = ", ".join(entry.file for entry in LOSS_NETWORKS.values())
-    p = argparse.ArgumentParser(
-        prog=prog("python -m fast_nst.download"),
+    p = new_parser(
+        "python -m fast_nst.download",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=f"""\
 Download the loss-network weights and photos that training needs, or ready-made models to

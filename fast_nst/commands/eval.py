@@ -21,7 +21,7 @@ from ..stylize import StylizeOptions, Stylizer, load_stylizer
 from ..stylize.base import DEFAULT_STYLE_SIZE
 from ..stylize.tiling import DEFAULT_CONTEXT, DEFAULT_OVERLAP
 from ..stylize.video import stylize_video
-from . import prog, run_command
+from . import new_parser, run_command
 
 __all__ = ["DEFAULT_OUTPUT_DIR", "main", "parser"]
 
@@ -29,8 +29,8 @@ DEFAULT_OUTPUT_DIR = "generated"
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog("eval.py"),
+    p = new_parser(
+        "eval.py",
         description="Stylize an image (or every image in a folder) with a trained model.",
         epilog="Example: python eval.py --model_file models/wave/wave.pth --image_file photo.jpg",
     )
