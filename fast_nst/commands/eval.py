@@ -69,6 +69,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--batch_size", type=int, default=4, metavar="N",
                    help="video frames per forward pass (default 4)")
+    p.add_argument("--temporal", default="auto", choices=["auto", "on", "off"],
+                   help="video: carry instance-norm statistics across frames (less flicker, no "
+                        "retraining; docs/video.md). auto (default): on for PyTorch models, off for .onnx")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="arithmetic for the network (bf16/fp16: autocast; fastest on GPUs)")
     p.add_argument("--compile", action="store_true",
@@ -223,8 +226,12 @@ def _video(args: argparse.Namespace, stylizer: Stylizer, src: Path, options: Sty
     if same_file(src, dest):
         raise DataError(f"Output {dest} is the input video; refusing to overwrite it.")
     check_output_file(dest, "--output_file", [src])
-    stylize_video(stylizer, src, dest, batch_size=args.batch_size, options=options)
-    print(f"Saved {dest}")
+    summary = stylize_video(stylizer, src, dest, batch_size=args.batch_size, options=options,
+                            temporal={"auto": None, "on": True, "off": False}[args.temporal])
+    ratio = summary.get("change_ratio")
+    stable = "stable statistics" if summary.get("temporal") else "per-frame statistics"
+    print(f"Saved {dest} ({stable}" + (f"; the stylized frames change {ratio:.2f}x as much as the input "
+                                       "frames" if ratio is not None else "") + ")")
     return 0
 
 

@@ -103,6 +103,11 @@ class TrainConfig:
     # (their Caffe VGG sees 0-255 pixels, ours pixels / (255 * 0.226)): ~4 relative to content 1.
     # We use 1 because the upsample-conv decoder has no checkerboard artifacts for TV to fight.
     tv_weight: float = 1.0
+    # Stability training (fast_nst.training.stability): the weight of the mean squared difference
+    # between a stylization moved by a small random motion and the stylization of the moved photo
+    # (pixels in [0, 1]). 0 (off) keeps the original method; 5000 made a 300-step mosaic preview
+    # flicker less on video with its style loss within a few percent (docs/video.md).
+    stability_weight: float = 0.0
     # relu2_2 for content and relu1_2, relu2_2, relu3_3, relu4_3 for style: Johnson et al. (2016).
     content_layers: tuple[str, ...] = ("relu2_2",)
     style_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
@@ -376,7 +381,7 @@ def _validate_values(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None
         if (getattr(cfg, key) or 0) > most:
             fail(key, f"must be at most {most} px, got {getattr(cfg, key)}: a batch of {MAX_IMAGE_SIZE} px "
                       "crops already needs many GB in VGG's layers (the papers train at 256)")
-    for key in ("lr", "content_weight", "style_weight", "tv_weight"):
+    for key in ("lr", "content_weight", "style_weight", "tv_weight", "stability_weight"):
         # NaN passes every comparison and inf turns every weight into NaN after one step.
         if not math.isfinite(getattr(cfg, key)) or getattr(cfg, key) < 0:
             fail(key, f"must be a finite number {'> 0' if key == 'lr' else '>= 0'}, got {getattr(cfg, key)}")

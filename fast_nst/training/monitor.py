@@ -112,7 +112,10 @@ def progress_fields(means: dict[str, float], images_per_s: float, wait: float,
     if val_total is not None:
         fields["val"] = _short(val_total, 4)
     fields.update(content=_short(means["content"], 3), style=_short(means["style"], 3),
-                  tv=_short(means["tv"], 2), img_s=f"{images_per_s:.1f}", data_wait=f"{wait:.0%}")
+                  tv=_short(means["tv"], 2))
+    if "stability" in means:  # only where stability_weight > 0
+        fields["stability"] = _short(means["stability"], 2)
+    fields.update(img_s=f"{images_per_s:.1f}", data_wait=f"{wait:.0%}")
     return fields
 
 

@@ -38,6 +38,7 @@ from .data import batch_to_device, build_loader, load_sample_images
 from .distributed import DistContext, OtherRankFailed, init_distributed, shutdown
 from .monitor import LossMonitor, NonFiniteLossError, ProgressBar, feeding_advice, progress_fields
 from .setup import CONFIG_FILE, RunSetup, build_network, prepare_run
+from .stability import moved_copy, stability_loss
 
 __all__ = ["AMP_DTYPES", "TRAINERS", "Trainer", "TrainResult", "TrainingInterrupted", "match_param_layout",
            "train", "trainer_class"]
@@ -134,6 +135,7 @@ class Trainer:
         self.val_photos = self._load_validation()
         self.val_total: Optional[float] = None  # the last validation loss, shown in the progress line
         self.keys = ["total", "content", "style"] + [f"style/{n}" for n in cfg.style_layers] + ["tv"]
+        self.keys += ["stability"] if cfg.stability_weight else []
         self.monitor = LossMonitor(self.keys, self.device)
         per_style = ["total", "content", "style"]
         self.style_monitors = [LossMonitor(per_style, self.device) for _ in self.style_rows] if self.multi else []
@@ -367,12 +369,27 @@ class Trainer:
         x = batch_to_device(images, self.device, self.memory_format)  # (N, 3, S, S) in [0, 1]
         k = self.style_of_step(self.step)
         self.optimizer.zero_grad(set_to_none=True)
-        with self.autocast():
-            y = self.stylize(x, k, self.step_model)  # (N, 3, S, S) in (0, 1)
-            terms = self.step_loss(y, x, self.style_indices[k])
+        if self.cfg.stability_weight:
+            terms = self.stable_terms(x, k)
+        else:
+            with self.autocast():
+                y = self.stylize(x, k, self.step_model)  # (N, 3, S, S) in (0, 1)
+                terms = self.step_loss(y, x, self.style_indices[k])
         self.optimize(terms)
         if self.style_monitors:
             self.style_monitors[k].add(terms, self.step)
+
+    def stable_terms(self, x: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+        """The loss terms of ``x`` (N, 3, S, S) plus ``stability`` (see :mod:`.stability`): the
+        photos and a moved copy go through the network as one batch (one DDP forward), the loss
+        network sees only the photos' stylizations."""
+        moved, motions = moved_copy(x, self.cfg.seed, self.step, self.ctx.rank * len(x))
+        with self.autocast():
+            y, y_moved = self.stylize(torch.cat([x, moved]), k, self.step_model).split(len(x))
+            terms = dict(self.step_loss(y, x, self.style_indices[k]))
+        terms["stability"] = stability_loss(y, y_moved, motions)
+        terms["total"] = terms["total"] + self.cfg.stability_weight * terms["stability"]
+        return terms
 
     def autocast(self) -> torch.autocast:
         """The config's precision around a forward pass (off for fp32)."""
