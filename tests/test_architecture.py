@@ -31,7 +31,8 @@ ALLOWED = {
     "commands": {"core", "nets", "lossnet", "io", "training", "stylize", "gatys", "report"},
 }
 ENTRY_POINTS = {"fast_nst", "fast_nst.download", "fast_nst.data", "fast_nst.export",
-                "fast_nst.convert", "fast_nst.optimize", "fast_nst.evaluate", "fast_nst.app"}
+                "fast_nst.convert", "fast_nst.optimize", "fast_nst.evaluate", "fast_nst.app",
+                "fast_nst.stylize_dataset"}
 MAX_FUNCTION_LINES = 80
 
 
