@@ -4,6 +4,7 @@ two torchrun processes (gloo, CPU) writing exactly the files of one process."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,12 +17,16 @@ from fast_nst.commands.stylize_dataset import main as stylize_main
 from fast_nst.core.config import config_from_dict
 from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint
 from fast_nst.nets.multistyle import MultiStyleArgs, MultiStyleNet
-from fast_nst.stylize.dataset import MANIFEST, choose, read_manifest
+from fast_nst.stylize.dataset import MANIFEST, choose
 
 from conftest import REPO, assert_clean_in_process, in_process, make_photo, random_adain_net
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 PAINTINGS = ["a.png", "b.jpg", "sub/c.png"]
+
+
+def read_manifest(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def _save(net, path: Path) -> Path:

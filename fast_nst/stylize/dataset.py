@@ -30,7 +30,7 @@ from ..core.files import atomic_write
 from ..core.images import list_images
 
 __all__ = ["MANIFEST", "OUTPUT_FORMATS", "PARTS_DIR", "DatasetPlan", "Output", "choose", "merge_manifest",
-           "painting_list", "part_path", "plan_dataset", "read_manifest", "remove_stale_temps", "write_part"]
+           "painting_list", "part_path", "plan_dataset", "remove_stale_temps", "write_part"]
 
 MANIFEST = "manifest.jsonl"
 PARTS_DIR = ".manifest-parts"  # per-rank parts, merged into MANIFEST by rank 0 and then removed
@@ -125,17 +125,19 @@ def write_part(plan: DatasetPlan, chunks: Iterable[int], bad: dict[str, str], se
                rank: int, world: int) -> Path:
     """This rank's part of the manifest: one JSON line per output of its ``chunks`` whose file
     exists (``photo``, ``painting`` or ``style``, ``output`` and ``settings``, e.g. alpha and seed),
-    and per photo of ``bad`` its ``error``. Written whole at the end of the rank's work."""
+    and per photo of ``bad`` its ``error``, in the order of the manifest, each line prefixed by its
+    chunk number and "ok" or "bad" (so rank 0 merges the parts without parsing them). Written
+    whole at the end of the rank's work."""
     lines = []
     for j in chunks:
         for photo in plan.chunks[j]:
             if photo in bad:
-                lines.append(json.dumps({"photo": photo, "error": bad[photo]}, ensure_ascii=False))
+                lines.append(f"{j}\tbad\t" + json.dumps({"photo": photo, "error": bad[photo]}, ensure_ascii=False))
                 continue
             for o in plan.outputs[photo]:
                 if (plan.output / o.output).is_file():
-                    lines.append(json.dumps({"photo": photo, "k": o.k, **_style_field(o.style, settings),
-                                             "output": o.output, **settings}, ensure_ascii=False))
+                    record = {"photo": photo, "k": o.k, **_style_field(o.style, settings), "output": o.output}
+                    lines.append(f"{j}\tok\t" + json.dumps({**record, **settings}, ensure_ascii=False))
     path = part_path(plan.output, rank, world)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as tmp:
@@ -151,22 +153,24 @@ def merge_manifest(output: Path, world: int) -> tuple[Path, int, int]:
     """Rank 0, after every rank wrote its part: the parts of ``world`` ranks merged, sorted by
     photo and output number, into ``output/manifest.jsonl`` (replaced whole); the parts removed.
     Returns (path, outputs, bad photos)."""
-    records = []
+    lines = []
     for rank in range(world):
         path = part_path(output, rank, world)
-        records += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    records.sort(key=lambda r: (r["photo"], r.get("k", -1)))
+        lines += [line.split("\t", 2) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    # Chunks hold consecutive photos of the sorted list, and a part lists each chunk in order:
+    # sorting by chunk number (stable) is sorting by photo and output number.
+    lines.sort(key=lambda fields: int(fields[0]))
     manifest = output / MANIFEST
     with atomic_write(manifest) as tmp:
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+        tmp.write_text("".join(fields[2] + "\n" for fields in lines), encoding="utf-8")
     for rank in range(world):
         part_path(output, rank, world).unlink(missing_ok=True)
     try:
         (output / PARTS_DIR).rmdir()
     except OSError:  # parts of another process count are still there
         pass
-    bad = sum(1 for r in records if "error" in r)
-    return manifest, len(records) - bad, bad
+    bad = sum(1 for fields in lines if fields[1] == "bad")
+    return manifest, len(lines) - bad, bad
 
 
 def remove_stale_temps(output: Path) -> int:
@@ -179,11 +183,6 @@ def remove_stale_temps(output: Path) -> int:
                 Path(folder, name).unlink(missing_ok=True)
                 removed += 1
     return removed
-
-
-def read_manifest(path: Path) -> list[dict]:
-    """The records of a manifest (tests, tools)."""
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line]
 
 
 def painting_list(styles: Optional[Path]) -> list[str]:

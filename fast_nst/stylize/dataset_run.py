@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from ..core.errors import DataError, FastNSTError
 from ..core.images import open_image, pil_to_tensor, resize_longest, save_image, split_alpha, tensor_to_pil
+from ..core.untrusted import shown
 from ..nets.adain import AdaINNet
 from ..nets.base import StyleNetwork
 from .base import resize_shorter_side
@@ -128,8 +129,7 @@ def _run_chunk(plan: DatasetPlan, j: int, photos: dict, paintings: dict, styler:
         broken = [o.style for o in plan.outputs[photo] if isinstance(paintings.get(o.style), str)]
         if isinstance(value, str) or broken:
             bad[photo] = value if isinstance(value, str) else f"its painting {paintings[broken[0]]}"
-            tqdm.write(f"error: {photo}: {bad[photo]} (skipped)" if broken else f"error: {value} (skipped)",
-                       file=sys.stderr)
+            tqdm.write(f"error: {shown(f'{photo}: {bad[photo]}' if broken else value)} (skipped)", file=sys.stderr)
             bar.update(len(plan.outputs[photo]))  # the bar counts the photo's outputs as settled
             continue
         by_size.setdefault(tuple(value.shape[1:]), []).append(photo)
