@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fast_nst.commands import download as download_command
 from fast_nst.core import fetch
@@ -19,7 +21,7 @@ from fast_nst.core.errors import CheckpointError
 from fast_nst.io.adain_pretrained import ADAIN_DECODER_FILE, convert_published_adain
 from fast_nst.io.checkpoint import load_model
 from fast_nst.lossnet import LOSS_NETWORKS
-from fast_nst.nets.adain_port import DECODER_URL
+from fast_nst.nets.adain_port import DECODER_URL, decoder_from_published
 
 VGG = LOSS_NETWORKS["vgg19_normalised"]
 # The port's encoder: a 1x1 convolution, then VGG-19 with a reflection padding module before each
@@ -172,3 +174,18 @@ def test_download_adain_offline_names_both_urls_and_where_to_put_them(tmp_path, 
     assert f"  {VGG.url}\n    -> {VGG.file}\n  {DECODER_URL}\n    -> {ADAIN_DECODER_FILE}\n" in err
     assert "run this command again" in err
     assert sorted(p.name for p in tmp_path.rglob("*")) == []
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.dictionaries(st.sampled_from(["1.weight", "1.bias", "28.bias", "5.weight", "x", "0.weight"]),
+                       st.one_of(st.none(), st.integers(), st.lists(st.integers(0, 4), max_size=4).map(
+                           lambda shape: torch.zeros(shape))), max_size=6))
+def test_any_decoder_state_ends_in_the_model_or_one_error(state):
+    """decoder.pth is a downloaded file: whatever its state dict holds, the conversion either
+    returns fast-nst's decoder keys or raises CheckpointError."""
+    try:
+        out = decoder_from_published(state)
+    except CheckpointError as e:
+        assert "decoder.pth" in str(e)
+    else:
+        assert len(out) == 18
