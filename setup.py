@@ -42,6 +42,6 @@ setup(
             f"fast-nst-{name}=fast_nst.commands.{name}:main"
             for name in ("train", "eval", "export", "convert", "download", "data", "optimize", "evaluate",
                          "app")
-        ]
+        ] + ["fast-nst-stylize-dataset=fast_nst.commands.stylize_dataset:main"]
     },
 )
