@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..core import fetch
+from ..core.untrusted import downloads
 from ..core.config import config_from_dict
 from ..core.errors import CheckpointError, DownloadError
 from ..nets.adain_port import DECODER_URL, ENCODER_FILE, ENCODER_URL, PORT, published_adain
@@ -21,7 +21,7 @@ def _fetch(url: str, dest: Path, sha256: str) -> Path:
     """``dest`` if it is there, else downloaded from ``url`` (checked against ``sha256`` when known)."""
     if dest.is_file():
         return dest
-    return fetch.download_url(url, dest, sha256_prefix=sha256 or None)
+    return downloads.download_url(url, dest, sha256_prefix=sha256 or None)
 
 
 def download_adain(models_dir: str | Path = "models", encoder_file: str | Path | None = None,
