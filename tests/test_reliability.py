@@ -247,7 +247,8 @@ def write_bad_files(folder: Path, seed: int = 0) -> list[Path]:
 # =================================================================================================
 
 MODEL_NAME = "exact"  # naming of the straight run, whose model the eval.py cases use
-EXACT = dict(max_steps=6, checkpoint_every=2, keep_checkpoints=5)
+# With the stability term: its random motions must resume exactly too.
+EXACT = dict(max_steps=6, checkpoint_every=2, keep_checkpoints=5, stability_weight=100.0)
 
 
 @scenario()

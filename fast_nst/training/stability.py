@@ -46,10 +46,13 @@ def moved_copy(x: torch.Tensor, seed: int, step: int, first: int = 0,
 
 
 def stability_loss(y: torch.Tensor, y_moved: torch.Tensor, motions: torch.Tensor) -> torch.Tensor:
-    """Mean squared difference (over valid pixels and channels) between the stylization ``y``
-    (N, 3, H, W) moved by ``motions`` (N, 3, 3) and ``y_moved``, the stylization of the moved
-    photos; a scalar (float32). Pixels whose source lies outside the image are left out."""
+    """The mean over photos of the mean squared difference (over valid pixels and channels)
+    between the stylization ``y`` (N, 3, H, W) moved by ``motions`` (N, 3, 3) and ``y_moved``, the
+    stylization of the moved photos; a scalar (float32). Pixels whose source lies outside the
+    image are left out. Per photo first, so that the mean over processes of their batches' losses
+    is the loss of the global batch (DistributedDataParallel averages gradients)."""
     target, valid = warp(y.float(), motions)
-    valid = valid.to(y.dtype if y.is_floating_point() else torch.float32).float()
+    valid = valid.float()
     sq = (target - y_moved.float()).square().mean(dim=1, keepdim=True)  # (N, 1, H, W)
-    return (sq * valid).sum() / valid.sum().clamp(min=1)
+    per_photo = (sq * valid).sum(dim=(1, 2, 3)) / valid.sum(dim=(1, 2, 3)).clamp(min=1)  # (N,)
+    return per_photo.mean()
