@@ -79,8 +79,11 @@ def _check(args: argparse.Namespace) -> None:
 def _styles(args: argparse.Namespace, model) -> list[str]:
     """What the draw picks from: the paintings (AdaIN), the model's styles, or [""] (one style)."""
     if isinstance(model, AdaINNet):
-        if args.styles is None or args.style:
+        if args.styles is None:
             raise FastNSTError(f"{args.model_file} is an arbitrary-style (AdaIN) model: give --styles PAINTINGS_DIR.")
+        if args.style is not None:
+            raise FastNSTError("--style names a style of a multi-style model; an AdaIN model draws from "
+                               "--styles (give a folder holding one painting for a fixed one).")
         return painting_list(args.styles)
     if args.styles is not None:
         raise FastNSTError(f"--styles is for AdaIN models; {args.model_file} is a {model.model_type} model.")
