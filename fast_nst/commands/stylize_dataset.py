@@ -79,8 +79,11 @@ def _check(args: argparse.Namespace) -> None:
 def _styles(args: argparse.Namespace, model) -> list[str]:
     """What the draw picks from: the paintings (AdaIN), the model's styles, or [""] (one style)."""
     if isinstance(model, AdaINNet):
-        if args.styles is None or args.style:
+        if args.styles is None:
             raise FastNSTError(f"{args.model_file} is an arbitrary-style (AdaIN) model: give --styles PAINTINGS_DIR.")
+        if args.style is not None:
+            raise FastNSTError("--style names a style of a multi-style model; an AdaIN model draws from "
+                               "--styles (give a folder holding one painting for a fixed one).")
         return painting_list(args.styles)
     if args.styles is not None:
         raise FastNSTError(f"--styles is for AdaIN models; {args.model_file} is a {model.model_type} model.")
@@ -129,18 +132,20 @@ def _run(args: argparse.Namespace, ctx) -> int:
     if ctx.is_main and args.output.is_dir():
         remove_stale_temps(args.output)  # a killed run's images in flight
     if ctx.enabled:
-        dist.barrier()  # nobody writes before those are gone
+        dist.barrier(group=ctx.control)  # nobody writes before those are gone
     start = time.perf_counter()
     written, bad = ctx.together(lambda: stylize_shard(plan, model, device, args.styles, settings, record,
                                                       ctx.rank, ctx.world_size, not args.no_progress), "stylizing")
+    if ctx.enabled:  # every rank's count (a CPU tensor: the gloo group), once the last rank is done
+        count = torch.tensor([written], dtype=torch.int64)
+        dist.all_reduce(count, group=ctx.control)
+        written = int(count.item())
     seconds = time.perf_counter() - start
-    if ctx.enabled:
-        dist.barrier()
     if not ctx.is_main:
         return 0
     manifest, outputs, skipped = merge_manifest(args.output, ctx.world_size)
-    per_process = f" (rank 0; {ctx.world_size} processes)" if ctx.enabled else ""
-    print(f"Wrote {written} images in {seconds:.1f} s{per_process}, {written / max(seconds, 1e-9):.2f} images/s. "
+    processes = f" by {ctx.world_size} processes" if ctx.enabled else ""
+    print(f"Wrote {written} images in {seconds:.1f} s{processes}, {written / max(seconds, 1e-9):.2f} images/s. "
           f"{args.output} now holds {outputs} stylized images; {manifest} lists them"
           + (f" and the {skipped} unreadable photo(s) skipped." if skipped else "."), file=sys.stderr)
     return 0

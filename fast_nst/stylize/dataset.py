@@ -106,11 +106,9 @@ def plan_dataset(images: Path, output: Path, styles: Sequence[str], per_image: i
         raise FastNSTError("no styles to draw from.")
     ext = OUTPUT_FORMATS[fmt]
     stems = _output_stems(photos)
-    outputs = {}
-    for p in photos:
-        suffix = (lambda k: "") if per_image == 1 else (lambda k: f"_{k}")
-        outputs[p] = [Output(p, k, styles[choose(seed, p, k, len(styles))], f"{stems[p]}{suffix(k)}{ext}")
-                      for k in range(per_image)]
+    suffixes = [""] if per_image == 1 else [f"_{k}" for k in range(per_image)]
+    outputs = {p: [Output(p, k, styles[choose(seed, p, k, len(styles))], f"{stems[p]}{suffix}{ext}")
+                   for k, suffix in enumerate(suffixes)] for p in photos}
     chunks = [photos[i:i + batch_size] for i in range(0, len(photos), batch_size)]
     return DatasetPlan(images, output, chunks, outputs)
 

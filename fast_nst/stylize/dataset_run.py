@@ -120,9 +120,11 @@ def _write(y: torch.Tensor, path: Path, quality: int) -> None:
 
 
 def _run_chunk(plan: DatasetPlan, j: int, photos: dict, paintings: dict, styler: _Styler,
-               settings: DatasetSettings, bad: dict[str, str], bar: tqdm, written: list[int]) -> None:
+               settings: DatasetSettings, bad: dict[str, str], bar: tqdm) -> int:
     """Stylize chunk ``j``: its good photos grouped by size, one batch per size and output
-    number; only missing files are written (a partly done chunk from a killed run)."""
+    number; only missing files are written (a partly done chunk from a killed run). Returns
+    how many were written; unreadable photos go into ``bad``."""
+    written = 0
     by_size: dict[tuple[int, int], list[str]] = {}
     for photo in plan.chunks[j]:
         value = photos[photo]
@@ -145,7 +147,8 @@ def _run_chunk(plan: DatasetPlan, j: int, photos: dict, paintings: dict, styler:
             for i in missing:
                 _write(y[i], plan.output / outs[i].output, settings.quality)
                 bar.update(1)
-                written[0] += 1
+                written += 1
+    return written
 
 
 def stylize_shard(plan: DatasetPlan, model: StyleNetwork, device: torch.device, styles: Optional[Path],
@@ -161,14 +164,14 @@ def stylize_shard(plan: DatasetPlan, model: StyleNetwork, device: torch.device, 
                         num_workers=settings.workers, prefetch_factor=2 if settings.workers else None)
     styler = _Styler(model, device, settings.alpha)
     bad: dict[str, str] = {}
-    written = [0]
+    written = 0
     desc = "stylizing" if world == 1 else f"stylizing (rank 0 of {world})"
     with tqdm(total=total, unit="img", desc=desc, disable=not progress or rank != 0, file=sys.stderr,
               dynamic_ncols=True) as bar:
         try:
             for j, photos, paintings in loader:
-                _run_chunk(plan, j, photos, paintings, styler, settings, bad, bar, written)
+                written += _run_chunk(plan, j, photos, paintings, styler, settings, bad, bar)
         except OSError as e:
             raise FastNSTError(f"stylizing into {plan.output} failed: {e}") from None
     write_part(plan, mine, bad, manifest_settings, rank, world)
-    return written[0], bad
+    return written, bad
