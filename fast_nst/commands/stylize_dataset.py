@@ -85,6 +85,9 @@ def _styles(args: argparse.Namespace, model) -> list[str]:
         if args.style is not None:
             raise FastNSTError("--style names a style of a multi-style model; an AdaIN model draws from "
                                "--styles (give a folder holding one painting for a fixed one).")
+        if args.style_size < model.min_style_side:
+            raise FastNSTError(f"--style_size must be at least {model.min_style_side} for this model (two "
+                               f"pixels at its encoder layer), got {args.style_size}.")
         return painting_list(args.styles)
     if args.styles is not None:
         raise FastNSTError(f"--styles is for AdaIN models; {args.model_file} is a {model.model_type} model.")
