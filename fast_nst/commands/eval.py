@@ -12,15 +12,16 @@ from typing import Optional, Sequence
 from PIL import Image
 
 from ..core.errors import DataError, FastNSTError
-from ..core.fetch import fetch_style_image, is_url
+from ..core.untrusted.downloads import fetch_style_image, is_url
 from ..core.files import check_output_file, probe_writable, same_file
-from ..core.images import IMAGE_EXTENSIONS, list_images, open_image, save_image, set_max_image_pixels
+from ..core.images import IMAGE_EXTENSIONS, list_images, save_image
+from ..core.untrusted import input_file, input_path, open_image, set_max_image_pixels
 from ..report.sheet import labelled_grid
 from ..stylize import StylizeOptions, Stylizer, load_stylizer
 from ..stylize.base import DEFAULT_STYLE_SIZE
 from ..stylize.tiling import DEFAULT_CONTEXT, DEFAULT_OVERLAP
 from ..stylize.video import stylize_video
-from . import prog, run_command
+from . import new_parser, run_command
 
 __all__ = ["DEFAULT_OUTPUT_DIR", "main", "parser"]
 
@@ -28,8 +29,8 @@ DEFAULT_OUTPUT_DIR = "generated"
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog("eval.py"),
+    p = new_parser(
+        "eval.py",
         description="Stylize an image (or every image in a folder) with a trained model.",
         epilog="Example: python eval.py --model_file models/wave/wave.pth --image_file photo.jpg",
     )
@@ -155,9 +156,7 @@ def _style_image_specs(values: Sequence[str]) -> list[tuple[Path, float]]:
             raise DataError(f"--style_image {value}: the weight must be a number >= 0, got {weight}")
         if is_url(path):
             path = str(fetch_style_image(path, fix="give --style_image its local path"))
-        if not Path(path).is_file():
-            raise DataError(f"--style_image {path} {'is not a file' if Path(path).exists() else 'does not exist'}.")
-        specs.append((Path(path), w))
+        specs.append((input_file(path, "--style_image"), w))
     if sum(w for _, w in specs) <= 0:
         raise DataError("--style_image: the weights must not all be 0")
     return specs
@@ -324,9 +323,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         if args.list_styles:
             return _list_styles(load_stylizer(args.model_file, device="cpu"))
-        src = Path(args.image_file or args.video_file)
-        if not src.exists():
-            raise DataError(f"{'--image_file' if args.image_file else '--video_file'} {src} does not exist.")
+        # A FIFO, a device (a link to /dev/zero) or a socket is refused here, before anything
+        # opens it: reading one hangs or never ends.
+        src = input_path(args.image_file, "--image_file") if args.image_file else \
+            input_file(args.video_file, "--video_file")
         options = _options(args)
         args.style_specs = _style_image_specs(args.style_image) if args.style_image else []
         if args.alpha is not None and not 0 <= args.alpha <= 1:

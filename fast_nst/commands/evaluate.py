@@ -8,14 +8,14 @@ from typing import Optional, Sequence
 
 from ..lossnet import LOSS_NETWORKS
 from ..report import DEFAULT_MAX_SIZE, MAX_MODELS, MAX_PHOTOS, MAX_SIZE_LIMIT, write_report
-from . import prog, run_command
+from . import new_parser, run_command
 
 __all__ = ["main", "parser"]
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog("python -m fast_nst.evaluate"),
+    p = new_parser(
+        "python -m fast_nst.evaluate",
         description="Stylize a folder of photos with one or more models and write a report: "
                     "index.html (opens from the file system) with every stylization, the content "
                     "and style loss of each (measured with the loss network at the model's own "
@@ -29,7 +29,8 @@ def parser() -> argparse.ArgumentParser:
                         "(models/wave), training checkpoints, .onnx exports, pytorch/examples models")
     p.add_argument("--images", required=True, metavar="DIR",
                    help=f"folder of photos (not its subfolders; the first {MAX_PHOTOS} by name)")
-    p.add_argument("--output", "-o", required=True, metavar="DIR", help="folder to write the report into")
+    p.add_argument("--output", "-o", required=True, metavar="DIR", help="folder to write the report into: a new or empty one, or an earlier "
+                   "report (replaced); a folder holding other files or the inputs is refused")
     p.add_argument("--style", metavar="IMAGE",
                    help="the style image for every model (default: the style_image of each "
                         "model's training config, where that file exists here). Required for "

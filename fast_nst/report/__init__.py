@@ -26,7 +26,7 @@ from ..core.files import atomic_write, remove_dirs
 from ..core.images import save_image, tensor_to_pil
 from ..lossnet import min_side
 from ..stylize import resize_for_processing
-from .collect import (DEFAULT_MAX_SIZE, MAX_MODELS, MAX_PHOTOS, MAX_SIZE_LIMIT, ModelEntry, Photo,
+from .collect import (DEFAULT_MAX_SIZE, MAX_MODELS, MAX_PHOTOS, MAX_SIZE_LIMIT, REPORT_MARKER, ModelEntry, Photo,
                       check_output, choose_loss_model, collect_photos, load_models)
 from .measure import Result, build_encoder, load_style, measure_model, style_targets, weights_label
 from .page import PageInfo, format_loss, render_page
@@ -101,7 +101,10 @@ def _prepare(model_files, images, output, style, loss_model, loss_model_file, we
     style_tensors = {m.name: load_style(m, name) for m in models}
     if weights == "random" and loss_model_file:
         warnings.warn("--loss_model_file is not used with --loss_model_weights random.")
-    made = check_output(Path(output))
+    inputs = [("--images", Path(images))] + [("--model_file", Path(f)) for f in model_files] + \
+        ([("--style", Path(style))] if style else []) + \
+        [("style image", m.style_path) for m in models if m.style_path is not None]
+    made = check_output(Path(output), inputs)
     dev = resolve_device(device)
     try:
         encoder = build_encoder(name, weights, loss_model_file, layers, dev)
@@ -136,6 +139,10 @@ def write_report(model_files: Sequence[PathLike], images: PathLike, output: Path
     file = None if loss_model_file is None else str(loss_model_file)
     photos, models, name, encoder, targets, style_images, dev = _prepare(
         model_files, images, out, style, loss_model, file, loss_model_weights, device, max_size)
+    # From now on this folder is a report: running again may replace it, nothing else is refused.
+    with atomic_write(out / REPORT_MARKER) as tmp:
+        tmp.write_text("A quality report written by fast-nst (python -m fast_nst.evaluate); a later report "
+                       "may replace this folder.\n", encoding="utf-8")
     results: list[Result] = []
     for m in models:
         mine = measure_model(m, photos, encoder, targets[m.name], dev)

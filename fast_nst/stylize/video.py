@@ -50,6 +50,7 @@ from tqdm import tqdm
 from ..core.errors import DataError
 from ..core.files import atomic_write
 from ..core.images import tensor_to_pil
+from ..core.untrusted import input_file
 from .base import StylizeOptions, Stylizer, finish, make_options, resize_for_processing
 from .temporal import FrameChanges, TemporalStatistics, supports_temporal
 from .tiling import auto_tile_size
@@ -115,10 +116,7 @@ def stylize_video(stylizer: Stylizer, src: Path, dest: Path, batch_size: int = 4
     if not isinstance(batch_size, int) or batch_size <= 0:
         raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
 
-    if not src.exists():
-        raise DataError(f"Video not found: {src}")
-    if src.is_dir():
-        raise DataError(f"Expected a video file, got a folder: {src}")
+    input_file(src, "video")  # a FIFO would hang the decoder: refused before it opens
     if dest.is_dir():
         raise DataError(f"Output {dest} is a folder; give a file name like out.mp4.")
     try:

@@ -36,7 +36,7 @@ from ..nets.base import StyleNetwork
 from .cache import open_cache
 from .data import batch_to_device, build_loader, load_sample_images
 from .distributed import DistContext, OtherRankFailed, init_distributed, shutdown
-from .monitor import LossMonitor, NonFiniteLossError, feeding_advice
+from .monitor import LossMonitor, NonFiniteLossError, ProgressBar, feeding_advice, progress_fields
 from .setup import CONFIG_FILE, RunSetup, build_network, prepare_run
 from .stability import moved_copy, stability_loss
 
@@ -142,8 +142,8 @@ class Trainer:
         self.skipped: set[str] = set()
         self.last_ckpt: Optional[Path] = setup.resume_path
         self.global_batch = cfg.batch_size * ctx.world_size
-        self.bar = tqdm(total=self.steps, initial=self.start_step, desc=cfg.naming, unit="step",
-                        disable=not (progress and self.main), file=sys.stderr, dynamic_ncols=True)
+        self.progress = progress and self.main
+        self.bar: Optional[tqdm] = None  # drawn by run(), below the lines that announce the run
         self.t_log, self.step_log, self.waited, self.advised = time.perf_counter(), self.step, 0.0, False
 
     # -- building ------------------------------------------------------------------------------
@@ -279,6 +279,8 @@ class Trainer:
         ``stop["signal"]`` is set by the signal handler (see :func:`train`)."""
         t_start = time.time()
         self._announce()
+        self.bar = ProgressBar(total=self.steps, initial=self.start_step, desc=self.cfg.naming, unit="step",
+                               disable=not self.progress, file=sys.stderr, dynamic_ncols=True)
         data_iter = iter(self.loader)  # starts the loader workers
         cuda_amp = self.device.type == "cuda" and self.amp_dtype is not None
         try:
@@ -454,22 +456,15 @@ class Trainer:
             self.writer.add_scalar("perf/data_wait", wait, self.step)
             self.writer.add_scalar("lr", self.optimizer.param_groups[0]["lr"], self.step)
         self.log_styles()
-        shown = dict(loss=f"{means['total']:.4g}", content=f"{means['content']:.3g}",
-                     style=f"{means['style']:.3g}", tv=f"{means['tv']:.2g}", img_s=f"{rate:.1f}",
-                     data_wait=f"{wait:.0%}")
-        if "stability" in means:
-            shown["stability"] = f"{means['stability']:.2g}"
-        if self.val_total is not None:
-            shown["val"] = f"{self.val_total:.4g}"
+        shown = " ".join(f"{k}={v}" for k, v in progress_fields(means, rate, wait, self.val_total).items())
         if warm and self.main and not self.advised:
             advice = feeding_advice(wait, self.cfg, self.cache is not None, self.ctx.world_size)
             if advice:
                 self.advised = True
                 tqdm.write(f"warning: {advice}", file=sys.stderr)
         if self.bar.disable and self.main:  # no bar (batch jobs, log files): one line per log
-            print(f"step {self.step}/{self.steps}: " + " ".join(f"{k}={v}" for k, v in shown.items()),
-                  file=sys.stderr, flush=True)
-        self.bar.set_postfix(**shown)
+            print(f"step {self.step}/{self.steps}: {shown}", file=sys.stderr, flush=True)
+        self.bar.set_postfix_str(shown)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -560,6 +555,7 @@ class Trainer:
         self.check_finite()
         self.check_weights()
         model_file, run_dir = self.setup.model_file, self.setup.run_dir
+        self.bar.close()  # its last line stays; the summary goes below it
         if self.main:
             final = ckpt_io.make_checkpoint(self.model, self.cfg, self.step)
 
