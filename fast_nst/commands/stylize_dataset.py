@@ -15,6 +15,7 @@ import torch.distributed as dist
 
 from ..core.device import DEVICE_CHOICES, resolve_device
 from ..core.errors import FastNSTError
+from ..core.untrusted import input_folder
 from ..io.checkpoint import load_model
 from ..nets.adain import AdaINNet, check_alpha
 from ..stylize.dataset import (MANIFEST, OUTPUT_FORMATS, merge_manifest, painting_list, plan_dataset,
@@ -121,6 +122,7 @@ def _run(args: argparse.Namespace, ctx) -> int:
     device = _device(args.device, ctx)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
+    input_folder(args.images, "--images")  # before the model's load: a typo is reported at once
     model, _ = load_model(args.model_file)
     styles = _styles(args, model)
     plan = plan_dataset(args.images, args.output, styles, args.per_image, args.seed, args.format, args.batch_size)

@@ -17,11 +17,10 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..core.errors import DataError, FastNSTError
-from ..core.images import open_image, pil_to_tensor, resize_longest, save_image, split_alpha, tensor_to_pil
-from ..core.untrusted import shown
+from ..core.images import pil_to_tensor, resize_longest, save_image, split_alpha, tensor_to_pil
+from ..core.untrusted import open_image, resize_style, shown
 from ..nets.adain import AdaINNet
 from ..nets.base import StyleNetwork
-from .base import resize_shorter_side
 from .dataset import DatasetPlan, write_part
 
 __all__ = ["DatasetSettings", "stylize_shard"]
@@ -65,8 +64,8 @@ class _Chunks(Dataset):
             for photo in self.plan.chunks[j]:
                 for o in self.plan.outputs[photo]:
                     if o.style not in paintings:
-                        paintings[o.style] = _decode(self.styles / o.style,
-                                                     lambda img: resize_shorter_side(img, self.settings.style_size))
+                        paintings[o.style] = _decode(self.styles / o.style, lambda img, name=o.style: resize_style(
+                            img, self.settings.style_size, "shorter", name, "--style_size"))
         return j, photos, paintings
 
 
