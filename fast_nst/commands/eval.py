@@ -63,9 +63,9 @@ def parser() -> argparse.ArgumentParser:
                    help="arbitrary-style models: how much style, from 0 (the photo's own features) to "
                         "1 (default, the full style)")
     p.add_argument("--style_size", type=int, metavar="N",
-                   help=f"arbitrary-style models: resize style images to a shorter side of N px first "
-                        f"(default {DEFAULT_STYLE_SIZE}, as Huang & Belongie; larger gives finer strokes; "
-                        "0 keeps their size)")
+                   help=f"arbitrary-style models: resize style images to a longest side of N px first, "
+                        f"as style_size means everywhere (default {DEFAULT_STYLE_SIZE}; the texture scale "
+                        "follows it; 0 keeps their size)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--batch_size", type=int, default=4, metavar="N",
                    help="video frames per forward pass (default 4)")

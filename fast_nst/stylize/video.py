@@ -104,8 +104,9 @@ def stylize_video(stylizer: Stylizer, src: Path, dest: Path, batch_size: int = 4
     Returns ``{"frames", "fps" (Fraction), "size" (w, h), "has_audio", "video_codec", "audio"
     (per audio stream "copy" or the encoder used), "temporal" (whether stable statistics were
     used), "change_ratio" (mean |S_t - S_t-1| / mean |I_t - I_t-1|, how much more the stylized
-    frames change than the input frames: a flow-free measure of flicker)}``. Raises :class:`DataError` for a missing,
-    unreadable or non-video input, an output that cannot be written, or missing PyAV.
+    frames change than the input frames: a flow-free measure of flicker)}``. Raises
+    :class:`DataError` for a missing, unreadable or non-video input, an output that cannot be
+    written, or missing PyAV.
     """
     av = _import_av()
     src, dest = Path(src), Path(dest)
@@ -485,7 +486,7 @@ class _VideoJob:
             # A shorter last batch would make torch.compile build (and wait for) another graph;
             # repeating a frame costs less, and instance norm keeps frames independent.
             x = torch.cat([x, x[-1:].expand(self.effective_batch - n, -1, -1, -1)])
-        # Tiled frames (too large for one pass) share each frame's own statistics between its tiles.
+        # With stable statistics the frames' order matters, not the batches (tiled frames keep their own).
         y = (self.temporal.stylize(x) if self.temporal is not None else self.stylizer.stylize_tensor(x))[:n]
         self.changes.add(x[:n], y)
         if not finishing:
