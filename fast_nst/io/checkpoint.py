@@ -29,9 +29,9 @@ from typing import Any, Optional
 import torch
 
 from ..core.config import TrainConfig
-from ..core.errors import CheckpointError, quote
+from ..core.errors import CheckpointError, DataError, quote
 from ..core.files import atomic_write
-from ..core.untrusted import load_json
+from ..core.untrusted import input_file, load_json
 from ..core.untrusted.archives import load_torch_file
 from ..core.version import __version__
 from ..nets import NETWORKS, USER_FILE_ARGS, make_args, network_class
@@ -187,10 +187,15 @@ def torchscript_error(path: Path, source: str) -> CheckpointError:
 
 
 def require_model_file(path: Path) -> None:
-    """:class:`CheckpointError` unless ``path`` is an existing file (.pth and .onnx alike)."""
-    if not path.is_file():
-        raise CheckpointError(f"Model file not found: {path}" if not path.exists()
-                              else f"Model file is a folder, not a file: {path}")
+    """:class:`CheckpointError` unless ``path`` is an existing regular file (.pth and .onnx
+    alike): a folder, a FIFO, a device (a link to /dev/zero) or a socket is refused before
+    anything opens it."""
+    if not path.exists() and not path.is_symlink():
+        raise CheckpointError(f"Model file not found: {path}")
+    try:
+        input_file(path, "Model file")
+    except DataError as e:
+        raise CheckpointError(str(e)) from None
 
 
 def _refuse_torchscript(path: Path) -> None:
