@@ -473,7 +473,7 @@ def test_a_report_never_copies_the_style_image_a_model_file_names(tmp_path, caps
 
 
 def test_evaluate_names_its_own_flags_for_the_loss_network(tmp_path, monkeypatch, capsys):
-    import fast_nst.core.fetch
+    import fast_nst.core.untrusted.downloads
     from fast_nst.commands.evaluate import main as evaluate_main
     from fast_nst.core.errors import DownloadError
     from fast_nst.nets.johnson import TransformNet, TransformNetArgs
@@ -481,7 +481,7 @@ def test_evaluate_names_its_own_flags_for_the_loss_network(tmp_path, monkeypatch
     def offline(url, dest, *args, **kwargs):
         raise DownloadError(f"cannot download {url}: simulated: network is unreachable")
 
-    monkeypatch.setattr(fast_nst.core.fetch, "download_url", offline)
+    monkeypatch.setattr(fast_nst.core.untrusted.downloads, "download_url", offline)
     monkeypatch.chdir(tmp_path)
     net = TransformNet(TransformNetArgs(base_channels=8, num_residual=1))
     cfg = TrainConfig(naming="caffe", style_image="s.jpg", loss_model="vgg16_caffe",

@@ -104,7 +104,7 @@ def _prepare(model_files, images, output, style, loss_model, loss_model_file, we
     if weights == "random" and loss_model_file:
         warnings.warn("--loss_model_file is not used with --loss_model_weights random.")
     inputs = [("--images", Path(images))] + [("--model_file", Path(f)) for f in model_files] + \
-        ([("--style", Path(style))] if style else []) + \
+        [("--style", Path(s)) for s in styles] + \
         [("style image", m.style_path) for m in models if m.style_path is not None]
     made = check_output(Path(output), inputs)
     dev = resolve_device(device)
