@@ -238,9 +238,9 @@ def download_weights(name: str, dest: str | Path | None = None, quiet: bool = Fa
         return fetch.download_url(entry.url, dest, sha256_prefix=entry.sha256, quiet=quiet)
     except DownloadError as e:
         raise DownloadError(
-            f"{e}\nThe {name} loss network needs {entry.summary.split(' (')[0]} weights. Download\n"
-            f"  {entry.url}\nand put the file at {dest} (or set loss_model_file / --loss_model_file to "
-            "where it is). For a smoke test without them, use --set loss_model_weights=random "
+            f"{e} The {name} loss network needs {entry.summary.split(' (')[0]} weights: download "
+            f"them on a machine with internet and put the file at {dest} (or set loss_model_file / "
+            "--loss_model_file to where it is). For a smoke test without them, use --set loss_model_weights=random "
             "(train.py) or --loss_model_weights random (optimize)."
         ) from None
 

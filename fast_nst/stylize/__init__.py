@@ -20,6 +20,7 @@ from typing import Optional, Union
 from ..core.device import resolve_device
 from ..core.errors import CheckpointError
 from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints, load_model
+from ..io.pretrained import pretrained_hint
 from .onnx_stylizer import load_onnx_stylizer
 from ..nets.multistyle import StyleError, StyleSpec
 from .base import StyleImages, StylizeOptions, Stylizer, finish, preserve_colors, resize_for_processing
@@ -58,6 +59,8 @@ def load_stylizer(path: Union[str, Path], device: str = "auto", precision: str =
     Raises :class:`~fast_nst.core.errors.FastNSTError` for a missing, foreign or unsafe file.
     """
     path = model_in_run_folder(Path(path)) if Path(path).is_dir() else Path(path)
+    if not path.exists() and pretrained_hint(path):  # "Try it in a minute" without the download
+        raise CheckpointError(f"Model file not found: {path}.{pretrained_hint(path)}")
     if path.suffix.lower() == ".onnx":
         stylizer: Stylizer = load_onnx_stylizer(path, device=device, precision=precision)
     else:
