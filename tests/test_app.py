@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fast_nst.commands.app import (APP_INSTALL_HINT, AppSession, build_app, find_models, launch,
+from fast_nst.commands.app import (APP_INSTALL_HINT, AppSession, build_app, default_model, find_models, launch,
                                    main as app_main)
 from fast_nst.core.errors import FastNSTError
 from fast_nst.io.checkpoint import atomic_torch_save, checkpoint_name, make_checkpoint
@@ -48,7 +48,8 @@ def _save_model(path: Path, seed: int = 0) -> Path:
 def models_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("models")
     _save_model(root / "tiny-random" / "tiny-random.pth")
-    (root / "zz-broken.pth").write_bytes(b"not a model")  # listed last: the page opens the good one
+    (root / "zz-broken.pth").write_bytes(b"not a model")  # listed last
+    os.utime(root / "zz-broken.pth", (1e9, 1e9))  # older: the page opens the good one, the newest
     return root
 
 
@@ -70,6 +71,20 @@ def test_find_models_lists_final_models_exports_and_unfinished_runs(tmp_path):
         find_models(tmp_path / "empty")
     with pytest.raises(FastNSTError, match="no such folder"):
         find_models(tmp_path / "missing")
+
+
+
+def test_the_page_opens_with_the_newest_final_model(tmp_path):
+    """Not the alphabetically first (an early, barely trained run, say): the newest final model."""
+    _save_model(tmp_path / "aa-early" / "aa-early.pth")
+    _save_model(tmp_path / "wave" / "wave.pth")
+    _save_model(tmp_path / "cut" / "checkpoints" / checkpoint_name(4))  # unfinished: never the default
+    os.utime(tmp_path / "aa-early" / "aa-early.pth", (1e9, 1e9))
+    os.utime(tmp_path / "wave" / "wave.pth", (2e9, 2e9))
+    found = find_models(tmp_path)
+    assert list(found)[0] == "aa-early/aa-early.pth" and default_model(found) == "wave/wave.pth"
+    only_runs = {label: path for label, path in found.items() if path.is_dir()}
+    assert default_model(only_runs) == "cut/ (unfinished run: newest checkpoint)"
 
 
 def test_session_stylizes_and_explains_bad_input(models_dir, tmp_path):
@@ -258,6 +273,13 @@ def test_page_stylizes_a_photo_and_reports_a_non_image(app_url, browser, tmp_pat
 
     browser.get(app_url)  # a fresh page: the upload field is empty again
     _wait(browser, lambda d: "one style" in _status(d))
+    # The empty upload box shows its whole upload icon below the label (at height 120 the label
+    # covered it)
+    label_bottom, icon_top = browser.execute_script(
+        "const box = document.querySelector('#photo'), label = box.querySelector('label, [data-testid=block-label]');"
+        "const icon = [...box.querySelectorAll('svg')].find(s => !label.contains(s));"
+        "return [label.getBoundingClientRect().bottom, icon.getBoundingClientRect().top]")
+    assert icon_top >= label_bottom, (label_bottom, icon_top)
     photo = make_photo(tmp_path / "photo.png", PHOTO_SIZE, seed=164)  # broad colour bands
     _upload(browser, "photo", photo)
     _wait(browser, lambda d: "360 x 240 px" in _status(d))
@@ -271,6 +293,10 @@ def test_page_stylizes_a_photo_and_reports_a_non_image(app_url, browser, tmp_pat
     link = _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#download a[href]"))
     with urllib.request.urlopen(link.get_attribute("href"), timeout=10) as r:
         assert Image.open(io.BytesIO(r.read())).size == PHOTO_SIZE
+    scrolling = browser.execute_script(  # one file to download fits its box, without a scrollbar
+        "return [...document.querySelectorAll('#download *')].filter(e => e.scrollHeight > e.clientHeight + 1"
+        " && getComputedStyle(e).overflowY != 'visible').map(e => e.className)")
+    assert scrolling == [], scrolling
     if os.environ.get("FAST_NST_SCREENSHOT") == "1":
         # A 256-colour PNG: the README's figure at a fraction of the size.
         shot = Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("RGB")

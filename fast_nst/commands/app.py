@@ -37,7 +37,7 @@ from ..stylize import Stylizer, load_stylizer
 from . import prog, run_command
 
 __all__ = ["APP_INSTALL_HINT", "AppSession", "DEFAULT_PORT", "KEEP_RESULTS", "MAX_PIXELS", "MAX_UPLOAD_MB",
-           "ModelInfo", "build_app", "find_models", "launch", "main", "parser"]
+           "ModelInfo", "build_app", "default_model", "find_models", "launch", "main", "parser"]
 
 APP_INSTALL_HINT = 'pip install -e ".[app]"'
 # Gradio's own default port, so the address is the one Gradio users expect.
@@ -89,6 +89,17 @@ def find_models(root: Path) -> dict[str, Path]:
                            "one (python train.py -c conf/wave.yml) or fetch some (python -m "
                            "fast_nst.download pretrained).")
     return found
+
+
+
+def default_model(models: dict[str, Path]) -> str:
+    """The label the page opens with: the most recently written final model or export (what
+    was just trained), not the alphabetically first (often an early test run); an unfinished
+    run only when there is nothing else."""
+    finished = [label for label, path in models.items() if path.is_file()]
+    if not finished:
+        return next(iter(models))
+    return max(finished, key=lambda label: (models[label].stat().st_mtime, label))
 
 
 def _check_pixels(limit: int, what: str) -> Callable[[int, int], None]:
@@ -224,7 +235,7 @@ def _inputs(gr: Any, session: AppSession) -> dict[str, Any]:
     """The left column: the model, its style controls (shown for the models that take them), the
     photo, the options and the button."""
     labels = list(session.models)
-    c = {"model": gr.Dropdown(labels, value=labels[0], label="Model", elem_id="model"),
+    c = {"model": gr.Dropdown(labels, value=default_model(session.models), label="Model", elem_id="model"),
          "style": gr.Dropdown([], label="Style", visible=False, elem_id="style"),
          "blend": gr.Textbox(label="Blend (overrides Style)", placeholder="candy:0.7,mosaic:0.3",
                              visible=False, elem_id="blend"),
@@ -232,7 +243,7 @@ def _inputs(gr: Any, session: AppSession) -> dict[str, Any]:
          "alpha": gr.Slider(0, 1, value=1, step=0.05, label="Style amount (alpha)", visible=False,
                             elem_id="alpha"),
          "photo": gr.File(label=f"Photo (JPEG, PNG, WebP or BMP; at most {session.max_pixels / 1e6:g} MP)",
-                          elem_id="photo", height=120)}
+                          elem_id="photo", height=160)}
     with gr.Accordion("Options", open=True):
         c["strength"] = gr.Slider(0, 1, value=1, step=0.05, label="Strength (0: the photo, 1: full style)",
                                   elem_id="strength")
@@ -259,7 +270,7 @@ def build_app(session: AppSession) -> Any:
                               for label, elem_id in (("Photo", "preview"), ("Result", "result"))]
                 status = gr.Textbox(label="Status", interactive=False, elem_id="status")
                 download = gr.File(label="Download the full-size result (PNG)", interactive=False,
-                                   elem_id="download", height=80)
+                                   elem_id="download", height=112)
         controls = [status, c["style"], c["blend"], c["style_image"], c["alpha"]]
         c["model"].change(lambda label: _model_controls(gr, session, label), c["model"], controls)
         page.load(lambda label: _model_controls(gr, session, label), c["model"], controls)
