@@ -69,10 +69,13 @@ def test_report_shows_every_photo_and_model_with_losses_and_times(setup, tmp_pat
     for content, style, seconds in rows.values():
         assert all(math.isfinite(float(v)) and float(v) >= 0 for v in (content, style, seconds))
         assert float(content) > 0 and float(style) > 0
-    for model in ("alpha", "beta"):
+    # beta is measured at other layers and weights (its own): a group of its own, not comparable
+    assert "Not comparable across groups" in page
+    for model, group in (("alpha", "A"), ("beta", "B")):
         assert re.search(rf"<tr class='mean' data-model='{model}'><td>{model}</td>"
                          r"<td class='num content'>[0-9.e+-]+</td><td class='num style'>[0-9.e+-]+</td>"
-                         r"<td class='num time'>[0-9.]+</td><td class='num'>3</td></tr>", page), model
+                         rf"<td class='num time'>[0-9.]+</td><td class='num'>3</td><td class='group'>{group}</td></tr>",
+                         page), model
         for photo, size in PHOTO_SIZES.items():
             with Image.open(out / model / f"{photo}.jpg") as img:
                 assert img.size == size  # under --max_size: never enlarged
