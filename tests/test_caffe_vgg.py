@@ -18,7 +18,7 @@ from conftest import REPO, assert_clean_in_process, in_process, make_photo
 from fast_nst.commands import download as download_command
 from fast_nst.commands.optimize import main as optimize_main
 from fast_nst.commands.train import main as train_main
-from fast_nst.core import fetch
+from fast_nst.core.untrusted import downloads as fetch
 from fast_nst.core.errors import CheckpointError
 from fast_nst.gatys import DEFAULT_CONTENT_WEIGHT, DEFAULT_STYLE_WEIGHT, DEFAULT_TV_WEIGHT, optimize
 from fast_nst.lossnet import (CAFFE, CAFFE_FEATURE_SCALE, LOSS_NETWORKS, STATS_STYLE_DEGREE, TORCHVISION,
@@ -303,7 +303,7 @@ def test_download_help_and_command_know_the_caffe_targets(tmp_path, monkeypatch,
         status = 200
         headers = {"Content-Length": str(len(data))}
 
-    monkeypatch.setattr(fetch, "_open", lambda url, start: Response(data))
+    monkeypatch.setattr(fetch, "_open", lambda url, start, timeout=None: Response(data))
     (tmp_path / "w.bin").write_bytes(data)
     publish(monkeypatch, "vgg16_caffe", tmp_path / "w.bin")
     dest = tmp_path / "pretrained" / "vgg16-00b39a1b.pth"

@@ -14,18 +14,26 @@ from typing import Iterable
 
 import torch
 from torch import nn
-from torchvision.models import vgg as tv_vgg
 
-from ..core import fetch
+from ..core.untrusted import downloads
 from ..core.errors import CheckpointError, DownloadError
 from . import (BLOCK_CONVS, LOSS_NETWORKS, TORCHVISION, InputConvention, LossNetworkEntry, get_loss_network,
                layer_choices, layer_names)
+from .normalised import NORMALISED_ARCH, from_published, normalised_features
 
 __all__ = ["RANDOM_WARNING", "VGGEncoder", "bias_ratio", "build_loss_network", "download_weights", "load_features",
            "other_convention_warning", "random_features", "vgg_features"]
 
-# torchvision's configuration names of the two layouts.
-_TV_CFG = {"vgg16": "D", "vgg19": "E"}
+# The convolution widths of VGG16 and VGG19 (Simonyan & Zisserman 2015, configurations D and E),
+# "M" a 2x2 max pool: the layout of torchvision's ``vgg16().features``, whose state-dict keys
+# (features.N.weight) the weight files use. Written out here rather than imported from
+# torchvision.models, whose import pulls in torch._dynamo and doubles every command's start-up
+# (measured: 1.7 s -> 3.4 s of CPU for ``import torch`` vs ``import torch, torchvision.models``).
+_LAYOUTS = {
+    "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
+    "vgg19": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+              512, 512, 512, 512, "M"),
+}
 
 
 class VGGEncoder(nn.Module):
@@ -93,12 +101,28 @@ class VGGEncoder(nn.Module):
         return out
 
 
+def _torchvision_layout(arch: str) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    channels = 3
+    for width in _LAYOUTS[arch]:  # modules created in torchvision's order: the same seeded weights
+        if width == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            layers += [nn.Conv2d(channels, width, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+            channels = width
+    return nn.Sequential(*layers)
+
+
 def vgg_features(arch: str = "vgg16") -> nn.Sequential:
     """``vgg16().features`` or ``vgg19().features`` with torchvision's random initialisation,
-    without building the 138M-parameter classifier (2.4 s on a 2-core CPU) a loss network never uses."""
-    if arch not in _TV_CFG:
-        raise ValueError(f"Unknown VGG layout {arch!r}; choose one of: {', '.join(_TV_CFG)}")
-    features = tv_vgg.make_layers(tv_vgg.cfgs[_TV_CFG[arch]], batch_norm=False)
+    without building the 138M-parameter classifier (2.4 s on a 2-core CPU) a loss network never uses;
+    ``vgg19_normalised``: AdaIN's encoder (:mod:`fast_nst.lossnet.normalised`), initialised the same way."""
+    if arch == NORMALISED_ARCH:
+        features = normalised_features()
+    elif arch in _LAYOUTS:
+        features = _torchvision_layout(arch)
+    else:
+        raise ValueError(f"Unknown VGG layout {arch!r}; choose one of: {', '.join([*_LAYOUTS, NORMALISED_ARCH])}")
     for m in features.modules():  # the same initialisation as torchvision.models.VGG.__init__
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -122,7 +146,10 @@ def _features_state(state: dict, path: Path, entry: LossNetworkEntry) -> dict[st
         raise CheckpointError(f"{path}: not a {label} state dict (got {type(state).__name__}).")
     if any(k.startswith("features.") for k in state):
         state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
-    expected = vgg_features(entry.arch).state_dict()
+    if entry.arch == NORMALISED_ARCH:  # the published file is in the reference port's keys
+        state = from_published(state)
+    with torch.device("meta"):  # shapes only: no 20-140M random numbers drawn for nothing
+        expected = vgg_features(entry.arch).state_dict()
     missing = sorted(set(expected) - set(state), key=lambda k: int(k.split(".")[0]))
     if missing:
         raise CheckpointError(
@@ -160,10 +187,10 @@ def _refuse_other_convention(path: Path, name: str, entry: LossNetworkEntry) -> 
     one's own that reuses the name but not the content is loaded as asked.
     """
     for other_name, other in LOSS_NETWORKS.items():
-        if (other.arch != entry.arch or other.convention == entry.convention
+        if (other.arch != entry.arch or other.convention == entry.convention or not other.sha256
                 or path.name != Path(other.file).name):
             continue
-        if fetch.sha256_file(path).startswith(other.sha256):
+        if downloads.sha256_file(path).startswith(other.sha256):
             raise CheckpointError(
                 f"{path} is the published {other_name} file: {other.summary.split(' (')[0]} weights, "
                 f"for the {other.convention.name} input convention, but the loss model is {name} "
@@ -235,7 +262,7 @@ def download_weights(name: str, dest: str | Path | None = None, quiet: bool = Fa
     entry = get_loss_network(name)
     dest = dest or entry.file
     try:
-        return fetch.download_url(entry.url, dest, sha256_prefix=entry.sha256, quiet=quiet)
+        return downloads.download_url(entry.url, dest, sha256_prefix=entry.sha256 or None, quiet=quiet)
     except DownloadError as e:
         raise DownloadError(
             f"{e} The {name} loss network needs {entry.summary.split(' (')[0]} weights: download "
@@ -272,8 +299,9 @@ def load_features(name: str, path: str | Path | None = None, allow_download: boo
         reason = (str(e).splitlines() or [type(e).__name__])[0][:300]
         raise CheckpointError(f"{path}: cannot read {entry.label} weights ({reason}). "
                               f"Delete it and download {entry.url} again.") from None
-    features = vgg_features(entry.arch)
-    features.load_state_dict(_features_state(state, path, entry))
+    with torch.device("meta"):  # every weight is loaded below: skip the random initialisation
+        features = vgg_features(entry.arch)
+    features.to_empty(device="cpu").load_state_dict(_features_state(state, path, entry))
     warning = other_convention_warning(features, name, path)
     if warning:
         print(warning, file=sys.stderr)
