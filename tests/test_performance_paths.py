@@ -1,6 +1,7 @@
 """The fast paths (CPU inference rewrite, bf16/fp16 autocast, torch.compile, content branch cut at
 the deepest content layer) must compute what the plain fp32 reference computes."""
 
+import sys
 import time
 
 import pytest
@@ -73,6 +74,55 @@ def test_compiled_stylizer_matches_eager():
     ref = Stylizer(small, torch.device("cpu"), fast=False).stylize_tensor(x)
     compiled = Stylizer(small, torch.device("cpu"), fast=False, compile=True).stylize_tensor(x)
     assert psnr(compiled, ref) >= 40
+
+
+@pytest.fixture
+def cuda_build_without_gpu(monkeypatch, tmp_path):
+    """A CUDA build of torch on a machine with a CUDA toolkit and no usable GPU, with the module
+    that warns about it not yet imported; yields the records it logs and the warnings raised."""
+    import logging
+    import warnings
+
+    import torch.utils
+
+    monkeypatch.setattr(torch.cuda, "_is_compiled", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    monkeypatch.setenv("CUDA_HOME", str(tmp_path))
+    monkeypatch.delitem(sys.modules, "torch.utils.cpp_extension", raising=False)
+    monkeypatch.delattr(torch.utils, "cpp_extension", raising=False)
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    logger.addHandler(handler)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield records, caught
+    logger.removeHandler(handler)
+    # The module imported under the fake CUDA build goes; monkeypatch then puts back the one
+    # there was before, if any.
+    sys.modules.pop("torch.utils.cpp_extension", None)
+    if hasattr(torch.utils, "cpp_extension"):
+        delattr(torch.utils, "cpp_extension")
+
+
+def test_the_fixture_reproduces_the_no_cuda_runtime_warning(cuda_build_without_gpu):
+    import importlib
+
+    records, _ = cuda_build_without_gpu
+    importlib.import_module("torch.utils.cpp_extension")  # what torch.compile does on its own
+    assert any(r.startswith("No CUDA runtime is found") for r in records), records
+
+
+def test_compile_on_the_cpu_says_nothing_about_cuda(cuda_build_without_gpu):
+    """torch.compile on the CPU (eval.py --compile, --set compile=true) with a CUDA build of torch:
+    no "No CUDA runtime is found" warning, also not when the compiled network first runs."""
+    records, caught = cuda_build_without_gpu
+    small = TransformNet(TransformNetArgs(base_channels=8, num_residual=1))
+    Stylizer(small, torch.device("cpu"), fast=False, compile=True)
+    assert "torch.utils.cpp_extension" in sys.modules  # imported now, quietly: not again later
+    assert not [r for r in records if "CUDA" in r] and not [w for w in caught if "CUDA" in str(w.message)]
 
 
 def test_unknown_precision_is_refused(net):
@@ -229,33 +279,57 @@ def test_feeding_advice_names_the_fixes_that_apply(monkeypatch, tmp_path, train_
     assert feeding_advice(0.9, all_cores, cached=True) is None  # nothing left to suggest
 
 
+class _Clock:
+    """The time module as the trainer sees it, with a perf_counter that moves only when told:
+    what the trainer measures then depends on nothing but the test."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+
 def test_training_reports_waiting_for_data(monkeypatch, capsys, tmp_path, train_dir, style_file):
     """A slow loader shows in the log lines and TensorBoard (perf/data_wait), and training warns
-    once, after the first interval (which includes starting the workers)."""
+    once, after the first interval (which includes starting the workers). The clock is the
+    test's: decoding a photo takes 0.3 s of it, a training step 0.4 s, so each step waits 0.6 s
+    (a batch of 2) of 1.0 s, whatever the machine's speed or load."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     import fast_nst.training.data as data
+    import fast_nst.training.trainer as trainer
     from fast_nst.training import train_config_from_dict as config_from_dict
     from fast_nst.training import train as do_train
 
     from conftest import tiny_values
 
-    decode = data.decode_resized
+    clock = _Clock()
+    decode, step = data.decode_resized, trainer.Trainer.train_step
 
     def slow_decode(path, size):
-        time.sleep(0.3)  # ~0.6 s of waiting per batch of 2; a 32 px step computes in ~0.1 s
+        clock.now += 0.3
         return decode(path, size)
 
+    def slow_step(self, *inputs):
+        step(self, *inputs)
+        clock.now += 0.4
+
+    monkeypatch.setattr(trainer, "time", clock)
     monkeypatch.setattr(data, "decode_resized", slow_decode)
+    monkeypatch.setattr(trainer.Trainer, "train_step", slow_step)
     monkeypatch.setattr(data.os, "sched_getaffinity", lambda pid: {0, 1})
     values = tiny_values(tmp_path / "models", train_dir, style_file, naming="slow", max_steps=4, num_samples=0)
     capsys.readouterr()
     result = do_train(config_from_dict(values, "test"), progress=False)
     err = capsys.readouterr().err
-    assert err.count("warning: training waited for images") == 1, err
+    assert err.count("warning: training waited for images 60% of the time") == 1, err
     assert "--set num_workers=2: 2 CPU cores per training process, 0 workers now" in err
     assert "python -m fast_nst.data prepare" in err
-    assert "step 4/4: " in err and "data_wait=" in err
+    assert "step 4/4: " in err and "data_wait=60%" in err
     waits = EventAccumulator(str(result.run_dir)).Reload().Scalars("perf/data_wait")
     assert [e.step for e in waits] == [1, 2, 3, 4]
-    assert all(0.5 < e.value <= 1.0 for e in waits[1:]), [e.value for e in waits]
+    assert [e.value for e in waits] == pytest.approx([0.6] * 4)

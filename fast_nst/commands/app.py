@@ -35,7 +35,7 @@ from ..core.images import save_image
 from ..core.untrusted import bound_folder, input_file, open_image
 from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints
 from ..stylize import Stylizer, load_stylizer
-from . import prog, run_command
+from . import new_parser, run_command
 
 __all__ = ["APP_INSTALL_HINT", "AppSession", "DEFAULT_PORT", "KEEP_RESULTS", "MAX_MODEL_MB", "MAX_PIXELS",
            "MAX_UPLOAD_MB", "UPLOADS_KEPT",
@@ -358,8 +358,8 @@ def _environ(name: str, value: str) -> Iterator[None]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog("python -m fast_nst.app"),
+    p = new_parser(
+        "python -m fast_nst.app",
         description="A local web app for stylizing: pick a model, upload a photo, adjust, compare and "
                     f"download. Needs the optional extra: {APP_INSTALL_HINT}",
         epilog="Example: python -m fast_nst.app --models models/   (then open http://127.0.0.1:7860)",

@@ -21,7 +21,7 @@ from ..stylize import StylizeOptions, Stylizer, load_stylizer
 from ..stylize.base import DEFAULT_STYLE_SIZE
 from ..stylize.tiling import DEFAULT_CONTEXT, DEFAULT_OVERLAP
 from ..stylize.video import stylize_video
-from . import prog, run_command
+from . import new_parser, run_command
 
 __all__ = ["DEFAULT_OUTPUT_DIR", "main", "parser"]
 
@@ -29,8 +29,8 @@ DEFAULT_OUTPUT_DIR = "generated"
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog("eval.py"),
+    p = new_parser(
+        "eval.py",
         description="Stylize an image (or every image in a folder) with a trained model.",
         epilog="Example: python eval.py --model_file models/wave/wave.pth --image_file photo.jpg",
     )
@@ -63,12 +63,15 @@ def parser() -> argparse.ArgumentParser:
                    help="arbitrary-style models: how much style, from 0 (the photo's own features) to "
                         "1 (default, the full style)")
     p.add_argument("--style_size", type=int, metavar="N",
-                   help=f"arbitrary-style models: resize style images to a shorter side of N px first "
-                        f"(default {DEFAULT_STYLE_SIZE}, as Huang & Belongie; larger gives finer strokes; "
-                        "0 keeps their size; at most 4.2 MP after resizing)")
+                   help=f"arbitrary-style models: resize style images to a longest side of N px first, "
+                        f"as style_size means everywhere (default {DEFAULT_STYLE_SIZE}; the texture scale "
+                        "follows it; 0 keeps their size; at most 4.2 MP after resizing)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--batch_size", type=int, default=4, metavar="N",
                    help="video frames per forward pass (default 4)")
+    p.add_argument("--temporal", default="auto", choices=["auto", "on", "off"],
+                   help="video: carry instance-norm statistics across frames (less flicker, no "
+                        "retraining; docs/video.md). auto (default): on for PyTorch models, off for .onnx")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="arithmetic for the network (bf16/fp16: autocast; fastest on GPUs)")
     p.add_argument("--compile", action="store_true",
@@ -223,8 +226,12 @@ def _video(args: argparse.Namespace, stylizer: Stylizer, src: Path, options: Sty
     if same_file(src, dest):
         raise DataError(f"Output {dest} is the input video; refusing to overwrite it.")
     check_output_file(dest, "--output_file", [src])
-    stylize_video(stylizer, src, dest, batch_size=args.batch_size, options=options)
-    print(f"Saved {dest}")
+    summary = stylize_video(stylizer, src, dest, batch_size=args.batch_size, options=options,
+                            temporal={"auto": None, "on": True, "off": False}[args.temporal])
+    ratio = summary.get("change_ratio")
+    stable = "stable statistics" if summary.get("temporal") else "per-frame statistics"
+    print(f"Saved {dest} ({stable}" + (f"; the stylized frames change {ratio:.2f}x as much as the input "
+                                       "frames" if ratio is not None else "") + ")")
     return 0
 
 

@@ -18,6 +18,7 @@ import difflib
 import math
 import types
 import typing
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Optional, Sequence
@@ -102,6 +103,11 @@ class TrainConfig:
     # (their Caffe VGG sees 0-255 pixels, ours pixels / (255 * 0.226)): ~4 relative to content 1.
     # We use 1 because the upsample-conv decoder has no checkerboard artifacts for TV to fight.
     tv_weight: float = 1.0
+    # Stability training (fast_nst.training.stability): the weight of the mean squared difference
+    # between a stylization moved by a small random motion and the stylization of the moved photo
+    # (pixels in [0, 1]). 0 (off) keeps the original method; 5000 made a 300-step mosaic preview
+    # flicker less on video with its style loss within a few percent (docs/video.md).
+    stability_weight: float = 0.0
     # relu2_2 for content and relu1_2, relu2_2, relu3_3, relu4_3 for style: Johnson et al. (2016).
     content_layers: tuple[str, ...] = ("relu2_2",)
     style_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
@@ -319,9 +325,17 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+# Keys whose value must fit another key's: an error in one also names where the other was set
+# (the --set that changed it, when the file's value no longer fits).
+_FITS = {"style_weights": "style_images", "style_layer_weights": "style_layers"}
+
+
 def _validate(cfg: TrainConfig, origin: dict[str, str], where: str = "defaults",
               checks: Sequence[ConfigCheck] = ()) -> None:
     def fail(key: str, msg: str) -> None:  # a key nobody set (a required one) blames the config
+        other = _FITS.get(key)
+        if other and origin.get(other, where) != origin.get(key, where):
+            msg += f" ({other} set by {origin.get(other, where)})"
         raise ConfigError(f"{origin.get(key, where)}: key '{key}' {msg}")
 
     _validate_values(cfg, fail)
@@ -367,7 +381,7 @@ def _validate_values(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None
         if (getattr(cfg, key) or 0) > most:
             fail(key, f"must be at most {most} px, got {getattr(cfg, key)}: a batch of {MAX_IMAGE_SIZE} px "
                       "crops already needs many GB in VGG's layers (the papers train at 256)")
-    for key in ("lr", "content_weight", "style_weight", "tv_weight"):
+    for key in ("lr", "content_weight", "style_weight", "tv_weight", "stability_weight"):
         # NaN passes every comparison and inf turns every weight into NaN after one step.
         if not math.isfinite(getattr(cfg, key)) or getattr(cfg, key) < 0:
             fail(key, f"must be a finite number {'> 0' if key == 'lr' else '>= 0'}, got {getattr(cfg, key)}")
@@ -433,7 +447,24 @@ def load_config(path: str | Path | None, overrides: typing.Sequence[str] = (),
         key, value = parse_override(text)
         _check_key(key, f"--set {text}")
         values[key] = (value, f"--set {text}")
+    _fit_style_weights(values)
     return build_config(values, str(path) if path is not None else "--set", checks)
+
+
+def _fit_style_weights(values: dict[str, tuple[Any, str]]) -> None:
+    """``--set style_images=[...]`` with another number of styles than the file's: the file's
+    style_weights were tuned for its own styles and fit these no more, so every style gets weight
+    1 (style_weight alone), said in a warning. The same number keeps them (the same paintings from
+    elsewhere, e.g. local copies); a --set style_weights is the user's and is checked as given."""
+    images, weights = values.get("style_images"), values.get("style_weights")
+    if not (images and weights) or not images[1].startswith("--set") or weights[1].startswith("--set"):
+        return
+    if not (isinstance(images[0], list) and isinstance(weights[0], list)) or len(images[0]) == len(weights[0]):
+        return
+    del values["style_weights"]
+    warnings.warn(f"--set style_images gives {len(images[0])} styles; the {len(weights[0])} style_weights of "
+                  f"{weights[1]} were for its own styles, so every style gets weight 1 (style_weight "
+                  "alone). To weight them: --set style_weights=[w1, w2, ...], one per style.")
 
 
 def config_from_dict(data: dict[str, Any], where: str, checks: Sequence[ConfigCheck] = ()) -> TrainConfig:

@@ -86,8 +86,8 @@ def resize_longest(img: Image.Image, size: Optional[int]) -> Image.Image:
     return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.LANCZOS)
 
 
-def save_image(img: Image.Image, path: str | Path) -> None:
-    """Write ``img`` to ``path`` (format from the extension), creating folders.
+def save_image(img: Image.Image, path: str | Path, quality: int = 95) -> None:
+    """Write ``img`` to ``path`` (format from the extension; ``quality`` for JPEG and WebP), creating folders.
 
     Alpha is kept where the format holds it (PNG, WebP) and dropped otherwise (JPEG, BMP).
     Written to a temporary file and renamed so a failure never leaves half an image.
@@ -103,7 +103,7 @@ def save_image(img: Image.Image, path: str | Path) -> None:
                           "or .webp to keep it).")
         img = img.convert("RGB")
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(ext, ext[1:].upper())
-    kwargs = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path) as tmp:

@@ -15,7 +15,7 @@ starts in its first style; :meth:`OnnxStylizer.set_style` chooses another or a b
 An arbitrary-style export (model_type adain: a second input, the style image (1, 3, h, w), and
 optionally ``alpha`` (1,); metadata ``style_input`` "image") stylizes once
 :meth:`OnnxStylizer.set_style` gave it a style image, which it feeds to the graph (resized so
-its shorter side is ``style_size``) together with alpha; the graph computes the statistics. A
+its longest side is ``style_size``) together with alpha; the graph computes the statistics. A
 blend of several style images needs their statistics, which such a graph does not take: it is
 refused (use the .pth model).
 """
