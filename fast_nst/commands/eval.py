@@ -65,7 +65,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--style_size", type=int, metavar="N",
                    help=f"arbitrary-style models: resize style images to a longest side of N px first, "
                         f"as style_size means everywhere (default {DEFAULT_STYLE_SIZE}; the texture scale "
-                        "follows it; 0 keeps their size)")
+                        "follows it; 0 keeps their size; at most 4.2 MP after resizing)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--batch_size", type=int, default=4, metavar="N",
                    help="video frames per forward pass (default 4)")

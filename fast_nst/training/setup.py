@@ -22,7 +22,7 @@ from ..core.errors import CheckpointError, ConfigError, DataError, FastNSTError
 from ..core.untrusted.downloads import fetch_style_image, style_name
 from ..core.files import probe_writable
 from ..core.images import pil_to_tensor
-from ..core.untrusted import open_image, resize_style
+from ..core.untrusted import open_image, resize_style, shown
 from ..io import checkpoint as ckpt_io
 from ..lossnet import get_loss_network, layer_names
 from ..lossnet.vgg import VGGEncoder, build_loss_network
