@@ -59,7 +59,7 @@ def _run(capsys, models, photos, out, *extra):
 def test_report_shows_every_photo_and_model_with_losses_and_times(setup, tmp_path, capsys):
     models, photos, styles = setup
     out = tmp_path / "report"
-    code, err = _run(capsys, models, photos, out)
+    code, err = _run(capsys, models, photos, out, "--style", *styles)  # one per model, in order
     assert code == 0, err
     assert "RANDOM weights" in err
     page = (out / "index.html").read_text(encoding="utf-8")
@@ -123,7 +123,7 @@ def test_a_stand_in_loss_network_is_named_and_no_style_gives_n_a(setup, tmp_path
     torch.save(vgg_features("vgg16").state_dict(), standin)
     one = tmp_path / "one"
     make_photo(one / "only.png", (36, 30), seed=5)
-    # The style image the checkpoint names is gone: no style loss, no style column.
+    # No --style: no style loss, no style column (the style image the checkpoint names is not read).
     (tmp_path / "gone").mkdir()
     net = TransformNet(TransformNetArgs(base_channels=8, num_residual=1))
     cfg = load_train_config(None, [f"style_image={tmp_path / 'gone' / 'x.jpg'}", "naming=nostyle"])
@@ -136,7 +136,7 @@ def test_a_stand_in_loss_network_is_named_and_no_style_gives_n_a(setup, tmp_path
     assert "my-standin-vgg16.pth" in page and "RANDOM" not in page
     (_, _, content, style, _), = ROW.findall(page)
     assert float(content) > 0 and style == "n/a"
-    assert "is not on this machine (pass --style)" in page
+    assert "not measured: pass the style image with --style" in page
     with Image.open(out / "sheet.jpg") as sheet:
         width, most = sheet_size(rows=1, cols=2)
         assert sheet.width == width and sheet.height <= most

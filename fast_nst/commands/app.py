@@ -32,7 +32,7 @@ from ..core.device import resolve_device
 from ..core.errors import DataError, FastNSTError
 from ..core.files import safe_component
 from ..core.images import save_image
-from ..core.untrusted import bound_folder, input_file, open_image
+from ..core.untrusted import bound_folder, input_file, open_image, shown
 from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints
 from ..stylize import Stylizer, load_stylizer
 from . import new_parser, run_command
@@ -175,7 +175,7 @@ class AppSession:
         if s.style_names:
             return ModelInfo("many", tuple(s.style_names), f"{label}: {len(s.style_names)} styles"
                                                            f"{trained}. Choose one, or type a blend.")
-        return ModelInfo("one", (), f"{label}: one style ({s.name}){trained}.")
+        return ModelInfo("one", (), f"{label}: one style ({shown(s.name)}){trained}.")
 
     def open_photo(self, path: Optional[str], what: str = "photo", keep: Optional[str] = None) -> Image.Image:
         """The uploaded file at ``path`` as an RGB(A) image; DataError for no file, a file that is
@@ -254,7 +254,9 @@ def _model_controls(gr: Any, session: AppSession, label: str) -> tuple:
         hidden = gr.update(visible=False)
         return f"error: {e}", hidden, hidden, hidden, hidden
     many, image = info.kind == "many", info.kind == "image"
-    style = gr.update(visible=many, choices=list(info.styles), value=info.styles[0] if many else None)
+    # (label, value): the label made printable, the value the model's own name (what set_style takes)
+    choices = [(shown(name, 60), name) for name in info.styles]
+    style = gr.update(visible=many, choices=choices, value=info.styles[0] if many else None)
     return (info.summary, style, gr.update(visible=many, value=""), gr.update(visible=image),
             gr.update(visible=image))
 

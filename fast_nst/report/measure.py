@@ -23,7 +23,7 @@ from ..core.images import pil_to_tensor
 from ..core.untrusted import open_image, resize_style
 from ..lossnet import get_loss_network
 from ..lossnet.losses import ContentLoss, StatsStyleLoss, StyleLoss
-from ..lossnet.vgg import VGGEncoder, build_loss_network
+from ..lossnet.vgg import VGGEncoder, WeightFlags, build_loss_network
 from ..lossnet import min_side
 from .collect import ModelEntry, Photo
 
@@ -62,6 +62,11 @@ def random_warning(loss_model: str) -> str:
             f"--loss_model_weights imagenet (the default; python -m fast_nst.download {loss_model}).")
 
 
+# The flags of python -m fast_nst.evaluate, for the loss network's messages.
+EVALUATE_FLAGS = WeightFlags(file="--loss_model_file FILE", model="--loss_model {name}",
+                             random="--loss_model_weights random")
+
+
 def build_encoder(loss_model: str, weights: str, weights_file: Optional[str], layers: Sequence[str],
                   device: torch.device) -> VGGEncoder:
     """The frozen loss network for ``layers`` on ``device``; ImageNet weights come from
@@ -70,7 +75,8 @@ def build_encoder(loss_model: str, weights: str, weights_file: Optional[str], la
         # In the report's terms: vgg.py's own banner speaks of a model learning a style.
         print(f"{'!' * 80}\n{random_warning(loss_model)}\n{'!' * 80}", file=sys.stderr)
     try:
-        encoder = build_loss_network(weights, layers, weights_file, seed=LOSS_SEED, quiet=True, name=loss_model)
+        encoder = build_loss_network(weights, layers, weights_file, seed=LOSS_SEED, quiet=True, name=loss_model,
+                                     flags=EVALUATE_FLAGS)
     except ValueError as e:
         raise FastNSTError(str(e)) from None
     return encoder.to(device)
