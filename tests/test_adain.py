@@ -315,7 +315,7 @@ def test_eval_style_image_from_a_url(trained, data, tmp_path, capsys, monkeypatc
     monkeypatch.chdir(tmp_path)
     fetched = []
 
-    def fake_download(url, dest):
+    def fake_download(url, dest, **limits):  # max_bytes, deadline_s, check: the real bounds
         fetched.append(url)
         if "broken" in url:
             raise DownloadError(f"Could not download {url} (HTTP Error 404)")

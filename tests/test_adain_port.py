@@ -177,7 +177,7 @@ def test_download_adain_offline_names_both_urls_and_where_to_put_them(tmp_path, 
     assert sorted(p.name for p in tmp_path.rglob("*")) == []
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(st.dictionaries(st.sampled_from(["1.weight", "1.bias", "28.bias", "5.weight", "x", "0.weight"]),
                        st.one_of(st.none(), st.integers(), st.lists(st.integers(0, 4), max_size=4).map(
                            lambda shape: torch.zeros(shape))), max_size=6))
