@@ -236,7 +236,7 @@ def test_encoder_file_is_checked(tmp_path, monkeypatch):
                                               "pretrained/vgg16-397923af.pth.*--loss_model_file FILE"):
         AdaINNet(AdaINArgs(**{**args, "encoder_file": ""}))
     (tmp_path / "folder.pth").mkdir()
-    with pytest.raises(CheckpointError, match="folder.pth: VGG16 weights file must be a regular file"):
+    with pytest.raises(CheckpointError, match="VGG16 weights file folder.pth is a folder, not a file"):
         AdaINNet(AdaINArgs(**{**args, "encoder_file": "folder.pth"}))
 
 

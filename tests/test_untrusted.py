@@ -282,7 +282,7 @@ def test_config_nesting_and_duplicate_keys(tmp_path):
 def test_config_files_are_bounded_in_bytes(tmp_path):
     big = tmp_path / "big.yml"
     big.write_text("style_image: a.jpg\n" + "#" * (2 << 20) + "\n")
-    with pytest.raises(ConfigError, match="at most 1,048,576 are read"):
+    with pytest.raises(ConfigError, match="big.yml is 2,097,172 bytes, more than the limit of 1,048,576"):
         load_config(big)
 
 

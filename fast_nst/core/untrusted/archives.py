@@ -16,7 +16,6 @@ import codecs
 import os
 import pickle
 import re
-import stat
 import warnings
 import zipfile
 from pathlib import Path
@@ -24,7 +23,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, DataError
+from .paths import input_file
 from .text import shown
 
 __all__ = ["MAX_COMPRESSION_RATIO", "check_archive_sizes", "check_file_size", "describe_unreadable",
@@ -55,13 +55,12 @@ def check_file_size(path: Path, max_bytes: int, what: str) -> None:
     (``what`` it should be, for the message). Checked before a file is hashed or loaded: a
     sparse 100 GB file would hash for minutes."""
     try:
-        st = os.stat(path)
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read {what}: {e.strerror or type(e).__name__}.") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise CheckpointError(f"{path}: {what} must be a regular file; this is not one.")
-    if st.st_size > max_bytes:
-        raise CheckpointError(f"{path}: refused: the file is {_size(st.st_size)}, more than any {what} "
+        input_file(path, what)  # a folder, FIFO, device or socket: refused by its kind
+        size = os.stat(path).st_size
+    except (DataError, OSError) as e:
+        raise CheckpointError(str(e) if isinstance(e, DataError) else f"{path}: cannot read {what}.") from None
+    if size > max_bytes:
+        raise CheckpointError(f"{path}: refused: the file is {_size(size)}, more than any {what} "
                               f"holds (at most {_size(max_bytes)}). Nothing was read.")
 
 

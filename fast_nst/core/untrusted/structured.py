@@ -13,9 +13,7 @@ bounded and printable.
 from __future__ import annotations
 
 import json
-import os
 import re
-import stat
 from pathlib import Path
 from typing import Any, Optional
 
@@ -23,7 +21,8 @@ import yaml
 from yaml.composer import Composer
 from yaml.nodes import MappingNode, Node, SequenceNode
 
-from ..errors import ConfigError, FastNSTError
+from ..errors import ConfigError, DataError, FastNSTError
+from .paths import input_file
 from .text import shown
 
 __all__ = ["MAX_DEPTH", "MAX_JSON_BYTES", "MAX_YAML_BYTES", "MAX_YAML_NODES", "UnparsableYAML",
@@ -186,13 +185,11 @@ def read_text_file(path: Path, what: str, error: type[FastNSTError], max_bytes: 
     ``max_bytes`` bytes; ``error`` for a missing, unreadable, oversized or non-regular file (a
     FIFO would block the read, a device never end) or text that is not UTF-8."""
     try:
-        st = os.stat(path)
-        if not stat.S_ISREG(st.st_mode):
-            raise error(f"{path}: {what} must be a regular file; this is not one.")
-        if st.st_size > max_bytes:
-            raise error(f"{path}: {what} is {st.st_size:,} bytes; at most {max_bytes:,} are read.")
+        input_file(path, what, max_bytes)  # its kind (no FIFO, device or socket) and size, by stat
         with open(path, "rb") as f:
             data = f.read(max_bytes + 1)  # the file may have grown since the stat
+    except DataError as e:
+        raise error(str(e)) from None
     except OSError as e:
         raise error(f"{path}: cannot read {what}: {e.strerror or type(e).__name__}.") from None
     if len(data) > max_bytes:
