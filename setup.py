@@ -14,6 +14,8 @@ setup(
     long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["fast_nst", "fast_nst.*"]),
+    # The built-in model (fast_nst.io.bundled): a fresh install stylizes with no download.
+    package_data={"fast_nst": ["assets/*.pth"]},
     python_requires=">=3.10",
     install_requires=[
         f"torch>={about['__min_torch__']}",
