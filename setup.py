@@ -19,7 +19,6 @@ setup(
     python_requires=">=3.10",
     install_requires=[
         f"torch>={about['__min_torch__']}",
-        f"torchvision>={about['__min_torchvision__']}",
         "pillow>=9.1",
         "pyyaml>=5.4",
         "tensorboard>=2.10",
@@ -27,8 +26,10 @@ setup(
         "numpy",
     ],
     extras_require={
-        # selenium drives a headless Chromium in the web app's test (tests/test_app.py).
-        "test": ["pytest>=7", "selenium>=4.11"],
+        # selenium drives a headless Chromium in the web app's test (tests/test_app.py); hypothesis
+        # generates hostile inputs for the boundary of outside data (tests/test_untrusted_*.py).
+        # torchvision: the tests compare the loss networks against torchvision's VGG16/VGG19.
+        "test": ["pytest>=7", "selenium>=4.11", "hypothesis>=6.80", f"torchvision>={about['__min_torchvision__']}"],
         # Export to ONNX and run .onnx models (python -m fast_nst.export, eval.py on .onnx).
         "onnx": [f"torch>={about['__min_torch_onnx__']}", "onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1"],
         # Stylize videos (eval.py --video_file), keeping frame rate and audio.
@@ -43,6 +44,6 @@ setup(
             f"fast-nst-{name}=fast_nst.commands.{name}:main"
             for name in ("train", "eval", "export", "convert", "download", "data", "optimize", "evaluate",
                          "app")
-        ]
+        ] + ["fast-nst-stylize-dataset=fast_nst.commands.stylize_dataset:main"]
     },
 )

@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from .core.device import resolve_device
 from .core.errors import FastNSTError
-from .core.images import open_image, pil_to_tensor, resize_longest, save_image, tensor_to_pil
+from .core.images import pil_to_tensor, resize_longest, save_image, tensor_to_pil
+from .core.untrusted import open_image, resize_style
 from .lossnet import LOSS_NETWORKS, get_loss_network, layer_choices, layer_names, min_side
 from .lossnet.losses import PerceptualLoss
 from .lossnet.vgg import VGGEncoder, build_loss_network
@@ -284,7 +285,7 @@ def _check_content_size(content: Image.Image, smallest_side: int, loss_model: st
 
 def _style_at(style: Image.Image, size: int, need: int, device: torch.device) -> torch.Tensor:
     """The style image (1, 3, h, w) in [0, 1], longest side ``size``, on ``device``."""
-    x = pil_to_tensor(resize_longest(style, size)).unsqueeze(0).to(device)
+    x = pil_to_tensor(resize_style(style, size, "longer", "", "--style_size")).unsqueeze(0).to(device)
     if min(x.shape[-2:]) < need:
         raise FastNSTError(f"the style image at {x.shape[-1]}x{x.shape[-2]} px is too "
                            f"small for the chosen layers; it needs at least {need} px on each "

@@ -309,7 +309,7 @@ def test_eval_style_image_flags(trained, data, tmp_path, capsys):
 def test_eval_style_image_from_a_url(trained, data, tmp_path, capsys, monkeypatch):
     """--style_image https://...[:W] is downloaded once into data/styles/; a failed download is one
     line saying what to do."""
-    from fast_nst.core import fetch
+    from fast_nst.core.untrusted import downloads as fetch
     from fast_nst.core.errors import DownloadError
 
     monkeypatch.chdir(tmp_path)

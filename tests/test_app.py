@@ -20,7 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fast_nst.commands.app import (APP_INSTALL_HINT, AppSession, build_app, find_models, launch,
+from fast_nst.commands.app import (APP_INSTALL_HINT, AppSession, _stylize, build_app, find_models, launch,
                                    main as app_main)
 from fast_nst.core.errors import FastNSTError
 from fast_nst.io.checkpoint import atomic_torch_save, checkpoint_name, make_checkpoint
@@ -158,6 +158,91 @@ def test_a_model_file_that_fails_to_load_is_a_message(tmp_path):
         session.describe("broken.pth")
     with pytest.raises(FastNSTError, match="Unknown model"):
         session.describe("other.pth")
+
+
+class _BaseStyleImages(Stylizer):
+    """An arbitrary-style stand-in that keeps Stylizer.set_style (its checks and resizes)."""
+
+    style_input = "image"
+
+    def __init__(self):
+        super().__init__(torch.device("cpu"), name="arbitrary")
+
+    def _set_style_images(self, images, weights, label, alpha):
+        self.shapes = [tuple(t.shape) for t in images]
+
+    def stylize_tensor(self, x):
+        return 1 - x
+
+
+def test_a_thin_style_upload_is_one_line_on_the_page(tmp_path):
+    fake = _BaseStyleImages()
+    session = AppSession({"ad.pth": tmp_path / "ad.pth"}, "cpu", tmp_path / "work", loader=lambda path, device: fake)
+    photo = str(make_photo(tmp_path / "photo.png", (40, 30)))
+    thin = tmp_path / "thin.png"
+    Image.new("RGB", (16, 20000)).save(thin)  # 2.9 KB; 512 x 640000 px at style_size 512
+    result, download, status = _stylize(session, "ad.pth", str(photo), "", "", str(thin), 1.0, 1.0, False, 0)
+    assert (result, download) == (None, None) and status.startswith("error: style image")
+    assert "512 x 640000 px" in status and "more than the limit of 4,194,304 pixels" in status and "\n" not in status
+    _stylize(session, "ad.pth", str(photo), "", "", str(make_photo(tmp_path / "s.png", (20, 24))), 1.0, 1.0, False, 0)
+    assert fake.shapes == [(1, 3, 614, 512)]  # a usable style image still works
+
+
+def test_uploads_are_bounded_in_total_oldest_first(tmp_path):
+    work = tmp_path / "work"
+    old = []
+    for i in range(4):  # earlier uploads, 1000 bytes each, oldest first
+        path = work / f"upload{i}" / "x.bin"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"\0" * 1000)
+        os.utime(path, (1000 + i, 1000 + i))
+        old.append(path)
+    photo = make_photo(work / "new" / "photo.png", (40, 30))  # the newest upload, in use
+    cap = photo.stat().st_size + 1500
+    session = AppSession({}, "cpu", work, max_work_bytes=cap)
+    assert session.open_photo(str(photo)).size == (40, 30)
+    assert [p.exists() for p in old] == [False, False, False, True] and photo.exists()
+    assert not (work / "upload0").exists()  # emptied folders go too
+    assert sum(f.stat().st_size for f in work.rglob("*") if f.is_file()) <= cap
+
+
+def test_model_loads_are_bounded_and_never_hold_up_stylizing(tmp_path):
+    import threading
+
+    big = tmp_path / "big.pth"
+    big.write_bytes(b"\0" * 5000)
+    calls = []
+    session = AppSession({"big.pth": big}, "cpu", tmp_path / "work", max_model_bytes=4096,
+                         loader=lambda path, device: calls.append(path))
+    with pytest.raises(FastNSTError, match="5,000 bytes, more than the limit of 4,096"):
+        session.describe("big.pth")
+    assert calls == []  # refused before it was read
+    started, release = threading.Event(), threading.Event()
+
+    def slow_loader(path, device):
+        if path.name == "slow.pth":
+            started.set()
+            release.wait(30)
+        return _BaseStyleImages() if path.name == "slow.pth" else _StyleImageStylizer()
+
+    for name in ("slow.pth", "fast.pth"):
+        (tmp_path / name).write_bytes(b"m")
+    session = AppSession({"slow.pth": tmp_path / "slow.pth", "fast.pth": tmp_path / "fast.pth"}, "cpu",
+                         tmp_path / "work", loader=slow_loader)
+    session.stylizer("fast.pth")  # loaded before the slow load starts
+    loading = threading.Thread(target=session.stylizer, args=("slow.pth",), daemon=True)
+    loading.start()
+    assert started.wait(30)
+    photo = str(make_photo(tmp_path / "p.png", (20, 16)))
+    style = str(make_photo(tmp_path / "s.png", (20, 16)))
+    done = []
+    stylizing = threading.Thread(target=lambda: done.append(session.stylize("fast.pth", photo, style_image=style)),
+                                 daemon=True)
+    stylizing.start()
+    stylizing.join(30)  # while the other model is still loading
+    release.set()
+    loading.join(30)
+    assert len(done) == 1 and done[0][0].is_file()
 
 
 def test_command_errors_and_missing_gradio(tmp_path, capsys, monkeypatch):

@@ -2,6 +2,7 @@
 their input convention, their file layout, the refusal of a published file of the other
 convention, the download target, the loss-weight conversion, and training/optimize end to end."""
 
+import copy
 import dataclasses
 import io
 import os
@@ -17,14 +18,15 @@ from conftest import REPO, assert_clean_in_process, in_process, make_photo
 from fast_nst.commands import download as download_command
 from fast_nst.commands.optimize import main as optimize_main
 from fast_nst.commands.train import main as train_main
-from fast_nst.core import fetch
+from fast_nst.core.untrusted import downloads as fetch
 from fast_nst.core.errors import CheckpointError
 from fast_nst.gatys import DEFAULT_CONTENT_WEIGHT, DEFAULT_STYLE_WEIGHT, DEFAULT_TV_WEIGHT, optimize
 from fast_nst.lossnet import (CAFFE, CAFFE_FEATURE_SCALE, LOSS_NETWORKS, STATS_STYLE_DEGREE, TORCHVISION,
                               convert_weights, get_loss_network, layer_names, loss_weights)
 from fast_nst.core.config import TrainConfig
 from fast_nst.lossnet.losses import AdaINLoss, PerceptualLoss
-from fast_nst.lossnet.vgg import VGGEncoder, build_loss_network, load_features, random_features
+from fast_nst.lossnet.vgg import (VGGEncoder, bias_ratio, build_loss_network, load_features, other_convention_warning,
+                                  random_features)
 
 # The stand-in VGG16 (real features, never shipped) lives in the shared/ folder beside a checkout.
 STANDIN = Path(os.environ.get("FAST_NST_STANDIN", REPO.parent / "shared" / "standin-vgg16"))
@@ -174,6 +176,47 @@ def test_standin_files_give_the_same_features_up_to_the_feature_scale():
 
 # ---- loss weights ------------------------------------------------------------------------------
 
+
+# A file made for one convention and loaded for the other: only the biases tell (see
+# fast_nst.lossnet.vgg's bias ratio). Random networks scaled like the two conventions: a
+# "Caffe" one with biases of the Caffe VGG16's order (mean |b| 0.4), and its torchvision
+# re-expression (every bias divided by 57.6; conv1_1 keeps its weights, which 255 * std / 57.6 ~ 1
+# leaves nearly as they are).
+def _mimics(seed: int = 7) -> tuple[nn.Sequential, nn.Sequential]:
+    caffe = random_features("vgg16", seed)
+    generator = torch.Generator().manual_seed(seed)
+    for module in caffe:
+        if isinstance(module, nn.Conv2d):
+            module.bias.data = 0.5 * torch.randn(module.bias.shape, generator=generator)
+    tv = copy.deepcopy(caffe)
+    for module in tv:
+        if isinstance(module, nn.Conv2d):
+            module.bias.data /= CAFFE_FEATURE_SCALE
+    return caffe, tv
+
+
+def test_a_torchvision_convention_network_loaded_as_caffe_is_warned_about(tmp_path, capsys):
+    caffe, tv = _mimics()
+    assert other_convention_warning(caffe, "vgg16_caffe", "c.pth") is None
+    assert other_convention_warning(tv, "vgg16", "t.pth") is None          # vgg16 is never probed
+    assert bias_ratio(tv, "vgg16_caffe") < bias_ratio(tv, "vgg16") / 20     # the right input: 20x more
+    path = save(tmp_path / "tv.pth", {f"features.{k}": v for k, v in tv.state_dict().items()})
+    load_features("vgg16_caffe", path, allow_download=False)                # loads, and warns once
+    err = capsys.readouterr().err
+    assert err.count("WARNING") == 1 and f"{path} looks like VGG16 weights for torchvision's input convention" in err
+    assert "Use loss_model vgg16 with this file" in err and "python -m fast_nst.download vgg16_caffe" in err
+
+
+@pytest.mark.skipif(not STANDIN.is_dir(), reason=f"the stand-in VGG16 files are not at {STANDIN}")
+def test_the_standin_torchvision_file_loaded_as_caffe_is_warned_about(capsys):
+    caffe_file, tv_file = STANDIN / "vgg16_caffe_standin.pth", STANDIN / "vgg16_torchvision_standin.pth"
+    load_features("vgg16_caffe", caffe_file, allow_download=False)
+    load_features("vgg16", tv_file, allow_download=False)
+    assert "WARNING" not in capsys.readouterr().err
+    load_features("vgg16_caffe", tv_file, allow_download=False)
+    assert "looks like VGG16 weights for torchvision's input convention" in capsys.readouterr().err
+
+
 def test_weight_conversion_factors():
     k = 255 * 0.226
     content, style, tv = convert_weights(1.0, 1e5, 2.0, TORCHVISION, CAFFE)
@@ -260,7 +303,7 @@ def test_download_help_and_command_know_the_caffe_targets(tmp_path, monkeypatch,
         status = 200
         headers = {"Content-Length": str(len(data))}
 
-    monkeypatch.setattr(fetch, "_open", lambda url, start: Response(data))
+    monkeypatch.setattr(fetch, "_open", lambda url, start, timeout=None: Response(data))
     (tmp_path / "w.bin").write_bytes(data)
     publish(monkeypatch, "vgg16_caffe", tmp_path / "w.bin")
     dest = tmp_path / "pretrained" / "vgg16-00b39a1b.pth"

@@ -171,3 +171,53 @@ def test_every_shipped_config_loads_and_names_its_loss_network():
     assert len(singles) == 11 and set(multi.style_images) == set(singles)
     for src, w in zip(multi.style_images, multi.style_weights):
         assert w * multi.style_weight == pytest.approx(singles[src], rel=1e-2), src
+
+
+@pytest.mark.parametrize("override, message", [
+    ("image_size=6000", "image_size. must be at most 2048 px, got 6000"),  # was: an allocation traceback
+    ("image_size=20000", "image_size. must be at most 2048 px, got 20000"),  # was: every photo "unreadable"
+    ("resize_to=20000", "resize_to. must be at most 4096 px, got 20000"),
+])
+def test_training_sizes_are_bounded_with_the_reason(override, message):
+    with pytest.raises(ConfigError, match=message) as e:
+        load_config(None, ["style_image=s.jpg", "naming=s", override])
+    assert "the papers train at 256" in str(e.value)
+    assert load_config(None, ["style_image=s.jpg", "naming=s", "image_size=2048"]).image_size == 2048
+
+
+# ---- overrides that change what another key must fit ----------------------------------------------
+
+def test_set_style_images_on_multi11_gives_every_style_one_weight():
+    """conf/multi11.yml's 11 style_weights are for its own paintings: --set style_images with
+    two styles trains them at weight 1 each and says so."""
+    multi11 = REPO / "conf" / "multi11.yml"
+    with pytest.warns(UserWarning, match=r"--set style_images gives 2 styles; the 11 style_weights of "
+                                         r".*multi11.yml were for its own styles.*--set style_weights="):
+        cfg = load_config(multi11, ["style_images=[a.jpg, b.jpg]"])
+    assert cfg.style_images == ("a.jpg", "b.jpg") and cfg.style_weights == ()
+    same = load_config(multi11, ["style_images=[" + ", ".join(f"s{i}.jpg" for i in range(11)) + "]"])
+    assert same.style_weights == load_config(multi11).style_weights  # 11 local copies: weights kept
+    both = load_config(multi11, ["style_images=[a.jpg, b.jpg]", "style_weights=[1, 3]"])
+    assert both.style_weights == (1.0, 3.0)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["style_weights=[1, 2]"], "--set style_weights=[1, 2]: key 'style_weights' has 2 weights for 11 "
+                               "style_images; give one per style or [] (style_images set by {conf})"),
+    (["style_images=[a.jpg, b.jpg]", "style_weights=[1]"],
+     "--set style_weights=[1]: key 'style_weights' has 1 weights for 2 style_images; give one per style "
+     "or [] (style_images set by --set style_images=[a.jpg, b.jpg])"),
+])
+def test_a_weight_count_error_names_both_sources(overrides, message):
+    multi11 = REPO / "conf" / "multi11.yml"
+    with pytest.raises(ConfigError) as e:
+        load_config(multi11, overrides)
+    assert str(e.value) == message.format(conf=multi11)
+
+
+def test_set_style_layers_names_itself_when_the_files_layer_weights_no_longer_fit(tmp_path):
+    path = write_config(tmp_path / "a.yml", style_image="s.jpg", style_layer_weights=[1, 2, 3, 4])
+    with pytest.raises(ConfigError) as e:
+        load_config(path, ["style_layers=[relu1_2, relu2_2]"])
+    assert str(e.value) == (f"{path}: key 'style_layer_weights' has 4 weights for 2 style_layers; give one "
+                            "per layer or null (style_layers set by --set style_layers=[relu1_2, relu2_2])")

@@ -11,7 +11,7 @@ from torch import nn
 
 from fast_nst import load_stylizer
 from fast_nst.commands import download as download_command
-from fast_nst.core import fetch as download
+from fast_nst.core.untrusted import downloads as download
 from fast_nst.core.errors import DownloadError
 from fast_nst.io.pretrained import PRETRAINED_URL
 from fast_nst.io.checkpoint import read_checkpoint

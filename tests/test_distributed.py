@@ -26,7 +26,9 @@ def torchrun(*args: str, cwd: Path):
 
 
 def test_two_processes_equal_one_process_with_double_batch(tiny_config, tmp_path):
-    common = dict(max_steps=4, checkpoint_every=2, image_log_every=100)
+    # With the stability term: each photo's random motion depends on its index in the global
+    # batch, so the two halves draw what the double batch does.
+    common = dict(max_steps=4, checkpoint_every=2, image_log_every=100, stability_weight=100.0)
     ddp_conf = tiny_config("ddp", batch_size=2, **common)
     single_conf = tiny_config("single", batch_size=4, **common)
     r = torchrun("-c", str(ddp_conf), "--no_progress", cwd=tmp_path)
@@ -93,15 +95,16 @@ def test_errors_stop_every_rank(tiny_config, tmp_path):
     assert not (tmp_path / "models" / "broken" / "broken.pth").exists()
 
 
-def start_torchrun(conf: Path, cwd: Path):
-    """A 2-process torchrun training in its own process group (to signal it as a terminal does)."""
+def start_torchrun(conf: Path, cwd: Path, log=None):
+    """A 2-process torchrun training in its own process group (to signal it as a terminal does);
+    its stderr goes to ``log`` (an open file) when given, to be read while it runs."""
     import os
     import subprocess
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([str(TORCHRUN), "--standalone", "--nproc_per_node=2", str(REPO / "train.py"),
                              "-c", str(conf), "--no_progress"], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=log or subprocess.PIPE, start_new_session=True)
 
 
 def test_ctrl_c_stops_every_rank_at_the_same_step(tiny_config, tmp_path):
@@ -111,14 +114,17 @@ def test_ctrl_c_stops_every_rank_at_the_same_step(tiny_config, tmp_path):
 
     conf = tiny_config("sig", max_steps=100000, checkpoint_every=100000, image_log_every=100000,
                        log_every=100000)
-    p = start_torchrun(conf, tmp_path)
-    run_dir = tmp_path / "models" / "sig"
-    deadline = time.time() + 120
-    while not (run_dir / "config.yml").exists() and time.time() < deadline:  # rank 0 is training
-        time.sleep(0.2)
-    time.sleep(3)
-    os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
-    _, err = p.communicate(timeout=120)
+    log_file = tmp_path / "stderr.log"
+    with open(log_file, "w") as log:
+        p = start_torchrun(conf, tmp_path, log)
+        run_dir = tmp_path / "models" / "sig"
+        deadline = time.time() + 300
+        # Rank 0 logs its first step ("step 1/100000: ..."): a step is trained, however slowly.
+        while "step 1/" not in log_file.read_text() and p.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+        p.communicate(timeout=120)
+    err = log_file.read_text()
     assert p.returncode != 0
     saved = sorted((run_dir / "checkpoints").glob("step_*.pth"))
     assert len(saved) == 1

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fast_nst.commands import download as download_command
-from fast_nst.core import fetch as download
+from fast_nst.core.untrusted import downloads as download
 from fast_nst.io.pretrained import PRETRAINED_URL, PRETRAINED_ZIP
 from fast_nst.lossnet import LOSS_NETWORKS
 from fast_nst.training.coco import COCO_URL
@@ -19,7 +19,7 @@ from fast_nst.training.coco import COCO_URL
 VGG16, VGG19 = LOSS_NETWORKS["vgg16"], LOSS_NETWORKS["vgg19"]
 
 
-def offline(url, start):
+def offline(url, start, timeout=None):
     raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
 
 
@@ -112,7 +112,7 @@ class Broken(io.BytesIO):
 
 
 def test_interrupted_download_keeps_its_data_to_resume(in_tmp, monkeypatch, capsys):
-    monkeypatch.setattr(download, "_open", lambda url, start: Broken(b"x" * 1000))
+    monkeypatch.setattr(download, "_open", lambda url, start, timeout=None: Broken(b"x" * 1000))
     code, _, err = run_main(capsys, "coco")
     assert code == 1 and "Connection reset by peer" in err
     part = Path("data/train2014.zip.part")
@@ -121,7 +121,7 @@ def test_interrupted_download_keeps_its_data_to_resume(in_tmp, monkeypatch, caps
 
 
 def test_connection_lost_before_any_data_leaves_nothing(in_tmp, monkeypatch, capsys):
-    monkeypatch.setattr(download, "_open", lambda url, start: Broken(b""))
+    monkeypatch.setattr(download, "_open", lambda url, start, timeout=None: Broken(b""))
     code, _, err = run_main(capsys, "pretrained")
     assert code == 1 and "Connection reset by peer" in err and "kept in" not in err
     assert files_under(in_tmp) == []

@@ -13,12 +13,14 @@ from PIL import Image
 
 from fast_nst import load_stylizer
 from fast_nst.commands.evaluate import main as evaluate_main
-from fast_nst.core.images import open_image, pil_to_tensor, resize_longest
+from fast_nst.core.images import pil_to_tensor, resize_longest
+from fast_nst.core.untrusted import open_image
 from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint
 from fast_nst.lossnet.losses import PerceptualLoss
 from fast_nst.lossnet.vgg import build_loss_network, vgg_features
 from fast_nst.nets.johnson import TransformNet, TransformNetArgs
-from fast_nst.report.collect import MAX_PHOTOS, collect_photos
+from fast_nst.core.errors import DataError
+from fast_nst.report.collect import MAX_PHOTOS, REPORT_MARKER, check_output, collect_photos
 from fast_nst.report.measure import LOSS_SEED
 from fast_nst.report.sheet import sheet_size
 from fast_nst.training import load_train_config
@@ -78,6 +80,7 @@ def test_report_shows_every_photo_and_model_with_losses_and_times(setup, tmp_pat
                 assert img.size == size  # under --max_size: never enlarged
             assert f"src=\"{model}/{photo}.jpg\"" in page
     assert 'src="photos/p0.jpg"' in page and (out / "photos" / "p0.jpg").is_file()
+    assert (out / REPORT_MARKER).is_file()  # a later report may replace this folder
     assert (out / "styles" / "alpha.jpg").is_file() and (out / "styles" / "beta.jpg").is_file()
     # rows = photos; columns = the photo, two models, the style images
     with Image.open(out / "sheet.jpg") as sheet:
@@ -199,3 +202,25 @@ def test_captioned_adds_a_strip_and_keeps_the_picture():
     assert out.crop((0, 0, 60, 40)).tobytes() == img.tobytes()
     strip = out.crop((0, 40, 60, 40 + CAPTION))
     assert strip.getextrema() != ((255, 255), (255, 255), (255, 255)), "the label is drawn in the strip"
+
+
+def test_report_never_writes_over_what_the_user_owns(setup, tmp_path, capsys):
+    models, photos, _ = setup
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for stem in ("sheet", "p0"):  # a photo named like the report's sheet: it used to be overwritten
+        make_photo(mine / f"{stem}.jpg", (48, 40), seed=7)
+    (mine / "index.html").write_text("my page")
+    before = {p.name: p.read_bytes() for p in mine.iterdir()}
+    code, err = _run(capsys, models, mine, mine)
+    assert_clean_in_process(code, err, f"--output {mine} holds the input --images", f"e.g. {mine / 'report'}")
+    code, err = _run(capsys, models, photos, mine)
+    assert_clean_in_process(code, err, "holds files that are not a fast-nst report", "index.html")
+    assert {p.name: p.read_bytes() for p in mine.iterdir()} == before
+    earlier = tmp_path / "earlier"  # a report fast-nst wrote (its marker) may be replaced
+    (earlier / "photos").mkdir(parents=True)
+    (earlier / REPORT_MARKER).write_text("")
+    (earlier / "index.html").write_text("old")
+    assert check_output(earlier, [("--images", photos)]) == []
+    with pytest.raises(DataError, match="holds the input --images"):
+        check_output(earlier, [("--images", earlier / "photos")])

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -104,6 +106,31 @@ def test_resolve_style_forms_and_errors():
     for spec, message in cases:
         with pytest.raises(StyleError, match=message.replace("(", r"\(").replace(")", r"\)")):
             resolve_style(spec, NAMES)
+
+
+
+def test_a_blend_gives_every_style_a_weight_or_none():
+    # candy:0.7,mosaic once meant mosaic at weight 1 (a silent 41/59 blend); now an error naming it
+    with pytest.raises(StyleError, match="beta has no weight"):
+        resolve_style("alpha:0.7,beta", NAMES)
+    with pytest.raises(StyleError, match="alpha, gamma has no weight"):
+        resolve_style("alpha,beta:2,gamma", NAMES)
+    with pytest.raises(StyleError, match="alpha is named twice"):
+        resolve_style("alpha:0.5,alpha:0.5", NAMES)
+    assert resolve_style("alpha,gamma", NAMES).tolist() == [0.5, 0, 0.5]      # none weighted: equal
+    assert resolve_style("gamma:3", NAMES).tolist() == [0, 0, 1]               # one name, weighted
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.text(alphabet="abeghlmpt:,.0123456789 -", max_size=30))
+def test_style_text_is_a_blend_or_one_style_error(text):
+    try:
+        w = resolve_style(text, NAMES)
+    except StyleError:
+        return
+    assert w.shape == (3,) and abs(float(w.sum()) - 1) < 1e-5
+    items = [i for i in text.split(",")]
+    assert len(items) == 1 or len({":" in i for i in items}) == 1 or text.strip().isdecimal()
 
 
 # -- training -------------------------------------------------------------------------------------

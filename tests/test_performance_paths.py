@@ -229,33 +229,57 @@ def test_feeding_advice_names_the_fixes_that_apply(monkeypatch, tmp_path, train_
     assert feeding_advice(0.9, all_cores, cached=True) is None  # nothing left to suggest
 
 
+class _Clock:
+    """The time module as the trainer sees it, with a perf_counter that moves only when told:
+    what the trainer measures then depends on nothing but the test."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+
 def test_training_reports_waiting_for_data(monkeypatch, capsys, tmp_path, train_dir, style_file):
     """A slow loader shows in the log lines and TensorBoard (perf/data_wait), and training warns
-    once, after the first interval (which includes starting the workers)."""
+    once, after the first interval (which includes starting the workers). The clock is the
+    test's: decoding a photo takes 0.3 s of it, a training step 0.4 s, so each step waits 0.6 s
+    (a batch of 2) of 1.0 s, whatever the machine's speed or load."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     import fast_nst.training.data as data
+    import fast_nst.training.trainer as trainer
     from fast_nst.training import train_config_from_dict as config_from_dict
     from fast_nst.training import train as do_train
 
     from conftest import tiny_values
 
-    decode = data.decode_resized
+    clock = _Clock()
+    decode, step = data.decode_resized, trainer.Trainer.train_step
 
     def slow_decode(path, size):
-        time.sleep(0.3)  # ~0.6 s of waiting per batch of 2; a 32 px step computes in ~0.1 s
+        clock.now += 0.3
         return decode(path, size)
 
+    def slow_step(self, *inputs):
+        step(self, *inputs)
+        clock.now += 0.4
+
+    monkeypatch.setattr(trainer, "time", clock)
     monkeypatch.setattr(data, "decode_resized", slow_decode)
+    monkeypatch.setattr(trainer.Trainer, "train_step", slow_step)
     monkeypatch.setattr(data.os, "sched_getaffinity", lambda pid: {0, 1})
     values = tiny_values(tmp_path / "models", train_dir, style_file, naming="slow", max_steps=4, num_samples=0)
     capsys.readouterr()
     result = do_train(config_from_dict(values, "test"), progress=False)
     err = capsys.readouterr().err
-    assert err.count("warning: training waited for images") == 1, err
+    assert err.count("warning: training waited for images 60% of the time") == 1, err
     assert "--set num_workers=2: 2 CPU cores per training process, 0 workers now" in err
     assert "python -m fast_nst.data prepare" in err
-    assert "step 4/4: " in err and "data_wait=" in err
+    assert "step 4/4: " in err and "data_wait=60%" in err
     waits = EventAccumulator(str(result.run_dir)).Reload().Scalars("perf/data_wait")
     assert [e.step for e in waits] == [1, 2, 3, 4]
-    assert all(0.5 < e.value <= 1.0 for e in waits[1:]), [e.value for e in waits]
+    assert [e.value for e in waits] == pytest.approx([0.6] * 4)

@@ -4,7 +4,7 @@ from torchvision.models import vgg16
 
 import dataclasses
 
-from fast_nst.core import fetch as download
+from fast_nst.core.untrusted import downloads as download
 from fast_nst.core.errors import CheckpointError, DownloadError
 from fast_nst.lossnet import LOSS_NETWORKS, TORCHVISION, layer_names
 from fast_nst.lossnet.vgg import VGGEncoder, build_loss_network, download_weights, load_features, random_features
@@ -113,7 +113,7 @@ def test_download_writes_file_when_fetch_succeeds(monkeypatch, tmp_path, vgg_fil
         status = 200
         headers = {"Content-Length": str(len(data))}
 
-    monkeypatch.setattr(download, "_open", lambda url, start: Response(data))
+    monkeypatch.setattr(download, "_open", lambda url, start, timeout=None: Response(data))
     entry = dataclasses.replace(LOSS_NETWORKS["vgg16"], sha256=download.sha256_file(vgg_file)[:8])
     monkeypatch.setitem(LOSS_NETWORKS, "vgg16", entry)
     dest = tmp_path / "pretrained" / "vgg16-397923af.pth"
@@ -130,7 +130,7 @@ def test_corrupt_download_is_rejected(monkeypatch, tmp_path):
         status = 200
         headers = {"Content-Length": "5"}
 
-    monkeypatch.setattr(download, "_open", lambda url, start: Response(b"hello"))
+    monkeypatch.setattr(download, "_open", lambda url, start, timeout=None: Response(b"hello"))
     with pytest.raises(DownloadError, match="corrupt"):
         download_weights("vgg16", tmp_path / "vgg16-397923af.pth", quiet=True)
     assert not (tmp_path / "vgg16-397923af.pth").exists()
@@ -145,7 +145,7 @@ def test_download_resumes_partial_file(monkeypatch, tmp_path):
         status = 206
         headers = {"Content-Length": "3"}
 
-    def fake_open(url, start):
+    def fake_open(url, start, timeout=None):
         seen.append(start)
         return Response(b"def")
 

@@ -23,6 +23,7 @@ from fast_nst.core.errors import DataError  # noqa: E402
 from fast_nst.nets.johnson import TransformNet, TransformNetArgs  # noqa: E402
 from fast_nst.stylize import load_stylizer  # noqa: E402
 from fast_nst.stylize.video import stylize_video  # noqa: E402
+from fast_nst.stylize.temporal import TemporalStatistics  # noqa: E402
 
 from conftest import psnr  # noqa: E402
 
@@ -133,7 +134,7 @@ def test_cli_stylizes_video_keeping_frames_fps_size_and_audio(model_file, styliz
                       "--output_file", str(out), "--batch_size", "4", "--device", "cpu"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert f"Saved {out}" in captured.out
+    assert f"Saved {out} (stable statistics; the stylized frames change" in captured.out  # the default
     assert [p.name for p in out.parent.iterdir()] == ["out.mp4"]  # no temporary file left
 
     src, res = probe(clip), probe(out)
@@ -152,11 +153,22 @@ def test_cli_stylizes_video_keeping_frames_fps_size_and_audio(model_file, styliz
     # H.264's loss at CRF 18 (measured 33.5-38 dB here; 30 dB fails for a wrong or shifted frame,
     # and for the unstylized input, at 5-11 dB).
     x = to_tensor(src["frames"])
-    expected = stylizer.stylize_tensor(x)
+    with TemporalStatistics(stylizer) as video:  # instance-norm statistics carried across frames
+        expected = video.stylize(x)
     got = to_tensor(res["frames"])
     assert min_psnr(got, through_yuv420(expected)) > 30
     assert min_psnr(got, expected) > min_psnr(got, through_yuv420(x)) + 10
     assert psnr(got[0], through_yuv420(expected)[1]) < 30  # frames are not shuffled
+
+
+def test_temporal_off_stylizes_every_frame_on_its_own(stylizer, clip, tmp_path):
+    out = tmp_path / "off.mp4"
+    summary = stylize_video(stylizer, clip, out, batch_size=4, progress=False, temporal=False)
+    assert summary["temporal"] is False and summary["change_ratio"] > 0
+    x = to_tensor(probe(clip)["frames"])
+    assert min_psnr(to_tensor(probe(out)["frames"]), through_yuv420(stylizer.stylize_tensor(x))) > 30
+    on = stylize_video(stylizer, clip, tmp_path / "on.mp4", batch_size=4, progress=False)
+    assert on["temporal"] is True and on["change_ratio"] > 0
 
 
 def test_odd_size_video_loses_last_column_and_row(model_file, tmp_path, capsys):
@@ -333,7 +345,8 @@ def test_arbitrary_style_model_stylizes_video_with_its_style_image(clip, tmp_pat
     assert len(res["frames"]) == FRAMES and res["size"] == src["size"]
     s = load_stylizer(model, device="cpu")
     s.set_style(str(style), alpha=0.8)
-    expected = s.stylize_tensor(to_tensor(src["frames"]))
+    with TemporalStatistics(s) as video:
+        expected = video.stylize(to_tensor(src["frames"]))
     got = to_tensor(res["frames"])
     assert min_psnr(got, through_yuv420(expected)) > 30
     assert min_psnr(got, expected) > min_psnr(got, through_yuv420(to_tensor(src["frames"]))) + 10  # not the input

@@ -13,13 +13,15 @@ code``, and the one error handler they share (:func:`run_command`).
 | ``python -m fast_nst.evaluate`` | :mod:`.evaluate` | ``fast-nst-evaluate`` |
 | ``python -m fast_nst.app`` | :mod:`.app` | ``fast-nst-app`` |
 
-Flags are long options with underscores (``--model_file``, ``--image_size``). Nothing below this
+Flags are long options with underscores (``--model_file``, ``--image_size``), spelt out in full:
+every parser comes from :func:`new_parser`, which turns argparse's prefix matching off. Nothing below this
 package imports it: the library raises :class:`~fast_nst.core.errors.FastNSTError`, and only here
 does it become one ``error: ...`` line and an exit code.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import warnings
 from pathlib import Path
@@ -28,7 +30,25 @@ from typing import Callable
 from ..core.device import check_versions
 from ..core.errors import FastNSTError, Stopped
 
-__all__ = ["prog", "run_command", "started_as"]
+__all__ = ["CommandParser", "new_parser", "prog", "run_command", "started_as"]
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse without abbreviations: by default argparse takes any unambiguous prefix of a flag
+    for the flag, so ``train.py ... --over`` would act as ``--overwrite`` and delete a run without
+    a word. Here a prefix is an unknown argument. Subcommands (``add_subparsers``) are made with
+    this class too, so they refuse prefixes as well."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+
+def new_parser(default_prog: str, parser_class: type[CommandParser] = CommandParser,
+               **kwargs) -> CommandParser:
+    """The parser of a command: ``parser_class`` (a :class:`CommandParser`) named :func:`prog`
+    of ``default_prog``, with ``kwargs`` (description, epilog...) passed on."""
+    return parser_class(prog=prog(default_prog), **kwargs)
 
 
 def _short_warning(message, category, filename, lineno, line=None) -> str:

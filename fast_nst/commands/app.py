@@ -31,14 +31,16 @@ from ..core.config import DEVICE_CHOICES
 from ..core.device import resolve_device
 from ..core.errors import DataError, FastNSTError
 from ..core.files import safe_component
-from ..core.images import open_image, save_image
+from ..core.images import save_image
+from ..core.untrusted import bound_folder, input_file, open_image
 from ..io.bundled import BUNDLED_STYLE, bundled_model
 from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints
 from ..stylize import Stylizer, load_stylizer
-from . import prog, run_command
+from . import new_parser, run_command
 
-__all__ = ["APP_INSTALL_HINT", "AppSession", "DEFAULT_MODELS_DIR", "DEFAULT_PORT", "KEEP_RESULTS", "MAX_PIXELS",
-           "MAX_UPLOAD_MB", "ModelInfo", "app_models", "build_app", "find_models", "launch", "main", "parser"]
+__all__ = ["APP_INSTALL_HINT", "AppSession", "DEFAULT_MODELS_DIR", "DEFAULT_PORT", "KEEP_RESULTS", "MAX_MODEL_MB",
+           "MAX_PIXELS", "MAX_UPLOAD_MB", "UPLOADS_KEPT",
+           "ModelInfo", "app_models", "build_app", "find_models", "launch", "main", "parser"]
 
 APP_INSTALL_HINT = 'pip install -e ".[app]"'
 # Where train.py writes its models (its model_path default).
@@ -52,6 +54,12 @@ DEFAULT_PORT = 7860
 MAX_PIXELS = 40_000_000
 # Largest upload Gradio accepts: a 40 MP photo is about 10-25 MB as JPEG, up to ~100 MB as PNG.
 MAX_UPLOAD_MB = 100
+# Uploads (and results) the work folder holds at most, in units of the largest upload: a photo and
+# a style image for the request at hand plus two earlier ones. Beyond it the oldest files go.
+UPLOADS_KEPT = 4
+# Largest model file the app loads: published models are 1.7-7 MB, training checkpoints with their
+# optimizer state a few times that; a larger file is refused before it is read or hashed.
+MAX_MODEL_MB = 1024
 # Result folders kept (newest first): each download stays valid while a user compares a few
 # results, and a long-running app does not fill its temporary folder.
 KEEP_RESULTS = 8
@@ -130,25 +138,43 @@ class AppSession:
     method raises FastNSTError with a message for the page."""
 
     def __init__(self, models: dict[str, Path], device: str, work_dir: Path, max_pixels: int = MAX_PIXELS,
-                 loader: Callable[..., Stylizer] = load_stylizer):
+                 loader: Callable[..., Stylizer] = load_stylizer, max_work_bytes: int = UPLOADS_KEPT * MAX_UPLOAD_MB << 20,
+                 max_model_bytes: int = MAX_MODEL_MB << 20):
         self.models = dict(models)
         self.device = device
         self.loader = loader
-        self.results_dir = Path(work_dir) / "results"
+        self.work_dir = Path(work_dir)
+        self.results_dir = self.work_dir / "results"
         self.max_pixels = max_pixels
+        self.max_work_bytes = max_work_bytes
+        self.max_model_bytes = max_model_bytes
         self._stylizers: dict[Path, Stylizer] = {}
-        # Gradio runs events in worker threads: one load and one stylize (set_style + stylize on a
-        # shared stylizer) at a time.
+        # Gradio runs events in worker threads: one stylize (set_style + stylize on a shared
+        # stylizer) at a time, and one model load at a time, under its own lock: a slow load
+        # never holds up stylizing with a loaded model.
         self._lock = threading.Lock()
+        self._load_lock = threading.Lock()
 
     def stylizer(self, label: str) -> Stylizer:
         if label not in self.models:
             raise FastNSTError(f"Unknown model {str(label)[:80]!r}; choose one from the list.")
         path = self.models[label]
-        with self._lock:
+        loaded = self._stylizers.get(path)  # a loaded model is used without waiting for another's load
+        if loaded is not None:
+            return loaded
+        with self._load_lock:
             if path not in self._stylizers:
+                if path.exists() and not path.is_dir():  # checked before anything reads or hashes it
+                    input_file(path, f"Model {label}:", self.max_model_bytes,
+                               "the app loads models up to this size (MAX_MODEL_MB)")
                 self._stylizers[path] = self.loader(path, device=self.device)
             return self._stylizers[path]
+
+    def bound_uploads(self, *in_use: Optional[str]) -> None:
+        """Remove the oldest uploads and results beyond :attr:`max_work_bytes` in the work
+        folder, never the files ``in_use`` by the request at hand."""
+        if self.work_dir.is_dir():
+            bound_folder(self.work_dir, self.max_work_bytes, [Path(p) for p in in_use if p])
 
     def describe(self, label: str) -> ModelInfo:
         s = self.stylizer(label)
@@ -163,11 +189,13 @@ class AppSession:
         made = f" {s.info['about']}." if s.info.get("about") else ""
         return ModelInfo("one", (), f"{label}: one style ({s.name}){trained}.{made}")
 
-    def open_photo(self, path: Optional[str], what: str = "photo") -> Image.Image:
+    def open_photo(self, path: Optional[str], what: str = "photo", keep: Optional[str] = None) -> Image.Image:
         """The uploaded file at ``path`` as an RGB(A) image; DataError for no file, a file that is
-        not an image, or one over :attr:`max_pixels` (checked before decoding)."""
+        not an image, or one over :attr:`max_pixels` (checked before decoding). Older uploads
+        beyond :attr:`max_work_bytes` are removed first (never ``path`` or ``keep``)."""
         if not path:
             raise DataError(f"No {what}: upload one first (JPEG, PNG, WebP or BMP).")
+        self.bound_uploads(path, keep)
         name = Path(path).name
         try:
             return open_image(path, check_size=_check_pixels(self.max_pixels, what))
@@ -185,17 +213,17 @@ class AppSession:
         non-empty blend wins), ``style_image`` and ``alpha`` for arbitrary-style ones;
         ``max_size`` 0 or None keeps the photo's size."""
         s = self.stylizer(label)
-        image = self.open_photo(photo)
-        styled = self.open_photo(style_image, "style image") if s.style_input == "image" else None
+        image = self.open_photo(photo, keep=style_image)
+        styled = self.open_photo(style_image, "style image", keep=photo) if s.style_input == "image" else None
         # 0 (the field's default) keeps the photo's size; a non-finite value reaches the option check.
         size = (int(max_size) if math.isfinite(max_size) else max_size) if max_size else None
         with self._lock:
             start = time.perf_counter()
-            if styled is not None:
-                s.set_style(styled, alpha=float(alpha))
-            elif s.style_names:
-                s.set_style(blend.strip() or style or s.style_names[0])
             try:
+                if styled is not None:  # refused before the resize if too large (core.untrusted.images)
+                    s.set_style(styled, alpha=float(alpha))
+                elif s.style_names:
+                    s.set_style(blend.strip() or style or s.style_names[0])
                 out = s.stylize(image, max_size=size, strength=float(strength),
                                 preserve_color=bool(preserve_color))
             except (MemoryError, torch.cuda.OutOfMemoryError):
@@ -353,8 +381,8 @@ def _environ(name: str, value: str) -> Iterator[None]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog("python -m fast_nst.app"),
+    p = new_parser(
+        "python -m fast_nst.app",
         description="A local web app for stylizing: pick a model, upload a photo, adjust, compare and "
                     f"download. Needs the optional extra: {APP_INSTALL_HINT}",
         epilog="Example: python -m fast_nst.app --models models/   (then open http://127.0.0.1:7860)",
@@ -368,7 +396,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     p.add_argument("--device", default="auto", help=f"device to stylize on: {DEVICE_CHOICES} (default auto)")
     p.add_argument("--max_upload_mb", type=int, default=MAX_UPLOAD_MB, metavar="MB",
-                   help=f"largest upload accepted, in MB (default {MAX_UPLOAD_MB})")
+                   help=f"largest upload accepted, in MB (default {MAX_UPLOAD_MB}); uploads and results "
+                        f"together are kept to {UPLOADS_KEPT} times this, the oldest removed first")
     return p
 
 
@@ -384,7 +413,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         models = app_models(args.models)
         # Uploads, Gradio's cache and the results all go here, and go with it at exit.
         with tempfile.TemporaryDirectory(prefix="fast-nst-app-") as work, _environ("GRADIO_TEMP_DIR", work):
-            page = build_app(AppSession(models, args.device, Path(work)))
+            page = build_app(AppSession(models, args.device, Path(work),
+                                        max_work_bytes=UPLOADS_KEPT * args.max_upload_mb << 20))
             launch(page, args.host, args.port, args.max_upload_mb, block=True)
         return 0
 

@@ -7,13 +7,13 @@ import argparse
 from typing import Optional, Sequence
 
 from ..io.convert import FORMATS, convert_file
-from . import prog, run_command
+from . import new_parser, run_command
 
 __all__ = ["main", "parser"]
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog("python -m fast_nst.convert"),
+    p = new_parser("python -m fast_nst.convert",
                                 description="Convert another project's model into a fast-nst checkpoint.")
     p.add_argument("src", help="model file to convert")
     p.add_argument("dest", help="fast-nst checkpoint to write (.pth)")

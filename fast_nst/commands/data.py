@@ -8,14 +8,14 @@ from typing import Optional, Sequence
 
 from ..training.cache import prepare_cache
 from ..training.data import usable_cores
-from . import prog, run_command
+from . import new_parser, run_command
 
 __all__ = ["main", "parser"]
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog("python -m fast_nst.data"),
+    p = new_parser(
+        "python -m fast_nst.data",
         description="Pre-resize a training folder into a memory-mapped cache that train.py uses "
                     "automatically (same image_size, same files) for faster repeated runs.")
     sub = p.add_subparsers(dest="command", required=True)

@@ -1,6 +1,6 @@
-"""``python -m fast_nst.download LOSS_NETWORK|coco|pretrained`` (also ``fast-nst-download``):
+"""``python -m fast_nst.download LOSS_NETWORK|coco|pretrained|adain`` (also ``fast-nst-download``):
 the weights of a loss network of :data:`fast_nst.lossnet.LOSS_NETWORKS` (vgg16, vgg16_caffe...),
-the training photos, or ready-made models."""
+the training photos, or ready-made models (pytorch/examples' styles; the published AdaIN model)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,19 @@ import argparse
 import textwrap
 from typing import Optional, Sequence
 
+from ..io.adain_pretrained import ADAIN_DECODER_FILE, download_adain
 from ..io.pretrained import PRETRAINED_NAMES, PRETRAINED_URL, PRETRAINED_ZIP, download_pretrained
 from ..lossnet import LOSS_NETWORKS
 from ..lossnet.vgg import download_weights
+from ..nets.adain_port import DECODER_URL, ENCODER_FILE, ENCODER_URL, PORT
 from ..training.coco import COCO_SPLITS, COCO_URL, download_coco
-from . import prog, run_command
+from . import new_parser, run_command
 
 __all__ = ["main", "parser"]
 
 # Width of the target names' column in the help: the longest name and two spaces.
-_COLUMN = max(len(n) for n in [*LOSS_NETWORKS, "coco", "pretrained"]) + 2
+_TARGETS = [*LOSS_NETWORKS, "coco", "pretrained", "adain"]
+_COLUMN = max(len(n) for n in _TARGETS) + 2
 
 
 def _target(name: str, text: str, lines: Sequence[str] = ()) -> str:
@@ -44,8 +47,8 @@ def _loss_network_targets() -> str:
 def parser() -> argparse.ArgumentParser:
     names = ", ".join(LOSS_NETWORKS)
     default_files = ", ".join(entry.file for entry in LOSS_NETWORKS.values())
-    p = argparse.ArgumentParser(
-        prog=prog("python -m fast_nst.download"),
+    p = new_parser(
+        "python -m fast_nst.download",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=f"""\
 Download the loss-network weights and photos that training needs, or ready-made models to
@@ -60,19 +63,25 @@ targets:
                        f"({', '.join(PRETRAINED_NAMES)}; python eval.py --model_file models/candy/candy.pth)",
          [f"from {PRETRAINED_URL}", f"to   data/{PRETRAINED_ZIP} (kept),",
           "     converted into models/<name>/<name>.pth"])}
+{_target("adain", f"the published AdaIN model of {PORT} (any painting as the style: python eval.py "
+                  "--model_file models/adain/adain.pth --image_file photo.jpg --style_image painting.jpg)",
+         [f"from {ENCODER_URL}", f"to   {ENCODER_FILE}", f"from {DECODER_URL}", f"to   {ADAIN_DECODER_FILE},",
+          "     converted into models/adain/adain.pth"])}
 
 An interrupted download resumes from <file>.part when run again. Without internet here,
 download the URL on another machine and put the file at the "to" path; for coco and
-pretrained, then run the command again: it uses the zip there instead of downloading.""",
+pretrained, then run the command again: it uses the zip there instead of downloading; for adain,
+it converts the two files it finds there.""",
         epilog="Example: python -m fast_nst.download vgg16",
     )
-    p.add_argument("what", choices=[*LOSS_NETWORKS, "coco", "pretrained"],
+    p.add_argument("what", choices=_TARGETS,
                    help=f"{names}: loss-network weights (training, optimize); coco: training "
-                        "photos; pretrained: ready-made models for inference (see targets above)")
+                        "photos; pretrained, adain: ready-made models for inference (see targets above)")
     p.add_argument("--dest", help=f"override the destination: {names}: the weights file "
                    f"(default {default_files}); coco: the folder that gets "
                    "train2014.zip and train2014/ (default data); pretrained: the folder that gets "
-                   "<name>/<name>.pth (default models; the zip still goes to data/)")
+                   "<name>/<name>.pth (default models; the zip still goes to data/); adain: the folder that "
+                   "gets adain/adain.pth (default models; the weights still go to pretrained/)")
     p.add_argument("--keep_zip", action="store_true",
                    help="coco: keep the downloaded zip (train2014.zip or val2014.zip) after unpacking it")
     p.add_argument("--split", choices=list(COCO_SPLITS), default="train",
@@ -88,12 +97,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             paths = [download_weights(args.what, args.dest)]
         elif args.what == "coco":
             paths = [download_coco(args.dest or "data", keep_zip=args.keep_zip, split=args.split)]
+        elif args.what == "adain":
+            paths = [download_adain(args.dest or "models")]
         else:
             paths = download_pretrained(args.dest or "models")
         for path in paths:
             print(f"Saved {path}")
         if args.what == "pretrained":
             print(f"Try: python eval.py --model_file {paths[0]} --image_file photo.jpg")
+        elif args.what == "adain":
+            print(f"Try: python eval.py --model_file {paths[0]} --image_file photo.jpg --style_image painting.jpg")
         return 0
 
     return run_command(run)

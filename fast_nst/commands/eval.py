@@ -12,16 +12,17 @@ from typing import Any, Optional, Sequence
 from PIL import Image
 
 from ..core.errors import DataError, FastNSTError
-from ..core.fetch import fetch_style_image, is_url
+from ..core.untrusted.downloads import fetch_style_image, is_url
 from ..core.files import check_output_file, probe_writable, same_file
-from ..core.images import IMAGE_EXTENSIONS, list_images, open_image, save_image, set_max_image_pixels
+from ..core.images import IMAGE_EXTENSIONS, list_images, save_image
+from ..core.untrusted import input_file, input_path, open_image, set_max_image_pixels
 from ..io.bundled import BUNDLED_STYLE, bundled_model
 from ..report.sheet import labelled_grid
 from ..stylize import StylizeOptions, Stylizer, load_stylizer
 from ..stylize.base import DEFAULT_STYLE_SIZE
 from ..stylize.tiling import DEFAULT_CONTEXT, DEFAULT_OVERLAP
 from ..stylize.video import stylize_video
-from . import prog, run_command
+from . import new_parser, run_command
 
 __all__ = ["DEFAULT_OUTPUT_DIR", "main", "parser"]
 
@@ -29,8 +30,8 @@ DEFAULT_OUTPUT_DIR = "generated"
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog("eval.py"),
+    p = new_parser(
+        "eval.py",
         description="Stylize an image (or every image in a folder) with a trained model.",
         epilog="Examples: python eval.py --image_file photo.jpg   (the built-in model)\n"
                "          python eval.py --model_file models/wave/wave.pth --image_file photo.jpg",
@@ -72,6 +73,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--batch_size", type=int, default=4, metavar="N",
                    help="video frames per forward pass (default 4)")
+    p.add_argument("--temporal", default="auto", choices=["auto", "on", "off"],
+                   help="video: carry instance-norm statistics across frames (less flicker, no "
+                        "retraining; docs/video.md). auto (default): on for PyTorch models, off for .onnx")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="arithmetic for the network (bf16/fp16: autocast; fastest on GPUs)")
     p.add_argument("--compile", action="store_true",
@@ -156,9 +160,7 @@ def _style_image_specs(values: Sequence[str]) -> list[tuple[Path, float]]:
             raise DataError(f"--style_image {value}: the weight must be a number >= 0, got {weight}")
         if is_url(path):
             path = str(fetch_style_image(path, fix="give --style_image its local path"))
-        if not Path(path).is_file():
-            raise DataError(f"--style_image {path} {'is not a file' if Path(path).exists() else 'does not exist'}.")
-        specs.append((Path(path), w))
+        specs.append((input_file(path, "--style_image"), w))
     if sum(w for _, w in specs) <= 0:
         raise DataError("--style_image: the weights must not all be 0")
     return specs
@@ -228,8 +230,12 @@ def _video(args: argparse.Namespace, stylizer: Stylizer, src: Path, options: Sty
     if same_file(src, dest):
         raise DataError(f"Output {dest} is the input video; refusing to overwrite it.")
     check_output_file(dest, "--output_file", [src])
-    stylize_video(stylizer, src, dest, batch_size=args.batch_size, options=options)
-    print(f"Saved {dest}")
+    summary = stylize_video(stylizer, src, dest, batch_size=args.batch_size, options=options,
+                            temporal={"auto": None, "on": True, "off": False}[args.temporal])
+    ratio = summary.get("change_ratio")
+    stable = "stable statistics" if summary.get("temporal") else "per-frame statistics"
+    print(f"Saved {dest} ({stable}" + (f"; the stylized frames change {ratio:.2f}x as much as the input "
+                                       "frames" if ratio is not None else "") + ")")
     return 0
 
 
@@ -335,9 +341,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         if args.list_styles:
             return _list_styles(_load(args, device="cpu"))
-        src = Path(args.image_file or args.video_file)
-        if not src.exists():
-            raise DataError(f"{'--image_file' if args.image_file else '--video_file'} {src} does not exist.")
+        # A FIFO, a device (a link to /dev/zero) or a socket is refused here, before anything
+        # opens it: reading one hangs or never ends.
+        src = input_path(args.image_file, "--image_file") if args.image_file else \
+            input_file(args.video_file, "--video_file")
         options = _options(args)
         args.style_specs = _style_image_specs(args.style_image) if args.style_image else []
         if args.alpha is not None and not 0 <= args.alpha <= 1:

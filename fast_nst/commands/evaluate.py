@@ -8,14 +8,14 @@ from typing import Optional, Sequence
 
 from ..lossnet import LOSS_NETWORKS
 from ..report import DEFAULT_MAX_SIZE, MAX_MODELS, MAX_PHOTOS, MAX_SIZE_LIMIT, write_report
-from . import prog, run_command
+from . import new_parser, run_command
 
 __all__ = ["main", "parser"]
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog("python -m fast_nst.evaluate"),
+    p = new_parser(
+        "python -m fast_nst.evaluate",
         description="Stylize a folder of photos with one or more models and write a report: "
                     "index.html (opens from the file system) with every stylization, the content "
                     "and style loss of each (measured with the loss network at the model's own "
@@ -29,7 +29,8 @@ def parser() -> argparse.ArgumentParser:
                         "(models/wave), training checkpoints, .onnx exports, pytorch/examples models")
     p.add_argument("--images", required=True, metavar="DIR",
                    help=f"folder of photos (not its subfolders; the first {MAX_PHOTOS} by name)")
-    p.add_argument("--output", "-o", required=True, metavar="DIR", help="folder to write the report into")
+    p.add_argument("--output", "-o", required=True, metavar="DIR", help="folder to write the report into: a new or empty one, or an earlier "
+                   "report (replaced); a folder holding other files or the inputs is refused")
     p.add_argument("--style", metavar="IMAGE",
                    help="the style image for every model (default: the style_image of each "
                         "model's training config, where that file exists here). Required for "
@@ -48,6 +49,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max_size", type=int, default=DEFAULT_MAX_SIZE, metavar="N",
                    help=f"stylize at longest side N px (default {DEFAULT_MAX_SIZE}, at most "
                         f"{MAX_SIZE_LIMIT}; photos are never enlarged)")
+    p.add_argument("--stability", action="store_true",
+                   help="also measure temporal stability (video flicker): each photo becomes a short "
+                        "clip of known motion, stylized per frame and with stable statistics; the "
+                        "warping error and change ratio go into the page and results.json")
     return p
 
 
@@ -58,7 +63,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         page = write_report(args.model_file, args.images, args.output, style=args.style,
                             loss_model=args.loss_model, loss_model_file=args.loss_model_file,
                             loss_model_weights=args.loss_model_weights, device=args.device,
-                            max_size=args.max_size)
+                            max_size=args.max_size, stability=args.stability)
         print(f"Wrote {page} and {page.parent / 'sheet.jpg'}")
         return 0
 

@@ -9,14 +9,14 @@ from typing import Optional, Sequence
 
 from ..io.export import (ALPHA_INPUT_NAME, CHECK_SHAPES, FORMATS, MIN_OPSET, STYLE_IMAGE_INPUT_NAME,
                          STYLE_INPUT_NAME, TOLERANCE, TORCHSCRIPT_SUFFIXES, export_model)
-from . import prog, run_command
+from . import new_parser, run_command
 
 __all__ = ["main", "parser"]
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog("python -m fast_nst.export"),
+    p = new_parser(
+        "python -m fast_nst.export",
         description="Export a model (.pth) to ONNX or TorchScript with dynamic batch, "
                     "height and width. The exported file is run on sample inputs and compared "
                     f"with PyTorch (max abs difference <= {TOLERANCE:g}) before it is written. "

@@ -14,12 +14,12 @@ from ..core.images import IMAGE_EXTENSIONS, save_image
 from ..gatys import (DEFAULT_CONTENT_WEIGHT, DEFAULT_IMAGE_SIZE, DEFAULT_STEPS, DEFAULT_STYLE_WEIGHT,
                      DEFAULT_TV_WEIGHT, OPTIMIZERS, PRECISIONS, PRESETS, optimize)
 from ..lossnet import LOSS_NETWORKS
-from . import prog, run_command
+from . import CommandParser, new_parser, run_command
 
 __all__ = ["main", "parser"]
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(CommandParser):
     """argparse that reports mistakes as one ``error: ...`` line and exit status 1."""
 
     def error(self, message: str):  # type: ignore[override]
@@ -33,8 +33,8 @@ def _names(text: str) -> list[str]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog=prog("python -m fast_nst.optimize"),
+    p = new_parser(
+        "python -m fast_nst.optimize", _Parser,
         description="Optimisation-based style transfer (Gatys et al. 2016): slow (minutes), no "
                     "training, any style image.",
         epilog="Example: python -m fast_nst.optimize --content photo.jpg --style wave.jpg "

@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..training import load_train_config, train
-from . import prog, run_command, started_as
+from . import new_parser, prog, run_command, started_as
 
 __all__ = ["main", "parser", "train_command"]
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog("train.py"),
+    p = new_parser(
+        "train.py",
         description="Train a fast style transfer network (Johnson et al. 2016) for one style, "
                     "or one network for several (style_images, model_type johnson_multi).",
         epilog="Example: python train.py -c conf/wave.yml --set max_steps=1000 --set batch_size=8",

@@ -18,6 +18,7 @@ import difflib
 import math
 import types
 import typing
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Optional, Sequence
@@ -32,6 +33,10 @@ __all__ = ["TrainConfig", "ConfigCheck", "load_config", "config_from_dict", "bui
 
 # Smallest training image_size: VGG16 pools 4 times before relu4_3 (16 -> 1 px there).
 MIN_IMAGE_SIZE = 16
+# Largest training image_size (and resize_to, 2x it): one 2048 x 2048 crop already holds 1 GB in
+# each of VGG's first float32 layers (64 channels), a batch several times that, forward and
+# backward; the papers train at 256 (Johnson et al.) and 256 crops of 512 (Huang & Belongie).
+MAX_IMAGE_SIZE = 2048
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
 BASE_KEY = "base"  # a YAML file may name another YAML file (relative to itself) to start from
 
@@ -98,6 +103,11 @@ class TrainConfig:
     # (their Caffe VGG sees 0-255 pixels, ours pixels / (255 * 0.226)): ~4 relative to content 1.
     # We use 1 because the upsample-conv decoder has no checkerboard artifacts for TV to fight.
     tv_weight: float = 1.0
+    # Stability training (fast_nst.training.stability): the weight of the mean squared difference
+    # between a stylization moved by a small random motion and the stylization of the moved photo
+    # (pixels in [0, 1]). 0 (off) keeps the original method; 5000 made a 300-step mosaic preview
+    # flicker less on video with its style loss within a few percent (docs/video.md).
+    stability_weight: float = 0.0
     # relu2_2 for content and relu1_2, relu2_2, relu3_3, relu4_3 for style: Johnson et al. (2016).
     content_layers: tuple[str, ...] = ("relu2_2",)
     style_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
@@ -315,9 +325,17 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+# Keys whose value must fit another key's: an error in one also names where the other was set
+# (the --set that changed it, when the file's value no longer fits).
+_FITS = {"style_weights": "style_images", "style_layer_weights": "style_layers"}
+
+
 def _validate(cfg: TrainConfig, origin: dict[str, str], where: str = "defaults",
               checks: Sequence[ConfigCheck] = ()) -> None:
     def fail(key: str, msg: str) -> None:  # a key nobody set (a required one) blames the config
+        other = _FITS.get(key)
+        if other and origin.get(other, where) != origin.get(key, where):
+            msg += f" ({other} set by {origin.get(other, where)})"
         raise ConfigError(f"{origin.get(key, where)}: key '{key}' {msg}")
 
     _validate_values(cfg, fail)
@@ -359,7 +377,11 @@ def _validate_values(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None
             fail(key, f"must be > 0 or null, got {value}")
     if cfg.image_size < MIN_IMAGE_SIZE:
         fail("image_size", f"must be at least {MIN_IMAGE_SIZE} (VGG pools 4 times), got {cfg.image_size}")
-    for key in ("lr", "content_weight", "style_weight", "tv_weight"):
+    for key, most in (("image_size", MAX_IMAGE_SIZE), ("resize_to", 2 * MAX_IMAGE_SIZE)):
+        if (getattr(cfg, key) or 0) > most:
+            fail(key, f"must be at most {most} px, got {getattr(cfg, key)}: a batch of {MAX_IMAGE_SIZE} px "
+                      "crops already needs many GB in VGG's layers (the papers train at 256)")
+    for key in ("lr", "content_weight", "style_weight", "tv_weight", "stability_weight"):
         # NaN passes every comparison and inf turns every weight into NaN after one step.
         if not math.isfinite(getattr(cfg, key)) or getattr(cfg, key) < 0:
             fail(key, f"must be a finite number {'> 0' if key == 'lr' else '>= 0'}, got {getattr(cfg, key)}")
@@ -425,7 +447,24 @@ def load_config(path: str | Path | None, overrides: typing.Sequence[str] = (),
         key, value = parse_override(text)
         _check_key(key, f"--set {text}")
         values[key] = (value, f"--set {text}")
+    _fit_style_weights(values)
     return build_config(values, str(path) if path is not None else "--set", checks)
+
+
+def _fit_style_weights(values: dict[str, tuple[Any, str]]) -> None:
+    """``--set style_images=[...]`` with another number of styles than the file's: the file's
+    style_weights were tuned for its own styles and fit these no more, so every style gets weight
+    1 (style_weight alone), said in a warning. The same number keeps them (the same paintings from
+    elsewhere, e.g. local copies); a --set style_weights is the user's and is checked as given."""
+    images, weights = values.get("style_images"), values.get("style_weights")
+    if not (images and weights) or not images[1].startswith("--set") or weights[1].startswith("--set"):
+        return
+    if not (isinstance(images[0], list) and isinstance(weights[0], list)) or len(images[0]) == len(weights[0]):
+        return
+    del values["style_weights"]
+    warnings.warn(f"--set style_images gives {len(images[0])} styles; the {len(weights[0])} style_weights of "
+                  f"{weights[1]} were for its own styles, so every style gets weight 1 (style_weight "
+                  "alone). To weight them: --set style_weights=[w1, w2, ...], one per style.")
 
 
 def config_from_dict(data: dict[str, Any], where: str, checks: Sequence[ConfigCheck] = ()) -> TrainConfig:

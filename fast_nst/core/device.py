@@ -9,7 +9,7 @@ import torch
 
 from .config import DEVICE_CHOICES, is_device_name
 from .errors import FastNSTError
-from .version import __min_torch__, __min_torchvision__
+from .version import __min_torch__
 
 __all__ = ["resolve_device", "require_torch", "check_versions"]
 
@@ -52,9 +52,7 @@ def require_torch(minimum: str, purpose: str = "fast-nst", alternative: str = ""
 
 
 def check_versions() -> None:
-    """Refuse torch/torchvision older than :data:`fast_nst.__min_torch__` / ``__min_torchvision__``
-    (setup.py's floor) with one message, instead of an error deep inside a run."""
-    import torchvision  # only the commands need it, once
-
+    """Refuse a torch older than :data:`fast_nst.__min_torch__` (setup.py's floor) with one
+    message, instead of an error deep inside a run. (fast-nst no longer imports torchvision: only
+    the tests use it, to compare the loss networks against torchvision's.)"""
     require_torch(__min_torch__)
-    _require("torchvision", torchvision.__version__, __min_torchvision__, "fast-nst", "")

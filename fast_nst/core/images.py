@@ -1,4 +1,6 @@
-"""Reading and writing images: any mode Pillow opens becomes RGB (plus alpha where present).
+"""Converting and writing images: any mode Pillow opens becomes RGB (plus alpha where present).
+Reading an image file is :func:`fast_nst.core.untrusted.open_image` (the boundary for outside
+data: bounded in pixels before decoding).
 
 Tensors are float32 (C, H, W) or (N, C, H, W) in [0, 1].
 """
@@ -7,17 +9,16 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from .errors import DataError
 from .files import atomic_write
 
-__all__ = ["IMAGE_EXTENSIONS", "list_images", "normalize_mode", "open_image", "set_max_image_pixels",
-           "split_alpha", "pil_to_tensor", "tensor_to_pil", "resize_longest", "save_image"]
+__all__ = ["IMAGE_EXTENSIONS", "list_images", "normalize_mode", "split_alpha", "pil_to_tensor", "tensor_to_pil", "resize_longest", "save_image"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
@@ -55,52 +56,6 @@ def normalize_mode(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
 
 
-def open_image(path: str | Path, draft_size: Optional[int] = None,
-               check_size: Optional[Callable[[int, int], None]] = None) -> Image.Image:
-    """Decode ``path`` fully into an RGB or RGBA image with EXIF orientation applied.
-
-    ``draft_size`` lets JPEG decoding run at a reduced scale that still keeps the shorter side at
-    least that large (much faster for training crops). ``check_size(width, height)`` is called
-    with the size the file's header declares, before anything is decoded; it raises
-    :class:`DataError` to refuse the file. Raises :class:`DataError` for a missing,
-    non-image, truncated or over-large (decompression bomb) file.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"Image not found: {path}")
-    if path.is_dir():
-        raise DataError(f"Expected an image file, got a folder: {path}")
-    try:
-        with warnings.catch_warnings():
-            # Pillow only warns between 1x and 2x its pixel limit; treat both alike.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                if check_size is not None:
-                    check_size(*img.size)
-                if draft_size is not None and img.format == "JPEG":
-                    w, h = img.size
-                    scale = draft_size / min(w, h)
-                    img.draft("RGB", (max(1, int(w * scale + 1)), max(1, int(h * scale + 1))))
-                img.load()
-                img = ImageOps.exif_transpose(img)
-                return normalize_mode(img)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        limit = Image.MAX_IMAGE_PIXELS
-        raise DataError(
-            f"{path}: image is larger than the decompression-bomb limit of {limit} pixels. If "
-            "you trust this file, raise the limit with --max_image_pixels N (0 removes it)."
-        ) from None
-    except UnidentifiedImageError:
-        raise DataError(f"{path}: not an image file Pillow can read") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: could not decode image ({e}); the file may be truncated or corrupt") from None
-
-
-def set_max_image_pixels(n: Optional[int]) -> None:
-    """Set Pillow's decompression-bomb limit; 0 or None removes it."""
-    Image.MAX_IMAGE_PIXELS = n if n else None
-
-
 def split_alpha(img: Image.Image) -> tuple[Image.Image, Optional[Image.Image]]:
     """(RGB image, alpha channel or None)."""
     if img.mode == "RGBA":
@@ -131,8 +86,8 @@ def resize_longest(img: Image.Image, size: Optional[int]) -> Image.Image:
     return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.LANCZOS)
 
 
-def save_image(img: Image.Image, path: str | Path) -> None:
-    """Write ``img`` to ``path`` (format from the extension), creating folders.
+def save_image(img: Image.Image, path: str | Path, quality: int = 95) -> None:
+    """Write ``img`` to ``path`` (format from the extension; ``quality`` for JPEG and WebP), creating folders.
 
     Alpha is kept where the format holds it (PNG, WebP) and dropped otherwise (JPEG, BMP).
     Written to a temporary file and renamed so a failure never leaves half an image.
@@ -148,7 +103,7 @@ def save_image(img: Image.Image, path: str | Path) -> None:
                           "or .webp to keep it).")
         img = img.convert("RGB")
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(ext, ext[1:].upper())
-    kwargs = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path) as tmp:

@@ -7,6 +7,6 @@ __version__ = "0.2.0"
 # 2.6.0, 2.8.0, 2.11.0 and 2.14.1: docs/benchmarks.md); the command-line tools refuse older
 # versions with a message instead of failing half-way.
 __min_torch__ = "2.4"
-__min_torchvision__ = "0.19"
+__min_torchvision__ = "0.19"  # the tests' only: fast-nst itself does not import torchvision
 # ONNX export with free batch/height/width: torch 2.6's torch.export still guards height >= 9.
 __min_torch_onnx__ = "2.8"

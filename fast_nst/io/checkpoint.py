@@ -35,8 +35,9 @@ from typing import Any, Optional
 import torch
 
 from ..core.config import TrainConfig
-from ..core.errors import CheckpointError, quote
+from ..core.errors import CheckpointError, DataError, quote
 from ..core.files import atomic_write
+from ..core.untrusted import input_file
 from ..core.version import __version__
 from ..nets import NETWORKS, make_args, network_class
 from ..nets.base import StyleNetwork
@@ -238,10 +239,15 @@ def _what_is_it(path: Path, error: BaseException) -> str:
 
 
 def require_model_file(path: Path) -> None:
-    """:class:`CheckpointError` unless ``path`` is an existing file (.pth and .onnx alike)."""
-    if not path.is_file():
-        raise CheckpointError(f"Model file not found: {path}" if not path.exists()
-                              else f"Model file is a folder, not a file: {path}")
+    """:class:`CheckpointError` unless ``path`` is an existing regular file (.pth and .onnx
+    alike): a folder, a FIFO, a device (a link to /dev/zero) or a socket is refused before
+    anything opens it."""
+    if not path.exists() and not path.is_symlink():
+        raise CheckpointError(f"Model file not found: {path}")
+    try:
+        input_file(path, "Model file")
+    except DataError as e:
+        raise CheckpointError(str(e)) from None
 
 
 def safe_torch_load(path: str | Path) -> Any:

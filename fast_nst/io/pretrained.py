@@ -7,7 +7,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from ..core import fetch
+from ..core.untrusted import downloads
 from ..core.errors import DownloadError
 from ..core.files import safe_component
 from .convert import convert_file
@@ -29,9 +29,9 @@ def download_pretrained(models_dir: str | Path = "models", data_dir: str | Path 
     zip_path = Path(data_dir) / PRETRAINED_ZIP
     if not zip_path.exists():
         try:
-            fetch.download_url(PRETRAINED_URL, zip_path)
+            downloads.download_url(PRETRAINED_URL, zip_path)
         except DownloadError as e:
-            raise fetch.finish_by_hand(e, PRETRAINED_URL, zip_path, "converts the models into "
+            raise downloads.finish_by_hand(e, PRETRAINED_URL, zip_path, "converts the models into "
                                        f"{Path(models_dir) / '<name>' / '<name>.pth'}") from None
     written = []
     try:

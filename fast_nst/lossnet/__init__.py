@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 __all__ = ["BLOCK_CONVS", "CAFFE", "CAFFE_FEATURE_SCALE", "CONVENTIONS", "GRAM_STYLE_DEGREE", "InputConvention",
-           "LOSS_NETWORKS", "LossNetworkEntry", "STATS_STYLE_DEGREE", "TORCHVISION", "check_config",
+           "LOSS_NETWORKS", "LossNetworkEntry", "STATS_STYLE_DEGREE", "TORCHVISION", "VGG_NORMALISED", "check_config",
            "convert_weights", "get_convention", "get_loss_network", "layer_choices", "layer_names", "loss_weights",
            "min_side"]
 
@@ -58,7 +58,16 @@ CAFFE_FEATURE_SCALE = 255 * 0.226
 CAFFE = InputConvention("caffe", 255.0, (103.939, 116.779, 123.68), (1.0, 1.0, 1.0), True,
                         feature_scale=CAFFE_FEATURE_SCALE)
 
-CONVENTIONS = {c.name: c for c in (TORCHVISION, CAFFE)}
+# Huang & Belongie's AdaIN encoder (models/download_models.sh of xunhuang1995/AdaIN-style): Gatys
+# et al.'s normalised VGG-19 (each filter scaled so that its mean activation over ImageNet is 1)
+# with reflection padding and a 1x1 convolution in front that does the Caffe preprocessing. The
+# network takes RGB in [0, 1] as it is: that first layer, part of the weights file, converts it.
+# feature_scale: its relu4_1 features average about 1, torchvision's about 2.5 on the same photos
+# (docs/arbitrary.md); an estimate at the layer AdaIN uses, as the other layers differ.
+VGG_NORMALISED = InputConvention("vgg_normalised", 1.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), False,
+                                 feature_scale=0.4)
+
+CONVENTIONS = {c.name: c for c in (TORCHVISION, CAFFE, VGG_NORMALISED)}
 
 # How a style loss grows with the feature scale k (convert_weights): an MSE of Gram matrices by
 # k**4, an MSE of feature means and standard deviations (AdaIN's) by k**2.
@@ -66,13 +75,16 @@ GRAM_STYLE_DEGREE = 4
 STATS_STYLE_DEGREE = 2
 
 # Convolutions per block of the VGG layouts (torchvision's cfgs "D" and "E").
-BLOCK_CONVS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
+# "vgg19_normalised": the VGG-19 layout with reflection padding, ceil-mode pooling and the 1x1
+# input convolution in front of conv1_1 (fast_nst.lossnet.normalised).
+BLOCK_CONVS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4), "vgg19_normalised": (2, 2, 4, 4, 4)}
 
 
 @dataclass(frozen=True)
 class LossNetworkEntry:
     """One loss network. ``sha256`` is the start of the published file's SHA-256 (torchvision
-    names its files ``<name>-<first 8 hex digits>.pth``); a downloaded file must match it, a
+    names its files ``<name>-<first 8 hex digits>.pth``), or "" where the publisher gives none
+    (the download is then checked by its layout only); a downloaded file must match it, a
     file the user names with ``loss_model_file`` is checked for layout only (and refused when it
     is another row's published file of another input convention)."""
 
@@ -107,6 +119,16 @@ LOSS_NETWORKS: dict[str, LossNetworkEntry] = {
                                     "d01eb7cb", CAFFE,
                                     "Caffe VGG19 (the original ImageNet weights, from "
                                     "jcjohnson/pytorch-vgg; 548 MB)"),
+    # naoto0804/pytorch-AdaIN's release v0.0.0: the Torch file of Huang & Belongie converted, in
+    # the port's nn.Sequential keys (fast_nst.lossnet.normalised reads them). The release
+    # publishes no checksum, so none is pinned here (""; pin one once verified against the
+    # file): a download is checked by its layout, and a converted AdaIN model pins the SHA-256
+    # of the file it was converted with (AdaINArgs.encoder_sha256).
+    "vgg19_normalised": LossNetworkEntry("vgg19_normalised", "pretrained/vgg_normalised.pth",
+                                         "https://github.com/naoto0804/pytorch-AdaIN/releases/download/"
+                                         "v0.0.0/vgg_normalised.pth", "", VGG_NORMALISED,
+                                         "Huang & Belongie's normalised VGG-19 (AdaIN's encoder, from "
+                                         "naoto0804/pytorch-AdaIN; 80 MB)"),
 }
 
 

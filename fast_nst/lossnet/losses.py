@@ -182,21 +182,29 @@ class PerceptualLoss(nn.Module):
         return terms
 
 
-def mean_std(features: torch.Tensor, eps: float = ADAIN_EPS) -> tuple[torch.Tensor, torch.Tensor]:
+def mean_std(features: torch.Tensor, eps: float = ADAIN_EPS,
+             unbiased: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and standard deviation over (H, W) of ``features`` (N, C, H, W): (N, C, 1, 1)
-    each, float32. The variance is the biased one (as instance norm's); std = sqrt(var + eps)."""
+    each, float32. The variance is the biased one (as instance norm's), or with ``unbiased`` the
+    sum of squares over H*W - 1 (Huang & Belongie's Torch code and its PyTorch port); std =
+    sqrt(var + eps)."""
     f = features.float()
     mean = f.mean(dim=(2, 3), keepdim=True)
-    var = (f - mean).square().mean(dim=(2, 3), keepdim=True)
+    if unbiased:
+        var = f.flatten(2).var(dim=2, unbiased=True).reshape(mean.shape)
+    else:
+        var = (f - mean).square().mean(dim=(2, 3), keepdim=True)
     return mean, (var + eps).sqrt()
 
 
 def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor,
-          content_stats: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
+          content_stats: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+          unbiased: bool = False) -> torch.Tensor:
     """Adaptive instance normalisation: ``content`` features (N, C, H, W) normalised per channel and
     given the style's statistics ``style_mean``, ``style_std`` (1 or N, C, 1, 1). ``content_stats``:
-    the (mean, std) to normalise with instead of the content's own (tiling shares them). Float32."""
-    c_mean, c_std = content_stats if content_stats is not None else mean_std(content)
+    the (mean, std) to normalise with instead of the content's own (tiling shares them);
+    ``unbiased``: the content's own variance as :func:`mean_std`'s. Float32."""
+    c_mean, c_std = content_stats if content_stats is not None else mean_std(content, unbiased=unbiased)
     return (content.float() - c_mean) / c_std * style_std + style_mean
 
 

@@ -14,17 +14,26 @@ from typing import Iterable
 
 import torch
 from torch import nn
-from torchvision.models import vgg as tv_vgg
 
-from ..core import fetch
+from ..core.untrusted import downloads
 from ..core.errors import CheckpointError, DownloadError
-from . import LOSS_NETWORKS, InputConvention, LossNetworkEntry, get_loss_network, layer_choices, layer_names
+from . import (BLOCK_CONVS, LOSS_NETWORKS, TORCHVISION, InputConvention, LossNetworkEntry, get_loss_network,
+               layer_choices, layer_names)
+from .normalised import NORMALISED_ARCH, from_published, normalised_features
 
-__all__ = ["RANDOM_WARNING", "VGGEncoder", "build_loss_network", "download_weights", "load_features",
-           "random_features", "vgg_features"]
+__all__ = ["RANDOM_WARNING", "VGGEncoder", "bias_ratio", "build_loss_network", "download_weights", "load_features",
+           "other_convention_warning", "random_features", "vgg_features"]
 
-# torchvision's configuration names of the two layouts.
-_TV_CFG = {"vgg16": "D", "vgg19": "E"}
+# The convolution widths of VGG16 and VGG19 (Simonyan & Zisserman 2015, configurations D and E),
+# "M" a 2x2 max pool: the layout of torchvision's ``vgg16().features``, whose state-dict keys
+# (features.N.weight) the weight files use. Written out here rather than imported from
+# torchvision.models, whose import pulls in torch._dynamo and doubles every command's start-up
+# (measured: 1.7 s -> 3.4 s of CPU for ``import torch`` vs ``import torch, torchvision.models``).
+_LAYOUTS = {
+    "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
+    "vgg19": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+              512, 512, 512, 512, "M"),
+}
 
 
 class VGGEncoder(nn.Module):
@@ -92,12 +101,28 @@ class VGGEncoder(nn.Module):
         return out
 
 
+def _torchvision_layout(arch: str) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    channels = 3
+    for width in _LAYOUTS[arch]:  # modules created in torchvision's order: the same seeded weights
+        if width == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            layers += [nn.Conv2d(channels, width, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+            channels = width
+    return nn.Sequential(*layers)
+
+
 def vgg_features(arch: str = "vgg16") -> nn.Sequential:
     """``vgg16().features`` or ``vgg19().features`` with torchvision's random initialisation,
-    without building the 138M-parameter classifier (2.4 s on a 2-core CPU) a loss network never uses."""
-    if arch not in _TV_CFG:
-        raise ValueError(f"Unknown VGG layout {arch!r}; choose one of: {', '.join(_TV_CFG)}")
-    features = tv_vgg.make_layers(tv_vgg.cfgs[_TV_CFG[arch]], batch_norm=False)
+    without building the 138M-parameter classifier (2.4 s on a 2-core CPU) a loss network never uses;
+    ``vgg19_normalised``: AdaIN's encoder (:mod:`fast_nst.lossnet.normalised`), initialised the same way."""
+    if arch == NORMALISED_ARCH:
+        features = normalised_features()
+    elif arch in _LAYOUTS:
+        features = _torchvision_layout(arch)
+    else:
+        raise ValueError(f"Unknown VGG layout {arch!r}; choose one of: {', '.join([*_LAYOUTS, NORMALISED_ARCH])}")
     for m in features.modules():  # the same initialisation as torchvision.models.VGG.__init__
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -121,7 +146,10 @@ def _features_state(state: dict, path: Path, entry: LossNetworkEntry) -> dict[st
         raise CheckpointError(f"{path}: not a {label} state dict (got {type(state).__name__}).")
     if any(k.startswith("features.") for k in state):
         state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
-    expected = vgg_features(entry.arch).state_dict()
+    if entry.arch == NORMALISED_ARCH:  # the published file is in the reference port's keys
+        state = from_published(state)
+    with torch.device("meta"):  # shapes only: no 20-140M random numbers drawn for nothing
+        expected = vgg_features(entry.arch).state_dict()
     missing = sorted(set(expected) - set(state), key=lambda k: int(k.split(".")[0]))
     if missing:
         raise CheckpointError(
@@ -149,8 +177,8 @@ def _features_state(state: dict, path: Path, entry: LossNetworkEntry) -> dict[st
 # the published files do not. And fed the other convention's input, a network's features keep
 # about the right magnitude (the derived torchvision file fed Caffe input: 56 to 57.5 times its
 # own features at relu1_2 to relu3_3, where the Caffe file gives 57.6), so no probe of the
-# features tells either. A threshold on any of these scales would miss the mistake or refuse
-# torchvision's own file.
+# features' scale tells either. A threshold on any of these scales would miss the mistake or
+# refuse torchvision's own file (the bias ratio below catches a file converted between them).
 def _refuse_other_convention(path: Path, name: str, entry: LossNetworkEntry) -> None:
     """Refuse ``path`` if it is the published file of a loss network of the same layout but
     another input convention (vgg16's file given as vgg16_caffe, or the reverse).
@@ -159,10 +187,10 @@ def _refuse_other_convention(path: Path, name: str, entry: LossNetworkEntry) -> 
     one's own that reuses the name but not the content is loaded as asked.
     """
     for other_name, other in LOSS_NETWORKS.items():
-        if (other.arch != entry.arch or other.convention == entry.convention
+        if (other.arch != entry.arch or other.convention == entry.convention or not other.sha256
                 or path.name != Path(other.file).name):
             continue
-        if fetch.sha256_file(path).startswith(other.sha256):
+        if downloads.sha256_file(path).startswith(other.sha256):
             raise CheckpointError(
                 f"{path} is the published {other_name} file: {other.summary.split(' (')[0]} weights, "
                 f"for the {other.convention.name} input convention, but the loss model is {name} "
@@ -172,13 +200,69 @@ def _refuse_other_convention(path: Path, name: str, entry: LossNetworkEntry) -> 
             )
 
 
+# The one thing a probe of the features does tell: how much the biases matter. A ReLU network
+# fed the convention's zero (the mean pixel) answers with its biases alone; fed an image, mostly
+# with its weights. Their ratio is scale-free, and a network fed its own convention's input keeps
+# it at what training made it: at relu3_3, relu4_3 and relu5_3 (geometric mean, 32 px probe)
+# 0.014 for the stand-in Caffe VGG16 (a VGG16 initialised from the Caffe weights) on Caffe input,
+# 0.015 for its torchvision re-expression on torchvision input. That re-expression (biases divided
+# by 57.6, the input normalisation folded into conv1_1: how a file is converted between the
+# conventions) fed Caffe pixels gives 0.00027, 51 times less, with features of the right size
+# and plausible losses. The threshold sits between the two, 7 times from each. Checked only for
+# Caffe-convention loss networks: two networks trained apart (the published torchvision and
+# Caffe files) differ in this ratio for reasons of their own, and torchvision's file must never
+# be refused as vgg16.
+_BIAS_PROBE_SIZE = 32  # px: relu5_3 still has 2 x 2 positions; 0.6 GFLOP for both probes
+_BIAS_RATIO_MIN = 0.0019
+
+
+def bias_ratio(features: nn.Sequential, name: str) -> float:
+    """How much the biases of ``features`` count when fed loss network ``name``'s convention:
+    the geometric mean, over the last ReLU of blocks 3 to 5, of mean |features| of the
+    convention's zero input (the mean pixel) over those of a fixed seeded 32 px image
+    (a float >= 0; about 0.014 for a VGG16 fed its own convention)."""
+    entry = get_loss_network(name)
+    convs = BLOCK_CONVS[entry.arch]
+    layers = [f"relu{b}_{convs[b - 1]}" for b in (3, 4, 5)]
+    image = torch.rand(1, 3, _BIAS_PROBE_SIZE, _BIAS_PROBE_SIZE, generator=torch.Generator().manual_seed(0))
+    encoder = VGGEncoder(features, layers, entry)
+    with torch.no_grad():
+        h = torch.cat([torch.zeros_like(image), encoder.normalize(image)])
+        ratios = []
+        for layer, module in encoder.layers.named_children():
+            h = module(h)
+            if layer in layers:
+                ratios.append(h[0].abs().mean() / h[1].abs().mean().clamp_min(1e-30))
+    return float(torch.stack(ratios).clamp_min(1e-30).log().mean().exp())
+
+
+def other_convention_warning(features: nn.Sequential, name: str, path: str | Path) -> str | None:
+    """A warning (one paragraph, with the fix) when ``features``, loaded from ``path`` for a
+    Caffe-convention loss network ``name``, answer like a network made for torchvision's
+    convention (see the bias ratio above); None otherwise, and always for torchvision's."""
+    entry = get_loss_network(name)
+    if entry.convention.feature_scale <= TORCHVISION.feature_scale:
+        return None
+    ratio = bias_ratio(features, name)
+    if ratio >= _BIAS_RATIO_MIN:
+        return None
+    tv_name = next((n for n, e in LOSS_NETWORKS.items() if e.arch == entry.arch and e.convention == TORCHVISION), "vgg16")
+    conv = entry.convention.name
+    return (f"WARNING: {path} looks like {entry.label} weights for torchvision's input convention "
+            f"(RGB in [0, 1], normalised), not for {name}'s {conv} convention: fed {conv} pixels, its "
+            f"biases barely count (bias/feature ratio {ratio:.2g}; a {conv}-convention {entry.label} "
+            f"gives about 0.014). The losses look plausible but the network sees the wrong input. Use "
+            f"loss_model {tv_name} with this file (train.py: --set loss_model={tv_name}; the conf files "
+            f"keep loss_weights_for: caffe), or get {name}'s own file: python -m fast_nst.download {name}.")
+
+
 def download_weights(name: str, dest: str | Path | None = None, quiet: bool = False) -> Path:
     """Fetch the weights of loss network ``name`` (a registry row) into ``dest`` (default: the
     row's file), verified against the row's checksum."""
     entry = get_loss_network(name)
     dest = dest or entry.file
     try:
-        return fetch.download_url(entry.url, dest, sha256_prefix=entry.sha256, quiet=quiet)
+        return downloads.download_url(entry.url, dest, sha256_prefix=entry.sha256 or None, quiet=quiet)
     except DownloadError as e:
         raise DownloadError(
             f"{e}\nThe {name} loss network needs {entry.summary.split(' (')[0]} weights. Download\n"
@@ -215,8 +299,12 @@ def load_features(name: str, path: str | Path | None = None, allow_download: boo
         reason = (str(e).splitlines() or [type(e).__name__])[0][:300]
         raise CheckpointError(f"{path}: cannot read {entry.label} weights ({reason}). "
                               f"Delete it and download {entry.url} again.") from None
-    features = vgg_features(entry.arch)
-    features.load_state_dict(_features_state(state, path, entry))
+    with torch.device("meta"):  # every weight is loaded below: skip the random initialisation
+        features = vgg_features(entry.arch)
+    features.to_empty(device="cpu").load_state_dict(_features_state(state, path, entry))
+    warning = other_convention_warning(features, name, path)
+    if warning:
+        print(warning, file=sys.stderr)
     return features
 
 

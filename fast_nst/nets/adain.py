@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from ..core.errors import CheckpointError
-from ..core.fetch import sha256_file
+from ..core.untrusted.downloads import sha256_file
 from ..lossnet import LOSS_NETWORKS, get_loss_network, layer_names
 from ..lossnet.losses import ADAIN_EPS, adain, mean_std
 from ..lossnet.vgg import VGGEncoder, build_loss_network, load_features
@@ -62,7 +62,9 @@ class AdaINArgs:
     ``encoder_weights``: "imagenet" (the file ``encoder_file``, or the registry's default path
     when that is not an existing file) or "random" (seeded by ``encoder_seed``: tests only).
     ``encoder_sha256``: the start of the SHA-256 of the file the decoder was trained with ("" for
-    no check).
+    no check). ``unbiased_std``: the feature statistics' variance divided by H*W - 1 instead of
+    H*W, as in Huang & Belongie's Torch code and the PyTorch port whose published decoder was
+    trained with it (``python -m fast_nst.download adain``); fast-nst trains with False.
     """
 
     encoder: str = "vgg19"  # Huang & Belongie: VGG-19 ...
@@ -71,6 +73,7 @@ class AdaINArgs:
     encoder_sha256: str = ""
     encoder_weights: str = "imagenet"
     encoder_seed: int = 0
+    unbiased_std: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.encoder, str) or self.encoder not in LOSS_NETWORKS:
@@ -90,6 +93,8 @@ class AdaINArgs:
         seed = self.encoder_seed
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
             raise ValueError(f"encoder_seed must be a whole number from 0 to 2**63 - 1, got {str(seed)[:40]}")
+        if not isinstance(self.unbiased_std, bool):
+            raise ValueError(f"unbiased_std must be true or false, got {str(self.unbiased_std)[:40]}")
 
     def to_dict(self) -> dict[str, int | str]:
         return asdict(self)
@@ -190,7 +195,7 @@ def _check_sha(args: AdaINArgs, path: Path) -> None:
     entry = get_loss_network(args.encoder)
     trained = args.encoder_file or entry.file
     published = (f" (the published {args.encoder} file, {entry.url})"
-                 if args.encoder_sha256.startswith(entry.sha256) else "")
+                 if entry.sha256 and args.encoder_sha256.startswith(entry.sha256) else "")
     raise CheckpointError(
         f"this AdaIN model was trained with the encoder file {trained} (sha256 {args.encoder_sha256[:12]}...), "
         f"but {path} has sha256 {found[:12]}...: its decoder only fits the features of the file it was "
@@ -223,11 +228,13 @@ def pad_indices(n: int, multiple: int, device: torch.device) -> torch.Tensor:
 
 def _transfer(encoder: VGGEncoder, decoder: nn.Module, layer: str, multiple: int, x: torch.Tensor,
               style: Optional[tuple[torch.Tensor, torch.Tensor]], alpha: Union[float, torch.Tensor],
-              shared: Optional[NormStats] = None) -> torch.Tensor:
+              shared: Optional[NormStats] = None, unbiased: bool = False) -> torch.Tensor:
     """decoder(alpha * AdaIN(f(x), style) + (1 - alpha) * f(x)) for x (N, 3, H, W) in [0, 1],
     padded at the bottom and right and cropped back: (N, 3, H, W), not clamped. ``style``: (mean,
     std) (1 or N, C, 1, 1), or None for decoder(f(x)); ``alpha`` a number, or a (1,) tensor (an
-    export's input: always blended, no branch on its value); ``shared``: tiling's content statistics."""
+    export's input: always blended, no branch on its value); ``shared``: tiling's content statistics
+    (biased: with ``unbiased`` (AdaINArgs.unbiased_std) tiles differ from the untiled result by
+    that factor, sqrt(n / (n - 1)) for n features per channel, below 1e-3 past 32 x 32 features)."""
     rows = pad_indices(x.shape[2], multiple, x.device)
     cols = pad_indices(x.shape[3], multiple, x.device)
     f = encoder(x.index_select(2, rows).index_select(3, cols), [layer])[layer]
@@ -237,7 +244,7 @@ def _transfer(encoder: VGGEncoder, decoder: nn.Module, layer: str, multiple: int
         if shared is not None:
             mean, var = shared(f.float())
             stats = (mean, (var + ADAIN_EPS).sqrt())
-        t = adain(f, style[0], style[1], stats)
+        t = adain(f, style[0], style[1], stats, unbiased)
         a = alpha.reshape(1, 1, 1, 1) if tensor_alpha else alpha
         f = t if not tensor_alpha and alpha == 1 else a * t + (1 - a) * f.float()
     y = decoder(f)
@@ -331,7 +338,7 @@ class AdaINNet(StyleNetwork):
             raise ValueError("no style images given")
         for b in batches:
             check_images(b, "style images", self.min_style_side)
-        stats = [mean_std(self.encode(b)) for b in batches]
+        stats = [mean_std(self.encode(b), unbiased=self.args.unbiased_std) for b in batches]
         mean = torch.cat([m for m, _ in stats])
         std = torch.cat([s for _, s in stats])
         if weights is None:
@@ -349,8 +356,20 @@ class AdaINNet(StyleNetwork):
             stats = self.style_statistics(style)
             if stats[0].shape[0] not in (1, x.shape[0]):
                 raise ValueError(f"{stats[0].shape[0]} style images for {x.shape[0]} photos: give 1 or {x.shape[0]}")
-        y = _transfer(self.encoder, self.decoder, self.layer, self.multiple, x, stats, alpha)
+        y = _transfer(self.encoder, self.decoder, self.layer, self.multiple, x, stats, alpha,
+                      unbiased=self.args.unbiased_std)
         return y if self.training else y.clamp(0, 1)
+
+    def transfer(self, x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+        """Photos x (N, 3, H, W) in [0, 1], each with its own style statistics ``mean``, ``std``
+        (N or 1, C, 1, 1) from :meth:`style_statistics` -> (N, 3, H, W) in [0, 1] (a dataset's
+        batch of photos, each in another painting's style)."""
+        check_images(x, "photos")
+        if mean.shape[0] not in (1, x.shape[0]) or mean.shape != std.shape:
+            raise ValueError(f"style statistics of shape {tuple(mean.shape)} for {x.shape[0]} photos")
+        y = _transfer(self.encoder, self.decoder, self.layer, self.multiple, x, (mean, std), check_alpha(alpha),
+                      unbiased=self.args.unbiased_std)
+        return y.clamp(0, 1)
 
     def for_style(self, mean: torch.Tensor, std: torch.Tensor, alpha: float = 1.0) -> "AdaINStyleNet":
         """The network of one style: photos -> stylizations with the style statistics ``mean``,
@@ -413,7 +432,7 @@ class AdaINStyleNet(InferenceNetwork):
         if self._shared is not None:
             self._shared.index = 0  # one statistic per forward
         y = _transfer(self.encoder, self.decoder, self.layer, self.multiple, x,
-                      (self.style_mean, self.style_std), self.alpha, self._shared)
+                      (self.style_mean, self.style_std), self.alpha, self._shared, self.args.unbiased_std)
         return y.clamp(0, 1)
 
     @contextmanager
@@ -438,6 +457,7 @@ class ExportableAdaINNet(nn.Module):
         super().__init__()
         self.encoder, self.decoder = net.encoder, net.decoder
         self.layer, self.multiple = net.layer, net.multiple
+        self.unbiased = net.args.unbiased_std
 
     def forward(self, x: torch.Tensor, style_image: Optional[torch.Tensor] = None,
                 alpha: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -445,6 +465,7 @@ class ExportableAdaINNet(nn.Module):
             # A graph of the photo alone would be the autoencoder, a silent non-stylizer.
             raise NotImplementedError("an AdaIN model exports with two inputs, the photo and the style "
                                       "image: export exportable()(x, style_image, alpha)")
-        stats = None if style_image is None else mean_std(self.encoder(style_image, [self.layer])[self.layer])
+        stats = (None if style_image is None
+                 else mean_std(self.encoder(style_image, [self.layer])[self.layer], unbiased=self.unbiased))
         return _transfer(self.encoder, self.decoder, self.layer, self.multiple, x, stats,
-                         1.0 if alpha is None else alpha).clamp(0, 1)
+                         1.0 if alpha is None else alpha, unbiased=self.unbiased).clamp(0, 1)

@@ -21,12 +21,18 @@ class NormStats:
 
     mode None: ordinary instance norm. "record": each norm, in call order, stores the (mean, var)
     of its input. "apply": each norm uses the stored statistics instead of its input's own.
+    "carry" (video, see :mod:`fast_nst.stylize.temporal`): the batch is consecutive frames; each
+    norm uses a running average over frames, ``momentum`` of the previous frame's statistics
+    plus ``1 - momentum`` of its own, carried from one call to the next; a frame whose entry in
+    ``restart`` is true (a scene cut) starts afresh.
     """
 
     def __init__(self) -> None:
         self.mode: str | None = None
         self.stats: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.index = 0
+        self.momentum = 0.0
+        self.restart: list[bool] = []
 
     def __call__(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, var), each (N or 1, C, 1, 1), for the norm being computed on ``y`` (N, C, H, W)."""
@@ -41,7 +47,29 @@ class NormStats:
         var = (y - mean).square_().mean(dim=(2, 3), keepdim=True)
         if self.mode == "record":
             self.stats.append((mean, var))
+        elif self.mode == "carry":
+            return self._carry(mean, var)
         return mean, var
+
+    def _carry(self, mean: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The running averages (N, C, 1, 1) of this norm's per-frame ``mean``, ``var`` (N, C, 1, 1)
+        over the frames so far; the last frame's are kept for the next call."""
+        prev = self.stats[self.index] if self.index < len(self.stats) else None
+        means, variances = [], []
+        for n in range(mean.shape[0]):
+            m, v = mean[n:n + 1], var[n:n + 1]
+            if prev is not None and not (n < len(self.restart) and self.restart[n]):
+                m = prev[0].to(m.dtype) * self.momentum + m * (1 - self.momentum)
+                v = prev[1].to(v.dtype) * self.momentum + v * (1 - self.momentum)
+            prev = (m, v)
+            means.append(m)
+            variances.append(v)
+        if self.index < len(self.stats):
+            self.stats[self.index] = prev
+        else:
+            self.stats.append(prev)
+        self.index += 1
+        return torch.cat(means), torch.cat(variances)
 
 
 class InferenceNetwork(nn.Module):

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.errors import FastNSTError
+from ..core.untrusted import shown
 from . import MAX_PARAMETERS
 from .base import StyleNetwork
 from .exportable import pad_and_crop_indices
@@ -56,14 +57,24 @@ def blend_weights(values: Sequence[float]) -> list[float]:
 
 
 def _blend_from_text(text: str) -> dict[str, float]:
-    parts = {}
-    for item in text.split(","):
-        name, _, weight = item.strip().partition(":")
+    """``name``, ``name,name`` (equal weights) or ``name:weight,name:weight`` as {name: weight}.
+    Every entry has a weight or none does: ``candy:0.7,mosaic`` is more likely a typo than
+    "mosaic at 1", so it is an error rather than a silent 59 % mosaic."""
+    example = "write a blend as name:weight,name:weight (e.g. candy:0.7,mosaic:0.3)"
+    items = [item.strip().partition(":") for item in text.split(",")]
+    unweighted = [name.strip() for name, sep, _ in items if not sep]
+    if len(items) > 1 and 0 < len(unweighted) < len(items):
+        raise StyleError(f"style {shown(text)!r}: {', '.join(shown(n, 40) for n in unweighted)} has no "
+                         f"weight; give every style of a blend a weight or none (equal weights); {example}")
+    parts: dict[str, float] = {}
+    for name, sep, weight in items:
+        name = name.strip()
+        if name in parts:
+            raise StyleError(f"style {shown(text)!r}: {shown(name, 40)} is named twice; {example}")
         try:
-            parts[name.strip()] = float(weight) if weight else 1.0
+            parts[name] = float(weight) if sep else 1.0
         except ValueError:
-            raise StyleError(f"style {text[:200]!r}: {weight[:40]!r} is not a number; write a blend "
-                             "as name:weight,name:weight (e.g. candy:0.7,mosaic:0.3)") from None
+            raise StyleError(f"style {shown(text)!r}: {shown(weight, 40)!r} is not a number; {example}") from None
     return parts
 
 

@@ -26,11 +26,12 @@ from ..core.files import atomic_write, remove_dirs
 from ..core.images import save_image, tensor_to_pil
 from ..lossnet import min_side
 from ..stylize import resize_for_processing
-from .collect import (DEFAULT_MAX_SIZE, MAX_MODELS, MAX_PHOTOS, MAX_SIZE_LIMIT, ModelEntry, Photo,
+from .collect import (DEFAULT_MAX_SIZE, MAX_MODELS, MAX_PHOTOS, MAX_SIZE_LIMIT, REPORT_MARKER, ModelEntry, Photo,
                       check_output, choose_loss_model, collect_photos, load_models)
 from .measure import Result, build_encoder, load_style, measure_model, style_targets, weights_label
 from .page import PageInfo, format_loss, render_page
 from .sheet import contact_sheet
+from .stability import StabilityResult, measure_stability, stability_html
 
 __all__ = ["DEFAULT_MAX_SIZE", "MAX_MODELS", "MAX_PHOTOS", "MAX_SIZE_LIMIT", "write_report"]
 
@@ -100,7 +101,10 @@ def _prepare(model_files, images, output, style, loss_model, loss_model_file, we
     style_tensors = {m.name: load_style(m, name) for m in models}
     if weights == "random" and loss_model_file:
         warnings.warn("--loss_model_file is not used with --loss_model_weights random.")
-    made = check_output(Path(output))
+    inputs = [("--images", Path(images))] + [("--model_file", Path(f)) for f in model_files] + \
+        ([("--style", Path(style))] if style else []) + \
+        [("style image", m.style_path) for m in models if m.style_path is not None]
+    made = check_output(Path(output), inputs)
     dev = resolve_device(device)
     try:
         encoder = build_encoder(name, weights, loss_model_file, layers, dev)
@@ -116,7 +120,7 @@ def _prepare(model_files, images, output, style, loss_model, loss_model_file, we
 def write_report(model_files: Sequence[PathLike], images: PathLike, output: PathLike,
                  style: Optional[PathLike] = None, loss_model: Optional[str] = None,
                  loss_model_file: Optional[PathLike] = None, loss_model_weights: str = "imagenet",
-                 device: str = "auto", max_size: int = DEFAULT_MAX_SIZE) -> Path:
+                 device: str = "auto", max_size: int = DEFAULT_MAX_SIZE, stability: bool = False) -> Path:
     """Write a quality report of ``model_files`` (.pth, run folders, .onnx) on the photos in
     folder ``images`` into folder ``output``; returns the path of its ``index.html``.
 
@@ -125,7 +129,9 @@ def write_report(model_files: Sequence[PathLike], images: PathLike, output: Path
     (model_type adain), which stylizes with it. ``loss_model``: the loss network all models
     are measured with (default: the one their configs name), with ``loss_model_weights``
     "imagenet" (from ``loss_model_file``, default the registry's file) or "random" (tests).
-    Photos are stylized at longest side ``max_size`` (never enlarged). Every check (photos,
+    Photos are stylized at longest side ``max_size`` (never enlarged). ``stability``: also
+    measure each model's temporal stability on known-motion clips of the photos (see
+    :mod:`fast_nst.report.stability`; a section of the page, ``stability`` in results.json). Every check (photos,
     models, style images, output folder, loss network) runs before any work; mistakes raise
     :class:`~fast_nst.core.errors.FastNSTError`.
     """
@@ -133,6 +139,10 @@ def write_report(model_files: Sequence[PathLike], images: PathLike, output: Path
     file = None if loss_model_file is None else str(loss_model_file)
     photos, models, name, encoder, targets, style_images, dev = _prepare(
         model_files, images, out, style, loss_model, file, loss_model_weights, device, max_size)
+    # From now on this folder is a report: running again may replace it, nothing else is refused.
+    with atomic_write(out / REPORT_MARKER) as tmp:
+        tmp.write_text("A quality report written by fast-nst (python -m fast_nst.evaluate); a later report "
+                       "may replace this folder.\n", encoding="utf-8")
     results: list[Result] = []
     for m in models:
         mine = measure_model(m, photos, encoder, targets[m.name], dev)
@@ -141,6 +151,7 @@ def write_report(model_files: Sequence[PathLike], images: PathLike, output: Path
         print(f"{m.name}: {len(mine)} photos, mean content loss {format_loss(sum(r.content for r in mine) / len(mine))}, "
               f"style loss {format_loss(sum(styles) / len(styles) if styles else None)}, "
               f"{1000 * sum(r.seconds for r in mine) / len(mine):.1f} ms per photo")
+    stable = _stability(models, photos) if stability else []
     rel = _write_images(out, photos, models, results, style_images)
     save_image(_sheet(photos, models, results, style_images), out / "sheet.jpg")
     info = PageInfo(loss_model=name, weights=weights_label(loss_model_weights, file, name),
@@ -149,10 +160,31 @@ def write_report(model_files: Sequence[PathLike], images: PathLike, output: Path
                     device=str(dev), images=rel)
     page = out / "index.html"
     with atomic_write(page) as tmp:
-        tmp.write_text(render_page(photos, models, results, info), encoding="utf-8")
+        html = render_page(photos, models, results, info)
+        if stable:  # its own section, last on the page
+            html = html.replace("</body>", stability_html(stable) + "</body>", 1)
+        tmp.write_text(html, encoding="utf-8")
+    data = _results_data(models, results, info)
+    if stable:
+        data["stability"] = [r.to_dict() for r in stable]
     with atomic_write(out / "results.json") as tmp:
-        tmp.write_text(json.dumps(_results_data(models, results, info), indent=1), encoding="utf-8")
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
     return page
+
+
+def _stability(models: Sequence[ModelEntry], photos: Sequence[Photo]) -> list[StabilityResult]:
+    """Each model's temporal stability on the photos' known-motion clips, said per model."""
+    found: list[StabilityResult] = []
+    for m in models:
+        try:
+            mine = measure_stability(m.name, m.stylizer, [p.image for p in photos])
+        except ValueError as e:
+            raise FastNSTError(f"--stability: {e}; use larger photos or a larger --max_size.") from None
+        found += mine
+        print(f"{m.name}: " + "; ".join(f"{r.mode} warping error {r.warp_error:.2f} levels (input "
+                                        f"{r.input_warp_error:.2f}), change ratio {r.change_ratio:.2f}"
+                                        for r in mine))
+    return found
 
 
 def _results_data(models: Sequence[ModelEntry], results: Sequence[Result], info: PageInfo) -> dict:

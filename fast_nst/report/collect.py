@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +18,15 @@ from PIL import Image
 
 from ..core.config import TrainConfig
 from ..core.errors import DataError, FastNSTError
-from ..core.fetch import is_url, style_cache_path, style_name
+from ..core.untrusted.downloads import is_url, style_cache_path, style_name
 from ..core.files import missing_dirs, probe_writable, safe_component
-from ..core.images import IMAGE_EXTENSIONS, list_images, open_image
+from ..core.images import IMAGE_EXTENSIONS, list_images
+from ..core.untrusted import input_path, open_image, shown
 from ..io.checkpoint import FORMAT_NAME, safe_torch_load
 from ..lossnet import CONVENTIONS, LOSS_NETWORKS, convert_weights, layer_choices
 from ..stylize import Stylizer, load_stylizer, resize_for_processing
 
-__all__ = ["ADAIN_STYLE_NOTE", "DEFAULT_MAX_SIZE", "LossSettings", "MAX_MODELS", "MAX_PHOTOS", "MAX_SIZE_LIMIT",
+__all__ = ["ADAIN_STYLE_NOTE", "DEFAULT_MAX_SIZE", "REPORT_MARKER", "LossSettings", "MAX_MODELS", "MAX_PHOTOS", "MAX_SIZE_LIMIT",
            "ModelEntry", "Photo", "check_output", "choose_loss_model", "collect_photos",
            "load_models", "loss_settings", "unique_names"]
 
@@ -36,6 +38,9 @@ MAX_MODELS = 16
 # (VGG's relu1_2 features of one 1024 x 1024 image are 256 MB in float32).
 DEFAULT_MAX_SIZE = 512
 MAX_SIZE_LIMIT = 1024
+#: The file that marks a folder as a report fast-nst wrote: a later report may replace it; any
+#: other non-empty folder is refused as --output.
+REPORT_MARKER = ".fast-nst-report"
 # What a checkpoint without a config (pytorch/examples, .onnx) is measured with: training's defaults.
 _DEFAULTS = TrainConfig()
 # Names in the report folder that a model's folder must not take.
@@ -108,9 +113,9 @@ def collect_photos(source: Path, max_size: int) -> list[Photo]:
     """The photos in folder ``source`` (not its subfolders; or one image file), at most
     :data:`MAX_PHOTOS` (a warning says how many were left out), decoded and resized so the
     longest side is at most ``max_size`` (never enlarged)."""
-    if not source.exists():
+    if not source.exists() and not source.is_symlink():
         raise DataError(f"--images {source} does not exist; give a folder of photos.")
-    if source.is_file():
+    if input_path(source, "--images").is_file():
         if source.suffix.lower() not in IMAGE_EXTENSIONS:
             raise DataError(f"--images {source} is not an image ({', '.join(IMAGE_EXTENSIONS)}).")
         paths = [source]
@@ -295,11 +300,33 @@ def choose_loss_model(models: Sequence[ModelEntry], requested: Optional[str]) ->
     return name
 
 
-def check_output(folder: Path) -> list[Path]:
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except (ValueError, OSError):
+        return False
+
+
+def check_output(folder: Path, inputs: Sequence[tuple[str, Path]] = ()) -> list[Path]:
     """Create ``folder`` and check it is writable; returns the folders it had to create (for
-    :func:`fast_nst.core.files.remove_dirs` when a later check fails)."""
+    :func:`fast_nst.core.files.remove_dirs` when a later check fails).
+
+    A report never writes over what the user owns: ``folder`` must be new, empty, or a report
+    fast-nst wrote before (it holds :data:`REPORT_MARKER`), and none of ``inputs`` (flag, path:
+    the photos, models, style image) may lie inside it. DataError with the fix otherwise."""
     if folder.exists() and not folder.is_dir():
         raise DataError(f"--output {folder} is a file; give a folder for the report.")
+    for flag, path in inputs:
+        if _inside(path, folder):
+            raise DataError(f"--output {folder} holds the input {flag} {path}; a report writes only into a "
+                            f"new folder or an earlier report's. Give another --output, e.g. {folder / 'report'}.")
+    if folder.is_dir() and not (folder / REPORT_MARKER).is_file():
+        others = sorted(p.name for p in itertools.islice(folder.iterdir(), 4))
+        if others:
+            raise DataError(f"--output {folder} holds files that are not a fast-nst report ("
+                            f"{', '.join(shown(n, 40) for n in others[:3])}{', ...' if len(others) > 3 else ''}); "
+                            f"refusing to write over them. Give a new or empty folder, e.g. {folder / 'report'}.")
     made = missing_dirs(folder)
     probe_writable(folder, "the report folder", "Choose another --output.")
     folder.mkdir(parents=True, exist_ok=True)  # the probe removed what it made; the report keeps it

@@ -18,7 +18,8 @@ import torch
 from PIL import Image
 
 from ..core.errors import DataError, FastNSTError
-from ..core.images import open_image, pil_to_tensor, resize_longest
+from ..core.images import pil_to_tensor
+from ..core.untrusted import open_image, resize_style
 from ..lossnet import get_loss_network
 from ..lossnet.losses import ContentLoss, StyleLoss
 from ..lossnet.vgg import VGGEncoder, build_loss_network
@@ -80,10 +81,11 @@ def load_style(model: ModelEntry, loss_model: str) -> Optional[torch.Tensor]:
     if model.style_path is None:
         return None
     try:
-        img = open_image(model.style_path).convert("RGB")
+        img = resize_style(open_image(model.style_path).convert("RGB"), model.settings.style_size, "longer",
+                           model.style_path, "style_size (in the model's training config)")
     except DataError as e:
         raise DataError(f"style image of model {model.name} ({model.style_note}): {e}") from None
-    x = pil_to_tensor(resize_longest(img, model.settings.style_size)).unsqueeze(0)
+    x = pil_to_tensor(img).unsqueeze(0)
     need = min_side(loss_model, model.settings.style_layers)
     if min(x.shape[-2:]) < need:
         raise DataError(f"style image {model.style_path} is {x.shape[-1]}x{x.shape[-2]} px at style_size "

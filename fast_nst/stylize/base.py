@@ -18,7 +18,8 @@ from PIL import Image
 
 from ..core.errors import FastNSTError
 from ..core.files import safe_component
-from ..core.images import normalize_mode, open_image, pil_to_tensor, split_alpha, tensor_to_pil
+from ..core.images import normalize_mode, pil_to_tensor, split_alpha, tensor_to_pil
+from ..core.untrusted import open_image, resize_style
 from ..nets.adain import check_alpha
 from ..nets.multistyle import StyleError, StyleSpec, blend_weights, resolve_style, style_label
 from .tiling import DEFAULT_OVERLAP, tile_core
@@ -207,7 +208,10 @@ class Stylizer:
                                        or style_size < least):
             raise OptionError(f"style_size must be a whole number of pixels >= {least}, got {style_size}")
         images, weights, label = style_images(spec)
-        tensors = [pil_to_tensor(resize_shorter_side(img, style_size)).unsqueeze(0) for img in images]
+        # Refused before the resize: 16 x 20000 px at style_size 512 would be 512 x 640000 px.
+        names = [label] if len(images) == 1 else [f"{i + 1} of {len(images)}" for i in range(len(images))]
+        tensors = [pil_to_tensor(resize_style(img, style_size, "shorter", name, "style_size (--style_size)")).unsqueeze(0)
+                   for img, name in zip(images, names)]
         small = [f"{t.shape[3]} x {t.shape[2]}" for t in tensors if min(t.shape[2:]) < least]
         if small:
             raise StyleError(f"style image of {small[0]} px: style images need at least {least} px per "

@@ -50,7 +50,9 @@ from tqdm import tqdm
 from ..core.errors import DataError
 from ..core.files import atomic_write
 from ..core.images import tensor_to_pil
+from ..core.untrusted import input_file
 from .base import StylizeOptions, Stylizer, finish, make_options, resize_for_processing
+from .temporal import FrameChanges, TemporalStatistics, supports_temporal
 from .tiling import auto_tile_size
 
 __all__ = ["INSTALL_HINT", "stylize_video"]
@@ -83,7 +85,8 @@ def _import_av():
 
 
 def stylize_video(stylizer: Stylizer, src: Path, dest: Path, batch_size: int = 4,
-                  options: StylizeOptions | dict | None = None, progress: bool = True) -> dict:
+                  options: StylizeOptions | dict | None = None, progress: bool = True,
+                  temporal: Optional[bool] = None) -> dict:
     """Stylize every frame of the video ``src`` into ``dest`` (format from its extension:
     .mp4, .mov, .mkv, .webm, ...), keeping frame timing and audio; see the module docstring.
 
@@ -93,20 +96,26 @@ def stylize_video(stylizer: Stylizer, src: Path, dest: Path, batch_size: int = 4
     explicit integer ``tile_size`` (or "auto" deciding that frames are too large for memory)
     stylizes frame by frame with tiles instead of in batches.
 
+    ``temporal``: stable statistics across frames (:mod:`fast_nst.stylize.temporal`: less
+    flicker, no retraining); None (default) uses them where the model supports them (PyTorch
+    models, frames stylized in batches), True insists (OptionError for an ``.onnx`` export),
+    False stylizes every frame on its own.
+
     Returns ``{"frames", "fps" (Fraction), "size" (w, h), "has_audio", "video_codec", "audio"
-    (per audio stream "copy" or the encoder used)}``. Raises :class:`DataError` for a missing,
+    (per audio stream "copy" or the encoder used), "temporal" (whether stable statistics were
+    used), "change_ratio" (mean |S_t - S_t-1| / mean |I_t - I_t-1|, how much more the stylized
+    frames change than the input frames: a flow-free measure of flicker)}``. Raises :class:`DataError` for a missing,
     unreadable or non-video input, an output that cannot be written, or missing PyAV.
     """
     av = _import_av()
     src, dest = Path(src), Path(dest)
     opts = make_options(options)
+    if temporal:
+        TemporalStatistics(stylizer)  # refuses a model that cannot, before any work
     if not isinstance(batch_size, int) or batch_size <= 0:
         raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
 
-    if not src.exists():
-        raise DataError(f"Video not found: {src}")
-    if src.is_dir():
-        raise DataError(f"Expected a video file, got a folder: {src}")
+    input_file(src, "video")  # a FIFO would hang the decoder: refused before it opens
     if dest.is_dir():
         raise DataError(f"Output {dest} is a folder; give a file name like out.mp4.")
     try:
@@ -122,13 +131,14 @@ def stylize_video(stylizer: Stylizer, src: Path, dest: Path, batch_size: int = 4
                 open(tmp, "wb").close()  # fail early, before any decoding, if dest cannot be written
             except OSError as e:
                 raise DataError(f"Cannot write {dest}: {e.strerror or e}") from None
-            return _write_video(av, tmp, stylizer, inp, src, dest, batch_size, opts, progress)
+            return _write_video(av, tmp, stylizer, inp, src, dest, batch_size, opts, progress,
+                                temporal is not False and supports_temporal(stylizer))
     finally:
         inp.close()
 
 
 def _write_video(av, tmp: Path, stylizer: Stylizer, inp, src: Path, dest: Path, batch_size: int,
-                 opts: StylizeOptions, progress: bool) -> dict:
+                 opts: StylizeOptions, progress: bool, temporal: bool = False) -> dict:
     """Decode ``inp``, stylize and encode into ``tmp`` (named for ``dest``); the summary."""
     try:
         out = av.open(str(tmp), "w")
@@ -138,7 +148,7 @@ def _write_video(av, tmp: Path, stylizer: Stylizer, inp, src: Path, dest: Path, 
     except av.FFmpegError as e:
         raise DataError(f"Cannot write {dest}: {e}") from None
     try:
-        summary = _VideoJob(av, stylizer, inp, out, src, dest, batch_size, opts, progress).run()
+        summary = _VideoJob(av, stylizer, inp, out, src, dest, batch_size, opts, progress, temporal).run()
     except BaseException as e:
         # The traceback's frames hold the job's packets and streams: free them while their
         # containers are still open. Freed after the files closed (when the caller drops
@@ -217,7 +227,7 @@ class _VideoJob:
     that are held back."""
 
     def __init__(self, av, stylizer, inp, out, src: Path, dest: Path, batch_size: int,
-                 options: dict, progress: bool):
+                 options: dict, progress: bool, temporal: bool = False):
         self.av, self.stylizer, self.inp, self.out = av, stylizer, inp, out
         self.src, self.dest, self.batch_size, self.opts, self.progress = \
             src, dest, batch_size, options, progress
@@ -235,6 +245,8 @@ class _VideoJob:
         self.written = 0
         self.last_pts: Optional[int] = None
         self.bar = None
+        self.temporal: Optional[TemporalStatistics] = TemporalStatistics(stylizer) if temporal else None
+        self.changes = FrameChanges()
 
     # -- main loop --------------------------------------------------------------------------
 
@@ -261,9 +273,12 @@ class _VideoJob:
                     self._write(stream.encode(None))
         finally:
             self.bar.close()
+            if self.temporal is not None:
+                self.temporal.__exit__(None, None, None)
         return {"frames": self.written, "fps": self.rate, "size": self.size,
                 "has_audio": bool(self.audio_out), "video_codec": self.vout.codec_context.name,
-                "audio": [mode for mode, _ in self.audio_out.values()]}
+                "audio": [mode for mode, _ in self.audio_out.values()],
+                "temporal": self.temporal is not None, "change_ratio": self.changes.ratio}
 
     def _demux(self):
         it = self.inp.demux(self.vin, *self.ains)
@@ -369,6 +384,9 @@ class _VideoJob:
             self.tiled = isinstance(tile, int) and (ph > tile or pw > tile)
         if self.tiled:
             self.effective_batch = 1
+            self.temporal = None  # tiles share each frame's own statistics (tiling's mechanism)
+        elif self.temporal is not None:
+            self.temporal.__enter__()
 
     def _open_output(self, first) -> None:
         """Create the output streams (video like ``first``, the first decoded frame; audio like
@@ -467,7 +485,9 @@ class _VideoJob:
             # A shorter last batch would make torch.compile build (and wait for) another graph;
             # repeating a frame costs less, and instance norm keeps frames independent.
             x = torch.cat([x, x[-1:].expand(self.effective_batch - n, -1, -1, -1)])
-        y = self.stylizer.stylize_tensor(x)[:n]
+        # Tiled frames (too large for one pass) share each frame's own statistics between its tiles.
+        y = (self.temporal.stylize(x) if self.temporal is not None else self.stylizer.stylize_tensor(x))[:n]
+        self.changes.add(x[:n], y)
         if not finishing:
             y = y.mul(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
             return list(y)

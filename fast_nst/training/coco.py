@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..core import fetch
+from ..core.untrusted import downloads
 from ..core.errors import DownloadError
 
 __all__ = ["COCO_DIR", "COCO_SPLITS", "COCO_URL", "coco_url", "download_coco"]
@@ -35,9 +35,9 @@ def download_coco(data_dir: str | Path = "data", keep_zip: bool = False, split: 
     # COCO publishes no checksum; zipfile's CRC check while extracting catches corruption.
     if not zip_path.exists():
         try:
-            fetch.download_url(url, zip_path)
+            downloads.download_url(url, zip_path)
         except DownloadError as e:
-            raise fetch.finish_by_hand(e, url, zip_path, f"unpacks it into {data_dir / name}"
+            raise downloads.finish_by_hand(e, url, zip_path, f"unpacks it into {data_dir / name}"
                                        + ("" if keep_zip else ", then deletes it")) from None
     try:
         with zipfile.ZipFile(zip_path) as zf:

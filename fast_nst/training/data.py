@@ -25,7 +25,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..core.errors import DataError
-from ..core.images import list_images, open_image
+from ..core.images import list_images
+from ..core.untrusted import open_image
 
 __all__ = ["MAX_ASPECT_RATIO", "MAX_RESIZED_PIXELS", "ImageFolderDataset", "ResumableSampler", "Sample",
            "batch_to_device", "build_loader", "check_photo_size", "collate_samples", "crop_transform",

@@ -1,6 +1,7 @@
 """Bookkeeping of a training run that costs no host sync per step: the loss terms accumulate on
 the device, the first non-finite step is remembered there, and the share of time spent waiting
-for the data loader is turned into advice when it is large.
+for the data loader is turned into advice when it is large. Also what a user sees of it: the
+progress bar and its loss fields.
 """
 
 from __future__ import annotations
@@ -9,17 +10,28 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+from tqdm import tqdm
+from tqdm.utils import disp_len
 
 from ..core.config import TrainConfig
 from ..core.errors import FastNSTError
 from .data import usable_cores, usable_workers
 
-__all__ = ["DATA_WAIT_WARNING", "LossMonitor", "NonFiniteLossError", "feeding_advice"]
+__all__ = ["DATA_WAIT_WARNING", "BAR_FORMAT", "MIN_BAR_COLUMNS", "LossMonitor", "NonFiniteLossError", "ProgressBar",
+           "feeding_advice", "progress_fields"]
 
 # Past this share of a logging interval spent waiting for the loader, training says (once) how to
 # feed it faster: a 10 % speed-up is about the least worth a config change; below it the wait is
 # mostly noise from logging and checkpoints.
 DATA_WAIT_WARNING = 0.10
+
+# The narrowest bar the progress line keeps by dropping loss fields: 10 columns show progress in
+# steps of 10 % (with tqdm's partial-block characters, finer), enough to read at a glance.
+MIN_BAR_COLUMNS = 10
+# What tqdm's format_meter draws as the bar when given no width (ncols=None).
+_TQDM_DEFAULT_BAR = 10
+# tqdm's default line without its rate (steps/s): the fields hold the speed in images/s.
+BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
 
 
 class NonFiniteLossError(FastNSTError):
@@ -89,3 +101,48 @@ class LossMonitor:
         self.sum = torch.zeros_like(self.sum)
         self.count = 0
         return means
+
+
+def progress_fields(means: dict[str, float], images_per_s: float, wait: float,
+                    val_total: Optional[float] = None) -> dict[str, str]:
+    """The fields of the progress bar and log line, most important first (the bar drops them
+    from the end when the terminal is narrow): the total loss, the validation loss, the loss
+    terms, the speed and the share of time spent waiting for data (0..1)."""
+    fields = {"loss": _short(means["total"], 4)}
+    if val_total is not None:
+        fields["val"] = _short(val_total, 4)
+    fields.update(content=_short(means["content"], 3), style=_short(means["style"], 3),
+                  tv=_short(means["tv"], 2))
+    if "stability" in means:  # only where stability_weight > 0
+        fields["stability"] = _short(means["stability"], 2)
+    fields.update(img_s=f"{images_per_s:.1f}", data_wait=f"{wait:.0%}")
+    return fields
+
+
+def _short(value: float, digits: int) -> str:
+    """``value`` to ``digits`` significant digits, its exponent without "+" and leading zeros
+    (3.749e5, not 3.749e+05)."""
+    text = f"{value:.{digits}g}"
+    if "e" not in text:
+        return text
+    mantissa, exponent = text.split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+class ProgressBar(tqdm):
+    """tqdm whose postfix (``key=value`` fields separated by spaces, most important first, see
+    :func:`progress_fields`) loses fields from its end while the line would leave the bar fewer
+    than :data:`MIN_BAR_COLUMNS` columns; the first field (the total loss) always stays. Plain
+    tqdm shrinks the bar to one character and cuts the line's end off instead. The line is
+    :data:`BAR_FORMAT` unless another ``bar_format`` is given."""
+
+    @staticmethod
+    def format_meter(n, total, elapsed, ncols=None, postfix=None, **kwargs) -> str:  # type: ignore[override]
+        kwargs["bar_format"] = kwargs.get("bar_format") or BAR_FORMAT
+        fields = postfix.split(" ") if postfix else []
+        while ncols and len(fields) > 1:
+            line = tqdm.format_meter(n, total, elapsed, postfix=" ".join(fields), **kwargs)
+            if ncols - (disp_len(line) - _TQDM_DEFAULT_BAR) >= MIN_BAR_COLUMNS:
+                break
+            fields.pop()
+        return tqdm.format_meter(n, total, elapsed, ncols=ncols, postfix=" ".join(fields) or None, **kwargs)

@@ -19,9 +19,10 @@ from .. import nets
 from ..core.config import TrainConfig
 from ..core.device import resolve_device
 from ..core.errors import CheckpointError, ConfigError, DataError, FastNSTError
-from ..core.fetch import fetch_style_image, style_name
+from ..core.untrusted.downloads import fetch_style_image, style_name
 from ..core.files import probe_writable
-from ..core.images import open_image, pil_to_tensor, resize_longest
+from ..core.images import pil_to_tensor
+from ..core.untrusted import open_image, resize_style
 from ..io import checkpoint as ckpt_io
 from ..lossnet import get_loss_network, layer_names
 from ..lossnet.vgg import VGGEncoder, build_loss_network
@@ -158,10 +159,10 @@ def load_style_tensor(cfg: TrainConfig, source: Optional[str] = None) -> torch.T
     key = "style_image" if source == cfg.style_image else "style_images"
     path = fetch_style_image(source)
     try:
-        img = open_image(path).convert("RGB")
+        img = resize_style(open_image(path).convert("RGB"), cfg.style_size, "longer", path, "style_size")
     except DataError as e:
-        raise DataError(f"Style image ({key}: {source}) cannot be used: {e}") from None
-    return pil_to_tensor(resize_longest(img, cfg.style_size)).unsqueeze(0)
+        raise DataError(f"Style image ({key}: {shown(source)}) cannot be used: {e}") from None
+    return pil_to_tensor(img).unsqueeze(0)
 
 
 def _read_init(cfg: TrainConfig) -> dict:

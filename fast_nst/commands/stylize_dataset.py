@@ -1,0 +1,151 @@
+"""``python -m fast_nst.stylize_dataset --images DIR --styles PAINTINGS --output OUT`` (also
+``fast-nst-stylize-dataset``): a whole dataset stylized, each photo in a painting drawn for it
+(Stylized-ImageNet), resumable, with a manifest; several processes or machines with torchrun."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+import torch.distributed as dist
+
+from ..core.device import DEVICE_CHOICES, resolve_device
+from ..core.errors import FastNSTError
+from ..io.checkpoint import load_model
+from ..nets.adain import AdaINNet, check_alpha
+from ..stylize.dataset import (MANIFEST, OUTPUT_FORMATS, merge_manifest, painting_list, plan_dataset,
+                               remove_stale_temps)
+from ..stylize.dataset_run import DatasetSettings, stylize_shard
+from ..training.distributed import init_distributed, shutdown
+from . import prog, run_command
+
+__all__ = ["main", "parser"]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog("python -m fast_nst.stylize_dataset"),
+        description="Stylize every photo under --images (recursively) into the same folder tree under "
+                    "--output, each in a painting drawn for it from --styles (an AdaIN model), or in one "
+                    "of a multi-style model's styles. The draw depends only on --seed and the photo's "
+                    f"path; OUTPUT/{MANIFEST} lists photo, painting, alpha, seed and output of every "
+                    "file. Run it again to finish an interrupted run: finished files are kept.",
+        epilog="Several processes: torchrun --nproc_per_node=N -m fast_nst.stylize_dataset ... "
+               "(the same files as one process). See docs/datasets.md.")
+    p.add_argument("--images", required=True, type=Path, help="folder of photos (subfolders kept)")
+    p.add_argument("--output", required=True, type=Path, help="folder for the stylized tree and the manifest")
+    p.add_argument("--model_file", type=Path, default=Path("models/adain/adain.pth"),
+                   help="a fast-nst model (default models/adain/adain.pth: python -m fast_nst.download adain)")
+    p.add_argument("--styles", type=Path, help="AdaIN: folder of paintings (recursively) to draw from")
+    p.add_argument("--style", help="multi-style model: always this style (default: one drawn per photo)")
+    p.add_argument("--per_image", type=int, default=1,
+                   help="stylizations per photo, each with its own draw (default 1; files name_0, name_1, ...)")
+    p.add_argument("--alpha", type=float, default=1.0, help="AdaIN: 0 the photo's features, 1 (default) full style")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
+    # 512: the shorter side the reference AdaIN port's test.py resizes styles to (--style_size).
+    p.add_argument("--style_size", type=int, default=512, help="AdaIN: painting's shorter side in px (default 512)")
+    p.add_argument("--max_size", type=int, default=0, help="resize photos to this longest side (default 0: keep)")
+    p.add_argument("--format", choices=list(OUTPUT_FORMATS), default="jpg", help="output format (default jpg)")
+    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality 1-100 (default 95, as eval.py)")
+    p.add_argument("--batch_size", type=int, default=8,
+                   help="photos per chunk: the unit of batching and of sharding (default 8); changing it "
+                        "may change the last bits of the outputs")
+    p.add_argument("--workers", type=int, default=2, help="decoding processes per process (default 2)")
+    p.add_argument("--device", default="auto", help=f"{DEVICE_CHOICES} (default auto; torchrun: one GPU per process)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads per process (default 1: results depend on the thread count, so keep "
+                        "it fixed for bit-identical outputs; use one process per core instead)")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _check(args: argparse.Namespace) -> None:
+    for flag, value, low, high in [("--per_image", args.per_image, 1, 1000), ("--style_size", args.style_size, 16, 8192),
+                                   ("--max_size", args.max_size, 0, 65536), ("--quality", args.quality, 1, 100),
+                                   ("--batch_size", args.batch_size, 1, 4096), ("--workers", args.workers, 0, 256),
+                                   ("--threads", args.threads, 1, 1024), ("--seed", args.seed, 0, 2 ** 63 - 1)]:
+        if not low <= value <= high:
+            raise FastNSTError(f"{flag} must be from {low} to {high}, got {value}")
+    try:
+        check_alpha(args.alpha)
+    except ValueError as e:
+        raise FastNSTError(f"--alpha: {e}") from None
+
+
+def _styles(args: argparse.Namespace, model) -> list[str]:
+    """What the draw picks from: the paintings (AdaIN), the model's styles, or [""] (one style)."""
+    if isinstance(model, AdaINNet):
+        if args.styles is None:
+            raise FastNSTError(f"{args.model_file} is an arbitrary-style (AdaIN) model: give --styles PAINTINGS_DIR.")
+        if args.style is not None:
+            raise FastNSTError("--style names a style of a multi-style model; an AdaIN model draws from "
+                               "--styles (give a folder holding one painting for a fixed one).")
+        return painting_list(args.styles)
+    if args.styles is not None:
+        raise FastNSTError(f"--styles is for AdaIN models; {args.model_file} is a {model.model_type} model.")
+    names = list(model.style_names)
+    if args.style is not None and args.style not in names:
+        raise FastNSTError(f"--style {args.style!r}: {args.model_file} has "
+                           f"{'the styles ' + ', '.join(names) if names else 'one style'}.")
+    return [args.style] if args.style is not None else (names or [""])
+
+
+def _device(name: str, ctx) -> torch.device:
+    device = resolve_device(name)
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+        if ctx.enabled:
+            device = torch.device("cuda", ctx.local_rank)
+    return device
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(argv)
+
+    def run() -> int:
+        _check(args)
+        ctx = init_distributed(args.device)
+        try:
+            return _run(args, ctx)
+        finally:
+            shutdown(ctx)
+
+    return run_command(run)
+
+
+def _run(args: argparse.Namespace, ctx) -> int:
+    device = _device(args.device, ctx)
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    model, _ = load_model(args.model_file)
+    styles = _styles(args, model)
+    plan = plan_dataset(args.images, args.output, styles, args.per_image, args.seed, args.format, args.batch_size)
+    settings = DatasetSettings(args.alpha, args.style_size, args.max_size or None, args.quality, args.workers)
+    record = {"model": str(args.model_file), "model_type": model.model_type, "seed": args.seed}
+    if isinstance(model, AdaINNet):
+        record.update(alpha=args.alpha, style_size=args.style_size)
+    record["max_size"] = args.max_size or None
+    if ctx.is_main and args.output.is_dir():
+        remove_stale_temps(args.output)  # a killed run's images in flight
+    if ctx.enabled:
+        dist.barrier(group=ctx.control)  # nobody writes before those are gone
+    start = time.perf_counter()
+    written, bad = ctx.together(lambda: stylize_shard(plan, model, device, args.styles, settings, record,
+                                                      ctx.rank, ctx.world_size, not args.no_progress), "stylizing")
+    if ctx.enabled:  # every rank's count (a CPU tensor: the gloo group), once the last rank is done
+        count = torch.tensor([written], dtype=torch.int64)
+        dist.all_reduce(count, group=ctx.control)
+        written = int(count.item())
+    seconds = time.perf_counter() - start
+    if not ctx.is_main:
+        return 0
+    manifest, outputs, skipped = merge_manifest(args.output, ctx.world_size)
+    processes = f" by {ctx.world_size} processes" if ctx.enabled else ""
+    print(f"Wrote {written} images in {seconds:.1f} s{processes}, {written / max(seconds, 1e-9):.2f} images/s. "
+          f"{args.output} now holds {outputs} stylized images; {manifest} lists them"
+          + (f" and the {skipped} unreadable photo(s) skipped." if skipped else "."), file=sys.stderr)
+    return 0

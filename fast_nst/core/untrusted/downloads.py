@@ -1,0 +1,262 @@
+"""Downloads: the loss networks' weights, COCO, published models and style images all come
+through :func:`download_url`, bounded before and while it reads:
+
+- only ``http``/``https`` URLs, also after redirects (a redirect to ``file://`` or ``ftp://``
+  is refused);
+- at most ``max_bytes``: a declared ``Content-Length`` over it is refused before the body is
+  read, a body that grows past it is cut off;
+- an overall ``deadline_s`` (a server that sends a byte every 40 s cannot hold a command);
+- a body shorter than its ``Content-Length`` is a failure, never a finished file;
+- the finished body is checked (a checksum, or ``check``: "is an image" for style images)
+  *before* it is renamed into place, so a failed or wrong download never lands in the cache.
+
+Downloads go to ``<dest>.part`` first; a large download (``resume=True``) keeps a ``.part`` with
+data after a broken connection and resumes it (HTTP Range) when run again; a ``.part`` whose
+content failed a check is always removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from tqdm import tqdm
+
+from ..errors import DataError, DownloadError
+from ..files import fsync_dir, missing_dirs, remove_dirs, safe_component
+from .images import open_image
+from .text import shown
+
+__all__ = ["DEFAULT_DEADLINE_S", "DEFAULT_MAX_BYTES", "MAX_STYLE_BYTES", "STYLE_CACHE", "STYLE_DEADLINE_S",
+           "download_url", "fetch_style_image", "finish_by_hand", "is_url", "sha256_file", "style_cache_path",
+           "style_name"]
+
+STYLE_CACHE = "data/styles"
+SCHEMES = ("http", "https")
+_CHUNK = 1 << 16
+# Longest wait for a connection or for the next bytes of a body (urllib's socket timeout).
+_TIMEOUT_S = 60
+#: Largest download by default: COCO train2014 (13.5 GB) is the largest file fast-nst fetches.
+DEFAULT_MAX_BYTES = 32 << 30
+#: Overall time for one download by default: COCO at 1 MB/s takes under 4 hours; a stopped
+#: download resumes from its .part.
+DEFAULT_DEADLINE_S = 12 * 3600
+#: Largest style image download: a high-resolution scan of a painting is 5-50 MB as JPEG.
+MAX_STYLE_BYTES = 64 << 20
+#: Overall time for a style image download: 64 MB at 1 MB/s.
+STYLE_DEADLINE_S = 120
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib follows redirects to ftp:// too; a download follows only http(s) ones."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
+        if urllib.parse.urlparse(newurl).scheme.lower() not in SCHEMES:
+            raise urllib.error.URLError(f"redirected to {shown(newurl)}, which is not an http(s) URL")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_HttpOnlyRedirects)
+
+
+def _open(url: str, start: int, timeout: float = _TIMEOUT_S) -> Any:
+    request = urllib.request.Request(url, headers={"User-Agent": "fast-nst"})
+    if start:
+        request.add_header("Range", f"bytes={start}-")
+    return _OPENER.open(request, timeout=timeout)
+
+
+def is_url(text: str) -> bool:
+    return urllib.parse.urlparse(text).scheme in SCHEMES
+
+
+def _declared_length(response: Any, url: str, start: int, max_bytes: int) -> Optional[int]:
+    """The total size the response declares (None: not declared); DownloadError over ``max_bytes``."""
+    length = response.headers.get("Content-Length")
+    if length is None:
+        return None
+    try:
+        total = int(length) + start
+    except ValueError:
+        raise DownloadError(f"Download of {shown(url)} failed: the server sent a malformed "
+                            f"Content-Length {shown(length)}.") from None
+    if total > max_bytes:
+        raise DownloadError(f"Download of {shown(url)} refused: it is {total:,} bytes, more than the "
+                            f"limit of {max_bytes:,} bytes for this file.")
+    return total
+
+
+def _copy_body(response: Any, out: Any, bar: Any, received: int, total: Optional[int], url: str,
+               max_bytes: int, deadline: float) -> int:
+    """Write the body to ``out`` within ``max_bytes`` and ``deadline`` (``time.monotonic()``);
+    the bytes now in the file. A real HTTP response is read with ``read1`` (what one socket
+    read returns) so a slow body cannot block past the deadline in one call."""
+    real = isinstance(response, http.client.HTTPResponse)
+    read = response.read1 if real else response.read
+    # The socket's timeout shrinks with the time left, so no single wait outlasts the deadline.
+    sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None) if real else None
+    while True:
+        if sock is not None:
+            sock.settimeout(min(_TIMEOUT_S, max(0.01, deadline - time.monotonic())))
+        try:
+            chunk = read(_CHUNK)
+        except TimeoutError:
+            if time.monotonic() < deadline:
+                raise  # the server went quiet for _TIMEOUT_S: "timed out"
+            chunk = None  # a stall that ran into the deadline
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"it did not finish within the time limit ({received:,} bytes arrived)")
+        if not chunk:
+            break
+        received += len(chunk)
+        if received > max_bytes:
+            raise DownloadError(f"Download of {shown(url)} refused: it is more than the limit of "
+                                f"{max_bytes:,} bytes for this file.")
+        out.write(chunk)
+        bar.update(len(chunk))
+    if total is not None and received < total:
+        raise ConnectionError(f"the connection closed after {received:,} of {total:,} bytes")
+    return received
+
+
+def _fetch_part(url: str, part: Path, quiet: bool, max_bytes: int, deadline: float, name: str) -> None:
+    """Download ``url`` into ``part``, appending to what it holds when the server resumes."""
+    start = part.stat().st_size if part.exists() else 0
+    with _open(url, start, min(_TIMEOUT_S, max(0.01, deadline - time.monotonic()))) as response:
+        if start and getattr(response, "status", 200) != 206:  # server ignored Range: start over
+            start = 0
+        final = getattr(response, "geturl", lambda: url)()
+        if urllib.parse.urlparse(final).scheme.lower() not in SCHEMES:
+            raise urllib.error.URLError(f"redirected to {shown(final)}, which is not an http(s) URL")
+        total = _declared_length(response, url, start, max_bytes)
+        with open(part, "ab" if start else "wb") as out, tqdm(
+            total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
+            desc=name, disable=quiet, file=sys.stderr,
+        ) as bar:
+            _copy_body(response, out, bar, start, total, url, max_bytes, deadline)
+            out.flush()
+            os.fsync(out.fileno())
+
+
+def _verify(part: Path, url: str, sha256_prefix: Optional[str], check: Optional[Callable[[Path], None]]) -> None:
+    """DownloadError unless the finished ``part`` has the checksum and passes ``check``."""
+    if sha256_prefix is not None:
+        digest = sha256_file(part)
+        if not digest.startswith(sha256_prefix):
+            raise DownloadError(f"Download of {shown(url)} is corrupt (sha256 {digest[:8]}..., expected "
+                                f"{sha256_prefix}...); run the command again.")
+    if check is not None:
+        try:
+            check(part)
+        except DataError as e:
+            with open(part, "rb") as f:
+                head = f.read(40).decode("latin-1")
+            raise DownloadError(f"Download of {shown(url)} is not what was asked for ({e}); it starts with "
+                                f"{shown(head, 60)!r} (an error page?). Nothing was kept.") from None
+
+
+def download_url(url: str, dest: str | Path, sha256_prefix: Optional[str] = None, quiet: bool = False, *,
+                 max_bytes: int = DEFAULT_MAX_BYTES, deadline_s: float = DEFAULT_DEADLINE_S,
+                 check: Optional[Callable[[Path], None]] = None, resume: bool = True) -> Path:
+    """Download ``url`` (http or https) to ``dest`` with a progress bar, within ``max_bytes``
+    and ``deadline_s`` seconds; the file is renamed into place only once complete, matching
+    ``sha256_prefix`` and passing ``check(path)`` (which raises DataError to refuse it).
+    ``resume``: keep the data of a broken connection in ``<dest>.part`` and resume from it
+    next time (else a failure leaves nothing). Raises :class:`DownloadError` naming the URL
+    and destination when anything goes wrong; ``dest`` is untouched then."""
+    if not is_url(url):
+        raise DownloadError(f"{shown(url)} is not an http(s) URL; only http:// and https:// downloads are made.")
+    dest = Path(dest)
+    part = dest.with_name(dest.name + ".part")
+    created = missing_dirs(dest.parent)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            part.unlink(missing_ok=True)
+        _fetch_part(url, part, quiet, max_bytes, time.monotonic() + deadline_s, dest.name)
+        _verify(part, url, sha256_prefix, check)
+    except DownloadError:  # refused for its size or content: nothing of it is worth keeping
+        _clean_up(part, created, keep=False)
+        raise
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:
+        _clean_up(part, created, keep=resume)
+        kept = (f" The {part.stat().st_size / 2**20:.1f} MB downloaded so far are kept in {part}; "
+                "running the command again resumes from there." if part.exists() else "")
+        reason = e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", None) or e  # "HTTP Error 404: Not Found"
+        raise DownloadError(f"Download of {shown(url)} to {dest} failed: {shown(str(reason))}.{kept}") from None
+    os.replace(part, dest)
+    fsync_dir(dest.parent)
+    return dest
+
+
+def _clean_up(part: Path, created: list[Path], keep: bool) -> None:
+    """After a failed download: drop the ``.part`` (with ``keep``, only an empty one: one with
+    data is resumed next time) and the folders made for it if empty."""
+    try:
+        if part.exists() and (not keep or part.stat().st_size == 0):
+            part.unlink()
+    except OSError:
+        pass
+    remove_dirs(created)
+
+
+def finish_by_hand(error: DownloadError, url: str, zip_path: Path, then: str) -> DownloadError:
+    """``error`` plus how to finish without network here: the commands reuse a zip at ``zip_path``."""
+    return DownloadError(
+        f"{error}\nTo finish by hand, download\n  {url}\non a machine with internet (in a browser, "
+        f"or with curl -L -o {zip_path.name} URL), put the file at {zip_path} and run this command "
+        f"again: it then uses that zip instead of downloading, and {then}."
+    )
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def style_cache_path(url: str, cache_dir: str | Path = STYLE_CACHE) -> Path:
+    """Where :func:`fetch_style_image` keeps the download of ``url``: its file name made safe,
+    plus the URL's hash (two paintings published as .../style.jpg must not share a file)."""
+    name = Path(urllib.parse.urlparse(url).path).name or "style.jpg"
+    tag = hashlib.sha1(url.encode("utf-8")).hexdigest()[:8]
+    suffix = Path(name).suffix.lower() if Path(name).suffix.lower() in (".jpg", ".jpeg", ".png", ".webp", ".bmp") else ".jpg"
+    return Path(cache_dir) / f"{safe_component(Path(name).stem, fallback='style')}-{tag}{suffix}"
+
+
+def style_name(source: str) -> str:
+    """The name a style is known by in a multi-style network: its file's stem, made safe
+    (``conf/../candy.jpg`` and ``https://host/x/candy.jpg`` are both ``candy``)."""
+    path = urllib.parse.urlparse(source).path if is_url(source) else source
+    return safe_component(Path(path).stem, fallback="style").replace(".", "_")
+
+
+def _is_image(path: Path) -> None:
+    open_image(path)
+
+
+def fetch_style_image(source: str, cache_dir: str | Path = STYLE_CACHE,
+                      fix: str = "set style_image to its local path", *,
+                      max_bytes: int = MAX_STYLE_BYTES, deadline_s: float = STYLE_DEADLINE_S) -> Path:
+    """Local path of a style image; an http(s) URL is downloaded once into ``cache_dir``, kept
+    only when it is a whole image (within ``max_bytes`` and ``deadline_s``; ``fix``: what the
+    error tells the user to do with a copy they download themselves)."""
+    if not is_url(source):
+        return Path(source)
+    dest = style_cache_path(source, cache_dir)
+    if not dest.exists():
+        try:
+            download_url(source, dest, max_bytes=max_bytes, deadline_s=deadline_s, check=_is_image, resume=False)
+        except DownloadError as e:
+            raise DownloadError(f"{str(e).rstrip('.')}. Download the style image yourself and {fix}.") from None
+    return dest

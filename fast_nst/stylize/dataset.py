@@ -1,0 +1,195 @@
+"""Stylizing a whole dataset (Stylized-ImageNet, Geirhos et al., ICLR 2019): the plan and the
+manifest. The run itself is :mod:`fast_nst.stylize.dataset_run`.
+
+Everything here is a pure function of the photos' relative paths, the paintings' and the
+options, so every process of a torchrun job computes the same plan without talking to the
+others:
+
+- the painting (or style) of output ``k`` of a photo depends only on ``seed``, ``k`` and the
+  photo's path relative to the photo folder (:func:`choose`), not on the process count or order;
+- the photos, sorted, are cut into chunks of ``batch_size``; the chunks are the unit of work
+  (rank r of W takes chunks r, r + W, ...) and of batching, so a photo is computed in the same
+  batch, hence to the same bits, whatever the number of processes;
+- an output exists only complete (written to a temporary file and renamed), so "done" is "its
+  file exists": a chunk with every output present is skipped; a partly done one is computed
+  again and only its missing files written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+from ..core.errors import FastNSTError
+from ..core.files import atomic_write
+from ..core.images import list_images
+
+__all__ = ["MANIFEST", "OUTPUT_FORMATS", "PARTS_DIR", "DatasetPlan", "Output", "choose", "merge_manifest",
+           "painting_list", "part_path", "plan_dataset", "remove_stale_temps", "write_part"]
+
+MANIFEST = "manifest.jsonl"
+PARTS_DIR = ".manifest-parts"  # per-rank parts, merged into MANIFEST by rank 0 and then removed
+OUTPUT_FORMATS = {"jpg": ".jpg", "png": ".png", "webp": ".webp"}
+# core.files.atomic_write's temporary files: ".<name>.tmp<pid>".
+_TEMP = re.compile(r"\..+\.tmp\d+")
+
+
+def choose(seed: int, photo: str, k: int, count: int) -> int:
+    """The index (0 <= i < ``count``) of the painting of output ``k`` of ``photo`` (its relative
+    POSIX path): the first 8 bytes of SHA-256(seed, k, photo). A hash, not a random generator
+    advanced photo by photo, so it is the same in any process and any order."""
+    digest = hashlib.sha256(f"{seed}\0{k}\0{photo}".encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
+@dataclass(frozen=True)
+class Output:
+    """Output ``k`` of ``photo``: the file ``output`` (relative to the output folder) in the
+    style ``style`` (a painting's path relative to the paintings folder, a style name of a
+    multi-style model, or "" for a one-style model)."""
+
+    photo: str
+    k: int
+    style: str
+    output: str
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    """Every output of a run: ``chunks[j]`` lists the photos of chunk j (relative paths), and
+    ``outputs[photo]`` that photo's outputs."""
+
+    images: Path
+    output: Path
+    chunks: list[list[str]]
+    outputs: dict[str, list[Output]]
+
+    def shard(self, rank: int, world: int) -> list[int]:
+        """The chunks of ``rank`` of ``world`` processes: disjoint, together all of them."""
+        return list(range(rank, len(self.chunks), world))
+
+    def pending(self, chunks: Iterable[int]) -> list[int]:
+        """Those of ``chunks`` with at least one output file missing."""
+        return [j for j in chunks
+                if not all((self.output / o.output).is_file() for p in self.chunks[j] for o in self.outputs[p])]
+
+
+def _output_stems(photos: Sequence[str]) -> dict[str, str]:
+    """Each photo's output path without extension: its own path without extension, or, where two
+    photos of one folder share a stem (x.jpg, x.png), the extension kept in the name (x_jpg)."""
+    stems = {p: p.rsplit(".", 1)[0] for p in photos}
+    count: dict[str, int] = {}
+    for stem in stems.values():
+        count[stem] = count.get(stem, 0) + 1
+    return {p: stem if count[stem] == 1 else f"{stem}_{p.rsplit('.', 1)[1]}" for p, stem in stems.items()}
+
+
+def plan_dataset(images: Path, output: Path, styles: Sequence[str], per_image: int, seed: int,
+                 fmt: str, batch_size: int) -> DatasetPlan:
+    """The plan for every photo under ``images`` (recursively, sorted) with ``per_image`` outputs
+    each, styles drawn from ``styles`` (painting paths or style names; [""]: one-style model)."""
+    if not images.is_dir():
+        raise FastNSTError(f"--images {images}: not a folder of photos.")
+    photos = [p.relative_to(images).as_posix() for p in list_images(images)]
+    if output.resolve() == images.resolve() or images.resolve() in output.resolve().parents:
+        raise FastNSTError(f"--output {output} is inside --images {images}: a second run would stylize the "
+                           "stylized photos. Choose an output folder outside it.")
+    if not photos:
+        raise FastNSTError(f"--images {images}: no photos ({', '.join(OUTPUT_FORMATS)}, jpeg, bmp) in it or "
+                           "its subfolders.")
+    if not styles:
+        raise FastNSTError("no styles to draw from.")
+    ext = OUTPUT_FORMATS[fmt]
+    stems = _output_stems(photos)
+    suffixes = [""] if per_image == 1 else [f"_{k}" for k in range(per_image)]
+    outputs = {p: [Output(p, k, styles[choose(seed, p, k, len(styles))], f"{stems[p]}{suffix}{ext}")
+                   for k, suffix in enumerate(suffixes)] for p in photos}
+    chunks = [photos[i:i + batch_size] for i in range(0, len(photos), batch_size)]
+    return DatasetPlan(images, output, chunks, outputs)
+
+
+# -- the manifest --------------------------------------------------------------------------------
+
+def part_path(output: Path, rank: int, world: int) -> Path:
+    return output / PARTS_DIR / f"part-{rank:05d}-of-{world:05d}.jsonl"
+
+
+def write_part(plan: DatasetPlan, chunks: Iterable[int], bad: dict[str, str], settings: dict,
+               rank: int, world: int) -> Path:
+    """This rank's part of the manifest: one JSON line per output of its ``chunks`` whose file
+    exists (``photo``, ``painting`` or ``style``, ``output`` and ``settings``, e.g. alpha and seed),
+    and per photo of ``bad`` its ``error``, in the order of the manifest, each line prefixed by its
+    chunk number and "ok" or "bad" (so rank 0 merges the parts without parsing them). Written
+    whole at the end of the rank's work."""
+    lines = []
+    for j in chunks:
+        for photo in plan.chunks[j]:
+            if photo in bad:
+                lines.append(f"{j}\tbad\t" + json.dumps({"photo": photo, "error": bad[photo]}, ensure_ascii=False))
+                continue
+            for o in plan.outputs[photo]:
+                if (plan.output / o.output).is_file():
+                    record = {"photo": photo, "k": o.k, **_style_field(o.style, settings), "output": o.output}
+                    lines.append(f"{j}\tok\t" + json.dumps({**record, **settings}, ensure_ascii=False))
+    path = part_path(plan.output, rank, world)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as tmp:
+        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def _style_field(style: str, settings: dict) -> dict:
+    return {"painting": style} if settings.get("model_type") == "adain" else {"style": style}
+
+
+def merge_manifest(output: Path, world: int) -> tuple[Path, int, int]:
+    """Rank 0, after every rank wrote its part: the parts of ``world`` ranks merged, sorted by
+    photo and output number, into ``output/manifest.jsonl`` (replaced whole); the parts removed.
+    Returns (path, outputs, bad photos)."""
+    lines = []
+    for rank in range(world):
+        path = part_path(output, rank, world)
+        lines += [line.split("\t", 2) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    # Chunks hold consecutive photos of the sorted list, and a part lists each chunk in order:
+    # sorting by chunk number (stable) is sorting by photo and output number.
+    lines.sort(key=lambda fields: int(fields[0]))
+    manifest = output / MANIFEST
+    with atomic_write(manifest) as tmp:
+        tmp.write_text("".join(fields[2] + "\n" for fields in lines), encoding="utf-8")
+    for rank in range(world):
+        part_path(output, rank, world).unlink(missing_ok=True)
+    try:
+        (output / PARTS_DIR).rmdir()
+    except OSError:  # parts of another process count are still there
+        pass
+    bad = sum(1 for fields in lines if fields[1] == "bad")
+    return manifest, len(lines) - bad, bad
+
+
+def remove_stale_temps(output: Path) -> int:
+    """Remove the temporary files a killed run left under ``output`` (its images in flight);
+    returns how many. Only while no process writes there (rank 0, before the others start)."""
+    removed = 0
+    for folder, _, files in os.walk(output):
+        for name in files:
+            if _TEMP.fullmatch(name):
+                Path(folder, name).unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def painting_list(styles: Optional[Path]) -> list[str]:
+    """The paintings under ``styles`` (recursively, sorted), relative POSIX paths."""
+    if styles is None:
+        return []
+    if not styles.is_dir():
+        raise FastNSTError(f"--styles {styles}: not a folder of paintings.")
+    found = [p.relative_to(styles).as_posix() for p in list_images(styles)]
+    if not found:
+        raise FastNSTError(f"--styles {styles}: no images in it or its subfolders.")
+    return found

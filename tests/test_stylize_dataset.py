@@ -1,0 +1,172 @@
+"""``python -m fast_nst.stylize_dataset``: a folder tree of photos stylized with a tiny random
+AdaIN model (each photo its painting), the manifest, bad photos, resuming after kill -9, and
+two torchrun processes (gloo, CPU) writing exactly the files of one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fast_nst.commands.stylize_dataset import main as stylize_main
+from fast_nst.core.config import config_from_dict
+from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint
+from fast_nst.nets.multistyle import MultiStyleArgs, MultiStyleNet
+from fast_nst.stylize.dataset import MANIFEST, choose
+
+from conftest import REPO, assert_clean_in_process, in_process, make_photo, random_adain_net
+
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+PAINTINGS = ["a.png", "b.jpg", "sub/c.png"]
+
+
+def read_manifest(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _save(net, path: Path) -> Path:
+    cfg = config_from_dict({"naming": path.stem, "model_type": net.model_type, "model_args": net.args.to_dict(),
+                            "style_image": "x"}, "test")
+    atomic_torch_save(make_checkpoint(net, cfg, step=0), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """A tiny AdaIN model (random VGG16 encoder to relu2_1), 9 photos of two sizes in a nested
+    tree plus one unreadable file, and 3 paintings."""
+    root = tmp_path_factory.mktemp("sd")
+    _save(random_adain_net("relu2_1"), root / "adain.pth")
+    for i in range(9):
+        make_photo(root / "photos" / ("n02/deeper" if i % 3 == 0 else "n01") / f"p{i}.jpg", (40, 32) if i % 2 else (32, 40), seed=i)
+    (root / "photos" / "n01" / "broken.jpg").write_bytes(b"\xff\xd8 not really a JPEG")
+    for i, name in enumerate(PAINTINGS):
+        make_photo(root / "paintings" / name, (48, 40), seed=40 + i)
+    return root
+
+
+def args(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["--images", str(data / "photos"), "--styles", str(data / "paintings"), "--output", str(out),
+            "--model_file", str(data / "adain.pth"), "--style_size", "32", "--batch_size", "3",
+            "--workers", "0", "--no_progress", *extra]
+
+
+def tree(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def one_process(data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("one") / "out"
+    assert stylize_main(args(data, out, "--seed", "7")) == 0
+    return out
+
+
+def test_tree_manifest_and_bad_photos(data, one_process, capsys):
+    files = tree(one_process)
+    photos = sorted(p.relative_to(data / "photos").as_posix() for p in (data / "photos").rglob("p*.jpg"))
+    assert sorted(files) == sorted([MANIFEST, *photos])  # the same tree, nothing else left
+    records = read_manifest(one_process / MANIFEST)
+    assert records[0] == {"photo": "n01/broken.jpg",
+                          "error": f"{data / 'photos/n01/broken.jpg'}: not an image file Pillow can read"}
+    good = records[1:]
+    assert [r["photo"] for r in good] == photos and all(r["output"] == r["photo"] for r in good)
+    # the painting depends on the seed and the photo's path only
+    assert [r["painting"] for r in good] == [PAINTINGS[choose(7, p, 0, 3)] for p in photos]
+    assert len({r["painting"] for r in good}) > 1
+    assert all(r["alpha"] == 1.0 and r["seed"] == 7 and r["model_type"] == "adain" for r in good)
+    from PIL import Image
+    with Image.open(one_process / "n02/deeper/p0.jpg") as img:
+        assert img.size == (32, 40)
+
+
+def test_torchrun_two_processes_write_the_same_files_as_one(data, one_process, tmp_path):
+    if not TORCHRUN.exists():
+        pytest.skip("torchrun is not installed next to python")
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    two_args = [a if a != "0" else "1" for a in args(data, out, "--seed", "7")]  # decoding in a loader worker
+    r = subprocess.run([str(TORCHRUN), "--nproc_per_node=2", "--standalone", "-m", "fast_nst.stylize_dataset",
+                        *two_args], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Wrote 9 images in " in r.stderr and " s by 2 processes" in r.stderr and r.stderr.count("error: n01/broken.jpg") + r.stderr.count(
+        "broken.jpg: not an image") == 1  # one rank met it
+    assert tree(out) == tree(one_process)  # every byte, the manifest too
+
+
+def test_kill_9_mid_run_then_rerun_finishes_every_photo_once(data, one_process, tmp_path):
+    """A run killed (SIGKILL) while writing its 4th image leaves 3 images and that image's
+    temporary file; the rerun removes it, skips what is done and ends with the clean run's files."""
+    out = tmp_path / "out"
+    killer = ("import os, signal, sys\n"
+              "from fast_nst.core.files import atomic_write\n"
+              "import fast_nst.stylize.dataset_run as run\n"
+              "calls = []\n"
+              "def save(img, path, quality=95):\n"
+              "    calls.append(path)\n"
+              "    if len(calls) == 4:\n"
+              "        with atomic_write(path) as tmp:\n"
+              "            tmp.write_bytes(b'half an image')\n"
+              "            os.kill(os.getpid(), signal.SIGKILL)\n"
+              "    real(img, path, quality=quality)\n"
+              "real, run.save_image = run.save_image, save\n"
+              "from fast_nst.commands.stylize_dataset import main\n"
+              "sys.exit(main(sys.argv[1:]))\n")
+    r = subprocess.run([sys.executable, "-c", killer, *args(data, out, "--seed", "7")], capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+    assert r.returncode == -9, r.stderr[-2000:]
+    left = tree(out)
+    assert len([n for n in left if not n.rsplit("/", 1)[-1].startswith(".")]) == 3 and MANIFEST not in left
+    assert len([n for n in left if ".tmp" in n]) == 1
+    assert stylize_main(args(data, out, "--seed", "7")) == 0
+    assert tree(out) == tree(one_process)
+    records = read_manifest(out / MANIFEST)
+    assert len(records) == len({r["photo"] for r in records}) == 10
+
+
+def test_a_finished_run_writes_nothing_again(data, one_process, capsys):
+    before = {p: p.stat().st_mtime_ns for p in one_process.rglob("*.jpg")}
+    code, err = in_process(capsys, stylize_main, *args(data, one_process, "--seed", "7"))
+    assert code == 0 and "Wrote 0 images" in err and "now holds 9 stylized images" in err
+    assert {p: p.stat().st_mtime_ns for p in one_process.rglob("*.jpg")} == before
+
+
+def test_multi_style_model_draws_a_style_per_photo_or_uses_one(data, tmp_path, capsys):
+    torch.manual_seed(0)
+    net = MultiStyleNet(MultiStyleArgs(3, base_channels=8, num_residual=1)).eval()
+    net.style_names = ["candy", "mosaic", "udnie"]
+    model = _save(net, tmp_path / "multi.pth")
+    common = ["--images", str(data / "photos"), "--output", str(tmp_path / "o"), "--model_file", str(model),
+              "--workers", "0", "--no_progress", "--per_image", "2", "--format", "png"]
+    assert stylize_main(common) == 0
+    good = [r for r in read_manifest(tmp_path / "o" / MANIFEST) if "error" not in r]
+    assert len(good) == 18 and good[1]["output"] == "n01/p1_1.png"
+    assert all(r["style"] == net.style_names[choose(0, r["photo"], r["k"], 3)] for r in good)
+    assert stylize_main(common[:3] + [str(tmp_path / "f")] + common[4:] + ["--style", "mosaic"]) == 0
+    assert {r["style"] for r in read_manifest(tmp_path / "f" / MANIFEST) if "error" not in r} == {"mosaic"}
+    code, err = in_process(capsys, stylize_main, *common, "--style", "starry")
+    assert_clean_in_process(code, err, "--style 'starry':", "has the styles candy, mosaic, udnie")
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--styles", None], "is an arbitrary-style (AdaIN) model: give --styles PAINTINGS_DIR"),
+    (["--alpha", "1.5"], "--alpha: alpha must be between 0"),
+    (["--output", "INSIDE"], "is inside --images"),
+])
+def test_mistakes_are_one_line(data, tmp_path, capsys, extra, message):
+    argv = args(data, tmp_path / "out")
+    if extra[0] in argv and extra[1] is None:
+        i = argv.index(extra[0])
+        del argv[i:i + 2]
+    elif extra[1] == "INSIDE":
+        argv[argv.index("--output") + 1] = str(data / "photos" / "stylized")
+    else:
+        argv += extra
+    code, err = in_process(capsys, stylize_main, *argv)
+    assert_clean_in_process(code, err, message)
+    assert not (tmp_path / "out").exists()
