@@ -70,7 +70,7 @@ def test_it_stylizes_for_real(stylizer, photo):
     brightness correlates with the result's) while the mosaic's texture is added (the result has
     far more fine detail than the smooth photo). Measured on the same photo: the run's checkpoint
     at step 7 (barely trained) correlates 0.35 and has 1.35x the photo's detail; at step 100,
-    0.83 and 2.4x."""
+    0.83 and 2.4x; the shipped model (step 857), 0.80 and 2.2x."""
     image = Image.open(photo).convert("RGB")
     out = stylizer.stylize(image)
     assert out.size == image.size and out.mode == "RGB"
