@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import setuptools
 import torch
 from PIL import Image
 
@@ -50,13 +51,22 @@ def test_the_model_file_is_small_weights_only_and_says_how_it_was_made():
     assert ckpt["config"]["image_size"] == 256 and ckpt["config"]["loss_model"] == "vgg16_caffe"
 
 
-def test_setup_ships_it_as_package_data():
-    """setup.py's package_data for fast_nst matches the file (so pip install . carries it)."""
+def _setup_argument(name: str):
     tree = ast.parse((REPO / "setup.py").read_text())
-    data = next(k.value for k in ast.walk(tree) if isinstance(k, ast.keyword) and k.arg == "package_data")
-    patterns = ast.literal_eval(data)["fast_nst"]
+    return next(k.value for k in ast.walk(tree) if isinstance(k, ast.keyword) and k.arg == name)
+
+
+def test_setup_ships_it_as_package_data_with_every_package(monkeypatch):
+    """setup.py's package_data for fast_nst matches the file, and its packages are every folder
+    of code (core and io have no __init__.py), so that pip install . carries them all."""
+    patterns = ast.literal_eval(_setup_argument("package_data"))["fast_nst"]
     rel = BUNDLED_MODEL.relative_to(REPO / "fast_nst").as_posix()
     assert any(fnmatch.fnmatch(rel, p) for p in patterns), (rel, patterns)
+    monkeypatch.chdir(REPO)
+    packages = set(eval(compile(ast.Expression(_setup_argument("packages")), "setup.py", "eval"),
+                        {"find_namespace_packages": setuptools.find_namespace_packages}))
+    code = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "fast_nst").rglob("*.py")}
+    assert code <= packages, code - packages
 
 
 def test_load_stylizer_without_a_path_is_the_built_in_model(stylizer):
