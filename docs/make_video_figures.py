@@ -26,7 +26,7 @@ from fast_nst import load_stylizer
 from fast_nst.core.images import tensor_to_pil
 from fast_nst.core.motion import ClipMotion, warp
 from fast_nst.report.sheet import captioned, labelled_grid
-from fast_nst.report.stability import CLIP_MOTION, _clip_of, measure_stability
+from fast_nst.report.stability import CLIP_MOTION, clip_of, measure_stability
 from fast_nst.stylize.temporal import TemporalStatistics
 
 OUT = Path(__file__).parent / "images" / "video"
@@ -77,7 +77,7 @@ def _crop(x: torch.Tensor) -> Image.Image:
 def _strips(models: list[tuple[str, object, bool]], photo: Image.Image, label: str) -> tuple[Image.Image, Image.Image]:
     """(frames: the input and each setting's stylization, four consecutive frames a row;
     changes: |frame t - frame t-1 warped onto it| x4 a row per setting), both captioned."""
-    clip, steps = _clip_of(photo, STRIP_FRAMES + 1, (192, 256), CLIP_MOTION)
+    clip, steps = clip_of(photo, STRIP_FRAMES + 1, (192, 256), CLIP_MOTION)
     frames = [_crop(clip[t]) for t in range(1, STRIP_FRAMES + 1)]
     frame_labels = [f"input, frame {t}" for t in range(1, STRIP_FRAMES + 1)]
     changes, change_labels = [], []
@@ -110,7 +110,7 @@ def main() -> None:
     torch.set_grad_enabled(False)
     plain, stable = load_stylizer(args.plain, device="cpu"), load_stylizer(args.stable, device="cpu")
     rows = _table([("plain", plain), ("stability-trained", stable)], _photos(args.photos, args.n_photos))
-    clip, _ = _clip_of(Image.open(args.strip).convert("RGB"), 20, (192, 256), CLIP_MOTION)
+    clip, _ = clip_of(Image.open(args.strip).convert("RGB"), 20, (192, 256), CLIP_MOTION)
     times = {"plain": _time_per_frame(plain, clip)}
     print("| model | statistics | warping error | input's | change ratio (known motion) | change ratio (pan) |")
     print("| --- | --- | --- | --- | --- | --- |")

@@ -53,23 +53,49 @@ class NormStats:
 
     def _carry(self, mean: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The running averages (N, C, 1, 1) of this norm's per-frame ``mean``, ``var`` (N, C, 1, 1)
-        over the frames so far; the last frame's are kept for the next call."""
+        over the frames so far; the last frame's are kept for the next call. One matrix product
+        over the batch (the recursion unrolled by :meth:`_carry_weights`), not a loop per frame."""
         prev = self.stats[self.index] if self.index < len(self.stats) else None
-        means, variances = [], []
-        for n in range(mean.shape[0]):
-            m, v = mean[n:n + 1], var[n:n + 1]
-            if prev is not None and not (n < len(self.restart) and self.restart[n]):
-                m = prev[0].to(m.dtype) * self.momentum + m * (1 - self.momentum)
-                v = prev[1].to(v.dtype) * self.momentum + v * (1 - self.momentum)
-            prev = (m, v)
-            means.append(m)
-            variances.append(v)
+        weights, from_prev = self._carry_weights(mean.shape[0], prev is not None, mean.device)
+        out = []
+        for k, cur in enumerate((mean, var)):
+            flat = cur.flatten(1).float()  # (N, C)
+            avg = weights @ flat
+            if prev is not None:
+                avg = avg + from_prev[:, None] * prev[k].flatten(1).float()
+            out.append(avg.to(cur.dtype).view_as(cur))
+        last = (out[0][-1:], out[1][-1:])
         if self.index < len(self.stats):
-            self.stats[self.index] = prev
+            self.stats[self.index] = last
         else:
-            self.stats.append(prev)
+            self.stats.append(last)
         self.index += 1
-        return torch.cat(means), torch.cat(variances)
+        return out[0], out[1]
+
+    def _carry_weights(self, n: int, has_prev: bool, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W (n, n), w (n,)): frame i's average is sum_k W[i, k] x_k + w[i] x_prev, for the
+        recursion a_i = m a_(i-1) + (1 - m) x_i restarted (a_i = x_i) where ``restart`` says and,
+        without a previous frame, at frame 0. Cached per batch layout (every norm shares it)."""
+        restart = tuple(bool(i < len(self.restart) and self.restart[i]) or (i == 0 and not has_prev)
+                        for i in range(n))
+        key = (n, restart, self.momentum, str(device))
+        cached = getattr(self, "_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        m = self.momentum
+        w = torch.zeros(n, n, dtype=torch.float64)
+        w_prev = torch.zeros(n, dtype=torch.float64)
+        for i in range(n):
+            if restart[i]:
+                w[i, i] = 1.0
+            else:
+                if i:
+                    w[i] = m * w[i - 1]
+                w_prev[i] = m * (w_prev[i - 1] if i else 1.0)
+                w[i, i] += 1 - m
+        result = (w.float().to(device), w_prev.float().to(device))
+        self._cache = (key, result)
+        return result
 
 
 class InferenceNetwork(nn.Module):

@@ -31,7 +31,7 @@ from ..core.motion import ClipMotion, clip_frames, warping_error
 from ..stylize.base import Stylizer
 from ..stylize.temporal import FrameChanges, TemporalStatistics, supports_temporal
 
-__all__ = ["CLIP_FRAMES", "CLIP_MOTION", "CLIP_SIZE", "ClipScore", "StabilityResult", "change_ratio",
+__all__ = ["CLIP_FRAMES", "CLIP_MOTION", "CLIP_SIZE", "ClipScore", "StabilityResult", "change_ratio", "clip_of",
            "measure_stability", "score_clip", "stability_html"]
 
 # The clip of each photo: 10 frames of 256 x 192 (60 % of a smaller photo) (4:3 video at a size a CPU stylizes quickly),
@@ -88,9 +88,11 @@ def score_clip(frames: torch.Tensor, styled: torch.Tensor, steps: torch.Tensor,
                      change_ratio(frames, styled))
 
 
-def _clip_of(photo: Image.Image, frames: int, size: tuple[int, int], motion: ClipMotion) -> tuple[torch.Tensor, torch.Tensor]:
-    """The known-motion clip of ``photo``: frames of ``size`` (h, w), or of 60 % of a smaller
-    photo's sides; the photo scaled so the clip sees most of it."""
+def clip_of(photo: Image.Image, frames: int = CLIP_FRAMES, size: tuple[int, int] = CLIP_SIZE,
+            motion: ClipMotion = CLIP_MOTION) -> tuple[torch.Tensor, torch.Tensor]:
+    """The known-motion clip of ``photo`` (see :func:`~fast_nst.core.motion.clip_frames`: frames
+    (T, 3, h, w) in [0, 1] and steps (T - 1, 3, 3)): frames of ``size`` (h, w), or of 60 % of a
+    smaller photo's sides; the photo scaled so the clip sees most of it."""
     x = pil_to_tensor(photo.convert("RGB")).unsqueeze(0)  # (1, 3, H, W)
     big_h, big_w = x.shape[2:]
     # 60 %: room for the motion (10 frames of 1.4 px) around the frame; multiples of 4 (the
@@ -103,7 +105,8 @@ def _clip_of(photo: Image.Image, frames: int, size: tuple[int, int], motion: Cli
     return clip_frames(x, frames, (h, w), motion)
 
 
-def _run(stylize: Callable[[torch.Tensor], torch.Tensor], frames: torch.Tensor, batch: int) -> tuple[torch.Tensor, float]:
+def _run(stylize: Callable[[torch.Tensor], torch.Tensor], frames: torch.Tensor,
+         batch: int) -> tuple[torch.Tensor, float]:
     """``frames`` (T, 3, H, W) stylized ``batch`` at a time, in order; (stylized, seconds)."""
     outs, t0 = [], time.perf_counter()
     for chunk in frames.split(batch):
@@ -117,7 +120,7 @@ def measure_stability(name: str, stylizer: Stylizer, photos: Sequence[Image.Imag
     """The stability of ``stylizer`` on a known-motion clip of each of ``photos``: one
     :class:`StabilityResult` per frame (the baseline) and, where the model supports them, one
     with stable statistics. Raises ValueError for a photo too small for the clip."""
-    clips = [_clip_of(p, frames, size, motion) for p in photos]
+    clips = [clip_of(p, frames, size, motion) for p in photos]
     modes = ["per-frame"] + (["stable statistics"] if supports_temporal(stylizer) else [])
     results = []
     for mode in modes:

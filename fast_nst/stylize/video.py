@@ -50,7 +50,7 @@ from tqdm import tqdm
 from ..core.errors import DataError
 from ..core.files import atomic_write
 from ..core.images import tensor_to_pil
-from ..core.untrusted import input_file
+from ..core.untrusted import check_pixels, input_file, pixel_limit
 from .base import StylizeOptions, Stylizer, finish, make_options, resize_for_processing
 from .temporal import FrameChanges, TemporalStatistics, supports_temporal
 from .tiling import auto_tile_size
@@ -104,8 +104,9 @@ def stylize_video(stylizer: Stylizer, src: Path, dest: Path, batch_size: int = 4
     Returns ``{"frames", "fps" (Fraction), "size" (w, h), "has_audio", "video_codec", "audio"
     (per audio stream "copy" or the encoder used), "temporal" (whether stable statistics were
     used), "change_ratio" (mean |S_t - S_t-1| / mean |I_t - I_t-1|, how much more the stylized
-    frames change than the input frames: a flow-free measure of flicker)}``. Raises :class:`DataError` for a missing,
-    unreadable or non-video input, an output that cannot be written, or missing PyAV.
+    frames change than the input frames: a flow-free measure of flicker)}``. Raises
+    :class:`DataError` for a missing, unreadable or non-video input, an output that cannot be
+    written, or missing PyAV.
     """
     av = _import_av()
     src, dest = Path(src), Path(dest)
@@ -179,11 +180,18 @@ def _open_input(av, src: Path):
     if fmt.endswith("_pipe") or fmt.startswith("image2"):  # still images (animated GIF is fine)
         inp.close()
         raise DataError(f"{src} is an image, not a video; stylize it with --image_file.")
-    if _video_stream(av, inp) is None:
+    stream = _video_stream(av, inp)
+    if stream is None:
         kinds = ", ".join(sorted({s.type for s in inp.streams})) or "no streams"
         inp.close()
         raise DataError(f"{src} has no video stream ({kinds}"
                         f"{', cover art only' if inp.streams.video else ''}); nothing to stylize.")
+    try:  # the frame size the container declares, checked before a frame is decoded
+        check_pixels(stream.codec_context.width or 0, stream.codec_context.height or 0, pixel_limit(),
+                     f"{src}: a frame", "if you trust this file, raise the limit with --max_image_pixels N")
+    except DataError:
+        inp.close()
+        raise
     return inp
 
 
@@ -485,7 +493,7 @@ class _VideoJob:
             # A shorter last batch would make torch.compile build (and wait for) another graph;
             # repeating a frame costs less, and instance norm keeps frames independent.
             x = torch.cat([x, x[-1:].expand(self.effective_batch - n, -1, -1, -1)])
-        # Tiled frames (too large for one pass) share each frame's own statistics between its tiles.
+        # With stable statistics the frames' order matters, not the batches (tiled frames keep their own).
         y = (self.temporal.stylize(x) if self.temporal is not None else self.stylizer.stylize_tensor(x))[:n]
         self.changes.add(x[:n], y)
         if not finishing:
