@@ -1,7 +1,8 @@
 """The web app (python -m fast_nst.app): its logic in plain Python, and the page end to end in a
 real headless Chromium driven by Selenium (Debian's chromium and chromium-driver packages).
 
-FAST_NST_SCREENSHOT=1 also saves the page with a result as docs/images/app.png (the README's).
+The README's screenshot (docs/images/app.png) is made with the built-in model by
+docs/make_app_screenshot.py.
 """
 
 from __future__ import annotations
@@ -28,9 +29,8 @@ from fast_nst.nets.multistyle import MultiStyleArgs, MultiStyleNet
 from fast_nst.stylize import Stylizer
 from fast_nst.training.config import train_config_from_dict
 
-from conftest import REPO, assert_clean_in_process, in_process, make_photo, tiny_values
+from conftest import assert_clean_in_process, in_process, make_photo, tiny_values
 
-SCREENSHOT = REPO / "docs" / "images" / "app.png"
 PHOTO_SIZE = (360, 240)
 
 
@@ -383,10 +383,6 @@ def test_page_stylizes_a_photo_and_reports_a_non_image(app_url, browser, tmp_pat
         "return [...document.querySelectorAll('#download *')].filter(e => e.scrollHeight > e.clientHeight + 1"
         " && getComputedStyle(e).overflowY != 'visible').map(e => e.className)")
     assert scrolling == [], scrolling
-    if os.environ.get("FAST_NST_SCREENSHOT") == "1":
-        # A 256-colour PNG: the README's figure at a fraction of the size.
-        shot = Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("RGB")
-        shot.quantize(256, method=Image.Quantize.MEDIANCUT).save(SCREENSHOT, optimize=True)
 
     # A model file that fails to load: its error on the page, the style controls unchanged.
     browser.find_element(By.CSS_SELECTOR, "#model input").click()
