@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 about = {}  # __version__ and the oldest torch/torchvision it runs on, from fast_nst/core/version.py
 for line in Path("fast_nst/core/version.py").read_text().splitlines():
@@ -13,7 +13,12 @@ setup(
     description="Fast neural style transfer (Johnson et al. 2016) in PyTorch",
     long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["fast_nst", "fast_nst.*"]),
+    # Namespace-aware: fast_nst/core and fast_nst/io have no __init__.py, and find_packages
+    # would leave them (and so every command) out of a non-editable install.
+    packages=find_namespace_packages(include=["fast_nst", "fast_nst.*"],
+                                     exclude=["*.__pycache__", "fast_nst.assets"]),
+    # The built-in model (fast_nst.io.bundled): a fresh install stylizes with no download.
+    package_data={"fast_nst": ["assets/*.pth"]},
     python_requires=">=3.10",
     install_requires=[
         f"torch>={about['__min_torch__']}",

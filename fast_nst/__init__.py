@@ -4,6 +4,7 @@ The public API, importable from here without loading torch until it is used::
 
     from fast_nst import load_stylizer, load_config, train, optimize, TrainConfig, FastNSTError
 
+    s = load_stylizer()                                       # the built-in mosaic model
     s = load_stylizer("models/wave/wave.pth", device="cpu")   # fast_nst.stylize
     out = s.stylize(Image.open("photo.jpg"))
     result = train(load_config("conf/wave.yml", ["max_steps=1000"]))  # fast_nst.training

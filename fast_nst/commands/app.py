@@ -1,6 +1,6 @@
 """``python -m fast_nst.app [--models models/]`` (also ``fast-nst-app``): a local web app for
-stylizing, in Gradio (optional extra ``app``): pick a model found under ``--models``, drop a
-photo, adjust strength, colour and size, press Stylize, compare and download.
+stylizing, in Gradio (optional extra ``app``): pick a model found under ``--models`` (without
+any there: the built-in model), drop a photo, adjust strength, colour and size, press Stylize, compare and download.
 
 The page's logic is :class:`AppSession` (plain Python: the models, a cache of loaded stylizers,
 the checks of uploads, stylizing and the result files); :func:`build_app` lays the Gradio page
@@ -33,15 +33,18 @@ from ..core.errors import DataError, FastNSTError
 from ..core.files import safe_component
 from ..core.images import save_image
 from ..core.untrusted import bound_folder, input_file, open_image, shown
+from ..io.bundled import BUNDLED_STYLE, bundled_model
 from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints
 from ..stylize import Stylizer, load_stylizer
 from . import new_parser, run_command
 
-__all__ = ["APP_INSTALL_HINT", "AppSession", "DEFAULT_PORT", "KEEP_RESULTS", "MAX_MODEL_MB", "MAX_PIXELS",
-           "MAX_UPLOAD_MB", "UPLOADS_KEPT",
-           "ModelInfo", "build_app", "find_models", "launch", "main", "parser"]
+__all__ = ["APP_INSTALL_HINT", "AppSession", "DEFAULT_MODELS_DIR", "DEFAULT_PORT", "KEEP_RESULTS", "MAX_MODEL_MB",
+           "MAX_PIXELS", "MAX_UPLOAD_MB", "UPLOADS_KEPT",
+           "ModelInfo", "app_models", "build_app", "default_model", "find_models", "launch", "main", "parser"]
 
 APP_INSTALL_HINT = 'pip install -e ".[app]"'
+# Where train.py writes its models (its model_path default).
+DEFAULT_MODELS_DIR = "models"
 # Gradio's own default port, so the address is the one Gradio users expect.
 DEFAULT_PORT = 7860
 # The largest photo (or style image) the app takes, in pixels: stylizing holds several float32
@@ -97,6 +100,35 @@ def find_models(root: Path) -> dict[str, Path]:
                            "one (python train.py -c conf/wave.yml) or fetch some (python -m "
                            "fast_nst.download pretrained).")
     return found
+
+
+def app_models(folder: Optional[str]) -> dict[str, Path]:
+    """The page's models: those under ``folder`` (default ``models/``, see :func:`find_models`),
+    or the built-in model when there are none there (or, for the default folder, no folder)."""
+    root = Path(folder or DEFAULT_MODELS_DIR)
+    models: dict[str, Path] = {}
+    if folder is not None or root.is_dir():
+        try:
+            models = find_models(root)
+        except FastNSTError:
+            if not root.is_dir():
+                raise  # a --models folder that does not exist: a typo must not go unnoticed
+    if models:
+        print(f"{len(models)} model(s) from {root}.")
+        return models
+    path = bundled_model()
+    print(f"No models in {root}: offering the built-in model {path.name}.")
+    return {f"{BUNDLED_STYLE} (built-in)": path}
+
+
+def default_model(models: dict[str, Path]) -> str:
+    """The label the page opens with: the most recently written final model or export (what
+    was just trained), not the alphabetically first (often an early test run); an unfinished
+    run only when there is nothing else."""
+    finished = [label for label, path in models.items() if path.is_file()]
+    if not finished:
+        return next(iter(models))
+    return max(finished, key=lambda label: (models[label].stat().st_mtime, label))
 
 
 def _check_pixels(limit: int, what: str) -> Callable[[int, int], None]:
@@ -164,7 +196,8 @@ class AppSession:
         if s.style_names:
             return ModelInfo("many", tuple(s.style_names), f"{label}: {len(s.style_names)} styles"
                                                            f"{trained}. Choose one, or type a blend.")
-        return ModelInfo("one", (), f"{label}: one style ({shown(s.name)}){trained}.")
+        made = f" {s.info['about']}." if s.info.get("about") else ""
+        return ModelInfo("one", (), f"{label}: one style ({shown(s.name)}){trained}.{made}")
 
     def open_photo(self, path: Optional[str], what: str = "photo", keep: Optional[str] = None) -> Image.Image:
         """The uploaded file at ``path`` as an RGB(A) image; DataError for no file, a file that is
@@ -254,7 +287,7 @@ def _inputs(gr: Any, session: AppSession) -> dict[str, Any]:
     """The left column: the model, its style controls (shown for the models that take them), the
     photo, the options and the button."""
     labels = list(session.models)
-    c = {"model": gr.Dropdown(labels, value=labels[0], label="Model", elem_id="model"),
+    c = {"model": gr.Dropdown(labels, value=default_model(session.models), label="Model", elem_id="model"),
          "style": gr.Dropdown([], label="Style", visible=False, elem_id="style"),
          "blend": gr.Textbox(label="Blend (overrides Style)", placeholder="candy:0.7,mosaic:0.3",
                              visible=False, elem_id="blend"),
@@ -262,7 +295,7 @@ def _inputs(gr: Any, session: AppSession) -> dict[str, Any]:
          "alpha": gr.Slider(0, 1, value=1, step=0.05, label="Style amount (alpha)", visible=False,
                             elem_id="alpha"),
          "photo": gr.File(label=f"Photo (JPEG, PNG, WebP or BMP; at most {session.max_pixels / 1e6:g} MP)",
-                          elem_id="photo", height=120)}
+                          elem_id="photo", height=160)}
     with gr.Accordion("Options", open=True):
         c["strength"] = gr.Slider(0, 1, value=1, step=0.05, label="Strength (0: the photo, 1: full style)",
                                   elem_id="strength")
@@ -289,7 +322,7 @@ def build_app(session: AppSession) -> Any:
                               for label, elem_id in (("Photo", "preview"), ("Result", "result"))]
                 status = gr.Textbox(label="Status", interactive=False, elem_id="status")
                 download = gr.File(label="Download the full-size result (PNG)", interactive=False,
-                                   elem_id="download", height=80)
+                                   elem_id="download", height=112)
         controls = [status, c["style"], c["blend"], c["style_image"], c["alpha"]]
         c["model"].change(lambda label: _model_controls(gr, session, label), c["model"], controls)
         page.load(lambda label: _model_controls(gr, session, label), c["model"], controls)
@@ -366,8 +399,9 @@ def parser() -> argparse.ArgumentParser:
                     f"download. Needs the optional extra: {APP_INSTALL_HINT}",
         epilog="Example: python -m fast_nst.app --models models/   (then open http://127.0.0.1:7860)",
     )
-    p.add_argument("--models", default="models", metavar="DIR",
-                   help="folder searched (recursively) for models: *.pth, *.onnx and run folders (default: models)")
+    p.add_argument("--models", metavar="DIR",
+                   help=f"folder searched (recursively) for models: *.pth, *.onnx and run folders (default: "
+                        f"{DEFAULT_MODELS_DIR}/); without models there, the built-in {BUNDLED_STYLE} model")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this computer only; 0.0.0.0 lets "
                         "anyone who can reach this machine use the app and its models)")
@@ -388,12 +422,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.max_upload_mb < 1:
             raise FastNSTError(f"--max_upload_mb must be at least 1, got {args.max_upload_mb}")
         resolve_device(args.device)
-        models = find_models(Path(args.models))
+        models = app_models(args.models)
         # Uploads, Gradio's cache and the results all go here, and go with it at exit.
         with tempfile.TemporaryDirectory(prefix="fast-nst-app-") as work, _environ("GRADIO_TEMP_DIR", work):
             page = build_app(AppSession(models, args.device, Path(work),
                                         max_work_bytes=UPLOADS_KEPT * args.max_upload_mb << 20))
-            print(f"{len(models)} model(s) from {args.models}.")
             launch(page, args.host, args.port, args.max_upload_mb, block=True)
         return 0
 

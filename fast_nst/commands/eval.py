@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from PIL import Image
 
@@ -16,6 +16,7 @@ from ..core.untrusted.downloads import fetch_style_image, is_url
 from ..core.files import check_output_file, probe_writable, same_file
 from ..core.images import IMAGE_EXTENSIONS, list_images, save_image
 from ..core.untrusted import input_file, input_path, open_image, set_max_image_pixels, shown
+from ..io.bundled import BUNDLED_STYLE, bundled_model
 from ..nets.multistyle import style_list
 from ..report.sheet import labelled_grid
 from ..stylize import StylizeOptions, Stylizer, load_stylizer
@@ -33,13 +34,16 @@ def parser() -> argparse.ArgumentParser:
     p = new_parser(
         "eval.py",
         description="Stylize an image (or every image in a folder) with a trained model.",
-        epilog="Example: python eval.py --model_file models/wave/wave.pth --image_file photo.jpg",
+        epilog="Examples: python eval.py --image_file photo.jpg   (the built-in model)\n"
+               "          python eval.py --model_file models/wave/wave.pth --image_file photo.jpg",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model_file", required=True,
+    p.add_argument("--model_file",
                    help="a model: train.py's final .pth, its run folder (models/wave means "
                         "models/wave/wave.pth, or the newest checkpoint of an interrupted run), a "
                         "training checkpoint from its checkpoints/ folder, an .onnx export, or a "
-                        "pytorch/examples .pth")
+                        f"pytorch/examples .pth; default: the built-in {BUNDLED_STYLE} model, shipped "
+                        "inside the package")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--image_file", help="an image, or a folder of images")
     src.add_argument("--video_file", help="a video: stylized frame by frame, keeping frame rate and "
@@ -66,7 +70,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--style_size", type=int, metavar="N",
                    help=f"arbitrary-style models: resize style images to a longest side of N px first, "
                         f"as style_size means everywhere (default {DEFAULT_STYLE_SIZE}; the texture scale "
-                        "follows it; 0 keeps their size)")
+                        "follows it; 0 keeps their size; at most 4.2 MP after resizing)")
     p.add_argument("--loss_model_file", metavar="FILE",
                    help="arbitrary-style models: the VGG weights file their encoder was trained with "
                         "(default: the loss network's default path, e.g. pretrained/vgg19-dcbb9e9d.pth); "
@@ -302,6 +306,20 @@ def _list_styles(stylizer: Stylizer) -> int:
     return 0
 
 
+def _load(args: argparse.Namespace, **kwargs: Any) -> Stylizer:
+    """The stylizer of --model_file; without one, the built-in model, said in one line (on
+    stderr: stdout lists the files written)."""
+    if args.model_file is not None:
+        return load_stylizer(args.model_file, **kwargs)
+    path = bundled_model()
+    stylizer = load_stylizer(path, **kwargs)
+    made = stylizer.info.get("about") or BUNDLED_STYLE
+    print(f"No --model_file: using the built-in model {path.name}: {made}. Name your own with --model_file.",
+          file=sys.stderr)
+    args.model_file = str(path)  # the messages below name the model file
+    return stylizer
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = parser()
     args = p.parse_args(argv)
@@ -322,12 +340,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 raise DataError(f"--max_image_pixels must be >= 0 (0 removes the limit), got {args.max_image_pixels}")
             set_max_image_pixels(args.max_image_pixels)
         def load() -> Stylizer:
-            return _choose_style(args, load_stylizer(args.model_file, device=args.device,
-                                                     precision=args.precision, compile=args.compile,
-                                                     loss_model_file=args.loss_model_file))
+            return _choose_style(args, _load(args, device=args.device, precision=args.precision,
+                                             compile=args.compile, loss_model_file=args.loss_model_file))
 
         if args.list_styles:
-            return _list_styles(load_stylizer(args.model_file, device="cpu", loss_model_file=args.loss_model_file))
+            return _list_styles(_load(args, device="cpu", loss_model_file=args.loss_model_file))
         # A FIFO, a device (a link to /dev/zero) or a socket is refused here, before anything
         # opens it: reading one hangs or never ends.
         src = input_path(args.image_file, "--image_file") if args.image_file else \

@@ -23,14 +23,14 @@ from ..stylize.dataset import (MANIFEST, OUTPUT_FORMATS, merge_manifest, paintin
                                remove_stale_temps)
 from ..stylize.dataset_run import DatasetSettings, stylize_shard
 from ..training.distributed import init_distributed, shutdown
-from . import prog, run_command
+from . import new_parser, run_command
 
 __all__ = ["main", "parser"]
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog("python -m fast_nst.stylize_dataset"),
+    p = new_parser(
+        "python -m fast_nst.stylize_dataset",
         description="Stylize every photo under --images (recursively) into the same folder tree under "
                     "--output, each in a painting drawn for it from --styles (an AdaIN model), or in one "
                     "of a multi-style model's styles. The draw depends only on --seed and the photo's "

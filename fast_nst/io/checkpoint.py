@@ -13,6 +13,8 @@ A checkpoint is a dict::
     step            optimizer steps taken
     optimizer_state (training only) Adam's state dict
     rng_state       (training only) {"torch": ByteTensor, "cuda": [ByteTensor], "python": list}
+    about           (optional) one line of text on how the model was made (the built-in model's:
+                    fast_nst.io.bundled)
 
 A model file is untrusted input: nothing but tensors and plain containers is ever unpickled.
 """

@@ -287,8 +287,8 @@ def download_weights(name: str, dest: str | Path | None = None, quiet: bool = Fa
         return downloads.download_url(entry.url, dest, sha256_prefix=entry.sha256 or None, quiet=quiet)
     except DownloadError as e:
         raise DownloadError(
-            f"{e}\nThe {name} loss network needs {entry.summary.split(' (')[0]} weights. Download\n"
-            f"  {entry.url}\nand put the file at {dest} (or set {flags.file} to "
+            f"{e} The {name} loss network needs {entry.summary.split(' (')[0]} weights: download "
+            f"them on a machine with internet and put the file at {dest} (or set {flags.file} to "
             f"where it is). For a smoke test without them, use {flags.random}."
         ) from None
 

@@ -29,7 +29,7 @@ from ..stylize import resize_for_processing
 from .collect import (DEFAULT_MAX_SIZE, MAX_MODELS, MAX_PHOTOS, MAX_SIZE_LIMIT, REPORT_MARKER, ModelEntry, Photo,
                       check_output, choose_loss_model, collect_photos, load_models, style_per_model)
 from .measure import Result, build_encoder, load_style, measure_model, style_targets, weights_label
-from .page import PageInfo, format_loss, render_page
+from .page import PageInfo, format_loss, loss_groups, render_page
 from .sheet import contact_sheet
 from .stability import StabilityResult, measure_stability, stability_html
 
@@ -195,11 +195,13 @@ def _results_data(models: Sequence[ModelEntry], results: Sequence[Result], info:
     """The report's numbers for scripts (results.json): per model its means and per-photo values."""
     data: dict = {"loss_model": info.loss_model, "weights": info.weights, "device": info.device,
                   "max_size": info.max_size, "models": []}
+    groups = loss_groups(models)  # {} when every model was measured alike
     for m in models:
         mine = [r for r in results if r.model == m.name]
         styles = [r.style for r in mine if r.style is not None]
         data["models"].append({
             "name": m.name, "path": str(m.path), "step": m.stylizer.info.get("step"),
+            "loss_group": groups.get(m.name, "A"), "style_loss": m.settings.style_loss,
             "mean_content": sum(r.content for r in mine) / len(mine),
             "mean_style": sum(styles) / len(styles) if styles else None,
             "ms_per_photo": 1000 * sum(r.seconds for r in mine) / len(mine),

@@ -45,11 +45,11 @@ REPORT_MARKER = ".fast-nst-report"
 _DEFAULTS = TrainConfig()
 # Names in the report folder that a model's folder must not take.
 _RESERVED = {"photos", "styles", "sheet.jpg", "index.html"}
-# The models table's note on an arbitrary-style model's style loss: the report measures every
-# model alike (Gram matrices), which is not the mean/std loss such a model was trained with.
+# The models table's note on an arbitrary-style model's style loss: measured with the mean/std
+# loss it was trained with, so its numbers are not comparable with a Gram-trained model's.
 ADAIN_STYLE_NOTE = ("--style, also the style the model was given; for this arbitrary-style (AdaIN) "
-                    "model the style loss is the Gram loss at its style layers, not its AdaIN training "
-                    "loss (feature means and standard deviations)")
+                    "model the style loss is its AdaIN training loss (feature means and standard "
+                    "deviations), not a Gram loss")
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,9 @@ class LossSettings:
     # The input convention the weights are for (the config's loss_weights_for, else its loss
     # model's): a report measuring with another loss network converts them.
     weights_for: str = "torchvision"
+    # "gram" (Johnson networks) or "stats" (AdaIN: feature means and standard deviations): each
+    # model is measured with the style loss it was trained with.
+    style_loss: str = "gram"
 
 
 @dataclass
@@ -173,6 +176,7 @@ def loss_settings(config: Optional[dict]) -> LossSettings:
         style_image=c["style_image"] if isinstance(c.get("style_image"), str) else "",
         from_config=isinstance(config, dict),
         weights_for=weights_for,
+        style_loss="stats" if c.get("model_type") == "adain" else "gram",
     )
 
 

@@ -1,6 +1,7 @@
 """Stylizing with a trained model: one forward pass of the transform network.
 
 >>> from fast_nst import load_stylizer
+>>> s = load_stylizer()   # the built-in model (mosaic), shipped inside the package
 >>> s = load_stylizer("models/wave/wave.pth", device="cpu")
 >>> out = s.stylize(Image.open("photo.jpg"))   # PIL image of the same size
 >>> m = load_stylizer("models/multi11/multi11.pth", style="candy:0.7,mosaic:0.3")   # a blend
@@ -19,7 +20,9 @@ from typing import Optional, Union
 
 from ..core.device import resolve_device
 from ..core.errors import CheckpointError
+from ..io.bundled import about, bundled_model
 from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints, load_model
+from ..io.pretrained import pretrained_hint
 from .onnx_stylizer import load_onnx_stylizer
 from ..nets.multistyle import StyleError, StyleSpec
 from .base import StyleImages, StylizeOptions, Stylizer, finish, preserve_colors, resize_for_processing
@@ -45,12 +48,13 @@ def model_in_run_folder(folder: Path) -> Path:
                           f"{final.name} or {CHECKPOINT_DIR}/step_*.pth, or give a model file itself.")
 
 
-def load_stylizer(path: Union[str, Path], device: str = "auto", precision: str = "fp32",
+def load_stylizer(path: Union[str, Path, None] = None, device: str = "auto", precision: str = "fp32",
                   fast: Optional[bool] = None, compile: bool = False,
                   style: Union[StyleSpec, StyleImages, None] = None, alpha: Optional[float] = None,
                   loss_model_file: Union[str, Path, None] = None, loss_model: Optional[str] = None) -> Stylizer:
     """Load a fast-nst checkpoint (final model or training checkpoint) for stylizing; also a run
     folder (``models/wave`` -> ``models/wave/wave.pth``), an .onnx export or a pytorch/examples model.
+    No ``path``: the built-in model shipped inside the package (:mod:`fast_nst.io.bundled`).
 
     ``device``: "auto" (CUDA if available), "cpu", "cuda" or "cuda:N". ``precision``, ``fast``
     and ``compile``: see :class:`TorchStylizer`. ``style``: for a multi-style model, the style
@@ -61,7 +65,11 @@ def load_stylizer(path: Union[str, Path], device: str = "auto", precision: str =
     loss network ``loss_model`` (None: whichever it is).
     Raises :class:`~fast_nst.core.errors.FastNSTError` for a missing, foreign or unsafe file.
     """
+    if path is None:
+        path = bundled_model()
     path = model_in_run_folder(Path(path)) if Path(path).is_dir() else Path(path)
+    if not path.exists() and pretrained_hint(path):  # "Try it in a minute" without the download
+        raise CheckpointError(f"Model file not found: {path}.{pretrained_hint(path)}")
     if path.suffix.lower() == ".onnx":
         stylizer: Stylizer = load_onnx_stylizer(path, device=device, precision=precision)
     else:
@@ -69,7 +77,7 @@ def load_stylizer(path: Union[str, Path], device: str = "auto", precision: str =
         config = ckpt.get("config")
         name = (config.get("naming") if isinstance(config, dict) else None) or path.stem
         stylizer = TorchStylizer(model, resolve_device(device), name=str(name),
-                                 info={"step": ckpt.get("step"), "path": str(path)},
+                                 info={"step": ckpt.get("step"), "path": str(path), "about": about(ckpt)},
                                  precision=precision, fast=fast, compile=compile)
     if style is not None:
         stylizer.set_style(style, alpha=alpha)

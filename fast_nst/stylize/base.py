@@ -202,7 +202,7 @@ class Stylizer:
                                        or style_size < least):
             raise OptionError(f"style_size must be a whole number of pixels >= {least}, got {style_size}")
         images, weights, label = style_images(spec)
-        # Refused before the resize: 16 x 20000 px at style_size 512 would be 512 x 640000 px.
+        # Refused before the resize: 40 x 40 px at style_size 30000 would be 30000 x 30000 px.
         names = [label] if len(images) == 1 else [f"{i + 1} of {len(images)}" for i in range(len(images))]
         tensors = [pil_to_tensor(resize_style(img, style_size, "longer", name, "style_size (--style_size)")).unsqueeze(0)
                    for img, name in zip(images, names)]
