@@ -1,6 +1,7 @@
 """torchrun with 2 gloo processes on CPU: same result as one process with twice the batch."""
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -31,11 +32,14 @@ def test_two_processes_equal_one_process_with_double_batch(tiny_config, tmp_path
     common = dict(max_steps=4, checkpoint_every=2, image_log_every=100, stability_weight=100.0)
     ddp_conf = tiny_config("ddp", batch_size=2, **common)
     single_conf = tiny_config("single", batch_size=4, **common)
-    r = torchrun("-c", str(ddp_conf), "--no_progress", cwd=tmp_path)
+    with ThreadPoolExecutor(2) as pool:  # independent runs: side by side
+        single = pool.submit(run_cli, "train.py", "-c", str(single_conf), "--no_progress", cwd=tmp_path,
+                             env={"OMP_NUM_THREADS": "1"})
+        r = torchrun("-c", str(ddp_conf), "--no_progress", cwd=tmp_path)
+        s = single.result()
     assert r.returncode == 0, r.stderr[-3000:]
     assert "batch 2 x 2 processes = global batch 4" in r.stderr
     assert r.stderr.count("Done: 4 steps") == 1  # only rank 0 reports
-    s = run_cli("train.py", "-c", str(single_conf), "--no_progress", cwd=tmp_path, env={"OMP_NUM_THREADS": "1"})
     assert s.returncode == 0, s.stderr
     models = tmp_path / "models"
     assert sorted(p.name for p in (models / "ddp").iterdir() if p.name.startswith("events")).__len__() == 1
@@ -73,11 +77,13 @@ def test_adain_two_processes_equal_one_process_with_double_batch(tiny_config, tr
     adain = dict(model_type="adain", style_image="", style_dir=str(train_dir), style_weight=10.0, tv_weight=0.0,
                  model_args={"encoder_layer": "relu2_1"}, style_layers=["relu1_1", "relu2_1"],
                  style_warmup_steps=2, max_steps=3, checkpoint_every=3, image_log_every=100, num_samples=0)
-    r = torchrun("-c", str(tiny_config("ada_ddp", batch_size=2, **adain)), "--no_progress", cwd=tmp_path)
+    with ThreadPoolExecutor(2) as pool:  # independent runs: side by side
+        single = pool.submit(run_cli, "train.py", "-c", str(tiny_config("ada_one", batch_size=4, **adain)),
+                             "--no_progress", cwd=tmp_path, env={"OMP_NUM_THREADS": "1"})
+        r = torchrun("-c", str(tiny_config("ada_ddp", batch_size=2, **adain)), "--no_progress", cwd=tmp_path)
+        s = single.result()
     assert r.returncode == 0, r.stderr[-3000:]
     assert "batch 2 x 2 processes = global batch 4" in r.stderr
-    s = run_cli("train.py", "-c", str(tiny_config("ada_one", batch_size=4, **adain)), "--no_progress",
-                cwd=tmp_path, env={"OMP_NUM_THREADS": "1"})
     assert s.returncode == 0, s.stderr
     a = read_checkpoint(tmp_path / "models" / "ada_ddp" / "ada_ddp.pth")
     b = read_checkpoint(tmp_path / "models" / "ada_one" / "ada_one.pth")["model_state"]
