@@ -34,14 +34,14 @@ def _mode(path: Path, flag: str) -> int:
         return os.stat(path).st_mode
     except FileNotFoundError:
         what = "is a broken link" if path.is_symlink() else "does not exist"
-        raise DataError(f"{flag} {shown(str(path))} {what}.") from None
+        raise DataError(f"{shown(flag)} {shown(str(path))} {what}.") from None
     except OSError as e:
-        raise DataError(f"{flag} {shown(str(path))}: cannot read it ({e.strerror or e}).") from None
+        raise DataError(f"{shown(flag)} {shown(str(path))}: cannot read it ({e.strerror or e}).") from None
 
 
 def _refuse(path: Path, flag: str, mode: int, want: str) -> DataError:
     link = f" (a link to {shown(os.path.realpath(path))})" if path.is_symlink() else ""
-    return DataError(f"{flag} {shown(str(path))} is {file_kind(mode)}{link}, not {want}; give the path of {want}.")
+    return DataError(f"{shown(flag)} {shown(str(path))} is {file_kind(mode)}{link}, not {want}; give the path of {want}.")
 
 
 def input_file(path: str | Path, flag: str = "input", max_bytes: Optional[int] = None,
@@ -57,7 +57,7 @@ def input_file(path: str | Path, flag: str = "input", max_bytes: Optional[int] =
     if max_bytes is not None:
         size = os.stat(path).st_size
         if size > max_bytes:
-            raise DataError(f"{flag} {shown(str(path))} is {size:,} bytes, more than the limit of {max_bytes:,}"
+            raise DataError(f"{shown(flag)} {shown(str(path))} is {size:,} bytes, more than the limit of {max_bytes:,}"
                             + (f"; {fix}" if fix else "") + ".")
     return path
 
