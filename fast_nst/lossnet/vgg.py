@@ -257,10 +257,12 @@ def bias_ratio(features: nn.Sequential, name: str) -> float:
     return float(torch.stack(ratios).clamp_min(1e-30).log().mean().exp())
 
 
-def other_convention_warning(features: nn.Sequential, name: str, path: str | Path) -> str | None:
+def other_convention_warning(features: nn.Sequential, name: str, path: str | Path,
+                             flags: WeightFlags = TRAIN_FLAGS) -> str | None:
     """A warning (one paragraph, with the fix) when ``features``, loaded from ``path`` for a
     Caffe-convention loss network ``name``, answer like a network made for torchvision's
-    convention (see the bias ratio above); None otherwise, and always for torchvision's."""
+    convention (see the bias ratio above), its fix in the calling command's ``flags``; None otherwise,
+    and always for torchvision's."""
     entry = get_loss_network(name)
     if entry.convention.feature_scale <= TORCHVISION.feature_scale:
         return None
@@ -273,7 +275,7 @@ def other_convention_warning(features: nn.Sequential, name: str, path: str | Pat
             f"(RGB in [0, 1], normalised), not for {name}'s {conv} convention: fed {conv} pixels, its "
             f"biases barely count (bias/feature ratio {ratio:.2g}; a {conv}-convention {entry.label} "
             f"gives about 0.014). The losses look plausible but the network sees the wrong input. Use "
-            f"loss_model {tv_name} with this file (train.py: --set loss_model={tv_name}; the conf files "
+            f"loss_model {tv_name} with this file ({flags.model.format(name=tv_name)}; the conf files "
             f"keep loss_weights_for: caffe), or get {name}'s own file: python -m fast_nst.download {name}.")
 
 
@@ -325,7 +327,7 @@ def load_features(name: str, path: str | Path | None = None, allow_download: boo
     with torch.device("meta"):  # every weight is loaded below: skip the random initialisation
         features = vgg_features(entry.arch)
     features.to_empty(device="cpu").load_state_dict(_features_state(state, path, entry))
-    warning = other_convention_warning(features, name, path)
+    warning = other_convention_warning(features, name, path, flags)
     if warning:
         print(warning, file=sys.stderr)
     return features
