@@ -3,10 +3,14 @@ tiny training config (32 px, random loss network, no workers) so every test runs
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import resource
+import struct
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -157,3 +161,40 @@ def random_adain_net(layer: str = "relu4_1", seed: int = 0):
         for p in net.decoder.parameters():
             p.mul_(2)
     return net
+
+
+@contextlib.contextmanager
+def memory_cap(extra: int = 2 << 30):
+    """Limit this process's address space to its current size plus ``extra`` bytes."""
+    try:
+        with open("/proc/self/statm") as f:
+            current = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (current + extra, hard))
+    except (OSError, ValueError, AttributeError):  # not Linux: run without the cap
+        yield
+        return
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def set_declared_size(path: Path, member_suffix: str, size: int) -> None:
+    """Make the zip's local and central headers of the member ending in ``member_suffix`` claim
+    ``size`` uncompressed bytes (the data stays as it is)."""
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        info = next(i for i in zf.infolist() if i.filename.endswith(member_suffix))
+    name = info.filename.encode()
+    struct.pack_into("<I", data, info.header_offset + 22, size)  # local header: uncompressed size
+    central = data.find(b"PK\x01\x02")
+    while central != -1:
+        name_len = struct.unpack_from("<H", data, central + 28)[0]
+        if bytes(data[central + 46:central + 46 + name_len]) == name:
+            struct.pack_into("<I", data, central + 24, size)  # central directory: uncompressed size
+            break
+        central = data.find(b"PK\x01\x02", central + 4)
+    else:
+        raise AssertionError("central directory entry not found")
+    path.write_bytes(bytes(data))

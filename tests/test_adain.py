@@ -224,15 +224,19 @@ def test_encoder_file_is_checked(tmp_path, monkeypatch):
     args = dict(encoder="vgg16", encoder_layer="relu2_1", encoder_weights="imagenet", encoder_file=str(path))
     net = AdaINNet(AdaINArgs(**args, encoder_sha256=sha[:16]))
     assert torch.equal(net.encoder.layers.conv1_1.weight, random_features("vgg16", 3)[0].weight)
-    with pytest.raises(CheckpointError, match=r"trained with the encoder file .*vgg16-features.pth \(sha256 "
-                                              r"000000000000\.\.\.\), but .* has sha256 " + sha[:12]):
+    with pytest.raises(CheckpointError, match=r"trained with an encoder file of sha256 "
+                                              r"000000000000\.\.\., but .*vgg16-features.pth has sha256 " + sha[:12]
+                                              + r".*--loss_model_file FILE"):
         AdaINNet(AdaINArgs(**args, encoder_sha256="0" * 16))
     monkeypatch.chdir(tmp_path)  # the registry's default path, pretrained/..., is missing here
-    with pytest.raises(CheckpointError, match="needs the vgg16 encoder weights.*not found at nowhere.pth nor at "
-                                              "pretrained/vgg16-397923af.pth.*python -m fast_nst.download vgg16"):
+    with pytest.raises(CheckpointError, match="needs the vgg16 encoder weights.*the file given for it, nowhere.pth, "
+                                              "does not exist.*python -m fast_nst.download vgg16"):
         AdaINNet(AdaINArgs(**{**args, "encoder_file": "nowhere.pth"}))
+    with pytest.raises(CheckpointError, match="needs the vgg16 encoder weights.*not found at "
+                                              "pretrained/vgg16-397923af.pth.*--loss_model_file FILE"):
+        AdaINNet(AdaINArgs(**{**args, "encoder_file": ""}))
     (tmp_path / "folder.pth").mkdir()
-    with pytest.raises(CheckpointError, match="folder.pth: the encoder weights must be a regular file"):
+    with pytest.raises(CheckpointError, match="folder.pth: VGG16 weights file must be a regular file"):
         AdaINNet(AdaINArgs(**{**args, "encoder_file": "folder.pth"}))
 
 
@@ -315,7 +319,7 @@ def test_eval_style_image_from_a_url(trained, data, tmp_path, capsys, monkeypatc
     monkeypatch.chdir(tmp_path)
     fetched = []
 
-    def fake_download(url, dest):
+    def fake_download(url, dest, **limits):  # max_bytes, deadline_s, check: the real bounds
         fetched.append(url)
         if "broken" in url:
             raise DownloadError(f"Could not download {url} (HTTP Error 404)")

@@ -159,12 +159,40 @@ def test_report_feeds_and_measures_the_style_image(adain, tmp_path, capsys):
     assert model["name"] == "ad" and len(model["photos"]) == 2  # named after the run, not the style
     assert math.isfinite(model["mean_content"]) and math.isfinite(model["mean_style"]) and model["mean_style"] > 0
     page = (out / "index.html").read_text()
-    assert "not its AdaIN training loss" in page and ADAIN_STYLE_NOTE.split(";")[0] in page
+    assert "its AdaIN training loss (feature means and standard deviations)" in page
+    assert ADAIN_STYLE_NOTE.split(";")[0] in page and model["style_loss"] == "stats"
     assert "relu1_1, relu2_1, relu3_1, relu4_1" in page  # measured at the model's own style layers
     code, err = in_process(capsys, evaluate_main, "--model_file", adain["path"], "--images", adain["photos"],
                            "--output", tmp_path / "none", "--loss_model_weights", "random", "--device", "cpu")
     assert_clean_in_process(code, err, f"--model_file {adain['path']} is an arbitrary-style model", "--style IMAGE")
     assert not (tmp_path / "none").exists()
+
+
+def test_report_measures_adain_with_its_own_loss_and_marks_groups(adain, tmp_path, capsys):
+    """An AdaIN model's style loss is its mean/std loss (not a Gram loss), and beside a Johnson
+    model the page says their numbers are not comparable."""
+    from fast_nst.lossnet.losses import StatsStyleLoss, mean_std
+    from fast_nst.nets.johnson import TransformNet, TransformNetArgs
+
+    feats, target = torch.rand(2, 4, 6, 5), torch.rand(1, 4, 7, 3)
+    (m, s), (tm, ts) = mean_std(feats), mean_std(target)
+    expected = 3.0 * (((m - tm) ** 2).mean() + ((s - ts) ** 2).mean())
+    assert float(StatsStyleLoss(target, 3.0)(feats)) == pytest.approx(float(expected), rel=1e-5)
+    johnson = tmp_path / "wave.pth"
+    cfg = train_config_from_dict(tiny_values(tmp_path, Path("train"), adain["style"], naming="wave"), "test")
+    atomic_torch_save(make_checkpoint(TransformNet(TransformNetArgs(base_channels=8, num_residual=1)), cfg, step=2),
+                      johnson)
+    out = tmp_path / "report"
+    code, err = in_process(capsys, evaluate_main, "--model_file", adain["path"], johnson, "--images", adain["photos"],
+                           "--output", out, "--style", adain["style"], "--loss_model_weights", "random",
+                           "--device", "cpu", "--max_size", "48")
+    assert code == 0, err
+    data = {m["name"]: m for m in json.loads((out / "results.json").read_text())["models"]}
+    assert (data["ad"]["loss_group"], data["wave"]["loss_group"]) == ("A", "B")
+    assert (data["ad"]["style_loss"], data["wave"]["style_loss"]) == ("stats", "gram")
+    page = (out / "index.html").read_text()
+    assert "Not comparable across groups" in page and "<th>measured alike</th>" in page
+    assert "<td class='group'>A</td>" in page and "<td class='group'>B</td>" in page
 
 
 # -- resize_to -------------------------------------------------------------------------------------

@@ -19,8 +19,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fast_nst.commands.app import (APP_INSTALL_HINT, AppSession, _stylize, build_app, find_models, launch,
-                                   main as app_main)
+from fast_nst.commands.app import (APP_INSTALL_HINT, AppSession, _stylize, build_app, default_model, find_models,
+                                   launch, main as app_main)
 from fast_nst.core.errors import FastNSTError
 from fast_nst.io.checkpoint import atomic_torch_save, checkpoint_name, make_checkpoint
 from fast_nst.nets.johnson import TransformNet, TransformNetArgs
@@ -48,7 +48,8 @@ def _save_model(path: Path, seed: int = 0) -> Path:
 def models_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("models")
     _save_model(root / "tiny-random" / "tiny-random.pth")
-    (root / "zz-broken.pth").write_bytes(b"not a model")  # listed last: the page opens the good one
+    (root / "zz-broken.pth").write_bytes(b"not a model")  # listed last
+    os.utime(root / "zz-broken.pth", (1e9, 1e9))  # older: the page opens the good one, the newest
     return root
 
 
@@ -70,6 +71,20 @@ def test_find_models_lists_final_models_exports_and_unfinished_runs(tmp_path):
         find_models(tmp_path / "empty")
     with pytest.raises(FastNSTError, match="no such folder"):
         find_models(tmp_path / "missing")
+
+
+
+def test_the_page_opens_with_the_newest_final_model(tmp_path):
+    """Not the alphabetically first (an early, barely trained run, say): the newest final model."""
+    _save_model(tmp_path / "aa-early" / "aa-early.pth")
+    _save_model(tmp_path / "wave" / "wave.pth")
+    _save_model(tmp_path / "cut" / "checkpoints" / checkpoint_name(4))  # unfinished: never the default
+    os.utime(tmp_path / "aa-early" / "aa-early.pth", (1e9, 1e9))
+    os.utime(tmp_path / "wave" / "wave.pth", (2e9, 2e9))
+    found = find_models(tmp_path)
+    assert list(found)[0] == "aa-early/aa-early.pth" and default_model(found) == "wave/wave.pth"
+    only_runs = {label: path for label, path in found.items() if path.is_dir()}
+    assert default_model(only_runs) == "cut/ (unfinished run: newest checkpoint)"
 
 
 def test_session_stylizes_and_explains_bad_input(models_dir, tmp_path):
@@ -164,6 +179,7 @@ class _BaseStyleImages(Stylizer):
     """An arbitrary-style stand-in that keeps Stylizer.set_style (its checks and resizes)."""
 
     style_input = "image"
+    min_style_side = 16  # as an encoder that pools: a 1 px wide style image is refused
 
     def __init__(self):
         super().__init__(torch.device("cpu"), name="arbitrary")
@@ -180,12 +196,12 @@ def test_a_thin_style_upload_is_one_line_on_the_page(tmp_path):
     session = AppSession({"ad.pth": tmp_path / "ad.pth"}, "cpu", tmp_path / "work", loader=lambda path, device: fake)
     photo = str(make_photo(tmp_path / "photo.png", (40, 30)))
     thin = tmp_path / "thin.png"
-    Image.new("RGB", (16, 20000)).save(thin)  # 2.9 KB; 512 x 640000 px at style_size 512
+    Image.new("RGB", (16, 20000)).save(thin)  # 2.9 KB: it used to show a bare "Error"
     result, download, status = _stylize(session, "ad.pth", str(photo), "", "", str(thin), 1.0, 1.0, False, 0)
     assert (result, download) == (None, None) and status.startswith("error: style image")
-    assert "512 x 640000 px" in status and "more than the limit of 4,194,304 pixels" in status and "\n" not in status
+    assert "1 x 512 px" in status and "\n" not in status
     _stylize(session, "ad.pth", str(photo), "", "", str(make_photo(tmp_path / "s.png", (20, 24))), 1.0, 1.0, False, 0)
-    assert fake.shapes == [(1, 3, 614, 512)]  # a usable style image still works
+    assert fake.shapes == [(1, 3, 512, 427)]  # a usable style image still works
 
 
 def test_uploads_are_bounded_in_total_oldest_first(tmp_path):
@@ -343,6 +359,13 @@ def test_page_stylizes_a_photo_and_reports_a_non_image(app_url, browser, tmp_pat
 
     browser.get(app_url)  # a fresh page: the upload field is empty again
     _wait(browser, lambda d: "one style" in _status(d))
+    # The empty upload box shows its whole upload icon below the label (at height 120 the label
+    # covered it)
+    label_bottom, icon_top = browser.execute_script(
+        "const box = document.querySelector('#photo'), label = box.querySelector('label, [data-testid=block-label]');"
+        "const icon = [...box.querySelectorAll('svg')].find(s => !label.contains(s));"
+        "return [label.getBoundingClientRect().bottom, icon.getBoundingClientRect().top]")
+    assert icon_top >= label_bottom, (label_bottom, icon_top)
     photo = make_photo(tmp_path / "photo.png", PHOTO_SIZE, seed=164)  # broad colour bands
     _upload(browser, "photo", photo)
     _wait(browser, lambda d: "360 x 240 px" in _status(d))
@@ -356,6 +379,10 @@ def test_page_stylizes_a_photo_and_reports_a_non_image(app_url, browser, tmp_pat
     link = _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#download a[href]"))
     with urllib.request.urlopen(link.get_attribute("href"), timeout=10) as r:
         assert Image.open(io.BytesIO(r.read())).size == PHOTO_SIZE
+    scrolling = browser.execute_script(  # one file to download fits its box, without a scrollbar
+        "return [...document.querySelectorAll('#download *')].filter(e => e.scrollHeight > e.clientHeight + 1"
+        " && getComputedStyle(e).overflowY != 'visible').map(e => e.className)")
+    assert scrolling == [], scrolling
     if os.environ.get("FAST_NST_SCREENSHOT") == "1":
         # A 256-colour PNG: the README's figure at a fraction of the size.
         shot = Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("RGB")

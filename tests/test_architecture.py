@@ -190,6 +190,123 @@ def test_public_api_from_the_package():
         fast_nst.no_such_name
 
 
+# ---- the boundary for outside data --------------------------------------------------------------
+
+BOUNDARY = "fast_nst.core.untrusted"
+# Calls that read outside data raw: module (as imported) -> functions. Outside the boundary
+# package each is an error unless ALLOWED_RAW lists the module and the call, with its reason.
+RAW_READS = {"yaml": {"load", "safe_load", "full_load", "unsafe_load", "load_all", "safe_load_all",
+                      "full_load_all", "unsafe_load_all", "compose", "parse", "scan"},
+             "json": {"load", "loads"}, "torch": {"load"}, "Image": {"open"}, "PIL.Image": {"open"},
+             "urllib.request": {"urlopen", "Request", "build_opener", "urlretrieve"},
+             "http.client": {"HTTPConnection", "HTTPSConnection"}}
+# Modules allowed a raw read outside the boundary: module -> {call: why}. Empty: every image,
+# URL, YAML, JSON and torch.load goes through fast_nst/core/untrusted/.
+ALLOWED_RAW: dict[str, dict[str, str]] = {}
+# Attributes holding text from a model file, and the calls that make such text safe to show
+# (or reduce it to a number): an f-string may only format them through one of these.
+FILE_BORNE = {"style_names"}
+SAFE_WRAPPERS = {"shown", "quote", "style_list", "len", "safe_component", "style_label"}
+
+
+def _dotted(node: ast.AST) -> str:
+    """``a.b.c`` for a Name/Attribute chain, "" for anything else."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return ""
+    return ".".join([node.id] + parts[::-1])
+
+
+def _raw_reads(source: str) -> list[tuple[int, str]]:
+    """(line, call) for every raw read of outside data in ``source`` (see RAW_READS): calls of
+    ``module.function`` and of names imported with ``from module import function``."""
+    tree = ast.parse(source)
+    imported: dict[str, str] = {}  # local name -> "module.function"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module in RAW_READS:
+            for a in node.names:
+                if a.name in RAW_READS[node.module]:
+                    imported[a.asname or a.name] = f"{node.module}.{a.name}"
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = _dotted(node.func)
+        module, _, function = name.rpartition(".")
+        if module in RAW_READS and function in RAW_READS[module]:
+            found.append((node.lineno, name))
+        elif name in imported:
+            found.append((node.lineno, imported[name]))
+    return found
+
+
+def _raw_file_text(source: str) -> list[tuple[int, str]]:
+    """(line, expression) for every f-string field that formats text from a model file
+    (FILE_BORNE) without passing it through one of SAFE_WRAPPERS."""
+    found = []
+
+    def unsafe(node: ast.AST) -> bool:
+        if isinstance(node, ast.Call) and _dotted(node.func).rpartition(".")[2] in SAFE_WRAPPERS:
+            return False
+        if isinstance(node, ast.Attribute) and node.attr in FILE_BORNE:
+            return True
+        if isinstance(node, ast.IfExp):  # its test is not shown
+            return unsafe(node.body) or unsafe(node.orelse)
+        return any(unsafe(child) for child in ast.iter_child_nodes(node))
+
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FormattedValue) and unsafe(node.value):
+            found.append((node.lineno, ast.unparse(node.value)))
+    return found
+
+
+def test_outside_data_is_read_only_through_the_boundary():
+    wrong, stale = [], []
+    for module, path in MODULES.items():
+        if module == BOUNDARY or module.startswith(BOUNDARY + "."):
+            continue
+        allowed = ALLOWED_RAW.get(module, {})
+        calls = _raw_reads(path.read_text())
+        wrong += [f"{module}:{line} calls {call}" for line, call in calls if call not in allowed]
+        stale += [f"{module}: ALLOWED_RAW lists {call}, which it no longer calls"
+                  for call in allowed if call not in {c for _, c in calls}]
+    assert not wrong, ("read outside data through fast_nst.core.untrusted (or list the call in "
+                       "ALLOWED_RAW with its reason):\n" + "\n".join(wrong))
+    assert not stale, stale
+
+
+def test_text_from_model_files_is_shown_through_the_boundary():
+    wrong = [f"{module}:{line} formats {expr} raw" for module, path in MODULES.items()
+             for line, expr in _raw_file_text(path.read_text())]
+    assert not wrong, "format model-file text with fast_nst.core.untrusted.shown():\n" + "\n".join(wrong)
+
+
+def test_the_boundary_checks_find_a_new_raw_read_and_raw_text():
+    source = """
+import json, yaml, torch
+from PIL import Image
+from urllib.request import urlopen as get
+import http.client
+
+def f(path, s):
+    a = torch.load(path, weights_only=True)
+    b = yaml.safe_load(open(path))
+    c = json.loads("{}")
+    d = Image.open(path)
+    e = get("https://example.com")
+    g = http.client.HTTPSConnection("example.com")
+    print(f"styles: {', '.join(s.style_names)} ({len(s.style_names)})")
+    print(f"first: {shown(s.style_names[0])}{'s' if s.style_names else ''}")
+"""
+    calls = [call for _, call in _raw_reads(source)]
+    assert calls == ["torch.load", "yaml.safe_load", "json.loads", "Image.open", "urllib.request.urlopen",
+                     "http.client.HTTPSConnection"]
+    assert [expr for _, expr in _raw_file_text(source)] == ["', '.join(s.style_names)"]
+
+
 # ---- registries ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("model_type", sorted(__import__("fast_nst.nets", fromlist=["NETWORKS"]).NETWORKS))

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import assert_clean_in_process, in_process, make_photo
+from fast_nst.commands import eval as eval_command
 from fast_nst.commands import download as download_command
 from fast_nst.core.untrusted import downloads as download
 from fast_nst.io.pretrained import PRETRAINED_URL, PRETRAINED_ZIP
@@ -77,10 +79,26 @@ def test_offline_failure_says_how_to_finish_by_hand(in_tmp, monkeypatch, capsys,
     code, out, err = run_main(capsys, *args)
     assert code == 1 and out == "" and "Traceback" not in err
     assert err.startswith(f"error: Download of {url} to {zip_path} failed: [Errno -2] Name or service not known.")
-    assert f"To finish by hand, download\n  {url}\non a machine with internet" in err
-    assert "curl -L -o" in err
+    assert "\n" not in err.rstrip("\n")  # one line, like every error
+    assert f"To finish by hand, download it on a machine with internet (a browser, or curl -L -o " in err
+    assert f"'{url}'), put the file" in err
     assert f"put the file at {zip_path} and run this command again" in err and then in err
     assert files_under(in_tmp) == []  # no data/, big/ or models/ made just for the download
+
+
+
+@pytest.mark.parametrize("model,hint", [
+    ("models/mosaic/mosaic.pth", "python -m fast_nst.download pretrained puts candy, mosaic"),
+    ("models/udnie", "python -m fast_nst.download pretrained puts"),               # the run folder
+    ("elsewhere/candy/candy.pth", "python -m fast_nst.download pretrained --dest elsewhere puts"),
+    ("models/wave/wave.pth", None),                                                 # not a ready-made one
+])
+def test_a_missing_ready_made_model_names_the_download(in_tmp, capsys, model, hint):
+    """After "Try it in a minute"'s download failed, eval.py says how to get the model."""
+    photo = make_photo(in_tmp / "photo.jpg", (24, 16))
+    code, err = in_process(capsys, eval_command.main, "--model_file", model, "--image_file", photo, "--device", "cpu")
+    assert_clean_in_process(code, err, f"Model file not found: {model}")
+    assert (hint in err) if hint else ("download" not in err)
 
 
 def test_vgg_offline_failure_has_the_same_shape(in_tmp, monkeypatch, capsys):
@@ -88,7 +106,8 @@ def test_vgg_offline_failure_has_the_same_shape(in_tmp, monkeypatch, capsys):
     code, _, err = run_main(capsys, "vgg19")
     assert code == 1
     assert err.startswith(f"error: Download of {VGG19.url} to {VGG19.file} failed: ")
-    assert f"Download\n  {VGG19.url}\nand put the file at {VGG19.file}" in err
+    assert "\n" not in err.rstrip("\n")
+    assert f"weights: download them on a machine with internet and put the file at {VGG19.file}" in err
     assert files_under(in_tmp) == []
 
 

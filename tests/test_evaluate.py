@@ -22,7 +22,7 @@ from fast_nst.nets.johnson import TransformNet, TransformNetArgs
 from fast_nst.core.errors import DataError
 from fast_nst.report.collect import MAX_PHOTOS, REPORT_MARKER, check_output, collect_photos
 from fast_nst.report.measure import LOSS_SEED
-from fast_nst.report.sheet import sheet_size
+from fast_nst.report.sheet import GAP, HEADER, contact_sheet, labelled_grid, sheet_size
 from fast_nst.training import load_train_config
 
 from conftest import assert_clean_in_process, in_process, make_photo
@@ -59,7 +59,7 @@ def _run(capsys, models, photos, out, *extra):
 def test_report_shows_every_photo_and_model_with_losses_and_times(setup, tmp_path, capsys):
     models, photos, styles = setup
     out = tmp_path / "report"
-    code, err = _run(capsys, models, photos, out)
+    code, err = _run(capsys, models, photos, out, "--style", *styles)  # one per model, in order
     assert code == 0, err
     assert "RANDOM weights" in err
     page = (out / "index.html").read_text(encoding="utf-8")
@@ -71,10 +71,13 @@ def test_report_shows_every_photo_and_model_with_losses_and_times(setup, tmp_pat
     for content, style, seconds in rows.values():
         assert all(math.isfinite(float(v)) and float(v) >= 0 for v in (content, style, seconds))
         assert float(content) > 0 and float(style) > 0
-    for model in ("alpha", "beta"):
+    # beta is measured at other layers and weights (its own): a group of its own, not comparable
+    assert "Not comparable across groups" in page
+    for model, group in (("alpha", "A"), ("beta", "B")):
         assert re.search(rf"<tr class='mean' data-model='{model}'><td>{model}</td>"
                          r"<td class='num content'>[0-9.e+-]+</td><td class='num style'>[0-9.e+-]+</td>"
-                         r"<td class='num time'>[0-9.]+</td><td class='num'>3</td></tr>", page), model
+                         rf"<td class='num time'>[0-9.]+</td><td class='num'>3</td><td class='group'>{group}</td></tr>",
+                         page), model
         for photo, size in PHOTO_SIZES.items():
             with Image.open(out / model / f"{photo}.jpg") as img:
                 assert img.size == size  # under --max_size: never enlarged
@@ -84,7 +87,8 @@ def test_report_shows_every_photo_and_model_with_losses_and_times(setup, tmp_pat
     assert (out / "styles" / "alpha.jpg").is_file() and (out / "styles" / "beta.jpg").is_file()
     # rows = photos; columns = the photo, two models, the style images
     with Image.open(out / "sheet.jpg") as sheet:
-        assert sheet.size == sheet_size(rows=3, cols=4)
+        width, most = sheet_size(rows=3, cols=4)
+        assert sheet.width == width and sheet.height <= most
     assert "http://" not in page and "https://" not in page and "<script" not in page
     # The same numbers for scripts: results.json
     import json
@@ -119,7 +123,7 @@ def test_a_stand_in_loss_network_is_named_and_no_style_gives_n_a(setup, tmp_path
     torch.save(vgg_features("vgg16").state_dict(), standin)
     one = tmp_path / "one"
     make_photo(one / "only.png", (36, 30), seed=5)
-    # The style image the checkpoint names is gone: no style loss, no style column.
+    # No --style: no style loss, no style column (the style image the checkpoint names is not read).
     (tmp_path / "gone").mkdir()
     net = TransformNet(TransformNetArgs(base_channels=8, num_residual=1))
     cfg = load_train_config(None, [f"style_image={tmp_path / 'gone' / 'x.jpg'}", "naming=nostyle"])
@@ -132,9 +136,10 @@ def test_a_stand_in_loss_network_is_named_and_no_style_gives_n_a(setup, tmp_path
     assert "my-standin-vgg16.pth" in page and "RANDOM" not in page
     (_, _, content, style, _), = ROW.findall(page)
     assert float(content) > 0 and style == "n/a"
-    assert "is not on this machine (pass --style)" in page
+    assert "not measured: pass the style image with --style" in page
     with Image.open(out / "sheet.jpg") as sheet:
-        assert sheet.size == sheet_size(rows=1, cols=2)
+        width, most = sheet_size(rows=1, cols=2)
+        assert sheet.width == width and sheet.height <= most
 
 
 def test_errors_are_one_line_and_leave_nothing(setup, tmp_path, capsys):
@@ -202,6 +207,18 @@ def test_captioned_adds_a_strip_and_keeps_the_picture():
     assert out.crop((0, 0, 60, 40)).tobytes() == img.tobytes()
     strip = out.crop((0, 40, 60, 40 + CAPTION))
     assert strip.getextrema() != ((255, 255), (255, 255), (255, 255)), "the label is drawn in the strip"
+
+
+def test_sheets_have_no_white_bands_between_rows_of_landscape_photos():
+    """A row is as tall as its tallest picture: 3:2 photos in 60 px cells make 40 px rows (square
+    cells left 10 px of white above and below each)."""
+    photo, tall = Image.new("RGB", (300, 200), "red"), Image.new("RGB", (100, 200), "blue")
+    sheet = contact_sheet(["photo", "model"], [[[photo], [photo]]] * 3, cell=60)
+    assert sheet.size == (2 * 60 + 3 * GAP, HEADER + 3 * (40 + GAP))
+    assert sheet.getpixel((GAP + 30, HEADER + 40 + GAP + 1))[0] > 240   # the second row starts at once
+    assert contact_sheet(["a", "b"], [[[photo], [tall]]], cell=60).height == HEADER + 60 + GAP
+    grid = labelled_grid([photo] * 5, list("abcde"), columns=4, cell=60)   # eval.py --style_sheet's
+    assert grid.size == (4 * 60 + 5 * GAP, 2 * (HEADER + 40 + GAP))
 
 
 def test_report_never_writes_over_what_the_user_owns(setup, tmp_path, capsys):

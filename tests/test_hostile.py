@@ -7,14 +7,11 @@ regression fails with MemoryError instead of taking the machine down.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import io
 import os
 import pickle
-import resource
 import stat
-import struct
 import zipfile
 from pathlib import Path
 
@@ -39,6 +36,7 @@ from fast_nst.training.cache import cache_dir, open_cache, prepare_cache
 from fast_nst.training.data import ImageFolderDataset, decode_resized, find_training_images
 
 from conftest import assert_clean_in_process, in_process, make_photo
+from conftest import memory_cap as _memory_cap, set_declared_size as _set_declared_size
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -66,23 +64,6 @@ def _shared_nest(depth: int = 9, width: int = 10, leaf=0, kind=list):
     return x
 
 
-@contextlib.contextmanager
-def _memory_cap(extra: int = 2 << 30):
-    """Limit this process's address space to its current size plus ``extra`` bytes."""
-    try:
-        with open("/proc/self/statm") as f:
-            current = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-        resource.setrlimit(resource.RLIMIT_AS, (current + extra, hard))
-    except (OSError, ValueError, AttributeError):  # not Linux: run without the cap
-        yield
-        return
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
-
-
 def _photo(tmp_path: Path) -> Path:
     return make_photo(tmp_path / "photo.png", (20, 16))
 
@@ -90,26 +71,6 @@ def _photo(tmp_path: Path) -> Path:
 def _eval(capsys, model: Path, tmp_path: Path) -> tuple[int, str]:
     return in_process(capsys, eval_main, "--model_file", model, "--image_file", _photo(tmp_path),
                       "--output_file", tmp_path / "out.png", "--device", "cpu")
-
-
-def _set_declared_size(path: Path, member_suffix: str, size: int) -> None:
-    """Make the zip's local and central headers of the member ending in ``member_suffix`` claim
-    ``size`` uncompressed bytes (the data stays as it is)."""
-    data = bytearray(path.read_bytes())
-    with zipfile.ZipFile(path) as zf:
-        info = next(i for i in zf.infolist() if i.filename.endswith(member_suffix))
-    name = info.filename.encode()
-    struct.pack_into("<I", data, info.header_offset + 22, size)  # local header: uncompressed size
-    central = data.find(b"PK\x01\x02")
-    while central != -1:
-        name_len = struct.unpack_from("<H", data, central + 28)[0]
-        if bytes(data[central + 46:central + 46 + name_len]) == name:
-            struct.pack_into("<I", data, central + 24, size)  # central directory: uncompressed size
-            break
-        central = data.find(b"PK\x01\x02", central + 4)
-    else:
-        raise AssertionError("central directory entry not found")
-    path.write_bytes(bytes(data))
 
 
 # ---- 1. unbounded memory from tiny files -----------------------------------------------------------
@@ -160,7 +121,7 @@ def test_archive_size_limit_is_the_modules_constant(tmp_path, monkeypatch):
     path = _save(tmp_path / "ok.pth")
     read_checkpoint(path)  # a real checkpoint is far below the limit
     monkeypatch.setattr(checkpoint_io, "MAX_ARCHIVE_BYTES", 1000)
-    with pytest.raises(CheckpointError, match="refused: the archive declares .* more than any fast-nst"):
+    with pytest.raises(CheckpointError, match="refused: the file is .* more than any PyTorch checkpoint"):
         read_checkpoint(path)
 
 

@@ -294,11 +294,11 @@ def test_eval_style_flags(trained, tmp_path, capsys):
     assert_clean_in_process(code, err, "unknown style 'delta'; this model's styles: alpha, beta, gamma")
 
 
-def test_report_shows_each_style_of_a_multistyle_model(trained, tmp_path, train_dir):
+def test_report_shows_each_style_of_a_multistyle_model(trained, tmp_path, train_dir, styles):
     from fast_nst.report import write_report
 
     _, _, first, _ = trained
-    page = write_report([str(first.model_file)], str(train_dir), str(tmp_path / "report"),
+    page = write_report([str(first.model_file)], str(train_dir), str(tmp_path / "report"), style=styles[0],
                         loss_model_weights="random", device="cpu", max_size=48)
     html = Path(page).read_text()
     assert "two_alpha" in html and "two_beta" in html

@@ -1,6 +1,7 @@
 """The fast paths (CPU inference rewrite, bf16/fp16 autocast, torch.compile, content branch cut at
 the deepest content layer) must compute what the plain fp32 reference computes."""
 
+import sys
 import time
 
 import pytest
@@ -73,6 +74,55 @@ def test_compiled_stylizer_matches_eager():
     ref = Stylizer(small, torch.device("cpu"), fast=False).stylize_tensor(x)
     compiled = Stylizer(small, torch.device("cpu"), fast=False, compile=True).stylize_tensor(x)
     assert psnr(compiled, ref) >= 40
+
+
+@pytest.fixture
+def cuda_build_without_gpu(monkeypatch, tmp_path):
+    """A CUDA build of torch on a machine with a CUDA toolkit and no usable GPU, with the module
+    that warns about it not yet imported; yields the records it logs and the warnings raised."""
+    import logging
+    import warnings
+
+    import torch.utils
+
+    monkeypatch.setattr(torch.cuda, "_is_compiled", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    monkeypatch.setenv("CUDA_HOME", str(tmp_path))
+    monkeypatch.delitem(sys.modules, "torch.utils.cpp_extension", raising=False)
+    monkeypatch.delattr(torch.utils, "cpp_extension", raising=False)
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    logger.addHandler(handler)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield records, caught
+    logger.removeHandler(handler)
+    # The module imported under the fake CUDA build goes; monkeypatch then puts back the one
+    # there was before, if any.
+    sys.modules.pop("torch.utils.cpp_extension", None)
+    if hasattr(torch.utils, "cpp_extension"):
+        delattr(torch.utils, "cpp_extension")
+
+
+def test_the_fixture_reproduces_the_no_cuda_runtime_warning(cuda_build_without_gpu):
+    import importlib
+
+    records, _ = cuda_build_without_gpu
+    importlib.import_module("torch.utils.cpp_extension")  # what torch.compile does on its own
+    assert any(r.startswith("No CUDA runtime is found") for r in records), records
+
+
+def test_compile_on_the_cpu_says_nothing_about_cuda(cuda_build_without_gpu):
+    """torch.compile on the CPU (eval.py --compile, --set compile=true) with a CUDA build of torch:
+    no "No CUDA runtime is found" warning, also not when the compiled network first runs."""
+    records, caught = cuda_build_without_gpu
+    small = TransformNet(TransformNetArgs(base_channels=8, num_residual=1))
+    Stylizer(small, torch.device("cpu"), fast=False, compile=True)
+    assert "torch.utils.cpp_extension" in sys.modules  # imported now, quietly: not again later
+    assert not [r for r in records if "CUDA" in r] and not [w for w in caught if "CUDA" in str(w.message)]
 
 
 def test_unknown_precision_is_refused(net):

@@ -795,7 +795,7 @@ def test_damaged_vgg_weights_file_fails_fast(tmp_path, train_dir, style_file, ca
     weights = tmp_path / "pretrained" / "vgg16-397923af.pth"
     weights.parent.mkdir()
     weights.write_text("<html>404 Not Found</html>\n")  # what a failed `wget -O` leaves
-    _vgg_case(tmp_path, train_dir, style_file, capsys, weights, "cannot read VGG16 weights", str(weights),
+    _vgg_case(tmp_path, train_dir, style_file, capsys, weights, "not a VGG16 weights file", str(weights),
               VGG16_URL)
 
 
@@ -803,7 +803,7 @@ def test_empty_vgg_weights_file_fails_fast(tmp_path, train_dir, style_file, caps
     weights = tmp_path / "pretrained" / "vgg16-397923af.pth"
     weights.parent.mkdir()
     weights.write_bytes(b"")  # what `curl -o` leaves when the connection fails
-    _vgg_case(tmp_path, train_dir, style_file, capsys, weights, "cannot read VGG16 weights", str(weights),
+    _vgg_case(tmp_path, train_dir, style_file, capsys, weights, "not a VGG16 weights file", str(weights),
               VGG16_URL)
 
 

@@ -118,10 +118,10 @@ def adain_stylizer():
 
 def test_a_thin_style_image_is_refused_before_it_is_resized(thin_style, adain_stylizer):
     stylizer = adain_stylizer
-    with pytest.raises(DataError, match=r"is 512 x 640000 px .* more than the limit of 4,194,304 pixels; "
+    with pytest.raises(FastNSTError, match=r"style image of 1 x 512 px: style images need at least"):
+        stylizer.set_style(thin_style)  # was (shorter side 512: 512 x 640000 px) a MemoryError traceback
+    with pytest.raises(DataError, match=r"is 30000 x 30000 px .* more than the limit of 4,194,304 pixels; "
                                         r"lower style_size \(--style_size\)"):
-        stylizer.set_style(thin_style)  # was: a MemoryError traceback
-    with pytest.raises(DataError, match="30000 x 30000 px"):
         stylizer.set_style(Image.new("RGB", (40, 40)), style_size=30000)
     with pytest.raises(DataError, match="2100 x 2100 px"):  # style_size None: the image as it is
         stylizer.set_style(Image.new("RGB", (2100, 2100)), style_size=None)
@@ -130,11 +130,11 @@ def test_a_thin_style_image_is_refused_before_it_is_resized(thin_style, adain_st
 def test_eval_refuses_a_thin_style_image_in_one_line(thin_style, adain_stylizer, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(eval_cmd, "load_stylizer", lambda *a, **k: adain_stylizer)
     photo = make_photo(tmp_path / "p.jpg")
-    for extra in ([], ["--style_size", "30000"]):
+    for extra, words in (([], "need at least"), (["--style_size", "30000"], "more than the limit of 4,194,304 pixels")):
         code, err = in_process(capsys, eval_cmd.main, "--model_file", "m.pth", "--image_file", photo,
                                "--style_image", thin_style if not extra else photo, *extra,
                                "--output_file", tmp_path / "o.jpg")
-        assert_clean_in_process(code, err, "more than the limit of 4,194,304 pixels", "--style_size")
+        assert_clean_in_process(code, err, words, "style_size")
         assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o.jpg").exists()
 
 

@@ -162,7 +162,7 @@ def test_wrong_file_is_rejected(tmp_path):
     with pytest.raises(CheckpointError, match="not a VGG16 weights file"):
         load_features("vgg16", path, allow_download=False)
     path.write_bytes(b"garbage")
-    with pytest.raises(CheckpointError, match="cannot read VGG16 weights"):
+    with pytest.raises(CheckpointError, match="not a VGG16 weights file"):
         load_features("vgg16", path, allow_download=False)
 
 

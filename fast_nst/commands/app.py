@@ -32,14 +32,14 @@ from ..core.device import resolve_device
 from ..core.errors import DataError, FastNSTError
 from ..core.files import safe_component
 from ..core.images import save_image
-from ..core.untrusted import bound_folder, input_file, open_image
+from ..core.untrusted import bound_folder, input_file, open_image, shown
 from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints
 from ..stylize import Stylizer, load_stylizer
 from . import new_parser, run_command
 
 __all__ = ["APP_INSTALL_HINT", "AppSession", "DEFAULT_PORT", "KEEP_RESULTS", "MAX_MODEL_MB", "MAX_PIXELS",
            "MAX_UPLOAD_MB", "UPLOADS_KEPT",
-           "ModelInfo", "build_app", "find_models", "launch", "main", "parser"]
+           "ModelInfo", "build_app", "default_model", "find_models", "launch", "main", "parser"]
 
 APP_INSTALL_HINT = 'pip install -e ".[app]"'
 # Gradio's own default port, so the address is the one Gradio users expect.
@@ -97,6 +97,17 @@ def find_models(root: Path) -> dict[str, Path]:
                            "one (python train.py -c conf/wave.yml) or fetch some (python -m "
                            "fast_nst.download pretrained).")
     return found
+
+
+
+def default_model(models: dict[str, Path]) -> str:
+    """The label the page opens with: the most recently written final model or export (what
+    was just trained), not the alphabetically first (often an early test run); an unfinished
+    run only when there is nothing else."""
+    finished = [label for label, path in models.items() if path.is_file()]
+    if not finished:
+        return next(iter(models))
+    return max(finished, key=lambda label: (models[label].stat().st_mtime, label))
 
 
 def _check_pixels(limit: int, what: str) -> Callable[[int, int], None]:
@@ -164,7 +175,7 @@ class AppSession:
         if s.style_names:
             return ModelInfo("many", tuple(s.style_names), f"{label}: {len(s.style_names)} styles"
                                                            f"{trained}. Choose one, or type a blend.")
-        return ModelInfo("one", (), f"{label}: one style ({s.name}){trained}.")
+        return ModelInfo("one", (), f"{label}: one style ({shown(s.name)}){trained}.")
 
     def open_photo(self, path: Optional[str], what: str = "photo", keep: Optional[str] = None) -> Image.Image:
         """The uploaded file at ``path`` as an RGB(A) image; DataError for no file, a file that is
@@ -243,7 +254,9 @@ def _model_controls(gr: Any, session: AppSession, label: str) -> tuple:
         hidden = gr.update(visible=False)
         return f"error: {e}", hidden, hidden, hidden, hidden
     many, image = info.kind == "many", info.kind == "image"
-    style = gr.update(visible=many, choices=list(info.styles), value=info.styles[0] if many else None)
+    # (label, value): the label made printable, the value the model's own name (what set_style takes)
+    choices = [(shown(name, 60), name) for name in info.styles]
+    style = gr.update(visible=many, choices=choices, value=info.styles[0] if many else None)
     return (info.summary, style, gr.update(visible=many, value=""), gr.update(visible=image),
             gr.update(visible=image))
 
@@ -252,7 +265,7 @@ def _inputs(gr: Any, session: AppSession) -> dict[str, Any]:
     """The left column: the model, its style controls (shown for the models that take them), the
     photo, the options and the button."""
     labels = list(session.models)
-    c = {"model": gr.Dropdown(labels, value=labels[0], label="Model", elem_id="model"),
+    c = {"model": gr.Dropdown(labels, value=default_model(session.models), label="Model", elem_id="model"),
          "style": gr.Dropdown([], label="Style", visible=False, elem_id="style"),
          "blend": gr.Textbox(label="Blend (overrides Style)", placeholder="candy:0.7,mosaic:0.3",
                              visible=False, elem_id="blend"),
@@ -260,7 +273,7 @@ def _inputs(gr: Any, session: AppSession) -> dict[str, Any]:
          "alpha": gr.Slider(0, 1, value=1, step=0.05, label="Style amount (alpha)", visible=False,
                             elem_id="alpha"),
          "photo": gr.File(label=f"Photo (JPEG, PNG, WebP or BMP; at most {session.max_pixels / 1e6:g} MP)",
-                          elem_id="photo", height=120)}
+                          elem_id="photo", height=160)}
     with gr.Accordion("Options", open=True):
         c["strength"] = gr.Slider(0, 1, value=1, step=0.05, label="Strength (0: the photo, 1: full style)",
                                   elem_id="strength")
@@ -287,7 +300,7 @@ def build_app(session: AppSession) -> Any:
                               for label, elem_id in (("Photo", "preview"), ("Result", "result"))]
                 status = gr.Textbox(label="Status", interactive=False, elem_id="status")
                 download = gr.File(label="Download the full-size result (PNG)", interactive=False,
-                                   elem_id="download", height=80)
+                                   elem_id="download", height=112)
         controls = [status, c["style"], c["blend"], c["style_image"], c["alpha"]]
         c["model"].change(lambda label: _model_controls(gr, session, label), c["model"], controls)
         page.load(lambda label: _model_controls(gr, session, label), c["model"], controls)

@@ -15,7 +15,8 @@ from ..core.errors import DataError, FastNSTError
 from ..core.untrusted.downloads import fetch_style_image, is_url
 from ..core.files import check_output_file, probe_writable, same_file
 from ..core.images import IMAGE_EXTENSIONS, list_images, save_image
-from ..core.untrusted import input_file, input_path, open_image, set_max_image_pixels
+from ..core.untrusted import input_file, input_path, open_image, set_max_image_pixels, shown
+from ..nets.multistyle import style_list
 from ..report.sheet import labelled_grid
 from ..stylize import StylizeOptions, Stylizer, load_stylizer
 from ..stylize.base import DEFAULT_STYLE_SIZE
@@ -63,9 +64,13 @@ def parser() -> argparse.ArgumentParser:
                    help="arbitrary-style models: how much style, from 0 (the photo's own features) to "
                         "1 (default, the full style)")
     p.add_argument("--style_size", type=int, metavar="N",
-                   help=f"arbitrary-style models: resize style images to a shorter side of N px first "
-                        f"(default {DEFAULT_STYLE_SIZE}, as Huang & Belongie; larger gives finer strokes; "
-                        "0 keeps their size)")
+                   help=f"arbitrary-style models: resize style images to a longest side of N px first, "
+                        f"as style_size means everywhere (default {DEFAULT_STYLE_SIZE}; the texture scale "
+                        "follows it; 0 keeps their size; at most 4.2 MP after resizing)")
+    p.add_argument("--loss_model_file", metavar="FILE",
+                   help="arbitrary-style models: the VGG weights file their encoder was trained with "
+                        "(default: the loss network's default path, e.g. pretrained/vgg19-dcbb9e9d.pth); "
+                        "checked against the checksum the model records")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--batch_size", type=int, default=4, metavar="N",
                    help="video frames per forward pass (default 4)")
@@ -133,7 +138,7 @@ def style_sheet(stylizer: Stylizer, image: Image.Image, options: StylizeOptions)
     cells, labels = [image.convert("RGB")], ["photo"]
     for name in stylizer.style_names:
         cells.append(stylizer.stylize(image, options, style=name).convert("RGB"))
-        labels.append(name)
+        labels.append(shown(name, 60))
     stylizer.set_style(previous)
     # Cells as large as the result (up to 512 px) so the brush strokes stay visible.
     return labelled_grid(cells, labels, columns=4, cell=min(512, max(cells[1].size)))
@@ -188,9 +193,8 @@ def _choose_style(args: argparse.Namespace, stylizer: Stylizer) -> Stylizer:
     if args.style is not None:
         stylizer.set_style(args.style)
     elif stylizer.style_names and not args.style_sheet:
-        shown = ", ".join(stylizer.style_names[:12]) + (" ..." if len(stylizer.style_names) > 12 else "")
-        print(f"{args.model_file} has {len(stylizer.style_names)} styles ({shown}); using "
-              f"{stylizer.style_names[0]}. Choose with --style NAME or a blend --style a:0.5,b:0.5.",
+        print(f"{args.model_file} has {len(stylizer.style_names)} styles ({style_list(stylizer.style_names, 12)}); "
+              f"using {shown(stylizer.style_names[0])}. Choose with --style NAME or a blend --style a:0.5,b:0.5.",
               file=sys.stderr)
     return stylizer
 
@@ -291,10 +295,10 @@ def _list_styles(stylizer: Stylizer) -> int:
               "given with --style_image")
         return 0
     if not stylizer.style_names:
-        print(f"{stylizer.info.get('path', 'this model')}: one style ({stylizer.name})")
+        print(f"{stylizer.info.get('path', 'this model')}: one style ({shown(stylizer.name)})")
         return 0
     for i, name in enumerate(stylizer.style_names):
-        print(f"{i:3d}  {name}")
+        print(f"{i:3d}  {shown(name)}")
     return 0
 
 
@@ -319,10 +323,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             set_max_image_pixels(args.max_image_pixels)
         def load() -> Stylizer:
             return _choose_style(args, load_stylizer(args.model_file, device=args.device,
-                                                     precision=args.precision, compile=args.compile))
+                                                     precision=args.precision, compile=args.compile,
+                                                     loss_model_file=args.loss_model_file))
 
         if args.list_styles:
-            return _list_styles(load_stylizer(args.model_file, device="cpu"))
+            return _list_styles(load_stylizer(args.model_file, device="cpu", loss_model_file=args.loss_model_file))
         # A FIFO, a device (a link to /dev/zero) or a socket is refused here, before anything
         # opens it: reading one hangs or never ends.
         src = input_path(args.image_file, "--image_file") if args.image_file else \

@@ -31,17 +31,20 @@ def parser() -> argparse.ArgumentParser:
                    help=f"folder of photos (not its subfolders; the first {MAX_PHOTOS} by name)")
     p.add_argument("--output", "-o", required=True, metavar="DIR", help="folder to write the report into: a new or empty one, or an earlier "
                    "report (replaced); a folder holding other files or the inputs is refused")
-    p.add_argument("--style", metavar="IMAGE",
-                   help="the style image for every model (default: the style_image of each "
-                        "model's training config, where that file exists here). Required for "
+    p.add_argument("--style", metavar="IMAGE", nargs="+",
+                   help="the style image every model's style loss is measured against and the "
+                        "report shows, or one per --model_file in the same order (default: none, "
+                        "no style loss; a path named in a model file is never used). Required for "
                         "arbitrary-style models (model_type adain, .pth or .onnx): the style they "
                         "stylize with and the one their style loss is measured against (the Gram "
                         "loss at the model's style layers, not the AdaIN training loss)")
     p.add_argument("--loss_model", choices=list(LOSS_NETWORKS), default=None,
                    help="loss network to measure with (default: the one the models were trained with)")
     p.add_argument("--loss_model_file", metavar="FILE",
-                   help=f"its weights file (default: {LOSS_NETWORKS['vgg16'].file} for vgg16; "
-                        "downloaded there when missing)")
+                   help=f"its weights file, the one the models were trained with (default: "
+                        f"{LOSS_NETWORKS['vgg16'].file} for vgg16, downloaded there when missing; a path "
+                        "named in a model file is never used); also the encoder weights of "
+                        "arbitrary-style models, checked against the checksum they record")
     p.add_argument("--loss_model_weights", default="imagenet", choices=["imagenet", "random"],
                    help="imagenet (default): torchvision's weights; random: seeded random weights, "
                         "for tests only (the losses then measure nothing)")

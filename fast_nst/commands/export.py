@@ -7,8 +7,10 @@ import argparse
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..core.untrusted import shown
 from ..io.export import (ALPHA_INPUT_NAME, CHECK_SHAPES, FORMATS, MIN_OPSET, STYLE_IMAGE_INPUT_NAME,
                          STYLE_INPUT_NAME, TOLERANCE, TORCHSCRIPT_SUFFIXES, export_model)
+from ..nets.multistyle import style_list
 from . import new_parser, run_command
 
 __all__ = ["main", "parser"]
@@ -53,6 +55,9 @@ def parser() -> argparse.ArgumentParser:
                         "Not for arbitrary-style models (model_type adain): they are exported with "
                         f"the inputs {STYLE_IMAGE_INPUT_NAME!r} (the style image, 1x3xhxw) and "
                         f"{ALPHA_INPUT_NAME!r} (1 float in [0, 1])")
+    p.add_argument("--loss_model_file", metavar="FILE",
+                   help="arbitrary-style models: the VGG weights file their encoder was trained with "
+                        "(default: the loss network's default path, e.g. pretrained/vgg19-dcbb9e9d.pth)")
     return p
 
 
@@ -67,18 +72,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # args.format None: export_model infers it from the suffix; explicit: it is checked
         # against the suffix there, before the model is loaded.
         summary = export_model(args.model, output, fmt=args.format, opset=args.opset,
-                               check_sizes=[tuple(s) for s in args.check_size], style=args.style)
+                               check_sizes=[tuple(s) for s in args.check_size], style=args.style,
+                               loss_model_file=args.loss_model_file)
         fmt = summary["format"]
         what = f"ONNX opset {summary['opset']}" if fmt == "onnx" else "TorchScript"
         shapes = ", ".join("x".join(map(str, s)) for s in summary["shapes"])
         print(f"Exported {args.model} -> {output} ({what}, {summary['bytes'] / 1e6:.1f} MB, "
-              f"style {summary['name']!r})")
+              f"style '{shown(summary['name'])}')")
         print(f"Checked against PyTorch on {shapes}: max abs difference "
               f"{summary['max_abs_diff']:.2g} (tolerance {TOLERANCE:g})")
         names = summary["style_names"]
         if names:
             print(f"Style input {STYLE_INPUT_NAME!r}: {len(names)} weights (>= 0, summing to 1) in "
-                  f"this order: {', '.join(names)}")
+                  f"this order: {style_list(names, len(names))}")
         if summary["style_input"] == "image":
             print(f"Style inputs {STYLE_IMAGE_INPUT_NAME!r}: the style image (1x3xhxw float32 in [0, 1], "
                   f"h, w >= {summary['style_min_side']}), {ALPHA_INPUT_NAME!r}: 1 float32 in [0, 1] "

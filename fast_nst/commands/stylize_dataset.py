@@ -15,20 +15,22 @@ import torch.distributed as dist
 
 from ..core.device import DEVICE_CHOICES, resolve_device
 from ..core.errors import FastNSTError
+from ..core.untrusted import input_folder
 from ..io.checkpoint import load_model
 from ..nets.adain import AdaINNet, check_alpha
+from ..stylize.base import DEFAULT_STYLE_SIZE
 from ..stylize.dataset import (MANIFEST, OUTPUT_FORMATS, merge_manifest, painting_list, plan_dataset,
                                remove_stale_temps)
 from ..stylize.dataset_run import DatasetSettings, stylize_shard
 from ..training.distributed import init_distributed, shutdown
-from . import prog, run_command
+from . import new_parser, run_command
 
 __all__ = ["main", "parser"]
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog("python -m fast_nst.stylize_dataset"),
+    p = new_parser(
+        "python -m fast_nst.stylize_dataset",
         description="Stylize every photo under --images (recursively) into the same folder tree under "
                     "--output, each in a painting drawn for it from --styles (an AdaIN model), or in one "
                     "of a multi-style model's styles. The draw depends only on --seed and the photo's "
@@ -46,8 +48,9 @@ def parser() -> argparse.ArgumentParser:
                    help="stylizations per photo, each with its own draw (default 1; files name_0, name_1, ...)")
     p.add_argument("--alpha", type=float, default=1.0, help="AdaIN: 0 the photo's features, 1 (default) full style")
     p.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
-    # 512: the shorter side the reference AdaIN port's test.py resizes styles to (--style_size).
-    p.add_argument("--style_size", type=int, default=512, help="AdaIN: painting's shorter side in px (default 512)")
+    p.add_argument("--style_size", type=int, default=DEFAULT_STYLE_SIZE,
+                   help=f"AdaIN: resize paintings to a longest side of N px first, as style_size means everywhere "
+                        f"(default {DEFAULT_STYLE_SIZE}, as eval.py; the texture scale follows it)")
     p.add_argument("--max_size", type=int, default=0, help="resize photos to this longest side (default 0: keep)")
     p.add_argument("--format", choices=list(OUTPUT_FORMATS), default="jpg", help="output format (default jpg)")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality 1-100 (default 95, as eval.py)")
@@ -84,6 +87,9 @@ def _styles(args: argparse.Namespace, model) -> list[str]:
         if args.style is not None:
             raise FastNSTError("--style names a style of a multi-style model; an AdaIN model draws from "
                                "--styles (give a folder holding one painting for a fixed one).")
+        if args.style_size < model.min_style_side:
+            raise FastNSTError(f"--style_size must be at least {model.min_style_side} for this model (two "
+                               f"pixels at its encoder layer), got {args.style_size}.")
         return painting_list(args.styles)
     if args.styles is not None:
         raise FastNSTError(f"--styles is for AdaIN models; {args.model_file} is a {model.model_type} model.")
@@ -121,6 +127,7 @@ def _run(args: argparse.Namespace, ctx) -> int:
     device = _device(args.device, ctx)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
+    input_folder(args.images, "--images")  # before the model's load: a typo is reported at once
     model, _ = load_model(args.model_file)
     styles = _styles(args, model)
     plan = plan_dataset(args.images, args.output, styles, args.per_image, args.seed, args.format, args.batch_size)

@@ -25,12 +25,18 @@ from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, quote
 from .files import MAX_COMPONENT, atomic_write, safe_component
+from .untrusted.structured import MAX_YAML_BYTES, UnparsableYAML, load_yaml, read_text_file
+from .untrusted.text import shown
 
 __all__ = ["TrainConfig", "ConfigCheck", "load_config", "config_from_dict", "build_config",
-           "save_config", "parse_override", "is_device_name", "MIN_IMAGE_SIZE", "DEVICE_CHOICES"]
+           "save_config", "parse_override", "is_device_name", "MIN_IMAGE_SIZE", "MAX_NAMING_BYTES", "DEVICE_CHOICES"]
 
+# Bytes of naming: a file-name component holds 255 bytes on common filesystems (ext4, XFS,
+# APFS, NTFS in UTF-16 units); the longest name made from it, the final model's temporary file
+# .NAME.pth.tmpPID (PID up to 7 digits), adds 16; exports and logs add suffixes of their own.
+MAX_NAMING_BYTES = 200
 # Smallest training image_size: VGG16 pools 4 times before relu4_3 (16 -> 1 px there).
 MIN_IMAGE_SIZE = 16
 # Largest training image_size (and resize_to, 2x it): one 2048 x 2048 crop already holds 1 GB in
@@ -222,7 +228,7 @@ def _coerce(key: str, value: Any, tp: Any, where: str, shown: Any = None) -> Any
 
     def bad() -> ConfigError:
         return ConfigError(f"{where}: key '{key}' must be {_type_name(shown or tp)}, "
-                           f"got {value!r} ({type(value).__name__})")
+                           f"got {quote(value)} ({type(value).__name__})")
 
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -294,10 +300,7 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, tuple[Any, 
     if not path.is_file():
         named_by = f" (named by '{BASE_KEY}:' in {seen[-1]})" if seen else ""
         raise ConfigError(f"Config file not found: {path}{named_by}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    data = load_yaml(read_text_file(path, "a config file", ConfigError, MAX_YAML_BYTES), str(path))
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -306,7 +309,7 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, tuple[Any, 
     base = data.pop(BASE_KEY, None)
     if base is not None:
         if not isinstance(base, str):
-            raise ConfigError(f"{path}: key '{BASE_KEY}' must be a file path, got {base!r}")
+            raise ConfigError(f"{path}: key '{BASE_KEY}' must be a file path, got {quote(base)}")
         out.update(_read_yaml(path.parent / base, seen + (path.resolve(),)))
     for key, value in data.items():
         _check_key(str(key), str(path))
@@ -317,11 +320,11 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, tuple[Any, 
 def parse_override(text: str) -> tuple[str, Any]:
     """Parse ``KEY=VALUE`` from ``--set``; VALUE is read as YAML (so 3, 1e-3, [a, b], null work)."""
     if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set max_steps=100")
+        raise ConfigError(f"--set {quote(text)}: expected KEY=VALUE, e.g. --set max_steps=100")
     key, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+        value = load_yaml(raw, f"--set {shown(key.strip(), 40)}") if raw.strip() else ""
+    except UnparsableYAML:  # not YAML: the text itself (--set naming=a:b{)
         value = raw
     return key.strip(), value
 
@@ -349,8 +352,15 @@ def _validate_values(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None
     if not cfg.naming or cfg.naming != safe_component(cfg.naming, fallback=""):
         # The run folder and model file are named after it: one plain file-name component.
         fail("naming", f"must be a plain name for the run folder (letters, digits, '-', '_', inner "
-                       f"dots; at most {MAX_COMPONENT} characters), got {cfg.naming[:80]!r}; e.g. "
+                       f"dots; at most {MAX_COMPONENT} characters), got '{shown(cfg.naming, 80)}'; e.g. "
                        f"{safe_component(cfg.naming, fallback='my_style')!r}")
+    size = len(cfg.naming.encode("utf-8", "surrogatepass"))
+    if size > MAX_NAMING_BYTES:
+        # Filesystems limit a name to 255 bytes, not characters: 61 four-byte letters pass the
+        # character limit, train every step and then fail writing .NAME.pth.tmpPID.
+        fail("naming", f"is {size} bytes in UTF-8 ({len(cfg.naming)} characters); file names hold 255 "
+                       f"bytes and the run's files add to it (.NAME.pth.tmpPID), so naming may take at most "
+                       f"{MAX_NAMING_BYTES} bytes. Use a shorter name (letters outside ASCII take 2 to 4 bytes).")
     if not cfg.style_image and not cfg.style_images and not cfg.style_dir:
         fail("style_image", "is required: a path or https URL of the style painting "
                             "(or style_images: a list of them, for a multi-style network; or "
@@ -401,7 +411,7 @@ def _validate_values(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None
         fail("style_layer_weights", f"has {len(cfg.style_layer_weights)} weights for "
              f"{len(cfg.style_layers)} style_layers; give one per layer or null")
     if not is_device_name(cfg.device):
-        fail("device", f"is {cfg.device!r}; choose one of: {DEVICE_CHOICES}")
+        fail("device", f"is {quote(cfg.device)}; choose one of: {DEVICE_CHOICES}")
 
 
 def _validate_resize_to(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None:

@@ -1,9 +1,12 @@
-"""Choosing the torch device from a user's setting (auto | cpu | cuda | cuda:N), and refusing
-PyTorch versions older than fast-nst runs on."""
+"""Choosing the torch device from a user's setting (auto | cpu | cuda | cuda:N), refusing
+PyTorch versions older than fast-nst runs on, and keeping torch.compile quiet on the CPU."""
 
 from __future__ import annotations
 
+import importlib
+import logging
 import re
+import sys
 
 import torch
 
@@ -11,7 +14,13 @@ from .config import DEVICE_CHOICES, is_device_name
 from .errors import FastNSTError
 from .version import __min_torch__
 
-__all__ = ["resolve_device", "require_torch", "check_versions"]
+__all__ = ["resolve_device", "require_torch", "check_versions", "prepare_compile"]
+
+# torch.compile's C++ builder imports this module, which logs "No CUDA runtime is found, using
+# CUDA_HOME=..." on import when a CUDA build of torch finds a CUDA toolkit but no usable GPU: true,
+# and of no use to a run that was asked for on the CPU.
+_CUDA_PROBE_MODULE = "torch.utils.cpp_extension"
+_CUDA_PROBE_MESSAGE = "No CUDA runtime is found"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -56,3 +65,21 @@ def check_versions() -> None:
     message, instead of an error deep inside a run. (fast-nst no longer imports torchvision: only
     the tests use it, to compare the loss networks against torchvision's.)"""
     require_torch(__min_torch__)
+
+
+def prepare_compile(device: torch.device) -> None:
+    """Call before ``torch.compile`` for ``device``: on the CPU, import the module that torch
+    imports while compiling now, with its "No CUDA runtime is found" warning filtered (it logs it
+    once, on import; on a GPU the warning would mean something and is left alone)."""
+    if device.type != "cpu" or _CUDA_PROBE_MODULE in sys.modules:
+        return
+    logger = logging.getLogger(_CUDA_PROBE_MODULE)
+
+    def quiet(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_CUDA_PROBE_MESSAGE)
+
+    logger.addFilter(quiet)
+    try:
+        importlib.import_module(_CUDA_PROBE_MODULE)
+    finally:
+        logger.removeFilter(quiet)

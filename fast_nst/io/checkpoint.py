@@ -19,13 +19,9 @@ A model file is untrusted input: nothing but tensors and plain containers is eve
 
 from __future__ import annotations
 
-import codecs
 import itertools
-import json
-import pickle
 import random
 import re
-import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Optional
@@ -35,9 +31,10 @@ import torch
 from ..core.config import TrainConfig
 from ..core.errors import CheckpointError, DataError, quote
 from ..core.files import atomic_write
-from ..core.untrusted import input_file
+from ..core.untrusted import input_file, load_json
+from ..core.untrusted.archives import load_torch_file
 from ..core.version import __version__
-from ..nets import NETWORKS, make_args, network_class
+from ..nets import NETWORKS, USER_FILE_ARGS, make_args, network_class
 from ..nets.base import StyleNetwork
 from ..nets import MAX_PARAMETERS
 from .pytorch_examples import convert_pytorch_examples, is_pytorch_examples
@@ -144,27 +141,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 #: What every "not a checkpoint" message asks for: the files :func:`load_model` reads.
 _EXPECTED = ("Expected a .pth model written by fast-nst (train.py's final model or a training "
              "checkpoint from its checkpoints/ folder) or a pytorch/examples fast_neural_style .pth.")
-# Bytes sniffed to tell text from binary; the largest fast_nst.json read from a TorchScript archive.
-_SNIFF_BYTES = 4096
+# The largest fast_nst.json read from a TorchScript archive.
 _MAX_METADATA_BYTES = 1 << 16
 # The most bytes a checkpoint archive may unpack to. The largest file fast-nst writes is a
 # training checkpoint of the largest network the registry allows: MAX_PARAMETERS float32 weights
 # (800 MB) plus Adam's two moments of the same size, 2.4 GB; 4 copies (3.2 GB) leave room for the
-# pickle and RNG state. torch.load inflates each member to its declared size before checking it
-# against the tensor it belongs to, so a few-KB file declaring gigabytes would be allocated.
+# pickle and RNG state.
 MAX_ARCHIVE_BYTES = 4 * 4 * MAX_PARAMETERS
-# torch.save stores members uncompressed (ratio 1), and recompressed float weights deflate by
-# under 2:1; only filler (zeros) inflates 100-fold. Members under 1 MiB cost nothing either way
-# (a pickle of text deflates ~10:1).
-MAX_COMPRESSION_RATIO = 100
-_RATIO_FLOOR_BYTES = 1 << 20
-# What torch's weights-only unpickler says when a pickle names a function or class it would
-# have to import or call ("Unsupported global: GLOBAL builtins.open ...", torch >= 2.5: "Trying
-# to load unsupported GLOBAL posix.system whose module posix is blocked", or an object build or
-# call it refuses); a damaged file fails with other texts.
-_ASKS_FOR_CODE = re.compile(r"unsupported (global|class)|\bGLOBAL\b.*\bblocked\b|can only (create new object|build)"
-                            r"|reduce for unrecognized function", re.IGNORECASE)
-_GLOBAL_NAME = re.compile(r"\bGLOBAL\s+([\w.]+)", re.IGNORECASE)
 
 
 def torchscript_source(path: Path) -> Optional[str]:
@@ -185,9 +168,12 @@ def torchscript_source(path: Path) -> Optional[str]:
             meta = next((i for i in zf.infolist() if i.filename.endswith("/extra/fast_nst.json")), None)
             if meta is None or meta.file_size > _MAX_METADATA_BYTES:
                 return ""
-            source = json.loads(zf.read(meta)).get("source")
+            data = load_json(zf.read(meta), f"{path}: fast_nst.json", CheckpointError, _MAX_METADATA_BYTES)
+            source = data.get("source") if isinstance(data, dict) else None
             return source if isinstance(source, str) else ""
-    except (OSError, zipfile.BadZipFile, ValueError, AttributeError, RuntimeError, EOFError):
+    except CheckpointError:
+        return ""
+    except (OSError, zipfile.BadZipFile, ValueError, RuntimeError, EOFError):
         return None
 
 
@@ -198,42 +184,6 @@ def torchscript_error(path: Path, source: str) -> CheckpointError:
         f"which eval.py, load_stylizer and fast-nst's other commands cannot read; use the .pth "
         f"checkpoint it was exported from{origin}, or an .onnx export (--format onnx)."
     )
-
-
-def _what_is_it(path: Path, error: BaseException) -> str:
-    """A short description of a file torch.load could not read, in our words: torch's own
-    error texts advise re-running with weights_only=False, which must never reach a user."""
-
-    try:
-        with open(path, "rb") as f:
-            head = f.read(_SNIFF_BYTES)
-    except OSError as e:
-        return f"it cannot be read: {e.strerror or type(e).__name__}"
-    if not head:
-        return "the file is empty"
-    if zipfile.is_zipfile(path):
-        try:
-            with zipfile.ZipFile(path) as zf:
-                is_torch = any(n.endswith("data.pkl") for n in zf.namelist())
-        except (OSError, zipfile.BadZipFile, ValueError, RuntimeError, EOFError):
-            is_torch = False
-        return ("a PyTorch archive that cannot be unpacked: truncated or corrupt" if is_torch
-                else "it is a zip archive that is not a PyTorch checkpoint")
-    if head.startswith(b"PK"):
-        return "a zip archive that is truncated or corrupt: an interrupted copy or download?"
-    if b"\0" not in head:
-        try:
-            # final=False: a multi-byte character cut at the end of the sample is not an error
-            codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-        except UnicodeDecodeError:
-            pass
-        else:
-            if path.suffix.lower() in (".yml", ".yaml"):
-                return "it is a YAML text file, such as a config, not a model"
-            return "it is a text file"
-    if isinstance(error, (EOFError, pickle.UnpicklingError)):
-        return "unreadable binary data: not a pickle, or a truncated one"
-    return f"unreadable binary data ({type(error).__name__})"
 
 
 def require_model_file(path: Path) -> None:
@@ -248,68 +198,20 @@ def require_model_file(path: Path) -> None:
         raise CheckpointError(str(e)) from None
 
 
-def safe_torch_load(path: str | Path) -> Any:
-    """``torch.load(weights_only=True)`` with every failure turned into a :class:`CheckpointError`
-    whose message is fast-nst's own (torch's texts recommend weights_only=False)."""
-    path = Path(path)
-    require_model_file(path)
-    _check_archive_sizes(path)
+def _refuse_torchscript(path: Path) -> None:
     source = torchscript_source(path)
     if source is not None:
         raise torchscript_error(path, source)
-    try:
-        with warnings.catch_warnings():
-            # torch warns (several lines) before refusing a TorchScript archive; we explain it below
-            warnings.filterwarnings("ignore", message=".*TorchScript archive", category=UserWarning)
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # the weights-only unpickler's refusals; zip/stream errors, EOF, bad magic...
-        if isinstance(e, pickle.UnpicklingError):
-            # torch labels every weights-only failure "Weights only load failed"; only a refused
-            # global/class means the pickle asked to build arbitrary objects (a damaged file fails too).
-            if _ASKS_FOR_CODE.search(str(e)):
-                raise _code_refused(path, str(e)) from None
-        elif "TorchScript" in str(e):  # an archive our own check did not recognise
-            raise torchscript_error(path, "") from None
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint, or the file is damaged "
-                              f"({_what_is_it(path, e)}). {_EXPECTED}") from None
-    return ckpt
 
 
-def _code_refused(path: Path, message: str) -> CheckpointError:
-    named = _GLOBAL_NAME.search(message)
-    what = f" ({named.group(1)[:60]})" if named else ""  # only letters, digits, _ and dots
-    return CheckpointError(
-        f"{path}: refused: it asks to run code when loaded: its pickle names a Python function or "
-        f"class{what} other than tensors and plain containers. fast-nst only loads weights-only "
-        "checkpoints; nothing from this file was executed."
-    )
-
-
-def _check_archive_sizes(path: Path) -> None:
-    """:class:`CheckpointError` when ``path`` is a zip archive whose members declare more than
-    :data:`MAX_ARCHIVE_BYTES` in all, or one inflates more than :data:`MAX_COMPRESSION_RATIO`-fold:
-    read from the archive's directory, before anything is unpacked. (Unpacking stops at each
-    member's declared size, so the declared sizes bound the memory.)"""
-    try:
-        if not zipfile.is_zipfile(path):
-            return
-        with zipfile.ZipFile(path) as zf:
-            members = zf.infolist()
-    except (OSError, zipfile.BadZipFile, ValueError, RuntimeError, EOFError):
-        return  # torch.load fails on it too, and _what_is_it explains
-    total = sum(m.file_size for m in members)
-    if total > MAX_ARCHIVE_BYTES:
-        raise CheckpointError(
-            f"{path}: refused: the archive declares {total / 1e9:.1f} GB of content, more than any "
-            f"fast-nst checkpoint holds (at most {MAX_ARCHIVE_BYTES / 1e9:.1f} GB); the file is damaged "
-            "or made to exhaust memory. Nothing was unpacked.")
-    for m in members:
-        if m.file_size > _RATIO_FLOOR_BYTES and m.file_size > MAX_COMPRESSION_RATIO * max(1, m.compress_size):
-            raise CheckpointError(
-                f"{path}: refused: its member {quote(m.filename, 60)} inflates "
-                f"{m.file_size // max(1, m.compress_size):,}-fold ({m.compress_size:,} to {m.file_size:,} bytes); "
-                "PyTorch writes checkpoints uncompressed and weights do not compress that far, so the "
-                "file is damaged or made to exhaust memory. Nothing was unpacked.")
+def safe_torch_load(path: str | Path) -> Any:
+    """A model file's content, loaded weights-only through the boundary
+    (:func:`fast_nst.core.untrusted.archives.load_torch_file`, bounded by
+    :data:`MAX_ARCHIVE_BYTES`); a TorchScript export is explained, every failure is a
+    :class:`CheckpointError` in fast-nst's words."""
+    path = Path(path)
+    require_model_file(path)
+    return load_torch_file(path, MAX_ARCHIVE_BYTES, "a PyTorch checkpoint", _EXPECTED, inspect=_refuse_torchscript)
 
 
 def validate_checkpoint(ckpt: Any, path: str | Path) -> dict[str, Any]:
@@ -327,6 +229,9 @@ def validate_checkpoint(ckpt: Any, path: str | Path) -> dict[str, Any]:
     version = ckpt.get("format_version")
     if isinstance(version, bool) or not isinstance(version, int):
         raise CheckpointError(f"{path}: fast-nst checkpoint without a valid format_version ({quote(version)}).")
+    if version < 1:
+        raise CheckpointError(f"{path}: format_version {quote(version, 40)} is not one fast-nst ever wrote "
+                              f"(1 to {FORMAT_VERSION}); the file is damaged or not from fast-nst.")
     if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: written by a newer fast-nst (format version {version}); this version reads up "
@@ -372,9 +277,26 @@ def _check_entry_types(ckpt: dict[str, Any], path: str | Path) -> None:
                                   "tensor; the file is damaged.")
 
 
-def build_model(ckpt: dict[str, Any], path: str | Path) -> StyleNetwork:
+def _user_files(margs: dict[str, Any], loss_model_file: Optional[str | Path],
+                loss_model: Optional[str]) -> dict[str, Any]:
+    """``margs`` with every argument that names a file (:data:`fast_nst.nets.USER_FILE_ARGS`)
+    set from the user's ``loss_model_file`` (when it is for that argument's loss network, or
+    ``loss_model`` is None) or "" (the registry's default path): never the model file's value."""
+    margs = dict(margs)
+    for key, network_key in USER_FILE_ARGS.items():
+        if key in margs:
+            mine = loss_model_file is not None and loss_model in (None, margs.get(network_key))
+            margs[key] = str(loss_model_file) if mine else ""
+    return margs
+
+
+def build_model(ckpt: dict[str, Any], path: str | Path, loss_model_file: Optional[str | Path] = None,
+                loss_model: Optional[str] = None) -> StyleNetwork:
     """The network stored in ``ckpt`` (from :func:`read_checkpoint`), built from the registry
-    by its ``model_type`` (version-1 files: the Johnson net), in eval mode."""
+    by its ``model_type`` (version-1 files: the Johnson net), in eval mode. A network that
+    needs a loss network's weights (AdaIN's encoder) takes them from ``loss_model_file``
+    (the user's, for loss network ``loss_model``; None: any) or the registry's default path,
+    never from a path the model file names."""
     model_type = ckpt.get("model_type", LEGACY_MODEL_TYPE)
     margs = ckpt["model_args"]
     if not isinstance(model_type, str) or model_type not in NETWORKS:
@@ -382,6 +304,7 @@ def build_model(ckpt: dict[str, Any], path: str | Path) -> StyleNetwork:
                               f"knows: {', '.join(NETWORKS)}. Upgrade fast-nst to load it.")
     if not isinstance(margs, dict):
         raise CheckpointError(f"{path}: model_args is {_describe(margs)}, expected a dict.")
+    margs = _user_files(margs, loss_model_file, loss_model)
     try:
         model = network_class(model_type)(make_args(model_type, margs))
     except (TypeError, ValueError) as e:
@@ -410,15 +333,17 @@ def _style_names(names: Any, count: int, path: str | Path) -> list[str]:
     return names
 
 
-def load_model(path: str | Path) -> tuple[StyleNetwork, dict[str, Any]]:
+def load_model(path: str | Path, loss_model_file: Optional[str | Path] = None,
+               loss_model: Optional[str] = None) -> tuple[StyleNetwork, dict[str, Any]]:
     """(network in eval mode, checkpoint dict) from a model or training checkpoint, or
-    from a pytorch/examples fast_neural_style model (converted on the fly)."""
+    from a pytorch/examples fast_neural_style model (converted on the fly);
+    ``loss_model_file``, ``loss_model``: see :func:`build_model`."""
     obj = safe_torch_load(path)
     if is_pytorch_examples(obj):
         net = convert_pytorch_examples(obj, str(path))
         return net, {"config": {"naming": Path(path).stem}, "step": None, "converted_from": "pytorch-examples"}
     ckpt = validate_checkpoint(obj, path)
-    return build_model(ckpt, path), ckpt
+    return build_model(ckpt, path, loss_model_file, loss_model), ckpt
 
 
 def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:

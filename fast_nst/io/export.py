@@ -431,8 +431,10 @@ def _check_suffix(output: Path, fmt: str) -> None:
 def export_model(model_path: str | Path, output: str | Path, fmt: Optional[str] = None,
                  opset: Optional[int] = None,
                  check_sizes: Sequence[Tuple[int, int]] = (),
-                 style: Optional[StyleSpec] = None) -> dict[str, Any]:
+                 style: Optional[StyleSpec] = None,
+                 loss_model_file: Optional[str | Path] = None) -> dict[str, Any]:
     """Export the checkpoint at ``model_path`` to ``output`` and check it; returns a summary.
+    ``loss_model_file``: an arbitrary-style model's encoder weights (default: the registry's path).
 
     ``style`` (a multi-style model only; any :data:`~fast_nst.nets.multistyle.StyleSpec`)
     bakes that style or blend into an ordinary one-input export; without it a multi-style
@@ -465,7 +467,7 @@ def export_model(model_path: str | Path, output: str | Path, fmt: Optional[str] 
         raise ExportError(f"cannot write the export: {e}") from None
     if fmt == "onnx":
         require_onnx_export()  # before the (slow) model loading, so what is missing is reported first
-    net, ckpt = load_model(model_path)  # weights-only loading; CheckpointError for bad files
+    net, ckpt = load_model(model_path, loss_model_file)  # weights-only loading; CheckpointError for bad files
     if fmt == "torchscript":
         _refuse_torchscript(net)
     shapes = list(CHECK_SHAPES) + [(1, 3, h, w) for h, w in check_sizes]

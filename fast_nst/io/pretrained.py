@@ -12,7 +12,7 @@ from ..core.errors import DownloadError
 from ..core.files import safe_component
 from .convert import convert_file
 
-__all__ = ["PRETRAINED_NAMES", "PRETRAINED_URL", "PRETRAINED_ZIP", "download_pretrained"]
+__all__ = ["PRETRAINED_NAMES", "PRETRAINED_URL", "PRETRAINED_ZIP", "download_pretrained", "pretrained_hint"]
 
 # pytorch/examples' published fast_neural_style models (candy, mosaic, rain_princess, udnie),
 # the archive their README links to.
@@ -21,6 +21,19 @@ PRETRAINED_ZIP = "pytorch_examples_saved_models.zip"
 PRETRAINED_NAMES = ("candy", "mosaic", "rain_princess", "udnie")
 # Each published model is 6.7 MB; a member claiming more than 100x that is not one of them.
 MAX_MODEL_BYTES = 700 << 20
+
+
+def pretrained_hint(path: str | Path) -> str:
+    """How to get ``path`` when it is where ``python -m fast_nst.download pretrained`` puts one of
+    its models (``.../mosaic/mosaic.pth``, or the run folder ``.../mosaic``); "" otherwise."""
+    path = Path(path)
+    for name in PRETRAINED_NAMES:
+        if path.parts[-2:] == (name, f"{name}.pth") or (path.name == name and not path.suffix):
+            where = path.parent.parent if path.suffix else path.parent
+            dest = "" if where == Path("models") else f" --dest {where}"
+            return (f" It is one of pytorch/examples' ready-made models: python -m fast_nst.download "
+                    f"pretrained{dest} puts {', '.join(PRETRAINED_NAMES)} there.")
+    return ""
 
 
 def download_pretrained(models_dir: str | Path = "models", data_dir: str | Path = "data") -> list[Path]:

@@ -16,8 +16,8 @@ from torch import nn
 
 from .vgg import VGGEncoder
 
-__all__ = ["ADAIN_EPS", "ADAIN_STYLE_LAYERS", "AdaINLoss", "ContentLoss", "PerceptualLoss", "StyleLoss", "TVLoss",
-           "adain", "gram_matrix", "mean_std", "tf32_grams"]
+__all__ = ["ADAIN_EPS", "ADAIN_STYLE_LAYERS", "AdaINLoss", "ContentLoss", "PerceptualLoss", "StatsStyleLoss",
+           "StyleLoss", "TVLoss", "adain", "gram_matrix", "mean_std", "stats_distance", "tf32_grams"]
 
 # Huang & Belongie (2017), Sec. 6.1: the style loss matches the statistics at relu1_1, relu2_1,
 # relu3_1 and relu4_1 of VGG-19 (the encoder's last layer).
@@ -208,6 +208,29 @@ def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tens
     return (content.float() - c_mean) / c_std * style_std + style_mean
 
 
+
+def stats_distance(features: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """MSE(mean(features), mean) + MSE(std(features), std): AdaIN's style distance at one layer,
+    for ``features`` (N, C, H, W) and target statistics (N or 1, C, 1, 1); a float32 scalar."""
+    f_mean, f_std = mean_std(features)
+    return F.mse_loss(f_mean, mean.expand_as(f_mean)) + F.mse_loss(f_std, std.expand_as(f_std))
+
+
+class StatsStyleLoss(nn.Module):
+    """weight * :func:`stats_distance` against one style image's features (1, C, h, w) at one
+    layer: an AdaIN model's style loss, as :class:`StyleLoss` is a Gram-trained model's."""
+
+    def __init__(self, style_features: torch.Tensor, weight: float):
+        super().__init__()
+        self.weight = weight
+        mean, std = mean_std(style_features.detach())
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    def forward(self, output_features: torch.Tensor) -> torch.Tensor:
+        return self.weight * stats_distance(output_features, self.mean, self.std)
+
+
 class AdaINLoss(nn.Module):
     """The loss of Huang & Belongie (2017) for a decoder g: content = MSE(f(g(t)), t) at
     ``content_layer`` (the encoder's last layer) against the AdaIN target t, style = the sum over
@@ -258,10 +281,7 @@ class AdaINLoss(nn.Module):
         terms["content"] = self.content_weight * F.mse_loss(feats[self.content_layer].float(), target.float())
         style_total = output.new_zeros((), dtype=torch.float32)
         for name, weight in zip(self.style_layers, self.layer_weights):
-            mean, std = mean_std(feats[name])
-            s_mean, s_std = style_stats[name]
-            terms[f"style/{name}"] = weight * (F.mse_loss(mean, s_mean.expand_as(mean))
-                                               + F.mse_loss(std, s_std.expand_as(std)))
+            terms[f"style/{name}"] = weight * stats_distance(feats[name], *style_stats[name])
             style_total = style_total + terms[f"style/{name}"]
         terms["style"] = style_total
         terms["tv"] = self.tv_loss(output)

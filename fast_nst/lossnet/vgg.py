@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -17,12 +18,32 @@ from torch import nn
 
 from ..core.untrusted import downloads
 from ..core.errors import CheckpointError, DownloadError
+from ..core.untrusted.archives import check_file_size, load_torch_file
 from . import (BLOCK_CONVS, LOSS_NETWORKS, TORCHVISION, InputConvention, LossNetworkEntry, get_loss_network,
                layer_choices, layer_names)
 from .normalised import NORMALISED_ARCH, from_published, normalised_features
 
-__all__ = ["RANDOM_WARNING", "VGGEncoder", "bias_ratio", "build_loss_network", "download_weights", "load_features",
+__all__ = ["MAX_WEIGHTS_BYTES", "RANDOM_WARNING", "TRAIN_FLAGS", "VGGEncoder", "WeightFlags", "bias_ratio", "build_loss_network", "download_weights", "load_features",
            "other_convention_warning", "random_features", "vgg_features"]
+
+# The largest loss-network file fast-nst reads: the published VGG19 files are 548 MB (with the
+# 120M-parameter classifier a loss network never uses); 2 GB leaves room for a float64 copy.
+MAX_WEIGHTS_BYTES = 2 * 10**9
+
+
+@dataclass(frozen=True)
+class WeightFlags:
+    """How the calling command sets the loss network's weights file (``file``), the network
+    (``model``, formatted with ``name``) and random weights (``random``): messages name the
+    flags of the command that was run."""
+
+    file: str = "loss_model_file / --loss_model_file"
+    model: str = "train.py: --set loss_model={name}; optimize: --loss_model {name}"
+    random: str = "--set loss_model_weights=random (train.py) or --loss_model_weights random (optimize)"
+
+
+#: train.py's and optimize's flags (the default).
+TRAIN_FLAGS = WeightFlags()
 
 # The convolution widths of VGG16 and VGG19 (Simonyan & Zisserman 2015, configurations D and E),
 # "M" a 2x2 max pool: the layout of torchvision's ``vgg16().features``, whose state-dict keys
@@ -179,7 +200,7 @@ def _features_state(state: dict, path: Path, entry: LossNetworkEntry) -> dict[st
 # own features at relu1_2 to relu3_3, where the Caffe file gives 57.6), so no probe of the
 # features' scale tells either. A threshold on any of these scales would miss the mistake or
 # refuse torchvision's own file (the bias ratio below catches a file converted between them).
-def _refuse_other_convention(path: Path, name: str, entry: LossNetworkEntry) -> None:
+def _refuse_other_convention(path: Path, name: str, entry: LossNetworkEntry, flags: WeightFlags) -> None:
     """Refuse ``path`` if it is the published file of a loss network of the same layout but
     another input convention (vgg16's file given as vgg16_caffe, or the reverse).
 
@@ -195,7 +216,7 @@ def _refuse_other_convention(path: Path, name: str, entry: LossNetworkEntry) -> 
                 f"{path} is the published {other_name} file: {other.summary.split(' (')[0]} weights, "
                 f"for the {other.convention.name} input convention, but the loss model is {name} "
                 f"({entry.convention.name} convention), which would feed it pixels in the wrong convention. "
-                f"Use loss_model {other_name} (train.py: --set loss_model={other_name}; optimize: --loss_model {other_name}) with this file, or give "
+                f"Use loss_model {other_name} ({flags.model.format(name=other_name)}) with this file, or give "
                 f"{name} its own file ({entry.url})."
             )
 
@@ -256,23 +277,24 @@ def other_convention_warning(features: nn.Sequential, name: str, path: str | Pat
             f"keep loss_weights_for: caffe), or get {name}'s own file: python -m fast_nst.download {name}.")
 
 
-def download_weights(name: str, dest: str | Path | None = None, quiet: bool = False) -> Path:
+def download_weights(name: str, dest: str | Path | None = None, quiet: bool = False,
+                     flags: WeightFlags = TRAIN_FLAGS) -> Path:
     """Fetch the weights of loss network ``name`` (a registry row) into ``dest`` (default: the
-    row's file), verified against the row's checksum."""
+    row's file), verified against the row's checksum; a failure names ``flags``."""
     entry = get_loss_network(name)
     dest = dest or entry.file
     try:
         return downloads.download_url(entry.url, dest, sha256_prefix=entry.sha256 or None, quiet=quiet)
     except DownloadError as e:
         raise DownloadError(
-            f"{e}\nThe {name} loss network needs {entry.summary.split(' (')[0]} weights. Download\n"
-            f"  {entry.url}\nand put the file at {dest} (or set loss_model_file / --loss_model_file to "
-            "where it is). For a smoke test without them, use --set loss_model_weights=random "
-            "(train.py) or --loss_model_weights random (optimize)."
+            f"{e} The {name} loss network needs {entry.summary.split(' (')[0]} weights: download "
+            f"them on a machine with internet and put the file at {dest} (or set {flags.file} to "
+            f"where it is). For a smoke test without them, use {flags.random}."
         ) from None
 
 
-def load_features(name: str, path: str | Path | None = None, allow_download: bool = True) -> nn.Sequential:
+def load_features(name: str, path: str | Path | None = None, allow_download: bool = True,
+                  flags: WeightFlags = TRAIN_FLAGS) -> nn.Sequential:
     """VGG ``features`` of loss network ``name`` with the weights in ``path`` (default: the
     registry's file; a full state dict or a features-only one).
 
@@ -280,25 +302,26 @@ def load_features(name: str, path: str | Path | None = None, allow_download: boo
     the published file name); otherwise, or when the download fails, a
     :class:`~fast_nst.core.errors.FastNSTError` says where to get the file. Another loss
     network's published file of another input convention is refused, naming that network.
+    The file is read through the boundary (:func:`~fast_nst.core.untrusted.archives.load_torch_file`,
+    at most :data:`MAX_WEIGHTS_BYTES`); messages name the command's ``flags``.
     """
     entry = get_loss_network(name)
     path = Path(path or entry.file)
     if not path.exists():
         if allow_download and path.name == Path(entry.file).name:
             print(f"{entry.label} weights not found at {path}; downloading {entry.url}", file=sys.stderr)
-            download_weights(name, path)
+            download_weights(name, path, flags=flags)
         else:
             raise CheckpointError(
                 f"{entry.label} weights not found at {path}. Download {entry.url} "
-                f"(python -m fast_nst.download {name}) and set loss_model_file to its path."
+                f"(python -m fast_nst.download {name}) and set {flags.file} to its path."
             )
-    _refuse_other_convention(path, name, entry)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for non-checkpoint files
-        reason = (str(e).splitlines() or [type(e).__name__])[0][:300]
-        raise CheckpointError(f"{path}: cannot read {entry.label} weights ({reason}). "
-                              f"Delete it and download {entry.url} again.") from None
+    what = f"{entry.label} weights file"
+    check_file_size(path, MAX_WEIGHTS_BYTES, what)  # before it is hashed
+    _refuse_other_convention(path, name, entry, flags)
+    state = load_torch_file(path, MAX_WEIGHTS_BYTES, f"a {what}",
+                            f"Expected {entry.summary.split(' (')[0]} weights: download {entry.url} "
+                            f"(python -m fast_nst.download {name}).")
     with torch.device("meta"):  # every weight is loaded below: skip the random initialisation
         features = vgg_features(entry.arch)
     features.to_empty(device="cpu").load_state_dict(_features_state(state, path, entry))
@@ -316,9 +339,11 @@ RANDOM_WARNING = (
 
 
 def build_loss_network(weights: str, layers: Iterable[str], weights_file: str | Path | None = None,
-                       seed: int = 0, quiet: bool = False, name: str = "vgg16") -> VGGEncoder:
+                       seed: int = 0, quiet: bool = False, name: str = "vgg16",
+                       flags: WeightFlags = TRAIN_FLAGS) -> VGGEncoder:
     """The frozen encoder of loss network ``name`` for ``layers``; ``weights`` is "imagenet"
-    (from ``weights_file``, default the registry's file) or "random" (seeded)."""
+    (from ``weights_file``, default the registry's file) or "random" (seeded); messages name
+    the command's ``flags``."""
     entry = get_loss_network(name)
     layers = list(layers)
     bad = [n for n in layers if n not in layer_choices(name)]
@@ -330,7 +355,7 @@ def build_loss_network(weights: str, layers: Iterable[str], weights_file: str | 
             print(f"{'!' * 80}\n{RANDOM_WARNING}\n{'!' * 80}", file=sys.stderr)
         features = random_features(entry.arch, seed)
     elif weights == "imagenet":
-        features = load_features(name, weights_file)
+        features = load_features(name, weights_file, flags=flags)
     else:
         raise ValueError(f"Unknown loss_model_weights {weights!r}; choose one of: imagenet, random")
     return VGGEncoder(features, layers, entry)

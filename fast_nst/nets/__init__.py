@@ -17,8 +17,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-__all__ = ["ENCODER_KEYS", "MAX_PARAMETERS", "NETWORKS", "NetworkEntry", "build_network", "check_config",
-           "make_args", "network_class", "takes_style_image"]
+__all__ = ["ENCODER_KEYS", "MAX_PARAMETERS", "NETWORKS", "NetworkEntry", "USER_FILE_ARGS", "build_network",
+           "check_config", "make_args", "network_class", "takes_style_image"]
 
 # The most parameters any registered network may be built with (a model file is untrusted input,
 # its arguments are checked against this before anything is allocated; checkpoint loading bounds
@@ -127,6 +127,13 @@ def check_config(cfg: Any, fail: Callable[[str, str], None]) -> None:
 ENCODER_KEYS = {"encoder": "loss_model", "encoder_file": "loss_model_file",
                 "encoder_weights": "loss_model_weights", "encoder_seed": "seed",
                 "encoder_sha256": "the checksum of the weights file"}
+
+
+# Arguments that name a file on the user's machine -> the argument naming the loss network the
+# file holds. A model file is untrusted: its value of such an argument is never opened, hashed or
+# shown; loading (io.checkpoint.build_model) replaces it with the file the user gives for that
+# loss network (eval.py, evaluate: --loss_model_file), or "" for the registry's default path.
+USER_FILE_ARGS = {"encoder_file": "encoder"}
 
 
 def _check_style_input(cfg: Any, fail: Callable[[str, str], None]) -> None:

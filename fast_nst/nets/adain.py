@@ -14,9 +14,12 @@ statistics (sum_k w_k mean_k, sum_k w_k std_k), because AdaIN is affine in them:
 :meth:`AdaINNet.style_statistics` blends.
 
 The encoder's weights are the loss network's file, not the model's: checkpoints hold only the
-decoder (:meth:`AdaINNet.state_dict`), and the encoder is rebuilt from the arguments
-(``encoder``, ``encoder_file``), checked against ``encoder_sha256``, the checksum of the file the
-decoder was trained with.
+decoder (:meth:`AdaINNet.state_dict`), and the encoder is rebuilt from the arguments: the loss
+network ``encoder`` (a registry name), its file checked against ``encoder_sha256``, the checksum
+of the file the decoder was trained with. The file is the user's: ``encoder_file`` as the user
+gave it (training: loss_model_file; loading: --loss_model_file), else the registry's default
+path. A model file's own ``encoder_file`` is never opened (io.checkpoint.build_model replaces
+it; fast_nst.nets.USER_FILE_ARGS).
 
 Stylizing runs :meth:`AdaINNet.for_style`, the network of one style (its statistics fixed): an
 :class:`~fast_nst.nets.base.InferenceNetwork` of the photo alone, so the stylizers' precision,
@@ -27,7 +30,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,10 +39,11 @@ import torch
 from torch import nn
 
 from ..core.errors import CheckpointError
+from ..core.untrusted.archives import check_file_size
 from ..core.untrusted.downloads import sha256_file
 from ..lossnet import LOSS_NETWORKS, get_loss_network, layer_names
 from ..lossnet.losses import ADAIN_EPS, adain, mean_std
-from ..lossnet.vgg import VGGEncoder, build_loss_network, load_features
+from ..lossnet.vgg import MAX_WEIGHTS_BYTES, VGGEncoder, build_loss_network, load_features
 from .base import InferenceNetwork, NormStats, StyleNetwork
 from .layers import check_images
 from .multistyle import blend_weights
@@ -51,7 +54,7 @@ __all__ = ["AdaINArgs", "AdaINNet", "AdaINStyleNet", "ExportableAdaINNet", "buil
 # Output channels of the five blocks of torchvision's VGG16/VGG19 (cfgs "D" and "E").
 _VGG_WIDTHS = (64, 128, 256, 512, 512)
 _SHA_HEX = re.compile(r"[0-9a-f]{8,64}")
-_MAX_PATH = 4096  # encoder_file comes from a model file: untrusted text
+_MAX_PATH = 4096  # an old model file's encoder_file: untrusted text (checked, then ignored)
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,8 @@ class AdaINArgs:
     """The encoder (a loss network of :data:`fast_nst.lossnet.LOSS_NETWORKS` and the layer it is
     cut at) and where its weights come from; the decoder mirrors the encoder up to that layer.
 
-    ``encoder_weights``: "imagenet" (the file ``encoder_file``, or the registry's default path
-    when that is not an existing file) or "random" (seeded by ``encoder_seed``: tests only).
+    ``encoder_weights``: "imagenet" (the user's file ``encoder_file``, or the registry's default
+    path when it is empty) or "random" (seeded by ``encoder_seed``: tests only).
     ``encoder_sha256``: the start of the SHA-256 of the file the decoder was trained with ("" for
     no check). ``unbiased_std``: the feature statistics' variance divided by H*W - 1 instead of
     H*W, as in Huang & Belongie's Torch code and the PyTorch port whose published decoder was
@@ -151,7 +154,9 @@ _SHA_CACHE: dict[tuple[str, int, int], str] = {}
 
 def file_sha256(path: Union[str, Path]) -> str:
     """The SHA-256 (hex) of ``path``, remembered per (path, size, mtime): hashing a 548 MB VGG19
-    takes about a second, and every model load checks it."""
+    takes about a second, and every model load checks it. CheckpointError for anything but a
+    regular file of at most MAX_WEIGHTS_BYTES (a sparse 100 GB file would hash for minutes)."""
+    check_file_size(Path(path), MAX_WEIGHTS_BYTES, "VGG weights file")
     st = os.stat(path)
     key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
     if key not in _SHA_CACHE:
@@ -159,31 +164,21 @@ def file_sha256(path: Union[str, Path]) -> str:
     return _SHA_CACHE[key]
 
 
-def _regular(path: Path) -> bool:
-    """Whether ``path`` exists; CheckpointError when it is no regular file (a folder, a FIFO
-    that would block the read, a device)."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return False
-    if not stat.S_ISREG(mode):
-        raise CheckpointError(f"{path}: the encoder weights must be a regular file; this is not one. "
-                              "Put the VGG weights file there.")
-    return True
-
-
 def encoder_path(args: AdaINArgs) -> Path:
-    """The encoder's weights file: ``encoder_file`` if it is an existing file, else the registry's
-    default path; CheckpointError (saying where to get it) when neither exists."""
+    """The encoder's weights file: the user's ``encoder_file`` if given, else the registry's
+    default path; CheckpointError (saying where to get it) when it does not exist or is no
+    regular file."""
     entry = get_loss_network(args.encoder)
-    candidates = ([Path(args.encoder_file)] if args.encoder_file else []) + [Path(entry.file)]
-    for path in candidates:
-        if _regular(path):
-            return path
-    where = " nor at ".join(str(p) for p in dict.fromkeys(candidates))
-    raise CheckpointError(f"this AdaIN model needs the {args.encoder} encoder weights ({entry.summary}): "
-                          f"not found at {where}. Download them (python -m fast_nst.download {args.encoder}, "
-                          f"or {entry.url}) to {entry.file}.")
+    path = Path(args.encoder_file or entry.file)
+    if not path.exists():
+        given = (f"the file given for it, {path}, does not exist" if args.encoder_file
+                 else f"not found at {path}")
+        raise CheckpointError(
+            f"this AdaIN model needs the {args.encoder} encoder weights ({entry.summary}): {given}. Download "
+            f"them (python -m fast_nst.download {args.encoder}, or {entry.url}) to {entry.file}, or give "
+            "the weights file it was trained with: --loss_model_file FILE.")
+    check_file_size(path, MAX_WEIGHTS_BYTES, f"{entry.label} weights file")
+    return path
 
 
 def _check_sha(args: AdaINArgs, path: Path) -> None:
@@ -193,13 +188,12 @@ def _check_sha(args: AdaINArgs, path: Path) -> None:
     if found.startswith(args.encoder_sha256):
         return
     entry = get_loss_network(args.encoder)
-    trained = args.encoder_file or entry.file
     published = (f" (the published {args.encoder} file, {entry.url})"
                  if entry.sha256 and args.encoder_sha256.startswith(entry.sha256) else "")
     raise CheckpointError(
-        f"this AdaIN model was trained with the encoder file {trained} (sha256 {args.encoder_sha256[:12]}...), "
+        f"this AdaIN model was trained with an encoder file of sha256 {args.encoder_sha256[:12]}...{published}, "
         f"but {path} has sha256 {found[:12]}...: its decoder only fits the features of the file it was "
-        f"trained with. Put that file{published} at {path}.")
+        f"trained with. Give that file with --loss_model_file FILE, or put it at {entry.file}.")
 
 
 def load_encoder(args: AdaINArgs) -> VGGEncoder:

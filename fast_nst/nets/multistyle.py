@@ -15,7 +15,6 @@ all reuse the Johnson machinery. Training and the two-input export run the condi
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-import math
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import torch
@@ -23,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.errors import FastNSTError
-from ..core.untrusted import shown
+from ..core.untrusted import finite_float, shown
 from . import MAX_PARAMETERS
 from .base import StyleNetwork
 from .exportable import pad_and_crop_indices
@@ -31,7 +30,7 @@ from .johnson import TransformNet, TransformNetArgs
 from .layers import ConvLayer, check_images, output_mapping, pad_input
 
 __all__ = ["ConditionalInstanceNorm", "ExportableMultiStyleNet", "MAX_STYLES", "MultiStyleArgs",
-           "MultiStyleNet", "StyleError", "StyleSpec", "blend_weights", "resolve_style", "style_label"]
+           "MultiStyleNet", "StyleError", "StyleSpec", "blend_weights", "resolve_style", "style_label", "style_list"]
 
 # A model file is untrusted input: its style count is bounded before anything is allocated. 1024
 # styles are 32x Dumoulin et al.'s 32, and cost ~4 MB of norm parameters at the default width.
@@ -50,9 +49,11 @@ StyleSpec = Union[str, int, Mapping[str, float], Sequence[float], torch.Tensor]
 def blend_weights(values: Sequence[float]) -> list[float]:
     """``values`` normalised to sum 1: the weights of a blend of styles (or of style images);
     :class:`StyleError` unless every one is finite and >= 0 and their sum is positive."""
-    w = [float(v) for v in values]
-    if not all(math.isfinite(v) and v >= 0 for v in w) or sum(w) <= 0:
-        raise StyleError(f"style weights must be >= 0 with a positive sum, got {[round(v, 4) for v in w]}")
+    # Each weight is stored as float32 before (tensors) or after (the blend) normalising: a
+    # weight beyond float32's range (1e39) would overflow, so it is refused here, by name.
+    w = [finite_float(v, "style weights", StyleError, low=0.0) for v in values]
+    if sum(w) <= 0:
+        raise StyleError(f"style weights must be >= 0 with a positive sum, got {[round(v, 4) for v in w][:8]}")
     return [v / sum(w) for v in w]
 
 
@@ -75,13 +76,23 @@ def _blend_from_text(text: str) -> dict[str, float]:
             parts[name] = float(weight) if sep else 1.0
         except ValueError:
             raise StyleError(f"style {shown(text)!r}: {shown(weight, 40)!r} is not a number; {example}") from None
+        finite_float(parts[name], f"the weight of style '{shown(name, 60)}'", StyleError, low=0.0)
     return parts
+
+
+def style_list(names: Sequence[Any], most: int = 20) -> str:
+    """``names`` (from a model file or a user: outside text) for a message: each made printable
+    and bounded by :func:`~fast_nst.core.untrusted.shown`, at most ``most`` of them."""
+    listed = ", ".join(shown(n, 60) for n in list(names)[:most])
+    return listed + (f" ... ({len(names)} in all)" if len(names) > most else "")
 
 
 def resolve_style(style: Any, names: Sequence[str]) -> torch.Tensor:
     """The style weight vector (S,) float32, summing to 1, for ``style`` (see :data:`StyleSpec`)
     among the model's ``names``; :class:`StyleError` naming the valid choices otherwise."""
-    valid = f"this model's styles: {', '.join(names)}"
+    valid = f"this model's styles: {style_list(names)}"
+    if isinstance(style, str) and style in names:  # a name with ',' or ':' is no blend
+        return torch.eye(len(names))[list(names).index(style)]
     if isinstance(style, str) and style.strip().isdecimal() and style.strip() not in names:
         style = int(style)
     if isinstance(style, bool):
@@ -93,12 +104,14 @@ def resolve_style(style: Any, names: Sequence[str]) -> torch.Tensor:
     if isinstance(style, str):
         style = _blend_from_text(style)
     if isinstance(style, Mapping):
-        unknown = [str(k)[:40] for k in style if k not in names]
+        unknown = [k for k in style if k not in names]
         if unknown:
-            raise StyleError(f"unknown style {', '.join(map(repr, unknown))}; {valid}")
+            listed = ", ".join(f"'{shown(k, 40)}'" for k in unknown[:20])
+            raise StyleError(f"unknown style {listed}; {valid}")
         w = torch.zeros(len(names))
         for name, weight in style.items():
-            w[list(names).index(name)] = float(weight)
+            w[list(names).index(name)] = finite_float(weight, f"the weight of style '{shown(name, 60)}'",
+                                                      StyleError, low=0.0)
     else:
         try:
             w = torch.as_tensor(style, dtype=torch.float32).flatten()

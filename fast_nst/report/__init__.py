@@ -27,9 +27,9 @@ from ..core.images import save_image, tensor_to_pil
 from ..lossnet import min_side
 from ..stylize import resize_for_processing
 from .collect import (DEFAULT_MAX_SIZE, MAX_MODELS, MAX_PHOTOS, MAX_SIZE_LIMIT, REPORT_MARKER, ModelEntry, Photo,
-                      check_output, choose_loss_model, collect_photos, load_models)
+                      check_output, choose_loss_model, collect_photos, load_models, style_per_model)
 from .measure import Result, build_encoder, load_style, measure_model, style_targets, weights_label
-from .page import PageInfo, format_loss, render_page
+from .page import PageInfo, format_loss, loss_groups, render_page
 from .sheet import contact_sheet
 from .stability import StabilityResult, measure_stability, stability_html
 
@@ -94,7 +94,9 @@ def _prepare(model_files, images, output, style, loss_model, loss_model_file, we
     style images, device)."""
     _check_arguments(model_files, max_size, weights)
     photos = collect_photos(Path(images), max_size)
-    models = load_models([str(f) for f in model_files], device, Path(style) if style else None)
+    styles = ([style] if style else []) if isinstance(style, (str, Path)) else list(style or [])
+    models = load_models([str(f) for f in model_files], device,
+                         style_per_model([Path(s) for s in styles], len(model_files)), loss_model_file, loss_model)
     name = choose_loss_model(models, loss_model)
     layers = list(dict.fromkeys(n for m in models for n in m.settings.content_layers + m.settings.style_layers))
     _check_photo_sizes(photos, min_side(name, layers))
@@ -102,7 +104,7 @@ def _prepare(model_files, images, output, style, loss_model, loss_model_file, we
     if weights == "random" and loss_model_file:
         warnings.warn("--loss_model_file is not used with --loss_model_weights random.")
     inputs = [("--images", Path(images))] + [("--model_file", Path(f)) for f in model_files] + \
-        ([("--style", Path(style))] if style else []) + \
+        [("--style", Path(s)) for s in styles] + \
         [("style image", m.style_path) for m in models if m.style_path is not None]
     made = check_output(Path(output), inputs)
     dev = resolve_device(device)
@@ -118,20 +120,22 @@ def _prepare(model_files, images, output, style, loss_model, loss_model_file, we
 
 
 def write_report(model_files: Sequence[PathLike], images: PathLike, output: PathLike,
-                 style: Optional[PathLike] = None, loss_model: Optional[str] = None,
+                 style: Union[PathLike, Sequence[PathLike], None] = None, loss_model: Optional[str] = None,
                  loss_model_file: Optional[PathLike] = None, loss_model_weights: str = "imagenet",
                  device: str = "auto", max_size: int = DEFAULT_MAX_SIZE, stability: bool = False) -> Path:
     """Write a quality report of ``model_files`` (.pth, run folders, .onnx) on the photos in
     folder ``images`` into folder ``output``; returns the path of its ``index.html``.
 
-    ``style``: the style image for every model (default: each checkpoint's config
-    ``style_image`` where that file exists here); required for an arbitrary-style model
-    (model_type adain), which stylizes with it. ``loss_model``: the loss network all models
-    are measured with (default: the one their configs name), with ``loss_model_weights``
-    "imagenet" (from ``loss_model_file``, default the registry's file) or "random" (tests).
-    Photos are stylized at longest side ``max_size`` (never enlarged). ``stability``: also
-    measure each model's temporal stability on known-motion clips of the photos (see
-    :mod:`fast_nst.report.stability`; a section of the page, ``stability`` in results.json). Every check (photos,
+    ``style``: the style image every model's style loss is measured against, or one per model
+    file in order (None: no style loss; a path named in a model file is never opened or copied
+    into the report); required for an arbitrary-style model (model_type adain), which stylizes
+    with it. ``loss_model``: the loss network all models are measured with (default: the one
+    their configs name), with ``loss_model_weights`` "imagenet" (from ``loss_model_file``,
+    default the registry's file; also an AdaIN model's encoder weights when its encoder is that
+    network) or "random" (tests). Photos are stylized at longest side ``max_size`` (never
+    enlarged). ``stability``: also measure each model's temporal stability on known-motion clips
+    of the photos (see :mod:`fast_nst.report.stability`; a section of the page, ``stability`` in
+    results.json). Every check (photos,
     models, style images, output folder, loss network) runs before any work; mistakes raise
     :class:`~fast_nst.core.errors.FastNSTError`.
     """
@@ -191,11 +195,13 @@ def _results_data(models: Sequence[ModelEntry], results: Sequence[Result], info:
     """The report's numbers for scripts (results.json): per model its means and per-photo values."""
     data: dict = {"loss_model": info.loss_model, "weights": info.weights, "device": info.device,
                   "max_size": info.max_size, "models": []}
+    groups = loss_groups(models)  # {} when every model was measured alike
     for m in models:
         mine = [r for r in results if r.model == m.name]
         styles = [r.style for r in mine if r.style is not None]
         data["models"].append({
             "name": m.name, "path": str(m.path), "step": m.stylizer.info.get("step"),
+            "loss_group": groups.get(m.name, "A"), "style_loss": m.settings.style_loss,
             "mean_content": sum(r.content for r in mine) / len(mine),
             "mean_style": sum(styles) / len(styles) if styles else None,
             "ms_per_photo": 1000 * sum(r.seconds for r in mine) / len(mine),

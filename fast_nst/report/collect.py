@@ -18,17 +18,17 @@ from PIL import Image
 
 from ..core.config import TrainConfig
 from ..core.errors import DataError, FastNSTError
-from ..core.untrusted.downloads import is_url, style_cache_path, style_name
+from ..core.untrusted.downloads import style_name
 from ..core.files import missing_dirs, probe_writable, safe_component
 from ..core.images import IMAGE_EXTENSIONS, list_images
-from ..core.untrusted import input_path, open_image, shown
+from ..core.untrusted import input_file, input_path, open_image, shown
 from ..io.checkpoint import FORMAT_NAME, safe_torch_load
 from ..lossnet import CONVENTIONS, LOSS_NETWORKS, convert_weights, layer_choices
 from ..stylize import Stylizer, load_stylizer, resize_for_processing
 
 __all__ = ["ADAIN_STYLE_NOTE", "DEFAULT_MAX_SIZE", "REPORT_MARKER", "LossSettings", "MAX_MODELS", "MAX_PHOTOS", "MAX_SIZE_LIMIT",
            "ModelEntry", "Photo", "check_output", "choose_loss_model", "collect_photos",
-           "load_models", "loss_settings", "unique_names"]
+           "load_models", "loss_settings", "style_per_model", "unique_names"]
 
 # Bounds of one report. 64 photos x 256 px cells keep the contact sheet ~16k px tall (JPEG holds
 # at most 65,535); 16 models keep it ~4.6k px wide.
@@ -45,11 +45,11 @@ REPORT_MARKER = ".fast-nst-report"
 _DEFAULTS = TrainConfig()
 # Names in the report folder that a model's folder must not take.
 _RESERVED = {"photos", "styles", "sheet.jpg", "index.html"}
-# The models table's note on an arbitrary-style model's style loss: the report measures every
-# model alike (Gram matrices), which is not the mean/std loss such a model was trained with.
+# The models table's note on an arbitrary-style model's style loss: measured with the mean/std
+# loss it was trained with, so its numbers are not comparable with a Gram-trained model's.
 ADAIN_STYLE_NOTE = ("--style, also the style the model was given; for this arbitrary-style (AdaIN) "
-                    "model the style loss is the Gram loss at its style layers, not its AdaIN training "
-                    "loss (feature means and standard deviations)")
+                    "model the style loss is its AdaIN training loss (feature means and standard "
+                    "deviations), not a Gram loss")
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,9 @@ class LossSettings:
     # The input convention the weights are for (the config's loss_weights_for, else its loss
     # model's): a report measuring with another loss network converts them.
     weights_for: str = "torchvision"
+    # "gram" (Johnson networks) or "stats" (AdaIN: feature means and standard deviations): each
+    # model is measured with the style loss it was trained with.
+    style_loss: str = "gram"
 
 
 @dataclass
@@ -173,6 +176,7 @@ def loss_settings(config: Optional[dict]) -> LossSettings:
         style_image=c["style_image"] if isinstance(c.get("style_image"), str) else "",
         from_config=isinstance(config, dict),
         weights_for=weights_for,
+        style_loss="stats" if c.get("model_type") == "adain" else "gram",
     )
 
 
@@ -189,29 +193,40 @@ def _checkpoint_config(stylizer: Stylizer) -> Optional[dict]:
     return None
 
 
-def _style_of(settings: LossSettings, style: Optional[Path]) -> tuple[Optional[Path], str]:
-    """(style image path or None, where it came from / why it is missing)."""
+def _style_of(style: Optional[Path]) -> tuple[Optional[Path], str]:
+    """(style image path or None, where it came from / why it is missing). Only the user's
+    ``--style``: a path in a model file's config is never opened or copied into the report
+    (any private image the file names would be published with it)."""
     if style is not None:
         return style, "--style"
-    source = settings.style_image
-    if not source:
-        return None, "unknown (the model file names none; pass --style)"
-    local = style_cache_path(source) if is_url(source) else Path(source)
-    if local.is_file():
-        return local, "the model's config"
-    return None, f"{source} is not on this machine (pass --style)"
+    return None, "not measured: pass the style image with --style"
 
 
-def load_models(files: Sequence[str], device: str, style: Optional[Path]) -> list[ModelEntry]:
+def style_per_model(styles: Sequence[Path], count: int) -> list[Optional[Path]]:
+    """The user's ``--style`` images, one per model: none, one for all ``count`` models, or one
+    per model in order; FastNSTError for another number or a missing file."""
+    if len(styles) not in (0, 1, count):
+        raise FastNSTError(f"--style gives {len(styles)} images for {count} models; give one for every "
+                           "model, or one per --model_file, in the same order.")
+    for style in styles:
+        input_file(style, "--style")  # exists, and a regular file (not a FIFO or device)
+    return list(styles) * count if len(styles) == 1 else list(styles) or [None] * count
+
+
+def load_models(files: Sequence[str], device: str, styles: Sequence[Optional[Path]],
+                loss_model_file: Optional[str] = None, loss_model: Optional[str] = None) -> list[ModelEntry]:
     """Load every model (errors from :func:`~fast_nst.stylize.load_stylizer`: missing, foreign
-    or unsafe files), read its loss settings and find its style image. An arbitrary-style model
-    (model_type adain) is given ``style`` (required for it) to stylize with."""
+    or unsafe files), read its loss settings and take its style image from ``styles`` (one per
+    file, the user's: see :func:`style_per_model`; None: no style loss). An arbitrary-style
+    model (model_type adain) is given its style (required for it) to stylize with, and its
+    encoder weights from ``loss_model_file`` (when given for its loss network, ``loss_model``
+    None: any) or the default path."""
     if len(files) > MAX_MODELS:
         raise FastNSTError(f"--model_file names {len(files)} models; a report compares at most "
                            f"{MAX_MODELS}. Make several reports.")
-    if style is not None and not style.is_file():
-        raise DataError(f"--style {style} does not exist or is not a file.")
-    stylizers = [load_stylizer(f, device=device) for f in files]
+    assert len(styles) == len(files), "one style (or None) per model file"
+    stylizers = [load_stylizer(f, device=device, loss_model_file=loss_model_file, loss_model=loss_model)
+                 for f in files]
     labels = []
     for s, f in zip(stylizers, files):
         step = s.info.get("step")
@@ -219,20 +234,20 @@ def load_models(files: Sequence[str], device: str, style: Optional[Path]) -> lis
         # Two checkpoints of one run share a name: tell them apart by step, else by file.
         labels.append(s.name if len(same) == 1 else f"{s.name}_step{step}" if step is not None
                       else f"{s.name}_{Path(f).stem}")
-    for s, f in zip(stylizers, files):  # after the labels: set_style renames a stylizer after its style
+    for s, f, style in zip(stylizers, files, styles):  # after the labels: set_style renames a stylizer
         if s.style_input == "image":
             _give_style(s, f, style)
-    columns = []  # (label, stylizer, settings): a multi-style model gives one per style
-    for label, s, f in zip(labels, stylizers, files):
+    columns = []  # (label, stylizer, settings, file, style): a multi-style model gives one per style
+    for label, s, f, style in zip(labels, stylizers, files, styles):
         config = _checkpoint_config(s)
         found = _per_style(label, s, config) if s.style_names else [(label, s, loss_settings(config))]
-        columns += [(name, st, settings, f) for name, st, settings in found]
+        columns += [(name, st, settings, f, style) for name, st, settings in found]
     if len(columns) > MAX_MODELS:
         raise FastNSTError(f"the models have {len(columns)} styles in all (a multi-style model counts one "
                            f"column per style); a report compares at most {MAX_MODELS}. Make several reports.")
     out = []
-    for name, (_, s, settings, f) in zip(unique_names([c[0] for c in columns], _RESERVED), columns):
-        style_path, note = _style_of(settings, style)
+    for name, (_, s, settings, f, style) in zip(unique_names([c[0] for c in columns], _RESERVED), columns):
+        style_path, note = _style_of(style)
         if s.style_input == "image":
             note = ADAIN_STYLE_NOTE
         out.append(ModelEntry(name, Path(s.info.get("path") or f), s, settings, style_path, note))

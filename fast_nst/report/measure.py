@@ -1,5 +1,6 @@
 """Stylizing the report's photos with each model, timed, and measuring the results with the loss
-network: content loss against the photo, style loss against the style image's Gram matrices.
+network: content loss against the photo, style loss against the style image's Gram matrices
+(an AdaIN model's against its feature means and standard deviations, the loss it was trained with).
 
 The losses are training's own terms (:mod:`fast_nst.lossnet.losses`) with the model's config
 weights, so they read like TensorBoard's ``loss/content`` and ``loss/style`` (but at the report's
@@ -21,8 +22,8 @@ from ..core.errors import DataError, FastNSTError
 from ..core.images import pil_to_tensor
 from ..core.untrusted import open_image, resize_style
 from ..lossnet import get_loss_network
-from ..lossnet.losses import ContentLoss, StyleLoss
-from ..lossnet.vgg import VGGEncoder, build_loss_network
+from ..lossnet.losses import ContentLoss, StatsStyleLoss, StyleLoss
+from ..lossnet.vgg import VGGEncoder, WeightFlags, build_loss_network
 from ..lossnet import min_side
 from .collect import ModelEntry, Photo
 
@@ -61,6 +62,11 @@ def random_warning(loss_model: str) -> str:
             f"--loss_model_weights imagenet (the default; python -m fast_nst.download {loss_model}).")
 
 
+# The flags of python -m fast_nst.evaluate, for the loss network's messages.
+EVALUATE_FLAGS = WeightFlags(file="--loss_model_file FILE", model="--loss_model {name}",
+                             random="--loss_model_weights random")
+
+
 def build_encoder(loss_model: str, weights: str, weights_file: Optional[str], layers: Sequence[str],
                   device: torch.device) -> VGGEncoder:
     """The frozen loss network for ``layers`` on ``device``; ImageNet weights come from
@@ -69,7 +75,8 @@ def build_encoder(loss_model: str, weights: str, weights_file: Optional[str], la
         # In the report's terms: vgg.py's own banner speaks of a model learning a style.
         print(f"{'!' * 80}\n{random_warning(loss_model)}\n{'!' * 80}", file=sys.stderr)
     try:
-        encoder = build_loss_network(weights, layers, weights_file, seed=LOSS_SEED, quiet=True, name=loss_model)
+        encoder = build_loss_network(weights, layers, weights_file, seed=LOSS_SEED, quiet=True, name=loss_model,
+                                     flags=EVALUATE_FLAGS)
     except ValueError as e:
         raise FastNSTError(str(e)) from None
     return encoder.to(device)
@@ -94,16 +101,18 @@ def load_style(model: ModelEntry, loss_model: str) -> Optional[torch.Tensor]:
 
 
 def style_targets(encoder: VGGEncoder, model: ModelEntry, style: Optional[torch.Tensor],
-                  device: torch.device) -> Optional[dict[str, StyleLoss]]:
-    """One :class:`StyleLoss` per style layer (target: the style image's Gram matrix, weight:
-    style_weight x the layer's weight), or None without a style image."""
+                  device: torch.device) -> Optional[dict[str, torch.nn.Module]]:
+    """One style loss per style layer (weight: style_weight x the layer's weight): a
+    :class:`StyleLoss` (the style image's Gram matrix), or a :class:`StatsStyleLoss` (its feature
+    means and stds) for an AdaIN model; None without a style image."""
     s = model.settings
     if style is None:
         return None
     layer_weights = s.style_layer_weights or (1.0,) * len(s.style_layers)
     with torch.no_grad():
         feats = encoder(style.to(device), s.style_layers)
-    return {name: StyleLoss(feats[name], s.style_weight * w).to(device)
+    kind = StatsStyleLoss if s.style_loss == "stats" else StyleLoss  # the loss it was trained with
+    return {name: kind(feats[name], s.style_weight * w).to(device)
             for name, w in zip(s.style_layers, layer_weights)}
 
 
@@ -113,7 +122,7 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def _losses(encoder: VGGEncoder, model: ModelEntry, styles: Optional[dict[str, StyleLoss]],
+def _losses(encoder: VGGEncoder, model: ModelEntry, styles: Optional[dict[str, torch.nn.Module]],
             photo: torch.Tensor, out: torch.Tensor) -> tuple[float, Optional[float]]:
     """(content, style) of ``out`` against ``photo``, both (1, 3, H, W) in [0, 1]."""
     s = model.settings
@@ -127,7 +136,7 @@ def _losses(encoder: VGGEncoder, model: ModelEntry, styles: Optional[dict[str, S
 
 
 def measure_model(model: ModelEntry, photos: Sequence[Photo], encoder: VGGEncoder,
-                  styles: Optional[dict[str, StyleLoss]], device: torch.device) -> list[Result]:
+                  styles: Optional[dict[str, torch.nn.Module]], device: torch.device) -> list[Result]:
     """Stylize every photo with ``model`` (timed) and measure content and style loss."""
     stylizer = model.stylizer
     # One untimed run first: the first call pays one-time costs (allocations, cuDNN's algorithm

@@ -11,10 +11,10 @@ from datetime import datetime
 from statistics import mean
 from typing import Optional, Sequence
 
-from .collect import ModelEntry, Photo
+from .collect import LossSettings, ModelEntry, Photo
 from .measure import Result
 
-__all__ = ["PageInfo", "format_loss", "render_page"]
+__all__ = ["PageInfo", "format_loss", "loss_groups", "render_page"]
 
 _CSS = """
 body { font-family: sans-serif; margin: 1.5em; color: #222; }
@@ -81,7 +81,22 @@ def _models_table(models: Sequence[ModelEntry]) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+def loss_groups(models: Sequence[ModelEntry]) -> dict[str, str]:
+    """A letter per model (A, B, ...), the same for models whose losses were measured alike (the
+    same style loss, layers and weights); {} when all were. Losses of different groups are not
+    comparable: an AdaIN model's mean/std style loss of 2.7 is not better than a Gram loss of 37."""
+    def key(s: LossSettings) -> tuple:
+        return (s.style_loss, s.content_layers, s.content_weight, s.style_layers,
+                s.style_layer_weights or (1.0,) * len(s.style_layers), s.style_weight, s.weights_for)
+
+    keys = list(dict.fromkeys(key(m.settings) for m in models))
+    if len(keys) < 2:
+        return {}
+    return {m.name: chr(ord("A") + keys.index(key(m.settings)) % 26) for m in models}
+
+
 def _means_table(models: Sequence[ModelEntry], results: Sequence[Result]) -> str:
+    groups = loss_groups(models)
     rows = []
     for m in models:
         mine = [r for r in results if r.model == m.name]
@@ -91,10 +106,15 @@ def _means_table(models: Sequence[ModelEntry], results: Sequence[Result]) -> str
             f"<td class='num content'>{format_loss(mean(r.content for r in mine))}</td>"
             f"<td class='num style'>{format_loss(mean(styles) if styles else None)}</td>"
             f"<td class='num time'>{1000 * mean(r.seconds for r in mine):.1f}</td>"
-            f"<td class='num'>{len(mine)}</td></tr>")
+            f"<td class='num'>{len(mine)}</td>" + (f"<td class='group'>{groups[m.name]}</td>" if groups else "")
+            + "</tr>")
     head = ("<tr><th>model</th><th>mean content loss</th><th>mean style loss</th>"
-            "<th>mean stylize time (ms)</th><th>photos</th></tr>")
-    return f"<table>{head}{''.join(rows)}</table>"
+            "<th>mean stylize time (ms)</th><th>photos</th>" + ("<th>measured alike</th>" if groups else "") + "</tr>")
+    note = ("<p class='warning'>Not comparable across groups: these models' losses were measured with "
+            "different loss layers, weights or style losses (each model's own training loss; see Models). "
+            "Compare content and style losses only between models of the same group "
+            f"({', '.join(sorted(set(groups.values())))}).</p>") if groups else ""
+    return f"{note}<table>{head}{''.join(rows)}</table>"
 
 
 def _results_table(results: Sequence[Result]) -> str:
@@ -137,7 +157,8 @@ def render_page(photos: Sequence[Photo], models: Sequence[ModelEntry], results: 
         f"{len(photos)} photos at longest side &le; {info.max_size} px, {len(models)} models, device "
         f"{_e(info.device)}, {datetime.now().strftime('%Y-%m-%d %H:%M')}.</p>{warning}"
         "<p>Content loss: the stylization against the photo at the model's content layers; style "
-        "loss: its Gram matrices against the style image's at the model's style layers; both "
+        "loss: its Gram matrices against the style image's at the model's style layers (for an "
+        "AdaIN model, its feature means and standard deviations, as it was trained); both "
         "weighted as in training (TensorBoard's loss/content and loss/style). Lower is closer; "
         "compare models measured with the same loss network.</p>"
         f"<h2>Models</h2>{_models_table(models)}"

@@ -20,6 +20,7 @@ from typing import Optional, Union
 from ..core.device import resolve_device
 from ..core.errors import CheckpointError
 from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints, load_model
+from ..io.pretrained import pretrained_hint
 from .onnx_stylizer import load_onnx_stylizer
 from ..nets.multistyle import StyleError, StyleSpec
 from .base import StyleImages, StylizeOptions, Stylizer, finish, preserve_colors, resize_for_processing
@@ -47,21 +48,27 @@ def model_in_run_folder(folder: Path) -> Path:
 
 def load_stylizer(path: Union[str, Path], device: str = "auto", precision: str = "fp32",
                   fast: Optional[bool] = None, compile: bool = False,
-                  style: Union[StyleSpec, StyleImages, None] = None, alpha: Optional[float] = None) -> Stylizer:
+                  style: Union[StyleSpec, StyleImages, None] = None, alpha: Optional[float] = None,
+                  loss_model_file: Union[str, Path, None] = None, loss_model: Optional[str] = None) -> Stylizer:
     """Load a fast-nst checkpoint (final model or training checkpoint) for stylizing; also a run
     folder (``models/wave`` -> ``models/wave/wave.pth``), an .onnx export or a pytorch/examples model.
 
     ``device``: "auto" (CUDA if available), "cpu", "cuda" or "cuda:N". ``precision``, ``fast``
     and ``compile``: see :class:`TorchStylizer`. ``style``: for a multi-style model, the style
     or blend to start in (see :meth:`Stylizer.set_style`; default its first style); for an
-    arbitrary-style model (model_type adain), the style image(s), with ``alpha``.
+    arbitrary-style model (model_type adain), the style image(s), with ``alpha``;
+    ``loss_model_file``: its encoder's weights, the file it was trained with (default: the loss
+    network's default path; a path named in the model file is never used), when the encoder is
+    loss network ``loss_model`` (None: whichever it is).
     Raises :class:`~fast_nst.core.errors.FastNSTError` for a missing, foreign or unsafe file.
     """
     path = model_in_run_folder(Path(path)) if Path(path).is_dir() else Path(path)
+    if not path.exists() and pretrained_hint(path):  # "Try it in a minute" without the download
+        raise CheckpointError(f"Model file not found: {path}.{pretrained_hint(path)}")
     if path.suffix.lower() == ".onnx":
         stylizer: Stylizer = load_onnx_stylizer(path, device=device, precision=precision)
     else:
-        model, ckpt = load_model(path)
+        model, ckpt = load_model(path, loss_model_file, loss_model)
         config = ckpt.get("config")
         name = (config.get("naming") if isinstance(config, dict) else None) or path.stem
         stylizer = TorchStylizer(model, resolve_device(device), name=str(name),

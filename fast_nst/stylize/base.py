@@ -25,11 +25,13 @@ from ..nets.multistyle import StyleError, StyleSpec, blend_weights, resolve_styl
 from .tiling import DEFAULT_OVERLAP, tile_core
 
 __all__ = ["DEFAULT_STYLE_SIZE", "PRECISIONS", "StyleImages", "StylizeOptions", "Stylizer", "finish",
-           "preserve_colors", "resize_for_processing", "resize_shorter_side", "style_images"]
+           "preserve_colors", "resize_for_processing", "style_images"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-# The shorter side style images are resized to for an arbitrary-style model: Huang & Belongie's
-# test-time size.
+# The longest side style images are resized to for an arbitrary-style model. Huang & Belongie
+# resize the shorter side to 512 at test time; style_size means the longest side in every
+# command (training configs, optimize, eval), so 512 here bounds the style image as training's
+# 512 px configs do (a 4:3 painting becomes 512 x 384).
 DEFAULT_STYLE_SIZE = 512
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -68,14 +70,6 @@ def style_images(spec: StyleImages) -> tuple[list[Image.Image], list[float], str
         names.append(name)
     weights = blend_weights(weights)
     return images, weights, style_label(weights, names)
-
-
-def resize_shorter_side(img: Image.Image, size: Optional[int]) -> Image.Image:
-    w, h = img.size
-    if size is None or min(w, h) == size:
-        return img
-    f = size / min(w, h)
-    return img.resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.LANCZOS)
 
 
 class OptionError(FastNSTError):
@@ -171,7 +165,7 @@ class Stylizer:
         an index, a {name: weight} dict or one weight per style (normalised to sum 1). An
         arbitrary-style model: a style image (PIL image or path) or a list of (image, weight)
         pairs (a blend), with ``alpha`` (0: the photo's own features .. 1: the full style,
-        the default) and ``style_size`` (the style images' shorter side, default 512; None
+        the default) and ``style_size`` (the style images' longest side, default 512; None
         keeps their size).
         :class:`StyleError` for a model of one style or a style it does not have."""
         where = self.info.get("path", "this model")
@@ -200,7 +194,7 @@ class Stylizer:
         raise NotImplementedError
 
     def _style_tensors(self, spec: Any, style_size: Optional[int]) -> tuple[list[torch.Tensor], list[float], str]:
-        """The style images of ``spec`` (see :func:`style_images`) resized to the shorter side
+        """The style images of ``spec`` (see :func:`style_images`) resized to the longest side
         ``style_size`` (None: as they are), as (1, 3, h, w) tensors in [0, 1], with their
         normalised weights and label; OptionError/StyleError below :attr:`min_style_side`."""
         least = self.min_style_side
@@ -208,9 +202,9 @@ class Stylizer:
                                        or style_size < least):
             raise OptionError(f"style_size must be a whole number of pixels >= {least}, got {style_size}")
         images, weights, label = style_images(spec)
-        # Refused before the resize: 16 x 20000 px at style_size 512 would be 512 x 640000 px.
+        # Refused before the resize: 40 x 40 px at style_size 30000 would be 30000 x 30000 px.
         names = [label] if len(images) == 1 else [f"{i + 1} of {len(images)}" for i in range(len(images))]
-        tensors = [pil_to_tensor(resize_style(img, style_size, "shorter", name, "style_size (--style_size)")).unsqueeze(0)
+        tensors = [pil_to_tensor(resize_style(img, style_size, "longer", name, "style_size (--style_size)")).unsqueeze(0)
                    for img, name in zip(images, names)]
         small = [f"{t.shape[3]} x {t.shape[2]}" for t in tensors if min(t.shape[2:]) < least]
         if small:

@@ -28,6 +28,7 @@ from typing import Iterable, Optional, Sequence
 from ..core.errors import FastNSTError
 from ..core.files import atomic_write
 from ..core.images import list_images
+from ..core.untrusted import input_folder
 
 __all__ = ["MANIFEST", "OUTPUT_FORMATS", "PARTS_DIR", "DatasetPlan", "Output", "choose", "merge_manifest",
            "painting_list", "part_path", "plan_dataset", "remove_stale_temps", "write_part"]
@@ -93,8 +94,7 @@ def plan_dataset(images: Path, output: Path, styles: Sequence[str], per_image: i
                  fmt: str, batch_size: int) -> DatasetPlan:
     """The plan for every photo under ``images`` (recursively, sorted) with ``per_image`` outputs
     each, styles drawn from ``styles`` (painting paths or style names; [""]: one-style model)."""
-    if not images.is_dir():
-        raise FastNSTError(f"--images {images}: not a folder of photos.")
+    input_folder(images, "--images")
     photos = [p.relative_to(images).as_posix() for p in list_images(images)]
     if output.resolve() == images.resolve() or images.resolve() in output.resolve().parents:
         raise FastNSTError(f"--output {output} is inside --images {images}: a second run would stylize the "
@@ -187,8 +187,7 @@ def painting_list(styles: Optional[Path]) -> list[str]:
     """The paintings under ``styles`` (recursively, sorted), relative POSIX paths."""
     if styles is None:
         return []
-    if not styles.is_dir():
-        raise FastNSTError(f"--styles {styles}: not a folder of paintings.")
+    input_folder(styles, "--styles")
     found = [p.relative_to(styles).as_posix() for p in list_images(styles)]
     if not found:
         raise FastNSTError(f"--styles {styles}: no images in it or its subfolders.")

@@ -17,11 +17,11 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..core.errors import DataError, FastNSTError
-from ..core.images import open_image, pil_to_tensor, resize_longest, save_image, split_alpha, tensor_to_pil
-from ..core.untrusted import shown
+from ..core.images import pil_to_tensor, resize_longest, save_image, split_alpha, tensor_to_pil
+from ..core.untrusted import open_image, resize_style, shown
 from ..nets.adain import AdaINNet
 from ..nets.base import StyleNetwork
-from .base import resize_shorter_side
+from .base import DEFAULT_STYLE_SIZE
 from .dataset import DatasetPlan, write_part
 
 __all__ = ["DatasetSettings", "stylize_shard"]
@@ -35,11 +35,11 @@ _STATS_CACHE = 4096
 @dataclass(frozen=True)
 class DatasetSettings:
     """How a run stylizes: ``alpha`` (AdaIN: 1 the full style), ``style_size`` (a painting's
-    shorter side before encoding), ``max_size`` (a photo's longest side; None keeps it),
+    longest side before encoding, as style_size means everywhere), ``max_size`` (a photo's longest side; None keeps it),
     ``quality`` (JPEG and WebP), ``workers`` (decoding processes per rank)."""
 
     alpha: float = 1.0
-    style_size: int = 512
+    style_size: int = DEFAULT_STYLE_SIZE
     max_size: Optional[int] = None
     quality: int = 95
     workers: int = 2
@@ -65,8 +65,8 @@ class _Chunks(Dataset):
             for photo in self.plan.chunks[j]:
                 for o in self.plan.outputs[photo]:
                     if o.style not in paintings:
-                        paintings[o.style] = _decode(self.styles / o.style,
-                                                     lambda img: resize_shorter_side(img, self.settings.style_size))
+                        paintings[o.style] = _decode(self.styles / o.style, lambda img, name=o.style: resize_style(
+                            img, self.settings.style_size, "longer", name, "--style_size"))
         return j, photos, paintings
 
 

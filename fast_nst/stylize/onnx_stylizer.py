@@ -15,14 +15,13 @@ starts in its first style; :meth:`OnnxStylizer.set_style` chooses another or a b
 An arbitrary-style export (model_type adain: a second input, the style image (1, 3, h, w), and
 optionally ``alpha`` (1,); metadata ``style_input`` "image") stylizes once
 :meth:`OnnxStylizer.set_style` gave it a style image, which it feeds to the graph (resized so
-its shorter side is ``style_size``) together with alpha; the graph computes the statistics. A
+its longest side is ``style_size``) together with alpha; the graph computes the statistics. A
 blend of several style images needs their statistics, which such a graph does not take: it is
 refused (use the .pth model).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ import torch
 from ..core.device import resolve_device
 from ..core.errors import CheckpointError, FastNSTError, quote
 from ..core.files import safe_component
+from ..core.untrusted import load_json
 from ..io.checkpoint import require_model_file, torchscript_error, torchscript_source
 from ..io.export import EXPORT_FORMAT_VERSION, ONNX_INSTALL_HINT
 from ..nets.layers import check_images
@@ -246,10 +246,10 @@ def _parse_style_names(text: Any, count: int) -> tuple[list[str], str]:
     # Each name at most _MAX_STYLE_NAME characters of up to 6 in JSON (\uXXXX), quotes and ", ".
     if len(text) > count * (6 * _MAX_STYLE_NAME + 4) + 2:
         return [], f"its metadata style_names is {len(text):,} characters long, too long for {count} names"
-    try:
-        names = json.loads(text)
-    except ValueError:
-        return [], f"its metadata style_names {quote(text, 60)} is not JSON"
+    try:  # a flat list of strings: depth 1
+        names = load_json(text, "style_names", CheckpointError, max_depth=1)
+    except CheckpointError:
+        return [], f"its metadata style_names {quote(text, 60)} is not JSON of a flat list of names"
     if (not isinstance(names, list) or len(names) != count
             or not all(isinstance(n, str) and 0 < len(n) <= _MAX_STYLE_NAME for n in names)
             or len(set(names)) != count):

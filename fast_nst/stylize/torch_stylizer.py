@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..core.device import prepare_compile
 from ..core.errors import CheckpointError
 from ..core.files import safe_component
 from ..core.images import pil_to_tensor, tensor_to_pil
@@ -64,6 +65,8 @@ class TorchStylizer(Stylizer):
         self.net = net  # the trainable form (checkpoints, export)
         # The form that runs: tiling fixes the norm statistics inside it.
         self.runner = self.net.fast_inference() if self.fast else self.net
+        if self.compiled:
+            prepare_compile(self.device)
         self.model = torch.compile(self.runner) if self.compiled else self.runner
         self.bytes_per_pixel = self.runner.bytes_per_pixel
 

@@ -50,7 +50,7 @@ from tqdm import tqdm
 from ..core.errors import DataError
 from ..core.files import atomic_write
 from ..core.images import tensor_to_pil
-from ..core.untrusted import input_file
+from ..core.untrusted import check_pixels, input_file, pixel_limit
 from .base import StylizeOptions, Stylizer, finish, make_options, resize_for_processing
 from .temporal import FrameChanges, TemporalStatistics, supports_temporal
 from .tiling import auto_tile_size
@@ -180,11 +180,18 @@ def _open_input(av, src: Path):
     if fmt.endswith("_pipe") or fmt.startswith("image2"):  # still images (animated GIF is fine)
         inp.close()
         raise DataError(f"{src} is an image, not a video; stylize it with --image_file.")
-    if _video_stream(av, inp) is None:
+    stream = _video_stream(av, inp)
+    if stream is None:
         kinds = ", ".join(sorted({s.type for s in inp.streams})) or "no streams"
         inp.close()
         raise DataError(f"{src} has no video stream ({kinds}"
                         f"{', cover art only' if inp.streams.video else ''}); nothing to stylize.")
+    try:  # the frame size the container declares, checked before a frame is decoded
+        check_pixels(stream.codec_context.width or 0, stream.codec_context.height or 0, pixel_limit(),
+                     f"{src}: a frame", "if you trust this file, raise the limit with --max_image_pixels N")
+    except DataError:
+        inp.close()
+        raise
     return inp
 
 

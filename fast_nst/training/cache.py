@@ -20,11 +20,14 @@ from tqdm import tqdm
 from ..core.config import MIN_IMAGE_SIZE
 from ..core.errors import DataError
 from ..core.files import atomic_write, fsync_dir
+from ..core.untrusted import read_json_file
 from .data import decode_resized, find_training_images, usable_cores, usable_workers
 
 __all__ = ["CACHE_VERSION", "ImageCache", "cache_dir", "open_cache", "prepare_cache"]
 
 CACHE_VERSION = 1
+# Nesting of index.json (a mapping of lists of [h, w] pairs); deeper is damage.
+_INDEX_DEPTH = 3
 
 
 def cache_dir(train_dir: str | Path, image_size: int) -> Path:
@@ -71,10 +74,10 @@ def open_cache(train_dir: str | Path, image_size: int, files: Sequence[Path]) ->
     folder = cache_dir(train_dir, image_size)
     if not (folder / "index.json").is_file():
         return None
-    try:
-        meta = json.loads((folder / "index.json").read_text())
-    except (OSError, ValueError):
-        warnings.warn(f"Ignoring unreadable cache {folder}; run prepare again.")
+    try:  # {version, image_size, files: [...], offsets: [...], shapes: [[h, w], ...]}: depth 3
+        meta = read_json_file(folder / "index.json", "the cache index", DataError, max_depth=_INDEX_DEPTH)
+    except DataError as e:
+        warnings.warn(f"Ignoring unreadable cache {folder} ({e}); run prepare again.")
         return None
     refresh = f"python -m fast_nst.data prepare {train_dir} --image_size {image_size}"
     if (not isinstance(meta, dict) or meta.get("version") != CACHE_VERSION or meta.get("image_size") != image_size

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..core.errors import FastNSTError
+from ..core.untrusted import read_json_file
 
 __all__ = ["LOCK_FILE", "RunLock"]
 
@@ -41,10 +42,10 @@ class RunLock:
         self.held = False
 
     def _holder(self) -> Optional[dict]:
-        try:
-            data = json.loads(self.path.read_text()[:1000])
+        try:  # a flat JSON object of host, pid and time; 1000 bytes are plenty
+            data = read_json_file(self.path, "the run's lock file", FastNSTError, max_bytes=1000, max_depth=1)
             return data if isinstance(data, dict) else None
-        except (OSError, ValueError):
+        except FastNSTError:
             return None
 
     def _stale(self, holder: Optional[dict]) -> bool:

@@ -22,12 +22,13 @@ from ..core.errors import CheckpointError, ConfigError, DataError, FastNSTError
 from ..core.untrusted.downloads import fetch_style_image, style_name
 from ..core.files import probe_writable
 from ..core.images import pil_to_tensor
-from ..core.untrusted import open_image, resize_style
+from ..core.untrusted import open_image, resize_style, shown
 from ..io import checkpoint as ckpt_io
 from ..lossnet import get_loss_network, layer_names
 from ..lossnet.vgg import VGGEncoder, build_loss_network
 from ..nets.adain import file_sha256
 from ..nets.base import StyleNetwork
+from ..nets.multistyle import MAX_STYLES
 from .config import check_config, train_config_from_dict
 from .data import find_training_images
 from .distributed import DistContext
@@ -176,7 +177,27 @@ def _read_init(cfg: TrainConfig) -> dict:
     if model_type != cfg.model_type:
         raise ConfigError(f"init_from: {cfg.init_from} is a {model_type} network, the config "
                           f"trains model_type {cfg.model_type}; set model_type: {model_type}")
+    _check_style_count(cfg, ckpt)
     return ckpt
+
+
+def _check_style_count(cfg: TrainConfig, ckpt: dict) -> None:
+    """ConfigError, before any work, when the styles of ``init_from`` plus the new ones of
+    style_images exceed what a multi-style network holds (:data:`MAX_STYLES`)."""
+    names = ckpt.get("style_names")
+    count = ckpt["model_args"].get("num_styles")
+    if isinstance(names, list):
+        existing = {n for n in names if isinstance(n, str)}
+        count = len(names)
+    else:  # unnamed styles are style0, style1, ... (io.checkpoint)
+        count = count if isinstance(count, int) and not isinstance(count, bool) else 0
+        existing = {f"style{i}" for i in range(min(count, MAX_STYLES))}
+    new = [n for n, _ in style_sources(cfg) if n not in existing]
+    if count + len(new) > MAX_STYLES:
+        raise ConfigError(f"init_from: {cfg.init_from} has {count} styles and style_images adds {len(new)}, "
+                          f"{count + len(new)} in all; a multi-style network holds at most {MAX_STYLES}. "
+                          f"Train the new styles into a model of their own, or add at most "
+                          f"{max(0, MAX_STYLES - count)}.")
 
 
 def _run_files(run_dir: Path, naming: str) -> list[Path]:

@@ -27,6 +27,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from ..core.config import TrainConfig, save_config
+from ..core.device import prepare_compile
 from ..core.errors import CheckpointError, DataError, FastNSTError, Stopped
 from ..io import checkpoint as ckpt_io
 from ..lossnet import GRAM_STYLE_DEGREE, loss_weights
@@ -221,6 +222,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             step_model = DistributedDataParallel(step_model, device_ids=ids)
         if self.cfg.compile:
+            prepare_compile(self.device)
             return torch.compile(step_model), torch.compile(self.criterion)
         return step_model, self.criterion
 

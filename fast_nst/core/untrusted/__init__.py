@@ -11,12 +11,23 @@ is safe to print. Nothing outside this package opens outside data raw: the archi
 | module | what comes in through it |
 | --- | --- |
 | :mod:`.text` | any outside string shown in a message or on a terminal |
+| :mod:`.structured` | YAML (configs, ``--set`` values) and JSON (metadata, indexes, lock files): bytes, depth, alias expansion, duplicate keys |
+| :mod:`.archives` | every ``torch.load``: checkpoints, loss-network and encoder weights (regular file, bytes on disk, sizes declared in the zip, weights-only, fast-nst's own messages) |
+| :mod:`.numbers` | numbers bound for tensors (style and blend weights): finite, inside float32's range |
 | :mod:`.paths` | a path a user names as input: a regular file or folder, never a FIFO, device or socket |
 | :mod:`.images` | image files (photos, style images, uploads): pixels bounded from the header and before a resize |
 | :mod:`.uploads` | the web app's uploads: their total bytes bounded, oldest removed |
 | :mod:`.downloads` | URLs: http(s) only, bytes, deadline and content checked before the file lands in place |
+
+:mod:`.archives` imports torch and is imported on first use, so that configs are checked
+without loading it.
 """
 
+import importlib
+from typing import Any
+
+from .numbers import FLOAT32_MAX, finite_float
+from .structured import UnparsableYAML, load_json, load_yaml, read_json_file, read_text_file
 from .text import shown
 from .paths import input_file, input_folder, input_path
 from .images import (MAX_STYLE_PIXELS, check_pixels, open_image, pixel_limit, resize_side, resize_style,
@@ -24,9 +35,21 @@ from .images import (MAX_STYLE_PIXELS, check_pixels, open_image, pixel_limit, re
 from .downloads import download_url, fetch_style_image, is_url
 from .uploads import bound_folder
 
-__all__ = ["shown"]
+__all__ = ["FLOAT32_MAX", "UnparsableYAML", "check_archive_sizes", "check_file_size", "finite_float",
+           "load_json", "load_torch_file", "load_yaml", "read_json_file", "read_text_file", "shown"]
 __all__ += ["input_file", "input_folder", "input_path"]
 __all__ += ["MAX_STYLE_PIXELS", "check_pixels", "open_image", "pixel_limit", "resize_side", "resize_style",
             "set_max_image_pixels"]
 __all__ += ["download_url", "fetch_style_image", "is_url"]
 __all__ += ["bound_folder"]
+
+# Name -> module of this package, imported on first use (it imports torch).
+_LAZY = {"check_archive_sizes": "archives", "check_file_size": "archives", "load_torch_file": "archives"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value

@@ -210,9 +210,9 @@ def _clean_up(part: Path, created: list[Path], keep: bool) -> None:
 
 def finish_by_hand(error: DownloadError, url: str, zip_path: Path, then: str) -> DownloadError:
     """``error`` plus how to finish without network here: the commands reuse a zip at ``zip_path``."""
-    return DownloadError(
-        f"{error}\nTo finish by hand, download\n  {url}\non a machine with internet (in a browser, "
-        f"or with curl -L -o {zip_path.name} URL), put the file at {zip_path} and run this command "
+    return DownloadError(  # one line, like every error: the URL is in ``error`` already
+        f"{error} To finish by hand, download it on a machine with internet (a browser, or "
+        f"curl -L -o {zip_path.name} '{url}'), put the file at {zip_path} and run this command "
         f"again: it then uses that zip instead of downloading, and {then}."
     )
 

@@ -62,6 +62,8 @@ def open_image(path: str | Path, draft_size: Optional[int] = None,
     keeps the shorter side at least that large (much faster for training crops). Raises
     :class:`DataError` for a missing, non-image, truncated or over-large file.
     """
+    if not Path(path).exists() and not Path(path).is_symlink():
+        raise DataError(f"Image not found: {shown(str(path))}")
     path = input_file(path, "image")
     name = shown(str(path))
     try:

@@ -1,0 +1,168 @@
+"""PyTorch files from outside (checkpoints, loss-network and encoder weights): the one
+``torch.load`` of fast-nst.
+
+:func:`load_torch_file` checks the file before anything is unpickled: a regular file (a FIFO
+would block, a device never end) of at most the caller's byte limit, and when it is a zip
+archive (``torch.save``'s format) the sizes its members declare, read from the archive's
+directory. Then ``torch.load(weights_only=True)``: nothing but tensors and plain containers is
+built. Every failure is one :class:`~fast_nst.core.errors.CheckpointError` in fast-nst's words:
+PyTorch's own texts advise re-running with ``weights_only=False`` (running the file's code),
+which must never reach a user.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import pickle
+import re
+import stat
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+from ..errors import CheckpointError
+from .text import shown
+
+__all__ = ["MAX_COMPRESSION_RATIO", "check_archive_sizes", "check_file_size", "describe_unreadable",
+           "load_torch_file"]
+
+# torch.save stores members uncompressed (ratio 1), and recompressed float weights deflate by
+# under 2:1; only filler (zeros) inflates 100-fold. Members under 1 MiB cost nothing either way
+# (a pickle of text deflates ~10:1).
+MAX_COMPRESSION_RATIO = 100
+_RATIO_FLOOR_BYTES = 1 << 20
+# Bytes sniffed to tell text from binary in a file torch.load could not read.
+_SNIFF_BYTES = 4096
+# What torch's weights-only unpickler says when a pickle names a function or class it would
+# have to import or call ("Unsupported global: GLOBAL builtins.open ...", torch >= 2.5: "Trying
+# to load unsupported GLOBAL posix.system whose module posix is blocked", or an object build or
+# call it refuses); a damaged file fails with other texts.
+_ASKS_FOR_CODE = re.compile(r"unsupported (global|class)|\bGLOBAL\b.*\bblocked\b|can only (create new object|build)"
+                            r"|reduce for unrecognized function", re.IGNORECASE)
+_GLOBAL_NAME = re.compile(r"\bGLOBAL\s+([\w.]+)", re.IGNORECASE)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 10**9 else f"{n / 1e6:.1f} MB" if n >= 10**6 else f"{n:,} bytes"
+
+
+def check_file_size(path: Path, max_bytes: int, what: str) -> None:
+    """:class:`CheckpointError` unless ``path`` is a regular file of at most ``max_bytes``
+    (``what`` it should be, for the message). Checked before a file is hashed or loaded: a
+    sparse 100 GB file would hash for minutes."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read {what}: {e.strerror or type(e).__name__}.") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointError(f"{path}: {what} must be a regular file; this is not one.")
+    if st.st_size > max_bytes:
+        raise CheckpointError(f"{path}: refused: the file is {_size(st.st_size)}, more than any {what} "
+                              f"holds (at most {_size(max_bytes)}). Nothing was read.")
+
+
+def check_archive_sizes(path: Path, max_bytes: int) -> None:
+    """:class:`CheckpointError` when ``path`` is a zip archive whose members declare more than
+    ``max_bytes`` in all, or one inflates more than :data:`MAX_COMPRESSION_RATIO`-fold: read
+    from the archive's directory, before anything is unpacked. (torch.load inflates each member
+    to its declared size before checking it against the tensor it belongs to, so a few-KB file
+    declaring gigabytes would be allocated; unpacking stops at each member's declared size, so
+    the declared sizes bound the memory.)"""
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as zf:
+            members = zf.infolist()
+    except (OSError, zipfile.BadZipFile, ValueError, RuntimeError, EOFError):
+        return  # torch.load fails on it too, and describe_unreadable explains
+    total = sum(m.file_size for m in members)
+    if total > max_bytes:
+        raise CheckpointError(
+            f"{path}: refused: the archive declares {_size(total)} of content, more than any "
+            f"fast-nst file of its kind holds (at most {_size(max_bytes)}); the file is damaged "
+            "or made to exhaust memory. Nothing was unpacked.")
+    for m in members:
+        if m.file_size > _RATIO_FLOOR_BYTES and m.file_size > MAX_COMPRESSION_RATIO * max(1, m.compress_size):
+            raise CheckpointError(
+                f"{path}: refused: its member '{shown(m.filename, 60)}' inflates "
+                f"{m.file_size // max(1, m.compress_size):,}-fold ({m.compress_size:,} to {m.file_size:,} bytes); "
+                "PyTorch writes checkpoints uncompressed and weights do not compress that far, so the "
+                "file is damaged or made to exhaust memory. Nothing was unpacked.")
+
+
+def describe_unreadable(path: Path, error: BaseException) -> str:
+    """A short description of a file torch.load could not read, in our words."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_SNIFF_BYTES)
+    except OSError as e:
+        return f"it cannot be read: {e.strerror or type(e).__name__}"
+    if not head:
+        return "the file is empty"
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                is_torch = any(n.endswith("data.pkl") for n in zf.namelist())
+        except (OSError, zipfile.BadZipFile, ValueError, RuntimeError, EOFError):
+            is_torch = False
+        return ("a PyTorch archive that cannot be unpacked: truncated or corrupt" if is_torch
+                else "it is a zip archive that is not a PyTorch checkpoint")
+    if head.startswith(b"PK"):
+        return "a zip archive that is truncated or corrupt: an interrupted copy or download?"
+    if b"\0" not in head:
+        try:
+            # final=False: a multi-byte character cut at the end of the sample is not an error
+            codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        except UnicodeDecodeError:
+            pass
+        else:
+            if path.suffix.lower() in (".yml", ".yaml"):
+                return "it is a YAML text file, such as a config, not a model"
+            return "it is a text file"
+    if isinstance(error, (EOFError, pickle.UnpicklingError)):
+        return "unreadable binary data: not a pickle, or a truncated one"
+    return f"unreadable binary data ({type(error).__name__})"
+
+
+def _code_refused(path: Path, message: str) -> CheckpointError:
+    named = _GLOBAL_NAME.search(message)
+    what = f" ({named.group(1)[:60]})" if named else ""  # only letters, digits, _ and dots
+    return CheckpointError(
+        f"{path}: refused: it asks to run code when loaded: its pickle names a Python function or "
+        f"class{what} other than tensors and plain containers. fast-nst only loads weights-only "
+        "files; nothing from this file was executed."
+    )
+
+
+def load_torch_file(path: str | Path, max_bytes: int, kind: str = "a PyTorch checkpoint",
+                    expected: str = "", inspect: Optional[Callable[[Path], None]] = None) -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)`` of a regular file of at most
+    ``max_bytes`` (on disk and, for a zip archive, declared inside), on CPU.
+
+    ``kind`` names what the file should be and ``expected`` (a sentence) what to give instead,
+    in the message of a file that cannot be read; ``inspect(path)`` runs after the size checks
+    and before unpickling (to refuse a known other format with its own message). Every failure
+    raises :class:`CheckpointError`; no text of PyTorch's reaches it."""
+    path = Path(path)
+    check_file_size(path, max_bytes, kind.removeprefix("a ").removeprefix("an "))
+    check_archive_sizes(path, max_bytes)
+    if inspect is not None:
+        inspect(path)
+    try:
+        with warnings.catch_warnings():
+            # torch warns (several lines, advising weights_only=False) before refusing a
+            # TorchScript archive; the message below says what the file is instead
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\..*")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # the weights-only unpickler's refusals; zip/stream errors, EOF, bad magic...
+        if isinstance(e, pickle.UnpicklingError) and _ASKS_FOR_CODE.search(str(e)):
+            # torch labels every weights-only failure "Weights only load failed"; only a refused
+            # global/class means the pickle asked to build arbitrary objects (a damaged file fails too).
+            raise _code_refused(path, str(e)) from None
+        what = ("a TorchScript archive (torch.jit.save)" if "TorchScript" in str(e)
+                else describe_unreadable(path, e))
+        raise CheckpointError(f"{path}: not {kind}, or the file is damaged ({what}).{' ' + expected if expected else ''}") from None
