@@ -126,7 +126,7 @@ def main() -> None:
                         ("stability-trained", stable, False), ("both", stable, True)],
                        Image.open(args.strip).convert("RGB"), args.label)
     for name, picture in zip(("frames.jpg", "changes.jpg"), pictures):
-        picture.save(OUT / name, quality=80, optimize=True)
+        picture.save(OUT / name, quality=65, optimize=True)  # ~120 KB each
         print(OUT / name, (OUT / name).stat().st_size // 1024, "KB")
 
 
