@@ -81,8 +81,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--temporal", default="auto", choices=["auto", "on", "off"],
                    help="video: carry instance-norm statistics across frames (less flicker, no "
                         "retraining; docs/video.md). auto (default): on for PyTorch models, off for .onnx")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="arithmetic for the network (bf16/fp16: autocast; fastest on GPUs)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "int8"],
+                   help="arithmetic for the network: bf16 is the fastest on CPUs with AVX-512 BF16 "
+                        "or AMX, and on GPUs (with fp16); int8: the model quantized at load time and "
+                        "run by onnxruntime on the CPU (single-style models; needs the onnx extra)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the network (pays off for folders and video, not one image)")
     p.add_argument("--max_size", type=int, metavar="N", help="shrink so the longest side is at most N first")

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..core.untrusted import shown
+from ..io.quantize import CALIBRATION_COUNT, QUANTIZE_MODES, export_quantized
 from ..io.export import (ALPHA_INPUT_NAME, CHECK_SHAPES, FORMATS, MIN_OPSET, STYLE_IMAGE_INPUT_NAME,
-                         STYLE_INPUT_NAME, TOLERANCE, TORCHSCRIPT_SUFFIXES, export_model)
+                         STYLE_INPUT_NAME, TOLERANCE, TORCHSCRIPT_SUFFIXES, ExportError, export_model)
 from ..nets.multistyle import style_list
 from . import new_parser, run_command
 
@@ -58,6 +59,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--loss_model_file", metavar="FILE",
                    help="arbitrary-style models: the VGG weights file their encoder was trained with "
                         "(default: the loss network's default path, e.g. pretrained/vgg19-dcbb9e9d.pth)")
+    p.add_argument("--quantize", choices=QUANTIZE_MODES, default=None,
+                   help="int8: write the ONNX export with int8 convolutions (onnxruntime static "
+                        "quantization, for CPUs; single-style models), calibrated on generated images "
+                        "or --calibration_images; prints its PSNR against the float32 export")
+    p.add_argument("--calibration_images", metavar="DIR",
+                   help=f"with --quantize: a folder of photos to calibrate on (the first {CALIBRATION_COUNT})")
     return p
 
 
@@ -68,19 +75,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.output:
             output = Path(args.output)
         else:
-            output = Path(args.model).with_suffix(".pt" if args.format == "torchscript" else ".onnx")
+            suffix = ".pt" if args.format == "torchscript" else ".int8.onnx" if args.quantize else ".onnx"
+            output = Path(args.model).with_suffix(suffix)
         # args.format None: export_model infers it from the suffix; explicit: it is checked
         # against the suffix there, before the model is loaded.
-        summary = export_model(args.model, output, fmt=args.format, opset=args.opset,
-                               check_sizes=[tuple(s) for s in args.check_size], style=args.style,
-                               loss_model_file=args.loss_model_file)
+        if args.calibration_images is not None and not args.quantize:
+            raise ExportError("--calibration_images goes with --quantize int8")
+        export = export_quantized if args.quantize else export_model
+        extra = {"calibration_images": args.calibration_images} if args.quantize else {}
+        summary = export(args.model, output, fmt=args.format, opset=args.opset,
+                         check_sizes=[tuple(s) for s in args.check_size], style=args.style,
+                         loss_model_file=args.loss_model_file, **extra)
         fmt = summary["format"]
         what = f"ONNX opset {summary['opset']}" if fmt == "onnx" else "TorchScript"
+        if args.quantize:
+            what += f", int8 convolutions calibrated on {summary['calibration']} images"
         shapes = ", ".join("x".join(map(str, s)) for s in summary["shapes"])
         print(f"Exported {args.model} -> {output} ({what}, {summary['bytes'] / 1e6:.1f} MB, "
               f"style '{shown(summary['name'])}')")
-        print(f"Checked against PyTorch on {shapes}: max abs difference "
+        print(f"{'The float32 export was checked' if args.quantize else 'Checked'} against PyTorch on {shapes}: max abs difference "
               f"{summary['max_abs_diff']:.2g} (tolerance {TOLERANCE:g})")
+        if args.quantize:
+            print(f"int8 against the float32 export: {summary['psnr']:.1f} dB PSNR on the calibration images")
         names = summary["style_names"]
         if names:
             print(f"Style input {STYLE_INPUT_NAME!r}: {len(names)} weights (>= 0, summing to 1) in "

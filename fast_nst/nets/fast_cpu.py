@@ -164,6 +164,8 @@ class FastTransformNet(InferenceNetwork):
 
     # Peak bytes per pixel of an fp32 forward, measured like TransformNet's: 470.
     bytes_per_pixel = 480
+    #: ``.to(torch.bfloat16)`` gives the bf16 network: the input is cast to the weights' dtype.
+    runs_in_bf16 = True
 
     def __init__(self, net: TransformNet, channels_last: bool = True):
         super().__init__()
@@ -207,7 +209,7 @@ class FastTransformNet(InferenceNetwork):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.norm_stats.index = 0
         h, w = x.shape[-2:]
-        x = pad_input(x)
+        x = pad_input(x.to(self.out.weight.dtype))
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         for layer in self.encoder:

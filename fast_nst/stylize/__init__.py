@@ -9,7 +9,8 @@
 
 Modules: ``base`` (the :class:`Stylizer` contract and :class:`StylizeOptions`),
 ``torch_stylizer`` (PyTorch networks), ``onnx_stylizer`` (.onnx exports through onnxruntime),
-``tiling`` (huge images in bounded memory) and ``video`` (frame by frame, keeping timing and audio).
+``int8`` (onnxruntime's int8 quantization on the CPU), ``tiling`` (huge images in bounded memory)
+and ``video`` (frame by frame, keeping timing and audio).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..core.errors import CheckpointError
 from ..io.bundled import about, bundled_model
 from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints, load_model
 from ..io.pretrained import pretrained_hint
+from .int8 import load_int8_stylizer
 from .onnx_stylizer import load_onnx_stylizer
 from ..nets.multistyle import StyleError, StyleSpec
 from .base import StyleImages, StylizeOptions, Stylizer, finish, preserve_colors, resize_for_processing
@@ -51,13 +53,16 @@ def model_in_run_folder(folder: Path) -> Path:
 def load_stylizer(path: Union[str, Path, None] = None, device: str = "auto", precision: str = "fp32",
                   fast: Optional[bool] = None, compile: bool = False,
                   style: Union[StyleSpec, StyleImages, None] = None, alpha: Optional[float] = None,
-                  loss_model_file: Union[str, Path, None] = None, loss_model: Optional[str] = None) -> Stylizer:
+                  loss_model_file: Union[str, Path, None] = None, loss_model: Optional[str] = None,
+                  calibration_images: Union[str, Path, None] = None) -> Stylizer:
     """Load a fast-nst checkpoint (final model or training checkpoint) for stylizing; also a run
     folder (``models/wave`` -> ``models/wave/wave.pth``), an .onnx export or a pytorch/examples model.
     No ``path``: the built-in model shipped inside the package (:mod:`fast_nst.io.bundled`).
 
     ``device``: "auto" (CUDA if available), "cpu", "cuda" or "cuda:N". ``precision``, ``fast``
-    and ``compile``: see :class:`TorchStylizer`. ``style``: for a multi-style model, the style
+    and ``compile``: see :class:`TorchStylizer`; ``precision="int8"``: the model quantized to int8
+    and run by onnxruntime on the CPU (single-style models; see :mod:`fast_nst.stylize.int8`),
+    calibrated on generated images or the photos in the folder ``calibration_images``. ``style``: for a multi-style model, the style
     or blend to start in (see :meth:`Stylizer.set_style`; default its first style); for an
     arbitrary-style model (model_type adain), the style image(s), with ``alpha``;
     ``loss_model_file``: its encoder's weights, the file it was trained with (default: the loss
@@ -70,8 +75,10 @@ def load_stylizer(path: Union[str, Path, None] = None, device: str = "auto", pre
     path = model_in_run_folder(Path(path)) if Path(path).is_dir() else Path(path)
     if not path.exists() and pretrained_hint(path):  # "Try it in a minute" without the download
         raise CheckpointError(f"Model file not found: {path}.{pretrained_hint(path)}")
-    if path.suffix.lower() == ".onnx":
-        stylizer: Stylizer = load_onnx_stylizer(path, device=device, precision=precision)
+    if precision == "int8":
+        stylizer: Stylizer = load_int8_stylizer(path, device, calibration_images, loss_model_file)
+    elif path.suffix.lower() == ".onnx":
+        stylizer = load_onnx_stylizer(path, device=device, precision=precision)
     else:
         model, ckpt = load_model(path, loss_model_file, loss_model)
         config = ckpt.get("config")

@@ -27,7 +27,8 @@ from .tiling import DEFAULT_OVERLAP, tile_core
 __all__ = ["DEFAULT_STYLE_SIZE", "PRECISIONS", "StyleImages", "StylizeOptions", "Stylizer", "finish",
            "preserve_colors", "resize_for_processing", "style_images"]
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+# int8: onnxruntime's quantization of the model, on the CPU (fast_nst.stylize.int8).
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 # The longest side style images are resized to for an arbitrary-style model. Huang & Belongie
 # resize the shorter side to 512 at test time; style_size means the longest side in every
 # command (training configs, optimize, eval), so 512 here bounds the style image as training's
@@ -143,7 +144,7 @@ class Stylizer:
     :meth:`stylize_tensor`; tiling ones also :meth:`_stylize_tiled`.
 
     ``name``: the style, as a safe file-name component (output file names); ``info``: where the model came from (path, step,
-    format); ``precision``: "fp32", "bf16" or "fp16"; ``compiled``: whether torch.compile wraps
+    format); ``precision``: "fp32", "bf16", "fp16" or "int8"; ``compiled``: whether torch.compile wraps
     the network; ``can_tile``: whether it can stylize in tiles with shared statistics;
     ``bytes_per_pixel``: peak memory per pixel of one forward (the tiling budget).
     ``style_names``: a multi-style model's styles (empty for one style); :meth:`set_style`

@@ -1,0 +1,212 @@
+"""int8 post-training quantization of an ONNX export, for stylizing on a CPU (onnxruntime).
+
+    python -m fast_nst.export models/wave/wave.pth --quantize int8 --output wave.int8.onnx
+    python -m fast_nst.export wave.pth --quantize int8 --calibration_images photos/
+
+onnxruntime's *static* quantization in QDQ form: every convolution gets int8 weights (one scale
+per output channel) and uint8 activations whose scales come from running the float32 export on
+a few calibration images (min/max of each convolution's input). Instance norm, the residual
+additions and the output mapping stay in float32: they normalise with statistics a low-precision
+input would skew, and they cost little next to the convolutions.
+
+Calibration images: photos from ``--calibration_images`` (resized to :data:`CALIBRATION_SIZE`),
+or by default :func:`synthetic_calibration`, a fixed set of generated images with photo-like
+structure (smooth shading, edges, fine texture). Every convolution after the first reads the
+output of an instance norm, whose range barely depends on the photo, so the generated set calibrates
+about as well as photos do (measured in docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..core.errors import DataError, FastNSTError
+from ..core.files import atomic_write
+from ..core.images import list_images, pil_to_tensor
+from ..core.untrusted import input_folder, open_image
+from ..nets.base import StyleNetwork
+from .export import (ONNX_INSTALL_HINT, ExportError, export_metadata, export_model, export_onnx, require_onnx,
+                     takes_style_image)
+
+__all__ = ["CALIBRATION_COUNT", "CALIBRATION_SIZE", "QUANTIZE_MODES", "calibration_from_folder",
+           "check_quantizable", "export_quantized", "is_quantized", "quantize_network", "quantize_onnx",
+           "quantized_psnr", "require_quantization", "synthetic_calibration"]
+
+QUANTIZE_MODES = ("int8",)
+# Side of the calibration images: the activations' ranges hardly change with the image size
+# (instance norm), and 256 px keeps calibration to a few seconds on a CPU.
+CALIBRATION_SIZE = 256
+# Images calibrated on: 8 already fix each convolution's range to a few percent (min/max).
+CALIBRATION_COUNT = 8
+
+
+def require_quantization() -> None:
+    """FastNSTError naming the install command when onnxruntime (with its quantization tools),
+    onnx or onnxscript are missing."""
+    require_onnx()
+    try:
+        import onnxruntime.quantization  # noqa: F401  (part of onnxruntime; checked, not used here)
+    except ImportError as e:
+        raise FastNSTError(f"int8 quantization needs onnxruntime's quantization tools ({e}). "
+                           f"Install them with: {ONNX_INSTALL_HINT}") from None
+
+
+def synthetic_calibration(count: int = CALIBRATION_COUNT, size: int = CALIBRATION_SIZE,
+                          seed: int = 0) -> list[np.ndarray]:
+    """``count`` generated images, each (1, 3, size, size) float32 in [0, 1]: noise summed over
+    four octaves (shading and texture), a colour gradient and a few flat rectangles (edges),
+    the same for every call with the same arguments."""
+    g = torch.Generator().manual_seed(seed)
+    images = []
+    for _ in range(count):
+        x = torch.zeros(1, 3, size, size)
+        for octave, weight in ((4, 0.5), (16, 0.25), (64, 0.15), (size, 0.1)):
+            noise = torch.rand(1, 3, octave, octave, generator=g)
+            x += weight * F.interpolate(noise, size=(size, size), mode="bilinear", align_corners=False)
+        ramp = torch.linspace(-0.2, 0.2, size)
+        x += ramp.view(1, 1, 1, -1) * torch.rand(1, 3, 1, 1, generator=g)
+        for _ in range(3):
+            t, l = (int(v) for v in torch.randint(0, size * 3 // 4, (2,), generator=g))
+            x[..., t:t + size // 4, l:l + size // 4] = torch.rand(1, 3, 1, 1, generator=g)
+        images.append(x.clamp_(0, 1).numpy())
+    return images
+
+
+def calibration_from_folder(folder: str | Path, count: int = CALIBRATION_COUNT,
+                            size: int = CALIBRATION_SIZE) -> list[np.ndarray]:
+    """The first ``count`` images of ``folder`` (sorted by name), each resized to ``size`` x
+    ``size``, as (1, 3, size, size) float32 in [0, 1]; DataError for a folder without images."""
+    files = list_images(input_folder(folder, "--calibration_images"), recursive=False)[:count]
+    if not files:
+        raise DataError(f"--calibration_images {folder} holds no images; give a folder of a few photos.")
+    return [pil_to_tensor(open_image(f).convert("RGB").resize((size, size))).unsqueeze(0).numpy()
+            for f in files]
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader protocol over a list of inputs."""
+
+    def __init__(self, name: str, images: Sequence[np.ndarray]):
+        self.feeds = iter([{name: np.ascontiguousarray(x, dtype=np.float32)} for x in images])
+
+    def get_next(self) -> Optional[dict]:
+        return next(self.feeds, None)
+
+    def rewind(self) -> None:  # part of the protocol; each reader is used once
+        pass
+
+
+def quantize_onnx(source: str | Path, output: str | Path, images: Optional[Sequence[np.ndarray]] = None,
+                  input_name: str = "input", float_ends: bool = True) -> None:
+    """Write an int8 (QDQ) quantization of the float32 ONNX export ``source`` to ``output``,
+    calibrated on ``images`` (each (1, 3, H, W) float32 in [0, 1]; default
+    :func:`synthetic_calibration`). Only the convolutions are quantized (see the module's docs);
+    metadata and the graph's inputs and outputs are kept."""
+    require_quantization()
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    images = synthetic_calibration() if images is None else images
+    logger = logging.getLogger()  # onnxruntime's quantizer logs its progress on the root logger
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with tempfile.TemporaryDirectory(prefix="fast-nst-quantize-") as tmp:
+            prepared = Path(tmp) / "prepared.onnx"
+            # Shape inference and constant folding first, as onnxruntime recommends for static
+            # quantization (it finds the per-channel axes and folds the padding index arithmetic).
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+            convs = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type == "Conv"]
+            exclude = [convs[0], convs[-1]] if float_ends and len(convs) > 2 else []
+            quantize_static(str(prepared), str(output), _Reader(input_name, images),
+                            quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
+                            per_channel=True, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                            nodes_to_exclude=exclude)
+    finally:
+        logger.setLevel(level)
+    original, quantized = onnx.load(str(source)), onnx.load(str(output))
+    del quantized.metadata_props[:]
+    for prop in original.metadata_props:
+        quantized.metadata_props.add(key=prop.key, value=prop.value)
+    quantized.metadata_props.add(key="quantization", value="int8")
+    quantized.doc_string = original.doc_string + " Convolutions quantized to int8 (QDQ)."
+    onnx.save_model(quantized, str(output))
+
+
+def is_quantized(metadata: dict[str, str]) -> bool:
+    """Whether an export's metadata marks it as quantized by :func:`quantize_onnx`."""
+    return metadata.get("quantization") == "int8"
+
+
+def quantized_psnr(float_model: str | Path, int8_model: str | Path, images: Sequence[np.ndarray]) -> float:
+    """Mean PSNR (dB, pixels in [0, 1]) of the int8 export's outputs against the float32 one's
+    on ``images`` (each (1, 3, H, W) float32 in [0, 1]), both run by onnxruntime on the CPU."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    runs = [ort.InferenceSession(str(m), options, providers=["CPUExecutionProvider"])
+            for m in (float_model, int8_model)]
+    values = []
+    for x in images:
+        a, b = (r.run(None, {r.get_inputs()[0].name: x})[0] for r in runs)
+        mse = float(np.mean((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2))
+        values.append(99.0 if mse == 0 else 10 * np.log10(1 / mse))
+    return float(np.mean(values))
+
+
+def check_quantizable(net: StyleNetwork, where: str) -> None:
+    """FastNSTError unless ``net`` is a single-style network (one image input), the only kind
+    the int8 path calibrates."""
+    if takes_style_image(net) or net.style_names:
+        kind = "an arbitrary-style" if takes_style_image(net) else "a multi-style"
+        hint = ("" if takes_style_image(net) else " Bake one style first: python -m fast_nst.export "
+                f"{where} --style NAME --quantize int8, then load that .onnx.")
+        raise FastNSTError(f"{where} is {kind} model: int8 quantization is for single-style models; "
+                           f"use precision fp32 or bf16 for it.{hint}")
+
+
+def quantize_network(net: StyleNetwork, ckpt: dict, model_path: Path, output: Path,
+                     images: Optional[Sequence[np.ndarray]] = None) -> None:
+    """Export the single-style ``net`` (loaded from ``model_path``, ``ckpt`` its checkpoint
+    dict) to float32 ONNX and write its int8 quantization to ``output``."""
+    check_quantizable(net, str(model_path))
+    with tempfile.TemporaryDirectory(prefix="fast-nst-int8-") as tmp:
+        source = Path(tmp) / "float32.onnx"
+        export_onnx(net, source, metadata=export_metadata(net, ckpt, model_path))
+        quantize_onnx(source, output, images)
+
+
+def export_quantized(model_path: str | Path, output: str | Path, calibration_images: Optional[str | Path] = None,
+                     **export_args) -> dict:
+    """``python -m fast_nst.export M --quantize int8``: the float32 export of :func:`export_model`
+    (checked against PyTorch), quantized to int8 into ``output``. Returns export_model's summary
+    plus ``psnr``: the int8 export's mean PSNR against the float32 one on the calibration images."""
+    output = Path(output)
+    if output.suffix.lower() in (".pt", ".pth") or export_args.get("fmt") not in (None, "onnx"):
+        raise ExportError("--quantize int8 writes an ONNX file: use --format onnx and an .onnx --output.")
+    require_quantization()
+    images = calibration_from_folder(calibration_images) if calibration_images is not None else None
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="fast-nst-int8-") as tmp:
+        source = Path(tmp) / "float32.onnx"
+        summary = export_model(model_path, source, **{**export_args, "fmt": "onnx"})
+        if summary["style_names"] or summary["style_input"]:
+            raise ExportError(f"{model_path}: --quantize int8 is for single-style models; for a "
+                              "multi-style model, bake one style with --style NAME.")
+        images = synthetic_calibration() if images is None else images
+        with atomic_write(output) as partial:
+            quantize_onnx(source, partial, images)
+            summary["psnr"] = quantized_psnr(source, partial, images)
+    summary.update(output=output, bytes=output.stat().st_size, quantize="int8",
+                   calibration=str(calibration_images) if calibration_images is not None else "generated")
+    return summary

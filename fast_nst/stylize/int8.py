@@ -1,0 +1,64 @@
+"""int8 stylizing on the CPU: the model quantized by :mod:`fast_nst.io.quantize` and run by
+onnxruntime (``load_stylizer(path, precision="int8")``, ``eval.py --precision int8``).
+
+A .pth model is exported to ONNX and quantized when it is loaded (a few seconds; calibrated on
+generated images unless ``calibration_images`` names a folder of photos); an .onnx export is
+quantized the same way, unless it already is one (``python -m fast_nst.export --quantize int8``).
+The result is an :class:`~fast_nst.stylize.onnx_stylizer.OnnxStylizer` with ``precision``
+"int8": no tiling (it stylizes the whole image; use ``max_size`` to bound memory).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Optional, Union
+
+from ..core.device import resolve_device
+from ..core.errors import FastNSTError
+from ..io.bundled import about
+from ..io.checkpoint import load_model
+from ..io.quantize import (calibration_from_folder, is_quantized, quantize_network, quantize_onnx,
+                           require_quantization)
+from .onnx_stylizer import OnnxStylizer, load_onnx_stylizer
+
+__all__ = ["check_int8_device", "load_int8_stylizer"]
+
+
+def check_int8_device(device: str) -> None:
+    """FastNSTError unless ``device`` resolves to the CPU (onnxruntime's int8 kernels are CPU ones)."""
+    if resolve_device(device).type != "cpu":
+        raise FastNSTError(f"precision int8 runs on the CPU (onnxruntime's int8 kernels), not on "
+                           f"device {device!r}: use --device cpu, or --precision bf16/fp16 on a GPU.")
+
+
+def load_int8_stylizer(path: Union[str, Path], device: str = "cpu",
+                       calibration_images: Union[str, Path, None] = None,
+                       loss_model_file: Union[str, Path, None] = None) -> OnnxStylizer:
+    """An int8 stylizer of the single-style model ``path`` (.pth or .onnx) on the CPU.
+    FastNSTError for a GPU device, a missing onnxruntime, or a multi-style or arbitrary-style model."""
+    path = Path(path)
+    check_int8_device("cpu" if device == "auto" else device)
+    require_quantization()
+    images = calibration_from_folder(calibration_images) if calibration_images is not None else None
+    with tempfile.TemporaryDirectory(prefix="fast-nst-int8-") as tmp:
+        quantized = Path(tmp) / f"{path.stem}.int8.onnx"
+        if path.suffix.lower() == ".onnx":
+            stylizer = load_onnx_stylizer(path, device="cpu")
+            if is_quantized(stylizer.info["metadata"]):
+                stylizer.precision = "int8"
+                return stylizer
+            if stylizer.style_names or stylizer.style_input:
+                raise FastNSTError(f"{path}: int8 quantization is for single-style models; use "
+                                   "precision fp32 for it, or export one style with --style NAME --quantize int8.")
+            quantize_onnx(path, quantized, images)
+            made = None
+        else:
+            net, ckpt = load_model(path, loss_model_file)
+            quantize_network(net, ckpt, path, quantized, images)
+            made = about(ckpt)
+        stylizer = load_onnx_stylizer(quantized, device="cpu")  # onnxruntime holds the graph in memory
+    stylizer.info.update(path=str(path), about=made, quantized="int8 (onnxruntime QDQ, at load time)")
+    stylizer.path = str(path)
+    stylizer.precision = "int8"
+    return stylizer

@@ -1,0 +1,155 @@
+"""Fast CPU precisions: int8 (onnxruntime quantization: load_stylizer(precision="int8"), eval.py
+--precision int8, export --quantize int8) and bf16 in the fast CPU form; their flags and errors."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from fast_nst import load_stylizer
+from fast_nst.commands.eval import main as eval_main
+from fast_nst.core.errors import DataError, FastNSTError
+from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint
+from fast_nst.io.quantize import (CALIBRATION_SIZE, calibration_from_folder, check_quantizable,
+                                  require_quantization, synthetic_calibration)
+from fast_nst.nets.fast_cpu import FastTransformNet
+from fast_nst.nets.johnson import TransformNet, TransformNetArgs
+from fast_nst.nets.multistyle import MultiStyleArgs, MultiStyleNet
+from fast_nst.stylize import TorchStylizer
+from fast_nst.stylize import int8 as int8_module
+from fast_nst.training import load_train_config
+
+from conftest import assert_clean_in_process, export_cli, in_process, make_photo, psnr
+
+ONNX_HINT = 'pip install -e ".[onnx]"'
+
+
+def _net() -> TransformNet:
+    """A small Johnson net with trained-like norm parameters (random ones make a flat output)."""
+    torch.manual_seed(0)
+    net = TransformNet(TransformNetArgs(base_channels=8, num_residual=2)).eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.InstanceNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+    return net
+
+
+def _photo(size: int = 64) -> torch.Tensor:
+    """A fixed photo-like input (1, 3, size, size) in [0, 1]: one of the generated calibration images."""
+    return torch.from_numpy(synthetic_calibration(1, size, seed=7)[0])
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    net = _net()
+    cfg = load_train_config(None, ["style_image=styles/wave.jpg", "naming=wave"])
+    path = tmp_path_factory.mktemp("int8") / "wave.pth"
+    atomic_torch_save(make_checkpoint(net, cfg, step=3), path)
+    return path, net
+
+
+@pytest.fixture(scope="module")
+def int8_export(model):
+    """The model exported with --quantize int8 (in-process), and the command's output."""
+    path, _ = model
+    out = path.with_name("wave.int8.onnx")
+    return out, export_cli(path, "--quantize", "int8", "--output", out)
+
+
+def test_int8_stylizer_is_close_to_fp32(model):
+    """Quantized at load time: the output stays close to fp32's on a fixed input (a
+    deterministic bound: fixed weights, input and calibration images)."""
+    path, net = model
+    s = load_stylizer(path, device="cpu", precision="int8")
+    assert s.precision == "int8" and s.info["metadata"]["quantization"] == "int8"
+    x = _photo()
+    y = s.stylize_tensor(x)
+    ref = TorchStylizer(net, torch.device("cpu")).stylize_tensor(x)
+    assert y.shape == ref.shape == x.shape
+    assert 30 < psnr(y, ref) < 80  # quantized (not bit-equal), yet close
+    assert s.name == "wave" and s.info["path"] == str(path)
+
+
+def test_export_quantize_writes_an_int8_onnx(int8_export):
+    out, printed = int8_export
+    assert out.is_file()
+    assert "int8 convolutions calibrated on generated images" in printed
+    db = float(printed.split("int8 against the float32 export: ")[1].split(" dB")[0])
+    assert db > 30
+    s = load_stylizer(out, device="cpu", precision="int8")  # already quantized: used as it is
+    assert s.precision == "int8" and s.info["path"] == str(out)
+    assert load_stylizer(out, device="cpu").info["metadata"]["quantization"] == "int8"
+
+
+def test_eval_precision_int8(model, int8_export, tmp_path, capsys):
+    path, _ = model
+    photo = make_photo(tmp_path / "p.png", (40, 32))
+    code, err = in_process(capsys, eval_main, "--model_file", int8_export[0], "--image_file", photo,
+                           "--output_file", tmp_path / "o.png", "--precision", "int8", "--device", "cpu")
+    assert code == 0, err
+    assert (tmp_path / "o.png").is_file()
+
+
+def test_int8_refuses_a_gpu_device(model, monkeypatch):
+    monkeypatch.setattr(int8_module, "resolve_device", lambda name: torch.device("cuda", 0))
+    with pytest.raises(FastNSTError, match="precision int8 runs on the CPU"):
+        load_stylizer(model[0], device="cuda", precision="int8")
+
+
+def test_int8_without_onnxruntime_is_one_line(model, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "onnxruntime.quantization", None)
+    with pytest.raises(FastNSTError, match=r"needs onnxruntime's quantization tools"):
+        require_quantization()
+    code, err = in_process(capsys, eval_main, "--model_file", model[0], "--image_file",
+                           make_photo(tmp_path / "p.png"), "--output_file", tmp_path / "o.png",
+                           "--precision", "int8", "--device", "cpu")
+    assert_clean_in_process(code, err, ONNX_HINT)
+
+
+def test_int8_refuses_multi_style_models():
+    net = MultiStyleNet(MultiStyleArgs(num_styles=2, base_channels=8, num_residual=1)).eval()
+    with pytest.raises(FastNSTError, match="single-style models.*--style NAME"):
+        check_quantizable(net, "multi.pth")
+
+
+def test_export_quantize_flag_errors(model, tmp_path, capsys):
+    from fast_nst.commands.export import main as export_main
+
+    code, err = in_process(capsys, export_main, model[0], "--calibration_images", tmp_path, "-o", tmp_path / "a.onnx")
+    assert_clean_in_process(code, err, "--calibration_images goes with --quantize int8")
+    code, err = in_process(capsys, export_main, model[0], "--quantize", "int8", "-o", tmp_path / "a.pt")
+    assert_clean_in_process(code, err, "--quantize int8 writes an ONNX file")
+    assert not (tmp_path / "a.pt").exists()
+
+
+def test_calibration_images(tmp_path):
+    a, b = synthetic_calibration(2, 32), synthetic_calibration(2, 32)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))  # the same set every time
+    assert a[0].shape == (1, 3, 32, 32) and a[0].dtype == np.float32
+    assert 0 <= a[0].min() and a[0].max() <= 1 and a[0].std() > 0.05
+    with pytest.raises(DataError, match="holds no images"):
+        calibration_from_folder(tmp_path)
+    make_photo(tmp_path / "x.png", (30, 20))
+    images = calibration_from_folder(tmp_path)
+    assert len(images) == 1 and images[0].shape == (1, 3, CALIBRATION_SIZE, CALIBRATION_SIZE)
+
+
+def test_bf16_runs_the_fast_network_in_bf16(model):
+    """precision bf16 on the CPU: the fast form with bf16 weights (not autocast on the module)."""
+    _, net = model
+    s = TorchStylizer(net, torch.device("cpu"), precision="bf16")
+    assert isinstance(s.runner, FastTransformNet) and s.runner.out.weight.dtype == torch.bfloat16
+    x = _photo()
+    y = s.stylize_tensor(x)
+    assert y.dtype == torch.float32 and y.shape == x.shape
+    assert psnr(y, TorchStylizer(net, torch.device("cpu")).stylize_tensor(x)) > 35
+
+
+def test_torch_stylizer_refuses_int8(model):
+    with pytest.raises(FastNSTError, match="load_stylizer"):
+        TorchStylizer(model[1], torch.device("cpu"), precision="int8")
