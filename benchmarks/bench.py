@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
 import resource
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cpu_paths import side_by_side  # benchmarks/cpu_paths.py, beside this script
 from fast_nst.training.cache import open_cache
 from fast_nst.training.data import build_loader, find_training_images
 from fast_nst.lossnet.losses import PerceptualLoss, gram_matrix, tf32_grams
@@ -432,6 +434,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.compile:
             bench_inference(device, plan.sizes, warmup=max(1, plan.warmup // 2), iters=plan.iters,
                             precisions=(plan.variant_precision,), compile_=True)
+    if "inference" in only and not gpu and not args.quick:
+        print("\nCPU paths and the peer side by side (alternating, batch 1; OMP_WAIT_POLICY="
+              f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}: see benchmarks/cpu_paths.py):")
+        side_by_side(rounds=5, record=lambda what, path, value: record(what, path, value, device))
     if "quality" in only:
         bench_quality(device, plan.quality_size, plan.inference_precisions if gpu else ("fp32", "bf16"),
                       args.compile)

