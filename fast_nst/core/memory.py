@@ -1,12 +1,12 @@
-"""Keeping freed CPU memory for the next forward pass (glibc's malloc), so that stylizing costs
-time linear in the pixels.
+"""Keeping freed CPU memory for the next forward pass (glibc's malloc): no page faults on
+every forward's fresh activations.
 
 Why: every forward pass of a transform network allocates its activations afresh, tens to hundreds
 of megabytes per tensor. glibc serves allocations above its mmap threshold (at most 32 MB) with
 ``mmap`` and hands them back with ``munmap`` when freed, so the next forward page-faults every
 page in again and the kernel zeroes it: on a 2-core Intel Xeon VM (2.1 GHz, AVX-512, AMX) this
-was 40-60 % of a 512 x 512 forward of the slim network (72,000-118,000 page faults a
-forward) and grew faster than the pixels (more of the tensors cross the threshold). PyTorch's GPU
+was a third to half of every forward of the slim network, at any size (68,000 page faults a
+forward at 512 x 512, 533,000 at 1920 x 1080; docs/benchmarks.md). PyTorch's GPU
 allocator caches freed blocks for the same reason; on the CPU :func:`keep_freed_memory` makes
 glibc do it: no ``mmap`` for allocations (the heap grows instead) and freed memory is returned
 to the system only above ``trim`` bytes at the top of the heap.

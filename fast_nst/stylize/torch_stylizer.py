@@ -55,7 +55,7 @@ class TorchStylizer(Stylizer):
         if fast is None:
             fast = device.type == "cpu" and precision in ("fp32", "bf16")
         if device.type == "cpu":
-            keep_freed_memory()  # no page faults on each forward's fresh activations (linear cost)
+            keep_freed_memory()  # no page faults on each forward's fresh activations
         self.fast, self.source = fast, model.to(device).eval()
         self.style_names = list(model.style_names)
         self.style_input = NETWORKS[model.model_type].style_input
