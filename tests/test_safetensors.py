@@ -252,3 +252,23 @@ def test_the_header_parser_takes_any_bytes(raw, size):
         parse_header(raw, max(size, len(raw)), "m.safetensors")
     except CheckpointError as e:
         assert "\n" not in str(e)
+
+
+def test_training_writes_its_final_model_as_safetensors_too(tiny_config, capsys, monkeypatch):
+    from fast_nst.commands.train import main as train_main
+
+    config = tiny_config("st", final_format="safetensors", max_steps=1, model_args={"base_channels": 8,
+                                                                                    "num_residual": 1})
+    code, err = in_process(capsys, train_main, "-c", config, "--no_progress")
+    assert code == 0, err
+    run = config.parent.parent / "models" / "st"
+    assert "st.pth and st.safetensors" in err
+    a, _ = load_model(run / "st.pth")
+    b, ckpt = load_model(run / "st.safetensors")
+    assert ckpt["config"]["final_format"] == "safetensors" and ckpt["step"] == 1
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    monkeypatch.setattr(safetensors_header, "safe_open", None)  # the package missing: refused before training
+    code, err = in_process(capsys, train_main, "-c", config, "--no_progress", "--overwrite")
+    assert_clean_in_process(code, err, "final_format: safetensors: reading and writing .safetensors files needs "
+                                       "the safetensors package: pip install safetensors")
+    assert (run / "st.safetensors").is_file()  # nothing was cleared
