@@ -43,8 +43,8 @@ setup(
         # 0.4 is the first release with safe_open(..., framework="pt") as used here.
         "safetensors": ["safetensors>=0.4"],
         # Model files named hf://OWNER/REPO/FILE (fetched into the Hugging Face cache) and the hf
-        # CLI to publish them; 0.23 is the first release with hf_hub_download's errors as used here.
-        "hub": ["huggingface_hub>=0.23", "safetensors>=0.4"],
+        # CLI to publish them; 0.24 is the first release with the huggingface_hub.errors module used here.
+        "hub": ["huggingface_hub>=0.24", "safetensors>=0.4"],
     },
     entry_points={
         # One per command (fast_nst/commands/); python train.py, eval.py and python -m

@@ -131,3 +131,11 @@ def test_the_reference_parser_gives_a_reference_or_one_error(text):
         return
     assert ".." not in ref.filename.split("/") and not ref.filename.startswith("/")
     assert ref.repo_id.count("/") == 1
+
+
+def test_a_report_takes_a_hub_reference(cache):
+    from fast_nst.report.collect import load_models
+
+    entries = load_models(["hf://me/wave/wave.safetensors"], "cpu", [None])
+    assert entries[0].name == "wave" and entries[0].path.is_relative_to(cache)
+    assert entries[0].settings.style_weight == TrainConfig().style_weight  # its config, read from the cache

@@ -148,6 +148,11 @@ def _raw(path: Path, header: object, data: bytes = b"", length: int | None = Non
     return path
 
 
+def _bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
 def _meta(exported) -> dict:
     with safetensors_torch.safe_open(str(exported["johnson"][1]), "pt") as f:
         return f.metadata()
@@ -167,19 +172,20 @@ HOSTILE = {
     "past the end": (lambda p, m: _raw(p, {"a": _entry()}, bytes(4)), "extend past the end of the file"),
     "a gap": (lambda p, m: _raw(p, {"a": _entry(begin=4, end=12)}, bytes(12)), "belong to no tensor"),
     "shape and offsets disagree": (lambda p, m: _raw(p, {"a": _entry(shape=(1 << 38, 1 << 38))}, bytes(8)),
-                                   "needs"),
+                                   "but its offsets span 8"),
     "metadata not text": (lambda p, m: _raw(p, {"__metadata__": {"a": 1}}), "not a mapping of text to text"),
     "no fast-nst metadata": (lambda p, m: _raw(p, {"__metadata__": {"format": "pt"}}), "without fast-nst's"),
     "deep metadata": (lambda p, m: _raw(p, {"__metadata__": {METADATA_KEY: "[" * 40 + "]" * 40}}),
                       "JSON nested 40 levels deep"),
-    "empty": (lambda p, m: p.write_bytes(b"") and p or p, "shorter than the 8-byte header length"),
+    "empty": (lambda p, m: _bytes(p, b""), "shorter than the 8-byte header length"),
+    "a .pth": (lambda p, m: _bytes(p, m.read_bytes()), "a PyTorch .pth file under a .safetensors name; rename"),
 }
 
 
 @pytest.mark.parametrize("case", list(HOSTILE))
 def test_hostile_headers_are_one_clear_line(exported, tmp_path, case):
     make, fragment = HOSTILE[case]
-    path = make(tmp_path / "m.safetensors", _meta(exported))
+    path = make(tmp_path / "m.safetensors", exported["johnson"][0] if case == "a .pth" else _meta(exported))
     with pytest.raises(CheckpointError) as e:
         load_stylizer(str(path), device="cpu")
     message = str(e.value)

@@ -107,6 +107,10 @@ def parse_header(prefix: bytes, file_size: int, where: str,
     if len(prefix) < 8:
         raise error(f"{where}: not a safetensors file: {len(prefix)} bytes, shorter than the 8-byte header length.")
     length = struct.unpack("<Q", prefix[:8])[0]
+    # A zip archive (torch.save) or a bare pickle read as a length is always over the bound.
+    if length > MAX_HEADER_BYTES and prefix.startswith((b"PK\x03\x04", b"\x80")):
+        raise error(f"{where}: a PyTorch .pth file under a .safetensors name; rename it to .pth, or export it "
+                    "with: python -m fast_nst.export MODEL.pth --format safetensors")
     if length > MAX_HEADER_BYTES:
         raise error(f"{where}: refused: its header declares {length:,} bytes, more than the {MAX_HEADER_BYTES:,} "
                     "a model's header needs; the file is damaged or not a safetensors file. Nothing was read.")
