@@ -85,6 +85,14 @@ def test_round_trip_gives_identical_outputs(exported, model_type):
     assert cb.get("style_names") == ca.get("style_names") and cb["exported_from"] == pth.name
 
 
+def test_a_folder_holding_only_the_safetensors_stands_for_it(exported, tmp_path):
+    folder = tmp_path / "wave"
+    folder.mkdir()
+    (folder / "wave.safetensors").write_bytes(exported["johnson"][1].read_bytes())
+    s = load_stylizer(str(folder), device="cpu")
+    assert Path(s.info["path"]) == folder / "wave.safetensors" and s.info["step"] == 3
+
+
 def test_the_metadata_describes_the_model_and_no_local_paths(exported):
     _, sft = exported["adain"]
     with safetensors_torch.safe_open(str(sft), "pt") as f:
@@ -177,6 +185,8 @@ HOSTILE = {
     "no fast-nst metadata": (lambda p, m: _raw(p, {"__metadata__": {"format": "pt"}}), "without fast-nst's"),
     "deep metadata": (lambda p, m: _raw(p, {"__metadata__": {METADATA_KEY: "[" * 40 + "]" * 40}}),
                       "JSON nested 40 levels deep"),
+    "training kind": (lambda p, m: _raw(p, {"__metadata__": {METADATA_KEY: json.dumps({"kind": "training"})}}),
+                      "a .safetensors file is a final model (kind 'model'), this one says 'training'"),
     "empty": (lambda p, m: _bytes(p, b""), "shorter than the 8-byte header length"),
     "a .pth": (lambda p, m: _bytes(p, m.read_bytes()), "a PyTorch .pth file under a .safetensors name; rename"),
 }

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ..core.errors import CheckpointError
+from ..core.errors import CheckpointError, quote
 from ..core.files import atomic_write
 from ..core.untrusted import load_json
 from ..core.untrusted.safetensors_header import (SafetensorsHeader, load_tensors, read_header,
@@ -89,6 +89,10 @@ def read_safetensors_metadata(path: str | Path, max_bytes: int) -> tuple[Safeten
     if not isinstance(meta, dict) or "model_state" in meta:
         raise CheckpointError(f"{path}: its metadata '{METADATA_KEY}' is not a description of a fast-nst "
                               "model (a JSON object of checkpoint entries); the file is damaged.")
+    if meta.get("kind") != "model":  # training state (optimizer, RNG) is never written to one
+        raise CheckpointError(f"{path}: a .safetensors file is a final model (kind 'model'), this one says "
+                              f"{quote(meta.get('kind'), 40)}; the file is damaged. Resume training from the "
+                              "run's .pth checkpoints.")
     return header, meta
 
 

@@ -23,6 +23,7 @@ from ..core.errors import CheckpointError
 from ..io.bundled import about, bundled_model
 from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints, load_model
 from ..io.hub import local_model_file
+from ..io.safetensors_file import SAFETENSORS_SUFFIX
 from ..io.pretrained import pretrained_hint
 from .onnx_stylizer import load_onnx_stylizer
 from ..nets.multistyle import StyleError, StyleSpec
@@ -34,11 +35,13 @@ __all__ = ["StylizeOptions", "Stylizer", "TorchStylizer", "finish", "load_styliz
 
 
 def model_in_run_folder(folder: Path) -> Path:
-    """The model a run folder stands for: its final model (``models/wave/wave.pth``), or, for a
-    run that was stopped before its end, its newest checkpoint (with a warning saying so)."""
+    """The model a run folder stands for: its final model (``models/wave/wave.pth``, else
+    ``wave.safetensors``), or, for a run that was stopped before its end, its newest checkpoint
+    (with a warning saying so)."""
     final = folder / f"{folder.name}.pth"
-    if final.is_file():
-        return final
+    for path in (final, final.with_suffix(SAFETENSORS_SUFFIX)):  # the .safetensors of a model from the Hub
+        if path.is_file():
+            return path
     found = list_checkpoints(folder)
     if found:
         step, newest = found[-1]
