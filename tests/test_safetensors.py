@@ -121,7 +121,7 @@ def test_the_model_card_lists_settings_losses_and_the_style_thumbnail(exported, 
     out = tmp_path / "hub" / "j.safetensors"
     printed = export_cli(pth, "--output", out, "--model_card", "--style_image", style, "--repo_id", "me/j")
     card = (out.parent / "README.md").read_text()
-    assert "hf upload me/j" in printed
+    assert f"hf upload me/j {out.parent} . --include j.safetensors --include style.jpg --include README.md" in printed
     assert card.startswith("---\nlibrary_name: fast-nst\n") and "![the style image](style.jpg)" in card
     for row in ("| style_weight | 100000.0 |", "| content_layers | relu2_2 |", "| lr | 0.0003 |", "| steps | 3 |"):
         assert row in card
@@ -144,6 +144,10 @@ def test_export_refuses_onnx_options_and_a_wrong_suffix(exported, capsys, tmp_pa
     assert_clean_in_process(code, err, "needs the .safetensors suffix")
     code, err = in_process(capsys, export_main, pth, "--model_card")
     assert_clean_in_process(code, err, "are for --format safetensors")
+    out = tmp_path / "m.safetensors"
+    code, err = in_process(capsys, export_main, pth, "-o", out, "--model_card", "--style_image", tmp_path / "no.jpg")
+    assert_clean_in_process(code, err, "--style_image", "no.jpg")
+    assert not out.exists()
 
 
 # ---- hostile files ----------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..core.errors import FastNSTError
-from ..core.untrusted import shown
+from ..core.untrusted import input_file, shown
 from ..io.export import (ALPHA_INPUT_NAME, CHECK_SHAPES, FORMATS, MIN_OPSET, STYLE_IMAGE_INPUT_NAME,
                          STYLE_INPUT_NAME, TOLERANCE, TORCHSCRIPT_SUFFIXES, export_model)
 from ..core.untrusted.hub import parse_hub_ref
@@ -117,7 +117,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return run_command(run)
 
 
-
 def _default_output(model: str, suffix: str) -> Path:
     """The model's name with ``suffix``: next to a local model, in the current folder for an
     hf:// reference (never inside the Hub cache)."""
@@ -133,6 +132,8 @@ def _safetensors(args: argparse.Namespace) -> int:
                            "safetensors file holds the whole model (every style of a multi-style one).")
     if args.style_image and not args.model_card:
         raise FastNSTError("--style_image is the thumbnail of --model_card: add --model_card.")
+    if args.style_image:
+        input_file(args.style_image, "--style_image")  # before the export, not after it
     source = model_path(args.model)
     output = args.output or _default_output(args.model, SAFETENSORS_SUFFIX)
     summary = export_safetensors(source, output, args.loss_model_file)
@@ -142,6 +143,8 @@ def _safetensors(args: argparse.Namespace) -> int:
     if args.model_card:
         files = write_model_card(Path(summary["output"]).parent, summary["checkpoint"], Path(summary["output"]).name,
                                  args.repo_id, args.style_image)
-        print(f"Model card: {', '.join(str(f) for f in files)}. Publish the folder with: hf upload "
-              f"{args.repo_id} {Path(summary['output']).parent} .")
+        # Only these files: next to a run's model lie its checkpoints, logs and config.
+        include = " ".join(f"--include {f.name}" for f in [Path(summary["output"])] + files)
+        print(f"Model card: {', '.join(str(f) for f in files)}. Publish with: hf upload "
+              f"{args.repo_id} {Path(summary['output']).parent} . {include}")
     return 0
