@@ -85,8 +85,8 @@ def test_a_checksum_that_differs_is_refused(cache):
 def test_offline_without_the_file_is_one_line_saying_what_to_do(cache, ref, tmp_path, capsys):
     photo = make_photo(tmp_path / "p.jpg", (20, 20))
     code, err = in_process(capsys, eval_main, "--model_file", ref, "--image_file", photo, "--device", "cpu")
-    assert_clean_in_process(code, err, "not in the local Hugging Face cache and HF_HUB_OFFLINE is set",
-                            "run once with a network")
+    assert_clean_in_process(code, err, "not in the local Hugging Face cache and HF_HUB_OFFLINE is set: run once "
+                            "without it, with a network, to download it")
     assert err.count("\n") == 1
 
 
@@ -139,3 +139,28 @@ def test_a_report_takes_a_hub_reference(cache):
     entries = load_models(["hf://me/wave/wave.safetensors"], "cpu", [None])
     assert entries[0].name == "wave" and entries[0].path.is_relative_to(cache)
     assert entries[0].settings.style_weight == TrainConfig().style_weight  # its config, read from the cache
+
+
+@pytest.mark.parametrize("error,fragment", [
+    ("LocalEntryNotFoundError", "the Hub cannot be reached: check the network connection"),
+    ("RepositoryNotFoundError", "no such repository on the Hub, or it is private or gated"),
+    ("RevisionNotFoundError", "the repository has no revision main"),
+    ("RemoteEntryNotFoundError", "the repository has no file wave.safetensors at this revision"),
+    ("HfHubHTTPError", "cannot download it (boom)"),
+])
+def test_hub_failures_online_are_one_line_each(monkeypatch, error, fragment):
+    import huggingface_hub
+    from huggingface_hub import errors
+
+    httpx = pytest.importorskip("httpx")  # the library's HTTP client (huggingface_hub >= 1.0)
+    response = httpx.Response(404, request=httpx.Request("HEAD", "https://huggingface.co/me/wave"))
+
+    def fail(*args, **kwargs):
+        cls = getattr(errors, error)
+        raise cls("boom") if error == "LocalEntryNotFoundError" else cls("boom\nmore", response=response)
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fail)
+    with pytest.raises(DownloadError) as e:
+        local_model_file("hf://me/wave/wave.safetensors")
+    assert fragment in str(e.value) and "\n" not in str(e.value), str(e.value)

@@ -89,9 +89,10 @@ def hub_file(text: str, max_bytes: int, cache_dir: Optional[str | Path] = None) 
         path = Path(hub.hf_hub_download(ref.repo_id, ref.filename, revision=ref.revision, cache_dir=cache_dir,
                                         library_name="fast-nst"))
     except errors.LocalEntryNotFoundError:
-        why = ("HF_HUB_OFFLINE is set" if offline else "the Hub cannot be reached")
-        raise DownloadError(f"{ref}: not in the local Hugging Face cache and {why}; run once with a network "
-                            "(without HF_HUB_OFFLINE) to download it, or download the file and give its path.") from None
+        fix = ("HF_HUB_OFFLINE is set: run once without it, with a network, to download it" if offline else
+               "the Hub cannot be reached: check the network connection (and HTTPS_PROXY behind a proxy)")
+        raise DownloadError(f"{ref}: not in the local Hugging Face cache and {fix}; or download the file "
+                            "and give its path.") from None
     except (errors.RepositoryNotFoundError, errors.GatedRepoError):
         raise DownloadError(f"{ref}: no such repository on the Hub, or it is private or gated: check the name, "
                             "or log in with: hf auth login") from None
