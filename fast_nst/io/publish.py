@@ -20,7 +20,7 @@ from ..core.errors import CheckpointError, FastNSTError
 from ..core.files import atomic_write, check_output_file
 from ..core.untrusted import open_image, shown
 from ..core.version import __version__
-from ..nets import NETWORKS, USER_FILE_ARGS
+from ..nets import NETWORKS
 from ..nets.base import StyleNetwork
 from .checkpoint import FORMAT_NAME, FORMAT_VERSION, MAX_ARCHIVE_BYTES, load_model
 from .safetensors_file import SAFETENSORS_SUFFIX, read_safetensors_checkpoint, write_safetensors
@@ -38,16 +38,13 @@ _PROVENANCE = ("about", "converted_from")
 
 def _model_checkpoint(net: StyleNetwork, ckpt: dict[str, Any], source: Path) -> dict[str, Any]:
     """The checkpoint to write for ``net`` (loaded from ``source`` with ``ckpt``): a final
-    model's entries, the user's own file paths among the network's arguments left out."""
-    args = net.args.to_dict()
-    for key in USER_FILE_ARGS:  # the encoder file on this machine: the loader asks its user for it
-        if key in args:
-            args[key] = ""
+    model's entries (:func:`~fast_nst.io.safetensors_file.write_safetensors` leaves out the
+    user's file paths among the network's arguments)."""
     config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
     step = ckpt.get("step")
     out: dict[str, Any] = {
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "fast_nst_version": __version__,
-        "kind": "model", "model_type": net.model_type, "model_args": args,
+        "kind": "model", "model_type": net.model_type, "model_args": net.args.to_dict(),
         "model_state": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         "config": config, "step": step if isinstance(step, int) and not isinstance(step, bool) else 0,
         "exported_from": shown(source.name, 200),

@@ -27,6 +27,7 @@ from ..core.files import atomic_write
 from ..core.untrusted import load_json
 from ..core.untrusted.safetensors_header import (SafetensorsHeader, load_tensors, read_header,
                                                  require_safetensors)
+from ..nets import USER_FILE_ARGS
 
 try:  # an optional dependency (pip install safetensors): require_safetensors says so when missing
     from safetensors.torch import save_file
@@ -56,11 +57,15 @@ def is_safetensors(path: str | Path) -> bool:
 def write_safetensors(ckpt: dict[str, Any], path: str | Path) -> None:
     """Write checkpoint ``ckpt`` (:func:`~fast_nst.io.checkpoint.make_checkpoint`'s dict) to
     ``path`` atomically: its ``model_state`` as the tensors, its other entries (training state
-    left out, ``kind`` "model") as the metadata. CheckpointError when safetensors is missing."""
+    and the user's file paths in ``model_args`` left out, ``kind`` "model") as the metadata.
+    CheckpointError when safetensors is missing."""
     path = Path(path)
     require_safetensors(path)
     meta = {k: v for k, v in ckpt.items() if k not in _NOT_METADATA}
     meta["kind"] = "model"
+    # A file on this machine (AdaIN's encoder): the loader asks its user for it, and a shared
+    # file should not carry the path.
+    meta["model_args"] = {k: "" if k in USER_FILE_ARGS else v for k, v in ckpt["model_args"].items()}
     text = json.dumps(meta, sort_keys=True, ensure_ascii=False)
     if len(text.encode("utf-8")) > MAX_METADATA_BYTES:
         raise CheckpointError(f"{path}: the model's description is {len(text.encode('utf-8')):,} bytes of JSON, "
