@@ -93,6 +93,13 @@ def test_a_folder_holding_only_the_safetensors_stands_for_it(exported, tmp_path)
     assert Path(s.info["path"]) == folder / "wave.safetensors" and s.info["step"] == 3
 
 
+def test_the_web_app_lists_safetensors_models(exported):
+    from fast_nst.commands.app import find_models
+
+    found = find_models(exported["johnson"][1].parent)
+    assert found["johnson.safetensors"] == exported["johnson"][1] and found["johnson.pth"] == exported["johnson"][0]
+
+
 def test_the_metadata_describes_the_model_and_no_local_paths(exported):
     _, sft = exported["adain"]
     with safetensors_torch.safe_open(str(sft), "pt") as f:
