@@ -19,7 +19,7 @@ from fast_nst.commands.eval import main as eval_main
 from fast_nst.commands.export import main as export_main
 from fast_nst.core.config import TrainConfig
 from fast_nst.core.errors import CheckpointError, FastNSTError
-from fast_nst.core.untrusted import safetensors_header
+from fast_nst.core.untrusted import events, safetensors_header
 from fast_nst.core.untrusted.safetensors_header import MAX_HEADER_BYTES, parse_header
 from fast_nst.io.checkpoint import atomic_torch_save, load_model, make_checkpoint, read_checkpoint
 from fast_nst.io.publish import model_card
@@ -294,8 +294,29 @@ def test_training_writes_its_final_model_as_safetensors_too(tiny_config, capsys,
     b, ckpt = load_model(run / "st.safetensors")
     assert ckpt["config"]["final_format"] == "safetensors" and ckpt["step"] == 1
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    printed = export_cli(run / "st.pth", "--output", run / "card" / "st.safetensors", "--model_card")
+    card = (run / "card" / "README.md").read_text()
+    assert "Last logged values (step 1, as in the run's TensorBoard logs)" in card and "| loss/total | " in card
+    assert "| loss/style/" not in card and "Losses for the model card" in printed
+    monkeypatch.setattr(events, "MAX_EVENT_BYTES", 100)  # logs over the bound: not parsed, a note
+    printed = export_cli(run / "st.pth", "--output", run / "card" / "st.safetensors", "--model_card")
+    assert "note: the model card lists no loss values" in printed and "more than the 100 read" in printed
+    assert "Last logged values" not in (run / "card" / "README.md").read_text()
     monkeypatch.setattr(safetensors_header, "safe_open", None)  # the package missing: refused before training
     code, err = in_process(capsys, train_main, "-c", config, "--no_progress", "--overwrite")
     assert_clean_in_process(code, err, "final_format: safetensors: reading and writing .safetensors files needs "
                                        "the safetensors package: pip install safetensors")
     assert (run / "st.safetensors").is_file()  # nothing was cleared
+
+
+@settings(max_examples=20, deadline=None)
+@given(data=st.binary(max_size=200))
+def test_the_event_file_reader_gives_losses_or_one_error(tmp_path_factory, data):
+    folder = tmp_path_factory.mktemp("events")
+    (folder / "events.out.tfevents.1.host").write_bytes(data)
+    try:
+        step, values = events.last_losses(folder)
+    except FastNSTError as e:
+        assert "\n" not in str(e)
+        return
+    assert step >= 0 and all(isinstance(v, float) for v in values.values())

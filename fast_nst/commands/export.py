@@ -8,11 +8,13 @@ import argparse
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..core.errors import FastNSTError
+from ..core.errors import DataError, FastNSTError
 from ..core.untrusted import input_file, shown
 from ..io.export import (ALPHA_INPUT_NAME, CHECK_SHAPES, FORMATS, MIN_OPSET, STYLE_IMAGE_INPUT_NAME,
                          STYLE_INPUT_NAME, TOLERANCE, TORCHSCRIPT_SUFFIXES, export_model)
+from ..core.untrusted.events import last_losses
 from ..core.untrusted.hub import parse_hub_ref
+from ..io.checkpoint import CHECKPOINT_DIR
 from ..io.hub import is_hub_ref, local_model_file as model_path
 from ..io.publish import export_safetensors, write_model_card
 from ..io.safetensors_file import SAFETENSORS_SUFFIX
@@ -125,6 +127,23 @@ def _default_output(model: str, suffix: str) -> Path:
     return Path(model).with_suffix(suffix)
 
 
+def _run_losses(model: str, source: Path, step: int) -> tuple[int, dict[str, float]]:
+    """The last losses logged up to ``step`` by the run MODEL belongs to (its folder's TensorBoard
+    logs; a checkpoint's: the run folder above checkpoints/), for the model card; none for an hf://
+    reference or a file outside a run folder, a note when its logs cannot be read."""
+    if is_hub_ref(model):
+        return 0, {}
+    folder = source.parent.parent if source.parent.name == CHECKPOINT_DIR else source.parent
+    try:
+        logged, values = last_losses(folder, step or None)
+    except DataError as e:
+        print(f"note: the model card lists no loss values: {e}")
+        return 0, {}
+    if values:
+        print(f"Losses for the model card: the last logged values (step {logged}) of {folder}'s TensorBoard logs")
+    return logged, values
+
+
 def _safetensors(args: argparse.Namespace) -> int:
     """--format safetensors: the file, its check, and with --model_card the card beside it."""
     if args.opset is not None or args.check_size or args.style is not None:
@@ -141,8 +160,9 @@ def _safetensors(args: argparse.Namespace) -> int:
           f"{summary['bytes'] / 1e6:.1f} MB, {summary['model_type']} '{summary['name']}'); every tensor read "
           "back identical")
     if args.model_card:
+        losses = _run_losses(args.model, source, summary["checkpoint"]["step"])
         files = write_model_card(Path(summary["output"]).parent, summary["checkpoint"], Path(summary["output"]).name,
-                                 args.repo_id, args.style_image)
+                                 args.repo_id, args.style_image, losses)
         # Only these files: next to a run's model lie its checkpoints, logs and config.
         include = " ".join(f"--include {f.name}" for f in [Path(summary["output"])] + files)
         print(f"Model card: {', '.join(str(f) for f in files)}. Publish with: hf upload "

@@ -100,10 +100,11 @@ LOSS_KEYS = ("loss_model", "loss_model_weights", "content_weight", "content_laye
 
 
 def model_card(ckpt: dict[str, Any], file_name: str, repo_id: str = "OWNER/REPO",
-               thumbnail: Optional[str] = None) -> str:
+               thumbnail: Optional[str] = None, losses: tuple[int, dict[str, float]] = (0, {})) -> str:
     """The README.md (Markdown with the Hub's YAML front matter) of the model ``ckpt`` (a
     checkpoint dict) published as ``file_name`` in Hub repository ``repo_id``; ``thumbnail``:
-    the style image's file name next to it."""
+    the style image's file name next to it; ``losses``: (step, {TensorBoard tag: value}), the
+    last logged losses of its run (:func:`fast_nst.core.untrusted.events.last_losses`)."""
     config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
     model_type = str(ckpt.get("model_type", "johnson"))
     name = _cell(config.get("naming") or Path(file_name).stem)
@@ -134,6 +135,11 @@ def model_card(ckpt: dict[str, Any], file_name: str, repo_id: str = "OWNER/REPO"
               _rows(config, TRAINING_KEYS), "", "## Losses", "",
               "The training losses: weighted terms on the features of the loss network (loss_model):", "",
               "| loss term | value |", "| --- | --- |", _rows(config, LOSS_KEYS), ""]
+    step, values = losses
+    if values:
+        lines += [f"Last logged values (step {step}, as in the run's TensorBoard logs):", "",
+                  "| scalar | value |", "| --- | --- |"]
+        lines += [f"| {_cell(tag)} | {value:.4g} |" for tag, value in sorted(values.items())] + [""]
     lines += ["## How it was trained", "",
               f"With fast-nst {_cell(ckpt.get('fast_nst_version', 'unknown'))}: `python train.py --config "
               "CONFIG.yml`, with the settings above (the full training config is in the file's metadata, "
@@ -143,8 +149,9 @@ def model_card(ckpt: dict[str, Any], file_name: str, repo_id: str = "OWNER/REPO"
 
 
 def write_model_card(folder: str | Path, ckpt: dict[str, Any], file_name: str, repo_id: str = "OWNER/REPO",
-                     style_image: Optional[str | Path] = None) -> list[Path]:
-    """Write ``folder/README.md`` (:func:`model_card`) and, from the user's ``style_image``
+                     style_image: Optional[str | Path] = None,
+                     losses: tuple[int, dict[str, float]] = (0, {})) -> list[Path]:
+    """Write ``folder/README.md`` (:func:`model_card`, with ``losses``) and, from the user's ``style_image``
     (never a path the model file names), ``folder/style.jpg`` at most :data:`THUMBNAIL_SIDE`
     px on its longer side; returns the written files."""
     folder = Path(folder)
@@ -158,7 +165,7 @@ def write_model_card(folder: str | Path, ckpt: dict[str, Any], file_name: str, r
         written.append(thumb)
     card = folder / CARD_NAME
     with atomic_write(card) as tmp:
-        tmp.write_text(model_card(ckpt, file_name, repo_id, THUMBNAIL_NAME if style_image is not None else None),
-                       encoding="utf-8")
+        thumbnail = THUMBNAIL_NAME if style_image is not None else None
+        tmp.write_text(model_card(ckpt, file_name, repo_id, thumbnail, losses), encoding="utf-8")
     written.append(card)
     return written

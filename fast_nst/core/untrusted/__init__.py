@@ -19,6 +19,7 @@ is safe to print. Nothing outside this package opens outside data raw: the archi
 | :mod:`.images` | image files (photos, style images, uploads): pixels bounded from the header and before a resize |
 | :mod:`.uploads` | the web app's uploads: their total bytes bounded, oldest removed |
 | :mod:`.downloads` | URLs: http(s) only, bytes, deadline and content checked before the file lands in place |
+| :mod:`.events` | a run's TensorBoard event files, for a model card's last losses: bytes before parsing, scalars only, fast-nst's loss tags, finite values |
 | :mod:`.hub` | ``hf://OWNER/REPO/FILE[@REVISION][#sha256=HEX]`` model references: checked names, fetched once into the Hugging Face cache, optional checksum |
 
 :mod:`.archives` and :mod:`.safetensors_header` import torch and are imported on first use, so that configs are checked
