@@ -31,14 +31,17 @@ def parser() -> argparse.ArgumentParser:
                     "height and width. The exported file is run on sample inputs and compared "
                     f"with PyTorch (max abs difference <= {TOLERANCE:g}) before it is written. "
                     "eval.py and load_stylizer read the .onnx export; TorchScript is for "
-                    "deployment with torch.jit.load.",
+                    "deployment with torch.jit.load. --format safetensors writes the weights and "
+                    "their description without code, to share (with --model_card, on the Hugging "
+                    "Face Hub).",
         epilog="Example: python -m fast_nst.export models/wave/wave.pth --format onnx --output wave.onnx",
     )
     p.add_argument("model",
                    help="the .pth to export, read with weights-only loading like eval.py: train.py's "
                         "final model (models/NAME/NAME.pth), a training checkpoint from its "
                         "checkpoints/ folder (step_N.pth), a model written by fast_nst.convert or "
-                        "download pretrained, or a pytorch/examples fast_neural_style .pth")
+                        "download pretrained, a pytorch/examples fast_neural_style .pth, a "
+                        ".safetensors export, or a Hub file hf://OWNER/REPO/FILE[@REVISION]")
     p.add_argument("--format", choices=FORMATS + ("safetensors",), default=None,
                    help="onnx or torchscript (default: from --output's suffix: "
                         f"{'/'.join(TORCHSCRIPT_SUFFIXES)} -> torchscript, otherwise onnx; onnx "
@@ -67,8 +70,8 @@ def parser() -> argparse.ArgumentParser:
                         f"{ALPHA_INPUT_NAME!r} (1 float in [0, 1])")
     p.add_argument("--model_card", action="store_true",
                    help="safetensors only: also write README.md (a Hugging Face Hub model card: training "
-                        "settings, losses, how to use it) next to --output, ready for: hf upload "
-                        "OWNER/REPO FOLDER .")
+                        "settings, losses, how to use it) next to --output; the command prints the "
+                        "hf upload line that publishes them")
     p.add_argument("--style_image", metavar="FILE",
                    help="with --model_card: the style image, shown on the card as a thumbnail (style.jpg)")
     p.add_argument("--repo_id", default="OWNER/REPO", metavar="OWNER/REPO",
