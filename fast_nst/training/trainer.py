@@ -30,6 +30,7 @@ from ..core.config import TrainConfig, save_config
 from ..core.device import prepare_compile
 from ..core.errors import CheckpointError, DataError, FastNSTError, Stopped
 from ..io import checkpoint as ckpt_io
+from ..io.safetensors_file import SAFETENSORS_SUFFIX, write_safetensors
 from ..lossnet import GRAM_STYLE_DEGREE, loss_weights
 from ..lossnet.losses import PerceptualLoss, tf32_grams
 from ..nets import NETWORKS
@@ -573,16 +574,20 @@ class Trainer:
 
             def save_final() -> Path:
                 ckpt_io.atomic_torch_save(final, model_file)
+                if self.cfg.final_format == "safetensors":
+                    write_safetensors(final, model_file.with_suffix(SAFETENSORS_SUFFIX))
                 return model_file
 
             self._write("final model", save_final)
             skipped = f" Skipped {len(self.skipped)} unreadable training files." if self.skipped else ""
             newest = self.last_ckpt.name if self.last_ckpt else "-"
+            also = (f" and {model_file.with_suffix(SAFETENSORS_SUFFIX).name}"
+                    if self.cfg.final_format == "safetensors" else "")
             trained = self.step - self.start_step
             resumed = f" (resumed at step {self.start_step}, now at step {self.step})" if self.start_step else ""
             print(
                 f"Done: {trained} step{'s' if trained != 1 else ''} in {seconds:.1f} s{resumed}.{skipped}\n"
-                f"  model:       {model_file}\n"
+                f"  model:       {model_file}{also}\n"
                 f"  checkpoints: {run_dir / ckpt_io.CHECKPOINT_DIR} (newest {newest})\n"
                 f"  config:      {run_dir / CONFIG_FILE}\n"
                 f"  TensorBoard: tensorboard --logdir {run_dir}\n"
