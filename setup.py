@@ -39,6 +39,12 @@ setup(
         "video": ["av>=12"],
         # The local web app (python -m fast_nst.app); 6 for launch()'s run_history and footer_links.
         "app": ["gradio>=6"],
+        # .safetensors models (export --format safetensors, reading them anywhere a .pth is read);
+        # 0.4 is the first release with safe_open(..., framework="pt") as used here.
+        "safetensors": ["safetensors>=0.4"],
+        # Model files named hf://OWNER/REPO/FILE (fetched into the Hugging Face cache) and the hf
+        # CLI to publish them; 0.24 is the first release with the huggingface_hub.errors module used here.
+        "hub": ["huggingface_hub>=0.24", "safetensors>=0.4"],
     },
     entry_points={
         # One per command (fast_nst/commands/); python train.py, eval.py and python -m

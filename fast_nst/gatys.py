@@ -25,7 +25,7 @@ from tqdm import tqdm
 from .core.device import resolve_device
 from .core.errors import FastNSTError
 from .core.images import pil_to_tensor, resize_longest, save_image, tensor_to_pil
-from .core.untrusted import open_image, resize_style
+from .core.untrusted import MAX_STYLE_PIXELS, open_image, resize_side, resize_style
 from .lossnet import LOSS_NETWORKS, get_loss_network, layer_choices, layer_names, min_side
 from .lossnet.losses import PerceptualLoss
 from .lossnet.vgg import VGGEncoder, build_loss_network
@@ -202,7 +202,10 @@ def optimize(
     lr = DEFAULT_LR[optimizer] if lr is None else lr
     dev = resolve_device(device)
     content_full, style_full = _as_image(content_image), _as_image(style_image)
-    final_content = resize_longest(content_full, image_size)
+    # The whole image is optimised at once (no tiles), like a style image: the same pixel cap,
+    # checked before the resize (an upscale to --image_size 100000 would need ~30 GB for itself).
+    final_content = resize_side(content_full, image_size, "longer", MAX_STYLE_PIXELS,
+                                f"The content image at --image_size {image_size}", "lower --image_size")
     final_size = max(final_content.size)
     style_size = style_size if style_size is not None else final_size
     sizes = scale_sizes(final_size, scales)

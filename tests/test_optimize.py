@@ -220,6 +220,10 @@ def test_cli_errors_are_clean(pair, tmp_path, capsys):
                     "--loss_model_file", str(tmp_path / "weights.pth"))
     assert "VGG19 weights not found" in err and LOSS_NETWORKS["vgg19"].url in err
     assert "too small" in cli_error(capsys, *base, "--image_size", "8")
+    # An upscale the whole-image optimisation cannot hold, refused before the resize.
+    err = cli_error(capsys, *base, "--image_size", "100000")
+    assert "--image_size 100000" in err and "more than the limit of 4,194,304 pixels" in err, err
+    assert "lower --image_size" in err
     assert not (tmp_path / "o.jpg").exists()
 
 

@@ -14,6 +14,9 @@ tests consume results in file order. A test only waits for its own scenario.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import os
 import pickle
 import re
@@ -70,6 +73,31 @@ def cli(script: str, *args, **kwargs) -> subprocess.CompletedProcess:
     kwargs["env"] = {**SUBPROCESS_ENV, **kwargs.get("env", {})}
     with slots():
         return run_cli(script, *map(str, args), **kwargs)
+
+
+_COMMANDS = {"train.py": "fast_nst.commands.train", "eval.py": "fast_nst.commands.eval"}
+
+
+def inline(script: str, *args, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The command's ``main()`` in this process, its output captured: for cases that end in a
+    message and an exit code, a subprocess's start-up (~3 s of CPU each) proves nothing more.
+    Main thread only (signal handlers; ``cwd`` changes the process's folder for the call)."""
+    assert threading.current_thread() is threading.main_thread(), "inline() runs commands in the main thread"
+    main = importlib.import_module(_COMMANDS[script]).main
+    out, err, previous = io.StringIO(), io.StringIO(), os.getcwd()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            if cwd is not None:
+                os.chdir(cwd)
+            code = main([str(a) for a in args])
+        finally:
+            os.chdir(previous)
+    return subprocess.CompletedProcess([script, *map(str, args)], code, out.getvalue(), err.getvalue())
+
+
+def inline_many(jobs: dict[str, tuple]) -> dict[str, subprocess.CompletedProcess]:
+    """:func:`run_many`'s jobs run one after another with :func:`inline`."""
+    return {name: inline(job[0], *job[1], **(job[2] if len(job) > 2 else {})) for name, job in jobs.items()}
 
 
 def run_many(jobs: dict[str, tuple]) -> dict[str, subprocess.CompletedProcess]:
@@ -408,9 +436,8 @@ def ctrl_c_workers(ctx: Ctx):
     return run, p, log.read_text(), workers
 
 
-@scenario("straight")
 def eval_errors(ctx: Ctx):
-    """Every eval.py misuse at once: hostile, foreign and damaged model files, and bad inputs."""
+    """Every eval.py misuse at once (in-process, main thread): hostile, foreign and damaged model files, and bad inputs."""
     base = ctx.base
     model_file = result("straight").model_file
     photo = make_photo(base / "photo.jpg", (40, 32), seed=1)
@@ -456,7 +483,7 @@ def eval_errors(ctx: Ctx):
     def ev(model, image, *extra, output=None):
         output = output or out / f"{Path(model).stem}_{Path(image).stem}.jpg"
         args = ["--model_file", model, "--image_file", image, "--device", "cpu", "--output_file", output]
-        return ("eval.py", [*args, *extra], {"cwd": base})
+        return ("eval.py", [*args, *extra])
 
     jobs = {name: ev(models / f"{name}.pth", photo) for name in (
         "hostile", "random", "empty", "text", "foreign", "newer", "missing_key", "wrong_shape")}
@@ -471,7 +498,7 @@ def eval_errors(ctx: Ctx):
         "folder_one_bad": ev(model_file, mixed, output=out / "mixed"),
     })
     before = {"self": self_in.read_bytes()}
-    results = run_many(jobs)
+    results = inline_many(jobs)
     return dict(base=base, out=out, models=models, results=results, marker=marker,
                 payload_live=payload_live, before=before, photo=photo, model_file=model_file)
 
@@ -569,8 +596,8 @@ def bad_data(ctx: Ctx):
     return runs, results, bad, only_bad
 
 
-@scenario()
 def fail_fast(ctx: Ctx):
+    """train.py's checks before step 1 (in-process, main thread)."""
     base = ctx.base
     (base / "empty_train").mkdir()
     (base / "empty_train" / "readme.txt").write_text("no photos here")
@@ -595,7 +622,7 @@ def fail_fast(ctx: Ctx):
         "bad_type": (make("bad_type", batch_size="two"), []),
     }
     # A style URL is cached under ./data/styles: run everything from the scenario's folder.
-    results = run_many({k: ("train.py", run.args(*extra), {"cwd": base}) for k, (run, extra) in runs.items()})
+    results = inline_many({k: ("train.py", run.args(*extra), {"cwd": base}) for k, (run, extra) in runs.items()})
     return base, {k: run for k, (run, _) in runs.items()}, results
 
 
@@ -626,8 +653,8 @@ def _ctrl_c_workers_fixture(_start_scenarios):
 
 
 @pytest.fixture(scope="module", name="eval_errors")
-def _eval_errors_fixture(_start_scenarios):
-    return result("eval_errors")
+def _eval_errors_fixture(_start_scenarios, tmp_path_factory, train_dir, style_file):
+    return eval_errors(Ctx(tmp_path_factory.mktemp("eval_errors"), train_dir, style_file))
 
 
 @pytest.fixture(scope="module", name="eval_formats")
@@ -651,8 +678,8 @@ def _bad_data_fixture(_start_scenarios):
 
 
 @pytest.fixture(scope="module", name="fail_fast")
-def _fail_fast_fixture(_start_scenarios):
-    return result("fail_fast")
+def _fail_fast_fixture(tmp_path_factory, train_dir, style_file):
+    return fail_fast(Ctx(tmp_path_factory.mktemp("fail_fast"), train_dir, style_file))
 
 
 

@@ -78,7 +78,7 @@ class ModelInfo:
 
 def find_models(root: Path) -> dict[str, Path]:
     """Models under ``root``, recursively, by a label (their path relative to ``root``): final
-    models and pytorch/examples models (``*.pth``), ``*.onnx`` exports, and run folders whose run
+    models and pytorch/examples models (``*.pth``), ``*.safetensors`` and ``*.onnx`` exports, and run folders whose run
     has not finished (only ``checkpoints/step_*.pth``: the newest is used). Training checkpoints
     of finished runs and hidden files are left out. FastNSTError when there are none."""
     root = Path(root)
@@ -91,12 +91,12 @@ def find_models(root: Path) -> dict[str, Path]:
         rel = path.relative_to(root)
         if any(part.startswith(".") for part in rel.parts) or CHECKPOINT_DIR in rel.parts[:-1]:
             continue
-        if path.is_file() and path.suffix.lower() in (".pth", ".onnx"):
+        if path.is_file() and path.suffix.lower() in (".pth", ".onnx", ".safetensors"):
             found[rel.as_posix()] = path
         elif path.is_dir() and not (path / f"{path.name}.pth").is_file() and list_checkpoints(path):
             found[f"{rel.as_posix()}/ (unfinished run: newest checkpoint)"] = path
     if not found:
-        raise FastNSTError(f"--models {root}: no models found (*.pth, *.onnx or run folders). Train "
+        raise FastNSTError(f"--models {root}: no models found (*.pth, *.safetensors, *.onnx or run folders). Train "
                            "one (python train.py -c conf/wave.yml) or fetch some (python -m "
                            "fast_nst.download pretrained).")
     return found
@@ -400,7 +400,7 @@ def parser() -> argparse.ArgumentParser:
         epilog="Example: python -m fast_nst.app --models models/   (then open http://127.0.0.1:7860)",
     )
     p.add_argument("--models", metavar="DIR",
-                   help=f"folder searched (recursively) for models: *.pth, *.onnx and run folders (default: "
+                   help=f"folder searched (recursively) for models: *.pth, *.safetensors, *.onnx and run folders (default: "
                         f"{DEFAULT_MODELS_DIR}/); without models there, the built-in {BUNDLED_STYLE} model")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this computer only; 0.0.0.0 lets "

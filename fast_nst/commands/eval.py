@@ -41,8 +41,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model_file",
                    help="a model: train.py's final .pth, its run folder (models/wave means "
                         "models/wave/wave.pth, or the newest checkpoint of an interrupted run), a "
-                        "training checkpoint from its checkpoints/ folder, an .onnx export, or a "
-                        f"pytorch/examples .pth; default: the built-in {BUNDLED_STYLE} model, shipped "
+                        "training checkpoint from its checkpoints/ folder, a .safetensors or .onnx "
+                        "export, a pytorch/examples .pth, or a Hugging Face Hub file "
+                        "hf://OWNER/REPO/FILE[@REVISION] (downloaded once into its cache); default: the built-in {BUNDLED_STYLE} model, shipped "
                         "inside the package")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--image_file", help="an image, or a folder of images")

@@ -26,7 +26,8 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model_file", nargs="+", required=True, metavar="MODEL",
                    help=f"models to compare (at most {MAX_MODELS}): .pth files, run folders "
-                        "(models/wave), training checkpoints, .onnx exports, pytorch/examples models")
+                        "(models/wave), training checkpoints, .safetensors and .onnx exports, "
+                        "pytorch/examples models, hf://OWNER/REPO/FILE[@REVISION] Hub files")
     p.add_argument("--images", required=True, metavar="DIR",
                    help=f"folder of photos (not its subfolders; the first {MAX_PHOTOS} by name)")
     p.add_argument("--output", "-o", required=True, metavar="DIR", help="folder to write the report into: a new or empty one, or an earlier "

@@ -1,5 +1,6 @@
 """``python -m fast_nst.export MODEL --format onnx`` (also ``fast-nst-export``): export a model
-to ONNX or TorchScript, checked against PyTorch before it is written."""
+to ONNX or TorchScript, checked against PyTorch before it is written; or to ``.safetensors``
+(``--format safetensors``, with ``--model_card`` for the Hugging Face Hub)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,17 @@ import argparse
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..core.untrusted import shown
-from ..io.quantize import CALIBRATION_COUNT, QUANTIZE_MODES, export_quantized
+from ..core.errors import DataError, FastNSTError
+from ..core.untrusted import input_file, shown
 from ..io.export import (ALPHA_INPUT_NAME, CHECK_SHAPES, FORMATS, MIN_OPSET, STYLE_IMAGE_INPUT_NAME,
                          STYLE_INPUT_NAME, TOLERANCE, TORCHSCRIPT_SUFFIXES, ExportError, export_model)
+from ..core.untrusted.events import last_losses
+from ..core.untrusted.hub import parse_hub_ref
+from ..io.checkpoint import CHECKPOINT_DIR
+from ..io.hub import is_hub_ref, local_model_file as model_path
+from ..io.publish import export_safetensors, write_model_card
+from ..io.quantize import CALIBRATION_COUNT, QUANTIZE_MODES, export_quantized
+from ..io.safetensors_file import SAFETENSORS_SUFFIX
 from ..nets.multistyle import style_list
 from . import new_parser, run_command
 
@@ -24,21 +32,26 @@ def parser() -> argparse.ArgumentParser:
                     "height and width. The exported file is run on sample inputs and compared "
                     f"with PyTorch (max abs difference <= {TOLERANCE:g}) before it is written. "
                     "eval.py and load_stylizer read the .onnx export; TorchScript is for "
-                    "deployment with torch.jit.load.",
+                    "deployment with torch.jit.load. --format safetensors writes the weights and "
+                    "their description without code, to share (with --model_card, on the Hugging "
+                    "Face Hub).",
         epilog="Example: python -m fast_nst.export models/wave/wave.pth --format onnx --output wave.onnx",
     )
     p.add_argument("model",
                    help="the .pth to export, read with weights-only loading like eval.py: train.py's "
                         "final model (models/NAME/NAME.pth), a training checkpoint from its "
                         "checkpoints/ folder (step_N.pth), a model written by fast_nst.convert or "
-                        "download pretrained, or a pytorch/examples fast_neural_style .pth")
-    p.add_argument("--format", choices=FORMATS, default=None,
+                        "download pretrained, a pytorch/examples fast_neural_style .pth, a "
+                        ".safetensors export, or a Hub file hf://OWNER/REPO/FILE[@REVISION]")
+    p.add_argument("--format", choices=FORMATS + ("safetensors",), default=None,
                    help="onnx or torchscript (default: from --output's suffix: "
                         f"{'/'.join(TORCHSCRIPT_SUFFIXES)} -> torchscript, otherwise onnx; onnx "
                         "when --output is not given). A --format that contradicts --output's "
                         "suffix (torchscript to .onnx, onnx to .pt/.pth) is an error; other "
                         "suffixes such as .bin are allowed. Arbitrary-style models (model_type adain) "
-                        "export to onnx only")
+                        "export to onnx only. safetensors (also chosen by a .safetensors --output): the "
+                        "weights with the checkpoint's description as metadata, no code; eval.py, "
+                        "load_stylizer, the app and reports read it like a .pth")
     p.add_argument("--output", "-o", default=None, metavar="FILE",
                    help="file to write (default: the model's name with .onnx, or .pt for "
                         "--format torchscript, next to it)")
@@ -56,6 +69,14 @@ def parser() -> argparse.ArgumentParser:
                         "Not for arbitrary-style models (model_type adain): they are exported with "
                         f"the inputs {STYLE_IMAGE_INPUT_NAME!r} (the style image, 1x3xhxw) and "
                         f"{ALPHA_INPUT_NAME!r} (1 float in [0, 1])")
+    p.add_argument("--model_card", action="store_true",
+                   help="safetensors only: also write README.md (a Hugging Face Hub model card: training "
+                        "settings, losses, how to use it) next to --output; the command prints the "
+                        "hf upload line that publishes them")
+    p.add_argument("--style_image", metavar="FILE",
+                   help="with --model_card: the style image, shown on the card as a thumbnail (style.jpg)")
+    p.add_argument("--repo_id", default="OWNER/REPO", metavar="OWNER/REPO",
+                   help="with --model_card: the Hub repository the card's usage example names")
     p.add_argument("--loss_model_file", metavar="FILE",
                    help="arbitrary-style models: the VGG weights file their encoder was trained with "
                         "(default: the loss network's default path, e.g. pretrained/vgg19-dcbb9e9d.pth)")
@@ -72,18 +93,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser().parse_args(argv)
 
     def run() -> int:
+        if args.format == "safetensors" or (args.format is None and args.output
+                                             and Path(args.output).suffix.lower() == SAFETENSORS_SUFFIX):
+            if args.quantize or args.calibration_images:
+                raise ExportError("--quantize and --calibration_images are for ONNX exports, not safetensors.")
+            return _safetensors(args)
+        if args.model_card or args.style_image:
+            raise FastNSTError("--model_card and --style_image are for --format safetensors.")
         if args.output:
             output = Path(args.output)
         else:
             suffix = ".pt" if args.format == "torchscript" else ".int8.onnx" if args.quantize else ".onnx"
-            output = Path(args.model).with_suffix(suffix)
+            output = _default_output(args.model, suffix)
         # args.format None: export_model infers it from the suffix; explicit: it is checked
         # against the suffix there, before the model is loaded.
         if args.calibration_images is not None and not args.quantize:
             raise ExportError("--calibration_images goes with --quantize int8")
         export = export_quantized if args.quantize else export_model
         extra = {"calibration_images": args.calibration_images} if args.quantize else {}
-        summary = export(args.model, output, fmt=args.format, opset=args.opset,
+        summary = export(model_path(args.model), output, fmt=args.format, opset=args.opset,
                          check_sizes=[tuple(s) for s in args.check_size], style=args.style,
                          loss_model_file=args.loss_model_file, **extra)
         fmt = summary["format"]
@@ -111,3 +139,53 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     return run_command(run)
 
+
+def _default_output(model: str, suffix: str) -> Path:
+    """The model's name with ``suffix``: next to a local model, in the current folder for an
+    hf:// reference (never inside the Hub cache)."""
+    if is_hub_ref(model):
+        return Path(Path(parse_hub_ref(model).filename).name).with_suffix(suffix)
+    return Path(model).with_suffix(suffix)
+
+
+def _run_losses(model: str, source: Path, step: int) -> tuple[int, dict[str, float]]:
+    """The last losses logged up to ``step`` by the run MODEL belongs to (its folder's TensorBoard
+    logs; a checkpoint's: the run folder above checkpoints/), for the model card; none for an hf://
+    reference or a file outside a run folder, a note when its logs cannot be read."""
+    if is_hub_ref(model):
+        return 0, {}
+    folder = source.parent.parent if source.parent.name == CHECKPOINT_DIR else source.parent
+    try:
+        logged, values = last_losses(folder, step or None)
+    except DataError as e:
+        print(f"note: the model card lists no loss values: {e}")
+        return 0, {}
+    if values:
+        print(f"Losses for the model card: the last logged values (step {logged}) of {folder}'s TensorBoard logs")
+    return logged, values
+
+
+def _safetensors(args: argparse.Namespace) -> int:
+    """--format safetensors: the file, its check, and with --model_card the card beside it."""
+    if args.opset is not None or args.check_size or args.style is not None:
+        raise FastNSTError("--opset, --check_size and --style are for onnx and torchscript exports; a "
+                           "safetensors file holds the whole model (every style of a multi-style one).")
+    if args.style_image and not args.model_card:
+        raise FastNSTError("--style_image is the thumbnail of --model_card: add --model_card.")
+    if args.style_image:
+        input_file(args.style_image, "--style_image")  # before the export, not after it
+    source = model_path(args.model)
+    output = args.output or _default_output(args.model, SAFETENSORS_SUFFIX)
+    summary = export_safetensors(source, output, args.loss_model_file)
+    print(f"Exported {args.model} -> {summary['output']} (safetensors, {summary['tensors']} tensors, "
+          f"{summary['bytes'] / 1e6:.1f} MB, {summary['model_type']} '{summary['name']}'); every tensor read "
+          "back identical")
+    if args.model_card:
+        losses = _run_losses(args.model, source, summary["checkpoint"]["step"])
+        files = write_model_card(Path(summary["output"]).parent, summary["checkpoint"], Path(summary["output"]).name,
+                                 args.repo_id, args.style_image, losses)
+        # Only these files: next to a run's model lie its checkpoints, logs and config.
+        include = " ".join(f"--include {f.name}" for f in [Path(summary["output"])] + files)
+        print(f"Model card: {', '.join(str(f) for f in files)}. Publish with: hf upload "
+              f"{args.repo_id} {Path(summary['output']).parent} . {include}")
+    return 0

@@ -167,6 +167,10 @@ class TrainConfig:
     checkpoint_every: int = 2000
     # Training checkpoints kept on disk (older ones are deleted); 3 survives a bad last write.
     keep_checkpoints: int = 3
+    # "safetensors": the final model is also written as <naming>.safetensors (weights without
+    # code, for sharing: docs/export.md); the .pth stays, for --resume and init_from. "pth" (the
+    # default, as before the option existed): the .pth only.
+    final_format: Literal["pth", "safetensors"] = "pth"
     # Photos stylized for TensorBoard; empty picks num_samples fixed photos from val_dir if set,
     # else from train_dir.
     sample_images: tuple[str, ...] = ()

@@ -17,6 +17,8 @@ A checkpoint is a dict::
                     fast_nst.io.bundled)
 
 A model file is untrusted input: nothing but tensors and plain containers is ever unpickled.
+A ``.safetensors`` file (:mod:`fast_nst.io.safetensors_file`) holds the same entries: the
+weights as tensors, the rest as JSON metadata; it is read wherever a ``.pth`` is.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import random
 import re
 import zipfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -40,6 +42,7 @@ from ..nets import NETWORKS, USER_FILE_ARGS, make_args, network_class
 from ..nets.base import StyleNetwork
 from ..nets import MAX_PARAMETERS
 from .pytorch_examples import convert_pytorch_examples, is_pytorch_examples
+from .safetensors_file import is_safetensors, read_safetensors_checkpoint, read_safetensors_metadata, read_state_for
 
 __all__ = ["CHECKPOINT_DIR", "FORMAT_NAME", "FORMAT_VERSION", "atomic_torch_save", "build_model",
            "capture_rng_state", "checkpoint_name", "list_checkpoints",
@@ -209,10 +212,13 @@ def _refuse_torchscript(path: Path) -> None:
 def safe_torch_load(path: str | Path) -> Any:
     """A model file's content, loaded weights-only through the boundary
     (:func:`fast_nst.core.untrusted.archives.load_torch_file`, bounded by
-    :data:`MAX_ARCHIVE_BYTES`); a TorchScript export is explained, every failure is a
-    :class:`CheckpointError` in fast-nst's words."""
+    :data:`MAX_ARCHIVE_BYTES`; a ``.safetensors`` file: its checkpoint dict, see
+    :func:`~fast_nst.io.safetensors_file.read_safetensors_checkpoint`); a TorchScript export is
+    explained, every failure is a :class:`CheckpointError` in fast-nst's words."""
     path = Path(path)
     require_model_file(path)
+    if is_safetensors(path):
+        return read_safetensors_checkpoint(path, MAX_ARCHIVE_BYTES)
     return load_torch_file(path, MAX_ARCHIVE_BYTES, "a PyTorch checkpoint", _EXPECTED, inspect=_refuse_torchscript)
 
 
@@ -293,12 +299,15 @@ def _user_files(margs: dict[str, Any], loss_model_file: Optional[str | Path],
 
 
 def build_model(ckpt: dict[str, Any], path: str | Path, loss_model_file: Optional[str | Path] = None,
-                loss_model: Optional[str] = None) -> StyleNetwork:
+                loss_model: Optional[str] = None,
+                read_state: Optional[Callable[[StyleNetwork], dict]] = None) -> StyleNetwork:
     """The network stored in ``ckpt`` (from :func:`read_checkpoint`), built from the registry
     by its ``model_type`` (version-1 files: the Johnson net), in eval mode. A network that
     needs a loss network's weights (AdaIN's encoder) takes them from ``loss_model_file``
     (the user's, for loss network ``loss_model``; None: any) or the registry's default path,
-    never from a path the model file names."""
+    never from a path the model file names. ``read_state(network)``: its weights, read once the
+    network is built (a .safetensors file's, checked against the network first), instead of
+    ``ckpt["model_state"]``."""
     model_type = ckpt.get("model_type", LEGACY_MODEL_TYPE)
     margs = ckpt["model_args"]
     if not isinstance(model_type, str) or model_type not in NETWORKS:
@@ -311,7 +320,7 @@ def build_model(ckpt: dict[str, Any], path: str | Path, loss_model_file: Optiona
         model = network_class(model_type)(make_args(model_type, margs))
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: bad model_args ({str(e)[:300]}).") from None
-    state = ckpt["model_state"]
+    state = ckpt["model_state"] if read_state is None else read_state(model)
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: model_state is {_describe(state)}, expected a state dict.")
     try:
@@ -340,6 +349,12 @@ def load_model(path: str | Path, loss_model_file: Optional[str | Path] = None,
     """(network in eval mode, checkpoint dict) from a model or training checkpoint, or
     from a pytorch/examples fast_neural_style model (converted on the fly);
     ``loss_model_file``, ``loss_model``: see :func:`build_model`."""
+    if is_safetensors(path):
+        require_model_file(Path(path))
+        header, meta = read_safetensors_metadata(path, MAX_ARCHIVE_BYTES)
+        ckpt = validate_checkpoint({**meta, "model_state": {}}, path)
+        net = build_model(ckpt, path, loss_model_file, loss_model, lambda m: read_state_for(path, header, m))
+        return net, {**ckpt, "model_state": net.state_dict()}
     obj = safe_torch_load(path)
     if is_pytorch_examples(obj):
         net = convert_pytorch_examples(obj, str(path))

@@ -23,6 +23,8 @@ from ..core.device import resolve_device
 from ..core.errors import CheckpointError
 from ..io.bundled import about, bundled_model
 from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints, load_model
+from ..io.hub import local_model_file
+from ..io.safetensors_file import SAFETENSORS_SUFFIX
 from ..io.pretrained import pretrained_hint
 from .int8 import load_int8_stylizer
 from .onnx_stylizer import load_onnx_stylizer
@@ -35,11 +37,13 @@ __all__ = ["StylizeOptions", "Stylizer", "TorchStylizer", "finish", "load_styliz
 
 
 def model_in_run_folder(folder: Path) -> Path:
-    """The model a run folder stands for: its final model (``models/wave/wave.pth``), or, for a
-    run that was stopped before its end, its newest checkpoint (with a warning saying so)."""
+    """The model a run folder stands for: its final model (``models/wave/wave.pth``, else
+    ``wave.safetensors``), or, for a run that was stopped before its end, its newest checkpoint
+    (with a warning saying so)."""
     final = folder / f"{folder.name}.pth"
-    if final.is_file():
-        return final
+    for path in (final, final.with_suffix(SAFETENSORS_SUFFIX)):  # the .safetensors of a model from the Hub
+        if path.is_file():
+            return path
     found = list_checkpoints(folder)
     if found:
         step, newest = found[-1]
@@ -56,14 +60,16 @@ def load_stylizer(path: Union[str, Path, None] = None, device: str = "auto", pre
                   loss_model_file: Union[str, Path, None] = None, loss_model: Optional[str] = None,
                   calibration_images: Union[str, Path, None] = None) -> Stylizer:
     """Load a fast-nst checkpoint (final model or training checkpoint) for stylizing; also a run
-    folder (``models/wave`` -> ``models/wave/wave.pth``), an .onnx export or a pytorch/examples model.
+    folder (``models/wave`` -> ``models/wave/wave.pth``), a .safetensors or .onnx export, a
+    pytorch/examples model, or a Hugging Face Hub reference ``hf://OWNER/REPO/FILE[@REVISION]``
+    (:mod:`fast_nst.io.hub`).
     No ``path``: the built-in model shipped inside the package (:mod:`fast_nst.io.bundled`).
 
     ``device``: "auto" (CUDA if available), "cpu", "cuda" or "cuda:N". ``precision``, ``fast``
     and ``compile``: see :class:`TorchStylizer`; ``precision="int8"``: the model quantized to int8
     and run by onnxruntime on the CPU (single-style models; see :mod:`fast_nst.stylize.int8`),
-    calibrated on generated images or the photos in the folder ``calibration_images``. ``style``: for a multi-style model, the style
-    or blend to start in (see :meth:`Stylizer.set_style`; default its first style); for an
+    calibrated on generated images or the photos in the folder ``calibration_images``.
+    ``style``: for a multi-style model, the style or blend to start in (see :meth:`Stylizer.set_style`; default its first style); for an
     arbitrary-style model (model_type adain), the style image(s), with ``alpha``;
     ``loss_model_file``: its encoder's weights, the file it was trained with (default: the loss
     network's default path; a path named in the model file is never used), when the encoder is
@@ -72,6 +78,7 @@ def load_stylizer(path: Union[str, Path, None] = None, device: str = "auto", pre
     """
     if path is None:
         path = bundled_model()
+    path = local_model_file(path)  # an hf:// reference: the file in the Hub cache
     path = model_in_run_folder(Path(path)) if Path(path).is_dir() else Path(path)
     if not path.exists() and pretrained_hint(path):  # "Try it in a minute" without the download
         raise CheckpointError(f"Model file not found: {path}.{pretrained_hint(path)}")

@@ -34,9 +34,7 @@ complete, so an interrupted run never leaves a truncated video behind.
 
 from __future__ import annotations
 
-import io
 import math
-import sys
 import traceback
 from fractions import Fraction
 from pathlib import Path
@@ -54,6 +52,7 @@ from ..core.untrusted import check_pixels, input_file, pixel_limit
 from .base import StylizeOptions, Stylizer, finish, make_options, resize_for_processing
 from .temporal import FrameChanges, TemporalStatistics, supports_temporal
 from .tiling import auto_tile_size
+from .video_audio import audio_output, ffmpeg_reason
 
 __all__ = ["INSTALL_HINT", "stylize_video"]
 
@@ -67,9 +66,6 @@ VIDEO_CODECS: tuple[tuple[str, dict[str, str]], ...] = (
     ("libvpx-vp9", {"crf": "30", "b": "0", "row-mt": "1"}),  # WebM
     ("libvpx", {"crf": "10", "b": "4M"}),                     # WebM, older
 )
-# Audio encoders for streams that cannot be copied as they are.
-AUDIO_CODECS = ("aac", "libopus", "opus", "libmp3lame")
-AUDIO_BITRATE_PER_CHANNEL = 96_000
 
 _UNSPECIFIED_COLOR = (0, 2)  # AVCOL_SPC_RGB (meaningless for YUV input) and *_UNSPECIFIED
 _AVFMT_VARIABLE_FPS = 0x0400  # the container stores per-frame timestamps (not AVI)
@@ -164,7 +160,7 @@ def _write_video(av, tmp: Path, stylizer: Stylizer, inp, src: Path, dest: Path, 
     try:
         out.close()  # writes the trailer (and moves the index to the front, for mp4)
     except (av.FFmpegError, OSError) as e:
-        raise DataError(f"Cannot finish writing {dest}: {_reason(e)}") from None
+        raise DataError(f"Cannot finish writing {dest}: {ffmpeg_reason(e)}") from None
     return summary
 
 
@@ -172,7 +168,7 @@ def _open_input(av, src: Path):
     try:
         inp = av.open(str(src), "r")
     except av.FFmpegError as e:
-        raise DataError(f"{src}: not a video FFmpeg can read ({_reason(e)}); the file may be "
+        raise DataError(f"{src}: not a video FFmpeg can read ({ffmpeg_reason(e)}); the file may be "
                         "corrupt or not a video at all.") from None
     except OSError as e:
         raise DataError(f"Cannot read {src}: {e.strerror or e}") from None
@@ -201,10 +197,6 @@ def _video_stream(av, inp):
         if not stream.disposition & av.stream.Disposition.attached_pic:
             return stream
     return None
-
-
-def _reason(e: Exception) -> str:
-    return getattr(e, "strerror", None) or str(e)
 
 
 def _even(n: int) -> int:
@@ -296,7 +288,7 @@ class _VideoJob:
             except StopIteration:
                 return
             except self.av.FFmpegError as e:
-                raise DataError(f"{self.src}: could not read the video ({_reason(e)}); the file "
+                raise DataError(f"{self.src}: could not read the video ({ffmpeg_reason(e)}); the file "
                                 "may be truncated or corrupt.") from None
             yield packet
 
@@ -304,14 +296,14 @@ class _VideoJob:
         try:
             return packet.decode()
         except self.av.FFmpegError as e:
-            raise DataError(f"{self.src}: could not decode a frame ({_reason(e)}); the file may "
+            raise DataError(f"{self.src}: could not decode a frame ({ffmpeg_reason(e)}); the file may "
                             "be truncated or corrupt.") from None
 
     def _write(self, packets) -> None:
         try:
             self.out.mux(packets)
         except self.av.FFmpegError as e:
-            raise DataError(f"Cannot write {self.dest}: {_reason(e)}") from None
+            raise DataError(f"Cannot write {self.dest}: {ffmpeg_reason(e)}") from None
 
     # -- video -------------------------------------------------------------------------------
 
@@ -441,11 +433,13 @@ class _VideoJob:
         self.vout = stream
 
         for ain in self.ains:
-            self._add_audio(ain)
+            entry = audio_output(self.av, self.out, ain, self.src)
+            if entry is not None:
+                self.audio_out[ain.index] = entry
         try:
             out.start_encoding()
         except self.av.FFmpegError as e:
-            raise DataError(f"Cannot write {self.dest}: {_reason(e)}") from None
+            raise DataError(f"Cannot write {self.dest}: {ffmpeg_reason(e)}") from None
         pending, self.pending_audio = self.pending_audio, []
         for packet in pending:
             self._audio_packet(packet)
@@ -470,7 +464,7 @@ class _VideoJob:
         try:
             packets = self.vout.encode(frame)
         except self.av.FFmpegError as e:
-            raise DataError(f"Cannot encode {self.dest}: {_reason(e)}") from None
+            raise DataError(f"Cannot encode {self.dest}: {ffmpeg_reason(e)}") from None
         self._write(packets)
         self.written += 1
 
@@ -508,54 +502,6 @@ class _VideoJob:
 
     # -- audio -------------------------------------------------------------------------------
 
-    def _add_audio(self, ain) -> None:
-        if self._can_copy(ain):
-            self.audio_out[ain.index] = ("copy", self.out.add_stream_from_template(ain))
-            return
-        if ain.codec_context is None:
-            print(f"warning: {self.src}: dropping audio stream #{ain.index}: a "
-                  f"{self.out.format.name} file cannot hold it and FFmpeg cannot decode it",
-                  file=sys.stderr)
-            return
-        for name in AUDIO_CODECS:
-            if name not in self.av.codecs_available:
-                continue
-            codec = self.av.Codec(name, "w")
-            rates = getattr(codec, "audio_rates", None)
-            rate = ain.rate if not rates or ain.rate in rates else \
-                (48000 if 48000 in rates else max(rates))
-            try:
-                stream = self.out.add_stream(name, rate=rate)
-            except ValueError:
-                continue
-            channels = ain.codec_context.layout.nb_channels or 2
-            stream.codec_context.layout = ain.codec_context.layout if channels <= 8 else "7.1"
-            stream.codec_context.bit_rate = AUDIO_BITRATE_PER_CHANNEL * min(channels, 8)
-            self.audio_out[ain.index] = (name, stream)
-            return
-        print(f"warning: {self.src}: dropping audio stream #{ain.index} ({ain.codec_context.name}): "
-              f"no audio encoder for {self.out.format.name} files", file=sys.stderr)
-
-    def _can_copy(self, ain) -> bool:
-        """Whether the output format takes ``ain``'s packets unchanged: tried on a throwaway
-        in-memory file, since some codecs pass FFmpeg's table check but fail at the header."""
-        av = self.av
-        try:
-            probe = av.open(io.BytesIO(), "w", format=self.out.format.name)
-        except (ValueError, av.FFmpegError):
-            return False
-        try:
-            probe.add_stream_from_template(ain)
-            probe.start_encoding()
-            return True
-        except (ValueError, av.FFmpegError):
-            return False
-        finally:
-            try:
-                probe.close()
-            except (ValueError, av.FFmpegError):
-                pass
-
     def _audio_packet(self, packet) -> None:
         entry = self.audio_out.get(packet.stream.index)
         if entry is None:
@@ -571,5 +517,5 @@ class _VideoJob:
             try:
                 packets = stream.encode(frame)
             except self.av.FFmpegError as e:
-                raise DataError(f"Cannot encode the audio of {self.dest}: {_reason(e)}") from None
+                raise DataError(f"Cannot encode the audio of {self.dest}: {ffmpeg_reason(e)}") from None
             self._write(packets)

@@ -23,7 +23,9 @@ from ..core.untrusted.downloads import fetch_style_image, style_name
 from ..core.files import probe_writable
 from ..core.images import pil_to_tensor
 from ..core.untrusted import open_image, resize_style, shown
+from ..core.untrusted.safetensors_header import require_safetensors
 from ..io import checkpoint as ckpt_io
+from ..io.safetensors_file import SAFETENSORS_SUFFIX
 from ..lossnet import get_loss_network, layer_names
 from ..lossnet.vgg import VGGEncoder, build_loss_network
 from ..nets.adain import file_sha256
@@ -47,7 +49,7 @@ PAINTINGS_HINT = ("Set style_dir to a folder of paintings (jpg, jpeg, png, webp,
 RESUME_SAFE_KEYS = {
     "max_steps", "epochs", "log_every", "image_log_every", "checkpoint_every", "keep_checkpoints",
     "num_workers", "device", "sample_images", "num_samples", "model_path", "loss_model_file",
-    "val_dir", "val_every", "val_images",
+    "val_dir", "val_every", "val_images", "final_format",
 }
 
 
@@ -203,8 +205,8 @@ def _check_style_count(cfg: TrainConfig, ckpt: dict) -> None:
 def _run_files(run_dir: Path, naming: str) -> list[Path]:
     """What a previous run left that starting afresh would overwrite."""
     found = [p for _, p in ckpt_io.list_checkpoints(run_dir)]
-    final = run_dir / f"{naming}.pth"
-    return found + ([final] if final.exists() else [])
+    finals = [run_dir / f"{naming}.pth", run_dir / f"{naming}{SAFETENSORS_SUFFIX}"]
+    return found + [final for final in finals if final.exists()]
 
 
 def _check_writable(run_dir: Path) -> None:
@@ -214,6 +216,7 @@ def _check_writable(run_dir: Path) -> None:
 def _clear_previous_run(run_dir: Path, naming: str) -> None:
     shutil.rmtree(run_dir / ckpt_io.CHECKPOINT_DIR, ignore_errors=True)
     (run_dir / f"{naming}.pth").unlink(missing_ok=True)
+    (run_dir / f"{naming}{SAFETENSORS_SUFFIX}").unlink(missing_ok=True)
     for p in run_dir.glob("events.out.tfevents.*"):
         p.unlink()
 
@@ -343,6 +346,8 @@ def prepare_run(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: boo
     folder (rank 0) so no other run writes into it."""
     check_config(cfg)
     check_network_args(cfg)
+    if cfg.final_format == "safetensors":  # before training, not when its end is written
+        require_safetensors("final_format: safetensors")
     device = resolve_device(cfg.device)
     if ctx.enabled and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)  # one GPU per process under torchrun

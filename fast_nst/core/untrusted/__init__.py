@@ -13,13 +13,16 @@ is safe to print. Nothing outside this package opens outside data raw: the archi
 | :mod:`.text` | any outside string shown in a message or on a terminal |
 | :mod:`.structured` | YAML (configs, ``--set`` values) and JSON (metadata, indexes, lock files): bytes, depth, alias expansion, duplicate keys |
 | :mod:`.archives` | every ``torch.load``: checkpoints, loss-network and encoder weights (regular file, bytes on disk, sizes declared in the zip, weights-only, fast-nst's own messages) |
+| :mod:`.safetensors_header` | ``.safetensors`` model files: header length and JSON depth before reading, dtypes, offsets inside the file and not overlapping, shapes against the network before any tensor is read |
 | :mod:`.numbers` | numbers bound for tensors (style and blend weights): finite, inside float32's range |
 | :mod:`.paths` | a path a user names as input: a regular file or folder, never a FIFO, device or socket |
 | :mod:`.images` | image files (photos, style images, uploads): pixels bounded from the header and before a resize |
 | :mod:`.uploads` | the web app's uploads: their total bytes bounded, oldest removed |
 | :mod:`.downloads` | URLs: http(s) only, bytes, deadline and content checked before the file lands in place |
+| :mod:`.events` | a run's TensorBoard event files, for a model card's last losses: bytes before parsing, scalars only, fast-nst's loss tags, finite values |
+| :mod:`.hub` | ``hf://OWNER/REPO/FILE[@REVISION][#sha256=HEX]`` model references: checked names, fetched once into the Hugging Face cache, optional checksum |
 
-:mod:`.archives` imports torch and is imported on first use, so that configs are checked
+:mod:`.archives` and :mod:`.safetensors_header` import torch and are imported on first use, so that configs are checked
 without loading it.
 """
 
