@@ -187,3 +187,16 @@ def test_side_by_side_benchmark_rows(monkeypatch):
     cpu_paths.side_by_side([(24, 40)], rounds=1, int8=False, record=lambda *row: rows.append(row), networks=tiny)
     assert [r[1] for r in rows] == ["a fast fp32", "a fast bf16", "b fast fp32", "b fast bf16"]
     assert all(r[0] == "stylize 40 x 24, median of 1" and r[2].endswith(" ms") for r in rows)
+
+
+def test_app_loads_models_in_its_precision(model, tmp_path):
+    """python -m fast_nst.app --precision bf16: every model the page loads runs in it."""
+    from fast_nst.commands.app import AppSession, parser as app_parser
+
+    assert app_parser().parse_args(["--precision", "int8"]).precision == "int8"
+    calls = []
+    session = AppSession({"wave": model[0]}, "cpu", tmp_path, precision="bf16",
+                         loader=lambda path, **kw: calls.append(kw) or load_stylizer(path, **kw))
+    s = session.stylizer("wave")
+    assert calls == [{"device": "cpu", "precision": "bf16"}]
+    assert s.precision == "bf16" and s.runner.out.weight.dtype == torch.bfloat16

@@ -36,6 +36,7 @@ from ..core.untrusted import bound_folder, input_file, open_image, shown
 from ..io.bundled import BUNDLED_STYLE, bundled_model
 from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints
 from ..stylize import Stylizer, load_stylizer
+from ..stylize.base import PRECISIONS
 from . import new_parser, run_command
 
 __all__ = ["APP_INSTALL_HINT", "AppSession", "DEFAULT_MODELS_DIR", "DEFAULT_PORT", "KEEP_RESULTS", "MAX_MODEL_MB",
@@ -143,15 +144,16 @@ def _check_pixels(limit: int, what: str) -> Callable[[int, int], None]:
 
 class AppSession:
     """The state behind the page: ``models`` (label -> path, see :func:`find_models`) loaded on
-    ``device`` by ``loader`` (default :func:`~fast_nst.stylize.load_stylizer`) when first used
+    ``device`` in ``precision`` by ``loader`` (default :func:`~fast_nst.stylize.load_stylizer`) when first used
     and kept (one stylizer per model path), results written under ``work_dir/results``. Every
     method raises FastNSTError with a message for the page."""
 
     def __init__(self, models: dict[str, Path], device: str, work_dir: Path, max_pixels: int = MAX_PIXELS,
                  loader: Callable[..., Stylizer] = load_stylizer, max_work_bytes: int = UPLOADS_KEPT * MAX_UPLOAD_MB << 20,
-                 max_model_bytes: int = MAX_MODEL_MB << 20):
+                 max_model_bytes: int = MAX_MODEL_MB << 20, precision: str = "fp32"):
         self.models = dict(models)
         self.device = device
+        self.precision = precision
         self.loader = loader
         self.work_dir = Path(work_dir)
         self.results_dir = self.work_dir / "results"
@@ -177,7 +179,8 @@ class AppSession:
                 if path.exists() and not path.is_dir():  # checked before anything reads or hashes it
                     input_file(path, f"Model {label}:", self.max_model_bytes,
                                "the app loads models up to this size (MAX_MODEL_MB)")
-                self._stylizers[path] = self.loader(path, device=self.device)
+                extra = {"precision": self.precision} if self.precision != "fp32" else {}
+                self._stylizers[path] = self.loader(path, device=self.device, **extra)
             return self._stylizers[path]
 
     def bound_uploads(self, *in_use: Optional[str]) -> None:
@@ -407,6 +410,9 @@ def parser() -> argparse.ArgumentParser:
                         "anyone who can reach this machine use the app and its models)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     p.add_argument("--device", default="auto", help=f"device to stylize on: {DEVICE_CHOICES} (default auto)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="arithmetic for the network, as eval.py's: bf16 is the fastest on CPUs with "
+                        "AVX-512 BF16 or AMX and on GPUs; int8: onnxruntime on the CPU (single-style models)")
     p.add_argument("--max_upload_mb", type=int, default=MAX_UPLOAD_MB, metavar="MB",
                    help=f"largest upload accepted, in MB (default {MAX_UPLOAD_MB}); uploads and results "
                         f"together are kept to {UPLOADS_KEPT} times this, the oldest removed first")
@@ -425,7 +431,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         models = app_models(args.models)
         # Uploads, Gradio's cache and the results all go here, and go with it at exit.
         with tempfile.TemporaryDirectory(prefix="fast-nst-app-") as work, _environ("GRADIO_TEMP_DIR", work):
-            page = build_app(AppSession(models, args.device, Path(work),
+            page = build_app(AppSession(models, args.device, Path(work), precision=args.precision,
                                         max_work_bytes=UPLOADS_KEPT * args.max_upload_mb << 20))
             launch(page, args.host, args.port, args.max_upload_mb, block=True)
         return 0
