@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Optional, Union
+from typing import Union
 
 from ..core.device import resolve_device
 from ..core.errors import FastNSTError
