@@ -202,10 +202,7 @@ def optimize(
     lr = DEFAULT_LR[optimizer] if lr is None else lr
     dev = resolve_device(device)
     content_full, style_full = _as_image(content_image), _as_image(style_image)
-    # The whole image is optimised at once (no tiles), like a style image: the same pixel cap,
-    # checked before the resize (an upscale to --image_size 100000 would need ~30 GB for itself).
-    final_content = resize_side(content_full, image_size, "longer", MAX_STYLE_PIXELS,
-                                f"The content image at --image_size {image_size}", "lower --image_size")
+    final_content = _final_content(content_full, image_size)
     final_size = max(final_content.size)
     style_size = style_size if style_size is not None else final_size
     sizes = scale_sizes(final_size, scales)
@@ -271,6 +268,14 @@ def _check_arguments(optimizer: str, precision: str, loss_model_weights: str, st
                         ("tv_weight", tv_weight)):
         if not (math.isfinite(value) and value >= 0):
             raise FastNSTError(f"--{name} must be a finite number >= 0, got {value}")
+
+
+def _final_content(content: Image.Image, image_size: Optional[int]) -> Image.Image:
+    """The content image at ``image_size`` (longest side). The whole image is optimised at once
+    (no tiles), like a style image: the same pixel cap, checked before the resize (an upscale to
+    --image_size 100000 would need ~30 GB for itself)."""
+    return resize_side(content, image_size, "longer", MAX_STYLE_PIXELS,
+                       f"The content image at --image_size {image_size}", "lower --image_size")
 
 
 def _check_content_size(content: Image.Image, smallest_side: int, loss_model: str,

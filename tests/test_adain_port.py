@@ -5,6 +5,7 @@ forward pass written below from its published layout (net.py, function.py)."""
 
 from __future__ import annotations
 
+import io
 import socket
 import urllib.error
 from pathlib import Path
@@ -178,6 +179,24 @@ def test_download_adain_offline_names_both_urls_and_where_to_put_them(tmp_path, 
     assert f"  {VGG.url}\n    -> {VGG.file}\n  {DECODER_URL}\n    -> {ADAIN_DECODER_FILE}\n" in err
     assert "run this command again" in err
     assert sorted(p.name for p in tmp_path.rglob("*")) == []
+
+
+def test_download_adain_refuses_files_that_are_not_the_published_ones(tmp_path, monkeypatch, capsys):
+    """Both files are pinned by SHA-256: a body that differs (a changed release asset, a proxy's
+    page sent with status 200) is refused, and nothing is kept."""
+    monkeypatch.chdir(tmp_path)
+    data = b"not the published weights"
+
+    class Response(io.BytesIO):
+        status = 200
+        headers = {"Content-Length": str(len(data))}
+
+    monkeypatch.setattr(downloads, "_open", lambda url, start, timeout=None: Response(data))
+    assert download_command.main(["adain"]) == 1
+    err = capsys.readouterr().err
+    assert f"Download of {VGG.url} is corrupt" in err and f"expected {VGG.sha256[:12]}" in err, err
+    assert len(VGG.sha256) == 64
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == []
 
 
 @settings(max_examples=25, deadline=None)

@@ -166,6 +166,20 @@ def test_arbitrary_style_models_take_a_style_image_and_alpha(tmp_path):
         session.stylize("ad.pth", photo, style_image=style)
 
 
+def test_loss_model_file_goes_to_every_model_load_and_is_checked_first(tmp_path, capsys):
+    """--loss_model_file (arbitrary-style models' encoder weights, as in eval.py) reaches the
+    loader; a missing file is one line before the app starts."""
+    seen = []
+    encoder = tmp_path / "vgg.pth"
+    encoder.write_bytes(b"weights")
+    session = AppSession({"ad.pth": tmp_path / "ad.pth"}, "cpu", tmp_path / "work", loss_model_file=encoder,
+                         loader=lambda path, device, **kw: seen.append(kw) or _StyleImageStylizer())
+    assert session.describe("ad.pth").kind == "image" and seen == [{"loss_model_file": encoder}]
+    code = app_main(["--loss_model_file", str(tmp_path / "missing.pth"), "--models", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code != 0 and err.startswith("error: --loss_model_file") and "missing.pth" in err, err
+
+
 def test_a_model_file_that_fails_to_load_is_a_message(tmp_path):
     (tmp_path / "broken.pth").write_bytes(b"not a checkpoint")
     session = AppSession(find_models(tmp_path), "cpu", tmp_path / "work")

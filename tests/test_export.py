@@ -24,7 +24,7 @@ from fast_nst.commands.export import main as export_main
 from fast_nst.commands.export import parser as export_parser
 from fast_nst.nets.johnson import TransformNet, TransformNetArgs
 
-from conftest import make_photo, run_cli
+from conftest import in_process, make_photo, run_cli
 
 # Batch 1 and 2; divisible by 4 and not; below the network's 8 px minimum (replicate padding);
 # one side tiny and the other not.
@@ -299,11 +299,14 @@ def test_torchscript_export_of_clamp_model(tmp_path, capsys):
 
 # ---- errors -------------------------------------------------------------------------------
 
-def test_export_cli_clean_error_for_missing_model(tmp_path):
-    r = run_cli("-m fast_nst.export", str(tmp_path / "nope.pth"), "--output", str(tmp_path / "x.onnx"))
-    assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert r.stderr.startswith("error: ") and "not found" in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+def test_export_cli_clean_error_for_missing_model(tmp_path, capsys):
+    # In-process: the onnx_file fixture runs the command as a subprocess already.
+    from fast_nst.commands.export import main as export_main
+
+    code, err = in_process(capsys, export_main, tmp_path / "nope.pth", "--output", tmp_path / "x.onnx")
+    assert code == 1 and "Traceback" not in err
+    assert err.startswith("error: ") and "not found" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("case", ["not_a_checkpoint", "foreign_checkpoint", "unwritable_output",

@@ -150,8 +150,14 @@ class AppSession:
 
     def __init__(self, models: dict[str, Path], device: str, work_dir: Path, max_pixels: int = MAX_PIXELS,
                  loader: Callable[..., Stylizer] = load_stylizer, max_work_bytes: int = UPLOADS_KEPT * MAX_UPLOAD_MB << 20,
-                 max_model_bytes: int = MAX_MODEL_MB << 20, precision: str = "fp32"):
+                 max_model_bytes: int = MAX_MODEL_MB << 20, loss_model_file: Optional[Path] = None,
+                 precision: str = "fp32"):
         self.models = dict(models)
+        # Arbitrary-style models' encoder weights (the user's file, as eval.py --loss_model_file);
+        # never a path a model file names.
+        self.loader_options: dict = {"loss_model_file": loss_model_file} if loss_model_file else {}
+        if precision != "fp32":  # fp32 is load_stylizer's default (and custom loaders need not take it)
+            self.loader_options["precision"] = precision
         self.device = device
         self.precision = precision
         self.loader = loader
@@ -179,8 +185,7 @@ class AppSession:
                 if path.exists() and not path.is_dir():  # checked before anything reads or hashes it
                     input_file(path, f"Model {label}:", self.max_model_bytes,
                                "the app loads models up to this size (MAX_MODEL_MB)")
-                extra = {"precision": self.precision} if self.precision != "fp32" else {}
-                self._stylizers[path] = self.loader(path, device=self.device, **extra)
+                self._stylizers[path] = self.loader(path, device=self.device, **self.loader_options)
             return self._stylizers[path]
 
     def bound_uploads(self, *in_use: Optional[str]) -> None:
@@ -413,6 +418,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="arithmetic for the network, as eval.py's: bf16 is the fastest on CPUs with "
                         "AVX-512 BF16 or AMX and on GPUs; int8: onnxruntime on the CPU (single-style models)")
+    p.add_argument("--loss_model_file", metavar="FILE",
+                   help="arbitrary-style models: the VGG weights file their encoder was trained with, as "
+                        "in eval.py (default: the loss network's default path); checked against the "
+                        "checksum the model records")
     p.add_argument("--max_upload_mb", type=int, default=MAX_UPLOAD_MB, metavar="MB",
                    help=f"largest upload accepted, in MB (default {MAX_UPLOAD_MB}); uploads and results "
                         f"together are kept to {UPLOADS_KEPT} times this, the oldest removed first")
@@ -428,11 +437,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.max_upload_mb < 1:
             raise FastNSTError(f"--max_upload_mb must be at least 1, got {args.max_upload_mb}")
         resolve_device(args.device)
+        encoder = input_file(args.loss_model_file, "--loss_model_file") if args.loss_model_file else None
         models = app_models(args.models)
         # Uploads, Gradio's cache and the results all go here, and go with it at exit.
         with tempfile.TemporaryDirectory(prefix="fast-nst-app-") as work, _environ("GRADIO_TEMP_DIR", work):
-            page = build_app(AppSession(models, args.device, Path(work), precision=args.precision,
-                                        max_work_bytes=UPLOADS_KEPT * args.max_upload_mb << 20))
+            page = build_app(AppSession(models, args.device, Path(work),
+                                        max_work_bytes=UPLOADS_KEPT * args.max_upload_mb << 20,
+                                        loss_model_file=encoder, precision=args.precision))
             launch(page, args.host, args.port, args.max_upload_mb, block=True)
         return 0
 

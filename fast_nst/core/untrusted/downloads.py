@@ -152,7 +152,7 @@ def _verify(part: Path, url: str, sha256_prefix: Optional[str], check: Optional[
         digest = sha256_file(part)
         if not digest.startswith(sha256_prefix):
             raise DownloadError(f"Download of {shown(url)} is corrupt (sha256 {digest[:8]}..., expected "
-                                f"{sha256_prefix}...); run the command again.")
+                                f"{sha256_prefix[:12]}...); run the command again.")
     if check is not None:
         try:
             check(part)
