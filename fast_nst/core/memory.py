@@ -11,7 +11,9 @@ allocator caches freed blocks for the same reason; on the CPU :func:`keep_freed_
 glibc do it: no ``mmap`` for allocations (the heap grows instead) and freed memory is returned
 to the system only above ``trim`` bytes at the top of the heap.
 
-It changes the allocator of the whole process, once; ``FAST_NST_KEEP_MEMORY=0`` leaves glibc's
+The price is memory held: freed blocks stay in the process for reuse (a process that ran two
+networks in two precisions at 1920 x 1080 peaked at 4.1 GiB resident instead of 3.2 GiB). It
+changes the allocator of the whole process, once; ``FAST_NST_KEEP_MEMORY=0`` leaves glibc's
 defaults alone. It does nothing where the C library is not glibc.
 """
 
