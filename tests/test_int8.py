@@ -22,6 +22,7 @@ from fast_nst.nets.johnson import TransformNet, TransformNetArgs
 from fast_nst.nets.multistyle import MultiStyleArgs, MultiStyleNet
 from fast_nst.stylize import TorchStylizer
 from fast_nst.stylize import int8 as int8_module
+from fast_nst.stylize.tiling import stylize_tiled
 from fast_nst.training import load_train_config
 
 from conftest import REPO, assert_clean_in_process, export_cli, in_process, make_photo, psnr
@@ -200,3 +201,14 @@ def test_app_loads_models_in_its_precision(model, tmp_path):
     s = session.stylizer("wave")
     assert calls == [{"device": "cpu", "precision": "bf16"}]
     assert s.precision == "bf16" and s.runner.out.weight.dtype == torch.bfloat16
+
+
+def test_bf16_tiles_equal_the_whole_image(model):
+    """The bf16 network in tiles sharing the whole image's statistics computes what it computes
+    on the whole image (up to bf16's rounding, 1/128 near 1; exact in practice)."""
+    s = TorchStylizer(model[1], torch.device("cpu"), precision="bf16")
+    x = torch.from_numpy(synthetic_calibration(1, 300, seed=3)[0])
+    whole = s.stylize_tensor(x)
+    tiled, count = stylize_tiled(s.runner, x, 240, 16, stats_image=x, autocast_dtype=torch.bfloat16)
+    assert count == 9 and tiled.shape == whole.shape
+    assert (tiled - whole).abs().max() <= 1 / 128
