@@ -301,6 +301,7 @@ def test_training_reports_waiting_for_data(monkeypatch, capsys, tmp_path, train_
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     import fast_nst.training.data as data
+    import fast_nst.training.reporting as reporting
     import fast_nst.training.trainer as trainer
     from fast_nst.training import train_config_from_dict as config_from_dict
     from fast_nst.training import train as do_train
@@ -318,7 +319,8 @@ def test_training_reports_waiting_for_data(monkeypatch, capsys, tmp_path, train_
         step(self, *inputs)
         clock.now += 0.4
 
-    monkeypatch.setattr(trainer, "time", clock)
+    monkeypatch.setattr(trainer, "time", clock)  # the loop's clock
+    monkeypatch.setattr(reporting, "time", clock)  # the log's
     monkeypatch.setattr(data, "decode_resized", slow_decode)
     monkeypatch.setattr(trainer.Trainer, "train_step", slow_step)
     monkeypatch.setattr(data.os, "sched_getaffinity", lambda pid: {0, 1})
