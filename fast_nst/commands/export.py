@@ -11,7 +11,8 @@ from typing import Optional, Sequence
 from ..core.errors import DataError, FastNSTError
 from ..core.untrusted import input_file, shown
 from ..io.export import (ALPHA_INPUT_NAME, CHECK_SHAPES, FORMATS, MIN_OPSET, STYLE_IMAGE_INPUT_NAME,
-                         STYLE_INPUT_NAME, TOLERANCE, TORCHSCRIPT_SUFFIXES, ExportError, export_model)
+                         STYLE_INPUT_NAME, TOLERANCE, ExportError)
+from ..io.model_export import TORCHSCRIPT_SUFFIXES, export_model
 from ..core.untrusted.events import last_losses
 from ..core.untrusted.hub import parse_hub_ref
 from ..io.checkpoint import CHECKPOINT_DIR

@@ -32,8 +32,8 @@ from ..core.files import atomic_write
 from ..core.images import list_images, pil_to_tensor
 from ..core.untrusted import input_folder, open_image
 from ..nets.base import StyleNetwork
-from .export import (ONNX_INSTALL_HINT, ExportError, export_metadata, export_model, export_onnx, require_onnx,
-                     takes_style_image)
+from .export import ONNX_INSTALL_HINT, ExportError, export_metadata, export_onnx, require_onnx, takes_style_image
+from .model_export import export_model
 
 __all__ = ["CALIBRATION_COUNT", "CALIBRATION_SIZE", "QUANTIZE_MODES", "calibration_from_folder",
            "check_quantizable", "export_quantized", "is_quantized", "quantize_network", "quantize_onnx",
