@@ -266,7 +266,7 @@ def test_convert_and_export_never_replace_a_device(tmp_path, capsys):
 
 
 def test_export_refuses_its_input_before_loading_it(tmp_path, capsys, monkeypatch):
-    import fast_nst.io.export as export
+    import fast_nst.io.model_export as export
 
     model = _save(tmp_path / "m.pth")
     monkeypatch.setattr(export, "load_model", lambda p: pytest.fail("loaded before the output check"))
