@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cpu_paths import side_by_side  # benchmarks/cpu_paths.py, beside this script
+from cpu_paths import psnr, side_by_side  # benchmarks/cpu_paths.py, beside this script
 from fast_nst.training.cache import open_cache
 from fast_nst.training.data import build_loader, find_training_images
 from fast_nst.lossnet.losses import PerceptualLoss, gram_matrix, tf32_grams
@@ -265,11 +265,6 @@ def bench_inference(device, sizes, warmup, iters, precisions, compile_: bool) ->
 
 
 # ---- quality of the fast paths --------------------------------------------------------------------
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = torch.mean((a.float() - b.float()) ** 2).item()
-    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
-
 
 def bench_quality(device, size: int, precisions, compile_: bool) -> None:
     """PSNR of each fast path's output against the fp32 reference on the same network: reduced

@@ -124,6 +124,12 @@ def side_by_side(sizes=SIZES, rounds: int = 5, int8: bool = True,
     return results
 
 
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of ``a`` against ``b`` (pixels in [0, 1]); inf when they are equal."""
+    mse = torch.mean((a.float() - b.float()) ** 2).item()
+    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
 def quality(folder: Path, model: Optional[str], max_size: int = 512) -> dict[str, float]:
     """Mean and lowest PSNR (dB) of bf16 and int8 against fp32, same model, on the photos of
     ``folder`` (longest side ``max_size``)."""
@@ -136,10 +142,7 @@ def quality(folder: Path, model: Optional[str], max_size: int = 512) -> dict[str
     out = {}
     for precision in ("bf16", "int8"):
         s = load_stylizer(model, device="cpu", precision=precision)
-        values = []
-        for x in photos:
-            mse = torch.mean((s.stylize_tensor(x) - ref.stylize_tensor(x)) ** 2).item()
-            values.append(10 * np.log10(1 / mse) if mse > 0 else float("inf"))
+        values = [psnr(s.stylize_tensor(x), ref.stylize_tensor(x)) for x in photos]
         out[f"{precision} mean"], out[f"{precision} lowest"] = float(np.mean(values)), float(np.min(values))
     print(f"PSNR against fp32 on {len(photos)} photos of {folder} (longest side {max_size}): "
           + ", ".join(f"{k} {v:.1f} dB" for k, v in out.items()))

@@ -159,7 +159,6 @@ class AppSession:
         if precision != "fp32":  # fp32 is load_stylizer's default (and custom loaders need not take it)
             self.loader_options["precision"] = precision
         self.device = device
-        self.precision = precision
         self.loader = loader
         self.work_dir = Path(work_dir)
         self.results_dir = self.work_dir / "results"

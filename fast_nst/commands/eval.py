@@ -20,7 +20,7 @@ from ..io.bundled import BUNDLED_STYLE, bundled_model
 from ..nets.multistyle import style_list
 from ..report.sheet import labelled_grid
 from ..stylize import StylizeOptions, Stylizer, load_stylizer
-from ..stylize.base import DEFAULT_STYLE_SIZE
+from ..stylize.base import DEFAULT_STYLE_SIZE, PRECISIONS
 from ..stylize.tiling import DEFAULT_CONTEXT, DEFAULT_OVERLAP
 from ..stylize.video import stylize_video
 from . import new_parser, run_command
@@ -82,7 +82,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--temporal", default="auto", choices=["auto", "on", "off"],
                    help="video: carry instance-norm statistics across frames (less flicker, no "
                         "retraining; docs/video.md). auto (default): on for PyTorch models, off for .onnx")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "int8"],
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="arithmetic for the network: bf16 is the fastest on CPUs with AVX-512 BF16 "
                         "or AMX, and on GPUs (with fp16); int8: the model quantized at load time and "
                         "run by onnxruntime on the CPU (single-style models; needs the onnx extra)")
