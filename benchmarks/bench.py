@@ -34,7 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cpu_paths import psnr, side_by_side  # benchmarks/cpu_paths.py, beside this script
+from cpu_paths import side_by_side  # benchmarks/cpu_paths.py, beside this script
+from fast_nst.core.images import psnr
 from fast_nst.training.cache import open_cache
 from fast_nst.training.data import build_loader, find_training_images
 from fast_nst.lossnet.losses import PerceptualLoss, gram_matrix, tf32_grams

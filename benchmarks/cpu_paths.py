@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402  (after the OpenMP setting)
 import torch  # noqa: E402
 
 from fast_nst import load_stylizer  # noqa: E402
-from fast_nst.core.images import list_images, pil_to_tensor  # noqa: E402
+from fast_nst.core.images import list_images, pil_to_tensor, psnr  # noqa: E402
 from fast_nst.core.untrusted import open_image  # noqa: E402
 from fast_nst.io.quantize import quantize_network  # noqa: E402
 from fast_nst.nets.johnson import TransformNet, TransformNetArgs  # noqa: E402
@@ -122,12 +122,6 @@ def side_by_side(sizes=SIZES, rounds: int = 5, int8: bool = True,
                 record(f"stylize {w} x {h}, median of {rounds}", label, f"{t * 1e3:.1f} ms{ratio}")
             results[(w, h)] = medians
     return results
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of ``a`` against ``b`` (pixels in [0, 1]); inf when they are equal."""
-    mse = torch.mean((a.float() - b.float()) ** 2).item()
-    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
 
 
 def quality(folder: Path, model: Optional[str], max_size: int = 512) -> dict[str, float]:

@@ -4,7 +4,6 @@ tiny training config (32 px, random loss network, no workers) so every test runs
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import resource
 import struct
@@ -25,13 +24,9 @@ import torch  # noqa: E402
 import yaml
 from PIL import Image
 
+from fast_nst.core.images import psnr  # noqa: F401  (the tests import it from here)
+
 REPO = Path(__file__).resolve().parent.parent
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Peak signal-to-noise ratio in dB of two images in [0, 1] (inf when equal)."""
-    mse = torch.mean((a.float() - b.float()) ** 2).item()
-    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
 def make_photo(path: Path, size: tuple[int, int] = (48, 40), seed: int = 0, mode: str = "RGB",

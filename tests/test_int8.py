@@ -23,6 +23,7 @@ from fast_nst.nets.johnson import TransformNet, TransformNetArgs
 from fast_nst.nets.multistyle import MultiStyleArgs, MultiStyleNet
 from fast_nst.stylize import TorchStylizer
 from fast_nst.stylize import int8 as int8_module
+from fast_nst.stylize.temporal import TemporalStatistics
 from fast_nst.stylize.tiling import stylize_tiled
 from fast_nst.training import load_train_config
 
@@ -115,10 +116,23 @@ def test_int8_without_onnxruntime_is_one_line(model, tmp_path, monkeypatch, caps
     assert_clean_in_process(code, err, ONNX_HINT)
 
 
-def test_int8_refuses_multi_style_models():
+def test_int8_refuses_multi_style_models_before_any_export(tmp_path, capsys, monkeypatch):
+    """One check, one message, from the export command before its slow float export."""
+    from fast_nst.commands.export import main as export_main
+    from fast_nst.io import quantize
+
     net = MultiStyleNet(MultiStyleArgs(num_styles=2, base_channels=8, num_residual=1)).eval()
-    with pytest.raises(FastNSTError, match="single-style models.*--style NAME"):
-        check_quantizable(net, "multi.pth")
+    cfg = load_train_config(None, ["model_type=johnson_multi", "naming=multi",
+                                   "style_images=[styles/wave.jpg, styles/candy.jpg]"])
+    path = tmp_path / "multi.pth"
+    atomic_torch_save(make_checkpoint(net, cfg, step=1), path)
+    monkeypatch.setattr(quantize, "export_model", lambda *a, **k: pytest.fail("exported before the check"))
+    code, err = in_process(capsys, export_main, path, "--quantize", "int8", "-o", tmp_path / "m.onnx")
+    assert_clean_in_process(code, err, "is a multi-style model: int8 quantization is for single-style")
+    assert "--style NAME --quantize int8" in err and not (tmp_path / "m.onnx").exists()
+    with pytest.raises(FastNSTError, match="an arbitrary-style model.*use precision fp32 or bf16 for it.$"):
+        check_quantizable("adain.pth", True, ())
+    check_quantizable("one.pth", False, ())  # a single-style model passes
 
 
 def test_export_quantize_flag_errors(model, tmp_path, capsys):
@@ -152,6 +166,22 @@ def test_bf16_runs_the_fast_network_in_bf16(model):
     y = s.stylize_tensor(x)
     assert y.dtype == torch.float32 and y.shape == x.shape
     assert psnr(y, TorchStylizer(net, torch.device("cpu")).stylize_tensor(x)) > 35
+
+
+def test_bf16_instance_norm_is_per_photo_and_carries_across_frames(model):
+    """bf16 runs each instance norm as a batch norm of one photo: a batch of two gives each photo
+    exactly what it gets alone (not the statistics of the pair), close to float32; video's carried
+    statistics (the other bf16 branch) give the first frame about what it gets on its own."""
+    _, net = model
+    s = TorchStylizer(net, torch.device("cpu"), precision="bf16")
+    x = torch.cat([_photo(), torch.from_numpy(synthetic_calibration(1, 64, seed=9)[0]) * 0.5])
+    both = s.stylize_tensor(x)
+    assert torch.equal(both, torch.cat([s.stylize_tensor(x[:1]), s.stylize_tensor(x[1:])]))
+    assert psnr(both, TorchStylizer(net, torch.device("cpu")).stylize_tensor(x)) > 35
+    with TemporalStatistics(s) as video:
+        carried = video.stylize(x)
+    assert carried.shape == x.shape and psnr(carried[:1], both[:1]) > 35
+    assert not torch.equal(carried[1:], both[1:])  # the second frame mixes in the first's statistics
 
 
 def test_torch_stylizer_refuses_int8(model):

@@ -7,6 +7,7 @@ Tensors are float32 (C, H, W) or (N, C, H, W) in [0, 1].
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -18,7 +19,7 @@ from PIL import Image
 from .errors import DataError
 from .files import atomic_write
 
-__all__ = ["IMAGE_EXTENSIONS", "list_images", "normalize_mode", "split_alpha", "pil_to_tensor", "tensor_to_pil", "resize_longest", "save_image"]
+__all__ = ["IMAGE_EXTENSIONS", "list_images", "normalize_mode", "split_alpha", "pil_to_tensor", "tensor_to_pil", "resize_longest", "save_image", "psnr"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
@@ -110,3 +111,11 @@ def save_image(img: Image.Image, path: str | Path, quality: int = 95) -> None:
             img.save(tmp, format=fmt, **kwargs)
     except OSError as e:
         raise DataError(f"Cannot write {path}: {e.strerror or e}; choose a writable output location.") from None
+
+
+def psnr(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB of ``a`` against ``b``, images of the same shape with
+    pixels in [0, 1] (values outside are clipped first, as saving would); inf when equal."""
+    a, b = (torch.as_tensor(v).float().clamp(0, 1) for v in (a, b))
+    mse = torch.mean((a - b) ** 2).item()
+    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)

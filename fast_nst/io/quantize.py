@@ -29,10 +29,11 @@ import torch.nn.functional as F
 
 from ..core.errors import DataError, FastNSTError
 from ..core.files import atomic_write
-from ..core.images import list_images, pil_to_tensor
+from ..core.images import list_images, pil_to_tensor, psnr
 from ..core.untrusted import input_folder, open_image
 from ..nets.base import StyleNetwork
 from .export import ONNX_INSTALL_HINT, ExportError, export_metadata, export_onnx, require_onnx, takes_style_image
+from .checkpoint import load_model
 from .model_export import export_model
 
 __all__ = ["CALIBRATION_COUNT", "CALIBRATION_SIZE", "QUANTIZE_MODES", "calibration_from_folder",
@@ -156,21 +157,17 @@ def quantized_psnr(float_model: str | Path, int8_model: str | Path, images: Sequ
     options.log_severity_level = 3
     runs = [ort.InferenceSession(str(m), options, providers=["CPUExecutionProvider"])
             for m in (float_model, int8_model)]
-    values = []
-    for x in images:
-        a, b = (r.run(None, {r.get_inputs()[0].name: x})[0] for r in runs)
-        mse = float(np.mean((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2))
-        values.append(99.0 if mse == 0 else 10 * np.log10(1 / mse))
-    return float(np.mean(values))
+    return float(np.mean([psnr(*(r.run(None, {r.get_inputs()[0].name: x})[0] for r in runs))
+                          for x in images]))
 
 
-def check_quantizable(net: StyleNetwork, where: str) -> None:
-    """FastNSTError unless ``net`` is a single-style network (one image input), the only kind
-    the int8 path calibrates."""
-    if takes_style_image(net) or net.style_names:
-        kind = "an arbitrary-style" if takes_style_image(net) else "a multi-style"
-        hint = ("" if takes_style_image(net) else " Bake one style first: python -m fast_nst.export "
-                f"{where} --style NAME --quantize int8, then load that .onnx.")
+def check_quantizable(where: str, style_input: bool, style_names: Sequence[str]) -> None:
+    """FastNSTError unless the model at ``where`` is a single-style one (one image input: no
+    ``style_input`` image and no ``style_names``), the only kind the int8 path calibrates."""
+    if style_input or style_names:
+        kind = "an arbitrary-style" if style_input else "a multi-style"
+        hint = ("" if style_input else " Bake one style first: python -m fast_nst.export "
+                f"{where} --style NAME --quantize int8, then use that .onnx.")
         raise FastNSTError(f"{where} is {kind} model: int8 quantization is for single-style models; "
                            f"use precision fp32 or bf16 for it.{hint}")
 
@@ -179,7 +176,7 @@ def quantize_network(net: StyleNetwork, ckpt: dict, model_path: Path, output: Pa
                      images: Optional[Sequence[np.ndarray]] = None) -> None:
     """Export the single-style ``net`` (loaded from ``model_path``, ``ckpt`` its checkpoint
     dict) to float32 ONNX and write its int8 quantization to ``output``."""
-    check_quantizable(net, str(model_path))
+    check_quantizable(str(model_path), takes_style_image(net), net.style_names)
     with tempfile.TemporaryDirectory(prefix="fast-nst-int8-") as tmp:
         source = Path(tmp) / "float32.onnx"
         export_onnx(net, source, metadata=export_metadata(net, ckpt, model_path))
@@ -196,13 +193,14 @@ def export_quantized(model_path: str | Path, output: str | Path, calibration_ima
         raise ExportError("--quantize int8 writes an ONNX file: use --format onnx and an .onnx --output.")
     require_quantization()
     images = calibration_from_folder(calibration_images) if calibration_images is not None else None
+    net, _ = load_model(model_path, export_args.get("loss_model_file"))  # checked before the slow export
+    baked = export_args.get("style") is not None and bool(net.style_names)
+    check_quantizable(str(model_path), takes_style_image(net), () if baked else net.style_names)
+    del net
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="fast-nst-int8-") as tmp:
         source = Path(tmp) / "float32.onnx"
         summary = export_model(model_path, source, **{**export_args, "fmt": "onnx"})
-        if summary["style_names"] or summary["style_input"]:
-            raise ExportError(f"{model_path}: --quantize int8 is for single-style models; for a "
-                              "multi-style model, bake one style with --style NAME.")
         images = synthetic_calibration() if images is None else images
         with atomic_write(output) as partial:
             quantize_onnx(source, partial, images)

@@ -11,9 +11,10 @@ What changes, and why it is exact:
 * **Last 9x9 conv (32 -> 3 channels) -> pixel-unshuffle + 5x5 conv (128 -> 12) + pixel-shuffle.**
   The same sums, rearranged so the convolution has enough output channels to vectorise (oneDNN
   runs the 3-channel 9x9 convolution at about a quarter of its speed on the 12-channel one).
-* **Instance norm + ReLU fused in place** on the convolution's fresh output, from two plain
-  reductions (``torch.var_mean`` is ~20x slower on CPU); the statistics can be recorded and
-  reused (:class:`NormStats`), which tiling needs.
+* **Instance norm fused**: in bf16 as a batch norm of each photo (the same thing for one photo),
+  which PyTorch's CPU kernels fuse into two passes; in float32 from two plain reductions
+  (``torch.var_mean`` is ~20x slower on CPU) and one affine pass in place. The statistics can be
+  recorded and reused (:class:`NormStats`), which tiling and video need.
 
 Input and output are exactly :class:`TransformNet`'s: (N, 3, H, W) in [0, 1] -> same shape in (0, 1).
 """
@@ -96,16 +97,53 @@ class _NormConv(nn.Module):
 
 def _norm_(y: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float, relu: bool,
            residual: torch.Tensor | None = None, stats: NormStats | None = None) -> torch.Tensor:
-    """Instance norm of ``y`` (N, C, H, W), in place, then ReLU or + residual."""
-    mean, var = stats(y) if stats is not None else NormStats()(y)  # (N, C, 1, 1) each
-    scale = gamma * torch.rsqrt(var + eps)
-    shift = beta - mean * scale
-    y = torch.addcmul(shift, y, scale, out=y)
+    """Instance norm of ``y`` (N, C, H, W), then ReLU or + residual. bf16 goes through
+    :func:`_batch_norm_each`; float32 through two reductions and one affine pass in place, as fast
+    there (alternating in one process on a 2-core Xeon: batch norm 1.3-1.7x faster in bf16, 0.9-1.04x
+    in float32)."""
+    if y.dtype == torch.bfloat16 and (stats is None or stats.mode in (None, "record")):
+        y = _batch_norm_each(y, gamma, beta, eps, stats)
+    elif y.dtype == torch.bfloat16:  # statistics given (tiling) or carried across frames (video)
+        mean, var = stats(y)  # (N or 1, C, 1, 1) each
+        y = _batch_norm_each(y, gamma, beta, eps, given=(mean.float(), var.float()))
+    else:
+        mean, var = stats(y) if stats is not None else NormStats()(y)  # (N, C, 1, 1) each
+        scale = gamma * torch.rsqrt(var + eps)
+        shift = beta - mean * scale
+        y = torch.addcmul(shift, y, scale, out=y)
     if relu:
         y = y.clamp_min_(0)
     if residual is not None:
         y = y.add_(residual)
     return y
+
+
+def _batch_norm_each(y: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float,
+                     stats: NormStats | None = None,
+                     given: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Instance norm of ``y`` (N, C, H, W) as a batch norm of each photo on its own (for one photo
+    they are the same thing): PyTorch's CPU batch norm takes the statistics and writes the
+    normalised result in two fused passes, 4-5x faster than two reductions and an affine pass
+    (32 x 512 x 512 bf16, channels_last: 2.4 ms against 15.4 ms). With ``given`` (mean, var),
+    each (N or 1, C, 1, 1) float32, it normalises with those instead, in the same arithmetic
+    (float32 statistics and affine parameters); otherwise it records each norm's float32
+    statistics when ``stats`` is recording (tiling)."""
+    outs, means, variances = [], [], []
+    for i, one in enumerate(y.split(1)):
+        if given is not None:
+            mean, var = (v[min(i, len(v) - 1)].flatten() for v in given)
+            outs.append(torch.batch_norm(one, gamma.flatten().float(), beta.flatten().float(), mean, var,
+                                         False, 0.0, eps, False))
+            continue
+        out, mean, invstd = torch.native_batch_norm(one, gamma.flatten(), beta.flatten(), None, None,
+                                                    True, 0.0, eps)
+        outs.append(out)
+        means.append(mean.float())
+        variances.append(invstd.float().pow(-2) - eps)
+    if stats is not None and stats.mode == "record":
+        c = y.shape[1]
+        stats.stats.append((torch.stack(means).view(-1, c, 1, 1), torch.stack(variances).view(-1, c, 1, 1)))
+    return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
 class _PhaseUpsampleConv(nn.Module):

@@ -18,8 +18,8 @@ from ..core.device import resolve_device
 from ..core.errors import FastNSTError
 from ..io.bundled import about
 from ..io.checkpoint import load_model
-from ..io.quantize import (calibration_from_folder, is_quantized, quantize_network, quantize_onnx,
-                           require_quantization)
+from ..io.quantize import (calibration_from_folder, check_quantizable, is_quantized, quantize_network,
+                           quantize_onnx, require_quantization)
 from .onnx_stylizer import OnnxStylizer, load_onnx_stylizer
 
 __all__ = ["check_int8_device", "load_int8_stylizer"]
@@ -48,9 +48,7 @@ def load_int8_stylizer(path: Union[str, Path], device: str = "cpu",
             if is_quantized(stylizer.info["metadata"]):
                 stylizer.precision = "int8"
                 return stylizer
-            if stylizer.style_names or stylizer.style_input:
-                raise FastNSTError(f"{path}: int8 quantization is for single-style models; use "
-                                   "precision fp32 for it, or export one style with --style NAME --quantize int8.")
+            check_quantizable(str(path), bool(stylizer.style_input), stylizer.style_names)
             quantize_onnx(path, quantized, images)
             made = None
         else:
