@@ -54,6 +54,14 @@ def test_warping_error_and_change_ratio_by_hand():
     b[..., :6] = a[..., 2:]
     assert warping_error(a, b, affine((2.0, 0.0))) == pytest.approx(0.0, abs=1e-4)
     assert warping_error(a, b, affine((2.0, 0.0)), margin=1) == pytest.approx(0.0, abs=1e-4)
+    # a fine texture (period 5 px) moved by exactly half a pixel: bicubic reading is close to the
+    # exact move, bilinear reading blurs it (the measure would call that flicker)
+    xs = torch.arange(40.0)
+    wave = lambda shift: (0.5 + 0.4 * torch.cos(2 * torch.pi * (xs + shift) / 5)).expand(1, 3, 8, 40)
+    half = affine((0.5, 0.0))
+    exact = wave(0.5)
+    assert warping_error(wave(0), exact, half, margin=2) < 2.0
+    assert warping_error(wave(0), exact, half, margin=2, mode="bilinear") > 10.0
     # inputs step by 0.1, stylizations by 0.3: they change 3 times as much
     frames = torch.stack([torch.full((3, 4, 4), v) for v in (0.0, 0.1, 0.2)])
     styled = torch.stack([torch.full((3, 4, 4), v) for v in (0.0, 0.3, 0.6)])
@@ -136,6 +144,17 @@ def test_moved_copies_are_fixed_by_seed_step_and_index():
     assert float(stability_loss(x, x, motions)) > 1e-3
 
 
+def test_stability_loss_against_the_formula():
+    """A pure 1 px shift (an exact move, whatever the interpolation): the moved stylization is y
+    shifted; the term is the mean squared difference to y_moved over the pixels with a source."""
+    torch.manual_seed(0)
+    y = torch.rand(2, 3, 8, 10)
+    y_moved = torch.rand(2, 3, 8, 10)
+    shift = affine((1.0, 0.0)).expand(2, 3, 3)  # reads x + 1
+    d = y[..., 1:7, 1:9] - y_moved[..., 1:7, :8]  # bicubic reads a pixel beyond its source on each side
+    assert float(stability_loss(y, y_moved, shift)) == pytest.approx(float(d.square().mean()), rel=1e-5)
+
+
 def test_stability_training_config_checks(tmp_path, train_dir, style_file):
     values = tiny_values(tmp_path / "m", train_dir, style_file, stability_weight=-1)
     with pytest.raises(ConfigError, match="stability_weight"):
@@ -186,6 +205,8 @@ def test_report_measures_stability_per_frame_and_with_stable_statistics(tmp_path
     assert [(r["model"], r["mode"]) for r in rows] == [("m", "per-frame"), ("m", "stable statistics")]
     for r in rows:
         assert r["warp_error"] > r["input_warp_error"] > 0 and r["change_ratio"] > 0 and r["ms_per_frame"] > 0
-    assert "Temporal stability" in (tmp_path / "out" / "index.html").read_text()
+        assert r["still_change_ratio"] > 0
+    assert "change ratio, still" in (tmp_path / "out" / "index.html").read_text()
     direct = measure_stability("m", TorchStylizer(_net(), CPU), [Image.open(tmp_path / "photos" / "p.jpg")])
     assert direct[0].warp_error == pytest.approx(rows[0]["warp_error"], rel=1e-4)
+    assert direct[0].still_change_ratio == pytest.approx(rows[0]["still_change_ratio"], rel=1e-4)

@@ -186,7 +186,8 @@ def _stability(models: Sequence[ModelEntry], photos: Sequence[Photo]) -> list[St
             raise FastNSTError(f"--stability: {e}; use larger photos or a larger --max_size.") from None
         found += mine
         print(f"{m.name}: " + "; ".join(f"{r.mode} warping error {r.warp_error:.2f} levels (input "
-                                        f"{r.input_warp_error:.2f}), change ratio {r.change_ratio:.2f}"
+                                        f"{r.input_warp_error:.2f}), change ratio {r.change_ratio:.2f} "
+                                        f"(still camera {r.still_change_ratio:.2f})"
                                         for r in mine))
     return found
 

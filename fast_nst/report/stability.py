@@ -9,7 +9,10 @@ figures per model:
   levels); beside it the same figure for the input frames (noise and resampling alone).
 - **change ratio** (flow-free, any video): mean |S_t - S_t-1| / mean |I_t - I_t-1|, how much
   more the stylized frames change than the input frames. 1 means the stylization changes no more
-  than the scene does.
+  than the scene does. On a moving clip it mostly measures the stylization's contrast: frame 0's
+  stylization moved with the scene (no flicker at all) scores the same as frame-by-frame
+  stylization. So it is also measured on a **still** clip of each photo (the same noise, no
+  motion), where every change of the stylization is flicker.
 
 Each model is measured per frame (every frame on its own: the baseline) and with stable
 statistics (:class:`~fast_nst.stylize.temporal.TemporalStatistics`), where it supports them.
@@ -31,7 +34,7 @@ from ..core.motion import ClipMotion, clip_frames, warping_error
 from ..stylize.base import Stylizer
 from ..stylize.temporal import FrameChanges, TemporalStatistics, supports_temporal
 
-__all__ = ["CLIP_FRAMES", "CLIP_MOTION", "CLIP_SIZE", "ClipScore", "StabilityResult", "change_ratio", "clip_of",
+__all__ = ["CLIP_FRAMES", "CLIP_MOTION", "CLIP_SIZE", "STILL_MOTION", "ClipScore", "StabilityResult", "change_ratio", "clip_of",
            "measure_stability", "score_clip", "stability_html"]
 
 # The clip of each photo: 10 frames of 256 x 192 (60 % of a smaller photo) (4:3 video at a size a CPU stylizes quickly),
@@ -40,6 +43,8 @@ __all__ = ["CLIP_FRAMES", "CLIP_MOTION", "CLIP_SIZE", "ClipScore", "StabilityRes
 CLIP_FRAMES = 10
 CLIP_SIZE = (192, 256)
 CLIP_MOTION = ClipMotion(pan=(1.4, 0.0), zoom=0.003, rotate=0.1, noise=2.0)
+# A camera on a tripod: the same sensor noise, no motion.
+STILL_MOTION = ClipMotion(pan=(0.0, 0.0), zoom=0.0, rotate=0.0, noise=CLIP_MOTION.noise)
 # Pixels within this distance of a frame's edge are left out of the warping error: the network's
 # reflection padding makes the border depend on what lies outside the frame.
 EDGE_MARGIN = 4
@@ -57,13 +62,15 @@ class ClipScore:
 @dataclass
 class StabilityResult:
     """A model's mean figures over all photos' clips, in one ``mode`` ("per-frame" or "stable
-    statistics"), and its stylizing time per frame in milliseconds."""
+    statistics"): those of the moving clips, the change ratio of the still clips
+    (``still_change_ratio``), and the stylizing time per frame in milliseconds."""
 
     model: str
     mode: str
     warp_error: float
     input_warp_error: float
     change_ratio: float
+    still_change_ratio: float
     ms_per_frame: float
 
     def to_dict(self) -> dict:
@@ -114,29 +121,36 @@ def _run(stylize: Callable[[torch.Tensor], torch.Tensor], frames: torch.Tensor,
     return torch.cat(outs), time.perf_counter() - t0
 
 
+def _stylize_clip(stylizer: Stylizer, mode: str, clip: torch.Tensor, batch: int) -> tuple[torch.Tensor, float]:
+    """``clip`` (T, 3, H, W) stylized in ``mode``, in order; (stylized, seconds)."""
+    if mode == "per-frame":
+        return _run(stylizer.stylize_tensor, clip, batch)
+    with TemporalStatistics(stylizer) as video:
+        return _run(video.stylize, clip, batch)
+
+
 def measure_stability(name: str, stylizer: Stylizer, photos: Sequence[Image.Image],
                       frames: int = CLIP_FRAMES, size: tuple[int, int] = CLIP_SIZE,
                       motion: ClipMotion = CLIP_MOTION, batch: int = 4) -> list[StabilityResult]:
-    """The stability of ``stylizer`` on a known-motion clip of each of ``photos``: one
-    :class:`StabilityResult` per frame (the baseline) and, where the model supports them, one
-    with stable statistics. Raises ValueError for a photo too small for the clip."""
+    """The stability of ``stylizer`` on a known-motion clip and a still clip
+    (:data:`STILL_MOTION`) of each of ``photos``: one :class:`StabilityResult` per frame (the
+    baseline) and, where the model supports them, one with stable statistics. Raises ValueError
+    for a photo too small for the clip."""
     clips = [clip_of(p, frames, size, motion) for p in photos]
+    stills = [clip_of(p, frames, size, STILL_MOTION)[0] for p in photos]
     modes = ["per-frame"] + (["stable statistics"] if supports_temporal(stylizer) else [])
     results = []
     for mode in modes:
-        scores, seconds = [], 0.0
-        for clip, steps in clips:
-            if mode == "per-frame":
-                styled, s = _run(stylizer.stylize_tensor, clip, batch)
-            else:
-                with TemporalStatistics(stylizer) as video:
-                    styled, s = _run(video.stylize, clip, batch)
+        scores, still_ratios, seconds = [], [], 0.0
+        for (clip, steps), still in zip(clips, stills):
+            styled, s = _stylize_clip(stylizer, mode, clip, batch)
             scores.append(score_clip(clip, styled, steps))
+            still_ratios.append(change_ratio(still, _stylize_clip(stylizer, mode, still, batch)[0]))
             seconds += s
         n = len(scores)
         results.append(StabilityResult(name, mode, sum(c.warp_error for c in scores) / n,
                                        sum(c.input_warp_error for c in scores) / n,
-                                       sum(c.change_ratio for c in scores) / n,
+                                       sum(c.change_ratio for c in scores) / n, sum(still_ratios) / n,
                                        1000 * seconds / (n * frames)))
     return results
 
@@ -146,16 +160,19 @@ def stability_html(results: Sequence[StabilityResult]) -> str:
     rows = "".join(
         f"<tr><td>{escape(r.model)}</td><td>{escape(r.mode)}</td><td>{r.warp_error:.2f}</td>"
         f"<td>{r.input_warp_error:.2f}</td><td>{r.warp_error / max(r.input_warp_error, 1e-9):.1f}x</td>"
-        f"<td>{r.change_ratio:.2f}</td><td>{r.ms_per_frame:.1f}</td></tr>" for r in results)
+        f"<td>{r.change_ratio:.2f}</td><td>{r.still_change_ratio:.2f}</td><td>{r.ms_per_frame:.1f}</td></tr>"
+        for r in results)
     h, w = CLIP_SIZE
     return (
         "<h2>Temporal stability</h2>\n"
         f"<p>Each photo becomes a {CLIP_FRAMES}-frame {w} x {h} clip of known motion (pan "
         f"{CLIP_MOTION.pan[0]} px, zoom {100 * CLIP_MOTION.zoom:.1f} %, rotation {CLIP_MOTION.rotate}&deg; "
         f"per frame, noise {CLIP_MOTION.noise} levels). <b>Warping error</b>: frame t-1's result warped "
-        "onto frame t, mean absolute difference in 0-255 levels (lower: less flicker); the inputs' own "
-        "figure beside it. <b>Change ratio</b>: how much more the stylized frames change than the input "
-        "frames (flow-free). Per-frame is every frame on its own; stable statistics carries the "
-        "instance-norm statistics across frames (eval.py's video default).</p>\n"
+        "onto frame t (bicubic), mean absolute difference in 0-255 levels (lower: less flicker); the "
+        "inputs' own figure beside it. <b>Change ratio</b>: how much more the stylized frames change "
+        "than the input frames (flow-free); on the moving clip it mostly reflects the style's contrast, "
+        "on a <b>still</b> clip of the same photo (noise only) every change is flicker. Per-frame is "
+        "every frame on its own; stable statistics carries the instance-norm statistics across frames "
+        "(eval.py's video default).</p>\n"
         "<table><tr><th>model</th><th>mode</th><th>warping error</th><th>input's</th><th>ratio</th>"
-        f"<th>change ratio</th><th>ms/frame</th></tr>{rows}</table>\n")
+        f"<th>change ratio</th><th>change ratio, still</th><th>ms/frame</th></tr>{rows}</table>\n")
