@@ -80,7 +80,7 @@ def test_offline_failure_says_how_to_finish_by_hand(in_tmp, monkeypatch, capsys,
     assert code == 1 and out == "" and "Traceback" not in err
     assert err.startswith(f"error: Download of {url} to {zip_path} failed: [Errno -2] Name or service not known.")
     assert "\n" not in err.rstrip("\n")  # one line, like every error
-    assert f"To finish by hand, download it on a machine with internet (a browser, or curl -L -o " in err
+    assert "To finish by hand, download it on a machine with internet (a browser, or curl -L -o " in err
     assert f"'{url}'), put the file" in err
     assert f"put the file at {zip_path} and run this command again" in err and then in err
     assert files_under(in_tmp) == []  # no data/, big/ or models/ made just for the download
