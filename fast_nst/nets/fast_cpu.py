@@ -97,20 +97,19 @@ class _NormConv(nn.Module):
 
 def _norm_(y: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float, relu: bool,
            residual: torch.Tensor | None = None, stats: NormStats | None = None) -> torch.Tensor:
-    """Instance norm of ``y`` (N, C, H, W), then ReLU or + residual. bf16 goes through
-    :func:`_batch_norm_each`; float32 through two reductions and one affine pass in place, as fast
-    there (alternating in one process on a 2-core Xeon: batch norm 1.3-1.7x faster in bf16, 0.9-1.04x
-    in float32)."""
-    if y.dtype == torch.bfloat16 and (stats is None or stats.mode in (None, "record")):
-        y = _batch_norm_each(y, gamma, beta, eps, stats)
-    elif y.dtype == torch.bfloat16:  # statistics given (tiling) or carried across frames (video)
-        mean, var = stats(y)  # (N or 1, C, 1, 1) each
-        y = _batch_norm_each(y, gamma, beta, eps, given=(mean.float(), var.float()))
-    else:
+    """Instance norm of ``y`` (N, C, H, W), then ReLU or + residual. bf16 goes through PyTorch's
+    batch norm (:func:`_batch_norm_own`, :func:`_batch_norm_given`); float32 through two
+    reductions and one affine pass in place, as fast there (alternating in one process on a
+    2-core Xeon: batch norm 1.1-1.7x faster in bf16, 0.9-1.04x in float32)."""
+    if y.dtype != torch.bfloat16:
         mean, var = stats(y) if stats is not None else NormStats()(y)  # (N, C, 1, 1) each
         scale = gamma * torch.rsqrt(var + eps)
         shift = beta - mean * scale
         y = torch.addcmul(shift, y, scale, out=y)
+    elif stats is None or stats.mode in (None, "record"):
+        y = _batch_norm_own(y, gamma, beta, eps, stats)
+    else:  # statistics given (tiling) or carried across frames (video)
+        y = _batch_norm_given(y, gamma, beta, eps, *stats(y))
     if relu:
         y = y.clamp_min_(0)
     if residual is not None:
@@ -118,23 +117,15 @@ def _norm_(y: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float,
     return y
 
 
-def _batch_norm_each(y: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float,
-                     stats: NormStats | None = None,
-                     given: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+def _batch_norm_own(y: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float,
+                    stats: NormStats | None = None) -> torch.Tensor:
     """Instance norm of ``y`` (N, C, H, W) as a batch norm of each photo on its own (for one photo
     they are the same thing): PyTorch's CPU batch norm takes the statistics and writes the
     normalised result in two fused passes, 4-5x faster than two reductions and an affine pass
-    (32 x 512 x 512 bf16, channels_last: 2.4 ms against 15.4 ms). With ``given`` (mean, var),
-    each (N or 1, C, 1, 1) float32, it normalises with those instead, in the same arithmetic
-    (float32 statistics and affine parameters); otherwise it records each norm's float32
-    statistics when ``stats`` is recording (tiling)."""
+    (32 x 512 x 512 bf16, channels_last: 2.4 ms against 15.4 ms). Records each norm's float32
+    statistics (mean, var), each (N, C, 1, 1), when ``stats`` is recording (tiling)."""
     outs, means, variances = [], [], []
-    for i, one in enumerate(y.split(1)):
-        if given is not None:
-            mean, var = (v[min(i, len(v) - 1)].flatten() for v in given)
-            outs.append(torch.batch_norm(one, gamma.flatten().float(), beta.flatten().float(), mean, var,
-                                         False, 0.0, eps, False))
-            continue
+    for one in y.split(1):
         out, mean, invstd = torch.native_batch_norm(one, gamma.flatten(), beta.flatten(), None, None,
                                                     True, 0.0, eps)
         outs.append(out)
@@ -143,6 +134,19 @@ def _batch_norm_each(y: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, e
     if stats is not None and stats.mode == "record":
         c = y.shape[1]
         stats.stats.append((torch.stack(means).view(-1, c, 1, 1), torch.stack(variances).view(-1, c, 1, 1)))
+    return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+
+def _batch_norm_given(y: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float,
+                      mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """Instance norm of ``y`` (N, C, H, W) with the given statistics ``mean``, ``var`` (N or 1, C,
+    1, 1), in the arithmetic of :func:`_batch_norm_own` (float32 statistics and affine
+    parameters), so tiles normalised with the whole image's statistics equal the whole image."""
+    outs = []
+    for i, one in enumerate(y.split(1)):
+        m, v = (t[min(i, len(t) - 1)].flatten().float() for t in (mean, var))
+        outs.append(torch.batch_norm(one, gamma.flatten().float(), beta.flatten().float(), m, v,
+                                     False, 0.0, eps, False))
     return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 

@@ -74,7 +74,7 @@ class TorchStylizer(Stylizer):
         self.runner = self.net.fast_inference() if self.fast else self.net
         if self.fast and self.precision == "bf16" and getattr(self.runner, "runs_in_bf16", False):
             # Weights and activations in bf16 (not autocast): oneDNN's bf16 convolutions and
-            # half the memory traffic in the norms; about 45-50 dB PSNR against fp32.
+            # half the memory traffic in the norms; about 53 dB PSNR against fp32 (docs/benchmarks.md).
             self.runner = self.runner.to(torch.bfloat16)
         if self.compiled:
             prepare_compile(self.device)
