@@ -91,6 +91,22 @@ def test_export_quantize_writes_an_int8_onnx(int8_export):
     assert load_stylizer(out, device="cpu").info["metadata"]["quantization"] == "int8"
 
 
+def test_int8_export_quantizes_the_inner_convs_and_interleaves(int8_export):
+    """QDQ form: every conv but the first (3 input channels) and the last (12 outputs) reads
+    int8 weights, and each upsampling's interleave moves int8 values (DequantizeLinear after it)."""
+    import onnx
+
+    graph = onnx.load(str(int8_export[0])).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    quantized = [producer.get(c.input[1]) is not None and producer[c.input[1]].op_type == "DequantizeLinear"
+                 for c in convs]
+    assert not quantized[0] and not quantized[-1] and all(quantized[1:-1]), quantized
+    readers = {i: n for n in graph.node for i in n.input}
+    interleaves = [n for n in graph.node if n.op_type == "DepthToSpace"]
+    assert sum(readers[n.output[0]].op_type == "QuantizeLinear" for n in interleaves) == 2
+
+
 def test_eval_precision_int8(model, int8_export, tmp_path, capsys):
     path, _ = model
     photo = make_photo(tmp_path / "p.png", (40, 32))

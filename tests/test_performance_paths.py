@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fast_nst.nets.fast_cpu import FastTransformNet, _phase_weight, _unshuffle_weight
+from fast_nst.nets.fast_cpu import FastTransformNet, phase_weight, unshuffle_weight
 from fast_nst.lossnet.losses import PerceptualLoss, gram_matrix
 from fast_nst.nets.johnson import TransformNet, TransformNetArgs
 from fast_nst.stylize import TorchStylizer as Stylizer
@@ -42,7 +42,7 @@ def test_phase_upsample_conv_equals_upsample_then_conv():
     torch.manual_seed(2)
     x, w = torch.randn(1, 5, 6, 7), torch.randn(4, 5, 3, 3)
     ref = F.conv2d(F.pad(F.interpolate(x, scale_factor=2, mode="nearest"), (1, 1, 1, 1), mode="reflect"), w)
-    y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), _phase_weight(w)).view(1, 2, 2, 4, 7, 8)
+    y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), phase_weight(w)).view(1, 2, 2, 4, 7, 8)
     for a in range(2):
         for b in range(2):
             assert torch.allclose(ref[:, :, a::2, b::2], y[:, a, b, :, a:a + 6, b:b + 7], atol=1e-5)
@@ -52,7 +52,7 @@ def test_unshuffled_conv_equals_plain_conv():
     torch.manual_seed(3)
     x, w = torch.randn(2, 4, 20, 18), torch.randn(3, 4, 9, 9)
     ref = F.conv2d(x, w)  # (2, 3, 12, 10)
-    y = F.pixel_shuffle(F.conv2d(F.pixel_unshuffle(x, 2), _unshuffle_weight(w)), 2)
+    y = F.pixel_shuffle(F.conv2d(F.pixel_unshuffle(x, 2), unshuffle_weight(w)), 2)
     assert torch.allclose(ref, y, atol=1e-4)
 
 

@@ -7,7 +7,11 @@ onnxruntime's *static* quantization in QDQ form: every convolution gets int8 wei
 per output channel) and uint8 activations whose scales come from running the float32 export on
 a few calibration images (min/max of each convolution's input). Instance norm, the residual
 additions and the output mapping stay in float32: they normalise with statistics a low-precision
-input would skew, and they cost little next to the convolutions.
+input would skew, and they cost little next to the convolutions. The first and the last
+convolution stay in float32 too: with 3 input or few output channels their int8 forms are
+slower than the float ones here and cost 1-2 dB (docs/benchmarks.md). The interleave after each
+upsampling convolution (``DepthToSpace``, see :mod:`fast_nst.nets.exportable`) runs on the int8
+values, which onnxruntime moves 4x faster than float32 ones (~10 % of the forward).
 
 Calibration images: photos from ``--calibration_images`` (resized to :data:`CALIBRATION_SIZE`),
 or by default :func:`synthetic_calibration`, a fixed set of generated images with photo-like
@@ -104,12 +108,22 @@ class _Reader:
         pass
 
 
+def _float_ends(graph) -> list[str]:
+    """Names of the nodes kept in float32: the first and the last conv, and what reads the last
+    conv's output (the output interleave: quantizing it would round the output itself)."""
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    if len(convs) <= 2:
+        return []
+    last_out = convs[-1].output[0]
+    return [convs[0].name, convs[-1].name] + [n.name for n in graph.node if last_out in n.input]
+
+
 def quantize_onnx(source: str | Path, output: str | Path, images: Optional[Sequence[np.ndarray]] = None,
                   input_name: str = "input", float_ends: bool = True) -> None:
     """Write an int8 (QDQ) quantization of the float32 ONNX export ``source`` to ``output``,
     calibrated on ``images`` (each (1, 3, H, W) float32 in [0, 1]; default
-    :func:`synthetic_calibration`). Only the convolutions are quantized (see the module's docs);
-    metadata and the graph's inputs and outputs are kept."""
+    :func:`synthetic_calibration`). Only the convolutions (and the interleaves after them) are
+    quantized (see the module's docs); metadata and the graph's inputs and outputs are kept."""
     require_quantization()
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -125,10 +139,9 @@ def quantize_onnx(source: str | Path, output: str | Path, images: Optional[Seque
             # Shape inference and constant folding first, as onnxruntime recommends for static
             # quantization (it finds the per-channel axes and folds the padding index arithmetic).
             quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-            convs = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type == "Conv"]
-            exclude = [convs[0], convs[-1]] if float_ends and len(convs) > 2 else []
+            exclude = _float_ends(onnx.load(str(prepared)).graph) if float_ends else []
             quantize_static(str(prepared), str(output), _Reader(input_name, images),
-                            quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
+                            quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv", "DepthToSpace"],
                             per_channel=True, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
                             nodes_to_exclude=exclude)

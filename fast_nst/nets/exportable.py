@@ -7,6 +7,13 @@ an error (it defers the size guards to runtime asserts, which the ONNX graph dro
 graph it writes is then wrong for other sizes. :class:`ExportableTransformNet` computes the same
 padding and crop as index gathers whose indices are built from the symbolic sizes with tensor ops
 (``arange``, ``where``), so one graph serves every size.
+
+The decoder is written as the fast CPU form writes it (:mod:`fast_nst.nets.fast_cpu`, the same
+function to float rounding): each upsample + 3x3 conv as one 2x2 conv at the low resolution
+whose four phases are interleaved (4/9 of the multiply-adds, no full-resolution resize or pad),
+and the last 9x9 conv to 3 channels as a 10x10 stride-2 conv to 12 channels (one per output
+phase and colour), interleaved the same way. onnxruntime runs a 3-channel 9x9 conv badly: it was
+a quarter of the int8 export's time at 512 x 512 (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -14,14 +21,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .layers import PAD_MIN_SIZE, PAD_MULTIPLE, output_mapping
+from .fast_cpu import phase_weight, unshuffle_weight
+from .layers import PAD_MIN_SIZE, PAD_MULTIPLE, ConvLayer, UpsampleConv, output_mapping
 
 if TYPE_CHECKING:
     from .johnson import TransformNet
 
-__all__ = ["ExportableTransformNet", "pad_and_crop_indices"]
+__all__ = ["ExportableTransformNet", "PhaseUpsampleConv", "StridedOutputConv", "pad_and_crop_indices"]
 
 
 def _pad_indices(n: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -53,8 +62,9 @@ def pad_and_crop_indices(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, t
 
 
 class ExportableTransformNet(nn.Module):
-    """The same function as :class:`TransformNet` (bit for bit in eager mode), written so that
-    graph exporters (torch.export, TorchScript) keep the batch, height and width dynamic.
+    """The same function as :class:`TransformNet` (to float rounding: the decoder is rewritten as
+    described in the module's docs), written so that graph exporters (torch.export, TorchScript)
+    keep the batch, height and width dynamic.
 
     Padding: TransformNet pads bottom/right with ``F.pad(mode="reflect")`` when both pads are
     smaller than their sides and with ``mode="replicate"`` otherwise; here both index sets are
@@ -68,7 +78,8 @@ class ExportableTransformNet(nn.Module):
         # Plain Sequentials (not the TransformNet itself): TorchScript compiles what it holds.
         self.encoder = nn.Sequential(*net.encoder)
         self.residuals = nn.Sequential(*net.residuals)
-        self.decoder = nn.Sequential(*net.decoder)
+        self.decoder = nn.Sequential(*[PhaseUpsampleConv(layer) for layer in net.upsampling],
+                                     StridedOutputConv(net.output_conv))
         self.tanh_output: bool = net.args.output_activation == "tanh"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -76,3 +87,57 @@ class ExportableTransformNet(nn.Module):
         x = x.index_select(2, rows).index_select(3, cols)
         y = output_mapping(self.decoder(self.residuals(self.encoder(x))), self.tanh_output)
         return y.index_select(2, keep_h).index_select(3, keep_w)
+
+
+class PhaseUpsampleConv(nn.Module):
+    """Nearest x2 upsampling + reflection-padded 3x3 conv + instance norm + ReLU (an
+    :class:`~fast_nst.nets.layers.UpsampleConv`) as a 2x2 conv of the replicate-padded
+    low-resolution input to 4x the channels, interleaved and cropped by one pixel:
+    (N, Cin, h, w) -> (N, Cout, 2h, 2w), in export-friendly ops (pixel_shuffle, slice).
+
+    Output pixel (2i + a, 2j + b) is phase (a, b) of the conv at (i + a, j + b). Interleaving
+    the phases in reversed order, (1 - a, 1 - b), puts it at (2i + a + 1, 2j + b + 1) of the
+    interleaved (2h + 2, 2w + 2) grid, for every phase: one crop instead of one per phase."""
+
+    def __init__(self, layer: UpsampleConv):
+        super().__init__()
+        conv = layer.conv_layer.conv
+        cout, cin = conv.out_channels, conv.in_channels
+        weight = phase_weight(conv.weight.detach()).view(2, 2, cout, cin, 2, 2)  # phases (a, b) major
+        # Output channel 4c + 2(1 - a) + (1 - b): pixel_shuffle's order, phases reversed.
+        weight = weight.flip(0, 1).permute(2, 0, 1, 3, 4, 5).reshape(4 * cout, cin, 2, 2)
+        self.conv = nn.Conv2d(cin, 4 * cout, 2, bias=False)
+        self.conv.weight.data.copy_(weight)
+        self.norm = layer.conv_layer.norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.shape[2]
+        w = x.shape[3]
+        y = self.conv(F.pad(x, [1, 1, 1, 1], mode="replicate"))  # (N, 4C, h + 1, w + 1)
+        up = F.pixel_shuffle(y, 2)[:, :, 1:2 * h + 1, 1:2 * w + 1]  # (N, C, 2h, 2w)
+        return torch.relu(self.norm(up))
+
+
+class StridedOutputConv(nn.Module):
+    """A reflection-padded 9x9 conv to 3 channels (the output :class:`~fast_nst.nets.layers.ConvLayer`)
+    as a 10x10 stride-2 conv to 12 channels, one per output phase, shuffled back: (N, C, H, W)
+    -> (N, 3, H, W) for even H and W (the padded input always is). The same multiply-adds as
+    the 5x5 conv of the pixel-unshuffled input that the fast CPU form runs, without the unshuffle
+    (whose reshape would make torch.export require the size to be even, which it cannot prove)."""
+
+    def __init__(self, layer: ConvLayer):
+        super().__init__()
+        conv = layer.conv
+        self.pad: int = layer.pad.padding[0]
+        weight = unshuffle_weight(conv.weight.detach())  # (4 Cout, 4 Cin, k, k), input channel 4c + 2r + s
+        cout4, cin4, k, _ = weight.shape
+        # Unshuffled channel (c, r, s) at tap (dy, dx) is input pixel (2 dy + r, 2 dx + s).
+        weight = weight.view(cout4, cin4 // 4, 2, 2, k, k).permute(0, 1, 4, 2, 5, 3)
+        weight = weight.reshape(cout4, cin4 // 4, 2 * k, 2 * k)
+        self.conv = nn.Conv2d(cin4 // 4, cout4, 2 * k, stride=2)
+        self.conv.weight.data.copy_(weight)
+        self.conv.bias.data.copy_(conv.bias.detach().repeat_interleave(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.pad
+        return F.pixel_shuffle(self.conv(F.pad(x, [p, p, p, p], mode="reflect")), 2)

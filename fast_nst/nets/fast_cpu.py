@@ -34,14 +34,14 @@ from .layers import ConvLayer, UpsampleConv, pad_input
 if TYPE_CHECKING:
     from .johnson import TransformNet
 
-__all__ = ["FastTransformNet"]
+__all__ = ["FastTransformNet", "phase_weight", "unshuffle_weight"]
 
 # For a nearest-x2-upsampled row index 2i + a and kernel row k, the source row is i + offset;
 # the taps of the 3x3 kernel that land on the same source row are summed. Keyed by phase a.
 _PHASE_TAPS = {0: ([0], [1, 2]), 1: ([0, 1], [2])}
 
 
-def _phase_weight(w: torch.Tensor) -> torch.Tensor:
+def phase_weight(w: torch.Tensor) -> torch.Tensor:
     """(Cout, Cin, 3, 3) upsample-conv weight -> (4 * Cout, Cin, 2, 2), phases (a, b) major."""
     cout, cin = w.shape[:2]
     out = w.new_zeros(2, 2, cout, cin, 2, 2)
@@ -53,7 +53,7 @@ def _phase_weight(w: torch.Tensor) -> torch.Tensor:
     return out.reshape(4 * cout, cin, 2, 2)
 
 
-def _unshuffle_weight(w: torch.Tensor) -> torch.Tensor:
+def unshuffle_weight(w: torch.Tensor) -> torch.Tensor:
     """(Cout, Cin, 9, 9) weight -> (4 * Cout, 4 * Cin, 5, 5) acting on pixel_unshuffle(x, 2) and
     producing the pixel_shuffle(., 2) layout of the original output."""
     cout, cin, k, _ = w.shape
@@ -157,7 +157,7 @@ class _PhaseUpsampleConv(nn.Module):
         super().__init__()
         conv, norm = layer.conv_layer.conv, layer.conv_layer.norm
         self.cout = conv.out_channels
-        self.weight = nn.Parameter(_phase_weight(conv.weight.detach()), requires_grad=False)
+        self.weight = nn.Parameter(phase_weight(conv.weight.detach()), requires_grad=False)
         self.gamma = nn.Parameter(norm.weight.detach().clone().view(1, -1, 1, 1), requires_grad=False)
         self.beta = nn.Parameter(norm.bias.detach().clone().view(1, -1, 1, 1), requires_grad=False)
         self.eps = norm.eps
@@ -184,7 +184,7 @@ class _UnshuffleOutConv(nn.Module):
         pad, conv = layer.pad, layer.conv
         self.activation = activation
         self.pad = pad.padding[0]
-        self.weight = nn.Parameter(_unshuffle_weight(conv.weight.detach()), requires_grad=False)
+        self.weight = nn.Parameter(unshuffle_weight(conv.weight.detach()), requires_grad=False)
         self.bias = nn.Parameter(conv.bias.detach().repeat_interleave(4), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
