@@ -112,9 +112,10 @@ class TrainConfig:
     # Stability training (fast_nst.training.stability): the weight of the mean squared difference
     # between a stylization moved by a small random motion and the stylization of the moved photo
     # (pixels in [0, 1]). 0 (off) keeps the original method. Fine-tuning a trained mosaic model
-    # 600 steps at 6000 gave 2.1x lower warping error at +7 % style loss, 10000 2.4x at +19 %
-    # (docs/video.md): start near 6000 and compare checkpoints with python -m fast_nst.evaluate
-    # --stability.
+    # 600 steps (docs/video.md): johnson_slim at 6000 gave 2.1x lower warping error at +7 % style
+    # loss, 10000 2.4x at +19 %; the default johnson network at 1500 2.2x at +8-11 %, 6000 3.2x
+    # at +23 %. Start near 6000 (slim) or 1500-2000 (default) and compare checkpoints with
+    # python -m fast_nst.evaluate --stability.
     stability_weight: float = 0.0
     # relu2_2 for content and relu1_2, relu2_2, relu3_3, relu4_3 for style: Johnson et al. (2016).
     content_layers: tuple[str, ...] = ("relu2_2",)
