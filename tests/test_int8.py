@@ -135,17 +135,21 @@ def test_int8_without_onnxruntime_is_one_line(model, tmp_path, monkeypatch, caps
 def test_int8_refuses_multi_style_models_before_any_export(tmp_path, capsys, monkeypatch):
     """One check, one message, from the export command before its slow float export."""
     from fast_nst.commands.export import main as export_main
-    from fast_nst.io import quantize
+    from fast_nst.io import model_export
 
     net = MultiStyleNet(MultiStyleArgs(num_styles=2, base_channels=8, num_residual=1)).eval()
     cfg = load_train_config(None, ["model_type=johnson_multi", "naming=multi",
                                    "style_images=[styles/wave.jpg, styles/candy.jpg]"])
     path = tmp_path / "multi.pth"
     atomic_torch_save(make_checkpoint(net, cfg, step=1), path)
-    monkeypatch.setattr(quantize, "export_model", lambda *a, **k: pytest.fail("exported before the check"))
+    monkeypatch.setattr(model_export, "_write_checked", lambda *a, **k: pytest.fail("exported before the check"))
     code, err = in_process(capsys, export_main, path, "--quantize", "int8", "-o", tmp_path / "m.onnx")
     assert_clean_in_process(code, err, "is a multi-style model: int8 quantization is for single-style")
     assert "--style NAME --quantize int8" in err and not (tmp_path / "m.onnx").exists()
+    # One style baked (--style): the single-style network it exports passes, on to the export.
+    monkeypatch.setattr(model_export, "_write_checked", lambda *a, **k: pytest.fail("export reached"))
+    with pytest.raises(pytest.fail.Exception, match="export reached"):
+        export_main([str(path), "--style", "style0", "--quantize", "int8", "-o", str(tmp_path / "m.onnx")])
     with pytest.raises(FastNSTError, match="an arbitrary-style model.*use precision fp32 or bf16 for it.$"):
         check_quantizable("adain.pth", True, ())
     check_quantizable("one.pth", False, ())  # a single-style model passes

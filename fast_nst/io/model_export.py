@@ -6,7 +6,7 @@ formats themselves are written by :mod:`fast_nst.io.export`."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 from ..core.errors import FastNSTError
 from ..core.files import atomic_write, check_output_file
@@ -49,9 +49,12 @@ def export_model(model_path: str | Path, output: str | Path, fmt: Optional[str] 
                  opset: Optional[int] = None,
                  check_sizes: Sequence[Tuple[int, int]] = (),
                  style: Optional[StyleSpec] = None,
-                 loss_model_file: Optional[str | Path] = None) -> dict[str, Any]:
+                 loss_model_file: Optional[str | Path] = None,
+                 check_net: Optional[Callable[[StyleNetwork], None]] = None) -> dict[str, Any]:
     """Export the checkpoint at ``model_path`` to ``output`` and check it; returns a summary.
     ``loss_model_file``: an arbitrary-style model's encoder weights (default: the registry's path).
+    ``check_net``: called with the network to be exported (after any ``style`` is baked), before
+    the slow export; it raises to refuse the network (``--quantize int8``: single-style only).
 
     ``style`` (a multi-style model only; any :data:`~fast_nst.nets.multistyle.StyleSpec`)
     bakes that style or blend into an ordinary one-input export; without it a multi-style
@@ -91,6 +94,8 @@ def export_model(model_path: str | Path, output: str | Path, fmt: Optional[str] 
     label = None
     if style is not None:
         net, label = _bake_style(net, style, model_path)
+    if check_net is not None:
+        check_net(net)
     metadata = export_metadata(net, ckpt, model_path)
     if label is not None:
         metadata["name"] = metadata_text(label)

@@ -9,7 +9,7 @@ a few calibration images (min/max of each convolution's input). Instance norm, t
 additions and the output mapping stay in float32: they normalise with statistics a low-precision
 input would skew, and they cost little next to the convolutions. The first and the last
 convolution stay in float32 too: with 3 input or few output channels their int8 forms are
-slower than the float ones here and cost 1-2 dB (docs/benchmarks.md). The interleave after each
+slower than the float ones here and cost 0.8-2.3 dB (docs/benchmarks.md). The interleave after each
 upsampling convolution (``DepthToSpace``, see :mod:`fast_nst.nets.exportable`) runs on the int8
 values, which onnxruntime moves 4x faster than float32 ones (~10 % of the forward).
 
@@ -37,7 +37,6 @@ from ..core.images import list_images, pil_to_tensor, psnr
 from ..core.untrusted import input_folder, open_image
 from ..nets.base import StyleNetwork
 from .export import ONNX_INSTALL_HINT, ExportError, export_metadata, export_onnx, require_onnx, takes_style_image
-from .checkpoint import load_model
 from .model_export import export_model
 
 __all__ = ["CALIBRATION_COUNT", "CALIBRATION_SIZE", "QUANTIZE_MODES", "calibration_from_folder",
@@ -206,15 +205,15 @@ def export_quantized(model_path: str | Path, output: str | Path, calibration_ima
         raise ExportError("--quantize int8 writes an ONNX file: use --format onnx and an .onnx --output.")
     require_quantization()
     images = calibration_from_folder(calibration_images) if calibration_images is not None else None
-    net, _ = load_model(model_path, export_args.get("loss_model_file"))  # checked before the slow export
-    baked = export_args.get("style") is not None and bool(net.style_names)
-    check_quantizable(str(model_path), takes_style_image(net), () if baked else net.style_names)
-    del net
-    output.parent.mkdir(parents=True, exist_ok=True)
+
+    def single_style(net: StyleNetwork) -> None:  # run by export_model before its slow export
+        check_quantizable(str(model_path), takes_style_image(net), net.style_names)
+
     with tempfile.TemporaryDirectory(prefix="fast-nst-int8-") as tmp:
         source = Path(tmp) / "float32.onnx"
-        summary = export_model(model_path, source, **{**export_args, "fmt": "onnx"})
+        summary = export_model(model_path, source, **{**export_args, "fmt": "onnx"}, check_net=single_style)
         images = synthetic_calibration() if images is None else images
+        output.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(output) as partial:
             quantize_onnx(source, partial, images)
             summary["psnr"] = quantized_psnr(source, partial, images)
