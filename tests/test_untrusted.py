@@ -221,6 +221,19 @@ def test_any_damaged_archive_ends_in_one_checkpoint_error(small_ckpt, data):
         assert isinstance(result, CheckpointError) and "weights_only" not in str(result)
 
 
+def test_an_archive_whose_zip64_record_claims_several_disks_is_one_error(small_ckpt, tmp_path):
+    """Found by the property above: zipfile.is_zipfile raises (BadZipFile) instead of answering
+    for a zip64 end-record locator that counts 2 disks; was a traceback."""
+    raw = bytearray(small_ckpt)
+    at = raw.rfind(b"PK\x06\x07")
+    assert at > 0, "torch writes zip64 end records"
+    raw[at + 16:at + 20] = (2).to_bytes(4, "little")  # total number of disks
+    path = tmp_path / "disks.pth"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="damaged .a zip archive that is truncated or corrupt"):
+        load_torch_file(path, 1 << 30)
+
+
 def test_a_pickle_that_asks_for_code_is_refused_in_our_words(tmp_path):
     path = tmp_path / "evil.pth"
     with zipfile.ZipFile(path, "w") as zf:  # torch.save's layout, with a pickle that calls os.system

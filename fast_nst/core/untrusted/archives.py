@@ -102,14 +102,15 @@ def describe_unreadable(path: Path, error: BaseException) -> str:
         return f"it cannot be read: {e.strerror or type(e).__name__}"
     if not head:
         return "the file is empty"
-    if zipfile.is_zipfile(path):
-        try:
-            with zipfile.ZipFile(path) as zf:
-                is_torch = any(n.endswith("data.pkl") for n in zf.namelist())
-        except (OSError, zipfile.BadZipFile, ValueError, RuntimeError, EOFError):
-            is_torch = False
+    try:
+        # is_zipfile itself raises on some damaged end records (a zip64 record claiming several
+        # disks: BadZipFile, not the OSError it catches)
+        with zipfile.ZipFile(path) as zf:
+            is_torch = any(n.endswith("data.pkl") for n in zf.namelist())
         return ("a PyTorch archive that cannot be unpacked: truncated or corrupt" if is_torch
                 else "it is a zip archive that is not a PyTorch checkpoint")
+    except (OSError, zipfile.BadZipFile, ValueError, RuntimeError, EOFError):
+        pass  # not a zip archive, or a damaged one: told by its first bytes below
     if head.startswith(b"PK"):
         return "a zip archive that is truncated or corrupt: an interrupted copy or download?"
     if b"\0" not in head:
