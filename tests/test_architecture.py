@@ -199,7 +199,10 @@ RAW_READS = {"yaml": {"load", "safe_load", "full_load", "unsafe_load", "load_all
                       "full_load_all", "unsafe_load_all", "compose", "parse", "scan"},
              "json": {"load", "loads"}, "torch": {"load"}, "Image": {"open"}, "PIL.Image": {"open"},
              "urllib.request": {"urlopen", "Request", "build_opener", "urlretrieve"},
-             "http.client": {"HTTPConnection", "HTTPSConnection"}}
+             "http.client": {"HTTPConnection", "HTTPSConnection"},
+             # a model loaded from a path has its external-data paths opened (onnx_files)
+             "onnxruntime": {"InferenceSession"}, "ort": {"InferenceSession"},
+             "onnx": {"load", "load_model", "load_model_from_string", "load_from_string"}}
 # Modules allowed a raw read outside the boundary: module -> {call: why}. Empty: every image,
 # URL, YAML, JSON and torch.load goes through fast_nst/core/untrusted/.
 ALLOWED_RAW: dict[str, dict[str, str]] = {}
@@ -290,6 +293,8 @@ import json, yaml, torch
 from PIL import Image
 from urllib.request import urlopen as get
 import http.client
+import onnx
+import onnxruntime as ort
 
 def f(path, s):
     a = torch.load(path, weights_only=True)
@@ -298,12 +303,14 @@ def f(path, s):
     d = Image.open(path)
     e = get("https://example.com")
     g = http.client.HTTPSConnection("example.com")
+    h = ort.InferenceSession(str(path))
+    i = onnx.load(path)
     print(f"styles: {', '.join(s.style_names)} ({len(s.style_names)})")
     print(f"first: {shown(s.style_names[0])}{'s' if s.style_names else ''}")
 """
     calls = [call for _, call in _raw_reads(source)]
     assert calls == ["torch.load", "yaml.safe_load", "json.loads", "Image.open", "urllib.request.urlopen",
-                     "http.client.HTTPSConnection"]
+                     "http.client.HTTPSConnection", "ort.InferenceSession", "onnx.load"]
     assert [expr for _, expr in _raw_file_text(source)] == ["', '.join(s.style_names)"]
 
 

@@ -40,11 +40,14 @@ import torch
 from ..core.device import require_torch
 from ..core.errors import FastNSTError, quote
 from ..core.version import __min_torch_onnx__, __version__
+from ..core.untrusted import onnx_session
+from ..nets import MAX_PARAMETERS
 from ..nets import takes_style_image as _takes_style_image
 from ..nets.base import StyleNetwork
 from .checkpoint import FORMAT_NAME
 
 __all__ = ["ALPHA_INPUT_NAME", "CHECK_SHAPES", "EXPORT_FORMAT_VERSION", "ExportError", "FORMATS",
+           "MAX_ONNX_BYTES",
            "STYLE_IMAGE_INPUT_NAME", "TOLERANCE", "TORCHSCRIPT_METADATA", "MIN_OPSET",
            "STYLE_INPUT_NAME", "check_exported", "check_opset", "check_style_sizes", "export_metadata",
            "export_onnx", "export_torchscript", "metadata_text", "refuse_torchscript", "require_onnx",
@@ -71,6 +74,9 @@ STYLE_IMAGE_INPUT_NAME, ALPHA_INPUT_NAME = "style_image", "alpha"
 _CHECK_ALPHAS = (1.0, 0.35)
 TORCHSCRIPT_METADATA = "fast_nst.json"  # name of the metadata file inside a TorchScript archive
 ONNX_INSTALL_HINT = 'pip install -e ".[onnx]"'
+#: The largest .onnx file read: the registry's largest network (MAX_PARAMETERS float32 weights,
+#: 800 MB) and room for its graph and metadata. (One protobuf message cannot exceed 2 GB anyway.)
+MAX_ONNX_BYTES = 4 * MAX_PARAMETERS + (64 << 20)
 # An example input for tracing: batch 2 and sizes above 1 so torch.export does not specialise them.
 _EXAMPLE_SHAPE = (2, 3, 50, 37)
 
@@ -320,7 +326,7 @@ def _runner(path: Path, fmt: str, names: Sequence[str]):
         import onnxruntime as ort
 
         try:
-            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            session = onnx_session(path, MAX_ONNX_BYTES)
         except Exception as e:
             raise ExportError(f"onnxruntime {ort.__version__} cannot load the exported model "
                               f"({_first_line(e)}).") from None

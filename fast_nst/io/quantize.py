@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from ..core.errors import DataError, FastNSTError
 from ..core.files import atomic_write
 from ..core.images import list_images, pil_to_tensor, psnr
-from ..core.untrusted import input_folder, open_image
+from ..core.untrusted import input_folder, onnx_session, open_image, read_onnx_file, read_onnx_model
 from ..nets.base import StyleNetwork
-from .export import ONNX_INSTALL_HINT, ExportError, export_metadata, export_onnx, require_onnx, takes_style_image
+from .export import MAX_ONNX_BYTES, ONNX_INSTALL_HINT, ExportError, export_metadata, export_onnx, require_onnx, takes_style_image
 from .model_export import export_model
 
 __all__ = ["CALIBRATION_COUNT", "CALIBRATION_SIZE", "QUANTIZE_MODES", "calibration_from_folder",
@@ -129,16 +129,22 @@ def quantize_onnx(source: str | Path, output: str | Path, images: Optional[Seque
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     images = synthetic_calibration() if images is None else images
+    data = read_onnx_file(source, MAX_ONNX_BYTES)
+    original = read_onnx_model(data, MAX_ONNX_BYTES)
     logger = logging.getLogger()  # onnxruntime's quantizer logs its progress on the root logger
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
         with tempfile.TemporaryDirectory(prefix="fast-nst-quantize-") as tmp:
             prepared = Path(tmp) / "prepared.onnx"
+            # The quantizer's tools read paths: they get a copy alone in a fresh folder, where
+            # external data the model names cannot resolve (see core.untrusted.onnx_files).
+            copy = Path(tmp) / "source.onnx"
+            copy.write_bytes(data)
             # Shape inference and constant folding first, as onnxruntime recommends for static
             # quantization (it finds the per-channel axes and folds the padding index arithmetic).
-            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-            exclude = _float_ends(onnx.load(str(prepared)).graph) if float_ends else []
+            quant_pre_process(str(copy), str(prepared), skip_symbolic_shape=True)
+            exclude = _float_ends(read_onnx_model(prepared, MAX_ONNX_BYTES).graph) if float_ends else []
             quantize_static(str(prepared), str(output), _Reader(input_name, images),
                             quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv", "DepthToSpace"],
                             per_channel=True, activation_type=QuantType.QUInt8,
@@ -146,7 +152,7 @@ def quantize_onnx(source: str | Path, output: str | Path, images: Optional[Seque
                             nodes_to_exclude=exclude)
     finally:
         logger.setLevel(level)
-    original, quantized = onnx.load(str(source)), onnx.load(str(output))
+    quantized = read_onnx_model(output, MAX_ONNX_BYTES)
     del quantized.metadata_props[:]
     for prop in original.metadata_props:
         quantized.metadata_props.add(key=prop.key, value=prop.value)
@@ -167,8 +173,7 @@ def quantized_psnr(float_model: str | Path, int8_model: str | Path, images: Sequ
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    runs = [ort.InferenceSession(str(m), options, providers=["CPUExecutionProvider"])
-            for m in (float_model, int8_model)]
+    runs = [onnx_session(m, MAX_ONNX_BYTES, options) for m in (float_model, int8_model)]
     return float(np.mean([psnr(*(r.run(None, {r.get_inputs()[0].name: x})[0] for r in runs))
                           for x in images]))
 

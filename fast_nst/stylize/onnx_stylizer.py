@@ -31,11 +31,11 @@ import numpy as np
 import torch
 
 from ..core.device import resolve_device
-from ..core.errors import CheckpointError, FastNSTError, quote
+from ..core.errors import CheckpointError, DataError, FastNSTError, quote
 from ..core.files import safe_component
-from ..core.untrusted import load_json
+from ..core.untrusted import load_json, onnx_session, read_onnx_file
 from ..io.checkpoint import require_model_file, torchscript_error, torchscript_source
-from ..io.export import EXPORT_FORMAT_VERSION, ONNX_INSTALL_HINT
+from ..io.export import EXPORT_FORMAT_VERSION, MAX_ONNX_BYTES, ONNX_INSTALL_HINT
 from ..nets.layers import check_images
 from ..nets.multistyle import MAX_STYLES, StyleError, style_label
 from .base import Stylizer
@@ -268,6 +268,14 @@ def _check_format_version(meta: dict[str, str], path: Path) -> None:
                                   "Upgrade fast-nst to load it.")
 
 
+def _read_model(path: Path) -> bytes:
+    """The bytes of the .onnx file ``path`` (bounded by MAX_ONNX_BYTES; CheckpointError if larger)."""
+    try:
+        return read_onnx_file(path, MAX_ONNX_BYTES)
+    except DataError as e:
+        raise CheckpointError(str(e)) from None
+
+
 def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
                        precision: str = "fp32") -> OnnxStylizer:
     """Load an exported ``.onnx`` model for stylizing with onnxruntime.
@@ -296,8 +304,9 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
     # Fatal only: every error (a damaged file, a node failing while running) reaches us as an
     # exception and becomes one line of ours; onnxruntime would also print each, in colour.
     options.log_severity_level = 4
+    data = _read_model(path)
     try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=_providers(ort, dev))
+        session = onnx_session(data, MAX_ONNX_BYTES, options, _providers(ort, dev))
     except Exception as e:
         source = torchscript_source(path)
         if source is not None:  # a TorchScript export given an .onnx name

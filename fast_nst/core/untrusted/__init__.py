@@ -13,6 +13,7 @@ is safe to print. Nothing outside this package opens outside data raw: the archi
 | :mod:`.text` | any outside string shown in a message or on a terminal |
 | :mod:`.structured` | YAML (configs, ``--set`` values) and JSON (metadata, indexes, lock files): bytes, depth, alias expansion, duplicate keys |
 | :mod:`.archives` | every ``torch.load``: checkpoints, loss-network and encoder weights (regular file, bytes on disk, sizes declared in the zip, weights-only, fast-nst's own messages) |
+| :mod:`.onnx_files` | ``.onnx`` model files: bytes, then parsed from memory, so that paths a model names (external data) are never opened |
 | :mod:`.safetensors_header` | ``.safetensors`` model files: header length and JSON depth before reading, dtypes, offsets inside the file and not overlapping, shapes against the network before any tensor is read |
 | :mod:`.numbers` | numbers bound for tensors (style and blend weights): finite, inside float32's range |
 | :mod:`.paths` | a path a user names as input: a regular file or folder, never a FIFO, device or socket |
@@ -37,6 +38,7 @@ from .images import (MAX_STYLE_PIXELS, check_pixels, open_image, pixel_limit, re
                      set_max_image_pixels)
 from .downloads import download_url, fetch_style_image, is_url
 from .uploads import bound_folder
+from .onnx_files import onnx_session, read_onnx_file, read_onnx_model
 
 __all__ = ["FLOAT32_MAX", "UnparsableYAML", "check_archive_sizes", "check_file_size", "finite_float",
            "load_json", "load_torch_file", "load_yaml", "read_json_file", "read_text_file", "shown"]
@@ -45,6 +47,7 @@ __all__ += ["MAX_STYLE_PIXELS", "check_pixels", "open_image", "pixel_limit", "re
             "set_max_image_pixels"]
 __all__ += ["download_url", "fetch_style_image", "is_url"]
 __all__ += ["bound_folder"]
+__all__ += ["onnx_session", "read_onnx_file", "read_onnx_model"]
 
 # Name -> module of this package, imported on first use (it imports torch).
 _LAZY = {"check_archive_sizes": "archives", "check_file_size": "archives", "load_torch_file": "archives"}
