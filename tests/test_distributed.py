@@ -29,7 +29,7 @@ def torchrun(*args: str, cwd: Path):
 def test_two_processes_equal_one_process_with_double_batch(tiny_config, tmp_path):
     # With the stability term: each photo's random motion depends on its index in the global
     # batch, so the two halves draw what the double batch does.
-    common = dict(max_steps=4, checkpoint_every=2, image_log_every=100, stability_weight=100.0)
+    common = dict(max_steps=4, checkpoint_every=2, image_log_every=100, stability_weight=100.0, ema_decay=0.9)
     ddp_conf = tiny_config("ddp", batch_size=2, **common)
     single_conf = tiny_config("single", batch_size=4, **common)
     with ThreadPoolExecutor(2) as pool:  # independent runs: side by side

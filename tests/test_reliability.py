@@ -275,8 +275,9 @@ def write_bad_files(folder: Path, seed: int = 0) -> list[Path]:
 # =================================================================================================
 
 MODEL_NAME = "exact"  # naming of the straight run, whose model the eval.py cases use
-# With the stability term: its random motions must resume exactly too.
-EXACT = dict(max_steps=6, checkpoint_every=2, keep_checkpoints=5, stability_weight=100.0)
+# With the stability term and the weight average: its random motions, and the average with the
+# weights it follows, must resume exactly too.
+EXACT = dict(max_steps=6, checkpoint_every=2, keep_checkpoints=5, stability_weight=100.0, ema_decay=0.9)
 
 
 @scenario()
@@ -941,6 +942,21 @@ def test_resume_from_explicit_checkpoint_path(exact):
     assert "steps 2 -> 6" in r.stderr
     assert ckpt_step(at["C"].model_file) == 6
     assert_same_weights(at["A"].model_file, at["C"].model_file)
+
+
+def test_averaging_run_ships_the_average_and_resumes_from_the_trained_weights(exact):
+    """ema_decay: checkpoints hold the average as model_state (what stylizes) and the trained
+    weights as training_state; the final model is the last average, without training state."""
+    at, _, _ = exact
+    run = at["A"]
+    ckpts = {ckpt_step(p): read_ckpt(p) for p in run.step_files()}
+    six, final = ckpts[6], read_ckpt(run.model_file)
+    assert "training_state" not in final and final["kind"] == "model"
+    for key, value in final["model_state"].items():
+        assert torch.equal(value, six["model_state"][key]), key
+    moved = [k for k, v in six["model_state"].items() if v.is_floating_point()
+             and not torch.equal(v, six["training_state"][k])]
+    assert len(moved) > 10, "the average should differ from the trained weights"
 
 
 def _scalar_steps(run_dir: Path, tag: str = "loss/total") -> list[int]:

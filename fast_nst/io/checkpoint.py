@@ -45,7 +45,7 @@ from .pytorch_examples import convert_pytorch_examples, is_pytorch_examples
 from .safetensors_file import is_safetensors, read_safetensors_checkpoint, read_safetensors_metadata, read_state_for
 
 __all__ = ["CHECKPOINT_DIR", "FORMAT_NAME", "FORMAT_VERSION", "atomic_torch_save", "build_model",
-           "capture_rng_state", "checkpoint_name", "list_checkpoints",
+           "capture_rng_state", "checkpoint_name", "list_checkpoints", "load_training_state",
            "load_model", "make_checkpoint", "read_checkpoint", "require_model_file",
            "restore_rng_state", "safe_torch_load", "save_training_checkpoint", "torchscript_error",
            "torchscript_source", "validate_checkpoint"]
@@ -73,12 +73,18 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         torch.save(obj, tmp)
 
 
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
 def make_checkpoint(model: StyleNetwork, cfg: TrainConfig, step: int,
                     optimizer: Optional[torch.optim.Optimizer] = None,
-                    rng_state: Optional[dict] = None) -> dict[str, Any]:
+                    rng_state: Optional[dict] = None, trained: Optional[torch.nn.Module] = None) -> dict[str, Any]:
     """The checkpoint dict; with ``optimizer`` it is a training checkpoint that can resume.
+    ``model``'s weights are the ones every loader stylizes with; ``trained``: the weights training
+    continues from, when ``model`` holds their average (``training_state``, read only by a resume).
     Refuses (CheckpointError) a network with NaN or infinite weights: no such file is ever written."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = _cpu_state(model)
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise CheckpointError(f"refusing to save a network with NaN or infinite weights ({', '.join(bad[:3])}"
@@ -96,6 +102,8 @@ def make_checkpoint(model: StyleNetwork, cfg: TrainConfig, step: int,
     }
     if model.style_names:
         ckpt["style_names"] = list(model.style_names)
+    if trained is not None:
+        ckpt["training_state"] = _cpu_state(trained)
     if optimizer is not None:
         ckpt["optimizer_state"] = optimizer.state_dict()
         ckpt["rng_state"] = rng_state if rng_state is not None else capture_rng_state()
@@ -331,6 +339,20 @@ def build_model(ckpt: dict[str, Any], path: str | Path, loss_model_file: Optiona
     if NETWORKS[model_type].many_styles:
         model.style_names = _style_names(ckpt.get("style_names"), model.args.num_styles, path)
     return model.eval()
+
+
+def load_training_state(model: torch.nn.Module, ckpt: dict[str, Any], path: str | Path) -> None:
+    """Give ``model`` the weights training continues from: ``ckpt["training_state"]`` when the run
+    saved an average of its weights as ``model_state`` (see :func:`make_checkpoint`)."""
+    state = ckpt["training_state"]
+    try:
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise TypeError(f"it is {_describe(state)}, not a state dict")
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, KeyError, AttributeError) as e:
+        detail = " ".join(str(e).split())
+        raise CheckpointError(f"{path}: its training_state does not fit the network ({detail[:300]}); the "
+                              "file is damaged. Resume from another checkpoint (--resume PATH).") from None
 
 
 def _style_names(names: Any, count: int, path: str | Path) -> list[str]:

@@ -93,8 +93,8 @@ def _rows(config: dict[str, Any], keys: tuple[str, ...]) -> str:
 
 
 #: The training config entries a card lists (docs/training.md explains them).
-TRAINING_KEYS = ("image_size", "batch_size", "epochs", "max_steps", "lr", "style_size", "precision", "seed",
-                 "freeze", "init_from")
+TRAINING_KEYS = ("image_size", "batch_size", "epochs", "max_steps", "lr", "ema_decay", "style_size", "precision",
+                 "seed", "freeze", "init_from")
 LOSS_KEYS = ("loss_model", "loss_model_weights", "content_weight", "content_layers", "style_weight",
              "style_layers", "style_layer_weights", "tv_weight", "stability_weight", "style_warmup_steps")
 

@@ -46,7 +46,7 @@ MAX_METADATA_BYTES = 256 << 10
 # checkpoint -> config -> model_args / a list: 3 levels; 8 leaves room for later entries.
 MAX_METADATA_DEPTH = 8
 # Checkpoint entries that are not written: the weights go to the tensors, training state nowhere.
-_NOT_METADATA = ("model_state", "optimizer_state", "rng_state")
+_NOT_METADATA = ("model_state", "training_state", "optimizer_state", "rng_state")
 
 
 def is_safetensors(path: str | Path) -> bool:

@@ -195,7 +195,7 @@ class ArbitraryTrainer(Trainer):
             return
         paintings = self.sample_paintings[torch.arange(len(self.samples)) % len(self.sample_paintings)]
         with self.autocast():
-            y = self.model(self.samples, paintings)
+            y = self.shipped(self.samples, paintings)
         self.writer.add_images("samples/stylized", y.float().clamp(0, 1).cpu(), self.step)
 
     @torch.no_grad()
@@ -209,7 +209,7 @@ class ArbitraryTrainer(Trainer):
             for i, chunk in enumerate(self.val_photos.split(self.cfg.batch_size)):
                 s = painting.unsqueeze(0).expand(len(chunk), -1, -1, -1)
                 with self.autocast():
-                    y, terms = self._pair(chunk, s, self.model.decoder, self.criterion)
+                    y, terms = self._pair(chunk, s, self.shipped.decoder, self.criterion)
                 sums += torch.stack([terms[key].double() for key in keys]) * len(chunk)
                 count += len(chunk)
                 if i == 0:

@@ -4,7 +4,8 @@
 Adam, logging to TensorBoard and writing atomic checkpoints. SIGINT/SIGTERM save a checkpoint and
 stop; a non-finite loss stops without touching the last good checkpoint. The pieces: build
 (network, optimizer, loss, loader, logs), :meth:`Trainer.run` (next_batch / check_stop /
-train_step / after_step), log, checkpoint and finish.
+train_step / after_step); logs and validation come from :mod:`.reporting`, checkpoints, the
+final model and the optional weight average from :mod:`.saving`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Union
+from typing import Iterator, Optional, Union
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -27,9 +27,8 @@ from tqdm import tqdm
 
 from ..core.config import TrainConfig
 from ..core.device import prepare_compile
-from ..core.errors import CheckpointError, DataError, FastNSTError, Stopped
+from ..core.errors import CheckpointError, DataError, Stopped
 from ..io import checkpoint as ckpt_io
-from ..io.safetensors_file import SAFETENSORS_SUFFIX, write_safetensors
 from ..lossnet import GRAM_STYLE_DEGREE, loss_weights
 from ..lossnet.losses import PerceptualLoss, tf32_grams
 from ..nets import NETWORKS
@@ -37,9 +36,10 @@ from ..nets.base import StyleNetwork
 from .cache import open_cache
 from .data import batch_to_device, build_loader
 from .distributed import DistContext, OtherRankFailed, init_distributed, shutdown
-from .monitor import LossMonitor, NonFiniteLossError, ProgressBar
-from .setup import CONFIG_FILE, RunSetup, build_network, prepare_run
+from .monitor import LossMonitor, ProgressBar
+from .setup import RunSetup, build_network, prepare_run
 from .reporting import TrainerReporting
+from .saving import TrainerSaving, TrainResult
 from .stability import moved_copy, stability_loss
 
 __all__ = ["AMP_DTYPES", "TRAINERS", "Trainer", "TrainResult", "TrainingInterrupted", "match_param_layout",
@@ -54,16 +54,6 @@ TRAINERS = {"": ("fast_nst.training.trainer", "Trainer"),
 
 class TrainingInterrupted(Stopped):
     """Training stopped by SIGINT/SIGTERM (after saving a checkpoint, once a step was trained)."""
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    model_file: Path
-    last_checkpoint: Optional[Path]
-    step: int
-    seconds: float
-    skipped_files: int
 
 
 @contextmanager
@@ -107,7 +97,7 @@ def match_param_layout(optimizer: torch.optim.Optimizer) -> None:
                     state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
 
 
-class Trainer(TrainerReporting):
+class Trainer(TrainerSaving, TrainerReporting):
     """One training run on this process (rank ``ctx.rank`` of ``ctx.world_size``)."""
 
     def __init__(self, cfg: TrainConfig, setup: RunSetup, ctx: DistContext, command: str,
@@ -119,6 +109,7 @@ class Trainer(TrainerReporting):
         self.start_step = int(setup.resume_ckpt["step"]) if setup.resume_ckpt is not None else 0
         self.step = self.start_step
         self.model = self._build_model()
+        self.average = self._start_average()
         # The network's rows of the styles this run trains, in the config's order (a run that
         # adds styles trains only its own), and each as a one-hot style vector.
         names = list(self.model.style_names)
@@ -338,8 +329,9 @@ class Trainer(TrainerReporting):
         return step % len(self.setup.styles)
 
     def stylize(self, x: torch.Tensor, k: int = 0, model: Optional[torch.nn.Module] = None) -> torch.Tensor:
-        """``x`` (N, 3, S, S) in [0, 1] in the config's style ``k`` (0: the only one)."""
-        model = self.model if model is None else model
+        """``x`` (N, 3, S, S) in [0, 1] in the config's style ``k`` (0: the only one), by
+        ``model`` (default: :attr:`shipped`)."""
+        model = self.shipped if model is None else model
         return model(x, self.style_vectors[k]) if self.multi else model(x)
 
     def train_step(self, images: torch.Tensor) -> None:
@@ -381,6 +373,8 @@ class Trainer(TrainerReporting):
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.step += 1
+        if self.average is not None:
+            self.average.update(self.step)
         self.monitor.add(terms, self.step)
         self.bar.update(1)
 
@@ -397,90 +391,6 @@ class Trainer(TrainerReporting):
             self.validate()
         if step % cfg.checkpoint_every == 0 or last:
             self.save_checkpoint()
-
-    # -- checkpoints ------------------------------------------------------------------------------
-
-    def check_finite(self) -> None:
-        """Raise on every rank if any rank saw a NaN/inf loss term (a host sync)."""
-        (bad,) = self.ctx.agree([self.monitor.has_nonfinite()])
-        if bad:
-            self.monitor.check_finite(self.last_ckpt)  # raises on the ranks that saw it
-            raise OtherRankFailed("Non-finite loss on another process; training stopped.")
-
-    def check_weights(self) -> None:
-        """Raise if a weight is NaN/inf (a finite loss can still give non-finite weights: lr too
-        high); nothing is written for such a step. One host sync, at checkpoints only."""
-        finite = torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all()
-        (bad,) = self.ctx.agree([int(not bool(finite))])
-        if bad:
-            kept = (f"The last good checkpoint is {self.last_ckpt} (untouched)." if self.last_ckpt
-                    else "No checkpoint was written before it.")
-            raise NonFiniteLossError(
-                f"The network's weights became NaN or infinite by step {self.step} (lr "
-                f"{self.cfg.lr:g}); nothing was saved for this step. {kept} Lower lr or the loss weights.")
-
-    def save_checkpoint(self) -> Optional[Path]:
-        """A training checkpoint of this step (rank 0 writes it); returns the newest one."""
-        self.check_finite()
-        self.check_weights()
-        if self.main:
-            ckpt = ckpt_io.make_checkpoint(self.model, self.cfg, self.step, self.optimizer)
-            ckpt["world_size"] = self.ctx.world_size  # a resume must keep the global batch
-            if self.scaler.is_enabled():
-                ckpt["scaler_state"] = self.scaler.state_dict()
-            self.last_ckpt = self._write("checkpoint", lambda: ckpt_io.save_training_checkpoint(
-                ckpt, self.setup.run_dir, self.cfg.keep_checkpoints))
-        return self.last_ckpt
-
-    def _write(self, what: str, write: Callable[[], Path]) -> Path:
-        """``write()``, with a full disk or lost folder turned into one message: the files
-        written before are intact (every write is atomic), and the run can resume from them."""
-        try:
-            return write()
-        except OSError as e:
-            kept = (f"The previous checkpoint {self.last_ckpt} is intact." if self.last_ckpt
-                    else "No checkpoint was written before.")
-            raise FastNSTError(
-                f"Cannot write the {what} of step {self.step} in {self.setup.run_dir}: {e.strerror or e}. "
-                f"{kept} Free some space (or move the run) and continue with: {self.command} --resume"
-            ) from None
-
-    #: What the stylize hint of :meth:`finish` adds to eval.py's command line.
-    stylize_flags = ""
-
-    def finish(self, seconds: float) -> TrainResult:
-        """The final model (rank 0) and the summary; every rank returns after it exists."""
-        self.check_finite()
-        self.check_weights()
-        model_file, run_dir = self.setup.model_file, self.setup.run_dir
-        self.bar.close()  # its last line stays; the summary goes below it
-        if self.main:
-            final = ckpt_io.make_checkpoint(self.model, self.cfg, self.step)
-
-            def save_final() -> Path:
-                ckpt_io.atomic_torch_save(final, model_file)
-                if self.cfg.final_format == "safetensors":
-                    write_safetensors(final, model_file.with_suffix(SAFETENSORS_SUFFIX))
-                return model_file
-
-            self._write("final model", save_final)
-            skipped = f" Skipped {len(self.skipped)} unreadable training files." if self.skipped else ""
-            newest = self.last_ckpt.name if self.last_ckpt else "-"
-            also = (f" and {model_file.with_suffix(SAFETENSORS_SUFFIX).name}"
-                    if self.cfg.final_format == "safetensors" else "")
-            trained = self.step - self.start_step
-            resumed = f" (resumed at step {self.start_step}, now at step {self.step})" if self.start_step else ""
-            print(
-                f"Done: {trained} step{'s' if trained != 1 else ''} in {seconds:.1f} s{resumed}.{skipped}\n"
-                f"  model:       {model_file}{also}\n"
-                f"  checkpoints: {run_dir / ckpt_io.CHECKPOINT_DIR} (newest {newest})\n"
-                f"  config:      {run_dir / CONFIG_FILE}\n"
-                f"  TensorBoard: tensorboard --logdir {run_dir}\n"
-                f"  stylize:     python eval.py --model_file {model_file} --image_file PHOTO.jpg{self.stylize_flags}",
-                file=sys.stderr,
-            )
-        self.ctx.agree([0])  # the final model exists before any rank returns
-        return TrainResult(run_dir, model_file, self.last_ckpt, self.step, seconds, len(self.skipped))
 
 
 def train(cfg: TrainConfig, resume: Union[bool, str, None] = None, overwrite: bool = False,
