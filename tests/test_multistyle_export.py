@@ -85,6 +85,11 @@ def test_onnx_style_input_matches_pytorch(multi_onnx, multi):
             assert y.shape == shape and np.abs(y - _expected(multi[1], x, w).numpy()).max() <= TOL
             outputs.append(y)
     assert np.abs(outputs[0] - outputs[1]).max() > 0.01  # the style input changes the output
+    import onnx
+
+    ops = [n.op_type for n in onnx.load(str(multi_onnx)).graph.node]
+    # the decoder in the fast form, as the single-style export's (tests/test_export.py)
+    assert "Resize" not in ops and ops.count("DepthToSpace") == 3, sorted(set(ops))
 
 
 def test_onnx_stylizer_chooses_styles(multi_onnx, multi):

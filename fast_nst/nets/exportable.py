@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .fast_cpu import phase_weight, unshuffle_weight
-from .layers import PAD_MIN_SIZE, PAD_MULTIPLE, ConvLayer, UpsampleConv, output_mapping
+from .layers import PAD_MIN_SIZE, PAD_MULTIPLE, ConvLayer, output_mapping
 
 if TYPE_CHECKING:
     from .johnson import TransformNet
@@ -78,7 +78,8 @@ class ExportableTransformNet(nn.Module):
         # Plain Sequentials (not the TransformNet itself): TorchScript compiles what it holds.
         self.encoder = nn.Sequential(*net.encoder)
         self.residuals = nn.Sequential(*net.residuals)
-        self.decoder = nn.Sequential(*[PhaseUpsampleConv(layer) for layer in net.upsampling],
+        self.decoder = nn.Sequential(*[PhaseUpsampleConv(layer.conv_layer.conv, layer.conv_layer.norm)
+                                       for layer in net.upsampling],
                                      StridedOutputConv(net.output_conv))
         self.tanh_output: bool = net.args.output_activation == "tanh"
 
@@ -97,25 +98,29 @@ class PhaseUpsampleConv(nn.Module):
 
     Output pixel (2i + a, 2j + b) is phase (a, b) of the conv at (i + a, j + b). Interleaving
     the phases in reversed order, (1 - a, 1 - b), puts it at (2i + a + 1, 2j + b + 1) of the
-    interleaved (2h + 2, 2w + 2) grid, for every phase: one crop instead of one per phase."""
+    interleaved (2h + 2, 2w + 2) grid, for every phase: one crop instead of one per phase.
+    ``conv``: the layer's 3x3 convolution (its bias, if any, is cancelled by the norm); ``norm``:
+    its instance norm (a subclass may call a conditional one in its own forward)."""
 
-    def __init__(self, layer: UpsampleConv):
+    def __init__(self, conv: nn.Conv2d, norm: nn.Module):
         super().__init__()
-        conv = layer.conv_layer.conv
         cout, cin = conv.out_channels, conv.in_channels
         weight = phase_weight(conv.weight.detach()).view(2, 2, cout, cin, 2, 2)  # phases (a, b) major
         # Output channel 4c + 2(1 - a) + (1 - b): pixel_shuffle's order, phases reversed.
         weight = weight.flip(0, 1).permute(2, 0, 1, 3, 4, 5).reshape(4 * cout, cin, 2, 2)
         self.conv = nn.Conv2d(cin, 4 * cout, 2, bias=False)
         self.conv.weight.data.copy_(weight)
-        self.norm = layer.conv_layer.norm
+        self.norm = norm
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def upsampled(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, Cin, h, w) -> the conv of the upsampled input (N, Cout, 2h, 2w), before the norm."""
         h = x.shape[2]
         w = x.shape[3]
         y = self.conv(F.pad(x, [1, 1, 1, 1], mode="replicate"))  # (N, 4C, h + 1, w + 1)
-        up = F.pixel_shuffle(y, 2)[:, :, 1:2 * h + 1, 1:2 * w + 1]  # (N, C, 2h, 2w)
-        return torch.relu(self.norm(up))
+        return F.pixel_shuffle(y, 2)[:, :, 1:2 * h + 1, 1:2 * w + 1]  # (N, C, 2h, 2w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.norm(self.upsampled(x)))
 
 
 class StridedOutputConv(nn.Module):

@@ -25,7 +25,7 @@ from ..core.errors import FastNSTError
 from ..core.untrusted import finite_float, shown
 from . import MAX_PARAMETERS
 from .base import StyleNetwork
-from .exportable import pad_and_crop_indices
+from .exportable import PhaseUpsampleConv, StridedOutputConv, pad_and_crop_indices
 from .johnson import TransformNet, TransformNetArgs
 from .layers import ConvLayer, check_images, output_mapping, pad_input
 
@@ -345,18 +345,37 @@ class MultiStyleNet(StyleNetwork):
         return bigger
 
 
+class _CondPhaseUpsample(PhaseUpsampleConv):
+    """A :class:`_CondConv` with ``upsample=True`` in the phase form of
+    :class:`~fast_nst.nets.exportable.PhaseUpsampleConv`: its norm is the conditional one."""
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return torch.relu(self.norm(self.upsampled(x), style))
+
+
 class ExportableMultiStyleNet(nn.Module):
     """``forward(x, style)`` for graph exporters: x (N, 3, H, W) in [0, 1] with dynamic sizes, style
-    (S,) weights (normalised by the caller); padding and crop as index gathers, as
-    :class:`~fast_nst.nets.exportable.ExportableTransformNet`."""
+    (S,) weights (normalised by the caller); padding and crop as index gathers and the decoder in
+    the fast form, as :class:`~fast_nst.nets.exportable.ExportableTransformNet` (the same function
+    to float rounding)."""
 
     def __init__(self, net: MultiStyleNet):
         super().__init__()
-        self.net = net
+        self.downsampling = net.downsampling
+        self.blocks = net.blocks
+        self.upsampling = nn.ModuleList([_CondPhaseUpsample(layer.conv, layer.norm) for layer in net.upsampling])
+        self.output_conv = StridedOutputConv(net.output_conv)
+        self.tanh_output: bool = net.tanh_output
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         rows, cols, keep_h, keep_w = pad_and_crop_indices(x)
         x = x.index_select(2, rows).index_select(3, cols)
-        y = self.net.body(x, style.reshape(1, -1).to(x.dtype))
+        w = style.reshape(1, -1).to(x.dtype)
+        for layer in self.downsampling:
+            x = layer(x, w)
+        for block in self.blocks:
+            x = block(x, w)
+        for up in self.upsampling:
+            x = up(x, w)
+        y = output_mapping(self.output_conv(x), self.tanh_output)
         return y.index_select(2, keep_h).index_select(3, keep_w)
-
