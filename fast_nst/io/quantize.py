@@ -36,7 +36,8 @@ from ..core.files import atomic_write
 from ..core.images import list_images, pil_to_tensor, psnr
 from ..core.untrusted import input_folder, onnx_session, open_image, read_onnx_file, read_onnx_model
 from ..nets.base import StyleNetwork
-from .export import MAX_ONNX_BYTES, ONNX_INSTALL_HINT, ExportError, export_metadata, export_onnx, require_onnx, takes_style_image
+from .export import (MAX_ONNX_BYTES, ONNX_INSTALL_HINT, ExportError, export_metadata, export_onnx, require_onnx,
+                     takes_style_image)
 from .model_export import export_model
 
 __all__ = ["CALIBRATION_COUNT", "CALIBRATION_SIZE", "QUANTIZE_MODES", "calibration_from_folder",
