@@ -39,11 +39,18 @@ def test_update_follows_the_formula_and_leaves_frozen_weights():
     torch.testing.assert_close(avg.model[0].bias, start[1] + 0.1 + (9 / 11) * 0.9, rtol=0, atol=1e-6)
 
 
-def test_average_can_start_from_a_saved_one():
+def test_average_starts_as_a_copy_and_keeps_following_weights_loaded_later():
+    """A resume builds the average while the network holds the saved average, then loads the
+    trained weights into the network in place: the average keeps the first, follows the second."""
     net = torch.nn.Linear(2, 2)
-    saved = torch.nn.Linear(2, 2)
-    avg = WeightAverage(net, 0.5, start=saved)
-    assert torch.equal(avg.model.weight, saved.weight) and avg.model.weight is not saved.weight
+    saved = net.weight.detach().clone()
+    avg = WeightAverage(net, 0.5)
+    assert avg.model.weight is not net.weight
+    with torch.no_grad():
+        net.load_state_dict({"weight": torch.ones(2, 2), "bias": torch.zeros(2)})
+    assert torch.equal(avg.model.weight, saved)
+    avg.update(step=100)  # decay 0.5
+    torch.testing.assert_close(avg.model.weight, (saved + 1) / 2)
 
 
 @pytest.mark.parametrize("value", [1.0, -0.1, math.nan])

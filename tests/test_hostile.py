@@ -282,6 +282,7 @@ def test_export_refuses_its_input_before_loading_it(tmp_path, capsys, monkeypatc
     ({"config": "naming: wave"}, "config is a str"),
     ({"model_state": {1: torch.zeros(1)}}, "model_state has the key 1, which is not a parameter name"),
     ({"model_state": {"encoder.0.conv.weight": [1.0]}}, "is a list, not a tensor"),
+    ({"training_state": {"encoder.0.conv.weight": "w"}}, "training_state['encoder.0.conv.weight'] is a str"),
     ({"step": "3"}, "step is '3', not a step count"),
     ({"format_version": True}, "without a valid format_version (True)"),
 ])

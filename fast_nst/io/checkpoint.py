@@ -275,21 +275,28 @@ def _check_entry_types(ckpt: dict[str, Any], path: str | Path) -> None:
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: config is {_describe(config)}, expected the training config "
                               "as a dict; the file is damaged.")
-    margs, state = ckpt["model_args"], ckpt["model_state"]
+    margs = ckpt["model_args"]
     if not isinstance(margs, dict):
         raise CheckpointError(f"{path}: model_args is {_describe(margs)}, expected a dict.")
     bad = next((k for k, v in margs.items() if not isinstance(k, str) or not isinstance(v, _SCALARS)), None)
     if bad is not None:
         raise CheckpointError(f"{path}: bad model_args: entry {quote(bad, 40)} is "
                               f"{quote(margs[bad], 60)}; expected a number or a string.")
+    for entry in ("model_state", "training_state"):  # training_state: only in averaging runs
+        if entry in ckpt:
+            _check_state_dict(ckpt[entry], entry, path)
+
+
+def _check_state_dict(state: Any, entry: str, path: str | Path) -> None:
+    """:class:`CheckpointError` unless ``state`` (the checkpoint's ``entry``) maps names to tensors."""
     if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: model_state is {_describe(state)}, expected a state dict.")
+        raise CheckpointError(f"{path}: {entry} is {_describe(state)}, expected a state dict.")
     for key, value in state.items():
         if not isinstance(key, str):
-            raise CheckpointError(f"{path}: model_state has the key {quote(key, 40)}, which is not a "
+            raise CheckpointError(f"{path}: {entry} has the key {quote(key, 40)}, which is not a "
                                   "parameter name (a string); the file is damaged.")
         if not isinstance(value, torch.Tensor):
-            raise CheckpointError(f"{path}: model_state[{quote(key, 60)}] is {_describe(value)}, not a "
+            raise CheckpointError(f"{path}: {entry}[{quote(key, 60)}] is {_describe(value)}, not a "
                                   "tensor; the file is damaged.")
 
 
@@ -343,13 +350,11 @@ def build_model(ckpt: dict[str, Any], path: str | Path, loss_model_file: Optiona
 
 def load_training_state(model: torch.nn.Module, ckpt: dict[str, Any], path: str | Path) -> None:
     """Give ``model`` the weights training continues from: ``ckpt["training_state"]`` when the run
-    saved an average of its weights as ``model_state`` (see :func:`make_checkpoint`)."""
-    state = ckpt["training_state"]
+    saved an average of its weights as ``model_state`` (see :func:`make_checkpoint`); ``ckpt``
+    comes from :func:`read_checkpoint`, which checked that entry's types."""
     try:
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise TypeError(f"it is {_describe(state)}, not a state dict")
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError, KeyError, AttributeError) as e:
+        model.load_state_dict(ckpt["training_state"])
+    except RuntimeError as e:
         detail = " ".join(str(e).split())
         raise CheckpointError(f"{path}: its training_state does not fit the network ({detail[:300]}); the "
                               "file is damaged. Resume from another checkpoint (--resume PATH).") from None

@@ -30,21 +30,23 @@ def average_decay(decay: float, step: int) -> float:
 class WeightAverage:
     """A copy of ``model`` whose trained parameters follow an exponential average of ``model``'s.
 
-    ``start``: the averaged copy's initial weights (a resumed run's average); None: ``model``'s.
-    Parameters that do not train (frozen convolutions, an encoder) and buffers are copied once and
+    The average starts as ``model``'s weights at construction (a resumed run builds it while the
+    network still holds the saved average). Parameters that do not train (frozen convolutions, an encoder) and buffers are copied once and
     stay as they are, since training never changes them.
     """
 
-    def __init__(self, model: torch.nn.Module, decay: float, start: torch.nn.Module | None = None):
+    def __init__(self, model: torch.nn.Module, decay: float):
         assert 0.0 < decay < 1.0, decay  # the config checks the user's value
         self.decay = decay
-        self.model = copy.deepcopy(model if start is None else start).requires_grad_(False)
+        self.model = copy.deepcopy(model).requires_grad_(False)
         mine = dict(self.model.named_parameters())
-        self.pairs = [(mine[name], p) for name, p in model.named_parameters() if p.requires_grad]
+        trained = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+        # The trained parameters and their averages, in the same order: the lists each step updates.
+        self.trained = [p for _, p in trained]
+        self.averaged = [mine[name] for name, _ in trained]
 
     @torch.no_grad()
     def update(self, step: int) -> None:
         """Move the average towards the trained weights after optimizer step ``step``: a <- a +
         (1 - decay) (w - a), every parameter in one fused call (no host sync)."""
-        averaged, trained = zip(*self.pairs) if self.pairs else ((), ())
-        torch._foreach_lerp_(list(averaged), list(trained), 1.0 - average_decay(self.decay, step))
+        torch._foreach_lerp_(self.averaged, self.trained, 1.0 - average_decay(self.decay, step))

@@ -7,7 +7,6 @@ the optional weight average (``ema_decay``, :mod:`.average`) that those files sh
 
 from __future__ import annotations
 
-import copy
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,14 +43,15 @@ class TrainerSaving:
     ``cfg``, ``setup``, ``ctx``, ``model``, ``optimizer``, ``scaler``, ``monitor`` and ``step``)."""
 
     def _start_average(self) -> Optional[WeightAverage]:
-        """The weight average when ``ema_decay`` is set. Resuming a run that averaged, the
-        network gets the weights training continues from (the checkpoint's ``training_state``) and
-        the average starts from the saved one (its ``model_state``, loaded by _build_model)."""
-        ckpt, saved_average = self.setup.resume_ckpt, None
+        """The weight average when ``ema_decay`` is set, copied from the network as _build_model
+        left it: on a resume, the checkpoint's ``model_state`` (the saved average of a run that
+        averaged). Then the network gets the weights training continues from, the checkpoint's
+        ``training_state`` when it has one."""
+        average = WeightAverage(self.model, self.cfg.ema_decay) if self.cfg.ema_decay else None
+        ckpt = self.setup.resume_ckpt
         if ckpt is not None and "training_state" in ckpt:
-            saved_average = copy.deepcopy(self.model)
             ckpt_io.load_training_state(self.model, ckpt, self.setup.resume_path)
-        return WeightAverage(self.model, self.cfg.ema_decay, saved_average) if self.cfg.ema_decay else None
+        return average
 
     @property
     def shipped(self) -> StyleNetwork:
