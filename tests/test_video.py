@@ -7,12 +7,15 @@ about a second on a CPU.
 from __future__ import annotations
 
 import sys
+import time
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 av = pytest.importorskip("av", reason="video support needs the optional extra: pip install -e .[video]")
 
@@ -25,7 +28,7 @@ from fast_nst.stylize import load_stylizer  # noqa: E402
 from fast_nst.stylize.video import stylize_video  # noqa: E402
 from fast_nst.stylize.temporal import TemporalStatistics  # noqa: E402
 
-from conftest import psnr  # noqa: E402
+from conftest import memory_cap, psnr  # noqa: E402
 
 FPS = 12
 FRAMES = 12
@@ -219,6 +222,71 @@ def test_audio_only_file_and_unwritable_output_are_clean_errors(model_file, styl
     with pytest.raises(DataError, match="Cannot write video into a gif"):
         stylize_video(stylizer, clip, tmp_path / "out.gif", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "tone.m4a"]
+
+
+def test_frames_over_the_pixel_limit_are_refused(stylizer, clip, tmp_path, monkeypatch):
+    """The boundary (core.untrusted.videos) bounds a frame's pixels twice: as the container
+    declares them, before decoding, and on the first decoded frame (a container may declare
+    none); either way nothing is written."""
+    from PIL import Image
+
+    from fast_nst.core.untrusted import videos
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # the clip: 48 x 32 = 1,536 pixels
+    words = r"clip.mp4: a frame is 48 x 32 px \(1,536 pixels\), more than the limit of 1,000 pixels; " \
+            r"if you trust this file, raise the limit with --max_image_pixels N"
+    with pytest.raises(DataError, match=words):
+        stylize_video(stylizer, clip, tmp_path / "out.mp4", progress=False)
+    monkeypatch.setattr(videos, "_check_container", lambda *args: None)  # a container declaring no size
+    with pytest.raises(DataError, match=words):
+        stylize_video(stylizer, clip, tmp_path / "out.mp4", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def small_clip_bytes(tmp_path_factory) -> bytes:
+    return make_clip(tmp_path_factory.mktemp("small") / "s.mp4", size=(32, 16), frames=4).read_bytes()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_damaged_videos_end_in_a_video_or_one_error(stylizer, small_clip_bytes, tmp_path, data):
+    """Truncated, bit-flipped, spliced or random bytes named .mp4: a stylized video or one
+    DataError, within a memory cap and a time budget (FFmpeg's parsers are native code)."""
+    kind = data.draw(st.sampled_from(["flip", "truncate", "splice", "random"]))
+    raw = bytearray(small_clip_bytes)
+    if kind == "flip":
+        for i in data.draw(st.lists(st.integers(0, len(raw) - 1), min_size=1, max_size=8)):
+            raw[i] ^= data.draw(st.integers(1, 255))
+    elif kind == "truncate":
+        raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
+    elif kind == "splice":
+        at = data.draw(st.integers(0, len(raw)))
+        raw[at:at] = data.draw(st.binary(max_size=64))
+    else:
+        raw = bytearray(data.draw(st.binary(max_size=512)))
+    src, dest = tmp_path / "h.mp4", tmp_path / "out" / "o.mp4"
+    src.write_bytes(bytes(raw))
+    dest.unlink(missing_ok=True)
+    start = time.process_time()
+    with memory_cap(1 << 30):
+        try:
+            res = stylize_video(stylizer, src, dest, progress=False)
+        except DataError as e:
+            assert "\n" not in str(e).strip() and len(str(e)) < 2000
+            assert not dest.exists()
+        else:
+            assert res["frames"] >= 1 and dest.is_file()
+    assert time.process_time() - start < 20
+
+
+def test_ffmpeg_reasons_are_one_printable_bounded_line():
+    from fast_nst.core.untrusted.videos import ffmpeg_reason
+
+    assert ffmpeg_reason(OSError(2, "No such file")) == "No such file"
+    shown = ffmpeg_reason(ValueError("bad \x1b[31mred\nline " + "x" * 500))
+    assert shown.startswith("bad \\x1b[31mred\\x0aline x") and shown.endswith("...") and len(shown) == 200
 
 
 def test_error_midway_frees_packets_before_the_files_close(stylizer, clip, tmp_path):

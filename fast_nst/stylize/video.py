@@ -1,7 +1,7 @@
 """Stylizing videos: decode with PyAV, stylize frames in batches, encode H.264, keep timing and audio.
 
 >>> from fast_nst import load_stylizer
->>> from fast_nst.video import stylize_video
+>>> from fast_nst.stylize.video import stylize_video
 >>> stylize_video(load_stylizer("models/wave/wave.pth"), Path("in.mp4"), Path("out.mp4"))
 {'frames': 300, 'fps': Fraction(30, 1), 'size': (1280, 720), 'has_audio': True, ...}
 
@@ -48,15 +48,17 @@ from tqdm import tqdm
 from ..core.errors import DataError
 from ..core.files import atomic_write
 from ..core.images import tensor_to_pil
-from ..core.untrusted import check_pixels, input_file, pixel_limit
+from ..core.untrusted import input_file
+from ..core.untrusted.videos import (VIDEO_INSTALL_HINT, check_frame, ffmpeg_reason, import_av, open_video,
+                                     video_stream)
 from .base import StylizeOptions, Stylizer, finish, make_options, resize_for_processing
 from .temporal import FrameChanges, TemporalStatistics, supports_temporal
 from .tiling import auto_tile_size
-from .video_audio import audio_output, ffmpeg_reason
+from .video_audio import audio_output
 
 __all__ = ["INSTALL_HINT", "stylize_video"]
 
-INSTALL_HINT = 'pip install -e ".[video]"'
+INSTALL_HINT = VIDEO_INSTALL_HINT
 
 # Video encoders in order of preference, with their quality settings. The first one that
 # PyAV's FFmpeg has and the output container accepts is used.
@@ -69,15 +71,6 @@ VIDEO_CODECS: tuple[tuple[str, dict[str, str]], ...] = (
 
 _UNSPECIFIED_COLOR = (0, 2)  # AVCOL_SPC_RGB (meaningless for YUV input) and *_UNSPECIFIED
 _AVFMT_VARIABLE_FPS = 0x0400  # the container stores per-frame timestamps (not AVI)
-
-
-def _import_av():
-    try:
-        import av  # an optional extra: imported only when a video is stylized
-    except ImportError:
-        raise DataError(f"Stylizing videos needs PyAV, which is not installed; install the "
-                        f"video extra: {INSTALL_HINT}") from None
-    return av
 
 
 def stylize_video(stylizer: Stylizer, src: Path, dest: Path, batch_size: int = 4,
@@ -104,7 +97,7 @@ def stylize_video(stylizer: Stylizer, src: Path, dest: Path, batch_size: int = 4
     :class:`DataError` for a missing, unreadable or non-video input, an output that cannot be
     written, or missing PyAV.
     """
-    av = _import_av()
+    import_av()  # missing PyAV is said before anything else
     src, dest = Path(src), Path(dest)
     opts = make_options(options)
     if temporal:
@@ -120,7 +113,7 @@ def stylize_video(stylizer: Stylizer, src: Path, dest: Path, batch_size: int = 4
     except OSError as e:
         raise DataError(f"Cannot create the output folder {dest.parent}: {e.strerror or e}") from None
 
-    inp = _open_input(av, src)
+    av, inp = open_video(src)  # checked by the boundary (core.untrusted.videos)
     try:
         # A hidden temporary name that keeps the extension, so FFmpeg picks the same format.
         with atomic_write(dest, keep_suffix=True) as tmp:
@@ -164,41 +157,6 @@ def _write_video(av, tmp: Path, stylizer: Stylizer, inp, src: Path, dest: Path, 
     return summary
 
 
-def _open_input(av, src: Path):
-    try:
-        inp = av.open(str(src), "r")
-    except av.FFmpegError as e:
-        raise DataError(f"{src}: not a video FFmpeg can read ({ffmpeg_reason(e)}); the file may be "
-                        "corrupt or not a video at all.") from None
-    except OSError as e:
-        raise DataError(f"Cannot read {src}: {e.strerror or e}") from None
-    fmt = inp.format.name
-    if fmt.endswith("_pipe") or fmt.startswith("image2"):  # still images (animated GIF is fine)
-        inp.close()
-        raise DataError(f"{src} is an image, not a video; stylize it with --image_file.")
-    stream = _video_stream(av, inp)
-    if stream is None:
-        kinds = ", ".join(sorted({s.type for s in inp.streams})) or "no streams"
-        inp.close()
-        raise DataError(f"{src} has no video stream ({kinds}"
-                        f"{', cover art only' if inp.streams.video else ''}); nothing to stylize.")
-    try:  # the frame size the container declares, checked before a frame is decoded
-        check_pixels(stream.codec_context.width or 0, stream.codec_context.height or 0, pixel_limit(),
-                     f"{src}: a frame", "if you trust this file, raise the limit with --max_image_pixels N")
-    except DataError:
-        inp.close()
-        raise
-    return inp
-
-
-def _video_stream(av, inp):
-    """The first video stream that is not an attached picture (cover art of a music file)."""
-    for stream in inp.streams.video:
-        if not stream.disposition & av.stream.Disposition.attached_pic:
-            return stream
-    return None
-
-
 def _even(n: int) -> int:
     return max(2, n - n % 2)
 
@@ -232,7 +190,7 @@ class _VideoJob:
         self.src, self.dest, self.batch_size, self.opts, self.progress = \
             src, dest, batch_size, options, progress
         self.device = stylizer.device
-        self.vin = _video_stream(av, inp)
+        self.vin = video_stream(av, inp)
         self.ains = list(inp.streams.audio)
         self.vin.thread_type = "AUTO"  # frame-threaded decoding
         self.rate = _frame_rate(self.vin)
@@ -360,6 +318,7 @@ class _VideoJob:
     def _plan(self, frame) -> None:
         """Decide the processing and output sizes, tiles or batches, from the first frame."""
         w, h = frame.width, frame.height
+        check_frame(w, h, self.src)  # the container may have declared no size, or another
         self.in_size = (w, h)
         self.proc_size = (w, h)
         if self.opts.max_size is not None or self.opts.scale is not None:

@@ -9,17 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-__all__ = ["AUDIO_BITRATE_PER_CHANNEL", "AUDIO_CODECS", "audio_output", "ffmpeg_reason"]
+__all__ = ["AUDIO_BITRATE_PER_CHANNEL", "AUDIO_CODECS", "audio_output"]
 
 # Audio encoders for streams that cannot be copied as they are, in order of preference.
 AUDIO_CODECS = ("aac", "libopus", "opus", "libmp3lame")
 # 192 kb/s for stereo: generous for AAC and Opus, so a re-encoded track does not sound worse.
 AUDIO_BITRATE_PER_CHANNEL = 96_000
-
-
-def ffmpeg_reason(e: Exception) -> str:
-    """An FFmpeg/OS error's own short reason."""
-    return getattr(e, "strerror", None) or str(e)
 
 
 def audio_output(av, out, ain, src: Path) -> Optional[tuple[str, Any]]:

@@ -18,6 +18,7 @@ is safe to print. Nothing outside this package opens outside data raw: the archi
 | :mod:`.numbers` | numbers bound for tensors (style and blend weights): finite, inside float32's range |
 | :mod:`.paths` | a path a user names as input: a regular file or folder, never a FIFO, device or socket |
 | :mod:`.images` | image files (photos, style images, uploads): pixels bounded from the header and before a resize |
+| :mod:`.videos` | video files: a regular file, a container FFmpeg reads with a video stream, the frame size bounded before the first frame is decoded and again on it |
 | :mod:`.uploads` | the web app's uploads: their total bytes bounded, oldest removed |
 | :mod:`.downloads` | URLs: http(s) only, bytes, deadline and content checked before the file lands in place |
 | :mod:`.events` | a run's TensorBoard event files, for a model card's last losses: bytes before parsing, scalars only, fast-nst's loss tags, finite values |
