@@ -16,6 +16,7 @@ from fast_nst import load_stylizer
 from fast_nst.commands.eval import main as eval_main
 from fast_nst.core.config import TrainConfig
 from fast_nst.core.errors import DownloadError, FastNSTError
+from fast_nst.core.untrusted import hub
 from fast_nst.core.untrusted.hub import HubRef, parse_hub_ref
 from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint
 from fast_nst.io.hub import local_model_file
@@ -160,7 +161,42 @@ def test_hub_failures_online_are_one_line_each(monkeypatch, error, fragment):
         raise cls("boom") if error == "LocalEntryNotFoundError" else cls("boom\nmore", response=response)
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda endpoint: True)  # no network in tests
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fail)
     with pytest.raises(DownloadError) as e:
         local_model_file("hf://me/wave/wave.safetensors")
     assert fragment in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_an_unreachable_hub_uses_the_cache_at_once(cache, model, monkeypatch):
+    """Online mode, but the Hub's host does not answer: the cached copy is used without the
+    library's retries (over 20 s without a network), and a file not cached is one line at once."""
+    import huggingface_hub
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda endpoint: False)
+    calls = []
+    real = huggingface_hub.hf_hub_download
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: calls.append(k) or real(*a, **k))
+    path = local_model_file("hf://me/wave/wave.safetensors")
+    assert path.read_bytes() == model[0].read_bytes() and calls[-1]["local_files_only"] is True
+    with pytest.raises(DownloadError, match=r"hf://me/other/wave.safetensors: not in the local Hugging Face "
+                                            r"cache and the Hub cannot be reached: check the network"):
+        local_model_file("hf://me/other/wave.safetensors")
+    assert len(calls) == 2 and calls[-1]["local_files_only"] is True
+
+
+def test_hub_reachable_tries_a_connection_unless_a_proxy_is_set(monkeypatch):
+    import socket
+
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as listener:  # a port that answers, then refuses once closed
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        closed = listener.getsockname()[1]
+        assert hub.hub_reachable(f"http://127.0.0.1:{closed}", timeout=2)
+    assert not hub.hub_reachable(f"http://127.0.0.1:{closed}", timeout=2)
+    assert not hub.hub_reachable("not a url", timeout=2)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert hub.hub_reachable(f"http://127.0.0.1:{closed}", timeout=2)  # the proxy decides, not us

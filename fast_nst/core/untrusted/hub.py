@@ -3,7 +3,9 @@
 :func:`hub_file` turns such a reference into a local file with the ``huggingface_hub`` package
 (an optional extra: ``pip install 'fast-nst[hub]'``): downloaded once into its cache
 (``~/.cache/huggingface/hub``, or ``HF_HUB_CACHE``), used from there without a network when
-``HF_HUB_OFFLINE=1`` is set (or when the Hub cannot be reached and the file is cached). A
+``HF_HUB_OFFLINE=1`` is set (or when the Hub cannot be reached and the file is cached: a
+connection to the Hub's host is tried for a few seconds first, where the library's own retries
+would take over 20 seconds to give up). A
 ``REVISION`` (a branch, tag or commit) pins what is fetched; a 40-digit commit hash is never
 looked up again once cached. ``#sha256=HEX`` makes the file's SHA-256 a condition of its use.
 
@@ -16,7 +18,10 @@ failure is one :class:`~fast_nst.core.errors.DownloadError` saying what to do.
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import socket
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -26,7 +31,8 @@ from .downloads import sha256_file
 from .archives import check_file_size
 from .text import shown
 
-__all__ = ["HUB_PREFIX", "HubRef", "INSTALL_HINT", "hub_file", "is_hub_ref", "parse_hub_ref"]
+__all__ = ["HUB_PREFIX", "HubRef", "INSTALL_HINT", "PROBE_SECONDS", "hub_file", "hub_reachable", "is_hub_ref",
+           "parse_hub_ref"]
 
 HUB_PREFIX = "hf://"
 #: What to run when ``huggingface_hub`` is missing.
@@ -39,6 +45,11 @@ _NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,95}"
 _REF = re.compile(rf"^hf://(?P<owner>{_NAME})/(?P<repo>{_NAME})/(?P<file>{_NAME}(?:/{_NAME}){{0,15}})"
                   r"(?:@(?P<revision>[A-Za-z0-9_.][A-Za-z0-9_./-]{0,127}))?(?:#sha256=(?P<sha256>[0-9a-f]{64}))?$")
 _MAX_TEXT = 512
+# Seconds a connection to the Hub's host may take before the Hub counts as unreachable: it
+# answers in well under a second where there is a network; without one, huggingface_hub's own
+# retries take ~23 s to give up (and log each try).
+PROBE_SECONDS = 3.0
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,21 @@ def _hub() -> Any:
         raise DownloadError(f"hf:// model references need the huggingface_hub package: {INSTALL_HINT}.") from None
 
 
+def hub_reachable(endpoint: str, timeout: float = PROBE_SECONDS) -> bool:
+    """Whether a TCP connection to the host of ``endpoint`` (the Hub's URL) opens within
+    ``timeout`` seconds. Behind a proxy (``HTTPS_PROXY``, ``ALL_PROXY``) a direct connection
+    proves nothing: True without trying."""
+    if any(os.environ.get(v) for v in _PROXY_VARIABLES):
+        return True
+    url = urllib.parse.urlsplit(endpoint)
+    try:
+        port = url.port or (443 if url.scheme == "https" else 80)
+        socket.create_connection((url.hostname or "", port), timeout=timeout).close()
+    except (OSError, ValueError):  # no route, refused, timed out, name unknown; a malformed URL
+        return False
+    return True
+
+
 def hub_file(text: str, max_bytes: int, cache_dir: Optional[str | Path] = None) -> Path:
     """The local file of the reference ``text`` (see the module), fetched into the Hub cache
     (``cache_dir``, default the library's) unless it is there; refused when over
@@ -84,10 +110,13 @@ def hub_file(text: str, max_bytes: int, cache_dir: Optional[str | Path] = None) 
     ref = parse_hub_ref(text)
     hub = _hub()
     errors = importlib.import_module("huggingface_hub.errors")
-    offline = bool(importlib.import_module("huggingface_hub.constants").HF_HUB_OFFLINE)
+    constants = importlib.import_module("huggingface_hub.constants")
+    offline = bool(constants.HF_HUB_OFFLINE)
+    # Unreachable: the cached copy if there is one (what the library falls back to after its retries).
+    cached_only = not offline and not hub_reachable(constants.ENDPOINT)
     try:
         path = Path(hub.hf_hub_download(ref.repo_id, ref.filename, revision=ref.revision, cache_dir=cache_dir,
-                                        library_name="fast-nst"))
+                                        library_name="fast-nst", local_files_only=cached_only))
     except errors.LocalEntryNotFoundError:
         fix = ("HF_HUB_OFFLINE is set: run once without it, with a network, to download it" if offline else
                "the Hub cannot be reached: check the network connection (and HTTPS_PROXY behind a proxy)")
