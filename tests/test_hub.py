@@ -200,3 +200,24 @@ def test_hub_reachable_tries_a_connection_unless_a_proxy_is_set(monkeypatch):
     assert not hub.hub_reachable("not a url", timeout=2)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     assert hub.hub_reachable(f"http://127.0.0.1:{closed}", timeout=2)  # the proxy decides, not us
+
+
+def test_the_app_offers_hub_references_files_and_folders(cache, model, tmp_path, capsys):
+    from fast_nst.commands.app import app_models, parser
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "a.safetensors").write_bytes(model[0].read_bytes())
+    ref = f"hf://me/wave/wave.safetensors@main#sha256={hashlib.sha256(model[0].read_bytes()).hexdigest()}"
+    args = parser().parse_args(["--models", ref, "--models", str(folder), "--models", str(model[0])])
+    models = app_models(args.models)
+    assert list(models) == ["hf://me/wave/wave.safetensors@main", "a.safetensors", "wave.safetensors"]
+    assert models["hf://me/wave/wave.safetensors@main"].is_relative_to(cache)
+    assert models["wave.safetensors"] == model[0] and "3 model(s)." in capsys.readouterr().out
+    for entry, words in (("hf://me/nope/wave.safetensors", "not in the local Hugging Face cache"),
+                         (str(tmp_path / "gone.pth"), "does not exist"),
+                         (str(model[0].with_suffix(".txt")), "not a model file")):
+        if entry.endswith(".txt"):
+            Path(entry).write_text("x")
+        with pytest.raises(FastNSTError, match=words):
+            app_models([entry])

@@ -33,8 +33,10 @@ from ..core.errors import DataError, FastNSTError
 from ..core.files import safe_component
 from ..core.images import save_image
 from ..core.untrusted import bound_folder, input_file, open_image, shown
+from ..core.untrusted.hub import is_hub_ref
 from ..io.bundled import BUNDLED_STYLE, bundled_model
 from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints
+from ..io.hub import local_model_file
 from ..stylize import Stylizer, load_stylizer
 from ..stylize.base import PRECISIONS
 from . import new_parser, run_command
@@ -103,12 +105,39 @@ def find_models(root: Path) -> dict[str, Path]:
     return found
 
 
-def app_models(folder: Optional[str]) -> dict[str, Path]:
-    """The page's models: those under ``folder`` (default ``models/``, see :func:`find_models`),
-    or the built-in model when there are none there (or, for the default folder, no folder)."""
-    root = Path(folder or DEFAULT_MODELS_DIR)
-    models: dict[str, Path] = {}
-    if folder is not None or root.is_dir():
+MODEL_SUFFIXES = (".pth", ".onnx", ".safetensors")
+
+
+def _named_models(entry: str) -> dict[str, Path]:
+    """The models one ``--models`` entry names: an ``hf://`` reference (fetched into the Hub
+    cache now, labelled by the reference), a model file, or a folder (:func:`find_models`)."""
+    if is_hub_ref(entry):
+        return {shown(entry.split("#")[0], 160): local_model_file(entry)}
+    path = Path(entry)
+    if path.is_file() or path.suffix.lower() in MODEL_SUFFIXES:
+        if path.suffix.lower() not in MODEL_SUFFIXES:
+            raise FastNSTError(f"--models {shown(entry)}: not a model file (*.pth, *.safetensors or *.onnx) "
+                               "nor a folder of models.")
+        return {path.name: input_file(path, "--models")}
+    return find_models(path)
+
+
+def app_models(entries: Optional[str | Sequence[str]]) -> dict[str, Path]:
+    """The page's models: those each entry of ``entries`` names (see :func:`_named_models`; one
+    str is one entry), or without entries those under ``models/``; the built-in model when a
+    folder holds none (or, for the default folder, there is no folder)."""
+    if isinstance(entries, str):
+        entries = [entries]
+    if entries and (len(entries) > 1 or not Path(entries[0]).is_dir()):
+        models: dict[str, Path] = {}
+        for entry in entries:
+            for label, path in _named_models(entry).items():
+                models[label if label not in models else f"{label} ({shown(entry)})"] = path
+        print(f"{len(models)} model(s).")
+        return models
+    root = Path(entries[0] if entries else DEFAULT_MODELS_DIR)
+    models = {}
+    if entries or root.is_dir():
         try:
             models = find_models(root)
         except FastNSTError:
@@ -404,11 +433,14 @@ def parser() -> argparse.ArgumentParser:
         "python -m fast_nst.app",
         description="A local web app for stylizing: pick a model, upload a photo, adjust, compare and "
                     f"download. Needs the optional extra: {APP_INSTALL_HINT}",
-        epilog="Example: python -m fast_nst.app --models models/   (then open http://127.0.0.1:7860)",
+        epilog="Example: python -m fast_nst.app --models models/   (then open http://127.0.0.1:7860); add "
+               "--models hf://someone/fast-nst-wave/wave.safetensors to offer a published model too",
     )
-    p.add_argument("--models", metavar="DIR",
-                   help=f"folder searched (recursively) for models: *.pth, *.safetensors, *.onnx and run folders (default: "
-                        f"{DEFAULT_MODELS_DIR}/); without models there, the built-in {BUNDLED_STYLE} model")
+    p.add_argument("--models", metavar="DIR|FILE|hf://...", action="append",
+                   help=f"a folder searched (recursively) for models: *.pth, *.safetensors, *.onnx and run folders "
+                        f"(default: {DEFAULT_MODELS_DIR}/; without models there, the built-in {BUNDLED_STYLE} model), "
+                        "a model file, or a Hugging Face Hub reference hf://OWNER/REPO/FILE[@REVISION][#sha256=HEX] "
+                        "(fetched once into the Hub cache); repeat it to offer several")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this computer only; 0.0.0.0 lets "
                         "anyone who can reach this machine use the app and its models)")
