@@ -126,10 +126,12 @@ def test_the_model_card_lists_settings_losses_and_the_style_thumbnail(exported, 
     pth, _ = exported["johnson"]
     style = make_photo(tmp_path / "painting.png", (900, 600))
     out = tmp_path / "hub" / "j.safetensors"
-    printed = export_cli(pth, "--output", out, "--model_card", "--style_image", style, "--repo_id", "me/j")
+    printed = export_cli(pth, "--output", out, "--model_card", "--style_image", style, "--repo_id", "me/j",
+                         "--license", "cc-by-4.0")
     card = (out.parent / "README.md").read_text()
     assert f"hf upload me/j {out.parent} . --include j.safetensors --include style.jpg --include README.md" in printed
-    assert card.startswith("---\nlibrary_name: fast-nst\n") and "![the style image](style.jpg)" in card
+    assert card.startswith("---\nlicense: cc-by-4.0\nlibrary_name: fast-nst\n") and "![the style image](style.jpg)" in card
+    assert "The model is released under `cc-by-4.0`" in card
     for row in ("| style_weight | 100000.0 |", "| content_layers | relu2_2 |", "| lr | 0.0003 |", "| steps | 3 |"):
         assert row in card
     assert "python eval.py --model_file hf://me/j/j.safetensors" in card
@@ -141,6 +143,7 @@ def test_model_card_text_from_a_file_is_escaped():
     ckpt = {"model_type": "johnson", "step": 1, "config": {"naming": "x|y\n# z", "lr": "<script>"}}
     card = model_card(ckpt, "m.safetensors")
     assert "# x\\|y\\x0a# z: fast" in card and "<script>" not in card and "&lt;script>" in card
+    assert card.startswith("---\nlicense: unknown\n") and "No licence was given for this model yet" in card
 
 
 def test_export_refuses_onnx_options_and_a_wrong_suffix(exported, capsys, tmp_path):
@@ -151,6 +154,12 @@ def test_export_refuses_onnx_options_and_a_wrong_suffix(exported, capsys, tmp_pa
     assert_clean_in_process(code, err, "needs the .safetensors suffix")
     code, err = in_process(capsys, export_main, pth, "--model_card")
     assert_clean_in_process(code, err, "are for --format safetensors")
+    code, err = in_process(capsys, export_main, pth, "--format", "safetensors", "--license", "mit")
+    assert_clean_in_process(code, err, "--style_image and --license are for the model card: add --model_card")
+    code, err = in_process(capsys, export_main, pth, "-o", tmp_path / "l.safetensors", "--model_card", "--license",
+                           "MIT License\x1b[2J")
+    assert_clean_in_process(code, err, "give a Hugging Face Hub licence identifier", "\\x1b")
+    assert not (tmp_path / "l.safetensors").exists()
     out = tmp_path / "m.safetensors"
     code, err = in_process(capsys, export_main, pth, "-o", out, "--model_card", "--style_image", tmp_path / "no.jpg")
     assert_clean_in_process(code, err, "--style_image", "no.jpg")

@@ -17,7 +17,7 @@ from ..core.untrusted.events import last_losses
 from ..core.untrusted.hub import parse_hub_ref
 from ..io.checkpoint import CHECKPOINT_DIR
 from ..io.hub import is_hub_ref, local_model_file as model_path
-from ..io.publish import export_safetensors, write_model_card
+from ..io.publish import check_license, export_safetensors, write_model_card
 from ..io.quantize import CALIBRATION_COUNT, QUANTIZE_MODES, export_quantized
 from ..io.safetensors_file import SAFETENSORS_SUFFIX
 from ..nets.multistyle import style_list
@@ -76,6 +76,9 @@ def parser() -> argparse.ArgumentParser:
                         "hf upload line that publishes them")
     p.add_argument("--style_image", metavar="FILE",
                    help="with --model_card: the style image, shown on the card as a thumbnail (style.jpg)")
+    p.add_argument("--license", metavar="ID",
+                   help="with --model_card: the model's licence as a Hub identifier (mit, apache-2.0, "
+                        "cc-by-4.0, cc-by-nc-4.0, other...); without it the card says unknown")
     p.add_argument("--repo_id", default="OWNER/REPO", metavar="OWNER/REPO",
                    help="with --model_card: the Hub repository the card's usage example names")
     p.add_argument("--loss_model_file", metavar="FILE",
@@ -99,8 +102,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if args.quantize or args.calibration_images:
                 raise ExportError("--quantize and --calibration_images are for ONNX exports, not safetensors.")
             return _safetensors(args)
-        if args.model_card or args.style_image:
-            raise FastNSTError("--model_card and --style_image are for --format safetensors.")
+        if args.model_card or args.style_image or args.license:
+            raise FastNSTError("--model_card, --style_image and --license are for --format safetensors.")
         if args.output:
             output = Path(args.output)
         else:
@@ -171,8 +174,10 @@ def _safetensors(args: argparse.Namespace) -> int:
     if args.opset is not None or args.check_size or args.style is not None:
         raise FastNSTError("--opset, --check_size and --style are for onnx and torchscript exports; a "
                            "safetensors file holds the whole model (every style of a multi-style one).")
-    if args.style_image and not args.model_card:
-        raise FastNSTError("--style_image is the thumbnail of --model_card: add --model_card.")
+    if (args.style_image or args.license) and not args.model_card:
+        raise FastNSTError("--style_image and --license are for the model card: add --model_card.")
+    if args.license:
+        check_license(args.license)  # before the export, not after it
     if args.style_image:
         input_file(args.style_image, "--style_image")  # before the export, not after it
     source = model_path(args.model)
@@ -184,7 +189,7 @@ def _safetensors(args: argparse.Namespace) -> int:
     if args.model_card:
         losses = _run_losses(args.model, source, summary["checkpoint"]["step"])
         files = write_model_card(Path(summary["output"]).parent, summary["checkpoint"], Path(summary["output"]).name,
-                                 args.repo_id, args.style_image, losses)
+                                 args.repo_id, args.style_image, losses, args.license)
         # Only these files: next to a run's model lie its checkpoints, logs and config.
         include = " ".join(f"--include {f.name}" for f in [Path(summary["output"])] + files)
         print(f"Model card: {', '.join(str(f) for f in files)}. Publish with: hf upload "

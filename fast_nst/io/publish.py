@@ -11,6 +11,7 @@ See docs/export.md.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Optional
 
@@ -25,13 +26,17 @@ from ..nets.base import StyleNetwork
 from .checkpoint import FORMAT_NAME, FORMAT_VERSION, MAX_ARCHIVE_BYTES, load_model
 from .safetensors_file import SAFETENSORS_SUFFIX, read_safetensors_checkpoint, write_safetensors
 
-__all__ = ["CARD_NAME", "THUMBNAIL_NAME", "THUMBNAIL_SIDE", "export_safetensors", "model_card", "write_model_card"]
+__all__ = ["CARD_NAME", "THUMBNAIL_NAME", "THUMBNAIL_SIDE", "check_license", "export_safetensors", "model_card",
+           "write_model_card"]
 
 CARD_NAME = "README.md"
 THUMBNAIL_NAME = "style.jpg"
 # The longer side of the style thumbnail on the card: the Hub shows README images at most
 # ~800 px wide; 512 px keeps the repository small.
 THUMBNAIL_SIDE = 512
+# A Hub licence identifier ("mit", "apache-2.0", "cc-by-nc-4.0", "other"): the Hub's list is
+# lower-case letters, digits, '.', '+' and '-'; its front matter takes one such word.
+_LICENSE = re.compile(r"^[a-z0-9][a-z0-9.+-]{0,63}$")
 # Checkpoint entries copied as they are (text, when present): how the model was made.
 _PROVENANCE = ("about", "converted_from")
 
@@ -99,12 +104,31 @@ LOSS_KEYS = ("loss_model", "loss_model_weights", "content_weight", "content_laye
              "style_layers", "style_layer_weights", "tv_weight", "stability_weight", "style_warmup_steps")
 
 
+def check_license(license: str) -> str:
+    """``license`` if it is written as a Hub licence identifier; FastNSTError saying the form otherwise."""
+    if not _LICENSE.match(license):
+        raise FastNSTError(f"--license {shown(license, 80)}: give a Hugging Face Hub licence identifier "
+                           "such as mit, apache-2.0, cc-by-4.0, cc-by-nc-4.0 or other (lower case).")
+    return license
+
+
+def _license_lines(license: Optional[str]) -> list[str]:
+    if license:
+        return ["## Licence", "", f"The model is released under `{license}` (see the front matter above). "
+                "The painting it imitates may have rights of its own.", ""]
+    return ["## Licence", "", "No licence was given for this model yet (`license: unknown` above): others "
+            "cannot tell whether they may reuse it. Export it again with `--license ID`, or edit the front "
+            "matter. The painting it imitates may have rights of its own.", ""]
+
+
 def model_card(ckpt: dict[str, Any], file_name: str, repo_id: str = "OWNER/REPO",
-               thumbnail: Optional[str] = None, losses: tuple[int, dict[str, float]] = (0, {})) -> str:
+               thumbnail: Optional[str] = None, losses: tuple[int, dict[str, float]] = (0, {}),
+               license: Optional[str] = None) -> str:
     """The README.md (Markdown with the Hub's YAML front matter) of the model ``ckpt`` (a
     checkpoint dict) published as ``file_name`` in Hub repository ``repo_id``; ``thumbnail``:
     the style image's file name next to it; ``losses``: (step, {TensorBoard tag: value}), the
-    last logged losses of its run (:func:`fast_nst.core.untrusted.events.last_losses`)."""
+    last logged losses of its run (:func:`fast_nst.core.untrusted.events.last_losses`); ``license``:
+    a Hub licence identifier (:func:`check_license`), "unknown" on the card when None."""
     config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
     model_type = str(ckpt.get("model_type", "johnson"))
     name = _cell(config.get("naming") or Path(file_name).stem)
@@ -113,7 +137,8 @@ def model_card(ckpt: dict[str, Any], file_name: str, repo_id: str = "OWNER/REPO"
     if entry is not None and entry.style_input == "image":
         style_flag = " --style_image PAINTING.jpg"
     styles = ckpt.get("style_names") or []
-    lines = ["---", "library_name: fast-nst", "pipeline_tag: image-to-image",
+    lines = ["---", f"license: {check_license(license) if license else 'unknown'}", "library_name: fast-nst",
+             "pipeline_tag: image-to-image",
              "tags: [style-transfer, neural-style-transfer, image-to-image, pytorch, safetensors]", "---", "",
              f"# {name}: fast neural style transfer ({_cell(model_type)})", ""]
     if thumbnail:
@@ -145,12 +170,12 @@ def model_card(ckpt: dict[str, Any], file_name: str, repo_id: str = "OWNER/REPO"
               "CONFIG.yml`, with the settings above (the full training config is in the file's metadata, "
               "entry `fast_nst`). It was exported with `python -m fast_nst.export MODEL.pth --format "
               "safetensors --model_card`.", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + _license_lines(license))
 
 
 def write_model_card(folder: str | Path, ckpt: dict[str, Any], file_name: str, repo_id: str = "OWNER/REPO",
                      style_image: Optional[str | Path] = None,
-                     losses: tuple[int, dict[str, float]] = (0, {})) -> list[Path]:
+                     losses: tuple[int, dict[str, float]] = (0, {}), license: Optional[str] = None) -> list[Path]:
     """Write ``folder/README.md`` (:func:`model_card`, with ``losses``) and, from the user's ``style_image``
     (never a path the model file names), ``folder/style.jpg`` at most :data:`THUMBNAIL_SIDE`
     px on its longer side; returns the written files."""
@@ -166,6 +191,6 @@ def write_model_card(folder: str | Path, ckpt: dict[str, Any], file_name: str, r
     card = folder / CARD_NAME
     with atomic_write(card) as tmp:
         thumbnail = THUMBNAIL_NAME if style_image is not None else None
-        tmp.write_text(model_card(ckpt, file_name, repo_id, thumbnail, losses), encoding="utf-8")
+        tmp.write_text(model_card(ckpt, file_name, repo_id, thumbnail, losses, license), encoding="utf-8")
     written.append(card)
     return written
