@@ -164,6 +164,26 @@ def random_adain_net(layer: str = "relu4_1", seed: int = 0):
     return net
 
 
+def damaged(data, raw: bytes) -> tuple[str, bytes]:
+    """A damaged copy of ``raw`` drawn from Hypothesis ``data`` (``st.data()``): up to 8 bytes
+    flipped, cut short, up to 64 bytes spliced in, or up to 512 random bytes; (kind, bytes)."""
+    from hypothesis import strategies as st
+
+    kind = data.draw(st.sampled_from(["flip", "truncate", "splice", "random"]))
+    out = bytearray(raw)
+    if kind == "flip":
+        for i in data.draw(st.lists(st.integers(0, len(out) - 1), min_size=1, max_size=8)):
+            out[i] ^= data.draw(st.integers(1, 255))
+    elif kind == "truncate":
+        out = out[: data.draw(st.integers(0, len(out) - 1))]
+    elif kind == "splice":
+        at = data.draw(st.integers(0, len(out)))
+        out[at:at] = data.draw(st.binary(max_size=64))
+    else:
+        out = bytearray(data.draw(st.binary(max_size=512)))
+    return kind, bytes(out)
+
+
 @contextlib.contextmanager
 def memory_cap(extra: int = 2 << 30):
     """Limit this process's address space to its current size plus ``extra`` bytes."""

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import memory_cap
+from conftest import damaged, memory_cap
 from fast_nst.core.errors import CheckpointError
 
 onnx = pytest.importorskip("onnx")
@@ -78,20 +78,9 @@ def test_a_model_file_over_the_byte_bound_is_refused_before_reading(model_bytes,
 def test_hostile_model_bytes_end_in_a_stylizer_or_one_error(model_bytes, tmp_path, data):
     """Truncated, bit-flipped, spliced or random bytes: a stylizer or one CheckpointError, within
     a memory cap and a time budget (onnxruntime's parser is native code: tracemalloc cannot see it)."""
-    kind = data.draw(st.sampled_from(["flip", "truncate", "splice", "random"]))
-    raw = bytearray(model_bytes)
-    if kind == "flip":
-        for i in data.draw(st.lists(st.integers(0, len(raw) - 1), min_size=1, max_size=8)):
-            raw[i] ^= data.draw(st.integers(1, 255))
-    elif kind == "truncate":
-        raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
-    elif kind == "splice":
-        at = data.draw(st.integers(0, len(raw)))
-        raw[at:at] = data.draw(st.binary(max_size=64))
-    else:
-        raw = bytearray(data.draw(st.binary(max_size=512)))
+    _, raw = damaged(data, model_bytes)
     path = tmp_path / "h.onnx"
-    path.write_bytes(bytes(raw))
+    path.write_bytes(raw)
     start = time.process_time()
     with memory_cap(1 << 30):
         try:

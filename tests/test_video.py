@@ -28,7 +28,7 @@ from fast_nst.stylize import load_stylizer  # noqa: E402
 from fast_nst.stylize.video import stylize_video  # noqa: E402
 from fast_nst.stylize.temporal import TemporalStatistics  # noqa: E402
 
-from conftest import memory_cap, psnr  # noqa: E402
+from conftest import damaged, memory_cap, psnr  # noqa: E402
 
 FPS = 12
 FRAMES = 12
@@ -254,20 +254,9 @@ def small_clip_bytes(tmp_path_factory) -> bytes:
 def test_damaged_videos_end_in_a_video_or_one_error(stylizer, small_clip_bytes, tmp_path, data):
     """Truncated, bit-flipped, spliced or random bytes named .mp4: a stylized video or one
     DataError, within a memory cap and a time budget (FFmpeg's parsers are native code)."""
-    kind = data.draw(st.sampled_from(["flip", "truncate", "splice", "random"]))
-    raw = bytearray(small_clip_bytes)
-    if kind == "flip":
-        for i in data.draw(st.lists(st.integers(0, len(raw) - 1), min_size=1, max_size=8)):
-            raw[i] ^= data.draw(st.integers(1, 255))
-    elif kind == "truncate":
-        raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
-    elif kind == "splice":
-        at = data.draw(st.integers(0, len(raw)))
-        raw[at:at] = data.draw(st.binary(max_size=64))
-    else:
-        raw = bytearray(data.draw(st.binary(max_size=512)))
+    _, raw = damaged(data, small_clip_bytes)
     src, dest = tmp_path / "h.mp4", tmp_path / "out" / "o.mp4"
-    src.write_bytes(bytes(raw))
+    src.write_bytes(raw)
     dest.unlink(missing_ok=True)
     start = time.process_time()
     with memory_cap(1 << 30):
@@ -279,6 +268,16 @@ def test_damaged_videos_end_in_a_video_or_one_error(stylizer, small_clip_bytes, 
         else:
             assert res["frames"] >= 1 and dest.is_file()
     assert time.process_time() - start < 20
+
+
+def test_metadata_that_is_not_text_is_one_line(stylizer, small_clip_bytes, tmp_path):
+    """Found by the property above: a flipped bit in an mp4's brand made PyAV raise UnicodeDecodeError."""
+    raw = bytearray(small_clip_bytes)
+    raw[8] ^= 128  # the ftyp box's major brand: 'isom' -> '\xe9som'
+    (tmp_path / "h.mp4").write_bytes(raw)
+    with pytest.raises(DataError, match=r"h.mp4: its metadata is not text \(the file may be corrupt\)"):
+        stylize_video(stylizer, tmp_path / "h.mp4", tmp_path / "o.mp4", progress=False)
+    assert not (tmp_path / "o.mp4").exists()
 
 
 def test_ffmpeg_reasons_are_one_printable_bounded_line():

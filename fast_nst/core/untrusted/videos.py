@@ -66,6 +66,9 @@ def open_video(src: Path) -> tuple[Any, Any]:
                         "corrupt or not a video at all.") from None
     except OSError as e:
         raise DataError(f"Cannot read {name}: {ffmpeg_reason(e)}") from None
+    except UnicodeDecodeError:  # PyAV decodes the container's metadata as UTF-8
+        raise DataError(f"{name}: its metadata is not text (the file may be corrupt); re-encode it, "
+                        "e.g. ffmpeg -i IN -map_metadata -1 OUT.mp4.") from None
     try:
         _check_container(av, container, name)
     except DataError:
@@ -83,9 +86,12 @@ def _check_container(av: Any, container: Any, name: str) -> None:
         kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
         raise DataError(f"{name} has no video stream ({kinds}"
                         f"{', cover art only' if container.streams.video else ''}); nothing to stylize.")
+    codec = stream.codec_context
+    if codec is None:  # a codec this FFmpeg has no decoder for (or a damaged stream header)
+        raise DataError(f"{name}: FFmpeg has no decoder for its video stream; the file may be corrupt, "
+                        "or convert it to H.264 first.")
     # The frame size the container declares, checked before a frame is decoded.
-    check_pixels(stream.codec_context.width or 0, stream.codec_context.height or 0, pixel_limit(),
-                 f"{name}: a frame", _FIX)
+    check_pixels(codec.width or 0, codec.height or 0, pixel_limit(), f"{name}: a frame", _FIX)
 
 
 def check_frame(width: int, height: int, src: Path) -> None:
