@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -214,35 +215,34 @@ def optimize(
     def autocast():
         return torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None)
 
+    def objective_at(content: torch.Tensor, size: int) -> GatysObjective:
+        style = _style_at(style_full, max(1, round(style_size * size / final_size)), need, dev)
+        with autocast():
+            return GatysObjective(encoder, content, style, content_layers, style_layers,
+                                  content_weight, style_weight, tv_weight, style_layer_weights)
+
     bar = tqdm(total=steps * len(sizes), desc="optimize", disable=not progress, file=sys.stderr,
                dynamic_ncols=True)
-    step, image, content_pil = 0, None, final_content
+    report = _Reporter(bar, history, callback, save_every, output, preserve_color, final_content)
+    step, image = 0, None
     try:
         for size in sizes:
-            content_pil = final_content if size == final_size else resize_longest(content_full, size)
-            content = pil_to_tensor(content_pil).unsqueeze(0).to(dev)
-            style = _style_at(style_full, max(1, round(style_size * size / final_size)), need, dev)
-            with autocast():
-                objective = GatysObjective(encoder, content, style, content_layers, style_layers,
-                                           content_weight, style_weight, tv_weight, style_layer_weights)
+            report.content = final_content if size == final_size else resize_longest(content_full, size)
+            content = pil_to_tensor(report.content).unsqueeze(0).to(dev)
+            objective = objective_at(content, size)
             if image is None:
-                start = _init_image(init, content, style_full, content_pil, dev, seed)
+                start = _init_image(init, content, style_full, report.content, dev, seed)
             else:  # the previous scale's result, upsampled
                 start = F.interpolate(image, size=content.shape[-2:], mode="bilinear",
                                       align_corners=False).clamp(0, 1)
             x = start.detach().float().contiguous().clone().requires_grad_(True)
-            step = _run_scale(objective, x, optimizer, lr, steps, step, autocast, bar, history,
-                              callback, save_every, output, content_pil, preserve_color)
+            step = _run_scale(objective, x, optimizer, lr, steps, step, autocast, report)
             image = x.detach()
         with torch.no_grad(), autocast():
-            final_terms = {k: float(v) for k, v in objective(image).items()}
-        if history is not None:
-            history.append(final_terms)
-        if callback is not None:
-            callback(step, final_terms)
+            report.terms(step, {k: float(v) for k, v in objective(image).items()})
     finally:
         bar.close()
-    return _to_output(image, content_pil, preserve_color)
+    return _to_output(image, report.content, preserve_color)
 
 
 def _check_arguments(optimizer: str, precision: str, loss_model_weights: str, steps: int, scales: int,
@@ -325,9 +325,46 @@ class _BudgetSpent(Exception):
     """Raised by the L-BFGS closure when asked for an evaluation beyond ``--steps``."""
 
 
+@dataclass
+class _Reporter:
+    """Where each evaluation's loss terms go: ``history``, ``callback``, the progress ``bar``, and
+    every ``save_every``-th image to ``output`` (made like the result from ``content``, the
+    current scale's content image)."""
+
+    bar: Any
+    history: Optional[list]
+    callback: Optional[Callable[[int, dict[str, float]], None]]
+    save_every: int
+    output: Optional[Union[str, Path]]
+    preserve_color: bool
+    content: Image.Image
+
+    def terms(self, step: int, values: dict[str, float]) -> None:
+        """The terms of evaluation ``step`` (or of the final image) to history and callback."""
+        if self.history is not None:
+            self.history.append(values)
+        if self.callback is not None:
+            self.callback(step, values)
+
+    def evaluated(self, step: int, values: dict[str, float], x: torch.Tensor) -> None:
+        """Evaluation ``step`` of image ``x`` (1, 3, H, W): its terms, the bar, the saved image."""
+        self.terms(step, values)
+        self.bar.set_postfix({k: f"{values[k]:.3g}" for k in ("total", "content", "style", "tv")},
+                             refresh=False)
+        self.bar.update(1)
+        if self.save_every and self.output is not None and step % self.save_every == 0:
+            # The image this loss was measured on.
+            save_image(_to_output(x.detach(), self.content, self.preserve_color),
+                       intermediate_path(self.output, step))
+
+    def scale_done(self, steps: int, done: int) -> None:
+        if done < steps:  # L-BFGS stopped early (zero gradient, no descent direction)
+            self.bar.total -= steps - done  # so the bar still ends full, without counting steps not run
+            self.bar.refresh()
+
+
 def _run_scale(objective: GatysObjective, x: torch.Tensor, optimizer: str, lr: float, steps: int,
-               step: int, autocast, bar, history, callback, save_every: int, output,
-               content_pil: Image.Image, preserve_color: bool) -> int:
+               step: int, autocast: Callable[[], Any], report: _Reporter) -> int:
     """At most ``steps`` loss evaluations optimising ``x`` in place; returns the global step count
     after them (``step`` plus the evaluations actually run).
 
@@ -358,17 +395,7 @@ def _run_scale(objective: GatysObjective, x: torch.Tensor, optimizer: str, lr: f
         counter[0] += 1
         if optimizer == "lbfgs" and values["total"] < best[0]:
             best[:] = [values["total"], x.detach().clone()]
-        if history is not None:
-            history.append(values)
-        if callback is not None:
-            callback(counter[0], values)
-        bar.set_postfix({k: f"{values[k]:.3g}" for k in ("total", "content", "style", "tv")},
-                        refresh=False)
-        bar.update(1)
-        if save_every and output is not None and counter[0] % save_every == 0:
-            # The image this loss was measured on.
-            save_image(_to_output(x.detach(), content_pil, preserve_color),
-                       intermediate_path(output, counter[0]))
+        report.evaluated(counter[0], values, x)
         return loss
 
     if optimizer == "lbfgs":
@@ -389,8 +416,5 @@ def _run_scale(objective: GatysObjective, x: torch.Tensor, optimizer: str, lr: f
             opt.step(closure)
             with torch.no_grad():
                 x.clamp_(0, 1)  # keep pixels valid
-    done = counter[0] - step
-    if done < steps:  # L-BFGS stopped early (zero gradient, no descent direction)
-        bar.total -= steps - done  # so the bar still ends full, without counting steps not run
-        bar.refresh()
+    report.scale_done(steps, counter[0] - step)
     return counter[0]
