@@ -15,35 +15,25 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import difflib
-import math
 import types
 import typing
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Optional, Sequence
+from typing import Any, Literal, Mapping, Optional, Sequence
 
 import yaml
 
+# Re-exported: the limits and the device names are part of the config's interface.
+from .config_checks import DEVICE_CHOICES, MAX_NAMING_BYTES, MIN_IMAGE_SIZE, ConfigCheck, is_device_name, validate
 from .errors import ConfigError, quote
-from .files import MAX_COMPONENT, atomic_write, safe_component
+from .files import atomic_write
 from .untrusted.structured import MAX_YAML_BYTES, UnparsableYAML, load_yaml, read_text_file
 from .untrusted.text import shown
 
 __all__ = ["TrainConfig", "ConfigCheck", "load_config", "config_from_dict", "build_config",
            "save_config", "parse_override", "is_device_name", "MIN_IMAGE_SIZE", "MAX_NAMING_BYTES", "DEVICE_CHOICES"]
 
-# Bytes of naming: a file-name component holds 255 bytes on common filesystems (ext4, XFS,
-# APFS, NTFS in UTF-16 units); the longest name made from it, the final model's temporary file
-# .NAME.pth.tmpPID (PID up to 7 digits), adds 16; exports and logs add suffixes of their own.
-MAX_NAMING_BYTES = 200
-# Smallest training image_size: VGG16 pools 4 times before relu4_3 (16 -> 1 px there).
-MIN_IMAGE_SIZE = 16
-# Largest training image_size (and resize_to, 2x it): one 2048 x 2048 crop already holds 1 GB in
-# each of VGG's first float32 layers (64 channels), a batch several times that, forward and
-# backward; the papers train at 256 (Johnson et al.) and 256 crops of 512 (Huang & Belongie).
-MAX_IMAGE_SIZE = 2048
-DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
 BASE_KEY = "base"  # a YAML file may name another YAML file (relative to itself) to start from
 
 
@@ -214,15 +204,6 @@ class TrainConfig:
         return self.style_weight * self.style_layer_weights[self.style_layers.index(layer)]
 
 
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "loss_model_weights": ("imagenet", "random"),
-}
-
-#: A check of choices that live outside this module: ``check(cfg, fail)`` calls
-#: ``fail(key, message)`` (which raises a :class:`ConfigError` naming the file that set the key).
-ConfigCheck = Callable[[TrainConfig, Callable[[str, str], None]], None]
-
-
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:
@@ -344,106 +325,6 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-# Keys whose value must fit another key's: an error in one also names where the other was set
-# (the --set that changed it, when the file's value no longer fits).
-_FITS = {"style_weights": "style_images", "style_layer_weights": "style_layers"}
-
-
-def _validate(cfg: TrainConfig, origin: dict[str, str], where: str = "defaults",
-              checks: Sequence[ConfigCheck] = ()) -> None:
-    def fail(key: str, msg: str) -> None:  # a key nobody set (a required one) blames the config
-        other = _FITS.get(key)
-        if other and origin.get(other, where) != origin.get(key, where):
-            msg += f" ({other} set by {origin.get(other, where)})"
-        raise ConfigError(f"{origin.get(key, where)}: key '{key}' {msg}")
-
-    _validate_values(cfg, fail)
-    _validate_resize_to(cfg, fail)
-    for check in checks:
-        check(cfg, fail)
-
-
-def _validate_values(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None:
-    if not cfg.naming or cfg.naming != safe_component(cfg.naming, fallback=""):
-        # The run folder and model file are named after it: one plain file-name component.
-        fail("naming", f"must be a plain name for the run folder (letters, digits, '-', '_', inner "
-                       f"dots; at most {MAX_COMPONENT} characters), got '{shown(cfg.naming, 80)}'; e.g. "
-                       f"{safe_component(cfg.naming, fallback='my_style')!r}")
-    size = len(cfg.naming.encode("utf-8", "surrogatepass"))
-    if size > MAX_NAMING_BYTES:
-        # Filesystems limit a name to 255 bytes, not characters: 61 four-byte letters pass the
-        # character limit, train every step and then fail writing .NAME.pth.tmpPID.
-        fail("naming", f"is {size} bytes in UTF-8 ({len(cfg.naming)} characters); file names hold 255 "
-                       f"bytes and the run's files add to it (.NAME.pth.tmpPID), so naming may take at most "
-                       f"{MAX_NAMING_BYTES} bytes. Use a shorter name (letters outside ASCII take 2 to 4 bytes).")
-    if not cfg.style_image and not cfg.style_images and not cfg.style_dir:
-        fail("style_image", "is required: a path or https URL of the style painting "
-                            "(or style_images: a list of them, for a multi-style network; or "
-                            "style_dir: a folder of paintings, for an arbitrary-style network)")
-    if cfg.style_image and cfg.style_images:
-        fail("style_images", "and style_image are both set; use style_image for one style or "
-                             "style_images for several, not both")
-    if cfg.style_warmup_steps < 0:
-        fail("style_warmup_steps", f"must be 0 (off) or a number of steps, got {cfg.style_warmup_steps}")
-    if cfg.style_weights and len(cfg.style_weights) != len(cfg.style_images):
-        fail("style_weights", f"has {len(cfg.style_weights)} weights for {len(cfg.style_images)} "
-                              "style_images; give one per style or []")
-    if any(not math.isfinite(w) or w < 0 for w in cfg.style_weights):
-        fail("style_weights", f"must be finite numbers >= 0, got {list(cfg.style_weights)}")
-    if cfg.freeze != "none" and not cfg.init_from:
-        fail("freeze", f"is {cfg.freeze!r} without init_from: frozen convolutions must come from a "
-                       "trained model (train.py ... --init_from MODEL.pth)")
-    for key in ("image_size", "batch_size", "epochs", "lr", "log_every", "image_log_every",
-                "checkpoint_every", "keep_checkpoints", "val_every", "val_images"):
-        if getattr(cfg, key) <= 0:
-            fail(key, f"must be > 0, got {getattr(cfg, key)}")
-    for key in ("style_size", "max_steps"):
-        value = getattr(cfg, key)
-        if value is not None and value <= 0:
-            fail(key, f"must be > 0 or null, got {value}")
-    if cfg.image_size < MIN_IMAGE_SIZE:
-        fail("image_size", f"must be at least {MIN_IMAGE_SIZE} (VGG pools 4 times), got {cfg.image_size}")
-    for key, most in (("image_size", MAX_IMAGE_SIZE), ("resize_to", 2 * MAX_IMAGE_SIZE)):
-        if (getattr(cfg, key) or 0) > most:
-            fail(key, f"must be at most {most} px, got {getattr(cfg, key)}: a batch of {MAX_IMAGE_SIZE} px "
-                      "crops already needs many GB in VGG's layers (the papers train at 256)")
-    for key in ("lr", "content_weight", "style_weight", "tv_weight", "stability_weight"):
-        # NaN passes every comparison and inf turns every weight into NaN after one step.
-        if not math.isfinite(getattr(cfg, key)) or getattr(cfg, key) < 0:
-            fail(key, f"must be a finite number {'> 0' if key == 'lr' else '>= 0'}, got {getattr(cfg, key)}")
-    if not 0.0 <= cfg.ema_decay < 1.0:  # NaN fails too
-        fail("ema_decay", f"must be at least 0 (off) and below 1, got {cfg.ema_decay}; 0.99 averages "
-                          "about the last 100 steps")
-    if cfg.num_workers < 0 or cfg.num_samples < 0:
-        fail("num_workers" if cfg.num_workers < 0 else "num_samples", "must be >= 0")
-    for key, choices in _CHOICES.items():
-        if getattr(cfg, key) not in choices:
-            fail(key, f"is {getattr(cfg, key)!r}; choose one of: {', '.join(choices)}")
-    for key in ("content_layers", "style_layers"):
-        layers = getattr(cfg, key)
-        if key == "content_layers" and not layers and cfg.content_weight > 0:
-            fail(key, "is empty but content_weight > 0")
-        if key == "style_layers" and not layers and cfg.style_weight > 0:
-            fail(key, "is empty but style_weight > 0")
-    if cfg.style_layer_weights is not None and len(cfg.style_layer_weights) != len(cfg.style_layers):
-        fail("style_layer_weights", f"has {len(cfg.style_layer_weights)} weights for "
-             f"{len(cfg.style_layers)} style_layers; give one per layer or null")
-    if not is_device_name(cfg.device):
-        fail("device", f"is {quote(cfg.device)}; choose one of: {DEVICE_CHOICES}")
-
-
-def _validate_resize_to(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None:
-    if cfg.resize_to is not None and cfg.resize_to < cfg.image_size:
-        fail("resize_to", f"is {cfg.resize_to}, smaller than image_size {cfg.image_size}: the random "
-                          f"image_size crop is cut from the image resized to shorter side resize_to; set it "
-                          f">= {cfg.image_size} (e.g. {2 * cfg.image_size}, as Huang & Belongie), or null")
-
-
-def is_device_name(name: str) -> bool:
-    """Whether ``name`` is a device setting fast-nst understands (see :data:`DEVICE_CHOICES`)."""
-    return name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())
-
-
 def build_config(values: dict[str, tuple[Any, str]], where: str = "defaults",
                  checks: Sequence[ConfigCheck] = ()) -> TrainConfig:
     """Make a validated config from {key: (value, where it came from)}; ``where`` names the
@@ -453,7 +334,7 @@ def build_config(values: dict[str, tuple[Any, str]], where: str = "defaults",
         _check_key(key, source)
         kwargs[key] = _coerce(key, value, _HINTS[key], source)
     cfg = TrainConfig(**kwargs)
-    _validate(cfg, {k: w for k, (_, w) in values.items()}, where, checks)
+    validate(cfg, {k: w for k, (_, w) in values.items()}, where, checks)
     return cfg
 
 
