@@ -7,9 +7,9 @@ onnxruntime's *static* quantization in QDQ form: every convolution gets int8 wei
 per output channel) and uint8 activations whose scales come from running the float32 export on
 a few calibration images (min/max of each convolution's input). Instance norm, the residual
 additions and the output mapping stay in float32: they normalise with statistics a low-precision
-input would skew, and they cost little next to the convolutions. The first and the last
-convolution stay in float32 too: with 3 input or few output channels their int8 forms are
-slower than the float ones here and cost 0.8-2.3 dB (docs/benchmarks.md). The interleave after each
+input would skew (and onnxruntime has no int8 instance norm). The first and the last
+convolution stay in float32 too: with 3 input or 12 output channels their int8 forms are no
+faster here and cost 0.8-2.3 dB (docs/benchmarks.md). The interleave after each
 upsampling convolution (``DepthToSpace``, see :mod:`fast_nst.nets.exportable`) runs on the int8
 values, which onnxruntime moves 4x faster than float32 ones (~10 % of the forward).
 So do the reflection pads in front of the int8 convolutions: :func:`pad_quantized_values` moves

@@ -1,4 +1,4 @@
-"""Video files (``eval.py --video_file``, :func:`fast_nst.video.stylize_video`): PyAV (FFmpeg)
+"""Video files (``eval.py --video_file``, :func:`fast_nst.stylize.video.stylize_video`): PyAV
 decodes them, and everything here happens before a frame is: the path is a regular file (never a
 FIFO, which would hang the demuxer), FFmpeg reads the container, it is not a still image, it has a
 video stream that is not cover art, and the frame size the container declares is within the
