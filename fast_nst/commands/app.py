@@ -128,15 +128,14 @@ def app_models(entries: Optional[str | Sequence[str]]) -> dict[str, Path]:
     folder holds none (or, for the default folder, there is no folder)."""
     if isinstance(entries, str):
         entries = [entries]
+    models: dict[str, Path] = {}
     if entries and (len(entries) > 1 or not Path(entries[0]).is_dir()):
-        models: dict[str, Path] = {}
         for entry in entries:
             for label, path in _named_models(entry).items():
                 models[label if label not in models else f"{label} ({shown(entry)})"] = path
         print(f"{len(models)} model(s).")
         return models
     root = Path(entries[0] if entries else DEFAULT_MODELS_DIR)
-    models = {}
     if entries or root.is_dir():
         try:
             models = find_models(root)
