@@ -114,7 +114,8 @@ class TrainConfig:
     # 600 steps (docs/video.md): johnson_slim at 6000 gave 2.1x lower warping error at +7 % style
     # loss, 10000 2.4x at +19 %; the default johnson network (with ema_decay 0.99) at 1250 2.0x
     # at +9.7 % style and -1.6 % content, 2000 2.4x at +13 %. Start near 6000 (slim) or 1250-1500
-    # (default) and compare checkpoints with python -m fast_nst.evaluate --stability.
+    # (default) and compare checkpoints with python -m fast_nst.evaluate --stability. adain
+    # networks take it too (not tuned for them yet).
     stability_weight: float = 0.0
     # relu2_2 for content and relu1_2, relu2_2, relu3_3, relu4_3 for style: Johnson et al. (2016).
     content_layers: tuple[str, ...] = ("relu2_2",)

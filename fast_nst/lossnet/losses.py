@@ -264,14 +264,22 @@ class AdaINLoss(nn.Module):
         self.style_scale.fill_(scale)
 
     @torch.no_grad()
+    def style_stats(self, style: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The (mean, std) (N, C, 1, 1) per layer of style images ``style`` (N, 3, H, W) in [0, 1]."""
+        return {name: mean_std(f) for name, f in self.encoder(style, self.stat_layers).items()}
+
+    @torch.no_grad()
+    def target(self, content: torch.Tensor, stats: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """The AdaIN target t (N, C, h, w) at ``content_layer`` of photos ``content`` (N, 3, H, W)
+        in [0, 1] in the style whose :meth:`style_stats` are ``stats``."""
+        return adain(self.encoder(content, [self.content_layer])[self.content_layer], *stats[self.content_layer])
+
     def targets(self, content: torch.Tensor, style: torch.Tensor
                 ) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
         """For photos ``content`` and style images ``style`` (N, 3, H, W) in [0, 1]: the AdaIN target
         t (N, C, h, w) float32 at ``content_layer`` and the style's (mean, std) (N, C, 1, 1) per layer."""
-        feats = self.encoder(style, self.stat_layers)
-        stats = {name: mean_std(f) for name, f in feats.items()}
-        content_feat = self.encoder(content, [self.content_layer])[self.content_layer]
-        return adain(content_feat, *stats[self.content_layer]), stats
+        stats = self.style_stats(style)
+        return self.target(content, stats), stats
 
     def forward(self, output: torch.Tensor, target: torch.Tensor,
                 style_stats: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:

@@ -147,9 +147,6 @@ def _check_style_input(cfg: Any, fail: Callable[[str, str], None]) -> None:
             fail("style_warmup_steps", f"is for arbitrary-style networks (model_type {images[0]}); "
                                        f"model_type {cfg.model_type} trains with the full style weight: remove it")
         return
-    if cfg.stability_weight:
-        fail("stability_weight", f"is for networks trained on one or several fixed styles; model_type "
-                                  f"{cfg.model_type} does not support stability training yet: remove it")
     if not cfg.style_dir:
         fail("style_dir", f"is required for model_type {cfg.model_type}: a folder of paintings (flat "
                           "or nested) to learn arbitrary styles from")

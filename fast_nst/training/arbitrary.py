@@ -53,6 +53,7 @@ from ..nets import make_args, network_class
 from ..nets.adain import AdaINNet
 from .data import batch_to_device, build_loader, load_sample_images
 from .setup import network_args
+from .stability import moved_copy, stability_loss
 from .trainer import Trainer
 
 __all__ = ["ArbitraryTrainer", "PAINTING_SEED_OFFSET", "PairedLoader", "VAL_PAINTINGS", "style_ramp"]
@@ -183,8 +184,24 @@ class ArbitraryTrainer(Trainer):
         self.optimizer.zero_grad(set_to_none=True)
         self.criterion.set_style_scale(style_ramp(self.step + 1, self.cfg.style_warmup_steps))
         with self.autocast():
-            _, terms = self._pair(x, s, self.step_model, self.step_loss)
+            if self.cfg.stability_weight:
+                terms = self._stable_terms(x, s)
+            else:
+                _, terms = self._pair(x, s, self.step_model, self.step_loss)
         self.optimize(terms)
+
+    def _stable_terms(self, x: torch.Tensor, s: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The loss terms of photos ``x`` in the styles of ``s`` (N, 3, S, S) plus ``stability``
+        (:mod:`.stability`): the photos and a moved copy are decoded in the same styles as one
+        batch (one DDP forward); the loss network sees only the photos' stylizations."""
+        moved, motions = moved_copy(x, self.cfg.seed, self.step, self.ctx.rank * len(x))
+        stats = self.criterion.style_stats(s)
+        target = self.criterion.target(x, stats)
+        y, y_moved = self.step_model(torch.cat([target, self.criterion.target(moved, stats)])).split(len(x))
+        terms = dict(self.step_loss(y, target, stats))
+        terms["stability"] = stability_loss(y, y_moved, motions)
+        terms["total"] = terms["total"] + self.cfg.stability_weight * terms["stability"]
+        return terms
 
     # -- samples and validation ----------------------------------------------------------------
 

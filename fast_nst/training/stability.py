@@ -9,7 +9,9 @@ stylization of the moved photos on the pixels both see (Gupta et al. 2017 penali
 part; the known-motion part is the flow-free form of Ruder et al.'s temporal loss).
 
 Only the transform network runs on the moved copy (it is stacked onto the batch: one forward,
-so DistributedDataParallel sees one call per step); the loss network does not.
+so DistributedDataParallel sees one call per step); the loss network does not. For an AdaIN
+network the frozen encoder makes the copy's target in the batch's styles, and the decoder (what
+trains) takes both targets as one batch.
 """
 
 from __future__ import annotations
