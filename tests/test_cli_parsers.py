@@ -61,6 +61,20 @@ def test_no_command_takes_a_prefix_for_a_flag(command):
     assert tried >= 2  # every command has long flags
 
 
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_texts_have_no_unfilled_placeholders(command):
+    """A help string missing its f prefix shows '{NAME}' to the user (eval.py's --model_file did)."""
+    import re
+
+    module = importlib.import_module(f"fast_nst.commands.{command}")
+    for name, p in _parsers(module.parser(), command):
+        text = p.format_help()
+        for action in p._actions:  # argparse shows choices as {a,b}: those are meant
+            if action.choices:
+                text = text.replace("{" + ",".join(map(str, action.choices)) + "}", "")
+        assert not re.search(r"\{[A-Za-z_][A-Za-z_0-9.]*\}", text), f"{name}: {text}"
+
+
 @pytest.mark.parametrize("flag", ["--over", "--resum"])
 def test_train_refuses_a_prefix_of_overwrite_or_resume(flag, tiny_config, tmp_path, capsys):
     from fast_nst.commands.train import main as train_main

@@ -43,7 +43,8 @@ def parser() -> argparse.ArgumentParser:
                         "models/wave/wave.pth, or the newest checkpoint of an interrupted run), a "
                         "training checkpoint from its checkpoints/ folder, a .safetensors or .onnx "
                         "export, a pytorch/examples .pth, or a Hugging Face Hub file "
-                        "hf://OWNER/REPO/FILE[@REVISION] (downloaded once into its cache); default: the built-in {BUNDLED_STYLE} model, shipped "
+                        "hf://OWNER/REPO/FILE[@REVISION] (downloaded once into its cache); default: the "
+                        f"built-in {BUNDLED_STYLE} model, shipped "
                         "inside the package")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--image_file", help="an image, or a folder of images")
