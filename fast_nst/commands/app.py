@@ -432,8 +432,9 @@ def parser() -> argparse.ArgumentParser:
         "python -m fast_nst.app",
         description="A local web app for stylizing: pick a model, upload a photo, adjust, compare and "
                     f"download. Needs the optional extra: {APP_INSTALL_HINT}",
-        epilog="Example: python -m fast_nst.app --models models/   (then open http://127.0.0.1:7860); add "
-               "--models hf://someone/fast-nst-wave/wave.safetensors to offer a published model too",
+        epilog="Examples: python -m fast_nst.app --models models/   (then open http://127.0.0.1:7860)\n"
+               "          python -m fast_nst.app --models models/ --models hf://someone/fast-nst-wave/wave.safetensors",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--models", metavar="DIR|FILE|hf://...", action="append",
                    help=f"a folder searched (recursively) for models: *.pth, *.safetensors, *.onnx and run folders "
