@@ -430,7 +430,7 @@ def _environ(name: str, value: str) -> Iterator[None]:
 def parser() -> argparse.ArgumentParser:
     p = new_parser(
         "python -m fast_nst.app",
-        description="A local web app for stylizing: pick a model, upload a photo, adjust, compare and "
+        description="A local web app for stylizing: pick a model, upload a photo, adjust, compare and\n"
                     f"download. Needs the optional extra: {APP_INSTALL_HINT}",
         epilog="Examples: python -m fast_nst.app --models models/   (then open http://127.0.0.1:7860)\n"
                "          python -m fast_nst.app --models models/ --models hf://someone/fast-nst-wave/wave.safetensors",
