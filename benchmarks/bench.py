@@ -358,7 +358,7 @@ PLANS = {
 }
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto")
     p.add_argument("--only", choices=["train", "data", "e2e", "inference", "quality", "video"], action="append")
@@ -376,7 +376,55 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--quick", action="store_true",
                    help="toy sizes, one step each: checks that every path runs (numbers meaningless)")
-    args = p.parse_args(argv)
+    return p
+
+
+def _train_parts(device: torch.device, plan, args: argparse.Namespace) -> None:
+    """The training rows: every precision at the plan's batches, then the --compile and
+    --channels_last variants at one batch."""
+    bench_training(device, plan.train_size, plan.train_batches,
+                   [(pr, False, "NCHW") for pr in plan.precisions], plan.warmup, plan.iters)
+    compiles = [False, True] if args.compile else [False]
+    layouts = ["NCHW", "CL", "CL vgg only"] if args.channels_last else ["NCHW"]
+    extra = [(plan.variant_precision, c, lay) for c in compiles for lay in layouts if c or lay != "NCHW"]
+    if extra:
+        bench_training(device, plan.train_size, (plan.variant_batch,), extra, plan.warmup,
+                       plan.iters, reference=False)
+
+
+def _data_parts(device: torch.device, plan, args: argparse.Namespace, only: set[str], workers: int) -> None:
+    """The loader rows and the train.py loop end to end, from --data or generated photos."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.data) if args.data else None
+        if folder is None:
+            folder = make_fake_folder(plan.fake_images, Path(tmp))
+        if "data" in only:
+            bench_data(folder, plan.data_size, plan.data_batch, workers, plan.data_batches, device)
+        if "e2e" in only:
+            steps = args.e2e_steps or plan.e2e_steps
+            print(f"\nThe train.py loop end to end ({folder}, {steps} steps):")
+            runs = [(b, pr, False) for b, pr in plan.e2e_runs]
+            if args.compile:
+                runs.append((plan.variant_batch, plan.variant_precision, True))
+            for batch, precision, compile_ in runs:
+                bench_end_to_end(folder, device, plan.e2e_size, batch, precision, compile_, workers, steps)
+
+
+def _inference_parts(device: torch.device, plan, args: argparse.Namespace, gpu: bool) -> None:
+    """Stylizing rows (eager and, with --compile, compiled), and on a CPU the paths beside the peer."""
+    bench_inference(device, plan.sizes, warmup=max(1, plan.warmup // 2), iters=plan.iters,
+                    precisions=plan.inference_precisions, compile_=False)
+    if args.compile:
+        bench_inference(device, plan.sizes, warmup=max(1, plan.warmup // 2), iters=plan.iters,
+                        precisions=(plan.variant_precision,), compile_=True)
+    if not gpu and not args.quick:
+        print("\nCPU paths and the peer side by side (alternating, batch 1; OMP_WAIT_POLICY="
+              f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}: see benchmarks/cpu_paths.py):")
+        side_by_side(rounds=5, record=lambda what, path, value: record(what, path, value, device))
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = _parser().parse_args(argv)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if args.device == "auto" else args.device))
     if args.threads:
@@ -402,38 +450,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     if gpu:
         torch.backends.cudnn.benchmark = True
     if "train" in only:
-        bench_training(device, plan.train_size, plan.train_batches,
-                       [(pr, False, "NCHW") for pr in plan.precisions], plan.warmup, plan.iters)
-        compiles = [False, True] if args.compile else [False]
-        layouts = ["NCHW", "CL", "CL vgg only"] if args.channels_last else ["NCHW"]
-        extra = [(plan.variant_precision, c, lay) for c in compiles for lay in layouts if c or lay != "NCHW"]
-        if extra:
-            bench_training(device, plan.train_size, (plan.variant_batch,), extra, plan.warmup,
-                           plan.iters, reference=False)
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(args.data) if args.data else None
-        if folder is None and ("data" in only or "e2e" in only):
-            folder = make_fake_folder(plan.fake_images, Path(tmp))
-        if "data" in only:
-            bench_data(folder, plan.data_size, plan.data_batch, workers, plan.data_batches, device)
-        if "e2e" in only:
-            steps = args.e2e_steps or plan.e2e_steps
-            print(f"\nThe train.py loop end to end ({folder}, {steps} steps):")
-            runs = [(b, pr, False) for b, pr in plan.e2e_runs]
-            if args.compile:
-                runs.append((plan.variant_batch, plan.variant_precision, True))
-            for batch, precision, compile_ in runs:
-                bench_end_to_end(folder, device, plan.e2e_size, batch, precision, compile_, workers, steps)
+        _train_parts(device, plan, args)
+    if "data" in only or "e2e" in only:
+        _data_parts(device, plan, args, only, workers)
     if "inference" in only:
-        bench_inference(device, plan.sizes, warmup=max(1, plan.warmup // 2), iters=plan.iters,
-                        precisions=plan.inference_precisions, compile_=False)
-        if args.compile:
-            bench_inference(device, plan.sizes, warmup=max(1, plan.warmup // 2), iters=plan.iters,
-                            precisions=(plan.variant_precision,), compile_=True)
-    if "inference" in only and not gpu and not args.quick:
-        print("\nCPU paths and the peer side by side (alternating, batch 1; OMP_WAIT_POLICY="
-              f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}: see benchmarks/cpu_paths.py):")
-        side_by_side(rounds=5, record=lambda what, path, value: record(what, path, value, device))
+        _inference_parts(device, plan, args, gpu)
     if "quality" in only:
         bench_quality(device, plan.quality_size, plan.inference_precisions if gpu else ("fp32", "bf16"),
                       args.compile)
