@@ -53,6 +53,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output_file", help=f"output image, or a folder to put it in; for a folder "
                    f"input, the output folder; default {DEFAULT_OUTPUT_DIR}/<image stem>_<style>.jpg "
                    "(.png for images with transparency)")
+    _style_arguments(p)
+    _run_arguments(p)
+    _image_arguments(p)
+    return p
+
+
+def _style_arguments(p: argparse.ArgumentParser) -> None:
+    """Choosing the style: multi-style models' styles, arbitrary-style models' style images."""
     p.add_argument("--style", metavar="SPEC",
                    help="multi-style models: the style, by name (candy) or index, or a blend "
                         "(candy:0.7,mosaic:0.3; weights are normalised to sum 1); default the first")
@@ -77,6 +85,10 @@ def parser() -> argparse.ArgumentParser:
                    help="arbitrary-style models: the VGG weights file their encoder was trained with "
                         "(default: the loss network's default path, e.g. pretrained/vgg19-dcbb9e9d.pth); "
                         "checked against the checksum the model records")
+
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    """Where and how the network runs: device, precision, batches and video statistics."""
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--batch_size", type=int, default=4, metavar="N",
                    help="video frames per forward pass (default 4)")
@@ -89,6 +101,10 @@ def parser() -> argparse.ArgumentParser:
                         "run by onnxruntime on the CPU (single-style models; needs the onnx extra)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the network (pays off for folders and video, not one image)")
+
+
+def _image_arguments(p: argparse.ArgumentParser) -> None:
+    """What is done to each image: sizes, tiles, colour, strength, the pixel limit."""
     p.add_argument("--max_size", type=int, metavar="N", help="shrink so the longest side is at most N first")
     p.add_argument("--scale", type=float, metavar="F", help="resize by factor F first (0.5: half size)")
     p.add_argument("--keep_size", action="store_true",
@@ -107,7 +123,6 @@ def parser() -> argparse.ArgumentParser:
                    help="blend: 0 returns the photo, 1 (default) the full stylization")
     p.add_argument("--max_image_pixels", type=int, default=None, metavar="N",
                    help="Pillow's decompression-bomb limit in pixels (default Pillow's, ~89M); 0 removes it")
-    return p
 
 
 def _output_name(stem: str, style: str, has_alpha: bool) -> str:
