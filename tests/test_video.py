@@ -6,6 +6,7 @@ about a second on a CPU.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from fractions import Fraction
@@ -270,14 +271,25 @@ def test_damaged_videos_end_in_a_video_or_one_error(stylizer, small_clip_bytes, 
     assert time.process_time() - start < 20
 
 
-def test_metadata_that_is_not_text_is_one_line(stylizer, small_clip_bytes, tmp_path):
-    """Found by the property above: a flipped bit in an mp4's brand made PyAV raise UnicodeDecodeError."""
+def test_metadata_that_is_not_text_is_one_line(stylizer, small_clip_bytes, tmp_path, monkeypatch):
+    """Found by the property above: a flipped bit in an mp4's brand made PyAV raise
+    UnicodeDecodeError. The same bytes now end in a video or our one line (a PyAV that decodes
+    such metadata leniently stylizes it), and the error itself reads as one line."""
     raw = bytearray(small_clip_bytes)
     raw[8] ^= 128  # the ftyp box's major brand: 'isom' -> '\xe9som'
     (tmp_path / "h.mp4").write_bytes(raw)
-    with pytest.raises(DataError, match=r"h.mp4: its metadata is not text \(the file may be corrupt\)"):
-        stylize_video(stylizer, tmp_path / "h.mp4", tmp_path / "o.mp4", progress=False)
-    assert not (tmp_path / "o.mp4").exists()
+    words = r"h.mp4: its metadata is not text \(the file may be corrupt\)"
+    try:
+        assert stylize_video(stylizer, tmp_path / "h.mp4", tmp_path / "o.mp4", progress=False)["frames"] == 4
+    except DataError as e:
+        assert re.search(words, str(e)) and not (tmp_path / "o.mp4").exists()
+
+    def undecodable(*args, **kwargs):
+        raise UnicodeDecodeError("utf-8", b"\xe9som", 0, 1, "invalid continuation byte")
+
+    monkeypatch.setattr(av, "open", undecodable)
+    with pytest.raises(DataError, match=words):
+        stylize_video(stylizer, tmp_path / "h.mp4", tmp_path / "o2.mp4", progress=False)
 
 
 def test_ffmpeg_reasons_are_one_printable_bounded_line():
