@@ -186,6 +186,14 @@ def test_an_unreachable_hub_uses_the_cache_at_once(cache, model, monkeypatch):
     assert len(calls) == 2 and calls[-1]["local_files_only"] is True
 
 
+def test_a_cached_commit_is_used_without_probing_the_network(cache, model, monkeypatch):
+    """A reference pinned to a commit the cache holds needs no network: no connection is tried
+    (where the Hub's host drops packets, the probe would cost its whole timeout on every load)."""
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda endpoint: pytest.fail("probed the network"))
+    assert local_model_file(f"hf://me/wave/wave.safetensors@{COMMIT}").read_bytes() == model[0].read_bytes()
+
+
 def test_hub_reachable_tries_a_connection_unless_a_proxy_is_set(monkeypatch):
     import socket
 

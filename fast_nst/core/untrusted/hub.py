@@ -45,6 +45,8 @@ _NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,95}"
 _REF = re.compile(rf"^hf://(?P<owner>{_NAME})/(?P<repo>{_NAME})/(?P<file>{_NAME}(?:/{_NAME}){{0,15}})"
                   r"(?:@(?P<revision>[A-Za-z0-9_.][A-Za-z0-9_./-]{0,127}))?(?:#sha256=(?P<sha256>[0-9a-f]{64}))?$")
 _MAX_TEXT = 512
+# A revision that is a commit hash (40 lower-case hex digits, as the Hub writes them).
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 # Seconds a connection to the Hub's host may take before the Hub counts as unreachable: it
 # answers in well under a second where there is a network; without one, huggingface_hub's own
 # retries take ~23 s to give up (and log each try).
@@ -113,7 +115,9 @@ def hub_file(text: str, max_bytes: int, cache_dir: Optional[str | Path] = None) 
     constants = importlib.import_module("huggingface_hub.constants")
     offline = bool(constants.HF_HUB_OFFLINE)
     # Unreachable: the cached copy if there is one (what the library falls back to after its retries).
-    cached_only = not offline and not hub_reachable(constants.ENDPOINT)
+    # A commit the cache holds needs no network at all (the library returns it at once): no probe.
+    pinned = ref.revision is not None and _COMMIT.fullmatch(ref.revision) is not None
+    cached_only = not offline and not pinned and not hub_reachable(constants.ENDPOINT)
     try:
         path = Path(hub.hf_hub_download(ref.repo_id, ref.filename, revision=ref.revision, cache_dir=cache_dir,
                                         library_name="fast-nst", local_files_only=cached_only))
