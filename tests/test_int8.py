@@ -291,11 +291,10 @@ def test_side_by_side_benchmark_rows(monkeypatch):
     # The larger size's rows give their time against the first size's, path by path.
     assert all(r[0] == "stylize 80 x 48, median of 1" and r[2].endswith("x its 40 x 24 time)") for r in rows[4:])
 
-    # OpenVINO's rows, or why not. (Not loaded here: OpenVINO in the suite's process, beside
-    # onnxruntime and many torch tests, ended in a segmentation fault in a later test.)
+    # OpenVINO's rows, or why not (its rows run fast-nst's runtime="openvino": tests/test_openvino.py).
     with monkeypatch.context() as patch:
         patch.setitem(sys.modules, "openvino", None)
-        assert cpu_paths.openvino_runners(None, REPO, "a") == ({}, "OpenVINO not installed (openvino): pip install openvino")
+        assert cpu_paths.openvino_runners(None, REPO, "a") == ({}, "OpenVINO not installed: pip install openvino")
 
 
 def test_app_loads_models_in_its_precision(model, tmp_path):

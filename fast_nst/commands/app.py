@@ -37,7 +37,7 @@ from ..core.untrusted.hub import is_hub_ref
 from ..io.bundled import BUNDLED_STYLE, bundled_model
 from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints
 from ..io.hub import local_model_file
-from ..stylize import Stylizer, load_stylizer
+from ..stylize import RUNTIMES, Stylizer, load_stylizer
 from ..stylize.base import PRECISIONS
 from . import new_parser, run_command
 
@@ -172,20 +172,22 @@ def _check_pixels(limit: int, what: str) -> Callable[[int, int], None]:
 
 class AppSession:
     """The state behind the page: ``models`` (label -> path, see :func:`find_models`) loaded on
-    ``device`` in ``precision`` by ``loader`` (default :func:`~fast_nst.stylize.load_stylizer`) when first used
+    ``device`` in ``precision`` (and ``runtime``) by ``loader`` (default :func:`~fast_nst.stylize.load_stylizer`) when first used
     and kept (one stylizer per model path), results written under ``work_dir/results``. Every
     method raises FastNSTError with a message for the page."""
 
     def __init__(self, models: dict[str, Path], device: str, work_dir: Path, max_pixels: int = MAX_PIXELS,
                  loader: Callable[..., Stylizer] = load_stylizer, max_work_bytes: int = UPLOADS_KEPT * MAX_UPLOAD_MB << 20,
                  max_model_bytes: int = MAX_MODEL_MB << 20, loss_model_file: Optional[Path] = None,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", runtime: str = "default"):
         self.models = dict(models)
         # Arbitrary-style models' encoder weights (the user's file, as eval.py --loss_model_file);
         # never a path a model file names.
         self.loader_options: dict = {"loss_model_file": loss_model_file} if loss_model_file else {}
         if precision != "fp32":  # fp32 is load_stylizer's default (and custom loaders need not take it)
             self.loader_options["precision"] = precision
+        if runtime != "default":
+            self.loader_options["runtime"] = runtime
         self.device = device
         self.loader = loader
         self.work_dir = Path(work_dir)
@@ -449,6 +451,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="arithmetic for the network, as eval.py's: bf16 is the fastest on CPUs with "
                         "AVX-512 BF16 or AMX and on GPUs; int8: onnxruntime on the CPU (single-style models)")
+    p.add_argument("--runtime", default="default", choices=RUNTIMES,
+                   help="who runs the network, as eval.py's: default, or openvino (the fastest on Intel CPUs)")
     p.add_argument("--loss_model_file", metavar="FILE",
                    help="arbitrary-style models: the VGG weights file their encoder was trained with, as "
                         "in eval.py (default: the loss network's default path); checked against the "
@@ -474,7 +478,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with tempfile.TemporaryDirectory(prefix="fast-nst-app-") as work, _environ("GRADIO_TEMP_DIR", work):
             page = build_app(AppSession(models, args.device, Path(work),
                                         max_work_bytes=UPLOADS_KEPT * args.max_upload_mb << 20,
-                                        loss_model_file=encoder, precision=args.precision))
+                                        loss_model_file=encoder, precision=args.precision,
+                                        runtime=args.runtime))
             launch(page, args.host, args.port, args.max_upload_mb, block=True)
         return 0
 

@@ -19,8 +19,9 @@ from ..core.untrusted import input_file, input_path, open_image, set_max_image_p
 from ..io.bundled import BUNDLED_STYLE, bundled_model
 from ..nets.multistyle import style_list
 from ..report.sheet import labelled_grid
-from ..stylize import StylizeOptions, Stylizer, load_stylizer
+from ..stylize import RUNTIMES, StylizeOptions, Stylizer, load_stylizer
 from ..stylize.base import DEFAULT_STYLE_SIZE, PRECISIONS
+from ..stylize.openvino_stylizer import OPENVINO_INSTALL_HINT
 from ..stylize.tiling import DEFAULT_CONTEXT, DEFAULT_OVERLAP
 from ..stylize.video import stylize_video
 from . import new_parser, run_command
@@ -99,6 +100,10 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
                    help="arithmetic for the network: bf16 is the fastest on CPUs with AVX-512 BF16 "
                         "or AMX, and on GPUs (with fp16); int8: the model quantized at load time and "
                         "run by onnxruntime on the CPU (single-style models; needs the onnx extra)")
+    p.add_argument("--runtime", default="default", choices=RUNTIMES,
+                   help="who runs the network: default (PyTorch for .pth/.safetensors models, "
+                        "onnxruntime for .onnx and int8) or openvino (the ONNX export on the CPU, "
+                        f"fastest on Intel CPUs; needs {OPENVINO_INSTALL_HINT})")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the network (pays off for folders and video, not one image)")
 
@@ -360,7 +365,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             set_max_image_pixels(args.max_image_pixels)
         def load() -> Stylizer:
             return _choose_style(args, _load(args, device=args.device, precision=args.precision,
-                                             compile=args.compile, loss_model_file=args.loss_model_file))
+                                             compile=args.compile, loss_model_file=args.loss_model_file,
+                                             runtime=args.runtime))
 
         if args.list_styles:
             return _list_styles(_load(args, device="cpu", loss_model_file=args.loss_model_file))

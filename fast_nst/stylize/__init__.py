@@ -9,8 +9,9 @@
 
 Modules: ``base`` (the :class:`Stylizer` contract and :class:`StylizeOptions`),
 ``torch_stylizer`` (PyTorch networks), ``onnx_stylizer`` (.onnx exports through onnxruntime),
-``int8`` (onnxruntime's int8 quantization on the CPU), ``tiling`` (huge images in bounded memory)
-and ``video`` (frame by frame, keeping timing and audio).
+``int8`` (onnxruntime's int8 quantization on the CPU), ``openvino_stylizer`` (the ONNX export
+run by OpenVINO: ``runtime="openvino"``), ``tiling`` (huge images in bounded memory) and
+``video`` (frame by frame, keeping timing and audio).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from ..core.device import resolve_device
-from ..core.errors import CheckpointError
+from ..core.errors import CheckpointError, FastNSTError
 from ..io.bundled import about, bundled_model
 from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints, load_model
 from ..io.hub import local_model_file
@@ -28,12 +29,17 @@ from ..io.safetensors_file import SAFETENSORS_SUFFIX
 from ..io.pretrained import pretrained_hint
 from .int8 import load_int8_stylizer
 from .onnx_stylizer import load_onnx_stylizer
+from .openvino_stylizer import load_openvino_stylizer
 from ..nets.multistyle import StyleError, StyleSpec
 from .base import StyleImages, StylizeOptions, Stylizer, finish, preserve_colors, resize_for_processing
 from .torch_stylizer import TorchStylizer
 
-__all__ = ["StylizeOptions", "Stylizer", "TorchStylizer", "finish", "load_stylizer", "model_in_run_folder", "preserve_colors",
-           "resize_for_processing"]
+__all__ = ["RUNTIMES", "StylizeOptions", "Stylizer", "TorchStylizer", "finish", "load_stylizer", "model_in_run_folder",
+           "preserve_colors", "resize_for_processing"]
+
+# Who runs the network: "default" (PyTorch for .pth/.safetensors, onnxruntime for .onnx and
+# int8) or "openvino" (the ONNX export on the CPU; see openvino_stylizer).
+RUNTIMES = ("default", "openvino")
 
 
 def model_in_run_folder(folder: Path) -> Path:
@@ -58,7 +64,7 @@ def load_stylizer(path: Union[str, Path, None] = None, device: str = "auto", pre
                   fast: Optional[bool] = None, compile: bool = False,
                   style: Union[StyleSpec, StyleImages, None] = None, alpha: Optional[float] = None,
                   loss_model_file: Union[str, Path, None] = None, loss_model: Optional[str] = None,
-                  calibration_images: Union[str, Path, None] = None) -> Stylizer:
+                  calibration_images: Union[str, Path, None] = None, runtime: str = "default") -> Stylizer:
     """Load a fast-nst checkpoint (final model or training checkpoint) for stylizing; also a run
     folder (``models/wave`` -> ``models/wave/wave.pth``), a .safetensors or .onnx export, a
     pytorch/examples model, or a Hugging Face Hub reference ``hf://OWNER/REPO/FILE[@REVISION]``
@@ -69,6 +75,9 @@ def load_stylizer(path: Union[str, Path, None] = None, device: str = "auto", pre
     and ``compile``: see :class:`TorchStylizer`; ``precision="int8"``: the model quantized to int8
     and run by onnxruntime on the CPU (single-style models; see :mod:`fast_nst.stylize.int8`),
     calibrated on generated images or the photos in the folder ``calibration_images``.
+    ``runtime``: "default" (PyTorch for .pth and .safetensors models, onnxruntime for .onnx files
+    and int8) or "openvino": the model's ONNX export run by OpenVINO on the CPU, the fastest on
+    Intel CPUs (:mod:`fast_nst.stylize.openvino_stylizer`; precision fp32, bf16 or int8).
     ``style``: for a multi-style model, the style or blend to start in (see :meth:`Stylizer.set_style`; default its first style); for an
     arbitrary-style model (model_type adain), the style image(s), with ``alpha``;
     ``loss_model_file``: its encoder's weights, the file it was trained with (default: the loss
@@ -82,8 +91,12 @@ def load_stylizer(path: Union[str, Path, None] = None, device: str = "auto", pre
     path = model_in_run_folder(Path(path)) if Path(path).is_dir() else Path(path)
     if not path.exists() and pretrained_hint(path):  # "Try it in a minute" without the download
         raise CheckpointError(f"Model file not found: {path}.{pretrained_hint(path)}")
-    if precision == "int8":
-        stylizer: Stylizer = load_int8_stylizer(path, device, calibration_images, loss_model_file)
+    if runtime not in RUNTIMES:
+        raise FastNSTError(f"runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
+    if runtime == "openvino":
+        stylizer: Stylizer = load_openvino_stylizer(path, device, precision, calibration_images, loss_model_file)
+    elif precision == "int8":
+        stylizer = load_int8_stylizer(path, device, calibration_images, loss_model_file)
     elif path.suffix.lower() == ".onnx":
         stylizer = load_onnx_stylizer(path, device=device, precision=precision)
     else:

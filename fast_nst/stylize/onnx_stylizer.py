@@ -154,6 +154,8 @@ class OnnxStylizer(Stylizer):
         feeds = {self.input_name: inp, **extra}
         try:
             out = self.session.run([self.output_name], feeds)[0]
+        except FastNSTError:  # the runtime's own message (OpenVINO's worker), already for the user
+            raise
         except Exception as e:  # onnxruntime's errors (a failing node, an allocation refused)
             detail = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", " ".join(str(e).split()))[:300]
             raise CheckpointError(f"{self.path}: the ONNX model failed on an input of shape {label} "
