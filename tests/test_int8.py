@@ -112,6 +112,37 @@ def test_int8_export_quantizes_the_inner_convs_and_interleaves(int8_export):
     assert all(readers[n.output[0]].op_type == "DequantizeLinear" for n in padded_int8)
 
 
+def test_onnxruntime_runs_int8_norms_in_channel_groups_to_the_same_bit(int8_export):
+    """for_onnxruntime (what the stylizer gives onnxruntime on the CPU): every instance norm of the
+    int8 export split into 4 channel groups (with the dequantization, ReLU and quantization
+    around it), the crops after the upsamplings moved onto uint8 values; the output is the same
+    to the bit, from the graph and from the stylizer. Other graphs pass as they are."""
+    import onnx
+    import onnxruntime as ort
+
+    from fast_nst.io.int8_graph import NORM_GROUPS, chunk_instance_norms, for_onnxruntime
+
+    data = int8_export[0].read_bytes()
+    plain, chunked = onnx.load_model_from_string(data), onnx.load_model_from_string(for_onnxruntime(data, 1 << 30))
+    norms = [n.op_type for n in plain.graph.node].count("InstanceNormalization")
+    count = {op: [n.op_type for n in chunked.graph.node].count(op) for op in ("InstanceNormalization", "Split", "Concat")}
+    assert norms == 9 and count == {"InstanceNormalization": NORM_GROUPS * norms, "Split": norms, "Concat": norms}
+    producer = {o: n for n in chunked.graph.node for o in n.output}
+    assert all(producer[n.input[0]].op_type != "DequantizeLinear" for n in chunked.graph.node if n.op_type == "Slice")
+    x = _photo(72)[..., :60].numpy().copy()  # (1, 3, 72, 60)
+    outputs = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+               for m in (plain, chunked)]
+    assert outputs[0].shape == x.shape and np.array_equal(outputs[0], outputs[1])
+    stylized = load_stylizer(int8_export[0], device="cpu").stylize_tensor(torch.from_numpy(x))
+    assert torch.equal(stylized, torch.from_numpy(outputs[0]).clamp(0, 1))
+    # Norms whose channels do not divide into the groups, and graphs below opset 13, stay whole;
+    # a graph that is not an int8 export, or no graph at all, passes unchanged.
+    assert chunk_instance_norms(onnx.load_model_from_string(data).graph, groups=3) == 0
+    assert chunk_instance_norms(onnx.load_model_from_string(data).graph, opset=12) == 0
+    other = _pad_then_quantize("reflect").SerializeToString()
+    assert for_onnxruntime(other, 1 << 30) is other and for_onnxruntime(b"not onnx", 1 << 30) == b"not onnx"
+
+
 def _pad_then_quantize(mode: str, second_reader: bool = False):
     """A float32 (1, 2, 3, 4) input padded by one pixel in ``mode`` and quantized to uint8, then
     dequantized; with ``second_reader`` the padded floats are an output too."""
@@ -138,7 +169,7 @@ def test_pads_copy_quantized_values(mode, moves):
     are read elsewhere stay."""
     import onnxruntime as ort
 
-    from fast_nst.io.quantize import pad_quantized_values
+    from fast_nst.io.int8_graph import pad_quantized_values
 
     model = _pad_then_quantize("reflect" if mode == "second reader" else mode, mode == "second reader")
     x = np.random.default_rng(0).uniform(-0.5, 2.5, (1, 2, 3, 4)).astype(np.float32)

@@ -13,7 +13,9 @@ faster here and cost 0.8-2.3 dB (docs/benchmarks.md). The interleave after each
 upsampling convolution (``DepthToSpace``, see :mod:`fast_nst.nets.exportable`) runs on the int8
 values, which onnxruntime moves 4x faster than float32 ones (~10 % of the forward).
 So do the reflection pads in front of the int8 convolutions: :func:`pad_quantized_values` moves
-each quantization before its pad (the same values; 10-13 % of the forward).
+each quantization before its pad (the same values; 10-13 % of the forward). When fast-nst loads
+an int8 export into onnxruntime, it also splits each instance norm into channel groups that stay
+in the cache (:mod:`fast_nst.io.int8_graph`; exact, 3-9 % faster at 1024 x 1024).
 
 Calibration images: photos from ``--calibration_images`` (resized to :data:`CALIBRATION_SIZE`),
 or by default :func:`synthetic_calibration`, a fixed set of generated images with photo-like
@@ -38,6 +40,7 @@ from ..core.files import atomic_write
 from ..core.images import list_images, pil_to_tensor, psnr
 from ..core.untrusted import input_folder, onnx_session, open_image, read_onnx_file, read_onnx_model
 from ..nets.base import StyleNetwork
+from .int8_graph import pad_quantized_values
 from .export import (MAX_ONNX_BYTES, ONNX_INSTALL_HINT, ExportError, export_metadata, export_onnx, require_onnx,
                      takes_style_image)
 from .model_export import export_model
@@ -118,49 +121,6 @@ def _float_ends(graph) -> list[str]:
         return []
     last_out = convs[-1].output[0]
     return [convs[0].name, convs[-1].name] + [n.name for n in graph.node if last_out in n.input]
-
-
-# Pad modes that only copy values: quantizing before or after them gives the same uint8 values.
-_COPYING_PADS = (b"reflect", b"edge")
-
-
-def pad_quantized_values(graph) -> int:
-    """Move each ``QuantizeLinear`` that reads a reflection (or edge) ``Pad`` in front of it, so the
-    padding copies uint8 values instead of float32 ones; returns how many moved. Exact: such a pad
-    only copies values and quantizing is per value. Why: each pad before an int8 convolution then
-    moves 4x fewer bytes, and the instance norm's ReLU before it folds into the quantization
-    (onnxruntime drops a ReLU in front of a QuantizeLinear whose zero point is 0); the int8
-    forward gets 10-13 % faster at 512 x 512 and 1024 x 1024 (docs/benchmarks.md)."""
-    nodes = list(graph.node)
-    readers: dict[str, list] = {}
-    for n in nodes:
-        for name in n.input:
-            readers.setdefault(name, []).append(n)
-    outputs = {o.name for o in graph.output}
-    moved = set()
-    for pad in list(nodes):
-        mode = next((a.s for a in pad.attribute if a.name == "mode"), b"constant")
-        after = readers.get(pad.output[0], []) if pad.op_type == "Pad" else []
-        if (mode not in _COPYING_PADS or pad.output[0] in outputs or len(after) != 1
-                or after[0].op_type != "QuantizeLinear"):
-            continue
-        quant = after[0]
-        # pad -> quant becomes quant -> pad: a new name between them, the quantization's output
-        # name after the pad (the old padded name is dropped with its recorded float32 type).
-        source, between = pad.input[0], pad.output[0] + "_uint8"
-        moved.add(pad.output[0])
-        pad.input[0], pad.output[0] = between, quant.output[0]
-        quant.input[0], quant.output[0] = source, between
-        # The quantization runs first now: it takes the pad's place in the (topological) order;
-        # its other inputs are initializers, and the pad's other inputs were ready before it.
-        i, j = nodes.index(pad), nodes.index(quant)
-        nodes[i], nodes[j] = quant, pad
-    del graph.node[:]
-    graph.node.extend(nodes)
-    kept = [v for v in graph.value_info if v.name not in moved]
-    del graph.value_info[:]
-    graph.value_info.extend(kept)
-    return len(moved)
 
 
 def quantize_onnx(source: str | Path, output: str | Path, images: Optional[Sequence[np.ndarray]] = None,

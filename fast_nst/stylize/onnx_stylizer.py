@@ -36,6 +36,7 @@ from ..core.files import safe_component
 from ..core.untrusted import load_json, onnx_session, read_onnx_file
 from ..io.checkpoint import require_model_file, torchscript_error, torchscript_source
 from ..io.export import EXPORT_FORMAT_VERSION, MAX_ONNX_BYTES, ONNX_INSTALL_HINT
+from ..io.int8_graph import for_onnxruntime
 from ..nets.layers import check_images
 from ..nets.multistyle import MAX_STYLES, StyleError, style_label
 from .base import Stylizer
@@ -307,6 +308,8 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
     # exception and becomes one line of ours; onnxruntime would also print each, in colour.
     options.log_severity_level = 4
     data = _read_model(path)
+    if dev.type == "cpu":  # an int8 export's instance norms in cache-sized channel groups (exact)
+        data = for_onnxruntime(data, MAX_ONNX_BYTES)
     try:
         session = onnx_session(data, MAX_ONNX_BYTES, options, _providers(ort, dev))
     except Exception as e:
