@@ -186,12 +186,19 @@ def test_an_unreachable_hub_uses_the_cache_at_once(cache, model, monkeypatch):
     assert len(calls) == 2 and calls[-1]["local_files_only"] is True
 
 
-def test_a_cached_commit_is_used_without_probing_the_network(cache, model, monkeypatch):
+def test_a_commit_is_probed_for_only_when_the_cache_lacks_it(cache, model, monkeypatch):
     """A reference pinned to a commit the cache holds needs no network: no connection is tried
     (where the Hub's host drops packets, the probe would cost its whole timeout on every load)."""
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(hub, "hub_reachable", lambda endpoint: pytest.fail("probed the network"))
     assert local_model_file(f"hf://me/wave/wave.safetensors@{COMMIT}").read_bytes() == model[0].read_bytes()
+    # A commit it does not hold is probed, and without a network is one line at once.
+    probes = []
+    monkeypatch.setattr(hub, "hub_reachable", lambda endpoint: probes.append(endpoint) and False)
+    with pytest.raises(DownloadError, match=r"@fedcba9876543210fedcba9876543210fedcba98: not in the local "
+                                            r"Hugging Face cache and the Hub cannot be reached"):
+        local_model_file("hf://me/wave/wave.safetensors@fedcba9876543210fedcba9876543210fedcba98")
+    assert probes == [constants.ENDPOINT]
 
 
 def test_hub_reachable_tries_a_connection_unless_a_proxy_is_set(monkeypatch):

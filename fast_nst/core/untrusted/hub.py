@@ -116,8 +116,11 @@ def hub_file(text: str, max_bytes: int, cache_dir: Optional[str | Path] = None) 
     offline = bool(constants.HF_HUB_OFFLINE)
     # Unreachable: the cached copy if there is one (what the library falls back to after its retries).
     # A commit the cache holds needs no network at all (the library returns it at once): no probe.
+    # One it does not hold is probed like any reference (else 20 s of retries without a network).
     pinned = ref.revision is not None and _COMMIT.fullmatch(ref.revision) is not None
-    cached_only = not offline and not pinned and not hub_reachable(constants.ENDPOINT)
+    held = pinned and isinstance(hub.try_to_load_from_cache(ref.repo_id, ref.filename, cache_dir=cache_dir,
+                                                            revision=ref.revision), str)
+    cached_only = not offline and not held and not hub_reachable(constants.ENDPOINT)
     try:
         path = Path(hub.hf_hub_download(ref.repo_id, ref.filename, revision=ref.revision, cache_dir=cache_dir,
                                         library_name="fast-nst", local_files_only=cached_only))
