@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fast_nst.nets.fast_cpu import FastTransformNet, phase_weight, unshuffle_weight
+from fast_nst.nets.fast_cpu import FastTransformNet, phase_weight, strided_weight, unshuffle_weight
 from fast_nst.lossnet.losses import PerceptualLoss, gram_matrix
 from fast_nst.nets.johnson import TransformNet, TransformNetArgs
 from fast_nst.stylize import TorchStylizer as Stylizer
@@ -48,12 +48,17 @@ def test_phase_upsample_conv_equals_upsample_then_conv():
             assert torch.allclose(ref[:, :, a::2, b::2], y[:, a, b, :, a:a + 6, b:b + 7], atol=1e-5)
 
 
-def test_unshuffled_conv_equals_plain_conv():
+def test_unshuffled_and_strided_convs_equal_the_plain_conv():
+    """The last 9x9 conv as a 5x5 conv of the pixel-unshuffled input, and as the 10x10 stride-2
+    conv to 4 phases that the fast CPU form and the ONNX export run: the same output."""
     torch.manual_seed(3)
     x, w = torch.randn(2, 4, 20, 18), torch.randn(3, 4, 9, 9)
     ref = F.conv2d(x, w)  # (2, 3, 12, 10)
     y = F.pixel_shuffle(F.conv2d(F.pixel_unshuffle(x, 2), unshuffle_weight(w)), 2)
     assert torch.allclose(ref, y, atol=1e-4)
+    assert strided_weight(w).shape == (12, 4, 10, 10)
+    z = F.pixel_shuffle(F.conv2d(x, strided_weight(w), stride=2), 2)
+    assert z.shape == ref.shape and torch.allclose(ref, z, atol=1e-4)
 
 
 def test_stylizer_paths_agree(net):

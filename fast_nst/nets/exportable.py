@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fast_cpu import phase_weight, unshuffle_weight
+from .fast_cpu import phase_weight, strided_weight
 from .layers import PAD_MIN_SIZE, PAD_MULTIPLE, ConvLayer, output_mapping
 
 if TYPE_CHECKING:
@@ -127,19 +127,15 @@ class StridedOutputConv(nn.Module):
     """A reflection-padded 9x9 conv to 3 channels (the output :class:`~fast_nst.nets.layers.ConvLayer`)
     as a 10x10 stride-2 conv to 12 channels, one per output phase, shuffled back: (N, C, H, W)
     -> (N, 3, H, W) for even H and W (the padded input always is). The same multiply-adds as
-    the 5x5 conv of the pixel-unshuffled input that the fast CPU form runs, without the unshuffle
-    (whose reshape would make torch.export require the size to be even, which it cannot prove)."""
+    the fast CPU form's (:func:`~fast_nst.nets.fast_cpu.strided_weight`); no pixel-unshuffle, whose
+    reshape would make torch.export require the size to be even, which it cannot prove."""
 
     def __init__(self, layer: ConvLayer):
         super().__init__()
         conv = layer.conv
         self.pad: int = layer.pad.padding[0]
-        weight = unshuffle_weight(conv.weight.detach())  # (4 Cout, 4 Cin, k, k), input channel 4c + 2r + s
-        cout4, cin4, k, _ = weight.shape
-        # Unshuffled channel (c, r, s) at tap (dy, dx) is input pixel (2 dy + r, 2 dx + s).
-        weight = weight.view(cout4, cin4 // 4, 2, 2, k, k).permute(0, 1, 4, 2, 5, 3)
-        weight = weight.reshape(cout4, cin4 // 4, 2 * k, 2 * k)
-        self.conv = nn.Conv2d(cin4 // 4, cout4, 2 * k, stride=2)
+        weight = strided_weight(conv.weight.detach())  # (4 Cout, Cin, 2k, 2k)
+        self.conv = nn.Conv2d(weight.shape[1], weight.shape[0], weight.shape[-1], stride=2)
         self.conv.weight.data.copy_(weight)
         self.conv.bias.data.copy_(conv.bias.detach().repeat_interleave(4))
 
