@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fast_nst.nets.fast_cpu import FastTransformNet, phase_weight, strided_weight, unshuffle_weight
+from fast_nst.nets.fast_cpu import FastTransformNet, pad_nhwc, phase_weight, strided_weight, unshuffle_weight
 from fast_nst.lossnet.losses import PerceptualLoss, gram_matrix
 from fast_nst.nets.johnson import TransformNet, TransformNetArgs
 from fast_nst.stylize import TorchStylizer as Stylizer
@@ -46,6 +46,23 @@ def test_phase_upsample_conv_equals_upsample_then_conv():
     for a in range(2):
         for b in range(2):
             assert torch.allclose(ref[:, :, a::2, b::2], y[:, a, b, :, a:a + 6, b:b + 7], atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_channels_last_pads_equal_torchs(mode, dtype):
+    """pad_nhwc gives F.pad's values to the bit, in channels_last (its own copies, kept in that
+    layout) and in any other layout (F.pad itself); a reflection as wide as the map is F.pad's error."""
+    torch.manual_seed(0)
+    for shape, p in (((1, 5, 7, 9), 1), ((2, 3, 6, 5), 2), ((1, 4, 9, 10), 4), ((1, 2, 2, 3), 1)):
+        x = torch.randn(shape).to(dtype)
+        for layout in (torch.channels_last, torch.contiguous_format):
+            xl = x.contiguous(memory_format=layout)
+            y = pad_nhwc(xl, p, mode)
+            assert torch.equal(y, F.pad(x, (p, p, p, p), mode=mode)), (shape, p, layout)
+            assert y.is_contiguous(memory_format=layout)
+    with pytest.raises(RuntimeError):
+        pad_nhwc(torch.randn(1, 2, 3, 8).contiguous(memory_format=torch.channels_last), 3, "reflect")
 
 
 def test_unshuffled_and_strided_convs_equal_the_plain_conv():

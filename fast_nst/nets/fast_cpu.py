@@ -14,6 +14,10 @@ What changes, and why it is exact:
   the 12 output channels is one colour of one of the four output phases. (Written before as a
   5x5 conv of the pixel-unshuffled input: the same multiply-adds, but the unshuffle copied the
   whole 32-channel map; the strided form made the forward 6 % faster in fp32 and bf16.)
+* **Paddings written for channels_last** (:func:`pad_nhwc`): one copy of the map into the
+  middle of the padded tensor and a few rows and columns for the border. PyTorch's own
+  reflection and replication pads of channels_last bf16 maps took about a third of the bf16
+  forward; this form made it 28-32 % faster (fp32 0-3 %), the same values to the bit.
 * **Instance norm fused**: in bf16 as a batch norm of each photo (the same thing for one photo),
   which PyTorch's CPU kernels fuse into two passes; in float32 from two plain reductions
   (``torch.var_mean`` is ~20x slower on CPU) and one affine pass in place. The statistics can be
@@ -37,7 +41,7 @@ from .layers import ConvLayer, UpsampleConv, pad_input
 if TYPE_CHECKING:
     from .johnson import TransformNet
 
-__all__ = ["FastTransformNet", "phase_weight", "strided_weight", "unshuffle_weight"]
+__all__ = ["FastTransformNet", "pad_nhwc", "phase_weight", "strided_weight", "unshuffle_weight"]
 
 # For a nearest-x2-upsampled row index 2i + a and kernel row k, the source row is i + offset;
 # the taps of the 3x3 kernel that land on the same source row are summed. Keyed by phase a.
@@ -77,6 +81,29 @@ def unshuffle_weight(w: torch.Tensor) -> torch.Tensor:
     return out.reshape(4 * cout, 4 * cin, kk, kk)
 
 
+def pad_nhwc(x: torch.Tensor, p: int, mode: str) -> torch.Tensor:
+    """``F.pad(x, (p, p, p, p), mode)`` for ``mode`` "reflect" or "replicate", x (N, C, H, W): for a
+    channels_last ``x``, written as one copy into the middle of the padded tensor and copies of
+    the border rows and columns (alternating in one process on a 2-core Xeon, PyTorch's own pads
+    of these maps made the bf16 forward 1.4x slower: 91 against 65 ms at 512 x 512, 414 against
+    280 ms at 1024 x 1024). Other layouts, and reflections as wide as the map (which F.pad
+    refuses), go to ``F.pad``."""
+    n, c, h, w = x.shape
+    if not x.is_contiguous(memory_format=torch.channels_last) or (mode == "reflect" and p >= min(h, w)):
+        return F.pad(x, (p, p, p, p), mode=mode)
+    out = torch.empty((n, c, h + 2 * p, w + 2 * p), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+    out[:, :, p:p + h, p:p + w] = x
+    for i in range(p):  # rows above and below: reflected (without the edge row) or repeated
+        top, bottom = (i + 1, h - 2 - i) if mode == "reflect" else (0, h - 1)
+        out[:, :, p - 1 - i, p:p + w] = x[:, :, top]
+        out[:, :, p + h + i, p:p + w] = x[:, :, bottom]
+    for j in range(p):  # columns left and right, corners included, from the padded rows
+        left, right = (p + 1 + j, p + w - 2 - j) if mode == "reflect" else (p, p + w - 1)
+        out[:, :, :, p - 1 - j] = out[:, :, :, left]
+        out[:, :, :, p + w + j] = out[:, :, :, right]
+    return out
+
+
 def strided_weight(w: torch.Tensor) -> torch.Tensor:
     """(Cout, Cin, k, k) weight of a stride-1 conv -> (4 * Cout, Cin, 2k', 2k') (k' = k // 2 + 1)
     for a stride-2 conv of the same padded input whose output, pixel-shuffled by 2, is the
@@ -105,7 +132,7 @@ class _NormConv(nn.Module):
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         pad = self.pad
-        y = F.conv2d(F.pad(x, (pad, pad, pad, pad), mode="reflect"), self.weight, stride=self.stride)
+        y = F.conv2d(pad_nhwc(x, pad, "reflect"), self.weight, stride=self.stride)
         return _norm_(y, self.gamma, self.beta, self.eps, self.relu, residual, self.norm_stats)
 
 
@@ -179,7 +206,7 @@ class _PhaseUpsampleConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
-        y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.weight)  # (N, 4*Cout, h+1, w+1)
+        y = F.conv2d(pad_nhwc(x, 1, "replicate"), self.weight)  # (N, 4*Cout, h+1, w+1)
         # Interleave the phases with four strided copies (2-3x faster than stack + permute).
         fmt = torch.channels_last if y.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
         up = torch.empty(n, self.cout, 2 * h, 2 * w, dtype=y.dtype, device=y.device, memory_format=fmt)
@@ -203,7 +230,7 @@ class _StridedOutConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.pad
-        y = F.conv2d(F.pad(x, (p, p, p, p), mode="reflect"), self.weight, self.bias, stride=2)  # (N, 12, H/2, W/2)
+        y = F.conv2d(pad_nhwc(x, p, "reflect"), self.weight, self.bias, stride=2)  # (N, 12, H/2, W/2)
         y = F.pixel_shuffle(y, 2)  # (N, 3, H, W)
         if self.activation == "clamp":
             return y.clamp_(0, 1)
