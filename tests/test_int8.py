@@ -113,22 +113,27 @@ def test_int8_export_quantizes_the_inner_convs_and_interleaves(int8_export):
 
 
 def test_onnxruntime_runs_int8_norms_in_channel_groups_to_the_same_bit(int8_export):
-    """for_onnxruntime (what the stylizer gives onnxruntime on the CPU): every instance norm of the
-    int8 export split into 4 channel groups (with the dequantization, ReLU and quantization
-    around it), the crops after the upsamplings moved onto uint8 values; the output is the same
+    """for_onnxruntime (what the stylizer gives onnxruntime on the CPU): the int8 export's instance
+    norms split into channel groups of equal bytes (with the dequantization, ReLU and quantization
+    around them), the crops after the upsamplings moved onto uint8 values; the output is the same
     to the bit, from the graph and from the stylizer. Other graphs pass as they are."""
     import onnx
     import onnxruntime as ort
 
-    from fast_nst.io.int8_graph import NORM_GROUPS, chunk_instance_norms, for_onnxruntime
+    from fast_nst.io.int8_graph import chunk_instance_norms, for_onnxruntime, group_channels
 
     data = int8_export[0].read_bytes()
     plain, chunked = onnx.load_model_from_string(data), onnx.load_model_from_string(for_onnxruntime(data, 1 << 30))
-    norms = [n.op_type for n in plain.graph.node].count("InstanceNormalization")
+    # base_channels 8: two norms of 8 channels at full resolution (2 per group: 4 groups), two of
+    # 16 at half (8 per group: 2 groups), five of 32 at a quarter (32 per group: left whole).
+    assert [group_channels(c, 8) for c in (8, 16, 32)] == [2, 8, 32]
     count = {op: [n.op_type for n in chunked.graph.node].count(op) for op in ("InstanceNormalization", "Split", "Concat")}
-    assert norms == 9 and count == {"InstanceNormalization": NORM_GROUPS * norms, "Split": norms, "Concat": norms}
+    assert [n.op_type for n in plain.graph.node].count("InstanceNormalization") == 9
+    assert count == {"InstanceNormalization": 2 * 4 + 2 * 2 + 5, "Split": 4, "Concat": 4}
     producer = {o: n for n in chunked.graph.node for o in n.output}
     assert all(producer[n.input[0]].op_type != "DequantizeLinear" for n in chunked.graph.node if n.op_type == "Slice")
+    # The next convolution's padding runs in the groups too (no pad reads a joined map).
+    assert all(producer[n.input[0]].op_type != "Concat" for n in chunked.graph.node if n.op_type == "Pad")
     x = _photo(72)[..., :60].numpy().copy()  # (1, 3, 72, 60)
     outputs = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
                for m in (plain, chunked)]
@@ -137,7 +142,7 @@ def test_onnxruntime_runs_int8_norms_in_channel_groups_to_the_same_bit(int8_expo
     assert torch.equal(stylized, torch.from_numpy(outputs[0]).clamp(0, 1))
     # Norms whose channels do not divide into the groups, and graphs below opset 13, stay whole;
     # a graph that is not an int8 export, or no graph at all, passes unchanged.
-    assert chunk_instance_norms(onnx.load_model_from_string(data).graph, groups=3) == 0
+    assert chunk_instance_norms(onnx.load_model_from_string(data).graph, full=3) == 0
     assert chunk_instance_norms(onnx.load_model_from_string(data).graph, opset=12) == 0
     other = _pad_then_quantize("reflect").SerializeToString()
     assert for_onnxruntime(other, 1 << 30) is other and for_onnxruntime(b"not onnx", 1 << 30) == b"not onnx"

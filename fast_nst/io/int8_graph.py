@@ -9,9 +9,10 @@ output to the bit, fewer bytes moved.
   instance norm reads a uint8 map, dequantizes it to float32, takes its statistics and
   normalizes it (onnxruntime: three passes over each channel, on one thread), and quantizes the
   result: at 1024 x 1024 the float32 maps (32-128 MB) no longer stay in the cache, and these
-  passes cost 6-9x their 512 x 512 time (docs/benchmarks.md). Split into channel groups, each
-  group's float32 map is a quarter of the size and is dequantized, normalized and quantized
-  while it is still in the cache; the groups' uint8 results are joined again. Instance norm is
+  passes cost 6-9x their 512 x 512 time (docs/benchmarks.md). Split into channel groups of equal
+  bytes (2 channels at the network's full resolution, 8 at half, 32 at a quarter: see
+  :func:`group_channels`), each group's float32 map is dequantized, normalized, quantized and
+  padded for the next convolution while it is still in the cache; the groups are joined again. Instance norm is
   per channel, so the groups compute exactly what the whole did.
 """
 
@@ -23,13 +24,15 @@ import numpy as np
 
 from ..core.untrusted import read_onnx_model
 
-__all__ = ["NORM_GROUPS", "chunk_instance_norms", "for_onnxruntime", "hoist_slices", "pad_quantized_values"]
+__all__ = ["FULL_RESOLUTION_GROUP", "chunk_instance_norms", "for_onnxruntime", "group_channels", "hoist_slices",
+           "pad_quantized_values"]
 
-# Channel groups per instance norm: alternating in one process, the default network's int8
-# forward at 1024 x 1024 took 3-9 % less time in 4 groups than whole (four runs; the slim
-# network 5 %), 512 x 512 the same within 2 %; 2 groups gained 1 %, 8 groups as much as 4
-# (docs/benchmarks.md). Every preset's channel counts (16 and up, powers of two) divide by 4.
-NORM_GROUPS = 4
+# Channels per group at the network's full resolution (8 MB of float32 per group at 1024 x 1024).
+# Alternating in one process on a 2-core Xeon, the default network's int8 forward at 1024 x 1024:
+# 4 groups per norm took 3-9 % less time than whole norms (four runs), these equal-byte groups
+# 3 % less again, with the next padding in the groups 6-8 % less than whole norms in all (879 ->
+# 829, 902 -> 826 ms), 512 x 512 the same within 2 %; the slim network 5 % (docs/benchmarks.md).
+FULL_RESOLUTION_GROUP = 2
 # Pad modes that only copy values: quantizing before or after them gives the same uint8 values.
 _COPYING_PADS = (b"reflect", b"edge")
 # The first opset whose Split takes the sizes as an input (the form written here).
@@ -57,6 +60,17 @@ def _per_tensor(node: Any, inits: dict[str, Any]) -> bool:
     """Whether a (De)QuantizeLinear has one scale and zero point for the whole tensor (the
     activations' form; slicing or splitting channels leaves its values alone)."""
     return all(name in inits and int(np.prod(inits[name].dims)) == 1 for name in node.input[1:3])
+
+
+def _pads_height_and_width(pad: Any, inits: dict[str, Any]) -> bool:
+    """Whether a Pad copies values (reflect, edge) and pads only the two spatial axes, by constants."""
+    from onnx import numpy_helper
+
+    mode = next((a.s for a in pad.attribute if a.name == "mode"), b"constant")
+    if mode not in _COPYING_PADS or len(pad.input) < 2 or pad.input[1] not in inits or len(pad.input) > 2:
+        return False
+    pads = numpy_helper.to_array(inits[pad.input[1]])
+    return pads.shape == (8,) and not pads[[0, 1, 4, 5]].any()
 
 
 def _keep_value_info(graph: Any, retyped: frozenset = frozenset()) -> None:
@@ -134,7 +148,8 @@ def hoist_slices(graph: Any) -> int:
 
 class _Norm:
     """One instance norm and what :func:`chunk_instance_norms` folds into its groups: the
-    dequantization before it (None: it reads float32), a ReLU and a quantization after it."""
+    dequantization before it (None: it reads float32), a ReLU and a quantization after it, and
+    the padding of the next convolution after those (padding each group pads the whole)."""
 
     def __init__(self, norm: Any, readers: dict, producers: dict, inits: dict):
         self.norm = norm
@@ -145,8 +160,11 @@ class _Norm:
         quant = _only_reader(readers, self.relu.output[0], "QuantizeLinear") if self.relu else None
         self.quant = quant if quant is not None and _per_tensor(quant, inits) else None
         self.source = self.dq.input[0] if self.dq else norm.input[0]
-        self.last = self.quant or self.relu or norm
-        self.nodes = [n for n in (self.dq, norm, self.relu, self.quant) if n is not None]
+        end = self.quant or self.relu or norm
+        pad = _only_reader(readers, end.output[0], "Pad")
+        self.pad = pad if pad is not None and _pads_height_and_width(pad, inits) else None
+        self.last = self.pad or end
+        self.nodes = [n for n in (self.dq, norm, self.relu, self.quant, self.pad) if n is not None]
 
     def grouped(self, gamma: np.ndarray, beta: np.ndarray, groups: int, graph: Any) -> list:
         """The nodes that compute ``last``'s output in ``groups`` channel groups."""
@@ -164,12 +182,13 @@ class _Norm:
             graph.initializer.extend([g, b])
             x = f"{name}/in{i}"
             steps = [("DequantizeLinear", self.dq, []), ("InstanceNormalization", self.norm, [g.name, b.name]),
-                     ("Relu", self.relu, []), ("QuantizeLinear", self.quant, [])]
+                     ("Relu", self.relu, []), ("QuantizeLinear", self.quant, []), ("Pad", self.pad, [])]
             for op, original, params in steps:
                 if original is None:
                     continue
                 extra = params or list(original.input[1:])
-                attrs = {"epsilon": eps} if op == "InstanceNormalization" else {}
+                attrs = ({"epsilon": eps} if op == "InstanceNormalization" else
+                         {a.name: helper.get_attribute_value(a) for a in original.attribute} if op == "Pad" else {})
                 nodes.append(helper.make_node(op, [x, *extra], [f"{name}/{op}{i}"], name=f"{name}/{op}{i}", **attrs))
                 x = f"{name}/{op}{i}"
             ends.append(x)
@@ -177,21 +196,36 @@ class _Norm:
         return nodes
 
 
-def chunk_instance_norms(graph: Any, groups: int = NORM_GROUPS, opset: int = _SPLIT_INPUT_OPSET) -> int:
+def group_channels(channels: int, fewest: int, full: int = FULL_RESOLUTION_GROUP) -> int:
+    """Channels per group for a norm of ``channels`` channels in a network whose fewest-channel
+    norms (``fewest``) run at its full resolution: each halving of the resolution doubles the
+    channels (Johnson's networks), so groups of equal bytes hold ``full`` x (channels / fewest)^2."""
+    return full * (channels // fewest) ** 2
+
+
+def chunk_instance_norms(graph: Any, full: int = FULL_RESOLUTION_GROUP, opset: int = _SPLIT_INPUT_OPSET) -> int:
     """Compute each instance norm (with the dequantization before it and the ReLU and quantization
-    after it, where they are its only readers) in ``groups`` channel groups: see the module's
-    docs. Returns how many norms were split; a norm whose channels do not divide into ``groups``,
-    or whose scale and bias are not constants, stays whole. Needs the graph's opset (13 and up)."""
-    if opset < _SPLIT_INPUT_OPSET or groups < 2:
+    after it, where they are its only readers) in channel groups of equal bytes (``full``
+    channels per group at full resolution, :func:`group_channels`): see the module's docs.
+    Returns how many norms were split; a norm that would make fewer than 2 groups, whose channels
+    do not divide into them, or whose scale and bias are not constants, stays whole. Needs the
+    graph's opset (13 and up)."""
+    if opset < _SPLIT_INPUT_OPSET or full < 1:
         return 0
     from onnx import numpy_helper  # the onnx extra, there whenever an int8 graph is
 
     readers, inits = _readers(graph), _initializers(graph)
     producers = {o: n for n in graph.node for o in n.output}
     nodes, count = list(graph.node), 0
-    for norm in [n for n in nodes if n.op_type == "InstanceNormalization"]:
+    norms = [n for n in nodes if n.op_type == "InstanceNormalization"]
+    widths = [inits[n.input[1]].dims[0] for n in norms if n.input[1] in inits]
+    for norm in norms:
         scale, bias = (inits.get(name) for name in norm.input[1:3])
-        if scale is None or bias is None or scale.dims[0] % groups:
+        if scale is None or bias is None:
+            continue
+        size = group_channels(scale.dims[0], min(widths), full)
+        groups = scale.dims[0] // size
+        if groups < 2 or scale.dims[0] % size:
             continue
         found = _Norm(norm, readers, producers, inits)
         block = found.grouped(numpy_helper.to_array(scale), numpy_helper.to_array(bias), groups, graph)
