@@ -93,6 +93,18 @@ def test_openvino_stays_out_of_this_process(models, fp32):
     assert fp32.info["providers"][0].startswith("OpenVINO 20")  # the worker's version, as it answered
 
 
+def test_threads_share_a_stylizer(fp32):
+    """Requests from several threads take turns (one pipe, one shared memory): each thread gets
+    its own photo's result."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    photos = [torch.rand(1, 3, 24 + 8 * i, 32) for i in range(4)]
+    alone = [fp32.stylize_tensor(x) for x in photos]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(fp32.stylize_tensor, photos * 3))
+    assert all(torch.equal(y, alone[i % 4]) for i, y in enumerate(together))
+
+
 def test_multi_style_models_take_their_styles(models):
     path, net = models["multi"]
     x = _photo()

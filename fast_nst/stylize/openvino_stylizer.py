@@ -24,6 +24,7 @@ import importlib.util
 import subprocess
 import sys
 import tempfile
+import threading
 import weakref
 from multiprocessing import shared_memory
 from pathlib import Path
@@ -113,6 +114,7 @@ class _OpenVinoSession:
         self.process = subprocess.Popen([sys.executable, "-c", openvino_worker.BOOT, openvino_worker.__file__],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.inbox, self.outbox = _Segment(), _Segment()  # the arrays to the worker, and back
+        self._lock = threading.RLock()  # one request at a time (its shared memory too), whatever thread asks
         self._finalizer = weakref.finalize(self, _stop, self.process, (self.inbox, self.outbox))
         self.version, self.capabilities = self._ask(None, "hello")
         self.inputs: list[str] = []
@@ -120,11 +122,15 @@ class _OpenVinoSession:
 
     def _ask(self, message: Optional[tuple], expected: str) -> tuple:
         try:
-            if message is not None:
-                openvino_worker.send(self.process.stdin, message)
-            answer = openvino_worker.receive(self.process.stdout)
-        except (EOFError, OSError, BrokenPipeError):
-            code = self.process.poll()
+            with self._lock:
+                if message is not None:
+                    openvino_worker.send(self.process.stdin, message)
+                answer = openvino_worker.receive(self.process.stdout)
+        except (EOFError, OSError):
+            try:
+                code = self.process.wait(timeout=5)  # its pipe closed first: let it finish ending
+            except subprocess.TimeoutExpired:
+                code = None
             raise FastNSTError(f"the OpenVINO worker process ended (exit code {code}); its error, if any, "
                                "is printed above.") from None
         if answer[0] == "error":
@@ -136,7 +142,8 @@ class _OpenVinoSession:
         self.inputs, self.outputs = self._ask(("compile", onnx, config), "ready")
 
     def close(self) -> None:
-        self._finalizer()
+        with self._lock:  # not while a request is on its way
+            self._finalizer()
 
     def get_inputs(self) -> list[_Port]:
         return [_Port(n) for n in self.inputs]
@@ -146,20 +153,21 @@ class _OpenVinoSession:
 
     def run(self, names: Optional[list[str]], feeds: dict) -> list:
         """The outputs ``names`` (all: None) for the arrays ``feeds``, copied out of shared memory."""
-        if not self._finalizer.alive:
-            raise FastNSTError("this OpenVINO stylizer has been closed: load the model again.")
         arrays = {name: np.ascontiguousarray(x) for name, x in feeds.items()}
         offsets = np.cumsum([0] + [_aligned(x.nbytes) for x in arrays.values()])
-        inbox = self.inbox.fit(int(offsets[-1]))
-        inputs = []
-        for (name, x), offset in zip(arrays.items(), offsets):
-            np.ndarray(x.shape, x.dtype, buffer=inbox.buf, offset=int(offset))[...] = x
-            inputs.append((name, inbox.name, int(offset), x.shape, x.dtype.str))
-        # Room for outputs as large as the inputs (a stylized photo is the size of the photo);
-        # anything larger comes back through the pipe.
-        outbox = self.outbox.fit(int(offsets[-1]))
-        (outputs,) = self._ask(("run", names, inputs, outbox.name), "ok")
-        return [_copied_out(y, outbox) for y in outputs]
+        with self._lock:
+            if not self._finalizer.alive:
+                raise FastNSTError("this OpenVINO stylizer has been closed: load the model again.")
+            inbox = self.inbox.fit(int(offsets[-1]))
+            inputs = []
+            for (name, x), offset in zip(arrays.items(), offsets):
+                np.ndarray(x.shape, x.dtype, buffer=inbox.buf, offset=int(offset))[...] = x
+                inputs.append((name, inbox.name, int(offset), x.shape, x.dtype.str))
+            # Room for outputs as large as the inputs (a stylized photo is the size of the
+            # photo); anything larger comes back through the pipe.
+            outbox = self.outbox.fit(int(offsets[-1]))
+            (outputs,) = self._ask(("run", names, inputs, outbox.name), "ok")
+            return [_copied_out(y, outbox) for y in outputs]
 
 
 def _check_installed() -> None:
