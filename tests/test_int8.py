@@ -6,10 +6,12 @@ from __future__ import annotations
 import importlib.util
 import resource
 import sys
+import time
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from fast_nst import load_stylizer
 from fast_nst.commands.eval import main as eval_main
@@ -27,7 +29,7 @@ from fast_nst.stylize.temporal import TemporalStatistics
 from fast_nst.stylize.tiling import stylize_tiled
 from fast_nst.training import load_train_config
 
-from conftest import REPO, assert_clean_in_process, export_cli, in_process, make_photo, psnr
+from conftest import REPO, assert_clean_in_process, damaged, export_cli, in_process, make_photo, psnr
 
 ONNX_HINT = 'pip install -e ".[onnx]"'
 
@@ -146,6 +148,28 @@ def test_onnxruntime_runs_int8_norms_in_channel_groups_to_the_same_bit(int8_expo
     assert chunk_instance_norms(onnx.load_model_from_string(data).graph, opset=12) == 0
     other = _pad_then_quantize("reflect").SerializeToString()
     assert for_onnxruntime(other, 1 << 30) is other and for_onnxruntime(b"not onnx", 1 << 30) == b"not onnx"
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_hostile_int8_exports_end_in_a_stylizer_or_one_error(int8_export, tmp_path, data):
+    """An int8 export damaged (truncated, bit-flipped, spliced, random) goes through the channel
+    grouping before onnxruntime sees it: a stylizer, or one CheckpointError line, in bounded time."""
+    from fast_nst.core.errors import CheckpointError
+    from fast_nst.stylize.onnx_stylizer import load_onnx_stylizer
+
+    _, raw = damaged(data, int8_export[0].read_bytes())
+    path = tmp_path / "h.int8.onnx"
+    path.write_bytes(raw)
+    start = time.process_time()
+    try:
+        s = load_onnx_stylizer(path, device="cpu")
+    except CheckpointError as e:
+        assert "\n" not in str(e).strip() and len(str(e)) < 2000
+    else:
+        assert s.info["format"] == "onnx"
+    assert time.process_time() - start < 20
 
 
 def _pad_then_quantize(mode: str, second_reader: bool = False):

@@ -246,16 +246,16 @@ def chunk_instance_norms(graph: Any, full: int = FULL_RESOLUTION_GROUP, opset: i
 def for_onnxruntime(data: bytes, max_bytes: int) -> bytes:
     """The graph to give onnxruntime on the CPU for the .onnx bytes ``data``: an int8 export of
     fast-nst (metadata ``quantization: int8``) with its slices hoisted and its instance norms in
-    channel groups; any other graph, or one that does not parse, as it is (onnxruntime then
-    reports what is wrong with it)."""
+    channel groups; any other graph, or one that does not parse or rewrite (a damaged or foreign
+    file), as it is: onnxruntime then reports what is wrong with it, in its words."""
     try:
         model = read_onnx_model(data, max_bytes)
-    except Exception:  # noqa: BLE001 - a damaged file is onnxruntime's to report, in its words
+        if {p.key: p.value for p in model.metadata_props}.get("quantization") != "int8":
+            return data
+        opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+        hoist_slices(model.graph)
+        if chunk_instance_norms(model.graph, opset=opset) == 0:
+            return data
+        return model.SerializeToString()
+    except Exception:  # noqa: BLE001 - the file's faults are reported by onnxruntime's session
         return data
-    if {p.key: p.value for p in model.metadata_props}.get("quantization") != "int8":
-        return data
-    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
-    hoist_slices(model.graph)
-    if chunk_instance_norms(model.graph, opset=opset) == 0:
-        return data
-    return model.SerializeToString()
