@@ -51,16 +51,18 @@ def test_phase_upsample_conv_equals_upsample_then_conv():
 @pytest.mark.parametrize("mode", ["reflect", "replicate"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_channels_last_pads_equal_torchs(mode, dtype):
-    """pad_nhwc gives F.pad's values to the bit, in channels_last (its own copies, kept in that
-    layout) and in any other layout (F.pad itself); a reflection as wide as the map is F.pad's error."""
+    """pad_nhwc gives F.pad's values to the bit (of the ReLU of the input with relu=True), in
+    channels_last (its own copies, kept in that layout) and in any other layout (F.pad itself);
+    a reflection as wide as the map is F.pad's error. The input is left as it was."""
     torch.manual_seed(0)
     for shape, p in (((1, 5, 7, 9), 1), ((2, 3, 6, 5), 2), ((1, 4, 9, 10), 4), ((1, 2, 2, 3), 1)):
         x = torch.randn(shape).to(dtype)
         for layout in (torch.channels_last, torch.contiguous_format):
-            xl = x.contiguous(memory_format=layout)
-            y = pad_nhwc(xl, p, mode)
-            assert torch.equal(y, F.pad(x, (p, p, p, p), mode=mode)), (shape, p, layout)
-            assert y.is_contiguous(memory_format=layout)
+            for relu in (False, True):
+                xl = x.contiguous(memory_format=layout)
+                y = pad_nhwc(xl, p, mode, relu)
+                assert torch.equal(y, F.pad(x.relu() if relu else x, (p, p, p, p), mode=mode)), (shape, p, layout, relu)
+                assert y.is_contiguous(memory_format=layout) and torch.equal(xl, x)
     with pytest.raises(RuntimeError):
         pad_nhwc(torch.randn(1, 2, 3, 8).contiguous(memory_format=torch.channels_last), 3, "reflect")
 
