@@ -21,6 +21,8 @@ OpenVINO, which keeps what is not int8 in bf16 where the CPU has it.
 from __future__ import annotations
 
 import importlib.util
+import os
+import select
 import subprocess
 import sys
 import tempfile
@@ -111,8 +113,9 @@ class _OpenVinoSession:
     own). The worker ends when this object is collected or the interpreter exits."""
 
     def __init__(self) -> None:
+        # Unbuffered pipes: whether an answer is there is then what the pipe says (_wait).
         self.process = subprocess.Popen([sys.executable, "-c", openvino_worker.BOOT, openvino_worker.__file__],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
         self.inbox, self.outbox = _Segment(), _Segment()  # the arrays to the worker, and back
         self._lock = threading.RLock()  # one request at a time (its shared memory too), whatever thread asks
         self._finalizer = weakref.finalize(self, _stop, self.process, (self.inbox, self.outbox))
@@ -125,6 +128,7 @@ class _OpenVinoSession:
             with self._lock:
                 if message is not None:
                     openvino_worker.send(self.process.stdin, message)
+                self._wait()
                 answer = openvino_worker.receive(self.process.stdout)
         except (EOFError, OSError):
             try:
@@ -137,6 +141,15 @@ class _OpenVinoSession:
             raise FastNSTError(f"OpenVINO: {shown(answer[1])}")
         assert answer[0] == expected, answer[0]
         return answer[1:]
+
+    def _wait(self) -> None:
+        """Until the worker's answer starts arriving; EOFError once the worker has ended (a
+        process it forked could keep the pipe open after it: its end is what counts)."""
+        if os.name != "posix":  # select() takes no pipes on Windows: the read itself waits
+            return
+        while not select.select([self.process.stdout], [], [], 0.5)[0]:
+            if self.process.poll() is not None:
+                raise EOFError("the worker ended")
 
     def compile(self, onnx: bytes, config: dict) -> None:
         self.inputs, self.outputs = self._ask(("compile", onnx, config), "ready")

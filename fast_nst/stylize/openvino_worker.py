@@ -4,7 +4,8 @@
 Why a process of its own: in one Python process with PyTorch's data-loader workers, PyTorch and
 onnxruntime, a process that had loaded OpenVINO crashed (segmentation fault, at a different place
 each time) the next time it started a subprocess. OpenVINO only ever loads here, so the caller's
-process stays as it was; the images cross in shared memory (a 1024 x 1024 photo there and back
+process stays as it was (OpenVINO's usage telemetry stays off: see :func:`serve`); the images
+cross in shared memory (a 1024 x 1024 photo there and back
 in about 3 ms, against 20 ms pickled through the pipe).
 
 This file imports nothing from fast_nst (it is started by its path, without the package, and
@@ -47,10 +48,13 @@ ALIGN = 64
 
 
 def send(stream: BinaryIO, message: tuple) -> None:
-    """Write one message: its pickle's length (8 bytes), then the pickle."""
+    """Write one message: its pickle's length (8 bytes), then the pickle (an unbuffered pipe may
+    take a write in parts)."""
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_HEADER.pack(len(data)))
-    stream.write(data)
+    for part in (_HEADER.pack(len(data)), data):
+        view = memoryview(part)
+        while view:
+            view = view[stream.write(view):]
     stream.flush()
 
 
@@ -159,6 +163,10 @@ def _answer(model: Optional[_Model], core: Any, segments: _Segments, message: tu
 def serve(rx: BinaryIO, tx: BinaryIO) -> int:
     """Answer requests from ``rx`` on ``tx`` until ("close",) or the end of ``rx``."""
     try:
+        # OpenVINO's import starts its usage telemetry, which forks a process (holding a copy of
+        # this one's pipes, so the caller would not see this process end) to send it: refused,
+        # as OpenVINO's own tools do when the telemetry package is not installed.
+        sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
         import openvino  # the optional extra, only ever in this process
         core = openvino.Core()
         send(tx, ("hello", openvino.__version__, list(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))))
