@@ -67,6 +67,13 @@ class DistContext:
                                   f"{what} (its error message is printed above).")
         return result  # type: ignore[return-value]
 
+    def barrier(self) -> None:
+        """Wait until every rank is here (a no-op without a process group). Before leaving the
+        group: a rank that destroyed its gloo group while another still used it was seen to end
+        in an abort ("terminate called without an active exception") at exit."""
+        if self.enabled:
+            dist.barrier(group=self.control)
+
     def all_mean(self, values: torch.Tensor) -> torch.Tensor:
         """Mean of ``values`` over ranks (for logging)."""
         if not self.enabled:

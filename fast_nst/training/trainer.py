@@ -417,7 +417,9 @@ def train(cfg: TrainConfig, resume: Union[bool, str, None] = None, overwrite: bo
         setup = setup or later
         # From here on Ctrl-C/SIGTERM stop cleanly, also while the loader workers start.
         with _stop_signals() as stop:
-            return trainer_class(cfg.model_type)(cfg, setup, ctx, command, progress).run(stop)
+            result = trainer_class(cfg.model_type)(cfg, setup, ctx, command, progress).run(stop)
+        ctx.barrier()  # every rank done with the group (rank 0 saving last) before any leaves it
+        return result
     finally:
         if setup is not None and setup.lock is not None:
             setup.lock.release()
