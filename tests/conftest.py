@@ -4,6 +4,7 @@ tiny training config (32 px, random loss network, no workers) so every test runs
 from __future__ import annotations
 
 import contextlib
+import time
 import os
 import resource
 import struct
@@ -182,6 +183,25 @@ def damaged(data, raw: bytes) -> tuple[str, bytes]:
     else:
         out = bytearray(data.draw(st.binary(max_size=512)))
     return kind, bytes(out)
+
+
+def load_hostile_onnx(raw: bytes, path: Path) -> None:
+    """Write ``raw`` to ``path`` and load it as an .onnx model: a stylizer or one CheckpointError
+    line, within a memory cap and 20 s of CPU time (onnxruntime's parser is native code:
+    tracemalloc cannot see it)."""
+    from fast_nst.core.errors import CheckpointError
+    from fast_nst.stylize.onnx_stylizer import load_onnx_stylizer
+
+    path.write_bytes(raw)
+    start = time.process_time()
+    with memory_cap(1 << 30):
+        try:
+            s = load_onnx_stylizer(path, device="cpu")
+        except CheckpointError as e:
+            assert "\n" not in str(e).strip() and len(str(e)) < 2000
+        else:
+            assert s.info["format"] == "onnx"
+    assert time.process_time() - start < 20
 
 
 @contextlib.contextmanager

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import resource
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -29,7 +28,8 @@ from fast_nst.stylize.temporal import TemporalStatistics
 from fast_nst.stylize.tiling import stylize_tiled
 from fast_nst.training import load_train_config
 
-from conftest import REPO, assert_clean_in_process, damaged, export_cli, in_process, make_photo, psnr
+from conftest import (REPO, assert_clean_in_process, damaged, export_cli, in_process, load_hostile_onnx, make_photo,
+                      psnr)
 
 ONNX_HINT = 'pip install -e ".[onnx]"'
 
@@ -155,21 +155,9 @@ def test_onnxruntime_runs_int8_norms_in_channel_groups_to_the_same_bit(int8_expo
 @given(data=st.data())
 def test_hostile_int8_exports_end_in_a_stylizer_or_one_error(int8_export, tmp_path, data):
     """An int8 export damaged (truncated, bit-flipped, spliced, random) goes through the channel
-    grouping before onnxruntime sees it: a stylizer, or one CheckpointError line, in bounded time."""
-    from fast_nst.core.errors import CheckpointError
-    from fast_nst.stylize.onnx_stylizer import load_onnx_stylizer
-
-    _, raw = damaged(data, int8_export[0].read_bytes())
-    path = tmp_path / "h.int8.onnx"
-    path.write_bytes(raw)
-    start = time.process_time()
-    try:
-        s = load_onnx_stylizer(path, device="cpu")
-    except CheckpointError as e:
-        assert "\n" not in str(e).strip() and len(str(e)) < 2000
-    else:
-        assert s.info["format"] == "onnx"
-    assert time.process_time() - start < 20
+    grouping before onnxruntime sees it: a stylizer, or one CheckpointError line, in bounded
+    time and memory."""
+    load_hostile_onnx(damaged(data, int8_export[0].read_bytes())[1], tmp_path / "h.int8.onnx")
 
 
 def _pad_then_quantize(mode: str, second_reader: bool = False):

@@ -4,14 +4,13 @@ bytes end in a stylizer or one CheckpointError."""
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import damaged, memory_cap
+from conftest import damaged, load_hostile_onnx
 from fast_nst.core.errors import CheckpointError
 
 onnx = pytest.importorskip("onnx")
@@ -77,16 +76,5 @@ def test_a_model_file_over_the_byte_bound_is_refused_before_reading(model_bytes,
 @given(data=st.data())
 def test_hostile_model_bytes_end_in_a_stylizer_or_one_error(model_bytes, tmp_path, data):
     """Truncated, bit-flipped, spliced or random bytes: a stylizer or one CheckpointError, within
-    a memory cap and a time budget (onnxruntime's parser is native code: tracemalloc cannot see it)."""
-    _, raw = damaged(data, model_bytes)
-    path = tmp_path / "h.onnx"
-    path.write_bytes(raw)
-    start = time.process_time()
-    with memory_cap(1 << 30):
-        try:
-            s = load_onnx_stylizer(path, device="cpu")
-        except CheckpointError as e:
-            assert "\n" not in str(e).strip() and len(str(e)) < 2000
-        else:
-            assert s.info["format"] == "onnx"
-    assert time.process_time() - start < 20
+    a memory cap and a time budget."""
+    load_hostile_onnx(damaged(data, model_bytes)[1], tmp_path / "h.onnx")
