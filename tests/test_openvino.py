@@ -112,6 +112,9 @@ def test_multi_style_models_take_their_styles(models):
     ref = TorchStylizer(net, CPU)
     ref.set_style("b")
     assert s.style_names == ["a", "b"] and (s.stylize_tensor(x) - ref.stylize_tensor(x)).abs().max() < 1e-4
+    # int8 is the int8 path's quantization, with its check: single-style models only.
+    with pytest.raises(FastNSTError, match="is a multi-style model: int8 quantization is for single-style"):
+        load_stylizer(path, device="cpu", runtime="openvino", precision="int8")
 
 
 def test_a_worker_that_ends_is_a_clean_error_and_close_frees_its_memory(models):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 from ..core.device import resolve_device
 from ..core.errors import FastNSTError
@@ -22,7 +22,7 @@ from ..io.quantize import (calibration_from_folder, check_quantizable, is_quanti
                            quantize_onnx, require_quantization)
 from .onnx_stylizer import OnnxStylizer, load_onnx_stylizer
 
-__all__ = ["check_int8_device", "load_int8_stylizer"]
+__all__ = ["check_int8_device", "int8_onnx", "load_int8_stylizer"]
 
 
 def check_int8_device(device: str) -> None:
@@ -32,6 +32,26 @@ def check_int8_device(device: str) -> None:
                            f"device {device!r}: use --device cpu, or --precision bf16/fp16 on a GPU.")
 
 
+def int8_onnx(path: Path, folder: Path, calibration_images: Union[str, Path, None] = None,
+              loss_model_file: Union[str, Path, None] = None) -> tuple[Path, Optional[str]]:
+    """(the int8 ONNX file of the single-style model ``path``: an .onnx that is one already as it
+    is, anything else quantized into ``folder``; how a .pth/.safetensors model was made).
+    FastNSTError for a multi-style or arbitrary-style model, or without onnxruntime's quantizer."""
+    require_quantization()
+    images = calibration_from_folder(calibration_images) if calibration_images is not None else None
+    quantized = folder / f"{path.stem}.int8.onnx"
+    if path.suffix.lower() == ".onnx":
+        stylizer = load_onnx_stylizer(path, device="cpu")  # checks the file, reads its metadata
+        if is_quantized(stylizer.info["metadata"]):
+            return path, None
+        check_quantizable(str(path), bool(stylizer.style_input), stylizer.style_names)
+        quantize_onnx(path, quantized, images)
+        return quantized, None
+    net, ckpt = load_model(path, loss_model_file)
+    quantize_network(net, ckpt, path, quantized, images)
+    return quantized, about(ckpt)
+
+
 def load_int8_stylizer(path: Union[str, Path], device: str = "cpu",
                        calibration_images: Union[str, Path, None] = None,
                        loss_model_file: Union[str, Path, None] = None) -> OnnxStylizer:
@@ -39,24 +59,12 @@ def load_int8_stylizer(path: Union[str, Path], device: str = "cpu",
     FastNSTError for a GPU device, a missing onnxruntime, or a multi-style or arbitrary-style model."""
     path = Path(path)
     check_int8_device("cpu" if device == "auto" else device)
-    require_quantization()
-    images = calibration_from_folder(calibration_images) if calibration_images is not None else None
     with tempfile.TemporaryDirectory(prefix="fast-nst-int8-") as tmp:
-        quantized = Path(tmp) / f"{path.stem}.int8.onnx"
-        if path.suffix.lower() == ".onnx":
-            stylizer = load_onnx_stylizer(path, device="cpu")
-            if is_quantized(stylizer.info["metadata"]):
-                stylizer.precision = "int8"
-                return stylizer
-            check_quantizable(str(path), bool(stylizer.style_input), stylizer.style_names)
-            quantize_onnx(path, quantized, images)
-            made = None
-        else:
-            net, ckpt = load_model(path, loss_model_file)
-            quantize_network(net, ckpt, path, quantized, images)
-            made = about(ckpt)
+        quantized, made = int8_onnx(path, Path(tmp), calibration_images, loss_model_file)
         stylizer = load_onnx_stylizer(quantized, device="cpu")  # onnxruntime holds the graph in memory
+    stylizer.precision = "int8"
+    if quantized == path:  # an int8 export already
+        return stylizer
     stylizer.info.update(path=str(path), about=made, quantized="int8 (onnxruntime QDQ, at load time)")
     stylizer.path = str(path)
-    stylizer.precision = "int8"
     return stylizer

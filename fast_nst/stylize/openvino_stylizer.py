@@ -40,8 +40,8 @@ from ..core.untrusted import read_onnx_file, shown
 from ..io.export import MAX_ONNX_BYTES, export_metadata, export_onnx
 from ..io.bundled import about
 from ..io.checkpoint import load_model
-from ..io.quantize import calibration_from_folder, is_quantized, quantize_network, quantize_onnx
 from . import openvino_worker
+from .int8 import int8_onnx
 from .onnx_stylizer import OnnxStylizer, load_onnx_stylizer
 
 __all__ = ["OPENVINO_INSTALL_HINT", "OPENVINO_PRECISIONS", "load_openvino_stylizer"]
@@ -191,20 +191,15 @@ def _check_installed() -> None:
 def _onnx_model(path: Path, folder: Path, precision: str, calibration_images,
                 loss_model_file) -> tuple[Path, Optional[str]]:
     """(the ONNX file to compile for ``path`` (an .onnx as it is, or written into ``folder``):
-    exported from a .pth/.safetensors model, quantized for int8 unless it already is; how the
-    model was made, for a .pth/.safetensors one)."""
-    images = calibration_from_folder(calibration_images) if calibration_images is not None else None
+    exported from a .pth/.safetensors model, for int8 the int8 path's file
+    (:func:`~fast_nst.stylize.int8.int8_onnx`); how the model was made, for a .pth/.safetensors one)."""
+    if precision == "int8":
+        return int8_onnx(path, folder, calibration_images, loss_model_file)
     if path.suffix.lower() == ".onnx":
-        if precision != "int8" or is_quantized(load_onnx_stylizer(path, device="cpu").info["metadata"]):
-            return path, None
-        quantize_onnx(path, folder / "int8.onnx", images)
-        return folder / "int8.onnx", None
+        return path, None
     net, ckpt = load_model(path, loss_model_file)
     out = folder / f"{path.stem}.onnx"
-    if precision == "int8":
-        quantize_network(net, ckpt, path, out, images)
-    else:
-        export_onnx(net, out, metadata=export_metadata(net, ckpt, path))
+    export_onnx(net, out, metadata=export_metadata(net, ckpt, path))
     return out, about(ckpt)
 
 
