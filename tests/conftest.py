@@ -185,6 +185,17 @@ def damaged(data, raw: bytes) -> tuple[str, bytes]:
     return kind, bytes(out)
 
 
+def trained_like_norms(net: torch.nn.Module) -> torch.nn.Module:
+    """Give every InstanceNorm2d of ``net`` scales in [0.5, 1.5] and shifts in [-0.3, 0.3], as after
+    training (a fresh net's 1 and 0 make a flat, uninformative output); draws from torch's RNG."""
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.InstanceNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+    return net
+
+
 def load_hostile_onnx(raw: bytes, path: Path) -> None:
     """Write ``raw`` to ``path`` and load it as an .onnx model: a stylizer or one CheckpointError
     line, within a memory cap and 20 s of CPU time (onnxruntime's parser is native code:

@@ -18,7 +18,7 @@ from fast_nst.io.checkpoint import read_checkpoint
 from fast_nst.commands.eval import main as eval_main
 from fast_nst.commands.convert import main as convert_main
 
-from conftest import make_photo
+from conftest import make_photo, trained_like_norms
 
 
 class _ExConv(nn.Module):
@@ -75,11 +75,8 @@ class ExamplesTransformerNet(nn.Module):
 def examples_model(tmp_path_factory):
     torch.manual_seed(0)
     net = ExamplesTransformerNet().eval()
+    trained_like_norms(net)
     with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.InstanceNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.3, 0.3)
         # scale the output layer so the 0-255 output spans the range, as a trained model's does
         net.deconv3.conv2d.weight.mul_(200)
         net.deconv3.conv2d.bias.fill_(128)

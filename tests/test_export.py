@@ -24,7 +24,7 @@ from fast_nst.commands.export import main as export_main
 from fast_nst.commands.export import parser as export_parser
 from fast_nst.nets.johnson import TransformNet, TransformNetArgs
 
-from conftest import in_process, make_photo, run_cli
+from conftest import in_process, make_photo, run_cli, trained_like_norms
 
 # Batch 1 and 2; divisible by 4 and not; below the network's 8 px minimum (replicate padding);
 # one side tiny and the other not.
@@ -37,11 +37,7 @@ def _make_net(activation: str = "tanh") -> TransformNet:
     torch.manual_seed(0)
     net = TransformNet(TransformNetArgs(base_channels=8, num_residual=2,
                                         output_activation=activation)).eval()
-    with torch.no_grad():  # trained-like norm parameters, so padding mistakes would show
-        for m in net.modules():
-            if isinstance(m, torch.nn.InstanceNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.3, 0.3)
+    trained_like_norms(net)  # trained-like norm parameters, so padding mistakes would show
     return net
 
 

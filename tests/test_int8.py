@@ -29,7 +29,7 @@ from fast_nst.stylize.tiling import stylize_tiled
 from fast_nst.training import load_train_config
 
 from conftest import (REPO, assert_clean_in_process, damaged, export_cli, in_process, load_hostile_onnx, make_photo,
-                      psnr)
+                      psnr, trained_like_norms)
 
 ONNX_HINT = 'pip install -e ".[onnx]"'
 
@@ -38,11 +38,7 @@ def _net() -> TransformNet:
     """A small Johnson net with trained-like norm parameters (random ones make a flat output)."""
     torch.manual_seed(0)
     net = TransformNet(TransformNetArgs(base_channels=8, num_residual=2)).eval()
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, torch.nn.InstanceNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.3, 0.3)
+    trained_like_norms(net)
     return net
 
 

@@ -14,18 +14,14 @@ from fast_nst.nets.johnson import TransformNet, TransformNetArgs
 from fast_nst.stylize import TorchStylizer as Stylizer
 from fast_nst.lossnet.vgg import VGGEncoder, random_features
 
-from conftest import psnr
+from conftest import psnr, trained_like_norms
 
 
 @pytest.fixture(scope="module")
 def net():
     torch.manual_seed(0)
     net = TransformNet().eval()
-    with torch.no_grad():  # non-trivial norm parameters, as after training
-        for m in net.modules():
-            if isinstance(m, torch.nn.InstanceNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.3, 0.3)
+    trained_like_norms(net)  # non-trivial norm parameters, as after training
     return net
 
 

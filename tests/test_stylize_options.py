@@ -12,18 +12,14 @@ from fast_nst.nets.johnson import TransformNet
 from fast_nst.stylize import TorchStylizer as Stylizer, preserve_colors
 from fast_nst.stylize.tiling import auto_tile_size, plan_tiles, stylize_tiled, tile_core
 
-from conftest import make_photo, psnr
+from conftest import make_photo, psnr, trained_like_norms
 
 
 @pytest.fixture(scope="module")
 def net():
     torch.manual_seed(0)
     net = TransformNet().eval()
-    with torch.no_grad():  # trained-like norm parameters so statistics matter
-        for m in net.modules():
-            if isinstance(m, torch.nn.InstanceNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.3, 0.3)
+    trained_like_norms(net)  # trained-like norm parameters so statistics matter
     return net
 
 

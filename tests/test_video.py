@@ -29,7 +29,7 @@ from fast_nst.stylize import load_stylizer  # noqa: E402
 from fast_nst.stylize.video import stylize_video  # noqa: E402
 from fast_nst.stylize.temporal import TemporalStatistics  # noqa: E402
 
-from conftest import damaged, memory_cap, psnr  # noqa: E402
+from conftest import damaged, memory_cap, psnr, trained_like_norms  # noqa: E402
 
 FPS = 12
 FRAMES = 12
@@ -110,11 +110,7 @@ def min_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 def model_file(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     net = TransformNet(TransformNetArgs(base_channels=8, num_residual=1))
-    with torch.no_grad():  # trained-like norm parameters: a visibly different, textured output
-        for m in net.modules():
-            if isinstance(m, torch.nn.InstanceNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.3, 0.3)
+    trained_like_norms(net)  # trained-like norm parameters: a visibly different, textured output
     path = tmp_path_factory.mktemp("model") / "tiny.pth"
     cfg = load_config(None, ["style_image=s", "naming=tiny"])
     atomic_torch_save(make_checkpoint(net, cfg, 1), path)
