@@ -127,9 +127,13 @@ def test_onnxruntime_runs_int8_norms_in_channel_groups_to_the_same_bit(int8_expo
     assert [group_channels(c, 8) for c in (8, 16, 32)] == [2, 8, 32]
     count = {op: [n.op_type for n in chunked.graph.node].count(op) for op in ("InstanceNormalization", "Split", "Concat")}
     assert [n.op_type for n in plain.graph.node].count("InstanceNormalization") == 9
-    assert count == {"InstanceNormalization": 2 * 4 + 2 * 2 + 5, "Split": 4, "Concat": 4}
+    # Concat: the 4 grouped norms' joins, and the output shape of each of the 2 interleaves below.
+    assert count == {"InstanceNormalization": 2 * 4 + 2 * 2 + 5, "Split": 4, "Concat": 4 + 2}
     producer = {o: n for n in chunked.graph.node for o in n.output}
     assert all(producer[n.input[0]].op_type != "DequantizeLinear" for n in chunked.graph.node if n.op_type == "Slice")
+    # The two int8 interleaves are block moves now; the float one at the output stays.
+    assert [producer[n.input[0]].op_type for n in chunked.graph.node if n.op_type == "DepthToSpace"] == ["Conv"]
+    assert {i.name for i in chunked.graph.initializer} <= {i for n in chunked.graph.node for i in n.input}
     # The next convolution's padding runs in the groups too (no pad reads a joined map).
     assert all(producer[n.input[0]].op_type != "Concat" for n in chunked.graph.node if n.op_type == "Pad")
     x = _photo(72)[..., :60].numpy().copy()  # (1, 3, 72, 60)
@@ -154,6 +158,64 @@ def test_hostile_int8_exports_end_in_a_stylizer_or_one_error(int8_export, tmp_pa
     grouping before onnxruntime sees it: a stylizer, or one CheckpointError line, in bounded
     time and memory."""
     load_hostile_onnx(damaged(data, int8_export[0].read_bytes())[1], tmp_path / "h.int8.onnx")
+
+
+def _conv_then_interleave(block: int, mode: str, rng: np.random.Generator, variant: str = ""):
+    """A uint8-quantized conv (int8 weights per output channel, an int32 bias) to block^2 x 3
+    channels, interleaved by DepthToSpace (``mode``) on its uint8 values and dequantized. Variants
+    the rewrite must leave: "rescaled" (the interleave's quantization has another scale), "shared"
+    (another conv reads the weight), "read twice" (the interleaved floats are an output too)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    out = 3 * block * block
+    scale = rng.uniform(0.01, 0.03, out).astype(np.float32)
+    arrays = {"w": rng.integers(-127, 128, (out, 4, 3, 3), dtype=np.int8), "ws": scale,
+              "wz": np.zeros(out, np.int8), "b": rng.integers(-2000, 2000, out, dtype=np.int32),
+              "bs": (scale * 0.02).astype(np.float32), "bz": np.zeros(out, np.int32),
+              "s": np.array(0.05, np.float32), "z": np.array(128, np.uint8),
+              "s2": np.array(0.05 if variant != "rescaled" else 0.07, np.float32)}
+    nodes = [helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wf"], axis=0),
+             helper.make_node("DequantizeLinear", ["b", "bs", "bz"], ["bf"], axis=0),
+             helper.make_node("Conv", ["x", "wf", "bf"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("QuantizeLinear", ["c", "s", "z"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["f"]),
+             helper.make_node("DepthToSpace", ["f"], ["d"], blocksize=block, mode=mode),
+             helper.make_node("QuantizeLinear", ["d", "s2", "z"], ["q2"]),
+             helper.make_node("DequantizeLinear", ["q2", "s2", "z"], ["y"])]
+    outputs = ["y"] + (["d"] if variant == "read twice" else []) + (["c2"] if variant == "shared" else [])
+    if variant == "shared":
+        nodes.append(helper.make_node("Conv", ["x", "wf"], ["c2"]))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4, None, None])],
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
+                              [numpy_helper.from_array(a, k) for k, a in arrays.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+
+
+@pytest.mark.parametrize("block,mode,variant,rewritten", [
+    (2, "CRD", "", 1), (2, "DCR", "", 1), (3, "CRD", "", 1),
+    (2, "CRD", "rescaled", 0), (2, "CRD", "shared", 0), (2, "CRD", "read twice", 0)])
+def test_interleaves_move_uint8_blocks_to_the_same_bit(block, mode, variant, rewritten):
+    """interleave_as_block_moves: a DepthToSpace between two quantizations of the same scale
+    (after an int8 conv) becomes transposes of the NHWC map, the conv's channels reordered for
+    CRD; every output the same to the bit, for batches and odd sizes. A requantizing interleave,
+    a weight another conv reads and floats read elsewhere stay as they were."""
+    import onnxruntime as ort
+
+    from fast_nst.io.int8_graph import interleave_as_block_moves
+
+    rng = np.random.default_rng(block)
+    model = _conv_then_interleave(block, mode, rng, variant)
+    x = rng.uniform(-1, 1, (2, 4, 7, 5)).astype(np.float32)
+
+    def run(m):
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+
+    before = run(model)
+    assert interleave_as_block_moves(model.graph) == rewritten
+    assert [n.op_type for n in model.graph.node].count("DepthToSpace") == 1 - rewritten
+    after = run(model)
+    assert before[0].shape == (2, 3, 7 * block, 5 * block)
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
 
 
 def _pad_then_quantize(mode: str, second_reader: bool = False):

@@ -14,6 +14,11 @@ output to the bit, fewer bytes moved.
   :func:`group_channels`), each group's float32 map is dequantized, normalized, quantized and
   padded for the next convolution while it is still in the cache; the groups are joined again. Instance norm is
   per channel, so the groups compute exactly what the whole did.
+- :func:`interleave_as_block_moves` (also applied by :func:`for_onnxruntime`): onnxruntime runs
+  int8 convolutions in NHWC, and its ``DepthToSpace`` on uint8 values is a general 6-axis
+  shuffle (~1 GB/s here); the interleave after each upsampling convolution becomes transposes that
+  move whole pixel rows of the NHWC map the convolution writes (its output channels put in phase
+  order), the first of them cancelling the convolution's own conversion back to NCHW.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import numpy as np
 from ..core.untrusted import read_onnx_model
 
 __all__ = ["FULL_RESOLUTION_GROUP", "chunk_instance_norms", "for_onnxruntime", "group_channels", "hoist_slices",
-           "pad_quantized_values"]
+           "interleave_as_block_moves", "pad_quantized_values"]
 
 # Channels per group at the network's full resolution (8 MB of float32 per group at 1024 x 1024).
 # Alternating in one process on a 2-core Xeon, the default network's int8 forward at 1024 x 1024:
@@ -37,6 +42,8 @@ FULL_RESOLUTION_GROUP = 2
 _COPYING_PADS = (b"reflect", b"edge")
 # The first opset whose Split takes the sizes as an input (the form written here).
 _SPLIT_INPUT_OPSET = 13
+# The first opset whose Slice takes its bounds as inputs (the form the interleave writes).
+_SLICE_INPUT_OPSET = 10
 
 
 def _readers(graph: Any) -> dict[str, list]:
@@ -243,19 +250,153 @@ def chunk_instance_norms(graph: Any, full: int = FULL_RESOLUTION_GROUP, opset: i
     return count
 
 
+def _constants(name: str, readers: dict, producers: dict, inits: dict) -> Optional[list]:
+    """The initializers that ``name`` is made of (itself, or the inputs of the dequantization
+    that makes it), when nothing else reads them; None otherwise (a computed or shared value)."""
+    node = producers.get(name)
+    names = [name] if node is None else list(node.input) if node.op_type == "DequantizeLinear" else []
+    if (not names or len(readers.get(name, [])) != 1
+            or any(n not in inits or len(readers.get(n, [])) != 1 for n in names)):
+        return None
+    per_axis = node is not None and int(np.prod(inits[names[1]].dims)) > 1
+    if per_axis and next((a.i for a in node.attribute if a.name == "axis"), 1) != 0:
+        return None  # scales along another axis than the output channels'
+    return [inits[n] for n in names]
+
+
+def _output_channels(conv: Any, producers: dict, inits: dict) -> int:
+    """How many channels ``conv`` writes: the first axis of its constant weight (or of the int8
+    weight it dequantizes); 0 where the weight is computed."""
+    weight = producers.get(conv.input[1])
+    name = conv.input[1] if weight is None else weight.input[0] if weight.op_type == "DequantizeLinear" else ""
+    return int(inits[name].dims[0]) if name in inits and inits[name].dims else 0
+
+
+def _phase_major(conv: Any, blocks: int, readers: dict, producers: dict, inits: dict) -> bool:
+    """Reorder ``conv``'s output channels from ``DepthToSpace``'s CRD order (channel c, phase p at
+    c * blocks^2 + p) to DCR order (p * C + c), in its weight, per-channel scales and bias. False
+    (and nothing changed) where those are not constants this conv alone reads."""
+    from onnx import numpy_helper
+
+    parts = [_constants(name, readers, producers, inits) for name in conv.input[1:3] if name]
+    if any(p is None for p in parts):
+        return False
+    outputs = _output_channels(conv, producers, inits)
+    channels = outputs // blocks
+    order = np.array([c * blocks + p for p in range(blocks) for c in range(channels)])
+    for tensor in (t for part in parts for t in part):
+        values = numpy_helper.to_array(tensor)
+        if values.ndim and values.shape[0] == outputs:
+            tensor.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(values[order]), tensor.name))
+    return True
+
+
+def _block_moves(source: str, target: str, block: int, channels: int, name: str, graph: Any) -> list:
+    """Nodes that interleave ``source`` (N, block^2 * C, h, w), channels in DCR order, into
+    ``target`` (N, C, h * block, w * block) (what ``DepthToSpace`` does) as transposes of the NHWC
+    map: (N, h, w, [i, j, c]) -> (N, h, i, w, [j, c]) moves rows of block * C values at a time."""
+    from onnx import helper, numpy_helper
+
+    def const(suffix: str, values: list) -> str:
+        graph.initializer.append(numpy_helper.from_array(np.array(values, np.int64), f"{name}/{suffix}"))
+        return f"{name}/{suffix}"
+
+    step = [f"{name}/{k}" for k in ("nhwc", "rows", "moved", "split", "nchw", "shape", "n", "hw", "scaled", "size")]
+    return [helper.make_node("Transpose", [source], [step[0]], perm=[0, 2, 3, 1]),  # (N, h, w, b*b*C)
+            helper.make_node("Reshape", [step[0], const("s1", [0, 0, 0, block, block * channels])], [step[1]]),
+            helper.make_node("Transpose", [step[1]], [step[2]], perm=[0, 1, 3, 2, 4]),  # (N, h, b, w, b*C)
+            helper.make_node("Reshape", [step[2], const("s2", [0, 0, 0, 0, block, channels])], [step[3]]),
+            helper.make_node("Transpose", [step[3]], [step[4]], perm=[0, 5, 1, 2, 3, 4]),  # (N, C, h, b, w, b)
+            helper.make_node("Shape", [source], [step[5]]),
+            helper.make_node("Slice", [step[5], const("0", [0]), const("1", [1])], [step[6]]),
+            helper.make_node("Slice", [step[5], const("2", [2]), const("4", [4])], [step[7]]),
+            helper.make_node("Mul", [step[7], const("block", [block])], [step[8]]),
+            helper.make_node("Concat", [step[6], const("c", [channels]), step[8]], [step[9]], axis=0),
+            helper.make_node("Reshape", [step[4], step[9]], [target])]
+
+
+def _same_quantization(a: Any, b: Any, inits: dict) -> bool:
+    """Whether two per-tensor (De)QuantizeLinear nodes use the same scale and zero point."""
+    from onnx import numpy_helper
+
+    return len(a.input) == len(b.input) and all(
+        inits[x].data_type == inits[y].data_type
+        and np.array_equal(numpy_helper.to_array(inits[x]), numpy_helper.to_array(inits[y]))
+        for x, y in zip(a.input[1:], b.input[1:]))
+
+
+def _uint8_interleave(d2s: Any, readers: dict, producers: dict, inits: dict, outputs: set) -> Optional[tuple]:
+    """(conv, its quantization, the dequantization, the requantization after ``d2s``) where
+    ``d2s`` interleaves a conv's uint8 values (the same per-tensor quantization before and after
+    it, every value between read once and by the next node only); None otherwise."""
+    dq = producers.get(d2s.input[0])
+    quant = producers.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+    conv = producers.get(quant.input[0]) if quant is not None and quant.op_type == "QuantizeLinear" else None
+    after = _only_reader(readers, d2s.output[0], "QuantizeLinear")
+    if conv is None or conv.op_type != "Conv" or after is None:
+        return None
+    chain = (conv, quant, dq, after)
+    if (not all(_per_tensor(n, inits) for n in chain[1:]) or not _same_quantization(quant, after, inits)
+            or any(len(readers.get(n.output[0], [])) != 1 for n in chain[:3])
+            or outputs & {n.output[0] for n in (conv, quant, dq, d2s)}):
+        return None
+    return chain
+
+
+def interleave_as_block_moves(graph: Any) -> int:
+    """Rewrite each ``Conv -> QuantizeLinear -> DequantizeLinear -> DepthToSpace ->
+    QuantizeLinear`` (the same per-tensor scale and zero point twice: the interleave moves uint8
+    values) as the conv, its quantization and :func:`_block_moves`, the conv's output channels in
+    DCR order where the interleave was CRD. Exact (the same values, moved). Returns how many."""
+    readers, inits = _readers(graph), _initializers(graph)
+    producers = {o: n for n in graph.node for o in n.output}
+    nodes, count, graph_outputs = list(graph.node), 0, {o.name for o in graph.output}
+    for d2s in [n for n in nodes if n.op_type == "DepthToSpace"]:
+        attrs = {a.name: a for a in d2s.attribute}
+        block = attrs["blocksize"].i if "blocksize" in attrs else 0
+        chain = _uint8_interleave(d2s, readers, producers, inits, graph_outputs) if block >= 2 else None
+        outputs = _output_channels(chain[0], producers, inits) if chain else 0
+        if not outputs or outputs % (block * block):
+            continue
+        conv, quant, dq, after = chain
+        crd = "mode" in attrs and attrs["mode"].s == b"CRD"  # ONNX's default mode is DCR
+        if crd and not _phase_major(conv, block * block, readers, producers, inits):
+            continue
+        name = d2s.name or d2s.output[0]
+        at = nodes.index(d2s)
+        nodes[at:at + 1] = _block_moves(quant.output[0], after.output[0], block, outputs // (block * block), name, graph)
+        nodes.remove(dq)
+        nodes.remove(after)
+        count += 1
+    del graph.node[:]
+    graph.node.extend(nodes)
+    _keep_value_info(graph)
+    return count
+
+
 def for_onnxruntime(data: bytes, max_bytes: int) -> bytes:
     """The graph to give onnxruntime on the CPU for the .onnx bytes ``data``: an int8 export of
-    fast-nst (metadata ``quantization: int8``) with its slices hoisted and its instance norms in
-    channel groups; any other graph, or one that does not parse or rewrite (a damaged or foreign
-    file), as it is: onnxruntime then reports what is wrong with it, in its words."""
+    fast-nst (metadata ``quantization: int8``) with its slices hoisted, its instance norms in
+    channel groups and its interleaves as block moves; any other graph, or one that does not
+    parse or rewrite (a damaged or foreign file), as it is: onnxruntime then reports what is
+    wrong with it, in its words."""
     try:
         model = read_onnx_model(data, max_bytes)
         if {p.key: p.value for p in model.metadata_props}.get("quantization") != "int8":
             return data
         opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
         hoist_slices(model.graph)
-        if chunk_instance_norms(model.graph, opset=opset) == 0:
+        changed = chunk_instance_norms(model.graph, opset=opset)
+        if opset >= _SLICE_INPUT_OPSET:
+            changed += interleave_as_block_moves(model.graph)
+        if not changed:
             return data
+        # The grouped norms' scales and biases are copies now: drop the originals no node reads.
+        graph = model.graph
+        read = {name for n in graph.node for name in n.input} | {v.name for v in (*graph.input, *graph.output)}
+        kept = [i for i in graph.initializer if i.name in read]
+        del graph.initializer[:]
+        graph.initializer.extend(kept)
         return model.SerializeToString()
     except Exception:  # noqa: BLE001 - the file's faults are reported by onnxruntime's session
         return data
