@@ -32,7 +32,10 @@ def _image_graph(bias: np.ndarray) -> "onnx.ModelProto":
 
 @pytest.fixture(scope="module")
 def model_bytes() -> bytes:
-    return _image_graph(np.array([0.1, 0.2, 0.3])).SerializeToString()
+    """The smallest model, with metadata as an export has it (text for hostile bytes to damage)."""
+    model = _image_graph(np.array([0.1, 0.2, 0.3]))
+    helper.set_model_props(model, {"name": "wave", "step": "3"})
+    return model.SerializeToString()
 
 
 def test_a_valid_model_loads_and_runs(model_bytes, tmp_path):
@@ -59,6 +62,17 @@ def test_external_data_named_by_the_model_is_never_opened(tmp_path):
     with pytest.raises(CheckpointError, match="not a valid ONNX model") as e:
         load_onnx_stylizer(tmp_path / "ext.onnx", device="cpu")
     assert "\n" not in str(e.value)
+
+
+def test_metadata_that_is_not_utf8_is_one_error(model_bytes, tmp_path):
+    """onnxruntime loads a model whose metadata text is not UTF-8 and fails only when the text is
+    read (Python's UnicodeDecodeError): one CheckpointError line saying the file is damaged."""
+    assert model_bytes.count(b"wave") == 1
+    path = tmp_path / "bad-text.onnx"
+    path.write_bytes(model_bytes.replace(b"wave", b"\xe9ave"))
+    with pytest.raises(CheckpointError, match="the file is damaged: its metadata is not UTF-8 text") as e:
+        load_onnx_stylizer(path, device="cpu")
+    assert "\n" not in str(e.value) and str(path) in str(e.value)
 
 
 def test_a_model_file_over_the_byte_bound_is_refused_before_reading(model_bytes, tmp_path, monkeypatch):

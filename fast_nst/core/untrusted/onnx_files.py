@@ -17,7 +17,7 @@ from ..errors import DataError
 from .paths import input_file
 from .text import shown
 
-__all__ = ["onnx_session", "read_onnx_file", "read_onnx_model"]
+__all__ = ["onnx_metadata", "onnx_session", "read_onnx_file", "read_onnx_model"]
 
 OnnxSource = Union[str, Path, bytes]
 
@@ -47,6 +47,16 @@ def onnx_session(model: OnnxSource, max_bytes: int, options: Optional[Any] = Non
 
     data = _bytes(model, max_bytes)
     return ort.InferenceSession(data, sess_options=options, providers=list(providers))
+
+
+def onnx_metadata(session: Any) -> dict[str, str]:
+    """The metadata (key -> value) of the model an onnxruntime ``session`` runs. onnxruntime
+    does not check that the file's text is UTF-8, and decoding a damaged value fails only when it
+    is read: a :class:`ValueError` saying so, for the caller to word with the file's name."""
+    try:
+        return dict(session.get_modelmeta().custom_metadata_map or {})
+    except UnicodeDecodeError as e:
+        raise ValueError(f"its metadata is not UTF-8 text (byte {e.start} of a value: {e.reason})") from None
 
 
 def read_onnx_model(model: OnnxSource, max_bytes: int) -> Any:
