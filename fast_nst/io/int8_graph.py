@@ -88,6 +88,24 @@ def _keep_value_info(graph: Any, retyped: frozenset = frozenset()) -> None:
     graph.value_info.extend(kept)
 
 
+def _set_nodes(graph: Any, nodes: list, retyped: frozenset = frozenset()) -> None:
+    """Make ``nodes`` (in topological order) the graph's nodes; see :func:`_keep_value_info`."""
+    del graph.node[:]
+    graph.node.extend(nodes)
+    _keep_value_info(graph, retyped)
+
+
+def _splice(nodes: list, anchor: Any, block: list, removed: list) -> None:
+    """Put ``block`` in ``anchor``'s place in ``nodes`` and take out ``removed``: the block's
+    inputs were ready before the first node it replaces, its outputs' readers come after
+    ``anchor``."""
+    at = nodes.index(anchor)
+    nodes[at:at + 1] = block
+    for n in removed:
+        if n is not anchor:
+            nodes.remove(n)
+
+
 def pad_quantized_values(graph: Any) -> int:
     """Move each ``QuantizeLinear`` that reads a reflection (or edge) ``Pad`` in front of it, so the
     padding copies uint8 values instead of float32 ones; returns how many moved. Exact: such a pad
@@ -116,9 +134,7 @@ def pad_quantized_values(graph: Any) -> int:
         # its other inputs are initializers, and the pad's other inputs were ready before it.
         i, j = nodes.index(pad), nodes.index(quant)
         nodes[i], nodes[j] = quant, pad
-    del graph.node[:]
-    graph.node.extend(nodes)
-    _keep_value_info(graph)
+    _set_nodes(graph, nodes)
     return len(moved)
 
 
@@ -147,9 +163,7 @@ def hoist_slices(graph: Any) -> int:
         nodes.remove(dq)
         nodes.insert(nodes.index(last) + 1, dq)
         moved += 1
-    del graph.node[:]
-    graph.node.extend(nodes)
-    _keep_value_info(graph, frozenset(retyped))
+    _set_nodes(graph, nodes, frozenset(retyped))
     return moved
 
 
@@ -238,15 +252,9 @@ def chunk_instance_norms(graph: Any, full: int = FULL_RESOLUTION_GROUP, opset: i
         block = found.grouped(numpy_helper.to_array(scale), numpy_helper.to_array(bias), groups, graph)
         # The block takes the place of the chain's last node: its source was ready before the
         # chain's first node, and every reader of the chain's result comes after its last.
-        at = nodes.index(found.last)
-        nodes[at:at + 1] = block
-        for n in found.nodes:
-            if n is not found.last:
-                nodes.remove(n)
+        _splice(nodes, found.last, block, found.nodes)
         count += 1
-    del graph.node[:]
-    graph.node.extend(nodes)
-    _keep_value_info(graph)
+    _set_nodes(graph, nodes)
     return count
 
 
@@ -363,14 +371,10 @@ def interleave_as_block_moves(graph: Any) -> int:
         if crd and not _phase_major(conv, block * block, readers, producers, inits):
             continue
         name = d2s.name or d2s.output[0]
-        at = nodes.index(d2s)
-        nodes[at:at + 1] = _block_moves(quant.output[0], after.output[0], block, outputs // (block * block), name, graph)
-        nodes.remove(dq)
-        nodes.remove(after)
+        moves = _block_moves(quant.output[0], after.output[0], block, outputs // (block * block), name, graph)
+        _splice(nodes, d2s, moves, [dq, after])
         count += 1
-    del graph.node[:]
-    graph.node.extend(nodes)
-    _keep_value_info(graph)
+    _set_nodes(graph, nodes)
     return count
 
 

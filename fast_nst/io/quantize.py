@@ -15,7 +15,8 @@ values, which onnxruntime moves 4x faster than float32 ones (~10 % of the forwar
 So do the reflection pads in front of the int8 convolutions: :func:`pad_quantized_values` moves
 each quantization before its pad (the same values; 10-13 % of the forward). When fast-nst loads
 an int8 export into onnxruntime, it also splits each instance norm into channel groups that stay
-in the cache (:mod:`fast_nst.io.int8_graph`; exact, 5-8 % faster at 1024 x 1024).
+in the cache and writes each interleave as block moves of the channels-last map onnxruntime's
+int8 convolutions produce (:mod:`fast_nst.io.int8_graph`; exact, 5-8 % and 7-11 % faster).
 
 Calibration images: photos from ``--calibration_images`` (resized to :data:`CALIBRATION_SIZE`),
 or by default :func:`synthetic_calibration`, a fixed set of generated images with photo-like
