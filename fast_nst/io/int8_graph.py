@@ -266,9 +266,9 @@ def _constants(name: str, readers: dict, producers: dict, inits: dict) -> Option
     if (not names or len(readers.get(name, [])) != 1
             or any(n not in inits or len(readers.get(n, [])) != 1 for n in names)):
         return None
-    per_axis = node is not None and int(np.prod(inits[names[1]].dims)) > 1
-    if per_axis and next((a.i for a in node.attribute if a.name == "axis"), 1) != 0:
-        return None  # scales along another axis than the output channels'
+    attrs = {a.name: a.i for a in node.attribute} if node is not None else {}
+    if attrs.get("block_size", 0) or (int(np.prod(inits[names[1]].dims)) > 1 and attrs.get("axis", 1) != 0):
+        return None  # scales per block, or along another axis than the output channels'
     return [inits[n] for n in names]
 
 
@@ -282,8 +282,9 @@ def _output_channels(conv: Any, producers: dict, inits: dict) -> int:
 
 def _phase_major(conv: Any, blocks: int, readers: dict, producers: dict, inits: dict) -> bool:
     """Reorder ``conv``'s output channels from ``DepthToSpace``'s CRD order (channel c, phase p at
-    c * blocks^2 + p) to DCR order (p * C + c), in its weight, per-channel scales and bias. False
-    (and nothing changed) where those are not constants this conv alone reads."""
+    c * blocks + p; ``blocks``: the block size squared) to DCR order (p * C + c), in its weight,
+    per-channel scales and bias. False (and nothing changed) where those are not constants this
+    conv alone reads."""
     from onnx import numpy_helper
 
     parts = [_constants(name, readers, producers, inits) for name in conv.input[1:3] if name]
@@ -370,7 +371,7 @@ def interleave_as_block_moves(graph: Any) -> int:
         crd = "mode" in attrs and attrs["mode"].s == b"CRD"  # ONNX's default mode is DCR
         if crd and not _phase_major(conv, block * block, readers, producers, inits):
             continue
-        name = d2s.name or d2s.output[0]
+        name = d2s.output[0]  # unique in a graph, where node names need not be
         moves = _block_moves(quant.output[0], after.output[0], block, outputs // (block * block), name, graph)
         _splice(nodes, d2s, moves, [dq, after])
         count += 1
