@@ -170,6 +170,14 @@ class OnnxStylizer(Stylizer):
         return torch.from_numpy(out).float().clamp_(0, 1).to(x.device)
 
 
+def _metadata(session, path: Path) -> dict[str, str]:
+    """The model's metadata, or a CheckpointError for text that is not UTF-8 (a damaged file)."""
+    try:
+        return onnx_metadata(session)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: the file is damaged: {e}. Export models with python -m fast_nst.export.") from None
+
+
 def _metadata_int(text: Optional[str]) -> Optional[int]:
     """A step or version number from the model's metadata (untrusted text); None if it is not one.
     (``str.isdigit`` accepts superscripts such as '²', which int() refuses.)"""
@@ -328,10 +336,7 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
                 f"(it runs on: {', '.join(session.get_providers())}); check that onnxruntime-gpu "
                 "matches the installed CUDA and cuDNN, or use --device cpu.")
         dev = torch.device("cpu")
-    try:
-        meta = onnx_metadata(session)
-    except ValueError as e:
-        raise CheckpointError(f"{path}: the file is damaged: {e}. Export models with python -m fast_nst.export.") from None
+    meta = _metadata(session, path)
     style_names, image_style = _check_signature(session, path, meta)
     _check_format_version(meta, path)
     name = meta.get("name") or meta.get("naming") or path.stem
