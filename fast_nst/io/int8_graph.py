@@ -30,7 +30,7 @@ import numpy as np
 from ..core.untrusted import read_onnx_model
 
 __all__ = ["FULL_RESOLUTION_GROUP", "chunk_instance_norms", "for_onnxruntime", "group_channels", "hoist_slices",
-           "interleave_as_block_moves", "pad_quantized_values"]
+           "interleave_as_block_moves", "is_quantized", "pad_quantized_values"]
 
 # Channels per group at the network's full resolution (8 MB of float32 per group at 1024 x 1024).
 # Alternating in one process on a 2-core Xeon, the default network's int8 forward at 1024 x 1024:
@@ -44,6 +44,11 @@ _COPYING_PADS = (b"reflect", b"edge")
 _SPLIT_INPUT_OPSET = 13
 # The first opset whose Slice takes its bounds as inputs (the form the interleave writes).
 _SLICE_INPUT_OPSET = 10
+
+
+def is_quantized(metadata: dict[str, str]) -> bool:
+    """Whether an export's metadata marks it as quantized by :func:`fast_nst.io.quantize.quantize_onnx`."""
+    return metadata.get("quantization") == "int8"
 
 
 def _readers(graph: Any) -> dict[str, list]:
@@ -387,7 +392,7 @@ def for_onnxruntime(data: bytes, max_bytes: int) -> bytes:
     wrong with it, in its words."""
     try:
         model = read_onnx_model(data, max_bytes)
-        if {p.key: p.value for p in model.metadata_props}.get("quantization") != "int8":
+        if not is_quantized({p.key: p.value for p in model.metadata_props}):
             return data
         opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
         hoist_slices(model.graph)

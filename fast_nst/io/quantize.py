@@ -41,7 +41,7 @@ from ..core.files import atomic_write
 from ..core.images import list_images, pil_to_tensor, psnr
 from ..core.untrusted import input_folder, onnx_session, open_image, read_onnx_file, read_onnx_model
 from ..nets.base import StyleNetwork
-from .int8_graph import pad_quantized_values
+from .int8_graph import is_quantized, pad_quantized_values
 from .export import (MAX_ONNX_BYTES, ONNX_INSTALL_HINT, ExportError, export_metadata, export_onnx, require_onnx,
                      takes_style_image)
 from .model_export import export_model
@@ -167,11 +167,6 @@ def quantize_onnx(source: str | Path, output: str | Path, images: Optional[Seque
     quantized.metadata_props.add(key="quantization", value="int8")
     quantized.doc_string = original.doc_string + " Convolutions quantized to int8 (QDQ)."
     onnx.save_model(quantized, str(output))
-
-
-def is_quantized(metadata: dict[str, str]) -> bool:
-    """Whether an export's metadata marks it as quantized by :func:`quantize_onnx`."""
-    return metadata.get("quantization") == "int8"
 
 
 def quantized_psnr(float_model: str | Path, int8_model: str | Path, images: Sequence[np.ndarray]) -> float:

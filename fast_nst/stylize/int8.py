@@ -16,7 +16,9 @@ from typing import Optional, Union
 
 from ..core.device import resolve_device
 from ..core.errors import FastNSTError
+from ..core.untrusted import read_onnx_model
 from ..io.bundled import about
+from ..io.export import MAX_ONNX_BYTES
 from ..io.checkpoint import load_model
 from ..io.quantize import (calibration_from_folder, check_quantizable, is_quantized, quantize_network,
                            quantize_onnx, require_quantization)
@@ -32,6 +34,17 @@ def check_int8_device(device: str) -> None:
                            f"device {device!r}: use --device cpu, or --precision bf16/fp16 on a GPU.")
 
 
+def _int8_export(path: Path) -> bool:
+    """Whether the .onnx file ``path`` is an int8 export already (its metadata says so), read
+    without starting an onnxruntime session; False for a file that does not parse, which the
+    ONNX stylizer then reports in its words."""
+    try:
+        model = read_onnx_model(path, MAX_ONNX_BYTES)
+    except Exception:  # noqa: BLE001 - reported by load_onnx_stylizer, with the file's name
+        return False
+    return is_quantized({p.key: p.value for p in model.metadata_props})
+
+
 def int8_onnx(path: Path, folder: Path, calibration_images: Union[str, Path, None] = None,
               loss_model_file: Union[str, Path, None] = None) -> tuple[Path, Optional[str]]:
     """(the int8 ONNX file of the single-style model ``path``: an .onnx that is one already as it
@@ -41,9 +54,9 @@ def int8_onnx(path: Path, folder: Path, calibration_images: Union[str, Path, Non
     images = calibration_from_folder(calibration_images) if calibration_images is not None else None
     quantized = folder / f"{path.stem}.int8.onnx"
     if path.suffix.lower() == ".onnx":
-        stylizer = load_onnx_stylizer(path, device="cpu")  # checks the file, reads its metadata
-        if is_quantized(stylizer.info["metadata"]):
+        if _int8_export(path):  # used as it is: the caller's own load checks the file
             return path, None
+        stylizer = load_onnx_stylizer(path, device="cpu")  # checks the file, reads its metadata
         check_quantizable(str(path), bool(stylizer.style_input), stylizer.style_names)
         quantize_onnx(path, quantized, images)
         return quantized, None
