@@ -35,8 +35,8 @@ setup(
         "test": ["pytest>=7", "selenium>=4.11", "hypothesis>=6.80", f"torchvision>={about['__min_torchvision__']}"],
         # Export to ONNX and run .onnx models (python -m fast_nst.export, eval.py on .onnx).
         "onnx": [f"torch>={about['__min_torch_onnx__']}", "onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1"],
-        # Run models with Intel's OpenVINO on the CPU (eval.py --runtime openvino): 3x faster than
-        # the PyTorch bf16 path on a Xeon with AMX (docs/benchmarks.md).
+        # Run models with Intel's OpenVINO on the CPU (eval.py --runtime openvino): 1.1-1.4x faster
+        # than the PyTorch bf16 path on a Xeon with AMX (docs/benchmarks.md).
         "openvino": ["openvino>=2024.0"],
         # Stylize videos (eval.py --video_file), keeping frame rate and audio.
         "video": ["av>=12"],

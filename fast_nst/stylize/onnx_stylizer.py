@@ -316,7 +316,7 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
     # exception and becomes one line of ours; onnxruntime would also print each, in colour.
     options.log_severity_level = 4
     data = _read_model(path)
-    if dev.type == "cpu":  # an int8 export's instance norms in cache-sized channel groups (exact)
+    if dev.type == "cpu":  # an int8 export rewritten for onnxruntime's CPU kernels (exact; int8_graph)
         data = for_onnxruntime(data, MAX_ONNX_BYTES)
     try:
         session = onnx_session(data, MAX_ONNX_BYTES, options, _providers(ort, dev))

@@ -3,7 +3,7 @@
 
 OpenVINO fuses the network's convolutions, instance norms and activations into multi-threaded
 kernels and runs them in bf16 on CPUs with AMX or AVX-512 BF16: on a 2-core Xeon with AMX it
-stylized 512 x 512 with the default network in 45 ms against 121-141 ms for fast-nst's own bf16
+stylized 512 x 512 with the default network in 57 ms against 67 ms for fast-nst's own bf16
 path (docs/benchmarks.md). A .pth or .safetensors model is exported to ONNX when it is loaded (a
 few seconds); an .onnx export is used as it is. Every kind of model works (multi-style ones
 take ``set_style``, arbitrary-style ones a style image), since the stylizer is the ONNX one
