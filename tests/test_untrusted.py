@@ -234,6 +234,37 @@ def test_an_archive_whose_zip64_record_claims_several_disks_is_one_error(small_c
         load_torch_file(path, 1 << 30)
 
 
+@pytest.mark.parametrize("head", [b"X\x00\x00\x00\x02", b"\x80\x02X\xff\xff\xff\x7f", b"\x80\x02B\xff\xff\xff\x7f"])
+def test_a_few_bytes_declaring_a_huge_string_allocate_nothing_like_it(tmp_path, head):
+    """Found by the property above: a file that is not a zip archive goes to torch.load's older
+    format, a plain pickle, whose string and bytes records carry their length; read from the
+    file, that length was allocated before reading (32 MB, 2 GB for 5 bytes). Read from memory:
+    one CheckpointError, within the budget. Checkpoints in that older format still load."""
+    path = tmp_path / "short.pth"
+    path.write_bytes(head)
+    error = _ends_well(lambda: load_torch_file(path, 1 << 30))
+    assert isinstance(error, CheckpointError) and "not a pickle, or a truncated one" in str(error)
+    torch.save({"w": torch.arange(4.0)}, tmp_path / "old.pth", _use_new_zipfile_serialization=False)
+    assert torch.equal(_ends_well(lambda: load_torch_file(tmp_path / "old.pth", 1 << 30))["w"], torch.arange(4.0))
+
+
+@PROPERTY
+@given(st.binary(max_size=3000), st.integers(0, 1 << 40), st.binary(max_size=100))
+def test_read_at_most_reads_what_read_would_without_allocating_the_limit(tmp_path_factory, content, limit, grown):
+    """read_at_most(f, limit) returns f.read(limit), also for a file that grows after it was
+    opened, and allocates about what it returns, not ``limit``."""
+    from fast_nst.core.untrusted.paths import read_at_most
+
+    path = tmp_path_factory.mktemp("read") / "f"
+    path.write_bytes(content)
+    with open(path, "rb") as f, open(path, "rb") as g:
+        with open(path, "ab") as more:
+            more.write(grown)
+        expected = g.read(limit) if limit < 1 << 20 else (content + grown)[:limit]
+        data = _ends_well(lambda: read_at_most(f, limit))
+    assert data == expected
+
+
 def test_a_pickle_that_asks_for_code_is_refused_in_our_words(tmp_path):
     path = tmp_path / "evil.pth"
     with zipfile.ZipFile(path, "w") as zf:  # torch.save's layout, with a pickle that calls os.system

@@ -13,6 +13,7 @@ which must never reach a user.
 from __future__ import annotations
 
 import codecs
+import io
 import os
 import pickle
 import re
@@ -24,7 +25,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from ..errors import CheckpointError, DataError
-from .paths import input_file
+from .paths import input_file, read_at_most
 from .text import shown
 
 __all__ = ["MAX_COMPRESSION_RATIO", "check_archive_sizes", "check_file_size", "describe_unreadable",
@@ -37,6 +38,8 @@ MAX_COMPRESSION_RATIO = 100
 _RATIO_FLOOR_BYTES = 1 << 20
 # Bytes sniffed to tell text from binary in a file torch.load could not read.
 _SNIFF_BYTES = 4096
+# A zip local-file header: how torch.load tells its archive format from the older plain pickle.
+_ZIP_MAGIC = b"PK\x03\x04"
 # What torch's weights-only unpickler says when a pickle names a function or class it would
 # have to import or call ("Unsupported global: GLOBAL builtins.open ...", torch >= 2.5: "Trying
 # to load unsupported GLOBAL posix.system whose module posix is blocked", or an object build or
@@ -138,6 +141,20 @@ def _code_refused(path: Path, message: str) -> CheckpointError:
     )
 
 
+def _legacy_in_memory(path: Path, max_bytes: int) -> Optional[io.BytesIO]:
+    """The bytes of a file that is not a zip archive (PyTorch's format before 1.6, or not a
+    checkpoint at all: torch.load unpickles it straight from the file), at most ``max_bytes``, in
+    memory; None for a zip archive, read from its path. Why: the pickle's string and bytes
+    records carry their length, and a read of that length from a file allocates it before
+    reading: a 5-byte file declaring a 2 GB string made torch.load allocate 2 GB. From memory a
+    read returns what there is (and the file is read as :func:`read_at_most` reads)."""
+    with open(path, "rb") as f:
+        if f.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC:  # torch.load's own test for its zip format
+            return None
+        f.seek(0)
+        return io.BytesIO(read_at_most(f, max_bytes))
+
+
 def load_torch_file(path: str | Path, max_bytes: int, kind: str = "a PyTorch checkpoint",
                     expected: str = "", inspect: Optional[Callable[[Path], None]] = None) -> Any:
     """``torch.load(path, map_location="cpu", weights_only=True)`` of a regular file of at most
@@ -153,11 +170,12 @@ def load_torch_file(path: str | Path, max_bytes: int, kind: str = "a PyTorch che
     if inspect is not None:
         inspect(path)
     try:
+        source = _legacy_in_memory(path, max_bytes)
         with warnings.catch_warnings():
             # torch warns (several lines, advising weights_only=False) before refusing a
             # TorchScript archive; the message below says what the file is instead
             warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\..*")
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path if source is None else source, map_location="cpu", weights_only=True)
     except Exception as e:  # the weights-only unpickler's refusals; zip/stream errors, EOF, bad magic...
         if isinstance(e, pickle.UnpicklingError) and _ASKS_FOR_CODE.search(str(e)):
             # torch labels every weights-only failure "Weights only load failed"; only a refused

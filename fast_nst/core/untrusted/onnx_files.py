@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 from ..errors import DataError
-from .paths import input_file
+from .paths import input_file, read_at_most
 from .text import shown
 
 __all__ = ["onnx_metadata", "onnx_session", "read_onnx_file", "read_onnx_model"]
@@ -28,7 +28,7 @@ def read_onnx_file(path: str | Path, max_bytes: int, flag: str = "Model file") -
     :class:`DataError` naming ``flag``."""
     path = input_file(path, flag, max_bytes, fix="an exported fast-nst model is far smaller")
     with open(path, "rb") as f:
-        data = f.read(max_bytes + 1)
+        data = read_at_most(f, max_bytes + 1)
     if len(data) > max_bytes:
         raise DataError(f"{shown(flag)} {shown(str(path))} grew past the limit of {max_bytes:,} bytes "
                         "while it was read.")

@@ -10,12 +10,15 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Optional
+from typing import BinaryIO, Optional
 
 from ..errors import DataError
 from .text import shown
 
-__all__ = ["file_kind", "input_file", "input_folder", "input_path"]
+__all__ = ["file_kind", "input_file", "input_folder", "input_path", "read_at_most"]
+
+# Bytes per read once a file has grown past the size it had when it was opened.
+_CHUNK = 1 << 20
 
 
 def file_kind(mode: int) -> str:
@@ -80,3 +83,18 @@ def input_path(path: str | Path, flag: str = "input") -> Path:
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         raise _refuse(path, flag, mode, "a file or a folder")
     return path
+
+
+def read_at_most(f: BinaryIO, limit: int) -> bytes:
+    """What ``f.read(limit)`` returns (at most ``limit`` bytes of the open file ``f``, fewer at
+    its end), without its cost: a buffered ``read(limit)`` allocates ``limit`` bytes before it
+    reads, whatever the file holds (a 5-byte file read with a 1 GB limit allocated 1 GB). Read as
+    much as the file holds, then, should it have grown since, the rest in chunks."""
+    data = f.read(min(os.fstat(f.fileno()).st_size, limit))
+    parts, left = [data], limit - len(data)
+    chunk = f.read(1) if left > 0 else b""  # the end, unless the file grew: one byte tells
+    while chunk:
+        parts.append(chunk)
+        left -= len(chunk)
+        chunk = f.read(min(left, _CHUNK)) if left > 0 else b""
+    return data if len(parts) == 1 else b"".join(parts)

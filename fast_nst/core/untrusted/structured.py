@@ -22,7 +22,7 @@ from yaml.composer import Composer
 from yaml.nodes import MappingNode, Node, SequenceNode
 
 from ..errors import ConfigError, DataError, FastNSTError
-from .paths import input_file
+from .paths import input_file, read_at_most
 from .text import shown
 
 __all__ = ["MAX_DEPTH", "MAX_JSON_BYTES", "MAX_YAML_BYTES", "MAX_YAML_NODES", "UnparsableYAML",
@@ -187,7 +187,7 @@ def read_text_file(path: Path, what: str, error: type[FastNSTError], max_bytes: 
     try:
         input_file(path, what, max_bytes)  # its kind (no FIFO, device or socket) and size, by stat
         with open(path, "rb") as f:
-            data = f.read(max_bytes + 1)  # the file may have grown since the stat
+            data = read_at_most(f, max_bytes + 1)  # the file may have grown since the stat
     except DataError as e:
         raise error(str(e)) from None
     except OSError as e:
