@@ -33,7 +33,7 @@ import torch
 from ..core.device import resolve_device
 from ..core.errors import CheckpointError, DataError, FastNSTError, quote
 from ..core.files import safe_component
-from ..core.untrusted import load_json, onnx_metadata, onnx_session, read_onnx_file
+from ..core.untrusted import load_json, onnx_session, read_onnx_file
 from ..io.checkpoint import require_model_file, torchscript_error, torchscript_source
 from ..io.export import EXPORT_FORMAT_VERSION, MAX_ONNX_BYTES, ONNX_INSTALL_HINT
 from ..io.int8_graph import for_onnxruntime
@@ -168,14 +168,6 @@ class OnnxStylizer(Stylizer):
                                   f"{label} it returned {kind} of shape {shape}, expected float32 of the "
                                   f"input's shape. {_EXPORT_HINT}")
         return torch.from_numpy(out).float().clamp_(0, 1).to(x.device)
-
-
-def _metadata(session, path: Path) -> dict[str, str]:
-    """The model's metadata, or a CheckpointError for text that is not UTF-8 (a damaged file)."""
-    try:
-        return onnx_metadata(session)
-    except ValueError as e:
-        raise CheckpointError(f"{path}: the file is damaged: {e}. Export models with python -m fast_nst.export.") from None
 
 
 def _metadata_int(text: Optional[str]) -> Optional[int]:
@@ -336,7 +328,7 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
                 f"(it runs on: {', '.join(session.get_providers())}); check that onnxruntime-gpu "
                 "matches the installed CUDA and cuDNN, or use --device cpu.")
         dev = torch.device("cpu")
-    meta = _metadata(session, path)
+    meta = session.get_modelmeta().custom_metadata_map or {}
     style_names, image_style = _check_signature(session, path, meta)
     _check_format_version(meta, path)
     name = meta.get("name") or meta.get("naming") or path.stem

@@ -39,7 +39,7 @@ from .images import (MAX_STYLE_PIXELS, check_pixels, open_image, pixel_limit, re
                      set_max_image_pixels)
 from .downloads import download_url, fetch_style_image, is_url
 from .uploads import bound_folder
-from .onnx_files import onnx_metadata, onnx_session, read_onnx_file, read_onnx_model
+from .onnx_files import onnx_session, read_onnx_file, read_onnx_model
 
 __all__ = ["FLOAT32_MAX", "UnparsableYAML", "check_archive_sizes", "check_file_size", "finite_float",
            "load_json", "load_torch_file", "load_yaml", "read_json_file", "read_text_file", "shown"]
@@ -48,7 +48,7 @@ __all__ += ["MAX_STYLE_PIXELS", "check_pixels", "open_image", "pixel_limit", "re
             "set_max_image_pixels"]
 __all__ += ["download_url", "fetch_style_image", "is_url"]
 __all__ += ["bound_folder"]
-__all__ += ["onnx_metadata", "onnx_session", "read_onnx_file", "read_onnx_model"]
+__all__ += ["onnx_session", "read_onnx_file", "read_onnx_model"]
 
 # Name -> module of this package, imported on first use (it imports torch).
 _LAZY = {"check_archive_sizes": "archives", "check_file_size": "archives", "load_torch_file": "archives"}

@@ -17,7 +17,7 @@ from ..errors import DataError
 from .paths import input_file, read_at_most
 from .text import shown
 
-__all__ = ["onnx_metadata", "onnx_session", "read_onnx_file", "read_onnx_model"]
+__all__ = ["onnx_session", "read_onnx_file", "read_onnx_model"]
 
 OnnxSource = Union[str, Path, bytes]
 
@@ -42,21 +42,22 @@ def _bytes(model: OnnxSource, max_bytes: int) -> bytes:
 def onnx_session(model: OnnxSource, max_bytes: int, options: Optional[Any] = None,
                  providers: Sequence[Any] = ("CPUExecutionProvider",)) -> Any:
     """An ``onnxruntime.InferenceSession`` of ``model`` (a path, read by :func:`read_onnx_file`,
-    or the bytes already read). onnxruntime's errors for a damaged or foreign graph propagate."""
+    or the bytes already read), whose text (input and output names, types and shapes, metadata)
+    reads as Python strings. onnxruntime's errors for a damaged or foreign graph propagate; a
+    :class:`ValueError` for text that is not UTF-8 (onnxruntime loads such a file, and decoding
+    a name or value failed only where the caller first read it)."""
     import onnxruntime as ort
 
     data = _bytes(model, max_bytes)
-    return ort.InferenceSession(data, sess_options=options, providers=list(providers))
-
-
-def onnx_metadata(session: Any) -> dict[str, str]:
-    """The metadata (key -> value) of the model an onnxruntime ``session`` runs. onnxruntime
-    does not check that the file's text is UTF-8, and decoding a damaged value fails only when it
-    is read: a :class:`ValueError` saying so, for the caller to word with the file's name."""
+    session = ort.InferenceSession(data, sess_options=options, providers=list(providers))
     try:
-        return dict(session.get_modelmeta().custom_metadata_map or {})
+        for arg in (*session.get_inputs(), *session.get_outputs()):
+            arg.name, arg.type, arg.shape  # noqa: B018 - each decodes the file's text
+        meta = session.get_modelmeta()
+        meta.custom_metadata_map, meta.graph_name, meta.producer_name  # noqa: B018
     except UnicodeDecodeError as e:
-        raise ValueError(f"its metadata is not UTF-8 text (byte {e.start} of a value: {e.reason})") from None
+        raise ValueError(f"its text is not UTF-8 (byte {e.start} of a name or value: {e.reason})") from None
+    return session
 
 
 def read_onnx_model(model: OnnxSource, max_bytes: int) -> Any:
