@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from fast_nst.core import device as device_module
 from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint
 from fast_nst.commands.eval import main as eval_main
 from fast_nst.commands.train import main as train_main, train_command
@@ -66,6 +67,29 @@ def test_eval_option_errors(args, fragments, model_file, tmp_path, capsys):
                      "--output_file", tmp_path / "o.jpg", "--device", "cpu", *args)
     assert_clean_in_process(code, err, *fragments)
     assert not (tmp_path / "o.jpg").exists()
+
+
+@pytest.mark.parametrize("amx, noted", [(False, True), (True, False), (None, False)],
+                         ids=["no_amx", "amx", "unknown"])
+def test_bf16_on_a_cpu_without_amx_is_noted(amx, noted, model_file, tmp_path, capsys, monkeypatch):
+    """bf16 is slower than fp32 on a CPU without AMX (docs/benchmarks.md): eval.py says so in one
+    line before it loads the model, and still does what it was asked."""
+    monkeypatch.setattr(device_module, "cpu_has_amx", lambda: amx)
+    photo = make_photo(tmp_path / "p.jpg", (30, 20))
+    code, err = in_process(capsys, eval_main, "--model_file", model_file, "--image_file", photo,
+                           "--output_file", tmp_path / "o.jpg", "--device", "cpu", "--precision", "bf16")
+    assert code == 0, err
+    assert Image.open(tmp_path / "o.jpg").size == (30, 20)
+    assert ("this CPU has no AMX" in err and "--precision int8" in err) == noted, err
+
+
+def test_the_bf16_note_is_for_cpus_and_bf16_only(monkeypatch):
+    monkeypatch.setattr(device_module, "cpu_has_amx", lambda: False)
+    assert device_module.slow_bf16_note(torch.device("cpu"), "bf16").startswith("note: ")
+    for where, precision in (("cpu", "fp32"), ("cpu", "int8"), ("cuda", "bf16")):
+        assert device_module.slow_bf16_note(torch.device(where), precision) is None
+    monkeypatch.undo()
+    assert device_module.cpu_has_amx() in (True, False, None)
 
 
 def test_video_into_an_image_name_is_refused(model_file, tmp_path, capsys):

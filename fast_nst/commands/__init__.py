@@ -27,10 +27,12 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-from ..core.device import check_versions
+import torch
+
+from ..core.device import check_versions, resolve_device, slow_bf16_note
 from ..core.errors import FastNSTError, Stopped
 
-__all__ = ["CommandParser", "new_parser", "prog", "run_command", "started_as"]
+__all__ = ["CommandParser", "new_parser", "precision_note", "prog", "run_command", "started_as"]
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -74,6 +76,18 @@ def run_command(fn: Callable[[], int]) -> int:
         return 130
     finally:
         warnings.formatwarning = previous
+
+
+def precision_note(device: str, precision: str, runtime: str = "default") -> None:
+    """Print (stderr) a note when ``precision`` is a slow choice where the model will run (bf16 on
+    a CPU without AMX); before the model loads, so the note comes first. The OpenVINO runtime
+    runs on the CPU whatever ``device`` says (its loader refuses a GPU)."""
+    if precision != "bf16":
+        return
+    where = torch.device("cpu") if runtime == "openvino" else resolve_device(device)
+    note = slow_bf16_note(where, precision)
+    if note:
+        print(note, file=sys.stderr)
 
 
 def started_as() -> str:

@@ -39,7 +39,7 @@ from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints
 from ..io.hub import local_model_file
 from ..stylize import RUNTIMES, Stylizer, load_stylizer
 from ..stylize.base import PRECISIONS
-from . import new_parser, run_command
+from . import new_parser, precision_note, run_command
 
 __all__ = ["APP_INSTALL_HINT", "AppSession", "DEFAULT_MODELS_DIR", "DEFAULT_PORT", "KEEP_RESULTS", "MAX_MODEL_MB",
            "MAX_PIXELS", "MAX_UPLOAD_MB", "UPLOADS_KEPT",
@@ -449,8 +449,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     p.add_argument("--device", default="auto", help=f"device to stylize on: {DEVICE_CHOICES} (default auto)")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                   help="arithmetic for the network, as eval.py's: bf16 is the fastest on CPUs with "
-                        "AVX-512 BF16 or AMX and on GPUs; int8: onnxruntime on the CPU (single-style models)")
+                   help="arithmetic for the network, as eval.py's: bf16 is the fastest on CPUs with AMX "
+                        "and on GPUs; int8: onnxruntime on the CPU, the fast one on CPUs without AMX "
+                        "(single-style models)")
     p.add_argument("--runtime", default="default", choices=RUNTIMES,
                    help="who runs the network, as eval.py's: default, or openvino (the fastest on Intel CPUs)")
     p.add_argument("--loss_model_file", metavar="FILE",
@@ -472,6 +473,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.max_upload_mb < 1:
             raise FastNSTError(f"--max_upload_mb must be at least 1, got {args.max_upload_mb}")
         resolve_device(args.device)
+        precision_note(args.device, args.precision, args.runtime)
         encoder = input_file(args.loss_model_file, "--loss_model_file") if args.loss_model_file else None
         models = app_models(args.models)
         # Uploads, Gradio's cache and the results all go here, and go with it at exit.

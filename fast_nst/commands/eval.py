@@ -24,7 +24,7 @@ from ..stylize.base import DEFAULT_STYLE_SIZE, PRECISIONS
 from ..stylize.openvino_stylizer import OPENVINO_INSTALL_HINT
 from ..stylize.tiling import DEFAULT_CONTEXT, DEFAULT_OVERLAP
 from ..stylize.video import stylize_video
-from . import new_parser, run_command
+from . import new_parser, precision_note, run_command
 
 __all__ = ["DEFAULT_OUTPUT_DIR", "main", "parser"]
 
@@ -97,9 +97,10 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
                    help="video: carry instance-norm statistics across frames (less flicker, no "
                         "retraining; docs/video.md). auto (default): on for PyTorch models, off for .onnx")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                   help="arithmetic for the network: bf16 is the fastest on CPUs with AVX-512 BF16 "
-                        "or AMX, and on GPUs (with fp16); int8: the model quantized at load time and "
-                        "run by onnxruntime on the CPU (single-style models; needs the onnx extra)")
+                   help="arithmetic for the network: bf16 is the fastest on CPUs with AMX and on GPUs "
+                        "(with fp16), and slower than fp32 on CPUs without AMX; int8: the model quantized "
+                        "at load time and run by onnxruntime on the CPU, the fast one on CPUs without AMX "
+                        "(single-style models; needs the onnx extra)")
     p.add_argument("--runtime", default="default", choices=RUNTIMES,
                    help="who runs the network: default (PyTorch for .pth/.safetensors models, "
                         "onnxruntime for .onnx and int8) or openvino (the ONNX export on the CPU, "
@@ -363,7 +364,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if args.max_image_pixels < 0:
                 raise DataError(f"--max_image_pixels must be >= 0 (0 removes the limit), got {args.max_image_pixels}")
             set_max_image_pixels(args.max_image_pixels)
-        def load() -> Stylizer:
+        def load() -> Stylizer:  # after every check of the arguments and files
+            precision_note(args.device, args.precision, args.runtime)
             return _choose_style(args, _load(args, device=args.device, precision=args.precision,
                                              compile=args.compile, loss_model_file=args.loss_model_file,
                                              runtime=args.runtime))

@@ -7,6 +7,7 @@ import importlib
 import logging
 import re
 import sys
+from typing import Optional
 
 import torch
 
@@ -14,7 +15,8 @@ from .config import DEVICE_CHOICES, is_device_name
 from .errors import FastNSTError
 from .version import __min_torch__
 
-__all__ = ["resolve_device", "require_torch", "check_versions", "prepare_compile"]
+__all__ = ["resolve_device", "require_torch", "check_versions", "prepare_compile", "cpu_has_amx",
+           "slow_bf16_note"]
 
 # torch.compile's C++ builder imports this module, which logs "No CUDA runtime is found, using
 # CUDA_HOME=..." on import when a CUDA build of torch finds a CUDA toolkit but no usable GPU: true,
@@ -41,6 +43,27 @@ def resolve_device(name: str) -> torch.device:
             raise FastNSTError(f"device '{name}' requested but only {torch.cuda.device_count()} "
                                "CUDA device(s) exist.")
     return torch.device(name)
+
+
+def cpu_has_amx() -> Optional[bool]:
+    """Whether this CPU's AMX tile unit is usable here (None where torch cannot tell). oneDNN's
+    fast bf16 convolutions need it: AVX-512 BF16 alone is not enough (see slow_bf16_note)."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # torch 2.2+; private, so guarded
+    try:
+        return bool(probe()) if probe is not None else None
+    except Exception:  # noqa: BLE001 - a probe that fails tells nothing
+        return None
+
+
+def slow_bf16_note(device: torch.device, precision: str) -> Optional[str]:
+    """A one-line note for bf16 asked of a CPU without AMX, None otherwise. On a 2-core Xeon VM
+    with AVX-512 BF16 but no AMX, oneDNN's bf16 convolutions (avx512_core_bf16) took 1.7-1.9x
+    the time of float32 ones and the whole network in bf16 1.2-1.6x its fp32 time, in PyTorch
+    and in OpenVINO alike (docs/benchmarks.md); with AMX, bf16 was 3-4x faster than fp32."""
+    if precision != "bf16" or device.type != "cpu" or cpu_has_amx() is not False:
+        return None
+    return ("note: this CPU has no AMX, and without it bf16 runs slower than fp32 (1.2-1.6x the time "
+            "where measured); on such CPUs --precision int8 is the fast one (docs/stylize.md#precision-and-speed)")
 
 
 def _release(version: str) -> tuple[int, int]:

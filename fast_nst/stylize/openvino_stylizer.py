@@ -4,7 +4,8 @@
 OpenVINO fuses the network's convolutions, instance norms and activations into multi-threaded
 kernels and runs them in bf16 on CPUs with AMX or AVX-512 BF16: on a 2-core Xeon with AMX it
 stylized 512 x 512 with the default network in 57 ms against 67 ms for fast-nst's own bf16
-path (docs/benchmarks.md). A .pth or .safetensors model is exported to ONNX when it is loaded (a
+path; on one without AMX, bf16 took 1.2-1.6x the fp32 time and int8 was the fastest path
+(194 ms; docs/benchmarks.md). A .pth or .safetensors model is exported to ONNX when it is loaded (a
 few seconds); an .onnx export is used as it is. Every kind of model works (multi-style ones
 take ``set_style``, arbitrary-style ones a style image), since the stylizer is the ONNX one
 (:class:`~fast_nst.stylize.onnx_stylizer.OnnxStylizer`, which checks the file and reads its
