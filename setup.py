@@ -32,6 +32,7 @@ setup(
         # selenium drives a headless Chromium in the web app's test (tests/test_app.py); hypothesis
         # generates hostile inputs for the boundary of outside data (tests/test_untrusted_*.py).
         # torchvision: the tests compare the loss networks against torchvision's VGG16/VGG19.
+        # pytest-xdist runs the test files in parallel worker processes (pytest.ini).
         "test": ["pytest>=7", "pytest-xdist>=3.5", "selenium>=4.11", "hypothesis>=6.80", f"torchvision>={about['__min_torchvision__']}"],
         # Export to ONNX and run .onnx models (python -m fast_nst.export, eval.py on .onnx).
         "onnx": [f"torch>={about['__min_torch_onnx__']}", "onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1"],

@@ -39,6 +39,7 @@ import numpy as np  # noqa: E402  (after the OpenMP setting)
 import torch  # noqa: E402
 
 from fast_nst import load_stylizer  # noqa: E402
+from fast_nst.core.device import cpu_has_amx  # noqa: E402
 from fast_nst.core.errors import FastNSTError  # noqa: E402
 from fast_nst.core.images import list_images, pil_to_tensor, psnr  # noqa: E402
 from fast_nst.core.untrusted import open_image  # noqa: E402
@@ -205,8 +206,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--quality", type=Path, metavar="DIR", help="also measure PSNR on the photos in DIR")
     p.add_argument("--model", help="the model for --quality (default: the built-in one)")
     args = p.parse_args(argv)
+    amx = {True: "yes", False: "no", None: "unknown"}[cpu_has_amx()]  # bf16 is fast only with it
     print(f"CPU paths side by side; torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, AMX: {amx}")
     side_by_side([tuple(s) for s in args.size] if args.size else SIZES, args.rounds)
     if args.quality:
         quality(args.quality, args.model)

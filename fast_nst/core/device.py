@@ -48,7 +48,7 @@ def resolve_device(name: str) -> torch.device:
 def cpu_has_amx() -> Optional[bool]:
     """Whether this CPU's AMX tile unit is usable here (None where torch cannot tell). oneDNN's
     fast bf16 convolutions need it: AVX-512 BF16 alone is not enough (see slow_bf16_note)."""
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # torch 2.2+; private, so guarded
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch: guarded
     try:
         return bool(probe()) if probe is not None else None
     except Exception:  # noqa: BLE001 - a probe that fails tells nothing
