@@ -29,6 +29,20 @@ from fast_nst.core.images import psnr  # noqa: F401  (the tests import it from h
 
 REPO = Path(__file__).resolve().parent.parent
 
+# The longest test files, longest first (serial seconds on a 2-core VM without AMX: 53, 46, 26,
+# 25, 22, 22, 19, 18, 18, 15; the other files 11 or less). pytest.ini hands whole files to its
+# worker processes in collection order (--no-loadscope-reorder: pytest-xdist would otherwise order
+# them by how many tests they hold, which put the 5 slow tests of test_distributed.py last, alone
+# on one worker for the last minute), and the suite ends when its last worker does.
+LONGEST_FILES = ("test_reliability.py", "test_distributed.py", "test_performance_paths.py", "test_optimize.py",
+                 "test_end_to_end.py", "test_bench.py", "test_openvino.py", "test_vgg.py", "test_export.py",
+                 "test_int8.py")
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
 
 def make_photo(path: Path, size: tuple[int, int] = (48, 40), seed: int = 0, mode: str = "RGB",
                fmt: str | None = None) -> Path:
