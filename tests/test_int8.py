@@ -164,7 +164,8 @@ def _conv_then_interleave(block: int, mode: str, rng: np.random.Generator, varia
     """A uint8-quantized conv (int8 weights per output channel, an int32 bias) to block^2 x 3
     channels, interleaved by DepthToSpace (``mode``) on its uint8 values and dequantized. Variants
     the rewrite must leave: "rescaled" (the interleave's quantization has another scale), "shared"
-    (another conv reads the weight), "read twice" (the interleaved floats are an output too)."""
+    (another conv reads the weight), "read twice" (the interleaved floats are an output too); and
+    one it must rewrite: "float bias" (the bias a float32 constant, not dequantized)."""
     from onnx import TensorProto, helper, numpy_helper
 
     out = 3 * block * block
@@ -175,7 +176,8 @@ def _conv_then_interleave(block: int, mode: str, rng: np.random.Generator, varia
               "s": np.array(0.05, np.float32), "z": np.array(128, np.uint8),
               "s2": np.array(0.05 if variant != "rescaled" else 0.07, np.float32)}
     nodes = [helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wf"], axis=0),
-             helper.make_node("DequantizeLinear", ["b", "bs", "bz"], ["bf"], axis=0),
+             *([] if variant == "float bias" else
+               [helper.make_node("DequantizeLinear", ["b", "bs", "bz"], ["bf"], axis=0)]),
              helper.make_node("Conv", ["x", "wf", "bf"], ["c"], pads=[1, 1, 1, 1]),
              helper.make_node("QuantizeLinear", ["c", "s", "z"], ["q"]),
              helper.make_node("DequantizeLinear", ["q", "s", "z"], ["f"]),
@@ -185,6 +187,9 @@ def _conv_then_interleave(block: int, mode: str, rng: np.random.Generator, varia
     outputs = ["y"] + (["d"] if variant == "read twice" else []) + (["c2"] if variant == "shared" else [])
     if variant == "shared":
         nodes.append(helper.make_node("Conv", ["x", "wf"], ["c2"]))
+    if variant == "float bias":
+        arrays["bf"] = arrays.pop("b").astype(np.float32) * arrays.pop("bs")
+        del arrays["bz"]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4, None, None])],
                               [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
                               [numpy_helper.from_array(a, k) for k, a in arrays.items()])
@@ -193,7 +198,7 @@ def _conv_then_interleave(block: int, mode: str, rng: np.random.Generator, varia
 
 @pytest.mark.parametrize("block,mode,variant,rewritten", [
     (2, "CRD", "", 1), (2, "DCR", "", 1), (3, "CRD", "", 1),
-    (2, "CRD", "rescaled", 0), (2, "CRD", "shared", 0), (2, "CRD", "read twice", 0)])
+    (2, "CRD", "float bias", 1), (2, "CRD", "rescaled", 0), (2, "CRD", "shared", 0), (2, "CRD", "read twice", 0)])
 def test_interleaves_move_uint8_blocks_to_the_same_bit(block, mode, variant, rewritten):
     """interleave_as_block_moves: a DepthToSpace between two quantizations of the same scale
     (after an int8 conv) becomes transposes of the NHWC map, the conv's channels reordered for

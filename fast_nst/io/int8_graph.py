@@ -271,9 +271,10 @@ def _constants(name: str, readers: dict, producers: dict, inits: dict) -> Option
     if (not names or len(readers.get(name, [])) != 1
             or any(n not in inits or len(readers.get(n, [])) != 1 for n in names)):
         return None
-    attrs = {a.name: a.i for a in node.attribute} if node is not None else {}
-    if attrs.get("block_size", 0) or (int(np.prod(inits[names[1]].dims)) > 1 and attrs.get("axis", 1) != 0):
-        return None  # scales per block, or along another axis than the output channels'
+    if node is not None:  # a dequantized constant: its scales must follow the output channels
+        attrs = {a.name: a.i for a in node.attribute}
+        if attrs.get("block_size", 0) or (int(np.prod(inits[names[1]].dims)) > 1 and attrs.get("axis", 1) != 0):
+            return None  # scales per block, or along another axis than the output channels'
     return [inits[n] for n in names]
 
 
