@@ -26,15 +26,16 @@ import yaml
 from PIL import Image
 
 from fast_nst.core.images import psnr  # noqa: F401  (the tests import it from here)
+from forkrun import Zygote
 
 REPO = Path(__file__).resolve().parent.parent
 
-# The longest test files, longest first (serial seconds on a 2-core VM without AMX: 53, 46, 26,
+# The longest test files, longest first (serial seconds on a 2-core VM without AMX: 46, 27, 26,
 # 25, 22, 22, 19, 18, 18, 15; the other files 11 or less). pytest.ini hands whole files to its
 # worker processes in collection order (--no-loadscope-reorder: pytest-xdist would otherwise order
 # them by how many tests they hold, which put the 5 slow tests of test_distributed.py last, alone
 # on one worker for the last minute), and the suite ends when its last worker does.
-LONGEST_FILES = ("test_reliability.py", "test_distributed.py", "test_performance_paths.py", "test_optimize.py",
+LONGEST_FILES = ("test_distributed.py", "test_reliability.py", "test_performance_paths.py", "test_optimize.py",
                  "test_end_to_end.py", "test_bench.py", "test_openvino.py", "test_vgg.py", "test_export.py",
                  "test_int8.py")
 
@@ -127,6 +128,28 @@ def run_cli(script: str, *args: str, cwd: Path | None = None, timeout: float = 3
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run(cmd + list(args), cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=full_env)
+
+
+# Forked commands run side by side: one compute thread each, or OpenMP threads spin against each
+# other (measured: a tiny run's CPU time doubles). Every run in a comparison gets the same setting.
+FORKED_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="session")
+def zygote(tmp_path_factory):
+    """Commands forked from one preloaded interpreter (tests/forkrun.py): a process of their own
+    each, without the ~4.5 s of imports a command starts with. One compute thread each."""
+    z = Zygote({**os.environ, "PYTHONPATH": str(REPO), **FORKED_ENV}, tmp_path_factory.mktemp("zygote"))
+    yield z
+    z.close()
+
+
+def fork_cli(zygote: Zygote, script: str, *args: str, cwd: Path | None = None, timeout: float = 300,
+             env: dict | None = None) -> subprocess.CompletedProcess:
+    """:func:`run_cli` in a process forked from ``zygote``: the same command line and results."""
+    argv = ["-m", script[3:]] if script.startswith("-m ") else [str(REPO / script)]
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **FORKED_ENV, **(env or {})}
+    return zygote.run(argv + list(args), cwd=cwd, timeout=timeout, env=full_env)
 
 
 def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> None:

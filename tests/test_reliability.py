@@ -1,7 +1,8 @@
 """Reliability: what fast-nst does when data, files, signals, numbers or users misbehave.
 
 Every case a user can hit runs the real command lines (``train.py`` / ``eval.py``) in a
-subprocess. A few failures can only be simulated inside the process (a monkeypatched download,
+process of its own, forked from a preloaded interpreter (``tests/forkrun.py``: the same process
+without the ~4.5 s of imports each command would start with). A few failures can only be simulated inside the process (a monkeypatched download,
 a forced NaN); a few extra checks of pure error messages call the same CLI entry points
 (``fast_nst.commands.train.main`` / ``eval_main``) in-process to save start-up time.
 See docs/reliability.md for the table of cases.
@@ -10,6 +11,7 @@ Speed: each case is a *scenario* (a function running its subprocesses and return
 tests assert on). When this module starts, every scenario its selected tests need is started in
 a background thread; subprocesses share ``PARALLEL`` slots, so both CPU cores stay busy while the
 tests consume results in file order. A test only waits for its own scenario.
+(``python train.py`` started as typed, with its interpreter's start-up: test_end_to_end.py.)
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,16 +38,14 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import (assert_clean_error, assert_clean_in_process, in_process, make_photo, run_cli,
+from conftest import (assert_clean_error, assert_clean_in_process, fork_cli, in_process, make_photo,
                       tiny_values, write_config)
+from forkrun import ForkedProcess
 
 REPO = Path(__file__).resolve().parent.parent
 NEEDS_NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
-PARALLEL = (os.cpu_count() or 2) + 1  # start-up imports dominate; one extra overlaps their I/O
-# Subprocesses run side by side: one compute thread each, or OpenMP threads spin against each
-# other (measured: a tiny run's CPU time doubles). Every run in a comparison gets the same setting.
-SUBPROCESS_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+PARALLEL = (os.cpu_count() or 2) + 1  # one extra: the long runs mostly wait to be signalled
 
 
 # ---- running subprocesses in shared slots -------------------------------------------------------
@@ -69,10 +68,9 @@ def slots(n: int = 1):
 
 
 def cli(script: str, *args, **kwargs) -> subprocess.CompletedProcess:
-    """:func:`conftest.run_cli` in a slot."""
-    kwargs["env"] = {**SUBPROCESS_ENV, **kwargs.get("env", {})}
+    """:func:`conftest.fork_cli` in a slot."""
     with slots():
-        return run_cli(script, *map(str, args), **kwargs)
+        return fork_cli(_STATE["zygote"], script, *map(str, args), **kwargs)
 
 
 _COMMANDS = {"train.py": "fast_nst.commands.train", "eval.py": "fast_nst.commands.eval"}
@@ -101,7 +99,7 @@ def inline_many(jobs: dict[str, tuple]) -> dict[str, subprocess.CompletedProcess
 
 
 def run_many(jobs: dict[str, tuple]) -> dict[str, subprocess.CompletedProcess]:
-    """Run ``{name: (script, [args], {run_cli kwargs})}`` concurrently; {name: result}."""
+    """Run ``{name: (script, [args], {fork_cli kwargs})}`` concurrently; {name: result}."""
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         futures = {name: pool.submit(cli, job[0], *job[1], **(job[2] if len(job) > 2 else {}))
                    for name, job in jobs.items()}
@@ -139,12 +137,13 @@ def result(name: str):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _start_scenarios(request, tmp_path_factory, train_dir, style_file):
+def _start_scenarios(request, tmp_path_factory, train_dir, style_file, zygote):
     mine = [i for i in request.session.items if getattr(i, "module", None) is request.module]
     wanted = [n for n in _SCENARIOS if any(n in i.fixturenames for i in mine)]
     for name in list(wanted):
         wanted += [d for d in _NEEDS[name] if d not in wanted]
     _STATE.update(
+        zygote=zygote,
         futures={},
         ctx=lambda name: Ctx(tmp_path_factory.mktemp(name), train_dir, style_file),
         pool=ThreadPoolExecutor(max_workers=len(_SCENARIOS), thread_name_prefix="scenario"),
@@ -212,14 +211,10 @@ def assert_same_weights(a: Path, b: Path) -> None:
         assert torch.allclose(sa[k].float(), sb[k].float(), atol=1e-6, rtol=0), k
 
 
-def popen_train(run: Run, *args: str, log: Path, new_session: bool = False) -> subprocess.Popen:
+def popen_train(run: Run, *args: str, log: Path, new_session: bool = False) -> ForkedProcess:
     """Start train.py in the background with its progress bar; stderr goes to ``log``."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), **SUBPROCESS_ENV}
-    with open(log, "w") as err:
-        return subprocess.Popen(
-            [sys.executable, str(REPO / "train.py"), "-c", str(run.conf), *args],
-            stdout=subprocess.DEVNULL, stderr=err, env=env, start_new_session=new_session,
-        )
+    return _STATE["zygote"].popen([REPO / "train.py", "-c", run.conf, *args], stderr=log,
+                                  new_session=new_session)
 
 
 def steps_shown(log: Path, total: int) -> int:
@@ -228,7 +223,7 @@ def steps_shown(log: Path, total: int) -> int:
     return max(map(int, found), default=0)
 
 
-def wait_until(condition, proc: subprocess.Popen, log: Path, timeout: float = 180,
+def wait_until(condition, proc: ForkedProcess, log: Path, timeout: float = 180,
                interval: float = 0.02):
     """Poll ``condition()`` until it is truthy; fail if the process exits first or time runs out."""
     deadline = time.monotonic() + timeout
