@@ -12,7 +12,7 @@ start-up. Tests that need the interpreter's own start-up (``python train.py`` as
 
 Protocol: the server reads one JSON request a line on stdin and answers on stdout with
 ``{"id": n, "pid": p}`` when the child started and ``{"exit": p, "code": c}`` when it ended
-(``c`` as ``subprocess`` reports it: negative for a signal).
+(``c`` as ``subprocess`` reports it: negative for a signal). POSIX only (``os.fork``).
 """
 
 from __future__ import annotations
@@ -214,6 +214,8 @@ def _child(request: dict, keep: Sequence[int]) -> None:
             os.kill(os.getpid(), signal.SIGINT)
         except BaseException:
             traceback.print_exc()
+        # What the interpreter does when it ends: wait for non-daemon threads, run atexit's.
+        threading._shutdown()
         atexit._run_exitfuncs()
         sys.stdout.flush(), sys.stderr.flush()
     finally:
