@@ -92,6 +92,32 @@ def test_the_bf16_note_is_for_cpus_and_bf16_only(monkeypatch):
     assert device_module.cpu_has_amx() in (True, False, None)
 
 
+def test_slow_training_precisions_are_named(monkeypatch):
+    """fp16 training on any CPU (no fast fp16 convolution backward: ~80x fp32's time) and bf16
+    on a CPU without AMX get a warning; a GPU and the fast choices none."""
+    note = device_module.slow_training_note
+    cpu = torch.device("cpu")
+    for amx in (True, False, None):
+        monkeypatch.setattr(device_module, "cpu_has_amx", lambda: amx)
+        assert "fp16 trains about 80x slower than fp32 on a CPU" in note(cpu, "fp16")
+        assert note(cpu, "fp32") is None and note(torch.device("cuda"), "fp16") is None
+        assert note(torch.device("cuda"), "bf16") is None
+        assert (note(cpu, "bf16") is not None) == (amx is False)
+        if amx is False:
+            assert "bf16 trains slower than fp32" in note(cpu, "bf16")
+
+
+def test_train_warns_of_fp16_on_a_cpu_before_its_checks_end(tiny_conf, tmp_path, capsys):
+    """The warning comes before the work (here a later check stops the run). In-process, pytest
+    records warnings instead of printing them; run_command's one-line form is checked with a
+    subprocess below."""
+    with pytest.warns(UserWarning, match="fp16 trains about 80x slower than fp32 on a CPU") as caught:
+        code, err = in_process(capsys, train_main, "-c", tiny_conf, "--set", f"model_path={tmp_path / 'm'}",
+                               "--set", "precision=fp16", "--set", "batch_size=64")
+    assert_clean_in_process(code, err, "training images for a global batch of 64")
+    assert len([w for w in caught if "fp16" in str(w.message)]) == 1
+
+
 def test_video_into_an_image_name_is_refused(model_file, tmp_path, capsys):
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"not checked before the output name")

@@ -146,9 +146,10 @@ class TrainConfig:
     loss_model_file: str = ""
     # "imagenet" (real style transfer) or "random" (seeded random weights: tests and smoke runs).
     loss_model_weights: Literal["imagenet", "random"] = "imagenet"
-    # Training arithmetic. bf16 autocast (GPUs from Ampere on, recent CPUs) runs the convolutions
-    # in bfloat16; Gram matrices and loss reductions always stay float32. fp16 adds a GradScaler.
-    # fp32 is the default because it is the reference the other two are checked against.
+    # Training arithmetic. bf16 autocast (GPUs from Ampere on, CPUs with AMX) runs the convolutions
+    # in bfloat16; Gram matrices and loss reductions always stay float32. fp16 adds a GradScaler
+    # (GPUs: on a CPU it trains ~80x slower, core.device.slow_training_note). fp32 is the default
+    # because it is the reference the other two are checked against.
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     # torch.compile the transform net and the loss (compile time is paid once per run).
     compile: bool = False

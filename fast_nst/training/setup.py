@@ -17,7 +17,7 @@ import torch
 
 from .. import nets
 from ..core.config import TrainConfig
-from ..core.device import resolve_device
+from ..core.device import resolve_device, slow_training_note
 from ..core.errors import CheckpointError, ConfigError, DataError, FastNSTError
 from ..core.untrusted.downloads import fetch_style_image, style_name
 from ..core.files import probe_writable
@@ -351,6 +351,9 @@ def prepare_run(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: boo
     device = resolve_device(cfg.device)
     if ctx.enabled and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)  # one GPU per process under torchrun
+    slow = slow_training_note(device, cfg.precision)
+    if slow and ctx.is_main:
+        warnings.warn(slow)
     run_dir = Path(cfg.model_path) / cfg.naming
     _check_run_folder(cfg, run_dir, resume, overwrite, command, ctx)
     resume_ckpt, resume_path = _read_resume(cfg, run_dir, resume, ctx) if resume else (None, None)
