@@ -2,14 +2,15 @@
 
 Every case a user can hit runs the real command lines (``train.py`` / ``eval.py``) in a
 process of its own, forked from a preloaded interpreter (``tests/forkrun.py``: the same process
-without the ~4.5 s of imports each command would start with). A few failures can only be simulated inside the process (a monkeypatched download,
-a forced NaN); a few extra checks of pure error messages call the same CLI entry points
-(``fast_nst.commands.train.main`` / ``eval_main``) in-process to save start-up time.
+without the ~4.5 s of imports each command would start with). A few failures can only be
+simulated inside the process (a monkeypatched download, a forced NaN); a few extra checks of
+pure error messages call the same CLI entry points (``fast_nst.commands.train.main`` /
+``eval_main``) in-process.
 See docs/reliability.md for the table of cases.
 
-Speed: each case is a *scenario* (a function running its subprocesses and returning what the
+Speed: each case is a *scenario* (a function running its processes and returning what the
 tests assert on). When this module starts, every scenario its selected tests need is started in
-a background thread; subprocesses share ``PARALLEL`` slots, so both CPU cores stay busy while the
+a background thread; the processes share ``PARALLEL`` slots, so both CPU cores stay busy while the
 tests consume results in file order. A test only waits for its own scenario.
 (``python train.py`` started as typed, with its interpreter's start-up: test_end_to_end.py.)
 """
