@@ -7,6 +7,7 @@ from PIL import Image
 
 from conftest import in_process, make_photo, run_cli
 from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint
+from fast_nst.core import device as device_module
 from fast_nst.core.config import TrainConfig
 from fast_nst.core.errors import CheckpointError, FastNSTError
 from fast_nst.nets.johnson import TransformNet, TransformNetArgs
@@ -199,7 +200,7 @@ def cli_error(capsys, *args):
     return err
 
 
-def test_cli_errors_are_clean(pair, tmp_path, capsys):
+def test_cli_errors_are_clean(pair, tmp_path, capsys, monkeypatch):
     c, s = str(pair[0]), str(pair[1])
     out = str(tmp_path / "o.jpg")
     base = ["--content", c, "--style", s, "--output", out, "--loss_model_weights", "random",
@@ -215,6 +216,13 @@ def test_cli_errors_are_clean(pair, tmp_path, capsys):
     assert str(bogus) in cli_error(capsys, *base, "--init", str(bogus))
     assert "1 weights for 5 style layers" in cli_error(capsys, *base, "--style_layer_weights", "3")
     assert "--steps must be" in cli_error(capsys, *base, "--steps", "0")
+    # bf16 on a CPU without AMX (slower than fp32 there): one warning line before the work.
+    monkeypatch.setattr(device_module, "cpu_has_amx", lambda: False)
+    err = cli_error(capsys, *base, "--steps", "0", "--precision", "bf16")
+    assert err.startswith("warning: this CPU has no AMX, and without it bf16 optimizes slower than fp32"), err
+    assert err.splitlines()[1].startswith("error: ") and "--steps must be" in err
+    monkeypatch.setattr(device_module, "cpu_has_amx", lambda: True)
+    assert "warning" not in cli_error(capsys, *base, "--steps", "0", "--precision", "bf16")
     assert "unsupported extension" in cli_error(capsys, *base, "--output", str(tmp_path / "o.txt"))
     err = cli_error(capsys, *base, "--loss_model", "vgg19", "--loss_model_weights", "imagenet",
                     "--loss_model_file", str(tmp_path / "weights.pth"))

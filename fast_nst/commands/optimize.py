@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..core.device import resolve_device, slow_training_note
 from ..core.errors import DataError
 from ..core.files import check_output_file, probe_writable
 from ..core.images import IMAGE_EXTENSIONS, save_image
@@ -114,6 +115,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             except ValueError:
                 raise DataError(f"--style_layer_weights must be numbers separated by commas, got "
                                 f"{args.style_layer_weights!r}") from None
+        slow = slow_training_note(resolve_device(args.device), args.precision, "optimizes")
+        if slow:
+            print(f"warning: {slow}", file=sys.stderr)
         image = optimize(
             args.content, args.style, loss_model=args.loss_model,
             loss_model_weights=args.loss_model_weights, loss_model_file=args.loss_model_file,

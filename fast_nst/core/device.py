@@ -66,21 +66,23 @@ def slow_bf16_note(device: torch.device, precision: str) -> Optional[str]:
             "where measured); on such CPUs --precision int8 is the fast one (docs/stylize.md#precision-and-speed)")
 
 
-def slow_training_note(device: torch.device, precision: str) -> Optional[str]:
-    """A one-line warning for a training precision that is slow where it runs (fp16 on any CPU,
-    bf16 on a CPU without AMX), None otherwise. Measured on a 2-core Xeon VM without AMX, one
-    step of the default network against a VGG16 loss, 128 x 128, batch 2: fp32 0.69 s, bf16
-    0.88 s, fp16 51-64 s (PyTorch's CPU convolutions have no fast fp16 backward pass: it runs
-    a plain loop, while the fp16 forward alone is as fast as bf16's)."""
+def slow_training_note(device: torch.device, precision: str, work: str = "trains") -> Optional[str]:
+    """A one-line warning for a precision that makes gradient steps slow where they run (fp16 on
+    any CPU, bf16 on a CPU without AMX), None otherwise; ``work`` is the verb ("trains",
+    "optimizes"). Measured on a 2-core Xeon VM without AMX: one training step of the default
+    network against a VGG16 loss, 128 x 128, batch 2, fp32 0.69 s, bf16 0.88 s, fp16 51-64 s
+    (PyTorch's CPU convolutions have no fast fp16 backward pass: it runs a plain loop, while
+    the fp16 forward alone is as fast as bf16's); one step of the Gatys optimiser (VGG16 to
+    relu4_3 and back, 384 x 384) fp32 1.07 s, bf16 1.37 s."""
     if device.type != "cpu":
         return None
     if precision == "fp16":
-        return ("precision fp16 trains about 80x slower than fp32 on a CPU (PyTorch has no fast fp16 "
-                "backward pass for convolutions there); train with precision fp32 on a CPU, or bf16 "
-                "where the CPU has AMX; fp16 is for CUDA GPUs")
+        return (f"precision fp16 {work} about 80x slower than fp32 on a CPU (PyTorch has no fast fp16 "
+                "backward pass for convolutions there); use fp32 on a CPU, or bf16 where the CPU "
+                "has AMX; fp16 is for CUDA GPUs")
     if precision == "bf16" and cpu_has_amx() is False:
-        return ("this CPU has no AMX, and without it bf16 trains slower than fp32 (1.3x the time "
-                "where measured); precision fp32 is the faster choice here")
+        return (f"this CPU has no AMX, and without it bf16 {work} slower than fp32 (1.3x the time "
+                "where measured); fp32 is the faster choice here")
     return None
 
 
