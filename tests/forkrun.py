@@ -223,6 +223,7 @@ def _child(request: dict, keep: Sequence[int]) -> None:
 
 
 def _serve(preload: Sequence[str]) -> None:
+    import contextlib
     import importlib
     import select
     import signal
@@ -234,7 +235,7 @@ def _serve(preload: Sequence[str]) -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd hears of exits
     out = os.fdopen(os.dup(1), "w", buffering=1)
-    pending, running = b"", 0
+    pending, running = b"", set()
     stdin_open = True
     while stdin_open or running:
         ready, _, _ = select.select([0, wake_r] if stdin_open else [wake_r], [], [], 1.0)
@@ -244,19 +245,24 @@ def _serve(preload: Sequence[str]) -> None:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
                 break
-            running -= 1
-            out.write(json.dumps({"exit": pid, "code": _exit_code(status)}) + "\n")
+            running.discard(pid)
+            with contextlib.suppress(OSError):  # the tests' side may be gone
+                out.write(json.dumps({"exit": pid, "code": _exit_code(status)}) + "\n")
         if 0 in ready:
             data = os.read(0, 65536)
-            stdin_open = bool(data)
             pending += data
+            if not data:  # the tests ended: a command still running is a leftover of a failed one
+                stdin_open = False
+                for pid in running:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
             while b"\n" in pending:
                 line, pending = pending.split(b"\n", 1)
                 request = json.loads(line)
                 pid = os.fork()
                 if pid == 0:
                     _child(request, (wake_r, wake_w, out.fileno()))
-                running += 1
+                running.add(pid)
                 out.write(json.dumps({"id": request["id"], "pid": pid}) + "\n")
 
 
