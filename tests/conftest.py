@@ -121,12 +121,17 @@ def tiny_config(tmp_path, train_dir, style_file):
     return make
 
 
+def _command(script: str, args: tuple, env: dict | None) -> tuple[list[str], dict]:
+    """(argv after the interpreter, environment) of train.py / eval.py / ``-m module``."""
+    argv = ["-m", script[3:]] if script.startswith("-m ") else [str(REPO / script)]
+    return argv + list(args), {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+
+
 def run_cli(script: str, *args: str, cwd: Path | None = None, timeout: float = 300,
             env: dict | None = None) -> subprocess.CompletedProcess:
     """Run train.py / eval.py / ``-m module`` as a user would, capturing text output."""
-    cmd = [sys.executable] + (["-m", script[3:]] if script.startswith("-m ") else [str(REPO / script)])
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.run(cmd + list(args), cwd=cwd, capture_output=True, text=True,
+    argv, full_env = _command(script, args, env)
+    return subprocess.run([sys.executable, *argv], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=full_env)
 
 
@@ -147,9 +152,8 @@ def zygote(tmp_path_factory):
 def fork_cli(zygote: Zygote, script: str, *args: str, cwd: Path | None = None, timeout: float = 300,
              env: dict | None = None) -> subprocess.CompletedProcess:
     """:func:`run_cli` in a process forked from ``zygote``: the same command line and results."""
-    argv = ["-m", script[3:]] if script.startswith("-m ") else [str(REPO / script)]
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **FORKED_ENV, **(env or {})}
-    return zygote.run(argv + list(args), cwd=cwd, timeout=timeout, env=full_env)
+    argv, full_env = _command(script, args, {**FORKED_ENV, **(env or {})})
+    return zygote.run(argv, cwd=cwd, timeout=timeout, env=full_env)
 
 
 def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -56,13 +57,9 @@ class ForkedProcess:
             os.kill(self.pid, sig)
 
     def kill(self) -> None:
-        import signal
-
         self.send_signal(signal.SIGKILL)
 
     def terminate(self) -> None:
-        import signal
-
         self.send_signal(signal.SIGTERM)
 
 
@@ -163,7 +160,6 @@ def _child(request: dict, keep: Sequence[int]) -> None:
     import atexit
     import io
     import runpy
-    import signal
     import traceback
 
     code = 1
@@ -226,7 +222,6 @@ def _serve(preload: Sequence[str]) -> None:
     import contextlib
     import importlib
     import select
-    import signal
 
     for name in preload:
         importlib.import_module(name)
