@@ -3,9 +3,10 @@ through onnxruntime) for the default and the slim Johnson network, each network'
 run by Intel's OpenVINO as ``--runtime openvino`` runs it (fp32, bf16 where the CPU has it, and
 int8), and the peer
 ``styletransfer-lite`` (its 32-channel multi-style network through onnxruntime, fp32). Every
-round runs every size and path in turn, and the median per size and path is reported with its
-time against the first size's (CPU timings on a shared machine wander: alternating exposes every
-path and size to the same load).
+round runs every path and each path every size back to back; the median per size and path is
+reported with its time against the first size's and the peer's time against it, both medians of
+the rounds' own ratios (CPU timings on a shared machine wander: measuring what is compared
+seconds apart exposes both to the same load).
 
     python benchmarks/cpu_paths.py                          # 512, 1024, 1920 x 1080; 5 rounds
     python benchmarks/cpu_paths.py --quality data/content   # also int8/bf16 PSNR on photos
@@ -128,20 +129,40 @@ def runners(folder: Path, int8: bool = True, networks=NETWORKS,
     return out, sorted(skipped | ({why} - {""}))
 
 
-def _timed_rounds(paths: dict[str, Callable], inputs: dict, rounds: int) -> dict:
-    """{(size, label): median seconds}: every round runs every size and path in turn, so a
-    change in the machine's load reaches every size alike and the ratios between sizes hold."""
+def _timed_rounds(paths: dict[str, Callable], inputs: dict, rounds: int) -> dict[tuple, list[float]]:
+    """{(size, label): seconds, one per round}. Every round runs every path, and each path every
+    size back to back (the sizes in turn in one order and the other, the paths in a rotated
+    order): a path's sizes are measured seconds apart, so a change in the machine's load that
+    lasts longer than that reaches both sizes of a round alike."""
     for x in inputs.values():  # warm-up: oneDNN's kernels, onnxruntime's arenas, every size
         for run in paths.values():
             run(x)
+    sizes, labels = list(inputs), list(paths)
     times: dict[tuple, list[float]] = {}
-    for _ in range(rounds):
-        for size, x in inputs.items():
-            for label, run in paths.items():
+    for r in range(rounds):
+        for label in labels[r % len(labels):] + labels[:r % len(labels)]:
+            for size in (sizes if r % 2 == 0 else sizes[::-1]):
                 t = time.perf_counter()
-                run(x)
+                paths[label](inputs[size])
                 times.setdefault((size, label), []).append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
+
+
+def paired_ratios(times: dict[tuple, list[float]], first: tuple, peer: Optional[str]) -> dict:
+    """{(size, label): (median seconds, median of the rounds' time / the same round's time at
+    ``first``, median of the rounds' peer time / ours)}; a ratio is None where it does not apply.
+    Ratios of the same round, not of the medians: a round's measurements lie seconds apart, the
+    rounds minutes, and the machine's load moves between them."""
+    def median_ratio(top: list[float], bottom: list[float]) -> float:
+        return statistics.median(a / b for a, b in zip(top, bottom))
+
+    out = {}
+    for (size, label), ts in times.items():
+        to_first = None if size == first else median_ratio(ts, times[first, label])
+        to_peer = (median_ratio(times[size, peer], ts)
+                   if peer and label != peer and (size, peer) in times else None)
+        out[size, label] = (statistics.median(ts), to_first, to_peer)
+    return out
 
 
 def side_by_side(sizes=SIZES, rounds: int = 5, int8: bool = True,
@@ -149,22 +170,23 @@ def side_by_side(sizes=SIZES, rounds: int = 5, int8: bool = True,
                  openvino: bool = True) -> dict:
     """Median seconds per path and size ({(w, h): {label: s}}), each row passed to ``record``
     (what, path, result) with its time against the first size's (same path) and its ratio to
-    the peer (peer time / ours: above 1 is faster)."""
-    results: dict = {}
+    the peer (peer time / ours: above 1 is faster), both medians of the rounds' own ratios."""
     with tempfile.TemporaryDirectory() as tmp:
         paths, skipped = runners(Path(tmp), int8, networks, openvino)
         for why in skipped:
             print(f"  skipped: {why}", flush=True)
-        medians = _timed_rounds(paths, {(w, h): torch.rand(1, 3, h, w) for h, w in sizes}, rounds)
+        times = _timed_rounds(paths, {(w, h): torch.rand(1, 3, h, w) for h, w in sizes}, rounds)
     first = (sizes[0][1], sizes[0][0])
-    for (w, h), label in medians:
-        results.setdefault((w, h), {})[label] = medians[(w, h), label]
-    for (w, h), times in results.items():
-        peer = next((v for k, v in times.items() if k.startswith(PEER)), None)
-        for label, t in times.items():
-            notes = [] if (w, h) == first else [f"{t / medians[first, label]:.2f}x its {first[0]} x {first[1]} time"]
-            if peer and not label.startswith(PEER):
-                notes.append(f"peer/ours {peer / t:.2f}")
+    peer = next((label for label in paths if label.startswith(PEER)), None)
+    summary = paired_ratios(times, first, peer)
+    results: dict = {}
+    for (w, h) in [(w, h) for h, w in sizes]:
+        for label in paths:
+            t, to_first, to_peer = summary[(w, h), label]
+            results.setdefault((w, h), {})[label] = t
+            notes = [] if to_first is None else [f"{to_first:.2f}x its {first[0]} x {first[1]} time"]
+            if to_peer is not None:
+                notes.append(f"peer/ours {to_peer:.2f}")
             record(f"stylize {w} x {h}, median of {rounds}", label,
                    f"{t * 1e3:.1f} ms" + (f" ({'; '.join(notes)})" if notes else ""))
     return results

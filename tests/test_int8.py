@@ -402,6 +402,22 @@ def test_side_by_side_benchmark_rows(monkeypatch):
     # The larger size's rows give their time against the first size's, path by path.
     assert all(r[0] == "stylize 80 x 48, median of 1" and r[2].endswith("x its 40 x 24 time)") for r in rows[4:])
 
+    # Each round runs each path's sizes back to back, in turn both ways, the paths rotated.
+    calls = []
+    fake = {label: (lambda x, label=label: calls.append((label, x))) for label in "ab"}
+    times = cpu_paths._timed_rounds(fake, {(1, 1): "small", (2, 2): "large"}, rounds=2)
+    assert calls[4:] == [("a", "small"), ("a", "large"), ("b", "small"), ("b", "large"),
+                         ("b", "large"), ("b", "small"), ("a", "large"), ("a", "small")]
+    assert sorted(times) == [((1, 1), "a"), ((1, 1), "b"), ((2, 2), "a"), ((2, 2), "b")]
+    assert all(len(t) == 2 for t in times.values())
+    # Ratios are medians of each round's own ratios, not ratios of the medians (9 / 2 = 4.5).
+    times = {((2, 2), "a"): [1.0, 2.0, 4.0], ((4, 4), "a"): [4.0, 9.0, 16.0],
+             ((2, 2), "p"): [2.0, 2.0, 2.0], ((4, 4), "p"): [8.0, 8.0, 8.0]}
+    summary = cpu_paths.paired_ratios(times, (2, 2), "p")
+    assert summary[(4, 4), "a"] == (9.0, 4.0, 8 / 9)  # rounds 4, 4.5, 4; peer 2, 8/9, 0.5
+    assert summary[(2, 2), "a"] == (2.0, None, 1.0)
+    assert summary[(4, 4), "p"] == (8.0, 4.0, None)
+
     # OpenVINO's rows, or why not (its rows run fast-nst's runtime="openvino": tests/test_openvino.py).
     with monkeypatch.context() as patch:
         patch.setitem(sys.modules, "openvino", None)
