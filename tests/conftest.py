@@ -64,6 +64,15 @@ def make_photo(path: Path, size: tuple[int, int] = (48, 40), seed: int = 0, mode
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def export_cache(tmp_path_factory) -> Path:
+    """The exports --precision int8 and --runtime openvino make, kept in a folder of the test
+    session's (not the user's ~/.cache); the commands tests start inherit it."""
+    folder = tmp_path_factory.mktemp("export-cache")
+    os.environ["FAST_NST_CACHE"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def train_dir(tmp_path_factory) -> Path:
     """Twelve generated photos of assorted sizes, two in a nested folder."""

@@ -17,6 +17,7 @@ from fast_nst.commands.eval import main as eval_main
 from fast_nst.core.errors import DataError, FastNSTError
 from fast_nst.core.memory import keep_freed_memory
 from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint
+from fast_nst.io.export_cache import cache_folder, cache_key
 from fast_nst.io.quantize import (CALIBRATION_SIZE, calibration_from_folder, check_quantizable,
                                   require_quantization, synthetic_calibration)
 from fast_nst.nets.fast_cpu import FastTransformNet
@@ -76,6 +77,29 @@ def test_int8_stylizer_is_close_to_fp32(model):
     assert y.shape == ref.shape == x.shape
     assert 30 < psnr(y, ref) < 80  # quantized (not bit-equal), yet close
     assert s.name == "wave" and s.info["path"] == str(path)
+
+
+def test_int8_loads_quantize_a_model_once(model, tmp_path, monkeypatch):
+    """A second load_stylizer(precision="int8") of the same file quantizes nothing (the export
+    cache, fast_nst.io.export_cache); with photos to calibrate on it quantizes again, outside it."""
+    path, _ = model
+    made = []
+    quantize = int8_module.quantize_network
+    monkeypatch.setattr(int8_module, "quantize_network", lambda *a: made.append(a[3]) or quantize(*a))
+    first = load_stylizer(path, device="cpu", precision="int8")  # made here, or by a test before
+    entry = cache_folder() / "onnx" / f"{cache_key(path, 'int8')}.int8.onnx"
+    assert entry.is_file() and made in ([], [entry])
+    second = load_stylizer(path, device="cpu", precision="int8")
+    assert made in ([], [entry]) and second.name == "wave" and second.info["path"] == str(path)
+    assert torch.equal(first.stylize_tensor(_photo(48)), second.stylize_tensor(_photo(48)))
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    make_photo(photos / "a.jpg", (64, 48))
+    monkeypatch.setattr(int8_module, "quantize_network", lambda *a: made.append(a[3]) or 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        load_stylizer(path, device="cpu", precision="int8", calibration_images=photos)
+    assert made[-1].name == "wave.int8.onnx" and made[-1].parent != entry.parent
 
 
 def test_export_quantize_writes_an_int8_onnx(int8_export):

@@ -18,6 +18,7 @@ from fast_nst.commands.eval import main as eval_main
 from fast_nst.core.errors import FastNSTError
 from fast_nst.io.checkpoint import atomic_torch_save, load_model, make_checkpoint
 from fast_nst.io.export import export_metadata, export_onnx
+from fast_nst.io.export_cache import cache_folder, cache_key
 from fast_nst.io.quantize import synthetic_calibration
 from fast_nst.nets.johnson import TransformNet, TransformNetArgs
 from fast_nst.nets.multistyle import MultiStyleArgs, MultiStyleNet
@@ -112,6 +113,8 @@ def test_multi_style_models_take_their_styles(models):
     ref = TorchStylizer(net, CPU)
     ref.set_style("b")
     assert s.style_names == ["a", "b"] and (s.stylize_tensor(x) - ref.stylize_tensor(x)).abs().max() < 1e-4
+    # The export is kept in the export cache (fast_nst.io.export_cache) for the next load.
+    assert (cache_folder() / "onnx" / f"{cache_key(path, 'fp32')}.fp32.onnx").is_file()
     # int8 is the int8 path's quantization, with its check: single-style models only.
     with pytest.raises(FastNSTError, match="is a multi-style model: int8 quantization is for single-style"):
         load_stylizer(path, device="cpu", runtime="openvino", precision="int8")

@@ -20,6 +20,7 @@ from ..core.untrusted import read_onnx_model
 from ..io.bundled import about
 from ..io.export import MAX_ONNX_BYTES
 from ..io.checkpoint import load_model
+from ..io.export_cache import made_file
 from ..io.quantize import (calibration_from_folder, check_quantizable, is_quantized, quantize_network,
                            quantize_onnx, require_quantization)
 from .onnx_stylizer import OnnxStylizer, load_onnx_stylizer
@@ -48,21 +49,24 @@ def _int8_export(path: Path) -> bool:
 def int8_onnx(path: Path, folder: Path, calibration_images: Union[str, Path, None] = None,
               loss_model_file: Union[str, Path, None] = None) -> tuple[Path, Optional[str]]:
     """(the int8 ONNX file of the single-style model ``path``: an .onnx that is one already as it
-    is, anything else quantized into ``folder``; how a .pth/.safetensors model was made).
+    is, anything else quantized into the export cache (:mod:`fast_nst.io.export_cache`) or, with
+    ``calibration_images`` or the cache off, into ``folder``; how a .pth/.safetensors model was made).
     FastNSTError for a multi-style or arbitrary-style model, or without onnxruntime's quantizer."""
     require_quantization()
     images = calibration_from_folder(calibration_images) if calibration_images is not None else None
-    quantized = folder / f"{path.stem}.int8.onnx"
+    cache = images is None  # generated calibration images: the same file for the same model
+
     if path.suffix.lower() == ".onnx":
         if _int8_export(path):  # used as it is: the caller's own load checks the file
             return path, None
-        stylizer = load_onnx_stylizer(path, device="cpu")  # checks the file, reads its metadata
-        check_quantizable(str(path), bool(stylizer.style_input), stylizer.style_names)
-        quantize_onnx(path, quantized, images)
-        return quantized, None
+
+        def quantize(out: Path) -> None:
+            stylizer = load_onnx_stylizer(path, device="cpu")  # checks the file, reads its metadata
+            check_quantizable(str(path), bool(stylizer.style_input), stylizer.style_names)
+            quantize_onnx(path, out, images)
+        return made_file(path, "int8", folder, quantize, cache), None
     net, ckpt = load_model(path, loss_model_file)
-    quantize_network(net, ckpt, path, quantized, images)
-    return quantized, about(ckpt)
+    return made_file(path, "int8", folder, lambda out: quantize_network(net, ckpt, path, out, images), cache), about(ckpt)
 
 
 def load_int8_stylizer(path: Union[str, Path], device: str = "cpu",

@@ -38,9 +38,10 @@ import numpy as np
 from ..core.device import resolve_device
 from ..core.errors import FastNSTError
 from ..core.untrusted import read_onnx_file, shown
-from ..io.export import MAX_ONNX_BYTES, export_metadata, export_onnx
+from ..io.export import MAX_ONNX_BYTES, export_metadata, export_onnx, takes_style_image
 from ..io.bundled import about
 from ..io.checkpoint import load_model
+from ..io.export_cache import made_file
 from . import openvino_worker
 from .int8 import int8_onnx
 from .onnx_stylizer import OnnxStylizer, load_onnx_stylizer
@@ -191,7 +192,8 @@ def _check_installed() -> None:
 
 def _onnx_model(path: Path, folder: Path, precision: str, calibration_images,
                 loss_model_file) -> tuple[Path, Optional[str]]:
-    """(the ONNX file to compile for ``path`` (an .onnx as it is, or written into ``folder``):
+    """(the ONNX file to compile for ``path`` (an .onnx as it is, or from the export cache,
+    :mod:`fast_nst.io.export_cache`, or written into ``folder``):
     exported from a .pth/.safetensors model, for int8 the int8 path's file
     (:func:`~fast_nst.stylize.int8.int8_onnx`); how the model was made, for a .pth/.safetensors one)."""
     if precision == "int8":
@@ -199,8 +201,9 @@ def _onnx_model(path: Path, folder: Path, precision: str, calibration_images,
     if path.suffix.lower() == ".onnx":
         return path, None
     net, ckpt = load_model(path, loss_model_file)
-    out = folder / f"{path.stem}.onnx"
-    export_onnx(net, out, metadata=export_metadata(net, ckpt, path))
+    # An arbitrary-style model's export holds its encoder, read from a file of its own: not cached.
+    out = made_file(path, "fp32", folder, lambda out: export_onnx(net, out, metadata=export_metadata(net, ckpt, path)),
+                    cache=not takes_style_image(net))
     return out, about(ckpt)
 
 

@@ -1,0 +1,107 @@
+"""A cache of the ONNX files fast-nst makes when it loads a model for onnxruntime's int8 path or
+for OpenVINO (``--precision int8``, ``--runtime openvino``).
+
+Exporting a .pth model to ONNX takes ~10 s on a 2-core CPU and quantizing it a few more: each
+``eval.py --precision int8`` run paid that before its first photo, longer than stylizing a photo
+takes. The file made for a model is kept in ``$FAST_NST_CACHE`` (default
+``$XDG_CACHE_HOME/fast-nst`` or ``~/.cache/fast-nst``), under a key of everything it depends on:
+the model file's bytes and name (the name goes into the export's metadata), what was made of it
+(float32 export or int8), the versions of fast-nst, PyTorch and onnxruntime, and the source of
+the modules that write these files (so an edited exporter never meets a stale file).
+Quantizations calibrated on a folder of photos are not cached (the key would have to read every
+photo). ``FAST_NST_CACHE=0`` turns the cache off; deleting the folder at any time is safe.
+
+A cached file is read back like any ONNX file a user names (bounded, through
+:mod:`fast_nst.core.untrusted`). It is written atomically (two processes making the same entry
+each write their own temporary file), and a cache folder that cannot be written only means the
+file is made afresh each time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import inspect
+import os
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from ..core.files import atomic_write
+from ..core.version import __version__
+
+__all__ = ["cache_folder", "cache_key", "cached_file", "made_file"]
+
+# The modules whose code decides what an export or a quantization holds.
+_WRITERS = ("fast_nst.io.export", "fast_nst.io.quantize", "fast_nst.io.int8_graph", "fast_nst.nets.exportable",
+            "fast_nst.nets.fast_cpu", "fast_nst.nets.johnson", "fast_nst.nets.layers")
+
+
+def cache_folder() -> Optional[Path]:
+    """Where made ONNX files are kept; None when ``FAST_NST_CACHE`` is "0" (off)."""
+    chosen = os.environ.get("FAST_NST_CACHE")
+    if chosen == "0":
+        return None
+    if chosen:
+        return Path(chosen)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "fast-nst"
+
+
+def _package_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
+def _writers_digest() -> str:
+    h = hashlib.sha256()
+    for name in _WRITERS:
+        h.update(Path(inspect.getfile(importlib.import_module(name))).read_bytes())
+    return h.hexdigest()
+
+
+def cache_key(source: Path, kind: str) -> str:
+    """The entry's name for ``kind`` ("fp32", "int8") made of the model file ``source``."""
+    h = hashlib.sha256()
+    for part in (kind, source.name, __version__, torch.__version__, _package_version("onnxruntime"),
+                 _package_version("onnx"), _writers_digest()):
+        h.update(part.encode("utf-8") + b"\0")
+    with open(source, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()[:32]
+
+
+def cached_file(source: Path, kind: str, make: Callable[[Path], object]) -> Optional[Path]:
+    """The cached ``kind`` file of the model file ``source``, made by ``make(path)`` (which writes
+    an ONNX file to ``path``) when missing. None when the cache is off or its folder cannot be
+    written: the caller then makes the file where it would have without a cache."""
+    folder = cache_folder()
+    if folder is None:
+        return None
+    entry = folder / "onnx" / f"{cache_key(source, kind)}.{kind}.onnx"
+    if entry.is_file():
+        return entry
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    if not os.access(entry.parent, os.W_OK):
+        return None
+    with atomic_write(entry, keep_suffix=True) as partial:
+        make(partial)
+    return entry
+
+
+def made_file(source: Path, kind: str, folder: Path, make: Callable[[Path], object], cache: bool = True) -> Path:
+    """``make``'s ``kind`` file of the model file ``source``: from the cache (made there when
+    missing) when ``cache`` and the cache is on, else made into ``folder``."""
+    entry = cached_file(source, kind, make) if cache else None
+    if entry is None:
+        entry = folder / f"{source.stem}.{kind}.onnx"
+        make(entry)
+    return entry
