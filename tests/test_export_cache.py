@@ -5,6 +5,7 @@ test_openvino.py)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,13 @@ def test_off_unwritable_or_failed(cache, tmp_path, monkeypatch):
     monkeypatch.setenv("FAST_NST_CACHE", str(cache))
     assert made_file(model, "int8", tmp_path, _writer(calls), cache=False) == tmp_path / "wave.int8.onnx"
     assert len(calls) == 3
+    # A file over the caller's bound, or not a regular file, is not read for a key: make (which
+    # checks it) reports it.
+    assert cached_file(model, "int8", _writer(calls), max_bytes=3) is None
+    fifo = tmp_path / "pipe.onnx"
+    os.mkfifo(fifo)
+    assert cached_file(fifo, "int8", _writer(calls)) is None and cached_file(tmp_path, "int8", _writer(calls)) is None
+    assert len(calls) == 3 and list((cache / "onnx").iterdir()) == []
 
 
 def test_default_folder(monkeypatch, tmp_path):

@@ -76,12 +76,15 @@ def cache_key(source: Path, kind: str) -> str:
     return h.hexdigest()[:32]
 
 
-def cached_file(source: Path, kind: str, make: Callable[[Path], object]) -> Optional[Path]:
+def cached_file(source: Path, kind: str, make: Callable[[Path], object],
+                max_bytes: Optional[int] = None) -> Optional[Path]:
     """The cached ``kind`` file of the model file ``source``, made by ``make(path)`` (which writes
     an ONNX file to ``path``) when missing. None when the cache is off or its folder cannot be
-    written: the caller then makes the file where it would have without a cache."""
+    written, and for a ``source`` that is not a regular file or is larger than ``max_bytes``
+    (not read for a key: ``make``, which checks it, then reports it): the caller then makes the
+    file where it would have without a cache."""
     folder = cache_folder()
-    if folder is None:
+    if folder is None or not source.is_file() or (max_bytes is not None and source.stat().st_size > max_bytes):
         return None
     entry = folder / "onnx" / f"{cache_key(source, kind)}.{kind}.onnx"
     if entry.is_file():
@@ -97,10 +100,11 @@ def cached_file(source: Path, kind: str, make: Callable[[Path], object]) -> Opti
     return entry
 
 
-def made_file(source: Path, kind: str, folder: Path, make: Callable[[Path], object], cache: bool = True) -> Path:
+def made_file(source: Path, kind: str, folder: Path, make: Callable[[Path], object], cache: bool = True,
+              max_bytes: Optional[int] = None) -> Path:
     """``make``'s ``kind`` file of the model file ``source``: from the cache (made there when
     missing) when ``cache`` and the cache is on, else made into ``folder``."""
-    entry = cached_file(source, kind, make) if cache else None
+    entry = cached_file(source, kind, make, max_bytes) if cache else None
     if entry is None:
         entry = folder / f"{source.stem}.{kind}.onnx"
         make(entry)

@@ -64,7 +64,7 @@ def int8_onnx(path: Path, folder: Path, calibration_images: Union[str, Path, Non
             stylizer = load_onnx_stylizer(path, device="cpu")  # checks the file, reads its metadata
             check_quantizable(str(path), bool(stylizer.style_input), stylizer.style_names)
             quantize_onnx(path, out, images)
-        return made_file(path, "int8", folder, quantize, cache), None
+        return made_file(path, "int8", folder, quantize, cache, max_bytes=MAX_ONNX_BYTES), None
     net, ckpt = load_model(path, loss_model_file)
     return made_file(path, "int8", folder, lambda out: quantize_network(net, ckpt, path, out, images), cache), about(ckpt)
 
