@@ -18,7 +18,7 @@ from ..core.device import resolve_device
 from ..core.errors import FastNSTError
 from ..core.untrusted import read_onnx_model
 from ..io.bundled import about
-from ..io.export import MAX_ONNX_BYTES
+from ..io.export import MAX_ONNX_BYTES, takes_style_image
 from ..io.checkpoint import load_model
 from ..io.export_cache import made_file
 from ..io.quantize import (calibration_from_folder, check_quantizable, is_quantized, quantize_network,
@@ -66,7 +66,11 @@ def int8_onnx(path: Path, folder: Path, calibration_images: Union[str, Path, Non
             quantize_onnx(path, out, images)
         return made_file(path, "int8", folder, quantize, cache, max_bytes=MAX_ONNX_BYTES), None
     net, ckpt = load_model(path, loss_model_file)
-    return made_file(path, "int8", folder, lambda out: quantize_network(net, ckpt, path, out, images), cache), about(ckpt)
+
+    def quantize_read_again(out: Path) -> None:  # the bytes the cache key was taken of, or newer
+        quantize_network(*load_model(path, loss_model_file), path, out, images)
+    check_quantizable(str(path), takes_style_image(net), net.style_names)
+    return made_file(path, "int8", folder, quantize_read_again, cache), about(ckpt)
 
 
 def load_int8_stylizer(path: Union[str, Path], device: str = "cpu",

@@ -201,10 +201,12 @@ def _onnx_model(path: Path, folder: Path, precision: str, calibration_images,
     if path.suffix.lower() == ".onnx":
         return path, None
     net, ckpt = load_model(path, loss_model_file)
+
+    def export_read_again(out: Path) -> None:  # the bytes the cache key was taken of, or newer
+        net, ckpt = load_model(path, loss_model_file)
+        export_onnx(net, out, metadata=export_metadata(net, ckpt, path))
     # An arbitrary-style model's export holds its encoder, read from a file of its own: not cached.
-    out = made_file(path, "fp32", folder, lambda out: export_onnx(net, out, metadata=export_metadata(net, ckpt, path)),
-                    cache=not takes_style_image(net))
-    return out, about(ckpt)
+    return made_file(path, "fp32", folder, export_read_again, cache=not takes_style_image(net)), about(ckpt)
 
 
 def load_openvino_stylizer(path: Union[str, Path], device: str = "cpu", precision: str = "fp32",
