@@ -28,6 +28,7 @@ of specialising, and the ExportedProgram is then translated by ``torch.onnx.expo
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import re
@@ -157,14 +158,18 @@ def check_style_sizes(net: StyleNetwork) -> list[tuple[int, int]]:
 
 # ---- exporters ----------------------------------------------------------------------------------
 
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported, found without importing it (onnx and onnxscript take
+    1-2 s to import, which a load that needs neither should not pay); a submodule's parent
+    package is imported."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent that fails to import; a module set to None
+        return False
+
+
 def _missing_onnx_packages() -> list[str]:
-    missing = []
-    for module in ("onnx", "onnxruntime", "onnxscript"):
-        try:
-            __import__(module)
-        except ImportError:
-            missing.append(module)
-    return missing
+    return [module for module in ("onnx", "onnxruntime", "onnxscript") if not installed(module)]
 
 
 def require_onnx() -> None:

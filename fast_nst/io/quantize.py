@@ -42,8 +42,8 @@ from ..core.images import list_images, pil_to_tensor, psnr
 from ..core.untrusted import input_folder, onnx_session, open_image, read_onnx_file, read_onnx_model
 from ..nets.base import StyleNetwork
 from .int8_graph import is_quantized, pad_quantized_values
-from .export import (MAX_ONNX_BYTES, ONNX_INSTALL_HINT, ExportError, export_metadata, export_onnx, require_onnx,
-                     takes_style_image)
+from .export import (MAX_ONNX_BYTES, ONNX_INSTALL_HINT, ExportError, export_metadata, export_onnx, installed,
+                     require_onnx, takes_style_image)
 from .model_export import export_model
 
 __all__ = ["CALIBRATION_COUNT", "CALIBRATION_SIZE", "QUANTIZE_MODES", "calibration_from_folder",
@@ -62,11 +62,9 @@ def require_quantization() -> None:
     """FastNSTError naming the install command when onnxruntime (with its quantization tools),
     onnx or onnxscript are missing."""
     require_onnx()
-    try:
-        import onnxruntime.quantization  # noqa: F401  (part of onnxruntime; checked, not used here)
-    except ImportError as e:
-        raise FastNSTError(f"int8 quantization needs onnxruntime's quantization tools ({e}). "
-                           f"Install them with: {ONNX_INSTALL_HINT}") from None
+    if not installed("onnxruntime.quantization"):  # part of onnxruntime; checked, not imported here
+        raise FastNSTError(f"int8 quantization needs onnxruntime's quantization tools (onnxruntime.quantization "
+                           f"not found). Install them with: {ONNX_INSTALL_HINT}")
 
 
 def synthetic_calibration(count: int = CALIBRATION_COUNT, size: int = CALIBRATION_SIZE,
