@@ -6,6 +6,7 @@ test_openvino.py)."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,25 @@ def test_the_key_covers_the_code_that_writes_the_file(tmp_path, monkeypatch):
     edited = cache_key(model, "int8")
     monkeypatch.setattr(export_cache, "__version__", "99.0")
     assert len({key, edited, cache_key(model, "int8")}) == 3
+
+
+def test_least_recently_used_entries_go_beyond_the_bound(cache, tmp_path):
+    folder = cache / "onnx"
+    folder.mkdir(parents=True)
+    now = time.time()
+    ages = {"old": 7200, "older": 9000, "recent": 60, "kept": 8000}
+    for name, age in ages.items():
+        (folder / f"{name}.int8.onnx").write_bytes(b"x" * 100)
+        os.utime(folder / f"{name}.int8.onnx", (now - age, now - age))
+    export_cache._evict(folder, keep=folder / "kept.int8.onnx", max_bytes=250)
+    # Oldest first until 250 bytes are left, sparing the new entry and one used minutes ago.
+    assert sorted(p.name for p in folder.iterdir()) == ["kept.int8.onnx", "recent.int8.onnx"]
+
+    # A hit marks its entry as used: it outlives older ones.
+    model = tmp_path / "wave.pth"
+    model.write_bytes(b"weights")
+    calls: list = []
+    entry = cached_file(model, "int8", _writer(calls))
+    os.utime(entry, (now - 9999, now - 9999))
+    assert cached_file(model, "int8", _writer(calls)) == entry and entry.stat().st_mtime > now - 60
+    assert len(calls) == 1

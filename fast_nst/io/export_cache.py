@@ -9,7 +9,8 @@ the model file's bytes and name (the name goes into the export's metadata), what
 (float32 export or int8), the versions of fast-nst, PyTorch and onnxruntime, and the source of
 the modules that write these files (so an edited exporter never meets a stale file).
 Quantizations calibrated on a folder of photos are not cached (the key would have to read every
-photo). ``FAST_NST_CACHE=0`` turns the cache off; deleting the folder at any time is safe.
+photo). The folder keeps at most :data:`MAX_CACHE_BYTES`, dropping the least recently used
+entries. ``FAST_NST_CACHE=0`` turns the cache off; deleting the folder at any time is safe.
 
 A cached file is read back like any ONNX file a user names (bounded, through
 :mod:`fast_nst.core.untrusted`). It is written atomically (two processes making the same entry
@@ -19,11 +20,13 @@ file is made afresh each time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.metadata
 import inspect
 import os
+import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -34,6 +37,9 @@ from ..core.version import __version__
 
 __all__ = ["cache_folder", "cache_key", "cached_file", "made_file"]
 
+# Room for the exports of about a hundred models (the default network: 7 MB in float32, 2 MB in
+# int8); beyond it the least recently used entries go.
+MAX_CACHE_BYTES = 512 << 20
 # The modules whose code decides what an export or a quantization holds.
 _WRITERS = ("fast_nst.io.export", "fast_nst.io.quantize", "fast_nst.io.int8_graph", "fast_nst.nets.exportable",
             "fast_nst.nets.fast_cpu", "fast_nst.nets.johnson", "fast_nst.nets.layers")
@@ -88,6 +94,8 @@ def cached_file(source: Path, kind: str, make: Callable[[Path], object],
         return None
     entry = folder / "onnx" / f"{cache_key(source, kind)}.{kind}.onnx"
     if entry.is_file():
+        with contextlib.suppress(OSError):  # its age says when it was last used (see _evict)
+            os.utime(entry)
         return entry
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +105,28 @@ def cached_file(source: Path, kind: str, make: Callable[[Path], object],
         return None
     with atomic_write(entry, keep_suffix=True) as partial:
         make(partial)
+    _evict(entry.parent, keep=entry)
     return entry
+
+
+def _evict(folder: Path, keep: Path, max_bytes: int = MAX_CACHE_BYTES, spare_s: float = 600.0) -> None:
+    """Delete the least recently used entries of ``folder`` until it holds at most ``max_bytes``,
+    sparing ``keep`` and whatever was used in the last ``spare_s`` seconds (another process may
+    be about to read it)."""
+    entries = []
+    for path in folder.glob("*.onnx"):  # a crashed writer's hidden partial file too, once old
+        with contextlib.suppress(OSError):  # gone already: another process evicted it
+            st = path.stat()
+            entries.append((st.st_mtime, st.st_size, path))
+    total = sum(size for _, size, _ in entries)
+    now = time.time()
+    for mtime, size, path in sorted(entries):
+        if total <= max_bytes:
+            break
+        if path != keep and now - mtime > spare_s:
+            with contextlib.suppress(OSError):
+                path.unlink()
+                total -= size
 
 
 def made_file(source: Path, kind: str, folder: Path, make: Callable[[Path], object], cache: bool = True,
