@@ -35,6 +35,9 @@ from typing import Callable, Optional
 # forward took 4-8x longer on a busy 2-core VM than with passive waiting. Set before torch loads
 # OpenMP; export OMP_WAIT_POLICY=ACTIVE to measure the default behaviour instead.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# The networks measured have random weights, made afresh each run: their exports would only fill
+# the user's export cache (fast_nst.io.export_cache) with entries no later load asks for.
+os.environ.setdefault("FAST_NST_CACHE", "0")
 
 import numpy as np  # noqa: E402  (after the OpenMP setting)
 import torch  # noqa: E402
