@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import resource
 import sys
@@ -397,13 +398,15 @@ def test_cpu_forwards_reuse_freed_memory(model):
         pytest.skip("not glibc, or FAST_NST_KEEP_MEMORY=0")
     s = TorchStylizer(model[1], torch.device("cpu"))
     x = torch.rand(1, 3, 384, 384)  # glibc's defaults: ~5,000 page faults each forward
-    s.stylize_tensor(x)
     first = s.stylize_tensor(x)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    second = s.stylize_tensor(x)
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-    assert torch.equal(first, second)
-    assert faults < 2000, faults  # a few hundred (worker threads' own arenas) against ~5,000
+    gc.collect()  # what earlier tests left for the collector is not freed (and refaulted) meanwhile
+    counts = []
+    for _ in range(3):  # the process's count: the fewest of three, past any other thread's moment
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        again = s.stylize_tensor(x)
+        counts.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+        assert torch.equal(first, again)
+    assert min(counts) < 2000, counts  # a few hundred (worker threads' own arenas) against ~5,000
 
 
 def test_side_by_side_benchmark_rows(monkeypatch):
