@@ -13,7 +13,10 @@ from PIL import Image
 
 from fast_nst.core import device as device_module
 from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint
+from fast_nst import load_stylizer
+from fast_nst.commands import eval as eval_module
 from fast_nst.commands.eval import main as eval_main
+from fast_nst.stylize import resolve_precision
 from fast_nst.commands.train import main as train_main, train_command
 from fast_nst.training import load_train_config as load_config
 from fast_nst.nets.johnson import TransformNet, TransformNetArgs
@@ -81,6 +84,35 @@ def test_bf16_on_a_cpu_without_amx_is_noted(amx, noted, model_file, tmp_path, ca
     assert code == 0, err
     assert Image.open(tmp_path / "o.jpg").size == (30, 20)
     assert ("this CPU has no AMX" in err and "--precision int8" in err) == noted, err
+
+
+@pytest.mark.parametrize("amx, chosen", [(True, "bf16"), (False, "fp32"), (None, "fp32")],
+                         ids=["amx", "no_amx", "unknown"])
+def test_precision_auto_says_what_it_chose(amx, chosen, model_file, tmp_path, capsys, monkeypatch):
+    """--precision auto: bf16 on a CPU with AMX, fp32 on one without (never int8), in one line."""
+    monkeypatch.setattr(device_module, "cpu_has_amx", lambda: amx)
+    photo = make_photo(tmp_path / "p.jpg", (30, 20))
+    loaded = []
+    monkeypatch.setattr(eval_module, "load_stylizer", lambda *a, **kw: loaded.append(load_stylizer(*a, **kw)) or loaded[-1])
+    code, err = in_process(capsys, eval_main, "--model_file", model_file, "--image_file", photo,
+                           "--output_file", tmp_path / "o.jpg", "--device", "cpu", "--precision", "auto")
+    assert code == 0, err
+    assert Image.open(tmp_path / "o.jpg").size == (30, 20)
+    assert f"precision auto: {chosen} (" in err and "note:" not in err, err
+    assert ("--precision int8 is faster on such CPUs" in err) == (amx is False)
+    assert [s.precision for s in loaded] == [chosen]
+
+
+def test_auto_precision_per_device_and_model_file(monkeypatch):
+    for bf16, chosen in ((True, "bf16"), (False, "fp16")):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, bf16=bf16, **k: bf16)
+        assert device_module.auto_precision(torch.device("cuda"))[0] == chosen
+    monkeypatch.setattr(device_module, "cpu_has_amx", lambda: True)
+    assert resolve_precision("auto", "m.pth", "cpu") == ("bf16", "this CPU has AMX")
+    # onnxruntime runs an export in float32; OpenVINO on the CPU whatever the device says.
+    assert resolve_precision("auto", "m.onnx", "cpu")[0] == "fp32"
+    assert resolve_precision("auto", "m.onnx", "cuda", "openvino")[0] == "bf16"
+    assert resolve_precision("int8", "m.pth", "cpu") == ("int8", "")
 
 
 def test_the_bf16_note_is_for_cpus_and_bf16_only(monkeypatch):

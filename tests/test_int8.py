@@ -455,7 +455,7 @@ def test_app_loads_models_in_its_precision(model, tmp_path):
     """python -m fast_nst.app --precision bf16: every model the page loads runs in it."""
     from fast_nst.commands.app import AppSession, parser as app_parser
 
-    assert app_parser().parse_args(["--precision", "int8"]).precision == "int8"
+    assert [app_parser().parse_args(["--precision", p]).precision for p in ("int8", "auto")] == ["int8", "auto"]
     calls = []
     session = AppSession({"wave": model[0]}, "cpu", tmp_path, precision="bf16",
                          loader=lambda path, **kw: calls.append(kw) or load_stylizer(path, **kw))

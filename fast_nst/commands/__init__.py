@@ -25,12 +25,13 @@ import argparse
 import sys
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
 from ..core.device import check_versions, resolve_device, slow_bf16_note
 from ..core.errors import FastNSTError, Stopped
+from ..stylize import resolve_precision
 
 __all__ = ["CommandParser", "new_parser", "precision_note", "prog", "run_command", "started_as"]
 
@@ -78,10 +79,15 @@ def run_command(fn: Callable[[], int]) -> int:
         warnings.formatwarning = previous
 
 
-def precision_note(device: str, precision: str, runtime: str = "default") -> None:
-    """Print (stderr) a note when ``precision`` is a slow choice where the model will run (bf16 on
-    a CPU without AMX); before the model loads, so the note comes first. The OpenVINO runtime
-    runs on the CPU whatever ``device`` says (its loader refuses a GPU)."""
+def precision_note(device: str, precision: str, runtime: str = "default", model_file: Optional[str] = None) -> None:
+    """Print (stderr) what ``--precision auto`` chose and why, or a note when ``precision`` is a
+    slow choice where the model will run (bf16 on a CPU without AMX); before the model loads, so
+    the note comes first. The OpenVINO runtime runs on the CPU whatever ``device`` says (its
+    loader refuses a GPU)."""
+    if precision == "auto":
+        chosen, why = resolve_precision(precision, model_file or "", device, runtime)
+        print(f"precision auto: {chosen} ({why})", file=sys.stderr)
+        return
     if precision != "bf16":
         return
     where = torch.device("cpu") if runtime == "openvino" else resolve_device(device)

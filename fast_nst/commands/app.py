@@ -38,7 +38,7 @@ from ..io.bundled import BUNDLED_STYLE, bundled_model
 from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints
 from ..io.hub import local_model_file
 from ..stylize import RUNTIMES, Stylizer, load_stylizer
-from ..stylize.base import PRECISIONS
+from ..stylize.base import LOAD_PRECISIONS
 from . import new_parser, precision_note, run_command
 
 __all__ = ["APP_INSTALL_HINT", "AppSession", "DEFAULT_MODELS_DIR", "DEFAULT_PORT", "KEEP_RESULTS", "MAX_MODEL_MB",
@@ -448,10 +448,11 @@ def parser() -> argparse.ArgumentParser:
                         "anyone who can reach this machine use the app and its models)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     p.add_argument("--device", default="auto", help=f"device to stylize on: {DEVICE_CHOICES} (default auto)")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+    p.add_argument("--precision", default="fp32", choices=LOAD_PRECISIONS,
                    help="arithmetic for the network, as eval.py's: bf16 is the fastest on CPUs with AMX "
                         "and on GPUs; int8: onnxruntime on the CPU, the fast one on CPUs without AMX "
-                        "(single-style models)")
+                        "(single-style models); auto: bf16 where it is fast, else fp16 on GPUs and fp32 "
+                        "on CPUs")
     p.add_argument("--runtime", default="default", choices=RUNTIMES,
                    help="who runs the network, as eval.py's: default, or openvino (the fastest on Intel CPUs)")
     p.add_argument("--loss_model_file", metavar="FILE",

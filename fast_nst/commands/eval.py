@@ -20,7 +20,7 @@ from ..io.bundled import BUNDLED_STYLE, bundled_model
 from ..nets.multistyle import style_list
 from ..report.sheet import labelled_grid
 from ..stylize import RUNTIMES, StylizeOptions, Stylizer, load_stylizer
-from ..stylize.base import DEFAULT_STYLE_SIZE, PRECISIONS
+from ..stylize.base import DEFAULT_STYLE_SIZE, LOAD_PRECISIONS
 from ..stylize.openvino_stylizer import OPENVINO_INSTALL_HINT
 from ..stylize.tiling import DEFAULT_CONTEXT, DEFAULT_OVERLAP
 from ..stylize.video import stylize_video
@@ -96,11 +96,12 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temporal", default="auto", choices=["auto", "on", "off"],
                    help="video: carry instance-norm statistics across frames (less flicker, no "
                         "retraining; docs/video.md). auto (default): on for PyTorch models, off for .onnx")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+    p.add_argument("--precision", default="fp32", choices=LOAD_PRECISIONS,
                    help="arithmetic for the network: bf16 is the fastest on CPUs with AMX and on GPUs "
                         "(with fp16), and slower than fp32 on CPUs without AMX; int8: the model quantized "
                         "at load time and run by onnxruntime on the CPU, the fast one on CPUs without AMX "
-                        "(single-style models; needs the onnx extra)")
+                        "(single-style models; needs the onnx extra); auto: bf16 where it is fast, else "
+                        "fp16 on GPUs and fp32 on CPUs (never int8), said in one line")
     p.add_argument("--runtime", default="default", choices=RUNTIMES,
                    help="who runs the network: default (PyTorch for .pth/.safetensors models, "
                         "onnxruntime for .onnx and int8) or openvino (the ONNX export on the CPU, "
@@ -365,7 +366,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 raise DataError(f"--max_image_pixels must be >= 0 (0 removes the limit), got {args.max_image_pixels}")
             set_max_image_pixels(args.max_image_pixels)
         def load() -> Stylizer:  # after every check of the arguments and files
-            precision_note(args.device, args.precision, args.runtime)
+            precision_note(args.device, args.precision, args.runtime, args.model_file)
             return _choose_style(args, _load(args, device=args.device, precision=args.precision,
                                              compile=args.compile, loss_model_file=args.loss_model_file,
                                              runtime=args.runtime))

@@ -16,7 +16,7 @@ from .errors import FastNSTError
 from .version import __min_torch__
 
 __all__ = ["resolve_device", "require_torch", "check_versions", "prepare_compile", "cpu_has_amx",
-           "slow_bf16_note", "slow_training_note"]
+           "auto_precision", "slow_bf16_note", "slow_training_note"]
 
 # torch.compile's C++ builder imports this module, which logs "No CUDA runtime is found, using
 # CUDA_HOME=..." on import when a CUDA build of torch finds a CUDA toolkit but no usable GPU: true,
@@ -53,6 +53,26 @@ def cpu_has_amx() -> Optional[bool]:
         return bool(probe()) if probe is not None else None
     except Exception:  # noqa: BLE001 - a probe that fails tells nothing
         return None
+
+
+def auto_precision(device: torch.device) -> tuple[str, str]:
+    """(precision, why) for stylizing with ``--precision auto`` on ``device``: the fastest of
+    fp32, bf16 and fp16 there, each within 50 dB of fp32's output and able to tile. On a CPU,
+    bf16 where it has AMX (3-4x faster than fp32 where measured, 51-53 dB from it), fp32
+    otherwise (bf16 1.2-1.6x slower there; docs/benchmarks.md); on a GPU, bf16 where it has
+    bf16 arithmetic (Ampere and newer), fp16 before. int8, faster still on CPUs without AMX,
+    is never chosen for the user: it costs more (about 38 dB, visible on images without texture)
+    and cannot tile."""
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return "bf16", "this GPU has bf16 arithmetic"
+        return "fp16", "this GPU has no bf16 arithmetic"
+    amx = cpu_has_amx()
+    if amx:
+        return "bf16", "this CPU has AMX"
+    if amx is None:  # torch cannot tell (another architecture): fp32 is the safe choice
+        return "fp32", "AMX not detected on this CPU"
+    return "fp32", "this CPU has no AMX; --precision int8 is faster on such CPUs, at some quality cost"
 
 
 def slow_bf16_note(device: torch.device, precision: str) -> Optional[str]:

@@ -20,7 +20,9 @@ import warnings
 from pathlib import Path
 from typing import Optional, Union
 
-from ..core.device import resolve_device
+import torch
+
+from ..core.device import auto_precision, resolve_device
 from ..core.errors import CheckpointError, FastNSTError
 from ..io.bundled import about, bundled_model
 from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints, load_model
@@ -35,7 +37,7 @@ from .base import StyleImages, StylizeOptions, Stylizer, finish, preserve_colors
 from .torch_stylizer import TorchStylizer
 
 __all__ = ["RUNTIMES", "StylizeOptions", "Stylizer", "TorchStylizer", "finish", "load_stylizer", "model_in_run_folder",
-           "preserve_colors", "resize_for_processing"]
+           "preserve_colors", "resize_for_processing", "resolve_precision"]
 
 # Who runs the network: "default" (PyTorch for .pth/.safetensors, onnxruntime for .onnx and
 # int8) or "openvino" (the ONNX export on the CPU; see openvino_stylizer).
@@ -60,6 +62,18 @@ def model_in_run_folder(folder: Path) -> Path:
                           f"{final.name} or {CHECKPOINT_DIR}/step_*.pth, or give a model file itself.")
 
 
+def resolve_precision(precision: str, path: Union[str, Path], device: str = "auto",
+                      runtime: str = "default") -> tuple[str, str]:
+    """(the precision the model file ``path`` runs in, why): ``precision`` "auto" resolved for
+    where it runs (:func:`~fast_nst.core.device.auto_precision`; an .onnx export in
+    onnxruntime runs in float32), any other as it is, with no reason."""
+    if precision != "auto":
+        return precision, ""
+    if runtime == "default" and Path(path).suffix.lower() == ".onnx":
+        return "fp32", "an .onnx export runs in float32 (bf16 with --runtime openvino)"
+    return auto_precision(torch.device("cpu") if runtime == "openvino" else resolve_device(device))
+
+
 def load_stylizer(path: Union[str, Path, None] = None, device: str = "auto", precision: str = "fp32",
                   fast: Optional[bool] = None, compile: bool = False,
                   style: Union[StyleSpec, StyleImages, None] = None, alpha: Optional[float] = None,
@@ -72,7 +86,8 @@ def load_stylizer(path: Union[str, Path, None] = None, device: str = "auto", pre
     No ``path``: the built-in model shipped inside the package (:mod:`fast_nst.io.bundled`).
 
     ``device``: "auto" (CUDA if available), "cpu", "cuda" or "cuda:N". ``precision``, ``fast``
-    and ``compile``: see :class:`TorchStylizer`; ``precision="int8"``: the model quantized to int8
+    and ``compile``: see :class:`TorchStylizer` (``precision="auto"``: bf16 on GPUs and on CPUs
+    with AMX, else fp16 on GPUs and fp32 on CPUs, see :func:`~fast_nst.core.device.auto_precision`); ``precision="int8"``: the model quantized to int8
     and run by onnxruntime on the CPU (single-style models; see :mod:`fast_nst.stylize.int8`),
     calibrated on generated images or the photos in the folder ``calibration_images``.
     ``runtime``: "default" (PyTorch for .pth and .safetensors models, onnxruntime for .onnx files
@@ -93,6 +108,7 @@ def load_stylizer(path: Union[str, Path, None] = None, device: str = "auto", pre
         raise CheckpointError(f"Model file not found: {path}.{pretrained_hint(path)}")
     if runtime not in RUNTIMES:
         raise FastNSTError(f"runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
+    precision = resolve_precision(precision, path, device, runtime)[0]
     if runtime == "openvino":
         stylizer: Stylizer = load_openvino_stylizer(path, device, precision, calibration_images, loss_model_file)
     elif precision == "int8":

@@ -24,11 +24,13 @@ from ..nets.adain import check_alpha
 from ..nets.multistyle import StyleError, StyleSpec, blend_weights, resolve_style, style_label
 from .tiling import DEFAULT_OVERLAP, tile_core
 
-__all__ = ["DEFAULT_STYLE_SIZE", "PRECISIONS", "StyleImages", "StylizeOptions", "Stylizer", "finish",
+__all__ = ["DEFAULT_STYLE_SIZE", "LOAD_PRECISIONS", "PRECISIONS", "StyleImages", "StylizeOptions", "Stylizer", "finish",
            "preserve_colors", "resize_for_processing", "style_images"]
 
 # int8: onnxruntime's quantization of the model, on the CPU (fast_nst.stylize.int8).
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+# What load_stylizer and the commands take: the precisions, or "auto" (resolved when the model loads).
+LOAD_PRECISIONS = (*PRECISIONS, "auto")
 # The longest side style images are resized to for an arbitrary-style model. Huang & Belongie
 # resize the shorter side to 512 at test time; style_size means the longest side in every
 # command (training configs, optimize, eval), so 512 here bounds the style image as training's
