@@ -89,9 +89,10 @@ def test_int8_loads_quantize_a_model_once(model, tmp_path, monkeypatch):
     monkeypatch.setattr(int8_module, "quantize_network", lambda *a: made.append(a[3]) or quantize(*a))
     first = load_stylizer(path, device="cpu", precision="int8")  # made here, or by a test before
     entry = cache_folder() / "onnx" / f"{cache_key(path, 'int8')}.int8.onnx"
-    assert entry.is_file() and made in ([], [entry])
+    assert entry.is_file() and len(made) <= 1 and all(out.parent == entry.parent for out in made)
+    count = len(made)
     second = load_stylizer(path, device="cpu", precision="int8")
-    assert made in ([], [entry]) and second.name == "wave" and second.info["path"] == str(path)
+    assert len(made) == count and second.name == "wave" and second.info["path"] == str(path)
     assert torch.equal(first.stylize_tensor(_photo(48)), second.stylize_tensor(_photo(48)))
 
     photos = tmp_path / "photos"
