@@ -49,6 +49,21 @@ def test_an_entry_is_made_once_per_bytes_name_and_kind(cache, tmp_path):
     assert len(calls) == 4 and len({first, *others}) == 4
 
 
+def test_making_an_entry_is_said_once(cache, tmp_path, capsys):
+    """The ~10 s of a first int8 or OpenVINO load are announced on stderr; a cached load is silent."""
+    model = tmp_path / "wave\x1b[2J.pth"  # a file name is shown, never obeyed
+    model.write_bytes(b"weights")
+    calls: list = []
+    made_file(model, "int8", tmp_path, _writer(calls))
+    err = capsys.readouterr().err
+    assert err == f"Making the int8 ONNX file of wave\\x1b[2J.pth (about 10 s; kept in {cache / 'onnx'} for the next load)\n"
+    made_file(model, "int8", tmp_path, _writer(calls))
+    assert capsys.readouterr().err == "" and len(calls) == 1
+    made_file(model, "fp32", tmp_path, _writer(calls), cache=False)
+    err = capsys.readouterr().err
+    assert err.startswith("Making the ONNX export of wave") and err.endswith("(about 10 s; not cached)\n")
+
+
 def test_off_unwritable_or_failed(cache, tmp_path, monkeypatch):
     model = tmp_path / "wave.pth"
     model.write_bytes(b"weights")

@@ -26,6 +26,7 @@ import importlib
 import importlib.metadata
 import inspect
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -33,6 +34,7 @@ from typing import Callable, Optional
 import torch
 
 from ..core.files import atomic_write
+from ..core.untrusted import shown
 from ..core.version import __version__
 
 __all__ = ["cache_folder", "cache_key", "cached_file", "made_file"]
@@ -40,6 +42,8 @@ __all__ = ["cache_folder", "cache_key", "cached_file", "made_file"]
 # Room for the exports of about a hundred models (the default network: 7 MB in float32, 2 MB in
 # int8); beyond it the least recently used entries go.
 MAX_CACHE_BYTES = 512 << 20
+# What an entry of each kind is, in the line printed while it is made.
+_WHAT = {"fp32": "ONNX export", "int8": "int8 ONNX file"}
 # The modules whose code decides what an export or a quantization holds.
 _WRITERS = ("fast_nst.io.export", "fast_nst.io.quantize", "fast_nst.io.int8_graph", "fast_nst.nets.exportable",
             "fast_nst.nets.fast_cpu", "fast_nst.nets.johnson", "fast_nst.nets.layers")
@@ -133,8 +137,13 @@ def made_file(source: Path, kind: str, folder: Path, make: Callable[[Path], obje
               max_bytes: Optional[int] = None) -> Path:
     """``make``'s ``kind`` file of the model file ``source``: from the cache (made there when
     missing) when ``cache`` and the cache is on, else made into ``folder``."""
-    entry = cached_file(source, kind, make, max_bytes) if cache else None
+    def announced(out: Path) -> None:  # ~10 s of silence otherwise, before the first photo
+        where = f"kept in {out.parent} for the next load" if out.parent.parent == cache_folder() else "not cached"
+        print(f"Making the {_WHAT[kind]} of {shown(source.name)} (about 10 s; {where})", file=sys.stderr, flush=True)
+        make(out)
+
+    entry = cached_file(source, kind, announced, max_bytes) if cache else None
     if entry is None:
         entry = folder / f"{source.stem}.{kind}.onnx"
-        make(entry)
+        announced(entry)
     return entry
