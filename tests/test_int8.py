@@ -25,7 +25,7 @@ from fast_nst.nets.fast_cpu import FastTransformNet
 from fast_nst.nets.johnson import TransformNet, TransformNetArgs
 from fast_nst.nets.multistyle import MultiStyleArgs, MultiStyleNet
 from fast_nst.stylize import TorchStylizer
-from fast_nst.stylize import int8 as int8_module
+from fast_nst.stylize import base as stylize_base, int8 as int8_module
 from fast_nst.stylize.temporal import TemporalStatistics
 from fast_nst.stylize.tiling import stylize_tiled
 from fast_nst.training import load_train_config
@@ -289,13 +289,25 @@ def test_pads_copy_quantized_values(mode, moves):
     assert np.array_equal(run(model), before) and before.shape == (1, 2, 5, 6)
 
 
-def test_eval_precision_int8(model, int8_export, tmp_path, capsys):
+def test_eval_precision_int8(model, int8_export, tmp_path, capsys, monkeypatch):
     path, _ = model
     photo = make_photo(tmp_path / "p.png", (40, 32))
     code, err = in_process(capsys, eval_main, "--model_file", int8_export[0], "--image_file", photo,
                            "--output_file", tmp_path / "o.png", "--precision", "int8", "--device", "cpu")
     assert code == 0, err
     assert (tmp_path / "o.png").is_file()
+
+    # An int8 (or any .onnx) model cannot tile: a photo whose forward would not fit the free
+    # memory is refused before the work, in one line; --tile_size 0 tries anyway.
+    monkeypatch.setattr(stylize_base, "available_memory", lambda device: 40 * 32 * 700 - 1)
+    args = ("--model_file", int8_export[0], "--image_file", photo, "--output_file", tmp_path / "big.png",
+            "--precision", "int8", "--device", "cpu")
+    code, err = in_process(capsys, eval_main, *args)
+    assert_clean_in_process(code, err, "a 40 x 32 image needs about 0.0 GiB to stylize in one piece",
+                            "this model cannot tile", "--max_size 64", "--tile_size 0 tries anyway")
+    assert not (tmp_path / "big.png").exists()
+    code, err = in_process(capsys, eval_main, *args, "--tile_size", "0")
+    assert code == 0 and (tmp_path / "big.png").is_file(), err
 
 
 def test_int8_refuses_a_gpu_device(model, monkeypatch):

@@ -22,7 +22,7 @@ from ..core.images import normalize_mode, pil_to_tensor, split_alpha, tensor_to_
 from ..core.untrusted import open_image, resize_style
 from ..nets.adain import check_alpha
 from ..nets.multistyle import StyleError, StyleSpec, blend_weights, resolve_style, style_label
-from .tiling import DEFAULT_OVERLAP, tile_core
+from .tiling import DEFAULT_OVERLAP, available_memory, tile_core
 
 __all__ = ["DEFAULT_STYLE_SIZE", "LOAD_PRECISIONS", "PRECISIONS", "StyleImages", "StylizeOptions", "Stylizer", "finish",
            "preserve_colors", "resize_for_processing", "style_images"]
@@ -262,7 +262,18 @@ class Stylizer:
         return out
 
     def tile_size_for(self, height: int, width: int, options: StylizeOptions) -> Optional[int]:
-        """The tile side for an image of this size (None: whole image at once)."""
+        """The tile side for an image of this size (None: whole image at once). A stylizer that
+        cannot tile refuses, with tile_size "auto", an image whose forward would not fit the
+        memory free on the CPU: a clear message before the work, not an out-of-memory kill."""
+        if options.tile_size == "auto" and not self.can_tile and self.device.type == "cpu":
+            need, free = height * width * self.bytes_per_pixel, available_memory(self.device)
+            if need > free:
+                side = int((free / self.bytes_per_pixel) ** 0.5) // 64 * 64
+                raise FastNSTError(
+                    f"a {width} x {height} image needs about {need / 2**30:.1f} GiB to stylize in one "
+                    f"piece, more than the {free / 2**30:.1f} GiB free, and this model cannot tile "
+                    f"(.onnx, int8 and OpenVINO run whole images): use --max_size {max(side, 64)}, or the "
+                    ".pth model in fp32 or bf16, which tiles; --tile_size 0 tries anyway.")
         if options.tile_size in ("auto", None):
             return None
         if not self.can_tile:

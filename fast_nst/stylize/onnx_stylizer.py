@@ -37,6 +37,7 @@ from ..core.untrusted import load_json, onnx_session, read_onnx_file
 from ..io.checkpoint import require_model_file, torchscript_error, torchscript_source
 from ..io.export import EXPORT_FORMAT_VERSION, MAX_ONNX_BYTES, ONNX_INSTALL_HINT
 from ..io.int8_graph import for_onnxruntime
+from ..nets.adain import AdaINNet
 from ..nets.layers import check_images
 from ..nets.multistyle import MAX_STYLES, StyleError, style_label
 from .base import Stylizer
@@ -93,6 +94,12 @@ class OnnxStylizer(Stylizer):
     ``image_style``: the inputs of an arbitrary-style export (``style_input`` "image"), which
     stylizes once :meth:`set_style` gave it a style image."""
 
+    # Peak memory of one forward per pixel, for the check before a whole image (these cannot
+    # tile): the default Johnson network's export in onnxruntime peaked at 588-643 bytes per
+    # pixel in float32 and 316-514 in int8 (1024 x 1024 and 2048 x 2048, resident memory);
+    # arbitrary-style exports take what their PyTorch network does (AdaIN: 2048).
+    bytes_per_pixel = 700
+
     def __init__(self, session, device: torch.device, name: str = "", info: dict | None = None,
                  style_names: Sequence[str] = (), image_style: Optional[ImageStyleInputs] = None):
         super().__init__(device, name, info, precision="fp32")
@@ -103,6 +110,8 @@ class OnnxStylizer(Stylizer):
         self.style_names = list(style_names)  # a multi-style export's second input: their weights
         self.image_style = image_style
         self.style_input = "image" if image_style is not None else ""
+        if image_style is not None:
+            self.bytes_per_pixel = AdaINNet.bytes_per_pixel
         if image_style is not None:
             self.min_style_side = image_style.min_side
         # An arbitrary-style export's further inputs, once set_style gave it a style image.
