@@ -33,6 +33,7 @@ from typing import Callable, Optional
 
 import torch
 
+from ..core.fetch import sha256_file
 from ..core.files import atomic_write
 from ..core.untrusted import shown
 from ..core.version import __version__
@@ -78,11 +79,8 @@ def cache_key(source: Path, kind: str) -> str:
     """The entry's name for ``kind`` ("fp32", "int8") made of the model file ``source``."""
     h = hashlib.sha256()
     for part in (kind, source.name, __version__, torch.__version__, _package_version("onnxruntime"),
-                 _package_version("onnx"), _writers_digest()):
+                 _package_version("onnx"), _writers_digest(), sha256_file(source)):
         h.update(part.encode("utf-8") + b"\0")
-    with open(source, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
     return h.hexdigest()[:32]
 
 

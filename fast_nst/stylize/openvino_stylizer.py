@@ -21,7 +21,6 @@ OpenVINO, which keeps what is not int8 in bf16 where the CPU has it.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import select
 import subprocess
@@ -38,7 +37,7 @@ import numpy as np
 from ..core.device import resolve_device
 from ..core.errors import FastNSTError
 from ..core.untrusted import read_onnx_file, shown
-from ..io.export import MAX_ONNX_BYTES, export_metadata, export_onnx, takes_style_image
+from ..io.export import MAX_ONNX_BYTES, export_metadata, export_onnx, installed, takes_style_image
 from ..io.bundled import about
 from ..io.checkpoint import load_model
 from ..io.export_cache import made_file
@@ -186,7 +185,7 @@ class _OpenVinoSession:
 
 
 def _check_installed() -> None:
-    if importlib.util.find_spec("openvino") is None:  # the optional extra; imported only in the worker
+    if not installed("openvino"):  # the optional extra; imported only in the worker
         raise FastNSTError(f"runtime openvino needs the openvino package: {OPENVINO_INSTALL_HINT}")
 
 
