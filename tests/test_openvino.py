@@ -92,6 +92,7 @@ def test_openvino_stays_out_of_this_process(models, fp32):
     fp32.stylize_tensor(_photo())
     assert ("openvino" in sys.modules) == loaded and fp32.session.process.poll() is None
     assert fp32.info["providers"][0].startswith("OpenVINO 20")  # the worker's version, as it answered
+    assert not fp32.can_tile  # its tiles would run in onnxruntime: whole images only
 
 
 def test_threads_share_a_stylizer(fp32):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 __all__ = ["ENCODER_KEYS", "MAX_PARAMETERS", "NETWORKS", "NetworkEntry", "USER_FILE_ARGS", "build_network",
-           "check_config", "make_args", "network_class", "takes_style_image"]
+           "check_config", "make_args", "network_class", "receptive_radius", "takes_style_image"]
 
 # The most parameters any registered network may be built with (a model file is untrusted input,
 # its arguments are checked against this before anything is allocated; checkpoint loading bounds
@@ -96,6 +96,13 @@ def build_network(model_type: str, model_args: Mapping[str, Any] = {}) -> Any:
     checkpoints record the class's own ``model_type`` and the full arguments, so a preset's
     model loads wherever its class is registered."""
     return network_class(model_type)(make_args(model_type, model_args))
+
+
+def receptive_radius(model_type: str, model_args: Mapping[str, Any]) -> int:
+    """How many input pixels away an output pixel of ``model_type`` built from ``model_args``
+    can see, without building it; ValueError as :func:`make_args`, NotImplementedError for a
+    class that cannot tell."""
+    return network_class(model_type).radius_of(make_args(model_type, model_args))
 
 
 def takes_style_image(model_type: str) -> bool:

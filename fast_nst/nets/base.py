@@ -114,6 +114,12 @@ class InferenceNetwork(nn.Module):
     def receptive_radius(self) -> int:
         raise NotImplementedError
 
+    @classmethod
+    def radius_of(cls, args: Any) -> int:
+        """The receptive radius of this class built with ``args``, without building it (what an
+        exported graph's metadata names; see :func:`fast_nst.nets.receptive_radius`)."""
+        raise NotImplementedError
+
     @contextmanager
     def shared_norm_statistics(self) -> Iterator[NormStats]:
         """While active, every instance norm is controlled by the yielded :class:`NormStats`:

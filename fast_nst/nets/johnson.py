@@ -131,9 +131,13 @@ class TransformNet(StyleNetwork):
 
     @property
     def receptive_radius(self) -> int:
+        return self.radius_of(self.args)
+
+    @classmethod
+    def radius_of(cls, args: TransformNetArgs) -> int:
         """4 (9x9) + 1 + 2 (stride-2 3x3s) + 2 x num_residual x 4 (3x3 at 1/4 resolution) + 2 + 1
         (upsample convs) + 4 (9x9): 54 px for the default five blocks."""
-        return 4 + 1 + 2 + 8 * self.args.num_residual + 2 + 1 + 4
+        return 4 + 1 + 2 + 8 * args.num_residual + 2 + 1 + 4
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_images(x)

@@ -251,7 +251,11 @@ class MultiStyleNet(StyleNetwork):
 
     @property
     def receptive_radius(self) -> int:
-        return TransformNet.receptive_radius.fget(self)  # the same layout and formula
+        return self.radius_of(self.args)
+
+    @classmethod
+    def radius_of(cls, args: MultiStyleArgs) -> int:
+        return TransformNet.radius_of(args)  # the same layout and formula
 
     def set_thumbnails(self, names: Sequence[str], images: Sequence[torch.Tensor]) -> None:
         """Store each style image (1, 3, h, w) in [0, 1] as the thumbnail of the style ``name``."""

@@ -266,22 +266,26 @@ class Stylizer:
         cannot tile refuses, with tile_size "auto", an image whose forward would not fit the
         memory free on the CPU: a clear message before the work, not an out-of-memory kill."""
         if options.tile_size == "auto" and not self.can_tile and self.device.type == "cpu":
-            need, free = height * width * self.bytes_per_pixel, available_memory(self.device)
+            need, free = self._whole_image_memory(height, width)
             if need > free:
                 side = int((free / self.bytes_per_pixel) ** 0.5) // 64 * 64
                 raise FastNSTError(
                     f"a {width} x {height} image needs about {need / 2**30:.1f} GiB to stylize in one "
                     f"piece, more than the {free / 2**30:.1f} GiB free, and this model cannot tile "
-                    f"(.onnx, int8 and OpenVINO run whole images): use --max_size {max(side, 64)}, or the "
-                    ".pth model in fp32 or bf16, which tiles; --tile_size 0 tries anyway.")
+                    f"(OpenVINO, and .onnx files not exported by fast-nst, run whole images): use --max_size "
+                    f"{max(side, 64)}, or onnxruntime or the .pth model, which tile; --tile_size 0 tries anyway.")
         if options.tile_size in ("auto", None):
             return None
         if not self.can_tile:
             raise FastNSTError(
-                f"tile_size {options.tile_size!r}: tiling needs the PyTorch network; use the .pth "
-                "checkpoint for tiled stylizing (an .onnx model always stylizes the whole image; "
-                "use max_size to bound memory).")
+                f"tile_size {options.tile_size!r}: this model cannot tile (OpenVINO, and .onnx files not "
+                "exported by fast-nst or of arbitrary-style models, stylize whole images); use the .pth "
+                "model or onnxruntime for tiles, or max_size to bound memory.")
         return options.tile_size
+
+    def _whole_image_memory(self, height: int, width: int) -> tuple[int, int]:
+        """(bytes one forward of a whole ``height`` x ``width`` image needs, bytes free now)."""
+        return height * width * self.bytes_per_pixel, available_memory(self.device)
 
     def _stylize_rgb(self, rgb: Image.Image, options: StylizeOptions, progress: bool = False) -> Image.Image:
         w, h = rgb.size

@@ -5,9 +5,10 @@
 >>> out = s.stylize(Image.open("photo.jpg"))
 
 :class:`OnnxStylizer` is a :class:`~fast_nst.stylize.base.Stylizer`: ``stylize`` takes the same
-options and ``stylize_tensor`` the same tensors. Tiling is the exception (``can_tile`` is False):
-it needs the PyTorch network (it fixes the instance norms' statistics inside it), so an explicit
-``tile_size`` raises and ``"auto"`` never tiles.
+options and ``stylize_tensor`` the same tensors. It tiles (:mod:`fast_nst.stylize.onnx_tiling`)
+where the export's metadata names a fast-nst network with instance norms: with ``tile_size``
+"auto" only a photo whose forward would not fit the free memory (a whole image is faster), or
+with an explicit ``tile_size``. Other graphs (and OpenVINO's) stylize whole images.
 
 A multi-style export (a second input of style weights (S,), ``style_names`` in its metadata)
 starts in its first style; :meth:`OnnxStylizer.set_style` chooses another or a blend.
@@ -29,10 +30,12 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ..core.device import resolve_device
 from ..core.errors import CheckpointError, DataError, FastNSTError, quote
 from ..core.files import safe_component
+from ..core.images import pil_to_tensor, tensor_to_pil
 from ..core.untrusted import load_json, onnx_session, read_onnx_file
 from ..io.checkpoint import require_model_file, torchscript_error, torchscript_source
 from ..io.export import EXPORT_FORMAT_VERSION, MAX_ONNX_BYTES, ONNX_INSTALL_HINT
@@ -40,7 +43,9 @@ from ..io.int8_graph import for_onnxruntime
 from ..nets.adain import AdaINNet
 from ..nets.layers import check_images
 from ..nets.multistyle import MAX_STYLES, StyleError, style_label
-from .base import Stylizer
+from .base import OptionError, StylizeOptions, Stylizer, resize_for_processing
+from .onnx_tiling import OnnxTiling, tiling_for
+from .tiling import DEFAULT_STATS_SIZE, auto_tile_size, blend_tiles, tile_core
 
 __all__ = ["ImageStyleInputs", "ONNX_INSTALL_HINT", "OnnxStylizer", "load_onnx_stylizer"]
 
@@ -102,9 +107,11 @@ class OnnxStylizer(Stylizer):
     bytes_per_pixel = 700
 
     def __init__(self, session, device: torch.device, name: str = "", info: dict | None = None,
-                 style_names: Sequence[str] = (), image_style: Optional[ImageStyleInputs] = None):
+                 style_names: Sequence[str] = (), image_style: Optional[ImageStyleInputs] = None,
+                 tiling: Optional[OnnxTiling] = None):
         super().__init__(device, name, info, precision="fp32")
         self.session = session
+        self.tiling = tiling  # None: whole images only (set to None where another runtime runs the graph)
         self.input_name = session.get_inputs()[0].name
         self.output_name = session.get_outputs()[0].name
         self.path = str(self.info.get("path") or name)
@@ -152,6 +159,32 @@ class OnnxStylizer(Stylizer):
             return {self.style_input_name: np.ascontiguousarray(self.style.numpy(), dtype=np.float32)}
         return {}
 
+    @property
+    def can_tile(self) -> bool:  # type: ignore[override]
+        return self.tiling is not None and self.tiling.norms > 0
+
+    def _run(self, session: Any, feeds: dict, label: str, names: Optional[list] = None) -> list:
+        """``session``'s outputs ``names`` (default: the image) for ``feeds``; the runtime's errors
+        as one CheckpointError naming the input's shape ``label``."""
+        try:
+            return session.run(names or [self.output_name], feeds)
+        except FastNSTError:  # the runtime's own message (OpenVINO's worker), already for the user
+            raise
+        except Exception as e:  # onnxruntime's errors (a failing node, an allocation refused)
+            detail = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", " ".join(str(e).split()))[:300]
+            raise CheckpointError(f"{self.path}: the ONNX model failed on an input of shape {label} "
+                                  f"({type(e).__name__}: {detail}). {_EXPORT_HINT}") from None
+
+    def _image(self, out: Any, shape: tuple, label: str) -> torch.Tensor:
+        """The graph's output ``out`` for an input of ``shape``, checked (the graph is the file's)
+        before anything is made of it: a float32 tensor of that shape in [0, 1]."""
+        if not isinstance(out, np.ndarray) or out.shape != shape or out.dtype.kind != "f":
+            got, kind = quote(getattr(out, "shape", None), 60), str(getattr(out, "dtype", type(out).__name__))[:40]
+            raise CheckpointError(f"{self.path}: not a style transfer model: for an input of shape "
+                                  f"{label} it returned {kind} of shape {got}, expected float32 of the "
+                                  f"input's shape. {_EXPORT_HINT}")
+        return torch.from_numpy(out).float().clamp_(0, 1)
+
     @torch.inference_mode()
     def stylize_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` (N, 3, H, W) float in [0, 1] (any device) -> (N, 3, H, W) float32 in [0, 1] on
@@ -162,22 +195,45 @@ class OnnxStylizer(Stylizer):
             return torch.empty(x.shape, dtype=torch.float32, device=x.device)
         inp = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
         label = "x".join(map(str, inp.shape))
-        feeds = {self.input_name: inp, **extra}
-        try:
-            out = self.session.run([self.output_name], feeds)[0]
-        except FastNSTError:  # the runtime's own message (OpenVINO's worker), already for the user
-            raise
-        except Exception as e:  # onnxruntime's errors (a failing node, an allocation refused)
-            detail = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", " ".join(str(e).split()))[:300]
-            raise CheckpointError(f"{self.path}: the ONNX model failed on an input of shape {label} "
-                                  f"({type(e).__name__}: {detail}). {_EXPORT_HINT}") from None
-        # The graph is the file's: its output is checked before anything is made of it.
-        if not isinstance(out, np.ndarray) or out.shape != inp.shape or out.dtype.kind != "f":
-            shape, kind = quote(getattr(out, "shape", None), 60), str(getattr(out, "dtype", type(out).__name__))[:40]
-            raise CheckpointError(f"{self.path}: not a style transfer model: for an input of shape "
-                                  f"{label} it returned {kind} of shape {shape}, expected float32 of the "
-                                  f"input's shape. {_EXPORT_HINT}")
-        return torch.from_numpy(out).float().clamp_(0, 1).to(x.device)
+        out = self._run(self.session, {self.input_name: inp, **extra}, label)[0]
+        return self._image(out, inp.shape, label).to(x.device)
+
+    def tile_size_for(self, height: int, width: int, options: StylizeOptions) -> Optional[int]:
+        """As the base class's where this model cannot tile. Where it can: with tile_size "auto",
+        tiles only for a photo whose whole forward would not fit the free memory on the CPU
+        (a whole image is faster: no statistics pass, no context computed twice)."""
+        if not self.can_tile:
+            return super().tile_size_for(height, width, options)
+        context = self.tiling.context
+        if options.tile_size == "auto":
+            need, free = self._whole_image_memory(height, width)
+            if self.device.type != "cpu" or need <= free:
+                return None
+            # Half the free memory, at most 1 GiB: as the PyTorch network's tiles (tiling.auto_tile_size).
+            return auto_tile_size(height, width, self.device, budget=min(free // 2, 1 << 30),
+                                  bytes_per_pixel=self.bytes_per_pixel, min_tile=2 * (context + options.overlap) + 64)
+        if options.tile_size is not None:
+            try:
+                tile_core(options.tile_size, options.overlap, context)
+            except ValueError as e:
+                raise OptionError(f"tile_size: {e} for this network") from None
+        return options.tile_size
+
+    @torch.inference_mode()
+    def _stylize_tiled(self, rgb: Image.Image, tile: int, overlap: int, progress: bool = False) -> Image.Image:
+        # Huge photo: kept as uint8 (a quarter of float32's memory); tiles convert on the fly.
+        x = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1).unsqueeze(0)
+        small = pil_to_tensor(resize_for_processing(rgb, DEFAULT_STATS_SIZE, None)).unsqueeze(0)
+        feeds = self._style_inputs()
+        stats = self.tiling.statistics(self._run, small, self.input_name, feeds)
+        session = self.tiling.tiles_session()
+
+        def forward(t: torch.Tensor) -> torch.Tensor:  # a tile (1, 3, h, w) in [0, 1] -> its stylization
+            inp = np.ascontiguousarray(t.numpy(), dtype=np.float32)
+            label = "x".join(map(str, inp.shape))
+            return self._image(self._run(session, {self.input_name: inp, **feeds, **stats}, label)[0], inp.shape, label)
+        y, self.last_tile_count = blend_tiles(forward, x, tile, overlap, self.tiling.context, progress)
+        return tensor_to_pil(y[0])
 
 
 def _metadata_int(text: Optional[str]) -> Optional[int]:
@@ -347,4 +403,8 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
     step = _metadata_int(meta.get("step"))
     if step is not None:
         info["step"] = step
-    return OnnxStylizer(session, dev, name=name, info=info, style_names=style_names, image_style=image_style)
+    providers = _providers(ort, dev)
+    tiling = None if image_style else tiling_for(data, MAX_ONNX_BYTES, meta, lambda graph: onnx_session(
+        graph, MAX_ONNX_BYTES, options, providers))
+    return OnnxStylizer(session, dev, name=name, info=info, style_names=style_names, image_style=image_style,
+                        tiling=tiling)

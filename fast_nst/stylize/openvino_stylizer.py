@@ -235,6 +235,7 @@ def load_openvino_stylizer(path: Union[str, Path], device: str = "cpu", precisio
         session.close()
         raise
     stylizer.session = session
+    stylizer.tiling = None  # its tiles would run in onnxruntime: OpenVINO stylizes whole images
     stylizer.precision = precision
     stylizer.path = str(path)
     stylizer.info.update(path=str(path), about=made, runtime="openvino", providers=[f"OpenVINO {session.version} CPU"])

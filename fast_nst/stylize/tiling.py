@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -26,8 +26,8 @@ from tqdm import tqdm
 
 from ..nets.base import InferenceNetwork
 
-__all__ = ["DEFAULT_CONTEXT", "DEFAULT_OVERLAP", "DEFAULT_STATS_SIZE", "auto_tile_size",
-           "available_memory", "context_for", "plan_tiles", "stylize_tiled", "tile_core"]
+__all__ = ["DEFAULT_CONTEXT", "DEFAULT_OVERLAP", "DEFAULT_STATS_SIZE", "auto_tile_size", "available_memory",
+           "blend_tiles", "context_for", "context_for_radius", "downscaled", "plan_tiles", "stylize_tiled", "tile_core"]
 
 # Context each tile gets beyond its kept core: at least the network's receptive-field radius
 # (54 px for the default Johnson net), as a multiple of 4 to keep every tile on the network's
@@ -109,9 +109,14 @@ def _as_float(x: torch.Tensor) -> torch.Tensor:
 
 
 def context_for(net: InferenceNetwork) -> int:
-    """The context a tile of ``net`` needs: its receptive radius rounded up to a multiple of 4,
-    at least :data:`DEFAULT_CONTEXT`."""
-    return max(DEFAULT_CONTEXT, -(-net.receptive_radius // 4) * 4)
+    """The context a tile of ``net`` needs: see :func:`context_for_radius`."""
+    return context_for_radius(net.receptive_radius)
+
+
+def context_for_radius(radius: int) -> int:
+    """The context a tile of a network of receptive radius ``radius`` needs: the radius rounded
+    up to a multiple of 4, at least :data:`DEFAULT_CONTEXT`."""
+    return max(DEFAULT_CONTEXT, -(-radius // 4) * 4)
 
 
 def tile_core(tile: int, overlap: int, context: int = DEFAULT_CONTEXT) -> int:
@@ -121,6 +126,44 @@ def tile_core(tile: int, overlap: int, context: int = DEFAULT_CONTEXT) -> int:
         raise ValueError(f"tile size {tile} is too small: it must exceed 2 x context ({context}) + "
                          f"2 x overlap ({overlap}) = {2 * (context + overlap)} px")
     return core
+
+
+def downscaled(x: torch.Tensor, stats_size: int = DEFAULT_STATS_SIZE) -> torch.Tensor:
+    """``x`` (1, 3, H, W), float in [0, 1] or uint8, area-downscaled to at most ``stats_size``
+    pixels on its longest side (``x`` itself if it is that small): the image the shared
+    statistics are recorded on."""
+    _, _, h, w = x.shape
+    scale = min(1.0, stats_size / max(h, w))
+    if scale == 1.0:
+        return x
+    return F.interpolate(_as_float(x), size=(max(1, round(h * scale)), max(1, round(w * scale))), mode="area")
+
+
+def blend_tiles(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int,
+                overlap: int = DEFAULT_OVERLAP, context: int = DEFAULT_CONTEXT,
+                progress: bool = False) -> tuple[torch.Tensor, int]:
+    """Stylize ``x`` (1, 3, H, W), float in [0, 1] or uint8, kept on the CPU, tile by tile:
+    ``forward`` maps a tile (1, 3, h, w) float32 in [0, 1] on the CPU to its stylization (1, 3,
+    h, w) in [0, 1] (any device and float dtype), with the statistics already shared. Each tile
+    is a core plus ``context`` pixels around it (at most ``tile`` x ``tile``); the cores overlap
+    by ``overlap`` pixels, blended with linear ramps.
+    Returns (output (1, 3, H, W) float32 in [0, 1] on the CPU, number of tiles)."""
+    _, _, h, w = x.shape
+    out = torch.zeros(3, h, w)  # weighted sum of tile outputs
+    weight = torch.zeros(1, h, w)
+    boxes = plan_tiles(h, w, tile_core(tile, overlap, context), overlap)
+    for top, left, bottom, right in tqdm(boxes, desc="tiles", unit="tile", disable=not progress,
+                                         file=sys.stderr, leave=False, dynamic_ncols=True):
+        # the core plus its context, clipped to the image: at most tile x tile pixels
+        t, l, b, r = max(0, top - context), max(0, left - context), min(h, bottom + context), min(w, right + context)
+        y = forward(_as_float(x[..., t:b, l:r]))  # (1, 3, b - t, r - l)
+        y = y[..., top - t:bottom - t, left - l:right - l]  # (1, 3, th, tw): the core
+        wy = _ramp(bottom - top, overlap, top == 0, bottom == h)
+        wx = _ramp(right - left, overlap, left == 0, right == w)
+        wt = wy[:, None] * wx[None, :]  # (th, tw)
+        out[:, top:bottom, left:right].add_(y[0].float().cpu() * wt)
+        weight[:, top:bottom, left:right].add_(wt)
+    return out.div_(weight).clamp_(0, 1).unsqueeze(0), len(boxes)
 
 
 @torch.inference_mode()
@@ -134,38 +177,23 @@ def stylize_tiled(net: InferenceNetwork, x: torch.Tensor, tile: int, overlap: in
     ``shared_norm_statistics`` and ``receptive_radius``; ``context`` defaults to :func:`context_for`).
 
     ``stats_image`` (1, 3, h, w), same value range as ``x``: the downscaled whole image the
-    shared statistics come from (default: ``x`` resized to ``stats_size`` on its longest side).
+    shared statistics come from (default: :func:`downscaled` to ``stats_size``).
     ``progress``: a progress bar over the tiles (a 12-megapixel photo takes minutes on a CPU).
-    Returns (output (1, 3, H, W) float32 in [0, 1] on the CPU, number of tiles).
-    """
+    Returns (output (1, 3, H, W) float32 in [0, 1] on the CPU, number of tiles)."""
     if x.dim() != 4 or x.shape[0] != 1:
         raise ValueError(f"expected a (1, 3, H, W) tensor, got {tuple(x.shape)}")
     device = device or next(net.parameters()).device
     context = context_for(net) if context is None else context
-    _, _, h, w = x.shape
     amp = dict(device_type=device.type, dtype=autocast_dtype or torch.float32,
                enabled=autocast_dtype is not None)
     if stats_image is None:
-        scale = min(1.0, stats_size / max(h, w))
-        stats_image = x if scale == 1.0 else F.interpolate(
-            _as_float(x), size=(max(1, round(h * scale)), max(1, round(w * scale))), mode="area")
-    with net.shared_norm_statistics() as shared:
+        stats_image = downscaled(x, stats_size)
+
+    def forward(t: torch.Tensor) -> torch.Tensor:
         with torch.autocast(**amp):
-            net(_as_float(stats_image).to(device))  # records the shared statistics
+            return net(t.to(device))
+
+    with net.shared_norm_statistics() as shared:
+        forward(_as_float(stats_image))  # records the shared statistics
         shared.mode = "apply"
-        out = torch.zeros(3, h, w)  # weighted sum of tile outputs
-        weight = torch.zeros(1, h, w)
-        boxes = plan_tiles(h, w, tile_core(tile, overlap, context), overlap)
-        for top, left, bottom, right in tqdm(boxes, desc="tiles", unit="tile", disable=not progress,
-                                             file=sys.stderr, leave=False, dynamic_ncols=True):
-            # the core plus its context, clipped to the image: at most tile x tile pixels
-            t, l, b, r = max(0, top - context), max(0, left - context), min(h, bottom + context), min(w, right + context)
-            with torch.autocast(**amp):
-                y = net(_as_float(x[..., t:b, l:r]).to(device))  # (1, 3, b - t, r - l)
-            y = y[..., top - t:bottom - t, left - l:right - l]  # (1, 3, th, tw): the core
-            wy = _ramp(bottom - top, overlap, top == 0, bottom == h)
-            wx = _ramp(right - left, overlap, left == 0, right == w)
-            wt = wy[:, None] * wx[None, :]  # (th, tw)
-            out[:, top:bottom, left:right].add_(y[0].float().cpu() * wt)
-            weight[:, top:bottom, left:right].add_(wt)
-    return out.div_(weight).clamp_(0, 1).unsqueeze(0), len(boxes)
+        return blend_tiles(forward, x, tile, overlap, context, progress)

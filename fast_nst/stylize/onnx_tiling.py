@@ -1,0 +1,106 @@
+"""Tiles for onnxruntime: an exported graph stylizes a photo too large for memory in tiles that
+share the whole photo's instance-norm statistics, as the PyTorch network does
+(:mod:`fast_nst.stylize.tiling`).
+
+The file's graph is rewritten twice (:mod:`fast_nst.io.norm_graph`): one graph records each
+norm's statistics on the downscaled photo, the other takes them as inputs for every tile.
+Both sessions are made on the first tiled photo (a few hundred milliseconds) and kept.
+How much context a tile needs comes from the network the export's metadata names
+(``model_type`` and ``model_args``: the registry's receptive radius of that network); an export
+without them (not made by fast-nst), an arbitrary-style one, or one with no instance norm
+cannot tile.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+from ..core.errors import CheckpointError, FastNSTError
+from ..core.untrusted import load_json
+from ..io.norm_graph import given_norm_statistics, norm_count, recording_norm_statistics, stats_names
+from ..nets import NETWORKS, receptive_radius
+from .tiling import context_for_radius
+
+__all__ = ["OnnxTiling", "tiling_for"]
+
+# Longest model_args text read from the metadata (untrusted): the registry's arguments are a
+# few short numbers and names.
+_MAX_ARGS_TEXT = 4096
+# model_args is a flat mapping (a list value at most: depth 2).
+_MAX_ARGS_DEPTH = 2
+
+#: Runs a session: (session, feeds, the input's shape as text, output names) -> the outputs,
+#: errors in fast-nst's words.
+Runner = Callable[[Any, dict, str, list], list]
+
+
+class OnnxTiling:
+    """Stylizing in tiles with an exported graph (.onnx bytes ``data``, at most ``max_bytes``),
+    ``context`` px of context per tile. ``make_session`` turns graph bytes into an onnxruntime
+    session."""
+
+    def __init__(self, data: bytes, max_bytes: int, make_session: Callable[[bytes], Any], context: int):
+        self.data, self.max_bytes, self.make_session, self.context = data, max_bytes, make_session, context
+        self._norms: Optional[int] = None
+        self._sessions: Optional[tuple[Any, Any]] = None
+
+    @property
+    def norms(self) -> int:
+        """How many instance norms the graph has (0: it cannot tile); counted once."""
+        if self._norms is None:
+            self._norms = norm_count(self.data, self.max_bytes)
+        return self._norms
+
+    def sessions(self) -> tuple[Any, Any]:
+        """(the graph recording the statistics, the graph taking them), made once;
+        FastNSTError if onnxruntime refuses them."""
+        if self._sessions is None:
+            try:
+                record, _ = recording_norm_statistics(self.data, self.max_bytes)
+                given, _ = given_norm_statistics(self.data, self.max_bytes)
+                self._sessions = (self.make_session(record), self.make_session(given))
+            except Exception as e:  # noqa: BLE001 - a graph the rewrite or onnxruntime does not take
+                detail = " ".join(str(e).split())[:200]
+                raise FastNSTError(f"this .onnx model cannot stylize in tiles ({type(e).__name__}: {detail}); "
+                                   "use --max_size to stylize it whole, or the .pth model") from None
+        return self._sessions
+
+    def statistics(self, run: Runner, small: torch.Tensor, input_name: str,
+                   feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each norm's mean and variance (C,) on ``small`` (1, 3, h, w) float in [0, 1], the
+        downscaled photo, keyed by their input names in the tiles' graph; ``feeds``: the
+        graph's other inputs (style weights)."""
+        record, _ = self.sessions()
+        wanted = [name for i in range(self.norms) for name in stats_names(i)]
+        inp = np.ascontiguousarray(small.numpy(), dtype=np.float32)
+        outs = run(record, {input_name: inp, **feeds}, "x".join(map(str, inp.shape)), wanted)
+        return dict(zip(wanted, outs))
+
+    def tiles_session(self) -> Any:
+        """The session that stylizes a tile with given statistics."""
+        return self.sessions()[1]
+
+
+def _network_context(meta: dict[str, str]) -> Optional[int]:
+    """The tile context of the network the metadata names (untrusted text, bounded), None if it
+    names none this version knows, with arguments it takes."""
+    model_type, text = meta.get("model_type"), meta.get("model_args")
+    entry = NETWORKS.get(model_type) if isinstance(model_type, str) else None
+    if entry is None or entry.style_input == "image" or not isinstance(text, str):
+        return None
+    try:
+        args = load_json(text, "model_args", CheckpointError, max_bytes=_MAX_ARGS_TEXT, max_depth=_MAX_ARGS_DEPTH)
+        return context_for_radius(receptive_radius(model_type, args)) if isinstance(args, dict) else None
+    except (CheckpointError, ValueError, TypeError, NotImplementedError):  # not arguments this version takes
+        return None
+
+
+def tiling_for(data: bytes, max_bytes: int, meta: dict[str, str],
+               make_session: Callable[[bytes], Any]) -> Optional[OnnxTiling]:
+    """Tiling for the graph ``data`` with metadata ``meta``, or None where its metadata names no
+    network this version knows (one with no norm is found when first asked: ``norms`` 0)."""
+    context = _network_context(meta)
+    return None if context is None else OnnxTiling(data, max_bytes, make_session, context)
