@@ -404,7 +404,12 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
     if step is not None:
         info["step"] = step
     providers = _providers(ort, dev)
-    tiling = None if image_style else tiling_for(data, MAX_ONNX_BYTES, meta, lambda graph: onnx_session(
-        graph, MAX_ONNX_BYTES, options, providers))
+
+    def make_session(graph: bytes, arena: bool) -> Any:  # the graphs tiles run (onnx_tiling)
+        tile_options = ort.SessionOptions()
+        tile_options.log_severity_level = options.log_severity_level
+        tile_options.enable_cpu_mem_arena = arena
+        return onnx_session(graph, MAX_ONNX_BYTES, tile_options, providers)
+    tiling = None if image_style else tiling_for(data, MAX_ONNX_BYTES, meta, make_session)
     return OnnxStylizer(session, dev, name=name, info=info, style_names=style_names, image_style=image_style,
                         tiling=tiling)

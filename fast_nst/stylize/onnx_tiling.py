@@ -39,10 +39,10 @@ Runner = Callable[[Any, dict, str, list], list]
 
 class OnnxTiling:
     """Stylizing in tiles with an exported graph (.onnx bytes ``data``, at most ``max_bytes``),
-    ``context`` px of context per tile. ``make_session`` turns graph bytes into an onnxruntime
-    session."""
+    ``context`` px of context per tile. ``make_session(graph bytes, arena)`` makes an onnxruntime
+    session of them (``arena``: whether it keeps the memory of a run for the next)."""
 
-    def __init__(self, data: bytes, max_bytes: int, make_session: Callable[[bytes], Any], context: int):
+    def __init__(self, data: bytes, max_bytes: int, make_session: Callable[[bytes, bool], Any], context: int):
         self.data, self.max_bytes, self.make_session, self.context = data, max_bytes, make_session, context
         self._norms: Optional[int] = None
         self._sessions: Optional[tuple[Any, Any]] = None
@@ -61,7 +61,8 @@ class OnnxTiling:
             try:
                 record, _ = recording_norm_statistics(self.data, self.max_bytes)
                 given, _ = given_norm_statistics(self.data, self.max_bytes)
-                self._sessions = (self.make_session(record), self.make_session(given))
+                # The statistics run once per photo, at most 1024 px: no memory arena kept for them.
+                self._sessions = (self.make_session(record, False), self.make_session(given, True))
             except Exception as e:  # noqa: BLE001 - a graph the rewrite or onnxruntime does not take
                 detail = " ".join(str(e).split())[:200]
                 raise FastNSTError(f"this .onnx model cannot stylize in tiles ({type(e).__name__}: {detail}); "
@@ -99,7 +100,7 @@ def _network_context(meta: dict[str, str]) -> Optional[int]:
 
 
 def tiling_for(data: bytes, max_bytes: int, meta: dict[str, str],
-               make_session: Callable[[bytes], Any]) -> Optional[OnnxTiling]:
+               make_session: Callable[[bytes, bool], Any]) -> Optional[OnnxTiling]:
     """Tiling for the graph ``data`` with metadata ``meta``, or None where its metadata names no
     network this version knows (one with no norm is found when first asked: ``norms`` 0)."""
     context = _network_context(meta)
