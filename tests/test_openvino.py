@@ -92,7 +92,18 @@ def test_openvino_stays_out_of_this_process(models, fp32):
     fp32.stylize_tensor(_photo())
     assert ("openvino" in sys.modules) == loaded and fp32.session.process.poll() is None
     assert fp32.info["providers"][0].startswith("OpenVINO 20")  # the worker's version, as it answered
-    assert not fp32.can_tile  # its tiles would run in onnxruntime: whole images only
+
+
+def test_tiles_are_compiled_by_openvino_and_equal_the_whole_image(fp32, tmp_path):
+    """The tiling graphs (norm statistics recorded, then given) run in workers of their own."""
+    from PIL import Image
+
+    photo = Image.open(make_photo(tmp_path / "p.png", (300, 230), fmt="PNG"))
+    whole = np.asarray(fp32.stylize(photo, tile_size=None), dtype=int)
+    tiled = np.asarray(fp32.stylize(photo, tile_size=256), dtype=int)
+    assert fp32.can_tile and fp32.last_tile_count == 9 and np.abs(tiled - whole).max() <= 1
+    record, given = fp32.tiling.sessions()
+    assert isinstance(given, openvino_stylizer._OpenVinoSession) and record.process.poll() is None
 
 
 def test_threads_share_a_stylizer(fp32):

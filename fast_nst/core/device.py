@@ -61,8 +61,7 @@ def auto_precision(device: torch.device) -> tuple[str, str]:
     bf16 where it has AMX (3-4x faster than fp32 where measured, 51-53 dB from it), fp32
     otherwise (bf16 1.2-1.6x slower there; docs/benchmarks.md); on a GPU, bf16 where it has
     bf16 arithmetic (Ampere and newer), fp16 before. int8, faster still on CPUs without AMX,
-    is never chosen for the user: it costs more (about 38 dB, visible on images without texture)
-    and cannot tile."""
+    is never chosen for the user: it costs more (about 38 dB, visible on images without texture)."""
     if device.type == "cuda":
         if torch.cuda.is_bf16_supported():
             return "bf16", "this GPU has bf16 arithmetic"

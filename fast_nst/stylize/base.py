@@ -272,15 +272,15 @@ class Stylizer:
                 raise FastNSTError(
                     f"a {width} x {height} image needs about {need / 2**30:.1f} GiB to stylize in one "
                     f"piece, more than the {free / 2**30:.1f} GiB free, and this model cannot tile "
-                    f"(OpenVINO, and .onnx files not exported by fast-nst, run whole images): use --max_size "
-                    f"{max(side, 64)}, or onnxruntime or the .pth model, which tile; --tile_size 0 tries anyway.")
+                    f"(.onnx files not exported by fast-nst, and arbitrary-style ones, run whole images): use "
+                    f"--max_size {max(side, 64)}, or the .pth model, which tiles; --tile_size 0 tries anyway.")
         if options.tile_size in ("auto", None):
             return None
         if not self.can_tile:
             raise FastNSTError(
-                f"tile_size {options.tile_size!r}: this model cannot tile (OpenVINO, and .onnx files not "
-                "exported by fast-nst or of arbitrary-style models, stylize whole images); use the .pth "
-                "model or onnxruntime for tiles, or max_size to bound memory.")
+                f"tile_size {options.tile_size!r}: this model cannot tile (.onnx files not exported by "
+                "fast-nst, and arbitrary-style ones, stylize whole images); use the .pth model for "
+                "tiles, or max_size to bound memory.")
         return options.tile_size
 
     def _whole_image_memory(self, height: int, width: int) -> tuple[int, int]:

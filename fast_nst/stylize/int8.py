@@ -5,7 +5,7 @@ A .pth model is exported to ONNX and quantized when it is loaded (a few seconds;
 generated images unless ``calibration_images`` names a folder of photos); an .onnx export is
 quantized the same way, unless it already is one (``python -m fast_nst.export --quantize int8``).
 The result is an :class:`~fast_nst.stylize.onnx_stylizer.OnnxStylizer` with ``precision``
-"int8": no tiling (it stylizes the whole image; use ``max_size`` to bound memory).
+"int8", which tiles a photo too large for one pass (:mod:`fast_nst.stylize.onnx_tiling`).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@
 options and ``stylize_tensor`` the same tensors. It tiles (:mod:`fast_nst.stylize.onnx_tiling`)
 where the export's metadata names a fast-nst network with instance norms: with ``tile_size``
 "auto" only a photo whose forward would not fit the free memory (a whole image is faster), or
-with an explicit ``tile_size``. Other graphs (and OpenVINO's) stylize whole images.
+with an explicit ``tile_size``. Other graphs stylize whole images.
 
 A multi-style export (a second input of style weights (S,), ``style_names`` in its metadata)
 starts in its first style; :meth:`OnnxStylizer.set_style` chooses another or a blend.
@@ -99,8 +99,8 @@ class OnnxStylizer(Stylizer):
     ``image_style``: the inputs of an arbitrary-style export (``style_input`` "image"), which
     stylizes once :meth:`set_style` gave it a style image."""
 
-    # Peak memory of one forward per pixel, for the check before a whole image (these cannot
-    # tile): the default Johnson network's export in onnxruntime peaked at 588-643 bytes per
+    # Peak memory of one forward per pixel, for the choice between a whole image and tiles (and
+    # the check before a whole image, where the graph cannot tile): the default Johnson network's export in onnxruntime peaked at 588-643 bytes per
     # pixel in float32 and 316-514 in int8 (1024 x 1024 and 2048 x 2048, resident memory); in
     # OpenVINO at 2048 x 2048, 594 (float32) and 418 (int8) in its process plus 46 in the caller's;
     # arbitrary-style exports take what their PyTorch network does (AdaIN: 2048).
@@ -111,7 +111,7 @@ class OnnxStylizer(Stylizer):
                  tiling: Optional[OnnxTiling] = None):
         super().__init__(device, name, info, precision="fp32")
         self.session = session
-        self.tiling = tiling  # None: whole images only (set to None where another runtime runs the graph)
+        self.tiling = tiling  # None: whole images only
         self.input_name = session.get_inputs()[0].name
         self.output_name = session.get_outputs()[0].name
         self.path = str(self.info.get("path") or name)

@@ -17,6 +17,10 @@ the caller's process.
 ``precision``: "fp32", "bf16" (refused on a CPU without bf16 arithmetic), or "int8": the model
 quantized as for onnxruntime (:mod:`fast_nst.io.quantize`, single-style models) and compiled by
 OpenVINO, which keeps what is not int8 in bf16 where the CPU has it.
+
+Photos too large for one pass are stylized in tiles as in onnxruntime
+(:mod:`fast_nst.stylize.onnx_tiling`): the two tiling graphs are compiled by OpenVINO too, each
+in a worker of its own, started on the first photo stylized in tiles.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from ..io.export_cache import made_file
 from . import openvino_worker
 from .int8 import int8_onnx
 from .onnx_stylizer import OnnxStylizer, load_onnx_stylizer
+from .onnx_tiling import tiling_for
 
 __all__ = ["OPENVINO_INSTALL_HINT", "OPENVINO_PRECISIONS", "load_openvino_stylizer"]
 
@@ -184,6 +189,18 @@ class _OpenVinoSession:
             return [_copied_out(y, outbox) for y in outputs]
 
 
+def _compiled(onnx: bytes, config: dict) -> _OpenVinoSession:
+    """A worker of its own compiling the graph ``onnx`` (a tiling graph: onnx_tiling makes two,
+    on the first photo stylized in tiles)."""
+    session = _OpenVinoSession()
+    try:
+        session.compile(onnx, config)
+    except BaseException:
+        session.close()
+        raise
+    return session
+
+
 def _check_installed() -> None:
     if not installed("openvino"):  # the optional extra; imported only in the worker
         raise FastNSTError(f"runtime openvino needs the openvino package: {OPENVINO_INSTALL_HINT}")
@@ -230,12 +247,14 @@ def load_openvino_stylizer(path: Union[str, Path], device: str = "cpu", precisio
             stylizer = load_onnx_stylizer(onnx_file, device="cpu")  # checks the file, reads its metadata
             onnx = read_onnx_file(onnx_file, MAX_ONNX_BYTES)
         hint = OPENVINO_PRECISIONS[precision]
-        session.compile(onnx, {"PERFORMANCE_HINT": "LATENCY", **({"INFERENCE_PRECISION_HINT": hint} if hint else {})})
+        config = {"PERFORMANCE_HINT": "LATENCY", **({"INFERENCE_PRECISION_HINT": hint} if hint else {})}
+        session.compile(onnx, config)
     except BaseException:
         session.close()
         raise
     stylizer.session = session
-    stylizer.tiling = None  # its tiles would run in onnxruntime: OpenVINO stylizes whole images
+    stylizer.tiling = None if stylizer.image_style else tiling_for(
+        onnx, MAX_ONNX_BYTES, stylizer.info["metadata"], lambda graph, arena: _compiled(graph, config))
     stylizer.precision = precision
     stylizer.path = str(path)
     stylizer.info.update(path=str(path), about=made, runtime="openvino", providers=[f"OpenVINO {session.version} CPU"])
