@@ -1,6 +1,6 @@
-"""Tiles for exported models in onnxruntime (fp32 .onnx here; int8 in test_int8): the graph
-rewrites that record and take the instance-norm statistics, the stylizer's tiled path, and the
-models that cannot tile."""
+"""Norm statistics for exported models in onnxruntime (fp32 .onnx here; int8 in test_int8,
+OpenVINO in test_openvino): the graph rewrites that record, take and carry them, tiles, video
+frames with statistics carried across them, and the models that cannot."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from fast_nst.nets import build_network, receptive_radius
 from fast_nst.nets.johnson import TransformNet, TransformNetArgs
 from fast_nst.nets.multistyle import MultiStyleArgs, MultiStyleNet
 from fast_nst.stylize import base as stylize_base, onnx_tiling
+from fast_nst.stylize.temporal import TemporalStatistics, supports_temporal
 from fast_nst.training import load_train_config
 
 from conftest import assert_clean_in_process, in_process, make_photo, trained_like_norms
@@ -112,6 +113,40 @@ def test_auto_tiles_where_the_whole_image_would_not_fit(exports, tmp_path, monke
     assert s.last_tile_count == 9 and np.abs(whole - tiled).max() <= 1
 
 
+def _frames() -> torch.Tensor:
+    """Four frames (4, 3, 40, 48): a scene, the same with noise twice, then a cut."""
+    torch.manual_seed(1)
+    scene = torch.rand(1, 3, 40, 48)
+    noisy = [(scene + 0.05 * torch.rand(1, 3, 40, 48)).clamp(0, 1) for _ in range(2)]
+    return torch.cat([scene, *noisy, 1 - scene])
+
+
+@pytest.mark.parametrize("name", ["single", "multi"])
+def test_video_frames_carry_statistics_as_in_pytorch(exports, name):
+    """The carried graph averages each norm's statistics across frames as TemporalStatistics does
+    inside the PyTorch network: the same frames, the same results (batches do not matter, a cut
+    and a new style start afresh)."""
+    exported, pth = load_stylizer(exports[name], device="cpu"), load_stylizer(exports[name].with_suffix(".pth"), device="cpu")
+    if name == "multi":
+        for s in (exported, pth):
+            s.set_style("a:0.4,b:0.6")
+    assert supports_temporal(exported) and exported.can_carry
+    frames = _frames()
+    with TemporalStatistics(exported) as video:
+        carried = torch.cat([video.stylize(frames[:3]), video.stylize(frames[3:])])
+        assert video.cuts == 1
+    with TemporalStatistics(pth) as video:
+        assert (carried - video.stylize(frames)).abs().max() < 1e-4
+    per_frame = exported.stylize_tensor(frames)
+    assert (carried[[0, 3]] - per_frame[[0, 3]]).abs().max() < 1e-5  # the first frame and the cut: their own
+    assert (carried[1:3] - per_frame[1:3]).abs().max() > 1e-3  # the others carry the first's
+    if name == "multi":
+        with TemporalStatistics(exported) as video:
+            video.stylize(frames[:1])
+            exported.set_style("b")
+            assert (video.stylize(frames[1:2]) - exported.stylize_tensor(frames[1:2])).abs().max() < 1e-5
+
+
 def _without_metadata(path, out):
     model = onnx.load(path)
     del model.metadata_props[:]
@@ -124,7 +159,9 @@ def test_onnx_files_not_exported_by_fast_nst_run_whole(exports, tmp_path, capsys
     file runs whole images, and refuses one that would not fit the free memory, in one line."""
     foreign = _without_metadata(exports["single"], tmp_path / "foreign.onnx")
     s = load_stylizer(foreign, device="cpu")
-    assert not s.can_tile and s.tiling is None
+    assert not s.can_tile and s.tiling is None and not supports_temporal(s)
+    with pytest.raises(FastNSTError, match="--temporal off"):
+        TemporalStatistics(s)
     photo = make_photo(tmp_path / "p.png", (300, 260))
     with pytest.raises(FastNSTError, match="this model cannot tile"):
         s.stylize(Image.open(photo), tile_size=224)

@@ -24,6 +24,7 @@ from fast_nst.nets.johnson import TransformNet, TransformNetArgs
 from fast_nst.nets.multistyle import MultiStyleArgs, MultiStyleNet
 from fast_nst.stylize import TorchStylizer
 from fast_nst.stylize import openvino_stylizer, openvino_worker
+from fast_nst.stylize.temporal import TemporalStatistics
 from fast_nst.training import load_train_config
 
 from conftest import assert_clean_in_process, in_process, make_photo, psnr
@@ -104,6 +105,16 @@ def test_tiles_are_compiled_by_openvino_and_equal_the_whole_image(fp32, tmp_path
     assert fp32.can_tile and fp32.last_tile_count == 9 and np.abs(tiled - whole).max() <= 1
     record, given = fp32.tiling.sessions()
     assert isinstance(given, openvino_stylizer._OpenVinoSession) and record.process.poll() is None
+
+
+def test_video_frames_carry_statistics_in_openvino(models, fp32):
+    """The carried graph (statistics averaged across frames) compiled by OpenVINO: as PyTorch's."""
+    frames = torch.cat([_photo(), (_photo() + 0.05 * torch.rand(1, 3, 48, 40)).clamp(0, 1)])
+    with TemporalStatistics(fp32) as video:
+        carried = video.stylize(frames)
+    with TemporalStatistics(TorchStylizer(models["single"][1], torch.device("cpu"))) as video:
+        assert (carried - video.stylize(frames)).abs().max() < 1e-4
+    assert isinstance(fp32.tiling.carrying_session(), openvino_stylizer._OpenVinoSession)
 
 
 def test_threads_share_a_stylizer(fp32):

@@ -163,6 +163,27 @@ class OnnxStylizer(Stylizer):
     def can_tile(self) -> bool:  # type: ignore[override]
         return self.tiling is not None and self.tiling.norms > 0
 
+    @property
+    def can_carry(self) -> bool:
+        """Whether video frames can carry the norm statistics across them (the graphs tiling uses)."""
+        return self.can_tile
+
+    @torch.inference_mode()
+    def stylize_carrying(self, x: torch.Tensor, restarts: Sequence[bool], momentum: float,
+                         state: Optional[dict[str, np.ndarray]]) -> tuple[torch.Tensor, Optional[dict[str, np.ndarray]]]:
+        """Consecutive frames ``x`` (N, 3, H, W) float in [0, 1] -> (their stylizations, the same
+        shape in [0, 1] on the device of ``x``; the running averages for the next frames), each
+        norm using ``momentum`` of the averages so far and ``1 - momentum`` of the frame's own
+        statistics, afresh where ``restarts`` says (:mod:`fast_nst.stylize.temporal`)."""
+        check_images(x)
+        feeds, out = self._style_inputs(), []
+        for frame, restart in zip(x, restarts):
+            inp = np.ascontiguousarray(frame[None].detach().to("cpu", torch.float32).numpy())
+            y, state = self.tiling.carry(self._run, inp, self.input_name, self.output_name, feeds, 1.0 - momentum,
+                                         None if restart else state)
+            out.append(self._image(y, inp.shape, "x".join(map(str, inp.shape))))
+        return torch.cat(out).to(x.device) if out else torch.empty(x.shape, device=x.device), state
+
     def _run(self, session: Any, feeds: dict, label: str, names: Optional[list] = None) -> list:
         """``session``'s outputs ``names`` (default: the image) for ``feeds``; the runtime's errors
         as one CheckpointError naming the input's shape ``label``."""

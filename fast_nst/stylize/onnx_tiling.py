@@ -20,7 +20,8 @@ import torch
 
 from ..core.errors import CheckpointError, FastNSTError
 from ..core.untrusted import load_json
-from ..io.norm_graph import given_norm_statistics, norm_count, recording_norm_statistics, stats_names
+from ..io.norm_graph import (WEIGHT_NAME, carried_names, carried_norm_statistics, given_norm_statistics, norm_count,
+                              recording_norm_statistics, stats_names)
 from ..nets import NETWORKS, receptive_radius
 from .tiling import context_for_radius
 
@@ -46,6 +47,7 @@ class OnnxTiling:
         self.data, self.max_bytes, self.make_session, self.context = data, max_bytes, make_session, context
         self._norms: Optional[int] = None
         self._sessions: Optional[tuple[Any, Any]] = None
+        self._carrying: Optional[Any] = None
 
     @property
     def norms(self) -> int:
@@ -83,6 +85,32 @@ class OnnxTiling:
     def tiles_session(self) -> Any:
         """The session that stylizes a tile with given statistics."""
         return self.sessions()[1]
+
+    def carrying_session(self) -> Any:
+        """The session that stylizes a video frame with statistics carried from the frames
+        before (:func:`fast_nst.io.norm_graph.carried_norm_statistics`), made once."""
+        if self._carrying is None:
+            try:
+                self._carrying = self.make_session(carried_norm_statistics(self.data, self.max_bytes)[0], True)
+            except Exception as e:  # noqa: BLE001 - a graph the rewrite or the runtime does not take
+                detail = " ".join(str(e).split())[:200]
+                raise FastNSTError(f"this .onnx model cannot carry statistics across frames ({type(e).__name__}: "
+                                   f"{detail}); use --temporal off, or the .pth model") from None
+        return self._carrying
+
+    def carry(self, run: Runner, frame: np.ndarray, input_name: str, output_name: str, feeds: dict[str, np.ndarray],
+              weight: float, state: Optional[dict[str, np.ndarray]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(the stylization of ``frame`` (1, 3, H, W) float32 in [0, 1], the running averages
+        to give the next frame) with each norm's statistics averaged as ``previous + weight x
+        (own - previous)``; ``state`` None (or ``weight`` 1): this frame's own statistics."""
+        if state is None:  # zeros of shape (1,) broadcast to any channel count: own = 0 + 1 x (own - 0)
+            state, weight = {name: np.zeros(1, np.float32) for i in range(self.norms) for name in stats_names(i)}, 1.0
+        carried = [name for i in range(self.norms) for name in carried_names(i)]
+        outs = run(self.carrying_session(), {input_name: frame, **feeds, **state,
+                                             WEIGHT_NAME: np.array([weight], np.float32)},
+                   "x".join(map(str, frame.shape)), [output_name, *carried])
+        previous = [name for i in range(self.norms) for name in stats_names(i)]
+        return outs[0], dict(zip(previous, outs[1:]))
 
 
 def _network_context(meta: dict[str, str]) -> Optional[int]:

@@ -8,7 +8,9 @@ of its own), through the same :meth:`~fast_nst.nets.base.InferenceNetwork.shared
 mechanism that tiling uses to give every tile the whole image's statistics. A scene cut (the
 frame differs from the one before by more than ``cut``) starts the averages afresh.
 
-Works for every PyTorch model (single-style, multi-style, AdaIN), not for ``.onnx`` exports.
+Works for every PyTorch model (single-style, multi-style, AdaIN), and for exported single- and
+multi-style models in onnxruntime or OpenVINO (``can_carry``: a rewritten graph averages the
+statistics, :func:`fast_nst.io.norm_graph.carried_norm_statistics`), frame by frame.
 """
 
 from __future__ import annotations
@@ -32,10 +34,15 @@ DEFAULT_CUT = 0.15
 _THUMB = 32
 
 
-def supports_temporal(stylizer: Stylizer) -> bool:
-    """Whether ``stylizer`` can carry norm statistics across frames (its network can share them)."""
+def _in_torch(stylizer: Stylizer) -> bool:
     runner = getattr(stylizer, "runner", None)
     return runner is not None and hasattr(runner, "shared_norm_statistics") and getattr(stylizer, "can_tile", False)
+
+
+def supports_temporal(stylizer: Stylizer) -> bool:
+    """Whether ``stylizer`` can carry norm statistics across frames (its network can share them,
+    or its exported graph can average them: ``can_carry``)."""
+    return _in_torch(stylizer) or bool(getattr(stylizer, "can_carry", False))
 
 
 class TemporalStatistics:
@@ -45,13 +52,15 @@ class TemporalStatistics:
     ...     for frames in batches:               # (N, 3, H, W) in [0, 1], in order
     ...         out = video.stylize(frames)      # (N, 3, H, W) in [0, 1]
 
-    Raises :class:`OptionError` for a stylizer that cannot (an ``.onnx`` export).
+    Raises :class:`OptionError` for a stylizer that cannot (an arbitrary-style ``.onnx`` export,
+    or one not made by fast-nst).
     """
 
     def __init__(self, stylizer: Stylizer, momentum: float = DEFAULT_MOMENTUM, cut: float = DEFAULT_CUT):
         if not supports_temporal(stylizer):
-            raise OptionError(f"stable statistics across frames need a PyTorch model; {stylizer.name or 'this model'} "
-                              "is an export that cannot share them: use --temporal off, or the .pth model")
+            raise OptionError(f"stable statistics across frames need a PyTorch model or a fast-nst export of a "
+                              f"single- or multi-style one; {stylizer.name or 'this model'} cannot share them: use "
+                              "--temporal off, or the .pth model")
         if not 0.0 <= momentum < 1.0:
             raise OptionError(f"temporal momentum must be in [0, 1), got {momentum}")
         self.stylizer, self.momentum, self.cut = stylizer, momentum, cut
@@ -61,6 +70,9 @@ class TemporalStatistics:
 
     def __enter__(self) -> "TemporalStatistics":
         self._stack = ExitStack()
+        if not _in_torch(self.stylizer):  # an export: its graph carries them (stylize_carrying)
+            self.runner, self.carried, self.style = None, None, self.stylizer.style
+            return self
         self.runner = self.stylizer.runner
         self.stats = self._stack.enter_context(self.runner.shared_norm_statistics())
         self.stats.mode, self.stats.momentum, self.stats.stats = "carry", self.momentum, []
@@ -89,6 +101,11 @@ class TemporalStatistics:
         in [0, 1] (see :meth:`Stylizer.stylize_tensor`)."""
         if self._stack is None:
             raise RuntimeError("use TemporalStatistics as a context manager (with ...)")
+        if self.runner is None:
+            if self.stylizer.style is not self.style:  # another style or blend: start afresh
+                self.carried, self.style, self._last = None, self.stylizer.style, None
+            y, self.carried = self.stylizer.stylize_carrying(x, self.restarts(x), self.momentum, self.carried)
+            return y
         if self.stylizer.runner is not self.runner:  # the style changed: start afresh
             self.__exit__()
             self.__enter__()
