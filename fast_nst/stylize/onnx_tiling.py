@@ -1,10 +1,12 @@
-"""Tiles for onnxruntime: an exported graph stylizes a photo too large for memory in tiles that
-share the whole photo's instance-norm statistics, as the PyTorch network does
-(:mod:`fast_nst.stylize.tiling`).
+"""Norm statistics for exported graphs (onnxruntime, or OpenVINO's workers): a photo too large
+for memory stylized in tiles that share the whole photo's instance-norm statistics, and video
+frames whose statistics are carried across them, as the PyTorch network does
+(:mod:`fast_nst.stylize.tiling`, :mod:`fast_nst.stylize.temporal`).
 
-The file's graph is rewritten twice (:mod:`fast_nst.io.norm_graph`): one graph records each
-norm's statistics on the downscaled photo, the other takes them as inputs for every tile.
-Both sessions are made on the first tiled photo (a few hundred milliseconds) and kept.
+The file's graph is rewritten (:mod:`fast_nst.io.norm_graph`): for tiles, one graph records each
+norm's statistics on the downscaled photo and another takes them as inputs for every tile; for
+video, a third carries them from frame to frame. Each session is made when first needed (a few
+hundred milliseconds) and kept.
 How much context a tile needs comes from the network the export's metadata names
 (``model_type`` and ``model_args``: the registry's receptive radius of that network); an export
 without them (not made by fast-nst), an arbitrary-style one, or one with no instance norm

@@ -18,9 +18,9 @@ the caller's process.
 quantized as for onnxruntime (:mod:`fast_nst.io.quantize`, single-style models) and compiled by
 OpenVINO, which keeps what is not int8 in bf16 where the CPU has it.
 
-Photos too large for one pass are stylized in tiles as in onnxruntime
-(:mod:`fast_nst.stylize.onnx_tiling`): the two tiling graphs are compiled by OpenVINO too, each
-in a worker of its own, started on the first photo stylized in tiles.
+Photos too large for one pass are stylized in tiles, and video frames carry their norm
+statistics, as in onnxruntime (:mod:`fast_nst.stylize.onnx_tiling`): the rewritten graphs are
+compiled by OpenVINO too, each in a worker of its own, started when first needed.
 """
 
 from __future__ import annotations
@@ -190,8 +190,8 @@ class _OpenVinoSession:
 
 
 def _compiled(onnx: bytes, config: dict) -> _OpenVinoSession:
-    """A worker of its own compiling the graph ``onnx`` (a tiling graph: onnx_tiling makes two,
-    on the first photo stylized in tiles)."""
+    """A worker of its own compiling the graph ``onnx`` (one of onnx_tiling's rewritten graphs,
+    made when first needed)."""
     session = _OpenVinoSession()
     try:
         session.compile(onnx, config)
