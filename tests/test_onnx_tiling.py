@@ -5,6 +5,7 @@ frames with statistics carried across them, and the models that cannot."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ from fast_nst.stylize import base as stylize_base, onnx_tiling
 from fast_nst.stylize.temporal import TemporalStatistics, supports_temporal
 from fast_nst.training import load_train_config
 
-from conftest import assert_clean_in_process, in_process, make_photo, trained_like_norms
+from conftest import assert_clean_in_process, in_process, make_photo, memory_cap, trained_like_norms
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -193,3 +194,45 @@ def test_hostile_model_args_end_in_a_context_or_none(model_type, args):
     context = onnx_tiling._network_context({"model_type": model_type, "model_args": args})
     assert context is None or (context >= 64 and context % 4 == 0)
     assert onnx_tiling._network_context({"model_type": "johnson", "model_args": "x" * 5000}) is None
+
+
+def _mutated(raw: bytes, kind: str, pick: int, value: float) -> bytes:
+    """The export ``raw`` with one hostile change that still parses (see the test below)."""
+    model = onnx.load_from_string(raw)
+    nodes = list(model.graph.node)
+    norms = [n for n in nodes if n.op_type == "InstanceNormalization"]
+    norm, node = norms[pick % len(norms)], nodes[pick % len(nodes)]
+    if kind == "collide":  # a value named as the rewrites name theirs
+        old = node.output[0]
+        for n in nodes:
+            n.input[:] = ["norm_stats.0.mean" if i == old else i for i in n.input]
+        node.output[0] = "norm_stats.0.mean"
+    elif kind == "epsilon":
+        for a in norm.attribute:
+            if a.name == "epsilon":
+                a.f = value
+    elif kind == "inputs":
+        del norm.input[1:]
+    else:  # another node claims to be an instance norm
+        node.op_type = "InstanceNormalization"
+    return model.SerializeToString()
+
+
+@settings(max_examples=12, deadline=None)
+@given(kind=st.sampled_from(["collide", "epsilon", "inputs", "retyped"]), pick=st.integers(0, 200),
+       value=st.sampled_from([float("nan"), -1.0, 0.0, 1e30]))
+def test_hostile_graphs_end_in_a_result_or_one_error_when_tiled_or_carried(exports, tmp_path_factory, kind, pick, value):
+    """A graph that loads is rewritten for tiles and video: whatever its norms and names, a tiled
+    or carried stylization ends in a result or one FastNSTError line, in bounded time and memory."""
+    path = tmp_path_factory.mktemp("hostile") / "h.onnx"
+    path.write_bytes(_mutated(exports["single"].read_bytes(), kind, pick, value))
+    start = time.process_time()
+    with memory_cap(1 << 30):
+        try:
+            s = load_stylizer(path, device="cpu")
+            s.stylize(Image.new("RGB", (260, 200)), tile_size=256)
+            with TemporalStatistics(s) as video:
+                video.stylize(torch.rand(2, 3, 24, 32))
+        except FastNSTError as e:
+            assert "\n" not in str(e).strip() and len(str(e)) < 2000
+    assert time.process_time() - start < 20
