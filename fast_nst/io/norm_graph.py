@@ -14,7 +14,8 @@ A batch norm in inference mode computes ``(x - mean) / sqrt(var + eps) * scale +
 the instance norm of a photo when mean and var are the photo's own (biased) per-channel
 statistics; so the given-statistics graph of a tile with the statistics recorded on that same
 tile is the original graph, up to float rounding. Norm i's statistics are named
-``norm_stats.{i}.mean`` and ``norm_stats.{i}.var`` (shape (C,)) in both graphs, in graph order.
+``norm_stats.{i}.mean`` and ``norm_stats.{i}.var`` (shape (C,)) in every rewritten graph, in
+graph order.
 """
 
 from __future__ import annotations

@@ -41,9 +41,10 @@ Runner = Callable[[Any, dict, str, list], list]
 
 
 class OnnxTiling:
-    """Stylizing in tiles with an exported graph (.onnx bytes ``data``, at most ``max_bytes``),
-    ``context`` px of context per tile. ``make_session(graph bytes, arena)`` makes an onnxruntime
-    session of them (``arena``: whether it keeps the memory of a run for the next)."""
+    """The rewritten graphs of an export (.onnx bytes ``data``, at most ``max_bytes``) for tiles
+    (``context`` px of context per tile) and for video frames. ``make_session(graph bytes,
+    arena)`` makes a session of them (``arena``: whether onnxruntime keeps the memory of a run
+    for the next)."""
 
     def __init__(self, data: bytes, max_bytes: int, make_session: Callable[[bytes, bool], Any], context: int):
         self.data, self.max_bytes, self.make_session, self.context = data, max_bytes, make_session, context
