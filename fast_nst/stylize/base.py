@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -22,7 +23,7 @@ from ..core.images import normalize_mode, pil_to_tensor, split_alpha, tensor_to_
 from ..core.untrusted import open_image, resize_style
 from ..nets.adain import check_alpha
 from ..nets.multistyle import StyleError, StyleSpec, blend_weights, resolve_style, style_label
-from .tiling import DEFAULT_OVERLAP, available_memory, tile_core
+from .tiling import DEFAULT_OVERLAP, DEFAULT_STATS_SIZE, auto_tile_size, available_memory, tile_core
 
 __all__ = ["DEFAULT_STYLE_SIZE", "LOAD_PRECISIONS", "PRECISIONS", "StyleImages", "StylizeOptions", "Stylizer", "finish",
            "preserve_colors", "resize_for_processing", "style_images"]
@@ -282,6 +283,30 @@ class Stylizer:
                 "fast-nst, and arbitrary-style ones, stylize whole images); use the .pth model for "
                 "tiles, or max_size to bound memory.")
         return options.tile_size
+
+    def _network_tile(self, height: int, width: int, options: StylizeOptions, context: int,
+                      budget: Optional[int] = None) -> Optional[int]:
+        """For a stylizer that tiles with ``context`` px of context per tile: with tile_size
+        "auto", the largest tile the memory ``budget`` holds (:func:`auto_tile_size`; None: the
+        whole image fits); else the tile size asked, OptionError if too small for the context."""
+        if options.tile_size == "auto":
+            return auto_tile_size(height, width, self.device, budget=budget, bytes_per_pixel=self.bytes_per_pixel,
+                                  min_tile=2 * (context + options.overlap) + 64)
+        if options.tile_size is not None:
+            try:
+                tile_core(options.tile_size, options.overlap, context)
+            except ValueError as e:
+                raise OptionError(f"tile_size: {e} for this network") from None
+        return options.tile_size
+
+    @staticmethod
+    def _tiling_inputs(rgb: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the photo (1, 3, H, W) uint8, a quarter of float32's memory for a huge photo: tiles
+        convert on the fly; the photo downscaled to the statistics' size (1, 3, h, w) float in
+        [0, 1])."""
+        x = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1).unsqueeze(0)
+        small = resize_for_processing(rgb, DEFAULT_STATS_SIZE, None)
+        return x, pil_to_tensor(small).unsqueeze(0)
 
     def _whole_image_memory(self, height: int, width: int) -> tuple[int, int]:
         """(bytes one forward of a whole ``height`` x ``width`` image needs, bytes free now)."""

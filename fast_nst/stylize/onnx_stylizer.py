@@ -35,7 +35,7 @@ from PIL import Image
 from ..core.device import resolve_device
 from ..core.errors import CheckpointError, DataError, FastNSTError, quote
 from ..core.files import safe_component
-from ..core.images import pil_to_tensor, tensor_to_pil
+from ..core.images import tensor_to_pil
 from ..core.untrusted import load_json, onnx_session, read_onnx_file
 from ..io.checkpoint import require_model_file, torchscript_error, torchscript_source
 from ..io.export import EXPORT_FORMAT_VERSION, MAX_ONNX_BYTES, ONNX_INSTALL_HINT
@@ -43,9 +43,9 @@ from ..io.int8_graph import for_onnxruntime
 from ..nets.adain import AdaINNet
 from ..nets.layers import check_images
 from ..nets.multistyle import MAX_STYLES, StyleError, style_label
-from .base import OptionError, StylizeOptions, Stylizer, resize_for_processing
+from .base import StylizeOptions, Stylizer
 from .onnx_tiling import OnnxTiling, tiling_for
-from .tiling import DEFAULT_STATS_SIZE, auto_tile_size, blend_tiles, tile_core
+from .tiling import blend_tiles
 
 __all__ = ["ImageStyleInputs", "ONNX_INSTALL_HINT", "OnnxStylizer", "load_onnx_stylizer"]
 
@@ -225,26 +225,17 @@ class OnnxStylizer(Stylizer):
         (a whole image is faster: no statistics pass, no context computed twice)."""
         if not self.can_tile:
             return super().tile_size_for(height, width, options)
-        context = self.tiling.context
+        budget = None
         if options.tile_size == "auto":
             need, free = self._whole_image_memory(height, width)
             if self.device.type != "cpu" or need <= free:
                 return None
-            # Half the free memory, at most 1 GiB: as the PyTorch network's tiles (tiling.auto_tile_size).
-            return auto_tile_size(height, width, self.device, budget=min(free // 2, 1 << 30),
-                                  bytes_per_pixel=self.bytes_per_pixel, min_tile=2 * (context + options.overlap) + 64)
-        if options.tile_size is not None:
-            try:
-                tile_core(options.tile_size, options.overlap, context)
-            except ValueError as e:
-                raise OptionError(f"tile_size: {e} for this network") from None
-        return options.tile_size
+            budget = min(free // 2, 1 << 30)  # half the free memory, at most 1 GiB: as the PyTorch network's tiles
+        return self._network_tile(height, width, options, self.tiling.context, budget)
 
     @torch.inference_mode()
     def _stylize_tiled(self, rgb: Image.Image, tile: int, overlap: int, progress: bool = False) -> Image.Image:
-        # Huge photo: kept as uint8 (a quarter of float32's memory); tiles convert on the fly.
-        x = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1).unsqueeze(0)
-        small = pil_to_tensor(resize_for_processing(rgb, DEFAULT_STATS_SIZE, None)).unsqueeze(0)
+        x, small = self._tiling_inputs(rgb)
         feeds = self._style_inputs()
         stats = self.tiling.statistics(self._run, small, self.input_name, feeds)
         session = self.tiling.tiles_session()

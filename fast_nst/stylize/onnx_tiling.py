@@ -74,13 +74,17 @@ class OnnxTiling:
                                    "use --max_size to stylize it whole, or the .pth model") from None
         return self._sessions
 
+    def _names(self, naming: Callable[[int], tuple[str, str]]) -> list[str]:
+        """Every norm's two names under ``naming`` (stats_names, carried_names), in graph order."""
+        return [name for i in range(self.norms) for name in naming(i)]
+
     def statistics(self, run: Runner, small: torch.Tensor, input_name: str,
                    feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Each norm's mean and variance (C,) on ``small`` (1, 3, h, w) float in [0, 1], the
         downscaled photo, keyed by their input names in the tiles' graph; ``feeds``: the
         graph's other inputs (style weights)."""
         record, _ = self.sessions()
-        wanted = [name for i in range(self.norms) for name in stats_names(i)]
+        wanted = self._names(stats_names)
         inp = np.ascontiguousarray(small.numpy(), dtype=np.float32)
         outs = run(record, {input_name: inp, **feeds}, "x".join(map(str, inp.shape)), wanted)
         return dict(zip(wanted, outs))
@@ -107,13 +111,12 @@ class OnnxTiling:
         to give the next frame) with each norm's statistics averaged as ``previous + weight x
         (own - previous)``; ``state`` None (or ``weight`` 1): this frame's own statistics."""
         if state is None:  # zeros of shape (1,) broadcast to any channel count: own = 0 + 1 x (own - 0)
-            state, weight = {name: np.zeros(1, np.float32) for i in range(self.norms) for name in stats_names(i)}, 1.0
-        carried = [name for i in range(self.norms) for name in carried_names(i)]
+            state, weight = {name: np.zeros(1, np.float32) for name in self._names(stats_names)}, 1.0
+        carried = self._names(carried_names)
         outs = run(self.carrying_session(), {input_name: frame, **feeds, **state,
                                              WEIGHT_NAME: np.array([weight], np.float32)},
                    "x".join(map(str, frame.shape)), [output_name, *carried])
-        previous = [name for i in range(self.norms) for name in stats_names(i)]
-        return outs[0], dict(zip(previous, outs[1:]))
+        return outs[0], dict(zip(self._names(stats_names), outs[1:]))
 
 
 def _network_context(meta: dict[str, str]) -> Optional[int]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -14,14 +13,14 @@ from ..core.device import prepare_compile
 from ..core.errors import CheckpointError
 from ..core.files import safe_component
 from ..core.memory import keep_freed_memory
-from ..core.images import pil_to_tensor, tensor_to_pil
+from ..core.images import tensor_to_pil
 from ..nets import NETWORKS
 from ..nets.adain import pad_indices
 from ..nets.base import StyleNetwork
 from ..nets.layers import check_images
 from ..nets.multistyle import style_label
-from .base import DTYPES, OptionError, StylizeOptions, Stylizer, resize_for_processing
-from .tiling import DEFAULT_STATS_SIZE, auto_tile_size, context_for, stylize_tiled, tile_core
+from .base import DTYPES, OptionError, StylizeOptions, Stylizer
+from .tiling import context_for, stylize_tiled
 
 __all__ = ["TorchStylizer"]
 
@@ -112,16 +111,8 @@ class TorchStylizer(Stylizer):
 
     def tile_size_for(self, height: int, width: int, options: StylizeOptions) -> Optional[int]:
         self._require_style()
-        context = self._tile_context()  # deeper networks need more context than the default
-        if options.tile_size == "auto":
-            return self._on_grid(auto_tile_size(height, width, self.device, bytes_per_pixel=self.bytes_per_pixel,
-                                                min_tile=2 * (context + options.overlap) + 64), options.overlap)
-        if options.tile_size is not None:
-            try:
-                tile_core(options.tile_size, options.overlap, context)
-            except ValueError as e:
-                raise OptionError(f"tile_size: {e} for this network") from None
-        return self._on_grid(options.tile_size, options.overlap)
+        # deeper networks need more context than the default
+        return self._on_grid(self._network_tile(height, width, options, self._tile_context()), options.overlap)
 
     # Tiles must start on the network's pixel grid, its total downsampling (a tile starting
     # elsewhere pools other pixel groups than the whole image does): the runner's tile_grid, 4
@@ -148,9 +139,7 @@ class TorchStylizer(Stylizer):
         return core + 2 * context
 
     def _stylize_tiled(self, rgb: Image.Image, tile: int, overlap: int, progress: bool = False) -> Image.Image:
-        # Huge photo: keep it as uint8 (a quarter of float32's memory); tiles convert on the fly.
-        x = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1).unsqueeze(0)
-        small = resize_for_processing(rgb, DEFAULT_STATS_SIZE, None)
+        x, small = self._tiling_inputs(rgb)
         h, w = x.shape[2:]
         grid = self._grid()
         if grid > 4:
@@ -158,7 +147,7 @@ class TorchStylizer(Stylizer):
             overlap = _round_up(overlap, grid)
         y, self.last_tile_count = stylize_tiled(
             self.runner, x, tile, overlap, device=self.device, autocast_dtype=DTYPES.get(self.precision),
-            stats_image=pil_to_tensor(small).unsqueeze(0), context=self._tile_context(), progress=progress)
+            stats_image=small, context=self._tile_context(), progress=progress)
         return tensor_to_pil(y[0, :, :h, :w])
 
 
