@@ -29,6 +29,7 @@ from fast_nst.io.export import check_style_sizes
 from fast_nst.nets.adain import AdaINNet
 from fast_nst.nets.multistyle import StyleError
 from fast_nst.report.collect import ADAIN_STYLE_NOTE
+from fast_nst.stylize.temporal import TemporalStatistics
 from fast_nst.training.config import train_config_from_dict
 from fast_nst.training.data import ImageFolderDataset, build_loader, decode_resized, random_crop
 
@@ -124,6 +125,32 @@ def test_onnx_stylizer_feeds_the_style_image(adain_onnx, adain):
                             ({"style_size": 8}, "style_size must be a whole number of pixels >= 16")):
         with pytest.raises(Exception, match=message):
             onnx_s.set_style(adain["style"], **kwargs)
+
+
+def test_onnx_export_tiles_and_carries_statistics_as_pytorch(adain_onnx, adain, tmp_path):
+    """The export's content normalisation is one instance norm (its statistics in the graph), so
+    the export tiles on the encoder's 8 px grid with the whole photo's statistics and carries them
+    across video frames, as the PyTorch network does."""
+    onnx_s, torch_s = load_stylizer(adain_onnx, device="cpu"), load_stylizer(adain["path"], device="cpu")
+    graph = pytest.importorskip("onnx").load(str(adain_onnx)).graph
+    assert [n.op_type for n in graph.node].count("InstanceNormalization") == 1
+    for s in (onnx_s, torch_s):
+        s.set_style(adain["style"], style_size=48, alpha=0.7)
+    assert onnx_s.can_tile and onnx_s.can_carry and onnx_s.tiling.grid == 8 and onnx_s.tiling.context == 64
+    photo = Image.open(make_photo(tmp_path / "p.png", (301, 229), fmt="PNG"))  # off the 8 px grid
+    whole = np.asarray(onnx_s.stylize(photo, tile_size=None), dtype=int)
+    tiled = np.asarray(onnx_s.stylize(photo, tile_size=256), dtype=int)
+    assert onnx_s.last_tile_count == 9 and tiled.shape == whole.shape == (229, 301, 3)
+    assert np.abs(tiled - whole).max() <= 1 and whole.std() > 10  # a varied image, not a flat one
+    assert np.abs(tiled - np.asarray(torch_s.stylize(photo, tile_size=256), dtype=int)).max() <= 1
+    torch.manual_seed(1)
+    scene = torch.rand(1, 3, 40, 48)
+    frames = torch.cat([scene, (scene + 0.05 * torch.rand(1, 3, 40, 48)).clamp(0, 1), 1 - scene])
+    with TemporalStatistics(onnx_s) as video:
+        carried = video.stylize(frames)
+    with TemporalStatistics(torch_s) as video:
+        assert (carried - video.stylize(frames)).abs().max() < 1e-4
+    assert (carried[1] - onnx_s.stylize_tensor(frames[1:2])[0]).abs().max() > 1e-3  # the first frame's, carried
 
 
 def test_eval_runs_the_onnx_export_with_a_style_image(adain_onnx, adain, tmp_path, capsys):

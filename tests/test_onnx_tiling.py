@@ -19,7 +19,7 @@ from fast_nst.core.errors import FastNSTError
 from fast_nst.io.checkpoint import atomic_torch_save, load_model, make_checkpoint
 from fast_nst.io.export import export_metadata, export_onnx
 from fast_nst.io.norm_graph import given_norm_statistics, norm_count, recording_norm_statistics, stats_names
-from fast_nst.nets import build_network, receptive_radius
+from fast_nst.nets import build_network, receptive_radius, tile_grid
 from fast_nst.nets.johnson import TransformNet, TransformNetArgs
 from fast_nst.nets.multistyle import MultiStyleArgs, MultiStyleNet
 from fast_nst.stylize import base as stylize_base, onnx_tiling
@@ -176,10 +176,15 @@ def test_onnx_files_not_exported_by_fast_nst_run_whole(exports, tmp_path, capsys
     assert code == 0 and (tmp_path / "o.png").is_file(), err
 
 
-@pytest.mark.parametrize("model_type, args", [("johnson", {}), ("johnson", {"num_residual": 2}),
-                                              ("johnson_slim", {}), ("johnson_multi", {"num_styles": 2})])
-def test_the_registry_gives_a_networks_radius_without_building_it(model_type, args):
-    assert receptive_radius(model_type, args) == build_network(model_type, args).receptive_radius
+@pytest.mark.parametrize("model_type, args, grid", [
+    ("johnson", {}, 4), ("johnson", {"num_residual": 2}, 4), ("johnson_slim", {}, 4),
+    ("johnson_multi", {"num_styles": 2}, 4),
+    ("adain", {"encoder": "vgg16", "encoder_weights": "random"}, 8),
+    ("adain", {"encoder": "vgg16", "encoder_layer": "relu2_1", "encoder_weights": "random"}, 2)])
+def test_the_registry_gives_a_networks_radius_and_grid_without_building_it(model_type, args, grid):
+    net = build_network(model_type, args)
+    assert receptive_radius(model_type, args) == net.receptive_radius
+    assert tile_grid(model_type, args) == grid == getattr(net, "multiple", 4)
 
 
 @settings(max_examples=60, deadline=None)
@@ -189,11 +194,13 @@ def test_the_registry_gives_a_networks_radius_without_building_it(model_type, ar
            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
            max_leaves=8).map(json.dumps)))
 def test_hostile_model_args_end_in_a_context_or_none(model_type, args):
-    """The metadata is the file's text: any of it ends in a context (>= 64 px, on the grid of 4)
-    or in None (whole images), never an exception or a network built."""
-    context = onnx_tiling._network_context({"model_type": model_type, "model_args": args})
-    assert context is None or (context >= 64 and context % 4 == 0)
-    assert onnx_tiling._network_context({"model_type": "johnson", "model_args": "x" * 5000}) is None
+    """The metadata is the file's text: any of it ends in a context (>= 64 px) on a grid of 1 to
+    16 px, or in None (whole images), never an exception or a network built."""
+    geometry = onnx_tiling._network_geometry({"model_type": model_type, "model_args": args})
+    assert geometry is None or (geometry[0] >= 64 and geometry[1] in (1, 2, 4, 8, 16)
+                                and geometry[0] % geometry[1] == 0)
+    assert onnx_tiling._network_geometry({"model_type": "johnson", "model_args": "x" * 5000}) is None
+    assert onnx_tiling._network_geometry({"model_type": "adain", "model_args": '{"encoder": "vgg16"}'}) == (64, 8)
 
 
 def _mutated(raw: bytes, kind: str, pick: int, value: float) -> bytes:

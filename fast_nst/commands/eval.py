@@ -95,8 +95,9 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
                    help="video frames per forward pass (default 4)")
     p.add_argument("--temporal", default="auto", choices=["auto", "on", "off"],
                    help="video: carry instance-norm statistics across frames (less flicker, no "
-                        "retraining; docs/video.md). auto (default): on where the model can (PyTorch models, "
-                        "fast-nst's .onnx exports of single- and multi-style ones), off otherwise")
+                        "retraining; docs/video.md). auto (default): on where the model can (PyTorch models and "
+                        "fast-nst's .onnx exports; not arbitrary-style exports of an earlier version), off "
+                        "otherwise")
     p.add_argument("--precision", default="fp32", choices=LOAD_PRECISIONS,
                    help="arithmetic for the network: bf16 is the fastest on CPUs with AMX and on GPUs "
                         "(with fp16), and slower than fp32 on CPUs without AMX; int8: the model quantized "

@@ -17,7 +17,8 @@ from torch import nn
 from .vgg import VGGEncoder
 
 __all__ = ["ADAIN_EPS", "ADAIN_STYLE_LAYERS", "AdaINLoss", "ContentLoss", "PerceptualLoss", "StatsStyleLoss",
-           "StyleLoss", "TVLoss", "adain", "gram_matrix", "mean_std", "stats_distance", "tf32_grams"]
+           "StyleLoss", "TVLoss", "adain", "gram_matrix", "instance_normalised", "mean_std", "stats_distance",
+           "tf32_grams"]
 
 # Huang & Belongie (2017), Sec. 6.1: the style loss matches the statistics at relu1_1, relu2_1,
 # relu3_1 and relu4_1 of VGG-19 (the encoder's last layer).
@@ -199,13 +200,34 @@ def mean_std(features: torch.Tensor, eps: float = ADAIN_EPS,
 
 def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor,
           content_stats: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
-          unbiased: bool = False) -> torch.Tensor:
+          unbiased: bool = False, as_instance_norm: bool = False) -> torch.Tensor:
     """Adaptive instance normalisation: ``content`` features (N, C, H, W) normalised per channel and
     given the style's statistics ``style_mean``, ``style_std`` (1 or N, C, 1, 1). ``content_stats``:
     the (mean, std) to normalise with instead of the content's own (tiling shares them);
-    ``unbiased``: the content's own variance as :func:`mean_std`'s. Float32."""
+    ``unbiased``: the content's own variance as :func:`mean_std`'s; ``as_instance_norm``: the
+    content normalised by :func:`instance_normalised` (graph exports). Float32."""
+    if content_stats is None and as_instance_norm:
+        return instance_normalised(content, unbiased) * style_std + style_mean
     c_mean, c_std = content_stats if content_stats is not None else mean_std(content, unbiased=unbiased)
     return (content.float() - c_mean) / c_std * style_std + style_mean
+
+
+def instance_normalised(content: torch.Tensor, unbiased: bool = False) -> torch.Tensor:
+    """(content - mean) / sqrt(var + eps) per channel of ``content`` (N, C, H, W), float32, as
+    :func:`mean_std` defines them, computed by one instance norm: an exported graph then holds
+    AdaIN's content statistics in an InstanceNormalization node, which tiling and video rewrite
+    as they do the Johnson networks' norms (:mod:`fast_nst.io.norm_graph`).
+
+    With ``unbiased`` the variance is var * k, k = n / (n - 1) for n = H * W; since an instance
+    norm of c * x is (x - mean) / sqrt(var + eps / c^2), the norm of sqrt(k) * x divided by
+    sqrt(k) is exactly (x - mean) / sqrt(k var + eps). k comes from tensor ops on the map, so an
+    export keeps H and W dynamic."""
+    f = content.float()
+    if not unbiased:
+        return F.instance_norm(f, eps=ADAIN_EPS)
+    n = torch.ones_like(f[:1, :1]).sum()  # H * W as a tensor: (,)
+    root_k = (n / (n - 1)).sqrt()
+    return F.instance_norm(f * root_k, eps=ADAIN_EPS) / root_k
 
 
 

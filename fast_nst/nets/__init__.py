@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 __all__ = ["ENCODER_KEYS", "MAX_PARAMETERS", "NETWORKS", "NetworkEntry", "USER_FILE_ARGS", "build_network",
-           "check_config", "make_args", "network_class", "receptive_radius", "takes_style_image"]
+           "check_config", "make_args", "network_class", "receptive_radius", "takes_style_image", "tile_grid"]
 
 # The most parameters any registered network may be built with (a model file is untrusted input,
 # its arguments are checked against this before anything is allocated; checkpoint loading bounds
@@ -103,6 +103,12 @@ def receptive_radius(model_type: str, model_args: Mapping[str, Any]) -> int:
     can see, without building it; ValueError as :func:`make_args`, NotImplementedError for a
     class that cannot tell."""
     return network_class(model_type).radius_of(make_args(model_type, model_args))
+
+
+def tile_grid(model_type: str, model_args: Mapping[str, Any]) -> int:
+    """The pixel grid tiles of ``model_type`` built from ``model_args`` start on (its total
+    downsampling), without building it; ValueError as :func:`make_args`."""
+    return network_class(model_type).grid_of(make_args(model_type, model_args))
 
 
 def takes_style_image(model_type: str) -> bool:

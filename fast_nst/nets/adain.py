@@ -222,13 +222,14 @@ def pad_indices(n: int, multiple: int, device: torch.device) -> torch.Tensor:
 
 def _transfer(encoder: VGGEncoder, decoder: nn.Module, layer: str, multiple: int, x: torch.Tensor,
               style: Optional[tuple[torch.Tensor, torch.Tensor]], alpha: Union[float, torch.Tensor],
-              shared: Optional[NormStats] = None, unbiased: bool = False) -> torch.Tensor:
+              shared: Optional[NormStats] = None, unbiased: bool = False, as_graph: bool = False) -> torch.Tensor:
     """decoder(alpha * AdaIN(f(x), style) + (1 - alpha) * f(x)) for x (N, 3, H, W) in [0, 1],
     padded at the bottom and right and cropped back: (N, 3, H, W), not clamped. ``style``: (mean,
     std) (1 or N, C, 1, 1), or None for decoder(f(x)); ``alpha`` a number, or a (1,) tensor (an
     export's input: always blended, no branch on its value); ``shared``: tiling's content statistics
     (biased: with ``unbiased`` (AdaINArgs.unbiased_std) tiles differ from the untiled result by
-    that factor, sqrt(n / (n - 1)) for n features per channel, below 1e-3 past 32 x 32 features)."""
+    that factor, sqrt(n / (n - 1)) for n features per channel, below 1e-3 past 32 x 32 features);
+    ``as_graph``: the content normalised by one instance norm, for exports (losses.instance_normalised)."""
     rows = pad_indices(x.shape[2], multiple, x.device)
     cols = pad_indices(x.shape[3], multiple, x.device)
     f = encoder(x.index_select(2, rows).index_select(3, cols), [layer])[layer]
@@ -238,7 +239,7 @@ def _transfer(encoder: VGGEncoder, decoder: nn.Module, layer: str, multiple: int
         if shared is not None:
             mean, var = shared(f.float())
             stats = (mean, (var + ADAIN_EPS).sqrt())
-        t = adain(f, style[0], style[1], stats, unbiased)
+        t = adain(f, style[0], style[1], stats, unbiased, as_instance_norm=as_graph)
         a = alpha.reshape(1, 1, 1, 1) if tensor_alpha else alpha
         f = t if not tensor_alpha and alpha == 1 else a * t + (1 - a) * f.float()
     y = decoder(f)
@@ -286,13 +287,22 @@ class AdaINNet(StyleNetwork):
         self.encoder = encoder
         plan = args.plan()
         self.decoder = build_decoder(plan)
-        self.multiple = 2 ** sum(1 for cin, _ in plan if cin == 0)  # the encoder's total downsampling
+        self.multiple = self.grid_of(args)  # the encoder's total downsampling
         self.layer = args.encoder_layer
-        self._radius = _receptive_radius(plan)
+        self._radius = self.radius_of(args)
 
     @property
     def receptive_radius(self) -> int:
         return self._radius
+
+    @classmethod
+    def radius_of(cls, args: AdaINArgs) -> int:
+        return _receptive_radius(args.plan())
+
+    @classmethod
+    def grid_of(cls, args: AdaINArgs) -> int:
+        """The encoder's total downsampling: 2 per pool (8 to relu4_1)."""
+        return 2 ** sum(1 for cin, _ in args.plan() if cin == 0)
 
     @property
     def min_style_side(self) -> int:
@@ -462,4 +472,4 @@ class ExportableAdaINNet(nn.Module):
         stats = (None if style_image is None
                  else mean_std(self.encoder(style_image, [self.layer])[self.layer], unbiased=self.unbiased))
         return _transfer(self.encoder, self.decoder, self.layer, self.multiple, x, stats,
-                         1.0 if alpha is None else alpha, unbiased=self.unbiased).clamp(0, 1)
+                         1.0 if alpha is None else alpha, unbiased=self.unbiased, as_graph=True).clamp(0, 1)

@@ -120,6 +120,13 @@ class InferenceNetwork(nn.Module):
         exported graph's metadata names; see :func:`fast_nst.nets.receptive_radius`)."""
         raise NotImplementedError
 
+    @classmethod
+    def grid_of(cls, args: Any) -> int:
+        """The pixel grid tiles of this class built with ``args`` start on: its total
+        downsampling (a tile starting elsewhere pools other pixel groups than the whole image
+        does). 4 for the Johnson networks' two stride-2 convolutions."""
+        return 4
+
     @contextmanager
     def shared_norm_statistics(self) -> Iterator[NormStats]:
         """While active, every instance norm is controlled by the yielded :class:`NormStats`:

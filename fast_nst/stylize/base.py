@@ -21,12 +21,12 @@ from ..core.errors import FastNSTError
 from ..core.files import safe_component
 from ..core.images import normalize_mode, pil_to_tensor, split_alpha, tensor_to_pil
 from ..core.untrusted import open_image, resize_style
-from ..nets.adain import check_alpha
+from ..nets.adain import check_alpha, pad_indices
 from ..nets.multistyle import StyleError, StyleSpec, blend_weights, resolve_style, style_label
 from .tiling import DEFAULT_OVERLAP, DEFAULT_STATS_SIZE, auto_tile_size, available_memory, tile_core
 
 __all__ = ["DEFAULT_STYLE_SIZE", "LOAD_PRECISIONS", "PRECISIONS", "StyleImages", "StylizeOptions", "Stylizer", "finish",
-           "preserve_colors", "resize_for_processing", "style_images"]
+           "preserve_colors", "resize_for_processing", "round_up", "style_images"]
 
 # int8: onnxruntime's quantization of the model, on the CPU (fast_nst.stylize.int8).
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
@@ -273,15 +273,16 @@ class Stylizer:
                 raise FastNSTError(
                     f"a {width} x {height} image needs about {need / 2**30:.1f} GiB to stylize in one "
                     f"piece, more than the {free / 2**30:.1f} GiB free, and this model cannot tile "
-                    f"(.onnx files not exported by fast-nst, and arbitrary-style ones, run whole images): use "
-                    f"--max_size {max(side, 64)}, or the .pth model, which tiles; --tile_size 0 tries anyway.")
+                    f"(.onnx files not exported by fast-nst, and arbitrary-style ones exported by an earlier "
+                    f"version, run whole images): use --max_size {max(side, 64)}, or the .pth model, which "
+                    f"tiles; --tile_size 0 tries anyway.")
         if options.tile_size in ("auto", None):
             return None
         if not self.can_tile:
             raise FastNSTError(
                 f"tile_size {options.tile_size!r}: this model cannot tile (.onnx files not exported by "
-                "fast-nst, and arbitrary-style ones, stylize whole images); use the .pth model for "
-                "tiles, or max_size to bound memory.")
+                "fast-nst, and arbitrary-style ones exported by an earlier version, stylize whole images); use "
+                "the .pth model (or export it again) for tiles, or max_size to bound memory.")
         return options.tile_size
 
     def _network_tile(self, height: int, width: int, options: StylizeOptions, context: int,
@@ -298,6 +299,38 @@ class Stylizer:
             except ValueError as e:
                 raise OptionError(f"tile_size: {e} for this network") from None
         return options.tile_size
+
+    # Tiles must start on the network's pixel grid, its total downsampling (a tile starting
+    # elsewhere pools other pixel groups than the whole image does): 4 for the Johnson networks
+    # (what tiling aligns to by itself), 8 for AdaIN at relu4_1. For a coarser grid, the context,
+    # the overlap and each tile's core are made multiples of it, and the photo is padded to one as
+    # the network pads it itself (reflection, bottom and right).
+
+    def _grid(self) -> int:
+        """The pixel grid this stylizer's tiles start on."""
+        return 4
+
+    def _on_grid(self, tile: Optional[int], overlap: int, context: int) -> Optional[int]:
+        """``tile`` with a core (tile - 2 x ``context``) on the grid: rounded down, or up where
+        that leaves no room for the overlap; unchanged on tiling's own grid of 4."""
+        grid = self._grid()
+        if tile is None or grid <= 4:
+            return tile
+        overlap = round_up(overlap, grid)
+        core = (tile - 2 * context) // grid * grid
+        if core <= 2 * overlap:
+            core = (2 * overlap // grid + 1) * grid
+        return core + 2 * context
+
+    def _to_grid(self, x: torch.Tensor, overlap: int) -> tuple[torch.Tensor, int]:
+        """(the photo ``x`` (1, 3, H, W) padded at the bottom and right to a multiple of the grid,
+        by reflection as the network pads it; ``overlap`` rounded up to the grid)."""
+        grid = self._grid()
+        if grid <= 4:
+            return x, overlap
+        h, w = x.shape[2:]
+        x = x.index_select(2, pad_indices(h, grid, x.device)).index_select(3, pad_indices(w, grid, x.device))
+        return x, round_up(overlap, grid)
 
     @staticmethod
     def _tiling_inputs(rgb: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
@@ -322,6 +355,11 @@ class Stylizer:
 
     def _stylize_tiled(self, rgb: Image.Image, tile: int, overlap: int, progress: bool = False) -> Image.Image:
         raise NotImplementedError
+
+
+def round_up(n: int, multiple: int) -> int:
+    """``n`` rounded up to a multiple of ``multiple``."""
+    return -(-n // multiple) * multiple
 
 
 def finish(photo: Image.Image, stylized: Image.Image, preserve_color: bool = False,

@@ -231,11 +231,17 @@ class OnnxStylizer(Stylizer):
             if self.device.type != "cpu" or need <= free:
                 return None
             budget = min(free // 2, 1 << 30)  # half the free memory, at most 1 GiB: as the PyTorch network's tiles
-        return self._network_tile(height, width, options, self.tiling.context, budget)
+        context = self.tiling.context
+        return self._on_grid(self._network_tile(height, width, options, context, budget), options.overlap, context)
+
+    def _grid(self) -> int:
+        return self.tiling.grid if self.tiling is not None else 4
 
     @torch.inference_mode()
     def _stylize_tiled(self, rgb: Image.Image, tile: int, overlap: int, progress: bool = False) -> Image.Image:
         x, small = self._tiling_inputs(rgb)
+        h, w = x.shape[2:]
+        x, overlap = self._to_grid(x, overlap)
         feeds = self._style_inputs()
         stats = self.tiling.statistics(self._run, small, self.input_name, feeds)
         session = self.tiling.tiles_session()
@@ -245,7 +251,7 @@ class OnnxStylizer(Stylizer):
             label = "x".join(map(str, inp.shape))
             return self._image(self._run(session, {self.input_name: inp, **feeds, **stats}, label)[0], inp.shape, label)
         y, self.last_tile_count = blend_tiles(forward, x, tile, overlap, self.tiling.context, progress)
-        return tensor_to_pil(y[0])
+        return tensor_to_pil(y[0, :, :h, :w])
 
 
 def _metadata_int(text: Optional[str]) -> Optional[int]:
@@ -422,6 +428,6 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
         tile_options.log_severity_level = options.log_severity_level
         tile_options.enable_cpu_mem_arena = arena
         return onnx_session(graph, MAX_ONNX_BYTES, tile_options, providers)
-    tiling = None if image_style else tiling_for(data, MAX_ONNX_BYTES, meta, make_session)
+    tiling = tiling_for(data, MAX_ONNX_BYTES, meta, make_session)
     return OnnxStylizer(session, dev, name=name, info=info, style_names=style_names, image_style=image_style,
                         tiling=tiling)

@@ -8,9 +8,10 @@ norm's statistics on the downscaled photo and another takes them as inputs for e
 video, a third carries them from frame to frame. Each session is made when first needed (a few
 hundred milliseconds) and kept.
 How much context a tile needs comes from the network the export's metadata names
-(``model_type`` and ``model_args``: the registry's receptive radius of that network); an export
-without them (not made by fast-nst), an arbitrary-style one, or one with no instance norm
-cannot tile.
+(``model_type`` and ``model_args``: the registry's receptive radius of that network), and so does
+the pixel grid tiles start on (4; 8 for AdaIN at relu4_1). An export without them (not made by
+fast-nst), or one with no instance norm (an arbitrary-style export written by an earlier
+version, whose AdaIN did not normalise with one), cannot tile.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from ..core.errors import CheckpointError, FastNSTError
 from ..core.untrusted import load_json
 from ..io.norm_graph import (WEIGHT_NAME, carried_names, carried_norm_statistics, given_norm_statistics, norm_count,
                               recording_norm_statistics, stats_names)
-from ..nets import NETWORKS, receptive_radius
+from ..nets import NETWORKS, receptive_radius, tile_grid
+from .base import round_up
 from .tiling import context_for_radius
 
 __all__ = ["OnnxTiling", "tiling_for"]
@@ -42,12 +44,14 @@ Runner = Callable[[Any, dict, str, list], list]
 
 class OnnxTiling:
     """The rewritten graphs of an export (.onnx bytes ``data``, at most ``max_bytes``) for tiles
-    (``context`` px of context per tile) and for video frames. ``make_session(graph bytes,
-    arena)`` makes a session of them (``arena``: whether onnxruntime keeps the memory of a run
-    for the next)."""
+    (``context`` px of context per tile, a multiple of ``grid``, the pixel grid tiles start on)
+    and for video frames. ``make_session(graph bytes, arena)`` makes a session of them
+    (``arena``: whether onnxruntime keeps the memory of a run for the next)."""
 
-    def __init__(self, data: bytes, max_bytes: int, make_session: Callable[[bytes, bool], Any], context: int):
-        self.data, self.max_bytes, self.make_session, self.context = data, max_bytes, make_session, context
+    def __init__(self, data: bytes, max_bytes: int, make_session: Callable[[bytes, bool], Any], context: int,
+                 grid: int = 4):
+        self.data, self.max_bytes, self.make_session = data, max_bytes, make_session
+        self.context, self.grid = context, grid
         self._norms: Optional[int] = None
         self._sessions: Optional[tuple[Any, Any]] = None
         self._carrying: Optional[Any] = None
@@ -119,17 +123,19 @@ class OnnxTiling:
         return outs[0], dict(zip(self._names(stats_names), outs[1:]))
 
 
-def _network_context(meta: dict[str, str]) -> Optional[int]:
-    """The tile context of the network the metadata names (untrusted text, bounded), None if it
-    names none this version knows, with arguments it takes."""
+def _network_geometry(meta: dict[str, str]) -> Optional[tuple[int, int]]:
+    """(the tile context, the tiles' pixel grid) of the network the metadata names (untrusted
+    text, bounded), None if it names none this version knows, with arguments it takes."""
     model_type, text = meta.get("model_type"), meta.get("model_args")
-    entry = NETWORKS.get(model_type) if isinstance(model_type, str) else None
-    if entry is None or entry.style_input == "image" or not isinstance(text, str):
+    if not isinstance(model_type, str) or model_type not in NETWORKS or not isinstance(text, str):
         return None
     try:
         args = load_json(text, "model_args", CheckpointError, max_bytes=_MAX_ARGS_TEXT, max_depth=_MAX_ARGS_DEPTH)
-        return context_for_radius(receptive_radius(model_type, args)) if isinstance(args, dict) else None
-    except (CheckpointError, ValueError, TypeError, NotImplementedError):  # not arguments this version takes
+        if not isinstance(args, dict):
+            return None
+        grid = tile_grid(model_type, args)
+        return round_up(context_for_radius(receptive_radius(model_type, args)), grid), grid
+    except (CheckpointError, ValueError, TypeError, KeyError, NotImplementedError):  # not arguments this version takes
         return None
 
 
@@ -137,5 +143,5 @@ def tiling_for(data: bytes, max_bytes: int, meta: dict[str, str],
                make_session: Callable[[bytes, bool], Any]) -> Optional[OnnxTiling]:
     """Tiling for the graph ``data`` with metadata ``meta``, or None where its metadata names no
     network this version knows (one with no norm is found when first asked: ``norms`` 0)."""
-    context = _network_context(meta)
-    return None if context is None else OnnxTiling(data, max_bytes, make_session, context)
+    geometry = _network_geometry(meta)
+    return None if geometry is None else OnnxTiling(data, max_bytes, make_session, *geometry)

@@ -253,7 +253,7 @@ def load_openvino_stylizer(path: Union[str, Path], device: str = "cpu", precisio
         session.close()
         raise
     stylizer.session = session
-    stylizer.tiling = None if stylizer.image_style else tiling_for(
+    stylizer.tiling = tiling_for(
         onnx, MAX_ONNX_BYTES, stylizer.info["metadata"], lambda graph, arena: _compiled(graph, config))
     stylizer.precision = precision
     stylizer.path = str(path)

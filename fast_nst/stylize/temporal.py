@@ -8,9 +8,10 @@ of its own), through the same :meth:`~fast_nst.nets.base.InferenceNetwork.shared
 mechanism that tiling uses to give every tile the whole image's statistics. A scene cut (the
 frame differs from the one before by more than ``cut``) starts the averages afresh.
 
-Works for every PyTorch model (single-style, multi-style, AdaIN), and for exported single- and
-multi-style models in onnxruntime or OpenVINO (``can_carry``: a rewritten graph averages the
-statistics, :func:`fast_nst.io.norm_graph.carried_norm_statistics`), frame by frame.
+Works for every PyTorch model (single-style, multi-style, AdaIN), and for fast-nst's exports of
+them in onnxruntime or OpenVINO (``can_carry``: a rewritten graph averages the statistics,
+:func:`fast_nst.io.norm_graph.carried_norm_statistics`), frame by frame; not for arbitrary-style
+exports written by an earlier version (their AdaIN is no instance norm).
 """
 
 from __future__ import annotations
@@ -52,15 +53,16 @@ class TemporalStatistics:
     ...     for frames in batches:               # (N, 3, H, W) in [0, 1], in order
     ...         out = video.stylize(frames)      # (N, 3, H, W) in [0, 1]
 
-    Raises :class:`OptionError` for a stylizer that cannot (an arbitrary-style ``.onnx`` export,
-    or one not made by fast-nst).
+    Raises :class:`OptionError` for a stylizer that cannot (an ``.onnx`` file not made by
+    fast-nst, or an arbitrary-style one exported by an earlier version).
     """
 
     def __init__(self, stylizer: Stylizer, momentum: float = DEFAULT_MOMENTUM, cut: float = DEFAULT_CUT):
         if not supports_temporal(stylizer):
-            raise OptionError(f"stable statistics across frames need a PyTorch model or a fast-nst export of a "
-                              f"single- or multi-style one; {stylizer.name or 'this model'} cannot share them: use "
-                              "--temporal off, or the .pth model")
+            name = stylizer.name or "this model"
+            raise OptionError(f"stable statistics across frames need a PyTorch model or a fast-nst export "
+                              f"(arbitrary-style ones exported by this version or later); {name} cannot share "
+                              "them: use --temporal off, or the .pth model")
         if not 0.0 <= momentum < 1.0:
             raise OptionError(f"temporal momentum must be in [0, 1), got {momentum}")
         self.stylizer, self.momentum, self.cut = stylizer, momentum, cut

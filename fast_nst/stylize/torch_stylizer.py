@@ -15,11 +15,10 @@ from ..core.files import safe_component
 from ..core.memory import keep_freed_memory
 from ..core.images import tensor_to_pil
 from ..nets import NETWORKS
-from ..nets.adain import pad_indices
 from ..nets.base import StyleNetwork
 from ..nets.layers import check_images
 from ..nets.multistyle import style_label
-from .base import DTYPES, OptionError, StylizeOptions, Stylizer
+from .base import DTYPES, OptionError, StylizeOptions, Stylizer, round_up
 from .tiling import context_for, stylize_tiled
 
 __all__ = ["TorchStylizer"]
@@ -112,44 +111,22 @@ class TorchStylizer(Stylizer):
     def tile_size_for(self, height: int, width: int, options: StylizeOptions) -> Optional[int]:
         self._require_style()
         # deeper networks need more context than the default
-        return self._on_grid(self._network_tile(height, width, options, self._tile_context()), options.overlap)
+        context = self._tile_context()
+        return self._on_grid(self._network_tile(height, width, options, context), options.overlap, context)
 
-    # Tiles must start on the network's pixel grid, its total downsampling (a tile starting
-    # elsewhere pools other pixel groups than the whole image does): the runner's tile_grid, 4
-    # for the Johnson networks (what tiling aligns to by itself), 8 for AdaIN at relu4_1. For a
-    # coarser grid, the context, the overlap and each tile's core are made multiples of it, and
-    # the photo is padded to one as the network pads it itself (reflection, bottom and right).
-
-    def _grid(self) -> int:
+    def _grid(self) -> int:  # the runner's tile_grid (8 for AdaIN at relu4_1)
         return int(getattr(self.runner, "tile_grid", 4))
 
     def _tile_context(self) -> int:
-        return _round_up(context_for(self.runner), self._grid())
-
-    def _on_grid(self, tile: Optional[int], overlap: int) -> Optional[int]:
-        """``tile`` with a core (tile - 2 x context) on the grid: rounded down, or up where that
-        leaves no room for the overlap; unchanged on tiling's own grid of 4."""
-        grid = self._grid()
-        if tile is None or grid <= 4:
-            return tile
-        context, overlap = self._tile_context(), _round_up(overlap, grid)
-        core = (tile - 2 * context) // grid * grid
-        if core <= 2 * overlap:
-            core = (2 * overlap // grid + 1) * grid
-        return core + 2 * context
+        return round_up(context_for(self.runner), self._grid())
 
     def _stylize_tiled(self, rgb: Image.Image, tile: int, overlap: int, progress: bool = False) -> Image.Image:
         x, small = self._tiling_inputs(rgb)
         h, w = x.shape[2:]
-        grid = self._grid()
-        if grid > 4:
-            x = x.index_select(2, pad_indices(h, grid, x.device)).index_select(3, pad_indices(w, grid, x.device))
-            overlap = _round_up(overlap, grid)
+        x, overlap = self._to_grid(x, overlap)
         y, self.last_tile_count = stylize_tiled(
             self.runner, x, tile, overlap, device=self.device, autocast_dtype=DTYPES.get(self.precision),
             stats_image=small, context=self._tile_context(), progress=progress)
         return tensor_to_pil(y[0, :, :h, :w])
 
 
-def _round_up(n: int, multiple: int) -> int:
-    return -(-n // multiple) * multiple
