@@ -12,6 +12,7 @@ modules (one Gram matrix implementation, always float32).
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from dataclasses import dataclass
@@ -210,10 +211,7 @@ def optimize(
     need = _check_content_size(content_full, sizes[0], loss_model, content_layers + style_layers)
     encoder = _encoder(loss_model, loss_model_weights, loss_model_file, content_layers + style_layers,
                        seed).to(dev)
-    amp = torch.bfloat16 if precision == "bf16" else None
-
-    def autocast():
-        return torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None)
+    autocast = functools.partial(_autocast, dev, torch.bfloat16 if precision == "bf16" else None)
 
     def objective_at(content: torch.Tensor, size: int) -> GatysObjective:
         style = _style_at(style_full, max(1, round(style_size * size / final_size)), need, dev)
@@ -230,12 +228,7 @@ def optimize(
             report.content = final_content if size == final_size else resize_longest(content_full, size)
             content = pil_to_tensor(report.content).unsqueeze(0).to(dev)
             objective = objective_at(content, size)
-            if image is None:
-                start = _init_image(init, content, style_full, report.content, dev, seed)
-            else:  # the previous scale's result, upsampled
-                start = F.interpolate(image, size=content.shape[-2:], mode="bilinear",
-                                      align_corners=False).clamp(0, 1)
-            x = start.detach().float().contiguous().clone().requires_grad_(True)
+            x = _start_image(image, init, content, style_full, report.content, dev, seed)
             step = _run_scale(objective, x, optimizer, lr, steps, step, autocast, report)
             image = x.detach()
         with torch.no_grad(), autocast():
@@ -243,6 +236,23 @@ def optimize(
     finally:
         bar.close()
     return _to_output(image, report.content, preserve_color)
+
+
+def _autocast(dev: torch.device, dtype: Optional[torch.dtype]):
+    """bf16 autocast on ``dev`` where ``dtype`` is given, else a context that changes nothing."""
+    return torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def _start_image(image: Optional[torch.Tensor], init: str, content: torch.Tensor, style: Image.Image,
+                 shown: Image.Image, dev: torch.device, seed: int) -> torch.Tensor:
+    """The pixels a scale optimises, (1, 3, H, W) float32 in [0, 1] with gradients: the ``init``
+    image on the first scale (``image`` None), else the previous scale's ``image`` upsampled to
+    ``content``'s size."""
+    if image is None:
+        start = _init_image(init, content, style, shown, dev, seed)
+    else:
+        start = F.interpolate(image, size=content.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
+    return start.detach().float().contiguous().clone().requires_grad_(True)
 
 
 def _check_arguments(optimizer: str, precision: str, loss_model_weights: str, steps: int, scales: int,

@@ -70,6 +70,21 @@ def parser() -> argparse.ArgumentParser:
                         "Not for arbitrary-style models (model_type adain): they are exported with "
                         f"the inputs {STYLE_IMAGE_INPUT_NAME!r} (the style image, 1x3xhxw) and "
                         f"{ALPHA_INPUT_NAME!r} (1 float in [0, 1])")
+    _card_arguments(p)
+    p.add_argument("--loss_model_file", metavar="FILE",
+                   help="arbitrary-style models: the VGG weights file their encoder was trained with "
+                        "(default: the loss network's default path, e.g. pretrained/vgg19-dcbb9e9d.pth)")
+    p.add_argument("--quantize", choices=QUANTIZE_MODES, default=None,
+                   help="int8: write the ONNX export with int8 convolutions (onnxruntime static "
+                        "quantization, for CPUs; single-style models), calibrated on generated images "
+                        "or --calibration_images; prints its PSNR against the float32 export")
+    p.add_argument("--calibration_images", metavar="DIR",
+                   help=f"with --quantize: a folder of photos to calibrate on (the first {CALIBRATION_COUNT})")
+    return p
+
+
+def _card_arguments(p: argparse.ArgumentParser) -> None:
+    """The safetensors export's model card: whether to write it and what it says."""
     p.add_argument("--model_card", action="store_true",
                    help="safetensors only: also write README.md (a Hugging Face Hub model card: training "
                         "settings, losses, how to use it) next to --output; the command prints the "
@@ -81,16 +96,6 @@ def parser() -> argparse.ArgumentParser:
                         "cc-by-4.0, cc-by-nc-4.0, other...); without it the card says unknown")
     p.add_argument("--repo_id", default="OWNER/REPO", metavar="OWNER/REPO",
                    help="with --model_card: the Hub repository the card's usage example names")
-    p.add_argument("--loss_model_file", metavar="FILE",
-                   help="arbitrary-style models: the VGG weights file their encoder was trained with "
-                        "(default: the loss network's default path, e.g. pretrained/vgg19-dcbb9e9d.pth)")
-    p.add_argument("--quantize", choices=QUANTIZE_MODES, default=None,
-                   help="int8: write the ONNX export with int8 convolutions (onnxruntime static "
-                        "quantization, for CPUs; single-style models), calibrated on generated images "
-                        "or --calibration_images; prints its PSNR against the float32 export")
-    p.add_argument("--calibration_images", metavar="DIR",
-                   help=f"with --quantize: a folder of photos to calibrate on (the first {CALIBRATION_COUNT})")
-    return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

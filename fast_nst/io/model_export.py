@@ -71,22 +71,7 @@ def export_model(model_path: str | Path, output: str | Path, fmt: Optional[str] 
     ``output`` only if every check passes: on failure ``output`` is left as it was.
     """
     model_path, output = Path(model_path), Path(output)
-    fmt = fmt or _infer_format(output)
-    if fmt not in FORMATS:
-        raise ExportError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
-    if opset is not None and fmt != "onnx":
-        raise ExportError("--opset applies only to --format onnx.")
-    check_opset(opset)
-    for h, w in check_sizes:
-        if h < 1 or w < 1:
-            raise ExportError(f"--check_size {h} {w}: height and width must be at least 1.")
-    _check_suffix(output, fmt)
-    try:  # a folder, a device (/dev/null), the input itself, below a file: before any work
-        check_output_file(output, "--output", [model_path])
-    except FastNSTError as e:
-        raise ExportError(f"cannot write the export: {e}") from None
-    if fmt == "onnx":
-        require_onnx_export()  # before the (slow) model loading, so what is missing is reported first
+    fmt = _checked_request(model_path, output, fmt, opset, check_sizes)
     net, ckpt = load_model(model_path, loss_model_file)  # weights-only loading; CheckpointError for bad files
     if fmt == "torchscript":
         refuse_torchscript(net)
@@ -111,6 +96,29 @@ def export_model(model_path: str | Path, output: str | Path, fmt: Optional[str] 
             "shapes": shapes, "name": metadata["name"], "bytes": output.stat().st_size,
             "style_names": list(net.style_names), "style_input": "image" if takes_style_image(net) else "",
             "style_min_side": int(net.min_style_side) if takes_style_image(net) else None}
+
+
+def _checked_request(model_path: Path, output: Path, fmt: Optional[str], opset: Optional[int],
+                     check_sizes: Sequence[Tuple[int, int]]) -> str:
+    """The format to write (``fmt``, or from ``output``'s suffix) once the request is checked,
+    before any work: ExportError for a format, opset, check size or output that cannot be."""
+    fmt = fmt or _infer_format(output)
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    if opset is not None and fmt != "onnx":
+        raise ExportError("--opset applies only to --format onnx.")
+    check_opset(opset)
+    for h, w in check_sizes:
+        if h < 1 or w < 1:
+            raise ExportError(f"--check_size {h} {w}: height and width must be at least 1.")
+    _check_suffix(output, fmt)
+    try:  # a folder, a device (/dev/null), the input itself, below a file: before any work
+        check_output_file(output, "--output", [model_path])
+    except FastNSTError as e:
+        raise ExportError(f"cannot write the export: {e}") from None
+    if fmt == "onnx":
+        require_onnx_export()  # before the (slow) model loading, so what is missing is reported first
+    return fmt
 
 
 def _bake_style(net: StyleNetwork, style: StyleSpec, model_path: Path) -> tuple[StyleNetwork, str]:

@@ -363,6 +363,21 @@ def _read_model(path: Path) -> bytes:
         raise CheckpointError(str(e)) from None
 
 
+def _session(path: Path, data: bytes, options: Any, providers: list) -> Any:
+    """An onnxruntime session of the graph ``data`` read from ``path``; CheckpointError for a
+    file onnxruntime does not take (a TorchScript export given an .onnx name said as such)."""
+    try:
+        return onnx_session(data, MAX_ONNX_BYTES, options, providers)
+    except Exception as e:
+        source = torchscript_source(path)
+        if source is not None:
+            raise torchscript_error(path, source) from None
+        detail = " ".join(str(e).split())[:300]
+        raise CheckpointError(f"{path}: not a valid ONNX model, or the file is damaged "
+                              f"({type(e).__name__}: {detail}). Export models with "
+                              "python -m fast_nst.export.") from None
+
+
 def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
                        precision: str = "fp32") -> OnnxStylizer:
     """Load an exported ``.onnx`` model for stylizing with onnxruntime.
@@ -394,16 +409,7 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
     data = _read_model(path)
     if dev.type == "cpu":  # an int8 export rewritten for onnxruntime's CPU kernels (exact; int8_graph)
         data = for_onnxruntime(data, MAX_ONNX_BYTES)
-    try:
-        session = onnx_session(data, MAX_ONNX_BYTES, options, _providers(ort, dev))
-    except Exception as e:
-        source = torchscript_source(path)
-        if source is not None:  # a TorchScript export given an .onnx name
-            raise torchscript_error(path, source) from None
-        detail = " ".join(str(e).split())[:300]
-        raise CheckpointError(f"{path}: not a valid ONNX model, or the file is damaged "
-                              f"({type(e).__name__}: {detail}). Export models with "
-                              "python -m fast_nst.export.") from None
+    session = _session(path, data, options, _providers(ort, dev))
     if dev.type == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
         # onnxruntime-gpu falls back to CPU silently when its CUDA libraries fail to load.
         if device != "auto":
