@@ -144,3 +144,20 @@ def test_tf32_grams_only_while_enabled_and_restored():
             assert torch.backends.cuda.matmul.allow_tf32 is True
             raise RuntimeError("a failing step")
     assert torch.backends.cuda.matmul.allow_tf32 is False
+
+
+@pytest.mark.parametrize("unbiased", [False, True])
+def test_instance_normalised_is_adains_normalisation(unbiased):
+    """The instance-norm form an export holds equals (x - mean) / std of mean_std, biased or not
+    (unbiased: H*W - 1 under the variance), on a map with a near-constant channel (where float32's
+    rounding of the mean, divided by a std of 1e-3, allows 2e-4)."""
+    from fast_nst.lossnet.losses import instance_normalised, mean_std
+
+    torch.manual_seed(0)
+    f = torch.randn(2, 4, 5, 3) * 3 + 1
+    f[:, 1] = 2 + 1e-3 * torch.randn(2, 5, 3)  # variance near eps: where eps's place matters
+    mean, std = mean_std(f, unbiased=unbiased)
+    assert torch.allclose(instance_normalised(f, unbiased), (f - mean) / std, atol=2e-4)
+    other, _ = mean_std(f, unbiased=not unbiased)
+    assert not torch.allclose(instance_normalised(f, unbiased), (f - other) / mean_std(f, unbiased=not unbiased)[1],
+                              atol=1e-3)
