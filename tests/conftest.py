@@ -92,12 +92,17 @@ def style_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def vgg_file(tmp_path_factory) -> Path:
-    """torchvision's vgg16() with random weights, saved exactly as the ImageNet file is laid out."""
-    from torchvision.models import vgg16
+    """torchvision's vgg16() features with random weights, in the ImageNet file's keys
+    (``features.N``, ``classifier.N``); its classifier shrunk to a few numbers: a loss network
+    ignores it, and the real one's 411 MB took 6 s to write in every worker."""
+    from torchvision.models.vgg import cfgs, make_layers
 
     torch.manual_seed(0)
+    state = {f"features.{k}": v for k, v in make_layers(cfgs["D"]).state_dict().items()}
+    for i in (0, 3, 6):
+        state[f"classifier.{i}.weight"], state[f"classifier.{i}.bias"] = torch.randn(4, 8), torch.randn(4)
     path = tmp_path_factory.mktemp("pretrained") / "vgg16-397923af.pth"
-    torch.save(vgg16().state_dict(), path)
+    torch.save(state, path)
     return path
 
 

@@ -102,19 +102,24 @@ def test_output_longest_side_is_image_size(pair, size, expected):
 
 @pytest.fixture(scope="module")
 def tv_vgg19_file(tmp_path_factory):
-    """torchvision's full vgg19() (random weights) saved in the ImageNet file's layout."""
-    from torchvision.models import vgg19
+    """torchvision's vgg19() features (random weights) saved in the ImageNet file's keys, with a
+    classifier of a few numbers (a loss network ignores it; the real one's 411 MB took seconds to
+    write): (the features, the file)."""
+    from torchvision.models.vgg import cfgs, make_layers
 
     torch.manual_seed(0)
-    model = vgg19().eval()
+    features = make_layers(cfgs["E"]).eval()
+    state = {f"features.{k}": v for k, v in features.state_dict().items()}
+    for i in (0, 3, 6):
+        state[f"classifier.{i}.weight"], state[f"classifier.{i}.bias"] = torch.randn(4, 8), torch.randn(4)
     path = tmp_path_factory.mktemp("vgg19") / "vgg19-dcbb9e9d.pth"
-    torch.save(model.state_dict(), path)
-    return model, path
+    torch.save(state, path)
+    return features, path
 
 
 def test_vgg19_names_match_torchvision_indices(tv_vgg19_file):
-    model, path = tv_vgg19_file
-    assert len(layer_names("vgg19")) == len(model.features) == 37
+    features, path = tv_vgg19_file
+    assert len(layer_names("vgg19")) == len(features) == 37
     assert layer_names("vgg19").index("relu3_4") == 17 and layer_names("vgg19").index("relu5_4") == 35
     assert "relu5_4" in layer_choices("vgg19") and "relu5_4" not in layer_choices("vgg16")
     enc = VGGEncoder(load_features("vgg19", path, allow_download=False), ["relu4_2", "relu4_4"], LOSS_NETWORKS["vgg19"])
@@ -122,7 +127,7 @@ def test_vgg19_names_match_torchvision_indices(tv_vgg19_file):
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     with torch.no_grad():
-        ref = model.features[:layer_names("vgg19").index("relu4_4") + 1]((x - mean) / std)
+        ref = features[:layer_names("vgg19").index("relu4_4") + 1]((x - mean) / std)
         out = enc(x, ["relu4_4"])["relu4_4"]
     torch.testing.assert_close(out, ref)
 
