@@ -30,14 +30,14 @@ from forkrun import Zygote
 
 REPO = Path(__file__).resolve().parent.parent
 
-# The longest test files, longest first (serial seconds on a 2-core VM without AMX: 46, 31, 27,
-# 26, 25, 22, 22, 18, 18, 17, 15; the other files 11 or less). pytest.ini hands whole files to its
+# The longest test files, longest first (serial seconds on a 2-core VM without AMX: 46, 31, 30,
+# 30, 27, 26, 25, 25, 22, 18, 17; the other files 11 or less). pytest.ini hands whole files to its
 # worker processes in collection order (--no-loadscope-reorder: pytest-xdist would otherwise order
 # them by how many tests they hold, which put the 5 slow tests of test_distributed.py last, alone
 # on one worker for the last minute), and the suite ends when its last worker does.
-LONGEST_FILES = ("test_distributed.py", "test_openvino.py", "test_reliability.py", "test_performance_paths.py",
-                 "test_optimize.py", "test_end_to_end.py", "test_bench.py", "test_vgg.py", "test_export.py",
-                 "test_onnx_tiling.py", "test_int8.py")
+LONGEST_FILES = ("test_distributed.py", "test_openvino.py", "test_optimize.py", "test_int8.py", "test_reliability.py",
+                 "test_performance_paths.py", "test_adain_export.py", "test_end_to_end.py", "test_bench.py",
+                 "test_export.py", "test_onnx_tiling.py")
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:
