@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import pkgutil
+import sys
 
 import pytest
 
@@ -85,3 +87,24 @@ def test_train_refuses_a_prefix_of_overwrite_or_resume(flag, tiny_config, tmp_pa
     assert stop.value.code == 2
     assert f"unrecognized arguments: {flag}" in capsys.readouterr().err
     assert not (tmp_path / "models" / "abbrev").exists()  # nothing ran
+
+
+# The commands with a ``python -m fast_nst.<command>`` module (train and eval are the scripts
+# train.py and eval.py, run as subprocesses in tests/test_end_to_end.py).
+MODULE_COMMANDS = [c for c in COMMANDS if importlib.util.find_spec(f"fast_nst.{c}") is not None]
+
+
+@pytest.mark.parametrize("command", MODULE_COMMANDS)
+def test_each_module_entry_point_runs_its_command(command, capsys):
+    """``python -m fast_nst.<command>`` (the entry-point module run as __main__, in-process:
+    the commands' tests call their main() directly) reaches the command's parser."""
+    import runpy
+
+    argv = sys.argv
+    sys.argv = [f"fast_nst.{command}", "--help"]
+    try:
+        with pytest.raises(SystemExit) as stop:
+            runpy.run_module(f"fast_nst.{command}", run_name="__main__", alter_sys=True)
+    finally:
+        sys.argv = argv
+    assert stop.value.code == 0 and capsys.readouterr().out.startswith("usage:")

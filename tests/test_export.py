@@ -24,7 +24,7 @@ from fast_nst.commands.export import main as export_main
 from fast_nst.commands.export import parser as export_parser
 from fast_nst.nets.johnson import TransformNet, TransformNetArgs
 
-from conftest import in_process, make_photo, run_cli, trained_like_norms
+from conftest import export_cli, in_process, make_photo, run_cli, trained_like_norms
 
 # Batch 1 and 2; divisible by 4 and not; below the network's 8 px minimum (replicate padding);
 # one side tiny and the other not.
@@ -55,15 +55,13 @@ def model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def onnx_file(model):
-    """Exported once through the real command line, as a user would."""
+    """Exported once through the command's main(), in-process (a subprocess would add its ~4.5 s
+    of imports and prove nothing more: the entry points are tested on their own)."""
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     path = model[0].parent / "out" / "wave.onnx"
-    r = run_cli("-m fast_nst.export", str(model[0]), "--format", "onnx", "--output", str(path),
-                "--check_size", "5", "3")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "Checked against PyTorch on 1x3x64x96, 2x3x50x37" in r.stdout and "1x3x5x3" in r.stdout
-    assert "Traceback" not in r.stderr
+    printed = export_cli(model[0], "--format", "onnx", "--output", path, "--check_size", "5", "3")
+    assert "Checked against PyTorch on 1x3x64x96, 2x3x50x37" in printed and "1x3x5x3" in printed
     return path
 
 

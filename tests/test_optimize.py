@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import in_process, make_photo, run_cli
+from conftest import in_process, make_photo
 from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint
 from fast_nst.core import device as device_module
 from fast_nst.core.config import TrainConfig
@@ -181,15 +181,16 @@ def test_init_from_checkpoint_starts_from_its_stylization(pair, tmp_path):
 
 # ---- command line ------------------------------------------------------------------------------
 
-def test_cli_end_to_end(pair, tmp_path):
+def test_cli_end_to_end(pair, tmp_path, capsys):
     out = tmp_path / "out" / "result.png"
-    r = run_cli("-m fast_nst.optimize", "--content", str(pair[0]), "--style", str(pair[1]),
-                "--output", str(out), "--loss_model_weights", "random", "--image_size", "40",
-                "--steps", "4", "--scales", "2", "--save_every", "2", "--device", "cpu",
-                "--preserve_color", "--style_layers", "relu1_1,relu2_1", "--tv_weight", "1",
-                timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert "RANDOM weights" in r.stderr and f"Saved {out}" in r.stdout
+    capsys.readouterr()
+    code = main(["--content", str(pair[0]), "--style", str(pair[1]), "--output", str(out),
+                 "--loss_model_weights", "random", "--image_size", "40", "--steps", "4", "--scales", "2",
+                 "--save_every", "2", "--device", "cpu", "--preserve_color", "--style_layers", "relu1_1,relu2_1",
+                 "--tv_weight", "1"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "RANDOM weights" in printed.err and f"Saved {out}" in printed.out
     assert Image.open(out).size == (40, 33)
     saved = sorted(p.name for p in out.parent.iterdir())
     assert saved == ["result.png", "result_step0002.png", "result_step0004.png",
