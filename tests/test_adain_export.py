@@ -152,6 +152,26 @@ def test_onnx_export_tiles_and_carries_statistics_as_pytorch(adain_onnx, adain, 
     assert (carried[1] - onnx_s.stylize_tensor(frames[1:2])[0]).abs().max() > 1e-3  # the first frame's, carried
 
 
+def test_an_earlier_export_without_the_norm_runs_whole_images(adain_onnx, adain, monkeypatch):
+    """An arbitrary-style export written before its AdaIN was one instance norm has no norm to
+    rewrite: it stylizes whole images and frames, and tiles or carried statistics are refused in
+    one line saying why and what to do."""
+    from fast_nst.core.errors import FastNSTError
+    from fast_nst.stylize import onnx_tiling
+    from fast_nst.stylize.base import OptionError
+
+    monkeypatch.setattr(onnx_tiling, "norm_count", lambda data, max_bytes: 0)  # as in such a graph
+    s = load_stylizer(adain_onnx, device="cpu")
+    s.set_style(adain["style"], style_size=32)
+    assert not s.can_tile and not s.can_carry
+    photo = Image.open(adain["photos"] / "p0.jpg")
+    assert s.stylize(photo).size == photo.size and s.last_tile_count == 1
+    with pytest.raises(FastNSTError, match="cannot tile .*ones exported by an earlier version.*export it again"):
+        s.stylize(photo, tile_size=256)
+    with pytest.raises(OptionError, match="--temporal off, or the .pth model"):
+        TemporalStatistics(s)
+
+
 def test_eval_runs_the_onnx_export_with_a_style_image(adain_onnx, adain, tmp_path, capsys):
     photo, out = adain["photos"] / "p0.jpg", tmp_path / "out.jpg"
     code, err = in_process(capsys, eval_cmd.main, "--model_file", adain_onnx, "--image_file", photo,
