@@ -289,16 +289,19 @@ class Stylizer:
                       budget: Optional[int] = None) -> Optional[int]:
         """For a stylizer that tiles with ``context`` px of context per tile: with tile_size
         "auto", the largest tile the memory ``budget`` holds (:func:`auto_tile_size`; None: the
-        whole image fits); else the tile size asked, OptionError if too small for the context."""
+        whole image fits); else the tile size asked, OptionError if too small for the context;
+        either put on the grid (:meth:`_on_grid`)."""
         if options.tile_size == "auto":
-            return auto_tile_size(height, width, self.device, budget=budget, bytes_per_pixel=self.bytes_per_pixel,
+            tile = auto_tile_size(height, width, self.device, budget=budget, bytes_per_pixel=self.bytes_per_pixel,
                                   min_tile=2 * (context + options.overlap) + 64)
-        if options.tile_size is not None:
-            try:
-                tile_core(options.tile_size, options.overlap, context)
-            except ValueError as e:
-                raise OptionError(f"tile_size: {e} for this network") from None
-        return options.tile_size
+        else:
+            tile = options.tile_size
+            if tile is not None:
+                try:
+                    tile_core(tile, options.overlap, context)
+                except ValueError as e:
+                    raise OptionError(f"tile_size: {e} for this network") from None
+        return self._on_grid(tile, options.overlap, context)
 
     # Tiles must start on the network's pixel grid, its total downsampling (a tile starting
     # elsewhere pools other pixel groups than the whole image does): 4 for the Johnson networks

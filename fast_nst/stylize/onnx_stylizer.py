@@ -222,20 +222,22 @@ class OnnxStylizer(Stylizer):
     def tile_size_for(self, height: int, width: int, options: StylizeOptions) -> Optional[int]:
         """As the base class's where this model cannot tile. Where it can: with tile_size "auto",
         tiles only for a photo whose whole forward would not fit the free memory on the CPU
-        (a whole image is faster: no statistics pass, no context computed twice)."""
-        if not self.can_tile:
-            return super().tile_size_for(height, width, options)
+        (a whole image is faster: no statistics pass, no context computed twice). Whether it can
+        is asked only where tiles are wanted: the first answer parses the graph."""
+        if options.tile_size is None:
+            return None
         budget = None
         if options.tile_size == "auto":
             need, free = self._whole_image_memory(height, width)
             if self.device.type != "cpu" or need <= free:
-                return None
+                return None  # whole: what the base class says too for a model that cannot tile
             budget = min(free // 2, 1 << 30)  # half the free memory, at most 1 GiB: as the PyTorch network's tiles
-        context = self.tiling.context
-        return self._on_grid(self._network_tile(height, width, options, context, budget), options.overlap, context)
+        if not self.can_tile:
+            return super().tile_size_for(height, width, options)
+        return self._network_tile(height, width, options, self.tiling.context, budget)
 
     def _grid(self) -> int:
-        return self.tiling.grid if self.tiling is not None else 4
+        return self.tiling.grid if self.tiling is not None else super()._grid()
 
     @torch.inference_mode()
     def _stylize_tiled(self, rgb: Image.Image, tile: int, overlap: int, progress: bool = False) -> Image.Image:

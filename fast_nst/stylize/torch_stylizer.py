@@ -110,9 +110,7 @@ class TorchStylizer(Stylizer):
 
     def tile_size_for(self, height: int, width: int, options: StylizeOptions) -> Optional[int]:
         self._require_style()
-        # deeper networks need more context than the default
-        context = self._tile_context()
-        return self._on_grid(self._network_tile(height, width, options, context), options.overlap, context)
+        return self._network_tile(height, width, options, self._tile_context())  # deeper networks: more context
 
     def _grid(self) -> int:  # the runner's tile_grid (8 for AdaIN at relu4_1)
         return int(getattr(self.runner, "tile_grid", 4))
