@@ -19,12 +19,13 @@ from fast_nst.commands.eval import main as eval_main
 from fast_nst.core.errors import DataError, FastNSTError
 from fast_nst.core.memory import keep_freed_memory
 from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint
+from fast_nst.io.export import ExportError
 from fast_nst.io.export_cache import cache_folder, cache_key
-from fast_nst.io.quantize import (CALIBRATION_SIZE, calibration_from_folder, check_quantizable,
-                                  require_quantization, synthetic_calibration)
+from fast_nst.io.quantize import (CALIBRATION_SIZE, calibration_feeds, calibration_from_folder,
+                                  check_quantizable, require_quantization, style_count, synthetic_calibration)
 from fast_nst.nets.fast_cpu import FastTransformNet
 from fast_nst.nets.johnson import TransformNet, TransformNetArgs
-from fast_nst.nets.multistyle import MultiStyleArgs, MultiStyleNet
+from fast_nst.nets.multistyle import ConditionalInstanceNorm, MultiStyleArgs, MultiStyleNet
 from fast_nst.stylize import TorchStylizer
 from fast_nst.stylize import base as stylize_base, int8 as int8_module
 from fast_nst.stylize.temporal import TemporalStatistics
@@ -330,27 +331,64 @@ def test_int8_without_onnxruntime_is_one_line(model, tmp_path, monkeypatch, caps
     assert_clean_in_process(code, err, ONNX_HINT)
 
 
-def test_int8_refuses_multi_style_models_before_any_export(tmp_path, capsys, monkeypatch):
-    """One check, one message, from the export command before its slow float export."""
-    from fast_nst.commands.export import main as export_main
-    from fast_nst.io import model_export
-
+def _multi_net() -> MultiStyleNet:
+    """A small two-style net whose styles differ (each style's norm scales and shifts drawn as
+    :func:`trained_like_norms` draws them; a fresh net's styles are all the identity)."""
+    torch.manual_seed(1)
     net = MultiStyleNet(MultiStyleArgs(num_styles=2, base_channels=8, num_residual=1)).eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, ConditionalInstanceNorm):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+    return net
+
+
+def test_int8_quantizes_multi_style_models_with_every_style(tmp_path, capsys):
+    """export --quantize int8 of a multi-style model keeps its style input: one int8 file runs
+    every style and blend, each close to PyTorch's output in that style."""
+    net = _multi_net()
     cfg = load_train_config(None, ["model_type=johnson_multi", "naming=multi",
                                    "style_images=[styles/wave.jpg, styles/candy.jpg]"])
-    path = tmp_path / "multi.pth"
+    path, out = tmp_path / "multi.pth", tmp_path / "multi.int8.onnx"
     atomic_torch_save(make_checkpoint(net, cfg, step=1), path)
-    monkeypatch.setattr(model_export, "_write_checked", lambda *a, **k: pytest.fail("exported before the check"))
-    code, err = in_process(capsys, export_main, path, "--quantize", "int8", "-o", tmp_path / "m.onnx")
-    assert_clean_in_process(code, err, "is a multi-style model: int8 quantization is for single-style")
-    assert "--style NAME --quantize int8" in err and not (tmp_path / "m.onnx").exists()
-    # One style baked (--style): the single-style network it exports passes, on to the export.
-    monkeypatch.setattr(model_export, "_write_checked", lambda *a, **k: pytest.fail("export reached"))
-    with pytest.raises(pytest.fail.Exception, match="export reached"):
-        export_main([str(path), "--style", "style0", "--quantize", "int8", "-o", str(tmp_path / "m.onnx")])
+    printed = export_cli(path, "--quantize", "int8", "--output", out)
+    assert "dB PSNR" in printed and out.is_file()
+    s = load_stylizer(out, device="cpu", precision="int8")  # an int8 export: used as it is
+    assert s.precision == "int8" and s.style_names == ["style0", "style1"]
+    ref, x, outputs = TorchStylizer(net, torch.device("cpu")), _photo(), []
+    for style in ("style0", "style1", {"style0": 0.3, "style1": 0.7}):
+        s.set_style(style)
+        ref.set_style(style)
+        outputs.append(s.stylize_tensor(x))
+        assert 30 < psnr(outputs[-1], ref.stylize_tensor(x)) < 80
+    assert psnr(outputs[0], outputs[1]) < 25  # the style input reaches the int8 graph
+
+
+def test_int8_refuses_arbitrary_style_models_only():
     with pytest.raises(FastNSTError, match="an arbitrary-style model.*use precision fp32 or bf16 for it.$"):
-        check_quantizable("adain.pth", True, ())
-    check_quantizable("one.pth", False, ())  # a single-style model passes
+        check_quantizable("adain.pth", True)
+    check_quantizable("one.pth", False)  # single- and multi-style models pass
+
+
+def test_calibration_feeds_visit_every_style():
+    images = synthetic_calibration(3, 16)
+    feeds = calibration_feeds(images, 5)  # more styles than images: one feed per style
+    assert len(feeds) == 5 and [int(f["style"].argmax()) for f in feeds] == [0, 1, 2, 3, 4]
+    assert all(f["style"].sum() == 1 for f in feeds)
+    assert np.array_equal(feeds[3]["input"], images[0])
+    single = calibration_feeds(images, 0)  # a single-style export: the images alone
+    assert len(single) == 3 and all(set(f) == {"input"} for f in single)
+    # The styles' count comes from the export's style input, which must have one fixed length.
+    from onnx import TensorProto, helper
+
+    def export_with(style_shape):
+        inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape)
+                  for n, shape in (("input", [1, 3, None, None]), ("style", style_shape)) if shape]
+        return helper.make_model(helper.make_graph([], "g", inputs, []))
+    assert style_count(export_with([4])) == 4 and style_count(export_with(None)) == 0
+    with pytest.raises(ExportError, match="x.onnx: its 'style' input has no fixed length"):
+        style_count(export_with(["S"]), "x.onnx")
 
 
 def test_export_quantize_flag_errors(model, tmp_path, capsys):

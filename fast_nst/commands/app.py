@@ -451,7 +451,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", choices=LOAD_PRECISIONS,
                    help="arithmetic for the network, as eval.py's: bf16 is the fastest on CPUs with AMX "
                         "and on GPUs; int8: onnxruntime on the CPU, the fast one on CPUs without AMX "
-                        "(single-style models); auto: bf16 where it is fast, else fp16 on GPUs and fp32 "
+                        "(single- and multi-style models); auto: bf16 where it is fast, else fp16 on GPUs and fp32 "
                         "on CPUs")
     p.add_argument("--runtime", default="default", choices=RUNTIMES,
                    help="who runs the network, as eval.py's: default, or openvino (the fastest on Intel CPUs)")

@@ -102,7 +102,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
                    help="arithmetic for the network: bf16 is the fastest on CPUs with AMX and on GPUs "
                         "(with fp16), and slower than fp32 on CPUs without AMX; int8: the model quantized "
                         "at load time and run by onnxruntime on the CPU, the fast one on CPUs without AMX "
-                        "(single-style models; needs the onnx extra); auto: bf16 where it is fast, else "
+                        "(single- and multi-style models; needs the onnx extra); auto: bf16 where it is fast, else "
                         "fp16 on GPUs and fp32 on CPUs (never int8), said in one line")
     p.add_argument("--runtime", default="default", choices=RUNTIMES,
                    help="who runs the network: default (PyTorch for .pth/.safetensors models, "

@@ -76,7 +76,7 @@ def parser() -> argparse.ArgumentParser:
                         "(default: the loss network's default path, e.g. pretrained/vgg19-dcbb9e9d.pth)")
     p.add_argument("--quantize", choices=QUANTIZE_MODES, default=None,
                    help="int8: write the ONNX export with int8 convolutions (onnxruntime static "
-                        "quantization, for CPUs; single-style models), calibrated on generated images "
+                        "quantization, for CPUs; single- and multi-style models), calibrated on generated images "
                         "or --calibration_images; prints its PSNR against the float32 export")
     p.add_argument("--calibration_images", metavar="DIR",
                    help=f"with --quantize: a folder of photos to calibrate on (the first {CALIBRATION_COUNT})")

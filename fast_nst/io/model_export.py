@@ -54,7 +54,7 @@ def export_model(model_path: str | Path, output: str | Path, fmt: Optional[str] 
     """Export the checkpoint at ``model_path`` to ``output`` and check it; returns a summary.
     ``loss_model_file``: an arbitrary-style model's encoder weights (default: the registry's path).
     ``check_net``: called with the network to be exported (after any ``style`` is baked), before
-    the slow export; it raises to refuse the network (``--quantize int8``: single-style only).
+    the slow export; it raises to refuse the network (``--quantize int8``: no arbitrary-style ones).
 
     ``style`` (a multi-style model only; any :data:`~fast_nst.nets.multistyle.StyleSpec`)
     bakes that style or blend into an ordinary one-input export; without it a multi-style

@@ -18,6 +18,10 @@ an int8 export into onnxruntime, it also splits each instance norm into channel 
 in the cache and writes each interleave as block moves of the channels-last map onnxruntime's
 int8 convolutions produce (:mod:`fast_nst.io.int8_graph`; exact, 5-8 % and 7-11 % faster).
 
+A multi-style export keeps its style-weights input (every style and blend runs from the one int8
+file) and is calibrated on each of its styles in turn (:func:`calibration_feeds`); arbitrary-style
+models (a style image as input) are not quantized.
+
 Calibration images: photos from ``--calibration_images`` (resized to :data:`CALIBRATION_SIZE`),
 or by default :func:`synthetic_calibration`, a fixed set of generated images with photo-like
 structure (smooth shading, edges, fine texture). Every convolution after the first reads the
@@ -42,13 +46,14 @@ from ..core.images import list_images, pil_to_tensor, psnr
 from ..core.untrusted import input_folder, onnx_session, open_image, read_onnx_file, read_onnx_model
 from ..nets.base import StyleNetwork
 from .int8_graph import is_quantized, pad_quantized_values
-from .export import (MAX_ONNX_BYTES, ONNX_INSTALL_HINT, ExportError, export_metadata, export_onnx, installed,
-                     require_onnx, takes_style_image)
+from .export import (MAX_ONNX_BYTES, ONNX_INSTALL_HINT, STYLE_INPUT_NAME, ExportError, export_metadata,
+                     export_onnx, installed, require_onnx, takes_style_image)
 from .model_export import export_model
 
-__all__ = ["CALIBRATION_COUNT", "CALIBRATION_SIZE", "QUANTIZE_MODES", "calibration_from_folder",
-           "check_quantizable", "export_quantized", "is_quantized", "pad_quantized_values", "quantize_network",
-           "quantize_onnx", "quantized_psnr", "require_quantization", "synthetic_calibration"]
+__all__ = ["CALIBRATION_COUNT", "CALIBRATION_SIZE", "QUANTIZE_MODES", "calibration_feeds",
+           "calibration_from_folder", "check_quantizable", "export_quantized", "is_quantized",
+           "pad_quantized_values", "quantize_network", "quantize_onnx", "quantized_psnr",
+           "require_quantization", "style_count", "synthetic_calibration"]
 
 QUANTIZE_MODES = ("int8",)
 # Side of the calibration images: the activations' ranges hardly change with the image size
@@ -99,11 +104,40 @@ def calibration_from_folder(folder: str | Path, count: int = CALIBRATION_COUNT,
             for f in files]
 
 
-class _Reader:
-    """onnxruntime's CalibrationDataReader protocol over a list of inputs."""
+def style_count(model, where: str = "the export") -> int:
+    """How many styles the export ``model`` (an ``onnx.ModelProto``) takes weights for: the length of
+    its :data:`~fast_nst.io.export.STYLE_INPUT_NAME` input (a multi-style export); 0 for a
+    single-style one. ExportError for a style input without one fixed length (not fast-nst's)."""
+    for value in model.graph.input:
+        if value.name == STYLE_INPUT_NAME:
+            dims = value.type.tensor_type.shape.dim
+            if len(dims) != 1 or dims[0].dim_value <= 0:
+                raise ExportError(f"{where}: its {STYLE_INPUT_NAME!r} input has no fixed length (one weight per "
+                                  "style), so it cannot be calibrated; export the model again with "
+                                  "python -m fast_nst.export.")
+            return int(dims[0].dim_value)
+    return 0
 
-    def __init__(self, name: str, images: Sequence[np.ndarray]):
-        self.feeds = iter([{name: np.ascontiguousarray(x, dtype=np.float32)} for x in images])
+
+def calibration_feeds(images: Sequence[np.ndarray], styles: int, input_name: str = "input") -> list[dict]:
+    """The inputs to calibrate (or compare) an export on: each image (1, 3, H, W) float32 in
+    [0, 1]; for a multi-style export (``styles`` > 0) with the one-hot weights of one style,
+    every style in turn, and at least one image per style (max(len(images), styles) feeds), so
+    that each convolution's range covers every style's activations."""
+    feeds = []
+    for k in range(max(len(images), styles)):
+        feed = {input_name: np.ascontiguousarray(images[k % len(images)], dtype=np.float32)}
+        if styles:
+            feed[STYLE_INPUT_NAME] = np.eye(styles, dtype=np.float32)[k % styles]
+        feeds.append(feed)
+    return feeds
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader protocol over a list of feeds."""
+
+    def __init__(self, feeds: Sequence[dict]):
+        self.feeds = iter(feeds)
 
     def get_next(self) -> Optional[dict]:
         return next(self.feeds, None)
@@ -126,8 +160,10 @@ def quantize_onnx(source: str | Path, output: str | Path, images: Optional[Seque
                   input_name: str = "input", float_ends: bool = True) -> None:
     """Write an int8 (QDQ) quantization of the float32 ONNX export ``source`` to ``output``,
     calibrated on ``images`` (each (1, 3, H, W) float32 in [0, 1]; default
-    :func:`synthetic_calibration`). Only the convolutions (and the interleaves after them) are
-    quantized (see the module's docs); metadata and the graph's inputs and outputs are kept."""
+    :func:`synthetic_calibration`; a multi-style export on each of its styles in turn, see
+    :func:`calibration_feeds`). Only the convolutions (and the interleaves after them) are
+    quantized (see the module's docs); metadata and the graph's inputs and outputs (a multi-style
+    export's style weights among them) are kept."""
     require_quantization()
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -150,7 +186,8 @@ def quantize_onnx(source: str | Path, output: str | Path, images: Optional[Seque
             # quantization (it finds the per-channel axes and folds the padding index arithmetic).
             quant_pre_process(str(copy), str(prepared), skip_symbolic_shape=True)
             exclude = _float_ends(read_onnx_model(prepared, MAX_ONNX_BYTES).graph) if float_ends else []
-            quantize_static(str(prepared), str(output), _Reader(input_name, images),
+            feeds = calibration_feeds(images, style_count(original, str(source)), input_name)
+            quantize_static(str(prepared), str(output), _Reader(feeds),
                             quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv", "DepthToSpace"],
                             per_channel=True, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
@@ -169,32 +206,31 @@ def quantize_onnx(source: str | Path, output: str | Path, images: Optional[Seque
 
 def quantized_psnr(float_model: str | Path, int8_model: str | Path, images: Sequence[np.ndarray]) -> float:
     """Mean PSNR (dB, pixels in [0, 1]) of the int8 export's outputs against the float32 one's
-    on ``images`` (each (1, 3, H, W) float32 in [0, 1]), both run by onnxruntime on the CPU."""
+    on ``images`` (each (1, 3, H, W) float32 in [0, 1]; a multi-style export in each of its
+    styles, as :func:`calibration_feeds`), both run by onnxruntime on the CPU."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
     runs = [onnx_session(m, MAX_ONNX_BYTES, options) for m in (float_model, int8_model)]
-    return float(np.mean([psnr(*(r.run(None, {r.get_inputs()[0].name: x})[0] for r in runs))
-                          for x in images]))
+    styles = style_count(read_onnx_model(float_model, MAX_ONNX_BYTES))
+    feeds = calibration_feeds(images, styles, runs[0].get_inputs()[0].name)
+    return float(np.mean([psnr(*(r.run(None, feed)[0] for r in runs)) for feed in feeds]))
 
 
-def check_quantizable(where: str, style_input: bool, style_names: Sequence[str]) -> None:
-    """FastNSTError unless the model at ``where`` is a single-style one (one image input: no
-    ``style_input`` image and no ``style_names``), the only kind the int8 path calibrates."""
-    if style_input or style_names:
-        kind = "an arbitrary-style" if style_input else "a multi-style"
-        hint = ("" if style_input else " Bake one style first: python -m fast_nst.export "
-                f"{where} --style NAME --quantize int8, then use that .onnx.")
-        raise FastNSTError(f"{where} is {kind} model: int8 quantization is for single-style models; "
-                           f"use precision fp32 or bf16 for it.{hint}")
+def check_quantizable(where: str, style_input: bool) -> None:
+    """FastNSTError if the model at ``where`` takes a ``style_input`` image (an arbitrary-style
+    model, whose int8 form is not calibrated here); single- and multi-style models pass."""
+    if style_input:
+        raise FastNSTError(f"{where} is an arbitrary-style model: int8 quantization is for single- and "
+                           "multi-style models; use precision fp32 or bf16 for it.")
 
 
 def quantize_network(net: StyleNetwork, ckpt: dict, model_path: Path, output: Path,
                      images: Optional[Sequence[np.ndarray]] = None) -> None:
-    """Export the single-style ``net`` (loaded from ``model_path``, ``ckpt`` its checkpoint
-    dict) to float32 ONNX and write its int8 quantization to ``output``."""
-    check_quantizable(str(model_path), takes_style_image(net), net.style_names)
+    """Export the single- or multi-style ``net`` (loaded from ``model_path``, ``ckpt`` its
+    checkpoint dict) to float32 ONNX and write its int8 quantization to ``output``."""
+    check_quantizable(str(model_path), takes_style_image(net))
     with tempfile.TemporaryDirectory(prefix="fast-nst-int8-") as tmp:
         source = Path(tmp) / "float32.onnx"
         export_onnx(net, source, metadata=export_metadata(net, ckpt, model_path))
@@ -212,12 +248,12 @@ def export_quantized(model_path: str | Path, output: str | Path, calibration_ima
     require_quantization()
     images = calibration_from_folder(calibration_images) if calibration_images is not None else None
 
-    def single_style(net: StyleNetwork) -> None:  # run by export_model before its slow export
-        check_quantizable(str(model_path), takes_style_image(net), net.style_names)
+    def quantizable(net: StyleNetwork) -> None:  # run by export_model before its slow export
+        check_quantizable(str(model_path), takes_style_image(net))
 
     with tempfile.TemporaryDirectory(prefix="fast-nst-int8-") as tmp:
         source = Path(tmp) / "float32.onnx"
-        summary = export_model(model_path, source, **{**export_args, "fmt": "onnx"}, check_net=single_style)
+        summary = export_model(model_path, source, **{**export_args, "fmt": "onnx"}, check_net=quantizable)
         images = synthetic_calibration() if images is None else images
         output.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(output) as partial:

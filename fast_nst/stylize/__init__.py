@@ -88,7 +88,7 @@ def load_stylizer(path: Union[str, Path, None] = None, device: str = "auto", pre
     ``device``: "auto" (CUDA if available), "cpu", "cuda" or "cuda:N". ``precision``, ``fast``
     and ``compile``: see :class:`TorchStylizer` (``precision="auto"``: bf16 on GPUs and on CPUs
     with AMX, else fp16 on GPUs and fp32 on CPUs, see :func:`~fast_nst.core.device.auto_precision`); ``precision="int8"``: the model quantized to int8
-    and run by onnxruntime on the CPU (single-style models; see :mod:`fast_nst.stylize.int8`),
+    and run by onnxruntime on the CPU (single- and multi-style models; see :mod:`fast_nst.stylize.int8`),
     calibrated on generated images or the photos in the folder ``calibration_images``.
     ``runtime``: "default" (PyTorch for .pth and .safetensors models, onnxruntime for .onnx files
     and int8) or "openvino": the model's ONNX export run by OpenVINO on the CPU, the fastest on

@@ -48,10 +48,10 @@ def _int8_export(path: Path) -> bool:
 
 def int8_onnx(path: Path, folder: Path, calibration_images: Union[str, Path, None] = None,
               loss_model_file: Union[str, Path, None] = None) -> tuple[Path, Optional[str]]:
-    """(the int8 ONNX file of the single-style model ``path``: an .onnx that is one already as it
+    """(the int8 ONNX file of the single- or multi-style model ``path``: an .onnx that is one already as it
     is, anything else quantized into the export cache (:mod:`fast_nst.io.export_cache`) or, with
     ``calibration_images`` or the cache off, into ``folder``; how a .pth/.safetensors model was made).
-    FastNSTError for a multi-style or arbitrary-style model, or without onnxruntime's quantizer."""
+    FastNSTError for an arbitrary-style model, or without onnxruntime's quantizer."""
     require_quantization()
     images = calibration_from_folder(calibration_images) if calibration_images is not None else None
     cache = images is None  # generated calibration images: the same file for the same model
@@ -62,22 +62,23 @@ def int8_onnx(path: Path, folder: Path, calibration_images: Union[str, Path, Non
 
         def quantize(out: Path) -> None:
             stylizer = load_onnx_stylizer(path, device="cpu")  # checks the file, reads its metadata
-            check_quantizable(str(path), bool(stylizer.style_input), stylizer.style_names)
+            check_quantizable(str(path), bool(stylizer.style_input))
             quantize_onnx(path, out, images)
         return made_file(path, "int8", folder, quantize, cache, max_bytes=MAX_ONNX_BYTES), None
     net, ckpt = load_model(path, loss_model_file)
 
     def quantize_read_again(out: Path) -> None:  # the bytes the cache key was taken of, or newer
         quantize_network(*load_model(path, loss_model_file), path, out, images)
-    check_quantizable(str(path), takes_style_image(net), net.style_names)
+    check_quantizable(str(path), takes_style_image(net))
     return made_file(path, "int8", folder, quantize_read_again, cache), about(ckpt)
 
 
 def load_int8_stylizer(path: Union[str, Path], device: str = "cpu",
                        calibration_images: Union[str, Path, None] = None,
                        loss_model_file: Union[str, Path, None] = None) -> OnnxStylizer:
-    """An int8 stylizer of the single-style model ``path`` (.pth or .onnx) on the CPU.
-    FastNSTError for a GPU device, a missing onnxruntime, or a multi-style or arbitrary-style model."""
+    """An int8 stylizer of the single- or multi-style model ``path`` (.pth or .onnx) on the CPU (a
+    multi-style one keeps every style and blend: ``set_style``).
+    FastNSTError for a GPU device, a missing onnxruntime, or an arbitrary-style model."""
     path = Path(path)
     check_int8_device("cpu" if device == "auto" else device)
     with tempfile.TemporaryDirectory(prefix="fast-nst-int8-") as tmp:

@@ -15,7 +15,7 @@ OpenVINO runs in a worker process (:mod:`fast_nst.stylize.openvino_worker`): it 
 the caller's process.
 
 ``precision``: "fp32", "bf16" (refused on a CPU without bf16 arithmetic), or "int8": the model
-quantized as for onnxruntime (:mod:`fast_nst.io.quantize`, single-style models) and compiled by
+quantized as for onnxruntime (:mod:`fast_nst.io.quantize`; single- and multi-style models) and compiled by
 OpenVINO, which keeps what is not int8 in bf16 where the CPU has it.
 
 Photos too large for one pass are stylized in tiles, and video frames carry their norm
