@@ -363,6 +363,22 @@ def test_int8_quantizes_multi_style_models_with_every_style(tmp_path, capsys):
         outputs.append(s.stylize_tensor(x))
         assert 30 < psnr(outputs[-1], ref.stylize_tensor(x)) < 80
     assert psnr(outputs[0], outputs[1]) < 25  # the style input reaches the int8 graph
+    # Its norms' scales and shifts are computed from the style weights: onnxruntime still gets
+    # them in channel groups (the scales split in the graph), to the same bit.
+    import onnx
+    import onnxruntime as ort
+
+    from fast_nst.io.int8_graph import for_onnxruntime
+
+    data = out.read_bytes()
+    chunked = onnx.load_model_from_string(for_onnxruntime(data, 1 << 30))
+    # Two norms of 8 channels at full resolution (4 groups each), two of 16 at half (2 each),
+    # three of 32 at a quarter (whole).
+    assert [n.op_type for n in chunked.graph.node].count("InstanceNormalization") == 2 * 4 + 2 * 2 + 3
+    feed = {"input": x.numpy(), "style": np.array([0.3, 0.7], np.float32)}
+    plain_out, chunked_out = (ort.InferenceSession(m, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+                              for m in (data, chunked.SerializeToString()))
+    assert np.array_equal(plain_out, chunked_out)
 
 
 def test_int8_refuses_arbitrary_style_models_only():

@@ -192,27 +192,37 @@ class _Norm:
         self.last = self.pad or end
         self.nodes = [n for n in (self.dq, norm, self.relu, self.quant, self.pad) if n is not None]
 
-    def grouped(self, gamma: np.ndarray, beta: np.ndarray, groups: int, graph: Any) -> list:
-        """The nodes that compute ``last``'s output in ``groups`` channel groups."""
+    def grouped(self, groups: int, channels: int, graph: Any, inits: dict) -> list:
+        """The nodes that compute ``last``'s output in ``groups`` channel groups of ``channels``
+        // ``groups`` each (the norm's scale and bias: constants sliced here, or computed tensors,
+        such as a multi-style export's, split in the graph)."""
         from onnx import helper, numpy_helper
 
-        name, k = self.norm.name or self.norm.output[0], len(gamma) // groups
+        name, k = self.norm.name or self.norm.output[0], channels // groups
         sizes = numpy_helper.from_array(np.full(groups, k, np.int64), f"{name}/groups")
         graph.initializer.append(sizes)
         nodes = [helper.make_node("Split", [self.source, sizes.name], [f"{name}/in{i}" for i in range(groups)],
                                   axis=1, name=f"{name}/split")]
+        params = []  # per input ("scale", "bias"): the groups' tensor names
+        for prefix, source in (("scale", self.norm.input[1]), ("bias", self.norm.input[2])):
+            names = [f"{name}/{prefix}{i}" for i in range(groups)]
+            if source in inits:
+                values = numpy_helper.to_array(inits[source])
+                graph.initializer.extend(numpy_helper.from_array(values[i * k:(i + 1) * k], names[i])
+                                         for i in range(groups))
+            else:
+                nodes.append(helper.make_node("Split", [source, sizes.name], names, axis=0, name=f"{name}/{prefix}"))
+            params.append(names)
         eps = next((a.f for a in self.norm.attribute if a.name == "epsilon"), 1e-5)
         ends = []
         for i in range(groups):
-            g, b = (numpy_helper.from_array(a[i * k:(i + 1) * k], f"{name}/{p}{i}") for a, p in ((gamma, "scale"), (beta, "bias")))
-            graph.initializer.extend([g, b])
             x = f"{name}/in{i}"
-            steps = [("DequantizeLinear", self.dq, []), ("InstanceNormalization", self.norm, [g.name, b.name]),
+            steps = [("DequantizeLinear", self.dq, []), ("InstanceNormalization", self.norm, [params[0][i], params[1][i]]),
                      ("Relu", self.relu, []), ("QuantizeLinear", self.quant, []), ("Pad", self.pad, [])]
-            for op, original, params in steps:
+            for op, original, extra in steps:
                 if original is None:
                     continue
-                extra = params or list(original.input[1:])
+                extra = extra or list(original.input[1:])
                 attrs = ({"epsilon": eps} if op == "InstanceNormalization" else
                          {a.name: helper.get_attribute_value(a) for a in original.attribute} if op == "Pad" else {})
                 nodes.append(helper.make_node(op, [x, *extra], [f"{name}/{op}{i}"], name=f"{name}/{op}{i}", **attrs))
@@ -220,6 +230,16 @@ class _Norm:
             ends.append(x)
         nodes.append(helper.make_node("Concat", ends, [self.last.output[0]], axis=1, name=f"{name}/concat"))
         return nodes
+
+
+def _norm_channels(norm: Any, inits: dict, shapes: dict) -> int:
+    """How many channels an instance norm has: its scale's length, read from the constant or
+    from the graph's recorded shape of a computed scale (0: unknown, or its bias's differs)."""
+    lengths = []
+    for name in norm.input[1:3]:
+        dims = list(inits[name].dims) if name in inits else shapes.get(name)
+        lengths.append(int(dims[0]) if dims and len(dims) == 1 and dims[0] > 0 else 0)
+    return lengths[0] if len(set(lengths)) == 1 else 0
 
 
 def group_channels(channels: int, fewest: int, full: int = FULL_RESOLUTION_GROUP) -> int:
@@ -234,27 +254,26 @@ def chunk_instance_norms(graph: Any, full: int = FULL_RESOLUTION_GROUP, opset: i
     after it, where they are its only readers) in channel groups of equal bytes (``full``
     channels per group at full resolution, :func:`group_channels`): see the module's docs.
     Returns how many norms were split; a norm that would make fewer than 2 groups, whose channels
-    do not divide into them, or whose scale and bias are not constants, stays whole. Needs the
-    graph's opset (13 and up)."""
+    do not divide into them, or whose channel count is unknown (a computed scale without a
+    recorded shape), stays whole. Needs the graph's opset (13 and up)."""
     if opset < _SPLIT_INPUT_OPSET or full < 1:
         return 0
-    from onnx import numpy_helper  # the onnx extra, there whenever an int8 graph is
-
     readers, inits = _readers(graph), _initializers(graph)
     producers = {o: n for n in graph.node for o in n.output}
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in graph.value_info}
     nodes, count = list(graph.node), 0
-    norms = [n for n in nodes if n.op_type == "InstanceNormalization"]
-    widths = [inits[n.input[1]].dims[0] for n in norms if n.input[1] in inits]
+    norms = [n for n in nodes if n.op_type == "InstanceNormalization" and len(n.input) == 3]
+    channels = {id(n): _norm_channels(n, inits, shapes) for n in norms}
+    widths = [c for c in channels.values() if c]
     for norm in norms:
-        scale, bias = (inits.get(name) for name in norm.input[1:3])
-        if scale is None or bias is None:
+        if not channels[id(norm)]:
             continue
-        size = group_channels(scale.dims[0], min(widths), full)
-        groups = scale.dims[0] // size
-        if groups < 2 or scale.dims[0] % size:
+        size = group_channels(channels[id(norm)], min(widths), full)
+        groups = channels[id(norm)] // size
+        if groups < 2 or channels[id(norm)] % size:
             continue
         found = _Norm(norm, readers, producers, inits)
-        block = found.grouped(numpy_helper.to_array(scale), numpy_helper.to_array(bias), groups, graph)
+        block = found.grouped(groups, channels[id(norm)], graph, inits)
         # The block takes the place of the chain's last node: its source was ready before the
         # chain's first node, and every reader of the chain's result comes after its last.
         _splice(nodes, found.last, block, found.nodes)

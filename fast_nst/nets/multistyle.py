@@ -175,9 +175,14 @@ class ConditionalInstanceNorm(nn.Module):
         self.eps = eps  # nn.InstanceNorm2d's default, so for_style() is exact
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        gamma = (style @ self.weight.to(style.dtype))[:, :, None, None]  # (1 or N, C, 1, 1)
-        beta = (style @ self.bias.to(style.dtype))[:, :, None, None]
-        return F.instance_norm(x, eps=self.eps) * gamma.to(x.dtype) + beta.to(x.dtype)
+        gamma = style @ self.weight.to(style.dtype)  # (1 or N, C)
+        beta = style @ self.bias.to(style.dtype)
+        if gamma.shape[0] == 1:
+            # One style for the whole batch: the affine part inside the norm, one pass fewer over
+            # x, and one InstanceNormalization node in an ONNX export (its int8 form runs the norm
+            # in channel groups, see fast_nst.io.int8_graph).
+            return F.instance_norm(x, weight=gamma[0].to(x.dtype), bias=beta[0].to(x.dtype), eps=self.eps)
+        return F.instance_norm(x, eps=self.eps) * gamma[:, :, None, None].to(x.dtype) + beta[:, :, None, None].to(x.dtype)
 
     def mixed(self, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(gamma, beta), each (C,), for one style vector (S,)."""
