@@ -217,7 +217,8 @@ class _Norm:
         ends = []
         for i in range(groups):
             x = f"{name}/in{i}"
-            steps = [("DequantizeLinear", self.dq, []), ("InstanceNormalization", self.norm, [params[0][i], params[1][i]]),
+            steps = [("DequantizeLinear", self.dq, []),
+                     ("InstanceNormalization", self.norm, [params[0][i], params[1][i]]),
                      ("Relu", self.relu, []), ("QuantizeLinear", self.quant, []), ("Pad", self.pad, [])]
             for op, original, extra in steps:
                 if original is None:

@@ -182,7 +182,8 @@ class ConditionalInstanceNorm(nn.Module):
             # x, and one InstanceNormalization node in an ONNX export (its int8 form runs the norm
             # in channel groups, see fast_nst.io.int8_graph).
             return F.instance_norm(x, weight=gamma[0].to(x.dtype), bias=beta[0].to(x.dtype), eps=self.eps)
-        return F.instance_norm(x, eps=self.eps) * gamma[:, :, None, None].to(x.dtype) + beta[:, :, None, None].to(x.dtype)
+        gamma, beta = gamma[:, :, None, None].to(x.dtype), beta[:, :, None, None].to(x.dtype)  # (N, C, 1, 1)
+        return F.instance_norm(x, eps=self.eps) * gamma + beta
 
     def mixed(self, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(gamma, beta), each (C,), for one style vector (S,)."""
