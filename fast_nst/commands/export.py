@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..core.errors import DataError, FastNSTError
+from ..core.images import shape_text
 from ..core.untrusted import input_file, shown
 from ..io.export import (ALPHA_INPUT_NAME, CHECK_SHAPES, FORMATS, MIN_OPSET, STYLE_IMAGE_INPUT_NAME,
                          STYLE_INPUT_NAME, TOLERANCE, ExportError)
@@ -60,7 +61,7 @@ def parser() -> argparse.ArgumentParser:
                    help=f"ONNX opset version (>= {MIN_OPSET}; default: the exporter's choice)")
     p.add_argument("--check_size", type=int, nargs=2, action="append", default=[], metavar=("H", "W"),
                    help="also check the export on a 1x3xHxW input (repeatable); always checked: "
-                        + ", ".join("x".join(map(str, s)) for s in CHECK_SHAPES))
+                        + ", ".join(shape_text(s) for s in CHECK_SHAPES))
     p.add_argument("--style", default=None, metavar="SPEC",
                    help="multi-style models only: a style name, a blend name:w,name:w (e.g. "
                         "candy:0.7,mosaic:0.3) or an index; bakes that style into a single-input "
@@ -127,7 +128,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         what = f"ONNX opset {summary['opset']}" if fmt == "onnx" else "TorchScript"
         if args.quantize:
             what += f", int8 convolutions calibrated on {summary['calibration']} images"
-        shapes = ", ".join("x".join(map(str, s)) for s in summary["shapes"])
+        shapes = ", ".join(shape_text(s) for s in summary["shapes"])
         print(f"Exported {args.model} -> {output} ({what}, {summary['bytes'] / 1e6:.1f} MB, "
               f"style '{shown(summary['name'])}')")
         print(f"{'The float32 export was checked' if args.quantize else 'Checked'} against PyTorch on {shapes}: max abs difference "

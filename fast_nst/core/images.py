@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -19,9 +19,15 @@ from PIL import Image
 from .errors import DataError
 from .files import atomic_write
 
-__all__ = ["IMAGE_EXTENSIONS", "list_images", "normalize_mode", "split_alpha", "pil_to_tensor", "tensor_to_pil", "resize_longest", "save_image", "psnr"]
+__all__ = ["IMAGE_EXTENSIONS", "list_images", "normalize_mode", "split_alpha", "pil_to_tensor", "tensor_to_pil",
+           "resize_longest", "save_image", "psnr", "shape_text"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    """A tensor shape as messages write it: (1, 3, 512, 768) -> "1x3x512x768"."""
+    return "x".join(map(str, shape))
 
 
 def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:

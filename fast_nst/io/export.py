@@ -40,6 +40,7 @@ import torch
 
 from ..core.device import require_torch
 from ..core.errors import FastNSTError, quote
+from ..core.images import shape_text
 from ..core.version import __min_torch_onnx__, __version__
 from ..core.untrusted import onnx_session
 from ..nets import MAX_PARAMETERS
@@ -392,7 +393,7 @@ def check_exported(path: str | Path, fmt: str, net: StyleNetwork,
 def _check_one(run, net: StyleNetwork, x: torch.Tensor, case: _Case, tolerance: float) -> float:
     """The max-abs difference of the export ``run`` from ``net`` on one input; ExportError above
     ``tolerance``, for a failed run or for a wrong shape."""
-    label = "x".join(map(str, x.shape)) + case[0]
+    label = shape_text(x.shape) + case[0]
     with torch.inference_mode():
         expected = net(x, *case[2])
         try:

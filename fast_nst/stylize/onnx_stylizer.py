@@ -35,7 +35,7 @@ from PIL import Image
 from ..core.device import resolve_device
 from ..core.errors import CheckpointError, DataError, FastNSTError, quote
 from ..core.files import safe_component
-from ..core.images import tensor_to_pil
+from ..core.images import shape_text, tensor_to_pil
 from ..core.untrusted import load_json, onnx_session, read_onnx_file
 from ..io.checkpoint import require_model_file, torchscript_error, torchscript_source
 from ..io.export import EXPORT_FORMAT_VERSION, MAX_ONNX_BYTES, ONNX_INSTALL_HINT
@@ -181,7 +181,7 @@ class OnnxStylizer(Stylizer):
             inp = np.ascontiguousarray(frame[None].detach().to("cpu", torch.float32).numpy())
             y, state = self.tiling.carry(self._run, inp, self.input_name, self.output_name, feeds, 1.0 - momentum,
                                          None if restart else state)
-            out.append(self._image(y, inp.shape, "x".join(map(str, inp.shape))))
+            out.append(self._image(y, inp.shape, shape_text(inp.shape)))
         return torch.cat(out).to(x.device) if out else torch.empty(x.shape, device=x.device), state
 
     def _run(self, session: Any, feeds: dict, label: str, names: Optional[list] = None) -> list:
@@ -215,7 +215,7 @@ class OnnxStylizer(Stylizer):
         if x.shape[0] == 0:
             return torch.empty(x.shape, dtype=torch.float32, device=x.device)
         inp = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
-        label = "x".join(map(str, inp.shape))
+        label = shape_text(inp.shape)
         out = self._run(self.session, {self.input_name: inp, **extra}, label)[0]
         return self._image(out, inp.shape, label).to(x.device)
 
@@ -250,7 +250,7 @@ class OnnxStylizer(Stylizer):
 
         def forward(t: torch.Tensor) -> torch.Tensor:  # a tile (1, 3, h, w) in [0, 1] -> its stylization
             inp = np.ascontiguousarray(t.numpy(), dtype=np.float32)
-            label = "x".join(map(str, inp.shape))
+            label = shape_text(inp.shape)
             return self._image(self._run(session, {self.input_name: inp, **feeds, **stats}, label)[0], inp.shape, label)
         y, self.last_tile_count = blend_tiles(forward, x, tile, overlap, self.tiling.context, progress)
         return tensor_to_pil(y[0, :, :h, :w])

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..core.errors import CheckpointError, FastNSTError
+from ..core.images import shape_text
 from ..core.untrusted import load_json
 from ..io.norm_graph import (WEIGHT_NAME, carried_names, carried_norm_statistics, given_norm_statistics, norm_count,
                               recording_norm_statistics, stats_names)
@@ -90,7 +91,7 @@ class OnnxTiling:
         record, _ = self.sessions()
         wanted = self._names(stats_names)
         inp = np.ascontiguousarray(small.numpy(), dtype=np.float32)
-        outs = run(record, {input_name: inp, **feeds}, "x".join(map(str, inp.shape)), wanted)
+        outs = run(record, {input_name: inp, **feeds}, shape_text(inp.shape), wanted)
         return dict(zip(wanted, outs))
 
     def tiles_session(self) -> Any:
@@ -119,7 +120,7 @@ class OnnxTiling:
         carried = self._names(carried_names)
         outs = run(self.carrying_session(), {input_name: frame, **feeds, **state,
                                              WEIGHT_NAME: np.array([weight], np.float32)},
-                   "x".join(map(str, frame.shape)), [output_name, *carried])
+                   shape_text(frame.shape), [output_name, *carried])
         return outs[0], dict(zip(self._names(stats_names), outs[1:]))
 
 
