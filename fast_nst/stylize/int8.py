@@ -48,8 +48,8 @@ def _int8_export(path: Path) -> bool:
 
 def int8_onnx(path: Path, folder: Path, calibration_images: Union[str, Path, None] = None,
               loss_model_file: Union[str, Path, None] = None) -> tuple[Path, Optional[str]]:
-    """(the int8 ONNX file of the single- or multi-style model ``path``: an .onnx that is one already as it
-    is, anything else quantized into the export cache (:mod:`fast_nst.io.export_cache`) or, with
+    """(the int8 ONNX file of the single- or multi-style model ``path``: an .onnx that is one
+    already as it is, anything else quantized into the export cache (:mod:`fast_nst.io.export_cache`) or, with
     ``calibration_images`` or the cache off, into ``folder``; how a .pth/.safetensors model was made).
     FastNSTError for an arbitrary-style model, or without onnxruntime's quantizer."""
     require_quantization()
