@@ -403,8 +403,9 @@ def test_calibration_feeds_visit_every_style():
                   for n, shape in (("input", [1, 3, None, None]), ("style", style_shape)) if shape]
         return helper.make_model(helper.make_graph([], "g", inputs, []))
     assert style_count(export_with([4])) == 4 and style_count(export_with(None)) == 0
-    with pytest.raises(ExportError, match="x.onnx: its 'style' input has no fixed length"):
-        style_count(export_with(["S"]), "x.onnx")
+    for shape in (["S"], [1025], [2, 2]):  # not one fixed length of 1 to MAX_STYLES (1024)
+        with pytest.raises(ExportError, match="x.onnx: its 'style' input is not one weight for each of 1 to 1024"):
+            style_count(export_with(shape), "x.onnx")
 
 
 def test_export_quantize_flag_errors(model, tmp_path, capsys):

@@ -45,6 +45,7 @@ from ..core.files import atomic_write
 from ..core.images import list_images, pil_to_tensor, psnr
 from ..core.untrusted import input_folder, onnx_session, open_image, read_onnx_file, read_onnx_model
 from ..nets.base import StyleNetwork
+from ..nets.multistyle import MAX_STYLES
 from .int8_graph import is_quantized, pad_quantized_values
 from .export import (MAX_ONNX_BYTES, ONNX_INSTALL_HINT, STYLE_INPUT_NAME, ExportError, export_metadata,
                      export_onnx, installed, require_onnx, takes_style_image)
@@ -107,14 +108,15 @@ def calibration_from_folder(folder: str | Path, count: int = CALIBRATION_COUNT,
 def style_count(model, where: str = "the export") -> int:
     """How many styles the export ``model`` (an ``onnx.ModelProto``) takes weights for: the length of
     its :data:`~fast_nst.io.export.STYLE_INPUT_NAME` input (a multi-style export); 0 for a
-    single-style one. ExportError for a style input without one fixed length (not fast-nst's)."""
+    single-style one. ExportError for a style input without one fixed length of at most
+    :data:`~fast_nst.nets.multistyle.MAX_STYLES` (not fast-nst's)."""
     for value in model.graph.input:
         if value.name == STYLE_INPUT_NAME:
             dims = value.type.tensor_type.shape.dim
-            if len(dims) != 1 or dims[0].dim_value <= 0:
-                raise ExportError(f"{where}: its {STYLE_INPUT_NAME!r} input has no fixed length (one weight per "
-                                  "style), so it cannot be calibrated; export the model again with "
-                                  "python -m fast_nst.export.")
+            if len(dims) != 1 or not 0 < dims[0].dim_value <= MAX_STYLES:
+                raise ExportError(f"{where}: its {STYLE_INPUT_NAME!r} input is not one weight for each of 1 to "
+                                  f"{MAX_STYLES} styles, so it cannot be calibrated; export the model again "
+                                  "with python -m fast_nst.export.")
             return int(dims[0].dim_value)
     return 0
 
@@ -124,11 +126,11 @@ def calibration_feeds(images: Sequence[np.ndarray], styles: int, input_name: str
     [0, 1]; for a multi-style export (``styles`` > 0) with the one-hot weights of one style,
     every style in turn, and at least one image per style (max(len(images), styles) feeds), so
     that each convolution's range covers every style's activations."""
-    feeds = []
+    feeds, one_hot = [], np.eye(styles, dtype=np.float32)
     for k in range(max(len(images), styles)):
         feed = {input_name: np.ascontiguousarray(images[k % len(images)], dtype=np.float32)}
         if styles:
-            feed[STYLE_INPUT_NAME] = np.eye(styles, dtype=np.float32)[k % styles]
+            feed[STYLE_INPUT_NAME] = one_hot[k % styles]
         feeds.append(feed)
     return feeds
 
