@@ -408,6 +408,25 @@ def test_calibration_feeds_visit_every_style():
             style_count(export_with(shape), "x.onnx")
 
 
+@settings(max_examples=60, deadline=None)
+@given(shape=st.one_of(st.none(), st.lists(st.one_of(st.integers(-5, 1 << 40), st.text(max_size=3)), max_size=4)))
+def test_style_count_of_any_declared_style_input_is_a_count_or_one_error(shape):
+    """The style input a (possibly hostile) export declares: a count in 1..MAX_STYLES, 0 without
+    one, or one ExportError; never a count that would build a huge one-hot table."""
+    from onnx import TensorProto, helper
+
+    dims = None if shape is None else [d if isinstance(d, str) or d > 0 else None for d in shape]
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, None, None])]
+    if dims is not None:
+        inputs.append(helper.make_tensor_value_info("style", TensorProto.FLOAT, dims))
+    try:
+        count = style_count(helper.make_model(helper.make_graph([], "g", inputs, [])))
+    except ExportError as e:
+        assert "'style' input is not one weight for each of 1 to 1024 styles" in str(e)
+        return
+    assert count == (0 if dims is None else dims[0]) and 0 <= count <= 1024
+
+
 def test_export_quantize_flag_errors(model, tmp_path, capsys):
     from fast_nst.commands.export import main as export_main
 
