@@ -23,7 +23,7 @@ from fast_nst import load_stylizer
 from fast_nst.commands import eval as eval_cmd
 from fast_nst.commands.evaluate import main as evaluate_main
 from fast_nst.commands.export import main as export_main
-from fast_nst.core.errors import ConfigError
+from fast_nst.core.errors import ConfigError, FastNSTError
 from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint
 from fast_nst.io.export import check_style_sizes
 from fast_nst.nets.adain import AdaINNet
@@ -190,6 +190,21 @@ def test_torchscript_and_baked_style_are_refused(adain, tmp_path, capsys):
     assert_clean_in_process(code, err, "--style bakes one of a multi-style model's styles",
                             "arbitrary-style model (model_type adain)", "export it without --style")
     assert not out.exists()
+
+
+def test_int8_is_refused_before_any_export(adain, tmp_path, capsys, monkeypatch):
+    """int8 quantizes single- and multi-style models: an arbitrary-style one is one line, from the
+    export command before its slow float export, and from load_stylizer."""
+    from fast_nst.io import model_export
+
+    monkeypatch.setattr(model_export, "_write_checked", lambda *a, **k: pytest.fail("exported before the check"))
+    out = tmp_path / "ad.int8.onnx"
+    code, err = in_process(capsys, export_main, adain["path"], "--quantize", "int8", "--output", out)
+    assert_clean_in_process(code, err, "is an arbitrary-style model: int8 quantization is for single- and "
+                            "multi-style models; use precision fp32 or bf16 for it.")
+    assert not out.exists()
+    with pytest.raises(FastNSTError, match="is an arbitrary-style model: int8 quantization"):
+        load_stylizer(adain["path"], device="cpu", precision="int8")
 
 
 # -- the report ---------------------------------------------------------------------------------

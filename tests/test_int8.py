@@ -344,7 +344,7 @@ def _multi_net() -> MultiStyleNet:
     return net
 
 
-def test_int8_quantizes_multi_style_models_with_every_style(tmp_path, capsys):
+def test_int8_quantizes_multi_style_models_with_every_style(tmp_path):
     """export --quantize int8 of a multi-style model keeps its style input: one int8 file runs
     every style and blend, each close to PyTorch's output in that style."""
     net = _multi_net()
