@@ -10,6 +10,7 @@ seconds apart exposes both to the same load).
 
     python benchmarks/cpu_paths.py                          # 512, 1024, 1920 x 1080; 5 rounds
     python benchmarks/cpu_paths.py --quality data/content   # also int8/bf16 PSNR on photos
+    python benchmarks/cpu_paths.py --only 'int8 (onnxruntime)' --rounds 21   # some paths (and the peer)
     python benchmarks/bench.py --only inference             # runs the timing part too (CPU)
 
 OpenVINO and the peer are measured only when installed (``pip install openvino
@@ -87,16 +88,20 @@ def int8_runner(net: TransformNet, folder: Path) -> Callable[[torch.Tensor], obj
     return stylizer.stylize_tensor
 
 
-def openvino_runners(net: TransformNet, folder: Path, name: str) -> tuple[dict[str, Callable], str]:
+def openvino_runners(net: TransformNet, folder: Path, name: str,
+                     keep: Callable[[str], bool] = lambda label: True) -> tuple[dict[str, Callable], str]:
     """({label: runner}, "") for ``net``'s ONNX export run by OpenVINO as fast-nst runs it
     (``runtime="openvino"``, its worker process included) in fp32, bf16 where the CPU has it,
-    and int8; ({}, why) without OpenVINO."""
+    and int8, the labels ``keep`` keeps; ({}, why) without OpenVINO."""
+    precisions = [p for p in ("fp32", "bf16", "int8") if keep(f"{name} OpenVINO {p}")]
+    if not precisions:
+        return {}, ""
     if importlib.util.find_spec("openvino") is None:  # the optional extra, never loaded in this process
         return {}, "OpenVINO not installed: pip install openvino"
     path = folder / f"{id(net)}.onnx"
     export_onnx(net, path)
     out: dict[str, Callable] = {}
-    for precision in ("fp32", "bf16", "int8"):
+    for precision in precisions:
         try:
             stylizer = load_stylizer(path, device="cpu", precision=precision, runtime="openvino")
         except FastNSTError as e:  # bf16 on a CPU without it
@@ -109,21 +114,23 @@ def openvino_runners(net: TransformNet, folder: Path, name: str) -> tuple[dict[s
 NETWORKS = (("default", TransformNetArgs()), ("slim", SLIM))
 
 
-def runners(folder: Path, int8: bool = True, networks=NETWORKS,
-            openvino: bool = True) -> tuple[dict[str, Callable], list[str]]:
+def runners(folder: Path, int8: bool = True, networks=NETWORKS, openvino: bool = True,
+            keep: Callable[[str], bool] = lambda label: True) -> tuple[dict[str, Callable], list[str]]:
     """{label: runner} for every path of each (name, TransformNetArgs) in ``networks`` (with
-    ``openvino``, its export run by OpenVINO too), and why optional paths are skipped."""
+    ``openvino``, its export run by OpenVINO too) whose label ``keep`` keeps, the peer's always
+    (the ratios to it need it), and why optional paths are skipped."""
     torch.manual_seed(0)
     out: dict[str, Callable] = {}
     skipped: set[str] = set()
     for name, args in networks:
         net = TransformNet(args).eval()
         for precision in ("fp32", "bf16"):
-            out[f"{name} fast {precision}"] = TorchStylizer(net, torch.device("cpu"), precision=precision).stylize_tensor
-        if int8:
-            out[f"{name} int8 (onnxruntime)"] = int8_runner(net, folder)
+            if keep(label := f"{name} fast {precision}"):
+                out[label] = TorchStylizer(net, torch.device("cpu"), precision=precision).stylize_tensor
+        if int8 and keep(label := f"{name} int8 (onnxruntime)"):
+            out[label] = int8_runner(net, folder)
         if openvino:
-            paths, why = openvino_runners(net, folder, name)
+            paths, why = openvino_runners(net, folder, name, keep)
             out.update(paths)
             skipped |= {why} - {""}
     peer, why = peer_runner()
@@ -170,14 +177,21 @@ def paired_ratios(times: dict[tuple, list[float]], first: tuple, peer: Optional[
 
 def side_by_side(sizes=SIZES, rounds: int = 5, int8: bool = True,
                  record: Callable[[str, str, str], None] = lambda *row: print(*row), networks=NETWORKS,
-                 openvino: bool = True) -> dict:
+                 openvino: bool = True, only: tuple[str, ...] = ()) -> dict:
     """Median seconds per path and size ({(w, h): {label: s}}), each row passed to ``record``
     (what, path, result) with its time against the first size's (same path) and its ratio to
-    the peer (peer time / ours: above 1 is faster), both medians of the rounds' own ratios."""
+    the peer (peer time / ours: above 1 is faster), both medians of the rounds' own ratios.
+    ``only``: the paths whose label contains one of these texts (and the peer); all if empty."""
+    def keep(label: str) -> bool:
+        return not only or any(text in label for text in only)
+
     with tempfile.TemporaryDirectory() as tmp:
-        paths, skipped = runners(Path(tmp), int8, networks, openvino)
+        paths, skipped = runners(Path(tmp), int8, networks, openvino, keep)
         for why in skipped:
             print(f"  skipped: {why}", flush=True)
+        if not any(not label.startswith(PEER) for label in paths):
+            raise ValueError(f"no path of fast-nst's label holds {' or '.join(map(repr, only))}: labels "
+                             "are e.g. 'default fast fp32', 'slim int8 (onnxruntime)', 'default OpenVINO int8'")
         times = _timed_rounds(paths, {(w, h): torch.rand(1, 3, h, w) for h, w in sizes}, rounds)
     first = (sizes[0][1], sizes[0][0])
     peer = next((label for label in paths if label.startswith(PEER)), None)
@@ -224,17 +238,24 @@ def quality(folder: Path, model: Optional[str], max_size: int = 512) -> dict[str
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=5)
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    p.add_argument("--rounds", type=int, default=5,
+                   help="rounds of every path and size; medians of them are reported (default 5)")
     p.add_argument("--size", type=int, nargs=2, action="append", metavar=("H", "W"),
                    help="sizes to stylize (repeatable; default 512 x 512, 1024 x 1024, 1920 x 1080)")
     p.add_argument("--quality", type=Path, metavar="DIR", help="also measure PSNR on the photos in DIR")
     p.add_argument("--model", help="the model for --quality (default: the built-in one)")
+    p.add_argument("--only", action="append", default=[], metavar="TEXT",
+                   help="only the paths whose label contains TEXT (repeatable; the peer is always "
+                        "measured), e.g. --only 'int8 (onnxruntime)'")
     args = p.parse_args(argv)
     amx = {True: "yes", False: "no", None: "unknown"}[cpu_has_amx()]  # bf16 is fast only with it
     print(f"CPU paths side by side; torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, AMX: {amx}")
-    side_by_side([tuple(s) for s in args.size] if args.size else SIZES, args.rounds)
+    try:
+        side_by_side([tuple(s) for s in args.size] if args.size else SIZES, args.rounds, only=tuple(args.only))
+    except ValueError as e:
+        p.error(str(e))
     if args.quality:
         quality(args.quality, args.model)
     return 0

@@ -519,6 +519,12 @@ def test_side_by_side_benchmark_rows(monkeypatch):
     assert all(r[0] == "stylize 40 x 24, median of 1" and r[2].endswith(" ms") for r in rows[:4])
     # The larger size's rows give their time against the first size's, path by path.
     assert all(r[0] == "stylize 80 x 48, median of 1" and r[2].endswith("x its 40 x 24 time)") for r in rows[4:])
+    rows.clear()  # --only: the paths whose label holds one of the texts
+    cpu_paths.side_by_side([(24, 40)], rounds=1, int8=False, record=lambda *row: rows.append(row),
+                           networks=tiny, openvino=False, only=("b fast", "a fast bf16"))
+    assert [r[1] for r in rows] == ["a fast bf16", "b fast fp32", "b fast bf16"]
+    with pytest.raises(ValueError, match="no path of fast-nst's label holds 'fp64'"):
+        cpu_paths.side_by_side([(24, 40)], rounds=1, int8=False, networks=tiny, openvino=False, only=("fp64",))
 
     # Each round runs each path's sizes back to back, in turn both ways, the paths rotated.
     calls = []
@@ -540,6 +546,8 @@ def test_side_by_side_benchmark_rows(monkeypatch):
     with monkeypatch.context() as patch:
         patch.setitem(sys.modules, "openvino", None)
         assert cpu_paths.openvino_runners(None, REPO, "a") == ({}, "OpenVINO not installed: pip install openvino")
+        # None of its paths wanted: no reason to give, nothing exported.
+        assert cpu_paths.openvino_runners(None, REPO, "a", keep=lambda label: False) == ({}, "")
 
 
 def test_app_loads_models_in_its_precision(model, tmp_path):
