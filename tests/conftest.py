@@ -21,6 +21,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402  (after the OpenMP setting)
 import pytest  # noqa: E402
+from hypothesis import is_hypothesis_test  # noqa: E402
 import torch  # noqa: E402
 import yaml
 from PIL import Image
@@ -40,9 +41,35 @@ LONGEST_FILES = ("test_distributed.py", "test_openvino.py", "test_optimize.py", 
                  "test_export.py", "test_onnx_tiling.py")
 
 
+def _fuzz_factor() -> int:
+    """FAST_NST_FUZZ=N (a whole number >= 1): every property test draws N times its examples, a
+    deeper search for hostile inputs than the suite's few seconds a test allow (before a release:
+    ``FAST_NST_FUZZ=100 python -m pytest -m property``)."""
+    text = os.environ.get("FAST_NST_FUZZ", "1")
+    if not text.isdigit() or int(text) < 1:
+        raise pytest.UsageError(f"FAST_NST_FUZZ must be a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+FUZZ = 1  # FAST_NST_FUZZ's value, read when pytest starts (pytest_configure)
+
+
+def pytest_configure(config) -> None:
+    global FUZZ
+    FUZZ = _fuzz_factor()
+
+
+def examples(n: int) -> int:
+    """A property test's ``max_examples``: ``n``, times FAST_NST_FUZZ."""
+    return n * FUZZ
+
+
 def pytest_collection_modifyitems(session, config, items) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FILES)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+    for item in items:  # -m property selects the Hypothesis tests
+        if is_hypothesis_test(getattr(item, "obj", None)):
+            item.add_marker(pytest.mark.property)
 
 
 def make_photo(path: Path, size: tuple[int, int] = (48, 40), seed: int = 0, mode: str = "RGB",

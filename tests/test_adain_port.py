@@ -25,6 +25,8 @@ from fast_nst.io.checkpoint import load_model
 from fast_nst.lossnet import LOSS_NETWORKS
 from fast_nst.nets.adain_port import DECODER_URL, decoder_from_published
 
+from conftest import examples
+
 VGG = LOSS_NETWORKS["vgg19_normalised"]
 # The port's encoder: a 1x1 convolution, then VGG-19 with a reflection padding module before each
 # 3x3 convolution ("p"), ReLUs ("r") and ceil-mode 2x2 max pools ("m"), to relu5_4.
@@ -199,7 +201,7 @@ def test_download_adain_refuses_files_that_are_not_the_published_ones(tmp_path, 
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == []
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(st.dictionaries(st.sampled_from(["1.weight", "1.bias", "28.bias", "5.weight", "x", "0.weight"]),
                        st.one_of(st.none(), st.integers(), st.lists(st.integers(0, 4), max_size=4).map(
                            lambda shape: torch.zeros(shape))), max_size=6))

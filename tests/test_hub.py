@@ -11,7 +11,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from conftest import assert_clean_in_process, export_cli, in_process, make_photo
+from conftest import assert_clean_in_process, examples, export_cli, in_process, make_photo
 from fast_nst import load_stylizer
 from fast_nst.commands.eval import main as eval_main
 from fast_nst.core.config import TrainConfig
@@ -122,7 +122,7 @@ def test_malformed_references_say_the_expected_form(text):
     assert "\n" not in str(e.value)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=examples(80), deadline=None)
 @given(st.text(max_size=80).map(lambda t: "hf://" + t) | st.text(alphabet="ab/.@#-_:s", max_size=40))
 def test_the_reference_parser_gives_a_reference_or_one_error(text):
     try:

@@ -32,8 +32,8 @@ from fast_nst.stylize.temporal import TemporalStatistics
 from fast_nst.stylize.tiling import stylize_tiled
 from fast_nst.training import load_train_config
 
-from conftest import (REPO, assert_clean_in_process, damaged, export_cli, in_process, load_hostile_onnx, make_photo,
-                      psnr, trained_like_norms)
+from conftest import (REPO, assert_clean_in_process, damaged, examples, export_cli, in_process, load_hostile_onnx,
+                      make_photo, psnr, trained_like_norms)
 
 ONNX_HINT = 'pip install -e ".[onnx]"'
 
@@ -178,7 +178,7 @@ def test_onnxruntime_runs_int8_norms_in_channel_groups_to_the_same_bit(int8_expo
     assert for_onnxruntime(other, 1 << 30) is other and for_onnxruntime(b"not onnx", 1 << 30) == b"not onnx"
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_hostile_int8_exports_end_in_a_stylizer_or_one_error(int8_export, tmp_path, data):
@@ -408,7 +408,7 @@ def test_calibration_feeds_visit_every_style():
             style_count(export_with(shape), "x.onnx")
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(shape=st.one_of(st.none(), st.lists(st.one_of(st.integers(-5, 1 << 40), st.text(max_size=3)), max_size=4)))
 def test_style_count_of_any_declared_style_input_is_a_count_or_one_error(shape):
     """The style input a (possibly hostile) export declares: a count in 1..MAX_STYLES, 0 without

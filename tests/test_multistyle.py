@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import assert_clean_in_process, in_process, make_photo, tiny_values
+from conftest import assert_clean_in_process, examples, in_process, make_photo, tiny_values
 from fast_nst.commands import eval as eval_cmd
 from fast_nst.core.errors import CheckpointError, ConfigError, FastNSTError
 from fast_nst.io.checkpoint import atomic_torch_save, load_model, read_checkpoint
@@ -121,7 +121,7 @@ def test_a_blend_gives_every_style_a_weight_or_none():
     assert resolve_style("gamma:3", NAMES).tolist() == [0, 0, 1]               # one name, weighted
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(st.text(alphabet="abeghlmpt:,.0123456789 -", max_size=30))
 def test_style_text_is_a_blend_or_one_style_error(text):
     try:

@@ -26,7 +26,7 @@ from fast_nst.stylize import base as stylize_base, onnx_tiling
 from fast_nst.stylize.temporal import TemporalStatistics, supports_temporal
 from fast_nst.training import load_train_config
 
-from conftest import assert_clean_in_process, in_process, make_photo, memory_cap, trained_like_norms
+from conftest import assert_clean_in_process, examples, in_process, make_photo, memory_cap, trained_like_norms
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -187,7 +187,7 @@ def test_the_registry_gives_a_networks_radius_and_grid_without_building_it(model
     assert tile_grid(model_type, args) == grid == getattr(net, "multiple", 4)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(model_type=st.sampled_from(["johnson", "johnson_multi", "adain", "nope", ""]),
        args=st.one_of(st.text(max_size=60), st.recursive(
            st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.text(max_size=8),
@@ -225,7 +225,7 @@ def _mutated(raw: bytes, kind: str, pick: int, value: float) -> bytes:
     return model.SerializeToString()
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=examples(12), deadline=None)
 @given(kind=st.sampled_from(["collide", "epsilon", "inputs", "retyped"]), pick=st.integers(0, 200),
        value=st.sampled_from([float("nan"), -1.0, 0.0, 1e30]))
 def test_hostile_graphs_end_in_a_result_or_one_error_when_tiled_or_carried(exports, tmp_path_factory, kind, pick, value):

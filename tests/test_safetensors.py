@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from hypothesis import given, settings, strategies as st
 
-from conftest import assert_clean_in_process, export_cli, in_process, make_photo, random_adain_net
+from conftest import assert_clean_in_process, examples, export_cli, in_process, make_photo, random_adain_net
 from fast_nst import load_stylizer
 from fast_nst.commands.eval import main as eval_main
 from fast_nst.commands.export import main as export_main
@@ -267,7 +267,7 @@ _ENTRIES = st.dictionaries(st.sampled_from(["a", "b", "__metadata__"]),
                                                                            max_size=2)}), max_size=3)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(header=_HEADERS | _ENTRIES, extra=st.integers(0, 40), length=st.none() | st.integers(0, 1 << 64 - 1))
 def test_the_header_parser_gives_a_header_or_one_error(header, extra, length):
     blob = json.dumps(header).encode()
@@ -281,7 +281,7 @@ def test_the_header_parser_gives_a_header_or_one_error(header, extra, length):
     assert covered == extra and all(isinstance(v, str) for v in parsed.metadata.values())
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(raw=st.binary(max_size=64), size=st.integers(0, MAX_HEADER_BYTES * 2))
 def test_the_header_parser_takes_any_bytes(raw, size):
     try:
@@ -318,7 +318,7 @@ def test_training_writes_its_final_model_as_safetensors_too(tiny_config, capsys,
     assert (run / "st.safetensors").is_file()  # nothing was cleared
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(20), deadline=None)
 @given(data=st.binary(max_size=200))
 def test_the_event_file_reader_gives_losses_or_one_error(tmp_path_factory, data):
     folder = tmp_path_factory.mktemp("events")

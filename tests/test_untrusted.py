@@ -21,7 +21,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import assert_clean_in_process, in_process, make_photo, memory_cap, set_declared_size
+from conftest import assert_clean_in_process, examples, in_process, make_photo, memory_cap, set_declared_size
 from fast_nst.commands.eval import main as eval_main
 from fast_nst.core.config import MAX_NAMING_BYTES, TrainConfig, load_config, parse_override
 from fast_nst.core.errors import CheckpointError, ConfigError, FastNSTError
@@ -35,7 +35,7 @@ from fast_nst.nets.multistyle import MultiStyleArgs, MultiStyleNet, StyleError, 
 # A parser may use this much Python memory on any input here: the inputs are a few kB, so
 # anything near it is an expansion (anchors, repr) that the boundary exists to stop.
 MEMORY_BUDGET = 32 << 20
-PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _ends_well(call, *errors: type[BaseException]):
@@ -194,7 +194,7 @@ def small_ckpt(tmp_path_factory) -> bytes:
     return path.read_bytes()
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(st.data())
 def test_any_damaged_archive_ends_in_one_checkpoint_error(small_ckpt, data):
     """Truncated, overwritten or size-lying copies of a real archive: a value or one

@@ -16,6 +16,8 @@ from PIL import Image
 from fast_nst.core.errors import DownloadError
 from fast_nst.core.untrusted import downloads
 
+from conftest import examples
+
 PNG = io.BytesIO()
 Image.new("RGB", (24, 20), (10, 120, 200)).save(PNG, format="PNG")
 PNG = PNG.getvalue()
@@ -141,7 +143,7 @@ class FakeResponse(io.BytesIO):
         self.headers = {} if length is None else {"Content-Length": str(length)}
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=st.binary(max_size=300), declared=st.one_of(st.none(), st.integers(0, 10**12)),
        limit=st.integers(0, 400), resume=st.booleans())
 def test_any_response_ends_in_the_whole_file_or_one_error(tmp_path, monkeypatch, body, declared, limit, resume):

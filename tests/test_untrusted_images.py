@@ -12,14 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import assert_clean_in_process, in_process, make_photo, random_adain_net
+from conftest import assert_clean_in_process, examples, in_process, make_photo, random_adain_net
 from fast_nst.commands import eval as eval_cmd
 from fast_nst.core.errors import DataError, FastNSTError
 from fast_nst.core.untrusted import MAX_STYLE_PIXELS, open_image, resize_side, resize_style
 from fast_nst.stylize.torch_stylizer import TorchStylizer
 
 LIMIT = 10_000  # pixels: generated files stay tiny, declared sizes go far past it
-PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+PROPERTY = settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def _png(width: int, height: int, tail: bytes) -> bytes:
@@ -86,7 +86,7 @@ def test_truncated_files_end_in_an_image_or_one_data_error(tmp_path, small_limit
         pass
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(width=st.integers(1, 64), height=st.integers(1, 64), size=st.one_of(st.none(), st.integers(1, 100_000)),
        side=st.sampled_from(["shorter", "longer"]))
 def test_resizes_are_bounded_before_the_work(width, height, size, side):

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import damaged, load_hostile_onnx
+from conftest import damaged, examples, load_hostile_onnx
 from fast_nst.core.errors import CheckpointError
 
 onnx = pytest.importorskip("onnx")
@@ -87,7 +87,7 @@ def test_a_model_file_over_the_byte_bound_is_refused_before_reading(model_bytes,
         load_onnx_stylizer(path, device="cpu")
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_hostile_model_bytes_end_in_a_stylizer_or_one_error(model_bytes, tmp_path, data):

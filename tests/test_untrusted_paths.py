@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import assert_clean_in_process, in_process, make_photo
+from conftest import assert_clean_in_process, examples, in_process, make_photo
 from fast_nst.commands import eval as eval_cmd
 from fast_nst.core.errors import DataError
 from fast_nst.core.untrusted import input_file, input_folder, input_path, open_image
@@ -67,7 +67,7 @@ def test_each_kind_is_named(specials):
         input_file(specials["file"], "--x", max_bytes=10, fix="set --cap")
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(20), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(kind=st.sampled_from(sorted(WORDS) + ["file"]), name=st.text(max_size=30))
 def test_any_input_ends_in_a_path_or_one_data_error(specials, tmp_path, kind, name):
     for check in (input_file, input_folder, input_path, open_image):

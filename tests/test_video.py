@@ -29,7 +29,7 @@ from fast_nst.stylize import load_stylizer  # noqa: E402
 from fast_nst.stylize.video import stylize_video  # noqa: E402
 from fast_nst.stylize.temporal import TemporalStatistics  # noqa: E402
 
-from conftest import damaged, memory_cap, psnr, trained_like_norms  # noqa: E402
+from conftest import damaged, examples, memory_cap, psnr, trained_like_norms  # noqa: E402
 
 FPS = 12
 FRAMES = 12
@@ -245,7 +245,7 @@ def small_clip_bytes(tmp_path_factory) -> bytes:
     return make_clip(tmp_path_factory.mktemp("small") / "s.mp4", size=(32, 16), frames=4).read_bytes()
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=examples(15), deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_damaged_videos_end_in_a_video_or_one_error(stylizer, small_clip_bytes, tmp_path, data):
