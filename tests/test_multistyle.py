@@ -235,6 +235,11 @@ def test_set_up_errors(tmp_path, train_dir, styles, trained):
     onto_single = _values(tmp_path, train_dir, styles[:1], naming="x", init_from=str(one.model_file))
     with pytest.raises(ConfigError, match="is a johnson network \\(one style\\); styles can be added to a multi-style"):
         train(train_config_from_dict(onto_single, "test"), progress=False)
+    # The other way round: a one-style config cannot start from a multi-style model.
+    from_multi = tiny_values(tmp_path / "m", train_dir, styles[0], max_steps=1, naming="two", init_from=str(first.model_file))
+    with pytest.raises(ConfigError, match="is a johnson_multi network, the config trains model_type johnson; set "
+                                          "model_type: johnson_multi and list its styles and the new ones in style_images"):
+        train(train_config_from_dict(from_multi, "test"), progress=False)
 
 
 def test_damaged_style_names_are_refused(tmp_path, trained):

@@ -29,9 +29,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh even if the run folder holds checkpoints (deletes them)")
     p.add_argument("--init_from", metavar="MODEL",
-                   help="start from a trained multi-style model and add the config's styles to it "
-                        "(the same as --set init_from=MODEL; with --set freeze=convolutions only "
-                        "the new styles' norm parameters train)")
+                   help="start from a trained model instead of random weights (the same as --set "
+                        "init_from=MODEL): a one-style model of the config's network (fast-nst .pth or "
+                        ".safetensors, pytorch/examples .pth) trains further in a new run; a multi-style "
+                        "model gets the config's styles added (with --set freeze=convolutions only the "
+                        "new styles' norm parameters train)")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p
 

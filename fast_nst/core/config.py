@@ -126,8 +126,10 @@ class TrainConfig:
     # network's defaults, e.g. {base_channels: 16, num_residual: 3} for a slimmer Johnson net).
     model_type: str = "johnson"
     model_args: Mapping[str, Any] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
-    # Start from a trained multi-style model instead of random weights: its styles are kept and
-    # the styles of style_images it lacks are appended (train.py --init_from sets it).
+    # Start from a trained model instead of random weights (train.py --init_from sets it): a
+    # one-style model of the very network model_type and model_args build (fine-tuning it, e.g.
+    # for stability_weight, in a new run from step 0 with a fresh optimizer), or a multi-style
+    # model whose styles are kept and the styles of style_images it lacks appended.
     init_from: str = ""
     # "convolutions": train only the per-style norm parameters of the styles in style_images (the
     # shared convolutions stay as init_from has them): adding a style to a trained network.

@@ -132,6 +132,9 @@ def check_config(cfg: Any, fail: Callable[[str, str], None]) -> None:
                              f"(model_type {cfg.model_type} learns one style, from style_image)")
     if "num_styles" in cfg.model_args:
         fail("model_args", "sets num_styles, which comes from style_images; remove it")
+    if cfg.freeze != "none" and not NETWORKS[cfg.model_type].many_styles:
+        fail("freeze", f"is {cfg.freeze!r}: it trains only the per-style norms of a multi-style network "
+                       f"(model_type {many[0]}); model_type {cfg.model_type} trains all its weights")
     _check_style_input(cfg, fail)
 
 

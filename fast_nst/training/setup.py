@@ -6,6 +6,7 @@ style_dir), the network's arguments and the loss network.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import warnings
@@ -68,7 +69,7 @@ class RunSetup:
     val_files: list = field(default_factory=list)  # photos of val_dir (empty: no validation)
     lock: Optional[RunLock] = None  # rank 0's lock on run_dir, released when the run ends
     style_names: list = field(default_factory=list)  # the styles' names, as styles
-    init_ckpt: Optional[dict] = None  # the model of init_from (not when resuming)
+    init_model: Optional[StyleNetwork] = None  # the network init_from gives, to train on (not when resuming)
     style_files: list = field(default_factory=list)  # paintings of style_dir (arbitrary-style networks)
     encoder_sha256: str = ""  # their encoder's weights file's SHA-256 ("" for random weights)
 
@@ -168,8 +169,15 @@ def load_style_tensor(cfg: TrainConfig, source: Optional[str] = None) -> torch.T
     return pil_to_tensor(img).unsqueeze(0)
 
 
-def _read_init(cfg: TrainConfig) -> dict:
-    """The checkpoint of ``init_from``: a multi-style model to add styles to."""
+def _read_init(cfg: TrainConfig, style_names: list) -> StyleNetwork:
+    """The network of ``init_from`` that training starts from (in eval mode): a multi-style
+    model with the config's styles it lacks appended, or a one-style model of the network the
+    config trains (its weights; the optimizer starts afresh at step 0)."""
+    if nets.NETWORKS[cfg.model_type].style_input:
+        raise ConfigError(f"init_from: model_type {cfg.model_type} learns no styles to start from; continue "
+                          "an arbitrary-style run with --resume in its run folder")
+    if not nets.NETWORKS[cfg.model_type].many_styles:
+        return _one_style_init(cfg)
     ckpt = ckpt_io.read_checkpoint(cfg.init_from)
     model_type = ckpt.get("model_type", "johnson")
     if model_type not in nets.NETWORKS or not nets.NETWORKS[model_type].many_styles:
@@ -180,7 +188,38 @@ def _read_init(cfg: TrainConfig) -> dict:
         raise ConfigError(f"init_from: {cfg.init_from} is a {model_type} network, the config "
                           f"trains model_type {cfg.model_type}; set model_type: {model_type}")
     _check_style_count(cfg, ckpt)
-    return ckpt
+    return ckpt_io.build_model(ckpt, cfg.init_from).with_styles(style_names)
+
+
+def _one_style_init(cfg: TrainConfig) -> StyleNetwork:
+    """``init_from``'s network (any model file eval.py reads: fast-nst's .pth or .safetensors, a
+    pytorch/examples .pth) when it is the very network the config builds; ConfigError saying
+    what to set otherwise."""
+    try:
+        net, _ = ckpt_io.load_model(cfg.init_from)
+    except CheckpointError as e:
+        raise ConfigError(f"init_from: {e}") from None
+    try:
+        cls, want = nets.network_class(cfg.model_type), nets.make_args(cfg.model_type, network_args(cfg))
+    except ValueError as e:
+        raise ConfigError(f"config: key 'model_args' {e}") from None
+    if type(net) is cls and net.args == want:
+        return net
+    where = f"init_from: {shown(cfg.init_from)} is a {net.model_type} network"
+    if type(net) is not cls or nets.NETWORKS[net.model_type].many_styles:
+        raise ConfigError(f"{where}, the config trains model_type {cfg.model_type}; set model_type: {net.model_type}"
+                          + (" and list its styles and the new ones in style_images"
+                             if nets.NETWORKS[net.model_type].many_styles else ""))
+    theirs, ours = dataclasses.asdict(net.args), dataclasses.asdict(want)
+    differ = ", ".join(f"{k} {theirs[k]!r} (the config: {ours[k]!r})" for k in ours if theirs[k] != ours[k])
+    # The registry's name for these arguments (a preset such as johnson_slim), else the
+    # arguments that differ from the class's defaults.
+    preset = next((name for name in nets.NETWORKS
+                   if nets.network_class(name) is cls and nets.make_args(name, {}) == net.args), None)
+    defaults = dataclasses.asdict(nets.make_args(net.model_type, {}))
+    fix = (f"model_type: {preset} and no model_args" if preset else f"model_type: {net.model_type} and "
+           f"model_args: {({k: v for k, v in theirs.items() if v != defaults[k]})}")
+    raise ConfigError(f"{where} with {differ}; set {fix} to train it further")
 
 
 def _check_style_count(cfg: TrainConfig, ckpt: dict) -> None:
@@ -358,7 +397,7 @@ def prepare_run(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: boo
     _check_run_folder(cfg, run_dir, resume, overwrite, command, ctx)
     resume_ckpt, resume_path = _read_resume(cfg, run_dir, resume, ctx) if resume else (None, None)
     names = [n for n, _ in style_sources(cfg)]
-    init_ckpt = _read_init(cfg) if cfg.init_from and resume_ckpt is None else None
+    init_model = _read_init(cfg, names) if cfg.init_from and resume_ckpt is None else None
     files, styles, encoder, val_files = _inputs(cfg, ctx)
     style_files, sha = [], ""
     if _takes_style_image(cfg):
@@ -388,7 +427,7 @@ def prepare_run(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: boo
             lock.release()
             raise FastNSTError(f"Cannot clear the previous run in {run_dir}: {e.strerror or e}.") from None
     return RunSetup(device, run_dir, files, styles, encoder, steps, resume_ckpt, resume_path, val_files, lock,
-                    names, init_ckpt, style_files, sha)
+                    names, init_model, style_files, sha)
 
 
 def _arbitrary_checks(cfg: TrainConfig, paintings: list, resume_ckpt: Optional[dict],

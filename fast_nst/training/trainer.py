@@ -28,6 +28,7 @@ from tqdm import tqdm
 from ..core.config import TrainConfig
 from ..core.device import prepare_compile
 from ..core.errors import CheckpointError, DataError, Stopped
+from ..core.untrusted import shown
 from ..io import checkpoint as ckpt_io
 from ..lossnet import GRAM_STYLE_DEGREE, loss_weights
 from ..lossnet.losses import PerceptualLoss, tf32_grams
@@ -147,8 +148,8 @@ class Trainer(TrainerSaving, TrainerReporting):
         random.seed(self.cfg.seed)
         if setup.resume_ckpt is not None:
             model = ckpt_io.build_model(setup.resume_ckpt, setup.resume_path)
-        elif setup.init_ckpt is not None:  # add this config's styles to a trained network
-            model = ckpt_io.build_model(setup.init_ckpt, self.cfg.init_from).with_styles(setup.style_names)
+        elif setup.init_model is not None:  # a trained network (with this config's styles added)
+            model = setup.init_model
         else:
             model = build_network(self.cfg)
             if NETWORKS[model.model_type].many_styles:
@@ -279,7 +280,8 @@ class Trainer(TrainerSaving, TrainerReporting):
             return
         cfg, ctx = self.cfg, self.ctx
         procs = f" x {ctx.world_size} processes = global batch {self.global_batch}" if ctx.enabled else ""
-        print(f"Training {cfg.naming} on {self.device}: {len(self.setup.files)} images, batch "
+        start = f" from {shown(cfg.init_from)}" if self.setup.init_model is not None else ""
+        print(f"Training {cfg.naming}{start} on {self.device}: {len(self.setup.files)} images, batch "
               f"{cfg.batch_size}{procs}, steps {self.start_step} -> {self.steps}; run folder "
               f"{self.setup.run_dir}", file=sys.stderr)
 
