@@ -133,6 +133,12 @@ def test_only_http_urls_are_downloaded(tmp_path):
     for url in ("file:///etc/passwd", "ftp://host/x.png", "data:,x"):
         with pytest.raises(DownloadError, match="not an http"):
             downloads.download_url(url, tmp_path / "x")
+    # A URL that does not parse (urllib raised ValueError "Invalid IPv6 URL" from the style image's name).
+    for url in ("https://[x/style.png", "http://[::1/x.png"):
+        with pytest.raises(DownloadError, match="is not a URL that can be fetched \\(Invalid IPv6 URL\\)"):
+            downloads.fetch_style_image(url, tmp_path / "styles")
+        with pytest.raises(DownloadError, match="is not a URL that can be fetched"):
+            downloads.style_name(url)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -33,10 +33,9 @@ from ..core.errors import DataError, FastNSTError
 from ..core.files import safe_component
 from ..core.images import save_image
 from ..core.untrusted import bound_folder, input_file, open_image, shown
-from ..core.untrusted.hub import is_hub_ref
 from ..io.bundled import BUNDLED_STYLE, bundled_model
 from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints
-from ..io.hub import local_model_file
+from ..io.hub import is_remote_model, local_model_file
 from ..stylize import RUNTIMES, Stylizer, load_stylizer
 from ..stylize.base import LOAD_PRECISIONS
 from . import new_parser, precision_note, run_command
@@ -109,9 +108,9 @@ MODEL_SUFFIXES = (".pth", ".onnx", ".safetensors")
 
 
 def _named_models(entry: str) -> dict[str, Path]:
-    """The models one ``--models`` entry names: an ``hf://`` reference (fetched into the Hub
-    cache now, labelled by the reference), a model file, or a folder (:func:`find_models`)."""
-    if is_hub_ref(entry):
+    """The models one ``--models`` entry names: an ``hf://`` reference or a URL (fetched into
+    a cache now, labelled by the reference), a model file, or a folder (:func:`find_models`)."""
+    if is_remote_model(entry):
         return {shown(entry.split("#")[0], 160): local_model_file(entry)}
     path = Path(entry)
     if path.is_file() or path.suffix.lower() in MODEL_SUFFIXES:
@@ -441,8 +440,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--models", metavar="DIR|FILE|hf://...", action="append",
                    help=f"a folder searched (recursively) for models: *.pth, *.safetensors, *.onnx and run folders "
                         f"(default: {DEFAULT_MODELS_DIR}/; without models there, the built-in {BUNDLED_STYLE} model), "
-                        "a model file, or a Hugging Face Hub reference hf://OWNER/REPO/FILE[@REVISION][#sha256=HEX] "
-                        "(fetched once into the Hub cache); repeat it to offer several")
+                        "a model file, a Hugging Face Hub reference hf://OWNER/REPO/FILE[@REVISION][#sha256=HEX] "
+                        "or a URL https://HOST/PATH/NAME.pth[#sha256=HEX] (fetched once into a cache); "
+                        "repeat it to offer several")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this computer only; 0.0.0.0 lets "
                         "anyone who can reach this machine use the app and its models)")

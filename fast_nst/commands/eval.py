@@ -43,8 +43,9 @@ def parser() -> argparse.ArgumentParser:
                    help="a model: train.py's final .pth, its run folder (models/wave means "
                         "models/wave/wave.pth, or the newest checkpoint of an interrupted run), a "
                         "training checkpoint from its checkpoints/ folder, a .safetensors or .onnx "
-                        "export, a pytorch/examples .pth, or a Hugging Face Hub file "
-                        "hf://OWNER/REPO/FILE[@REVISION] (downloaded once into its cache); default: the "
+                        "export, a pytorch/examples .pth, a Hugging Face Hub file "
+                        "hf://OWNER/REPO/FILE[@REVISION] or a URL https://HOST/PATH/NAME.pth (either "
+                        "downloaded once into a cache; #sha256=HEX pins its checksum); default: the "
                         f"built-in {BUNDLED_STYLE} model, shipped "
                         "inside the package")
     src = p.add_mutually_exclusive_group()

@@ -27,7 +27,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model_file", nargs="+", required=True, metavar="MODEL",
                    help=f"models to compare (at most {MAX_MODELS}): .pth files, run folders "
                         "(models/wave), training checkpoints, .safetensors and .onnx exports, "
-                        "pytorch/examples models, hf://OWNER/REPO/FILE[@REVISION] Hub files")
+                        "pytorch/examples models, hf://OWNER/REPO/FILE[@REVISION] Hub files, https:// URLs")
     p.add_argument("--images", required=True, metavar="DIR",
                    help=f"folder of photos (not its subfolders; the first {MAX_PHOTOS} by name)")
     p.add_argument("--output", "-o", required=True, metavar="DIR", help="folder to write the report into: a new or empty one, or an earlier "

@@ -15,9 +15,8 @@ from ..io.export import (ALPHA_INPUT_NAME, CHECK_SHAPES, FORMATS, MIN_OPSET, STY
                          STYLE_INPUT_NAME, TOLERANCE, ExportError)
 from ..io.model_export import TORCHSCRIPT_SUFFIXES, export_model
 from ..core.untrusted.events import last_losses
-from ..core.untrusted.hub import parse_hub_ref
 from ..io.checkpoint import CHECKPOINT_DIR
-from ..io.hub import is_hub_ref, local_model_file as model_path
+from ..io.hub import is_remote_model, local_model_file as model_path, remote_model_name
 from ..io.publish import check_license, export_safetensors, write_model_card
 from ..io.quantize import CALIBRATION_COUNT, QUANTIZE_MODES, export_quantized
 from ..io.safetensors_file import SAFETENSORS_SUFFIX
@@ -44,7 +43,8 @@ def parser() -> argparse.ArgumentParser:
                         "final model (models/NAME/NAME.pth), a training checkpoint from its "
                         "checkpoints/ folder (step_N.pth), a model written by fast_nst.convert or "
                         "download pretrained, a pytorch/examples fast_neural_style .pth, a "
-                        ".safetensors export, or a Hub file hf://OWNER/REPO/FILE[@REVISION]")
+                        ".safetensors export, a Hub file hf://OWNER/REPO/FILE[@REVISION] or a URL "
+                        "https://HOST/PATH/NAME.pth (downloaded once into a cache)")
     p.add_argument("--format", choices=FORMATS + ("safetensors",), default=None,
                    help="onnx or torchscript (default: from --output's suffix: "
                         f"{'/'.join(TORCHSCRIPT_SUFFIXES)} -> torchscript, otherwise onnx; onnx "
@@ -152,17 +152,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _default_output(model: str, suffix: str) -> Path:
     """The model's name with ``suffix``: next to a local model, in the current folder for an
-    hf:// reference (never inside the Hub cache)."""
-    if is_hub_ref(model):
-        return Path(Path(parse_hub_ref(model).filename).name).with_suffix(suffix)
+    hf:// reference or a URL (never inside a download cache)."""
+    if is_remote_model(model):
+        return Path(remote_model_name(model)).with_suffix(suffix)
     return Path(model).with_suffix(suffix)
 
 
 def _run_losses(model: str, source: Path, step: int) -> tuple[int, dict[str, float]]:
     """The last losses logged up to ``step`` by the run MODEL belongs to (its folder's TensorBoard
     logs; a checkpoint's: the run folder above checkpoints/), for the model card; none for an hf://
-    reference or a file outside a run folder, a note when its logs cannot be read."""
-    if is_hub_ref(model):
+    reference, a URL or a file outside a run folder, a note when its logs cannot be read."""
+    if is_remote_model(model):
         return 0, {}
     folder = source.parent.parent if source.parent.name == CHECKPOINT_DIR else source.parent
     try:

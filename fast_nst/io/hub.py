@@ -1,24 +1,60 @@
-"""Model files named by a Hugging Face Hub reference, ``hf://OWNER/REPO/FILE[@REVISION][#sha256=HEX]``,
-wherever a model path is taken (eval.py --model_file, load_stylizer, the export command,
-reports): :func:`local_model_file` gives the file in the Hub's local cache, fetched once
-(:mod:`fast_nst.core.untrusted.hub`; ``HF_HUB_OFFLINE=1`` uses the cache without a network)."""
+"""Model files named by reference wherever a model path is taken (eval.py --model_file,
+load_stylizer, the export command, reports, the app, train.py --init_from):
+:func:`local_model_file` gives the local file of a Hugging Face Hub reference,
+``hf://OWNER/REPO/FILE[@REVISION][#sha256=HEX]``, fetched once into the Hub's cache
+(:mod:`fast_nst.core.untrusted.hub`; ``HF_HUB_OFFLINE=1`` uses the cache without a network), or of
+an http(s) URL, ``https://HOST/PATH/NAME.pth[#sha256=HEX]``, fetched once into fast-nst's cache
+folder (:mod:`fast_nst.core.untrusted.model_urls`; ``$FAST_NST_CACHE/models``)."""
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Optional
 
-from ..core.untrusted.hub import hub_file, is_hub_ref
+from ..core.untrusted.downloads import is_url
+from ..core.untrusted.hub import hub_file, is_hub_ref, parse_hub_ref
+from ..core.untrusted.model_urls import model_url_file, parse_model_url
 from .checkpoint import MAX_ARCHIVE_BYTES
+from .export_cache import cache_folder
 
-__all__ = ["is_hub_ref", "local_model_file"]
+__all__ = ["is_hub_ref", "is_remote_model", "local_model_file", "remote_model_name"]
+
+_session_folder: Optional[Path] = None
+
+
+def is_remote_model(path: object) -> bool:
+    """Whether ``path`` (what a user gave as a model) names a model to fetch: hf:// or http(s)."""
+    return is_hub_ref(path) or is_url(path)
+
+
+def remote_model_name(path: str) -> str:
+    """The file name a remote model reference ends in (``wave.safetensors``), for naming outputs."""
+    return Path(parse_hub_ref(path).filename).name if is_hub_ref(path) else parse_model_url(path).name
+
+
+def _url_cache() -> Path:
+    """Where URL models are kept: ``<cache folder>/models``; with the cache off
+    (``FAST_NST_CACHE=0``), a temporary folder removed when the process ends."""
+    global _session_folder
+    folder = cache_folder()
+    if folder is not None:
+        return folder / "models"
+    if _session_folder is None:
+        _session_folder = Path(tempfile.mkdtemp(prefix="fast-nst-models-"))
+        atexit.register(shutil.rmtree, _session_folder, True)
+    return _session_folder
 
 
 def local_model_file(path: str | Path, cache_dir: Optional[str | Path] = None) -> Path:
-    """``path`` as a Path, or for an ``hf://`` reference (a str: a Path has lost one of its
-    slashes) the cached file it names, downloaded into ``cache_dir`` (default: the Hub library's
-    cache) when missing. DownloadError when it cannot be had (no network, no such repository or
-    file, a checksum that differs), naming what to do."""
+    """``path`` as a Path, or for an ``hf://`` reference or an http(s) URL (a str: a Path has
+    lost one of its slashes) the cached file it names, downloaded into ``cache_dir`` (default:
+    the Hub library's cache, or fast-nst's for a URL) when missing. DownloadError when it cannot
+    be had (no network, no such repository or file, a checksum that differs), naming what to do."""
     if is_hub_ref(path):
         return hub_file(str(path), MAX_ARCHIVE_BYTES, cache_dir)
+    if is_url(path):
+        return model_url_file(str(path), cache_dir or _url_cache(), MAX_ARCHIVE_BYTES)
     return Path(path)

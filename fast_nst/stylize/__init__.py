@@ -102,7 +102,7 @@ def load_stylizer(path: Union[str, Path, None] = None, device: str = "auto", pre
     """
     if path is None:
         path = bundled_model()
-    path = local_model_file(path)  # an hf:// reference: the file in the Hub cache
+    path = local_model_file(path)  # an hf:// reference or a URL: the cached file
     path = model_in_run_folder(Path(path)) if Path(path).is_dir() else Path(path)
     if not path.exists() and pretrained_hint(path):  # "Try it in a minute" without the download
         raise CheckpointError(f"Model file not found: {path}.{pretrained_hint(path)}")

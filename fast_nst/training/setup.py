@@ -26,6 +26,7 @@ from ..core.images import pil_to_tensor
 from ..core.untrusted import open_image, resize_style, shown
 from ..core.untrusted.safetensors_header import require_safetensors
 from ..io import checkpoint as ckpt_io
+from ..io.hub import local_model_file
 from ..io.safetensors_file import SAFETENSORS_SUFFIX
 from ..lossnet import get_loss_network, layer_names
 from ..lossnet.vgg import VGGEncoder, build_loss_network
@@ -178,7 +179,7 @@ def _read_init(cfg: TrainConfig, style_names: list) -> StyleNetwork:
                           "an arbitrary-style run with --resume in its run folder")
     if not nets.NETWORKS[cfg.model_type].many_styles:
         return _one_style_init(cfg)
-    ckpt = ckpt_io.read_checkpoint(cfg.init_from)
+    ckpt = ckpt_io.read_checkpoint(local_model_file(cfg.init_from))
     model_type = ckpt.get("model_type", "johnson")
     if model_type not in nets.NETWORKS or not nets.NETWORKS[model_type].many_styles:
         raise ConfigError(f"init_from: {cfg.init_from} is a {model_type} network (one style); "
@@ -196,7 +197,7 @@ def _one_style_init(cfg: TrainConfig) -> StyleNetwork:
     pytorch/examples .pth) when it is the very network the config builds; ConfigError saying
     what to set otherwise."""
     try:
-        net, _ = ckpt_io.load_model(cfg.init_from)
+        net, _ = ckpt_io.load_model(local_model_file(cfg.init_from))
     except CheckpointError as e:
         raise ConfigError(f"init_from: {e}") from None
     try:

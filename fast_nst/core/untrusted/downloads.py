@@ -74,8 +74,13 @@ def _open(url: str, start: int, timeout: float = _TIMEOUT_S) -> Any:
     return _OPENER.open(request, timeout=timeout)
 
 
-def is_url(text: str) -> bool:
-    return urllib.parse.urlparse(text).scheme in SCHEMES
+def is_url(text: object) -> bool:
+    """Whether ``text`` is meant as an http(s) URL (``SCHEME://...``). Not parsed here: a URL
+    that does not parse ("https://[") is refused where it is used, in one error."""
+    if not isinstance(text, str):  # a Path: a local file
+        return False
+    scheme, sep, _ = text.partition("://")
+    return bool(sep) and scheme.lower() in SCHEMES
 
 
 def _declared_length(response: Any, url: str, start: int, max_bytes: int) -> Optional[int]:
@@ -225,10 +230,19 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def _url_path(url: str) -> str:
+    """The path part of ``url``; DownloadError for one that does not parse ("https://[x/a.jpg")."""
+    try:
+        return urllib.parse.urlparse(url).path
+    except ValueError as e:
+        raise DownloadError(f"{shown(url, 120)} is not a URL that can be fetched ({e}); give a whole "
+                            "http(s) URL or a local path.") from None
+
+
 def style_cache_path(url: str, cache_dir: str | Path = STYLE_CACHE) -> Path:
     """Where :func:`fetch_style_image` keeps the download of ``url``: its file name made safe,
     plus the URL's hash (two paintings published as .../style.jpg must not share a file)."""
-    name = Path(urllib.parse.urlparse(url).path).name or "style.jpg"
+    name = Path(_url_path(url)).name or "style.jpg"
     tag = hashlib.sha1(url.encode("utf-8")).hexdigest()[:8]
     suffix = Path(name).suffix.lower() if Path(name).suffix.lower() in (".jpg", ".jpeg", ".png", ".webp", ".bmp") else ".jpg"
     return Path(cache_dir) / f"{safe_component(Path(name).stem, fallback='style')}-{tag}{suffix}"
@@ -237,7 +251,7 @@ def style_cache_path(url: str, cache_dir: str | Path = STYLE_CACHE) -> Path:
 def style_name(source: str) -> str:
     """The name a style is known by in a multi-style network: its file's stem, made safe
     (``conf/../candy.jpg`` and ``https://host/x/candy.jpg`` are both ``candy``)."""
-    path = urllib.parse.urlparse(source).path if is_url(source) else source
+    path = _url_path(source) if is_url(source) else source
     return safe_component(Path(path).stem, fallback="style").replace(".", "_")
 
 
