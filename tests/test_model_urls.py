@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -50,11 +52,15 @@ def server(files):
 
         def do_GET(self):
             hits[self.path] = hits.get(self.path, 0) + 1
-            body = files.get(self.path)
+            slow = self.path.startswith("/slow/")  # the same file, sent in 0.3 s: downloads overlap
+            body = files.get(self.path.removeprefix("/slow"))
             self.send_response(200 if body is not None else 404)
             self.send_header("Content-Length", str(len(body or b"")))
             self.end_headers()
-            self.wfile.write(body or b"")
+            for i in range(0, len(body or b""), 1 << 15):
+                self.wfile.write(body[i:i + (1 << 15)])
+                self.wfile.flush()
+                time.sleep(0.06 if slow else 0)
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -92,6 +98,18 @@ def test_what_is_not_a_model_is_not_kept(server, tmp_path):
     with pytest.raises(DownloadError, match="more than the limit of 1,000 bytes"):
         model_url_file(f"{server.url}/m/wave.pth", tmp_path, 1000, quiet=True)
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_processes_that_name_one_url_download_it_once(server, files, tmp_path):
+    """The ranks of a torchrun job naming one URL: one downloads, the others wait for its file
+    (downloads.download_url's lock; each call opens the lock file itself, as a process would,
+    so threads stand in for processes)."""
+    url = f"{server.url}/slow/m/wave.pth"
+    with ThreadPoolExecutor(3) as pool:
+        paths = list(pool.map(lambda _: model_url_file(url, tmp_path, 1 << 30, quiet=True), range(3)))
+    assert server.hits["/slow/m/wave.pth"] == 1
+    assert len(set(paths)) == 1 and paths[0].read_bytes() == files["/m/wave.pth"]
+    assert sorted(p.name for p in paths[0].parent.iterdir()) == ["wave.pth"]  # no lock or .part left
 
 
 def test_a_cached_copy_that_changed_is_refused(server, files, tmp_path):

@@ -17,6 +17,7 @@ content failed a check is always removed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
@@ -26,7 +27,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from tqdm import tqdm
 
@@ -176,7 +177,9 @@ def download_url(url: str, dest: str | Path, sha256_prefix: Optional[str] = None
     ``sha256_prefix`` and passing ``check(path)`` (which raises DataError to refuse it).
     ``resume``: keep the data of a broken connection in ``<dest>.part`` and resume from it
     next time (else a failure leaves nothing). Raises :class:`DownloadError` naming the URL
-    and destination when anything goes wrong; ``dest`` is untouched then."""
+    and destination when anything goes wrong; ``dest`` is untouched then. One process at a
+    time downloads to ``dest`` (:func:`_one_at_a_time`); one that waited returns the file
+    another finished meanwhile."""
     if not is_url(url):
         raise DownloadError(f"{shown(url)} is not an http(s) URL; only http:// and https:// downloads are made.")
     dest = Path(dest)
@@ -184,10 +187,14 @@ def download_url(url: str, dest: str | Path, sha256_prefix: Optional[str] = None
     created = missing_dirs(dest.parent)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            part.unlink(missing_ok=True)
-        _fetch_part(url, part, quiet, max_bytes, time.monotonic() + deadline_s, dest.name)
-        _verify(part, url, sha256_prefix, check)
+        with _one_at_a_time(dest):
+            if dest.is_file():
+                return dest
+            if not resume:
+                part.unlink(missing_ok=True)
+            _fetch_part(url, part, quiet, max_bytes, time.monotonic() + deadline_s, dest.name)
+            _verify(part, url, sha256_prefix, check)
+            os.replace(part, dest)
     except DownloadError:  # refused for its size or content: nothing of it is worth keeping
         _clean_up(part, created, keep=False)
         raise
@@ -197,9 +204,30 @@ def download_url(url: str, dest: str | Path, sha256_prefix: Optional[str] = None
                 "running the command again resumes from there." if part.exists() else "")
         reason = e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", None) or e  # "HTTP Error 404: Not Found"
         raise DownloadError(f"Download of {shown(url)} to {dest} failed: {shown(str(reason))}.{kept}") from None
-    os.replace(part, dest)
     fsync_dir(dest.parent)
     return dest
+
+
+@contextlib.contextmanager
+def _one_at_a_time(dest: Path) -> Iterator[None]:
+    """Hold an exclusive lock on downloading to ``dest``; other processes wait for it. The
+    processes of one torchrun job that all need the same file (a style image's URL, a model's)
+    then fetch it once, where all at once they would write one partial file together (torn
+    bytes, or one deleting the file another writes). ``flock`` on ``.NAME.lock`` beside
+    ``dest``: released with its process, killed or not, and removed after use. Where there is
+    no flock (Windows), nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    lock = dest.with_name(f".{dest.name}.lock")
+    with open(lock, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
 
 
 def _clean_up(part: Path, created: list[Path], keep: bool) -> None:

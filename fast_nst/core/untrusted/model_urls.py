@@ -86,7 +86,7 @@ def model_url_file(text: str, cache_dir: str | Path, max_bytes: int, quiet: bool
     downloaded into it (within ``max_bytes``; progress on stderr unless ``quiet``)."""
     ref = parse_model_url(text)
     dest = Path(cache_dir) / hashlib.sha256(ref.url.encode("utf-8")).hexdigest()[:16] / ref.name
-    if not dest.is_file():
+    if not dest.is_file():  # processes that name one URL at once: one downloads, the others wait for it
         try:
             download_url(ref.url, dest, ref.sha256, quiet, max_bytes=max_bytes, deadline_s=_DEADLINE_S,
                          check=_starts_like_a_model)
