@@ -155,3 +155,15 @@ def test_export_and_init_from_take_model_urls(server, files, tmp_path, monkeypat
     tuned = read_checkpoint(train(train_config_from_dict(values, "t.yml"), progress=False).model_file)["model_state"]
     start = read_checkpoint(local_model_file(url))["model_state"]
     assert max((tuned[k] - start[k]).abs().max().item() for k in start) < 1e-6
+
+
+def test_a_filesystem_without_locks_still_downloads(server, files, tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    def no_locks(*args):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)  # as on some network filesystems
+    path = model_url_file(f"{server.url}/m/wave.pth", tmp_path, 1 << 30, quiet=True)
+    assert path.read_bytes() == files["/m/wave.pth"]

@@ -215,15 +215,18 @@ def _one_at_a_time(dest: Path) -> Iterator[None]:
     then fetch it once, where all at once they would write one partial file together (torn
     bytes, or one deleting the file another writes). ``flock`` on ``.NAME.lock`` beside
     ``dest``: released with its process, killed or not, and removed after use. Where there is
-    no flock (Windows), nothing is locked."""
+    no flock (Windows, a filesystem without locks), nothing is locked, as before."""
     try:
         import fcntl
     except ImportError:
-        yield
-        return
+        fcntl = None
     lock = dest.with_name(f".{dest.name}.lock")
     with open(lock, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            if fcntl is not None:
+                fcntl.flock(f, fcntl.LOCK_EX)
+        except OSError:  # ENOLCK: some network filesystems
+            pass
         try:
             yield
         finally:
