@@ -73,8 +73,8 @@ def _starts_like_a_model(path: Path) -> None:
     with open(path, "rb") as f:
         head = f.read(9)
     suffix = Path(path.name.removesuffix(".part")).suffix.lower().lstrip(".")
-    ok = {"pth": head[:4] == b"PK\x03\x04" or head[:1] == b"\x80",
-          "pt": head[:4] == b"PK\x03\x04" or head[:1] == b"\x80",
+    torch_file = head[:4] == b"PK\x03\x04" or head[:1] == b"\x80"
+    ok = {"pth": torch_file, "pt": torch_file,
           "safetensors": len(head) == 9 and 2 <= struct.unpack("<Q", head[:8])[0] and head[8:9] == b"{",
           "onnx": head[:1] == b"\x08"}[suffix]
     if not ok:
