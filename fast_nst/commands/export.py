@@ -55,8 +55,9 @@ def parser() -> argparse.ArgumentParser:
                         "weights with the checkpoint's description as metadata, no code; eval.py, "
                         "load_stylizer, the app and reports read it like a .pth")
     p.add_argument("--output", "-o", default=None, metavar="FILE",
-                   help="file to write (default: the model's name with .onnx, or .pt for "
-                        "--format torchscript, next to it)")
+                   help="file to write (default: the model's name with .onnx, .pt for --format "
+                        "torchscript or .safetensors for --format safetensors, next to it; in the "
+                        "current folder for an hf:// or URL model)")
     p.add_argument("--opset", type=int, default=None, metavar="N",
                    help=f"ONNX opset version (>= {MIN_OPSET}; default: the exporter's choice)")
     p.add_argument("--check_size", type=int, nargs=2, action="append", default=[], metavar=("H", "W"),
