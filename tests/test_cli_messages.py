@@ -40,11 +40,15 @@ def test_folder_inputs_sharing_a_stem_get_distinct_outputs(model_file, tmp_path,
     make_photo(src / "x.jpg", (30, 20), seed=1)
     make_photo(src / "x.png", (30, 20), seed=2, fmt="PNG")
     make_photo(src / "y.png", (30, 20), seed=3, fmt="PNG")
+    # x.JPG: the same stem and suffix but for case; x_jpg.jpg: its own stem is x's first choice
+    make_photo(src / "x.JPG", (30, 20), seed=4)
+    make_photo(src / "x_jpg.jpg", (30, 20), seed=5)
     out = tmp_path / "out"
     code, err = in_process(capsys, eval_main, "--model_file", model_file, "--image_file", src,
                      "--output_file", out, "--device", "cpu")
     assert code == 0, err
-    assert sorted(p.name for p in out.iterdir()) == ["x_jpg_tiny.jpg", "x_png_tiny.jpg", "y_tiny.jpg"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "x_jpg_2_tiny.jpg", "x_jpg_3_tiny.jpg", "x_jpg_tiny.jpg", "x_png_tiny.jpg", "y_tiny.jpg"]
 
 
 def test_single_image_into_an_output_folder(model_file, tmp_path, capsys):

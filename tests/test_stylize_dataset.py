@@ -17,7 +17,7 @@ from fast_nst.commands.stylize_dataset import main as stylize_main
 from fast_nst.core.config import config_from_dict
 from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint
 from fast_nst.nets.multistyle import MultiStyleArgs, MultiStyleNet
-from fast_nst.stylize.dataset import MANIFEST, choose
+from fast_nst.stylize.dataset import MANIFEST, RUN_SETTINGS, choose
 
 from conftest import REPO, assert_clean_in_process, in_process, make_photo, random_adain_net
 
@@ -70,7 +70,7 @@ def one_process(data, tmp_path_factory) -> Path:
 def test_tree_manifest_and_bad_photos(data, one_process, capsys):
     files = tree(one_process)
     photos = sorted(p.relative_to(data / "photos").as_posix() for p in (data / "photos").rglob("p*.jpg"))
-    assert sorted(files) == sorted([MANIFEST, *photos])  # the same tree, nothing else left
+    assert sorted(files) == sorted([MANIFEST, RUN_SETTINGS, *photos])  # the same tree, nothing else left
     records = read_manifest(one_process / MANIFEST)
     assert records[0] == {"photo": "n01/broken.jpg",
                           "error": f"{data / 'photos/n01/broken.jpg'}: not an image file Pillow can read"}
@@ -151,6 +151,55 @@ def test_multi_style_model_draws_a_style_per_photo_or_uses_one(data, tmp_path, c
     assert {r["style"] for r in read_manifest(tmp_path / "f" / MANIFEST) if "error" not in r} == {"mosaic"}
     code, err = in_process(capsys, stylize_main, *common, "--style", "starry")
     assert_clean_in_process(code, err, "--style 'starry':", "has the styles candy, mosaic, udnie")
+
+
+@pytest.mark.parametrize("changed,shown", [
+    (["--seed", "8"], "--seed 7, now 8"),
+    (["--seed", "7", "--alpha", "0.5", "--max_size", "30"], "--max_size 0, now 30; --alpha 1.0, now 0.5"),
+    (["--seed", "7", "--model_file", "OTHER"], "the model's weights (--model_file) differ"),
+])
+def test_a_rerun_with_other_settings_is_refused(data, one_process, tmp_path, capsys, changed, shown):
+    """Its files would be kept and the manifest would describe them with the new settings."""
+    if "OTHER" in changed:
+        changed[changed.index("OTHER")] = str(_save(random_adain_net("relu2_1", seed=5), tmp_path / "other.pth"))
+    before = tree(one_process)
+    code, err = in_process(capsys, stylize_main, *args(data, one_process, *changed))  # the later flag counts
+    assert_clean_in_process(code, err, f"--output {one_process} holds a run made with other settings ({shown})",
+                            "Rerun with that run's settings to finish it, or choose another --output.")
+    assert tree(one_process) == before
+
+
+def test_photos_whose_names_clash_get_a_file_each(data, tmp_path, capsys):
+    """x.jpg, x.JPG and x_jpg.jpg: three files (x.JPG's used to overwrite x.jpg's, and x_jpg.jpg's
+    to be taken for done)."""
+    photos = tmp_path / "photos"
+    for i, name in enumerate(["x.jpg", "x.JPG", "x_jpg.jpg"]):
+        make_photo(photos / name, (32, 40), seed=i)
+    argv = args(data, tmp_path / "out")
+    argv[argv.index("--images") + 1] = str(photos)
+    code, err = in_process(capsys, stylize_main, *argv)
+    assert code == 0 and "Wrote 3 images" in err, err
+    assert {r["photo"]: r["output"] for r in read_manifest(tmp_path / "out" / MANIFEST)} == {
+        "x.JPG": "x_jpg_2.jpg", "x.jpg": "x_jpg_3.jpg", "x_jpg.jpg": "x_jpg.jpg"}
+
+
+def test_a_too_small_painting_skips_the_photos_drawn_for_it(data, tmp_path, capsys):
+    """A painting of 1 x 60 px used to end the whole run in a traceback."""
+    paintings = tmp_path / "paintings"
+    make_photo(paintings / "ok.png", (48, 40), seed=9)
+    make_photo(paintings / "thin.png", (1, 60), seed=10)
+    argv = args(data, tmp_path / "out")
+    argv[argv.index("--styles") + 1] = str(paintings)
+    code, err = in_process(capsys, stylize_main, *argv)
+    assert code == 0, err
+    photos = sorted(p.relative_to(data / "photos").as_posix() for p in (data / "photos").rglob("p*.jpg"))
+    thin = {p for p in photos if ["ok.png", "thin.png"][choose(0, p, 0, 2)] == "thin.png"}
+    assert thin and thin != set(photos)  # the draw of seed 0 gives both
+    records = read_manifest(tmp_path / "out" / MANIFEST)
+    assert {r["photo"] for r in records if "error" in r} == thin | {"n01/broken.jpg"}
+    assert {r["photo"] for r in records if "error" not in r} == set(photos) - thin
+    assert err.count("its painting thin.png is 1 x 32 px at --style_size 32: style images need at least 4 px "
+                     "per side (skipped)") == len(thin)
 
 
 @pytest.mark.parametrize("extra,message", [

@@ -13,7 +13,7 @@ from PIL import Image
 
 from ..core.errors import DataError, FastNSTError
 from ..core.untrusted.downloads import fetch_style_image, is_url
-from ..core.files import check_output_file, probe_writable, same_file
+from ..core.files import check_output_file, distinct_stems, probe_writable, same_file
 from ..core.images import IMAGE_EXTENSIONS, list_images, save_image
 from ..core.untrusted import input_file, input_path, open_image, set_max_image_pixels, shown
 from ..io.bundled import BUNDLED_STYLE, bundled_model
@@ -138,15 +138,6 @@ def _image_arguments(p: argparse.ArgumentParser) -> None:
 def _output_name(stem: str, style: str, has_alpha: bool) -> str:
     # JPEG cannot hold alpha: transparent inputs default to PNG.
     return f"{stem}_{style}{'.png' if has_alpha else '.jpg'}"
-
-
-def _output_stems(files: Sequence[Path]) -> dict[Path, str]:
-    """Stem of each input's output name; inputs sharing a stem (x.jpg, x.png) keep their suffix
-    in it (x_jpg, x_png) so no result overwrites another."""
-    counts: dict[str, int] = {}
-    for f in files:
-        counts[f.stem.lower()] = counts.get(f.stem.lower(), 0) + 1
-    return {f: f"{f.stem}_{f.suffix[1:].lower()}" if counts[f.stem.lower()] > 1 else f.stem for f in files}
 
 
 def _stylize_file(stylizer: Stylizer, src: Path, dest: Optional[Path], out_dir: Path,
@@ -308,7 +299,7 @@ def _folder(stylizer: Stylizer, files: Sequence[Path], out_dir: Path, options: S
     """Every image of ``files`` (listed once, up front: outputs written among them are never
     read); a failing image is reported in one line and the others go on; exit 1 if any failed."""
     failed = 0
-    stems = _output_stems(files)
+    stems = dict(zip(files, distinct_stems([f.name for f in files])))
     for f in files:
         try:
             written = _stylize_file(stylizer, f, None, out_dir, options, stems[f], inputs=files, sheet=sheet)

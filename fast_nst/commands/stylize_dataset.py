@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import time
 from pathlib import Path
@@ -19,9 +20,9 @@ from ..core.untrusted import input_folder
 from ..io.checkpoint import load_model
 from ..nets.adain import AdaINNet, check_alpha
 from ..stylize.base import DEFAULT_STYLE_SIZE
-from ..stylize.dataset import (MANIFEST, OUTPUT_FORMATS, merge_manifest, painting_list, plan_dataset,
-                               remove_stale_temps)
-from ..stylize.dataset_run import DatasetSettings, stylize_shard
+from ..stylize.dataset import (MANIFEST, OUTPUT_FORMATS, check_run_settings, merge_manifest, painting_list,
+                               plan_dataset, remove_stale_temps, save_run_settings)
+from ..stylize.dataset_run import DatasetSettings, stylize_shard, weights_digest
 from ..training.distributed import init_distributed, shutdown
 from . import new_parser, run_command
 
@@ -42,6 +43,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=Path, help="folder for the stylized tree and the manifest")
     p.add_argument("--model_file", type=Path, default=Path("models/adain/adain.pth"),
                    help="a fast-nst model (default models/adain/adain.pth: python -m fast_nst.download adain)")
+    p.add_argument("--loss_model_file", type=Path, metavar="FILE",
+                   help="AdaIN models trained with fast-nst: the VGG weights file their encoder was trained "
+                        "with, as in eval.py (default: the loss network's default path); checked against the "
+                        "checksum the model records")
     p.add_argument("--styles", type=Path, help="AdaIN: folder of paintings (recursively) to draw from")
     p.add_argument("--style", help="multi-style model: always this style (default: one drawn per photo)")
     p.add_argument("--per_image", type=int, default=1,
@@ -128,15 +133,22 @@ def _run(args: argparse.Namespace, ctx) -> int:
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     input_folder(args.images, "--images")  # before the model's load: a typo is reported at once
-    model, _ = load_model(args.model_file)
+    model, _ = load_model(args.model_file, args.loss_model_file)
     styles = _styles(args, model)
     plan = plan_dataset(args.images, args.output, styles, args.per_image, args.seed, args.format, args.batch_size)
-    settings = DatasetSettings(args.alpha, args.style_size, args.max_size or None, args.quality, args.workers)
+    settings = DatasetSettings(args.alpha, args.style_size, args.max_size or None, args.quality, args.workers,
+                               getattr(model, "min_style_side", 1))
     record = {"model": str(args.model_file), "model_type": model.model_type, "seed": args.seed}
     if isinstance(model, AdaINNet):
         record.update(alpha=args.alpha, style_size=args.style_size)
     record["max_size"] = args.max_size or None
-    if ctx.is_main and args.output.is_dir():
+    made_with = {**{k: v for k, v in record.items() if k != "model"}, "weights": weights_digest(model),
+                 "styles": hashlib.sha256("\0".join(styles).encode("utf-8", "surrogateescape")).hexdigest(),
+                 "quality": args.quality, "format": args.format, "per_image": args.per_image,
+                 "batch_size": args.batch_size}
+    check_run_settings(args.output, made_with)  # every rank: the same answer, before any waits
+    if ctx.is_main:
+        save_run_settings(args.output, made_with)
         remove_stale_temps(args.output)  # a killed run's images in flight
     if ctx.enabled:
         dist.barrier(group=ctx.control)  # nobody writes before those are gone

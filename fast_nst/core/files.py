@@ -11,7 +11,7 @@ import os
 import re
 import stat
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterator, Sequence
 
 from .errors import FastNSTError
@@ -110,6 +110,33 @@ def safe_component(text: object, fallback: str = "model", limit: int = MAX_COMPO
     name = re.sub(r"[^\w.-]+", "_", str(text))[:limit].strip("._-")
     name = re.sub(r"\.{2,}", ".", name)
     return name or fallback
+
+
+def distinct_stems(names: Sequence[str]) -> list[str]:
+    """One output stem per input file name (or relative path) of ``names``, each name without its
+    extension, distinct even where the file system ignores case: names sharing a stem (x.jpg,
+    x.png, x.JPG) keep their extension in it (x_jpg, x_png), numbered where that still clashes
+    (x_jpg_2), and never taking another input's own stem (an input named x_jpg.jpg keeps x_jpg).
+    Otherwise results written side by side would overwrite each other."""
+    paths = [PurePosixPath(n) for n in names]
+    stems = [str(p.with_suffix("")) for p in paths]
+    count: dict[str, int] = {}
+    for stem in stems:
+        count[stem.lower()] = count.get(stem.lower(), 0) + 1
+    taken = {stem.lower() for stem in stems if count[stem.lower()] == 1}
+    out = []
+    for path, stem in zip(paths, stems):
+        if count[stem.lower()] == 1:
+            out.append(stem)
+            continue
+        base = name = f"{stem}_{path.suffix[1:].lower()}"
+        k = 1
+        while name.lower() in taken:
+            k += 1
+            name = f"{base}_{k}"
+        taken.add(name.lower())
+        out.append(name)
+    return out
 
 
 def check_output_file(path: Path, flag: str, inputs: Sequence[Path] = (), what: str = "input") -> None:

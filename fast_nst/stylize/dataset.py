@@ -26,14 +26,23 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 from ..core.errors import FastNSTError
-from ..core.files import atomic_write
+from ..core.files import atomic_write, distinct_stems
 from ..core.images import list_images
-from ..core.untrusted import input_folder
+from ..core.untrusted import input_folder, read_json_file, shown
 
-__all__ = ["MANIFEST", "OUTPUT_FORMATS", "PARTS_DIR", "DatasetPlan", "Output", "choose", "merge_manifest",
-           "painting_list", "part_path", "plan_dataset", "remove_stale_temps", "write_part"]
+__all__ = ["MANIFEST", "OUTPUT_FORMATS", "PARTS_DIR", "RUN_SETTINGS", "DatasetPlan", "Output", "check_run_settings",
+           "choose", "merge_manifest", "painting_list", "part_path", "plan_dataset", "remove_stale_temps",
+           "save_run_settings", "write_part"]
 
 MANIFEST = "manifest.jsonl"
+# What made the files of an output folder, written before its first image: a rerun with other
+# settings would otherwise skip the files already there and write a manifest describing them
+# with the new settings.
+RUN_SETTINGS = ".fast-nst-dataset.json"
+_FLAGS = {"weights": "the model's weights (--model_file)", "model_type": "--model_file's model type",
+          "styles": "the styles drawn from (--styles, --style)", "max_size": "--max_size", "seed": "--seed",
+          "alpha": "--alpha", "style_size": "--style_size", "quality": "--quality", "format": "--format",
+          "per_image": "--per_image", "batch_size": "--batch_size"}
 PARTS_DIR = ".manifest-parts"  # per-rank parts, merged into MANIFEST by rank 0 and then removed
 OUTPUT_FORMATS = {"jpg": ".jpg", "png": ".png", "webp": ".webp"}
 # core.files.atomic_write's temporary files: ".<name>.tmp<pid>".
@@ -80,16 +89,6 @@ class DatasetPlan:
                 if not all((self.output / o.output).is_file() for p in self.chunks[j] for o in self.outputs[p])]
 
 
-def _output_stems(photos: Sequence[str]) -> dict[str, str]:
-    """Each photo's output path without extension: its own path without extension, or, where two
-    photos of one folder share a stem (x.jpg, x.png), the extension kept in the name (x_jpg)."""
-    stems = {p: p.rsplit(".", 1)[0] for p in photos}
-    count: dict[str, int] = {}
-    for stem in stems.values():
-        count[stem] = count.get(stem, 0) + 1
-    return {p: stem if count[stem] == 1 else f"{stem}_{p.rsplit('.', 1)[1]}" for p, stem in stems.items()}
-
-
 def plan_dataset(images: Path, output: Path, styles: Sequence[str], per_image: int, seed: int,
                  fmt: str, batch_size: int) -> DatasetPlan:
     """The plan for every photo under ``images`` (recursively, sorted) with ``per_image`` outputs
@@ -105,7 +104,7 @@ def plan_dataset(images: Path, output: Path, styles: Sequence[str], per_image: i
     if not styles:
         raise FastNSTError("no styles to draw from.")
     ext = OUTPUT_FORMATS[fmt]
-    stems = _output_stems(photos)
+    stems = dict(zip(photos, distinct_stems(photos)))
     suffixes = [""] if per_image == 1 else [f"_{k}" for k in range(per_image)]
     outputs = {p: [Output(p, k, styles[choose(seed, p, k, len(styles))], f"{stems[p]}{suffix}{ext}")
                    for k, suffix in enumerate(suffixes)] for p in photos}
@@ -169,6 +168,37 @@ def merge_manifest(output: Path, world: int) -> tuple[Path, int, int]:
         pass
     bad = sum(1 for fields in lines if fields[1] == "bad")
     return manifest, len(lines) - bad, bad
+
+
+def check_run_settings(output: Path, settings: dict) -> None:
+    """FastNSTError unless ``output`` is new, or holds a run made with the same ``settings``
+    (JSON values, keys of ``_FLAGS``) as :func:`save_run_settings` recorded."""
+    path = output / RUN_SETTINGS
+    if not path.is_file():
+        return
+    before = read_json_file(path, "the settings of the run in --output", FastNSTError)
+    if not isinstance(before, dict):
+        raise FastNSTError(f"{path} is damaged; delete it if the files in {output} were made with these settings.")
+    changed = [k for k in _FLAGS if before.get(k) != settings.get(k)]
+    if changed:
+        was = "; ".join(f"{_FLAGS[k]} differ" if k in ("weights", "styles") else
+                        f"{_FLAGS[k]} {_value(before.get(k))}, now {_value(settings.get(k))}" for k in changed)
+        raise FastNSTError(f"--output {output} holds a run made with other settings ({was}): its files would be "
+                           "kept and described with the new ones. Rerun with that run's settings to finish it, "
+                           "or choose another --output.")
+
+
+def _value(value: object) -> str:
+    # None is max_size's "keep the size", given on the command line as 0
+    return "0" if value is None else shown(str(value), 80)
+
+
+def save_run_settings(output: Path, settings: dict) -> None:
+    """Record ``settings`` in ``output`` (made if missing) unless a run recorded them already."""
+    output.mkdir(parents=True, exist_ok=True)
+    if not (output / RUN_SETTINGS).is_file():
+        with atomic_write(output / RUN_SETTINGS) as tmp:
+            tmp.write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def remove_stale_temps(output: Path) -> int:

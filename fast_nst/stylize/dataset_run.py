@@ -5,6 +5,7 @@ manifest are :mod:`fast_nst.stylize.dataset`; the command is ``python -m fast_ns
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from ..nets.base import StyleNetwork
 from .base import DEFAULT_STYLE_SIZE
 from .dataset import DatasetPlan, write_part
 
-__all__ = ["DatasetSettings", "stylize_shard"]
+__all__ = ["DatasetSettings", "stylize_shard", "weights_digest"]
 
 # Style statistics kept per process: (C,) mean and std per painting, 4 kB at relu4_1; a painting
 # drawn again within the last 4096 draws is not decoded and encoded again (its numbers are the
@@ -43,6 +44,9 @@ class DatasetSettings:
     max_size: Optional[int] = None
     quality: int = 95
     workers: int = 2
+    # The model's smallest style image side (AdaIN: 2 px at its encoder layer); a painting
+    # smaller after its resize skips the photos drawn for it, as an unreadable one does.
+    min_style_side: int = 1
 
 
 class _Chunks(Dataset):
@@ -65,9 +69,18 @@ class _Chunks(Dataset):
             for photo in self.plan.chunks[j]:
                 for o in self.plan.outputs[photo]:
                     if o.style not in paintings:
-                        paintings[o.style] = _decode(self.styles / o.style, lambda img, name=o.style: resize_style(
-                            img, self.settings.style_size, "longer", name, "--style_size"))
+                        paintings[o.style] = self._painting(o.style)
         return j, photos, paintings
+
+    def _painting(self, name: str) -> torch.Tensor | str:
+        """Painting ``name`` at the run's style_size, (3, h, w) in [0, 1], or why it cannot be used."""
+        image = _decode(self.styles / name, lambda img: resize_style(
+            img, self.settings.style_size, "longer", name, "--style_size"))
+        least = self.settings.min_style_side
+        if isinstance(image, str) or min(image.shape[1:]) >= least:
+            return image
+        return (f"{name} is {image.shape[2]} x {image.shape[1]} px at --style_size {self.settings.style_size}: "
+                f"style images need at least {least} px per side")
 
 
 def _decode(path: Path, resize: Callable[[Image.Image], Image.Image]) -> torch.Tensor | str:
@@ -113,6 +126,17 @@ class _Styler:
             w[torch.arange(len(styles)), torch.tensor([names.index(s) for s in styles])] = 1.0
             return self.model(x, w).clamp(0, 1)
         return self.model(x).clamp(0, 1)
+
+
+def weights_digest(model: StyleNetwork) -> str:
+    """SHA-256 of the model's parameters and buffers (names, shapes, dtypes and bytes): the same
+    for the same weights whatever file or path they were read from."""
+    digest = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        digest.update(f"{name}\0{tuple(t.shape)}\0{t.dtype}\0".encode())
+        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _write(y: torch.Tensor, path: Path, quality: int) -> None:
