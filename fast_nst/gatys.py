@@ -152,8 +152,11 @@ def _init_image(init: str, content: torch.Tensor, style_img: Image.Image, conten
     if init == "noise":  # white noise, as Gatys et al.; seeded
         g = torch.Generator().manual_seed(seed)
         return torch.rand(content.shape, generator=g).to(device)
-    # A trained fast-nst model: start from its stylization and refine it.
+    # A trained fast-nst model: start from its stylization and refine it; an arbitrary-style
+    # one stylizes with the style image being optimised for.
     stylizer = load_stylizer(init, device=str(device))
+    if stylizer.style_input == "image":
+        stylizer.set_style(style_img)
     out = stylizer.stylize(content_pil, tile_size=None)
     return pil_to_tensor(out).unsqueeze(0).to(device)
 

@@ -294,3 +294,14 @@ def test_fast_nst_does_not_import_torchvision():
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             found += [f"{path.relative_to(REPO)}:{node.lineno}" for n in names if n.split(".")[0] == "torchvision"]
     assert found == []
+
+
+def test_no_slow_bf16_note_before_an_onnx_file_refuses_bf16(monkeypatch, capsys):
+    """onnxruntime has no bf16 for .onnx files: the load says so; a note on bf16's speed first misled."""
+    import fast_nst.commands as commands
+    monkeypatch.setattr(commands, "slow_bf16_note", lambda device, precision: "note: bf16 is slow here")
+    commands.precision_note("cpu", "bf16", "default", "wave.onnx")
+    assert capsys.readouterr().err == ""
+    commands.precision_note("cpu", "bf16", "default", "wave.pth")
+    commands.precision_note("cpu", "bf16", "openvino", "wave.onnx")
+    assert capsys.readouterr().err == "note: bf16 is slow here\n" * 2

@@ -128,6 +128,17 @@ def test_eval_on_a_yaml_config_names_it(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_an_onnx_export_where_a_pth_is_needed_says_so(tmp_path):
+    """export, train --init_from and stylize_dataset read .pth models: an .onnx file used to be
+    called "not a PyTorch checkpoint, or the file is damaged"."""
+    path = tmp_path / "wave.onnx"
+    path.write_bytes(b"\x08\x08\x12\x07pytorch")  # how an ONNX protobuf starts (ir_version)
+    with pytest.raises(CheckpointError) as e:
+        load_model(path)
+    assert str(e.value) == (f"{path} is an ONNX export: this needs the .pth or .safetensors model it was "
+                            "exported from (eval.py, load_stylizer and the web app run .onnx files).")
+
+
 class _Tiny(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * 2

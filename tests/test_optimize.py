@@ -179,6 +179,21 @@ def test_init_from_checkpoint_starts_from_its_stylization(pair, tmp_path):
     assert h[-1]["total"] < h[0]["total"]
 
 
+def test_init_from_an_arbitrary_style_model_uses_the_style_image(pair, tmp_path):
+    """It used to fail asking for --style_image, which optimize does not have."""
+    from fast_nst.core.config import config_from_dict
+
+    from conftest import random_adain_net
+
+    net = random_adain_net("relu2_1")
+    cfg = config_from_dict({"naming": "ada", "model_type": "adain", "model_args": net.args.to_dict(),
+                            "style_image": "x"}, "test")
+    path = tmp_path / "ada.pth"
+    atomic_torch_save(make_checkpoint(net, cfg, step=0), path)
+    img, h = run(pair, init=str(path), steps=2)
+    assert img.size == (48, 40) and len(h) == 3 and h[0]["content"] > 0
+
+
 # ---- command line ------------------------------------------------------------------------------
 
 def test_cli_end_to_end(pair, tmp_path, capsys):

@@ -202,10 +202,22 @@ def test_a_too_small_painting_skips_the_photos_drawn_for_it(data, tmp_path, caps
                      "per side (skipped)") == len(thin)
 
 
+def test_the_pixel_limit_is_an_option_here_too(data, tmp_path, capsys):
+    """The message of a photo over the limit advises --max_image_pixels: it must exist here."""
+    from PIL import Image
+    before = Image.MAX_IMAGE_PIXELS
+    code, err = in_process(capsys, stylize_main, *args(data, tmp_path / "out", "--max_image_pixels", "1000"))
+    assert code == 0 and "Wrote 0 images" in err, err
+    assert err.count("larger than the decompression-bomb limit of 1000 pixels. If you trust this file, raise "
+                     "the limit with --max_image_pixels N") == 9
+    assert Image.MAX_IMAGE_PIXELS == before  # given back to this process
+
+
 @pytest.mark.parametrize("extra,message", [
     (["--styles", None], "is an arbitrary-style (AdaIN) model: give --styles PAINTINGS_DIR"),
     (["--alpha", "1.5"], "--alpha: alpha must be between 0"),
     (["--output", "INSIDE"], "is inside --images"),
+    (["--output", "A_FILE"], "is a file, not a folder; give a folder for the stylized photos."),
 ])
 def test_mistakes_are_one_line(data, tmp_path, capsys, extra, message):
     argv = args(data, tmp_path / "out")
@@ -214,8 +226,11 @@ def test_mistakes_are_one_line(data, tmp_path, capsys, extra, message):
         del argv[i:i + 2]
     elif extra[1] == "INSIDE":
         argv[argv.index("--output") + 1] = str(data / "photos" / "stylized")
+    elif extra[1] == "A_FILE":
+        (tmp_path / "out").write_text("mine")
+        argv[argv.index("--output") + 1] = str(tmp_path / "out")
     else:
         argv += extra
     code, err = in_process(capsys, stylize_main, *argv)
     assert_clean_in_process(code, err, message)
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists() or (tmp_path / "out").read_text() == "mine"

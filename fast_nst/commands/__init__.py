@@ -28,12 +28,15 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
+from PIL import Image
 
 from ..core.device import check_versions, resolve_device, slow_bf16_note
-from ..core.errors import FastNSTError, Stopped
+from ..core.errors import DataError, FastNSTError, Stopped
+from ..core.untrusted import set_max_image_pixels
 from ..stylize import resolve_precision
 
-__all__ = ["CommandParser", "new_parser", "precision_note", "prog", "run_command", "started_as"]
+__all__ = ["CommandParser", "add_max_image_pixels", "apply_max_image_pixels", "new_parser", "precision_note",
+           "prog", "run_command", "started_as"]
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -54,6 +57,22 @@ def new_parser(default_prog: str, parser_class: type[CommandParser] = CommandPar
     return parser_class(prog=prog(default_prog), **kwargs)
 
 
+def add_max_image_pixels(p: argparse.ArgumentParser) -> None:
+    """``--max_image_pixels N``: every command that decodes images takes it, since the message of
+    an image over the limit advises it."""
+    p.add_argument("--max_image_pixels", type=int, default=None, metavar="N",
+                   help="Pillow's decompression-bomb limit in pixels (default Pillow's, ~89M); 0 removes it")
+
+
+def apply_max_image_pixels(value: Optional[int]) -> None:
+    """Set the decoding limit of ``--max_image_pixels`` (None: leave Pillow's)."""
+    if value is None:
+        return
+    if value < 0:
+        raise DataError(f"--max_image_pixels must be >= 0 (0 removes the limit), got {value}")
+    set_max_image_pixels(value)
+
+
 def _short_warning(message, category, filename, lineno, line=None) -> str:
     # Users need the message, not our source line: "warning: ..." like the rest of the output.
     return f"warning: {message}\n"
@@ -64,6 +83,8 @@ def run_command(fn: Callable[[], int]) -> int:
     code, Ctrl-C ``error: interrupted`` (130), warnings one ``warning: ...`` line each."""
     previous = warnings.formatwarning
     warnings.formatwarning = _short_warning
+    # --max_image_pixels changes Pillow's process-wide limit: put it back for in-process callers.
+    limit = Image.MAX_IMAGE_PIXELS
     try:
         check_versions()
         return fn()
@@ -77,6 +98,7 @@ def run_command(fn: Callable[[], int]) -> int:
         return 130
     finally:
         warnings.formatwarning = previous
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def precision_note(device: str, precision: str, runtime: str = "default", model_file: Optional[str] = None) -> None:
@@ -88,8 +110,8 @@ def precision_note(device: str, precision: str, runtime: str = "default", model_
         chosen, why = resolve_precision(precision, model_file or "", device, runtime)
         print(f"precision auto: {chosen} ({why})", file=sys.stderr)
         return
-    if precision != "bf16":
-        return
+    if precision != "bf16" or (runtime == "default" and str(model_file or "").lower().endswith(".onnx")):
+        return  # an .onnx file in onnxruntime has no bf16: the load says so, without a note first
     where = torch.device("cpu") if runtime == "openvino" else resolve_device(device)
     note = slow_bf16_note(where, precision)
     if note:

@@ -38,7 +38,7 @@ from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints
 from ..io.hub import is_remote_model, local_model_file
 from ..stylize import RUNTIMES, Stylizer, load_stylizer
 from ..stylize.base import LOAD_PRECISIONS
-from . import new_parser, precision_note, run_command
+from . import add_max_image_pixels, apply_max_image_pixels, new_parser, precision_note, run_command
 
 __all__ = ["APP_INSTALL_HINT", "AppSession", "DEFAULT_MODELS_DIR", "DEFAULT_PORT", "KEEP_RESULTS", "MAX_MODEL_MB",
            "MAX_PIXELS", "MAX_UPLOAD_MB", "UPLOADS_KEPT",
@@ -462,6 +462,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max_upload_mb", type=int, default=MAX_UPLOAD_MB, metavar="MB",
                    help=f"largest upload accepted, in MB (default {MAX_UPLOAD_MB}); uploads and results "
                         f"together are kept to {UPLOADS_KEPT} times this, the oldest removed first")
+    add_max_image_pixels(p)
     return p
 
 
@@ -474,6 +475,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.max_upload_mb < 1:
             raise FastNSTError(f"--max_upload_mb must be at least 1, got {args.max_upload_mb}")
         resolve_device(args.device)
+        apply_max_image_pixels(args.max_image_pixels)
         precision_note(args.device, args.precision, args.runtime)
         encoder = input_file(args.loss_model_file, "--loss_model_file") if args.loss_model_file else None
         models = app_models(args.models)

@@ -15,7 +15,7 @@ from ..core.errors import DataError, FastNSTError
 from ..core.untrusted.downloads import fetch_style_image, is_url
 from ..core.files import check_output_file, distinct_stems, probe_writable, same_file
 from ..core.images import IMAGE_EXTENSIONS, list_images, save_image
-from ..core.untrusted import input_file, input_path, open_image, set_max_image_pixels, shown
+from ..core.untrusted import input_file, input_path, open_image, shown
 from ..io.bundled import BUNDLED_STYLE, bundled_model
 from ..nets.multistyle import style_list
 from ..report.sheet import labelled_grid
@@ -24,7 +24,7 @@ from ..stylize.base import DEFAULT_STYLE_SIZE, LOAD_PRECISIONS
 from ..stylize.openvino_stylizer import OPENVINO_INSTALL_HINT
 from ..stylize.tiling import DEFAULT_CONTEXT, DEFAULT_OVERLAP
 from ..stylize.video import stylize_video
-from . import new_parser, precision_note, run_command
+from . import add_max_image_pixels, apply_max_image_pixels, new_parser, precision_note, run_command
 
 __all__ = ["DEFAULT_OUTPUT_DIR", "main", "parser"]
 
@@ -131,8 +131,7 @@ def _image_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep the photo's colours: transfer only the style's brightness pattern")
     p.add_argument("--strength", type=float, default=1.0, metavar="A",
                    help="blend: 0 returns the photo, 1 (default) the full stylization")
-    p.add_argument("--max_image_pixels", type=int, default=None, metavar="N",
-                   help="Pillow's decompression-bomb limit in pixels (default Pillow's, ~89M); 0 removes it")
+    add_max_image_pixels(p)
 
 
 def _output_name(stem: str, style: str, has_alpha: bool) -> str:
@@ -355,10 +354,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             p.error(f"--{flag} goes with --style_image (arbitrary-style models)")
 
     def run() -> int:
-        if args.max_image_pixels is not None:
-            if args.max_image_pixels < 0:
-                raise DataError(f"--max_image_pixels must be >= 0 (0 removes the limit), got {args.max_image_pixels}")
-            set_max_image_pixels(args.max_image_pixels)
+        apply_max_image_pixels(args.max_image_pixels)
         def load() -> Stylizer:  # after every check of the arguments and files
             precision_note(args.device, args.precision, args.runtime, args.model_file)
             return _choose_style(args, _load(args, device=args.device, precision=args.precision,
@@ -387,9 +383,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         out_dir = _folder_output(args)
         return _folder(load(), files, out_dir, options, sheet=args.style_sheet)
 
-    # --max_image_pixels changes Pillow's process-wide limit: put it back for in-process callers.
-    limit = Image.MAX_IMAGE_PIXELS
-    try:
-        return run_command(run)
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
+    return run_command(run)

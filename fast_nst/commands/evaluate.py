@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 
 from ..lossnet import LOSS_NETWORKS
 from ..report import DEFAULT_MAX_SIZE, MAX_MODELS, MAX_PHOTOS, MAX_SIZE_LIMIT, write_report
-from . import new_parser, run_command
+from . import add_max_image_pixels, apply_max_image_pixels, new_parser, run_command
 
 __all__ = ["main", "parser"]
 
@@ -57,6 +57,7 @@ def parser() -> argparse.ArgumentParser:
                    help="also measure temporal stability (video flicker): each photo becomes a short "
                         "clip of known motion, stylized per frame and with stable statistics; the "
                         "warping error and change ratio go into the page and results.json")
+    add_max_image_pixels(p)
     return p
 
 
@@ -64,6 +65,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser().parse_args(argv)
 
     def run() -> int:
+        apply_max_image_pixels(args.max_image_pixels)
         page = write_report(args.model_file, args.images, args.output, style=args.style,
                             loss_model=args.loss_model, loss_model_file=args.loss_model_file,
                             loss_model_weights=args.loss_model_weights, device=args.device,

@@ -15,7 +15,7 @@ from ..core.images import IMAGE_EXTENSIONS, save_image
 from ..gatys import (DEFAULT_CONTENT_WEIGHT, DEFAULT_IMAGE_SIZE, DEFAULT_STEPS, DEFAULT_STYLE_WEIGHT,
                      DEFAULT_TV_WEIGHT, OPTIMIZERS, PRECISIONS, PRESETS, optimize)
 from ..lossnet import LOSS_NETWORKS
-from . import CommandParser, new_parser, run_command
+from . import add_max_image_pixels, apply_max_image_pixels, CommandParser, new_parser, run_command
 
 __all__ = ["main", "parser"]
 
@@ -84,6 +84,7 @@ def parser() -> argparse.ArgumentParser:
                    help="bf16: autocast for the VGG forward (Gram matrices stay fp32)")
     p.add_argument("--seed", type=int, default=0, help="seed for noise init and random weights")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    add_max_image_pixels(p)
     return p
 
 
@@ -94,6 +95,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return int(e.code or 0)
 
     def run() -> int:
+        apply_max_image_pixels(args.max_image_pixels)
         output = Path(args.output)
         if output.suffix.lower() not in IMAGE_EXTENSIONS:
             raise DataError(f"--output {output}: unsupported extension {output.suffix!r}; use one of "

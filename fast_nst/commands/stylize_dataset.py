@@ -24,7 +24,7 @@ from ..stylize.dataset import (MANIFEST, OUTPUT_FORMATS, check_run_settings, mer
                                plan_dataset, remove_stale_temps, save_run_settings)
 from ..stylize.dataset_run import DatasetSettings, stylize_shard, weights_digest
 from ..training.distributed import init_distributed, shutdown
-from . import new_parser, run_command
+from . import add_max_image_pixels, apply_max_image_pixels, new_parser, run_command
 
 __all__ = ["main", "parser"]
 
@@ -68,6 +68,7 @@ def parser() -> argparse.ArgumentParser:
                    help="CPU threads per process (default 1: results depend on the thread count, so keep "
                         "it fixed for bit-identical outputs; use one process per core instead)")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    add_max_image_pixels(p)
     return p
 
 
@@ -119,6 +120,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     def run() -> int:
         _check(args)
+        apply_max_image_pixels(args.max_image_pixels)
         ctx = init_distributed(args.device)
         try:
             return _run(args, ctx)

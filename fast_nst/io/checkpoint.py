@@ -211,7 +211,11 @@ def require_model_file(path: Path) -> None:
         raise CheckpointError(str(e)) from None
 
 
-def _refuse_torchscript(path: Path) -> None:
+def _refuse_other_formats(path: Path) -> None:
+    """An ONNX or TorchScript export said to be one, with what to give instead."""
+    if path.suffix.lower() == ".onnx":  # eval.py, load_stylizer and the app tell them by the suffix too
+        raise CheckpointError(f"{path} is an ONNX export: this needs the .pth or .safetensors model it was "
+                              "exported from (eval.py, load_stylizer and the web app run .onnx files).")
     source = torchscript_source(path)
     if source is not None:
         raise torchscript_error(path, source)
@@ -227,7 +231,7 @@ def safe_torch_load(path: str | Path) -> Any:
     require_model_file(path)
     if is_safetensors(path):
         return read_safetensors_checkpoint(path, MAX_ARCHIVE_BYTES)
-    return load_torch_file(path, MAX_ARCHIVE_BYTES, "a PyTorch checkpoint", _EXPECTED, inspect=_refuse_torchscript)
+    return load_torch_file(path, MAX_ARCHIVE_BYTES, "a PyTorch checkpoint", _EXPECTED, inspect=_refuse_other_formats)
 
 
 def validate_checkpoint(ckpt: Any, path: str | Path) -> dict[str, Any]:

@@ -98,6 +98,8 @@ def plan_dataset(images: Path, output: Path, styles: Sequence[str], per_image: i
     if output.resolve() == images.resolve() or images.resolve() in output.resolve().parents:
         raise FastNSTError(f"--output {output} is inside --images {images}: a second run would stylize the "
                            "stylized photos. Choose an output folder outside it.")
+    if output.exists() and not output.is_dir():
+        raise FastNSTError(f"--output {output} is a file, not a folder; give a folder for the stylized photos.")
     if not photos:
         raise FastNSTError(f"--images {images}: no photos ({', '.join(OUTPUT_FORMATS)}, jpeg, bmp) in it or "
                            "its subfolders.")
