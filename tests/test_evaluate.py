@@ -157,6 +157,9 @@ def test_errors_are_one_line_and_leave_nothing(setup, tmp_path, capsys):
     code, err = _run(capsys, models, photos, out, "--max_size", "5000")
     assert_clean_in_process(code, err, "--max_size must be a whole number from 1 to 1024")
     assert not out.exists()
+    code, err = _run(capsys, models, photos, out, "--stability")  # before the stylizing, not after it
+    assert_clean_in_process(code, err, "--stability: a 48 x 40 photo is too small for a", "larger --max_size")
+    assert not out.exists() and "ms per photo" not in err
     code, err = _run(capsys, models, photos, notes)
     assert_clean_in_process(code, err, "is a file; give a folder")
     code, err = _run(capsys, models, photos, out, "--style", tmp_path / "no.jpg")
@@ -175,6 +178,19 @@ def test_photos_are_bounded_and_named_uniquely(tmp_path):
     assert len(photos) == MAX_PHOTOS
     assert [p.name for p in photos[:3]] == ["img_000_jpg", "img_000_png", "img_001"]
     assert photos[0].image.size == (8, 6)
+
+
+def test_an_unreadable_photo_is_skipped_not_the_report(tmp_path):
+    make_photo(tmp_path / "a.jpg", (20, 16), seed=1)
+    (tmp_path / "b.jpg").write_bytes(b"not a JPEG")
+    make_photo(tmp_path / "b.JPG", (20, 16), seed=2)
+    with pytest.warns(UserWarning, match=r"b\.jpg: not an image file Pillow can read \(skipped\)"):
+        photos = collect_photos(tmp_path, 8)
+    assert [p.name for p in photos] == ["a", "b_jpg"]  # b.JPG sorts first: b_jpg, then b.jpg's b_jpg_2
+    (tmp_path / "a.jpg").write_bytes(b"")
+    (tmp_path / "b.JPG").write_bytes(b"")
+    with pytest.warns(UserWarning), pytest.raises(DataError, match="none of its images could be read"):
+        collect_photos(tmp_path, 8)
 
 
 def test_weights_are_converted_to_the_measuring_networks_convention():

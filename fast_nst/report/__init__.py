@@ -31,7 +31,7 @@ from .collect import (DEFAULT_MAX_SIZE, MAX_MODELS, MAX_PHOTOS, MAX_SIZE_LIMIT, 
 from .measure import Result, build_encoder, load_style, measure_model, style_targets, weights_label
 from .page import PageInfo, format_loss, loss_groups, render_page
 from .sheet import contact_sheet
-from .stability import StabilityResult, measure_stability, stability_html
+from .stability import StabilityResult, clip_of, measure_stability, stability_html
 
 __all__ = ["DEFAULT_MAX_SIZE", "MAX_MODELS", "MAX_PHOTOS", "MAX_SIZE_LIMIT", "write_report"]
 
@@ -89,11 +89,21 @@ def _sheet(photos: Sequence[Photo], models: Sequence[ModelEntry], results: Seque
     return contact_sheet(titles, rows)
 
 
-def _prepare(model_files, images, output, style, loss_model, loss_model_file, weights, device, max_size):
+def _stability_error(e: ValueError) -> FastNSTError:
+    return FastNSTError(f"--stability: {e}; use larger photos or a larger --max_size.")
+
+
+def _prepare(model_files, images, output, style, loss_model, loss_model_file, weights, device, max_size,
+             stability=False):
     """Every check before the work; (photos, models, loss network name, encoder, style losses,
     style images, device)."""
     _check_arguments(model_files, max_size, weights)
     photos = collect_photos(Path(images), max_size)
+    try:
+        for p in photos if stability else []:  # each photo's clip, made again (in ms) when measured
+            clip_of(p.image)
+    except ValueError as e:
+        raise _stability_error(e) from None
     styles = ([style] if style else []) if isinstance(style, (str, Path)) else list(style or [])
     models = load_models([str(f) for f in model_files], device,
                          style_per_model([Path(s) for s in styles], len(model_files)), loss_model_file, loss_model)
@@ -142,7 +152,7 @@ def write_report(model_files: Sequence[PathLike], images: PathLike, output: Path
     out = Path(output)
     file = None if loss_model_file is None else str(loss_model_file)
     photos, models, name, encoder, targets, style_images, dev = _prepare(
-        model_files, images, out, style, loss_model, file, loss_model_weights, device, max_size)
+        model_files, images, out, style, loss_model, file, loss_model_weights, device, max_size, stability)
     # From now on this folder is a report: running again may replace it, nothing else is refused.
     with atomic_write(out / REPORT_MARKER) as tmp:
         tmp.write_text("A quality report written by fast-nst (python -m fast_nst.evaluate); a later report "
@@ -183,7 +193,7 @@ def _stability(models: Sequence[ModelEntry], photos: Sequence[Photo]) -> list[St
         try:
             mine = measure_stability(m.name, m.stylizer, [p.image for p in photos])
         except ValueError as e:
-            raise FastNSTError(f"--stability: {e}; use larger photos or a larger --max_size.") from None
+            raise _stability_error(e) from None
         found += mine
         print(f"{m.name}: " + "; ".join(f"{r.mode} warping error {r.warp_error:.2f} levels (input "
                                         f"{r.input_warp_error:.2f}), change ratio {r.change_ratio:.2f} "

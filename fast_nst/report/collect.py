@@ -19,7 +19,7 @@ from PIL import Image
 from ..core.config import TrainConfig
 from ..core.errors import DataError, FastNSTError
 from ..core.untrusted.downloads import style_name
-from ..core.files import missing_dirs, probe_writable, safe_component
+from ..core.files import distinct_stems, missing_dirs, probe_writable, safe_component
 from ..core.images import IMAGE_EXTENSIONS, list_images
 from ..core.untrusted import input_file, input_path, open_image, shown
 from ..io.checkpoint import FORMAT_NAME, safe_torch_load
@@ -131,10 +131,16 @@ def collect_photos(source: Path, max_size: int) -> list[Photo]:
         warnings.warn(f"{source} holds {len(paths)} images; the report shows the first {MAX_PHOTOS} "
                       "(by name). Make a folder of the photos you want to compare.")
         paths = paths[:MAX_PHOTOS]
-    stems = [p.stem if [q.stem for q in paths].count(p.stem) == 1 else f"{p.stem}_{p.suffix[1:]}"
-             for p in paths]  # x.jpg and x.png: x_jpg, x_png, as eval.py names them
-    return [Photo(name, path, resize_for_processing(open_image(path).convert("RGB"), max_size, None))
-            for name, path in zip(unique_names(stems, _RESERVED), paths)]
+    photos = []
+    # x.jpg and x.png: x_jpg, x_png, as eval.py names them
+    for name, path in zip(unique_names(distinct_stems([p.name for p in paths]), _RESERVED), paths):
+        try:
+            photos.append(Photo(name, path, resize_for_processing(open_image(path).convert("RGB"), max_size, None)))
+        except DataError as e:  # one unreadable photo need not cost the whole report
+            warnings.warn(f"{shown(str(e).splitlines()[0], 300)} (skipped)")
+    if not photos:
+        raise DataError(f"--images {source}: none of its images could be read (above); give a folder of photos.")
+    return photos
 
 
 def _strings(value: Any, default: tuple[str, ...]) -> tuple[str, ...]:
