@@ -199,6 +199,20 @@ def test_resume_is_exact_and_keeps_its_encoder(trained, data, tmp_path):
               resume=True, progress=False)
 
 
+def test_a_thin_painting_is_skipped_with_a_warning(data, tmp_path, capsys):
+    """A 1 x 300 px painting in style_dir is skipped like an unreadable one, with one warning
+    (paintings are cut into image_size crops, so every other one has the sides the loss network needs)."""
+    art = tmp_path / "art"
+    for i in range(2):
+        make_photo(art / f"a{i}.png", (40, 50), seed=60 + i)
+    Image.new("RGB", (1, 300), (200, 10, 10)).save(art / "thin.png")
+    values = _values(data, tmp_path / "models", style_dir=str(art), max_steps=3, val_dir="", num_samples=0)
+    result = train(train_config_from_dict(values, "test"), progress=False)
+    err = capsys.readouterr().err
+    assert err.count(f"warning: skipping unreadable training file {art / 'thin.png'}") == 1, err
+    assert result.step == 3 and "Skipped 1 unreadable training file" in err, err
+
+
 def test_compiled_training_with_warmup(data, tmp_path, monkeypatch):
     """compile wraps the decoder and the loss; the warm-up's changing style factor is a tensor
     the compiled loss reads (no recompile per step); bf16 autocast around both. The graphs are

@@ -3,6 +3,7 @@ styles, adding styles with frozen convolutions, checkpoints, config checks, the 
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,9 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import assert_clean_in_process, examples, in_process, make_photo, tiny_values
+from conftest import assert_clean_in_process, examples, in_process, make_photo, tiny_values, write_config
 from fast_nst.commands import eval as eval_cmd
+from fast_nst.commands.train import main as train_main
 from fast_nst.core.errors import CheckpointError, ConfigError, FastNSTError
 from fast_nst.io.checkpoint import atomic_torch_save, load_model, read_checkpoint
 from fast_nst.nets.multistyle import MultiStyleArgs, MultiStyleNet, StyleError, resolve_style, style_label
@@ -22,6 +24,7 @@ from fast_nst.training.config import train_config_from_dict
 from fast_nst.training.trainer import train
 
 NAMES = ["alpha", "beta", "gamma"]
+SMALL = {"base_channels": 8, "num_residual": 1}
 
 
 def _net(num_styles: int = 3, seed: int = 0) -> MultiStyleNet:
@@ -238,8 +241,68 @@ def test_set_up_errors(tmp_path, train_dir, styles, trained):
     # The other way round: a one-style config cannot start from a multi-style model.
     from_multi = tiny_values(tmp_path / "m", train_dir, styles[0], max_steps=1, naming="two", init_from=str(first.model_file))
     with pytest.raises(ConfigError, match="is a johnson_multi network, the config trains model_type johnson; set "
-                                          "model_type: johnson_multi and list its styles and the new ones in style_images"):
+                                          "model_type: johnson_multi and list the styles to add in style_images "
+                                          "\\(its own styles are kept\\)$"):
         train(train_config_from_dict(from_multi, "test"), progress=False)
+
+
+def test_frozen_convolutions_refuse_a_style_the_model_already_holds(tmp_path, train_dir, styles, trained):
+    """freeze: convolutions keeps every style of init_from exactly: a style listed again would
+    train its norm rows, so it is refused before any work (the recipe lists only new styles)."""
+    _, _, first, _ = trained
+    again = _values(tmp_path, train_dir, styles, naming="again", init_from=str(first.model_file), freeze="convolutions")
+    with pytest.raises(ConfigError, match="already holds the style\\(s\\) alpha, beta, which style_images lists "
+                                          "again; with freeze: convolutions its styles stay exactly as they are"):
+        train(train_config_from_dict(again, "test"), progress=False)
+    assert not (tmp_path / "models" / "again").exists()
+    # Another width than init_from's is said too (the network's own arguments are kept).
+    wide = dict(again, style_images=[str(styles[2])], model_args={"base_channels": 4, "num_residual": 1})
+    with pytest.raises(ConfigError, match="with base_channels 8 \\(the config: 4\\); set model_type: johnson_multi "
+                                          "and model_args: \\{'base_channels': 8, 'num_residual': 1\\} to add styles"):
+        train(train_config_from_dict(wide, "test"), progress=False)
+
+
+def _resume_refused(capsys, conf: Path, checkpoint: Path, *fragments: str) -> None:
+    code, err = in_process(capsys, train_main, "-c", conf, "--resume", checkpoint, "--set", "max_steps=10",
+                           "--no_progress")
+    assert_clean_in_process(code, err, *fragments)
+    assert sum(line.startswith("error: ") for line in err.splitlines()) == 1 and "Training " not in err, err
+
+
+def test_resume_with_a_checkpoint_of_another_network_is_refused(tmp_path, train_dir, style_file, styles, trained,
+                                                               capsys):
+    """--resume continues the run that wrote the checkpoint: another network type, width or
+    style list is refused in one line before any work (a 2-style run's finished model was
+    replaced by a one-style network, and the reverse ended in a ValueError traceback)."""
+    root, v, first, second = trained
+    models = tmp_path / "models"
+    shutil.copytree(first.run_dir, models / "two")  # the finished 2-style run, resumed onto below
+    one = train(train_config_from_dict(tiny_values(models, train_dir, style_file, naming="one", max_steps=2,
+                                                   model_args=SMALL), "test"), progress=False)
+    one_ckpt, two_ckpt = one.run_dir / "checkpoints" / "step_00000002.pth", models / "two" / "checkpoints" / "step_00000004.pth"
+    before = {p: p.read_bytes() for p in (models / "two").rglob("*.pth")}
+    multi = dict(v, model_path=str(models))
+    conf = lambda name, **change: write_config(tmp_path / f"{name}.yml", **{**multi, **change})  # noqa: E731
+    fix = "Resume with its run's config ("
+    _resume_refused(capsys, conf("two"), one_ckpt, "holds a johnson network, the config trains model_type johnson_multi",
+                    f"{fix}{one.run_dir / 'config.yml'})", f"--init_from {one_ckpt} with model_type: johnson")
+    single = write_config(tmp_path / "one.yml", **tiny_values(models, train_dir, style_file, naming="one", model_args=SMALL))
+    _resume_refused(capsys, single, two_ckpt, "holds a johnson_multi network, the config trains model_type johnson",
+                    "with model_type: johnson_multi and the styles to add in style_images")
+    _resume_refused(capsys, conf("narrow", model_args={"base_channels": 4, "num_residual": 1}), two_ckpt,
+                    "with base_channels 8 (the config: 4)", "model_args: {'base_channels': 8, 'num_residual': 1}")
+    _resume_refused(capsys, conf("swapped", style_images=[str(styles[1]), str(styles[0])]), two_ckpt,
+                    "was trained on the styles alpha, beta (in this order), the config lists beta, alpha")
+    _resume_refused(capsys, conf("other", style_images=[str(styles[0]), str(styles[2])]), two_ckpt,
+                    "the config lists alpha, gamma", "with only the styles to add in style_images")
+    assert {p: p.read_bytes() for p in (models / "two").rglob("*.pth")} == before, "the run was trained"
+    assert not (models / "narrow").exists() and not (models / "swapped").exists()
+    # A run that added a style (its config lists only the new one) still resumes.
+    added = dict(trained[1], naming="three", style_images=[str(styles[2])], style_weights=[], max_steps=3,
+                 init_from=str(first.model_file), freeze="convolutions", model_path=str(models))
+    shutil.copytree(second.run_dir, models / "three")
+    resumed = train(train_config_from_dict(added, "test"), resume=True, progress=False)
+    assert read_checkpoint(resumed.model_file)["step"] == 3
 
 
 def test_damaged_style_names_are_refused(tmp_path, trained):

@@ -776,6 +776,26 @@ def test_bad_config_value_fails_fast(tmp_path, train_dir, style_file, capsys):
     assert_nothing_trained(run)
 
 
+def test_a_thin_style_image_fails_fast(tmp_path, train_dir, style_file, capsys):
+    """A 1 x 300 px style image (it ended in max_pool2d's "Output size is too small" traceback)
+    is refused in one line with the style_size that fits: resized, as it is, and in style_images."""
+    from fast_nst.commands.train import main as train_main
+
+    thin = tmp_path / "thin.png"
+    Image.new("RGB", (1, 300), (200, 10, 10)).save(thin)
+    run = tiny_run(tmp_path, "thin", train_dir, style_file, style_image=str(thin))
+    multi = tiny_run(tmp_path, "thin_multi", train_dir, style_file, style_image="", model_type="johnson_multi",
+                     style_images=[str(style_file), str(thin)])
+    for case, extra, key, size in ((run, (), "style_image", "1 x 48 px at style_size 48"),
+                                   (run, ("--set", "style_size=null"), "style_image", "1 x 300 px (style_size: null)"),
+                                   (multi, (), "style_images", "1 x 48 px at style_size 48")):
+        code, err = in_process(capsys, train_main, *case.args(*extra))
+        assert_clean_in_process(code, err, f"Style image ({key}: {thin}) cannot be used: style image of {size}: style "
+                                "images need at least 8 px per side", "set style_size: 2400 or more")
+        assert "Training " not in err, err
+        assert_nothing_trained(case)
+
+
 def test_vgg_download_failure_names_url_and_destination(tmp_path, train_dir, style_file, monkeypatch, capsys):
     import fast_nst.core.untrusted.downloads
     from fast_nst.commands.train import main as train_main

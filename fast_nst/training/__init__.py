@@ -3,7 +3,8 @@
 :func:`train` runs a :class:`~fast_nst.training.trainer.Trainer` for a config from
 :func:`load_train_config`. Modules: ``config`` (the registry checks), ``data`` (photos ->
 batches), ``cache`` (the pre-resized cache), ``coco`` (the COCO download), ``distributed``
-(torchrun), ``setup`` (checks before step 1), ``monitor`` (loss bookkeeping), ``trainer`` (the loop).
+(torchrun), ``networks`` (the network a config builds), ``setup`` (checks before step 1),
+``monitor`` (loss bookkeeping), ``trainer`` (the loop).
 """
 
 from __future__ import annotations

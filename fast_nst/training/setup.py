@@ -6,7 +6,6 @@ style_dir), the network's arguments and the loss network.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import shutil
 import warnings
@@ -20,7 +19,7 @@ from .. import nets
 from ..core.config import TrainConfig
 from ..core.device import resolve_device, slow_training_note
 from ..core.errors import CheckpointError, ConfigError, DataError, FastNSTError
-from ..core.untrusted.downloads import fetch_style_image, style_name
+from ..core.untrusted.downloads import fetch_style_image
 from ..core.files import probe_writable
 from ..core.images import pil_to_tensor
 from ..core.untrusted import open_image, resize_style, shown
@@ -28,13 +27,15 @@ from ..core.untrusted.safetensors_header import require_safetensors
 from ..io import checkpoint as ckpt_io
 from ..io.hub import local_model_file
 from ..io.safetensors_file import SAFETENSORS_SUFFIX
-from ..lossnet import get_loss_network, layer_names
+from ..lossnet import get_loss_network, min_side
 from ..lossnet.vgg import VGGEncoder, build_loss_network
 from ..nets.adain import file_sha256
 from ..nets.base import StyleNetwork
 from ..nets.multistyle import MAX_STYLES
 from .config import check_config, train_config_from_dict
 from .data import find_training_images
+from .networks import (build_network, check_network_args, encoder_layers, network_args, network_difference,
+                       style_sources)
 from .distributed import DistContext
 from .lock import RunLock
 
@@ -84,72 +85,6 @@ class RunSetup:
         return self.styles[0]
 
 
-def _takes_style_image(cfg: TrainConfig) -> bool:
-    return nets.takes_style_image(cfg.model_type)
-
-
-def network_args(cfg: TrainConfig, encoder_sha256: str = "") -> dict:
-    """The network's arguments: ``cfg.model_args``, and for a multi-style network one style per
-    ``style_images`` entry; an arbitrary-style network's encoder is the loss network
-    (``loss_model``, ``loss_model_file``, ``loss_model_weights``, seeded by ``seed``)."""
-    args = dict(cfg.model_args)
-    if nets.NETWORKS[cfg.model_type].many_styles:
-        args["num_styles"] = len(cfg.style_images)
-    if _takes_style_image(cfg):
-        args.update(encoder=cfg.loss_model, encoder_file=cfg.loss_model_file, encoder_seed=cfg.seed,
-                    encoder_weights=cfg.loss_model_weights, encoder_sha256=encoder_sha256)
-    return args
-
-
-def build_network(cfg: TrainConfig) -> StyleNetwork:
-    """A new network of ``cfg.model_type`` with :func:`network_args`; ConfigError for bad arguments."""
-    try:
-        return nets.build_network(cfg.model_type, network_args(cfg))
-    except ValueError as e:
-        raise ConfigError(f"config: key 'model_args' {e}") from None
-
-
-def check_network_args(cfg: TrainConfig) -> None:
-    """ConfigError unless the network's arguments are in bounds; for an arbitrary-style network
-    (checked without building it: that loads its encoder) also unless every style layer lies
-    within its encoder."""
-    if not _takes_style_image(cfg):
-        build_network(cfg)  # built again, seeded, by the trainer
-        return
-    try:
-        args = nets.make_args(cfg.model_type, network_args(cfg))
-    except ValueError as e:
-        raise ConfigError(f"config: key 'model_args' {e}") from None
-    names = layer_names(get_loss_network(cfg.loss_model).arch)
-    deeper = [n for n in cfg.style_layers if names.index(n) > names.index(args.encoder_layer)]
-    if deeper:
-        raise ConfigError(f"config: key 'style_layers' names {', '.join(deeper)}, deeper than the encoder's "
-                          f"last layer {args.encoder_layer} (model_args encoder_layer); Huang & Belongie "
-                          f"match {', '.join(args.encoder_layers())}")
-
-
-def _encoder_layers(cfg: TrainConfig) -> list[str]:
-    """The loss network's layers a run needs: the content and style layers, or for an
-    arbitrary-style network its encoder's (which is the loss network) and the style layers."""
-    if _takes_style_image(cfg):
-        encoder = nets.make_args(cfg.model_type, network_args(cfg)).encoder_layers()
-        return list(dict.fromkeys(encoder + list(cfg.style_layers)))
-    return list(dict.fromkeys(cfg.content_layers + cfg.style_layers))
-
-
-def style_sources(cfg: TrainConfig) -> list[tuple[str, str]]:
-    """(name, path or URL) of each style the config trains; ConfigError for two of one name."""
-    if not cfg.style_images:
-        return [(cfg.naming, cfg.style_image)]
-    named = [(style_name(src), src) for src in cfg.style_images]
-    names = [n for n, _ in named]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise ConfigError(f"config: key 'style_images' names the style(s) {', '.join(twice)} more than "
-                          "once (a style is named after its file); rename the files or drop the repeats")
-    return named
-
-
 def total_steps(cfg: TrainConfig, num_images: int, world_size: int = 1) -> int:
     """max_steps if set, else epochs over the images in whole global batches."""
     if cfg.max_steps is not None:
@@ -163,8 +98,18 @@ def load_style_tensor(cfg: TrainConfig, source: Optional[str] = None) -> torch.T
     source = source or cfg.style_image
     key = "style_image" if source == cfg.style_image else "style_images"
     path = fetch_style_image(source)
+    # The loss network pools the style image down to its deepest layer: a thinner side would
+    # end in max_pool2d's "Output size is too small" after the loader had started.
+    least = min_side(cfg.loss_model, encoder_layers(cfg))
     try:
-        img = resize_style(open_image(path).convert("RGB"), cfg.style_size, "longer", path, "style_size")
+        img = open_image(path).convert("RGB")
+        fits = -(-least * max(img.size) // min(img.size)) if min(img.size) else None  # the style_size that fits
+        img = resize_style(img, cfg.style_size, "longer", path, "style_size")
+        if min(img.size) < least:
+            at = f"at style_size {cfg.style_size}" if cfg.style_size else "(style_size: null)"
+            fix = f"set style_size: {fits} or more, or crop" if fits else "use"
+            raise DataError(f"style image of {img.width} x {img.height} px {at}: style images need at least "
+                            f"{least} px per side for the loss network's layers; {fix} a less elongated image")
     except DataError as e:
         raise DataError(f"Style image ({key}: {shown(source)}) cannot be used: {e}") from None
     return pil_to_tensor(img).unsqueeze(0)
@@ -188,8 +133,13 @@ def _read_init(cfg: TrainConfig, style_names: list) -> StyleNetwork:
     if model_type != cfg.model_type:
         raise ConfigError(f"init_from: {cfg.init_from} is a {model_type} network, the config "
                           f"trains model_type {cfg.model_type}; set model_type: {model_type}")
-    _check_style_count(cfg, ckpt)
-    return ckpt_io.build_model(ckpt, cfg.init_from).with_styles(style_names)
+    _check_added_styles(cfg, ckpt)
+    net = ckpt_io.build_model(ckpt, cfg.init_from)
+    found = network_difference(cfg, model_type, net.args)
+    if found is not None:
+        raise ConfigError(f"init_from: {shown(cfg.init_from)} is a {model_type} network{found[0]}; set "
+                          f"{found[1]} to add styles to it")
+    return net.with_styles(style_names)
 
 
 def _one_style_init(cfg: TrainConfig) -> StyleNetwork:
@@ -200,32 +150,21 @@ def _one_style_init(cfg: TrainConfig) -> StyleNetwork:
         net, _ = ckpt_io.load_model(local_model_file(cfg.init_from))
     except CheckpointError as e:
         raise ConfigError(f"init_from: {e}") from None
-    try:
-        cls, want = nets.network_class(cfg.model_type), nets.make_args(cfg.model_type, network_args(cfg))
-    except ValueError as e:
-        raise ConfigError(f"config: key 'model_args' {e}") from None
-    if type(net) is cls and net.args == want:
+    found = network_difference(cfg, net.model_type, net.args)
+    if found is None:
         return net
-    where = f"init_from: {shown(cfg.init_from)} is a {net.model_type} network"
-    if type(net) is not cls or nets.NETWORKS[net.model_type].many_styles:
-        raise ConfigError(f"{where}, the config trains model_type {cfg.model_type}; set model_type: {net.model_type}"
-                          + (" and list its styles and the new ones in style_images"
-                             if nets.NETWORKS[net.model_type].many_styles else ""))
-    theirs, ours = dataclasses.asdict(net.args), dataclasses.asdict(want)
-    differ = ", ".join(f"{k} {theirs[k]!r} (the config: {ours[k]!r})" for k in ours if theirs[k] != ours[k])
-    # The registry's name for these arguments (a preset such as johnson_slim), else the
-    # arguments that differ from the class's defaults.
-    preset = next((name for name in nets.NETWORKS
-                   if nets.network_class(name) is cls and nets.make_args(name, {}) == net.args), None)
-    defaults = dataclasses.asdict(nets.make_args(net.model_type, {}))
-    fix = (f"model_type: {preset} and no model_args" if preset else f"model_type: {net.model_type} and "
-           f"model_args: {({k: v for k, v in theirs.items() if v != defaults[k]})}")
-    raise ConfigError(f"{where} with {differ}; set {fix} to train it further")
+    differ, settings = found
+    where = f"init_from: {shown(cfg.init_from)} is a {net.model_type} network{differ}; set {settings}"
+    if nets.NETWORKS[net.model_type].many_styles:
+        raise ConfigError(f"{where} and list the styles to add in style_images (its own styles are kept)")
+    raise ConfigError(f"{where} to train it further")
 
 
-def _check_style_count(cfg: TrainConfig, ckpt: dict) -> None:
+def _check_added_styles(cfg: TrainConfig, ckpt: dict) -> None:
     """ConfigError, before any work, when the styles of ``init_from`` plus the new ones of
-    style_images exceed what a multi-style network holds (:data:`MAX_STYLES`)."""
+    style_images exceed what a multi-style network holds (:data:`MAX_STYLES`), or when
+    ``freeze: convolutions`` (which keeps every style of ``init_from`` as it is) meets a style
+    that ``init_from`` already holds: training it would change its norm rows."""
     names = ckpt.get("style_names")
     count = ckpt["model_args"].get("num_styles")
     if isinstance(names, list):
@@ -234,7 +173,14 @@ def _check_style_count(cfg: TrainConfig, ckpt: dict) -> None:
     else:  # unnamed styles are style0, style1, ... (io.checkpoint)
         count = count if isinstance(count, int) and not isinstance(count, bool) else 0
         existing = {f"style{i}" for i in range(min(count, MAX_STYLES))}
-    new = [n for n, _ in style_sources(cfg) if n not in existing]
+    listed = [n for n, _ in style_sources(cfg)]
+    again = [n for n in listed if n in existing]
+    if again and cfg.freeze == "convolutions":
+        raise ConfigError(f"init_from: {shown(cfg.init_from)} already holds the style(s) {shown(', '.join(again))}, "
+                          "which style_images lists again; with freeze: convolutions its styles stay exactly "
+                          "as they are and only new styles train: list only the styles to add in style_images "
+                          "(or drop freeze to train the listed styles further with the whole network)")
+    new = [n for n in listed if n not in existing]
     if count + len(new) > MAX_STYLES:
         raise ConfigError(f"init_from: {cfg.init_from} has {count} styles and style_images adds {len(new)}, "
                           f"{count + len(new)} in all; a multi-style network holds at most {MAX_STYLES}. "
@@ -312,12 +258,46 @@ def _read_resume(cfg: TrainConfig, run_dir: Path, resume, ctx: DistContext) -> t
     except FastNSTError as e:
         raise CheckpointError(str(e)) from None
     _check_global_batch(cfg, ckpt, old, path, ctx)
+    _check_resume_network(cfg, ckpt, old, path)
     changed = sorted(k for k, v in cfg.to_dict().items()
                      if k not in RESUME_SAFE_KEYS and old.to_dict().get(k) != v)
     if changed and ctx.is_main:
         warnings.warn(f"Resuming with a config that differs from the checkpoint's in: "
                       f"{', '.join(changed)}; the result will not match an uninterrupted run.")
     return ckpt, path
+
+
+def _check_resume_network(cfg: TrainConfig, ckpt: dict, old: TrainConfig, path: Path) -> None:
+    """ConfigError, before any work, unless the checkpoint holds the network the config trains:
+    its model_type and model_args and, for a multi-style network, the styles in the config's
+    order (the round robin's). A resume continues its own run; training another network in it
+    would replace the run's model with a network of another kind."""
+    model_type = ckpt.get("model_type", ckpt_io.LEGACY_MODEL_TYPE)
+    try:
+        args = nets.make_args(model_type, ckpt["model_args"])
+    except ValueError as e:
+        raise CheckpointError(f"{path}: bad model_args ({str(e)[:300]}).") from None
+    run_config = path.parent.parent / CONFIG_FILE
+    own = f"its run's config ({run_config})" if path.parent.name == ckpt_io.CHECKPOINT_DIR else "its run's config"
+    found = network_difference(cfg, model_type, args)
+    if found is not None:
+        styles = " and the styles to add in style_images" if nets.NETWORKS[model_type].many_styles else ""
+        raise ConfigError(f"--resume: {path} holds a {model_type} network{found[0]}; a checkpoint continues only "
+                          f"the run that wrote it. Resume with {own}, or start a new run from its weights: "
+                          f"--init_from {path} with {found[1]}{styles}")
+    if not nets.NETWORKS[model_type].many_styles:
+        return
+    theirs, ours = [n for n, _ in style_sources(old)], [n for n, _ in style_sources(cfg)]
+    held = ckpt.get("style_names") if isinstance(ckpt.get("style_names"), list) else []
+    if ours != theirs:
+        raise ConfigError(f"--resume: {path} was trained on the styles {shown(', '.join(theirs))} (in this order), "
+                          f"the config lists {shown(', '.join(ours))}; a checkpoint continues only the run that "
+                          f"wrote it. Resume with {own} (its style_images, in that order), or add styles in a "
+                          f"new run: --init_from {path} with only the styles to add in style_images")
+    missing = [n for n in ours if n not in held]
+    if missing:
+        raise CheckpointError(f"{path}: its network lacks the style(s) {shown(', '.join(missing))} its config "
+                              "trains; the file is damaged. Resume from another checkpoint (--resume PATH).")
 
 
 def _processes(n: int) -> str:
@@ -348,10 +328,10 @@ def _check_global_batch(cfg: TrainConfig, ckpt: dict, old: TrainConfig, path: Pa
 def _inputs(cfg: TrainConfig, ctx: DistContext) -> tuple[list, torch.Tensor, VGGEncoder, list]:
     """The photos, the style image, the loss network and the validation photos; every one that is missing is reported
     in one message, each with its fix (a fresh set-up usually lacks all three)."""
-    layers = _encoder_layers(cfg)
+    layers = encoder_layers(cfg)
     loaders = (
         lambda: find_training_images(cfg.train_dir),
-        (lambda: find_training_images(cfg.style_dir, key="style_dir", hint=PAINTINGS_HINT)) if _takes_style_image(cfg)
+        (lambda: find_training_images(cfg.style_dir, key="style_dir", hint=PAINTINGS_HINT)) if nets.takes_style_image(cfg.model_type)
         else (lambda: [load_style_tensor(cfg, src) for _, src in style_sources(cfg)]),
         lambda: build_loss_network(cfg.loss_model_weights, layers, cfg.loss_model_file or None,
                                    seed=cfg.seed, quiet=not ctx.is_main, name=cfg.loss_model),
@@ -401,7 +381,7 @@ def prepare_run(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: boo
     init_model = _read_init(cfg, names) if cfg.init_from and resume_ckpt is None else None
     files, styles, encoder, val_files = _inputs(cfg, ctx)
     style_files, sha = [], ""
-    if _takes_style_image(cfg):
+    if nets.takes_style_image(cfg.model_type):
         style_files, styles = styles, []
         sha = _arbitrary_checks(cfg, style_files, resume_ckpt, resume_path, ctx)
     steps = total_steps(cfg, len(files), ctx.world_size)
