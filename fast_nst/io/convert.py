@@ -51,8 +51,8 @@ def convert_file(src: str | Path, dest: str | Path, fmt: str = "pytorch-examples
     if fmt not in FORMATS:
         raise FastNSTError(f"Unknown format {quote(fmt)}; choose one of: {', '.join(FORMATS)}")
     src, dest = Path(src), Path(dest)
+    check_output_file(dest, "the output file", [src])  # first: a folder or device is named as what it is
     check_dest_suffix(dest)
-    check_output_file(dest, "the output file", [src])
     obj = safe_torch_load(src)
     if not is_pytorch_examples(obj):
         raise CheckpointError(f"{src}: not a pytorch/examples fast_neural_style model (expected keys "
