@@ -470,3 +470,24 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
         assert tmp.suffix == ".txt" and tmp.name.startswith(".out.tmp")
         tmp.write_text("new")
     assert path.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002], ids=oct)
+def test_atomic_write_gives_the_mode_of_a_new_file_whatever_the_writer_chose(tmp_path, umask):
+    """safetensors' writer makes its file 0600; every output gets 0666 less the umask instead."""
+    import os
+    import stat
+
+    from fast_nst.core.files import atomic_write, process_umask
+
+    previous = os.umask(umask)
+    try:
+        assert process_umask() == umask
+        with atomic_write(tmp_path / "shared.safetensors", keep_suffix=True) as tmp:
+            fd = os.open(tmp, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+        (tmp_path / "plain.txt").write_text("x")
+    finally:
+        os.umask(previous)
+    mode = stat.S_IMODE((tmp_path / "shared.safetensors").stat().st_mode)
+    assert mode == 0o666 & ~umask == stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode), oct(mode)

@@ -133,6 +133,48 @@ def test_convert_rejects_other_files(tmp_path, capsys):
     assert not (tmp_path / "o.pth").exists()
 
 
+def test_convert_writes_what_the_suffix_says(examples_model, tmp_path, capsys):
+    """x.safetensors used to be a .pth pickle under that name, which eval.py then refused."""
+    from fast_nst.io.safetensors_file import read_safetensors_checkpoint
+
+    net, src = examples_model
+    out = tmp_path / "cv" / "x.safetensors"
+    assert convert_main([str(src), str(out)]) == 0
+    assert capsys.readouterr().out == f"Saved {out}\n"
+    ckpt = read_safetensors_checkpoint(out, 1 << 30)
+    assert ckpt["config"]["naming"] == "x" and ckpt["kind"] == "model"
+    x = torch.rand(1, 3, 32, 40, generator=torch.Generator().manual_seed(0))
+    got = load_stylizer(out, device="cpu").stylize_tensor(x)
+    assert (got - reference(net, x)).abs().max() < 2e-4
+
+
+@pytest.mark.parametrize("name,message", [
+    ("x.onnx", "cv/x.onnx: convert does not write ONNX; convert to {d}/cv/x.pth, then export that: "
+               "python -m fast_nst.export {d}/cv/x.pth --format onnx --output {d}/cv/x.onnx"),
+    ("x.bin", "convert writes .pth, .pt (a fast-nst checkpoint) or .safetensors files, not '.bin'; "
+              "name the output e.g. {d}/cv/x.pth"),
+    ("x", "not a file without a suffix; name the output e.g. {d}/cv/x.pth"),
+])
+def test_convert_refuses_suffixes_it_does_not_write_before_reading(tmp_path, capsys, name, message):
+    # SRC does not exist: the suffix is refused before it is read.
+    code = convert_main([str(tmp_path / "missing.pth"), str(tmp_path / "cv" / name)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("error: ") and message.format(d=tmp_path) in err, err
+    assert not (tmp_path / "cv").exists()
+
+
+def test_convert_to_safetensors_without_the_package_says_how_to_install_it(examples_model, tmp_path, capsys,
+                                                                          monkeypatch):
+    from fast_nst.core.untrusted import safetensors_header
+
+    monkeypatch.setattr(safetensors_header, "safe_open", None)
+    code = convert_main([str(tmp_path / "missing.pth"), str(tmp_path / "x.safetensors")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "needs the safetensors package: pip install" in err, err
+    assert not (tmp_path / "x.safetensors").exists()
+
+
 def test_download_pretrained_converts_each_model(examples_model, tmp_path, monkeypatch):
     _, src = examples_model
     archive = io.BytesIO()

@@ -143,6 +143,47 @@ def test_prepared_cache_yields_the_same_tensors_as_decoding(tmp_path, capsys):
         assert open_cache(d, 32, find_training_images(d)) is None
 
 
+def test_a_photo_replaced_under_its_name_makes_the_cache_stale(tmp_path, capsys):
+    """The index used to hold names only: a photo overwritten with another (same name) kept
+    training on the old pixels. Now each file's size and mtime are recorded and compared."""
+    import json
+    import os
+
+    from fast_nst.training.cache import cache_dir, open_cache, prepare_cache
+
+    d = tmp_path / "photos"
+    for i in range(3):
+        make_photo(d / f"p{i}.jpg", (40 + i, 36), seed=i)
+    files = find_training_images(d)
+    prepare_cache(d, 32, num_workers=0, progress=False)
+    assert open_cache(d, 32, files) is not None
+    refresh = f"refresh it with: python -m fast_nst.data prepare {d} --image_size 32"
+    # Another photo under p1.jpg's name; its mtime set apart explicitly, not by the clock.
+    st = os.stat(d / "p1.jpg")
+    (d / "p1.jpg").write_bytes((d / "p2.jpg").read_bytes())
+    os.utime(d / "p1.jpg", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    with pytest.warns(UserWarning) as caught:
+        assert open_cache(d, 32, files) is None
+    message = str(caught[0].message)
+    assert f"Ignoring stale cache {cache_dir(d, 32)} (p1.jpg changed since it was prepared); {refresh}" == message
+    # The same bytes, only a newer mtime (an edit that kept the size): stale too.
+    prepare_cache(d, 32, num_workers=0, progress=False)
+    st = os.stat(d / "p0.jpg")
+    os.utime(d / "p0.jpg", ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    with pytest.warns(UserWarning, match=r"\(p0.jpg changed since it was prepared\)"):
+        assert open_cache(d, 32, files) is None
+    # A cache an older fast-nst wrote (version 1, no sizes and times) is rebuilt, with the reason.
+    prepare_cache(d, 32, num_workers=0, progress=False)
+    index = cache_dir(d, 32) / "index.json"
+    meta = json.loads(index.read_text())
+    assert [len(s) for s in meta["stats"]] == [2, 2, 2]
+    del meta["stats"]
+    index.write_text(json.dumps({**meta, "version": 1}))
+    with pytest.warns(UserWarning, match="an older fast-nst made it without the photos' sizes and times") as caught:
+        assert open_cache(d, 32, files) is None
+    assert refresh.replace("refresh", "rebuild") in str(caught[0].message)
+
+
 def test_loader_workers_are_capped_at_the_usable_cores(monkeypatch, train_dir):
     import fast_nst.training.data as data
 

@@ -1,6 +1,8 @@
 """`python -m fast_nst.download`: its help, and what it says and leaves behind when offline.
 The network is simulated: ``download._open`` (the one call that reaches it) is replaced."""
 
+import dataclasses
+import hashlib
 import io
 import os
 import socket
@@ -109,6 +111,49 @@ def test_vgg_offline_failure_has_the_same_shape(in_tmp, monkeypatch, capsys):
     assert "\n" not in err.rstrip("\n")
     assert f"weights: download them on a machine with internet and put the file at {VGG19.file}" in err
     assert files_under(in_tmp) == []
+
+
+@pytest.mark.parametrize("content", [b"junk\n", b"", os.urandom(4096)])
+def test_a_file_already_there_is_checked_and_never_trusted_by_its_name(in_tmp, monkeypatch, capsys, content):
+    """A junk, empty or random file at the destination used to be reported "Saved"; training
+    then refused it and advised the same download again: a loop. Offline, the file is kept
+    and the error says it does not match."""
+    monkeypatch.setattr(download, "_open", offline)
+    Path("junk.pth").write_bytes(content)
+    code, out, err = run_main(capsys, "vgg16", "--dest", "junk.pth")
+    assert code == 1 and out == "" and "Traceback" not in err, err
+    assert err.startswith("Checking junk.pth\nerror: junk.pth does not match the published checksum (sha256 "), err
+    assert f"expected {VGG16.sha256}...) and could not be replaced (it is left as it is): Download of " in err
+    assert f"{VGG16.url} to junk.pth failed" in err and "\n" not in err.split("\n", 1)[1].rstrip("\n")
+    assert Path("junk.pth").read_bytes() == content and files_under(in_tmp) == ["junk.pth"]
+
+
+def test_a_mismatching_file_is_replaced_and_moved_aside(in_tmp, monkeypatch, capsys):
+    body = b"the published weights"
+    digest = hashlib.sha256(body).hexdigest()
+    monkeypatch.setitem(LOSS_NETWORKS, "vgg16", dataclasses.replace(VGG16, sha256=digest[:8]))
+
+    class Response(io.BytesIO):
+        status = 200
+        headers = {"Content-Length": str(len(body))}
+
+    monkeypatch.setattr(download, "_open", lambda url, start, timeout=None: Response(body))
+    dest = Path(VGG16.file)
+    dest.parent.mkdir()
+    dest.write_bytes(b"")  # a failed curl -o
+    code, out, err = run_main(capsys, "vgg16")
+    assert code == 0 and out == f"Saved {dest}\n", err
+    aside = dest.with_name(dest.name + ".mismatch")
+    assert f"Checking {dest}\n" in err and f"Moved {dest} to {aside}: it does not match the published" in err
+    assert dest.read_bytes() == body and aside.read_bytes() == b""
+    # Run again: the file is checked, matches, and nothing is downloaded.
+    monkeypatch.setattr(download, "_open", lambda url, start, timeout=None: pytest.fail(f"downloaded {url}"))
+    code, out, err = run_main(capsys, "vgg16")
+    assert (code, out, err) == (0, f"Saved {dest}\n", f"Checking {dest}\n")
+    dest.write_bytes(b"junk")  # a second mismatch does not overwrite the first one moved aside
+    monkeypatch.setattr(download, "_open", lambda url, start, timeout=None: Response(body))
+    assert run_main(capsys, "vgg16")[0] == 0
+    assert aside.read_bytes() == b"" and aside.with_name(aside.name + ".1").read_bytes() == b"junk"
 
 
 def test_failure_keeps_folders_that_were_there(in_tmp, monkeypatch, capsys):

@@ -5,6 +5,7 @@ headers refused with one line each before any tensor is read."""
 from __future__ import annotations
 
 import json
+import stat
 import struct
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from fast_nst.commands.eval import main as eval_main
 from fast_nst.commands.export import main as export_main
 from fast_nst.core.config import TrainConfig
 from fast_nst.core.errors import CheckpointError, FastNSTError
+from fast_nst.core.files import process_umask
 from fast_nst.core.untrusted import events, safetensors_header
 from fast_nst.core.untrusted.safetensors_header import MAX_HEADER_BYTES, parse_header
 from fast_nst.io.checkpoint import atomic_torch_save, load_model, make_checkpoint, read_checkpoint
@@ -83,6 +85,13 @@ def test_round_trip_gives_identical_outputs(exported, model_type):
     assert (cb["model_type"], cb["step"], cb["kind"], cb["config"]["naming"]) == (ca["model_type"], 3, "model",
                                                                                  ca["config"]["naming"])
     assert cb.get("style_names") == ca.get("style_names") and cb["exported_from"] == pth.name
+
+
+def test_exported_safetensors_have_the_mode_of_other_outputs(exported):
+    """export --format safetensors wrote 0600 files (safetensors' own temporary file)."""
+    pth, safetensors = exported["johnson"]
+    modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in (pth, safetensors)}
+    assert set(modes.values()) == {0o666 & ~process_umask()}, modes
 
 
 def test_a_folder_holding_only_the_safetensors_stands_for_it(exported, tmp_path):
@@ -302,6 +311,9 @@ def test_training_writes_its_final_model_as_safetensors_too(tiny_config, capsys,
     a, _ = load_model(run / "st.pth")
     b, ckpt = load_model(run / "st.safetensors")
     assert ckpt["config"]["final_format"] == "safetensors" and ckpt["step"] == 1
+    # The file meant for sharing has the mode of every other output (it was 0600).
+    modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in (run / "st.pth", run / "st.safetensors")}
+    assert set(modes.values()) == {0o666 & ~process_umask()}, modes
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
     printed = export_cli(run / "st.pth", "--output", run / "card" / "st.safetensors", "--model_card")
     card = (run / "card" / "README.md").read_text()

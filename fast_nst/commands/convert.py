@@ -16,7 +16,9 @@ def parser() -> argparse.ArgumentParser:
     p = new_parser("python -m fast_nst.convert",
                                 description="Convert another project's model into a fast-nst checkpoint.")
     p.add_argument("src", help="model file to convert")
-    p.add_argument("dest", help="fast-nst checkpoint to write (.pth)")
+    p.add_argument("dest", help="fast-nst model to write: .pth or .pt (a checkpoint), or .safetensors "
+                                "(needs the safetensors package); for ONNX, convert to .pth, then use "
+                                "python -m fast_nst.export")
     p.add_argument("--from", dest="fmt", default=FORMATS[0], choices=FORMATS,
                    help=f"layout of SRC (default {FORMATS[0]})")
     p.add_argument("--naming", help="style name stored in the checkpoint (default: DEST's stem)")

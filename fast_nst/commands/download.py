@@ -68,7 +68,9 @@ targets:
          [f"from {ENCODER_URL}", f"to   {ENCODER_FILE}", f"from {DECODER_URL}", f"to   {ADAIN_DECODER_FILE},",
           "     converted into models/adain/adain.pth"])}
 
-An interrupted download resumes from <file>.part when run again. Without internet here,
+A file already at a "to" path of a loss network or adain is checked against its published
+checksum ("Checking FILE") and downloaded again when it does not match; the old file is then
+moved aside to FILE.mismatch. An interrupted download resumes from <file>.part when run again. Without internet here,
 download the URL on another machine and put the file at the "to" path; for coco and
 pretrained, then run the command again: it uses the zip there instead of downloading; for adain,
 it converts the two files it finds there.""",

@@ -16,8 +16,8 @@ from typing import Iterator, Sequence
 
 from .errors import FastNSTError
 
-__all__ = ["atomic_write", "check_output_file", "fsync_dir", "missing_dirs", "probe_writable", "remove_dirs",
-           "safe_component",
+__all__ = ["atomic_write", "check_output_file", "fsync_dir", "missing_dirs", "probe_writable", "process_umask",
+           "remove_dirs", "safe_component",
            "same_file", "temp_name"]
 
 # Longest file-name component made from untrusted text (a model's style name): well under the
@@ -47,6 +47,31 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def process_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (``/proc/self/status``):
+    setting it to read it back (the only portable way) would, for that moment, give files that
+    other threads create the wrong mode."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _chmod_as_new(path: Path) -> None:
+    """Give ``path`` the mode a new file gets (best effort: some filesystems refuse chmod, and
+    the file is worth keeping with the mode it has)."""
+    try:
+        os.chmod(path, 0o666 & ~process_umask())
+    except OSError:
+        pass
+
+
 def _fsync_file(path: Path) -> None:
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
@@ -57,7 +82,10 @@ def atomic_write(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path`` for the caller to write; when the block ends
     normally the file is fsynced, renamed over ``path`` and the folder fsynced. If the block
     raises (a failed check of the written file too), the temporary file is removed and
-    ``path`` is untouched. The parent folder must exist.
+    ``path`` is untouched. The parent folder must exist. The file gets the mode of any new file
+    (0666 less the umask: 0644 under umask 0022), whatever mode the writer gave its temporary
+    file: safetensors' writer makes it 0600, which would keep a model meant for sharing from
+    other users.
 
     >>> with atomic_write("out.pth") as tmp:
     ...     torch.save(obj, tmp)
@@ -67,6 +95,7 @@ def atomic_write(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
     try:
         yield tmp
         _fsync_file(tmp)
+        _chmod_as_new(tmp)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -19,9 +19,8 @@ ADAIN_MODEL_NAME = "adain"
 
 
 def _fetch(url: str, dest: Path, sha256: str) -> Path:
-    """``dest`` if it is there, else downloaded from ``url`` and checked against ``sha256``."""
-    if dest.is_file():
-        return dest
+    """``dest`` if it is there and matches ``sha256``, else downloaded from ``url`` and checked
+    against it (a file there that does not match is moved aside: see ``download_url``)."""
     return downloads.download_url(url, dest, sha256_prefix=sha256)
 
 

@@ -25,7 +25,9 @@ from .data import decode_resized, find_training_images, usable_cores, usable_wor
 
 __all__ = ["CACHE_VERSION", "ImageCache", "cache_dir", "open_cache", "prepare_cache"]
 
-CACHE_VERSION = 1
+# 2: the index records each photo's size and mtime (ns), so that a photo replaced under the same
+# name makes the cache stale. A version-1 cache cannot tell, so it is treated as stale.
+CACHE_VERSION = 2
 # Nesting of index.json (a mapping of lists of [h, w] pairs); deeper is damage.
 _INDEX_DEPTH = 3
 
@@ -38,8 +40,9 @@ def cache_dir(train_dir: str | Path, image_size: int) -> Path:
 class ImageCache:
     """Pre-resized training images (shorter side = image_size) in one memory-mapped uint8 file.
 
-    ``index.json`` holds the relative file names, byte offsets and (H, W) of each image
-    (0 x 0 for files that failed to decode); ``pixels.u8`` the pixels, (H, W, 3) each.
+    ``index.json`` holds the relative file names, their [size, mtime in ns] when prepared, byte
+    offsets and (H, W) of each image (0 x 0 for files that failed to decode); ``pixels.u8`` the
+    pixels, (H, W, 3) each.
     The memory map is opened lazily so the object pickles cheaply into loader workers.
     """
 
@@ -80,15 +83,49 @@ def open_cache(train_dir: str | Path, image_size: int, files: Sequence[Path]) ->
         warnings.warn(f"Ignoring unreadable cache {folder} ({e}); run prepare again.")
         return None
     refresh = f"python -m fast_nst.data prepare {train_dir} --image_size {image_size}"
+    if isinstance(meta, dict) and meta.get("version") == 1:
+        warnings.warn(f"Ignoring cache {folder}: an older fast-nst made it without the photos' sizes and times, "
+                      f"so a changed photo would go unnoticed; rebuild it with: {refresh}")
+        return None
     if (not isinstance(meta, dict) or meta.get("version") != CACHE_VERSION or meta.get("image_size") != image_size
             or meta.get("files") != _relative_names(files, train_dir)):
         warnings.warn(f"Ignoring stale cache {folder} (files or settings changed); refresh it with: {refresh}")
+        return None
+    changed = _changed_file(files, meta.get("stats"), train_dir)
+    if changed:
+        warnings.warn(f"Ignoring stale cache {folder} ({changed}); refresh it with: {refresh}")
         return None
     problem = _index_problem(folder, meta, len(files))
     if problem:
         warnings.warn(f"Ignoring damaged cache {folder} ({problem}); rebuild it with: {refresh}")
         return None
     return ImageCache(folder, meta)
+
+
+def _file_stats(files: Sequence[Path]) -> list[list[int]]:
+    """[size, mtime in ns] of each file: one ``stat`` each, no photo read. A photo replaced
+    under the same name (a copy, an edit) changes at least its mtime."""
+    stats = []
+    for f in files:
+        st = os.stat(f)
+        stats.append([st.st_size, st.st_mtime_ns])
+    return stats
+
+
+def _changed_file(files: Sequence[Path], stats: object, train_dir: str | Path) -> str:
+    """Which of ``files`` changed since the index's ``stats`` were taken (the first, relative to
+    ``train_dir``, and how many more), or why that cannot be told; "" when none did."""
+    if not isinstance(stats, list) or len(stats) != len(files):
+        return "its index does not record each photo's size and time"
+    try:
+        now = _file_stats(files)
+    except OSError as e:  # removed or unreadable since the folder was listed
+        return f"{e.filename} cannot be read: {e.strerror or e}"
+    changed = [f for f, old, new in zip(files, stats, now) if old != new]
+    if not changed:
+        return ""
+    more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+    return f"{Path(changed[0]).relative_to(train_dir)}{more} changed since it was prepared"
 
 
 def _index_problem(folder: Path, meta: dict, count: int) -> str:
@@ -158,6 +195,7 @@ def prepare_cache(train_dir: str | Path, image_size: int, num_workers: Optional[
 
 def _write_cache(files: Sequence[Path], train_dir: str | Path, image_size: int, num_workers: int,
                  progress: bool, tmp: Path, final: Path) -> None:
+    stats = _file_stats(files)  # before decoding: a photo changed meanwhile makes the cache stale
     loader = DataLoader(_DecodeDataset(files, image_size), batch_size=None, num_workers=usable_workers(num_workers),
                         collate_fn=_identity)
     offsets, shapes, offset, bad = [], [], 0, 0
@@ -176,7 +214,7 @@ def _write_cache(files: Sequence[Path], train_dir: str | Path, image_size: int, 
         out.flush()
         os.fsync(out.fileno())
     meta = {"version": CACHE_VERSION, "image_size": image_size,
-            "files": _relative_names(files, train_dir),
+            "files": _relative_names(files, train_dir), "stats": stats,
             "offsets": offsets, "shapes": shapes}
     with atomic_write(tmp / "index.json") as index:
         index.write_text(json.dumps(meta))

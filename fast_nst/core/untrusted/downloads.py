@@ -10,6 +10,9 @@ through :func:`download_url`, bounded before and while it reads:
 - the finished body is checked (a checksum, or ``check``: "is an image" for style images)
   *before* it is renamed into place, so a failed or wrong download never lands in the cache.
 
+A file already at the destination is used only when it matches the checksum (when there is
+one); otherwise it is downloaded again, and the old file moved aside, not deleted.
+
 Downloads go to ``<dest>.part`` first; a large download (``resume=True``) keeps a ``.part`` with
 data after a broken connection and resumes it (HTTP Range) when run again; a ``.part`` whose
 content failed a check is always removed.
@@ -177,35 +180,75 @@ def download_url(url: str, dest: str | Path, sha256_prefix: Optional[str] = None
     ``sha256_prefix`` and passing ``check(path)`` (which raises DataError to refuse it).
     ``resume``: keep the data of a broken connection in ``<dest>.part`` and resume from it
     next time (else a failure leaves nothing). Raises :class:`DownloadError` naming the URL
-    and destination when anything goes wrong; ``dest`` is untouched then. One process at a
-    time downloads to ``dest`` (:func:`_one_at_a_time`); one that waited returns the file
-    another finished meanwhile."""
+    and destination when anything goes wrong; ``dest`` is untouched then. A file already at
+    ``dest`` is returned as it is when there is no ``sha256_prefix``, else only when it matches
+    it; one that does not is downloaded again and moved aside to ``NAME.mismatch`` once its
+    replacement passed the checks. One process at a time downloads to ``dest``
+    (:func:`_one_at_a_time`); one that waited returns the file another finished meanwhile."""
     if not is_url(url):
         raise DownloadError(f"{shown(url)} is not an http(s) URL; only http:// and https:// downloads are made.")
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     created = missing_dirs(dest.parent)
+    wrong = ""  # why a file already at dest is not the one asked for
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with _one_at_a_time(dest):
             if dest.is_file():
-                return dest
+                wrong = _existing_mismatch(dest, sha256_prefix, quiet)
+                if not wrong:
+                    return dest
             if not resume:
                 part.unlink(missing_ok=True)
             _fetch_part(url, part, quiet, max_bytes, time.monotonic() + deadline_s, dest.name)
             _verify(part, url, sha256_prefix, check)
+            if wrong:
+                _move_aside(dest, wrong)
             os.replace(part, dest)
-    except DownloadError:  # refused for its size or content: nothing of it is worth keeping
+    except DownloadError as e:  # refused for its size or content: nothing of it is worth keeping
         _clean_up(part, created, keep=False)
+        if wrong:
+            raise DownloadError(f"{dest} {wrong} and could not be replaced (it is left as it is): {e}") from None
         raise
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:
         _clean_up(part, created, keep=resume)
         kept = (f" The {part.stat().st_size / 2**20:.1f} MB downloaded so far are kept in {part}; "
                 "running the command again resumes from there." if part.exists() else "")
         reason = e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", None) or e  # "HTTP Error 404: Not Found"
-        raise DownloadError(f"Download of {shown(url)} to {dest} failed: {shown(str(reason))}.{kept}") from None
+        before = f"{dest} {wrong} and could not be replaced (it is left as it is): " if wrong else ""
+        raise DownloadError(f"{before}Download of {shown(url)} to {dest} failed: {shown(str(reason))}.{kept}") from None
     fsync_dir(dest.parent)
     return dest
+
+
+def _existing_mismatch(dest: Path, sha256_prefix: Optional[str], quiet: bool) -> str:
+    """Why the file already at ``dest`` is not the one asked for ("" when it is, or when there
+    is no checksum to tell). A file there may be a failed ``curl -o``, an HTML error page or
+    another network's weights: trusting it by its name alone made ``download`` report success
+    for a file that training then refused, and advise the same download again."""
+    if sha256_prefix is None:
+        return ""
+    if not quiet:  # hashing 528 MB takes a few seconds: say why nothing seems to happen
+        print(f"Checking {dest}", file=sys.stderr)
+    digest = sha256_file(dest)
+    if digest.startswith(sha256_prefix):
+        return ""
+    return (f"does not match the published checksum (sha256 {digest[:8]}..., expected "
+            f"{sha256_prefix[:12]}...)")
+
+
+def _move_aside(dest: Path, wrong: str) -> Path:
+    """Rename the mismatching file at ``dest`` to a free ``NAME.mismatch[.N]`` beside it, once
+    its replacement has been downloaded and checked. Moved, not deleted: the user may have put
+    their own file there on purpose (``--dest``), and nothing they made is removed unasked."""
+    aside = dest.with_name(dest.name + ".mismatch")
+    n = 1
+    while aside.exists():
+        aside = dest.with_name(f"{dest.name}.mismatch.{n}")
+        n += 1
+    os.replace(dest, aside)
+    print(f"Moved {dest} to {aside}: it {wrong}. Delete {aside} if you do not need it.", file=sys.stderr)
+    return aside
 
 
 @contextlib.contextmanager
