@@ -208,8 +208,8 @@ def test_the_pixel_limit_is_an_option_here_too(data, tmp_path, capsys):
     before = Image.MAX_IMAGE_PIXELS
     code, err = in_process(capsys, stylize_main, *args(data, tmp_path / "out", "--max_image_pixels", "1000"))
     assert code == 0 and "Wrote 0 images" in err, err
-    # (the line is cut at 300 characters: with a long temporary path, before the advice)
-    assert err.count("larger than the decompression-bomb limit of 1000 pixels") == 9
+    assert err.count("larger than the decompression-bomb limit of 1000 pixels. If you trust this file, raise "
+                     "the limit with --max_image_pixels N") == 9
     assert Image.MAX_IMAGE_PIXELS == before  # given back to this process
 
 

@@ -31,6 +31,9 @@ __all__ = ["DatasetSettings", "stylize_shard", "weights_digest"]
 # drawn again within the last 4096 draws is not decoded and encoded again (its numbers are the
 # same either way: one painting at a time, the same computation).
 _STATS_CACHE = 4096
+# The longest reason printed for a skipped photo: room for a deep dataset path and the advice
+# after it (e.g. --max_image_pixels).
+_LINE = 500
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ def _decode(path: Path, resize: Callable[[Image.Image], Image.Image]) -> torch.T
         rgb, _ = split_alpha(open_image(path))
         return pil_to_tensor(resize(rgb))
     except DataError as e:
-        return str(e).splitlines()[0][:300]
+        return str(e).splitlines()[0][:_LINE]
 
 
 def _unpack(item):  # a loader's collate for one ready-made item: as it is
@@ -155,7 +158,7 @@ def _run_chunk(plan: DatasetPlan, j: int, photos: dict, paintings: dict, styler:
         broken = [o.style for o in plan.outputs[photo] if isinstance(paintings.get(o.style), str)]
         if isinstance(value, str) or broken:
             bad[photo] = value if isinstance(value, str) else f"its painting {paintings[broken[0]]}"
-            tqdm.write(f"error: {shown(f'{photo}: {bad[photo]}' if broken else value)} (skipped)", file=sys.stderr)
+            tqdm.write(f"error: {shown(f'{photo}: {bad[photo]}' if broken else value, _LINE)} (skipped)", file=sys.stderr)
             bar.update(len(plan.outputs[photo]))  # the bar counts the photo's outputs as settled
             continue
         by_size.setdefault(tuple(value.shape[1:]), []).append(photo)
