@@ -184,15 +184,16 @@ def check_run_settings(output: Path, settings: dict) -> None:
     changed = [k for k in _FLAGS if before.get(k) != settings.get(k)]
     if changed:
         was = "; ".join(f"{_FLAGS[k]} differ" if k in ("weights", "styles") else
-                        f"{_FLAGS[k]} {_value(before.get(k))}, now {_value(settings.get(k))}" for k in changed)
+                        f"{_FLAGS[k]} {_value(k, before.get(k))}, now {_value(k, settings.get(k))}" for k in changed)
         raise FastNSTError(f"--output {output} holds a run made with other settings ({was}): its files would be "
                            "kept and described with the new ones. Rerun with that run's settings to finish it, "
                            "or choose another --output.")
 
 
-def _value(value: object) -> str:
-    # None is max_size's "keep the size", given on the command line as 0
-    return "0" if value is None else shown(str(value), 80)
+def _value(key: str, value: object) -> str:
+    if value is None:  # max_size's "keep the size" is 0 on the command line; alpha etc.: not AdaIN
+        return "0" if key == "max_size" else "(none)"
+    return shown(str(value), 80)
 
 
 def save_run_settings(output: Path, settings: dict) -> None:
