@@ -4,6 +4,7 @@ training's PerceptualLoss, and its one-line errors."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -237,6 +238,26 @@ def test_sheets_have_no_white_bands_between_rows_of_landscape_photos():
     assert grid.size == (4 * 60 + 5 * GAP, 2 * (HEADER + 40 + GAP))
 
 
+def test_a_later_report_removes_what_the_earlier_wrote_and_nothing_else(setup, tmp_path, capsys):
+    """Report alpha and beta, then alpha alone on fewer photos into the same folder: beta's
+    folder and the photo left out go (they used to linger), the user's files stay."""
+    models, photos, _ = setup
+    out = tmp_path / "report"
+    assert _run(capsys, models, photos, out)[0] == 0
+    assert (out / "beta" / "p1.jpg").is_file() and (out / "photos" / "p1.jpg").is_file()
+    (out / "notes.txt").write_text("mine")
+    (out / "beta" / "mine.txt").write_text("mine too")
+    fewer = tmp_path / "fewer"
+    fewer.mkdir()
+    for name in ("p0.jpg", "p2.jpg"):
+        (fewer / name).write_bytes((photos / name).read_bytes())
+    code, err = _run(capsys, models[:1], fewer, out)
+    assert code == 0, err
+    left = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert left == [REPORT_MARKER, "alpha/p0.jpg", "alpha/p2.jpg", "beta/mine.txt", "index.html", "notes.txt",
+                    "photos/p0.jpg", "photos/p2.jpg", "results.json", "sheet.jpg"]
+
+
 def test_report_never_writes_over_what_the_user_owns(setup, tmp_path, capsys):
     models, photos, _ = setup
     mine = tmp_path / "mine"
@@ -257,3 +278,22 @@ def test_report_never_writes_over_what_the_user_owns(setup, tmp_path, capsys):
     assert check_output(earlier, [("--images", photos)]) == []
     with pytest.raises(DataError, match="holds the input --images"):
         check_output(earlier, [("--images", earlier / "photos")])
+
+
+def test_an_earlier_reports_list_names_only_files_inside_it(tmp_path):
+    """The list is read from the user's folder: nothing outside the report is ever removed."""
+    from fast_nst.report.marker import earlier_files, remove_stale
+
+    (tmp_path / "outside.txt").write_text("keep")
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "ok.txt").write_text("old")
+    (report / "linked").symlink_to(tmp_path)
+    listed = ["../outside.txt", str(tmp_path / "outside.txt"), "a/b/c.jpg", ".hidden", REPORT_MARKER,
+              "linked/outside.txt", "ok.txt", 7]
+    (report / REPORT_MARKER).write_text(json.dumps({"files": listed}))
+    assert earlier_files(report) == ["linked/outside.txt", "ok.txt"]
+    remove_stale(report, earlier_files(report), [])
+    assert not (report / "ok.txt").exists() and (tmp_path / "outside.txt").read_text() == "keep"
+    (report / REPORT_MARKER).write_text("A quality report written by fast-nst (an earlier version)\n")
+    assert earlier_files(report) == []

@@ -26,8 +26,9 @@ from ..core.files import atomic_write, remove_dirs
 from ..core.images import save_image, tensor_to_pil
 from ..lossnet import min_side
 from ..stylize import resize_for_processing
-from .collect import (DEFAULT_MAX_SIZE, MAX_MODELS, MAX_PHOTOS, MAX_SIZE_LIMIT, REPORT_MARKER, ModelEntry, Photo,
+from .collect import (DEFAULT_MAX_SIZE, MAX_MODELS, MAX_PHOTOS, MAX_SIZE_LIMIT, ModelEntry, Photo,
                       check_output, choose_loss_model, collect_photos, load_models, style_per_model)
+from .marker import earlier_files, mark_report, remove_stale
 from .measure import Result, build_encoder, load_style, measure_model, style_targets, weights_label
 from .page import PageInfo, format_loss, loss_groups, render_page
 from .sheet import contact_sheet
@@ -154,9 +155,8 @@ def write_report(model_files: Sequence[PathLike], images: PathLike, output: Path
     photos, models, name, encoder, targets, style_images, dev = _prepare(
         model_files, images, out, style, loss_model, file, loss_model_weights, device, max_size, stability)
     # From now on this folder is a report: running again may replace it, nothing else is refused.
-    with atomic_write(out / REPORT_MARKER) as tmp:
-        tmp.write_text("A quality report written by fast-nst (python -m fast_nst.evaluate); a later report "
-                       "may replace this folder.\n", encoding="utf-8")
+    earlier = earlier_files(out)
+    mark_report(out, earlier)  # the earlier files stay listed until this report is complete
     results: list[Result] = []
     for m in models:
         mine = measure_model(m, photos, encoder, targets[m.name], dev)
@@ -183,6 +183,9 @@ def write_report(model_files: Sequence[PathLike], images: PathLike, output: Path
         data["stability"] = [r.to_dict() for r in stable]
     with atomic_write(out / "results.json") as tmp:
         tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    files = [*rel.values(), "sheet.jpg", "index.html", "results.json"]
+    mark_report(out, files)
+    remove_stale(out, earlier, files)
     return page
 
 

@@ -25,6 +25,9 @@ from ..core.untrusted import input_file, input_path, open_image, shown
 from ..io.checkpoint import FORMAT_NAME, safe_torch_load
 from ..lossnet import CONVENTIONS, LOSS_NETWORKS, convert_weights, layer_choices
 from ..stylize import Stylizer, load_stylizer, resize_for_processing
+# The file that marks a folder as a report fast-nst wrote: a later report may replace it; any
+# other non-empty folder is refused as --output.
+from .marker import REPORT_MARKER
 
 __all__ = ["ADAIN_STYLE_NOTE", "DEFAULT_MAX_SIZE", "REPORT_MARKER", "LossSettings", "MAX_MODELS", "MAX_PHOTOS", "MAX_SIZE_LIMIT",
            "ModelEntry", "Photo", "check_output", "choose_loss_model", "collect_photos",
@@ -38,13 +41,10 @@ MAX_MODELS = 16
 # (VGG's relu1_2 features of one 1024 x 1024 image are 256 MB in float32).
 DEFAULT_MAX_SIZE = 512
 MAX_SIZE_LIMIT = 1024
-#: The file that marks a folder as a report fast-nst wrote: a later report may replace it; any
-#: other non-empty folder is refused as --output.
-REPORT_MARKER = ".fast-nst-report"
 # What a checkpoint without a config (pytorch/examples, .onnx) is measured with: training's defaults.
 _DEFAULTS = TrainConfig()
 # Names in the report folder that a model's folder must not take.
-_RESERVED = {"photos", "styles", "sheet.jpg", "index.html"}
+_RESERVED = {"photos", "styles", "sheet.jpg", "index.html", "results.json"}
 # The models table's note on an arbitrary-style model's style loss: measured with the mean/std
 # loss it was trained with, so its numbers are not comparable with a Gram-trained model's.
 ADAIN_STYLE_NOTE = ("--style, also the style the model was given; for this arbitrary-style (AdaIN) "
