@@ -30,6 +30,25 @@ def model_file(net, tmp_path_factory):
     return path
 
 
+def test_every_tile_plan_allowed_covers_every_pixel():
+    """A tile core under 4 px used to pass the checks and leave every other pair of columns
+    uncovered (black in the output): tiles start on a 4 px grid."""
+    for core in range(1, 24):
+        for overlap in range(0, 8):
+            try:
+                boxes = plan_tiles(37, 53, core, overlap)
+            except ValueError:
+                assert core <= 2 * overlap or core - overlap < 4
+                continue
+            covered = torch.zeros(37, 53, dtype=torch.bool)
+            for t, l, b, r in boxes:
+                covered[t:b, l:r] = True
+            assert covered.all(), (core, overlap)
+    with pytest.raises(ValueError, match="at least 2 x context \\(64\\) \\+ 4 .* = 132 px"):
+        tile_core(131, 0)
+    assert tile_core(132, 0) == 4 and tile_core(137, 2) == 9
+
+
 def test_plan_tiles_covers_image_with_overlap():
     boxes = plan_tiles(500, 300, tile=200, overlap=50)
     # steps of 148 (200 - 50, down to a multiple of 4): rows 0, 148, 296, 300; columns 0, 100

@@ -36,18 +36,22 @@ DEFAULT_CONTEXT = 64
 # Width of the blended band between neighbouring tile cores: hides what differences remain
 # (the shared statistics come from a downscaled image for photos above stats_size).
 DEFAULT_OVERLAP = 32
+# Tiles start on a multiple of 4 px: the network downsamples by 4.
+TILE_ALIGN = 4
 # Longest side of the downscaled image that the shared statistics are computed on.
 DEFAULT_STATS_SIZE = 1024
 
 
 def plan_tiles(height: int, width: int, tile: int, overlap: int,
-               align: int = 4) -> list[tuple[int, int, int, int]]:
+               align: int = TILE_ALIGN) -> list[tuple[int, int, int, int]]:
     """Tile boxes (top, left, bottom, right) covering the image, neighbours overlapping by at
     least ``overlap``. Every box starts at a multiple of ``align`` (the network downsamples by 4:
     a tile starting elsewhere would sample a shifted pixel grid and disagree with its
     neighbours), so the last row/column may be up to ``align - 1`` pixels larger than ``tile``."""
-    if tile <= 2 * overlap:
-        raise ValueError(f"tile size {tile} must exceed twice the overlap {overlap}")
+    if tile <= 2 * overlap or tile - overlap < align:
+        # tiles start on the grid: a step of align past a tile shorter than that leaves gaps
+        raise ValueError(f"tile size {tile} must exceed twice the overlap {overlap} and the overlap "
+                         f"plus {align}")
 
     def spans(size: int) -> list[tuple[int, int]]:
         if size <= tile:
@@ -122,9 +126,12 @@ def context_for_radius(radius: int) -> int:
 def tile_core(tile: int, overlap: int, context: int = DEFAULT_CONTEXT) -> int:
     """Side of the kept core of a ``tile`` x ``tile`` input region; ValueError if too small."""
     core = tile - 2 * context
-    if core <= 2 * overlap:
-        raise ValueError(f"tile size {tile} is too small: it must exceed 2 x context ({context}) + "
-                         f"2 x overlap ({overlap}) = {2 * (context + overlap)} px")
+    # plan_tiles' neighbours overlap by ``overlap`` and start on a 4 px grid (TILE_ALIGN)
+    least = max(2 * overlap + 1, overlap + TILE_ALIGN)
+    if core < least:
+        raise ValueError(f"tile size {tile} is too small: it must be at least 2 x context ({context}) + "
+                         f"{least} (more than 2 x overlap ({overlap}), and at least overlap + {TILE_ALIGN}) "
+                         f"= {2 * context + least} px")
     return core
 
 
