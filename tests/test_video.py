@@ -171,6 +171,17 @@ def test_temporal_off_stylizes_every_frame_on_its_own(stylizer, clip, tmp_path):
     assert on["temporal"] is True and on["change_ratio"] > 0
 
 
+def test_the_api_refuses_to_write_over_its_input(stylizer, clip, tmp_path):
+    """eval.py refused it; stylize_video itself replaced the source with the stylized video."""
+    src = tmp_path / "v.mp4"
+    src.write_bytes(clip.read_bytes())
+    (tmp_path / "link.mp4").symlink_to(src)
+    for dest in (src, tmp_path / "sub" / ".." / "v.mp4", tmp_path / "link.mp4"):
+        with pytest.raises(DataError, match="is the input video"):
+            stylize_video(stylizer, src, dest, progress=False)
+    assert src.read_bytes() == clip.read_bytes()
+
+
 def test_odd_size_video_loses_last_column_and_row(model_file, tmp_path, capsys):
     clip = make_clip(tmp_path / "odd.mp4", size=(47, 33), pix_fmt="yuv444p")  # 4:4:4 takes odd sizes
     out = tmp_path / "odd_out.mp4"

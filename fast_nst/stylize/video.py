@@ -46,7 +46,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..core.errors import DataError
-from ..core.files import atomic_write
+from ..core.files import atomic_write, same_file
 from ..core.images import tensor_to_pil
 from ..core.untrusted import input_file
 from ..core.untrusted.videos import (VIDEO_INSTALL_HINT, check_frame, ffmpeg_reason, import_av, open_video,
@@ -106,6 +106,8 @@ def stylize_video(stylizer: Stylizer, src: Path, dest: Path, batch_size: int = 4
         raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
 
     input_file(src, "video")  # a FIFO would hang the decoder: refused before it opens
+    if same_file(src, dest):
+        raise DataError(f"Output {dest} is the input video {src}; refusing to overwrite it. Give another output.")
     if dest.is_dir():
         raise DataError(f"Output {dest} is a folder; give a file name like out.mp4.")
     try:
