@@ -62,3 +62,28 @@ def test_load_stylizer_errors(tmp_path, model_file):
             load_stylizer(model_file[0], device="cuda")
     with pytest.raises(FastNSTError, match="choose one of|CUDA"):
         load_stylizer(model_file[0], device="tpu")
+
+
+def test_api_inputs_a_user_may_pass(model_file):
+    """Found by a hunt through the API: each used to end in a bare AttributeError or TypeError
+    from deep inside, or in a wrong picture."""
+    from fast_nst.core.images import normalize_mode
+    from fast_nst.stylize.base import OptionError
+
+    s = load_stylizer(model_file[0], device=torch.device("cpu"))  # a torch.device, not only a name
+    assert s.device == torch.device("cpu")
+    with pytest.raises(FastNSTError, match="device must be a name or a torch.device, got NoneType"):
+        load_stylizer(model_file[0], device=None)
+    img = Image.new("RGB", (12, 9), (120, 60, 200))
+    for wrong in ("photo.jpg", torch.rand(3, 9, 12)):
+        with pytest.raises(OptionError, match="stylize takes a PIL image, got"):
+            s.stylize(wrong)
+    with pytest.raises(OptionError, match="options must be a StylizeOptions or a dict, got int"):
+        s.stylize(img, 5)
+    # mode I holding 8-bit values (img.convert("I")) is not 16-bit: it used to come out near black
+    grey = img.convert("L")
+    assert normalize_mode(grey.convert("I")).tobytes() == grey.convert("RGB").tobytes()
+    assert normalize_mode(Image.new("I;16", (2, 2), 257 * 200)).getpixel((0, 0)) == (200, 200, 200)
+    # premultiplied La: Pillow converts it only to LA (it used to raise "conversion from La to L")
+    la = img.convert("RGBA").convert("La")
+    assert s.stylize(la).mode == "RGBA"

@@ -25,8 +25,14 @@ _CUDA_PROBE_MODULE = "torch.utils.cpp_extension"
 _CUDA_PROBE_MESSAGE = "No CUDA runtime is found"
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda if available else cpu; ``cuda`` without CUDA is a :class:`FastNSTError`."""
+def resolve_device(name: str | torch.device) -> torch.device:
+    """``auto`` -> cuda if available else cpu; ``cuda`` without CUDA is a :class:`FastNSTError`.
+    A ``torch.device`` is taken by its name."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    if not isinstance(name, str):
+        raise FastNSTError(f"device must be a name or a torch.device, got {type(name).__name__}; choose one of: "
+                           f"{DEVICE_CHOICES}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if not is_device_name(name):

@@ -45,6 +45,10 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     arr = np.asarray(img)
     if img.mode == "F":
         arr = np.clip(arr, 0.0, 1.0) * 255.0 if arr.max(initial=0) <= 1.0 else np.clip(arr, 0, 255)
+    elif img.mode == "I" and arr.max(initial=0) <= 255:
+        # mode I made from an 8-bit image (img.convert("I")): 0..255 already; a 16-bit photo that
+        # dark (under 0.4 % of full scale everywhere) would be black either way
+        arr = np.clip(arr, 0, 255)
     else:  # I;16 variants hold 0..65535; mode I from PNG holds the same range
         arr = np.clip(arr.astype(np.float64) / 257.0, 0, 255)
     return Image.fromarray(np.round(arr).astype(np.uint8), mode="L")
@@ -58,7 +62,9 @@ def normalize_mode(img: Image.Image) -> Image.Image:
         return _to_8bit(img).convert("RGB")
     if img.mode == "P":
         return img.convert("RGBA" if "transparency" in img.info else "RGB")
-    if img.mode in ("LA", "PA", "La", "RGBa"):
+    if img.mode == "La":  # Pillow converts premultiplied La only to LA
+        return img.convert("LA").convert("RGBA")
+    if img.mode in ("LA", "PA", "RGBa"):
         return img.convert("RGBA")
     return img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
 

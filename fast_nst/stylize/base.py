@@ -134,6 +134,8 @@ _OPTION_NAMES = {f.name for f in fields(StylizeOptions)}
 
 def make_options(options: Union[StylizeOptions, dict, None] = None, **overrides: Any) -> StylizeOptions:
     """:class:`StylizeOptions` from an instance, a dict or keyword arguments; unknown names are an error."""
+    if options is not None and not isinstance(options, (StylizeOptions, dict)):
+        raise OptionError(f"options must be a StylizeOptions or a dict, got {type(options).__name__}")
     values = options.to_dict() if isinstance(options, StylizeOptions) else dict(options or {})
     values.update(overrides)
     unknown = sorted(set(values) - _OPTION_NAMES)
@@ -246,6 +248,9 @@ class Stylizer:
         transparent palette) inputs keep their alpha channel; others come back RGB.
         ``progress``: a progress bar over the tiles when the image is stylized in tiles.
         ``style``: for a multi-style model, :meth:`set_style` first (it stays chosen)."""
+        if not isinstance(image, Image.Image):
+            raise OptionError(f"stylize takes a PIL image, got {type(image).__name__}: open a file with "
+                              "PIL.Image.open(path); stylize_tensor takes (N, 3, H, W) tensors")
         o = make_options(options, **kwargs)
         if style is not None:
             self.set_style(style)
