@@ -221,3 +221,19 @@ def test_set_style_layers_names_itself_when_the_files_layer_weights_no_longer_fi
         load_config(path, ["style_layers=[relu1_2, relu2_2]"])
     assert str(e.value) == (f"{path}: key 'style_layer_weights' has 4 weights for 2 style_layers; give one "
                             "per layer or null (style_layers set by --set style_layers=[relu1_2, relu2_2])")
+
+
+def test_train_checks_a_config_made_without_the_loader():
+    """TrainConfig is public: one made directly (or by dataclasses.replace) used to reach the
+    trainer unchecked (TypeError from deep inside, torch's 'Invalid learning rate: nan')."""
+    import dataclasses
+
+    from fast_nst.training import train
+
+    cfg = load_config(None, ["style_image=x.jpg", "naming=t"])
+    with pytest.raises(ConfigError, match="the TrainConfig given to train\\(\\): key 'batch_size' must be int"):
+        train(dataclasses.replace(cfg, batch_size="x"))
+    with pytest.raises(ConfigError, match="key 'lr' must be a finite number > 0, got nan"):
+        train(dataclasses.replace(cfg, lr=float("nan")))
+    with pytest.raises(ConfigError, match="train\\(\\) takes a TrainConfig .* got dict"):
+        train(cfg.to_dict())

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from ..core.config import TrainConfig
 from ..core.device import prepare_compile
-from ..core.errors import CheckpointError, DataError, Stopped
+from ..core.errors import CheckpointError, ConfigError, DataError, Stopped
 from ..core.untrusted import shown
 from ..io import checkpoint as ckpt_io
 from ..lossnet import GRAM_STYLE_DEGREE, loss_weights
@@ -35,6 +35,7 @@ from ..lossnet.losses import PerceptualLoss, tf32_grams
 from ..nets import NETWORKS
 from ..nets.base import StyleNetwork
 from .cache import open_cache
+from .config import train_config_from_dict
 from .data import batch_to_device, build_loader
 from .distributed import DistContext, OtherRankFailed, init_distributed, shutdown
 from .monitor import LossMonitor, ProgressBar
@@ -395,6 +396,15 @@ class Trainer(TrainerSaving, TrainerReporting):
             self.save_checkpoint()
 
 
+def _checked(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` as the config loader would have built it: a TrainConfig made directly (or with
+    dataclasses.replace) skips the loader's checks of types and ranges."""
+    if not isinstance(cfg, TrainConfig):
+        raise ConfigError(f"train() takes a TrainConfig (fast_nst.training.load_train_config(path), or "
+                          f"train_config_from_dict(mapping)), got {type(cfg).__name__}")
+    return train_config_from_dict(cfg.to_dict(), "the TrainConfig given to train()")
+
+
 def train(cfg: TrainConfig, resume: Union[bool, str, None] = None, overwrite: bool = False,
           progress: bool = True, command: Optional[str] = None) -> TrainResult:
     """Train a transform network for ``cfg``; returns where the model and checkpoints are.
@@ -407,6 +417,7 @@ def train(cfg: TrainConfig, resume: Union[bool, str, None] = None, overwrite: bo
     step 1. Under torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel; only rank 0
     writes files.
     """
+    cfg = _checked(cfg)
     ctx = init_distributed(cfg.device)
     setup: Optional[RunSetup] = None
     command = command or "python train.py -c CONFIG"
