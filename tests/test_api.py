@@ -87,3 +87,20 @@ def test_api_inputs_a_user_may_pass(model_file):
     # premultiplied La: Pillow converts it only to LA (it used to raise "conversion from La to L")
     la = img.convert("RGBA").convert("La")
     assert s.stylize(la).mode == "RGBA"
+
+
+def test_options_take_numpy_numbers_and_refuse_bools_as_numbers(model_file):
+    import numpy as np
+
+    from fast_nst.stylize.base import OptionError, StylizeOptions
+
+    o = StylizeOptions(strength=np.float32(0.5), overlap=np.int64(8), max_size=np.int64(32), tile_size=np.int64(256))
+    assert (o.strength, o.overlap, o.max_size, o.tile_size) == (0.5, 8, 32, 256)
+    assert type(o.overlap) is int and type(o.strength) is float
+    for wrong, message in (({"strength": True}, "strength must be a number, got True"),
+                           ({"max_size": True}, "max_size must be a number, got True"),
+                           ({"preserve_color": "no"}, "preserve_color must be True or False, got 'no'")):
+        with pytest.raises(OptionError, match=message):
+            StylizeOptions(**wrong)
+    s = load_stylizer(model_file[0], device="cpu")
+    assert s.stylize(Image.new("RGB", (40, 30)), strength=np.float64(0.25), max_size=np.int32(20)).size == (20, 15)

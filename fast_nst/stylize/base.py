@@ -9,6 +9,7 @@ costs (``bytes_per_pixel``); the image pipeline around the network lives here, o
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -100,6 +101,7 @@ class StylizeOptions:
     keep_size: bool = False
 
     def __post_init__(self) -> None:
+        self._as_python_values()
         if not (isinstance(self.strength, (int, float)) and 0.0 <= self.strength <= 1.0):
             raise OptionError(f"strength must be between 0 and 1, got {self.strength}")
         if not isinstance(self.overlap, int) or self.overlap < 0:
@@ -116,6 +118,24 @@ class StylizeOptions:
                 tile_core(tile, self.overlap)
             except ValueError as e:
                 raise OptionError(f"tile_size: {e}") from None
+
+    def _as_python_values(self) -> None:
+        """numpy's numbers as Python's (they passed as neither, and the message "strength must be
+        between 0 and 1, got 0.5" contradicted itself); bools refused as numbers and anything but
+        a bool (or 0/1) refused as a switch ("no" is true)."""
+        for name in ("strength", "overlap", "max_size", "scale", "tile_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool):
+                raise OptionError(f"{name} must be a number, got {value}")
+            if isinstance(value, numbers.Integral):
+                object.__setattr__(self, name, int(value))
+            elif isinstance(value, numbers.Real) and name in ("strength", "scale"):
+                object.__setattr__(self, name, float(value))
+        for name in ("preserve_color", "keep_size"):
+            value = getattr(self, name)
+            if not isinstance(value, (bool, numbers.Integral)) or value not in (0, 1):
+                raise OptionError(f"{name} must be True or False, got {value!r}")
+            object.__setattr__(self, name, bool(value))
 
     @classmethod
     def from_flags(cls, **values: Any) -> "StylizeOptions":
