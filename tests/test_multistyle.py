@@ -371,3 +371,15 @@ def test_report_shows_each_style_of_a_multistyle_model(trained, tmp_path, train_
     html = Path(page).read_text()
     assert "two_alpha" in html and "two_beta" in html
     assert Image.open(tmp_path / "report" / "sheet.jpg").width > 3 * 48  # photo + 2 styles + style image
+
+
+def test_numpy_and_0d_tensor_indices_are_indices():
+    """np.int64(1) and torch.tensor(1) used to be read as one weight ("1 given, the model has 3")."""
+    import numpy as np
+
+    names = ["a", "b", "c"]
+    assert resolve_style(np.int64(1), names).tolist() == [0.0, 1.0, 0.0]
+    assert resolve_style(torch.tensor(2), names).tolist() == [0.0, 0.0, 1.0]
+    assert resolve_style(torch.tensor([0.0, 1.0, 1.0]), names).tolist() == [0.0, 0.5, 0.5]
+    with pytest.raises(StyleError, match="out of range 0..2"):
+        resolve_style(np.int32(3), names)

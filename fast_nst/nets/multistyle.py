@@ -14,6 +14,7 @@ all reuse the Johnson machinery. Training and the two-input export run the condi
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
@@ -87,6 +88,9 @@ def style_list(names: Sequence[Any], most: int = 20) -> str:
     return listed + (f" ... ({len(names)} in all)" if len(names) > most else "")
 
 
+_INDEX_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
 def resolve_style(style: Any, names: Sequence[str]) -> torch.Tensor:
     """The style weight vector (S,) float32, summing to 1, for ``style`` (see :data:`StyleSpec`)
     among the model's ``names``; :class:`StyleError` naming the valid choices otherwise."""
@@ -97,6 +101,10 @@ def resolve_style(style: Any, names: Sequence[str]) -> torch.Tensor:
         style = int(style)
     if isinstance(style, bool):
         raise StyleError(f"style {style!r} is not a style; {valid}")
+    if isinstance(style, numbers.Integral):  # numpy's integers too
+        style = int(style)
+    elif torch.is_tensor(style) and style.ndim == 0 and style.dtype in _INDEX_DTYPES:
+        style = int(style.item())  # a 0-d integer tensor is an index, not one weight
     if isinstance(style, int):
         if not 0 <= style < len(names):
             raise StyleError(f"style index {style} is out of range 0..{len(names) - 1}; {valid}")
