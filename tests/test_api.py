@@ -104,3 +104,20 @@ def test_options_take_numpy_numbers_and_refuse_bools_as_numbers(model_file):
             StylizeOptions(**wrong)
     s = load_stylizer(model_file[0], device="cpu")
     assert s.stylize(Image.new("RGB", (40, 30)), strength=np.float64(0.25), max_size=np.int32(20)).size == (20, 15)
+
+
+def test_stylize_tensor_refuses_what_is_not_a_finite_image_batch(model_file):
+    """One NaN pixel spread through every instance norm: the whole output was NaN."""
+    from fast_nst.stylize.base import InputError
+
+    s = load_stylizer(model_file[0], device="cpu")
+    x = torch.rand(1, 3, 16, 16)
+    for bad in (float("nan"), float("inf")):
+        y = x.clone()
+        y[0, 1, 3, 4] = bad
+        with pytest.raises(InputError, match="holds NaN or infinite values"):
+            s.stylize_tensor(y)
+    with pytest.raises(InputError, match="takes a torch tensor"):
+        s.stylize_tensor(x.numpy())
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):  # InputError is a ValueError, as before
+        s.stylize_tensor(torch.rand(3, 8, 8))

@@ -23,6 +23,7 @@ from ..core.files import safe_component
 from ..core.images import normalize_mode, pil_to_tensor, split_alpha, tensor_to_pil
 from ..core.untrusted import open_image, resize_style
 from ..nets.adain import check_alpha, pad_indices
+from ..nets.layers import check_images
 from ..nets.multistyle import StyleError, StyleSpec, blend_weights, resolve_style, style_label
 from .tiling import DEFAULT_OVERLAP, DEFAULT_STATS_SIZE, auto_tile_size, available_memory, tile_core
 
@@ -79,6 +80,24 @@ def style_images(spec: StyleImages) -> tuple[list[Image.Image], list[float], str
 
 class OptionError(FastNSTError):
     """A stylize option is out of range; the message starts with the option's name."""
+
+
+class InputError(OptionError, ValueError):
+    """What :meth:`Stylizer.stylize_tensor` was given is not an image batch (N, 3, H, W) of
+    finite values (a ValueError too, as before it had a class of its own)."""
+
+
+def check_input(x: Any) -> None:
+    """:class:`InputError` unless ``x`` is a tensor (N, 3, H, W) without NaN or infinite values:
+    one of them spreads through every instance norm, and the whole output is NaN."""
+    if not torch.is_tensor(x):
+        raise InputError(f"stylize_tensor takes a torch tensor (N, 3, H, W), got {type(x).__name__}")
+    try:
+        check_images(x)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise InputError("the input holds NaN or infinite values; give values in [0, 1]")
 
 
 @dataclass(frozen=True)

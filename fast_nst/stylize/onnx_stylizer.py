@@ -43,7 +43,7 @@ from ..io.int8_graph import for_onnxruntime
 from ..nets.adain import AdaINNet
 from ..nets.layers import check_images
 from ..nets.multistyle import MAX_STYLES, StyleError, style_label
-from .base import StylizeOptions, Stylizer
+from .base import StylizeOptions, Stylizer, check_input
 from .onnx_tiling import OnnxTiling, tiling_for
 from .tiling import blend_tiles
 
@@ -210,7 +210,7 @@ class OnnxStylizer(Stylizer):
     def stylize_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` (N, 3, H, W) float in [0, 1] (any device) -> (N, 3, H, W) float32 in [0, 1] on
         the same device as ``x``."""
-        check_images(x)
+        check_input(x)
         extra = self._style_inputs()
         if x.shape[0] == 0:
             return torch.empty(x.shape, dtype=torch.float32, device=x.device)

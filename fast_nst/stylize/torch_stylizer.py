@@ -16,9 +16,8 @@ from ..core.memory import keep_freed_memory
 from ..core.images import tensor_to_pil
 from ..nets import NETWORKS
 from ..nets.base import StyleNetwork
-from ..nets.layers import check_images
 from ..nets.multistyle import style_label
-from .base import DTYPES, OptionError, StylizeOptions, Stylizer, round_up
+from .base import DTYPES, OptionError, StylizeOptions, Stylizer, check_input, round_up
 from .tiling import context_for, stylize_tiled
 
 __all__ = ["TorchStylizer"]
@@ -101,7 +100,7 @@ class TorchStylizer(Stylizer):
 
     @torch.inference_mode()
     def stylize_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        check_images(x)
+        check_input(x)
         self._require_style()
         dtype = DTYPES.get(self.precision)
         with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
