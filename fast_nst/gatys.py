@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from .core.device import resolve_device
 from .core.errors import FastNSTError
 from .core.images import pil_to_tensor, resize_longest, save_image, tensor_to_pil
 from .core.untrusted import MAX_STYLE_PIXELS, open_image, resize_side, resize_style
+from .core.untrusted import shown as shown_text
 from .lossnet import LOSS_NETWORKS, get_loss_network, layer_choices, layer_names, min_side
 from .lossnet.losses import PerceptualLoss
 from .lossnet.vgg import VGGEncoder, build_loss_network
@@ -200,7 +202,7 @@ def optimize(
     anything a user can get wrong.
     """
     _check_arguments(optimizer, precision, loss_model_weights, steps, scales, image_size,
-                     style_size, save_every, lr, content_weight, style_weight, tv_weight)
+                     style_size, save_every, lr, content_weight, style_weight, tv_weight, seed)
     content_layers, style_layers = resolve_layers(loss_model, preset, content_layers, style_layers,
                                                   style_layer_weights)
     _check_init(init)
@@ -261,26 +263,28 @@ def _start_image(image: Optional[torch.Tensor], init: str, content: torch.Tensor
 def _check_arguments(optimizer: str, precision: str, loss_model_weights: str, steps: int, scales: int,
                      image_size: Optional[int], style_size: Optional[int], save_every: int,
                      lr: Optional[float], content_weight: float, style_weight: float,
-                     tv_weight: float) -> None:
+                     tv_weight: float, seed: int = 0) -> None:
     """FastNSTError (naming the flag) for any argument out of range, before any work."""
     for name, value, choices in (("optimizer", optimizer, OPTIMIZERS), ("precision", precision, PRECISIONS),
                                  ("loss_model_weights", loss_model_weights, ("imagenet", "random"))):
         if value not in choices:
             raise FastNSTError(f"Unknown {name} {value!r}; choose one of: {', '.join(choices)}")
-    for name, value in (("steps", steps), ("scales", scales)):
-        if not isinstance(value, int) or value < 1:
-            raise FastNSTError(f"--{name} must be a whole number >= 1, got {value}")
-    for name, value in (("image_size", image_size), ("style_size", style_size)):
-        if value is not None and value < 1:
-            raise FastNSTError(f"--{name} must be > 0, got {value}")
-    if save_every < 0:
-        raise FastNSTError(f"--save_every must be >= 0, got {save_every}")
-    if lr is not None and not lr > 0:
-        raise FastNSTError(f"--lr must be > 0, got {lr}")
-    for name, value in (("content_weight", content_weight), ("style_weight", style_weight),
+    # Types too: the API takes any object, and "64" or None used to fail later in a TypeError.
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2 ** 63:
+        raise FastNSTError(f"--seed must be a whole number from 0 to 2**63 - 1, got {shown_text(repr(seed), 60)}")
+    for name, value, low in (("steps", steps, 1), ("scales", scales, 1), ("image_size", image_size, 1),
+                             ("style_size", style_size, 1), ("save_every", save_every, 0)):
+        optional = name in ("image_size", "style_size")
+        if not (optional and value is None) and (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+                                                 or value < low):
+            raise FastNSTError(f"--{name} must be a whole number >= {low}, got {shown_text(repr(value), 60)}")
+    for name, value in (("lr", lr), ("content_weight", content_weight), ("style_weight", style_weight),
                         ("tv_weight", tv_weight)):
-        if not (math.isfinite(value) and value >= 0):
-            raise FastNSTError(f"--{name} must be a finite number >= 0, got {value}")
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and \
+            (value > 0 if name == "lr" else value >= 0)
+        if not ok and not (name == "lr" and value is None):
+            raise FastNSTError(f"--{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}, "
+                               f"got {shown_text(repr(value), 60)}")
 
 
 def _final_content(content: Image.Image, image_size: Optional[int]) -> Image.Image:

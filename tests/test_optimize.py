@@ -1,6 +1,8 @@
 """Optimisation-based style transfer (fast_nst.optimize), with random VGG weights and 32-48 px
 images so each run takes about a second on a 2-core CPU."""
 
+import re
+
 import pytest
 import torch
 from PIL import Image
@@ -345,3 +347,18 @@ def test_random_weights_warning_speaks_of_optimize(pair, capsys):
     err = capsys.readouterr().err
     assert "python -m fast_nst.download vgg19 --dest weights/my_vgg19.pth" in err
     assert err.count("RANDOM weights") == 1  # vgg.py's banner is not printed as well
+
+
+@pytest.mark.parametrize("wrong,message", [
+    ({"image_size": "64"}, "--image_size must be a whole number >= 1, got '64'"),
+    ({"lr": "1"}, "--lr must be a finite number > 0, got '1'"),
+    ({"content_weight": "1"}, "--content_weight must be a finite number >= 0, got '1'"),
+    ({"save_every": None}, "--save_every must be a whole number >= 0, got None"),
+    ({"steps": True}, "--steps must be a whole number >= 1, got True"),
+    ({"seed": 2 ** 70}, "--seed must be a whole number from 0 to 2**63 - 1"),
+])
+def test_api_arguments_of_the_wrong_type_are_one_error(pair, wrong, message):
+    """The docstring promises FastNSTError for anything a user can get wrong: these used to be
+    TypeErrors from inside (or an OverflowError's text without the argument's name)."""
+    with pytest.raises(FastNSTError, match=re.escape(message)):
+        optimize(*pair, loss_model_weights="random", progress=False, **{"steps": 1, **wrong})
