@@ -74,6 +74,9 @@ def test_api_inputs_a_user_may_pass(model_file):
     assert s.device == torch.device("cpu")
     with pytest.raises(FastNSTError, match="device must be a name or a torch.device, got NoneType"):
         load_stylizer(model_file[0], device=None)
+    for wrong in (5, b"tiny.pth"):
+        with pytest.raises(CheckpointError, match="load_stylizer takes a model's path"):
+            load_stylizer(wrong)
     img = Image.new("RGB", (12, 9), (120, 60, 200))
     for wrong in ("photo.jpg", torch.rand(3, 9, 12)):
         with pytest.raises(OptionError, match="stylize takes a PIL image, got"):

@@ -16,6 +16,7 @@ run by OpenVINO: ``runtime="openvino"``), ``tiling`` (huge images in bounded mem
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Optional, Union
@@ -102,6 +103,9 @@ def load_stylizer(path: Union[str, Path, None] = None, device: str = "auto", pre
     """
     if path is None:
         path = bundled_model()
+    if not isinstance(path, (str, os.PathLike)):
+        raise CheckpointError(f"load_stylizer takes a model's path (a str or Path), an hf:// reference or a URL, "
+                              f"got {type(path).__name__}")
     path = local_model_file(path)  # an hf:// reference or a URL: the cached file
     path = model_in_run_folder(Path(path)) if Path(path).is_dir() else Path(path)
     if not path.exists() and pretrained_hint(path):  # "Try it in a minute" without the download
