@@ -237,3 +237,9 @@ def test_train_checks_a_config_made_without_the_loader():
         train(dataclasses.replace(cfg, lr=float("nan")))
     with pytest.raises(ConfigError, match="train\\(\\) takes a TrainConfig .* got dict"):
         train(cfg.to_dict())
+
+
+def test_an_int_past_floats_range_is_refused_by_the_range_check():
+    """10**400 as lr used to end in Python's OverflowError converting it to float."""
+    with pytest.raises(ConfigError, match="key 'lr' must be a finite number > 0, got inf"):
+        config_from_dict({"style_image": "x", "naming": "t", "lr": 10 ** 400}, "api")

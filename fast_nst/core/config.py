@@ -273,7 +273,10 @@ def _coerce(key: str, value: Any, tp: Any, where: str, shown: Any = None) -> Any
                 raise bad() from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad()
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int past float's range (10**400): its range check then says why
+            return float("inf") if value > 0 else float("-inf")
     if tp is str:
         if not isinstance(value, str):
             raise bad()
