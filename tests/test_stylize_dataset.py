@@ -218,6 +218,7 @@ def test_the_pixel_limit_is_an_option_here_too(data, tmp_path, capsys):
     (["--alpha", "1.5"], "--alpha: alpha must be between 0"),
     (["--output", "INSIDE"], "is inside --images"),
     (["--output", "A_FILE"], "is a file, not a folder; give a folder for the stylized photos."),
+    (["--output", "UNDER_A_FILE"], "cannot write into --output"),
 ])
 def test_mistakes_are_one_line(data, tmp_path, capsys, extra, message):
     argv = args(data, tmp_path / "out")
@@ -226,6 +227,9 @@ def test_mistakes_are_one_line(data, tmp_path, capsys, extra, message):
         del argv[i:i + 2]
     elif extra[1] == "INSIDE":
         argv[argv.index("--output") + 1] = str(data / "photos" / "stylized")
+    elif extra[1] == "UNDER_A_FILE":
+        (tmp_path / "out").write_text("mine")
+        argv[argv.index("--output") + 1] = str(tmp_path / "out" / "sub")
     elif extra[1] == "A_FILE":
         (tmp_path / "out").write_text("mine")
         argv[argv.index("--output") + 1] = str(tmp_path / "out")

@@ -198,10 +198,13 @@ def _value(key: str, value: object) -> str:
 
 def save_run_settings(output: Path, settings: dict) -> None:
     """Record ``settings`` in ``output`` (made if missing) unless a run recorded them already."""
-    output.mkdir(parents=True, exist_ok=True)
-    if not (output / RUN_SETTINGS).is_file():
-        with atomic_write(output / RUN_SETTINGS) as tmp:
-            tmp.write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        if not (output / RUN_SETTINGS).is_file():
+            with atomic_write(output / RUN_SETTINGS) as tmp:
+                tmp.write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    except OSError as e:  # the first write of the run: an unwritable --output is said here, before any work
+        raise FastNSTError(f"cannot write into --output {output}: {e.strerror or e}; choose another folder.") from None
 
 
 def remove_stale_temps(output: Path) -> int:
