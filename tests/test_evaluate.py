@@ -292,8 +292,8 @@ def test_an_earlier_reports_list_names_only_files_inside_it(tmp_path):
     listed = ["../outside.txt", str(tmp_path / "outside.txt"), "a/b/c.jpg", ".hidden", REPORT_MARKER,
               "linked/outside.txt", "ok.txt", 7]
     (report / REPORT_MARKER).write_text(json.dumps({"files": listed}))
-    assert earlier_files(report) == ["linked/outside.txt", "ok.txt"]
-    remove_stale(report, earlier_files(report), [])
+    assert earlier_files(report, 100) == ["linked/outside.txt", "ok.txt"]
+    remove_stale(report, earlier_files(report, 100), [])
     assert not (report / "ok.txt").exists() and (tmp_path / "outside.txt").read_text() == "keep"
     (report / REPORT_MARKER).write_text("A quality report written by fast-nst (an earlier version)\n")
-    assert earlier_files(report) == []
+    assert earlier_files(report, 100) == []

@@ -250,9 +250,7 @@ def _video(args: argparse.Namespace, stylizer: Stylizer, src: Path, options: Sty
     if dest.suffix.lower() in IMAGE_EXTENSIONS + (".gif", ".tif", ".tiff"):
         raise DataError(f"--output_file {dest} names an image, but --video_file writes a "
                         "video: give a name ending in .mp4, .mov, .mkv or .webm.")
-    if same_file(src, dest):
-        raise DataError(f"Output {dest} is the input video; refusing to overwrite it.")
-    check_output_file(dest, "--output_file", [src])
+    check_output_file(dest, "--output_file", [src], "input video")
     summary = stylize_video(stylizer, src, dest, batch_size=args.batch_size, options=options,
                             temporal={"auto": None, "on": True, "off": False}[args.temporal])
     ratio = summary.get("change_ratio")

@@ -155,7 +155,9 @@ def write_report(model_files: Sequence[PathLike], images: PathLike, output: Path
     photos, models, name, encoder, targets, style_images, dev = _prepare(
         model_files, images, out, style, loss_model, file, loss_model_weights, device, max_size, stability)
     # From now on this folder is a report: running again may replace it, nothing else is refused.
-    earlier = earlier_files(out)
+    # The most files a report writes: each photo and its stylization by each model, a style
+    # image per model, the sheet and the two pages.
+    earlier = earlier_files(out, MAX_PHOTOS * (MAX_MODELS + 1) + MAX_MODELS + 3)
     mark_report(out, earlier)  # the earlier files stay listed until this report is complete
     results: list[Result] = []
     for m in models:

@@ -22,8 +22,6 @@ __all__ = ["REPORT_MARKER", "earlier_files", "mark_report", "remove_stale"]
 
 REPORT_MARKER = ".fast-nst-report"
 _NOTE = "A quality report written by fast-nst (python -m fast_nst.evaluate); a later report may replace this folder."
-# The most files a report writes: MAX_PHOTOS photos x (MAX_MODELS + 1) images, styles, 3 pages.
-_MAX_LISTED = 64 * 9 + 8 + 3
 
 
 def _plain(name: object) -> bool:
@@ -33,9 +31,10 @@ def _plain(name: object) -> bool:
     return 1 <= len(parts) <= 2 and all(p == safe_component(p) and p != REPORT_MARKER for p in parts)
 
 
-def earlier_files(folder: Path) -> list[str]:
-    """The files an earlier report in ``folder`` listed ([] for none, for a report of a version
-    that kept no list, or for a marker that does not parse)."""
+def earlier_files(folder: Path, most: int) -> list[str]:
+    """The files an earlier report in ``folder`` listed, at most ``most`` (the most a report
+    writes); [] for none, for a report of a version that kept no list, or for a marker that does
+    not parse."""
     marker = folder / REPORT_MARKER
     if not marker.is_file():
         return []
@@ -44,7 +43,7 @@ def earlier_files(folder: Path) -> list[str]:
     except DataError:
         return []  # the one-line note of an earlier version, or damaged: remove nothing
     files = data.get("files") if isinstance(data, dict) else None
-    return [f for f in files[:_MAX_LISTED] if _plain(f)] if isinstance(files, list) else []
+    return [f for f in files[:most] if _plain(f)] if isinstance(files, list) else []
 
 
 def mark_report(folder: Path, files: Iterable[str]) -> None:

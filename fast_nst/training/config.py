@@ -9,9 +9,8 @@ from typing import Any, Sequence
 
 from .. import lossnet, nets
 from ..core.config import ConfigCheck, TrainConfig, config_from_dict, load_config
-from ..core.errors import ConfigError
 
-__all__ = ["CONFIG_CHECKS", "check_config", "load_train_config", "train_config_from_dict"]
+__all__ = ["CONFIG_CHECKS", "load_train_config", "train_config_from_dict"]
 
 #: The registry checks every training config passes.
 CONFIG_CHECKS: tuple[ConfigCheck, ...] = (nets.check_config, lossnet.check_config)
@@ -27,11 +26,3 @@ def train_config_from_dict(data: Any, where: str) -> TrainConfig:
     return config_from_dict(data, where, checks=CONFIG_CHECKS)
 
 
-def check_config(cfg: TrainConfig) -> None:
-    """The registry checks for a config built some other way (a TrainConfig made directly)."""
-
-    def fail(key: str, msg: str) -> None:
-        raise ConfigError(f"config: key '{key}' {msg}")
-
-    for check in CONFIG_CHECKS:
-        check(cfg, fail)

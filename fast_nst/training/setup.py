@@ -32,7 +32,7 @@ from ..lossnet.vgg import VGGEncoder, build_loss_network
 from ..nets.adain import file_sha256
 from ..nets.base import StyleNetwork
 from ..nets.multistyle import MAX_STYLES
-from .config import check_config, train_config_from_dict
+from .config import train_config_from_dict
 from .data import find_training_images
 from .networks import (build_network, check_network_args, encoder_layers, network_args, network_difference,
                        style_sources)
@@ -363,8 +363,8 @@ def _check_sample_images(cfg: TrainConfig) -> None:
 def prepare_run(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: bool, command: str,
                 ctx: DistContext) -> RunSetup:
     """Fail fast: check everything a user can get wrong, before any compute; then lock the run
-    folder (rank 0) so no other run writes into it."""
-    check_config(cfg)
+    folder (rank 0) so no other run writes into it. ``cfg`` passed the config's own checks
+    (train() rebuilds a TrainConfig made directly through them)."""
     check_network_args(cfg)
     if cfg.final_format == "safetensors":  # before training, not when its end is written
         require_safetensors("final_format: safetensors")
