@@ -10,6 +10,7 @@ import re
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings, strategies as st
 from PIL import Image
 
 from fast_nst import load_stylizer
@@ -26,7 +27,7 @@ from fast_nst.report.measure import LOSS_SEED
 from fast_nst.report.sheet import GAP, HEADER, contact_sheet, labelled_grid, sheet_size
 from fast_nst.training import load_train_config
 
-from conftest import assert_clean_in_process, in_process, make_photo
+from conftest import assert_clean_in_process, examples, in_process, make_photo
 
 PHOTO_SIZES = {"p0": (48, 40), "p1": (40, 56), "p2": (64, 48)}
 ROW = re.compile(r"<tr class='result' data-photo='([^']+)' data-model='([^']+)'><td>[^<]*</td><td>[^<]*</td>"
@@ -297,3 +298,28 @@ def test_an_earlier_reports_list_names_only_files_inside_it(tmp_path):
     assert not (report / "ok.txt").exists() and (tmp_path / "outside.txt").read_text() == "keep"
     (report / REPORT_MARKER).write_text("A quality report written by fast-nst (an earlier version)\n")
     assert earlier_files(report, 100) == []
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
+                     lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=10), inner, max_size=6),
+                     max_leaves=30)
+
+
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(listed=st.lists(st.text(max_size=30) | st.integers(), max_size=20), other=_JSON,
+       raw=st.binary(max_size=200))
+def test_any_marker_gives_plain_names_inside_the_folder_or_none(tmp_path, listed, other, raw):
+    """The marker is read from the user's folder: whatever it holds ends in a list of plain
+    relative names (at most two components, none the marker), never in an exception."""
+    from pathlib import PurePosixPath
+
+    from fast_nst.core.files import safe_component
+    from fast_nst.report.marker import earlier_files
+
+    for content in (json.dumps({"files": listed}), json.dumps(other), raw):
+        (tmp_path / REPORT_MARKER).write_bytes(content if isinstance(content, bytes) else content.encode())
+        found = earlier_files(tmp_path, 10)
+        assert len(found) <= 10
+        for name in found:
+            parts = PurePosixPath(name).parts
+            assert 1 <= len(parts) <= 2 and all(p == safe_component(p) and p != REPORT_MARKER for p in parts)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from fast_nst.commands.stylize_dataset import main as stylize_main
 from fast_nst.core.config import config_from_dict
@@ -19,7 +20,7 @@ from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint
 from fast_nst.nets.multistyle import MultiStyleArgs, MultiStyleNet
 from fast_nst.stylize.dataset import MANIFEST, RUN_SETTINGS, choose
 
-from conftest import REPO, assert_clean_in_process, in_process, make_photo, random_adain_net
+from conftest import REPO, assert_clean_in_process, examples, in_process, make_photo, random_adain_net
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 PAINTINGS = ["a.png", "b.jpg", "sub/c.png"]
@@ -238,3 +239,24 @@ def test_mistakes_are_one_line(data, tmp_path, capsys, extra, message):
     code, err = in_process(capsys, stylize_main, *argv)
     assert_clean_in_process(code, err, message)
     assert not (tmp_path / "out").exists() or (tmp_path / "out").read_text() == "mine"
+
+
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=300), recorded=st.dictionaries(st.sampled_from(["seed", "alpha", "weights", "max_size",
+                                                                              "x"]),
+                                                             st.none() | st.integers() | st.text(max_size=20),
+                                                             max_size=5))
+def test_any_settings_file_ends_in_a_pass_or_one_error(tmp_path, raw, recorded):
+    """The run's settings file lies in the user's folder: whatever it holds, the check passes
+    (the same settings) or raises one FastNSTError, never another exception."""
+    from fast_nst.core.errors import FastNSTError
+    from fast_nst.stylize.dataset import check_run_settings
+
+    now = {"seed": 0, "alpha": 1.0, "weights": "w", "max_size": None}
+    for content in (raw, json.dumps(recorded).encode(), json.dumps(now).encode()):
+        (tmp_path / RUN_SETTINGS).write_bytes(content)
+        try:
+            check_run_settings(tmp_path, now)
+        except FastNSTError as e:
+            assert "\n" not in str(e) and len(str(e)) < 2000
+    check_run_settings(tmp_path, now)  # the last one written: the same settings
