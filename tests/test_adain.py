@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -265,6 +266,8 @@ def test_stylizer_needs_a_style_and_blends_them(trained, data):
     stylizer.set_style(a, style_size=48)  # a small style image keeps the test fast
     first = stylizer.stylize(photo)
     assert first.size == photo.size and stylizer.name == "a0"
+    stylizer.set_style((a, np.float32(0.5)), style_size=48)  # a lone pair: not two images "a" and 0.5
+    assert pil_to_tensor(stylizer.stylize(photo)).equal(pil_to_tensor(first)) and stylizer.name == "a0"
     stylizer.set_style([(a, 1.0), (b, 0.0)], style_size=48)
     assert pil_to_tensor(stylizer.stylize(photo)).equal(pil_to_tensor(first))
     stylizer.set_style([(Image.open(a), 0.7), (str(b), 0.3)], alpha=0.5, style_size=32)

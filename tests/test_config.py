@@ -67,6 +67,11 @@ def test_bad_override_names_the_override(tmp_path):
         load_config(path, ["bogus=1"])
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         load_config(path, ["max_steps"])
+    # A lone string (not a list) used to be read one character at a time: "--set 'b'".
+    for overrides in ("batch_size=4", None, [4]):
+        with pytest.raises(ConfigError, match=r"^overrides: expected a list of KEY=VALUE strings"):
+            load_config(path, overrides)
+    assert load_config(path, (o for o in ["batch_size=4"])).batch_size == 4
 
 
 def test_yaml_1e5_without_dot_is_a_float(tmp_path):

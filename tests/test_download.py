@@ -149,11 +149,20 @@ def test_a_mismatching_file_is_replaced_and_moved_aside(in_tmp, monkeypatch, cap
     # Run again: the file is checked, matches, and nothing is downloaded.
     monkeypatch.setattr(download, "_open", lambda url, start, timeout=None: pytest.fail(f"downloaded {url}"))
     code, out, err = run_main(capsys, "vgg16")
-    assert (code, out, err) == (0, f"Saved {dest}\n", f"Checking {dest}\n")
+    assert (code, out, err) == (0, f"Already there: {dest} (matches the published checksum)\n",
+                                f"Checking {dest}\n")
     dest.write_bytes(b"junk")  # a second mismatch does not overwrite the first one moved aside
     monkeypatch.setattr(download, "_open", lambda url, start, timeout=None: Response(body))
     assert run_main(capsys, "vgg16")[0] == 0
     assert aside.read_bytes() == b"" and aside.with_name(aside.name + ".1").read_bytes() == b"junk"
+
+
+def test_a_file_there_without_a_published_checksum_is_kept_and_said_so(in_tmp, monkeypatch, capsys):
+    monkeypatch.setitem(LOSS_NETWORKS, "vgg16", dataclasses.replace(VGG16, sha256=""))
+    monkeypatch.setattr(download, "_open", lambda url, start, timeout=None: pytest.fail(f"downloaded {url}"))
+    Path("mine.pth").write_bytes(b"weights")
+    code, out, err = run_main(capsys, "vgg16", "--dest", "mine.pth")
+    assert (code, out, err) == (0, "Already there: mine.pth (not checked: no published checksum)\n", "")
 
 
 def test_failure_keeps_folders_that_were_there(in_tmp, monkeypatch, capsys):

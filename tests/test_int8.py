@@ -114,7 +114,17 @@ def test_export_quantize_writes_an_int8_onnx(int8_export):
     assert db > 30
     s = load_stylizer(out, device="cpu", precision="int8")  # already quantized: used as it is
     assert s.precision == "int8" and s.info["path"] == str(out)
-    assert load_stylizer(out, device="cpu").info["metadata"]["quantization"] == "int8"
+    plain = load_stylizer(out, device="cpu")  # run as it is, and said so (it said "fp32")
+    assert plain.info["metadata"]["quantization"] == "int8" and plain.precision == "int8"
+
+
+def test_another_tools_quantized_graph_is_labelled_int8(int8_export, tmp_path):
+    import onnx
+
+    graph = onnx.load_model(str(int8_export[0]))
+    del graph.metadata_props[:]  # no fast-nst metadata: known by its integer operators
+    onnx.save_model(graph, str(tmp_path / "foreign.onnx"))
+    assert load_stylizer(tmp_path / "foreign.onnx", device="cpu").precision == "int8"
 
 
 def test_int8_export_quantizes_the_inner_convs_and_interleaves(int8_export):

@@ -120,6 +120,9 @@ def test_a_blend_gives_every_style_a_weight_or_none():
         resolve_style("alpha,beta:2,gamma", NAMES)
     with pytest.raises(StyleError, match="alpha is named twice"):
         resolve_style("alpha:0.5,alpha:0.5", NAMES)
+    for spec in (",", "alpha,", ":0.5"):  # once "'' is named twice" or "no style ''"
+        with pytest.raises(StyleError, match=f"^style '{spec}' has an empty style name; write a blend as"):
+            resolve_style(spec, NAMES)
     assert resolve_style("alpha,gamma", NAMES).tolist() == [0.5, 0, 0.5]      # none weighted: equal
     assert resolve_style("gamma:3", NAMES).tolist() == [0, 0, 1]               # one name, weighted
 

@@ -229,6 +229,9 @@ def test_audio_only_file_and_unwritable_output_are_clean_errors(model_file, styl
         stylize_video(stylizer, clip, tmp_path / "out.unknownformat", progress=False)
     with pytest.raises(DataError, match="Cannot write video into a gif"):
         stylize_video(stylizer, clip, tmp_path / "out.gif", progress=False)
+    for batch_size in (True, 0, 2.0):  # True was taken as a batch of one
+        with pytest.raises(DataError, match=f"^batch_size must be a positive integer, got {batch_size!r}"):
+            stylize_video(stylizer, clip, tmp_path / "out.mp4", batch_size=batch_size, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "tone.m4a"]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import textwrap
+from pathlib import Path
 from typing import Optional, Sequence
 
 from ..io.adain_pretrained import ADAIN_DECODER_FILE, download_adain
@@ -91,12 +92,30 @@ it converts the two files it finds there.""",
     return p
 
 
+def _identity(path: Path) -> Optional[tuple[int, int, int]]:
+    """(device, inode, mtime) of the file at ``path``, None when there is none: the same value
+    after a download means the file already there was kept, not replaced."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mtime_ns)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser().parse_args(argv)
 
     def run() -> int:
         if args.what in LOSS_NETWORKS:
-            paths = [download_weights(args.what, args.dest)]
+            dest = Path(args.dest or LOSS_NETWORKS[args.what].file)
+            before = _identity(dest)
+            paths = [download_weights(args.what, dest)]
+            if before is not None and _identity(dest) == before:
+                # The file was there and was kept: saying "Saved" would claim a download.
+                checked = "matches the published checksum" if LOSS_NETWORKS[args.what].sha256 else \
+                    "not checked: no published checksum"
+                print(f"Already there: {dest} ({checked})")
+                return 0
         elif args.what == "coco":
             paths = [download_coco(args.dest or "data", keep_zip=args.keep_zip, split=args.split)]
         elif args.what == "adain":

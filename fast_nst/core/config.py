@@ -352,6 +352,12 @@ def load_config(path: str | Path | None, overrides: typing.Sequence[str] = (),
 
     ``naming`` defaults to the file's stem.
     """
+    # A lone string would be read one character at a time ("--set 'b': expected KEY=VALUE").
+    texts = list(overrides) if isinstance(overrides, collections.abc.Iterable) and \
+        not isinstance(overrides, (str, bytes)) else None
+    if texts is None or not all(isinstance(t, str) for t in texts):
+        raise ConfigError(f"overrides: expected a list of KEY=VALUE strings, e.g. ['max_steps=100'], "
+                          f"not {shown(repr(overrides), 80)}")
     values: dict[str, tuple[Any, str]] = {}
     if path is not None:
         values = _read_yaml(Path(path))
@@ -360,7 +366,7 @@ def load_config(path: str | Path | None, overrides: typing.Sequence[str] = (),
             # not write into (or be refused by) models/candy.
             del values["naming"]
         values.setdefault("naming", (Path(path).stem, str(path)))
-    for text in overrides:
+    for text in texts:
         key, value = parse_override(text)
         _check_key(key, f"--set {text}")
         values[key] = (value, f"--set {text}")

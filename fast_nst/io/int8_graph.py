@@ -30,7 +30,7 @@ import numpy as np
 from ..core.untrusted import read_onnx_model
 
 __all__ = ["FULL_RESOLUTION_GROUP", "chunk_instance_norms", "for_onnxruntime", "group_channels", "hoist_slices",
-           "interleave_as_block_moves", "is_quantized", "pad_quantized_values"]
+           "interleave_as_block_moves", "is_quantized", "pad_quantized_values", "runs_int8"]
 
 # Channels per group at the network's full resolution (8 MB of float32 per group at 1024 x 1024).
 # Alternating in one process on a 2-core Xeon, the default network's int8 forward at 1024 x 1024:
@@ -403,6 +403,23 @@ def interleave_as_block_moves(graph: Any) -> int:
         count += 1
     _set_nodes(graph, nodes)
     return count
+
+
+# Operators that compute on integers: a graph with any of them was quantized, by us or another tool.
+_INTEGER_OPS = frozenset({"QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger", "QuantizeLinear",
+                          "DynamicQuantizeLinear", "QLinearAdd", "QLinearMul"})
+
+
+def runs_int8(data: bytes, max_bytes: int) -> bool:
+    """Whether the .onnx bytes ``data`` are a quantized graph: a fast-nst int8 export (its
+    metadata) or another tool's (integer operators in the graph). False for a float graph or
+    one that does not parse (onnxruntime then says what is wrong with it)."""
+    try:
+        model = read_onnx_model(data, max_bytes)
+    except Exception:  # noqa: BLE001 - reported by onnxruntime's session, in its words
+        return False
+    return is_quantized({p.key: p.value for p in model.metadata_props}) or \
+        any(n.op_type in _INTEGER_OPS for n in model.graph.node)
 
 
 def for_onnxruntime(data: bytes, max_bytes: int) -> bytes:

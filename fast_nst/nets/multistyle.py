@@ -71,6 +71,8 @@ def _blend_from_text(text: str) -> dict[str, float]:
     parts: dict[str, float] = {}
     for name, sep, weight in items:
         name = name.strip()
+        if not name:  # "candy," or ",": not a second style named ""
+            raise StyleError(f"style {shown(text)!r} has an empty style name; {example}")
         if name in parts:
             raise StyleError(f"style {shown(text)!r}: {shown(name, 40)} is named twice; {example}")
         try:

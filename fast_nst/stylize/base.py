@@ -42,8 +42,8 @@ DEFAULT_STYLE_SIZE = 512
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-#: Style images for an arbitrary-style model: a PIL image, a path, or a list of images, paths
-#: or (image or path, weight) pairs (a blend).
+#: Style images for an arbitrary-style model: a PIL image, a path, one (image or path, weight)
+#: pair, or a list of images, paths or such pairs (a blend).
 StyleImages = Union[Image.Image, str, Path, Sequence[Any]]
 
 
@@ -56,18 +56,25 @@ def _one_style_image(item: Any) -> tuple[Image.Image, str]:
                      "path, or a list of (image, weight) pairs")
 
 
+def _is_weight(value: Any) -> bool:
+    """A blend weight's type: a real number (numpy's too), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def style_images(spec: StyleImages) -> tuple[list[Image.Image], list[float], str]:
     """(RGB images, their weights normalised to sum 1, a short label such as ``candy`` or
     ``candy70-mosaic30``) for ``spec`` (see :data:`StyleImages`); StyleError or DataError
     (an unreadable file) otherwise."""
-    items = list(spec) if isinstance(spec, (list, tuple)) else [spec]
+    lone_pair = isinstance(spec, tuple) and len(spec) == 2 and _is_weight(spec[1]) and \
+        isinstance(spec[0], (Image.Image, str, Path))  # (image, 0.5): one pair, not two images
+    items = list(spec) if isinstance(spec, (list, tuple)) and not lone_pair else [spec]
     if not items:
         raise StyleError("no style image given")
     images, weights, names = [], [], []
     for item in items:
         weight = 1.0
         if isinstance(item, (list, tuple)):
-            if len(item) != 2 or isinstance(item[1], bool) or not isinstance(item[1], (int, float)):
+            if len(item) != 2 or not _is_weight(item[1]):
                 raise StyleError(f"style {str(item)[:80]!r}: expected an (image, weight) pair")
             item, weight = item[0], float(item[1])
         image, name = _one_style_image(item)

@@ -39,7 +39,7 @@ from ..core.images import shape_text, tensor_to_pil
 from ..core.untrusted import load_json, onnx_session, read_onnx_file
 from ..io.checkpoint import require_model_file, torchscript_error, torchscript_source
 from ..io.export import EXPORT_FORMAT_VERSION, MAX_ONNX_BYTES, ONNX_INSTALL_HINT
-from ..io.int8_graph import for_onnxruntime
+from ..io.int8_graph import for_onnxruntime, runs_int8
 from ..nets.adain import AdaINNet
 from ..nets.layers import check_images
 from ..nets.multistyle import MAX_STYLES, StyleError, style_label
@@ -385,7 +385,8 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
     """Load an exported ``.onnx`` model for stylizing with onnxruntime.
 
     ``device``: "auto" (CUDA when both torch and onnxruntime have it, else CPU), "cpu", "cuda"
-    or "cuda:N". ``precision``: only "fp32" (the exported graph is float32).
+    or "cuda:N". ``precision``: only "fp32": the graph runs as it was exported (a quantized
+    export, fast-nst's or another tool's, runs in int8, and the stylizer's ``precision`` says so).
     A multi-style export (second input: the style weights) starts in its first style; choose
     another with ``set_style``. An arbitrary-style export (second input: the style image)
     stylizes once ``set_style`` gave it a style image.
@@ -437,5 +438,8 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
         tile_options.enable_cpu_mem_arena = arena
         return onnx_session(graph, MAX_ONNX_BYTES, tile_options, providers)
     tiling = tiling_for(data, MAX_ONNX_BYTES, meta, make_session)
-    return OnnxStylizer(session, dev, name=name, info=info, style_names=style_names, image_style=image_style,
-                        tiling=tiling)
+    stylizer = OnnxStylizer(session, dev, name=name, info=info, style_names=style_names,
+                            image_style=image_style, tiling=tiling)
+    if runs_int8(data, MAX_ONNX_BYTES):  # a quantized export runs as it is: say so, not "fp32"
+        stylizer.precision = "int8"
+    return stylizer

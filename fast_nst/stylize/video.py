@@ -35,6 +35,7 @@ complete, so an interrupted run never leaves a truncated video behind.
 from __future__ import annotations
 
 import math
+import numbers
 import traceback
 from fractions import Fraction
 from pathlib import Path
@@ -102,7 +103,9 @@ def stylize_video(stylizer: Stylizer, src: Path, dest: Path, batch_size: int = 4
     opts = make_options(options)
     if temporal:
         TemporalStatistics(stylizer)  # refuses a model that cannot, before any work
-    if not isinstance(batch_size, int) or batch_size <= 0:
+    if isinstance(batch_size, numbers.Integral) and not isinstance(batch_size, bool):
+        batch_size = int(batch_size)  # numpy's integers too; True is no batch size
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
         raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
 
     input_file(src, "video")  # a FIFO would hang the decoder: refused before it opens
