@@ -241,3 +241,36 @@ def test_coco_val_split_downloads_val2014(in_tmp, monkeypatch, capsys):
     code, out, err = run_main(capsys, "coco", "--split", "val")
     assert code == 1 and urls == ["http://images.cocodataset.org/zips/val2014.zip"]
     assert "data/val2014.zip" in err and "unpacks it into data/val2014" in err
+
+
+def test_a_waiter_locks_the_file_at_the_path_not_the_one_removed_after_use(tmp_path):
+    """The holder removes the lock file after use: a process that waited on it then held a
+    lock on a file nobody else would open, and a newcomer locked a fresh one beside it: both
+    downloaded at once (after a failed download, when there is no file to find)."""
+    import fcntl
+    import threading
+
+    dest = tmp_path / "w.pth"
+    lock = tmp_path / ".w.pth.lock"
+    inside, leave = threading.Event(), threading.Event()
+
+    def waiter():
+        with download._one_at_a_time(dest):
+            inside.set()
+            leave.wait(60)
+
+    with open(lock, "w") as holder:  # the first process, downloading
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        assert not inside.wait(0.2)  # the waiter waits for the holder
+        lock.unlink()  # the holder's finish: its lock file removed, then released
+    try:
+        assert inside.wait(60)
+        with open(lock, "w") as newcomer:  # a third process now finds the waiter's lock held
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(newcomer, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        leave.set()
+        thread.join(60)
+    assert not lock.exists()

@@ -30,7 +30,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import IO, Any, Callable, Iterator, Optional
 
 from tqdm import tqdm
 
@@ -264,16 +264,31 @@ def _one_at_a_time(dest: Path) -> Iterator[None]:
     except ImportError:
         fcntl = None
     lock = dest.with_name(f".{dest.name}.lock")
-    with open(lock, "w") as f:
+    while True:
+        f = open(lock, "w")
         try:
             if fcntl is not None:
                 fcntl.flock(f, fcntl.LOCK_EX)
         except OSError:  # ENOLCK: some network filesystems
-            pass
+            break
+        if fcntl is None or _still_at(f, lock):
+            break
+        # The holder before us removed the lock file after use: ours locks a file nobody else
+        # will open, and a newcomer would lock a fresh one beside us. Lock the one at the path.
+        f.close()
+    with f:
         try:
             yield
         finally:
             lock.unlink(missing_ok=True)
+
+
+def _still_at(f: IO[Any], path: Path) -> bool:
+    """Whether the open file ``f`` is still the file at ``path`` (not removed or replaced)."""
+    try:
+        return os.path.samestat(os.fstat(f.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def _clean_up(part: Path, created: list[Path], keep: bool) -> None:
