@@ -254,6 +254,20 @@ def test_frames_over_the_pixel_limit_are_refused(stylizer, clip, tmp_path, monke
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_plan_asks_the_stylizer_whether_frames_need_tiles(stylizer, clip, tmp_path, monkeypatch):
+    """The plan used the PyTorch network's tile budget (at most 1 GiB) for every model: 1080p
+    frames of an .onnx export (which runs whole images while they fit the free memory) counted
+    as "tiled", then ran whole one by one, without the carried statistics."""
+    monkeypatch.setattr(stylizer, "bytes_per_pixel", (3 << 30) // (48 * 32))  # beyond that budget
+    monkeypatch.setattr(stylizer, "tile_size_for", lambda height, width, options: None)  # fits: whole
+    summary = stylize_video(stylizer, clip, tmp_path / "whole.mp4", progress=False, temporal=True)
+    assert summary["temporal"] is True and summary["frames"] == FRAMES and summary["change_ratio"] > 0
+    monkeypatch.setattr(stylizer, "tile_size_for", lambda height, width, options: 64)  # tiles
+    summary = stylize_video(stylizer, clip, tmp_path / "tiled.mp4", progress=False)
+    # Tiles keep each frame's statistics; the flicker measure is still taken (it was not).
+    assert summary["temporal"] is False and summary["frames"] == FRAMES and summary["change_ratio"] > 0
+
+
 @pytest.fixture(scope="module")
 def small_clip_bytes(tmp_path_factory) -> bytes:
     return make_clip(tmp_path_factory.mktemp("small") / "s.mp4", size=(32, 16), frames=4).read_bytes()

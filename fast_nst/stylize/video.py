@@ -54,7 +54,6 @@ from ..core.untrusted.videos import (VIDEO_INSTALL_HINT, check_frame, ffmpeg_rea
                                      video_stream)
 from .base import StylizeOptions, Stylizer, finish, make_options, resize_for_processing
 from .temporal import FrameChanges, TemporalStatistics, supports_temporal
-from .tiling import auto_tile_size
 from .video_audio import audio_output
 
 __all__ = ["INSTALL_HINT", "stylize_video"]
@@ -88,8 +87,10 @@ def stylize_video(stylizer: Stylizer, src: Path, dest: Path, batch_size: int = 4
 
     ``temporal``: stable statistics across frames (:mod:`fast_nst.stylize.temporal`: less
     flicker, no retraining); None (default) uses them where the model supports them (PyTorch
-    models, frames stylized in batches), True insists (OptionError for an ``.onnx`` export),
-    False stylizes every frame on its own.
+    models, fast-nst's exports, frames stylized in batches), True insists (OptionError for a
+    model that cannot carry them, such as an ``.onnx`` file another tool made), False stylizes
+    every frame on its own. Frames too large for one pass are stylized in tiles, each frame with
+    its own statistics, either way (the summary's "temporal" then says False).
 
     Returns ``{"frames", "fps" (Fraction), "size" (w, h), "has_audio", "video_codec", "audio"
     (per audio stream "copy" or the encoder used), "temporal" (whether stable statistics were
@@ -336,14 +337,14 @@ class _VideoJob:
         tile = self.opts.tile_size
         self.effective_batch = self.batch_size
         if tile == "auto" and self.stylizer.can_tile:
-            bpp = self.stylizer.bytes_per_pixel
-            if auto_tile_size(ph, pw, self.device, bytes_per_pixel=bpp) is not None:
-                self.tiled = True
-            else:
-                self.tiled = False
-                while self.effective_batch > 1 and auto_tile_size(ph * self.effective_batch, pw, self.device,
-                                                                  bytes_per_pixel=bpp) is not None:
-                    self.effective_batch //= 2
+            # The stylizer's own rule, as for a photo: an .onnx or OpenVINO model runs whole
+            # frames while they fit the free memory, the PyTorch network within its tile budget
+            # (a budget of its own here made 1080p frames of an export "tiled", then run whole
+            # one by one, without the carried statistics).
+            tiles = lambda height: self.stylizer.tile_size_for(height, pw, self.opts)  # noqa: E731
+            self.tiled = tiles(ph) is not None
+            while not self.tiled and self.effective_batch > 1 and tiles(ph * self.effective_batch) is not None:
+                self.effective_batch //= 2
         else:
             self.tiled = isinstance(tile, int) and (ph > tile or pw > tile)
         if self.tiled:
@@ -462,7 +463,10 @@ class _VideoJob:
                 for photo, styled in zip(photos, y.cpu())]
 
     def _stylize_tiled(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        return [np.asarray(self.stylizer.stylize(Image.fromarray(a), self.opts)) for a in arrays]
+        outputs = [np.asarray(self.stylizer.stylize(Image.fromarray(a), self.opts)) for a in arrays]
+        as_batch = lambda frames: torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255.0  # noqa: E731
+        self.changes.add(as_batch(arrays), as_batch(outputs))  # the flicker measure, as for batches
+        return outputs
 
     # -- audio -------------------------------------------------------------------------------
 
