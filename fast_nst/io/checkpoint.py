@@ -47,8 +47,8 @@ from .safetensors_file import is_safetensors, read_safetensors_checkpoint, read_
 __all__ = ["CHECKPOINT_DIR", "FORMAT_NAME", "FORMAT_VERSION", "atomic_torch_save", "build_model",
            "capture_rng_state", "checkpoint_name", "list_checkpoints", "load_training_state",
            "load_model", "make_checkpoint", "read_checkpoint", "require_model_file",
-           "restore_rng_state", "safe_torch_load", "save_training_checkpoint", "torchscript_error",
-           "torchscript_source", "validate_checkpoint"]
+           "restore_rng_state", "safe_torch_load", "save_training_checkpoint", "step_files",
+           "torchscript_error", "torchscript_source", "validate_checkpoint"]
 
 FORMAT_NAME = "fast-nst"
 # 2: checkpoints name their network (model_type). Version 1 files have none and are Johnson nets.
@@ -394,9 +394,9 @@ def load_model(path: str | Path, loss_model_file: Optional[str | Path] = None,
     return build_model(ckpt, path, loss_model_file, loss_model), ckpt
 
 
-def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
-    """Training checkpoints in ``run_dir/checkpoints`` as (step, path), oldest first."""
-    folder = Path(run_dir) / CHECKPOINT_DIR
+def step_files(folder: str | Path) -> list[tuple[int, Path]]:
+    """The ``step_N.pth`` files directly in ``folder`` as (step, path), oldest first."""
+    folder = Path(folder)
     if not folder.is_dir():
         return []
     found = []
@@ -407,10 +407,19 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """Training checkpoints in ``run_dir/checkpoints`` as (step, path), oldest first (not those
+    in its subfolders, where a resume sets aside the checkpoints of a branch it abandoned)."""
+    return step_files(Path(run_dir) / CHECKPOINT_DIR)
+
+
 def save_training_checkpoint(ckpt: dict[str, Any], run_dir: str | Path, keep: int) -> Path:
-    """Write ``ckpt`` as ``run_dir/checkpoints/step_N.pth`` atomically; keep the newest ``keep``."""
+    """Write ``ckpt`` as ``run_dir/checkpoints/step_N.pth`` atomically; keep it and the newest
+    ``keep - 1`` others."""
     path = Path(run_dir) / CHECKPOINT_DIR / checkpoint_name(ckpt["step"])
     atomic_torch_save(ckpt, path)
-    for _, old in list_checkpoints(run_dir)[:-keep]:
+    # Never the file just written, even where higher step numbers are there (another branch's).
+    others = [p for _, p in list_checkpoints(run_dir) if p != path]
+    for old in others[:max(0, len(others) - (keep - 1))]:
         old.unlink(missing_ok=True)
     return path

@@ -7,7 +7,6 @@ style_dir), the network's arguments and the loss network.
 from __future__ import annotations
 
 import re
-import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,24 +19,23 @@ from ..core.config import TrainConfig
 from ..core.device import resolve_device, slow_training_note
 from ..core.errors import CheckpointError, ConfigError, DataError, FastNSTError
 from ..core.untrusted.downloads import fetch_style_image
-from ..core.files import probe_writable
 from ..core.images import pil_to_tensor
 from ..core.untrusted import open_image, resize_style, shown
 from ..core.untrusted.safetensors_header import require_safetensors
 from ..io import checkpoint as ckpt_io
 from ..io.hub import local_model_file
-from ..io.safetensors_file import SAFETENSORS_SUFFIX
 from ..lossnet import get_loss_network, min_side
 from ..lossnet.vgg import VGGEncoder, build_loss_network
 from ..nets.adain import file_sha256
 from ..nets.base import StyleNetwork
 from ..nets.multistyle import MAX_STYLES
 from .config import train_config_from_dict
-from .data import find_training_images
+from .data import find_training_images, load_sample_images
 from .networks import (build_network, check_network_args, encoder_layers, network_args, network_difference,
                        style_sources)
 from .distributed import DistContext
 from .lock import RunLock
+from .run_folder import check_run_folder_writable, clear_previous_run, run_files, set_aside_later
 
 __all__ = ["CONFIG_FILE", "RunSetup", "build_network", "check_network_args", "find_resume_checkpoint",
            "load_style_tensor", "network_args", "prepare_run", "style_sources", "total_steps"]
@@ -47,12 +45,16 @@ VAL_HINT = ("Get COCO val2014 (6 GB) with: python -m fast_nst.download coco --sp
             "val_dir to any folder of photos not used for training, or to '' for no validation).")
 PAINTINGS_HINT = ("Set style_dir to a folder of paintings (jpg, jpeg, png, webp, bmp; flat or nested): "
                   "Huang & Belongie (2017) trained on WikiArt's ~80,000 paintings.")
-# Keys that may change between a run and its resumption without changing what is learned
-# (anything else, a moved style image or train_dir included, gets a warning).
+# Keys that may change between a run and its resumption without changing what is learned:
+# where files go and what they are called, how long the run goes on, what it logs and how often
+# it saves, where and how fast the same arithmetic runs (device, compile, channels_last change
+# at most its rounding), and init_from (the checkpoint's weights replace it). Anything else, a
+# moved style image or train_dir included, gets a warning.
 RESUME_SAFE_KEYS = {
-    "max_steps", "epochs", "log_every", "image_log_every", "checkpoint_every", "keep_checkpoints",
-    "num_workers", "device", "sample_images", "num_samples", "model_path", "loss_model_file",
-    "val_dir", "val_every", "val_images", "final_format",
+    "naming", "model_path", "final_format", "max_steps", "epochs",
+    "log_every", "image_log_every", "checkpoint_every", "keep_checkpoints",
+    "sample_images", "num_samples", "val_dir", "val_every", "val_images",
+    "device", "num_workers", "compile", "channels_last", "loss_model_file", "init_from",
 }
 
 
@@ -188,25 +190,6 @@ def _check_added_styles(cfg: TrainConfig, ckpt: dict) -> None:
                           f"{max(0, MAX_STYLES - count)}.")
 
 
-def _run_files(run_dir: Path, naming: str) -> list[Path]:
-    """What a previous run left that starting afresh would overwrite."""
-    found = [p for _, p in ckpt_io.list_checkpoints(run_dir)]
-    finals = [run_dir / f"{naming}.pth", run_dir / f"{naming}{SAFETENSORS_SUFFIX}"]
-    return found + [final for final in finals if final.exists()]
-
-
-def _check_writable(run_dir: Path) -> None:
-    probe_writable(run_dir, "the run folder", "Set model_path to a writable folder.")
-
-
-def _clear_previous_run(run_dir: Path, naming: str) -> None:
-    shutil.rmtree(run_dir / ckpt_io.CHECKPOINT_DIR, ignore_errors=True)
-    (run_dir / f"{naming}.pth").unlink(missing_ok=True)
-    (run_dir / f"{naming}{SAFETENSORS_SUFFIX}").unlink(missing_ok=True)
-    for p in run_dir.glob("events.out.tfevents.*"):
-        p.unlink()
-
-
 def find_resume_checkpoint(run_dir: Path, resume: Union[bool, str]) -> tuple[dict, Path]:
     """The checkpoint to resume from and its path: ``resume`` itself, or (True) the newest intact
     one in the run folder; damaged newer ones are skipped with a warning naming them."""
@@ -236,14 +219,14 @@ def _check_run_folder(cfg: TrainConfig, run_dir: Path, resume, overwrite: bool, 
     if resume and overwrite:
         raise FastNSTError("--resume and --overwrite contradict each other; choose one.")
     if not resume and not overwrite:
-        previous = _run_files(run_dir, cfg.naming)
+        previous = run_files(run_dir, cfg.naming)
         if previous:
             raise FastNSTError(
                 f"{run_dir} already holds a run ({', '.join(str(p.name) for p in previous[-2:])}). "
                 f"Continue it with: {command} --resume   or start again "
                 f"(deleting its checkpoints, model and logs) with: {command} --overwrite"
             )
-    _check_writable(run_dir)
+    check_run_folder_writable(run_dir)
 
 
 def _read_resume(cfg: TrainConfig, run_dir: Path, resume, ctx: DistContext) -> tuple[dict, Path]:
@@ -354,10 +337,16 @@ def _inputs(cfg: TrainConfig, ctx: DistContext) -> tuple[list, torch.Tensor, VGG
 
 
 def _check_sample_images(cfg: TrainConfig) -> None:
+    """DataError naming sample_images unless each is a photo the logs can show: decoded here,
+    as the logs will (they open after --overwrite has cleared the previous run)."""
+    fix = "give photos Pillow can read, or [] for fixed picks from val_dir or train_dir."
     missing = [p for p in cfg.sample_images if not Path(p).is_file()]
     if missing:
-        raise DataError(f"sample_images: {', '.join(str(p)[:200] for p in missing[:3])} not found; give "
-                        "existing photos, or [] for fixed picks from val_dir or train_dir.")
+        raise DataError(f"sample_images: {', '.join(shown(str(p)[:200]) for p in missing[:3])} not found; {fix}")
+    try:
+        load_sample_images(cfg.sample_images, [], 0, cfg.image_size)
+    except DataError as e:
+        raise DataError(f"sample_images: {e}; {fix}") from None
 
 
 def prepare_run(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: bool, command: str,
@@ -384,31 +373,39 @@ def prepare_run(cfg: TrainConfig, resume: Union[bool, str, None], overwrite: boo
     if nets.takes_style_image(cfg.model_type):
         style_files, styles = styles, []
         sha = _arbitrary_checks(cfg, style_files, resume_ckpt, resume_path, ctx)
+    if len(files) < cfg.batch_size * ctx.world_size:  # also with max_steps: every step takes a full batch
+        raise DataError(f"Only {len(files)} training images for a global batch of {cfg.batch_size * ctx.world_size} "
+                        f"(train_dir {shown(cfg.train_dir)}): add images or lower batch_size.")
     steps = total_steps(cfg, len(files), ctx.world_size)
-    if steps <= 0:
-        raise DataError(f"{len(files)} images in {cfg.train_dir} make no full batch of "
-                        f"{cfg.batch_size * ctx.world_size}; add images, lower batch_size or set max_steps.")
     if resume_ckpt is not None and resume_ckpt["step"] >= steps:
         again = re.sub(r" --set '?max_steps=[^ ]*", "", command)  # the hint sets its own
         raise FastNSTError(
             f"{resume_path} is at step {resume_ckpt['step']}, and this run ends at step {steps} "
             f"(max_steps/epochs): nothing left to train. To train further, raise the end, e.g. "
             f"{again} --resume --set max_steps={resume_ckpt['step'] + 1000}")
-    lock = None
-    if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        lock = RunLock(run_dir).acquire()
-        try:
-            # Only now, holding the lock: another run may be writing these.
-            for stale in (run_dir / ckpt_io.CHECKPOINT_DIR).glob(".step_*.tmp*"):
-                stale.unlink(missing_ok=True)  # half-written by a process killed mid-save
-            if overwrite:
-                _clear_previous_run(run_dir, cfg.naming)
-        except OSError as e:
-            lock.release()
-            raise FastNSTError(f"Cannot clear the previous run in {run_dir}: {e.strerror or e}.") from None
+    lock = _take_run_folder(run_dir, cfg.naming, overwrite, resume_ckpt) if ctx.is_main else None
     return RunSetup(device, run_dir, files, styles, encoder, steps, resume_ckpt, resume_path, val_files, lock,
                     names, init_model, style_files, sha)
+
+
+def _take_run_folder(run_dir: Path, naming: str, overwrite: bool, resume_ckpt: Optional[dict]) -> RunLock:
+    """Lock the run folder (made if missing), then, holding the lock (another run may be writing
+    these), remove half-written checkpoints and clear the previous run (``--overwrite``) or set
+    aside the checkpoints of the branch a resume leaves."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(run_dir).acquire()
+    try:
+        for stale in (run_dir / ckpt_io.CHECKPOINT_DIR).glob(".step_*.tmp*"):
+            stale.unlink(missing_ok=True)  # half-written by a process killed mid-save
+        if overwrite:
+            clear_previous_run(run_dir, naming)
+        elif resume_ckpt is not None:
+            set_aside_later(run_dir, int(resume_ckpt["step"]))
+    except OSError as e:
+        lock.release()
+        what = "clear the previous run" if overwrite else "tidy the checkpoints"
+        raise FastNSTError(f"Cannot {what} in {run_dir}: {e.strerror or e}.") from None
+    return lock
 
 
 def _arbitrary_checks(cfg: TrainConfig, paintings: list, resume_ckpt: Optional[dict],

@@ -187,6 +187,11 @@ class Trainer(TrainerSaving, TrainerReporting):
                                           f"{str(e)[:200]}); the file is damaged or from another run. "
                                           "Resume from another checkpoint (--resume PATH).") from None
             match_param_layout(optimizer)
+            # load_state_dict brought back the lr the checkpoint was trained with; the config's
+            # applies, as config.yml records (a lower lr is the advice for a diverging run, and
+            # a resume is how it is taken). Training has no lr schedule to follow instead.
+            for group in optimizer.param_groups:
+                group["lr"] = self.cfg.lr
         return optimizer, scaler
 
     def loss_weights(self, style_degree: int = GRAM_STYLE_DEGREE) -> tuple[float, float, float]:
