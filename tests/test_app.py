@@ -20,8 +20,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fast_nst.commands.app import (APP_INSTALL_HINT, AppSession, _stylize, build_app, default_model, find_models,
-                                   launch, main as app_main)
+from fast_nst.commands.app import (APP_INSTALL_HINT, AppSession, _stylize, app_models, build_app, default_model,
+                                   find_models, launch, main as app_main)
 from fast_nst.core.errors import FastNSTError
 from fast_nst.io.checkpoint import atomic_torch_save, checkpoint_name, make_checkpoint
 from fast_nst.nets.johnson import TransformNet, TransformNetArgs
@@ -73,6 +73,20 @@ def test_find_models_lists_final_models_exports_and_unfinished_runs(tmp_path):
         find_models(tmp_path / "missing")
 
 
+def test_a_run_folder_given_itself_is_its_model(tmp_path, capsys, monkeypatch):
+    """--models RUN_FOLDER of an unfinished run offered the built-in model instead ("No models
+    in ..."), though eval.py --model_file takes the folder and its parent lists it."""
+    run = tmp_path / "cut"
+    _save_model(run / "checkpoints" / checkpoint_name(4))
+    label = "cut/ (unfinished run: newest checkpoint)"
+    assert app_models(str(run)) == {label: run}
+    assert "1 model(s) from" in capsys.readouterr().out
+    monkeypatch.chdir(run)  # "." is named after the folder
+    assert app_models(".") == {label: Path(".")}
+    _save_model(run / "cut.pth")  # finished: its model, not its checkpoints
+    assert app_models(str(run)) == {"cut.pth": run / "cut.pth"}
+
+
 
 def test_the_page_opens_with_the_newest_final_model(tmp_path):
     """Not the alphabetically first (an early, barely trained run, say): the newest final model."""
@@ -96,6 +110,9 @@ def test_session_stylizes_and_explains_bad_input(models_dir, tmp_path):
     assert out.is_relative_to(tmp_path / "results") and message.startswith("Stylized 90 x 60 -> 90 x 60 px")
     out, _ = session.stylize("tiny-random/tiny-random.pth", str(photo), max_size=45)
     assert Image.open(out).size == (45, 30)
+    for size in (0.4, -0.5, 2.5e-3):  # were cut to a whole number first: "max_size must be > 0, got 0"
+        with pytest.raises(FastNSTError, match=rf"^Max size must be 0 \(the photo's size\) or at least 1 px, got {size}$"):
+            session.stylize("tiny-random/tiny-random.pth", str(photo), max_size=size)
     text = tmp_path / "up" / "notes.txt"
     text.write_text("not a photo")
     with pytest.raises(FastNSTError, match=r"^notes.txt: not an image \(photos must be JPEG"):
@@ -214,6 +231,8 @@ def test_a_thin_style_upload_is_one_line_on_the_page(tmp_path):
     result, download, status = _stylize(session, "ad.pth", str(photo), "", "", str(thin), 1.0, 1.0, False, 0)
     assert (result, download) == (None, None) and status.startswith("error: style image")
     assert "1 x 512 px" in status and "\n" not in status
+    # the page has no style size control: the size the image needs, not an option to set
+    assert "style_size" not in status and status.endswith("px or more; use a less elongated image"), status
     _stylize(session, "ad.pth", str(photo), "", "", str(make_photo(tmp_path / "s.png", (20, 24))), 1.0, 1.0, False, 0)
     assert fake.shapes == [(1, 3, 512, 427)]  # a usable style image still works
 

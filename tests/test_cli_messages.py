@@ -167,6 +167,8 @@ def test_video_into_an_image_name_is_refused(model_file, tmp_path, capsys):
 def test_train_command_repeats_the_config_and_every_override():
     cmd = train_command("conf/my style.yml", ["max_steps=20", "train_dir=/data/my photos"])
     assert cmd == "python train.py -c 'conf/my style.yml' --set max_steps=20 --set 'train_dir=/data/my photos'"
+    # a resumed run reads the same images: the hint keeps the limit it was started with
+    assert train_command("c.yml", [], 0) == "python train.py -c c.yml --max_image_pixels 0"
 
 
 @pytest.fixture
@@ -174,6 +176,27 @@ def tiny_conf(tmp_path, train_dir, style_file) -> Path:
     values = tiny_values(tmp_path / "models", train_dir, style_file, max_steps=2, num_samples=0)
     values.pop("model_path")  # given with --set, so the hints must repeat it
     return write_config(tmp_path / "tiny.yml", **values)
+
+
+def test_train_takes_the_max_image_pixels_its_messages_advise(tiny_conf, train_dir, tmp_path, capsys, monkeypatch):
+    """The message of an image over the limit advises --max_image_pixels; train.py had no such flag."""
+    import fast_nst.training.data as data
+    from PIL import Image
+
+    models = f"model_path={tmp_path / 'models'}"
+    code, err = in_process(capsys, train_main, "-c", tiny_conf, "--set", models, "--max_image_pixels", "100")
+    # the style image (56 x 48 px), read before any training
+    assert_clean_in_process(code, err, "style.png", "limit of 100 pixels", "--max_image_pixels N")
+    assert not (tmp_path / "models").exists()
+
+    # Loader workers decode within the same limit, also when started by spawn or forkserver
+    # (a fresh Pillow, with its own default limit), not only when forked.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 123)
+    loader = data.build_loader(data.find_training_images(train_dir), 16, 2, 0, num_workers=1)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 89_478_485)
+    monkeypatch.setattr(data.signal, "signal", lambda *a: None)
+    loader.worker_init_fn(0)
+    assert Image.MAX_IMAGE_PIXELS == 123
 
 
 def test_hints_repeat_the_overrides_and_resume_past_the_end_is_refused(tiny_conf, tmp_path, capsys):
@@ -207,6 +230,18 @@ def test_prepare_rejects_sizes_training_cannot_use(size, train_dir, capsys):
     code, err = in_process(capsys, data_main, "prepare", train_dir, "--image_size", size)
     assert_clean_in_process(code, err, "--image_size must be at least 16", f"got {size}")
     assert sorted(p.name for p in train_dir.iterdir()) == before  # no cache folder left behind
+
+
+@pytest.mark.parametrize("size", ["4097", "9000"])
+def test_prepare_rejects_sizes_above_any_training_run(size, train_dir, capsys):
+    """9000 skipped every photo and said "Cached 0 images" (exit 0); 4097 wrote a cache no run
+    opens: training takes resize_to up to 4096 (image_size up to 2048)."""
+    from fast_nst.commands.data import main as data_main
+
+    before = sorted(p.name for p in train_dir.iterdir())
+    code, err = in_process(capsys, data_main, "prepare", train_dir, "--image_size", size)
+    assert_clean_in_process(code, err, "--image_size must be at most 4096", "resize_to", f"got {size}")
+    assert sorted(p.name for p in train_dir.iterdir()) == before
 
 
 def test_failed_prepare_leaves_no_temporary_cache(tmp_path, monkeypatch, capsys):

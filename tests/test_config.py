@@ -190,6 +190,43 @@ def test_training_sizes_are_bounded_with_the_reason(override, message):
     assert load_config(None, ["style_image=s.jpg", "naming=s", "image_size=2048"]).image_size == 2048
 
 
+@pytest.mark.parametrize("seed", ["18446744073709551616", "-9223372036854775809", "18446744073709551615",
+                                  "9223372036854775808", "-1"])
+def test_seed_is_bounded_so_every_seed_derived_from_it_is_valid(seed):
+    """Out of torch's range the seed ended in "Overflow when unpacking long long"; 2**64 - 1 trained
+    until the first epoch boundary, where seed + epoch overflowed (20k steps into COCO)."""
+    with pytest.raises(ConfigError, match=rf"^--set seed={seed}: key 'seed' must be a whole number from 0 to "
+                                          rf"2\*\*63 - 1, got {seed}$"):
+        load_config(None, ["style_image=s.jpg", "naming=s", f"seed={seed}"])
+
+
+def test_the_largest_seed_seeds_everything_training_derives_from_it():
+    import random
+
+    import torch
+
+    from fast_nst.core.config_checks import SEED_LIMIT
+    from fast_nst.nets.adain import AdaINArgs
+    from fast_nst.training.arbitrary import PAINTING_SEED_OFFSET
+    from fast_nst.training.data import ResumableSampler
+
+    seed = load_config(None, ["style_image=s.jpg", "naming=s", f"seed={SEED_LIMIT - 1}"]).seed
+    torch.Generator().manual_seed(seed)
+    random.seed(seed)
+    for sampler_seed in (seed, seed + PAINTING_SEED_OFFSET):  # the photos' and the paintings' order
+        batches = iter(ResumableSampler(2, 1, sampler_seed))
+        assert len([next(batches) for _ in range(10)]) == 10  # across epoch boundaries: seed + epoch
+    AdaINArgs(encoder_seed=seed)  # a random encoder for arbitrary-style runs
+
+
+def test_an_empty_train_dir_is_refused_not_the_current_folder():
+    """"" for train_dir trained on every image below the current folder (for val_dir "" is none)."""
+    with pytest.raises(ConfigError, match=r"^--set train_dir=: key 'train_dir' is empty; set it to the folder "
+                                          r"of training photos"):
+        load_config(None, ["style_image=s.jpg", "naming=s", "train_dir="])
+    assert load_config(None, ["style_image=s.jpg", "naming=s", "val_dir="]).val_dir == ""
+
+
 # ---- overrides that change what another key must fit ----------------------------------------------
 
 def test_set_style_images_on_multi11_gives_every_style_one_weight():

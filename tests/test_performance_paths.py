@@ -1,6 +1,7 @@
 """The fast paths (CPU inference rewrite, bf16/fp16 autocast, torch.compile, content branch cut at
 the deepest content layer) must compute what the plain fp32 reference computes."""
 
+import shutil
 import sys
 import time
 import warnings
@@ -303,6 +304,26 @@ def test_feeding_advice_names_the_fixes_that_apply(monkeypatch, tmp_path, train_
     all_cores = config_from_dict(tiny_values(tmp_path, train_dir, style_file, naming="a", num_workers=32), "t")
     assert "num_workers" not in feeding_advice(0.4, all_cores, cached=False)
     assert feeding_advice(0.9, all_cores, cached=True) is None  # nothing left to suggest
+
+
+def test_feeding_advice_prepares_the_cache_training_opens_with_resize_to(tmp_path, train_dir, style_file):
+    """With resize_to set, training opens the cache of that shorter side: the advice used to name
+    image_size's, a cache the run never used."""
+    from fast_nst.training import train_config_from_dict as config_from_dict
+    from fast_nst.training.cache import open_cache, prepare_cache
+    from fast_nst.training.data import find_training_images
+    from fast_nst.training.monitor import feeding_advice
+
+    from conftest import tiny_values
+
+    photos = shutil.copytree(train_dir, tmp_path / "photos")  # the cache is written inside the folder
+    cfg = config_from_dict(tiny_values(tmp_path, photos, style_file, naming="a", image_size=32, resize_to=40,
+                                       num_workers=64), "t")
+    advice = feeding_advice(0.4, cfg, cached=False)
+    assert advice.endswith(f"python -m fast_nst.data prepare {photos} --image_size 40"), advice
+    prepare_cache(photos, int(advice.rsplit(" ", 1)[1]), num_workers=0, progress=False)
+    # the cache the advice makes is the one the trainer opens (trainer.py: resize_to or image_size)
+    assert open_cache(photos, cfg.resize_to or cfg.image_size, find_training_images(photos)) is not None
 
 
 class _Clock:

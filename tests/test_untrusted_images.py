@@ -127,6 +127,24 @@ def test_a_thin_style_image_is_refused_before_it_is_resized(thin_style, adain_st
         stylizer.set_style(Image.new("RGB", (2100, 2100)), style_size=None)
 
 
+def test_a_thin_style_image_is_told_the_size_it_needs_without_an_option_it_may_not_have(thin_style,
+                                                                                        adain_stylizer):
+    """The message said "(resize it with style_size)", also in the web app, which has no such control:
+    it says the longest side at which the image would do, and eval.py adds its option."""
+    least = adain_stylizer.min_style_side
+    fits = -(-least * 20000 // 16)
+    with pytest.raises(FastNSTError) as caught:
+        adain_stylizer.set_style(thin_style)
+    assert str(caught.value) == (f"style image of 1 x 512 px: style images need at least {least} px per side, which "
+                                 f"this one has at a longest side of {fits} px or more; use a less elongated image")
+    assert adain_stylizer.set_style(thin_style, style_size=fits) is None  # it does, at that size
+    with pytest.raises(FastNSTError, match=rf"^style image of 1 x 1 px: .* {least} px or more; use a larger or less "):
+        adain_stylizer.set_style(Image.new("RGB", (1, 1)), style_size=None)
+    with pytest.raises(FastNSTError, match=r"^style image of 1 x 512 px: style images need at least \d+ px per side; "
+                                           r"use a less elongated image$"):  # no size within the pixel limit
+        adain_stylizer.set_style(Image.new("RGB", (1, 2_000_000)))
+
+
 def test_eval_refuses_a_thin_style_image_in_one_line(thin_style, adain_stylizer, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(eval_cmd, "load_stylizer", lambda *a, **k: adain_stylizer)
     photo = make_photo(tmp_path / "p.jpg")
@@ -136,6 +154,10 @@ def test_eval_refuses_a_thin_style_image_in_one_line(thin_style, adain_stylizer,
                                "--output_file", tmp_path / "o.jpg")
         assert_clean_in_process(code, err, words, "style_size")
         assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o.jpg").exists()
+    fits = -(-adain_stylizer.min_style_side * 20000 // 16)
+    code, err = in_process(capsys, eval_cmd.main, "--model_file", "m.pth", "--image_file", photo,
+                           "--style_image", thin_style, "--output_file", tmp_path / "o.jpg")
+    assert err.strip().endswith(f"use a less elongated image, or --style_size {fits}"), err
 
 
 def test_training_style_size_is_bounded_too(thin_style):

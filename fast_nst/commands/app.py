@@ -81,14 +81,20 @@ class ModelInfo:
 def find_models(root: Path) -> dict[str, Path]:
     """Models under ``root``, recursively, by a label (their path relative to ``root``): final
     models and pytorch/examples models (``*.pth``), ``*.safetensors`` and ``*.onnx`` exports, and run folders whose run
-    has not finished (only ``checkpoints/step_*.pth``: the newest is used). Training checkpoints
-    of finished runs and hidden files are left out. FastNSTError when there are none."""
+    has not finished (only ``checkpoints/step_*.pth``: the newest is used), ``root`` itself
+    included. Training checkpoints of finished runs and hidden files are left out. FastNSTError
+    when there are none."""
     root = Path(root)
     if not root.is_dir():
         raise FastNSTError(f"--models {root}: no such folder. Give the folder that holds your models "
                            "(train.py writes models/<name>/<name>.pth; python -m fast_nst.download "
                            "pretrained fetches four into models/).")
     found: dict[str, Path] = {}
+    name = root.resolve().name  # "." is a run folder too
+    if not (root / f"{name}.pth").is_file() and list_checkpoints(root):
+        # --models given a run folder itself (eval.py --model_file takes one too): its checkpoints
+        # are the model, as they are when the folder above is given.
+        found[f"{name}/ (unfinished run: newest checkpoint)"] = root
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
         if any(part.startswith(".") for part in rel.parts) or CHECKPOINT_DIR in rel.parts[:-1]:
@@ -258,10 +264,12 @@ class AppSession:
         with its size and the time it took). ``style``/``blend`` for multi-style models (a
         non-empty blend wins), ``style_image`` and ``alpha`` for arbitrary-style ones;
         ``max_size`` 0 or None keeps the photo's size."""
+        if max_size and not max_size >= 1:  # NaN too; the value as given, before it is cut to pixels
+            raise FastNSTError(f"Max size must be 0 (the photo's size) or at least 1 px, got {max_size}")
         s = self.stylizer(label)
         image = self.open_photo(photo, keep=style_image)
         styled = self.open_photo(style_image, "style image", keep=photo) if s.style_input == "image" else None
-        # 0 (the field's default) keeps the photo's size; a non-finite value reaches the option check.
+        # 0 (the field's default) keeps the photo's size; infinity reaches the option check.
         size = (int(max_size) if math.isfinite(max_size) else max_size) if max_size else None
         with self._lock:
             start = time.perf_counter()

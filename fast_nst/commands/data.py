@@ -17,11 +17,14 @@ def parser() -> argparse.ArgumentParser:
     p = new_parser(
         "python -m fast_nst.data",
         description="Pre-resize a training folder into a memory-mapped cache that train.py uses "
-                    "automatically (same image_size, same files) for faster repeated runs.")
+                    "automatically (same resize_to, or image_size when resize_to is null; same files) "
+                    "for faster repeated runs.")
     sub = p.add_subparsers(dest="command", required=True)
     prep = sub.add_parser("prepare", help="write the cache for DIR")
     prep.add_argument("train_dir")
-    prep.add_argument("--image_size", type=int, default=256, help="training image_size (default 256)")
+    prep.add_argument("--image_size", type=int, default=256,
+                      help="the shorter side training resizes photos to: the config's resize_to, or its "
+                           "image_size when resize_to is null (default 256, image_size's default)")
     prep.add_argument("--num_workers", type=int, default=None,
                       help=f"decoding processes (default: one per usable CPU core, {usable_cores()} here)")
     return p

@@ -20,7 +20,7 @@ from ..io.bundled import BUNDLED_STYLE, bundled_model
 from ..nets.multistyle import style_list
 from ..report.sheet import labelled_grid
 from ..stylize import RUNTIMES, StylizeOptions, Stylizer, load_stylizer
-from ..stylize.base import DEFAULT_STYLE_SIZE, LOAD_PRECISIONS
+from ..stylize.base import DEFAULT_STYLE_SIZE, LOAD_PRECISIONS, ThinStyleError
 from ..stylize.openvino_stylizer import OPENVINO_INSTALL_HINT
 from ..stylize.tiling import DEFAULT_CONTEXT, DEFAULT_OVERLAP
 from ..stylize.video import stylize_video
@@ -199,7 +199,12 @@ def _choose_style_image(args: argparse.Namespace, stylizer: Stylizer) -> Stylize
         raise DataError(f"{args.model_file} is an arbitrary-style model (model_type adain): this model needs "
                         "a style image: --style_image painting.jpg")
     size = DEFAULT_STYLE_SIZE if args.style_size is None else (args.style_size or None)  # 0: as it is
-    stylizer.set_style([(str(p), w) for p, w in args.style_specs], alpha=args.alpha, style_size=size)
+    try:
+        stylizer.set_style([(str(p), w) for p, w in args.style_specs], alpha=args.alpha, style_size=size)
+    except ThinStyleError as e:
+        if e.style_size is None:
+            raise
+        raise ThinStyleError(f"{e}, or --style_size {e.style_size}", e.style_size) from None
     return stylizer
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..training import load_train_config, train
-from . import new_parser, prog, run_command, started_as
+from . import add_max_image_pixels, apply_max_image_pixels, new_parser, prog, run_command, started_as
 
 __all__ = ["main", "parser", "train_command"]
 
@@ -35,6 +35,7 @@ def parser() -> argparse.ArgumentParser:
                         "model gets the config's styles added (with --set freeze=convolutions only the "
                         "new styles' norm parameters train)")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    add_max_image_pixels(p)  # style, sample, validation and training images alike
     return p
 
 
@@ -49,9 +50,10 @@ def _torchrun_prefix() -> str:
     return f"torchrun --nproc_per_node={local}{nodes} "
 
 
-def train_command(config: str, overrides: Sequence[str]) -> str:
+def train_command(config: str, overrides: Sequence[str], max_image_pixels: Optional[int] = None) -> str:
     """The command that re-runs this training (for "--resume" hints): how train.py was started
-    (under torchrun: the torchrun launch), the config and every --set, quoted for the shell."""
+    (under torchrun: the torchrun launch), the config, every --set and ``--max_image_pixels``
+    (a resumed run reads the same images), quoted for the shell."""
     script = started_as()
     start = prog("train.py")  # the installed console script's name, if started as one
     torchrun = _torchrun_prefix()
@@ -63,17 +65,21 @@ def train_command(config: str, overrides: Sequence[str]) -> str:
     elif torchrun:  # a console script under torchrun: torchrun --no-python runs it
         torchrun += "--no-python "
     sets = "".join(f" --set {shlex.quote(o)}" for o in overrides)
-    return f"{torchrun}{start} -c {shlex.quote(config)}{sets}"
+    limit = f" --max_image_pixels {max_image_pixels}" if max_image_pixels is not None else ""
+    return f"{torchrun}{start} -c {shlex.quote(config)}{sets}{limit}"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser().parse_args(argv)
 
     def run() -> int:
+        # Before any image is read. Every torchrun rank parses the same argv; the loader's workers
+        # get the limit from the loader (training.data).
+        apply_max_image_pixels(args.max_image_pixels)
         overrides = list(args.overrides) + ([f"init_from={args.init_from}"] if args.init_from else [])
         cfg = load_train_config(args.config, overrides)
         train(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
-              command=train_command(args.config, overrides))
+              command=train_command(args.config, overrides, args.max_image_pixels))
         return 0
 
     return run_command(run)

@@ -16,8 +16,8 @@ from .untrusted.text import shown
 if TYPE_CHECKING:
     from .config import TrainConfig
 
-__all__ = ["CHOICES", "ConfigCheck", "DEVICE_CHOICES", "MAX_IMAGE_SIZE", "MAX_NAMING_BYTES", "MIN_IMAGE_SIZE",
-           "is_device_name", "validate"]
+__all__ = ["CHOICES", "ConfigCheck", "DEVICE_CHOICES", "MAX_IMAGE_SIZE", "MAX_NAMING_BYTES", "MAX_RESIZE_TO",
+           "MIN_IMAGE_SIZE", "SEED_LIMIT", "is_device_name", "validate"]
 
 # Bytes of naming: a file-name component holds 255 bytes on common filesystems (ext4, XFS,
 # APFS, NTFS in UTF-16 units); the longest name made from it, the final model's temporary file
@@ -29,6 +29,14 @@ MIN_IMAGE_SIZE = 16
 # each of VGG's first float32 layers (64 channels), a batch several times that, forward and
 # backward; the papers train at 256 (Johnson et al.) and 256 crops of 512 (Huang & Belongie).
 MAX_IMAGE_SIZE = 2048
+# Largest resize_to (and so the largest shorter side of a training cache worth preparing): 2x
+# image_size's, as the AdaIN paper's 512 resize for 256 crops.
+MAX_RESIZE_TO = 2 * MAX_IMAGE_SIZE
+# Largest seed + 1: torch's generators take seeds below 2**64, and training also seeds with
+# seed + epoch and seed + 1_000_003 + epoch (the paintings' order) and gives seed to a random
+# AdaIN encoder, which takes 0 to 2**63 - 1 (as optimize's --seed): below 2**63 every one of them
+# stays valid for any number of epochs a run can reach.
+SEED_LIMIT = 2 ** 63
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
 
 # Keys with a fixed set of values here; the registries' keys (model_type, loss_model...) are
@@ -83,6 +91,10 @@ def _validate_names(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None:
         fail("style_image", "is required: a path or https URL of the style painting "
                             "(or style_images: a list of them, for a multi-style network; or "
                             "style_dir: a folder of paintings, for an arbitrary-style network)")
+    if not cfg.train_dir:
+        # Path("") is the current folder: training would read every image below it.
+        fail("train_dir", "is empty; set it to the folder of training photos (e.g. data/train2014: "
+                          "python -m fast_nst.download coco)")
     if cfg.style_image and cfg.style_images:
         fail("style_images", "and style_image are both set; use style_image for one style or "
                              "style_images for several, not both")
@@ -110,7 +122,7 @@ def _validate_values(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None
             fail(key, f"must be > 0 or null, got {value}")
     if cfg.image_size < MIN_IMAGE_SIZE:
         fail("image_size", f"must be at least {MIN_IMAGE_SIZE} (VGG pools 4 times), got {cfg.image_size}")
-    for key, most in (("image_size", MAX_IMAGE_SIZE), ("resize_to", 2 * MAX_IMAGE_SIZE)):
+    for key, most in (("image_size", MAX_IMAGE_SIZE), ("resize_to", MAX_RESIZE_TO)):
         if (getattr(cfg, key) or 0) > most:
             fail(key, f"must be at most {most} px, got {getattr(cfg, key)}: a batch of {MAX_IMAGE_SIZE} px "
                       "crops already needs many GB in VGG's layers (the papers train at 256)")
@@ -121,6 +133,8 @@ def _validate_values(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None
     if not 0.0 <= cfg.ema_decay < 1.0:  # NaN fails too
         fail("ema_decay", f"must be at least 0 (off) and below 1, got {cfg.ema_decay}; 0.99 averages "
                           "about the last 100 steps")
+    if not 0 <= cfg.seed < SEED_LIMIT:
+        fail("seed", f"must be a whole number from 0 to 2**63 - 1, got {shown(str(cfg.seed), 40)}")
     if cfg.num_workers < 0 or cfg.num_samples < 0:
         fail("num_workers" if cfg.num_workers < 0 else "num_samples", "must be >= 0")
     for key, choices in CHOICES.items():

@@ -21,14 +21,14 @@ from PIL import Image
 from ..core.errors import FastNSTError
 from ..core.files import safe_component
 from ..core.images import normalize_mode, pil_to_tensor, split_alpha, tensor_to_pil
-from ..core.untrusted import open_image, resize_style
+from ..core.untrusted import MAX_STYLE_PIXELS, open_image, resize_style
 from ..nets.adain import check_alpha, pad_indices
 from ..nets.layers import check_images
 from ..nets.multistyle import StyleError, StyleSpec, blend_weights, resolve_style, style_label
 from .tiling import DEFAULT_OVERLAP, DEFAULT_STATS_SIZE, auto_tile_size, available_memory, tile_core
 
-__all__ = ["DEFAULT_STYLE_SIZE", "LOAD_PRECISIONS", "PRECISIONS", "StyleImages", "StylizeOptions", "Stylizer", "finish",
-           "preserve_colors", "resize_for_processing", "round_up", "style_images"]
+__all__ = ["DEFAULT_STYLE_SIZE", "LOAD_PRECISIONS", "PRECISIONS", "StyleImages", "StylizeOptions", "Stylizer",
+           "ThinStyleError", "finish", "preserve_colors", "resize_for_processing", "round_up", "style_images"]
 
 # int8: onnxruntime's quantization of the model, on the CPU (fast_nst.stylize.int8).
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
@@ -87,6 +87,28 @@ def style_images(spec: StyleImages) -> tuple[list[Image.Image], list[float], str
 
 class OptionError(FastNSTError):
     """A stylize option is out of range; the message starts with the option's name."""
+
+
+class ThinStyleError(StyleError):
+    """A style image with a side thinner than the model reads: ``style_size`` is the longest side
+    at which it has enough (None: only past :data:`MAX_STYLE_PIXELS`). The message says what the
+    image needs; a caller with a style-size option of its own adds it (eval.py: --style_size)."""
+
+    def __init__(self, message: str, style_size: Optional[int]):
+        super().__init__(message)
+        self.style_size = style_size
+
+
+def _thin_style(size: tuple[int, int], resized: tuple[int, int], least: int, style_size: Optional[int]) -> ThinStyleError:
+    """Why a style image of ``size`` px, ``resized`` at ``style_size``, is thinner than ``least``."""
+    w, h = size
+    fits = -(-least * max(w, h) // min(w, h))  # the longest side at which the shorter one is `least`
+    fits = fits if fits * least <= MAX_STYLE_PIXELS else None  # about the pixels it would have there
+    has = f", which this one has at a longest side of {fits} px or more" if fits else ""
+    # At a style_size the longest side is fixed, so only the shape can change; as it is, the size too.
+    fix = "a less elongated" if style_size is not None else "a larger or less elongated"
+    return ThinStyleError(f"style image of {resized[0]} x {resized[1]} px: style images need at least {least} px "
+                          f"per side{has}; use {fix} image", fits)
 
 
 class InputError(OptionError, ValueError):
@@ -258,10 +280,9 @@ class Stylizer:
         names = [label] if len(images) == 1 else [f"{i + 1} of {len(images)}" for i in range(len(images))]
         tensors = [pil_to_tensor(resize_style(img, style_size, "longer", name, "style_size (--style_size)")).unsqueeze(0)
                    for img, name in zip(images, names)]
-        small = [f"{t.shape[3]} x {t.shape[2]}" for t in tensors if min(t.shape[2:]) < least]
-        if small:
-            raise StyleError(f"style image of {small[0]} px: style images need at least {least} px per "
-                             "side (resize it with style_size)")
+        for img, t in zip(images, tensors):
+            if min(t.shape[2:]) < least:
+                raise _thin_style(img.size, (t.shape[3], t.shape[2]), least, style_size)
         return tensors, weights, label
 
     def _needs_style_image(self) -> StyleError:

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..core.config import MIN_IMAGE_SIZE
+from ..core.config_checks import MAX_IMAGE_SIZE, MAX_RESIZE_TO
 from ..core.errors import DataError
 from ..core.files import atomic_write, fsync_dir
 from ..core.untrusted import read_json_file
@@ -173,6 +174,10 @@ def prepare_cache(train_dir: str | Path, image_size: int, num_workers: Optional[
     if image_size < MIN_IMAGE_SIZE:
         raise DataError(f"--image_size must be at least {MIN_IMAGE_SIZE} (training's minimum: VGG "
                         f"pools 4 times), got {image_size}; use the image_size of your config, e.g. 256.")
+    if image_size > MAX_RESIZE_TO:  # a cache no run can open: training refuses larger sizes
+        raise DataError(f"--image_size must be at most {MAX_RESIZE_TO}, the largest shorter side training "
+                        f"resizes photos to (resize_to; image_size itself at most {MAX_IMAGE_SIZE}), got "
+                        f"{image_size}; use your config's resize_to, or its image_size when resize_to is null.")
     if num_workers is None:
         num_workers = usable_cores()
     if num_workers < 0:

@@ -11,6 +11,7 @@ Unreadable files are replaced by the next readable one and reported (once each) 
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import signal
@@ -26,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..core.errors import DataError
 from ..core.images import list_images
-from ..core.untrusted import open_image
+from ..core.untrusted import open_image, pixel_limit, set_max_image_pixels
 
 __all__ = ["MAX_ASPECT_RATIO", "MAX_RESIZED_PIXELS", "ImageFolderDataset", "ResumableSampler", "Sample",
            "batch_to_device", "build_loader", "check_photo_size", "collate_samples", "crop_transform",
@@ -239,9 +240,12 @@ class ResumableSampler(Sampler):
             epoch, batch = epoch + 1, 0
 
 
-def _ignore_stop_signals(worker_id: int) -> None:
-    """Loader workers ignore Ctrl-C/SIGTERM: the main process decides when to stop (after saving
-    a checkpoint) and shuts them down; a worker dying first would kill the run without one."""
+def _start_worker(limit: Optional[int], worker_id: int) -> None:
+    """A loader worker decodes within the main process's pixel ``limit`` (``--max_image_pixels``):
+    a worker started by spawn or forkserver (macOS, Python 3.14) imports Pillow afresh, with its
+    default limit. Workers ignore Ctrl-C/SIGTERM: the main process decides when to stop (after
+    saving a checkpoint) and shuts them down; a worker dying first would kill the run without one."""
+    set_max_image_pixels(limit)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
@@ -282,7 +286,7 @@ def build_loader(files: Sequence[Path], image_size: int, batch_size: int, seed: 
         num_workers=num_workers,
         collate_fn=collate_samples,
         pin_memory=pin_memory,
-        worker_init_fn=_ignore_stop_signals if num_workers > 0 else None,
+        worker_init_fn=functools.partial(_start_worker, pixel_limit()) if num_workers > 0 else None,
         drop_last=True,
         # Not persistent: the sampler is endless, so one iterator serves the whole run, and an
         # iterator that is not also held by the loader shuts its workers down when the run's

@@ -49,8 +49,9 @@ def feeding_advice(wait: float, cfg: TrainConfig, cached: bool, world_size: int 
         fixes.append(f"more loader processes (--set num_workers={cores}: {cores} CPU cores per "
                      f"training process, {cfg.num_workers} workers now)")
     if not cached:
+        # The trainer opens the cache of the shorter side it resizes photos to: resize_to's when set.
         fixes.append("the pre-resized cache, which training uses when it exists: "
-                     f"python -m fast_nst.data prepare {cfg.train_dir} --image_size {cfg.image_size}")
+                     f"python -m fast_nst.data prepare {cfg.train_dir} --image_size {cfg.resize_to or cfg.image_size}")
     if not fixes:
         return None
     return (f"training waited for images {wait:.0%} of the time; to feed it faster, use "
