@@ -29,7 +29,7 @@ from fast_nst.stylize import load_stylizer  # noqa: E402
 from fast_nst.stylize.video import stylize_video  # noqa: E402
 from fast_nst.stylize.temporal import TemporalStatistics  # noqa: E402
 
-from conftest import damaged, examples, memory_cap, psnr, trained_like_norms  # noqa: E402
+from conftest import damaged, examples, make_photo, memory_cap, psnr, trained_like_norms  # noqa: E402
 
 FPS = 12
 FRAMES = 12
@@ -252,6 +252,29 @@ def test_frames_over_the_pixel_limit_are_refused(stylizer, clip, tmp_path, monke
     with pytest.raises(DataError, match=words):
         stylize_video(stylizer, clip, tmp_path / "out.mp4", progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_eval_checks_the_video_files_before_the_model_loads(model_file, clip, tmp_path, capsys, monkeypatch):
+    """These errors came after the model loaded (seconds for an int8 or OpenVINO model, a
+    download for a URL): the checks of the image path, made before it, now for video too."""
+    from fast_nst.commands import eval as eval_command
+
+    monkeypatch.setattr(eval_command, "_load", lambda *a, **k: pytest.fail("the model loaded first"))
+    (tmp_path / "file").write_text("x")
+    make_photo(tmp_path / "still.png")
+    cases = [(["--batch_size", "0"], "--batch_size must be > 0, got 0"),
+             (["--output_file", str(clip)], "is the input video"),
+             (["--output_file", str(tmp_path / "o.xyz")], "Cannot tell a video format from the name 'o.xyz'"),
+             (["--output_file", str(tmp_path / "file" / "o.mp4")], "is a file, not a folder"),
+             (["--output_file", str(tmp_path / "o.mp3")], "Cannot write video into a mp3 file (o.mp3)"),
+             (["--video_file", str(tmp_path / "still.png")], "is an image, not a video")]
+    for extra, message in cases:
+        args = ["--model_file", str(model_file), "--video_file", str(clip), "--output_file",
+                str(tmp_path / "o.mp4"), *extra]
+        code = eval_main(args)
+        err = capsys.readouterr().err
+        assert code == 1 and message in err and "Traceback" not in err, (extra, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "still.png"]
 
 
 def test_the_plan_asks_the_stylizer_whether_frames_need_tiles(stylizer, clip, tmp_path, monkeypatch):

@@ -24,6 +24,7 @@ from ..stylize.base import DEFAULT_STYLE_SIZE, LOAD_PRECISIONS, ThinStyleError
 from ..stylize.openvino_stylizer import OPENVINO_INSTALL_HINT
 from ..stylize.tiling import DEFAULT_CONTEXT, DEFAULT_OVERLAP
 from ..stylize.video import stylize_video
+from ..stylize.video_files import check_video_files
 from . import add_max_image_pixels, apply_max_image_pixels, new_parser, precision_note, run_command
 
 __all__ = ["DEFAULT_OUTPUT_DIR", "main", "parser"]
@@ -247,15 +248,26 @@ def _options(args: argparse.Namespace) -> StylizeOptions:
         scale=args.scale, keep_size=args.keep_size)
 
 
-def _video(args: argparse.Namespace, stylizer: Stylizer, src: Path, options: StylizeOptions) -> int:
+def _video_output(args: argparse.Namespace, src: Path) -> Optional[Path]:
+    """The output video (None: the default name, which needs the model's name), checked with
+    the input before the model loads: preparing an int8 or OpenVINO model takes seconds."""
     if args.batch_size <= 0:
         raise DataError(f"--batch_size must be > 0, got {args.batch_size}")
-    dest = Path(args.output_file) if args.output_file else \
-        Path(DEFAULT_OUTPUT_DIR) / f"{src.stem}_{stylizer.name}.mp4"
-    if dest.suffix.lower() in IMAGE_EXTENSIONS + (".gif", ".tif", ".tiff"):
+    dest = Path(args.output_file) if args.output_file else None
+    if dest is not None and dest.suffix.lower() in IMAGE_EXTENSIONS + (".gif", ".tif", ".tiff"):
         raise DataError(f"--output_file {dest} names an image, but --video_file writes a "
                         "video: give a name ending in .mp4, .mov, .mkv or .webm.")
-    check_output_file(dest, "--output_file", [src], "input video")
+    if dest is not None:
+        check_output_file(dest, "--output_file", [src], "input video")
+    check_video_files(src, dest or Path(DEFAULT_OUTPUT_DIR) / f"{src.stem}_model.mp4")
+    folder = dest.parent if dest is not None else Path(DEFAULT_OUTPUT_DIR)
+    probe_writable(folder, "the output folder", "Choose a writable --output_file.")
+    return dest
+
+
+def _video(args: argparse.Namespace, stylizer: Stylizer, src: Path, dest: Optional[Path],
+           options: StylizeOptions) -> int:
+    dest = dest or Path(DEFAULT_OUTPUT_DIR) / f"{src.stem}_{stylizer.name}.mp4"
     summary = stylize_video(stylizer, src, dest, batch_size=args.batch_size, options=options,
                             temporal={"auto": None, "on": True, "off": False}[args.temporal])
     ratio = summary.get("change_ratio")
@@ -375,7 +387,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.alpha is not None and not 0 <= args.alpha <= 1:
             raise DataError(f"--alpha must be between 0 and 1, got {args.alpha}")
         if args.video_file:
-            return _video(args, load(), src, options)
+            dest = _video_output(args, src)
+            return _video(args, load(), src, dest, options)
         if src.is_file():
             dest, out_dir = _single_output(args, src)  # checked before the model loads
             print(f"Saved {_stylize_file(load(), src, dest, out_dir, options, sheet=args.style_sheet)}")

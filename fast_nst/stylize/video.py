@@ -47,27 +47,18 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..core.errors import DataError
-from ..core.files import atomic_write, same_file
+from ..core.files import atomic_write
 from ..core.images import tensor_to_pil
-from ..core.untrusted import input_file
 from ..core.untrusted.videos import (VIDEO_INSTALL_HINT, check_frame, ffmpeg_reason, import_av, open_video,
                                      video_stream)
 from .base import StylizeOptions, Stylizer, finish, make_options, resize_for_processing
 from .temporal import FrameChanges, TemporalStatistics, supports_temporal
 from .video_audio import audio_output
+from .video_files import add_video_stream, check_video_files, open_output
 
 __all__ = ["INSTALL_HINT", "stylize_video"]
 
 INSTALL_HINT = VIDEO_INSTALL_HINT
-
-# Video encoders in order of preference, with their quality settings. The first one that
-# PyAV's FFmpeg has and the output container accepts is used.
-VIDEO_CODECS: tuple[tuple[str, dict[str, str]], ...] = (
-    ("libx264", {"crf": "18", "preset": "medium"}),  # visually near-lossless, universal
-    ("mpeg4", {}),                                   # quality set via qscale below
-    ("libvpx-vp9", {"crf": "30", "b": "0", "row-mt": "1"}),  # WebM
-    ("libvpx", {"crf": "10", "b": "4M"}),                     # WebM, older
-)
 
 _UNSPECIFIED_COLOR = (0, 2)  # AVCOL_SPC_RGB (meaningless for YUV input) and *_UNSPECIFIED
 _AVFMT_VARIABLE_FPS = 0x0400  # the container stores per-frame timestamps (not AVI)
@@ -109,11 +100,7 @@ def stylize_video(stylizer: Stylizer, src: Path, dest: Path, batch_size: int = 4
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
         raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
 
-    input_file(src, "video")  # a FIFO would hang the decoder: refused before it opens
-    if same_file(src, dest):
-        raise DataError(f"Output {dest} is the input video {src}; refusing to overwrite it. Give another output.")
-    if dest.is_dir():
-        raise DataError(f"Output {dest} is a folder; give a file name like out.mp4.")
+    check_video_files(src, dest)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -136,13 +123,7 @@ def stylize_video(stylizer: Stylizer, src: Path, dest: Path, batch_size: int = 4
 def _write_video(av, tmp: Path, stylizer: Stylizer, inp, src: Path, dest: Path, batch_size: int,
                  opts: StylizeOptions, progress: bool, temporal: bool = False) -> dict:
     """Decode ``inp``, stylize and encode into ``tmp`` (named for ``dest``); the summary."""
-    try:
-        out = av.open(str(tmp), "w")
-    except ValueError:
-        raise DataError(f"Cannot tell a video format from the name {dest.name!r}; give "
-                        "--output_file a name ending in .mp4, .mov, .mkv or .webm.") from None
-    except av.FFmpegError as e:
-        raise DataError(f"Cannot write {dest}: {e}") from None
+    out = open_output(av, tmp, dest)
     try:
         summary = _VideoJob(av, stylizer, inp, out, src, dest, batch_size, opts, progress, temporal).run()
     except BaseException as e:
@@ -358,17 +339,11 @@ class _VideoJob:
         the input's), write the header and the audio held back so far."""
         av, out = self.av, self.out
         w, h = self.size
-        for name, options in VIDEO_CODECS:
-            if name not in av.codecs_available:
-                continue
-            try:
-                stream = out.add_stream(name, rate=self.rate, options=dict(options))
-            except ValueError:  # the container cannot hold this codec
-                continue
-            break
-        else:
+        added = add_video_stream(av, out, self.rate)
+        if added is None:  # found by check_video_files before any work; kept for safety
             raise DataError(f"Cannot write video into a {out.format.name} file ({self.dest.name}); "
                             "use .mp4, .mov, .mkv or .webm.")
+        name, stream = added
         self._plan_timing(name)
         cc = stream.codec_context
         cc.width, cc.height, cc.pix_fmt = w, h, "yuv420p"
