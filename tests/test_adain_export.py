@@ -201,7 +201,7 @@ def test_int8_is_refused_before_any_export(adain, tmp_path, capsys, monkeypatch)
     out = tmp_path / "ad.int8.onnx"
     code, err = in_process(capsys, export_main, adain["path"], "--quantize", "int8", "--output", out)
     assert_clean_in_process(code, err, "is an arbitrary-style model: int8 quantization is for single- and "
-                            "multi-style models; use precision fp32 or bf16 for it.")
+                            "multi-style models; run it in fp32 or bf16 (--precision), or export it without --quantize.")
     assert not out.exists()
     with pytest.raises(FastNSTError, match="is an arbitrary-style model: int8 quantization"):
         load_stylizer(adain["path"], device="cpu", precision="int8")

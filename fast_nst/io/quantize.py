@@ -225,7 +225,8 @@ def check_quantizable(where: str, style_input: bool) -> None:
     model, whose int8 form is not calibrated here); single- and multi-style models pass."""
     if style_input:
         raise FastNSTError(f"{where} is an arbitrary-style model: int8 quantization is for single- and "
-                           "multi-style models; use precision fp32 or bf16 for it.")
+                           "multi-style models; run it in fp32 or bf16 (--precision), or export it "
+                           "without --quantize.")
 
 
 def quantize_network(net: StyleNetwork, ckpt: dict, model_path: Path, output: Path,

@@ -71,7 +71,7 @@ def resolve_precision(precision: str, path: Union[str, Path], device: str = "aut
     if precision != "auto":
         return precision, ""
     if runtime == "default" and Path(path).suffix.lower() == ".onnx":
-        return "fp32", "an .onnx export runs in float32 (bf16 with --runtime openvino)"
+        return "fp32", "an .onnx export runs as it was exported, float32 or int8 (bf16 with --runtime openvino)"
     return auto_precision(torch.device("cpu") if runtime == "openvino" else resolve_device(device))
 
 

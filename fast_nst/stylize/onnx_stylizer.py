@@ -395,8 +395,9 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
     """
     path = Path(path)
     if precision != "fp32":
-        raise FastNSTError(f"precision {precision!r} is not available for .onnx models (the exported "
-                           "graph is float32); use fp32, or the .pth checkpoint for bf16/fp16.")
+        raise FastNSTError(f"precision {precision!r} is not available for .onnx models (the graph runs "
+                           "as it was exported: float32, or int8 if quantized); use fp32, or the .pth "
+                           "checkpoint for bf16/fp16.")
     require_model_file(path)
     source = torchscript_source(path)
     if source is not None:  # a TorchScript export given an .onnx name: say so, onnxruntime or not
