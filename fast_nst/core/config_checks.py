@@ -32,10 +32,10 @@ MAX_IMAGE_SIZE = 2048
 # Largest resize_to (and so the largest shorter side of a training cache worth preparing): 2x
 # image_size's, as the AdaIN paper's 512 resize for 256 crops.
 MAX_RESIZE_TO = 2 * MAX_IMAGE_SIZE
-# Largest seed + 1: torch's generators take seeds below 2**64, and training also seeds with
-# seed + epoch and seed + 1_000_003 + epoch (the paintings' order) and gives seed to a random
-# AdaIN encoder, which takes 0 to 2**63 - 1 (as optimize's --seed): below 2**63 every one of them
-# stays valid for any number of epochs a run can reach.
+# Seeds lie in [-SEED_LIMIT, SEED_LIMIT): torch's generators take -2**63 to 2**64 - 1, and
+# training also seeds with seed + epoch and seed + 1_000_003 + epoch (the paintings' order):
+# below 2**63 every one of them stays valid for any number of epochs a run can reach. Negative
+# seeds worked before this bound and stay allowed, so such runs still resume.
 SEED_LIMIT = 2 ** 63
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
 
@@ -133,8 +133,8 @@ def _validate_values(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None
     if not 0.0 <= cfg.ema_decay < 1.0:  # NaN fails too
         fail("ema_decay", f"must be at least 0 (off) and below 1, got {cfg.ema_decay}; 0.99 averages "
                           "about the last 100 steps")
-    if not 0 <= cfg.seed < SEED_LIMIT:
-        fail("seed", f"must be a whole number from 0 to 2**63 - 1, got {shown(str(cfg.seed), 40)}")
+    if not -SEED_LIMIT <= cfg.seed < SEED_LIMIT:
+        fail("seed", f"must be a whole number from -2**63 to 2**63 - 1, got {shown(str(cfg.seed), 40)}")
     if cfg.num_workers < 0 or cfg.num_samples < 0:
         fail("num_workers" if cfg.num_workers < 0 else "num_samples", "must be >= 0")
     for key, choices in CHOICES.items():
