@@ -244,6 +244,44 @@ def test_prepare_rejects_sizes_above_any_training_run(size, train_dir, capsys):
     assert sorted(p.name for p in train_dir.iterdir()) == before
 
 
+def test_prepare_takes_the_max_image_pixels_its_skip_lines_advise(tmp_path, capsys, monkeypatch):
+    """A photo over the limit is skipped with a line advising --max_image_pixels, which
+    ``data prepare`` did not take."""
+    from fast_nst.commands.data import main as data_main
+    from fast_nst.training import cache
+    import fast_nst.training.data as data
+
+    folder = tmp_path / "photos"
+    make_photo(folder / "big.jpg", (40, 30))   # 1200 px
+    make_photo(folder / "small.jpg", (20, 16))  # 320 px
+    code, err = in_process(capsys, data_main, "prepare", folder, "--image_size", "16",
+                           "--num_workers", "0", "--max_image_pixels", "500")
+    assert code == 0, err
+    assert "big.jpg" in err and "limit of 500 pixels" in err and "--max_image_pixels N" in err
+    assert "Cached 1 images" in err and "1 unreadable files skipped" in err
+
+    # The loader's worker processes decode within the same limit, also when started by spawn
+    # or forkserver (a fresh Pillow with its default limit).
+    seen = {}
+
+    def recording(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **{**kwargs, "num_workers": 0, "worker_init_fn": None})  # no process here
+
+    real = cache.DataLoader
+    monkeypatch.setattr(cache, "DataLoader", recording)
+    code, err = in_process(capsys, data_main, "prepare", folder, "--image_size", "16",
+                           "--num_workers", "1", "--max_image_pixels", "0")
+    assert code == 0 and "Cached 2 images" in err, err
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 89_478_485)
+    monkeypatch.setattr(data.signal, "signal", lambda *a: None)
+    seen["worker_init_fn"](0)
+    assert Image.MAX_IMAGE_PIXELS is None  # 0 removes the limit
+
+    code, err = in_process(capsys, data_main, "prepare", folder, "--max_image_pixels", "-1")
+    assert_clean_in_process(code, err, "--max_image_pixels must be >= 0")
+
+
 def test_failed_prepare_leaves_no_temporary_cache(tmp_path, monkeypatch, capsys):
     from fast_nst.training import cache as data
 

@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 
 from ..training.cache import prepare_cache
 from ..training.data import usable_cores
-from . import new_parser, run_command
+from . import add_max_image_pixels, apply_max_image_pixels, new_parser, run_command
 
 __all__ = ["main", "parser"]
 
@@ -27,6 +27,7 @@ def parser() -> argparse.ArgumentParser:
                            "image_size when resize_to is null (default 256, image_size's default)")
     prep.add_argument("--num_workers", type=int, default=None,
                       help=f"decoding processes (default: one per usable CPU core, {usable_cores()} here)")
+    add_max_image_pixels(prep)  # a photo over the limit is skipped with a line that advises it
     return p
 
 
@@ -34,6 +35,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser().parse_args(argv)
 
     def run() -> int:
+        apply_max_image_pixels(args.max_image_pixels)
         prepare_cache(args.train_dir, args.image_size, args.num_workers)
         return 0
 

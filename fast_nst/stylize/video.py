@@ -25,8 +25,8 @@ What is kept and what changes:
 * **Colour.** The input's colour matrix, primaries and transfer tags are copied and the same
   matrix is used to convert the stylized RGB back to YUV.
 * **Audio.** Every audio stream is copied packet for packet (no quality loss) when the output
-  container can hold its codec, else re-encoded (AAC; Opus for WebM). Subtitles and data
-  streams are dropped.
+  container can hold its codec, else re-encoded (AAC; Opus for WebM; AAC for PCM into .mp4,
+  which few players play). Subtitles and data streams are dropped.
 
 The output is written to a hidden temporary file next to ``dest`` and renamed over it only when
 complete, so an interrupted run never leaves a truncated video behind.
@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 import traceback
 from fractions import Fraction
 from pathlib import Path
@@ -54,6 +55,7 @@ from ..core.untrusted.videos import (VIDEO_INSTALL_HINT, check_frame, ffmpeg_rea
 from .base import StylizeOptions, Stylizer, finish, make_options, resize_for_processing
 from .temporal import FrameChanges, TemporalStatistics, supports_temporal
 from .video_audio import audio_output
+from .video_damage import missing_frames_warning
 from .video_files import add_video_stream, check_video_files, open_output
 
 __all__ = ["INSTALL_HINT", "stylize_video"]
@@ -83,10 +85,13 @@ def stylize_video(stylizer: Stylizer, src: Path, dest: Path, batch_size: int = 4
     every frame on its own. Frames too large for one pass are stylized in tiles, each frame with
     its own statistics, either way (the summary's "temporal" then says False).
 
-    Returns ``{"frames", "fps" (Fraction), "size" (w, h), "has_audio", "video_codec", "audio"
-    (per audio stream "copy" or the encoder used), "temporal" (whether stable statistics were
-    used), "change_ratio" (mean |S_t - S_t-1| / mean |I_t - I_t-1|, how much more the stylized
-    frames change than the input frames: a flow-free measure of flicker)}``. Raises
+    Returns ``{"frames", "complete" (False when the input looks cut short: fewer frames than it
+    declares, or its last packet incomplete; a ``warning:`` line on stderr says so, and the
+    output holds the frames before the break), "fps" (Fraction), "size" (w, h), "has_audio",
+    "video_codec", "audio" (per audio stream "copy" or the encoder used), "temporal" (whether
+    stable statistics were used), "change_ratio" (mean |S_t - S_t-1| / mean |I_t - I_t-1|, how
+    much more the stylized frames change than the input frames: a flow-free measure of
+    flicker)}``. Raises
     :class:`DataError` for a missing, unreadable or non-video input, an output that cannot be
     written, or missing PyAV.
     """
@@ -188,6 +193,7 @@ class _VideoJob:
         self.pending_audio: list = []
         self.frames_in: list = []  # (rgb array, pts) waiting for a batch
         self.written = 0
+        self.cut = False
         self.last_pts: Optional[int] = None
         self.bar = None
         self.temporal: Optional[TemporalStatistics] = TemporalStatistics(stylizer) if temporal else None
@@ -202,6 +208,8 @@ class _VideoJob:
         try:
             for packet in self._demux():
                 if packet.stream.index == self.vin.index:
+                    if packet.size:
+                        self.cut = packet.is_corrupt  # read short of the index: cut off, if last
                     for frame in self._decode(packet):
                         self._add_frame(frame)
                 elif self.vout is None:
@@ -220,7 +228,10 @@ class _VideoJob:
             self.bar.close()
             if self.temporal is not None:
                 self.temporal.__exit__(None, None, None)
-        return {"frames": self.written, "fps": self.rate, "size": self.size,
+        warning = missing_frames_warning(self.src, self.written, self.vin.frames, self.cut)
+        if warning:
+            print(warning, file=sys.stderr)
+        return {"frames": self.written, "complete": warning is None, "fps": self.rate, "size": self.size,
                 "has_audio": bool(self.audio_out), "video_codec": self.vout.codec_context.name,
                 "audio": [mode for mode, _ in self.audio_out.values()],
                 "temporal": self.temporal is not None, "change_ratio": self.changes.ratio}

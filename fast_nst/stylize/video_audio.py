@@ -38,18 +38,35 @@ def audio_output(av, out, ain, src: Path) -> Optional[tuple[str, Any]]:
             stream = out.add_stream(name, rate=rate)
         except ValueError:
             continue
-        channels = ain.codec_context.layout.nb_channels or 2
-        stream.codec_context.layout = ain.codec_context.layout if channels <= 8 else "7.1"
-        stream.codec_context.bit_rate = AUDIO_BITRATE_PER_CHANNEL * min(channels, 8)
+        layout = _encoder_layout(av, ain.codec_context.layout)
+        stream.codec_context.layout = layout
+        stream.codec_context.bit_rate = AUDIO_BITRATE_PER_CHANNEL * layout.nb_channels
         return name, stream
     print(f"warning: {src}: dropping audio stream #{ain.index} ({ain.codec_context.name}): "
           f"no audio encoder for {out.format.name} files", file=sys.stderr)
     return None
 
 
+def _encoder_layout(av, layout):
+    """The channel layout to encode ``layout``'s audio in: itself, or FFmpeg's usual layout for
+    its channel count where it names no channels (Matroska's PCM: encoders refuse those); 7.1
+    for more than 8 channels."""
+    channels = layout.nb_channels or 2
+    if channels > 8:
+        return av.AudioLayout("7.1")
+    if layout.name == f"{channels} channels":  # FFmpeg's name for channels in no known order
+        return av.AudioLayout(f"{channels}c")  # "2c" is stereo, "6c" 5.1
+    return layout
+
+
 def _can_copy(av, out, ain) -> bool:
     """Whether the output format takes ``ain``'s packets unchanged: tried on a throwaway
     in-memory file, since some codecs pass FFmpeg's table check but fail at the header."""
+    if out.format.name == "mp4" and getattr(ain.codec_context, "name", "").startswith("pcm_"):
+        # MP4 holds PCM only as ISO 23003-5 "ipcm", which few players play, and FFmpeg's muxer
+        # refuses it at the trailer, once every frame is stylized, for channels without a
+        # named layout (as Matroska stores them). AAC plays everywhere.
+        return False
     try:
         probe = av.open(io.BytesIO(), "w", format=out.format.name)
     except (ValueError, av.FFmpegError):
@@ -57,7 +74,6 @@ def _can_copy(av, out, ain) -> bool:
     try:
         probe.add_stream_from_template(ain)
         probe.start_encoding()
-        return True
     except (ValueError, av.FFmpegError):
         return False
     finally:
@@ -65,3 +81,4 @@ def _can_copy(av, out, ain) -> bool:
             probe.close()
         except (ValueError, av.FFmpegError):
             pass
+    return True
