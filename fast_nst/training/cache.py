@@ -5,7 +5,6 @@ instead of the JPEGs (identical tensors, no decoding per step).
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shutil
@@ -22,8 +21,8 @@ from ..core.config import MIN_IMAGE_SIZE
 from ..core.config_checks import MAX_IMAGE_SIZE, MAX_RESIZE_TO
 from ..core.errors import DataError
 from ..core.files import atomic_write, fsync_dir
-from ..core.untrusted import pixel_limit, read_json_file
-from .data import _start_worker, decode_resized, find_training_images, usable_cores, usable_workers
+from ..core.untrusted import read_json_file
+from .data import decode_resized, find_training_images, usable_cores, usable_workers, worker_init
 
 __all__ = ["CACHE_VERSION", "ImageCache", "cache_dir", "open_cache", "prepare_cache"]
 
@@ -207,7 +206,7 @@ def _write_cache(files: Sequence[Path], train_dir: str | Path, image_size: int, 
     # forkserver (a fresh Pillow with its default limit).
     loader = DataLoader(_DecodeDataset(files, image_size), batch_size=None, num_workers=workers,
                         collate_fn=_identity,
-                        worker_init_fn=functools.partial(_start_worker, pixel_limit()) if workers else None)
+                        worker_init_fn=worker_init() if workers else None)
     offsets, shapes, offset, bad = [], [], 0, 0
     with open(tmp / "pixels.u8", "wb") as out:
         for item in tqdm(loader, total=len(files), desc="prepare", unit="img", disable=not progress,

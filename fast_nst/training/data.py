@@ -18,7 +18,7 @@ import signal
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Protocol, Sequence
+from typing import Callable, Iterator, Optional, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from ..core.untrusted import open_image, pixel_limit, set_max_image_pixels
 __all__ = ["MAX_ASPECT_RATIO", "MAX_RESIZED_PIXELS", "ImageFolderDataset", "ResumableSampler", "Sample",
            "batch_to_device", "build_loader", "check_photo_size", "collate_samples", "crop_transform",
            "decode_resized", "find_training_images",
-           "load_sample_images", "random_crop", "resize_shorter", "usable_cores", "usable_workers"]
+           "load_sample_images", "random_crop", "resize_shorter", "usable_cores", "usable_workers", "worker_init"]
 
 COCO_HINT = (
     "Get COCO train2014 (13 GB) with: python -m fast_nst.download coco   "
@@ -250,6 +250,12 @@ def _start_worker(limit: Optional[int], worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
+def worker_init() -> Callable[[int], None]:
+    """The ``worker_init_fn`` of a DataLoader whose workers decode outside images: this
+    process's pixel limit and the signal handling of :func:`_start_worker`."""
+    return functools.partial(_start_worker, pixel_limit())
+
+
 def usable_cores() -> int:
     """The CPU cores this process may run on (its affinity mask where the OS has one)."""
     try:
@@ -286,7 +292,7 @@ def build_loader(files: Sequence[Path], image_size: int, batch_size: int, seed: 
         num_workers=num_workers,
         collate_fn=collate_samples,
         pin_memory=pin_memory,
-        worker_init_fn=functools.partial(_start_worker, pixel_limit()) if num_workers > 0 else None,
+        worker_init_fn=worker_init() if num_workers > 0 else None,
         drop_last=True,
         # Not persistent: the sampler is endless, so one iterator serves the whole run, and an
         # iterator that is not also held by the loader shuts its workers down when the run's
