@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +145,24 @@ def intermediate_path(output: Union[str, Path], step: int) -> Path:
     return output.with_name(f"{output.stem}_step{step:04d}{output.suffix}")
 
 
+def _check_intermediates(output: Optional[Union[str, Path]], save_every: int, last_step: int,
+                         inputs: dict[str, Any]) -> None:
+    """FastNSTError, before any work, when an image saved every ``save_every`` steps (up to
+    ``last_step``) would replace one of the ``inputs`` ({what: image, path or other}) given as
+    a path: ``--content out_step0001.jpg --output out.jpg --save_every 1`` overwrote the photo."""
+    if not save_every or output is None:
+        return
+    for what, given in inputs.items():
+        if not isinstance(given, (str, Path)) or not Path(given).is_file():
+            continue
+        path, out = Path(given).resolve(), Path(output).resolve()
+        found = re.fullmatch(re.escape(out.stem) + r"_step(\d{4,})" + re.escape(out.suffix), path.name)
+        step = int(found.group(1)) if found and path.parent == out.parent else 0
+        if 0 < step <= last_step and step % save_every == 0 and intermediate_path(out, step) == path:
+            raise FastNSTError(f"--save_every {save_every} would write step {step}'s image to {given}, "
+                               f"the {what} image; choose another --output (or no --save_every).")
+
+
 def _init_image(init: str, content: torch.Tensor, style_img: Image.Image, content_pil: Image.Image,
                 device: torch.device, seed: int) -> torch.Tensor:
     if init == "content":
@@ -203,6 +222,8 @@ def optimize(
     """
     _check_arguments(optimizer, precision, loss_model_weights, steps, scales, image_size,
                      style_size, save_every, lr, content_weight, style_weight, tv_weight, seed)
+    _check_intermediates(output, save_every, steps * scales,
+                         {"content": content_image, "style": style_image, "init": init})
     content_layers, style_layers = resolve_layers(loss_model, preset, content_layers, style_layers,
                                                   style_layer_weights)
     _check_init(init)

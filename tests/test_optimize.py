@@ -294,6 +294,29 @@ def test_save_every_names_are_unique_across_scales(pair, tmp_path):
     assert sizes == [(24, 20)] * 3 + [(48, 40)] * 3  # first scale at half size, none overwritten
 
 
+def test_save_every_never_writes_over_an_input(pair, tmp_path, capsys):
+    """--content out_step0001.jpg --output out.jpg --save_every 1 replaced the photo with step
+    1's image; refused before any work (the photo and the style image alike)."""
+    photo, style = tmp_path / "out_step0002.jpg", tmp_path / "out_step0003.png"
+    photo.write_bytes(pair[0].read_bytes())
+    style.write_bytes(pair[1].read_bytes())
+    before = photo.read_bytes()
+    with pytest.raises(FastNSTError, match=r"^--save_every 2 would write step 2's image to .*out_step0002.jpg, "
+                                           r"the content image; choose another --output"):
+        optimize(str(photo), str(pair[1]), output=tmp_path / "out.jpg", save_every=2, steps=2,
+                 loss_model_weights="random", device="cpu", progress=False)
+    code = main(["--content", str(pair[0]), "--style", str(style), "--output", str(tmp_path / "out.png"),
+                          "--save_every", "1", "--steps", "3", "--image_size", "32",
+                          "--loss_model_weights", "random", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 1 and "would write step 3's image to" in err and "the style image" in err, err
+    assert photo.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [photo.name, style.name]
+    # Only the steps saved count: with --save_every 4 and 2 steps, out_step0002 is never written.
+    optimize(str(photo), str(pair[1]), output=tmp_path / "out.jpg", save_every=4, steps=2, image_size=24,
+             loss_model_weights="random", device="cpu", progress=False)
+    assert photo.read_bytes() == before
+
+
 class _BarSpy:
     """Stands in for tqdm and records what optimize does to its progress bar."""
     bars: list = []
