@@ -148,7 +148,8 @@ def test_multi_style_model_draws_a_style_per_photo_or_uses_one(data, tmp_path, c
     good = [r for r in read_manifest(tmp_path / "o" / MANIFEST) if "error" not in r]
     assert len(good) == 18 and good[1]["output"] == "n01/p1_1.png"
     assert all(r["style"] == net.style_names[choose(0, r["photo"], r["k"], 3)] for r in good)
-    assert stylize_main(common[:3] + [str(tmp_path / "f")] + common[4:] + ["--style", "mosaic"]) == 0
+    fixed = common[:3] + [str(tmp_path / "f")] + common[4:] + ["--style", "mosaic", "--per_image", "1"]
+    assert stylize_main(fixed) == 0
     assert {r["style"] for r in read_manifest(tmp_path / "f" / MANIFEST) if "error" not in r} == {"mosaic"}
     code, err = in_process(capsys, stylize_main, *common, "--style", "starry")
     assert_clean_in_process(code, err, "--style 'starry':", "has the styles candy, mosaic, udnie")
@@ -218,6 +219,11 @@ def test_the_pixel_limit_is_an_option_here_too(data, tmp_path, capsys):
     (["--styles", None], "is an arbitrary-style (AdaIN) model: give --styles PAINTINGS_DIR"),
     (["--alpha", "1.5"], "--alpha: alpha must be between 0"),
     (["--output", "INSIDE"], "is inside --images"),
+    # Its outputs joined the paintings: any rerun, even one resuming it, was refused.
+    (["--output", "IN_STYLES"], "is inside --styles"),
+    # n02 inside n02/deeper's output: n02/deeper/p0.jpg was taken for p0.jpg's finished output.
+    (["--output", "HOLDS_IMAGES"], "/n02/deeper is inside --output"),
+    (["--output", "LINK_TO_STYLES"], "out is --styles"),
     (["--output", "A_FILE"], "is a file, not a folder; give a folder for the stylized photos."),
     (["--output", "UNDER_A_FILE"], "cannot write into --output"),
 ])
@@ -228,6 +234,13 @@ def test_mistakes_are_one_line(data, tmp_path, capsys, extra, message):
         del argv[i:i + 2]
     elif extra[1] == "INSIDE":
         argv[argv.index("--output") + 1] = str(data / "photos" / "stylized")
+    elif extra[1] == "IN_STYLES":
+        argv[argv.index("--output") + 1] = str(data / "paintings" / "stylized")
+    elif extra[1] == "HOLDS_IMAGES":
+        argv[argv.index("--images") + 1] = str(data / "photos" / "n02" / "deeper")
+        argv[argv.index("--output") + 1] = str(data / "photos" / "n02")
+    elif extra[1] == "LINK_TO_STYLES":
+        (tmp_path / "out").symlink_to(data / "paintings")
     elif extra[1] == "UNDER_A_FILE":
         (tmp_path / "out").write_text("mine")
         argv[argv.index("--output") + 1] = str(tmp_path / "out" / "sub")
@@ -236,9 +249,12 @@ def test_mistakes_are_one_line(data, tmp_path, capsys, extra, message):
         argv[argv.index("--output") + 1] = str(tmp_path / "out")
     else:
         argv += extra
+    before = tree(data)
     code, err = in_process(capsys, stylize_main, *argv)
     assert_clean_in_process(code, err, message)
-    assert not (tmp_path / "out").exists() or (tmp_path / "out").read_text() == "mine"
+    assert tree(data) == before
+    out = tmp_path / "out"
+    assert not out.exists() or out.is_symlink() or out.read_text() == "mine"
 
 
 @settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -260,3 +276,128 @@ def test_any_settings_file_ends_in_a_pass_or_one_error(tmp_path, raw, recorded):
         except FastNSTError as e:
             assert "\n" not in str(e) and len(str(e)) < 2000
     check_run_settings(tmp_path, now)  # the last one written: the same settings
+
+
+# Characters that end a line for str.splitlines() but that json.dumps(ensure_ascii=False) kept.
+LINE_ENDS = ["\u2028", "\u2029", "\x85"]
+
+
+def test_photo_names_that_end_lines_elsewhere_keep_one_manifest_line_each(data, tmp_path, capsys):
+    """A photo named with U+2028 (or U+2029, U+0085) used to end the run in a traceback after all
+    the work, with no manifest (every rerun the same); one whose name is not UTF-8 likewise."""
+    photos = tmp_path / "photos"
+    names = [f"a{c}b.jpg" for c in LINE_ENDS] + [os.fsdecode(b"bad\xff.jpg")]
+    for i, name in enumerate(names):
+        make_photo(photos / name, (32, 40), seed=i)
+    argv = args(data, tmp_path / "out")
+    argv[argv.index("--images") + 1] = str(photos)
+    code, err = in_process(capsys, stylize_main, *argv)
+    assert code == 0 and "Wrote 4 images" in err, err
+    text = (tmp_path / "out" / MANIFEST).read_text(encoding="utf-8")
+    assert text.isascii() and len(text.splitlines()) == len(text.split("\n")) - 1 == 4
+    assert [r["photo"] for r in read_manifest(tmp_path / "out" / MANIFEST)] == sorted(names)
+
+
+def test_parts_written_before_the_escape_merge_too(tmp_path):
+    """A part of an earlier version holds U+2028 as it is; its manifest line escapes it."""
+    from fast_nst.stylize.dataset import merge_manifest, part_path
+
+    part = part_path(tmp_path, 0, 1)
+    part.parent.mkdir()
+    records = [{"photo": f"a{c}é.jpg", "k": 0, "style": "", "output": f"a{c}é.jpg"} for c in LINE_ENDS]
+    part.write_text("".join(f"0\tok\t{json.dumps(r, ensure_ascii=False)}\n" for r in records), encoding="utf-8")
+    assert merge_manifest(tmp_path, 1)[1:] == (3, 0)
+    text = (tmp_path / MANIFEST).read_text(encoding="utf-8")
+    assert "\\u2028" in text and "é" in text and read_manifest(tmp_path / MANIFEST) == records
+    assert not part.parent.exists()
+
+
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(photos=st.lists(st.text(st.characters(blacklist_categories=()), min_size=1, max_size=12), min_size=1,
+                       max_size=6, unique=True),
+       errors=st.lists(st.text(st.characters(blacklist_categories=()) | st.sampled_from(LINE_ENDS), max_size=20),
+                       min_size=6, max_size=6))
+def test_any_names_and_errors_come_back_from_the_manifest(tmp_path, photos, errors):
+    """Whatever the photos' names (surrogates, line ends) and error texts, every record is one
+    line of the manifest, read back by str.splitlines() as by a split at "\\n"."""
+    from fast_nst.stylize.dataset import DatasetPlan, merge_manifest, write_part
+
+    photos = sorted(photos)
+    plan = DatasetPlan(tmp_path, tmp_path / "out", [[p] for p in photos], {p: [] for p in photos})
+    bad = dict(zip(photos, errors))
+    write_part(plan, range(len(photos)), bad, {}, 0, 1)
+    assert merge_manifest(plan.output, 1)[1:] == (0, len(photos))
+    text = (plan.output / MANIFEST).read_text(encoding="utf-8")
+    assert text.splitlines() == text.split("\n")[:-1]
+    assert [json.loads(line) for line in text.splitlines()] == [{"photo": p, "error": bad[p]} for p in photos]
+
+
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=300) | st.lists(st.tuples(st.integers(-5, 10 ** 20), st.sampled_from(["ok", "bad", "x"]),
+                                                         st.text(max_size=30)), max_size=5).map(
+    lambda rows: "".join(f"{j}\t{kind}\t{{{body}}}\n" for j, kind, body in rows).encode("utf-8", "surrogatepass")))
+def test_any_part_file_ends_in_a_manifest_or_one_error(tmp_path, raw):
+    """A part lies in the user's folder: whatever it holds, the merge writes a manifest of JSON
+    lines or raises one FastNSTError, never another exception."""
+    from fast_nst.core.errors import FastNSTError
+    from fast_nst.stylize.dataset import merge_manifest, part_path
+
+    part_path(tmp_path, 0, 1).parent.mkdir(exist_ok=True)
+    part_path(tmp_path, 0, 1).write_bytes(raw)
+    try:
+        merge_manifest(tmp_path, 1)
+    except FastNSTError as e:
+        assert "\n" not in str(e) and "run the same command again" in str(e)
+        return
+    assert all(isinstance(r, dict) for r in read_manifest(tmp_path / MANIFEST))
+
+
+def test_max_size_shrinks_but_never_enlarges(data, tmp_path, capsys):
+    """--max_size 30 used to write a 20 x 16 photo at 30 x 24 (and a large --max_size ran out of
+    memory), where every other command only shrinks."""
+    from PIL import Image
+    make_photo(tmp_path / "photos" / "big.jpg", (40, 32), seed=1)
+    make_photo(tmp_path / "photos" / "small.jpg", (20, 16), seed=2)
+    argv = args(data, tmp_path / "out", "--max_size", "30", "--format", "png")
+    argv[argv.index("--images") + 1] = str(tmp_path / "photos")
+    code, err = in_process(capsys, stylize_main, *argv)
+    assert code == 0 and "Wrote 2 images" in err, err
+    sizes = {}
+    for name in ("big", "small"):
+        with Image.open(tmp_path / "out" / f"{name}.png") as img:
+            sizes[name] = img.size
+    assert sizes == {"big": (30, 24), "small": (20, 16)}
+
+
+@pytest.fixture(scope="module")
+def other_models(tmp_path_factory) -> dict[str, Path]:
+    """A multi-style model (candy, mosaic, udnie) and a one-style model, both tiny."""
+    from fast_nst.nets.johnson import TransformNet, TransformNetArgs
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    multi = MultiStyleNet(MultiStyleArgs(3, base_channels=8, num_residual=1)).eval()
+    multi.style_names = ["candy", "mosaic", "udnie"]
+    return {"multi": _save(multi, root / "multi.pth"),
+            "one": _save(TransformNet(TransformNetArgs(base_channels=8, num_residual=1)).eval(), root / "one.pth")}
+
+
+@pytest.mark.parametrize("model,extra,message", [
+    ("multi", ["--alpha", "0.5"], "--alpha is for AdaIN models; MODEL is a johnson_multi model: leave --alpha out."),
+    ("one", ["--style_size", "256"], "--style_size is for AdaIN models; MODEL is a johnson model"),
+    ("one", ["--loss_model_file", "vgg.pth"], "--loss_model_file is for AdaIN models"),
+    ("one", ["--per_image", "3"], "--per_image 3 would write 3 identical files per photo: MODEL has one style."),
+    ("multi", ["--per_image", "2", "--style", "mosaic"], "--per_image 2 would write 2 identical files per photo: "
+                                                          "--style 'mosaic' fixes the style."),
+    ("adain", ["--per_image", "2", "--styles", "ONE_PAINTING"], "holds one painting"),
+])
+def test_flags_that_would_change_nothing_are_refused(data, other_models, tmp_path, capsys, model, extra, message):
+    """They were accepted and ignored (--per_image: K identical files per photo)."""
+    path = data / "adain.pth" if model == "adain" else other_models[model]
+    argv = ["--images", str(data / "photos"), "--output", str(tmp_path / "out"), "--model_file", str(path),
+            "--workers", "0", "--no_progress", *extra]
+    if "ONE_PAINTING" in argv:
+        make_photo(tmp_path / "one" / "p.png", (48, 40))
+        argv[argv.index("ONE_PAINTING")] = str(tmp_path / "one")
+    code, err = in_process(capsys, stylize_main, *argv)
+    assert_clean_in_process(code, err, message.replace("MODEL", str(path)))
+    assert not (tmp_path / "out").exists()

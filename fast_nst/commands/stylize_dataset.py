@@ -20,8 +20,8 @@ from ..core.untrusted import input_folder
 from ..io.checkpoint import load_model
 from ..nets.adain import AdaINNet, check_alpha
 from ..stylize.base import DEFAULT_STYLE_SIZE
-from ..stylize.dataset import (MANIFEST, OUTPUT_FORMATS, check_run_settings, merge_manifest, painting_list,
-                               plan_dataset, remove_stale_temps, save_run_settings)
+from ..stylize.dataset import (MANIFEST, OUTPUT_FORMATS, check_folders, check_run_settings, merge_manifest,
+                               painting_list, plan_dataset, remove_stale_temps, save_run_settings)
 from ..stylize.dataset_run import DatasetSettings, stylize_shard, weights_digest
 from ..training.distributed import init_distributed, shutdown
 from . import add_max_image_pixels, apply_max_image_pixels, new_parser, run_command
@@ -51,12 +51,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--style", help="multi-style model: always this style (default: one drawn per photo)")
     p.add_argument("--per_image", type=int, default=1,
                    help="stylizations per photo, each with its own draw (default 1; files name_0, name_1, ...)")
-    p.add_argument("--alpha", type=float, default=1.0, help="AdaIN: 0 the photo's features, 1 (default) full style")
+    p.add_argument("--alpha", type=float, help="AdaIN: 0 the photo's features, 1 (default) full style")
     p.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
-    p.add_argument("--style_size", type=int, default=DEFAULT_STYLE_SIZE,
+    p.add_argument("--style_size", type=int,
                    help=f"AdaIN: resize paintings to a longest side of N px first, as style_size means everywhere "
                         f"(default {DEFAULT_STYLE_SIZE}, as eval.py; the texture scale follows it)")
-    p.add_argument("--max_size", type=int, default=0, help="resize photos to this longest side (default 0: keep)")
+    p.add_argument("--max_size", type=int, default=0,
+                   help="shrink photos larger than this to a longest side of N px (never enlarges; default 0: "
+                        "keep every size)")
     p.add_argument("--format", choices=list(OUTPUT_FORMATS), default="jpg", help="output format (default jpg)")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality 1-100 (default 95, as eval.py)")
     p.add_argument("--batch_size", type=int, default=8,
@@ -77,33 +79,50 @@ def _check(args: argparse.Namespace) -> None:
                                    ("--max_size", args.max_size, 0, 65536), ("--quality", args.quality, 1, 100),
                                    ("--batch_size", args.batch_size, 1, 4096), ("--workers", args.workers, 0, 256),
                                    ("--threads", args.threads, 1, 1024), ("--seed", args.seed, 0, 2 ** 63 - 1)]:
-        if not low <= value <= high:
+        if value is not None and not low <= value <= high:
             raise FastNSTError(f"{flag} must be from {low} to {high}, got {value}")
     try:
-        check_alpha(args.alpha)
+        check_alpha(1.0 if args.alpha is None else args.alpha)
     except ValueError as e:
         raise FastNSTError(f"--alpha: {e}") from None
 
 
 def _styles(args: argparse.Namespace, model) -> list[str]:
-    """What the draw picks from: the paintings (AdaIN), the model's styles, or [""] (one style)."""
+    """What the draw picks from: the paintings (AdaIN), the model's styles, or [""] (one style).
+    Fills in --alpha and --style_size of an AdaIN model; refuses them for other models."""
     if isinstance(model, AdaINNet):
         if args.styles is None:
             raise FastNSTError(f"{args.model_file} is an arbitrary-style (AdaIN) model: give --styles PAINTINGS_DIR.")
         if args.style is not None:
             raise FastNSTError("--style names a style of a multi-style model; an AdaIN model draws from "
                                "--styles (give a folder holding one painting for a fixed one).")
+        args.alpha = 1.0 if args.alpha is None else args.alpha
+        args.style_size = DEFAULT_STYLE_SIZE if args.style_size is None else args.style_size
         if args.style_size < model.min_style_side:
             raise FastNSTError(f"--style_size must be at least {model.min_style_side} for this model (two "
                                f"pixels at its encoder layer), got {args.style_size}.")
-        return painting_list(args.styles)
-    if args.styles is not None:
-        raise FastNSTError(f"--styles is for AdaIN models; {args.model_file} is a {model.model_type} model.")
+        return _one_draw_each(args, painting_list(args.styles), f"--styles {args.styles} holds one painting")
+    # Said rather than ignored, as --styles: the user meant a run these flags would change.
+    for flag, value in (("--styles", args.styles), ("--alpha", args.alpha), ("--style_size", args.style_size),
+                        ("--loss_model_file", args.loss_model_file)):
+        if value is not None:
+            raise FastNSTError(f"{flag} is for AdaIN models; {args.model_file} is a {model.model_type} model: "
+                               f"leave {flag} out.")
     names = list(model.style_names)
     if args.style is not None and args.style not in names:
         raise FastNSTError(f"--style {args.style!r}: {args.model_file} has "
                            f"{'the styles ' + ', '.join(names) if names else 'one style'}.")
-    return [args.style] if args.style is not None else (names or [""])
+    if args.style is not None:
+        return _one_draw_each(args, [args.style], f"--style {args.style!r} fixes the style")
+    return _one_draw_each(args, names or [""], f"{args.model_file} has one style")
+
+
+def _one_draw_each(args: argparse.Namespace, styles: list[str], why: str) -> list[str]:
+    """``styles``, unless --per_image K > 1 would write K identical files per photo."""
+    if args.per_image > 1 and len(styles) == 1:
+        raise FastNSTError(f"--per_image {args.per_image} would write {args.per_image} identical files per photo: "
+                           f"{why}. Leave --per_image out, or draw from more styles.")
+    return styles
 
 
 def _device(name: str, ctx) -> torch.device:
@@ -135,13 +154,15 @@ def _run(args: argparse.Namespace, ctx) -> int:
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     input_folder(args.images, "--images")  # before the model's load: a typo is reported at once
+    check_folders(args.images, args.output, args.styles)
     model, _ = load_model(args.model_file, args.loss_model_file)
     styles = _styles(args, model)
     plan = plan_dataset(args.images, args.output, styles, args.per_image, args.seed, args.format, args.batch_size)
-    settings = DatasetSettings(args.alpha, args.style_size, args.max_size or None, args.quality, args.workers,
-                               getattr(model, "min_style_side", 1))
+    adain = isinstance(model, AdaINNet)  # other models took neither --alpha nor --style_size
+    settings = DatasetSettings(args.alpha if adain else 1.0, args.style_size if adain else DEFAULT_STYLE_SIZE,
+                               args.max_size or None, args.quality, args.workers, getattr(model, "min_style_side", 1))
     record = {"model": str(args.model_file), "model_type": model.model_type, "seed": args.seed}
-    if isinstance(model, AdaINNet):
+    if adain:
         record.update(alpha=args.alpha, style_size=args.style_size)
     record["max_size"] = args.max_size or None
     made_with = {**{k: v for k, v in record.items() if k != "model"}, "weights": weights_digest(model),

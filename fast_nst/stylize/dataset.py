@@ -28,11 +28,11 @@ from typing import Iterable, Optional, Sequence
 from ..core.errors import FastNSTError
 from ..core.files import atomic_write, distinct_stems
 from ..core.images import list_images
-from ..core.untrusted import input_folder, read_json_file, shown
+from ..core.untrusted import input_folder, load_json, read_json_file, shown
 
-__all__ = ["MANIFEST", "OUTPUT_FORMATS", "PARTS_DIR", "RUN_SETTINGS", "DatasetPlan", "Output", "check_run_settings",
-           "choose", "merge_manifest", "painting_list", "part_path", "plan_dataset", "remove_stale_temps",
-           "save_run_settings", "write_part"]
+__all__ = ["MANIFEST", "OUTPUT_FORMATS", "PARTS_DIR", "RUN_SETTINGS", "DatasetPlan", "Output", "check_folders",
+           "check_run_settings", "choose", "merge_manifest", "painting_list", "part_path", "plan_dataset",
+           "remove_stale_temps", "save_run_settings", "write_part"]
 
 MANIFEST = "manifest.jsonl"
 # What made the files of an output folder, written before its first image: a rerun with other
@@ -47,6 +47,13 @@ PARTS_DIR = ".manifest-parts"  # per-rank parts, merged into MANIFEST by rank 0 
 OUTPUT_FORMATS = {"jpg": ".jpg", "png": ".png", "webp": ".webp"}
 # core.files.atomic_write's temporary files: ".<name>.tmp<pid>".
 _TEMP = re.compile(r"\..+\.tmp\d+")
+# What json.dumps(ensure_ascii=False) leaves as it is but must not reach a JSON line: U+0085,
+# U+2028 and U+2029 end a line for str.splitlines() (a photo named so used to break the merge,
+# and would break a reader of the manifest), and a lone surrogate (a byte of a file name that is
+# not UTF-8) cannot be written as UTF-8 at all.
+_NOT_IN_A_LINE = re.compile("[\x85\u2028\u2029\ud800-\udfff]")
+# A line of a part: chunk number, "ok" or "bad", the manifest's JSON line.
+_PART_LINE = re.compile(r"(\d{1,18})\t(ok|bad)\t(\{.*\})")
 
 
 def choose(seed: int, photo: str, k: int, count: int) -> int:
@@ -94,10 +101,8 @@ def plan_dataset(images: Path, output: Path, styles: Sequence[str], per_image: i
     """The plan for every photo under ``images`` (recursively, sorted) with ``per_image`` outputs
     each, styles drawn from ``styles`` (painting paths or style names; [""]: one-style model)."""
     input_folder(images, "--images")
+    check_folders(images, output)
     photos = [p.relative_to(images).as_posix() for p in list_images(images)]
-    if output.resolve() == images.resolve() or images.resolve() in output.resolve().parents:
-        raise FastNSTError(f"--output {output} is inside --images {images}: a second run would stylize the "
-                           "stylized photos. Choose an output folder outside it.")
     if output.exists() and not output.is_dir():
         raise FastNSTError(f"--output {output} is a file, not a folder; give a folder for the stylized photos.")
     if not photos:
@@ -112,6 +117,27 @@ def plan_dataset(images: Path, output: Path, styles: Sequence[str], per_image: i
                    for k, suffix in enumerate(suffixes)] for p in photos}
     chunks = [photos[i:i + batch_size] for i in range(0, len(photos), batch_size)]
     return DatasetPlan(images, output, chunks, outputs)
+
+
+def check_folders(images: Path, output: Path, styles: Optional[Path] = None) -> None:
+    """FastNSTError if ``output`` is, holds or lies in ``images`` or ``styles`` (symbolic links
+    followed)."""
+    out = output.resolve()
+    for flag, folder in (("--images", images), ("--styles", styles)):
+        if folder is None:
+            continue
+        inside = folder.resolve()
+        if out == inside or inside in out.parents:
+            why = ("a second run would stylize the stylized photos" if flag == "--images" else
+                   "the stylized photos would join the paintings drawn from, and a rerun would be refused")
+            raise FastNSTError(f"--output {output} is {flag if out == inside else 'inside ' + flag} "
+                               f"{folder}: {why}. Choose an output folder outside it.")
+        if out in inside.parents:
+            why = ("a photo could be taken for another photo's finished output and never stylized"
+                   if flag == "--images" else "a painting could be taken for a photo's finished output, and the "
+                   "stylized photos could join the paintings")
+            raise FastNSTError(f"{flag} {folder} is inside --output {output}: {why}. Choose an output folder "
+                               f"that neither holds nor lies in {flag}.")
 
 
 # -- the manifest --------------------------------------------------------------------------------
@@ -131,17 +157,26 @@ def write_part(plan: DatasetPlan, chunks: Iterable[int], bad: dict[str, str], se
     for j in chunks:
         for photo in plan.chunks[j]:
             if photo in bad:
-                lines.append(f"{j}\tbad\t" + json.dumps({"photo": photo, "error": bad[photo]}, ensure_ascii=False))
+                lines.append(f"{j}\tbad\t" + _json_line({"photo": photo, "error": bad[photo]}))
                 continue
             for o in plan.outputs[photo]:
                 if (plan.output / o.output).is_file():
                     record = {"photo": photo, "k": o.k, **_style_field(o.style, settings), "output": o.output}
-                    lines.append(f"{j}\tok\t" + json.dumps({**record, **settings}, ensure_ascii=False))
+                    lines.append(f"{j}\tok\t" + _json_line({**record, **settings}))
     path = part_path(plan.output, rank, world)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as tmp:
         tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path
+
+
+def _json_line(record: dict) -> str:
+    """``record`` as one line of JSON, readable text kept (é, not \\u00e9)."""
+    return _NOT_IN_A_LINE.sub(_escape, json.dumps(record, ensure_ascii=False))
+
+
+def _escape(match: re.Match) -> str:  # only ever inside a JSON string: the same string
+    return f"\\u{ord(match.group()):04x}"
 
 
 def _style_field(style: str, settings: dict) -> dict:
@@ -154,11 +189,10 @@ def merge_manifest(output: Path, world: int) -> tuple[Path, int, int]:
     Returns (path, outputs, bad photos)."""
     lines = []
     for rank in range(world):
-        path = part_path(output, rank, world)
-        lines += [line.split("\t", 2) for line in path.read_text(encoding="utf-8").splitlines() if line]
+        lines += _read_part(part_path(output, rank, world))
     # Chunks hold consecutive photos of the sorted list, and a part lists each chunk in order:
     # sorting by chunk number (stable) is sorting by photo and output number.
-    lines.sort(key=lambda fields: int(fields[0]))
+    lines.sort(key=lambda fields: fields[0])
     manifest = output / MANIFEST
     with atomic_write(manifest) as tmp:
         tmp.write_text("".join(fields[2] + "\n" for fields in lines), encoding="utf-8")
@@ -170,6 +204,34 @@ def merge_manifest(output: Path, world: int) -> tuple[Path, int, int]:
         pass
     bad = sum(1 for fields in lines if fields[1] == "bad")
     return manifest, len(lines) - bad, bad
+
+
+def _read_part(path: Path) -> list[tuple[int, str, str]]:
+    """The lines of a part: (chunk number, "ok" or "bad", JSON line). Split at "\\n" only: parts
+    written before _json_line escaped U+2028 and the like hold them as they are."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise _part_error(path, f"cannot be read ({getattr(e, 'strerror', None) or e})") from None
+    lines = []
+    for n, line in enumerate(text.split("\n"), 1):
+        if not line:
+            continue
+        match = _PART_LINE.fullmatch(line)
+        try:
+            valid = match is not None and isinstance(load_json(match[3], str(path), FastNSTError), dict)
+        except FastNSTError:
+            valid = False
+        if not valid:
+            raise _part_error(path, f"is damaged (line {n} is not a line of a manifest part)")
+        lines.append((int(match[1]), match[2], _NOT_IN_A_LINE.sub(_escape, match[3])))
+    return lines
+
+
+def _part_error(path: Path, why: str) -> FastNSTError:
+    # Every rank writes its part anew at the end of its run: a rerun mends it.
+    return FastNSTError(f"the manifest part {shown(str(path), 300)} {shown(why, 300)}: run the same command "
+                        "again; finished images are kept.")
 
 
 def check_run_settings(output: Path, settings: dict) -> None:

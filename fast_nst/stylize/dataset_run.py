@@ -18,11 +18,11 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..core.errors import DataError, FastNSTError
-from ..core.images import pil_to_tensor, resize_longest, save_image, split_alpha, tensor_to_pil
+from ..core.images import pil_to_tensor, save_image, split_alpha, tensor_to_pil
 from ..core.untrusted import open_image, resize_style, shown
 from ..nets.adain import AdaINNet
 from ..nets.base import StyleNetwork
-from .base import DEFAULT_STYLE_SIZE
+from .base import DEFAULT_STYLE_SIZE, resize_for_processing
 from .dataset import DatasetPlan, write_part
 
 __all__ = ["DatasetSettings", "stylize_shard", "weights_digest"]
@@ -39,8 +39,9 @@ _LINE = 500
 @dataclass(frozen=True)
 class DatasetSettings:
     """How a run stylizes: ``alpha`` (AdaIN: 1 the full style), ``style_size`` (a painting's
-    longest side before encoding, as style_size means everywhere), ``max_size`` (a photo's longest side; None keeps it),
-    ``quality`` (JPEG and WebP), ``workers`` (decoding processes per rank)."""
+    longest side before encoding, as style_size means everywhere), ``max_size`` (the longest
+    side a photo may keep: larger ones shrink, none grows; None keeps every size), ``quality``
+    (JPEG and WebP), ``workers`` (decoding processes per rank)."""
 
     alpha: float = 1.0
     style_size: int = DEFAULT_STYLE_SIZE
@@ -66,7 +67,10 @@ class _Chunks(Dataset):
         j = self.chunks[i]
         photos: dict = {}
         for photo in self.plan.chunks[j]:
-            photos[photo] = _decode(self.plan.images / photo, lambda img: resize_longest(img, self.settings.max_size))
+            # Shrink only, as max_size does everywhere: an enlarged photo adds no detail, and a
+            # large max_size made one photo take all the memory.
+            photos[photo] = _decode(self.plan.images / photo,
+                                    lambda img: resize_for_processing(img, self.settings.max_size, None))
         paintings: dict = {}
         if self.styles is not None:
             for photo in self.plan.chunks[j]:
