@@ -256,6 +256,45 @@ def test_report_measures_adain_with_its_own_loss_and_marks_groups(adain, tmp_pat
     assert "<td class='group'>A</td>" in page and "<td class='group'>B</td>" in page
 
 
+def test_an_export_is_measured_like_its_checkpoint(adain, adain_onnx, tmp_path, capsys):
+    """The .onnx carries the loss fields of the training config (metadata loss_config): it is
+    measured with the AdaIN loss at the model's own layers and weights, as the .pth is; an export
+    without them (an older one) still with AdaIN's loss, as the page's note says."""
+    import onnx
+
+    from fast_nst.commands.evaluate import parser
+
+    out = tmp_path / "report"
+    code, err = in_process(capsys, evaluate_main, "--model_file", adain["path"], adain_onnx, "--images",
+                           adain["photos"], "--output", out, "--style", adain["style"], "--loss_model_weights",
+                           "random", "--device", "cpu", "--max_size", "48")
+    assert code == 0, err
+    pth, onnx_model = json.loads((out / "results.json").read_text())["models"]
+    assert (pth["name"], onnx_model["name"]) == ("ad_step3_pth", "ad_step3_onnx")  # one run, one step
+    assert pth["style_loss"] == onnx_model["style_loss"] == "stats" and pth["loss_group"] == onnx_model["loss_group"]
+    assert onnx_model["mean_style"] == pytest.approx(pth["mean_style"], rel=1e-2)
+    assert onnx_model["mean_content"] == pytest.approx(pth["mean_content"], rel=1e-2)
+    page = (out / "index.html").read_text()
+    assert page.count("its AdaIN training loss") == 2 and "fast-nst&#39;s defaults" not in page
+    older = onnx.load(str(adain_onnx))
+    kept = [(p.key, p.value) for p in older.metadata_props if p.key != "loss_config"]
+    assert len(kept) == len(older.metadata_props) - 1
+    del older.metadata_props[:]
+    for key, value in kept:
+        older.metadata_props.add(key=key, value=value)
+    onnx.save(older, str(tmp_path / "older.onnx"))
+    code, err = in_process(capsys, evaluate_main, "--model_file", tmp_path / "older.onnx", "--images",
+                           adain["photos"], "--output", tmp_path / "older", "--style", adain["style"],
+                           "--loss_model_weights", "random", "--device", "cpu", "--max_size", "48")
+    assert code == 0, err
+    (model,) = json.loads((tmp_path / "older" / "results.json").read_text())["models"]
+    assert model["style_loss"] == "stats"
+    assert "its AdaIN training loss" in (tmp_path / "older" / "index.html").read_text()
+    helped = " ".join(parser().format_help().split())
+    assert "(their AdaIN training loss, feature means and standard deviations" in helped
+    assert "not the AdaIN" not in helped
+
+
 # -- resize_to -------------------------------------------------------------------------------------
 
 class _Cache:

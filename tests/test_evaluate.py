@@ -21,7 +21,7 @@ from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint
 from fast_nst.lossnet.losses import PerceptualLoss
 from fast_nst.lossnet.vgg import build_loss_network, vgg_features
 from fast_nst.nets.johnson import TransformNet, TransformNetArgs
-from fast_nst.core.errors import DataError
+from fast_nst.core.errors import DataError, FastNSTError
 from fast_nst.report.collect import MAX_PHOTOS, REPORT_MARKER, check_output, collect_photos
 from fast_nst.report.measure import LOSS_SEED
 from fast_nst.report.sheet import GAP, HEADER, contact_sheet, labelled_grid, sheet_size
@@ -160,8 +160,12 @@ def test_errors_are_one_line_and_leave_nothing(setup, tmp_path, capsys):
     assert_clean_in_process(code, err, "--max_size must be a whole number from 1 to 1024")
     assert not out.exists()
     code, err = _run(capsys, models, photos, out, "--stability")  # before the stylizing, not after it
-    assert_clean_in_process(code, err, "--stability: a 48 x 40 photo is too small for a", "larger --max_size")
+    assert_clean_in_process(code, err, "p0.jpg: a 48 x 40 photo is too small for a 32 x 32 clip",
+                            "use larger photos, or leave this one out")
     assert not out.exists() and "ms per photo" not in err
+    assert "--max_size" not in err  # the photo is its own size: no flag enlarges it
+    code, err = _run(capsys, models, photos, out, "--stability", "--max_size", "40")
+    assert_clean_in_process(code, err, "p0.jpg: a 40 x 33 photo", "use larger photos or a larger --max_size")
     code, err = _run(capsys, models, photos, notes)
     assert_clean_in_process(code, err, "is a file; give a folder")
     code, err = _run(capsys, models, photos, out, "--style", tmp_path / "no.jpg")
@@ -214,6 +218,94 @@ def test_weights_are_converted_to_the_measuring_networks_convention():
     for m in models[:2]:
         assert (m.settings.content_weight, m.settings.style_weight) == (content, style)
     assert (models[2].settings.content_weight, models[2].settings.style_weight) == (1.0, 1e5)
+
+
+def test_an_adain_models_weights_are_converted_as_its_training_converted_them():
+    """AdaIN's mean/std style loss grows with the features squared, a Gram loss with their fourth
+    power: the report weighs an AdaIN model's terms as training did (loss_weights with
+    STATS_STYLE_DEGREE; the Gram exponent made its style weight ~3300x too large), also when
+    --loss_model measures it with another convention."""
+    from pathlib import Path
+
+    from fast_nst.core.config import config_from_dict
+    from fast_nst.lossnet import STATS_STYLE_DEGREE, convert_weights, loss_weights
+    from fast_nst.report.collect import ModelEntry, choose_loss_model, loss_settings
+
+    values = {"naming": "ad", "model_type": "adain", "style_dir": "art", "loss_model": "vgg16",
+              "style_layers": ["relu1_1", "relu2_1"], "content_weight": 3e-4, "style_weight": 1.8e-4}
+    cfg = config_from_dict({**values, "loss_weights_for": "caffe"}, "test")
+    entry = ModelEntry("ad", Path("ad.pth"), None, loss_settings(cfg.to_dict()), None, "")
+    assert entry.settings.style_loss == "stats" and choose_loss_model([entry], None) == "vgg16"
+    content, style, _ = loss_weights(cfg, STATS_STYLE_DEGREE)  # what training weighed its terms with
+    assert (entry.settings.content_weight, entry.settings.style_weight) == pytest.approx((content, style))
+    entry.settings = loss_settings(config_from_dict(values, "test").to_dict())  # vgg16's own scale
+    choose_loss_model([entry], "vgg16_caffe")
+    expected = convert_weights(3e-4, 1.8e-4, 0.0, "torchvision", "caffe", STATS_STYLE_DEGREE)
+    assert (entry.settings.content_weight, entry.settings.style_weight) == pytest.approx(expected[:2])
+
+
+def test_checkpoints_of_one_run_are_told_apart_by_step_then_by_file(setup, tmp_path):
+    """Two checkpoints of a multi-style run keep their steps in every style's name, as
+    single-style ones do; at the same step (a copy, a .pth and its export) the file tells them
+    apart."""
+    import shutil
+
+    from fast_nst.core.config import config_from_dict
+    from fast_nst.nets.multistyle import MultiStyleArgs, MultiStyleNet
+    from fast_nst.report.collect import load_models
+
+    files = []
+    for step in (0, 500):
+        net = MultiStyleNet(MultiStyleArgs(2, base_channels=8, num_residual=1)).eval()
+        net.style_names = ["candy", "udnie"]
+        cfg = config_from_dict({"naming": "multi", "model_type": net.model_type, "style_image": "x",
+                                "model_args": net.args.to_dict()}, "test")
+        files.append(tmp_path / f"multi_{step}.pth")
+        atomic_torch_save(make_checkpoint(net, cfg, step=step), files[-1])
+    copy = shutil.copy(setup[0][0], tmp_path / "alpha_copy.pth")  # alpha at step 10, twice
+    entries = load_models([str(f) for f in [*files, setup[0][0], copy]], "cpu", [None] * 4)
+    assert [m.name for m in entries] == ["multi_step0_candy", "multi_step0_udnie", "multi_step500_candy",
+                                         "multi_step500_udnie", "alpha_step10", "alpha_step10_copy"]
+    from fast_nst.report.collect import _labels
+
+    assert _labels(["ad", "ad", "ad"], [3, 3, 7], ["m/ad.pth", "m/ad.onnx", "ad7.pth"]) == \
+        ["ad_step3_pth", "ad_step3_onnx", "ad_step7"]
+
+
+def test_a_photo_too_small_for_the_loss_layers_is_skipped_with_advice_that_helps(setup, tmp_path, capsys):
+    """Photos are never enlarged: --max_size is advised only where it shrank the photo and a
+    larger one would do; the report goes on without the photo, as without an unreadable one."""
+    models, photos, _ = setup
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / "p0.jpg").write_bytes((photos / "p0.jpg").read_bytes())
+    make_photo(mixed / "tiny.png", (3, 3), seed=1)
+    with pytest.warns(UserWarning) as caught:
+        code, err = _run(capsys, models[:1], mixed, tmp_path / "report")
+    assert code == 0, err
+    (said,) = [str(w.message) for w in caught if "tiny.png" in str(w.message)]
+    assert said.startswith(f"{mixed / 'tiny.png'} is 3x3 px; the loss layers need at least")
+    assert "--max_size" not in said
+    (model,) = json.loads((tmp_path / "report" / "results.json").read_text())["models"]
+    assert list(model["photos"]) == ["p0"]
+
+    from fast_nst.report import _usable_photos
+
+    for name, size in (("ok", (40, 40)), ("tiny", (3, 3)), ("wide", (200, 20)), ("thin", (3000, 20))):
+        make_photo(tmp_path / f"{name}.png", size, seed=1)
+    photos = collect_photos(tmp_path, 100)
+    with pytest.warns(UserWarning) as caught:
+        kept = _usable_photos(photos, 16, 100)
+    assert [p.name for p in kept] == ["ok"]
+    said = sorted(str(w.message) for w in caught)
+    assert said == [
+        f"{tmp_path / 'thin.png'} is 100x1 px at --max_size 100; the loss layers need at least 16 px per side: "
+        "use a larger photo (skipped)",
+        f"{tmp_path / 'tiny.png'} is 3x3 px; the loss layers need at least 16 px per side: use a larger photo (skipped)",
+        f"{tmp_path / 'wide.png'} is 100x10 px after --max_size 100; the loss layers need at least 16 px per side: "
+        "raise --max_size (at most 1024) (skipped)"]
+    with pytest.warns(UserWarning), pytest.raises(FastNSTError, match="none of the photos is large enough"):
+        _usable_photos([p for p in photos if p.name == "tiny"], 16, 100)
 
 
 def test_captioned_adds_a_strip_and_keeps_the_picture():

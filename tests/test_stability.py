@@ -18,7 +18,7 @@ from fast_nst.core.motion import ClipMotion, affine, clip_frames, warp, warping_
 from fast_nst.io.checkpoint import atomic_torch_save, load_model, make_checkpoint
 from fast_nst.nets.johnson import TransformNet, TransformNetArgs
 from fast_nst.nets.multistyle import MultiStyleArgs, MultiStyleNet
-from fast_nst.report.stability import change_ratio, measure_stability, score_clip
+from fast_nst.report.stability import change_ratio, clip_of, clip_size, measure_stability, score_clip
 from fast_nst.stylize import TorchStylizer
 from fast_nst.stylize.base import OptionError
 from fast_nst.stylize.temporal import TemporalStatistics
@@ -217,7 +217,11 @@ def test_report_measures_stability_per_frame_and_with_stable_statistics(tmp_path
     for r in rows:
         assert r["warp_error"] > r["input_warp_error"] > 0 and r["change_ratio"] > 0 and r["ms_per_frame"] > 0
         assert r["still_change_ratio"] > 0
-    assert "change ratio, still" in (tmp_path / "out" / "index.html").read_text()
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "change ratio, still" in page
+    # 60 % of the 160 x 120 photo, not the 256 x 192 of larger ones
+    assert "a 10-frame 96 x 72 clip" in page and "256 x 192" not in page
+    assert tuple(clip_of(Image.open(tmp_path / "photos" / "p.jpg"))[0].shape[-2:]) == clip_size((160, 120)) == (72, 96)
     direct = measure_stability("m", TorchStylizer(_net(), CPU), [Image.open(tmp_path / "photos" / "p.jpg")])
     assert direct[0].warp_error == pytest.approx(rows[0]["warp_error"], rel=1e-4)
     assert direct[0].still_change_ratio == pytest.approx(rows[0]["still_change_ratio"], rel=1e-4)

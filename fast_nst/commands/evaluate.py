@@ -37,8 +37,9 @@ def parser() -> argparse.ArgumentParser:
                         "report shows, or one per --model_file in the same order (default: none, "
                         "no style loss; a path named in a model file is never used). Required for "
                         "arbitrary-style models (model_type adain, .pth or .onnx): the style they "
-                        "stylize with and the one their style loss is measured against (the Gram "
-                        "loss at the model's style layers, not the AdaIN training loss)")
+                        "stylize with and the one their style loss is measured against (their AdaIN "
+                        "training loss, feature means and standard deviations, at the model's style "
+                        "layers; not comparable with a Gram-trained model's)")
     p.add_argument("--loss_model", choices=list(LOSS_NETWORKS), default=None,
                    help="loss network to measure with (default: the one the models were trained with)")
     p.add_argument("--loss_model_file", metavar="FILE",

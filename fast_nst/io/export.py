@@ -51,7 +51,8 @@ from .checkpoint import FORMAT_NAME
 __all__ = ["ALPHA_INPUT_NAME", "CHECK_SHAPES", "EXPORT_FORMAT_VERSION", "ExportError", "FORMATS",
            "MAX_ONNX_BYTES",
            "STYLE_IMAGE_INPUT_NAME", "TOLERANCE", "TORCHSCRIPT_METADATA", "MIN_OPSET",
-           "STYLE_INPUT_NAME", "check_exported", "check_opset", "check_style_sizes", "export_metadata",
+           "LOSS_CONFIG_KEYS", "MAX_LOSS_CONFIG", "STYLE_INPUT_NAME", "check_exported", "check_opset",
+           "check_style_sizes", "export_metadata",
            "export_onnx", "export_torchscript", "metadata_text", "refuse_torchscript", "require_onnx",
            "require_onnx_export", "takes_style_image"]
 
@@ -93,6 +94,30 @@ class ExportError(FastNSTError):
 _MAX_META_TEXT = 200
 
 
+#: The training config's fields a quality report measures a model with (the layers, weights and
+#: loss networks of fast_nst.report.collect.loss_settings), stored as JSON in metadata
+#: ``loss_config``: an export is measured as the checkpoint it came from. Its style images go by
+#: file name only (multi-style weights are matched by name; a path may name a private file).
+LOSS_CONFIG_KEYS = ("model_type", "naming", "loss_model", "loss_weights_for", "content_layers", "style_layers",
+                    "content_weight", "style_weight", "style_layer_weights", "style_size", "style_weights")
+#: Longest ``loss_config`` written or read (a few hundred characters for any real config).
+MAX_LOSS_CONFIG = 8000
+
+
+def _loss_config(config: dict) -> str:
+    """``config``'s :data:`LOSS_CONFIG_KEYS` (and style image names) as JSON, "" when it has
+    none or they are not plain JSON of a bounded size (a checkpoint is untrusted input)."""
+    found = {k: config[k] for k in LOSS_CONFIG_KEYS if k in config}
+    images = config.get("style_images")
+    if isinstance(images, list):
+        found["style_images"] = [Path(s).name if isinstance(s, str) else s for s in images]
+    try:
+        text = json.dumps(found, sort_keys=True)
+    except (TypeError, ValueError, RecursionError):
+        return ""
+    return text if found and len(text) <= MAX_LOSS_CONFIG else ""
+
+
 def metadata_text(value: Any) -> str:
     """``value`` from a checkpoint (untrusted: str() of a nested structure can be unbounded) as
     at most :data:`_MAX_META_TEXT` characters."""
@@ -122,6 +147,9 @@ def export_metadata(net: StyleNetwork, ckpt: dict[str, Any], model_path: Path) -
         "input_range": "[0, 1]",
         "output_range": "[0, 1]",
     }
+    loss = _loss_config(config)
+    if loss:
+        meta["loss_config"] = loss
     if ckpt.get("format_version") is not None:
         meta["checkpoint_format_version"] = metadata_text(ckpt["format_version"])
     if ckpt.get("converted_from"):

@@ -32,7 +32,7 @@ from .marker import earlier_files, mark_report, remove_stale
 from .measure import Result, build_encoder, load_style, measure_model, style_targets, weights_label
 from .page import PageInfo, format_loss, loss_groups, render_page
 from .sheet import contact_sheet
-from .stability import StabilityResult, clip_of, measure_stability, stability_html
+from .stability import StabilityResult, clip_of, clip_size, measure_stability, stability_html
 
 __all__ = ["DEFAULT_MAX_SIZE", "MAX_MODELS", "MAX_PHOTOS", "MAX_SIZE_LIMIT", "write_report"]
 
@@ -48,12 +48,44 @@ def _check_arguments(model_files: Sequence[PathLike], max_size: int, weights: st
         raise FastNSTError(f"--loss_model_weights {weights!r}; choose one of: imagenet, random")
 
 
-def _check_photo_sizes(photos: Sequence[Photo], need: int) -> None:
-    small = [p for p in photos if min(p.image.size) < need]
-    if small:
-        p = small[0]
-        raise FastNSTError(f"{p.path} is {p.image.width}x{p.image.height} px after --max_size; the loss "
-                           f"layers need at least {need} px per side. Leave it out or raise --max_size.")
+def _usable_photos(photos: Sequence[Photo], need: int, max_size: int) -> list[Photo]:
+    """The photos the loss layers can measure (``need`` px per side); each other one is skipped
+    with a warning saying why, as an unreadable one is. FastNSTError when none is left."""
+    kept = []
+    for p in photos:
+        if min(p.image.size) >= need:
+            kept.append(p)
+            continue
+        w, h = p.image.size
+        if p.shrunk and max_size < MAX_SIZE_LIMIT and _side_at(p, MAX_SIZE_LIMIT) >= need:
+            size, fix = f"after --max_size {max_size}", f"raise --max_size (at most {MAX_SIZE_LIMIT})"
+        else:  # too small (or too narrow) as it is: no flag enlarges a photo
+            size, fix = f"at --max_size {max_size}" if p.shrunk else "", "use a larger photo"
+        warnings.warn(f"{p.path} is {w}x{h} px {size}".rstrip() + f"; the loss layers need at least {need} px "
+                      f"per side: {fix} (skipped)")
+    if not kept:
+        raise FastNSTError(f"none of the photos is large enough for the loss layers ({need} px per side, "
+                           "above); give larger photos.")
+    return kept
+
+
+def _side_at(photo: Photo, max_size: int) -> int:
+    """The photo's shorter side at longest side ``max_size`` (never enlarged)."""
+    w, h = photo.native_size or photo.image.size
+    f = min(1.0, max_size / max(w, h))
+    return min(max(1, round(w * f)), max(1, round(h * f)))
+
+
+def _check_stability(photos: Sequence[Photo], max_size: int) -> None:
+    """FastNSTError naming the first photo too small for a stability clip, before any work
+    (each clip is made again, in ms, when measured)."""
+    for p in photos:
+        try:
+            clip_of(p.image)
+        except ValueError as e:
+            bigger = " or a larger --max_size" if p.shrunk and max_size < MAX_SIZE_LIMIT else ""
+            raise FastNSTError(f"--stability: {p.path}: {e}; use larger photos{bigger}, or leave this one "
+                               "out.") from None
 
 
 def _write_images(out: Path, photos: Sequence[Photo], models: Sequence[ModelEntry],
@@ -90,27 +122,20 @@ def _sheet(photos: Sequence[Photo], models: Sequence[ModelEntry], results: Seque
     return contact_sheet(titles, rows)
 
 
-def _stability_error(e: ValueError) -> FastNSTError:
-    return FastNSTError(f"--stability: {e}; use larger photos or a larger --max_size.")
-
-
 def _prepare(model_files, images, output, style, loss_model, loss_model_file, weights, device, max_size,
              stability=False):
     """Every check before the work; (photos, models, loss network name, encoder, style losses,
     style images, device)."""
     _check_arguments(model_files, max_size, weights)
     photos = collect_photos(Path(images), max_size)
-    try:
-        for p in photos if stability else []:  # each photo's clip, made again (in ms) when measured
-            clip_of(p.image)
-    except ValueError as e:
-        raise _stability_error(e) from None
     styles = ([style] if style else []) if isinstance(style, (str, Path)) else list(style or [])
     models = load_models([str(f) for f in model_files], device,
                          style_per_model([Path(s) for s in styles], len(model_files)), loss_model_file, loss_model)
     name = choose_loss_model(models, loss_model)
     layers = list(dict.fromkeys(n for m in models for n in m.settings.content_layers + m.settings.style_layers))
-    _check_photo_sizes(photos, min_side(name, layers))
+    photos = _usable_photos(photos, min_side(name, layers), max_size)
+    if stability:
+        _check_stability(photos, max_size)
     style_tensors = {m.name: load_style(m, name) for m in models}
     if weights == "random" and loss_model_file:
         warnings.warn("--loss_model_file is not used with --loss_model_weights random.")
@@ -178,7 +203,8 @@ def write_report(model_files: Sequence[PathLike], images: PathLike, output: Path
     with atomic_write(page) as tmp:
         html = render_page(photos, models, results, info)
         if stable:  # its own section, last on the page
-            html = html.replace("</body>", stability_html(stable) + "</body>", 1)
+            sizes = [clip_size(p.image.size) for p in photos]
+            html = html.replace("</body>", stability_html(stable, sizes) + "</body>", 1)
         tmp.write_text(html, encoding="utf-8")
     data = _results_data(models, results, info)
     if stable:
@@ -197,8 +223,8 @@ def _stability(models: Sequence[ModelEntry], photos: Sequence[Photo]) -> list[St
     for m in models:
         try:
             mine = measure_stability(m.name, m.stylizer, [p.image for p in photos])
-        except ValueError as e:
-            raise _stability_error(e) from None
+        except ValueError as e:  # _check_stability checked every photo: not expected
+            raise FastNSTError(f"--stability: {e}; use larger photos.") from None
         found += mine
         print(f"{m.name}: " + "; ".join(f"{r.mode} warping error {r.warp_error:.2f} levels (input "
                                         f"{r.input_warp_error:.2f}), change ratio {r.change_ratio:.2f} "

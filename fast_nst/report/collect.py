@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,9 @@ from ..core.files import distinct_stems, missing_dirs, probe_writable, safe_comp
 from ..core.images import IMAGE_EXTENSIONS, list_images
 from ..core.untrusted import input_file, input_path, open_image, shown
 from ..io.checkpoint import FORMAT_NAME, safe_torch_load
-from ..lossnet import CONVENTIONS, LOSS_NETWORKS, convert_weights, layer_choices
+from ..io.export import MAX_LOSS_CONFIG
+from ..lossnet import (CONVENTIONS, GRAM_STYLE_DEGREE, LOSS_NETWORKS, STATS_STYLE_DEGREE, convert_weights,
+                       layer_choices)
 from ..stylize import Stylizer, load_stylizer, resize_for_processing
 # The file that marks a folder as a report fast-nst wrote: a later report may replace it; any
 # other non-empty folder is refused as --output.
@@ -55,11 +58,17 @@ ADAIN_STYLE_NOTE = ("--style, also the style the model was given; for this arbit
 @dataclass(frozen=True)
 class Photo:
     """One input photo: ``name`` (unique, file-name safe), its ``path``, and ``image``, RGB at the
-    processed size."""
+    processed size; ``native_size`` (w, h): the file's own (None: the same as ``image``'s)."""
 
     name: str
     path: Path
     image: Image.Image
+    native_size: Optional[tuple[int, int]] = None
+
+    @property
+    def shrunk(self) -> bool:
+        """Whether --max_size made it smaller than the file is (photos are never enlarged)."""
+        return self.native_size is not None and self.native_size != self.image.size
 
 
 @dataclass(frozen=True)
@@ -135,7 +144,8 @@ def collect_photos(source: Path, max_size: int) -> list[Photo]:
     # x.jpg and x.png: x_jpg, x_png, as eval.py names them
     for name, path in zip(unique_names(distinct_stems([p.name for p in paths]), _RESERVED), paths):
         try:
-            photos.append(Photo(name, path, resize_for_processing(open_image(path).convert("RGB"), max_size, None)))
+            image = open_image(path).convert("RGB")
+            photos.append(Photo(name, path, resize_for_processing(image, max_size, None), image.size))
         except DataError as e:  # one unreadable photo need not cost the whole report
             warnings.warn(f"{shown(str(e).splitlines()[0], 300)} (skipped)")
     if not photos:
@@ -187,11 +197,22 @@ def loss_settings(config: Optional[dict]) -> LossSettings:
 
 
 def _checkpoint_config(stylizer: Stylizer) -> Optional[dict]:
-    """The training config saved in the stylizer's .pth checkpoint, None for .onnx and
-    pytorch/examples files. The Stylizer does not keep its checkpoint, so the file is read again
+    """The training config saved in the stylizer's .pth checkpoint, or the loss fields an .onnx
+    export carries (metadata ``loss_config``); None for pytorch/examples files and exports
+    without them. The Stylizer does not keep its checkpoint, so the file is read again
     (weights-only, like every model file)."""
     path = stylizer.info.get("path")
-    if not path or stylizer.info.get("format") == "onnx":
+    if stylizer.info.get("format") == "onnx":
+        meta = stylizer.info.get("metadata")
+        text = meta.get("loss_config") if isinstance(meta, dict) else None
+        if not isinstance(text, str) or len(text) > MAX_LOSS_CONFIG:  # untrusted: bounded, then checked
+            return None
+        try:
+            found = json.loads(text)
+        except (ValueError, RecursionError):
+            return None
+        return found if isinstance(found, dict) else None
+    if not path:
         return None
     ckpt = safe_torch_load(path)
     if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT_NAME and isinstance(ckpt.get("config"), dict):
@@ -233,30 +254,58 @@ def load_models(files: Sequence[str], device: str, styles: Sequence[Optional[Pat
     assert len(styles) == len(files), "one style (or None) per model file"
     stylizers = [load_stylizer(f, device=device, loss_model_file=loss_model_file, loss_model=loss_model)
                  for f in files]
-    labels = []
-    for s, f in zip(stylizers, files):
-        step = s.info.get("step")
-        same = [t for t in stylizers if t.name == s.name]
-        # Two checkpoints of one run share a name: tell them apart by step, else by file.
-        labels.append(s.name if len(same) == 1 else f"{s.name}_step{step}" if step is not None
-                      else f"{s.name}_{Path(f).stem}")
+    configs = [_checkpoint_config(s) for s in stylizers]
+    labels = _labels([_run_name(s, c, f) for s, c, f in zip(stylizers, configs, files)],
+                     [s.info.get("step") for s in stylizers], files)
     for s, f, style in zip(stylizers, files, styles):  # after the labels: set_style renames a stylizer
         if s.style_input == "image":
             _give_style(s, f, style)
     columns = []  # (label, stylizer, settings, file, style): a multi-style model gives one per style
-    for label, s, f, style in zip(labels, stylizers, files, styles):
-        config = _checkpoint_config(s)
-        found = _per_style(label, s, config) if s.style_names else [(label, s, loss_settings(config))]
-        columns += [(name, st, settings, f, style) for name, st, settings in found]
+    for label, s, config, f, style in zip(labels, stylizers, configs, files, styles):
+        settings = loss_settings(config)
+        if s.style_input == "image":  # also an export without its config: AdaIN's own loss
+            settings = dataclasses.replace(settings, style_loss="stats")
+        found = _per_style(label, s, config, settings) if s.style_names else [(label, s, settings)]
+        columns += [(name, st, found_settings, f, style) for name, st, found_settings in found]
     if len(columns) > MAX_MODELS:
         raise FastNSTError(f"the models have {len(columns)} styles in all (a multi-style model counts one "
                            f"column per style); a report compares at most {MAX_MODELS}. Make several reports.")
     out = []
     for name, (_, s, settings, f, style) in zip(unique_names([c[0] for c in columns], _RESERVED), columns):
         style_path, note = _style_of(style)
-        if s.style_input == "image":
+        if settings.style_loss == "stats":
             note = ADAIN_STYLE_NOTE
         out.append(ModelEntry(name, Path(s.info.get("path") or f), s, settings, style_path, note))
+    return out
+
+
+def _run_name(stylizer: Stylizer, config: Optional[dict], file: str) -> str:
+    """The name of the run a model comes from: a single-style model's own name; a multi-style
+    model's run (its config's ``naming``, an export's metadata, else the file's stem: its
+    stylizer is named after its current style)."""
+    if not stylizer.style_names:
+        return stylizer.name
+    meta = stylizer.info.get("metadata")
+    for naming in ((config or {}).get("naming"), meta.get("naming") if isinstance(meta, dict) else None):
+        if isinstance(naming, str) and naming:
+            return naming
+    return Path(file).stem
+
+
+def _labels(runs: Sequence[str], steps: Sequence[Any], files: Sequence[str]) -> list[str]:
+    """A label per model: its run's name, and where several models share it, the step (two
+    checkpoints of one run); where the step does not tell them apart either (a .pth and its
+    export), also the file: its stem, or its format where the stems match (x_step0_pth)."""
+    out = []
+    for i, run in enumerate(runs):
+        group = [j for j, r in enumerate(runs) if r == run]
+        step = steps[i] if isinstance(steps[i], int) else None
+        if len(group) == 1 or (step is not None and [steps[j] for j in group].count(step) == 1):
+            out.append(run if len(group) == 1 else f"{run}_step{step}")
+            continue
+        stem = distinct_stems([Path(files[j]).name for j in group])[group.index(i)]
+        tag = "" if stem == run else stem[len(run) + 1:] if stem.startswith(f"{run}_") else stem  # adain_pth: pth
+        out.append("_".join(x for x in (run, None if step is None else f"step{step}", tag) if x))
     return out
 
 
@@ -273,24 +322,24 @@ def _give_style(stylizer: Stylizer, file: str, style: Optional[Path]) -> None:
         raise DataError(f"--style {style} for {file}: {e}") from None
 
 
-def _per_style(label: str, stylizer: Stylizer, config: Optional[dict]) -> list[tuple[str, Stylizer, LossSettings]]:
-    """A multi-style model as one column per style: a copy of the stylizer set to that style,
-    measured against that style's image and weight from the training config (style_images,
-    style_weights; matched by name, since a model that had styles added lists only the new ones)."""
-    base = loss_settings(config)
+def _per_style(label: str, stylizer: Stylizer, config: Optional[dict],
+               base: LossSettings) -> list[tuple[str, Stylizer, LossSettings]]:
+    """A multi-style model (``label``: its run and step) as one column per style: a copy of the
+    stylizer set to that style, measured with ``base`` and against that style's image and weight
+    from the training config (style_images, style_weights; matched by name, since a model that
+    had styles added lists only the new ones)."""
     c = config if isinstance(config, dict) else {}
     sources = _strings(c.get("style_images"), ())
     weights = c.get("style_weights") if isinstance(c.get("style_weights"), list) else []
     by_name = {style_name(src): (src, _number(weights[i], 1.0) if i < len(weights) else 1.0)
                for i, src in enumerate(sources)}
-    run = c.get("naming") if isinstance(c.get("naming"), str) else label
     out = []
     for name in stylizer.style_names:
         copy_ = copy.copy(stylizer)  # shares the weights; set_style gives the copy its own network
         copy_.set_style(name)
         src, scale = by_name.get(name, ("", 1.0))
         settings = dataclasses.replace(base, style_image=src, style_weight=base.style_weight * scale)
-        out.append((f"{run}_{name}", copy_, settings))
+        out.append((f"{label}_{name}", copy_, settings))
     return out
 
 
@@ -311,7 +360,10 @@ def choose_loss_model(models: Sequence[ModelEntry], requested: Optional[str]) ->
     for m in models:
         s = m.settings
         if s.weights_for != LOSS_NETWORKS[name].convention.name:  # weights in the measuring network's scale
-            content, style, _ = convert_weights(s.content_weight, s.style_weight, 0.0, s.weights_for, name)
+            # AdaIN's mean/std loss scales with the features squared, a Gram loss with their
+            # fourth power: as training converted them (loss_weights with its style_degree).
+            degree = STATS_STYLE_DEGREE if s.style_loss == "stats" else GRAM_STYLE_DEGREE
+            content, style, _ = convert_weights(s.content_weight, s.style_weight, 0.0, s.weights_for, name, degree)
             m.settings = dataclasses.replace(s, content_weight=content, style_weight=style,
                                              weights_for=LOSS_NETWORKS[name].convention.name)
         bad = [n for n in m.settings.content_layers + m.settings.style_layers if n not in valid]

@@ -34,7 +34,8 @@ from ..core.motion import ClipMotion, clip_frames, warping_error
 from ..stylize.base import Stylizer
 from ..stylize.temporal import FrameChanges, TemporalStatistics, supports_temporal
 
-__all__ = ["CLIP_FRAMES", "CLIP_MOTION", "CLIP_SIZE", "STILL_MOTION", "ClipScore", "StabilityResult", "change_ratio", "clip_of",
+__all__ = ["CLIP_FRAMES", "CLIP_MOTION", "CLIP_SIZE", "STILL_MOTION", "ClipScore", "StabilityResult", "change_ratio",
+           "clip_of", "clip_size",
            "measure_stability", "score_clip", "stability_html"]
 
 # The clip of each photo: 10 frames of 256 x 192 (60 % of a smaller photo) (4:3 video at a size a CPU stylizes quickly),
@@ -102,14 +103,21 @@ def clip_of(photo: Image.Image, frames: int = CLIP_FRAMES, size: tuple[int, int]
     smaller photo's sides; the photo scaled so the clip sees most of it."""
     x = pil_to_tensor(photo.convert("RGB")).unsqueeze(0)  # (1, 3, H, W)
     big_h, big_w = x.shape[2:]
-    # 60 %: room for the motion (10 frames of 1.4 px) around the frame; multiples of 4 (the
-    # networks' grid) and at least 32 px.
-    h, w = (max(32, min(side, int(0.6 * big) // 4 * 4)) for side, big in zip(size, (big_h, big_w)))
+    h, w = clip_size(photo.size, size)
     # 1.25 x the frame (on its tighter side): the clip sees most of the photo.
     scale = min(1.0, 1.25 * max(h / big_h, w / big_w))
     if scale < 1.0:
         x = F.interpolate(x, size=(round(big_h * scale), round(big_w * scale)), mode="area")
     return clip_frames(x, frames, (h, w), motion)
+
+
+def clip_size(photo_size: tuple[int, int], size: tuple[int, int] = CLIP_SIZE) -> tuple[int, int]:
+    """The frame size (h, w) of a clip of a photo of ``photo_size`` (w, h): ``size``, or 60 % of
+    a smaller photo's sides."""
+    # 60 %: room for the motion (10 frames of 1.4 px) around the frame; multiples of 4 (the
+    # networks' grid) and at least 32 px.
+    h, w = (max(32, min(side, int(0.6 * big) // 4 * 4)) for side, big in zip(size, photo_size[::-1]))
+    return h, w
 
 
 def _run(stylize: Callable[[torch.Tensor], torch.Tensor], frames: torch.Tensor,
@@ -155,17 +163,25 @@ def measure_stability(name: str, stylizer: Stylizer, photos: Sequence[Image.Imag
     return results
 
 
-def stability_html(results: Sequence[StabilityResult]) -> str:
-    """The report's stability section: one table row per model and mode."""
+def _sizes_text(sizes: Sequence[tuple[int, int]]) -> str:
+    """The clips' frame sizes (h, w) as the page says them: "256 x 192", "256 x 192 or 28 x 32"."""
+    found = [f"{w} x {h}" for h, w in sorted(set(sizes or [CLIP_SIZE]), reverse=True)]
+    if len(found) > 4:  # one per photo size: the largest and the smallest say enough
+        return f"{found[0]} (smaller photos: down to {found[-1]})"
+    return found[0] if len(found) == 1 else f"{', '.join(found[:-1])} or {found[-1]}"
+
+
+def stability_html(results: Sequence[StabilityResult], sizes: Sequence[tuple[int, int]] = ()) -> str:
+    """The report's stability section: one table row per model and mode. ``sizes``: the clips'
+    frame sizes (h, w) (:func:`clip_size`; default :data:`CLIP_SIZE`)."""
     rows = "".join(
         f"<tr><td>{escape(r.model)}</td><td>{escape(r.mode)}</td><td>{r.warp_error:.2f}</td>"
         f"<td>{r.input_warp_error:.2f}</td><td>{r.warp_error / max(r.input_warp_error, 1e-9):.1f}x</td>"
         f"<td>{r.change_ratio:.2f}</td><td>{r.still_change_ratio:.2f}</td><td>{r.ms_per_frame:.1f}</td></tr>"
         for r in results)
-    h, w = CLIP_SIZE
     return (
         "<h2>Temporal stability</h2>\n"
-        f"<p>Each photo becomes a {CLIP_FRAMES}-frame {w} x {h} clip of known motion (pan "
+        f"<p>Each photo becomes a {CLIP_FRAMES}-frame {_sizes_text(sizes)} clip of known motion (pan "
         f"{CLIP_MOTION.pan[0]} px, zoom {100 * CLIP_MOTION.zoom:.1f} %, rotation {CLIP_MOTION.rotate}&deg; "
         f"per frame, noise {CLIP_MOTION.noise} levels). <b>Warping error</b>: frame t-1's result warped "
         "onto frame t (bicubic), mean absolute difference in 0-255 levels (lower: less flicker); the "
