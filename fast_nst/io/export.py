@@ -107,15 +107,23 @@ MAX_LOSS_CONFIG = 8000
 def _loss_config(config: dict) -> str:
     """``config``'s :data:`LOSS_CONFIG_KEYS` (and style image names) as JSON, "" when it has
     none or they are not plain JSON of a bounded size (a checkpoint is untrusted input)."""
-    found = {k: config[k] for k in LOSS_CONFIG_KEYS if k in config}
+    # Only plain values, checked before json.dumps: a nested list of shared references takes
+    # minutes and gigabytes to write out however short the file that holds it.
+    found = {k: config[k] for k in LOSS_CONFIG_KEYS if k in config and _plain(config[k])}
     images = config.get("style_images")
-    if isinstance(images, list):
+    if isinstance(images, list) and _plain(images):
         found["style_images"] = [Path(s).name if isinstance(s, str) else s for s in images]
     try:
         text = json.dumps(found, sort_keys=True)
     except (TypeError, ValueError, RecursionError):
         return ""
     return text if found and len(text) <= MAX_LOSS_CONFIG else ""
+
+
+def _plain(value: Any) -> bool:
+    """A number, bool, None, short string, or a short flat list of them."""
+    scalar = lambda v: v is None or isinstance(v, (bool, int, float)) or (isinstance(v, str) and len(v) <= 1000)  # noqa: E731
+    return scalar(value) or (isinstance(value, (list, tuple)) and len(value) <= 256 and all(map(scalar, value)))
 
 
 def metadata_text(value: Any) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from ..core.errors import DataError, FastNSTError
 from ..core.untrusted.downloads import style_name
 from ..core.files import distinct_stems, missing_dirs, probe_writable, safe_component
 from ..core.images import IMAGE_EXTENSIONS, list_images
-from ..core.untrusted import input_file, input_path, open_image, shown
+from ..core.untrusted import input_file, input_path, load_json, open_image, shown
 from ..io.checkpoint import FORMAT_NAME, safe_torch_load
 from ..io.export import MAX_LOSS_CONFIG
 from ..lossnet import (CONVENTIONS, GRAM_STYLE_DEGREE, LOSS_NETWORKS, STATS_STYLE_DEGREE, convert_weights,
@@ -205,11 +204,11 @@ def _checkpoint_config(stylizer: Stylizer) -> Optional[dict]:
     if stylizer.info.get("format") == "onnx":
         meta = stylizer.info.get("metadata")
         text = meta.get("loss_config") if isinstance(meta, dict) else None
-        if not isinstance(text, str) or len(text) > MAX_LOSS_CONFIG:  # untrusted: bounded, then checked
+        if not isinstance(text, str):
             return None
-        try:
-            found = json.loads(text)
-        except (ValueError, RecursionError):
+        try:  # untrusted: bounded in bytes and depth by the boundary, then checked
+            found = load_json(text, "loss_config", FastNSTError, max_bytes=MAX_LOSS_CONFIG, max_depth=4)
+        except FastNSTError:
             return None
         return found if isinstance(found, dict) else None
     if not path:
