@@ -461,3 +461,18 @@ def test_onnx_export_on_too_old_torch_says_so(model, tmp_path, monkeypatch, caps
                           f"{older} is installed"), err
     assert "--format torchscript" in err and not out.exists()
     assert export_main([str(model[0]), "--output", str(tmp_path / "x.pt")]) == 0
+
+
+def test_export_metadata_writes_only_plain_config_values():
+    """A checkpoint's config is untrusted: a nested list of shared references (a few KB in the
+    file) took minutes and gigabytes in json.dumps; only plain values reach the loss_config."""
+    from fast_nst.io.export import export_metadata
+    from fast_nst.nets.johnson import TransformNet, TransformNetArgs
+
+    bomb = "ab"
+    for _ in range(9):
+        bomb = [bomb] * 10  # 10**9 strings when written out
+    config = {"naming": "wave", "style_weight": 5.0, "style_layers": bomb, "style_images": ["/x/a.jpg"]}
+    meta = export_metadata(TransformNet(TransformNetArgs(base_channels=8, num_residual=1)),
+                           {"config": config, "step": 3}, Path("wave.pth"))
+    assert json.loads(meta["loss_config"]) == {"naming": "wave", "style_weight": 5.0, "style_images": ["a.jpg"]}
