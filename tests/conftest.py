@@ -314,6 +314,23 @@ def memory_cap(extra: int = 2 << 30):
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
+@contextlib.contextmanager
+def file_size_cap(limit: int):
+    """Writes past ``limit`` bytes of any file fail in this process (EFBIG, "File too large"), as
+    on a full disk: a real failed write, with no disk to fill."""
+    import signal
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # SIGXFSZ would kill the process; ignored, the write fails with EFBIG instead.
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+
+
 def set_declared_size(path: Path, member_suffix: str, size: int) -> None:
     """Make the zip's local and central headers of the member ending in ``member_suffix`` claim
     ``size`` uncompressed bytes (the data stays as it is)."""

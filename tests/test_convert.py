@@ -1,6 +1,7 @@
 """pytorch/examples' fast_neural_style models: conversion, direct loading and `download pretrained`."""
 
 import io
+import re
 import zipfile
 
 import pytest
@@ -18,7 +19,7 @@ from fast_nst.io.checkpoint import read_checkpoint
 from fast_nst.commands.eval import main as eval_main
 from fast_nst.commands.convert import main as convert_main
 
-from conftest import make_photo, trained_like_norms
+from conftest import file_size_cap, make_photo, trained_like_norms
 
 
 class _ExConv(nn.Module):
@@ -164,6 +165,43 @@ def test_convert_refuses_suffixes_it_does_not_write_before_reading(tmp_path, cap
     assert not (tmp_path / "cv").exists()
 
 
+@pytest.mark.parametrize("name,naming", [
+    ("my model.pth", "my_model"), (".hidden.pth", "hidden"), ("m" * 80 + ".pth", "m" * 64),
+    ("x y.safetensors", "x_y"),
+])
+def test_convert_names_the_style_after_any_file_name(examples_model, tmp_path, capsys, name, naming):
+    """The default naming is DEST's stem made a plain name (it used to be refused with
+    "key 'naming' must be a plain name" though the user gave none)."""
+    from fast_nst.io.checkpoint import load_model
+
+    out = tmp_path / name
+    assert convert_main([str(examples_model[1]), str(out)]) == 0, capsys.readouterr().err
+    assert load_model(out)[1]["config"]["naming"] == naming
+
+
+def test_convert_asks_for_naming_when_the_file_name_gives_none(tmp_path, capsys):
+    out = tmp_path / "\U0001f3a8.pth"
+    code = convert_main([str(tmp_path / "missing.pth"), str(out)])  # refused before SRC is read
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"error: {out}: no style name can be made from the file name" in err and "give one with --naming NAME" in err
+    assert convert_main([str(tmp_path / "missing.pth"), str(out), "--naming", "art"]) == 1
+    assert "not found" in capsys.readouterr().err  # with --naming the name passes
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_a_failed_write_says_why_and_keeps_the_file(examples_model, tmp_path, capsys, suffix):
+    """A full disk used to end in a traceback (RuntimeError: [enforce fail at inline_container.cc]
+    unexpected pos / SafetensorError): one line now, with the reason, and DEST as it was."""
+    out = tmp_path / f"m{suffix}"
+    out.write_bytes(b"mine")
+    with file_size_cap(1 << 20):  # the model is 6.7 MB
+        code = convert_main([str(examples_model[1]), str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and err == f"error: cannot write {out}: File too large; choose a writable output file.\n", err
+    assert out.read_bytes() == b"mine" and sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+
+
 def test_convert_to_safetensors_without_the_package_says_how_to_install_it(examples_model, tmp_path, capsys,
                                                                           monkeypatch):
     from fast_nst.core.untrusted import safetensors_header
@@ -207,6 +245,30 @@ def test_download_pretrained_failure_is_a_clear_error(tmp_path, monkeypatch, cap
     assert download_command.main(["pretrained"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: Download of https://www.dropbox.com/") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("bad", [b"junk" * 64, "foreign"])
+def test_download_pretrained_with_a_bad_member_names_it_and_writes_nothing(examples_model, tmp_path, capsys, bad):
+    """A member that is no pytorch/examples model used to be reported under a temporary file
+    already gone, with no way out, after the members before it were written."""
+    if bad == "foreign":
+        buffer = io.BytesIO()
+        torch.save({"weight": torch.zeros(2)}, buffer)
+        bad = buffer.getvalue()
+    data = tmp_path / "data"
+    data.mkdir()
+    archive = data / "pytorch_examples_saved_models.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("saved_models/candy.pth", examples_model[1].read_bytes())
+        zf.writestr("saved_models/odd.pth", bad)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        assert download_command.main(["pretrained"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: data/pytorch_examples_saved_models.zip: its member saved_models/odd.pth cannot "
+                          "be converted: "), err
+    assert err.endswith("Nothing was written; delete the zip and run the command again.\n") and err.count("\n") == 1
+    assert not re.search(r"tmp\w{8}", err) and not (tmp_path / "models").exists()
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.:FutureWarning")

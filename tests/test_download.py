@@ -113,6 +113,33 @@ def test_vgg_offline_failure_has_the_same_shape(in_tmp, monkeypatch, capsys):
     assert files_under(in_tmp) == []
 
 
+@pytest.mark.parametrize("dest,file", [
+    (".", VGG16.file.split("/")[-1]), ("sub/", "sub/" + VGG16.file.split("/")[-1]),
+    ("made", "made/" + VGG16.file.split("/")[-1]),
+])
+def test_a_folder_as_dest_gets_the_published_file_name(in_tmp, monkeypatch, capsys, dest, file):
+    """--dest . used to end in "ValueError: PosixPath('.') has an empty name", and an existing
+    folder in the advice to put the file at that folder."""
+    Path("made").mkdir()
+    monkeypatch.setattr(download, "_open", offline)
+    code, out, err = run_main(capsys, "vgg16", "--dest", dest)
+    assert code == 1 and out == "" and err.count("\n") == 1, err
+    assert err.startswith(f"error: Download of {VGG16.url} to {file} failed: ") and f"put the file at {file} (" in err
+    assert files_under(in_tmp) == ["made"]
+
+
+@pytest.mark.parametrize("dest", ["/dev/null", "fifo"])
+def test_a_device_or_pipe_as_dest_is_refused_before_the_download(in_tmp, monkeypatch, capsys, dest):
+    """os.replace used to put the weights in place of a FIFO (or, as root, of /dev/null)."""
+    if dest == "fifo":
+        os.mkfifo(dest)
+    monkeypatch.setattr(download, "_open", offline)
+    code, out, err = run_main(capsys, "vgg16", "--dest", dest)
+    assert (code, out) == (1, "") and err == (f"error: --dest {dest} is not a regular file (a device, pipe or "
+                                              "socket); refusing to replace it. Give the path of a file.\n"), err
+    assert os.path.exists("/dev/null") and not os.path.isfile(dest)
+
+
 @pytest.mark.parametrize("content", [b"junk\n", b"", os.urandom(4096)])
 def test_a_file_already_there_is_checked_and_never_trusted_by_its_name(in_tmp, monkeypatch, capsys, content):
     """A junk, empty or random file at the destination used to be reported "Saved"; training

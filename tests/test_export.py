@@ -24,7 +24,7 @@ from fast_nst.commands.export import main as export_main
 from fast_nst.commands.export import parser as export_parser
 from fast_nst.nets.johnson import TransformNet, TransformNetArgs
 
-from conftest import export_cli, in_process, make_photo, run_cli, trained_like_norms
+from conftest import assert_clean_in_process, export_cli, in_process, make_photo, run_cli, trained_like_norms
 
 # Batch 1 and 2; divisible by 4 and not; below the network's 8 px minimum (replicate padding);
 # one side tiny and the other not.
@@ -398,6 +398,9 @@ def test_eval_on_torchscript_export_explains_it(torchscript_file, tmp_path):
     ("torchscript", "a.onnx", "has the suffix of an ONNX file but --format is torchscript"),
     ("onnx", "a.pt", "has the suffix of a TorchScript/PyTorch file but --format is onnx"),
     ("onnx", "a.pth", "has the suffix of a PyTorch checkpoint but --format is onnx"),
+    # it used to write ONNX or TorchScript under the name, which loaders then read as safetensors
+    ("onnx", "a.safetensors", "has the suffix of a safetensors model but --format is onnx; use a .onnx name (a.onnx)"),
+    ("torchscript", "a.SafeTensors", "has the suffix of a safetensors model but --format is torchscript; use a .pt"),
 ])
 def test_format_contradicting_output_suffix_is_refused(fmt, name, fragment, model, tmp_path, capsys):
     out = tmp_path / name
@@ -407,6 +410,21 @@ def test_format_contradicting_output_suffix_is_refused(fmt, name, fragment, mode
         assert err.startswith("error: ") and fragment in err and "not found" not in err, err
         assert len(err.strip().splitlines()) == 1
         assert not out.exists() and _no_temp_files(tmp_path)
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["."], "error: Model file . is a folder, not a file; give the path of a file."),
+    (["/", "--format", "torchscript"], "error: Model file / is a folder, not a file; give the path of a file."),
+    ([".", "--format", "safetensors"], "error: Model file . is a folder, not a file; give the path of a file."),
+    (["MODEL", "--format", "safetensors", "-o", "."], "error: --output . is a folder; give a file name."),
+])
+def test_a_folder_without_a_name_is_refused_in_one_line(model, tmp_path, monkeypatch, capsys, args, fragment):
+    """"." has no name to derive an output from: it used to end in "ValueError: PosixPath('.')
+    has an empty name"."""
+    monkeypatch.chdir(tmp_path)
+    code, err = in_process(capsys, export_main, *[model[0] if a == "MODEL" else a for a in args])
+    assert_clean_in_process(code, err, fragment)
+    assert err.count("\n") == 1 and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.:FutureWarning")

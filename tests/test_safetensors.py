@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from hypothesis import given, settings, strategies as st
 
-from conftest import assert_clean_in_process, examples, export_cli, in_process, make_photo, random_adain_net
+from conftest import assert_clean_in_process, examples, export_cli, file_size_cap, in_process, make_photo, random_adain_net
 from fast_nst import load_stylizer
 from fast_nst.commands.eval import main as eval_main
 from fast_nst.commands.export import main as export_main
@@ -153,6 +153,17 @@ def test_model_card_text_from_a_file_is_escaped():
     card = model_card(ckpt, "m.safetensors")
     assert "# x\\|y\\x0a# z: fast" in card and "<script>" not in card and "&lt;script>" in card
     assert card.startswith("---\nlicense: unknown\n") and "No licence was given for this model yet" in card
+
+
+def test_a_failed_export_write_says_why_and_keeps_the_file(exported, capsys, tmp_path):
+    """A full disk used to end in "safetensors_rust.SafetensorError: ... No space left on device"."""
+    pth, sft = exported["johnson"]
+    out = tmp_path / "m.safetensors"
+    out.write_bytes(b"mine")
+    with file_size_cap(sft.stat().st_size // 2):
+        code, err = in_process(capsys, export_main, pth, "--format", "safetensors", "-o", out)
+    assert code == 1 and err == f"error: cannot write --output {out}: File too large.\n", err
+    assert out.read_bytes() == b"mine" and sorted(p.name for p in tmp_path.iterdir()) == [out.name]
 
 
 def test_export_refuses_onnx_options_and_a_wrong_suffix(exported, capsys, tmp_path):

@@ -21,7 +21,8 @@ def parser() -> argparse.ArgumentParser:
                                 "python -m fast_nst.export")
     p.add_argument("--from", dest="fmt", default=FORMATS[0], choices=FORMATS,
                    help=f"layout of SRC (default {FORMATS[0]})")
-    p.add_argument("--naming", help="style name stored in the checkpoint (default: DEST's stem)")
+    p.add_argument("--naming", help="style name stored in the checkpoint (default: DEST's stem made a plain name: "
+                        "'my model.pth' -> my_model)")
     return p
 
 

@@ -5,10 +5,12 @@ the training photos, or ready-made models (pytorch/examples' styles; the publish
 from __future__ import annotations
 
 import argparse
+import os
 import textwrap
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..core.files import check_output_file
 from ..io.adain_pretrained import ADAIN_DECODER_FILE, download_adain
 from ..io.pretrained import PRETRAINED_NAMES, PRETRAINED_URL, PRETRAINED_ZIP, download_pretrained
 from ..lossnet import LOSS_NETWORKS
@@ -81,7 +83,8 @@ it converts the two files it finds there.""",
                    help=f"{names}: loss-network weights (training, optimize); coco: training "
                         "photos; pretrained, adain: ready-made models for inference (see targets above)")
     p.add_argument("--dest", help=f"override the destination: {names}: the weights file "
-                   f"(default {default_files}); coco: the folder that gets "
+                   f"(default {default_files}), or a folder (one that exists, or ending in /) that gets "
+                   "it under that name; coco: the folder that gets "
                    "train2014.zip and train2014/ (default data); pretrained: the folder that gets "
                    "<name>/<name>.pth (default models; the zip still goes to data/); adain: the folder that "
                    "gets adain/adain.pth (default models; the weights still go to pretrained/)")
@@ -102,12 +105,27 @@ def _identity(path: Path) -> Optional[tuple[int, int, int]]:
     return (st.st_dev, st.st_ino, st.st_mtime_ns)
 
 
+def _weights_dest(name: str, dest: Optional[str]) -> Path:
+    """Where loss network ``name``'s weights go: ``--dest`` (default: the registry's file), and
+    inside it under the registry's file name when it is a folder, as ``cp`` would put them (one
+    that exists, or is written with a trailing slash: ``--dest weights/``); checked before any
+    download, so a device or a pipe is never replaced by the file."""
+    default = Path(LOSS_NETWORKS[name].file)
+    if dest is None:
+        return default
+    path = Path(dest)
+    if dest.endswith(("/", os.sep)) or path.is_dir():
+        path = path / default.name
+    check_output_file(path, "--dest")
+    return path
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser().parse_args(argv)
 
     def run() -> int:
         if args.what in LOSS_NETWORKS:
-            dest = Path(args.dest or LOSS_NETWORKS[args.what].file)
+            dest = _weights_dest(args.what, args.dest)
             before = _identity(dest)
             paths = [download_weights(args.what, dest)]
             if before is not None and _identity(dest) == before:

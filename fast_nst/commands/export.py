@@ -49,7 +49,7 @@ def parser() -> argparse.ArgumentParser:
                    help="onnx or torchscript (default: from --output's suffix: "
                         f"{'/'.join(TORCHSCRIPT_SUFFIXES)} -> torchscript, otherwise onnx; onnx "
                         "when --output is not given). A --format that contradicts --output's "
-                        "suffix (torchscript to .onnx, onnx to .pt/.pth) is an error; other "
+                        "suffix (torchscript to .onnx, onnx to .pt/.pth, either to .safetensors) is an error; other "
                         "suffixes such as .bin are allowed. Arbitrary-style models (model_type adain) "
                         "export to onnx only. safetensors (also chosen by a .safetensors --output): the "
                         "weights with the checkpoint's description as metadata, no code; eval.py, "
@@ -156,7 +156,8 @@ def _default_output(model: str, suffix: str) -> Path:
     hf:// reference or a URL (never inside a download cache)."""
     if is_remote_model(model):
         return Path(remote_model_name(model)).with_suffix(suffix)
-    return Path(model).with_suffix(suffix)
+    # "." or "/" has no name to give the output: say what the model is, as for any folder.
+    return input_file(model, "Model file").with_suffix(suffix)
 
 
 def _run_losses(model: str, source: Path, step: int) -> tuple[int, dict[str, float]]:

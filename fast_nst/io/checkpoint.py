@@ -23,6 +23,7 @@ weights as tensors, the rest as JSON metadata; it is read wherever a ``.pth`` is
 
 from __future__ import annotations
 
+import io
 import itertools
 import random
 import re
@@ -69,8 +70,13 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     process is killed mid-write (see :func:`fast_nst.core.files.atomic_write`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    # Written by Python, not torch.save's own writer: that one reports a full disk or a file
+    # it cannot create as "RuntimeError: [enforce fail at inline_container.cc] unexpected pos",
+    # where an OSError keeps the reason (ENOSPC, EACCES) for the messages that catch it.
+    torch.save(obj, buffer)
     with atomic_write(path) as tmp:
-        torch.save(obj, tmp)
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -9,15 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from ..core.config import config_from_dict
+from ..core.config import MAX_NAMING_BYTES, config_from_dict
 from ..core.errors import CheckpointError, FastNSTError, quote
-from ..core.files import check_output_file
+from ..core.files import check_output_file, safe_component
 from ..core.untrusted.safetensors_header import require_safetensors
 from .checkpoint import atomic_torch_save, make_checkpoint, safe_torch_load
 from .pytorch_examples import convert_pytorch_examples, is_pytorch_examples
 from .safetensors_file import SAFETENSORS_SUFFIX, write_safetensors
 
-__all__ = ["FORMATS", "TORCH_SUFFIXES", "check_dest_suffix", "convert_file"]
+__all__ = ["FORMATS", "TORCH_SUFFIXES", "check_dest_suffix", "convert_file", "converted_checkpoint", "default_naming",
+           "write_converted"]
 
 FORMATS = ("pytorch-examples",)
 #: What ``dest``'s suffix can be: a PyTorch checkpoint or a .safetensors model, as eval.py reads them.
@@ -43,29 +44,53 @@ def check_dest_suffix(dest: Path) -> None:
                        f"name the output e.g. {pth}")
 
 
-def convert_file(src: str | Path, dest: str | Path, fmt: str = "pytorch-examples",
-                 naming: Optional[str] = None) -> Path:
-    """Convert ``src`` into a fast-nst model at ``dest``, a checkpoint (``.pth``, ``.pt``) or a
-    ``.safetensors`` model as its suffix says: a new regular file, never ``src`` itself, a folder
-    or a device (checked, with the suffix, before anything is read or written)."""
+def default_naming(dest: Path) -> str:
+    """The style name of a model converted to ``dest`` when none is given: its stem made a plain
+    name ("my model.pth" -> my_model, ".hidden.pth" -> hidden, at most 64 characters);
+    FastNSTError saying to give ``--naming`` when the stem leaves none."""
+    name = safe_component(dest.stem, fallback="")
+    if not name or len(name.encode("utf-8", "surrogatepass")) > MAX_NAMING_BYTES:
+        raise FastNSTError(f"{dest}: no style name can be made from the file name {quote(dest.stem)}; "
+                           "give one with --naming NAME (letters, digits, '-', '_').")
+    return name
+
+
+def converted_checkpoint(src: str | Path, dest: str | Path, fmt: str = "pytorch-examples",
+                         naming: Optional[str] = None) -> dict:
+    """The fast-nst checkpoint of ``src`` to be written to ``dest`` (:func:`write_converted`), once
+    ``dest`` is checked (a new regular file, never ``src`` itself, a folder or a device; a
+    suffix convert writes) and ``src`` read; nothing is written."""
     if fmt not in FORMATS:
         raise FastNSTError(f"Unknown format {quote(fmt)}; choose one of: {', '.join(FORMATS)}")
     src, dest = Path(src), Path(dest)
     check_output_file(dest, "the output file", [src])  # first: a folder or device is named as what it is
     check_dest_suffix(dest)
+    cfg = config_from_dict({"naming": naming or default_naming(dest),
+                            "style_image": f"{src.name} (converted from {fmt})"}, "convert")
     obj = safe_torch_load(src)
     if not is_pytorch_examples(obj):
         raise CheckpointError(f"{src}: not a pytorch/examples fast_neural_style model (expected keys "
                               "conv1.conv2d.weight ... deconv3.conv2d.weight).")
-    net = convert_pytorch_examples(obj, str(src))
-    naming = naming or Path(dest).stem
-    cfg = config_from_dict({"naming": naming, "style_image": f"{Path(src).name} (converted from {fmt})"},
-                           "convert")
+    return make_checkpoint(convert_pytorch_examples(obj, str(src)), cfg, step=0)
+
+
+def write_converted(ckpt: dict, dest: str | Path) -> Path:
+    """Write :func:`converted_checkpoint`'s ``ckpt`` to ``dest`` in the format of its suffix;
+    CheckpointError, ``dest`` keeping what it held, when it cannot be written."""
+    dest = Path(dest)
     try:
         if dest.suffix.lower() == SAFETENSORS_SUFFIX:
-            write_safetensors(make_checkpoint(net, cfg, step=0), dest)
+            write_safetensors(ckpt, dest)
         else:
-            atomic_torch_save(make_checkpoint(net, cfg, step=0), dest)
-    except OSError as e:  # permissions, a full disk: dest keeps what it held
+            atomic_torch_save(ckpt, dest)
+    except OSError as e:  # permissions, a full disk
         raise CheckpointError(f"cannot write {dest}: {e.strerror or e}; choose a writable output file.") from None
     return dest
+
+
+def convert_file(src: str | Path, dest: str | Path, fmt: str = "pytorch-examples",
+                 naming: Optional[str] = None) -> Path:
+    """Convert ``src`` into a fast-nst model at ``dest``, a checkpoint (``.pth``, ``.pt``) or a
+    ``.safetensors`` model as its suffix says (checked, with ``naming``, default from ``dest``'s
+    stem, before anything is read or written)."""
+    return write_converted(converted_checkpoint(src, dest, fmt, naming), dest)

@@ -16,6 +16,7 @@ from .checkpoint import load_model
 from .export import (ALPHA_INPUT_NAME, CHECK_SHAPES, FORMATS, STYLE_IMAGE_INPUT_NAME, ExportError, check_exported,
                      check_opset, export_metadata, export_onnx, export_torchscript, metadata_text,
                      refuse_torchscript, require_onnx_export, takes_style_image)
+from .safetensors_file import SAFETENSORS_SUFFIX
 
 __all__ = ["ONNX_SUFFIXES", "TORCHSCRIPT_SUFFIXES", "export_model"]
 
@@ -31,9 +32,13 @@ def _infer_format(output: Path) -> str:
 
 
 def _check_suffix(output: Path, fmt: str) -> None:
-    """Raise :class:`ExportError` when ``output``'s suffix names the other format than ``fmt``;
-    suffixes naming neither (.bin, none) are allowed."""
+    """Raise :class:`ExportError` when ``output``'s suffix names another format than ``fmt``
+    (the other one, or safetensors); suffixes naming none (.bin, none) are allowed."""
     suffix = output.suffix.lower()
+    if suffix == SAFETENSORS_SUFFIX:  # the loaders read it as a safetensors model
+        own = ".onnx" if fmt == "onnx" else ".pt"
+        raise ExportError(f"--output {output} has the suffix of a safetensors model but --format is {fmt}; "
+                          f"use a {own} name ({output.with_suffix(own).name}) or --format safetensors.")
     if fmt == "torchscript" and suffix in ONNX_SUFFIXES:
         raise ExportError(f"--output {output} has the suffix of an ONNX file but --format is "
                           f"torchscript; use a .pt name ({output.with_suffix('.pt').name}) or "

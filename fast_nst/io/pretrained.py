@@ -7,10 +7,10 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from ..core.untrusted import downloads
-from ..core.errors import DownloadError
+from ..core.untrusted import downloads, shown
+from ..core.errors import CheckpointError, DownloadError
 from ..core.files import safe_component
-from .convert import convert_file
+from .convert import converted_checkpoint, write_converted
 
 __all__ = ["PRETRAINED_NAMES", "PRETRAINED_URL", "PRETRAINED_ZIP", "download_pretrained", "pretrained_hint"]
 
@@ -46,7 +46,14 @@ def download_pretrained(models_dir: str | Path = "models", data_dir: str | Path 
         except DownloadError as e:
             raise downloads.finish_by_hand(e, PRETRAINED_URL, zip_path, "converts the models into "
                                        f"{Path(models_dir) / '<name>' / '<name>.pth'}") from None
-    written = []
+    # Every member is read and converted before any is written: a bad one leaves no half set.
+    return [write_converted(ckpt, dest) for dest, ckpt in _converted_members(zip_path, Path(models_dir))]
+
+
+def _converted_members(zip_path: Path, models_dir: Path) -> list[tuple[Path, dict]]:
+    """(destination, checkpoint) of each .pth model in the zip at ``zip_path``; DownloadError,
+    naming the zip and the member and saying to fetch it again, for any that is not a model."""
+    converted = []
     try:
         with zipfile.ZipFile(zip_path) as zf, tempfile.TemporaryDirectory() as tmp:
             for member in zf.infolist():
@@ -59,9 +66,16 @@ def download_pretrained(models_dir: str | Path = "models", data_dir: str | Path 
                                         "than a style network; delete the zip and run the command again.")
                 src = Path(tmp) / f"{name}.pth"
                 src.write_bytes(zf.read(member))
-                written.append(convert_file(src, Path(models_dir) / name / f"{name}.pth", naming=name))
+                dest = models_dir / name / f"{name}.pth"
+                try:
+                    converted.append((dest, converted_checkpoint(src, dest, naming=name)))
+                except CheckpointError as e:  # the model, not dest: its message names the temporary copy
+                    reason = str(e).replace(f"{src}: ", "").replace(str(src), member.filename)
+                    raise DownloadError(f"{zip_path}: its member {shown(member.filename)} cannot be converted: "
+                                        f"{reason.rstrip('.')}. Nothing was written; delete the zip and run "
+                                        "the command again.") from None
     except (zipfile.BadZipFile, OSError) as e:
         raise DownloadError(f"{zip_path} is damaged ({e}); delete it and run the command again.") from None
-    if not written:
+    if not converted:
         raise DownloadError(f"{zip_path} holds no .pth models; delete it and run the command again.")
-    return written
+    return converted

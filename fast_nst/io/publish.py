@@ -19,7 +19,7 @@ import torch
 
 from ..core.errors import CheckpointError, FastNSTError
 from ..core.files import atomic_write, check_output_file
-from ..core.untrusted import open_image, shown
+from ..core.untrusted import input_file, open_image, shown
 from ..core.version import __version__
 from ..nets import NETWORKS
 from ..nets.base import StyleNetwork
@@ -67,14 +67,19 @@ def export_safetensors(model_path: str | Path, output: Optional[str | Path] = No
     that every tensor is identical; returns a summary (output, bytes, tensors, name, model_type,
     style_names, checkpoint: the dict written)."""
     model_path = Path(model_path)
-    output = Path(output) if output is not None else model_path.with_suffix(SAFETENSORS_SUFFIX)
+    if output is None:  # next to the model: "." has no name to give it
+        output = input_file(model_path, "Model file").with_suffix(SAFETENSORS_SUFFIX)
+    output = Path(output)
+    check_output_file(output, "--output", [model_path], "model file")  # first: a folder has no name to suffix
     if output.suffix.lower() != SAFETENSORS_SUFFIX:
         raise FastNSTError(f"--output {output}: a safetensors model needs the {SAFETENSORS_SUFFIX} suffix "
                            f"(eval.py and load_stylizer recognise it by that): {output.with_suffix(SAFETENSORS_SUFFIX)}")
-    check_output_file(output, "--output", [model_path], "model file")
     net, ckpt = load_model(model_path, loss_model_file)
     written = _model_checkpoint(net, ckpt, model_path)
-    write_safetensors(written, output)
+    try:
+        write_safetensors(written, output)
+    except OSError as e:  # permissions, a full disk: output keeps what it held
+        raise CheckpointError(f"cannot write --output {output}: {e.strerror or e}.") from None
     back = read_safetensors_checkpoint(output, MAX_ARCHIVE_BYTES)["model_state"]
     state = written["model_state"]
     if set(back) != set(state) or not all(torch.equal(back[k], v) for k, v in state.items()):

@@ -246,7 +246,7 @@ def export_quantized(model_path: str | Path, output: str | Path, calibration_ima
     (checked against PyTorch), quantized to int8 into ``output``. Returns export_model's summary
     plus ``psnr``: the int8 export's mean PSNR against the float32 one on the calibration images."""
     output = Path(output)
-    if output.suffix.lower() in (".pt", ".pth") or export_args.get("fmt") not in (None, "onnx"):
+    if output.suffix.lower() in (".pt", ".pth", ".safetensors") or export_args.get("fmt") not in (None, "onnx"):
         raise ExportError("--quantize int8 writes an ONNX file: use --format onnx and an .onnx --output.")
     require_quantization()
     images = calibration_from_folder(calibration_images) if calibration_images is not None else None

@@ -30,9 +30,9 @@ from ..core.untrusted.safetensors_header import (SafetensorsHeader, load_tensors
 from ..nets import USER_FILE_ARGS
 
 try:  # an optional dependency (pip install safetensors): require_safetensors says so when missing
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 except ImportError:  # pragma: no cover - depends on the installation
-    save_file = None
+    save = None
 
 __all__ = ["MAX_METADATA_BYTES", "MAX_METADATA_DEPTH", "METADATA_KEY", "SAFETENSORS_SUFFIX", "is_safetensors",
            "read_safetensors_checkpoint", "read_safetensors_metadata", "read_state_for", "write_safetensors"]
@@ -58,7 +58,7 @@ def write_safetensors(ckpt: dict[str, Any], path: str | Path) -> None:
     """Write checkpoint ``ckpt`` (:func:`~fast_nst.io.checkpoint.make_checkpoint`'s dict) to
     ``path`` atomically: its ``model_state`` as the tensors, its other entries (training state
     and the user's file paths in ``model_args`` left out, ``kind`` "model") as the metadata.
-    CheckpointError when safetensors is missing."""
+    CheckpointError when safetensors is missing, OSError when the file cannot be written."""
     path = Path(path)
     require_safetensors(path)
     meta = {k: v for k, v in ckpt.items() if k not in _NOT_METADATA}
@@ -74,9 +74,12 @@ def write_safetensors(ckpt: dict[str, Any], path: str | Path) -> None:
     # once cloned.
     state = {k: v.detach().cpu().contiguous().clone() for k, v in ckpt["model_state"].items()}
     path.parent.mkdir(parents=True, exist_ok=True)
+    # "format": "pt" is what the Hugging Face libraries look for in a PyTorch safetensors file.
+    # Written by Python, not by safetensors' writer, whose SafetensorError for a full disk no
+    # caller of an OSError would catch.
+    data = save(state, metadata={"format": "pt", METADATA_KEY: text})
     with atomic_write(path, keep_suffix=True) as tmp:
-        # "format": "pt" is what the Hugging Face libraries look for in a PyTorch safetensors file.
-        save_file(state, str(tmp), metadata={"format": "pt", METADATA_KEY: text})
+        tmp.write_bytes(data)
 
 
 def read_safetensors_metadata(path: str | Path, max_bytes: int) -> tuple[SafetensorsHeader, dict[str, Any]]:

@@ -35,7 +35,7 @@ from typing import IO, Any, Callable, Iterator, Optional
 from tqdm import tqdm
 
 from ..errors import DataError, DownloadError
-from ..files import fsync_dir, missing_dirs, remove_dirs, safe_component
+from ..files import check_output_file, fsync_dir, missing_dirs, remove_dirs, safe_component
 from .images import open_image
 from .text import shown
 
@@ -183,11 +183,14 @@ def download_url(url: str, dest: str | Path, sha256_prefix: Optional[str] = None
     and destination when anything goes wrong; ``dest`` is untouched then. A file already at
     ``dest`` is returned as it is when there is no ``sha256_prefix``, else only when it matches
     it; one that does not is downloaded again and moved aside to ``NAME.mismatch`` once its
-    replacement passed the checks. One process at a time downloads to ``dest``
+    replacement passed the checks. A ``dest`` that is a folder, a device or a pipe is a
+    FastNSTError before any network. One process at a time downloads to ``dest``
     (:func:`_one_at_a_time`); one that waited returns the file another finished meanwhile."""
     if not is_url(url):
         raise DownloadError(f"{shown(url)} is not an http(s) URL; only http:// and https:// downloads are made.")
     dest = Path(dest)
+    # A folder, a device or a pipe would be replaced by the file (os.replace): refused first.
+    check_output_file(dest, "The download's destination")
     part = dest.with_name(dest.name + ".part")
     created = missing_dirs(dest.parent)
     wrong = ""  # why a file already at dest is not the one asked for
