@@ -35,7 +35,7 @@ import torch
 from ..core.config import TrainConfig
 from ..core.errors import CheckpointError, DataError, quote
 from ..core.files import atomic_write
-from ..core.untrusted import input_file
+from ..core.untrusted import check_plain_data, input_file
 from ..core.untrusted.archives import load_torch_file
 from ..core.version import __version__
 from ..nets import NETWORKS, USER_FILE_ARGS, make_args, network_class
@@ -252,6 +252,8 @@ def validate_checkpoint(ckpt: Any, path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+# Entries of tensors (and the RNG's state) that only torch reads; every other entry is plain data.
+_TENSOR_ENTRIES = ("model_state", "training_state", "optimizer_state", "rng_state")
 #: Values an architecture argument may have (what ``Args.to_dict`` writes).
 _SCALARS = (str, int, float, bool, type(None))
 
@@ -265,6 +267,12 @@ def _check_entry_types(ckpt: dict[str, Any], path: str | Path) -> None:
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: config is {_describe(config)}, expected the training config "
                               "as a dict; the file is damaged.")
+    # Every entry besides the weights may be printed, formatted into a model card or written as
+    # JSON (a .safetensors export): bounded here, once, rather than wherever it is shown.
+    check_plain_data({k: v for k, v in ckpt.items() if k not in _TENSOR_ENTRIES},
+                     f"{path}: the checkpoint's entries besides its weights", CheckpointError)
+    if not isinstance(config.get("naming"), (str, type(None))):
+        config.pop("naming")  # a name is a string: anything else is ignored, the file's stem named instead
     margs = ckpt["model_args"]
     if not isinstance(margs, dict):
         raise CheckpointError(f"{path}: model_args is {_describe(margs)}, expected a dict.")
