@@ -290,5 +290,5 @@ def test_export_reads_pytorch_examples_files(examples_model, tmp_path, capsys):
     # ... and the TorchScript file is not mistaken for one by convert.
     assert convert_main([str(out), str(tmp_path / "back.pth"), "--from", "pytorch-examples"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "TorchScript export" in err and "(mosaic.pth)" in err
+    assert err.startswith("error: ") and "TorchScript export" in err and "mosaic.pth" not in err
     assert "weights_only" not in err and not (tmp_path / "back.pth").exists()

@@ -157,5 +157,30 @@ def test_torchscript_archive_is_recognised_without_torch_warning(metadata, tmp_p
                 load(path)
             _assert_own_message(str(e.value), str(path), "TorchScript export",
                                 "use the .pth checkpoint it was exported from", ".onnx")
-            assert ("(wave.pth)" in str(e.value)) == metadata
+            assert "wave.pth" not in str(e.value)  # the archive's word for its source is not advice
     assert not [w for w in caught if "TorchScript" in str(w.message)], [str(w.message) for w in caught]
+
+
+# What fast_nst.json inside a TorchScript archive may claim as its source: a second "error:"
+# line, the terminal's title set, and 30 KB more.
+_FORGED_SOURCE = "wave.pth)\n\x1b[2Kerror: forged second line\x1b]0;TITLE\x07" + "A" * 30_000
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.:FutureWarning")
+@pytest.mark.parametrize("name", ["scripted.pt", "scripted.onnx"])
+def test_torchscript_source_named_inside_is_never_shown(name, tmp_path, capsys):
+    """The source path an archive names was printed raw as advice ("use the .pth checkpoint it
+    was exported from (...)"): escapes and newlines reached the terminal."""
+    path = tmp_path / name
+    torch.jit.save(torch.jit.script(_Tiny()), str(path),
+                   _extra_files={"fast_nst.json": json.dumps({"source": _FORGED_SOURCE})})
+    photo = make_photo(tmp_path / "photo.jpg", (20, 16))
+    out = tmp_path / "o.jpg"
+    assert eval_main(["--model_file", str(path), "--image_file", str(photo), "--output_file", str(out),
+                      "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: "), err[:500]
+    for fragment in ("forged", "TITLE", "\x1b", "AAAA", "wave.pth"):
+        assert fragment not in err, (fragment, err[:500])
+    _assert_own_message(err, "TorchScript export", "use the .pth checkpoint it was exported from")
+    assert not out.exists()

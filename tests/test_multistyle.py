@@ -111,6 +111,16 @@ def test_resolve_style_forms_and_errors():
             resolve_style(spec, NAMES)
 
 
+def test_style_errors_show_names_from_the_model_escaped_and_bounded():
+    """resolve_style's "N given" error listed the model's names raw and whole: an escape from a
+    model file reached the terminal, and a thousand names made a message of megabytes."""
+    names = ["candy", "\x1b[31mRED\x1b[0m\u202eevil", "a\r\nerror: forged"] + [f"s{i}" + "x" * 500 for i in range(1000)]
+    with pytest.raises(StyleError, match="2 given, the model has 1003 styles") as e:
+        resolve_style([1, 2], names)
+    message = str(e.value)
+    assert "\x1b" not in message and "\u202e" not in message and "\n" not in message and "\r" not in message
+    assert "\\x1b[31mRED" in message and "(1003 in all)" in message and len(message) < 2000, message[:300]
+
 
 def test_a_blend_gives_every_style_a_weight_or_none():
     # candy:0.7,mosaic once meant mosaic at weight 1 (a silent 41/59 blend); now an error naming it

@@ -1,6 +1,6 @@
 """The path boundary (fast_nst.core.untrusted.paths): a FIFO, a device, a socket, or a link to one
 given as an input is refused by what it is, before anything opens it (opening a FIFO blocks, a
-device never ends)."""
+device never ends). The names of the files in a folder given as input are outside text too."""
 
 import os
 import socket
@@ -89,3 +89,32 @@ def test_eval_refuses_specials_by_what_they_are(specials, tmp_path, capsys):
         code, err = in_process(capsys, eval_cmd.main, *args, "--output_file", tmp_path / "o.jpg", "--device", "cpu")
         assert_clean_in_process(code, err, flag, words)
         assert "is a folder" not in err and "has no images" not in err
+
+
+def test_eval_on_a_folder_shows_file_names_and_writes_plain_output_names(tmp_path, capsys):
+    """File names in a folder are outside text: eval.py printed them raw ("Saved ...", and each
+    failing file's error line), and its outputs kept an ESC in their names."""
+    import torch
+
+    from fast_nst.io.checkpoint import make_checkpoint
+    from fast_nst.nets.johnson import TransformNet, TransformNetArgs
+    from fast_nst.training import load_train_config
+
+    model = tmp_path / "wave.pth"
+    cfg = load_train_config(None, ["style_image=styles/wave.jpg", "naming=wave"])
+    torch.save(make_checkpoint(TransformNet(TransformNetArgs(base_channels=1, num_residual=1)), cfg, step=1), model)
+    photos = tmp_path / "photos"
+    for name in ("x\x1b]0;TITLE\x07.jpg", "x\x1b[31m.jpg", "x\x07[31m.jpg", "café.jpg"):  # two plain as x_[31m
+        make_photo(photos / name, (20, 16))
+    (photos / "y\x1b[2K\rerror: forged.jpg").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert eval_cmd.main(["--model_file", str(model), "--image_file", str(photos), "--output_file", f"{out}/",
+                          "--device", "cpu"]) == 1
+    printed = capsys.readouterr()
+    for text in (printed.out, printed.err):
+        assert "\x1b" not in text and "\r" not in text and "\x07" not in text, ascii(text)
+    assert printed.err.count("\n") == 1 and printed.err.startswith("error: y\\x1b[2K\\x0derror: forged.jpg: ")
+    assert sorted(p.name for p in out.iterdir()) == ["café_wave.jpg", "x_[31m_jpg_2_wave.jpg",
+                                                   "x_[31m_jpg_wave.jpg", "x_]0;TITLE__wave.jpg"]
+    assert "Saved " + str(out / "café_wave.jpg") in printed.out

@@ -13,7 +13,7 @@ from PIL import Image
 
 from ..core.errors import DataError, FastNSTError
 from ..core.untrusted.downloads import fetch_style_image, is_url
-from ..core.files import check_output_file, distinct_stems, probe_writable, same_file
+from ..core.files import check_output_file, distinct_stems, plain_name, probe_writable, same_file
 from ..core.images import IMAGE_EXTENSIONS, list_images, save_image
 from ..core.untrusted import input_file, input_path, open_image, shown
 from ..io.bundled import BUNDLED_STYLE, bundled_model
@@ -146,7 +146,7 @@ def _stylize_file(stylizer: Stylizer, src: Path, dest: Optional[Path], out_dir: 
     img = open_image(src)
     if dest is None:
         name = "styles" if sheet else stylizer.name
-        dest = out_dir / _output_name(stem or src.stem, name, img.mode == "RGBA" and not sheet)
+        dest = out_dir / _output_name(stem or plain_name(src.stem), name, img.mode == "RGBA" and not sheet)
     for source in (src, *inputs):  # never write onto an input (of this run)
         if same_file(source, dest):
             raise DataError(f"Output {dest} is the input image {source}; refusing to overwrite it. "
@@ -267,7 +267,7 @@ def _video_output(args: argparse.Namespace, src: Path) -> Optional[Path]:
 
 def _video(args: argparse.Namespace, stylizer: Stylizer, src: Path, dest: Optional[Path],
            options: StylizeOptions) -> int:
-    dest = dest or Path(DEFAULT_OUTPUT_DIR) / f"{src.stem}_{stylizer.name}.mp4"
+    dest = dest or Path(DEFAULT_OUTPUT_DIR) / f"{plain_name(src.stem)}_{stylizer.name}.mp4"
     summary = stylize_video(stylizer, src, dest, batch_size=args.batch_size, options=options,
                             temporal={"auto": None, "on": True, "off": False}[args.temporal])
     ratio = summary.get("change_ratio")
@@ -313,14 +313,15 @@ def _folder(stylizer: Stylizer, files: Sequence[Path], out_dir: Path, options: S
     """Every image of ``files`` (listed once, up front: outputs written among them are never
     read); a failing image is reported in one line and the others go on; exit 1 if any failed."""
     failed = 0
-    stems = dict(zip(files, distinct_stems([f.name for f in files])))
+    # Plain names first, so that two names differing only in an escape still get two outputs.
+    stems = dict(zip(files, distinct_stems([plain_name(f.name) for f in files])))
     for f in files:
         try:
             written = _stylize_file(stylizer, f, None, out_dir, options, stems[f], inputs=files, sheet=sheet)
-            print(f"Saved {written}")
-        except FastNSTError as e:
+            print(f"Saved {shown(str(written), 4096)}")
+        except FastNSTError as e:  # the message names the file too: shown, as the name is
             failed += 1
-            print(f"error: {f.name}: {str(e).splitlines()[0][:300]} (skipped)", file=sys.stderr)
+            print(f"error: {shown(f.name)}: {shown(str(e).splitlines()[0], 300)} (skipped)", file=sys.stderr)
     done = len(files) - failed
     print(f"Stylized {done} of {len(files)} images into {out_dir}"
           + (f"; {failed} failed (see errors above)" if failed else ""))

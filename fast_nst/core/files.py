@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import unicodedata
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Iterator, Sequence
@@ -17,7 +18,7 @@ from typing import Iterator, Sequence
 from .errors import FastNSTError
 
 __all__ = ["atomic_write", "check_output_file", "fsync_dir", "missing_dirs", "probe_writable", "process_umask",
-           "remove_dirs", "safe_component",
+           "plain_name", "remove_dirs", "safe_component",
            "same_file", "temp_name"]
 
 # Longest file-name component made from untrusted text (a model's style name): well under the
@@ -139,6 +140,14 @@ def safe_component(text: object, fallback: str = "model", limit: int = MAX_COMPO
     name = re.sub(r"[^\w.-]+", "_", str(text))[:limit].strip("._-")
     name = re.sub(r"\.{2,}", ".", name)
     return name or fallback
+
+
+def plain_name(name: str) -> str:
+    """``name`` (an input's file name: outside text) with each control, format or line-separator
+    character (ESC, CR, LF, NUL, right-to-left overrides) and each undecodable byte replaced by
+    ``_``, every other character kept: an output named after an input then holds nothing a
+    terminal, a file manager or a shell listing would act on."""
+    return "".join("_" if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs") else ch for ch in name)
 
 
 def distinct_stems(names: Sequence[str]) -> list[str]:

@@ -36,7 +36,7 @@ import torch
 from ..core.config import TrainConfig
 from ..core.errors import CheckpointError, DataError, quote
 from ..core.files import atomic_write
-from ..core.untrusted import input_file, load_json
+from ..core.untrusted import check_plain_data, input_file
 from ..core.untrusted.archives import load_torch_file
 from ..core.version import __version__
 from ..nets import NETWORKS, USER_FILE_ARGS, make_args, network_class
@@ -49,7 +49,7 @@ __all__ = ["CHECKPOINT_DIR", "FORMAT_NAME", "FORMAT_VERSION", "atomic_torch_save
            "capture_rng_state", "checkpoint_name", "list_checkpoints", "load_training_state",
            "load_model", "make_checkpoint", "read_checkpoint", "require_model_file",
            "restore_rng_state", "safe_torch_load", "save_training_checkpoint", "step_files",
-           "torchscript_error", "torchscript_source", "validate_checkpoint"]
+           "is_torchscript", "torchscript_error", "validate_checkpoint"]
 
 FORMAT_NAME = "fast-nst"
 # 2: checkpoints name their network (model_type). Version 1 files have none and are Johnson nets.
@@ -160,8 +160,6 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 #: What every "not a checkpoint" message asks for: the files :func:`load_model` reads.
 _EXPECTED = ("Expected a .pth model written by fast-nst (train.py's final model or a training "
              "checkpoint from its checkpoints/ folder) or a pytorch/examples fast_neural_style .pth.")
-# The largest fast_nst.json read from a TorchScript archive.
-_MAX_METADATA_BYTES = 1 << 16
 # The most bytes a checkpoint archive may unpack to. The largest file fast-nst writes is a
 # training checkpoint of the largest network the registry allows: MAX_PARAMETERS float32 weights
 # (800 MB) plus Adam's two moments of the same size, 2.4 GB; 4 copies (3.2 GB) leave room for the
@@ -169,39 +167,28 @@ _MAX_METADATA_BYTES = 1 << 16
 MAX_ARCHIVE_BYTES = 4 * 4 * MAX_PARAMETERS
 
 
-def torchscript_source(path: Path) -> Optional[str]:
-    """None unless ``path`` is a TorchScript archive (torch.jit.save); then the name of the
-    checkpoint fast-nst exported it from, or "" when the archive does not say.
+def is_torchscript(path: Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (torch.jit.save).
 
     torch.load itself recognises TorchScript by a ``constants.pkl`` entry and refuses it under
     weights_only=True with a warning and an error text that advises weights_only=False; looking
-    first lets us explain the file instead."""
+    first lets us explain the file instead. Only the archive's table of contents is read: the
+    name of the checkpoint fast-nst's export records inside (``fast_nst.json``) is the file's
+    word, not ours, and a path named inside a model file is never given as advice."""
     try:
         if not zipfile.is_zipfile(path):
-            return None
+            return False
         with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            if not any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
-                return None
-            # Only plain JSON is read from the archive (never its pickles or code).
-            meta = next((i for i in zf.infolist() if i.filename.endswith("/extra/fast_nst.json")), None)
-            if meta is None or meta.file_size > _MAX_METADATA_BYTES:
-                return ""
-            data = load_json(zf.read(meta), f"{path}: fast_nst.json", CheckpointError, _MAX_METADATA_BYTES)
-            source = data.get("source") if isinstance(data, dict) else None
-            return source if isinstance(source, str) else ""
-    except CheckpointError:
-        return ""
+            return any(n.endswith("/constants.pkl") or "/code/" in n for n in zf.namelist())
     except (OSError, zipfile.BadZipFile, ValueError, RuntimeError, EOFError):
-        return None
+        return False
 
 
-def torchscript_error(path: Path, source: str) -> CheckpointError:
-    origin = f" ({source})" if source and source != path.name else ""
+def torchscript_error(path: Path) -> CheckpointError:
     return CheckpointError(
         f"{path}: this is a TorchScript export (python -m fast_nst.export --format torchscript), "
         f"which eval.py, load_stylizer and fast-nst's other commands cannot read; use the .pth "
-        f"checkpoint it was exported from{origin}, or an .onnx export (--format onnx)."
+        f"checkpoint it was exported from, or an .onnx export (--format onnx)."
     )
 
 
@@ -222,9 +209,8 @@ def _refuse_other_formats(path: Path) -> None:
     if path.suffix.lower() == ".onnx":  # eval.py, load_stylizer and the app tell them by the suffix too
         raise CheckpointError(f"{path} is an ONNX export: this needs the .pth or .safetensors model it was "
                               "exported from (eval.py, load_stylizer and the web app run .onnx files).")
-    source = torchscript_source(path)
-    if source is not None:
-        raise torchscript_error(path, source)
+    if is_torchscript(path):
+        raise torchscript_error(path)
 
 
 def safe_torch_load(path: str | Path) -> Any:
@@ -272,6 +258,8 @@ def validate_checkpoint(ckpt: Any, path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+# Entries of tensors (and the RNG's state) that only torch reads; every other entry is plain data.
+_TENSOR_ENTRIES = ("model_state", "training_state", "optimizer_state", "rng_state")
 #: Values an architecture argument may have (what ``Args.to_dict`` writes).
 _SCALARS = (str, int, float, bool, type(None))
 
@@ -285,6 +273,12 @@ def _check_entry_types(ckpt: dict[str, Any], path: str | Path) -> None:
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: config is {_describe(config)}, expected the training config "
                               "as a dict; the file is damaged.")
+    # Every entry besides the weights may be printed, formatted into a model card or written as
+    # JSON (a .safetensors export): bounded here, once, rather than wherever it is shown.
+    check_plain_data({k: v for k, v in ckpt.items() if k not in _TENSOR_ENTRIES},
+                     f"{path}: the checkpoint's entries besides its weights", CheckpointError)
+    if not isinstance(config.get("naming"), (str, type(None))):
+        config.pop("naming")  # a name is a string: anything else is ignored, the file's stem named instead
     margs = ckpt["model_args"]
     if not isinstance(margs, dict):
         raise CheckpointError(f"{path}: model_args is {_describe(margs)}, expected a dict.")

@@ -86,8 +86,9 @@ def export_safetensors(model_path: str | Path, output: Optional[str | Path] = No
         output.unlink(missing_ok=True)
         raise CheckpointError(f"{output}: the written weights differ from {model_path}'s when read back; "
                               "nothing was kept. Is the disk full or failing?")
-    name = written["config"].get("naming") or model_path.stem
-    return {"output": output, "bytes": output.stat().st_size, "tensors": len(state), "name": shown(str(name), 100),
+    name = written["config"].get("naming")
+    name = name if isinstance(name, str) and name else model_path.stem
+    return {"output": output, "bytes": output.stat().st_size, "tensors": len(state), "name": shown(name, 100),
             "model_type": net.model_type, "style_names": list(net.style_names), "checkpoint": written}
 
 

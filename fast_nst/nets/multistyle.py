@@ -129,7 +129,8 @@ def resolve_style(style: Any, names: Sequence[str]) -> torch.Tensor:
             raise StyleError(f"style {str(style)[:60]!r} is not a name, an index, a mapping or "
                              f"{len(names)} weights; {valid}") from None
         if w.numel() != len(names):
-            raise StyleError(f"style weights: {w.numel()} given, the model has {len(names)} styles ({', '.join(names)})")
+            raise StyleError(f"style weights: {w.numel()} given, the model has {len(names)} styles "
+                             f"({style_list(names)})")
     return torch.tensor(blend_weights(w.tolist()), dtype=torch.float32)
 
 

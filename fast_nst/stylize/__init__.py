@@ -122,8 +122,9 @@ def load_stylizer(path: Union[str, Path, None] = None, device: str = "auto", pre
     else:
         model, ckpt = load_model(path, loss_model_file, loss_model)
         config = ckpt.get("config")
-        name = (config.get("naming") if isinstance(config, dict) else None) or path.stem
-        stylizer = TorchStylizer(model, resolve_device(device), name=str(name),
+        naming = config.get("naming") if isinstance(config, dict) else None
+        name = naming if isinstance(naming, str) and naming else path.stem
+        stylizer = TorchStylizer(model, resolve_device(device), name=name,
                                  info={"step": ckpt.get("step"), "path": str(path), "about": about(ckpt)},
                                  precision=precision, fast=fast, compile=compile)
     if style is not None:

@@ -37,7 +37,7 @@ from ..core.errors import CheckpointError, DataError, FastNSTError, quote
 from ..core.files import safe_component
 from ..core.images import shape_text, tensor_to_pil
 from ..core.untrusted import load_json, onnx_session, read_onnx_file
-from ..io.checkpoint import require_model_file, torchscript_error, torchscript_source
+from ..io.checkpoint import require_model_file, is_torchscript, torchscript_error
 from ..io.export import EXPORT_FORMAT_VERSION, MAX_ONNX_BYTES, ONNX_INSTALL_HINT
 from ..io.int8_graph import for_onnxruntime, runs_int8
 from ..nets.adain import AdaINNet
@@ -371,9 +371,8 @@ def _session(path: Path, data: bytes, options: Any, providers: list) -> Any:
     try:
         return onnx_session(data, MAX_ONNX_BYTES, options, providers)
     except Exception as e:
-        source = torchscript_source(path)
-        if source is not None:
-            raise torchscript_error(path, source) from None
+        if is_torchscript(path):
+            raise torchscript_error(path) from None
         detail = " ".join(str(e).split())[:300]
         raise CheckpointError(f"{path}: not a valid ONNX model, or the file is damaged "
                               f"({type(e).__name__}: {detail}). Export models with "
@@ -399,9 +398,8 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
                            "as it was exported: float32, or int8 if quantized); use fp32, or the .pth "
                            "checkpoint for bf16/fp16.")
     require_model_file(path)
-    source = torchscript_source(path)
-    if source is not None:  # a TorchScript export given an .onnx name: say so, onnxruntime or not
-        raise torchscript_error(path, source)
+    if is_torchscript(path):  # a TorchScript export given an .onnx name: say so, onnxruntime or not
+        raise torchscript_error(path)
     ort = _import_onnxruntime()
     dev = resolve_device(device)
     if device == "auto" and dev.type == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():

@@ -11,7 +11,7 @@ is safe to print. Nothing outside this package opens outside data raw: the archi
 | module | what comes in through it |
 | --- | --- |
 | :mod:`.text` | any outside string shown in a message or on a terminal |
-| :mod:`.structured` | YAML (configs, ``--set`` values) and JSON (metadata, indexes, lock files): bytes, depth, alias expansion, duplicate keys |
+| :mod:`.structured` | YAML (configs, ``--set`` values) and JSON (metadata, indexes, lock files): bytes, depth, alias expansion, duplicate keys; unpickled plain data (a checkpoint's config): values, characters and depth, shared references counted each time |
 | :mod:`.archives` | every ``torch.load``: checkpoints, loss-network and encoder weights (regular file, bytes on disk, sizes declared in the zip, weights-only, fast-nst's own messages) |
 | :mod:`.onnx_files` | ``.onnx`` model files: bytes, then parsed from memory, so that paths a model names (external data) are never opened |
 | :mod:`.safetensors_header` | ``.safetensors`` model files: header length and JSON depth before reading, dtypes, offsets inside the file and not overlapping, shapes against the network before any tensor is read |
@@ -33,7 +33,7 @@ import importlib
 from typing import Any
 
 from .numbers import FLOAT32_MAX, finite_float
-from .structured import UnparsableYAML, load_json, load_yaml, read_json_file, read_text_file
+from .structured import UnparsableYAML, check_plain_data, load_json, load_yaml, read_json_file, read_text_file
 from .text import shown
 from .paths import input_file, input_folder, input_path
 from .images import (MAX_STYLE_PIXELS, check_pixels, open_image, pixel_limit, resize_side, resize_style,
@@ -42,7 +42,7 @@ from .downloads import download_url, fetch_style_image, is_url
 from .uploads import bound_folder
 from .onnx_files import onnx_session, read_onnx_file, read_onnx_model
 
-__all__ = ["FLOAT32_MAX", "UnparsableYAML", "check_archive_sizes", "check_file_size", "finite_float",
+__all__ = ["FLOAT32_MAX", "UnparsableYAML", "check_archive_sizes", "check_file_size", "check_plain_data", "finite_float",
            "load_json", "load_torch_file", "load_yaml", "read_json_file", "read_text_file", "shown"]
 __all__ += ["input_file", "input_folder", "input_path"]
 __all__ += ["MAX_STYLE_PIXELS", "check_pixels", "open_image", "pixel_limit", "resize_side", "resize_style",

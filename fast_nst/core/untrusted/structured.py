@@ -25,8 +25,9 @@ from ..errors import ConfigError, DataError, FastNSTError
 from .paths import input_file, read_at_most
 from .text import shown
 
-__all__ = ["MAX_DEPTH", "MAX_JSON_BYTES", "MAX_YAML_BYTES", "MAX_YAML_NODES", "UnparsableYAML",
-           "json_depth", "load_json", "load_yaml", "read_json_file", "read_text_file"]
+__all__ = ["MAX_DEPTH", "MAX_JSON_BYTES", "MAX_PLAIN_CHARS", "MAX_YAML_BYTES", "MAX_YAML_NODES",
+           "UnparsableYAML", "check_plain_data", "json_depth", "load_json", "load_yaml", "read_json_file",
+           "read_text_file"]
 
 # A config file of fast-nst is a flat mapping with lists and one nested mapping (model_args):
 # depth 3. The largest in conf/ is under 2 kB. 1 MiB and depth 32 leave room for any config a
@@ -39,6 +40,14 @@ MAX_YAML_NODES = 100_000
 # JSON fast-nst reads (cache indexes of tens of thousands of files, metadata): 64 MiB is far
 # above the largest (an index of 1M files is ~60 MB), callers pass tighter limits where they can.
 MAX_JSON_BYTES = 64 << 20
+# Characters of all strings in unpickled data (a checkpoint's config and entries besides its
+# weights), each shared reference counted again: fast-nst writes a few kB; what is refused beyond
+# would make str() or json.dumps of the data build that much text.
+MAX_PLAIN_CHARS = 4 << 20
+# The widest int in such data: a seed or a step count fits in 64 bits; str() of a wider one is
+# quadratic, and over 4300 digits it raises.
+_MAX_INT_BITS = 1024
+_PLAIN_SCALARS = (str, int, float, bool, type(None))  # what json.dumps writes
 # Strings (with their escapes) and the brackets a depth scan counts.
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(r"[\[\]{}]")
@@ -204,3 +213,48 @@ def read_json_file(path: Path, what: str, error: type[FastNSTError], max_bytes: 
                    max_depth: int = MAX_DEPTH) -> Any:
     """:func:`load_json` of the file ``path`` read with :func:`read_text_file`."""
     return load_json(read_text_file(path, what, error, max_bytes), str(path), error, max_bytes, max_depth)
+
+
+def _plain_problem(value: Any, depth: int, max_depth: int) -> Optional[str]:
+    """Why ``value`` (one node, its children not looked at) is not plain data, or None."""
+    if depth > max_depth:
+        return f"nested more than {max_depth} levels deep"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > _MAX_INT_BITS:
+        return f"an integer of {value.bit_length():,} bits"
+    if isinstance(value, dict):
+        bad = next((k for k in value if not isinstance(k, _PLAIN_SCALARS)), None)
+        return None if bad is None else f"a mapping with a key of type {type(bad).__name__}"
+    if not isinstance(value, (*_PLAIN_SCALARS, list, tuple)):
+        return f"a value of type {type(value).__name__}"
+    return None
+
+
+def check_plain_data(value: Any, where: str, error: type[FastNSTError], max_nodes: int = MAX_YAML_NODES,
+                     max_depth: int = MAX_DEPTH, max_chars: int = MAX_PLAIN_CHARS) -> None:
+    """``error`` unless ``value`` (unpickled from outside: a checkpoint's config) is plain data
+    that str(), repr() and json.dumps turn into bounded text in bounded time: strings,
+    numbers, bools, None, and lists, tuples and dicts of them, at most ``max_nodes`` values and
+    ``max_chars`` characters of strings counting each shared reference every time it is reached
+    (a pickle of 46 kB can nest lists 9 deep and 10 wide through shared references: 10**9
+    leaves), at most ``max_depth`` levels deep. A walk without recursion, stopped at the bounds."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    nodes, chars = 1, 0
+    while stack:
+        item, depth = stack.pop()
+        children = item.items() if isinstance(item, dict) else item if isinstance(item, (list, tuple)) else ()
+        nodes += len(children) * (2 if isinstance(item, dict) else 1)  # counted before they are stacked
+        if nodes > max_nodes:
+            raise error(f"{where}: more than {max_nodes:,} values (shared references counted each time); "
+                        "the file is damaged.")
+        problem = _plain_problem(item, depth, max_depth)
+        if problem is not None:
+            raise error(f"{where}: {problem}, where fast-nst writes plain data; the file is damaged.")
+        if isinstance(item, str):
+            chars += len(item)
+            if chars > max_chars:
+                raise error(f"{where}: more than {max_chars:,} characters of text (shared references "
+                            "counted each time); the file is damaged.")
+        elif isinstance(item, dict):
+            stack.extend((v, depth + 1) for pair in children for v in pair)
+        else:
+            stack.extend((v, depth + 1) for v in children)
