@@ -235,7 +235,8 @@ def test_set_style_images_on_multi11_gives_every_style_one_weight():
     two styles trains them at weight 1 each and says so."""
     multi11 = REPO / "conf" / "multi11.yml"
     with pytest.warns(UserWarning, match=r"--set style_images gives 2 styles; the 11 style_weights of "
-                                         r".*multi11.yml were for its own styles.*--set style_weights="):
+                                         r".*multi11.yml were for its own styles.*--set 'style_weights=\[w1, w2, \.\.\.\]' "
+                                         r"\(quoted for the shell\)"):
         cfg = load_config(multi11, ["style_images=[a.jpg, b.jpg]"])
     assert cfg.style_images == ("a.jpg", "b.jpg") and cfg.style_weights == ()
     same = load_config(multi11, ["style_images=[" + ", ".join(f"s{i}.jpg" for i in range(11)) + "]"])

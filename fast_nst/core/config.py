@@ -387,7 +387,8 @@ def _fit_style_weights(values: dict[str, tuple[Any, str]]) -> None:
     del values["style_weights"]
     warnings.warn(f"--set style_images gives {len(images[0])} styles; the {len(weights[0])} style_weights of "
                   f"{weights[1]} were for its own styles, so every style gets weight 1 (style_weight "
-                  "alone). To weight them: --set style_weights=[w1, w2, ...], one per style.")
+                  "alone). To weight them: --set 'style_weights=[w1, w2, ...]' (quoted for the shell), "
+                  "one per style.")
 
 
 def config_from_dict(data: dict[str, Any], where: str, checks: Sequence[ConfigCheck] = ()) -> TrainConfig:
