@@ -248,6 +248,11 @@ def _options(args: argparse.Namespace) -> StylizeOptions:
         scale=args.scale, keep_size=args.keep_size)
 
 
+def _default_video(src: Path, style: str) -> Path:
+    """The output video when --output_file is not given: generated/<input>_<style>.mp4."""
+    return Path(DEFAULT_OUTPUT_DIR) / f"{plain_name(src.stem)}_{style}.mp4"
+
+
 def _video_output(args: argparse.Namespace, src: Path) -> Optional[Path]:
     """The output video (None: the default name, which needs the model's name), checked with
     the input before the model loads: preparing an int8 or OpenVINO model takes seconds."""
@@ -259,7 +264,7 @@ def _video_output(args: argparse.Namespace, src: Path) -> Optional[Path]:
                         "video: give a name ending in .mp4, .mov, .mkv or .webm.")
     if dest is not None:
         check_output_file(dest, "--output_file", [src], "input video")
-    check_video_files(src, dest or Path(DEFAULT_OUTPUT_DIR) / f"{src.stem}_model.mp4")
+    check_video_files(src, dest or _default_video(src, "model"))  # the model's name comes with the model
     folder = dest.parent if dest is not None else Path(DEFAULT_OUTPUT_DIR)
     probe_writable(folder, "the output folder", "Choose a writable --output_file.")
     return dest
@@ -267,7 +272,7 @@ def _video_output(args: argparse.Namespace, src: Path) -> Optional[Path]:
 
 def _video(args: argparse.Namespace, stylizer: Stylizer, src: Path, dest: Optional[Path],
            options: StylizeOptions) -> int:
-    dest = dest or Path(DEFAULT_OUTPUT_DIR) / f"{plain_name(src.stem)}_{stylizer.name}.mp4"
+    dest = dest or _default_video(src, stylizer.name)
     summary = stylize_video(stylizer, src, dest, batch_size=args.batch_size, options=options,
                             temporal={"auto": None, "on": True, "off": False}[args.temporal])
     ratio = summary.get("change_ratio")
