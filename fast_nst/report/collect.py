@@ -17,12 +17,12 @@ from typing import Any, Optional, Sequence
 from PIL import Image
 
 from ..core.config import TrainConfig
-from ..core.errors import CheckpointError, DataError, FastNSTError
+from ..core.errors import DataError, FastNSTError
 from ..core.untrusted.downloads import style_name
 from ..core.files import distinct_stems, missing_dirs, probe_writable, safe_component
 from ..core.images import IMAGE_EXTENSIONS, list_images
-from ..core.untrusted import check_plain_data, input_file, input_path, load_json, open_image, shown
-from ..io.checkpoint import FORMAT_NAME, safe_torch_load
+from ..core.untrusted import input_file, input_path, load_json, open_image, shown
+from ..io.checkpoint import FORMAT_NAME, safe_torch_load, validate_checkpoint
 from ..io.export import MAX_LOSS_CONFIG
 from ..lossnet import (CONVENTIONS, GRAM_STYLE_DEGREE, LOSS_NETWORKS, STATS_STYLE_DEGREE, convert_weights,
                        layer_choices)
@@ -215,9 +215,8 @@ def _checkpoint_config(stylizer: Stylizer) -> Optional[dict]:
         return None
     ckpt = safe_torch_load(path)
     if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT_NAME and isinstance(ckpt.get("config"), dict):
-        # Read again: bounded again (load_stylizer checked the file as it was then).
-        check_plain_data(ckpt["config"], f"{path}: config", CheckpointError)
-        return ckpt["config"]
+        # Read again: checked again as every checkpoint is (load_stylizer checked the file as it was then).
+        return validate_checkpoint(ckpt, path)["config"]
     return None
 
 
