@@ -84,14 +84,17 @@ def test_int8_stylizer_is_close_to_fp32(model):
 
 def test_int8_loads_quantize_a_model_once(model, tmp_path, monkeypatch):
     """A second load_stylizer(precision="int8") of the same file quantizes nothing (the export
-    cache, fast_nst.io.export_cache); with photos to calibrate on it quantizes again, outside it."""
+    cache, fast_nst.io.export_cache); with photos to calibrate on it quantizes again, outside it,
+    the float32 export it quantizes taken from the cache."""
     path, _ = model
     made = []
-    quantize = int8_module.quantize_network
-    monkeypatch.setattr(int8_module, "quantize_network", lambda *a: made.append(a[3]) or quantize(*a))
+    quantize = int8_module.quantize_onnx
+    monkeypatch.setattr(int8_module, "quantize_onnx", lambda *a: made.append(a[:2]) or quantize(*a))
     first = load_stylizer(path, device="cpu", precision="int8")  # made here, or by a test before
     entry = cache_folder() / "onnx" / f"{cache_key(path, 'int8')}.int8.onnx"
-    assert entry.is_file() and len(made) <= 1 and all(out.parent == entry.parent for out in made)
+    float32 = cache_folder() / "onnx" / f"{cache_key(path, 'fp32')}.fp32.onnx"
+    assert entry.is_file() and float32.is_file() and len(made) <= 1
+    assert all(source == float32 and out.parent == entry.parent for source, out in made)
     count = len(made)
     second = load_stylizer(path, device="cpu", precision="int8")
     assert len(made) == count and second.name == "wave" and second.info["path"] == str(path)
@@ -100,10 +103,13 @@ def test_int8_loads_quantize_a_model_once(model, tmp_path, monkeypatch):
     photos = tmp_path / "photos"
     photos.mkdir()
     make_photo(photos / "a.jpg", (64, 48))
-    monkeypatch.setattr(int8_module, "quantize_network", lambda *a: made.append(a[3]) or 1 / 0)
+    exported = []
+    monkeypatch.setattr(int8_module, "export_onnx", lambda *a, **k: exported.append(a) or 1 / 0)
+    monkeypatch.setattr(int8_module, "quantize_onnx", lambda *a: made.append(a[:2]) or 1 / 0)
     with pytest.raises(ZeroDivisionError):
         load_stylizer(path, device="cpu", precision="int8", calibration_images=photos)
-    assert made[-1].name == "wave.int8.onnx" and made[-1].parent != entry.parent
+    assert made[-1] == (float32, made[-1][1]) and not exported
+    assert made[-1][1].name == "wave.int8.onnx" and made[-1][1].parent != entry.parent
 
 
 def test_export_quantize_writes_an_int8_onnx(int8_export):

@@ -236,6 +236,11 @@ def test_training_loop_with_speed_option(options, tmp_path, train_dir, style_fil
 
     # fp16's convolution backward on a CPU is a plain loop (~80x fp32's time): 16 px, not 32.
     size = {"image_size": 16} if options.get("precision") == "fp16" else {}
+    if options.get("compile"):
+        # Compiling is paid per generated kernel (~1 s each with a cold cache, as on a new
+        # machine): the smallest network and loss network that still train keep their count low.
+        size.update(model_args={"base_channels": 8, "num_residual": 1},
+                    content_layers=["relu1_2"], style_layers=["relu1_2"])
     values = tiny_values(tmp_path / "models", train_dir, style_file, naming="opt", max_steps=2,
                          num_samples=0, **size, **options)
     with warnings.catch_warnings(record=True) as caught:

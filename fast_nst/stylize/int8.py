@@ -18,14 +18,14 @@ from ..core.device import resolve_device
 from ..core.errors import FastNSTError
 from ..core.untrusted import read_onnx_model
 from ..io.bundled import about
-from ..io.export import MAX_ONNX_BYTES, takes_style_image
+from ..io.export import MAX_ONNX_BYTES, export_metadata, export_onnx, takes_style_image
 from ..io.checkpoint import load_model
 from ..io.export_cache import made_file
-from ..io.quantize import (calibration_from_folder, check_quantizable, is_quantized, quantize_network,
-                           quantize_onnx, require_quantization)
+from ..io.quantize import (calibration_from_folder, check_quantizable, is_quantized, quantize_onnx,
+                           require_quantization)
 from .onnx_stylizer import OnnxStylizer, load_onnx_stylizer
 
-__all__ = ["check_int8_device", "int8_onnx", "load_int8_stylizer"]
+__all__ = ["check_int8_device", "float32_onnx", "int8_onnx", "load_int8_stylizer"]
 
 
 def check_int8_device(device: str) -> None:
@@ -66,11 +66,26 @@ def int8_onnx(path: Path, folder: Path, calibration_images: Union[str, Path, Non
             quantize_onnx(path, out, images)
         return made_file(path, "int8", folder, quantize, cache, max_bytes=MAX_ONNX_BYTES), None
     net, ckpt = load_model(path, loss_model_file)
-
-    def quantize_read_again(out: Path) -> None:  # the bytes the cache key was taken of, or newer
-        quantize_network(*load_model(path, loss_model_file), path, out, images)
     check_quantizable(str(path), takes_style_image(net))
-    return made_file(path, "int8", folder, quantize_read_again, cache), about(ckpt)
+
+    def quantize_export(out: Path) -> None:  # the float32 export OpenVINO's fp32 load keeps, if made
+        quantize_onnx(float32_onnx(path, folder, loss_model_file)[0], out, images)
+    return made_file(path, "int8", folder, quantize_export, cache), about(ckpt)
+
+
+def float32_onnx(path: Path, folder: Path,
+                 loss_model_file: Union[str, Path, None] = None) -> tuple[Path, Optional[str]]:
+    """(the float32 ONNX export of the .pth/.safetensors model ``path``: from the export cache
+    (:mod:`fast_nst.io.export_cache`; made there when missing) or, for an arbitrary-style model
+    (its export holds an encoder read from a file of its own) or with the cache off, into ``folder``.
+    how the model was made). The int8 path quantizes it and OpenVINO compiles it: a model is
+    exported once for both."""
+    net, ckpt = load_model(path, loss_model_file)
+
+    def export_read_again(out: Path) -> None:  # the bytes the cache key was taken of, or newer
+        net, ckpt = load_model(path, loss_model_file)
+        export_onnx(net, out, metadata=export_metadata(net, ckpt, path))
+    return made_file(path, "fp32", folder, export_read_again, cache=not takes_style_image(net)), about(ckpt)
 
 
 def load_int8_stylizer(path: Union[str, Path], device: str = "cpu",

@@ -41,12 +41,9 @@ import numpy as np
 from ..core.device import resolve_device
 from ..core.errors import FastNSTError
 from ..core.untrusted import read_onnx_file, shown
-from ..io.export import MAX_ONNX_BYTES, export_metadata, export_onnx, installed, takes_style_image
-from ..io.bundled import about
-from ..io.checkpoint import load_model
-from ..io.export_cache import made_file
+from ..io.export import MAX_ONNX_BYTES, installed
 from . import openvino_worker
-from .int8 import int8_onnx
+from .int8 import float32_onnx, int8_onnx
 from .onnx_stylizer import OnnxStylizer, load_onnx_stylizer
 from .onnx_tiling import tiling_for
 
@@ -216,13 +213,7 @@ def _onnx_model(path: Path, folder: Path, precision: str, calibration_images,
         return int8_onnx(path, folder, calibration_images, loss_model_file)
     if path.suffix.lower() == ".onnx":
         return path, None
-    net, ckpt = load_model(path, loss_model_file)
-
-    def export_read_again(out: Path) -> None:  # the bytes the cache key was taken of, or newer
-        net, ckpt = load_model(path, loss_model_file)
-        export_onnx(net, out, metadata=export_metadata(net, ckpt, path))
-    # An arbitrary-style model's export holds its encoder, read from a file of its own: not cached.
-    return made_file(path, "fp32", folder, export_read_again, cache=not takes_style_image(net)), about(ckpt)
+    return float32_onnx(path, folder, loss_model_file)
 
 
 def load_openvino_stylizer(path: Union[str, Path], device: str = "cpu", precision: str = "fp32",
