@@ -29,7 +29,7 @@ from tqdm import tqdm
 from .core.device import resolve_device
 from .core.errors import FastNSTError
 from .core.images import pil_to_tensor, resize_longest, save_image, tensor_to_pil
-from .core.untrusted import MAX_STYLE_PIXELS, open_image, resize_side, resize_style
+from .core.untrusted import MAX_STYLE_PIXELS, open_image, resize_side, resize_style, style_rgb
 from .core.untrusted import shown as shown_text
 from .lossnet import LOSS_NETWORKS, get_loss_network, layer_choices, layer_names, min_side
 from .lossnet.losses import PerceptualLoss
@@ -127,11 +127,14 @@ def resolve_layers(loss_model: str, preset: str, content_layers: Optional[Sequen
     return content, style
 
 
-def _as_image(image: ImageLike) -> Image.Image:
+def _as_image(image: ImageLike, style: bool = False) -> Image.Image:
+    """An RGB image of ``image`` (a PIL image or a path); a ``style`` image's transparency
+    composited onto white (with a warning), as every command reads style images."""
     if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    img = open_image(image)
-    return img.convert("RGB")
+        img, name = image, getattr(image, "filename", "") or ""
+    else:
+        img, name = open_image(image), image
+    return style_rgb(img, name) if style else img.convert("RGB")
 
 
 def scale_sizes(image_size: int, scales: int) -> list[int]:
@@ -229,7 +232,7 @@ def optimize(
     _check_init(init)
     lr = DEFAULT_LR[optimizer] if lr is None else lr
     dev = resolve_device(device)
-    content_full, style_full = _as_image(content_image), _as_image(style_image)
+    content_full, style_full = _as_image(content_image), _as_image(style_image, style=True)
     final_content = _final_content(content_full, image_size)
     final_size = max(final_content.size)
     style_size = style_size if style_size is not None else final_size

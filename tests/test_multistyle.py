@@ -94,6 +94,38 @@ def test_with_styles_appends_new_styles_only(photo):
     assert torch.equal(bigger.downsampling[0].norm.weight[2], mean)
 
 
+def test_blend_labels_give_each_weight_as_precisely_as_it_needs():
+    """Output files are named after the label: 0.999 and 0.996 both made candy100-mosaic0."""
+    assert style_label([0.999, 0.001], ["candy", "mosaic"]) == "candy99.9-mosaic0.1"
+    assert style_label(torch.tensor([0.996, 0.004]), ["candy", "mosaic"]) == "candy99.6-mosaic0.4"
+    assert style_label(torch.tensor([0.7, 0.3, 0.0]), NAMES) == "alpha70-beta30"  # float32's 0.7 reads 70
+    assert style_label(resolve_style("alpha,beta,gamma", NAMES), NAMES) == "alpha33.3333-beta33.3333-gamma33.3333"
+    long = [f"a_rather_long_style_name_{i}" for i in range(3)]
+    labels = {style_label([0.25, 0.25, 0.5], long), style_label([0.25, 0.5, 0.25], long)}
+    assert len(labels) == 2
+    assert all(len(x) == 64 and x.startswith("a_rather_long_style_name_025-a_rather") for x in labels)
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(raw=st.lists(st.floats(0, 1e6) | st.just(0.0) | st.floats(1e-9, 1e-5), min_size=3, max_size=3).filter(
+    lambda v: sum(v) > 1e-6), long=st.booleans())
+def test_a_blend_label_states_every_weight_to_a_millionth(raw, long):
+    """Whatever the weights, the label names each style used with its weight in percent to within
+    0.00005 % (so blends a millionth apart are named apart), in at most 64 characters."""
+    import re
+    w = resolve_style(raw, NAMES)
+    names = [n * 9 for n in NAMES] if long else NAMES
+    label = style_label(w, names)
+    assert len(label) <= 64
+    used = [(n, v) for n, v in zip(names, w.tolist()) if v > 0]
+    if len(used) == 1:
+        assert label == used[0][0]
+    elif not long or len(label) < 64:
+        parts = re.findall(r"([a-z]+)(\d+(?:\.\d+)?)(?:-|$)", label)
+        assert "-".join(n + p for n, p in parts) == label and [n for n, _ in parts] == [n for n, _ in used]
+        assert all(abs(float(p) - 100 * v) <= 5e-5 + 1e-9 for (_, p), (_, v) in zip(parts, used)), (label, w)
+
+
 def test_resolve_style_forms_and_errors():
     assert resolve_style("beta", NAMES).tolist() == [0, 1, 0]
     assert resolve_style(2, NAMES).tolist() == [0, 0, 1]
@@ -366,6 +398,14 @@ def test_eval_style_flags(trained, tmp_path, capsys):
     code, _ = in_process(capsys, eval_cmd.main, "--model_file", model, "--image_file", str(photo),
                          "--style", "beta:1,gamma:3", "--output_file", f"{tmp_path}/out/", "--device", "cpu")
     assert code == 0 and (tmp_path / "out" / "p_beta25-gamma75.jpg").is_file()
+    # Blends whose weights round to the same percent: both files named p_alpha100-beta0.jpg, the second
+    # run's replacing the first's.
+    for blend in ("alpha:0.999,beta:0.001", "alpha:0.996,beta:0.004"):
+        code, _ = in_process(capsys, eval_cmd.main, "--model_file", model, "--image_file", str(photo),
+                             "--style", blend, "--output_file", f"{tmp_path}/near/", "--device", "cpu")
+        assert code == 0
+    assert sorted(p.name for p in (tmp_path / "near").iterdir()) == ["p_alpha99.6-beta0.4.jpg",
+                                                                     "p_alpha99.9-beta0.1.jpg"]
     code, _ = in_process(capsys, eval_cmd.main, "--model_file", model, "--image_file", str(photo),
                          "--style_sheet", "--output_file", f"{tmp_path}/out/", "--device", "cpu")
     sheet = Image.open(tmp_path / "out" / "p_styles.jpg")

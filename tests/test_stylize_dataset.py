@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -169,6 +170,45 @@ def test_a_rerun_with_other_settings_is_refused(data, one_process, tmp_path, cap
     assert_clean_in_process(code, err, f"--output {one_process} holds a run made with other settings ({shown})",
                             "Rerun with that run's settings to finish it, or choose another --output.")
     assert tree(one_process) == before
+
+
+def test_a_painting_replaced_under_its_name_is_a_changed_setting(data, tmp_path, capsys):
+    """Another image saved under a painting's name used to be resumed into: the photos drawn for
+    it before in one painting, the rest in another, one name in the manifest for both."""
+    paintings, out = tmp_path / "paintings", tmp_path / "out"
+    shutil.copytree(data / "paintings", paintings)
+    make_photo(tmp_path / "photos" / "p.jpg", (32, 40))
+    argv = args(data, out)
+    argv[argv.index("--images") + 1], argv[argv.index("--styles") + 1] = str(tmp_path / "photos"), str(paintings)
+    assert in_process(capsys, stylize_main, *argv)[0] == 0
+    before = tree(out)
+    make_photo(paintings / "sub/c.png", (48, 40), seed=99)
+    code, err = in_process(capsys, stylize_main, *argv)
+    assert_clean_in_process(code, err, f"--output {out} holds a run made with other settings (the paintings' contents "
+                            "(a file under --styles was replaced or edited) differ): its files would be kept",
+                            "Rerun with that run's settings to finish it, or choose another --output.")
+    assert tree(out) == before
+    shutil.copy(data / "paintings/sub/c.png", paintings / "sub/c.png")  # the painting back: the same run
+    code, err = in_process(capsys, stylize_main, *argv)
+    assert code == 0 and "Wrote 0 images" in err, err
+
+
+def test_a_run_recorded_without_the_paintings_contents_resumes_and_records_them(tmp_path):
+    """A run recorded by an earlier fast-nst cannot be told either way: resumed, and from then on
+    a replaced painting is caught. Other paintings say so once, as other styles."""
+    from fast_nst.core.errors import FastNSTError
+    from fast_nst.stylize.dataset import check_run_settings, save_run_settings
+
+    now = {"seed": 0, "styles": "names", "painting_files": "contents"}
+    (tmp_path / RUN_SETTINGS).write_text(json.dumps({"seed": 0, "styles": "names"}))
+    check_run_settings(tmp_path, now)
+    save_run_settings(tmp_path, now)
+    assert json.loads((tmp_path / RUN_SETTINGS).read_text()) == now
+    with pytest.raises(FastNSTError, match=r"other settings \(the paintings' contents \(a file under --styles was "
+                                           r"replaced or edited\) differ\)"):
+        check_run_settings(tmp_path, {**now, "painting_files": "replaced"})
+    with pytest.raises(FastNSTError, match=r"other settings \(the styles drawn from \(--styles, --style\) differ\)"):
+        check_run_settings(tmp_path, {**now, "styles": "more", "painting_files": "more"})
 
 
 def test_photos_whose_names_clash_get_a_file_each(data, tmp_path, capsys):

@@ -1,11 +1,13 @@
 """The image boundary (fast_nst.core.untrusted.images): pixels bounded from the header before
 decoding and before every resize, style images included; each case ends in an image or one
-DataError."""
+DataError. Style images' transparency becomes white wherever one is read."""
 
 import io
 import struct
+import warnings
 import zlib
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -15,7 +17,8 @@ from PIL import Image
 from conftest import assert_clean_in_process, examples, in_process, make_photo, random_adain_net
 from fast_nst.commands import eval as eval_cmd
 from fast_nst.core.errors import DataError, FastNSTError
-from fast_nst.core.untrusted import MAX_STYLE_PIXELS, open_image, resize_side, resize_style
+from fast_nst.core.images import pil_to_tensor
+from fast_nst.core.untrusted import MAX_STYLE_PIXELS, open_image, resize_side, resize_style, style_rgb
 from fast_nst.stylize.torch_stylizer import TorchStylizer
 
 LIMIT = 10_000  # pixels: generated files stay tiny, declared sizes go far past it
@@ -165,3 +168,110 @@ def test_training_style_size_is_bounded_too(thin_style):
         resize_style(Image.new("RGB", (50, 50)), 30000, "longer", "s.png", "style_size")
     assert resize_style(Image.new("RGB", (50, 100)), 256, "longer", "s.png", "style_size").size == (128, 256)
     assert MAX_STYLE_PIXELS == 2048 * 2048
+
+
+# -- transparency in style images: composited onto white, everywhere one is read ----------------
+
+def _see_through(size=(40, 32)) -> Image.Image:
+    """RGBA: the left half transparent over black (what editors store there), a half-transparent
+    column, the rest an opaque colour."""
+    w, h = size
+    arr = np.zeros((h, w, 4), np.uint8)
+    arr[:, w // 2:] = (200, 50, 20, 255)
+    arr[:, w // 2] = (0, 0, 200, 128)
+    return Image.fromarray(arr, "RGBA")
+
+
+def _on_white(img: Image.Image) -> np.ndarray:
+    """What compositing ``img`` (RGBA) onto white gives, in float: a * colour + (1 - a) * 255."""
+    arr = np.asarray(img, np.float64)
+    a = arr[..., 3:] / 255
+    return arr[..., :3] * a + 255 * (1 - a)
+
+
+@pytest.fixture(scope="module")
+def see_through_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("alpha") / "cutout.png"
+    _see_through().save(path)
+    return path
+
+
+def test_a_transparent_style_image_is_composited_onto_white_with_one_warning():
+    """Its transparent half used to be read as the black stored under it."""
+    img = _see_through()
+    with pytest.warns(UserWarning, match=r"^style image cutout.png has transparent areas: they are used as white") \
+            as seen:
+        out = style_rgb(img, "cutout.png")
+    assert len(seen) == 1 and out.mode == "RGB"
+    assert np.abs(np.asarray(out, np.float64) - _on_white(img)).max() <= 1
+    assert out.getpixel((0, 0)) == (255, 255, 255) and out.getpixel((39, 0)) == (200, 50, 20)
+    opaque = Image.new("RGBA", (8, 8), (10, 20, 30, 255))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing transparent: nothing said, nothing changed
+        assert style_rgb(opaque, "x").tobytes() == opaque.convert("RGB").tobytes()
+        assert style_rgb(_see_through(), warn=False).getpixel((0, 0)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize("mode", ["LA", "P", "PNG-tRNS-RGB", "PNG-tRNS-L"])
+def test_other_kinds_of_transparency_are_white_too(tmp_path, mode):
+    """Grey with alpha, a palette with a transparent index, a PNG's transparent colour."""
+    base = Image.new("L", (6, 4), 0)
+    base.paste(180, (3, 0, 6, 4))
+    if mode == "LA":
+        img = Image.merge("LA", [base, base.point(lambda v: 255 if v else 0)])
+    elif mode == "P":
+        img = base.convert("P")
+        img.info["transparency"] = img.getpixel((0, 0))
+    else:
+        path = tmp_path / "t.png"
+        (base.convert("RGB") if mode.endswith("RGB") else base).save(
+            path, transparency=(0, 0, 0) if mode.endswith("RGB") else 0)
+        img = open_image(path)
+    with pytest.warns(UserWarning, match="transparent areas"):
+        out = style_rgb(img, "t.png")
+    assert out.getpixel((0, 0)) == (255, 255, 255) and out.getpixel((5, 3)) == (180, 180, 180)
+
+
+@PROPERTY
+@given(data=st.binary(min_size=4 * 6, max_size=4 * 6))
+def test_any_pixels_composite_as_alpha_says(data):
+    img = Image.frombytes("RGBA", (3, 2), data)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        out = style_rgb(img, "x")
+    assert out.mode == "RGB" and np.abs(np.asarray(out, np.float64) - _on_white(img)).max() <= 1
+    assert len(seen) == (min(data[3::4]) < 255)
+
+
+def test_every_reader_of_style_images_makes_transparency_white(see_through_file, tmp_path, monkeypatch):
+    """Stylizing (eval, the web app, evaluate), training, optimize, stylize_dataset and the
+    report's style loss read one image alike: the transparent half white, not black."""
+    from fast_nst.gatys import _as_image
+    from fast_nst.report.measure import load_style
+    from fast_nst.stylize.base import style_images
+    from fast_nst.stylize.dataset_run import DatasetSettings, _Chunks
+    from fast_nst.training.config import train_config_from_dict
+    from fast_nst.training.setup import load_style_tensor
+    from types import SimpleNamespace
+    from conftest import tiny_values
+
+    want = torch.from_numpy(_on_white(_see_through())).permute(2, 0, 1).float() / 255
+    said = []
+    monkeypatch.setattr(warnings, "warn", lambda message, *a, **k: said.append(str(message)))
+    cfg = train_config_from_dict(tiny_values(tmp_path / "m", tmp_path, see_through_file, style_size=40,
+                                                naming="m"), "test")
+    entry = SimpleNamespace(name="m", style_note="", style_path=see_through_file,
+                            settings=SimpleNamespace(style_size=40, style_layers=("relu1_2",)))
+    read = {"style_images (path)": lambda: pil_to_tensor(style_images(see_through_file)[0][0]),
+            "style_images (PIL image)": lambda: pil_to_tensor(style_images(_see_through())[0][0]),
+            "training": lambda: load_style_tensor(cfg)[0],
+            "optimize": lambda: pil_to_tensor(_as_image(see_through_file, style=True)),
+            "stylize_dataset": lambda: _Chunks(None, [], see_through_file.parent,
+                                               DatasetSettings(style_size=40))._painting("cutout.png"),
+            "report": lambda: load_style(entry, "vgg16")[0]}
+    for reader, read_it in read.items():
+        said.clear()
+        got = read_it()
+        assert got.shape == want.shape and (got - want).abs().max() <= 1.5 / 255, reader
+        warned = reader not in ("stylize_dataset", "report")  # thousands of paintings; said at training
+        assert len(said) == warned and all("transparent areas" in s for s in said), (reader, said)

@@ -2,6 +2,7 @@
 given as an input is refused by what it is, before anything opens it (opening a FIFO blocks, a
 device never ends). The names of the files in a folder given as input are outside text too."""
 
+import hashlib
 import os
 import socket
 import threading
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from conftest import assert_clean_in_process, examples, in_process, make_photo
 from fast_nst.commands import eval as eval_cmd
 from fast_nst.core.errors import DataError
-from fast_nst.core.untrusted import input_file, input_folder, input_path, open_image
+from fast_nst.core.untrusted import file_sha256, input_file, input_folder, input_path, open_image
 
 
 def _unblock(fifo):
@@ -65,6 +66,19 @@ def test_each_kind_is_named(specials):
         input_folder(specials["file"], "--x")
     with pytest.raises(DataError, match="more than the limit of 10; set --cap"):
         input_file(specials["file"], "--x", max_bytes=10, fix="set --cap")
+
+
+def test_a_files_sha256_is_read_bounded(specials):
+    """What stylize_dataset fingerprints its paintings with: the bytes' SHA-256, a FIFO or device
+    refused unopened, a file over the limit refused by its size."""
+    data = specials["file"].read_bytes()
+    assert file_sha256(specials["file"], "--x", len(data)) == hashlib.sha256(data).hexdigest()
+    with pytest.raises(DataError, match=rf"^--x .*p.jpg is {len(data):,} bytes, more than the limit of "
+                                        rf"{len(data) - 1:,}; shrink it\.$"):
+        file_sha256(specials["file"], "--x", len(data) - 1, "shrink it")
+    for kind, words in WORDS.items():
+        with pytest.raises(DataError, match=words.replace("(", ".").replace(")", ".")):
+            file_sha256(specials[kind], "--x", 1 << 20)
 
 
 @settings(max_examples=examples(20), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -21,7 +21,7 @@ from ..io.checkpoint import load_model
 from ..nets.adain import AdaINNet, check_alpha
 from ..stylize.base import DEFAULT_STYLE_SIZE
 from ..stylize.dataset import (MANIFEST, OUTPUT_FORMATS, check_folders, check_run_settings, merge_manifest,
-                               painting_list, plan_dataset, remove_stale_temps, save_run_settings)
+                               painting_list, paintings_digest, plan_dataset, remove_stale_temps, save_run_settings)
 from ..stylize.dataset_run import DatasetSettings, stylize_shard, weights_digest
 from ..training.distributed import init_distributed, shutdown
 from . import add_max_image_pixels, apply_max_image_pixels, new_parser, run_command
@@ -167,6 +167,8 @@ def _run(args: argparse.Namespace, ctx) -> int:
     record["max_size"] = args.max_size or None
     made_with = {**{k: v for k, v in record.items() if k != "model"}, "weights": weights_digest(model),
                  "styles": hashlib.sha256("\0".join(styles).encode("utf-8", "surrogateescape")).hexdigest(),
+                 # A painting replaced under its name: the names alone would resume into a mix of two.
+                 "painting_files": paintings_digest(args.styles, styles) if adain else None,
                  "quality": args.quality, "format": args.format, "per_image": args.per_image,
                  "batch_size": args.batch_size}
     check_run_settings(args.output, made_with)  # every rank: the same answer, before any waits

@@ -19,7 +19,7 @@ import torch
 
 from ..core.errors import CheckpointError, FastNSTError
 from ..core.files import atomic_write, check_output_file
-from ..core.untrusted import input_file, open_image, shown
+from ..core.untrusted import input_file, open_image, shown, style_rgb
 from ..core.version import __version__
 from ..nets import NETWORKS
 from ..nets.base import StyleNetwork
@@ -188,7 +188,8 @@ def write_model_card(folder: str | Path, ckpt: dict[str, Any], file_name: str, r
     folder = Path(folder)
     written = []
     if style_image is not None:
-        img = open_image(style_image, draft_size=THUMBNAIL_SIDE).convert("RGB")
+        # Transparency white, as training saw it (it said so then).
+        img = style_rgb(open_image(style_image, draft_size=THUMBNAIL_SIDE), warn=False)
         img.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
         thumb = folder / THUMBNAIL_NAME
         with atomic_write(thumb, keep_suffix=True) as tmp:

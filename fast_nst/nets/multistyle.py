@@ -14,6 +14,7 @@ all reuse the Johnson machinery. Training and the two-input export run the condi
 
 from __future__ import annotations
 
+import hashlib
 import numbers
 from dataclasses import asdict, dataclass
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.errors import FastNSTError
+from ..core.files import MAX_COMPONENT
 from ..core.untrusted import finite_float, shown
 from . import MAX_PARAMETERS
 from .base import StyleNetwork
@@ -136,12 +138,29 @@ def resolve_style(style: Any, names: Sequence[str]) -> torch.Tensor:
 
 def style_label(weights: Union[torch.Tensor, Sequence[float]], names: Sequence[str]) -> str:
     """A short name for a blend's weights (normalised) of the styles ``names``: ``candy``, or
-    ``candy70-mosaic30`` (percent)."""
+    ``candy70-mosaic30``, ``candy99.9-mosaic0.1`` (percent, see :func:`_percent`). Output files
+    are named after it, so two blends whose weights differ by more than a millionth get two
+    names: 0.999 and 0.996 both made ``candy100-mosaic0``, and the second run's files replaced
+    the first's. At most :data:`~fast_nst.core.files.MAX_COMPONENT` characters, a longer one
+    cut and ended with a hash of the whole (a cut alone would make two blends one name)."""
     values = weights.tolist() if torch.is_tensor(weights) else list(weights)
     used = [(n, float(v)) for n, v in zip(names, values) if v > 0]
     if len(used) == 1:
         return used[0][0]
-    return "-".join(f"{n}{round(100 * v)}" for n, v in used)
+    label = "-".join(f"{n}{_percent(v)}" for n, v in used)
+    if len(label) <= MAX_COMPONENT:
+        return label
+    tag = hashlib.sha256(label.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{label[:MAX_COMPONENT - len(tag) - 1]}-{tag}"
+
+
+def _percent(weight: float) -> str:
+    """``weight`` (0..1) in percent with the fewest decimals, up to 4, that give it to within
+    0.00005 %: 70, 99.9, 0.1, 33.3333 (float32's rounding of 0.7 still reads 70)."""
+    p = 100 * weight
+    decimals = next(d for d in range(5) if d == 4 or abs(round(p, d) - p) <= 5e-5)
+    text = f"{p:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if decimals else text
 
 
 @dataclass(frozen=True)

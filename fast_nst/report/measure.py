@@ -20,7 +20,7 @@ from PIL import Image
 
 from ..core.errors import DataError, FastNSTError
 from ..core.images import pil_to_tensor
-from ..core.untrusted import open_image, resize_style
+from ..core.untrusted import open_image, resize_style, style_rgb
 from ..lossnet import get_loss_network
 from ..lossnet.losses import ContentLoss, StatsStyleLoss, StyleLoss
 from ..lossnet.vgg import VGGEncoder, WeightFlags, build_loss_network
@@ -88,7 +88,8 @@ def load_style(model: ModelEntry, loss_model: str) -> Optional[torch.Tensor]:
     if model.style_path is None:
         return None
     try:
-        img = resize_style(open_image(model.style_path).convert("RGB"), model.settings.style_size, "longer",
+        # Transparency made white as training and stylizing made it; they said so already.
+        img = resize_style(style_rgb(open_image(model.style_path), warn=False), model.settings.style_size, "longer",
                            model.style_path, "style_size (in the model's training config)")
     except DataError as e:
         raise DataError(f"style image of model {model.name} ({model.style_note}): {e}") from None

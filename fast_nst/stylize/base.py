@@ -21,7 +21,7 @@ from PIL import Image
 from ..core.errors import FastNSTError
 from ..core.files import safe_component
 from ..core.images import normalize_mode, pil_to_tensor, split_alpha, tensor_to_pil
-from ..core.untrusted import MAX_STYLE_PIXELS, open_image, resize_style
+from ..core.untrusted import MAX_STYLE_PIXELS, open_image, resize_style, style_rgb
 from ..nets.adain import check_alpha, pad_indices
 from ..nets.layers import check_images
 from ..nets.multistyle import StyleError, StyleSpec, blend_weights, resolve_style, style_label
@@ -48,10 +48,13 @@ StyleImages = Union[Image.Image, str, Path, Sequence[Any]]
 
 
 def _one_style_image(item: Any) -> tuple[Image.Image, str]:
+    """(RGB image, name) of a style image given as a PIL image or a path; transparency is
+    composited onto white, said in a warning (see core.untrusted.style_rgb)."""
     if isinstance(item, Image.Image):
-        return item.convert("RGB"), Path(getattr(item, "filename", "") or "style").stem
+        filename = getattr(item, "filename", "") or ""
+        return style_rgb(item, filename), Path(filename or "style").stem
     if isinstance(item, (str, Path)):
-        return open_image(item).convert("RGB"), Path(item).stem
+        return style_rgb(open_image(item), item), Path(item).stem
     raise StyleError(f"style image {str(item)[:60]!r} is not an image or a path; give a PIL image, a "
                      "path, or a list of (image, weight) pairs")
 
@@ -62,9 +65,9 @@ def _is_weight(value: Any) -> bool:
 
 
 def style_images(spec: StyleImages) -> tuple[list[Image.Image], list[float], str]:
-    """(RGB images, their weights normalised to sum 1, a short label such as ``candy`` or
-    ``candy70-mosaic30``) for ``spec`` (see :data:`StyleImages`); StyleError or DataError
-    (an unreadable file) otherwise."""
+    """(RGB images (transparent areas made white), their weights normalised to sum 1, a short
+    label such as ``candy`` or ``candy70-mosaic30``) for ``spec`` (see :data:`StyleImages`);
+    StyleError or DataError (an unreadable file) otherwise."""
     lone_pair = isinstance(spec, tuple) and len(spec) == 2 and _is_weight(spec[1]) and \
         isinstance(spec[0], (Image.Image, str, Path))  # (image, 0.5): one pair, not two images
     items = list(spec) if isinstance(spec, (list, tuple)) and not lone_pair else [spec]

@@ -28,11 +28,11 @@ from typing import Iterable, Optional, Sequence
 from ..core.errors import FastNSTError
 from ..core.files import atomic_write, distinct_stems
 from ..core.images import list_images
-from ..core.untrusted import input_folder, load_json, read_json_file, shown
+from ..core.untrusted import file_sha256, input_folder, load_json, read_json_file, shown
 
-__all__ = ["MANIFEST", "OUTPUT_FORMATS", "PARTS_DIR", "RUN_SETTINGS", "DatasetPlan", "Output", "check_folders",
-           "check_run_settings", "choose", "merge_manifest", "painting_list", "part_path", "plan_dataset",
-           "remove_stale_temps", "save_run_settings", "write_part"]
+__all__ = ["MANIFEST", "MAX_PAINTING_BYTES", "OUTPUT_FORMATS", "PARTS_DIR", "RUN_SETTINGS", "DatasetPlan", "Output",
+           "check_folders", "check_run_settings", "choose", "merge_manifest", "painting_list", "paintings_digest",
+           "part_path", "plan_dataset", "remove_stale_temps", "save_run_settings", "write_part"]
 
 MANIFEST = "manifest.jsonl"
 # What made the files of an output folder, written before its first image: a rerun with other
@@ -40,9 +40,18 @@ MANIFEST = "manifest.jsonl"
 # with the new settings.
 RUN_SETTINGS = ".fast-nst-dataset.json"
 _FLAGS = {"weights": "the model's weights (--model_file)", "model_type": "--model_file's model type",
-          "styles": "the styles drawn from (--styles, --style)", "max_size": "--max_size", "seed": "--seed",
-          "alpha": "--alpha", "style_size": "--style_size", "quality": "--quality", "format": "--format",
-          "per_image": "--per_image", "batch_size": "--batch_size"}
+          "styles": "the styles drawn from (--styles, --style)",
+          "painting_files": "the paintings' contents (a file under --styles was replaced or edited)",
+          "max_size": "--max_size", "seed": "--seed", "alpha": "--alpha", "style_size": "--style_size",
+          "quality": "--quality", "format": "--format", "per_image": "--per_image", "batch_size": "--batch_size"}
+# Compared by digest: the message says they differ, not from what to what.
+_DIGESTS = ("weights", "styles", "painting_files")
+# Settings a record written by an earlier fast-nst may lack: such a run is resumed (it cannot
+# be told either way) and its record gains them, so that a later change is caught.
+_LATER = ("painting_files",)
+# The largest painting file read for the run's settings: far beyond any image within the
+# decoding limit (89 MP as an uncompressed 8-bit RGBA BMP is 358 MB).
+MAX_PAINTING_BYTES = 1 << 30
 PARTS_DIR = ".manifest-parts"  # per-rank parts, merged into MANIFEST by rank 0 and then removed
 OUTPUT_FORMATS = {"jpg": ".jpg", "png": ".png", "webp": ".webp"}
 # core.files.atomic_write's temporary files: ".<name>.tmp<pid>".
@@ -243,9 +252,11 @@ def check_run_settings(output: Path, settings: dict) -> None:
     before = read_json_file(path, "the settings of the run in --output", FastNSTError)
     if not isinstance(before, dict):
         raise FastNSTError(f"{path} is damaged; delete it if the files in {output} were made with these settings.")
-    changed = [k for k in _FLAGS if before.get(k) != settings.get(k)]
+    changed = [k for k in _FLAGS if before.get(k) != settings.get(k) and not (k in _LATER and k not in before)]
+    if "styles" in changed and "painting_files" in changed:  # other paintings: their contents differ too
+        changed.remove("painting_files")
     if changed:
-        was = "; ".join(f"{_FLAGS[k]} differ" if k in ("weights", "styles") else
+        was = "; ".join(f"{_FLAGS[k]} differ" if k in _DIGESTS else
                         f"{_FLAGS[k]} {_value(k, before.get(k))}, now {_value(k, settings.get(k))}" for k in changed)
         raise FastNSTError(f"--output {output} holds a run made with other settings ({was}): its files would be "
                            "kept and described with the new ones. Rerun with that run's settings to finish it, "
@@ -259,12 +270,20 @@ def _value(key: str, value: object) -> str:
 
 
 def save_run_settings(output: Path, settings: dict) -> None:
-    """Record ``settings`` in ``output`` (made if missing) unless a run recorded them already."""
+    """Record ``settings`` in ``output`` (made if missing) unless a run recorded them already
+    (after :func:`check_run_settings`: the same ones, but for those an earlier fast-nst did not
+    record, which are added)."""
+    path = output / RUN_SETTINGS
     try:
         output.mkdir(parents=True, exist_ok=True)
-        if not (output / RUN_SETTINGS).is_file():
-            with atomic_write(output / RUN_SETTINGS) as tmp:
-                tmp.write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        record = settings
+        if path.is_file():
+            before = read_json_file(path, "the settings of the run in --output", FastNSTError)
+            if not isinstance(before, dict) or not [k for k in _LATER if k not in before]:
+                return
+            record = {**{k: settings.get(k) for k in _LATER}, **before}
+        with atomic_write(path) as tmp:
+            tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     except OSError as e:  # the first write of the run: an unwritable --output is said here, before any work
         raise FastNSTError(f"cannot write into --output {output}: {e.strerror or e}; choose another folder.") from None
 
@@ -279,6 +298,18 @@ def remove_stale_temps(output: Path) -> int:
                 Path(folder, name).unlink(missing_ok=True)
                 removed += 1
     return removed
+
+
+def paintings_digest(styles: Path, paintings: Sequence[str]) -> str:
+    """SHA-256 over the ``paintings`` (paths relative to ``styles``) and the bytes of each: another
+    image saved under a painting's name changes it, so a resumed run never mixes the outputs of
+    two paintings under one name. Reads every painting once."""
+    digest = hashlib.sha256()
+    for name in paintings:
+        content = file_sha256(styles / name, "--styles: the painting", MAX_PAINTING_BYTES,
+                              "move it out of --styles or save it smaller")
+        digest.update(f"{name}\0{content}\0".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
 
 
 def painting_list(styles: Optional[Path]) -> list[str]:

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from ..core.errors import DataError, FastNSTError
 from ..core.images import pil_to_tensor, save_image, split_alpha, tensor_to_pil
-from ..core.untrusted import open_image, resize_style, shown
+from ..core.untrusted import open_image, resize_style, shown, style_rgb
 from ..nets.adain import AdaINNet
 from ..nets.base import StyleNetwork
 from .base import DEFAULT_STYLE_SIZE, resize_for_processing
@@ -80,9 +80,11 @@ class _Chunks(Dataset):
         return j, photos, paintings
 
     def _painting(self, name: str) -> torch.Tensor | str:
-        """Painting ``name`` at the run's style_size, (3, h, w) in [0, 1], or why it cannot be used."""
+        """Painting ``name`` at the run's style_size, (3, h, w) in [0, 1], or why it cannot be used.
+        Transparent areas become white, as everywhere a style image is read; not warned about
+        here: one line per painting of thousands, from loader workers, amid the progress bar."""
         image = _decode(self.styles / name, lambda img: resize_style(
-            img, self.settings.style_size, "longer", name, "--style_size"))
+            img, self.settings.style_size, "longer", name, "--style_size"), lambda img: style_rgb(img, warn=False))
         least = self.settings.min_style_side
         if isinstance(image, str) or min(image.shape[1:]) >= least:
             return image
@@ -90,10 +92,12 @@ class _Chunks(Dataset):
                 f"style images need at least {least} px per side")
 
 
-def _decode(path: Path, resize: Callable[[Image.Image], Image.Image]) -> torch.Tensor | str:
-    """(3, H, W) in [0, 1] (alpha dropped), or the reason it cannot be read."""
+def _decode(path: Path, resize: Callable[[Image.Image], Image.Image],
+            to_rgb: Optional[Callable[[Image.Image], Image.Image]] = None) -> torch.Tensor | str:
+    """(3, H, W) in [0, 1] (alpha dropped, or ``to_rgb`` of the RGB or RGBA image), or the
+    reason it cannot be read."""
     try:
-        rgb, _ = split_alpha(open_image(path))
+        rgb = to_rgb(open_image(path)) if to_rgb is not None else split_alpha(open_image(path))[0]
         return pil_to_tensor(resize(rgb))
     except DataError as e:
         return str(e).splitlines()[0][:_LINE]

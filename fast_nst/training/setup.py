@@ -20,7 +20,7 @@ from ..core.device import resolve_device, slow_training_note
 from ..core.errors import CheckpointError, ConfigError, DataError, FastNSTError
 from ..core.untrusted.downloads import fetch_style_image
 from ..core.images import pil_to_tensor
-from ..core.untrusted import open_image, resize_style, shown
+from ..core.untrusted import open_image, resize_style, shown, style_rgb
 from ..core.untrusted.safetensors_header import require_safetensors
 from ..io import checkpoint as ckpt_io
 from ..io.hub import local_model_file
@@ -104,7 +104,7 @@ def load_style_tensor(cfg: TrainConfig, source: Optional[str] = None) -> torch.T
     # end in max_pool2d's "Output size is too small" after the loader had started.
     least = min_side(cfg.loss_model, encoder_layers(cfg))
     try:
-        img = open_image(path).convert("RGB")
+        img = style_rgb(open_image(path), source)  # transparency made white, with a warning
         fits = -(-least * max(img.size) // min(img.size)) if min(img.size) else None  # the style_size that fits
         img = resize_style(img, cfg.style_size, "longer", path, "style_size")
         if min(img.size) < least:

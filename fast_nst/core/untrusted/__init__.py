@@ -16,8 +16,8 @@ is safe to print. Nothing outside this package opens outside data raw: the archi
 | :mod:`.onnx_files` | ``.onnx`` model files: bytes, then parsed from memory, so that paths a model names (external data) are never opened |
 | :mod:`.safetensors_header` | ``.safetensors`` model files: header length and JSON depth before reading, dtypes, offsets inside the file and not overlapping, shapes against the network before any tensor is read |
 | :mod:`.numbers` | numbers bound for tensors (style and blend weights): finite, inside float32's range |
-| :mod:`.paths` | a path a user names as input: a regular file or folder, never a FIFO, device or socket |
-| :mod:`.images` | image files (photos, style images, uploads): pixels bounded from the header and before a resize |
+| :mod:`.paths` | a path a user names as input: a regular file or folder, never a FIFO, device or socket; a file's SHA-256, bytes bounded |
+| :mod:`.images` | image files (photos, style images, uploads): pixels bounded from the header and before a resize; style images' transparency composited onto white |
 | :mod:`.videos` | video files: a regular file, a container FFmpeg reads with a video stream, the frame size bounded before the first frame is decoded and again on it |
 | :mod:`.uploads` | the web app's uploads: their total bytes bounded, oldest removed |
 | :mod:`.downloads` | URLs: http(s) only, bytes, deadline and content checked before the file lands in place |
@@ -35,18 +35,18 @@ from typing import Any
 from .numbers import FLOAT32_MAX, finite_float
 from .structured import UnparsableYAML, check_plain_data, load_json, load_yaml, read_json_file, read_text_file
 from .text import shown
-from .paths import input_file, input_folder, input_path
+from .paths import file_sha256, input_file, input_folder, input_path
 from .images import (MAX_STYLE_PIXELS, check_pixels, open_image, pixel_limit, resize_side, resize_style,
-                     set_max_image_pixels)
+                     set_max_image_pixels, style_rgb)
 from .downloads import download_url, fetch_style_image, is_url
 from .uploads import bound_folder
 from .onnx_files import onnx_session, read_onnx_file, read_onnx_model
 
 __all__ = ["FLOAT32_MAX", "UnparsableYAML", "check_archive_sizes", "check_file_size", "check_plain_data", "finite_float",
            "load_json", "load_torch_file", "load_yaml", "read_json_file", "read_text_file", "shown"]
-__all__ += ["input_file", "input_folder", "input_path"]
+__all__ += ["file_sha256", "input_file", "input_folder", "input_path"]
 __all__ += ["MAX_STYLE_PIXELS", "check_pixels", "open_image", "pixel_limit", "resize_side", "resize_style",
-            "set_max_image_pixels"]
+            "set_max_image_pixels", "style_rgb"]
 __all__ += ["download_url", "fetch_style_image", "is_url"]
 __all__ += ["bound_folder"]
 __all__ += ["onnx_session", "read_onnx_file", "read_onnx_model"]

@@ -21,14 +21,19 @@ from ..images import normalize_mode
 from .paths import input_file
 from .text import shown
 
-__all__ = ["MAX_STYLE_PIXELS", "check_pixels", "open_image", "pixel_limit", "resize_side", "set_max_image_pixels",
-           "side_size"]
+__all__ = ["MAX_STYLE_PIXELS", "STYLE_BACKGROUND", "check_pixels", "open_image", "pixel_limit", "resize_side",
+           "set_max_image_pixels", "side_size", "style_rgb"]
 
 #: Largest style image, in pixels, after resizing to ``style_size``: a network reads the whole
 #: style image at once (no tiles), and VGG's first layers hold 64 float32 channels a pixel
 #: (256 bytes), so 4.2 MP (2048 x 2048) already costs about 1 GB a layer. The default style
 #: sizes (256 for training, 512 for AdaIN) give 0.07-1 MP for aspect ratios up to 1:4.
 MAX_STYLE_PIXELS = 1 << 22
+
+#: What the transparent parts of a style image are composited onto. A network reads colours
+#: only; the RGB stored under transparent pixels is whatever the editor left there (often black),
+#: while a cut-out painting, a logo or a sticker is meant to be seen on a page: white.
+STYLE_BACKGROUND = (255, 255, 255)
 
 
 def pixel_limit() -> Optional[int]:
@@ -91,6 +96,29 @@ def open_image(path: str | Path, draft_size: Optional[int] = None,
         raise DataError(f"{name}: not an image file Pillow can read") from None
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as e:
         raise DataError(f"{name}: could not decode image ({shown(str(e))}); the file may be truncated or corrupt") from None
+
+
+def style_rgb(img: Image.Image, name: object = "", warn: bool = True) -> Image.Image:
+    """A style image of any mode as RGB, its transparent and partly transparent pixels (an alpha
+    channel, or a palette's or PNG's transparent colour) composited onto :data:`STYLE_BACKGROUND`.
+    ``warn``: say so in one warning naming ``name`` when any pixel is transparent (off where the
+    same image was warned about before, or for thousands of paintings)."""
+    if img.mode != "RGBA":
+        img = normalize_mode(img)
+    if img.mode == "RGB" and "transparency" in img.info:  # a PNG's tRNS colour, kept by normalize_mode
+        img = img.convert("RGBA")
+    if img.mode != "RGBA":
+        return img.convert("RGB")
+    alpha = img.getchannel("A")
+    if alpha.getextrema()[0] == 255:  # an alpha channel, but nothing transparent: as it is
+        return img.convert("RGB")
+    flat = Image.new("RGB", img.size, STYLE_BACKGROUND)
+    flat.paste(img.convert("RGB"), mask=alpha)  # straight alpha: a * colour + (1 - a) * white
+    if warn:
+        label = f"style image {shown(str(name))}" if str(name) else "the style image"
+        warnings.warn(f"{label} has transparent areas: they are used as white (composited onto a white "
+                      "background); fill them in an image editor for another colour.")
+    return flat
 
 
 def side_size(width: int, height: int, size: Optional[int], side: str = "shorter") -> tuple[int, int]:

@@ -7,6 +7,7 @@ a folder or an empty folder.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import BinaryIO, Optional
 from ..errors import DataError
 from .text import shown
 
-__all__ = ["file_kind", "input_file", "input_folder", "input_path", "read_at_most"]
+__all__ = ["file_kind", "file_sha256", "input_file", "input_folder", "input_path", "read_at_most"]
 
 # Bytes per read once a file has grown past the size it had when it was opened.
 _CHUNK = 1 << 20
@@ -98,3 +99,23 @@ def read_at_most(f: BinaryIO, limit: int) -> bytes:
         left -= len(chunk)
         chunk = f.read(min(left, _CHUNK)) if left > 0 else b""
     return data if len(parts) == 1 else b"".join(parts)
+
+
+def file_sha256(path: str | Path, flag: str, max_bytes: int, fix: str = "") -> str:
+    """SHA-256 (hex) of the bytes of ``path``, a regular file of at most ``max_bytes`` bytes (see
+    :func:`input_file`; ``fix`` says what to do about a larger one), read in chunks: memory stays
+    one chunk whatever the size, and a file that grows past ``max_bytes`` while it is read is
+    refused too. :class:`DataError` naming ``flag`` for anything that cannot be read."""
+    path = input_file(path, flag, max_bytes, fix)
+    digest, size = hashlib.sha256(), 0
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(min(_CHUNK, max_bytes + 1 - size)):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise DataError(f"{shown(flag)} {shown(str(path))} grew past the limit of {max_bytes:,} bytes "
+                                    "while it was read" + (f"; {fix}" if fix else "") + ".")
+                digest.update(chunk)
+    except OSError as e:
+        raise DataError(f"{shown(flag)} {shown(str(path))}: cannot read it ({e.strerror or e}).") from None
+    return digest.hexdigest()
