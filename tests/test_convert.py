@@ -292,3 +292,60 @@ def test_export_reads_pytorch_examples_files(examples_model, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "TorchScript export" in err and "mosaic.pth" not in err
     assert "weights_only" not in err and not (tmp_path / "back.pth").exists()
+
+
+def test_convert_takes_a_model_url_as_eval_does(examples_model, tmp_path, capsys, monkeypatch):
+    """A URL was read as a path: "Model file not found: https:/example.com/..."; it is fetched
+    through the model-URL cache, as --model_file's, and a URL that names no model is shown whole."""
+    from fast_nst.core.untrusted import model_urls
+
+    fetched = []
+
+    def fake_download(url, dest, *args, **kwargs):
+        fetched.append(url)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(examples_model[1].read_bytes())
+        return dest
+
+    monkeypatch.setattr(model_urls, "download_url", fake_download)
+    url = "https://example.com/models/mosaic.pth"
+    out = tmp_path / "m.pth"
+    assert convert_main([url, str(out)]) == 0, capsys.readouterr().err
+    assert fetched == [url]
+    ckpt = read_checkpoint(out)
+    assert ckpt["config"]["naming"] == "m" and ckpt["config"]["style_image"] == "mosaic.pth (converted from pytorch-examples)"
+    x = torch.rand(1, 3, 24, 32, generator=torch.Generator().manual_seed(0))
+    assert (load_stylizer(out, device="cpu").stylize_tensor(x) - reference(examples_model[0], x)).abs().max() < 2e-4
+    capsys.readouterr()
+    code = convert_main(["https://example.com/models/notes.txt", str(tmp_path / "n.pth")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("error: https://example.com/models/notes.txt: not a model URL"), err
+    assert err.count("\n") == 1 and fetched == [url] and not (tmp_path / "n.pth").exists()
+
+
+@pytest.mark.parametrize("naming, suggested", [("a b", "a_b"), ("", "my_style"), ("../x", "x"), ("\x1b[2Jx", "2Jx")])
+def test_an_invalid_naming_is_told_in_converts_words(tmp_path, capsys, naming, suggested):
+    """It got train's config message: "convert: key 'naming' must be a plain name for the run folder"."""
+    code = convert_main([str(tmp_path / "missing.pth"), str(tmp_path / "o.pth"), "--naming", naming])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "\x1b" not in err, err
+    assert err.startswith("error: --naming '") and "': a style name is letters, digits, '-' and '_'" in err, err
+    assert f"e.g. --naming {suggested};" in err and "key 'naming'" not in err and "run folder" not in err
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda w: w.to(torch.complex64), "tensor 'conv1.conv2d.weight' is complex64, where the network holds float32"),
+    (lambda w: w.long(), "tensor 'conv1.conv2d.weight' is int64"),
+    (lambda w: torch.full_like(w, float("inf")), "its weights are NaN or infinite (conv1.conv2d.weight)"),
+])
+def test_pytorch_examples_weights_are_checked_as_fast_nst_ones(examples_model, tmp_path, capsys, change, fragment):
+    """Complex and integer weights were converted silently (.float()); infinite ones ended in
+    "refusing to save a network with NaN or infinite weights ...; lower lr or the loss weights"."""
+    state = torch.load(examples_model[1], weights_only=True)
+    state["conv1.conv2d.weight"] = change(state["conv1.conv2d.weight"])
+    src = tmp_path / "odd.pth"
+    torch.save(state, src)
+    code = convert_main([str(src), str(tmp_path / "o.pth")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith(f"error: {src}: ") and fragment in err and err.count("\n") == 1, err
+    assert "lower lr or the loss weights" not in err and not (tmp_path / "o.pth").exists()

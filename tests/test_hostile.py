@@ -486,6 +486,24 @@ def test_torch_really_reports_os_system_as_a_blocked_global(tmp_path):
         torch.load(path, weights_only=True)
 
 
+@pytest.mark.parametrize("protocol", [2, 4, pickle.HIGHEST_PROTOCOL])
+def test_a_plain_pickle_is_called_one_and_told_how_to_save_weights(protocol, tmp_path, capsys):
+    """pickle.dump's files (not torch.save's) were "unreadable binary data: not a pickle, or a
+    truncated one"; a cut one is called cut short, an old torch.save file still loads."""
+    path = tmp_path / "dumped.pth"
+    path.write_bytes(pickle.dumps({"conv1.weight": [[0.5, 0.25]], "step": 3}, protocol=protocol))
+    code, err = _eval(capsys, path, tmp_path)
+    assert_clean_in_process(code, err, f"{path}: not a PyTorch checkpoint: a plain Python pickle (pickle.dump's "
+                            "format, not torch.save's)", "torch.save(model.state_dict(), 'model.pth')")
+    assert "not a pickle" not in err and "damaged" not in err
+    path.write_bytes(path.read_bytes()[:-3])
+    with pytest.raises(CheckpointError, match=r"damaged \(a Python pickle that is cut short\)"):
+        load_model(path)
+    old = tmp_path / "old.pth"
+    torch.save(_ckpt(), old, _use_new_zipfile_serialization=False)
+    assert load_model(old)[1]["step"] == 3
+
+
 def test_a_crash_inside_the_loop_does_not_hang_on_loader_workers(tmp_path, train_dir, style_file):
     """Loader workers ignore SIGTERM (the main process decides when to stop); an unexpected
     error in a step must still end the process promptly instead of waiting for them at exit."""
@@ -501,3 +519,54 @@ def test_a_crash_inside_the_loop_does_not_hang_on_loader_workers(tmp_path, train
               f"trainer.train(load_train_config({str(conf)!r}), progress=False)\n")
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "boom in a step" in result.stderr
+
+
+# ---- 5. weights a transform net cannot hold: one message for .pth and .safetensors -------------------
+
+_WEIGHT = "encoder.0.1.weight"  # the first convolution's, (1, 3, 9, 9) in the smallest network
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda w: w.to(torch.complex64), "tensor 'encoder.0.1.weight' is complex64, where the network holds float32 "
+                                      "(real floating point: float32, float16, bfloat16 or float64)"),
+    (lambda w: w.to(torch.int64), "tensor 'encoder.0.1.weight' is int64, where the network holds float32"),
+    (lambda w: w.bool(), "tensor 'encoder.0.1.weight' is bool, where the network holds float32"),
+    (lambda w: w[None], "tensor 'encoder.0.1.weight' has shape [1, 1, 3, 9, 9], where the network needs [1, 3, 9, 9]"),
+    (lambda w: torch.full_like(w, float("nan")), "its weights are NaN or infinite (encoder.0.1.weight)"),
+], ids=["complex", "int64", "bool", "shape", "nan"])
+def test_weights_that_do_not_fit_read_the_same_in_a_pth_and_a_safetensors(change, fragment, tmp_path, capsys):
+    """A .pth took complex (imaginary part dropped), integer and boolean weights without a word,
+    and said a wrong shape in PyTorch's words; a .safetensors said it in its own."""
+    pytest.importorskip("safetensors")
+    from fast_nst.io.safetensors_file import write_safetensors
+
+    ckpt = _ckpt()
+    ckpt["model_state"][_WEIGHT] = change(ckpt["model_state"][_WEIGHT])
+    pth, sft = tmp_path / "m.pth", tmp_path / "m.safetensors"
+    torch.save(ckpt, pth)
+    write_safetensors(ckpt, sft)
+    said = []
+    for path in (pth, sft):
+        with pytest.raises(CheckpointError) as e:
+            load_model(path)
+        assert str(e.value).startswith(f"{path}: ") and fragment in str(e.value), str(e.value)
+        said.append(str(e.value).removeprefix(f"{path}: "))
+    assert said[0] == said[1]
+    code, err = _eval(capsys, pth, tmp_path)
+    assert_clean_in_process(code, err, str(pth), fragment)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_weights_of_another_float_type_load_in_both_formats(dtype, tmp_path):
+    """Half- or double-precision weights are the network's, cast (a .safetensors refused them)."""
+    pytest.importorskip("safetensors")
+    from fast_nst.io.safetensors_file import write_safetensors
+
+    ckpt = _ckpt()
+    ckpt["model_state"] = {k: v.to(dtype) if v.is_floating_point() else v for k, v in ckpt["model_state"].items()}
+    torch.save(ckpt, tmp_path / "m.pth")
+    write_safetensors(ckpt, tmp_path / "m.safetensors")
+    for path in (tmp_path / "m.pth", tmp_path / "m.safetensors"):
+        state = load_model(path)[0].state_dict()
+        assert state[_WEIGHT].dtype == torch.float32
+        assert torch.equal(state[_WEIGHT], ckpt["model_state"][_WEIGHT].float())

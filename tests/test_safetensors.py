@@ -252,8 +252,11 @@ def _rewritten(exported, tmp_path: Path, change) -> Path:
 
 
 @pytest.mark.parametrize("change,fragment", [
-    (lambda s: s.update({"encoder.0.1.weight": torch.zeros(8, 3, 9, 7)}), "needs F32 [8, 3, 9, 9]"),
-    (lambda s: s.update({"encoder.0.1.weight": s["encoder.0.1.weight"].double()}), "is F64 [8, 3, 9, 9]"),
+    (lambda s: s.update({"encoder.0.1.weight": torch.zeros(8, 3, 9, 7)}),
+     "tensor 'encoder.0.1.weight' has shape [8, 3, 9, 7], where the network needs [8, 3, 9, 9]"),
+    (lambda s: s.update({"encoder.0.1.weight": s["encoder.0.1.weight"].long()}),
+     "tensor 'encoder.0.1.weight' is int64, where the network holds float32"),
+    (lambda s: s.update({"encoder.0.1.weight": s["encoder.0.1.weight"].to(torch.complex64)}), "is complex64"),
     (lambda s: s.pop("encoder.0.1.weight"), "missing encoder.0.1.weight"),
     (lambda s: s.update({"extra": torch.zeros(1)}), "unexpected extra"),
 ])

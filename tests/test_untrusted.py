@@ -234,8 +234,10 @@ def test_an_archive_whose_zip64_record_claims_several_disks_is_one_error(small_c
         load_torch_file(path, 1 << 30)
 
 
-@pytest.mark.parametrize("head", [b"X\x00\x00\x00\x02", b"\x80\x02X\xff\xff\xff\x7f", b"\x80\x02B\xff\xff\xff\x7f"])
-def test_a_few_bytes_declaring_a_huge_string_allocate_nothing_like_it(tmp_path, head):
+@pytest.mark.parametrize("head, said", [(b"X\x00\x00\x00\x02", "not a pickle, or a truncated one"),
+                                        (b"\x80\x02X\xff\xff\xff\x7f", "a Python pickle that is cut short"),
+                                        (b"\x80\x02B\xff\xff\xff\x7f", "a Python pickle that is cut short")])
+def test_a_few_bytes_declaring_a_huge_string_allocate_nothing_like_it(tmp_path, head, said):
     """Found by the property above: a file that is not a zip archive goes to torch.load's older
     format, a plain pickle, whose string and bytes records carry their length; read from the
     file, that length was allocated before reading (32 MB, 2 GB for 5 bytes). Read from memory:
@@ -243,9 +245,46 @@ def test_a_few_bytes_declaring_a_huge_string_allocate_nothing_like_it(tmp_path, 
     path = tmp_path / "short.pth"
     path.write_bytes(head)
     error = _ends_well(lambda: load_torch_file(path, 1 << 30))
-    assert isinstance(error, CheckpointError) and "not a pickle, or a truncated one" in str(error)
+    assert isinstance(error, CheckpointError) and said in str(error)
     torch.save({"w": torch.arange(4.0)}, tmp_path / "old.pth", _use_new_zipfile_serialization=False)
     assert torch.equal(_ends_well(lambda: load_torch_file(tmp_path / "old.pth", 1 << 30))["w"], torch.arange(4.0))
+
+
+_ANY_DTYPE = st.sampled_from([torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.complex64,
+                               torch.complex128, torch.int64, torch.int32, torch.uint8, torch.uint16, torch.bool,
+                               torch.float8_e4m3fn])
+
+
+@PROPERTY
+@given(st.data())
+def test_any_state_dict_fits_the_network_or_is_one_error(data):
+    """weights.check_state passes exactly the states load_state_dict takes without changing a
+    kind of number (every name, every shape, real floats for float weights), and names the
+    first that does not fit in one line otherwise."""
+    from fast_nst.core.untrusted.weights import check_state, spec_of
+    from fast_nst.nets.johnson import TransformNet, TransformNetArgs
+
+    net = TransformNet(TransformNetArgs(base_channels=1, num_residual=1))
+    expected = spec_of(net.state_dict())
+    names = data.draw(st.lists(st.sampled_from([*expected, "extra.weight"]), unique=True, min_size=len(expected) - 2))
+    state = {}
+    for name in names:
+        dtype, shape = expected.get(name, (torch.float32, (2,)))
+        if data.draw(st.booleans()):
+            dtype = data.draw(_ANY_DTYPE)
+        if data.draw(st.integers(0, 4)) == 0:
+            shape = data.draw(st.lists(st.integers(0, 3), max_size=4))
+        state[name] = torch.zeros(shape, dtype=dtype)
+    try:
+        check_state(spec_of(state), expected, "m.pth", "the transform net (johnson)")
+    except FastNSTError as e:
+        message = str(e)
+        assert isinstance(e, CheckpointError) and message.startswith("m.pth: weights do not fit the transform net")
+        assert "\n" not in message and len(message) < 600, message
+        return
+    assert set(state) == set(expected)
+    assert all(v.is_floating_point() and not v.is_complex() and v.dtype != torch.float8_e4m3fn for v in state.values())
+    net.load_state_dict(state)
 
 
 @PROPERTY

@@ -38,12 +38,14 @@ from ..core.errors import CheckpointError, DataError, quote
 from ..core.files import atomic_write
 from ..core.untrusted import check_plain_data, input_file
 from ..core.untrusted.archives import load_torch_file
+from ..core.untrusted.weights import check_finite, check_state, spec_of
 from ..core.version import __version__
 from ..nets import NETWORKS, USER_FILE_ARGS, make_args, network_class
 from ..nets.base import StyleNetwork
 from ..nets import MAX_PARAMETERS
 from .pytorch_examples import convert_pytorch_examples, is_pytorch_examples
-from .safetensors_file import is_safetensors, read_safetensors_checkpoint, read_safetensors_metadata, read_state_for
+from .safetensors_file import (is_safetensors, network_words, read_safetensors_checkpoint, read_safetensors_metadata,
+                               read_state_for)
 
 __all__ = ["CHECKPOINT_DIR", "FORMAT_NAME", "FORMAT_VERSION", "atomic_torch_save", "build_model",
            "capture_rng_state", "checkpoint_name", "list_checkpoints", "load_training_state",
@@ -342,26 +344,29 @@ def build_model(ckpt: dict[str, Any], path: str | Path, loss_model_file: Optiona
     state = ckpt["model_state"] if read_state is None else read_state(model)
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: model_state is {_describe(state)}, expected a state dict.")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        detail = " ".join(str(e).split())
-        raise CheckpointError(f"{path}: weights do not fit the transform net ({model_type}: {detail[:600]}).") from None
+    _load_weights(model, state, path)
     if NETWORKS[model_type].many_styles:
         model.style_names = _style_names(ckpt.get("style_names"), model.args.num_styles, path)
     return model.eval()
 
 
-def load_training_state(model: torch.nn.Module, ckpt: dict[str, Any], path: str | Path) -> None:
+def _load_weights(model: StyleNetwork, state: dict[str, torch.Tensor], where: str | Path) -> None:
+    """``state`` into ``model``, once its names, dtypes and shapes fit (the check a .safetensors
+    file's header passes before its tensors are read) and its values are finite; CheckpointError
+    naming the tensor otherwise."""
+    check_state(spec_of(state), spec_of(model.state_dict()), str(where), network_words(model))
+    check_finite(state, str(where))
+    model.load_state_dict(state)
+
+
+def load_training_state(model: StyleNetwork, ckpt: dict[str, Any], path: str | Path) -> None:
     """Give ``model`` the weights training continues from: ``ckpt["training_state"]`` when the run
     saved an average of its weights as ``model_state`` (see :func:`make_checkpoint`); ``ckpt``
     comes from :func:`read_checkpoint`, which checked that entry's types."""
     try:
-        model.load_state_dict(ckpt["training_state"])
-    except RuntimeError as e:
-        detail = " ".join(str(e).split())
-        raise CheckpointError(f"{path}: its training_state does not fit the network ({detail[:300]}); the "
-                              "file is damaged. Resume from another checkpoint (--resume PATH).") from None
+        _load_weights(model, ckpt["training_state"], f"{path}: its training_state")
+    except CheckpointError as e:
+        raise CheckpointError(f"{e} Resume from another checkpoint (--resume PATH).") from None
 
 
 def _style_names(names: Any, count: int, path: str | Path) -> list[str]:

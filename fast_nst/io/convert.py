@@ -1,5 +1,6 @@
 """Converting models trained by other projects into fast-nst checkpoints
-(``python -m fast_nst.convert IN.pth OUT.pth --from pytorch-examples``).
+(``python -m fast_nst.convert IN.pth OUT.pth --from pytorch-examples``; IN may be an ``hf://``
+reference or an http(s) URL, as wherever a model file is taken).
 
 The layouts themselves are read in :mod:`fast_nst.io.pytorch_examples`.
 """
@@ -11,14 +12,16 @@ from typing import Optional
 
 from ..core.config import MAX_NAMING_BYTES, config_from_dict
 from ..core.errors import CheckpointError, FastNSTError, quote
-from ..core.files import check_output_file, safe_component
+from ..core.files import MAX_COMPONENT, check_output_file, safe_component
+from ..core.untrusted import shown
 from ..core.untrusted.safetensors_header import require_safetensors
 from .checkpoint import atomic_torch_save, make_checkpoint, safe_torch_load
+from .hub import is_remote_model, local_model_file, remote_model_name
 from .pytorch_examples import convert_pytorch_examples, is_pytorch_examples
 from .safetensors_file import SAFETENSORS_SUFFIX, write_safetensors
 
-__all__ = ["FORMATS", "TORCH_SUFFIXES", "check_dest_suffix", "convert_file", "converted_checkpoint", "default_naming",
-           "write_converted"]
+__all__ = ["FORMATS", "TORCH_SUFFIXES", "check_dest_suffix", "check_naming", "convert_file", "converted_checkpoint",
+           "default_naming", "write_converted"]
 
 FORMATS = ("pytorch-examples",)
 #: What ``dest``'s suffix can be: a PyTorch checkpoint or a .safetensors model, as eval.py reads them.
@@ -55,23 +58,42 @@ def default_naming(dest: Path) -> str:
     return name
 
 
+def check_naming(naming: str) -> str:
+    """``naming`` (a style name the user gave) when it is a plain name, the kind a model's
+    default comes from its file name; FastNSTError saying what a name may hold otherwise."""
+    if (not naming or naming != safe_component(naming, fallback="")
+            or len(naming.encode("utf-8", "surrogatepass")) > MAX_NAMING_BYTES):
+        raise FastNSTError(f"--naming '{shown(naming, 80)}': a style name is letters, digits, '-' and '_' (dots "
+                           f"inside), at most {MAX_COMPONENT} characters and {MAX_NAMING_BYTES} bytes, e.g. --naming "
+                           f"{safe_component(naming, fallback='my_style')}; or leave --naming out to name the style "
+                           "after the output file.")
+    return naming
+
+
 def converted_checkpoint(src: str | Path, dest: str | Path, fmt: str = "pytorch-examples",
                          naming: Optional[str] = None) -> dict:
     """The fast-nst checkpoint of ``src`` to be written to ``dest`` (:func:`write_converted`), once
     ``dest`` is checked (a new regular file, never ``src`` itself, a folder or a device; a
-    suffix convert writes) and ``src`` read; nothing is written."""
+    suffix convert writes) and ``src`` read; nothing is written. ``src``: a path, or (a str) an
+    ``hf://`` reference or an http(s) URL, fetched as eval.py fetches one
+    (:func:`~fast_nst.io.hub.local_model_file`)."""
     if fmt not in FORMATS:
         raise FastNSTError(f"Unknown format {quote(fmt)}; choose one of: {', '.join(FORMATS)}")
-    src, dest = Path(src), Path(dest)
-    check_output_file(dest, "the output file", [src])  # first: a folder or device is named as what it is
+    remote, dest = is_remote_model(src), Path(dest)
+    # first: a folder or device is named as what it is
+    check_output_file(dest, "the output file", [] if remote else [Path(src)])
     check_dest_suffix(dest)
-    cfg = config_from_dict({"naming": naming or default_naming(dest),
-                            "style_image": f"{src.name} (converted from {fmt})"}, "convert")
-    obj = safe_torch_load(src)
+    name = remote_model_name(str(src)) if remote else Path(src).name
+    cfg = config_from_dict({"naming": default_naming(dest) if naming is None else check_naming(naming),
+                            "style_image": f"{name} (converted from {fmt})"}, "convert")
+    local = local_model_file(src)
+    if remote:
+        check_output_file(dest, "the output file", [local])  # not the downloaded copy either
+    obj = safe_torch_load(local)
     if not is_pytorch_examples(obj):
-        raise CheckpointError(f"{src}: not a pytorch/examples fast_neural_style model (expected keys "
+        raise CheckpointError(f"{local}: not a pytorch/examples fast_neural_style model (expected keys "
                               "conv1.conv2d.weight ... deconv3.conv2d.weight).")
-    return make_checkpoint(convert_pytorch_examples(obj, str(src)), cfg, step=0)
+    return make_checkpoint(convert_pytorch_examples(obj, str(local)), cfg, step=0)
 
 
 def write_converted(ckpt: dict, dest: str | Path) -> Path:

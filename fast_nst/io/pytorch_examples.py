@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..core.errors import CheckpointError
+from ..core.untrusted.weights import check_finite, check_state
 from ..nets.johnson import TransformNet, TransformNetArgs
 
 __all__ = ["convert_pytorch_examples", "is_pytorch_examples"]
@@ -48,8 +49,10 @@ def _their_modules(net: TransformNet) -> dict[str, nn.Module]:
     return modules
 
 
-def _copy_weights(state: dict, net: TransformNet) -> None:
-    """Copy every entry of ``state`` into ``net``; KeyError/ValueError for what does not fit."""
+def _copy_weights(state: dict, net: TransformNet, where: str) -> None:
+    """Copy every entry of ``state`` into ``net``; KeyError/ValueError for what does not fit,
+    CheckpointError for a tensor of a dtype or shape the layer cannot hold (as for a fast-nst
+    model: :func:`~fast_nst.core.untrusted.weights.check_state`)."""
     modules = _their_modules(net)
     filled: set[int] = set()
     for key, value in state.items():
@@ -59,9 +62,11 @@ def _copy_weights(state: dict, net: TransformNet) -> None:
         target = getattr(modules[name], param)
         if target is None and param == "bias":
             continue  # a convolution followed by instance norm: the norm cancels its bias
-        if tuple(value.shape) != tuple(target.shape):
-            raise ValueError(f"{key} has shape {tuple(value.shape)}, expected {tuple(target.shape)}")
-        target.data.copy_(value.detach().float())
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"{key} is a {type(value).__name__}, not a tensor")
+        check_state({key: (value.dtype, tuple(value.shape))}, {key: (target.dtype, tuple(target.shape))}, where,
+                    "pytorch/examples' TransformerNet")
+        target.data.copy_(value.detach())
         filled.add(id(target))
     missing = [n for n, p in net.named_parameters() if id(p) not in filled]
     if missing:
@@ -74,11 +79,12 @@ def convert_pytorch_examples(state: dict, where: str = "state dict") -> Transfor
     net = TransformNet(TransformNetArgs(output_activation="clamp"))
     try:
         with torch.no_grad():
-            _copy_weights(state, net)
+            _copy_weights(state, net, where)
             net.downsampling[0].conv.weight.mul_(255.0)  # they feed 0-255 pixels
             net.output_conv.conv.weight.div_(255.0)  # and produce 0-255 pixels
             net.output_conv.conv.bias.div_(255.0)
     except (KeyError, IndexError, AttributeError, TypeError, ValueError) as e:
         raise CheckpointError(f"{where}: incomplete or unexpected pytorch/examples model "
                               f"({type(e).__name__}: {str(e)[:300]}).") from None
+    check_finite({k: v for k, v in state.items() if isinstance(v, torch.Tensor) and not _STALE.search(k)}, where)
     return net.eval()

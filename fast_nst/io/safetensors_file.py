@@ -27,7 +27,9 @@ from ..core.files import atomic_write
 from ..core.untrusted import load_json
 from ..core.untrusted.safetensors_header import (SafetensorsHeader, load_tensors, read_header,
                                                  require_safetensors)
+from ..core.untrusted.weights import spec_of
 from ..nets import USER_FILE_ARGS
+from ..nets.base import StyleNetwork
 
 try:  # an optional dependency (pip install safetensors): require_safetensors says so when missing
     from safetensors.torch import save
@@ -35,7 +37,8 @@ except ImportError:  # pragma: no cover - depends on the installation
     save = None
 
 __all__ = ["MAX_METADATA_BYTES", "MAX_METADATA_DEPTH", "METADATA_KEY", "SAFETENSORS_SUFFIX", "is_safetensors",
-           "read_safetensors_checkpoint", "read_safetensors_metadata", "read_state_for", "write_safetensors"]
+           "network_words", "read_safetensors_checkpoint", "read_safetensors_metadata", "read_state_for",
+           "write_safetensors"]
 
 SAFETENSORS_SUFFIX = ".safetensors"
 #: The header metadata entry holding the checkpoint's entries (all but the weights) as JSON.
@@ -82,6 +85,11 @@ def write_safetensors(ckpt: dict[str, Any], path: str | Path) -> None:
         tmp.write_bytes(data)
 
 
+def network_words(model: StyleNetwork) -> str:
+    """``model`` as the messages about weights that do not fit it name it."""
+    return f"the transform net ({model.model_type})"
+
+
 def read_safetensors_metadata(path: str | Path, max_bytes: int) -> tuple[SafetensorsHeader, dict[str, Any]]:
     """(the checked header, the checkpoint entries of its metadata) of the .safetensors file
     ``path`` of at most ``max_bytes``; no tensor is read. CheckpointError for a bad header, a
@@ -104,11 +112,11 @@ def read_safetensors_metadata(path: str | Path, max_bytes: int) -> tuple[Safeten
     return header, meta
 
 
-def read_state_for(path: str | Path, header: SafetensorsHeader, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def read_state_for(path: str | Path, header: SafetensorsHeader, model: StyleNetwork) -> dict[str, torch.Tensor]:
     """The tensors of ``path`` for ``model``: CheckpointError, before any is read, unless the
-    header declares exactly the names, dtypes and shapes of ``model.state_dict()``."""
-    expected = {k: (v.dtype, tuple(v.shape)) for k, v in model.state_dict().items()}
-    return load_tensors(path, header, expected)
+    header declares exactly the names and shapes of ``model.state_dict()``, each of a dtype of
+    its kind (:func:`~fast_nst.core.untrusted.weights.check_state`, as a .pth's weights are checked)."""
+    return load_tensors(path, header, spec_of(model.state_dict()), network=network_words(model))
 
 
 def read_safetensors_checkpoint(path: str | Path, max_bytes: int) -> dict[str, Any]:

@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 
 from ..core.device import prepare_compile
-from ..core.errors import CheckpointError
 from ..core.files import safe_component
 from ..core.memory import keep_freed_memory
 from ..core.images import tensor_to_pil
+from ..core.untrusted.weights import check_finite
 from ..nets import NETWORKS
 from ..nets.base import StyleNetwork
 from ..nets.multistyle import style_label
@@ -41,11 +41,9 @@ class TorchStylizer(Stylizer):
                  info: Optional[dict] = None, precision: str = "fp32", fast: Optional[bool] = None,
                  compile: bool = False):
         super().__init__(device, name, info, precision, compiled=compile)
-        bad = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
-        if bad:  # it would stylize every photo into a black (or NaN) image
-            raise CheckpointError(f"{info.get('path', 'the model') if info else 'the model'}: its weights "
-                                  f"are NaN or infinite ({', '.join(bad[:3])}); the training that wrote "
-                                  "it diverged. Use an earlier checkpoint or train again with a lower lr.")
+        # a network built in code (a model file's were checked as it was read) would stylize every
+        # photo into a black (or NaN) image
+        check_finite(dict(model.named_parameters()), info.get("path", "the model") if info else "the model")
         if precision == "int8":
             raise OptionError("precision int8 runs an onnxruntime quantization of the model: load it "
                               "with load_stylizer(path, precision='int8') (CPU only)")

@@ -15,6 +15,7 @@ is safe to print. Nothing outside this package opens outside data raw: the archi
 | :mod:`.archives` | every ``torch.load``: checkpoints, loss-network and encoder weights (regular file, bytes on disk, sizes declared in the zip, weights-only, fast-nst's own messages) |
 | :mod:`.onnx_files` | ``.onnx`` model files: bytes, then parsed from memory, so that paths a model names (external data) are never opened |
 | :mod:`.safetensors_header` | ``.safetensors`` model files: header length and JSON depth before reading, dtypes, offsets inside the file and not overlapping, shapes against the network before any tensor is read |
+| :mod:`.weights` | a model file's tensors against the network they are for (names, dtype kinds, shapes, finite values), one check for .pth, .safetensors and pytorch/examples files |
 | :mod:`.numbers` | numbers bound for tensors (style and blend weights): finite, inside float32's range |
 | :mod:`.paths` | a path a user names as input: a regular file or folder, never a FIFO, device or socket; a file's SHA-256, bytes bounded |
 | :mod:`.images` | image files (photos, style images, uploads): pixels bounded from the header and before a resize; style images' transparency composited onto white |
@@ -25,7 +26,7 @@ is safe to print. Nothing outside this package opens outside data raw: the archi
 | :mod:`.hub` | ``hf://OWNER/REPO/FILE[@REVISION][#sha256=HEX]`` model references: checked names, fetched once into the Hugging Face cache, optional checksum |
 | :mod:`.model_urls` | ``https://HOST/PATH/NAME.pth[#sha256=HEX]`` model URLs: a model file's name, fetched once into fast-nst's cache, kept only when it starts like a model file, optional checksum |
 
-:mod:`.archives` and :mod:`.safetensors_header` import torch and are imported on first use, so that configs are checked
+:mod:`.archives`, :mod:`.safetensors_header` and :mod:`.weights` import torch and are imported on first use, so that configs are checked
 without loading it.
 """
 

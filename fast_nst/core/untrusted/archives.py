@@ -40,6 +40,9 @@ _RATIO_FLOOR_BYTES = 1 << 20
 _SNIFF_BYTES = 4096
 # A zip local-file header: how torch.load tells its archive format from the older plain pickle.
 _ZIP_MAGIC = b"PK\x03\x04"
+# torch.save's format before PyTorch 1.6 opens with this number pickled (PROTO, then LONG1 ... STOP):
+# a plain pickle without it is pickle.dump's, which torch.load never read.
+_LEGACY_TORCH_MAGIC = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)[2:]
 # What torch's weights-only unpickler says when a pickle names a function or class it would
 # have to import or call ("Unsupported global: GLOBAL builtins.open ...", torch >= 2.5: "Trying
 # to load unsupported GLOBAL posix.system whose module posix is blocked", or an object build or
@@ -126,9 +129,39 @@ def describe_unreadable(path: Path, error: BaseException) -> str:
             if path.suffix.lower() in (".yml", ".yaml"):
                 return "it is a YAML text file, such as a config, not a model"
             return "it is a text file"
+    if _is_plain_pickle(head):
+        if head[2:2 + len(_LEGACY_TORCH_MAGIC)] == _LEGACY_TORCH_MAGIC:
+            return "a PyTorch file in the format before PyTorch 1.6 that is truncated or corrupt"
+        return "a Python pickle that is cut short"  # a whole one is _plain_pickle's
     if isinstance(error, (EOFError, pickle.UnpicklingError)):
         return "unreadable binary data: not a pickle, or a truncated one"
     return f"unreadable binary data ({type(error).__name__})"
+
+
+def _is_plain_pickle(head: bytes) -> bool:
+    """Whether ``head`` (a file's first bytes) opens a pickle of protocol 2 to 5, as pickle.dump
+    and torch.save's format before PyTorch 1.6 write them."""
+    return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
+def _plain_pickle(path: Path, kind: str) -> Optional[CheckpointError]:
+    """The error for a whole Python pickle that is not torch.save's (pickle.dump's: weights-only
+    loading reads only torch.save's formats), None for anything else. Whole: a pickle ends in
+    its STOP opcode ("."); a cut one almost never does."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2 + len(_LEGACY_TORCH_MAGIC))
+            f.seek(-1, os.SEEK_END)
+            last = f.read(1)
+    except OSError:
+        return None
+    if not _is_plain_pickle(head) or head[2:] == _LEGACY_TORCH_MAGIC or last != b".":
+        return None
+    return CheckpointError(
+        f"{path}: not {kind}: a plain Python pickle (pickle.dump's format, not torch.save's), which "
+        "fast-nst does not read: it loads torch.save files weights-only, so that no code in a file can "
+        "run. In the program that made it, save the weights with torch.save(model.state_dict(), "
+        "'model.pth').")
 
 
 def _code_refused(path: Path, message: str) -> CheckpointError:
@@ -181,6 +214,9 @@ def load_torch_file(path: str | Path, max_bytes: int, kind: str = "a PyTorch che
             # torch labels every weights-only failure "Weights only load failed"; only a refused
             # global/class means the pickle asked to build arbitrary objects (a damaged file fails too).
             raise _code_refused(path, str(e)) from None
+        plain = _plain_pickle(path, kind)
+        if plain is not None:
+            raise plain from None
         what = ("a TorchScript archive (torch.jit.save)" if "TorchScript" in str(e)
                 else describe_unreadable(path, e))
         raise CheckpointError(f"{path}: not {kind}, or the file is damaged ({what}).{' ' + expected if expected else ''}") from None

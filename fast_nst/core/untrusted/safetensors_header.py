@@ -9,10 +9,11 @@ N, N bytes of JSON, then the tensors' bytes::
 It runs no code, but its header is outside data. :func:`read_header` checks it before any
 tensor byte is read: the length against :data:`MAX_HEADER_BYTES` and the file's size before the
 header is read, the JSON's bytes and depth (:func:`~.structured.load_json`), each entry's dtype
-(:data:`DTYPES`), shape and offsets (inside the file, exactly the bytes the shape needs, no two
-tensors overlapping, no bytes unaccounted for). :func:`load_tensors` then compares the tensors
-with what the caller's network expects (names, dtypes, shapes) and only then reads them, with
-the ``safetensors`` package. Every failure is one
+(:data:`DTYPES`: the format's dtypes that torch has), shape and offsets (inside the file, exactly
+the bytes the shape needs, no two tensors overlapping, no bytes unaccounted for).
+:func:`load_tensors` then compares the tensors with what the caller's network expects (names,
+dtypes, shapes: :func:`~.weights.check_state`, the check of a ``.pth``'s weights too) and only
+then reads them, with the ``safetensors`` package. Every failure is one
 :class:`~fast_nst.core.errors.CheckpointError` (or the caller's class) with a printable message.
 """
 
@@ -23,7 +24,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import torch
 
@@ -31,6 +32,7 @@ from ..errors import CheckpointError, FastNSTError
 from .archives import check_file_size
 from .structured import load_json
 from .text import shown
+from .weights import Spec, check_state
 
 try:  # an optional dependency: only reading a .safetensors needs it
     from safetensors import SafetensorError, safe_open
@@ -51,13 +53,15 @@ MAX_HEADER_DEPTH = 3
 # A weight tensor of a convolutional network has at most 4 dimensions (5 leaves room).
 _MAX_DIMS = 5
 _METADATA = "__metadata__"
-#: safetensors dtype -> torch dtype: the numeric types a network's state may hold.
+#: safetensors dtype -> torch dtype: every type of the format that torch has. A header naming
+#: one is well formed; whether a network can hold it is :func:`~.weights.check_state`'s to say, in
+#: the words it uses for a .pth (complex64 weights read the same in both).
 DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
     "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-    "BOOL": torch.bool,
+    "BOOL": torch.bool, "C64": torch.complex64, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+    "U16": torch.uint16, "U32": torch.uint32, "U64": torch.uint64,
 }
-_NAMES = {v: k for k, v in DTYPES.items()}
 
 
 @dataclass(frozen=True)
@@ -139,8 +143,8 @@ def _entry(name: str, value: Any, where: str, error: type[FastNSTError]) -> Tens
         raise error(f"{label}: expected dtype, shape and data_offsets; the file is damaged.")
     dtype, shape, offsets = value["dtype"], value["shape"], value["data_offsets"]
     if not isinstance(dtype, str) or dtype not in DTYPES:
-        raise error(f"{label} has the dtype {shown(str(dtype), 20)}; a network's weights are one of "
-                    f"{', '.join(DTYPES)}.")
+        raise error(f"{label} has the dtype {shown(str(dtype), 20)}, not one of the format's "
+                    f"({', '.join(DTYPES)}); the file is damaged.")
     if (not isinstance(shape, list) or len(shape) > _MAX_DIMS
             or not all(type(d) is int and 0 <= d < 1 << 40 for d in shape)):
         raise error(f"{label}: shape {shown(str(shape), 60)} is not a list of at most {_MAX_DIMS} sizes; "
@@ -173,34 +177,22 @@ def _check_layout(tensors: dict[str, TensorEntry], data_bytes: int, where: str, 
                     "the file is truncated or damaged.")
 
 
-def check_expected(header: SafetensorsHeader, expected: Mapping[str, tuple[torch.dtype, tuple[int, ...]]],
-                   where: str, error: type[FastNSTError] = CheckpointError) -> None:
+def check_expected(header: SafetensorsHeader, expected: Spec, where: str, network: str = "the transform net",
+                   error: type[FastNSTError] = CheckpointError) -> None:
     """``error`` unless the header declares exactly the tensors ``expected`` (name -> (dtype,
-    shape): a network's state dict), before any of them is read."""
-    missing = [n for n in expected if n not in header.tensors]
-    extra = [n for n in header.tensors if n not in expected]
-    if missing or extra:
-        parts = ([f"missing {', '.join(shown(n, 60) for n in missing[:3])}{' ...' if len(missing) > 3 else ''}"]
-                 if missing else [])
-        parts += ([f"unexpected {', '.join(shown(n, 60) for n in extra[:3])}{' ...' if len(extra) > 3 else ''}"]
-                  if extra else [])
-        raise error(f"{where}: its tensors do not fit the network its metadata describes ({'; '.join(parts)}); "
-                    "the file is damaged or from another program.")
-    for name, (dtype, shape) in expected.items():
-        entry = header.tensors[name]
-        if entry.dtype != _NAMES.get(dtype) or entry.shape != tuple(shape):
-            raise error(f"{where}: tensor '{shown(name, 80)}' is {entry.dtype} {list(entry.shape)}, but the "
-                        f"network its metadata describes needs {_NAMES.get(dtype, str(dtype))} {list(shape)}; "
-                        "the file is damaged.")
+    shape): the state dict of ``network``, in words), before any of them is read: the check
+    of a .pth's weights (:func:`~.weights.check_state`), on the header's declarations."""
+    declared = {name: (DTYPES[t.dtype], t.shape) for name, t in header.tensors.items()}
+    check_state(declared, expected, where, network, error)
 
 
-def load_tensors(path: str | Path, header: SafetensorsHeader,
-                 expected: Optional[Mapping[str, tuple[torch.dtype, tuple[int, ...]]]] = None,
-                 error: type[FastNSTError] = CheckpointError) -> dict[str, torch.Tensor]:
+def load_tensors(path: str | Path, header: SafetensorsHeader, expected: Optional[Spec] = None,
+                 error: type[FastNSTError] = CheckpointError,
+                 network: str = "the transform net") -> dict[str, torch.Tensor]:
     """The tensors of ``path`` (whose checked header is ``header``, from :func:`read_header`),
     on CPU; with ``expected``, checked against it first (:func:`check_expected`)."""
     if expected is not None:
-        check_expected(header, expected, str(path), error)
+        check_expected(header, expected, str(path), network, error)
     require_safetensors(path)
     try:
         out = {}
