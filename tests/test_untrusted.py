@@ -28,7 +28,6 @@ from fast_nst.core.errors import CheckpointError, ConfigError, FastNSTError
 from fast_nst.core.untrusted import (FLOAT32_MAX, finite_float, load_json, load_torch_file, load_yaml,
                                      read_json_file, shown)
 from fast_nst.core.untrusted.structured import MAX_DEPTH, MAX_YAML_NODES, json_depth
-from fast_nst.core.untrusted.text import MAX_SHOWN
 from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint, read_checkpoint
 from fast_nst.nets.multistyle import MultiStyleArgs, MultiStyleNet, StyleError, resolve_style
 
