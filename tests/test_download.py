@@ -140,6 +140,24 @@ def test_a_device_or_pipe_as_dest_is_refused_before_the_download(in_tmp, monkeyp
     assert os.path.exists("/dev/null") and not os.path.isfile(dest)
 
 
+@pytest.mark.parametrize("what", ["coco", "pretrained", "adain"])
+@pytest.mark.parametrize("dest, says", [
+    ("/dev/null", "--dest /dev/null is not a folder (a device, pipe or socket); give the path of a folder."),
+    ("fifo", "--dest fifo is not a folder (a device, pipe or socket); give the path of a folder."),
+    ("file", "--dest file is a file; give the path of a folder."),
+    ("file/sub", "Cannot write --dest file/sub: file is a file, not a folder."),
+])
+def test_every_folder_target_refuses_a_dest_that_is_no_folder_before_any_download(in_tmp, monkeypatch, capsys,
+                                                                                  what, dest, says):
+    """As the loss networks refuse a --dest that is no file: pretrained and adain used to download
+    first (tens to hundreds of MB) and fail after; coco named a path inside the --dest."""
+    os.mkfifo("fifo")
+    Path("file").write_text("mine")
+    monkeypatch.setattr(download, "_open", lambda url, start, timeout=None: pytest.fail(f"downloaded {url}"))
+    assert run_main(capsys, what, "--dest", dest) == (1, "", f"error: {says}\n")
+    assert files_under(in_tmp) == ["fifo", "file"] and Path("file").read_text() == "mine"
+
+
 @pytest.mark.parametrize("content", [b"junk\n", b"", os.urandom(4096)])
 def test_a_file_already_there_is_checked_and_never_trusted_by_its_name(in_tmp, monkeypatch, capsys, content):
     """A junk, empty or random file at the destination used to be reported "Saved"; training
@@ -216,7 +234,8 @@ def test_interrupted_download_keeps_its_data_to_resume(in_tmp, monkeypatch, caps
     code, _, err = run_main(capsys, "coco")
     assert code == 1 and "Connection reset by peer" in err
     part = Path("data/train2014.zip.part")
-    assert f"kept in {part}; running the command again resumes from there" in err
+    # "The 0.0 MB downloaded so far" said nothing for a small part
+    assert f"The 1,000 bytes downloaded so far are kept in {part}; running the command again resumes from there" in err
     assert files_under(in_tmp) == ["data", str(part)] and part.read_bytes() == b"x" * 1000
 
 

@@ -17,11 +17,14 @@ from hypothesis import given, settings, strategies as st
 from conftest import assert_clean_in_process, examples, export_cli, in_process, make_photo, tiny_values
 from fast_nst import load_stylizer
 from fast_nst.commands.eval import main as eval_main
+from fast_nst.commands.export import main as export_main
 from fast_nst.core.config import TrainConfig
-from fast_nst.core.errors import DownloadError
-from fast_nst.core.untrusted.model_urls import model_url_file, parse_model_url
+from fast_nst.core.errors import CheckpointError, DownloadError
+from fast_nst.core.untrusted import model_urls
+from fast_nst.core.untrusted.model_urls import cut_short, model_url_file, parse_model_url
 from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint, read_checkpoint
 from fast_nst.io.hub import local_model_file
+from fast_nst.io.safetensors_file import write_safetensors
 from fast_nst.nets import build_network
 from fast_nst.training.config import train_config_from_dict
 from fast_nst.training.trainer import train
@@ -35,15 +38,26 @@ def files(tmp_path_factory) -> dict[str, bytes]:
     root = tmp_path_factory.mktemp("url_models")
     torch.manual_seed(0)
     net = build_network("johnson", {"base_channels": 8, "num_residual": 1}).eval()
-    atomic_torch_save(make_checkpoint(net, TrainConfig(naming="wave", style_image="s.jpg"), step=2), root / "wave.pth")
+    ckpt = make_checkpoint(net, TrainConfig(naming="wave", style_image="s.jpg"), step=2)
+    atomic_torch_save(ckpt, root / "wave.pth")
     export_cli(root / "wave.pth", "--format", "onnx")
+    write_safetensors(ckpt, root / "wave.safetensors")
     return {"/m/wave.pth": (root / "wave.pth").read_bytes(), "/m/wave.onnx": (root / "wave.onnx").read_bytes(),
-            "/m/login.pth": ERROR_PAGE}
+            "/m/wave.safetensors": (root / "wave.safetensors").read_bytes(), "/m/login.pth": ERROR_PAGE,
+            # PyTorch's format before 1.6 (a pickle stream), cut short: only its load can tell
+            "/m/legacy.pth": b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.\x80\x02M\xe9"}
+
+
+# How a path's first part changes what the server does with the file named by the rest:
+# "slow": sent in 0.3 s (downloads overlap); "cut": half of it without a Content-Length, then the
+# connection closes (a drop looks like the end); "once-cut": cut on the first request only;
+# "chunked-cut": half of it in chunks, without the last (empty) chunk; "again": sent as it is.
+MODES = ("slow", "cut", "once-cut", "chunked-cut", "again")
 
 
 @pytest.fixture(scope="module")
 def server(files):
-    """A local HTTP server of ``files``; ``server.hits`` counts the requests per path."""
+    """A local HTTP server of ``files`` (see MODES); ``server.hits`` counts the requests per path."""
     hits: dict[str, int] = {}
 
     class Handler(BaseHTTPRequestHandler):
@@ -52,15 +66,31 @@ def server(files):
 
         def do_GET(self):
             hits[self.path] = hits.get(self.path, 0) + 1
-            slow = self.path.startswith("/slow/")  # the same file, sent in 0.3 s: downloads overlap
-            body = files.get(self.path.removeprefix("/slow"))
+            mode, rest = self.path.split("/", 2)[1:] if self.path.count("/") > 1 else ("", "")
+            body = files.get("/" + rest if mode in MODES else self.path)
+            cut = mode == "cut" or mode == "once-cut" and hits[self.path] == 1
+            if mode == "chunked-cut" and body is not None:
+                self.protocol_version = "HTTP/1.1"
+                self.send_response(200)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                half = body[:len(body) // 2]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(half), half))
+                self.close_connection = True
+                return
             self.send_response(200 if body is not None else 404)
-            self.send_header("Content-Length", str(len(body or b"")))
+            if cut and body is not None:  # HTTP/1.0 without a length: the body ends where the connection does
+                body = body[:len(body) // 2]
+            else:
+                self.send_header("Content-Length", str(len(body or b"")))
             self.end_headers()
-            for i in range(0, len(body or b""), 1 << 15):
-                self.wfile.write(body[i:i + (1 << 15)])
-                self.wfile.flush()
-                time.sleep(0.06 if slow else 0)
+            try:
+                for i in range(0, len(body or b""), 1 << 15):
+                    self.wfile.write(body[i:i + (1 << 15)])
+                    self.wfile.flush()
+                    time.sleep(0.06 if mode == "slow" else 0)
+            except (BrokenPipeError, ConnectionResetError):  # a client that refused the body: as it should
+                pass
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -167,3 +197,100 @@ def test_a_filesystem_without_locks_still_downloads(server, files, tmp_path, mon
     monkeypatch.setattr(fcntl, "flock", no_locks)  # as on some network filesystems
     path = model_url_file(f"{server.url}/m/wave.pth", tmp_path, 1 << 30, quiet=True)
     assert path.read_bytes() == files["/m/wave.pth"]
+
+
+@pytest.mark.parametrize("route", ["/cut/m/wave.pth", "/cut/m/wave.onnx", "/cut/m/wave.safetensors",
+                                   "/chunked-cut/m/wave.pth"])
+def test_a_download_cut_short_never_lands_in_the_cache(server, tmp_path, route):
+    """A body sent without a Content-Length ends where the connection closes: one that dropped
+    halfway used to be cached as the model, and every later run failed on it."""
+    with pytest.raises(DownloadError) as e:
+        model_url_file(f"{server.url}{route}", tmp_path, 1 << 30, quiet=True)
+    message = str(e.value)
+    assert "\n" not in message and "Or download the file yourself" in message
+    kept = [p.name for p in tmp_path.rglob("*") if p.is_file()]
+    if route.startswith("/chunked-cut/"):  # a broken chunked body is a broken connection: resumable
+        assert "failed: the server closed the connection before the end of the file. The " in message, message
+        assert " KB downloaded so far are kept in " in message and kept == ["wave.pth.part"]
+    else:
+        assert f"Download of {server.url}{route} is incomplete or damaged (" in message, message
+        assert "Nothing was kept; run the command again." in message and kept == []
+
+
+def test_the_run_after_a_cut_download_gets_the_whole_model(server, files, tmp_path):
+    url = f"{server.url}/once-cut/m/wave.pth"
+    with pytest.raises(DownloadError, match="a zip archive whose end, its directory of members, is missing"):
+        model_url_file(url, tmp_path, 1 << 30, quiet=True)
+    assert model_url_file(url, tmp_path, 1 << 30, quiet=True).read_bytes() == files["/m/wave.pth"]
+    assert server.hits["/once-cut/m/wave.pth"] == 2
+
+
+def test_a_cut_short_copy_in_the_cache_is_downloaded_again(server, files, tmp_path, capsys):
+    """What older versions kept of a cut download is fetched again, saying so; a whole copy is
+    used as it is, without the network."""
+    url = f"{server.url}/again/m/wave.onnx"
+    path = model_url_file(url, tmp_path, 1 << 30, quiet=True)
+    path.write_bytes(files["/m/wave.onnx"][:5000])
+    capsys.readouterr()
+    assert model_url_file(url, tmp_path, 1 << 30) == path and path.read_bytes() == files["/m/wave.onnx"]
+    assert f"{path} is incomplete or damaged (field 7 at byte " in capsys.readouterr().err
+    assert model_url_file(url, tmp_path, 1 << 30, quiet=True) == path
+    assert server.hits["/again/m/wave.onnx"] == 2
+
+
+def test_a_cached_copy_that_fails_to_load_names_itself_and_says_to_delete_it(server, tmp_path, capsys):
+    """Damage only a load finds (a pickle-format .pth cut short): the error used to name a file
+    deep in the cache and nothing more, and every run failed the same way."""
+    url = f"{server.url}/again/m/legacy.pth"
+    photo = make_photo(tmp_path / "photo.jpg")
+    code, err = in_process(capsys, eval_main, "--model_file", url, "--image_file", str(photo),
+                           "--output_file", str(tmp_path / "out.jpg"))
+    path = local_model_file(url)
+    assert_clean_in_process(code, err, f"error: {path}: not a PyTorch checkpoint, or the file is damaged",
+                            f". {path} is the cached download of {url}: if that download is damaged, delete {path} "
+                            "and the next run downloads it again.")
+    assert err.endswith("again.\n") and err.split("\n")[-2].startswith("error: ")  # one line, after the progress bar
+    with pytest.raises(CheckpointError, match=f"delete {path} and the next run downloads it again"):
+        load_stylizer(url, device="cpu")
+    code, err = in_process(capsys, export_main, url, "--format", "onnx", "--output", tmp_path / "x.onnx")
+    assert_clean_in_process(code, err, f"{path} is the cached download of {url}: if that download is damaged, delete")
+    path.unlink()
+    hits = server.hits["/again/m/legacy.pth"]
+    with pytest.raises(CheckpointError):
+        load_stylizer(url, device="cpu")
+    assert server.hits["/again/m/legacy.pth"] == hits + 1
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cuts")
+
+
+@settings(max_examples=examples(150), deadline=None)
+@given(data=st.data())
+def test_a_model_file_cut_anywhere_is_never_taken_as_whole(files, scratch, data):
+    """Every prefix of a .pth (zip), .safetensors or .onnx file is refused as a cached copy; an
+    ONNX prefix let through ends at a field boundary after its graph and opset: a whole model."""
+    name = data.draw(st.sampled_from(["/m/wave.pth", "/m/wave.onnx", "/m/wave.safetensors"]))
+    body = files[name]
+    cut = data.draw(st.one_of(st.integers(0, len(body) - 1), st.integers(len(body) - 64, len(body) - 1)))
+    path = scratch / Path(name).name
+    path.write_bytes(body[:cut])
+    why = model_urls._stale(path)
+    if name.endswith(".onnx") and not why:
+        import onnx
+
+        model = onnx.load_model_from_string(body[:cut])
+        assert len(model.graph.node) > 0 and len(model.opset_import) > 0
+    else:
+        assert why.startswith("is incomplete or damaged (") and "\n" not in why
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(head=st.sampled_from([b"", b"PK\x03\x04", b"\x08\x07", b"\x10\x00\x00\x00\x00\x00\x00\x00{"]),
+       body=st.binary(max_size=300), suffix=st.sampled_from([".pth", ".pt", ".onnx", ".safetensors"]))
+def test_any_bytes_are_whole_or_one_reason(scratch, head, body, suffix):
+    path = scratch / f"any{suffix}.part"
+    path.write_bytes(head + body)
+    why = cut_short(path)
+    assert isinstance(why, str) and "\n" not in why and len(why) < 400

@@ -166,3 +166,10 @@ def test_any_response_ends_in_the_whole_file_or_one_error(tmp_path, monkeypatch,
         assert not part.exists() or (resume and declared is not None and len(body) < declared <= limit)
         return
     assert dest.read_bytes() == body and len(body) <= limit and (declared is None or declared <= len(body))
+
+
+def test_amounts_are_shown_in_a_unit_that_shows_them():
+    """A broken download's message said "The 0.0 MB downloaded so far" for a few KB."""
+    sizes = [0, 1, 1000, 1024, 72_499, (5 << 20) + 1, 3 << 30]
+    assert [downloads.amount(n) for n in sizes] == ["0 bytes", "1 byte", "1,000 bytes", "1.0 KB", "70.8 KB",
+                                                    "5.0 MB", "3.00 GB"]

@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..core.files import check_output_file
+from ..core.files import check_output_file, check_output_folder
 from ..io.adain_pretrained import ADAIN_DECODER_FILE, download_adain
 from ..io.pretrained import PRETRAINED_NAMES, PRETRAINED_URL, PRETRAINED_ZIP, download_pretrained
 from ..lossnet import LOSS_NETWORKS
@@ -120,6 +120,17 @@ def _weights_dest(name: str, dest: Optional[str]) -> Path:
     return path
 
 
+def _folder_dest(dest: Optional[str], default: str) -> str:
+    """The folder coco, pretrained or adain writes into: ``--dest`` (else ``default``), checked
+    before any download as a loss network's file is: a file, a device or a pipe there failed
+    only after the download (pretrained, adain: tens to hundreds of MB), or for coco in an
+    error about the zip's path inside it."""
+    if dest is None:
+        return default
+    check_output_folder(Path(dest), "--dest")
+    return dest
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser().parse_args(argv)
 
@@ -135,11 +146,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(f"Already there: {dest} ({checked})")
                 return 0
         elif args.what == "coco":
-            paths = [download_coco(args.dest or "data", keep_zip=args.keep_zip, split=args.split)]
+            paths = [download_coco(_folder_dest(args.dest, "data"), keep_zip=args.keep_zip, split=args.split)]
         elif args.what == "adain":
-            paths = [download_adain(args.dest or "models")]
+            paths = [download_adain(_folder_dest(args.dest, "models"))]
         else:
-            paths = download_pretrained(args.dest or "models")
+            paths = download_pretrained(_folder_dest(args.dest, "models"))
         for path in paths:
             print(f"Saved {path}")
         if args.what == "pretrained":

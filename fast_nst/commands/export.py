@@ -16,7 +16,7 @@ from ..io.export import (ALPHA_INPUT_NAME, CHECK_SHAPES, FORMATS, MIN_OPSET, STY
 from ..io.model_export import TORCHSCRIPT_SUFFIXES, export_model
 from ..core.untrusted.events import last_losses
 from ..io.checkpoint import CHECKPOINT_DIR
-from ..io.hub import is_remote_model, local_model_file as model_path, remote_model_name
+from ..io.hub import cached_copy_errors, is_remote_model, local_model_file as model_path, remote_model_name
 from ..io.publish import check_license, export_safetensors, write_model_card
 from ..io.quantize import CALIBRATION_COUNT, QUANTIZE_MODES, export_quantized
 from ..io.safetensors_file import SAFETENSORS_SUFFIX
@@ -122,9 +122,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise ExportError("--calibration_images goes with --quantize int8")
         export = export_quantized if args.quantize else export_model
         extra = {"calibration_images": args.calibration_images} if args.quantize else {}
-        summary = export(model_path(args.model), output, fmt=args.format, opset=args.opset,
-                         check_sizes=[tuple(s) for s in args.check_size], style=args.style,
-                         loss_model_file=args.loss_model_file, **extra)
+        source = model_path(args.model)
+        with cached_copy_errors(source):
+            summary = export(source, output, fmt=args.format, opset=args.opset,
+                             check_sizes=[tuple(s) for s in args.check_size], style=args.style,
+                             loss_model_file=args.loss_model_file, **extra)
         fmt = summary["format"]
         what = f"ONNX opset {summary['opset']}" if fmt == "onnx" else "TorchScript"
         if args.quantize:
@@ -190,7 +192,8 @@ def _safetensors(args: argparse.Namespace) -> int:
         input_file(args.style_image, "--style_image")  # before the export, not after it
     source = model_path(args.model)
     output = args.output or _default_output(args.model, SAFETENSORS_SUFFIX)
-    summary = export_safetensors(source, output, args.loss_model_file)
+    with cached_copy_errors(source):
+        summary = export_safetensors(source, output, args.loss_model_file)
     print(f"Exported {args.model} -> {summary['output']} (safetensors, {summary['tensors']} tensors, "
           f"{summary['bytes'] / 1e6:.1f} MB, {summary['model_type']} '{summary['name']}'); every tensor read "
           "back identical")

@@ -17,8 +17,8 @@ from typing import Iterator, Sequence
 
 from .errors import FastNSTError
 
-__all__ = ["atomic_write", "check_output_file", "fsync_dir", "missing_dirs", "probe_writable", "process_umask",
-           "plain_name", "remove_dirs", "safe_component",
+__all__ = ["atomic_write", "check_output_file", "check_output_folder", "fsync_dir", "missing_dirs", "probe_writable",
+           "process_umask", "plain_name", "remove_dirs", "safe_component",
            "same_file", "temp_name"]
 
 # Longest file-name component made from untrusted text (a model's style name): well under the
@@ -191,6 +191,25 @@ def check_output_file(path: Path, flag: str, inputs: Sequence[Path] = (), what: 
     for source in inputs:
         if same_file(Path(source), path):
             raise FastNSTError(f"{flag} {path} is the {what} {source}; refusing to overwrite it.")
+    blocker = next((p for p in path.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise FastNSTError(f"Cannot write {flag} {path}: {blocker} is a file, not a folder.")
+
+
+def check_output_folder(path: Path, flag: str) -> None:
+    """:class:`FastNSTError` unless ``path`` is a folder or can be made one: not a file, a
+    device, a pipe or a socket, and no existing parent a file. Checked before any long work (a
+    download), which would otherwise end in an error about a path inside ``path``, or write
+    beside it first. ``flag`` names the option in the message (``--dest``)."""
+    if path.exists():
+        mode = os.stat(path).st_mode
+        if stat.S_ISREG(mode):
+            raise FastNSTError(f"{flag} {path} is a file; give the path of a folder.")
+        if not stat.S_ISDIR(mode):
+            raise FastNSTError(f"{flag} {path} is not a folder (a device, pipe or socket); give the path "
+                               "of a folder.")
+    elif path.is_symlink():
+        raise FastNSTError(f"{flag} {path} is a broken link; give the path of a folder.")
     blocker = next((p for p in path.parents if p.exists()), None)
     if blocker is not None and not blocker.is_dir():
         raise FastNSTError(f"Cannot write {flag} {path}: {blocker} is a file, not a folder.")

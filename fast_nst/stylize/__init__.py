@@ -27,7 +27,7 @@ from ..core.device import auto_precision, resolve_device
 from ..core.errors import CheckpointError, FastNSTError
 from ..io.bundled import about, bundled_model
 from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints, load_model
-from ..io.hub import local_model_file
+from ..io.hub import cached_copy_errors, local_model_file
 from ..io.safetensors_file import SAFETENSORS_SUFFIX
 from ..io.pretrained import pretrained_hint
 from .int8 import load_int8_stylizer
@@ -113,20 +113,21 @@ def load_stylizer(path: Union[str, Path, None] = None, device: str = "auto", pre
     if runtime not in RUNTIMES:
         raise FastNSTError(f"runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
     precision = resolve_precision(precision, path, device, runtime)[0]
-    if runtime == "openvino":
-        stylizer: Stylizer = load_openvino_stylizer(path, device, precision, calibration_images, loss_model_file)
-    elif precision == "int8":
-        stylizer = load_int8_stylizer(path, device, calibration_images, loss_model_file)
-    elif path.suffix.lower() == ".onnx":
-        stylizer = load_onnx_stylizer(path, device=device, precision=precision)
-    else:
-        model, ckpt = load_model(path, loss_model_file, loss_model)
-        config = ckpt.get("config")
-        naming = config.get("naming") if isinstance(config, dict) else None
-        name = naming if isinstance(naming, str) and naming else path.stem
-        stylizer = TorchStylizer(model, resolve_device(device), name=name,
-                                 info={"step": ckpt.get("step"), "path": str(path), "about": about(ckpt)},
-                                 precision=precision, fast=fast, compile=compile)
+    with cached_copy_errors(path):  # a URL's cached copy that fails to load: say to delete it
+        if runtime == "openvino":
+            stylizer: Stylizer = load_openvino_stylizer(path, device, precision, calibration_images, loss_model_file)
+        elif precision == "int8":
+            stylizer = load_int8_stylizer(path, device, calibration_images, loss_model_file)
+        elif path.suffix.lower() == ".onnx":
+            stylizer = load_onnx_stylizer(path, device=device, precision=precision)
+        else:
+            model, ckpt = load_model(path, loss_model_file, loss_model)
+            config = ckpt.get("config")
+            naming = config.get("naming") if isinstance(config, dict) else None
+            name = naming if isinstance(naming, str) and naming else path.stem
+            stylizer = TorchStylizer(model, resolve_device(device), name=name,
+                                     info={"step": ckpt.get("step"), "path": str(path), "about": about(ckpt)},
+                                     precision=precision, fast=fast, compile=compile)
     if style is not None:
         stylizer.set_style(style, alpha=alpha)
     elif alpha is not None:

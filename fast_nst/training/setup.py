@@ -23,7 +23,7 @@ from ..core.images import pil_to_tensor
 from ..core.untrusted import open_image, resize_style, shown, style_rgb
 from ..core.untrusted.safetensors_header import require_safetensors
 from ..io import checkpoint as ckpt_io
-from ..io.hub import local_model_file
+from ..io.hub import cached_copy_errors, local_model_file
 from ..lossnet import get_loss_network, min_side
 from ..lossnet.vgg import VGGEncoder, build_loss_network
 from ..nets.adain import file_sha256
@@ -126,7 +126,9 @@ def _read_init(cfg: TrainConfig, style_names: list) -> StyleNetwork:
                           "an arbitrary-style run with --resume in its run folder")
     if not nets.NETWORKS[cfg.model_type].many_styles:
         return _one_style_init(cfg)
-    ckpt = ckpt_io.read_checkpoint(local_model_file(cfg.init_from))
+    path = local_model_file(cfg.init_from)
+    with cached_copy_errors(path):
+        ckpt = ckpt_io.read_checkpoint(path)
     model_type = ckpt.get("model_type", "johnson")
     if model_type not in nets.NETWORKS or not nets.NETWORKS[model_type].many_styles:
         raise ConfigError(f"init_from: {cfg.init_from} is a {model_type} network (one style); "
@@ -148,8 +150,10 @@ def _one_style_init(cfg: TrainConfig) -> StyleNetwork:
     """``init_from``'s network (any model file eval.py reads: fast-nst's .pth or .safetensors, a
     pytorch/examples .pth) when it is the very network the config builds; ConfigError saying
     what to set otherwise."""
+    path = local_model_file(cfg.init_from)
     try:
-        net, _ = ckpt_io.load_model(local_model_file(cfg.init_from))
+        with cached_copy_errors(path):
+            net, _ = ckpt_io.load_model(path)
     except CheckpointError as e:
         raise ConfigError(f"init_from: {e}") from None
     found = network_difference(cfg, net.model_type, net.args)

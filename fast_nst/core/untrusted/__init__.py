@@ -24,7 +24,7 @@ is safe to print. Nothing outside this package opens outside data raw: the archi
 | :mod:`.downloads` | URLs: http(s) only, bytes, deadline and content checked before the file lands in place |
 | :mod:`.events` | a run's TensorBoard event files, for a model card's last losses: bytes before parsing, scalars only, fast-nst's loss tags, finite values |
 | :mod:`.hub` | ``hf://OWNER/REPO/FILE[@REVISION][#sha256=HEX]`` model references: checked names, fetched once into the Hugging Face cache, optional checksum |
-| :mod:`.model_urls` | ``https://HOST/PATH/NAME.pth[#sha256=HEX]`` model URLs: a model file's name, fetched once into fast-nst's cache, kept only when it starts like a model file, optional checksum |
+| :mod:`.model_urls` | ``https://HOST/PATH/NAME.pth[#sha256=HEX]`` model URLs: a model file's name, fetched once into fast-nst's cache, kept only when it starts like a model file and is whole (a download cut short is not kept), optional checksum |
 
 :mod:`.archives`, :mod:`.safetensors_header` and :mod:`.weights` import torch and are imported on first use, so that configs are checked
 without loading it.

@@ -6,7 +6,9 @@ through :func:`download_url`, bounded before and while it reads:
 - at most ``max_bytes``: a declared ``Content-Length`` over it is refused before the body is
   read, a body that grows past it is cut off;
 - an overall ``deadline_s`` (a server that sends a byte every 40 s cannot hold a command);
-- a body shorter than its ``Content-Length`` is a failure, never a finished file;
+- a body shorter than its ``Content-Length``, or a chunked body cut before its last chunk, is
+  a failure, never a finished file (a body with neither ends where the connection closes: a
+  cut is then found only by ``check`` or the checksum);
 - the finished body is checked (a checksum, or ``check``: "is an image" for style images)
   *before* it is renamed into place, so a failed or wrong download never lands in the cache.
 
@@ -40,7 +42,7 @@ from .images import open_image
 from .text import shown
 
 __all__ = ["DEFAULT_DEADLINE_S", "DEFAULT_MAX_BYTES", "MAX_STYLE_BYTES", "STYLE_CACHE", "STYLE_DEADLINE_S",
-           "download_url", "fetch_style_image", "finish_by_hand", "is_url", "sha256_file", "style_cache_path",
+           "amount", "download_url", "fetch_style_image", "finish_by_hand", "is_url", "sha256_file", "style_cache_path",
            "style_name"]
 
 STYLE_CACHE = "data/styles"
@@ -174,7 +176,8 @@ def _verify(part: Path, url: str, sha256_prefix: Optional[str], check: Optional[
 
 def download_url(url: str, dest: str | Path, sha256_prefix: Optional[str] = None, quiet: bool = False, *,
                  max_bytes: int = DEFAULT_MAX_BYTES, deadline_s: float = DEFAULT_DEADLINE_S,
-                 check: Optional[Callable[[Path], None]] = None, resume: bool = True) -> Path:
+                 check: Optional[Callable[[Path], None]] = None, resume: bool = True,
+                 stale: Optional[Callable[[Path], str]] = None) -> Path:
     """Download ``url`` (http or https) to ``dest`` with a progress bar, within ``max_bytes``
     and ``deadline_s`` seconds; the file is renamed into place only once complete, matching
     ``sha256_prefix`` and passing ``check(path)`` (which raises DataError to refuse it).
@@ -183,7 +186,9 @@ def download_url(url: str, dest: str | Path, sha256_prefix: Optional[str] = None
     and destination when anything goes wrong; ``dest`` is untouched then. A file already at
     ``dest`` is returned as it is when there is no ``sha256_prefix``, else only when it matches
     it; one that does not is downloaded again and moved aside to ``NAME.mismatch`` once its
-    replacement passed the checks. A ``dest`` that is a folder, a device or a pipe is a
+    replacement passed the checks. ``stale(dest)``: why a file already at ``dest`` (a cache's
+    copy, nothing of the user's) must be fetched again ("" to keep it); such a file is
+    overwritten, not moved aside. A ``dest`` that is a folder, a device or a pipe is a
     FastNSTError before any network. One process at a time downloads to ``dest``
     (:func:`_one_at_a_time`); one that waited returns the file another finished meanwhile."""
     if not is_url(url):
@@ -198,14 +203,17 @@ def download_url(url: str, dest: str | Path, sha256_prefix: Optional[str] = None
         dest.parent.mkdir(parents=True, exist_ok=True)
         with _one_at_a_time(dest):
             if dest.is_file():
-                wrong = _existing_mismatch(dest, sha256_prefix, quiet)
+                # Asked under the lock: another process may have replaced a stale copy meanwhile.
+                wrong = _existing_mismatch(dest, sha256_prefix, quiet) or (stale(dest) if stale else "")
                 if not wrong:
                     return dest
+                if stale is not None and not quiet:
+                    print(f"{dest} {wrong}: downloading it again.", file=sys.stderr)
             if not resume:
                 part.unlink(missing_ok=True)
             _fetch_part(url, part, quiet, max_bytes, time.monotonic() + deadline_s, dest.name)
             _verify(part, url, sha256_prefix, check)
-            if wrong:
+            if wrong and stale is None:
                 _move_aside(dest, wrong)
             os.replace(part, dest)
     except DownloadError as e:  # refused for its size or content: nothing of it is worth keeping
@@ -215,13 +223,34 @@ def download_url(url: str, dest: str | Path, sha256_prefix: Optional[str] = None
         raise
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:
         _clean_up(part, created, keep=resume)
-        kept = (f" The {part.stat().st_size / 2**20:.1f} MB downloaded so far are kept in {part}; "
+        kept = (f" The {amount(part.stat().st_size)} downloaded so far are kept in {part}; "
                 "running the command again resumes from there." if part.exists() else "")
-        reason = e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", None) or e  # "HTTP Error 404: Not Found"
+        reason = _reason(e)
         before = f"{dest} {wrong} and could not be replaced (it is left as it is): " if wrong else ""
         raise DownloadError(f"{before}Download of {shown(url)} to {dest} failed: {shown(str(reason))}.{kept}") from None
     fsync_dir(dest.parent)
     return dest
+
+
+def amount(n: int) -> str:
+    """``n`` bytes in a unit that shows them: "512 bytes", "12.3 KB", "4.5 MB", "1.25 GB" (1 KB =
+    1024 bytes, as the progress bar counts); a few KB are not "0.0 MB"."""
+    if n < 1024:
+        return f"{n:,} byte{'' if n == 1 else 's'}"
+    for unit, scale in (("KB", 1 << 10), ("MB", 1 << 20)):
+        if n < scale << 10:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / (1 << 30):.2f} GB"
+
+
+def _reason(e: BaseException) -> str:
+    """Why a download failed, in a few words: urllib's reason ("Name or service not known"),
+    the HTTP status line ("HTTP Error 404: Not Found"), or what http.client's exception means."""
+    if isinstance(e, http.client.IncompleteRead):
+        # A chunked body whose chunks stop before the last, empty one; http.client's own text
+        # is "IncompleteRead(0 bytes read)".
+        return "the server closed the connection before the end of the file"
+    return str(e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", None) or e)
 
 
 def _existing_mismatch(dest: Path, sha256_prefix: Optional[str], quiet: bool) -> str:
