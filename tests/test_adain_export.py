@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings, strategies as st
 from PIL import Image
 
 from conftest import assert_clean_in_process, export_cli, in_process, make_photo, random_adain_net, tiny_values
@@ -265,15 +266,18 @@ def test_an_export_is_measured_like_its_checkpoint(adain, adain_onnx, tmp_path, 
     from fast_nst.commands.evaluate import parser
 
     out = tmp_path / "report"
-    code, err = in_process(capsys, evaluate_main, "--model_file", adain["path"], adain_onnx, "--images",
-                           adain["photos"], "--output", out, "--style", adain["style"], "--loss_model_weights",
-                           "random", "--device", "cpu", "--max_size", "48")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, err = in_process(capsys, evaluate_main, "--model_file", adain["path"], adain_onnx, "--images",
+                               adain["photos"], "--output", out, "--style", adain["style"], "--loss_model_weights",
+                               "random", "--device", "cpu", "--max_size", "48")
     assert code == 0, err
     pth, onnx_model = json.loads((out / "results.json").read_text())["models"]
     assert (pth["name"], onnx_model["name"]) == ("ad_step3_pth", "ad_step3_onnx")  # one run, one step
     assert pth["style_loss"] == onnx_model["style_loss"] == "stats" and pth["loss_group"] == onnx_model["loss_group"]
     assert onnx_model["mean_style"] == pytest.approx(pth["mean_style"], rel=1e-2)
     assert onnx_model["mean_content"] == pytest.approx(pth["mean_content"], rel=1e-2)
+    assert not [w for w in caught if "loss settings" in str(w.message)]  # both carry them
     page = (out / "index.html").read_text()
     assert page.count("its AdaIN training loss") == 2 and "fast-nst&#39;s defaults" not in page
     older = onnx.load(str(adain_onnx))
@@ -283,16 +287,101 @@ def test_an_export_is_measured_like_its_checkpoint(adain, adain_onnx, tmp_path, 
     for key, value in kept:
         older.metadata_props.add(key=key, value=value)
     onnx.save(older, str(tmp_path / "older.onnx"))
-    code, err = in_process(capsys, evaluate_main, "--model_file", tmp_path / "older.onnx", "--images",
-                           adain["photos"], "--output", tmp_path / "older", "--style", adain["style"],
-                           "--loss_model_weights", "random", "--device", "cpu", "--max_size", "48")
+    with pytest.warns(UserWarning, match="does not carry its training loss settings") as caught:
+        code, err = in_process(capsys, evaluate_main, "--model_file", tmp_path / "older.onnx", "--images",
+                               adain["photos"], "--output", tmp_path / "older", "--style", adain["style"],
+                               "--loss_model_weights", "random", "--device", "cpu", "--max_size", "48")
     assert code == 0, err
+    (said,) = [str(w.message) for w in caught if "loss settings" in str(w.message)]
+    assert said.startswith(f"{tmp_path / 'older.onnx'}: this arbitrary-style export")
+    assert "fast-nst's default style layers and weights" in said
+    assert said.endswith("Re-export it from its checkpoint to measure it as trained: python -m fast_nst.export "
+                         "MODEL.pth --output older.onnx")
     (model,) = json.loads((tmp_path / "older" / "results.json").read_text())["models"]
     assert model["style_loss"] == "stats"
     assert "its AdaIN training loss" in (tmp_path / "older" / "index.html").read_text()
     helped = " ".join(parser().format_help().split())
     assert "(their AdaIN training loss, feature means and standard deviations" in helped
     assert "not the AdaIN" not in helped
+
+
+def test_report_measures_adain_content_against_its_adain_target(adain, tmp_path, capsys):
+    """Content as AdaIN training measures it (training/arbitrary.py, AdaINLoss): the output's
+    features against the AdaIN target at the encoder's layer (here relu2_1), not against the
+    photo's at the config's content_layers (relu2_2, unused by AdaIN training); the page says so."""
+    from fast_nst.core.images import pil_to_tensor
+    from fast_nst.core.untrusted import open_image, resize_style
+    from fast_nst.lossnet.losses import AdaINLoss
+    from fast_nst.lossnet.vgg import build_loss_network
+    from fast_nst.report.measure import LOSS_SEED
+
+    layers = ["relu1_1", "relu2_1"]
+    cfg = train_config_from_dict(_values(tmp_path, style_layers=layers, content_weight=2.0, style_weight=5.0,
+                                         model_args={"encoder_layer": "relu2_1"}), "test")
+    assert cfg.content_layers == ("relu2_2",)
+    path = tmp_path / "ad.pth"
+    atomic_torch_save(make_checkpoint(random_adain_net("relu2_1"), cfg, step=3), path)
+    out = tmp_path / "report"
+    code, err = in_process(capsys, evaluate_main, "--model_file", path, "--images", adain["photos"], "--output", out,
+                           "--style", adain["style"], "--loss_model_weights", "random", "--device", "cpu",
+                           "--max_size", "64")  # the photos' own sizes
+    assert code == 0, err
+    (model,) = json.loads((out / "results.json").read_text())["models"]
+    # The style image at the config's style_size, which the model stylized with too.
+    style = pil_to_tensor(resize_style(open_image(adain["style"]).convert("RGB"), 48, "longer", "s", "x"))[None]
+    loss = AdaINLoss(build_loss_network("random", ["relu2_1", "relu1_1"], seed=LOSS_SEED, quiet=True), "relu2_1",
+                     layers, 2.0, 5.0, 0.0)
+    stylizer = load_stylizer(path, device="cpu")
+    stylizer.set_style(adain["style"], style_size=cfg.style_size)
+    assert cfg.style_size == 48
+    for name in ("p0", "p1"):
+        photo = open_image(adain["photos"] / f"{name}.jpg").convert("RGB")
+        x, y = (pil_to_tensor(im)[None] for im in (photo, stylizer.stylize(photo).convert("RGB")))
+        with torch.no_grad():
+            terms = loss(y, *loss.targets(x, style))
+        found = model["photos"][name]
+        assert found["content"] == pytest.approx(float(terms["content"]), rel=1e-3), name
+        assert found["style"] == pytest.approx(float(terms["style"]), rel=1e-3), name
+    assert model["content_target"] == "adain"
+    assert "relu2_1 (weight 2), against the AdaIN target" in (out / "index.html").read_text()
+
+
+def _stub(meta: dict) -> object:
+    """An arbitrary-style .onnx stylizer as the report sees one: its metadata."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(info={"format": "onnx", "path": "x.onnx", "metadata": meta}, style_input="image",
+                           style_names=[], name="x")
+
+
+def test_an_exports_content_layer_is_its_encoder_layer_from_its_metadata():
+    from fast_nst.report.collect import _saved, _settings_of
+
+    stub = _stub({"model_args": json.dumps({"encoder_layer": "relu3_1", "unbiased_std": True}),
+                  "loss_config": json.dumps({"model_type": "adain", "content_layers": ["relu2_2"]})})
+    s = _settings_of(stub, "x.onnx", *_saved(stub))
+    assert (s.content_layers, s.content_target, s.adain_unbiased) == (("relu3_1",), "adain", True)
+    assert s.style_loss == "stats" and s.from_config
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.text(max_size=200), st.builds(json.dumps, st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["encoder_layer", "unbiased_std",
+                                                                                  "x"]), inner, max_size=3),
+    max_leaves=8))))
+def test_any_model_args_metadata_gives_a_known_content_layer(text):
+    """Metadata is untrusted: whatever model_args holds, the export is measured at a real layer
+    (its own when it names one, else AdaIN's default relu4_1), and nothing else is raised."""
+    from fast_nst.lossnet import LOSS_NETWORKS, layer_choices
+    from fast_nst.report.collect import _saved, _settings_of
+
+    stub = _stub({"model_args": text})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no loss_config: the warning is tested above
+        s = _settings_of(stub, "x.onnx", *_saved(stub))
+    (layer,) = s.content_layers
+    assert any(layer in layer_choices(n) for n in LOSS_NETWORKS) and isinstance(s.adain_unbiased, bool)
 
 
 # -- resize_to -------------------------------------------------------------------------------------

@@ -159,13 +159,23 @@ def test_errors_are_one_line_and_leave_nothing(setup, tmp_path, capsys):
     code, err = _run(capsys, models, photos, out, "--max_size", "5000")
     assert_clean_in_process(code, err, "--max_size must be a whole number from 1 to 1024")
     assert not out.exists()
-    code, err = _run(capsys, models, photos, out, "--stability")  # before the stylizing, not after it
-    assert_clean_in_process(code, err, "p0.jpg: a 48 x 40 photo is too small for a 32 x 32 clip",
-                            "use larger photos, or leave this one out")
+    small = tmp_path / "small"  # every photo too small for a stability clip
+    small.mkdir()
+    for name in ("p0.jpg", "p1.jpg"):
+        (small / name).write_bytes((photos / name).read_bytes())
+    with pytest.warns(UserWarning) as caught:
+        code, err = _run(capsys, models, small, out, "--stability")  # before the stylizing, not after it
+    assert_clean_in_process(code, err, "--stability: none of the photos is large enough for a stability clip",
+                            "use larger photos, or leave out --stability")
+    said = [str(w.message) for w in caught if "--stability" in str(w.message)]
+    assert len(said) == 2 and "p0.jpg: a 48 x 40 photo is too small for a 32 x 32 clip" in said[0]
     assert not out.exists() and "ms per photo" not in err
-    assert "--max_size" not in err  # the photo is its own size: no flag enlarges it
-    code, err = _run(capsys, models, photos, out, "--stability", "--max_size", "40")
-    assert_clean_in_process(code, err, "p0.jpg: a 40 x 33 photo", "use larger photos or a larger --max_size")
+    assert not any("--max_size" in m for m in [err, *said])  # the photos are their own size: no flag enlarges them
+    with pytest.warns(UserWarning) as caught:
+        code, err = _run(capsys, models, photos, out, "--stability", "--max_size", "40")
+    assert_clean_in_process(code, err, "none of the photos is large enough", "use larger photos or a larger --max_size")
+    assert any("p0.jpg: a 40 x 33 photo" in str(w.message) and "or a larger --max_size" in str(w.message)
+               for w in caught)
     code, err = _run(capsys, models, photos, notes)
     assert_clean_in_process(code, err, "is a file; give a folder")
     code, err = _run(capsys, models, photos, out, "--style", tmp_path / "no.jpg")
@@ -306,6 +316,27 @@ def test_a_photo_too_small_for_the_loss_layers_is_skipped_with_advice_that_helps
         "raise --max_size (at most 1024) (skipped)"]
     with pytest.warns(UserWarning), pytest.raises(FastNSTError, match="none of the photos is large enough"):
         _usable_photos([p for p in photos if p.name == "tiny"], 16, 100)
+
+
+def test_a_photo_too_small_for_a_stability_clip_is_left_out_of_that_measure_only(setup, tmp_path, capsys):
+    """--stability on a folder with a photo too small for a clip: a warning, and the report goes
+    on, that photo measured for content and style but left out of the stability figures."""
+    models, photos, _ = setup
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / "p0.jpg").write_bytes((photos / "p0.jpg").read_bytes())  # 48 x 40: too small for a clip
+    make_photo(mixed / "big.png", (96, 72), seed=4)
+    with pytest.warns(UserWarning) as caught:
+        code, err = _run(capsys, models[:1], mixed, tmp_path / "report", "--stability")
+    assert code == 0, err
+    (said,) = [str(w.message) for w in caught if "--stability" in str(w.message)]
+    assert said == (f"--stability: {mixed / 'p0.jpg'}: a 48 x 40 photo is too small for a 32 x 32 clip of 10 "
+                    "frames; use a larger photo (left out of the stability measure)")
+    data = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert list(data["models"][0]["photos"]) == ["big", "p0"] and data["stability_photos"] == ["big"]
+    assert [r["mode"] for r in data["stability"]] == ["per-frame", "stable statistics"]
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "Too small for a clip, so not in these figures: p0." in page and "a 10-frame 56 x 40 clip" in page
 
 
 def test_captioned_adds_a_strip_and_keeps_the_picture():

@@ -18,7 +18,7 @@ from fast_nst.nets.johnson import TransformNet, TransformNetArgs
 from fast_nst.nets.multistyle import MultiStyleArgs, MultiStyleNet, StyleError
 from fast_nst.training.config import train_config_from_dict
 
-from conftest import assert_clean_in_process, export_cli, in_process, tiny_values
+from conftest import assert_clean_in_process, export_cli, in_process, make_photo, tiny_values
 
 NAMES = ["candy", "mosaic", "wave"]
 BLEND = torch.tensor([0.7, 0.3, 0.0])
@@ -45,11 +45,20 @@ def multi(tmp_path_factory):
             p.add_(0.3 * torch.randn_like(p))
     net.style_names = list(NAMES)
     folder = tmp_path_factory.mktemp("multi")
-    cfg = _cfg(folder, "johnson_multi", style_image="",
+    cfg = _cfg(folder, "johnson_multi", style_image="", style_weights=[1.0, 3.0, 1.0],
                style_images=[str(folder / f"{n}.jpg") for n in NAMES])
     path = folder / "trio.pth"
     atomic_torch_save(make_checkpoint(net, cfg, step=4), path)
     return path, net
+
+
+@pytest.fixture(scope="module")
+def baked_onnx(multi):
+    """The mosaic style (style_weights multiplier 3) baked into a single-input .onnx; export's output."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    path = multi[0].parent / "mosaic.onnx"
+    return path, export_cli(multi[0], "--output", path, "--style", "mosaic")
 
 
 @pytest.fixture(scope="module")
@@ -123,11 +132,9 @@ def test_torchscript_style_input_matches_pytorch(multi, tmp_path):
     assert multi[1].style_names == NAMES  # the exported network keeps its names
 
 
-def test_baked_style_is_a_single_inputexport_cli(multi, tmp_path):
-    pytest.importorskip("onnx")
+def test_baked_style_is_a_single_inputexport_cli(multi, baked_onnx):
     ort = pytest.importorskip("onnxruntime")
-    out = tmp_path / "mosaic.onnx"
-    printed = export_cli(multi[0], "--output", out, "--style", "mosaic")
+    out, printed = baked_onnx
     assert "style 'mosaic'" in printed and "Style input" not in printed
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["input"]
@@ -195,3 +202,21 @@ def test_two_inputs_without_style_names_are_refused(names, fragment, multi_onnx,
         load_stylizer(bad, device="cpu")
     message = str(e.value)
     assert fragment in message and "takes 3 style weights" in message and "--style NAME" in message
+
+
+def test_a_baked_style_is_measured_with_its_style_weight(multi, baked_onnx, tmp_path, capsys):
+    """The quality report measures a baked export of one style as the checkpoint's column of that
+    style: with that style's style_weights multiplier (3 for mosaic), as training weighed it."""
+    from fast_nst.commands.evaluate import main as evaluate_main
+
+    make_photo(tmp_path / "photos" / "p.jpg", (48, 40), seed=1)
+    style = make_photo(tmp_path / "style.png", (40, 40), seed=2)
+    out = tmp_path / "report"
+    code, err = in_process(capsys, evaluate_main, "--model_file", multi[0], baked_onnx[0], "--images",
+                           tmp_path / "photos", "--output", out, "--style", style, "--loss_model_weights", "random",
+                           "--device", "cpu")
+    assert code == 0, err
+    found = {m["name"]: m for m in json.loads((out / "results.json").read_text())["models"]}
+    assert set(found) == {"trio_candy", "trio_mosaic", "trio_wave", "mosaic"}
+    assert found["mosaic"]["mean_style"] == pytest.approx(found["trio_mosaic"]["mean_style"], rel=1e-2)
+    assert found["mosaic"]["loss_group"] == found["trio_mosaic"]["loss_group"] != found["trio_candy"]["loss_group"]

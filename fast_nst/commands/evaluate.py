@@ -37,9 +37,11 @@ def parser() -> argparse.ArgumentParser:
                         "report shows, or one per --model_file in the same order (default: none, "
                         "no style loss; a path named in a model file is never used). Required for "
                         "arbitrary-style models (model_type adain, .pth or .onnx): the style they "
-                        "stylize with and the one their style loss is measured against (their AdaIN "
-                        "training loss, feature means and standard deviations, at the model's style "
-                        "layers; not comparable with a Gram-trained model's)")
+                        "stylize with (at their config's style_size) and the one their style loss is "
+                        "measured against (their AdaIN training loss, feature means and standard "
+                        "deviations, at the model's style layers; not comparable with a Gram-trained "
+                        "model's); their content loss is against the AdaIN target at the encoder's "
+                        "layer, as in their training")
     p.add_argument("--loss_model", choices=list(LOSS_NETWORKS), default=None,
                    help="loss network to measure with (default: the one the models were trained with)")
     p.add_argument("--loss_model_file", metavar="FILE",
@@ -57,7 +59,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--stability", action="store_true",
                    help="also measure temporal stability (video flicker): each photo becomes a short "
                         "clip of known motion, stylized per frame and with stable statistics; the "
-                        "warping error and change ratio go into the page and results.json")
+                        "warping error and change ratio go into the page and results.json (a photo too "
+                        "small for a clip is left out of them, with a warning)")
     add_max_image_pixels(p)
     return p
 

@@ -29,7 +29,7 @@ from ..stylize import resize_for_processing
 from .collect import (DEFAULT_MAX_SIZE, MAX_MODELS, MAX_PHOTOS, MAX_SIZE_LIMIT, ModelEntry, Photo,
                       check_output, choose_loss_model, collect_photos, load_models, style_per_model)
 from .marker import earlier_files, mark_report, remove_stale
-from .measure import Result, build_encoder, load_style, measure_model, style_targets, weights_label
+from .measure import Result, build_encoder, load_style, measure_model, model_targets, weights_label
 from .page import PageInfo, format_loss, loss_groups, render_page
 from .sheet import contact_sheet
 from .stability import StabilityResult, clip_of, clip_size, measure_stability, stability_html
@@ -76,16 +76,25 @@ def _side_at(photo: Photo, max_size: int) -> int:
     return min(max(1, round(w * f)), max(1, round(h * f)))
 
 
-def _check_stability(photos: Sequence[Photo], max_size: int) -> None:
-    """FastNSTError naming the first photo too small for a stability clip, before any work
-    (each clip is made again, in ms, when measured)."""
+def _clip_photos(photos: Sequence[Photo], max_size: int) -> list[Photo]:
+    """The photos large enough for a stability clip; each other one is left out of the stability
+    measure with a warning (the other measures keep it). FastNSTError when none is left, before
+    any work (each clip is made again, in ms, when measured)."""
+    kept, bigger = [], ""
     for p in photos:
         try:
             clip_of(p.image)
         except ValueError as e:
-            bigger = " or a larger --max_size" if p.shrunk and max_size < MAX_SIZE_LIMIT else ""
-            raise FastNSTError(f"--stability: {p.path}: {e}; use larger photos{bigger}, or leave this one "
-                               "out.") from None
+            larger = " or a larger --max_size" if p.shrunk and max_size < MAX_SIZE_LIMIT else ""
+            bigger = bigger or larger
+            warnings.warn(f"--stability: {p.path}: {e}; use a larger photo{larger} (left out of the stability "
+                          "measure)")
+            continue
+        kept.append(p)
+    if not kept:
+        raise FastNSTError(f"--stability: none of the photos is large enough for a stability clip (above); use "
+                           f"larger photos{bigger}, or leave out --stability.")
+    return kept
 
 
 def _write_images(out: Path, photos: Sequence[Photo], models: Sequence[ModelEntry],
@@ -124,8 +133,8 @@ def _sheet(photos: Sequence[Photo], models: Sequence[ModelEntry], results: Seque
 
 def _prepare(model_files, images, output, style, loss_model, loss_model_file, weights, device, max_size,
              stability=False):
-    """Every check before the work; (photos, models, loss network name, encoder, style losses,
-    style images, device)."""
+    """Every check before the work; (photos, photos for the stability clips, models, loss network
+    name, encoder, targets, style images, device)."""
     _check_arguments(model_files, max_size, weights)
     photos = collect_photos(Path(images), max_size)
     styles = ([style] if style else []) if isinstance(style, (str, Path)) else list(style or [])
@@ -134,8 +143,7 @@ def _prepare(model_files, images, output, style, loss_model, loss_model_file, we
     name = choose_loss_model(models, loss_model)
     layers = list(dict.fromkeys(n for m in models for n in m.settings.content_layers + m.settings.style_layers))
     photos = _usable_photos(photos, min_side(name, layers), max_size)
-    if stability:
-        _check_stability(photos, max_size)
+    clip_photos = _clip_photos(photos, max_size) if stability else []
     style_tensors = {m.name: load_style(m, name) for m in models}
     if weights == "random" and loss_model_file:
         warnings.warn("--loss_model_file is not used with --loss_model_weights random.")
@@ -149,10 +157,10 @@ def _prepare(model_files, images, output, style, loss_model, loss_model_file, we
     except BaseException:
         remove_dirs(made)  # a failed check leaves nothing behind
         raise
-    targets = {m.name: style_targets(encoder, m, style_tensors[m.name], dev) for m in models}
+    targets = {m.name: model_targets(encoder, m, style_tensors[m.name], dev) for m in models}
     style_images = {k: None if v is None else resize_for_processing(tensor_to_pil(v[0]), MAX_SIZE_LIMIT, None)
                     for k, v in style_tensors.items()}
-    return photos, models, name, encoder, targets, style_images, dev
+    return photos, clip_photos, models, name, encoder, targets, style_images, dev
 
 
 def write_report(model_files: Sequence[PathLike], images: PathLike, output: PathLike,
@@ -171,13 +179,13 @@ def write_report(model_files: Sequence[PathLike], images: PathLike, output: Path
     network) or "random" (tests). Photos are stylized at longest side ``max_size`` (never
     enlarged). ``stability``: also measure each model's temporal stability on known-motion clips
     of the photos (see :mod:`fast_nst.report.stability`; a section of the page, ``stability`` in
-    results.json). Every check (photos,
+    results.json; a photo too small for a clip is left out of it, with a warning). Every check (photos,
     models, style images, output folder, loss network) runs before any work; mistakes raise
     :class:`~fast_nst.core.errors.FastNSTError`.
     """
     out = Path(output)
     file = None if loss_model_file is None else str(loss_model_file)
-    photos, models, name, encoder, targets, style_images, dev = _prepare(
+    photos, clip_photos, models, name, encoder, targets, style_images, dev = _prepare(
         model_files, images, out, style, loss_model, file, loss_model_weights, device, max_size, stability)
     # From now on this folder is a report: running again may replace it, nothing else is refused.
     # The most files a report writes: each photo and its stylization by each model, a style
@@ -192,7 +200,7 @@ def write_report(model_files: Sequence[PathLike], images: PathLike, output: Path
         print(f"{m.name}: {len(mine)} photos, mean content loss {format_loss(sum(r.content for r in mine) / len(mine))}, "
               f"style loss {format_loss(sum(styles) / len(styles) if styles else None)}, "
               f"{1000 * sum(r.seconds for r in mine) / len(mine):.1f} ms per photo")
-    stable = _stability(models, photos) if stability else []
+    stable = _stability(models, clip_photos) if stability else []
     rel = _write_images(out, photos, models, results, style_images)
     save_image(_sheet(photos, models, results, style_images), out / "sheet.jpg")
     info = PageInfo(loss_model=name, weights=weights_label(loss_model_weights, file, name),
@@ -203,12 +211,15 @@ def write_report(model_files: Sequence[PathLike], images: PathLike, output: Path
     with atomic_write(page) as tmp:
         html = render_page(photos, models, results, info)
         if stable:  # its own section, last on the page
-            sizes = [clip_size(p.image.size) for p in photos]
-            html = html.replace("</body>", stability_html(stable, sizes) + "</body>", 1)
+            sizes = [clip_size(p.image.size) for p in clip_photos]
+            measured = {p.name for p in clip_photos}
+            left_out = [p.name for p in photos if p.name not in measured]
+            html = html.replace("</body>", stability_html(stable, sizes, left_out) + "</body>", 1)
         tmp.write_text(html, encoding="utf-8")
     data = _results_data(models, results, info)
     if stable:
         data["stability"] = [r.to_dict() for r in stable]
+        data["stability_photos"] = [p.name for p in clip_photos]
     with atomic_write(out / "results.json") as tmp:
         tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
     files = [*rel.values(), "sheet.jpg", "index.html", "results.json"]
@@ -223,7 +234,7 @@ def _stability(models: Sequence[ModelEntry], photos: Sequence[Photo]) -> list[St
     for m in models:
         try:
             mine = measure_stability(m.name, m.stylizer, [p.image for p in photos])
-        except ValueError as e:  # _check_stability checked every photo: not expected
+        except ValueError as e:  # _clip_photos kept only photos that make a clip: not expected
             raise FastNSTError(f"--stability: {e}; use larger photos.") from None
         found += mine
         print(f"{m.name}: " + "; ".join(f"{r.mode} warping error {r.warp_error:.2f} levels (input "
@@ -244,6 +255,7 @@ def _results_data(models: Sequence[ModelEntry], results: Sequence[Result], info:
         data["models"].append({
             "name": m.name, "path": str(m.path), "step": m.stylizer.info.get("step"),
             "loss_group": groups.get(m.name, "A"), "style_loss": m.settings.style_loss,
+            "content_target": m.settings.content_target,
             "mean_content": sum(r.content for r in mine) / len(mine),
             "mean_style": sum(styles) / len(styles) if styles else None,
             "ms_per_photo": 1000 * sum(r.seconds for r in mine) / len(mine),

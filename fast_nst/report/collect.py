@@ -26,6 +26,7 @@ from ..io.checkpoint import FORMAT_NAME, safe_torch_load, validate_checkpoint
 from ..io.export import MAX_LOSS_CONFIG
 from ..lossnet import (CONVENTIONS, GRAM_STYLE_DEGREE, LOSS_NETWORKS, STATS_STYLE_DEGREE, convert_weights,
                        layer_choices)
+from ..nets.adain import AdaINArgs
 from ..stylize import Stylizer, load_stylizer, resize_for_processing
 # The file that marks a folder as a report fast-nst wrote: a later report may replace it; any
 # other non-empty folder is refused as --output.
@@ -90,6 +91,13 @@ class LossSettings:
     # "gram" (Johnson networks) or "stats" (AdaIN: feature means and standard deviations): each
     # model is measured with the style loss it was trained with.
     style_loss: str = "gram"
+    # What the content loss compares the stylization's features with: "photo", the photo's at
+    # content_layers (Johnson networks), or "adain", the AdaIN target (the photo's features
+    # given the style image's statistics) at the encoder's layer, content_layers then being that
+    # one layer: Huang & Belongie's content loss, what AdaIN training optimises.
+    content_target: str = "photo"
+    # The AdaIN model's variance (AdaINArgs.unbiased_std): its target as its decoder receives it.
+    adain_unbiased: bool = False
 
 
 @dataclass
@@ -195,29 +203,70 @@ def loss_settings(config: Optional[dict]) -> LossSettings:
     )
 
 
-def _checkpoint_config(stylizer: Stylizer) -> Optional[dict]:
-    """The training config saved in the stylizer's .pth checkpoint, or the loss fields an .onnx
-    export carries (metadata ``loss_config``); None for pytorch/examples files and exports
-    without them. The Stylizer does not keep its checkpoint, so the file is read again
-    (weights-only, like every model file)."""
+def _saved(stylizer: Stylizer) -> tuple[Optional[dict], dict]:
+    """(training config, network arguments) of the stylizer's file: a .pth checkpoint's
+    ``config`` and ``model_args``, or what an .onnx export carries (metadata ``loss_config``, its
+    config's loss fields, and ``model_args``); None and {} where it has none (pytorch/examples
+    files, exports without them). The Stylizer does not keep its checkpoint, so the file is read
+    again (weights-only, like every model file)."""
     path = stylizer.info.get("path")
     if stylizer.info.get("format") == "onnx":
         meta = stylizer.info.get("metadata")
-        text = meta.get("loss_config") if isinstance(meta, dict) else None
-        if not isinstance(text, str):
-            return None
-        try:  # untrusted: bounded in bytes and depth by the boundary, then checked
-            found = load_json(text, "loss_config", FastNSTError, max_bytes=MAX_LOSS_CONFIG, max_depth=4)
-        except FastNSTError:
-            return None
-        return found if isinstance(found, dict) else None
+        meta = meta if isinstance(meta, dict) else {}
+        config = _json_dict(meta.get("loss_config"), "loss_config")
+        return config, _json_dict(meta.get("model_args"), "model_args") or {}
     if not path:
-        return None
+        return None, {}
     ckpt = safe_torch_load(path)
     if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT_NAME and isinstance(ckpt.get("config"), dict):
         # Read again: checked again as every checkpoint is (load_stylizer checked the file as it was then).
-        return validate_checkpoint(ckpt, path)["config"]
-    return None
+        ckpt = validate_checkpoint(ckpt, path)
+        args = ckpt.get("model_args")
+        return ckpt["config"], args if isinstance(args, dict) else {}
+    return None, {}
+
+
+def _json_dict(text: Any, where: str) -> Optional[dict]:
+    """The dict an export's metadata value ``text`` holds as JSON, or None (none, or damaged)."""
+    if not isinstance(text, str):
+        return None
+    try:  # untrusted: bounded in bytes and depth by the boundary, then checked
+        found = load_json(text, where, FastNSTError, max_bytes=MAX_LOSS_CONFIG, max_depth=4)
+    except FastNSTError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def _settings_of(stylizer: Stylizer, file: str, config: Optional[dict], model_args: dict) -> LossSettings:
+    """How a model's losses are measured: with its config's settings (:func:`loss_settings`), as
+    training measured them for its kind of model."""
+    settings = loss_settings(config)
+    if stylizer.style_input == "image":  # also an export without its config: AdaIN's own loss
+        if config is None and stylizer.info.get("format") == "onnx":
+            warnings.warn(f"{file}: this arbitrary-style export does not carry its training loss settings "
+                          "(metadata loss_config, which exports of older fast-nst versions lack): it is measured "
+                          "with fast-nst's default style layers and weights, not necessarily those it was trained "
+                          "with. Re-export it from its checkpoint to measure it as trained: python -m "
+                          f"fast_nst.export MODEL.pth --output {Path(file).name}")
+        return _adain_settings(settings, model_args)
+    if not stylizer.style_names and (config or {}).get("model_type") == "johnson_multi":
+        # One style of a multi-style model baked into an export (named after that style): that
+        # style's style_weights multiplier, as the checkpoint's column of that style gets it.
+        src, scale = _style_scales(config).get(stylizer.name, ("", 1.0))
+        return dataclasses.replace(settings, style_image=src, style_weight=settings.style_weight * scale)
+    return settings
+
+
+def _adain_settings(settings: LossSettings, model_args: dict) -> LossSettings:
+    """``settings`` for an arbitrary-style model, measured as AdaIN training measures it
+    (:mod:`fast_nst.training.arbitrary`): style by feature statistics, content against the AdaIN
+    target at the encoder's layer (``model_args``' encoder_layer; the config's content_layers are
+    not used in training)."""
+    layer = model_args.get("encoder_layer")
+    known = isinstance(layer, str) and any(layer in layer_choices(n) for n in LOSS_NETWORKS)
+    return dataclasses.replace(settings, style_loss="stats", content_target="adain",
+                               content_layers=(layer if known else AdaINArgs.encoder_layer,),
+                               adain_unbiased=model_args.get("unbiased_std") is True)
 
 
 def _style_of(style: Optional[Path]) -> tuple[Optional[Path], str]:
@@ -254,17 +303,16 @@ def load_models(files: Sequence[str], device: str, styles: Sequence[Optional[Pat
     assert len(styles) == len(files), "one style (or None) per model file"
     stylizers = [load_stylizer(f, device=device, loss_model_file=loss_model_file, loss_model=loss_model)
                  for f in files]
-    configs = [_checkpoint_config(s) for s in stylizers]
-    labels = _labels([_run_name(s, c, f) for s, c, f in zip(stylizers, configs, files)],
+    saved = [_saved(s) for s in stylizers]
+    labels = _labels([_run_name(s, c, f) for s, (c, _), f in zip(stylizers, saved, files)],
                      [s.info.get("step") for s in stylizers], files)
-    for s, f, style in zip(stylizers, files, styles):  # after the labels: set_style renames a stylizer
+    settings_of = [_settings_of(s, f, c, args) for s, f, (c, args) in zip(stylizers, files, saved)]
+    # After the labels: set_style renames a stylizer.
+    for s, f, style, settings in zip(stylizers, files, styles, settings_of):
         if s.style_input == "image":
-            _give_style(s, f, style)
+            _give_style(s, f, style, settings.style_size)
     columns = []  # (label, stylizer, settings, file, style): a multi-style model gives one per style
-    for label, s, config, f, style in zip(labels, stylizers, configs, files, styles):
-        settings = loss_settings(config)
-        if s.style_input == "image":  # also an export without its config: AdaIN's own loss
-            settings = dataclasses.replace(settings, style_loss="stats")
+    for label, s, (config, _), settings, f, style in zip(labels, stylizers, saved, settings_of, files, styles):
         found = _per_style(label, s, config, settings) if s.style_names else [(label, s, settings)]
         columns += [(name, st, found_settings, f, style) for name, st, found_settings in found]
     if len(columns) > MAX_MODELS:
@@ -309,15 +357,16 @@ def _labels(runs: Sequence[str], steps: Sequence[Any], files: Sequence[str]) -> 
     return out
 
 
-def _give_style(stylizer: Stylizer, file: str, style: Optional[Path]) -> None:
-    """An arbitrary-style model stylizes with ``style`` (at the stylizers' default style size), the
-    image its style loss is measured against too; FastNSTError naming the model without one."""
+def _give_style(stylizer: Stylizer, file: str, style: Optional[Path], size: Optional[int]) -> None:
+    """An arbitrary-style model stylizes with ``style`` at longest side ``size`` (its settings'
+    style_size: the statistics its AdaIN target and style loss are measured with too), the image
+    its style loss is measured against; FastNSTError naming the model without one."""
     if style is None:
         raise FastNSTError(f"--model_file {file} is an arbitrary-style model (model_type adain): it has no "
                            "style of its own; give the style image to stylize with and measure against: "
                            "--style IMAGE.")
     try:
-        stylizer.set_style(style)
+        stylizer.set_style(style, style_size=size)
     except FastNSTError as e:  # an unreadable or too small image: say which flag gave it
         raise DataError(f"--style {style} for {file}: {e}") from None
 
@@ -328,11 +377,7 @@ def _per_style(label: str, stylizer: Stylizer, config: Optional[dict],
     stylizer set to that style, measured with ``base`` and against that style's image and weight
     from the training config (style_images, style_weights; matched by name, since a model that
     had styles added lists only the new ones)."""
-    c = config if isinstance(config, dict) else {}
-    sources = _strings(c.get("style_images"), ())
-    weights = c.get("style_weights") if isinstance(c.get("style_weights"), list) else []
-    by_name = {style_name(src): (src, _number(weights[i], 1.0) if i < len(weights) else 1.0)
-               for i, src in enumerate(sources)}
+    by_name = _style_scales(config)
     out = []
     for name in stylizer.style_names:
         copy_ = copy.copy(stylizer)  # shares the weights; set_style gives the copy its own network
@@ -341,6 +386,16 @@ def _per_style(label: str, stylizer: Stylizer, config: Optional[dict],
         settings = dataclasses.replace(base, style_image=src, style_weight=base.style_weight * scale)
         out.append((f"{label}_{name}", copy_, settings))
     return out
+
+
+def _style_scales(config: Optional[dict]) -> dict[str, tuple[str, float]]:
+    """{style name: (its style_images entry, its style_weights multiplier)} of a multi-style
+    training config (a style without a multiplier: 1)."""
+    c = config if isinstance(config, dict) else {}
+    sources = _strings(c.get("style_images"), ())
+    weights = c.get("style_weights") if isinstance(c.get("style_weights"), list) else []
+    return {style_name(src): (src, _number(weights[i], 1.0) if i < len(weights) else 1.0)
+            for i, src in enumerate(sources)}
 
 
 def choose_loss_model(models: Sequence[ModelEntry], requested: Optional[str]) -> str:

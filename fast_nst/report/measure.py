@@ -1,6 +1,8 @@
 """Stylizing the report's photos with each model, timed, and measuring the results with the loss
-network: content loss against the photo, style loss against the style image's Gram matrices
-(an AdaIN model's against its feature means and standard deviations, the loss it was trained with).
+network: content loss against the photo, style loss against the style image's Gram matrices.
+An AdaIN model is measured with the loss it was trained with (Huang & Belongie 2017): content
+against the AdaIN target at its encoder's layer, style against the style image's feature means
+and standard deviations.
 
 The losses are training's own terms (:mod:`fast_nst.lossnet.losses`) with the model's config
 weights, so they read like TensorBoard's ``loss/content`` and ``loss/style`` (but at the report's
@@ -22,13 +24,13 @@ from ..core.errors import DataError, FastNSTError
 from ..core.images import pil_to_tensor
 from ..core.untrusted import open_image, resize_style, style_rgb
 from ..lossnet import get_loss_network
-from ..lossnet.losses import ContentLoss, StatsStyleLoss, StyleLoss
+from ..lossnet.losses import ContentLoss, StatsStyleLoss, StyleLoss, adain, mean_std
 from ..lossnet.vgg import VGGEncoder, WeightFlags, build_loss_network
 from ..lossnet import min_side
 from .collect import ModelEntry, Photo
 
-__all__ = ["LOSS_SEED", "Result", "build_encoder", "load_style", "measure_model", "random_warning",
-           "style_targets", "weights_label"]
+__all__ = ["LOSS_SEED", "Result", "Targets", "build_encoder", "load_style", "measure_model", "model_targets",
+           "random_warning", "weights_label"]
 
 # Seed of a random loss network: TrainConfig's default seed, so a smoke run's defaults and the
 # report measure with the same random VGG.
@@ -94,27 +96,41 @@ def load_style(model: ModelEntry, loss_model: str) -> Optional[torch.Tensor]:
     except DataError as e:
         raise DataError(f"style image of model {model.name} ({model.style_note}): {e}") from None
     x = pil_to_tensor(img).unsqueeze(0)
-    need = min_side(loss_model, model.settings.style_layers)
+    s = model.settings
+    need = min_side(loss_model, s.style_layers + (s.content_layers if s.content_target == "adain" else ()))
     if min(x.shape[-2:]) < need:
         raise DataError(f"style image {model.style_path} is {x.shape[-1]}x{x.shape[-2]} px at style_size "
-                        f"{model.settings.style_size}; the style layers need at least {need} px per side.")
+                        f"{s.style_size}; the layers it is measured at need at least {need} px per side.")
     return x
 
 
-def style_targets(encoder: VGGEncoder, model: ModelEntry, style: Optional[torch.Tensor],
-                  device: torch.device) -> Optional[dict[str, torch.nn.Module]]:
-    """One style loss per style layer (weight: style_weight x the layer's weight): a
-    :class:`StyleLoss` (the style image's Gram matrix), or a :class:`StatsStyleLoss` (its feature
-    means and stds) for an AdaIN model; None without a style image."""
+@dataclass(frozen=True)
+class Targets:
+    """What one model's stylizations are measured against: ``style``, a style loss per style layer
+    (weight: style_weight x the layer's weight), a :class:`StyleLoss` (the style image's Gram
+    matrix) or for an AdaIN model a :class:`StatsStyleLoss` (its feature means and stds), None
+    without a style image; and ``adain``, for a model whose content loss is against the AdaIN
+    target (settings ``content_target`` "adain"), the style image's feature (mean, std)
+    (1, C, 1, 1) at its content layer, which the target is made of."""
+
+    style: Optional[dict[str, torch.nn.Module]]
+    adain: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+
+
+@torch.no_grad()
+def model_targets(encoder: VGGEncoder, model: ModelEntry, style: Optional[torch.Tensor],
+                  device: torch.device) -> Targets:
+    """The :class:`Targets` of ``model`` for its style image ``style`` (1, 3, h, w) in [0, 1] or None."""
     s = model.settings
     if style is None:
-        return None
+        assert s.content_target != "adain", "an arbitrary-style model always has its style image"
+        return Targets(None)
+    content = list(s.content_layers) if s.content_target == "adain" else []
+    feats = encoder(style.to(device), list(dict.fromkeys(list(s.style_layers) + content)))  # one pass for both
     layer_weights = s.style_layer_weights or (1.0,) * len(s.style_layers)
-    with torch.no_grad():
-        feats = encoder(style.to(device), s.style_layers)
     kind = StatsStyleLoss if s.style_loss == "stats" else StyleLoss  # the loss it was trained with
-    return {name: kind(feats[name], s.style_weight * w).to(device)
-            for name, w in zip(s.style_layers, layer_weights)}
+    losses = {name: kind(feats[name], s.style_weight * w).to(device) for name, w in zip(s.style_layers, layer_weights)}
+    return Targets(losses, mean_std(feats[content[0]], unbiased=s.adain_unbiased) if content else None)
 
 
 def _sync(device: torch.device) -> None:
@@ -123,21 +139,23 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def _losses(encoder: VGGEncoder, model: ModelEntry, styles: Optional[dict[str, torch.nn.Module]],
-            photo: torch.Tensor, out: torch.Tensor) -> tuple[float, Optional[float]]:
+def _losses(encoder: VGGEncoder, model: ModelEntry, targets: Targets, photo: torch.Tensor,
+            out: torch.Tensor) -> tuple[float, Optional[float]]:
     """(content, style) of ``out`` against ``photo``, both (1, 3, H, W) in [0, 1]."""
-    s = model.settings
+    s, styles = model.settings, targets.style
     layers = list(dict.fromkeys(s.content_layers + (s.style_layers if styles else ())))
     feats = encoder(out, layers) if layers else {}
-    targets = encoder(photo, s.content_layers) if s.content_layers else {}
+    wanted = encoder(photo, s.content_layers) if s.content_layers else {}
+    if targets.adain is not None:  # AdaIN training's content target: the photo's features in the style
+        wanted = {n: adain(f, *targets.adain, unbiased=s.adain_unbiased) for n, f in wanted.items()}
     content_loss = ContentLoss(s.content_weight)
-    content = sum(float(content_loss(feats[n], targets[n])) for n in s.content_layers)
+    content = sum(float(content_loss(feats[n], wanted[n])) for n in s.content_layers)
     style = None if styles is None else sum(float(loss(feats[n])) for n, loss in styles.items())
     return float(content), style
 
 
-def measure_model(model: ModelEntry, photos: Sequence[Photo], encoder: VGGEncoder,
-                  styles: Optional[dict[str, torch.nn.Module]], device: torch.device) -> list[Result]:
+def measure_model(model: ModelEntry, photos: Sequence[Photo], encoder: VGGEncoder, targets: Targets,
+                  device: torch.device) -> list[Result]:
     """Stylize every photo with ``model`` (timed) and measure content and style loss."""
     stylizer = model.stylizer
     # One untimed run first: the first call pays one-time costs (allocations, cuDNN's algorithm
@@ -152,6 +170,6 @@ def measure_model(model: ModelEntry, photos: Sequence[Photo], encoder: VGGEncode
         seconds = time.perf_counter() - start
         x = pil_to_tensor(photo.image).unsqueeze(0).to(device)  # (1, 3, H, W) in [0, 1]
         y = pil_to_tensor(out).unsqueeze(0).to(device)  # the saved 8-bit result, as a user sees it
-        content, style = _losses(encoder, model, styles, x, y)
+        content, style = _losses(encoder, model, targets, x, y)
         results.append(Result(photo.name, model.name, out, content, style, seconds))
     return results

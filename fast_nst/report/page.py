@@ -61,6 +61,11 @@ def _figure(path: Optional[str], caption: str) -> str:
     return f'<figure><img src="{_src(path)}" alt="{_e(caption)}"><figcaption>{_e(caption)}</figcaption></figure>'
 
 
+# The models table's words for what a model's content loss compares the stylization with.
+_CONTENT_TARGETS = {"photo": "against the photo",
+                    "adain": "against the AdaIN target (the photo's features in the style), as in AdaIN training"}
+
+
 def _models_table(models: Sequence[ModelEntry]) -> str:
     rows = []
     for m in models:
@@ -73,10 +78,11 @@ def _models_table(models: Sequence[ModelEntry]) -> str:
         rows.append(
             f"<tr class='model' data-model='{_e(m.name)}'><td>{_e(m.name)}</td><td>{_e(m.path)}</td>"
             f"<td>{_e('' if step is None else step)}</td><td>{_e(style)} ({_e(m.style_note)})</td>"
-            f"<td>{_e(', '.join(s.content_layers))} (weight {s.content_weight:g})</td>"
+            f"<td>{_e(', '.join(s.content_layers))} (weight {s.content_weight:g}), "
+            f"{_CONTENT_TARGETS[s.content_target]}</td>"
             f"<td>{_e(style_layers)} (weight {s.style_weight:g})</td>"
             f"<td>{source}</td></tr>")
-    head = ("<tr><th>model</th><th>file</th><th>step</th><th>style image</th><th>content layers</th>"
+    head = ("<tr><th>model</th><th>file</th><th>step</th><th>style image</th><th>content loss</th>"
             "<th>style layers</th><th>loss settings from</th></tr>")
     return f"<table>{head}{''.join(rows)}</table>"
 
@@ -86,7 +92,7 @@ def loss_groups(models: Sequence[ModelEntry]) -> dict[str, str]:
     same style loss, layers and weights); {} when all were. Losses of different groups are not
     comparable: an AdaIN model's mean/std style loss of 2.7 is not better than a Gram loss of 37."""
     def key(s: LossSettings) -> tuple:
-        return (s.style_loss, s.content_layers, s.content_weight, s.style_layers,
+        return (s.style_loss, s.content_target, s.content_layers, s.content_weight, s.style_layers,
                 s.style_layer_weights or (1.0,) * len(s.style_layers), s.style_weight, s.weights_for)
 
     keys = list(dict.fromkeys(key(m.settings) for m in models))
@@ -156,11 +162,13 @@ def render_page(photos: Sequence[Photo], models: Sequence[ModelEntry], results: 
         f"<p class='lossnet'>Loss network: <b>{_e(info.loss_model)}</b>, weights: <b>{weights}</b>. "
         f"{len(photos)} photos at longest side &le; {info.max_size} px, {len(models)} models, device "
         f"{_e(info.device)}, {datetime.now().strftime('%Y-%m-%d %H:%M')}.</p>{warning}"
-        "<p>Content loss: the stylization against the photo at the model's content layers; style "
-        "loss: its Gram matrices against the style image's at the model's style layers (for an "
-        "AdaIN model, its feature means and standard deviations, as it was trained); both "
-        "weighted as in training (TensorBoard's loss/content and loss/style). Lower is closer; "
-        "compare models measured with the same loss network.</p>"
+        "<p>Content loss: the stylization's features against the photo's at the model's content "
+        "layers; style loss: its Gram matrices against the style image's at the model's style "
+        "layers. An AdaIN model is measured as it was trained: content against its AdaIN target "
+        "(the photo's features given the style image's means and standard deviations) at its "
+        "encoder's layer, style by the feature means and standard deviations. Both are weighted "
+        "as in training (TensorBoard's loss/content and loss/style). Lower is closer; compare "
+        "models measured with the same loss network.</p>"
         f"<h2>Models</h2>{_models_table(models)}"
         f"<h2>Means per model</h2>{_means_table(models, results)}"
         "<h2>Contact sheet</h2><p>One row per photo: the photo, each model's stylization, the style.</p>"

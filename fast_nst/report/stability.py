@@ -171,9 +171,11 @@ def _sizes_text(sizes: Sequence[tuple[int, int]]) -> str:
     return found[0] if len(found) == 1 else f"{', '.join(found[:-1])} or {found[-1]}"
 
 
-def stability_html(results: Sequence[StabilityResult], sizes: Sequence[tuple[int, int]] = ()) -> str:
+def stability_html(results: Sequence[StabilityResult], sizes: Sequence[tuple[int, int]] = (),
+                   left_out: Sequence[str] = ()) -> str:
     """The report's stability section: one table row per model and mode. ``sizes``: the clips'
-    frame sizes (h, w) (:func:`clip_size`; default :data:`CLIP_SIZE`)."""
+    frame sizes (h, w) (:func:`clip_size`; default :data:`CLIP_SIZE`); ``left_out``: the names
+    of photos too small for a clip."""
     rows = "".join(
         f"<tr><td>{escape(r.model)}</td><td>{escape(r.mode)}</td><td>{r.warp_error:.2f}</td>"
         f"<td>{r.input_warp_error:.2f}</td><td>{r.warp_error / max(r.input_warp_error, 1e-9):.1f}x</td>"
@@ -190,5 +192,7 @@ def stability_html(results: Sequence[StabilityResult], sizes: Sequence[tuple[int
         "on a <b>still</b> clip of the same photo (noise only) every change is flicker. Per-frame is "
         "every frame on its own; stable statistics carries the instance-norm statistics across frames "
         "(eval.py's video default).</p>\n"
+        + (f"<p class='left-out'>Too small for a clip, so not in these figures: {escape(', '.join(left_out))}.</p>\n"
+           if left_out else "") +
         "<table><tr><th>model</th><th>mode</th><th>warping error</th><th>input's</th><th>ratio</th>"
         f"<th>change ratio</th><th>change ratio, still</th><th>ms/frame</th></tr>{rows}</table>\n")
