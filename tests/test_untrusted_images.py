@@ -261,7 +261,8 @@ def test_every_reader_of_style_images_makes_transparency_white(see_through_file,
     cfg = train_config_from_dict(tiny_values(tmp_path / "m", tmp_path, see_through_file, style_size=40,
                                                 naming="m"), "test")
     entry = SimpleNamespace(name="m", style_note="", style_path=see_through_file,
-                            settings=SimpleNamespace(style_size=40, style_layers=("relu1_2",)))
+                            settings=SimpleNamespace(style_size=40, style_layers=("relu1_2",), content_layers=("relu1_2",),
+                                                     content_target="photo"))
     read = {"style_images (path)": lambda: pil_to_tensor(style_images(see_through_file)[0][0]),
             "style_images (PIL image)": lambda: pil_to_tensor(style_images(_see_through())[0][0]),
             "training": lambda: load_style_tensor(cfg)[0],
