@@ -166,6 +166,11 @@ def test_errors_are_one_line_and_leave_nothing(setup, tmp_path, capsys):
     assert "--max_size" not in err  # the photo is its own size: no flag enlarges it
     code, err = _run(capsys, models, photos, out, "--stability", "--max_size", "40")
     assert_clean_in_process(code, err, "p0.jpg: a 40 x 33 photo", "use larger photos or a larger --max_size")
+    # Its clip is made from a 45 x 45 copy: the message named that size, not the photo's.
+    make_photo(tmp_path / "square" / "sq.jpg", (64, 64))
+    code, err = _run(capsys, models, tmp_path / "square", out, "--stability")
+    assert_clean_in_process(code, err, "sq.jpg: a 64 x 64 photo is too small for a 36 x 36 clip of 10 frames; "
+                                       "use larger photos, or leave this one out.")
     code, err = _run(capsys, models, photos, notes)
     assert_clean_in_process(code, err, "is a file; give a folder")
     code, err = _run(capsys, models, photos, out, "--style", tmp_path / "no.jpg")
