@@ -93,6 +93,8 @@ def test_offline_failure_says_how_to_finish_by_hand(in_tmp, monkeypatch, capsys,
     ("models/mosaic/mosaic.pth", "python -m fast_nst.download pretrained puts candy, mosaic"),
     ("models/udnie", "python -m fast_nst.download pretrained puts"),               # the run folder
     ("elsewhere/candy/candy.pth", "python -m fast_nst.download pretrained --dest elsewhere puts"),
+    ("models/adain/adain.pth", "It is the published AdaIN model: python -m fast_nst.download adain puts it there."),
+    ("elsewhere/adain", "python -m fast_nst.download adain --dest elsewhere puts it there."),
     ("models/wave/wave.pth", None),                                                 # not a ready-made one
 ])
 def test_a_missing_ready_made_model_names_the_download(in_tmp, capsys, model, hint):

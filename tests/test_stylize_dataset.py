@@ -255,6 +255,19 @@ def test_the_pixel_limit_is_an_option_here_too(data, tmp_path, capsys):
     assert Image.MAX_IMAGE_PIXELS == before  # given back to this process
 
 
+def test_the_default_model_missing_names_its_download(data, tmp_path, capsys, monkeypatch):
+    """The docs run it without --model_file after `download adain`: without that download, the
+    error says which command makes models/adain/adain.pth."""
+    monkeypatch.chdir(tmp_path)
+    argv = args(data, tmp_path / "out")
+    i = argv.index("--model_file")
+    del argv[i:i + 2]
+    code, err = in_process(capsys, stylize_main, *argv)
+    assert_clean_in_process(code, err, "Model file not found: models/adain/adain.pth. It is the published AdaIN "
+                                       "model: python -m fast_nst.download adain puts it there.")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("extra,message", [
     (["--styles", None], "is an arbitrary-style (AdaIN) model: give --styles PAINTINGS_DIR"),
     (["--alpha", "1.5"], "--alpha: alpha must be between 0"),

@@ -50,8 +50,8 @@ def parser() -> argparse.ArgumentParser:
                         "named in a model file is never used); also the encoder weights of "
                         "arbitrary-style models, checked against the checksum they record")
     p.add_argument("--loss_model_weights", default="imagenet", choices=["imagenet", "random"],
-                   help="imagenet (default): torchvision's weights; random: seeded random weights, "
-                        "for tests only (the losses then measure nothing)")
+                   help="imagenet (default): the loss network's published ImageNet weights; random: seeded "
+                        "random weights, for tests only (the losses then measure nothing)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--max_size", type=int, default=DEFAULT_MAX_SIZE, metavar="N",
                    help=f"stylize at longest side N px (default {DEFAULT_MAX_SIZE}, at most "

@@ -47,8 +47,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--loss_model", default="vgg16", choices=list(LOSS_NETWORKS),
                    help="loss network (default vgg16)")
     p.add_argument("--loss_model_weights", default="imagenet", choices=["imagenet", "random"],
-                   help="imagenet (default): torchvision's weights; random: seeded random weights, "
-                        "for smoke tests only")
+                   help="imagenet (default): the loss network's published ImageNet weights; random: seeded "
+                        "random weights, for smoke tests only")
     p.add_argument("--loss_model_file", help="weights file (default: the loss network's, "
                    f"{LOSS_NETWORKS['vgg16'].file} for vgg16; downloaded there when missing)")
     p.add_argument("--preset", default="gatys", choices=list(PRESETS),

@@ -18,6 +18,7 @@ from ..core.device import DEVICE_CHOICES, resolve_device
 from ..core.errors import FastNSTError
 from ..core.untrusted import input_folder
 from ..io.checkpoint import load_model
+from ..io.pretrained import require_downloaded
 from ..nets.adain import AdaINNet, check_alpha
 from ..stylize.base import DEFAULT_STYLE_SIZE
 from ..stylize.dataset import (MANIFEST, OUTPUT_FORMATS, check_folders, check_run_settings, merge_manifest,
@@ -155,6 +156,7 @@ def _run(args: argparse.Namespace, ctx) -> int:
         torch.set_num_threads(args.threads)
     input_folder(args.images, "--images")  # before the model's load: a typo is reported at once
     check_folders(args.images, args.output, args.styles)
+    require_downloaded(args.model_file)  # the default model, before `download adain`
     model, _ = load_model(args.model_file, args.loss_model_file)
     styles = _styles(args, model)
     plan = plan_dataset(args.images, args.output, styles, args.per_image, args.seed, args.format, args.batch_size)

@@ -10,9 +10,11 @@ from pathlib import Path
 from ..core.untrusted import downloads, shown
 from ..core.errors import CheckpointError, DownloadError
 from ..core.files import safe_component
+from .adain_pretrained import ADAIN_MODEL_NAME
 from .convert import converted_checkpoint, write_converted
 
-__all__ = ["PRETRAINED_NAMES", "PRETRAINED_URL", "PRETRAINED_ZIP", "download_pretrained", "pretrained_hint"]
+__all__ = ["PRETRAINED_NAMES", "PRETRAINED_URL", "PRETRAINED_ZIP", "download_pretrained", "pretrained_hint",
+           "require_downloaded"]
 
 # pytorch/examples' published fast_neural_style models (candy, mosaic, rain_princess, udnie),
 # the archive their README links to.
@@ -25,15 +27,26 @@ MAX_MODEL_BYTES = 700 << 20
 
 def pretrained_hint(path: str | Path) -> str:
     """How to get ``path`` when it is where ``python -m fast_nst.download pretrained`` puts one of
-    its models (``.../mosaic/mosaic.pth``, or the run folder ``.../mosaic``); "" otherwise."""
+    its models, or ``download adain`` the published AdaIN model (``.../mosaic/mosaic.pth``,
+    ``.../adain/adain.pth``, or the run folder ``.../mosaic``); "" otherwise."""
     path = Path(path)
-    for name in PRETRAINED_NAMES:
+    for name in (*PRETRAINED_NAMES, ADAIN_MODEL_NAME):
         if path.parts[-2:] == (name, f"{name}.pth") or (path.name == name and not path.suffix):
             where = path.parent.parent if path.suffix else path.parent
             dest = "" if where == Path("models") else f" --dest {where}"
+            if name == ADAIN_MODEL_NAME:
+                return (f" It is the published AdaIN model: python -m fast_nst.download adain{dest} puts it "
+                        "there.")
             return (f" It is one of pytorch/examples' ready-made models: python -m fast_nst.download "
                     f"pretrained{dest} puts {', '.join(PRETRAINED_NAMES)} there.")
     return ""
+
+
+def require_downloaded(path: str | Path) -> None:
+    """:class:`CheckpointError` saying which download makes ``path`` when it is missing and is
+    where a download puts a ready-made model (see :func:`pretrained_hint`)."""
+    if not Path(path).exists() and pretrained_hint(path):
+        raise CheckpointError(f"Model file not found: {path}.{pretrained_hint(path)}")
 
 
 def download_pretrained(models_dir: str | Path = "models", data_dir: str | Path = "data") -> list[Path]:

@@ -32,7 +32,7 @@ from .marker import earlier_files, mark_report, remove_stale
 from .measure import Result, build_encoder, load_style, measure_model, model_targets, weights_label
 from .page import PageInfo, format_loss, loss_groups, render_page
 from .sheet import contact_sheet
-from .stability import StabilityResult, clip_of, clip_size, measure_stability, stability_html
+from .stability import CLIP_FRAMES, StabilityResult, clip_of, clip_size, measure_stability, stability_html
 
 __all__ = ["DEFAULT_MAX_SIZE", "MAX_MODELS", "MAX_PHOTOS", "MAX_SIZE_LIMIT", "write_report"]
 
@@ -84,11 +84,13 @@ def _clip_photos(photos: Sequence[Photo], max_size: int) -> list[Photo]:
     for p in photos:
         try:
             clip_of(p.image)
-        except ValueError as e:
+        except ValueError:
+            # The motion's error names the photo as clip_of scaled it: name the photo's own size.
+            (h, w), (width, height) = clip_size(p.image.size), p.image.size
             larger = " or a larger --max_size" if p.shrunk and max_size < MAX_SIZE_LIMIT else ""
             bigger = bigger or larger
-            warnings.warn(f"--stability: {p.path}: {e}; use a larger photo{larger} (left out of the stability "
-                          "measure)")
+            warnings.warn(f"--stability: {p.path}: a {width} x {height} photo is too small for a {w} x {h} clip of "
+                          f"{CLIP_FRAMES} frames; use a larger photo{larger} (left out of the stability measure)")
             continue
         kept.append(p)
     if not kept:

@@ -29,7 +29,7 @@ from ..io.bundled import about, bundled_model
 from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints, load_model
 from ..io.hub import cached_copy_errors, local_model_file
 from ..io.safetensors_file import SAFETENSORS_SUFFIX
-from ..io.pretrained import pretrained_hint
+from ..io.pretrained import require_downloaded
 from .int8 import load_int8_stylizer
 from .onnx_stylizer import load_onnx_stylizer
 from .openvino_stylizer import load_openvino_stylizer
@@ -108,8 +108,7 @@ def load_stylizer(path: Union[str, Path, None] = None, device: str = "auto", pre
                               f"got {type(path).__name__}")
     path = local_model_file(path)  # an hf:// reference or a URL: the cached file
     path = model_in_run_folder(Path(path)) if Path(path).is_dir() else Path(path)
-    if not path.exists() and pretrained_hint(path):  # "Try it in a minute" without the download
-        raise CheckpointError(f"Model file not found: {path}.{pretrained_hint(path)}")
+    require_downloaded(path)  # "Try it in a minute" without the download
     if runtime not in RUNTIMES:
         raise FastNSTError(f"runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
     precision = resolve_precision(precision, path, device, runtime)[0]
