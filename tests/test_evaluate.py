@@ -176,12 +176,11 @@ def test_errors_are_one_line_and_leave_nothing(setup, tmp_path, capsys):
     assert_clean_in_process(code, err, "none of the photos is large enough", "use larger photos or a larger --max_size")
     assert any("p0.jpg: a 40 x 33 photo" in str(w.message) and "or a larger --max_size" in str(w.message)
                for w in caught)
-    # Its clip is made from a 45 x 45 copy: the warning named that size, not the photo's.
-    make_photo(tmp_path / "square" / "sq.jpg", (64, 64))
+    make_photo(tmp_path / "square" / "sq.jpg", (50, 50))  # a square photo needs 52 px a side
     with pytest.warns(UserWarning) as caught:
         code, err = _run(capsys, models, tmp_path / "square", out, "--stability")
     assert_clean_in_process(code, err, "none of the photos is large enough")
-    assert any("sq.jpg: a 64 x 64 photo is too small for a 36 x 36 clip of 10 frames; use a larger photo "
+    assert any("sq.jpg: a 50 x 50 photo is too small for a 32 x 32 clip of 10 frames; use a larger photo "
                "(left out of the stability measure)" in str(w.message) for w in caught)
     code, err = _run(capsys, models, photos, notes)
     assert_clean_in_process(code, err, "is a file; give a folder")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -80,6 +81,17 @@ def test_a_clip_follows_its_known_motion():
     assert warping_error(noisy[:-1], noisy[1:], _[0:5]) > 2.0  # noise of 4 levels shows
     with pytest.raises(ValueError, match="too small"):
         clip_frames(photo, 6, (200, 300))
+
+
+@pytest.mark.parametrize("size", [(52, 52), (64, 64), (96, 64), (200, 30), (300, 200)])
+def test_a_photo_is_shrunk_for_its_clip_no_smaller_than_the_motion_needs(size):
+    """clip_of shrinks a photo to 1.25 x its frame, but never below full_view_size: the pan needs
+    room around the frame (a 64 x 64 photo, shrunk to 45 x 45 around a 36 x 36 frame, made no clip)."""
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    clip, steps = clip_of(photo)
+    assert clip.shape == (10, 3, *clip_size(size)) and steps.shape == (9, 3, 3)
+    with pytest.raises(ValueError, match="a 50 x 50 photo is too small for a 32 x 32 clip"):
+        clip_of(photo.resize((50, 50)))
 
 
 def _net(seed: int = 0) -> TransformNet:

@@ -20,7 +20,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ClipMotion", "SMALL_MOTION", "affine", "clip_frames", "random_motions", "warp",
+__all__ = ["ClipMotion", "SMALL_MOTION", "affine", "clip_frames", "full_view_size", "random_motions", "warp",
            "warping_error"]
 
 
@@ -118,6 +118,25 @@ def random_motions(n: int, height: int, width: int, shift: float = SMALL_MOTION[
                                float(r[3]) * angle, centre) for r in u])
 
 
+def _extent(size: tuple[int, int], frames: int, motion: ClipMotion) -> tuple[tuple[float, float], tuple[float, float]]:
+    """((span_h, span_w), (margin_h, margin_w)) of a clip of ``frames`` frames of ``size`` (h, w):
+    the frame turned by the clip's largest angle, in frame pixels (it scales with the view), and
+    the photo pixels the pan travels both ways plus interpolation room (they do not)."""
+    h, w = size
+    turn = math.radians(abs(motion.rotate) * frames)
+    span = (h * math.cos(turn) + w * math.sin(turn), w * math.cos(turn) + h * math.sin(turn))
+    travel = (abs(motion.pan[1]) * frames + 2, abs(motion.pan[0]) * frames + 2)
+    return span, (2 * travel[0] + 2, 2 * travel[1] + 2)
+
+
+def full_view_size(size: tuple[int, int], frames: int, motion: ClipMotion = ClipMotion()) -> tuple[int, int]:
+    """The smallest photo size (H, W) whose clip of ``frames`` frames of ``size`` (h, w) (see
+    :func:`clip_frames`) shows it at its own resolution (a view of 1); a smaller one is seen
+    enlarged, down to half its resolution."""
+    (span_h, span_w), (margin_h, margin_w) = _extent(size, frames, motion)
+    return math.ceil(span_h + margin_h), math.ceil(span_w + margin_w)
+
+
 def clip_frames(photo: torch.Tensor, frames: int, size: tuple[int, int], motion: ClipMotion = ClipMotion(),
                 seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """A clip of ``frames`` frames of ``size`` (h, w) moving over ``photo`` (1, 3, H, W) in [0, 1].
@@ -130,15 +149,11 @@ def clip_frames(photo: torch.Tensor, frames: int, size: tuple[int, int], motion:
     _, _, big_h, big_w = photo.shape
     h, w = size
     z = motion.zoom
-    travel_x = abs(motion.pan[0]) * frames + 2
-    travel_y = abs(motion.pan[1]) * frames + 2
     # The largest view of the photo (source pixels per frame pixel) that keeps every frame inside
-    # it, turned by the largest angle of the clip, capped at 1 (no resampling below the photo's
-    # own resolution: the photo is best downscaled beforehand, with area averaging).
-    turn = math.radians(abs(motion.rotate) * frames)
-    span_w = w * math.cos(turn) + h * math.sin(turn)
-    span_h = h * math.cos(turn) + w * math.sin(turn)
-    view = min(1.0, (big_w - 2 * travel_x - 2) / span_w, (big_h - 2 * travel_y - 2) / span_h)
+    # it, capped at 1 (no resampling below the photo's own resolution: the photo is best
+    # downscaled beforehand, with area averaging, to about full_view_size).
+    (span_h, span_w), (margin_h, margin_w) = _extent(size, frames, motion)
+    view = min(1.0, (big_w - margin_w) / span_w, (big_h - margin_h) / span_h)
     if view < 0.5:
         raise ValueError(f"a {big_w} x {big_h} photo is too small for a {w} x {h} clip of {frames} frames")
     centre_out = ((w - 1) / 2, (h - 1) / 2)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..core.images import pil_to_tensor
-from ..core.motion import ClipMotion, clip_frames, warping_error
+from ..core.motion import ClipMotion, clip_frames, full_view_size, warping_error
 from ..stylize.base import Stylizer
 from ..stylize.temporal import FrameChanges, TemporalStatistics, supports_temporal
 
@@ -104,8 +104,11 @@ def clip_of(photo: Image.Image, frames: int = CLIP_FRAMES, size: tuple[int, int]
     x = pil_to_tensor(photo.convert("RGB")).unsqueeze(0)  # (1, 3, H, W)
     big_h, big_w = x.shape[2:]
     h, w = clip_size(photo.size, size)
-    # 1.25 x the frame (on its tighter side): the clip sees most of the photo.
-    scale = min(1.0, 1.25 * max(h / big_h, w / big_w))
+    # 1.25 x the frame (on its tighter side): the clip sees most of the photo; never below the
+    # size the motion needs around the frame (a small photo shrunk to 1.25 x its small frame
+    # left no room for the pan: square photos under 80 px made no clip).
+    need_h, need_w = full_view_size((h, w), frames, motion)
+    scale = min(1.0, max(1.25 * max(h / big_h, w / big_w), need_h / big_h, need_w / big_w))
     if scale < 1.0:
         x = F.interpolate(x, size=(round(big_h * scale), round(big_w * scale)), mode="area")
     return clip_frames(x, frames, (h, w), motion)
