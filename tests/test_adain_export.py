@@ -193,19 +193,52 @@ def test_torchscript_and_baked_style_are_refused(adain, tmp_path, capsys):
     assert not out.exists()
 
 
-def test_int8_is_refused_before_any_export(adain, tmp_path, capsys, monkeypatch):
+def test_int8_is_refused_before_any_export(adain, adain_onnx, tmp_path, capsys, monkeypatch):
     """int8 quantizes single- and multi-style models: an arbitrary-style one is one line, from the
-    export command before its slow float export, and from load_stylizer."""
+    export command before its slow float export, and from load_stylizer before it says it makes
+    an int8 file; each says what to do where it was asked (an .onnx has no bf16 in onnxruntime)."""
     from fast_nst.io import model_export
 
     monkeypatch.setattr(model_export, "_write_checked", lambda *a, **k: pytest.fail("exported before the check"))
     out = tmp_path / "ad.int8.onnx"
     code, err = in_process(capsys, export_main, adain["path"], "--quantize", "int8", "--output", out)
     assert_clean_in_process(code, err, "is an arbitrary-style model: int8 quantization is for single- and "
-                            "multi-style models; run it in fp32 or bf16 (--precision), or export it without --quantize.")
+                            "multi-style models; export it without --quantize.")
     assert not out.exists()
-    with pytest.raises(FastNSTError, match="is an arbitrary-style model: int8 quantization"):
+    with pytest.raises(FastNSTError, match=r"is an arbitrary-style model: int8 quantization.*; run it with "
+                                           r"--precision fp32 or bf16\.$"):
         load_stylizer(adain["path"], device="cpu", precision="int8")
+    capsys.readouterr()
+    with pytest.raises(FastNSTError, match=r"models; run it with --precision fp32 \(bf16: add --runtime openvino"):
+        load_stylizer(adain_onnx, device="cpu", precision="int8")
+    assert "Making" not in capsys.readouterr().err  # refused before the work it would announce
+
+
+def test_loss_model_file_without_an_encoder_to_read_is_refused(adain, adain_onnx, tmp_path, capsys):
+    """--loss_model_file fills an arbitrary-style .pth's encoder: with an .onnx export (its encoder
+    inside) or a model without one, eval.py and the export command say so in one line instead of
+    ignoring it, and write nothing."""
+    from fast_nst.nets.johnson import TransformNet, TransformNetArgs
+
+    johnson = tmp_path / "wave.pth"
+    cfg = train_config_from_dict(tiny_values(tmp_path, Path("train"), adain["style"], naming="wave"), "test")
+    atomic_torch_save(make_checkpoint(TransformNet(TransformNetArgs(base_channels=8, num_residual=1)), cfg, step=2),
+                      johnson)
+    photo, out = adain["photos"] / "p0.jpg", tmp_path / "out"
+    weights = adain["style"]  # never read: refused first
+    code, err = in_process(capsys, eval_cmd.main, "--model_file", johnson, "--image_file", photo,
+                           "--output_file", out / "a.jpg", "--device", "cpu", "--loss_model_file", weights)
+    assert_clean_in_process(code, err, f"--loss_model_file: {johnson} is not an arbitrary-style model",
+                            "remove --loss_model_file")
+    code, err = in_process(capsys, eval_cmd.main, "--model_file", adain_onnx, "--image_file", photo,
+                           "--style_image", adain["style"], "--output_file", out / "b.jpg", "--device", "cpu",
+                           "--loss_model_file", weights)
+    assert_clean_in_process(code, err, f"--loss_model_file: {adain_onnx} is an .onnx export, which holds its "
+                            "encoder's weights")
+    for name in ("c.onnx", "c.safetensors"):
+        code, err = in_process(capsys, export_main, johnson, "--output", out / name, "--loss_model_file", weights)
+        assert_clean_in_process(code, err, "is not an arbitrary-style model", "remove --loss_model_file")
+    assert not out.exists()
 
 
 # -- the report ---------------------------------------------------------------------------------

@@ -183,8 +183,11 @@ def test_load_stylizer_on_onnx(onnx_file, model, tmp_path):
     assert s.stylize(rgba).mode == "RGBA"
     # It tiles (test_onnx_tiling): a photo smaller than the tile is stylized whole.
     assert s.can_tile and s.stylize(photo, tile_size=256).size == photo.size and s.last_tile_count == 1
-    with pytest.raises(FastNSTError, match="fp32"):
+    with pytest.raises(FastNSTError, match=r"use fp32, or the \.pth checkpoint for bf16/fp16\.$"):
         load_stylizer(onnx_file, device="cpu", precision="fp16")
+    # OpenVINO runs an .onnx file in bf16: the refusal says so (onnxruntime has no bf16 for it)
+    with pytest.raises(FastNSTError, match=r"'bf16' is not available.*runs \.onnx files in bf16: --runtime openvino"):
+        load_stylizer(onnx_file, device="cpu", precision="bf16")
 
 
 def test_eval_cli_on_onnx(onnx_file, tmp_path, capsys):

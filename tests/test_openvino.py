@@ -24,6 +24,7 @@ from fast_nst.nets.johnson import TransformNet, TransformNetArgs
 from fast_nst.nets.multistyle import MultiStyleArgs, MultiStyleNet
 from fast_nst.stylize import TorchStylizer
 from fast_nst.stylize import openvino_stylizer, openvino_worker
+from fast_nst.stylize.int8 import int8_onnx
 from fast_nst.stylize.temporal import TemporalStatistics
 from fast_nst.training import load_train_config
 
@@ -86,6 +87,17 @@ def test_fp32_bf16_and_int8_match_pytorch(models, fp32):
     if "BF16" in fp32.session.capabilities:
         bf16 = load_stylizer(onnx_file, device="cpu", precision="bf16", runtime="openvino")
         assert 35 < psnr(bf16.stylize_tensor(x), ref) < 90
+
+
+def test_an_int8_export_says_int8_in_openvino(models, tmp_path):
+    """A quantized export runs its int8 graph in OpenVINO at the default precision: the stylizer
+    says int8 (as onnxruntime's does), not the fp32 it was asked for."""
+    quantized, _ = int8_onnx(models["single.onnx"][0], tmp_path)  # the int8 path's file, as an export
+    in_ort = load_stylizer(quantized, device="cpu")
+    s = load_stylizer(quantized, device="cpu", runtime="openvino")
+    x = _photo()
+    assert in_ort.precision == "int8" and s.precision == "int8" and s.info["runtime"] == "openvino"
+    assert psnr(s.stylize_tensor(x), in_ort.stylize_tensor(x)) > 35  # the same int8 graph
 
 
 def test_openvino_stays_out_of_this_process(models, fp32):

@@ -17,6 +17,7 @@ from ..core.files import check_output_file, distinct_stems, plain_name, probe_wr
 from ..core.images import IMAGE_EXTENSIONS, list_images, save_image
 from ..core.untrusted import input_file, input_path, open_image, shown
 from ..io.bundled import BUNDLED_STYLE, bundled_model
+from ..io.checkpoint import check_loss_model_file
 from ..nets.multistyle import style_list
 from ..report.sheet import labelled_grid
 from ..stylize import RUNTIMES, StylizeOptions, Stylizer, load_stylizer
@@ -209,8 +210,17 @@ def _choose_style_image(args: argparse.Namespace, stylizer: Stylizer) -> Stylize
     return stylizer
 
 
+def _onnx_has_its_encoder(args: argparse.Namespace) -> None:
+    """--loss_model_file with an .onnx model (a path, or a URL or hf:// reference naming one) is
+    refused before it loads: the export holds its encoder's weights and reads no file."""
+    if args.loss_model_file is not None and Path(str(args.model_file).split("#")[0]).suffix.lower() == ".onnx":
+        raise DataError(f"--loss_model_file: {args.model_file} is an .onnx export, which holds its encoder's "
+                        "weights; remove --loss_model_file (it is for .pth and .safetensors models).")
+
+
 def _choose_style(args: argparse.Namespace, stylizer: Stylizer) -> Stylizer:
     """Apply --style / check --style_sheet against the loaded model (errors list the styles)."""
+    check_loss_model_file(args.loss_model_file, stylizer.style_input == "image", args.model_file)
     if stylizer.style_input == "image":
         return _choose_style_image(args, stylizer)
     if args.style_image:
@@ -389,6 +399,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         src = input_path(args.image_file, "--image_file") if args.image_file else \
             input_file(args.video_file, "--video_file")
         options = _options(args)
+        _onnx_has_its_encoder(args)
         args.style_specs = _style_image_specs(args.style_image) if args.style_image else []
         if args.alpha is not None and not 0 <= args.alpha <= 1:
             raise DataError(f"--alpha must be between 0 and 1, got {args.alpha}")

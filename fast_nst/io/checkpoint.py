@@ -48,7 +48,7 @@ from .safetensors_file import (is_safetensors, network_words, read_safetensors_c
                                read_state_for)
 
 __all__ = ["CHECKPOINT_DIR", "FORMAT_NAME", "FORMAT_VERSION", "atomic_torch_save", "build_model",
-           "capture_rng_state", "checkpoint_name", "list_checkpoints", "load_training_state",
+           "capture_rng_state", "check_loss_model_file", "checkpoint_name", "list_checkpoints", "load_training_state",
            "load_model", "make_checkpoint", "read_checkpoint", "require_model_file",
            "restore_rng_state", "safe_torch_load", "save_training_checkpoint", "step_files",
            "is_torchscript", "torchscript_error", "validate_checkpoint"]
@@ -378,6 +378,15 @@ def _style_names(names: Any, count: int, path: str | Path) -> list[str]:
         raise CheckpointError(f"{path}: style_names is {quote(names, 80)}, expected {count} distinct "
                               "names, one per style; the file is damaged.")
     return names
+
+
+def check_loss_model_file(loss_model_file: Optional[str | Path], has_encoder: bool, where: str | Path) -> None:
+    """DataError when ``loss_model_file`` (a command's --loss_model_file) is given for the model
+    at ``where``, which has no encoder to read it (``has_encoder``: an arbitrary-style model's):
+    a flag that would change nothing is said, not ignored."""
+    if loss_model_file is not None and not has_encoder:
+        raise DataError(f"--loss_model_file: {where} is not an arbitrary-style model (model_type adain), "
+                        "the only kind with an encoder to read VGG weights into; remove --loss_model_file.")
 
 
 def load_model(path: str | Path, loss_model_file: Optional[str | Path] = None,

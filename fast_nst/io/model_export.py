@@ -12,7 +12,7 @@ from ..core.errors import FastNSTError
 from ..core.files import atomic_write, check_output_file
 from ..nets.base import StyleNetwork
 from ..nets.multistyle import StyleError, StyleSpec, resolve_style, style_label
-from .checkpoint import load_model
+from .checkpoint import check_loss_model_file, load_model
 from .export import (ALPHA_INPUT_NAME, CHECK_SHAPES, FORMATS, STYLE_IMAGE_INPUT_NAME, ExportError, check_exported,
                      check_opset, export_metadata, export_onnx, export_torchscript, metadata_text,
                      refuse_torchscript, require_onnx_export, takes_style_image)
@@ -78,6 +78,7 @@ def export_model(model_path: str | Path, output: str | Path, fmt: Optional[str] 
     model_path, output = Path(model_path), Path(output)
     fmt = _checked_request(model_path, output, fmt, opset, check_sizes)
     net, ckpt = load_model(model_path, loss_model_file)  # weights-only loading; CheckpointError for bad files
+    check_loss_model_file(loss_model_file, takes_style_image(net), model_path)
     if fmt == "torchscript":
         refuse_torchscript(net)
     shapes = list(CHECK_SHAPES) + [(1, 3, h, w) for h, w in check_sizes]

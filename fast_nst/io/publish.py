@@ -21,9 +21,9 @@ from ..core.errors import CheckpointError, FastNSTError
 from ..core.files import atomic_write, check_output_file
 from ..core.untrusted import input_file, open_image, shown, style_rgb
 from ..core.version import __version__
-from ..nets import NETWORKS
+from ..nets import NETWORKS, takes_style_image
 from ..nets.base import StyleNetwork
-from .checkpoint import FORMAT_NAME, FORMAT_VERSION, MAX_ARCHIVE_BYTES, load_model
+from .checkpoint import FORMAT_NAME, FORMAT_VERSION, MAX_ARCHIVE_BYTES, check_loss_model_file, load_model
 from .safetensors_file import SAFETENSORS_SUFFIX, read_safetensors_checkpoint, write_safetensors
 
 __all__ = ["CARD_NAME", "THUMBNAIL_NAME", "THUMBNAIL_SIDE", "check_license", "export_safetensors", "model_card",
@@ -75,6 +75,7 @@ def export_safetensors(model_path: str | Path, output: Optional[str | Path] = No
         raise FastNSTError(f"--output {output}: a safetensors model needs the {SAFETENSORS_SUFFIX} suffix "
                            f"(eval.py and load_stylizer recognise it by that): {output.with_suffix(SAFETENSORS_SUFFIX)}")
     net, ckpt = load_model(model_path, loss_model_file)
+    check_loss_model_file(loss_model_file, takes_style_image(net.model_type), model_path)
     written = _model_checkpoint(net, ckpt, model_path)
     try:
         write_safetensors(written, output)

@@ -220,13 +220,13 @@ def quantized_psnr(float_model: str | Path, int8_model: str | Path, images: Sequ
     return float(np.mean([psnr(*(r.run(None, feed)[0] for r in runs)) for feed in feeds]))
 
 
-def check_quantizable(where: str, style_input: bool) -> None:
+def check_quantizable(where: str, style_input: bool, fix: str = "export it without --quantize") -> None:
     """FastNSTError if the model at ``where`` takes a ``style_input`` image (an arbitrary-style
-    model, whose int8 form is not calibrated here); single- and multi-style models pass."""
+    model, whose int8 form is not calibrated here), ending with what to do instead (``fix``: the
+    export command's by default; loading gives its own); single- and multi-style models pass."""
     if style_input:
         raise FastNSTError(f"{where} is an arbitrary-style model: int8 quantization is for single- and "
-                           "multi-style models; run it in fp32 or bf16 (--precision), or export it "
-                           "without --quantize.")
+                           f"multi-style models; {fix}.")
 
 
 def quantize_network(net: StyleNetwork, ckpt: dict, model_path: Path, output: Path,

@@ -35,15 +35,22 @@ def check_int8_device(device: str) -> None:
                            f"device {device!r}: use --device cpu, or --precision bf16/fp16 on a GPU.")
 
 
-def _int8_export(path: Path) -> bool:
-    """Whether the .onnx file ``path`` is an int8 export already (its metadata says so), read
-    without starting an onnxruntime session; False for a file that does not parse, which the
-    ONNX stylizer then reports in its words."""
+def _onnx_metadata(path: Path) -> dict[str, str]:
+    """The metadata of the .onnx file ``path``, read without starting an onnxruntime session;
+    empty for a file that does not parse, which the ONNX stylizer then reports in its words."""
     try:
         model = read_onnx_model(path, MAX_ONNX_BYTES)
     except Exception:  # noqa: BLE001 - reported by load_onnx_stylizer, with the file's name
-        return False
-    return is_quantized({p.key: p.value for p in model.metadata_props})
+        return {}
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def _load_fix(path: Path) -> str:
+    """What to run an arbitrary-style model ``path`` in instead of int8, where it is loaded: an
+    .onnx export has no bf16 in onnxruntime."""
+    if path.suffix.lower() == ".onnx":
+        return "run it with --precision fp32 (bf16: add --runtime openvino, or use its .pth model)"
+    return "run it with --precision fp32 or bf16"
 
 
 def int8_onnx(path: Path, folder: Path, calibration_images: Union[str, Path, None] = None,
@@ -57,16 +64,19 @@ def int8_onnx(path: Path, folder: Path, calibration_images: Union[str, Path, Non
     cache = images is None  # generated calibration images: the same file for the same model
 
     if path.suffix.lower() == ".onnx":
-        if _int8_export(path):  # used as it is: the caller's own load checks the file
+        meta = _onnx_metadata(path)
+        if is_quantized(meta):  # used as it is: the caller's own load checks the file
             return path, None
+        # Said before "Making the int8 ONNX file", from the metadata the stylizer reads it from.
+        check_quantizable(str(path), meta.get("style_input") == "image", _load_fix(path))
 
         def quantize(out: Path) -> None:
             stylizer = load_onnx_stylizer(path, device="cpu")  # checks the file, reads its metadata
-            check_quantizable(str(path), bool(stylizer.style_input))
+            check_quantizable(str(path), bool(stylizer.style_input), _load_fix(path))
             quantize_onnx(path, out, images)
         return made_file(path, "int8", folder, quantize, cache, max_bytes=MAX_ONNX_BYTES), None
     net, ckpt = load_model(path, loss_model_file)
-    check_quantizable(str(path), takes_style_image(net))
+    check_quantizable(str(path), takes_style_image(net), _load_fix(path))
 
     def quantize_export(out: Path) -> None:  # the float32 export OpenVINO's fp32 load keeps, if made
         quantize_onnx(float32_onnx(path, folder, loss_model_file)[0], out, images)

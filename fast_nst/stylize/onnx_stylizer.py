@@ -394,9 +394,11 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
     """
     path = Path(path)
     if precision != "fp32":
-        raise FastNSTError(f"precision {precision!r} is not available for .onnx models (the graph runs "
-                           "as it was exported: float32, or int8 if quantized); use fp32, or the .pth "
-                           "checkpoint for bf16/fp16.")
+        # OpenVINO (load_stylizer's runtime="openvino") is what runs an .onnx file in bf16.
+        openvino = "; OpenVINO runs .onnx files in bf16: --runtime openvino" if precision == "bf16" else ""
+        raise FastNSTError(f"precision {precision!r} is not available for .onnx models in onnxruntime (the graph "
+                           "runs as it was exported: float32, or int8 if quantized); use fp32, or the .pth "
+                           f"checkpoint for bf16/fp16{openvino}.")
     require_model_file(path)
     if is_torchscript(path):  # a TorchScript export given an .onnx name: say so, onnxruntime or not
         raise torchscript_error(path)

@@ -16,7 +16,9 @@ the caller's process.
 
 ``precision``: "fp32", "bf16" (refused on a CPU without bf16 arithmetic), or "int8": the model
 quantized as for onnxruntime (:mod:`fast_nst.io.quantize`; single- and multi-style models) and compiled by
-OpenVINO, which keeps what is not int8 in bf16 where the CPU has it.
+OpenVINO, which keeps what is not int8 in bf16 where the CPU has it. An export quantized already
+(``python -m fast_nst.export --quantize int8``) runs in int8 at any of them, and the stylizer's
+``precision`` says "int8".
 
 Photos too large for one pass are stylized in tiles, and video frames carry their norm
 statistics, as in onnxruntime (:mod:`fast_nst.stylize.onnx_tiling`): the rewritten graphs are
@@ -246,7 +248,8 @@ def load_openvino_stylizer(path: Union[str, Path], device: str = "cpu", precisio
     stylizer.session = session
     stylizer.tiling = tiling_for(
         onnx, MAX_ONNX_BYTES, stylizer.info["metadata"], lambda graph, arena: _compiled(graph, config))
-    stylizer.precision = precision
+    if stylizer.precision != "int8":  # a quantized export runs in int8 whatever was asked: say so
+        stylizer.precision = precision
     stylizer.path = str(path)
     stylizer.info.update(path=str(path), about=made, runtime="openvino", providers=[f"OpenVINO {session.version} CPU"])
     return stylizer
