@@ -112,6 +112,15 @@ def test_int8_loads_quantize_a_model_once(model, tmp_path, monkeypatch):
     assert made[-1][1].name == "wave.int8.onnx" and made[-1][1].parent != entry.parent
 
 
+def test_precision_auto_names_an_int8_export_int8(int8_export):
+    """--precision auto says what an .onnx runs in: an int8 export is not "fp32"."""
+    from fast_nst.stylize import resolve_precision
+
+    out, _ = int8_export
+    assert resolve_precision("auto", out, "cpu") == ("int8", "an int8 .onnx export runs in int8")
+    assert load_stylizer(out, device="cpu", precision="auto").precision == "int8"
+
+
 def test_export_quantize_writes_an_int8_onnx(int8_export):
     out, printed = int8_export
     assert out.is_file()

@@ -29,6 +29,8 @@ from ..io.bundled import about, bundled_model
 from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints, load_model
 from ..io.hub import cached_copy_errors, local_model_file
 from ..io.safetensors_file import SAFETENSORS_SUFFIX
+from ..io.export import MAX_ONNX_BYTES
+from ..io.int8_graph import runs_int8
 from ..io.pretrained import require_downloaded
 from .int8 import load_int8_stylizer
 from .onnx_stylizer import load_onnx_stylizer
@@ -71,6 +73,8 @@ def resolve_precision(precision: str, path: Union[str, Path], device: str = "aut
     if precision != "auto":
         return precision, ""
     if runtime == "default" and Path(path).suffix.lower() == ".onnx":
+        if Path(path).is_file() and runs_int8(Path(path), MAX_ONNX_BYTES):  # as the stylizer will label it
+            return "int8", "an int8 .onnx export runs in int8"
         return "fp32", "an .onnx export runs as it was exported, float32 or int8 (bf16 with --runtime openvino)"
     return auto_precision(torch.device("cpu") if runtime == "openvino" else resolve_device(device))
 
