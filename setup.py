@@ -7,6 +7,9 @@ for line in Path("fast_nst/core/version.py").read_text().splitlines():
     if line.startswith(("__version__", "__min_")):
         exec(line, about)
 
+# The onnx extra; the openvino extra holds it too (see extras_require).
+ONNX = [f"torch>={about['__min_torch_onnx__']}", "onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1"]
+
 setup(
     name="fast-nst",
     version=about["__version__"],
@@ -35,10 +38,11 @@ setup(
         # pytest-xdist runs the test files in parallel worker processes (pytest.ini).
         "test": ["pytest>=7", "pytest-xdist>=3.5", "selenium>=4.11", "hypothesis>=6.80", f"torchvision>={about['__min_torchvision__']}"],
         # Export to ONNX and run .onnx models (python -m fast_nst.export, eval.py on .onnx).
-        "onnx": [f"torch>={about['__min_torch_onnx__']}", "onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1"],
+        "onnx": ONNX,
         # Run models with Intel's OpenVINO on the CPU (eval.py --runtime openvino): 1.1-1.4x faster
-        # than the PyTorch bf16 path on a Xeon with AMX (docs/benchmarks.md).
-        "openvino": ["openvino>=2024.0"],
+        # than the PyTorch bf16 path on a Xeon with AMX (docs/benchmarks.md). OpenVINO compiles the
+        # model's ONNX export, made and checked with the onnx extra's packages.
+        "openvino": ["openvino>=2024.0", *ONNX],
         # Stylize videos (eval.py --video_file), keeping frame rate and audio.
         "video": ["av>=12"],
         # The local web app (python -m fast_nst.app); 6 for launch()'s run_history and footer_links.

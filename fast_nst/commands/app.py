@@ -35,8 +35,9 @@ from ..core.images import save_image
 from ..core.untrusted import bound_folder, input_file, open_image, shown
 from ..io.bundled import BUNDLED_STYLE, bundled_model
 from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints
+from ..io.export import installed
 from ..io.hub import is_remote_model, local_model_file
-from ..stylize import RUNTIMES, Stylizer, load_stylizer
+from ..stylize import RUNTIMES, Stylizer, load_stylizer, require_packages
 from ..stylize.base import LOAD_PRECISIONS
 from . import add_max_image_pixels, apply_max_image_pixels, new_parser, precision_note, run_command
 
@@ -484,6 +485,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise FastNSTError(f"--max_upload_mb must be at least 1, got {args.max_upload_mb}")
         resolve_device(args.device)
         apply_max_image_pixels(args.max_image_pixels)
+        if not installed("gradio"):  # found, not imported (Gradio reads GRADIO_TEMP_DIR on import)
+            raise FastNSTError(f"The web app needs Gradio, which is not installed. Install it with: {APP_INSTALL_HINT}")
+        require_packages(None, args.precision, args.runtime)  # before models are listed or fetched
         precision_note(args.device, args.precision, args.runtime)
         encoder = input_file(args.loss_model_file, "--loss_model_file") if args.loss_model_file else None
         models = app_models(args.models)

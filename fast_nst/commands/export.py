@@ -12,13 +12,14 @@ from ..core.errors import DataError, FastNSTError
 from ..core.images import shape_text
 from ..core.untrusted import input_file, shown
 from ..io.export import (ALPHA_INPUT_NAME, CHECK_SHAPES, FORMATS, MIN_OPSET, STYLE_IMAGE_INPUT_NAME,
-                         STYLE_INPUT_NAME, TOLERANCE, ExportError)
+                         STYLE_INPUT_NAME, TOLERANCE, ExportError, require_onnx_export)
 from ..io.model_export import TORCHSCRIPT_SUFFIXES, export_model
 from ..core.untrusted.events import last_losses
+from ..core.untrusted.safetensors_header import require_safetensors
 from ..io.checkpoint import CHECKPOINT_DIR
 from ..io.hub import cached_copy_errors, is_remote_model, local_model_file as model_path, remote_model_name
 from ..io.publish import check_license, export_safetensors, write_model_card
-from ..io.quantize import CALIBRATION_COUNT, QUANTIZE_MODES, export_quantized
+from ..io.quantize import CALIBRATION_COUNT, QUANTIZE_MODES, export_quantized, require_quantization
 from ..io.safetensors_file import SAFETENSORS_SUFFIX
 from ..nets.multistyle import style_list
 from . import new_parser, run_command
@@ -122,6 +123,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise ExportError("--calibration_images goes with --quantize int8")
         export = export_quantized if args.quantize else export_model
         extra = {"calibration_images": args.calibration_images} if args.quantize else {}
+        if (args.format or ("torchscript" if output.suffix.lower() in TORCHSCRIPT_SUFFIXES else "onnx")) == "onnx":
+            require_onnx_export()  # before an hf:// or URL model is downloaded
+        if args.quantize:
+            require_quantization()
         source = model_path(args.model)
         with cached_copy_errors(source):
             summary = export(source, output, fmt=args.format, opset=args.opset,
@@ -190,8 +195,9 @@ def _safetensors(args: argparse.Namespace) -> int:
         check_license(args.license)  # before the export, not after it
     if args.style_image:
         input_file(args.style_image, "--style_image")  # before the export, not after it
-    source = model_path(args.model)
     output = args.output or _default_output(args.model, SAFETENSORS_SUFFIX)
+    require_safetensors(output)  # before an hf:// or URL model is downloaded
+    source = model_path(args.model)
     with cached_copy_errors(source):
         summary = export_safetensors(source, output, args.loss_model_file)
     print(f"Exported {args.model} -> {summary['output']} (safetensors, {summary['tensors']} tensors, "

@@ -24,8 +24,10 @@ from ..core.untrusted import shown
 from ..core.untrusted.downloads import is_url
 from ..core.untrusted.hub import hub_file, is_hub_ref, parse_hub_ref
 from ..core.untrusted.model_urls import model_url_file, parse_model_url
+from ..core.untrusted.safetensors_header import require_safetensors
 from .checkpoint import MAX_ARCHIVE_BYTES
 from .export_cache import cache_folder
+from .safetensors_file import SAFETENSORS_SUFFIX
 
 __all__ = ["cached_copy_errors", "is_hub_ref", "is_remote_model", "local_model_file", "remote_model_name"]
 
@@ -62,7 +64,11 @@ def local_model_file(path: str | Path, cache_dir: Optional[str | Path] = None) -
     """``path`` as a Path, or for an ``hf://`` reference or an http(s) URL (a str: a Path has
     lost one of its slashes) the cached file it names, downloaded into ``cache_dir`` (default:
     the Hub library's cache, or fast-nst's for a URL) when missing. DownloadError when it cannot
-    be had (no network, no such repository or file, a checksum that differs), naming what to do."""
+    be had (no network, no such repository or file, a checksum that differs), naming what to do.
+    A .safetensors file needs the safetensors package to be read: without it, that is said
+    before the download, not after."""
+    if is_remote_model(path) and remote_model_name(str(path)).lower().endswith(SAFETENSORS_SUFFIX):
+        require_safetensors(shown(str(path).split("#")[0], 160))
     if is_hub_ref(path):
         return hub_file(str(path), MAX_ARCHIVE_BYTES, cache_dir)
     if is_url(path):

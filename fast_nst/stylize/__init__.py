@@ -27,20 +27,21 @@ from ..core.device import auto_precision, resolve_device
 from ..core.errors import CheckpointError, FastNSTError
 from ..io.bundled import about, bundled_model
 from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints, load_model
-from ..io.hub import cached_copy_errors, local_model_file
+from ..io.hub import cached_copy_errors, is_remote_model, local_model_file, remote_model_name
 from ..io.safetensors_file import SAFETENSORS_SUFFIX
 from ..io.export import MAX_ONNX_BYTES
 from ..io.int8_graph import runs_int8
 from ..io.pretrained import require_downloaded
+from ..io.quantize import require_quantization
 from .int8 import load_int8_stylizer
-from .onnx_stylizer import load_onnx_stylizer
-from .openvino_stylizer import load_openvino_stylizer
+from .onnx_stylizer import load_onnx_stylizer, require_onnxruntime
+from .openvino_stylizer import load_openvino_stylizer, require_openvino
 from ..nets.multistyle import StyleError, StyleSpec
 from .base import StyleImages, StylizeOptions, Stylizer, finish, preserve_colors, resize_for_processing
 from .torch_stylizer import TorchStylizer
 
 __all__ = ["RUNTIMES", "StylizeOptions", "Stylizer", "TorchStylizer", "finish", "load_stylizer", "model_in_run_folder",
-           "preserve_colors", "resize_for_processing", "resolve_precision"]
+           "preserve_colors", "require_packages", "resize_for_processing", "resolve_precision"]
 
 # Who runs the network: "default" (PyTorch for .pth/.safetensors, onnxruntime for .onnx and
 # int8) or "openvino" (the ONNX export on the CPU; see openvino_stylizer).
@@ -79,6 +80,20 @@ def resolve_precision(precision: str, path: Union[str, Path], device: str = "aut
     return auto_precision(torch.device("cpu") if runtime == "openvino" else resolve_device(device))
 
 
+def require_packages(model: Union[str, Path, None], precision: str = "fp32", runtime: str = "default") -> None:
+    """FastNSTError naming the optional packages (and the pip command) that running the model
+    file named ``model`` (by its suffix; None: any model) in ``precision`` and ``runtime``
+    needs and lacks, found without importing them: before a model is downloaded, exported or
+    quantized, work that would end in that error."""
+    onnx_file = model is not None and Path(model).suffix.lower() == ".onnx"
+    if runtime == "openvino":
+        require_openvino(exports=precision == "int8" or (model is not None and not onnx_file))
+    elif precision == "int8":
+        require_quantization()
+    elif onnx_file:
+        require_onnxruntime()
+
+
 def load_stylizer(path: Union[str, Path, None] = None, device: str = "auto", precision: str = "fp32",
                   fast: Optional[bool] = None, compile: bool = False,
                   style: Union[StyleSpec, StyleImages, None] = None, alpha: Optional[float] = None,
@@ -110,11 +125,12 @@ def load_stylizer(path: Union[str, Path, None] = None, device: str = "auto", pre
     if not isinstance(path, (str, os.PathLike)):
         raise CheckpointError(f"load_stylizer takes a model's path (a str or Path), an hf:// reference or a URL, "
                               f"got {type(path).__name__}")
+    if runtime not in RUNTIMES:
+        raise FastNSTError(f"runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
+    require_packages(remote_model_name(str(path)) if is_remote_model(path) else path, precision, runtime)
     path = local_model_file(path)  # an hf:// reference or a URL: the cached file
     path = model_in_run_folder(Path(path)) if Path(path).is_dir() else Path(path)
     require_downloaded(path)  # "Try it in a minute" without the download
-    if runtime not in RUNTIMES:
-        raise FastNSTError(f"runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
     precision = resolve_precision(precision, path, device, runtime)[0]
     with cached_copy_errors(path):  # a URL's cached copy that fails to load: say to delete it
         if runtime == "openvino":

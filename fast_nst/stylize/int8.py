@@ -18,7 +18,7 @@ from ..core.device import resolve_device
 from ..core.errors import FastNSTError
 from ..core.untrusted import read_onnx_model
 from ..io.bundled import about
-from ..io.export import MAX_ONNX_BYTES, export_metadata, export_onnx, takes_style_image
+from ..io.export import MAX_ONNX_BYTES, export_metadata, export_onnx, require_onnx_export, takes_style_image
 from ..io.checkpoint import load_model
 from ..io.export_cache import made_file
 from ..io.quantize import (calibration_from_folder, check_quantizable, is_quantized, quantize_onnx,
@@ -90,6 +90,7 @@ def float32_onnx(path: Path, folder: Path,
     (its export holds an encoder read from a file of its own) or with the cache off, into ``folder``.
     how the model was made). The int8 path quantizes it and OpenVINO compiles it: a model is
     exported once for both."""
+    require_onnx_export()  # before the model loads and the export is announced
     net, ckpt = load_model(path, loss_model_file)
 
     def export_read_again(out: Path) -> None:  # the bytes the cache key was taken of, or newer

@@ -38,7 +38,7 @@ from ..core.files import safe_component
 from ..core.images import shape_text, tensor_to_pil
 from ..core.untrusted import load_json, onnx_session, read_onnx_file
 from ..io.checkpoint import require_model_file, is_torchscript, torchscript_error
-from ..io.export import EXPORT_FORMAT_VERSION, MAX_ONNX_BYTES, ONNX_INSTALL_HINT
+from ..io.export import EXPORT_FORMAT_VERSION, MAX_ONNX_BYTES, ONNX_INSTALL_HINT, installed
 from ..io.int8_graph import for_onnxruntime, runs_int8
 from ..nets.adain import AdaINNet
 from ..nets.layers import check_images
@@ -47,7 +47,7 @@ from .base import StylizeOptions, Stylizer, check_input
 from .onnx_tiling import OnnxTiling, tiling_for
 from .tiling import blend_tiles
 
-__all__ = ["ImageStyleInputs", "ONNX_INSTALL_HINT", "OnnxStylizer", "load_onnx_stylizer"]
+__all__ = ["ImageStyleInputs", "ONNX_INSTALL_HINT", "OnnxStylizer", "load_onnx_stylizer", "require_onnxruntime"]
 
 _EXPORT_HINT = "Export models with python -m fast_nst.export."
 # Longest metadata number read as a step or version (int() of a long digit string is slow, and
@@ -73,12 +73,23 @@ class ImageStyleInputs:
     min_side: int
 
 
+def _missing_onnxruntime(reason: str) -> FastNSTError:
+    return FastNSTError(f"Running .onnx models needs onnxruntime, which is not installed ({reason}). "
+                        f"Install it with: {ONNX_INSTALL_HINT}")
+
+
+def require_onnxruntime() -> None:
+    """FastNSTError naming the install command when onnxruntime is missing, found without
+    importing it: checked before an .onnx model is fetched."""
+    if not installed("onnxruntime"):
+        raise _missing_onnxruntime("no module named 'onnxruntime'")
+
+
 def _import_onnxruntime():
     try:
         import onnxruntime  # an optional extra: imported only when an .onnx model is loaded
     except ImportError as e:
-        raise FastNSTError(f"Running .onnx models needs onnxruntime, which is not installed ({e}). "
-                           f"Install it with: {ONNX_INSTALL_HINT}") from None
+        raise _missing_onnxruntime(str(e)) from None
     return onnxruntime
 
 

@@ -49,9 +49,10 @@ from .int8 import float32_onnx, int8_onnx
 from .onnx_stylizer import OnnxStylizer, load_onnx_stylizer
 from .onnx_tiling import tiling_for
 
-__all__ = ["OPENVINO_INSTALL_HINT", "OPENVINO_PRECISIONS", "load_openvino_stylizer"]
+__all__ = ["OPENVINO_INSTALL_HINT", "OPENVINO_PRECISIONS", "load_openvino_stylizer", "require_openvino"]
 
-OPENVINO_INSTALL_HINT = 'pip install openvino (or pip install -e ".[openvino]")'
+# The extra holds openvino and the ONNX packages that export the model for it.
+OPENVINO_INSTALL_HINT = 'pip install -e ".[openvino]"'
 # fast-nst precision -> OpenVINO's inference precision hint (int8: the quantized graph; what
 # stays in float runs in the CPU's best float type, OpenVINO's default).
 OPENVINO_PRECISIONS = {"fp32": "f32", "bf16": "bf16", "int8": None}
@@ -200,9 +201,18 @@ def _compiled(onnx: bytes, config: dict) -> _OpenVinoSession:
     return session
 
 
-def _check_installed() -> None:
-    if not installed("openvino"):  # the optional extra; imported only in the worker
-        raise FastNSTError(f"runtime openvino needs the openvino package: {OPENVINO_INSTALL_HINT}")
+def require_openvino(exports: bool = True) -> None:
+    """FastNSTError naming every package runtime openvino lacks and the one command installing
+    them: openvino (imported only in the worker), onnxruntime (the ONNX stylizer checks the
+    file and reads its metadata with it) and, when the model is exported or quantized first
+    (``exports``: a .pth/.safetensors model, or int8), onnx and onnxscript. All at once, before
+    the model is fetched or exported: installing only openvino left the export to fail next."""
+    needed = ["openvino", "onnxruntime"] + (["onnx", "onnxscript"] if exports else [])
+    missing = [module for module in needed if not installed(module)]
+    if missing:
+        noun = "package" if len(missing) == 1 else "packages"
+        raise FastNSTError(f"runtime openvino needs the {', '.join(missing)} {noun}: "
+                           f"pip install {' '.join(missing)} (or {OPENVINO_INSTALL_HINT})")
 
 
 def _onnx_model(path: Path, folder: Path, precision: str, calibration_images,
@@ -229,7 +239,7 @@ def load_openvino_stylizer(path: Union[str, Path], device: str = "cpu", precisio
         raise FastNSTError(f"runtime openvino runs on the CPU, not on device {device!r}: use --device cpu.")
     if precision not in OPENVINO_PRECISIONS:
         raise FastNSTError(f"runtime openvino runs precision {', '.join(OPENVINO_PRECISIONS)}, not {precision!r}.")
-    _check_installed()
+    require_openvino(exports=precision == "int8" or path.suffix.lower() != ".onnx")
     session = _OpenVinoSession()  # starts while the model is prepared
     try:
         if precision == "bf16" and "BF16" not in session.capabilities:
