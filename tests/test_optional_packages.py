@@ -6,7 +6,9 @@ safetensors (imported when fast-nst is), its ``safe_open`` set to None."""
 
 from __future__ import annotations
 
+import os
 import runpy
+import subprocess
 import sys
 
 import pytest
@@ -130,3 +132,25 @@ def test_the_openvino_extra_installs_what_runtime_openvino_imports(monkeypatch):
     runpy.run_path(str(REPO / "setup.py"))
     extras = captured["extras_require"]
     assert set(extras["onnx"]) <= set(extras["openvino"]) and any(r.startswith("openvino") for r in extras["openvino"])
+
+
+def test_importing_the_commands_loads_no_optional_package_nor_tensorboard():
+    """`fast-nst-X --help` and `import fast_nst` stay quick and work without the extras: each
+    optional package, and TensorBoard (used once a training run logs), is imported where used."""
+    heavy = ("onnx", "onnxruntime", "onnxscript", "av", "gradio", "openvino", "huggingface_hub", "tensorboard",
+             "torch.utils.tensorboard")
+    code = ("import sys, fast_nst\n"
+            "from fast_nst.commands import app, convert, data, download, eval, evaluate, export, optimize, "
+            "stylize_dataset, train\n"
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr[-2000:]
+
+
+def test_training_without_tensorboard_says_what_to_install(monkeypatch):
+    from fast_nst.training.reporting import _summary_writer
+
+    _without(monkeypatch, "torch.utils.tensorboard")
+    with pytest.raises(FastNSTError, match=r"Training logs need the tensorboard package .*: pip install tensorboard$"):
+        _summary_writer()

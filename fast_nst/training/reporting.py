@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from ..core.config import save_config
@@ -19,18 +18,33 @@ from .data import load_sample_images
 from .monitor import feeding_advice, progress_fields
 from .setup import CONFIG_FILE
 
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+
 __all__ = ["TrainerReporting"]
+
+
+def _summary_writer() -> type["SummaryWriter"]:
+    """TensorBoard's writer class, imported when a run starts logging: commands that import the
+    training package (train.py --help, download, data) do not load TensorBoard."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise FastNSTError("Training logs need the tensorboard package (a dependency of fast-nst): "
+                           "pip install tensorboard") from None
+    return SummaryWriter
 
 
 class TrainerReporting:
     """Logging and validation methods of the trainer (a mixin: they use the trainer's ``cfg``,
     ``setup``, ``step``, ``writer``, monitors and ``stylize``)."""
 
-    def _open_logs(self) -> tuple[torch.Tensor, Optional[SummaryWriter]]:
+    def _open_logs(self) -> tuple[torch.Tensor, Optional["SummaryWriter"]]:
         """Fixed sample photos and the TensorBoard writer (rank 0 only); the resolved config."""
         cfg, run_dir = self.cfg, self.setup.run_dir
         if not self.main:
             return torch.zeros(0), None
+        writer_class = _summary_writer()
         # Sample photos show generalisation best when the network never trained on them.
         pool = self.setup.val_files or self.setup.files
         samples = load_sample_images(cfg.sample_images, pool, cfg.num_samples, cfg.image_size).to(self.device)
@@ -38,8 +52,8 @@ class TrainerReporting:
             run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, run_dir / CONFIG_FILE)
             # Drop what a stopped run logged after its checkpoint; keep the checkpoint step's own.
-            writer = SummaryWriter(log_dir=str(run_dir),
-                                   purge_step=self.start_step + 1 if self.setup.resume_ckpt else None)
+            writer = writer_class(log_dir=str(run_dir),
+                                  purge_step=self.start_step + 1 if self.setup.resume_ckpt else None)
         except OSError as e:
             raise FastNSTError(f"Cannot write the config and logs in {run_dir}: {e.strerror or e}. "
                                "Free some space or set model_path to a writable folder.") from None
