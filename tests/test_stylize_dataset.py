@@ -268,6 +268,22 @@ def test_the_default_model_missing_names_its_download(data, tmp_path, capsys, mo
     assert not (tmp_path / "out").exists()
 
 
+def test_a_model_url_is_fetched_as_eval_fetches_it(data, tmp_path, capsys, monkeypatch):
+    """--model_file takes an hf:// reference or URL like eval.py (it was made a Path:
+    "Model file not found: hf:/owner/repo/adain.pth"); the manifest records what was given."""
+    from fast_nst.commands import stylize_dataset as command
+
+    fetched = []
+    monkeypatch.setattr(command, "local_model_file", lambda ref: fetched.append(ref) or data / "adain.pth")
+    argv = args(data, tmp_path / "out")
+    argv[argv.index("--model_file") + 1] = "hf://owner/repo/adain.pth"
+    code, err = in_process(capsys, stylize_main, *argv)
+    assert code == 0, err
+    assert fetched == ["hf://owner/repo/adain.pth"]
+    records = [r for r in read_manifest(tmp_path / "out" / MANIFEST) if "error" not in r]
+    assert records and all(r["model"] == "hf://owner/repo/adain.pth" for r in records)
+
+
 @pytest.mark.parametrize("extra,message", [
     (["--styles", None], "is an arbitrary-style (AdaIN) model: give --styles PAINTINGS_DIR"),
     (["--alpha", "1.5"], "--alpha: alpha must be between 0"),

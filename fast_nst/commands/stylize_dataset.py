@@ -18,6 +18,7 @@ from ..core.device import DEVICE_CHOICES, resolve_device
 from ..core.errors import FastNSTError
 from ..core.untrusted import input_folder
 from ..io.checkpoint import load_model
+from ..io.hub import cached_copy_errors, local_model_file
 from ..io.pretrained import require_downloaded
 from ..nets.adain import AdaINNet, check_alpha
 from ..stylize.base import DEFAULT_STYLE_SIZE
@@ -42,8 +43,9 @@ def parser() -> argparse.ArgumentParser:
                "(the same files as one process). See docs/datasets.md.")
     p.add_argument("--images", required=True, type=Path, help="folder of photos (subfolders kept)")
     p.add_argument("--output", required=True, type=Path, help="folder for the stylized tree and the manifest")
-    p.add_argument("--model_file", type=Path, default=Path("models/adain/adain.pth"),
-                   help="a fast-nst model (default models/adain/adain.pth: python -m fast_nst.download adain)")
+    p.add_argument("--model_file", default="models/adain/adain.pth",
+                   help="a fast-nst model: a file, an https URL or an hf:// reference, as in eval.py (default "
+                        "models/adain/adain.pth: python -m fast_nst.download adain)")
     p.add_argument("--loss_model_file", type=Path, metavar="FILE",
                    help="AdaIN models trained with fast-nst: the VGG weights file their encoder was trained "
                         "with, as in eval.py (default: the loss network's default path); checked against the "
@@ -156,8 +158,10 @@ def _run(args: argparse.Namespace, ctx) -> int:
         torch.set_num_threads(args.threads)
     input_folder(args.images, "--images")  # before the model's load: a typo is reported at once
     check_folders(args.images, args.output, args.styles)
-    require_downloaded(args.model_file)  # the default model, before `download adain`
-    model, _ = load_model(args.model_file, args.loss_model_file)
+    model_file = local_model_file(args.model_file)  # a URL or hf:// reference: its cached copy
+    require_downloaded(model_file)  # the default model, before `download adain`
+    with cached_copy_errors(model_file):  # a URL's cached copy that fails to load: say to delete it
+        model, _ = load_model(model_file, args.loss_model_file)
     styles = _styles(args, model)
     plan = plan_dataset(args.images, args.output, styles, args.per_image, args.seed, args.format, args.batch_size)
     adain = isinstance(model, AdaINNet)  # other models took neither --alpha nor --style_size
