@@ -53,7 +53,7 @@ def parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--image_file", help="an image, or a folder of images")
     src.add_argument("--video_file", help="a video: stylized frame by frame, keeping frame rate and "
-                     "audio (needs the optional extra: pip install -e .[video])")
+                     "audio (needs the optional extra: pip install -e '.[video]')")
     p.add_argument("--output_file", help=f"output image, or a folder to put it in; for a folder "
                    f"input, the output folder; default {DEFAULT_OUTPUT_DIR}/<image stem>_<style>.jpg "
                    "(.png for images with transparency)")

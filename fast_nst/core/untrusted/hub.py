@@ -1,7 +1,7 @@
 """Model files on the Hugging Face Hub, named ``hf://OWNER/REPO/FILE[@REVISION][#sha256=HEX]``.
 
 :func:`hub_file` turns such a reference into a local file with the ``huggingface_hub`` package
-(an optional extra: ``pip install 'fast-nst[hub]'``): downloaded once into its cache
+(an optional extra: ``pip install -e ".[hub]"``): downloaded once into its cache
 (``~/.cache/huggingface/hub``, or ``HF_HUB_CACHE``), used from there without a network when
 ``HF_HUB_OFFLINE=1`` is set (or when the Hub cannot be reached and the file is cached: a
 connection to the Hub's host is tried for a few seconds first, where the library's own retries
@@ -36,7 +36,7 @@ __all__ = ["HUB_PREFIX", "HubRef", "INSTALL_HINT", "PROBE_SECONDS", "hub_file", 
 
 HUB_PREFIX = "hf://"
 #: What to run when ``huggingface_hub`` is missing.
-INSTALL_HINT = "pip install huggingface_hub (or pip install 'fast-nst[hub]')"
+INSTALL_HINT = 'pip install huggingface_hub (or pip install -e ".[hub]")'
 # The Hub's rules for user, organisation and repository names (at most 96 characters; letters,
 # digits, '-', '_' and '.'; not starting with '-' or '.'), a file path of such parts (one more
 # character set: spaces are allowed on the Hub but not here), a revision (branch, tag, commit,

@@ -43,7 +43,7 @@ __all__ = ["DTYPES", "INSTALL_HINT", "MAX_HEADER_BYTES", "MAX_HEADER_DEPTH", "Sa
            "check_expected", "load_tensors", "parse_header", "read_header", "require_safetensors"]
 
 #: What to run when the ``safetensors`` package is missing.
-INSTALL_HINT = "pip install safetensors (or pip install 'fast-nst[hub]')"
+INSTALL_HINT = 'pip install safetensors (or pip install -e ".[hub]")'
 # A fast-nst model has tens to a few hundred tensors (~100 bytes of header each) and a few kB of
 # metadata (its training config); 1 MiB is far above that. The safetensors package itself
 # allows 100 MB, which a hostile file would make us read and parse.
