@@ -15,13 +15,15 @@ import socket
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import torch
 from PIL import Image
 
-from fast_nst.commands.app import (APP_INSTALL_HINT, AppSession, _stylize, app_models, build_app, default_model,
-                                   find_models, launch, main as app_main)
+from fast_nst.commands.app import (APP_INSTALL_HINT, KEEP_RESULTS, AppSession, _stylize, app_models, build_app,
+                                   default_model, find_models, launch, main as app_main)
+from fast_nst.core.untrusted import shown
 from fast_nst.core.errors import FastNSTError
 from fast_nst.io.checkpoint import atomic_torch_save, checkpoint_name, make_checkpoint
 from fast_nst.nets.johnson import TransformNet, TransformNetArgs
@@ -152,7 +154,7 @@ class _StyleImageStylizer(Stylizer):
 
     style_input = "image"
 
-    def __init__(self, fail: bool = False):
+    def __init__(self, fail: Optional[BaseException] = None):
         super().__init__(torch.device("cpu"), name="arbitrary")
         self.styles: list = []
         self.fail = fail
@@ -162,7 +164,7 @@ class _StyleImageStylizer(Stylizer):
 
     def stylize_tensor(self, x):
         if self.fail:
-            raise MemoryError
+            raise self.fail
         return 1 - x
 
 
@@ -178,8 +180,14 @@ def test_arbitrary_style_models_take_a_style_image_and_alpha(tmp_path):
     out, _ = session.stylize("ad.pth", photo, style_image=style, alpha=0.25)
     assert fake.styles == [((20, 24), 0.25)] and Image.open(out).size == (40, 30)
     assert out.name == "photo_s.png"  # named after the style image
-    fake.fail = True
-    with pytest.raises(FastNSTError, match="Out of memory stylizing 40 x 30 px on cpu: set a smaller Max size"):
+    # PyTorch's CPU allocator raises a RuntimeError, which reached the page as a bare "Error"
+    for fail in (MemoryError(), RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: "
+                                             "can't allocate memory: you tried to allocate 40000000000000 bytes.")):
+        fake.fail = fail
+        with pytest.raises(FastNSTError, match="^Out of memory stylizing 40 x 30 px on cpu: set a smaller Max size"):
+            session.stylize("ad.pth", photo, style_image=style)
+    fake.fail = RuntimeError("a bug")  # not an allocation: not called one
+    with pytest.raises(RuntimeError, match="^a bug$"):
         session.stylize("ad.pth", photo, style_image=style)
 
 
@@ -200,8 +208,9 @@ def test_loss_model_file_goes_to_every_model_load_and_is_checked_first(tmp_path,
 def test_a_model_file_that_fails_to_load_is_a_message(tmp_path):
     (tmp_path / "broken.pth").write_bytes(b"not a checkpoint")
     session = AppSession(find_models(tmp_path), "cpu", tmp_path / "work")
-    with pytest.raises(FastNSTError, match="broken.pth"):
+    with pytest.raises(FastNSTError, match="^broken.pth: not a PyTorch checkpoint") as e:
         session.describe("broken.pth")
+    assert str(tmp_path) not in str(e.value)  # named as the page lists it, not by the server's folders
     with pytest.raises(FastNSTError, match="Unknown model"):
         session.describe("other.pth")
 
@@ -235,6 +244,51 @@ def test_a_thin_style_upload_is_one_line_on_the_page(tmp_path):
     assert "style_size" not in status and status.endswith("px or more; use a less elongated image"), status
     _stylize(session, "ad.pth", str(photo), "", "", str(make_photo(tmp_path / "s.png", (20, 24))), 1.0, 1.0, False, 0)
     assert fake.shapes == [(1, 3, 512, 427)]  # a usable style image still works
+
+
+def test_upload_errors_name_the_file_never_the_servers_path(tmp_path, monkeypatch):
+    """A name shown() escapes, or one long enough to be cut, left the server's temporary path in
+    the message (only the exact path was replaced by the name); an image over the decoding limit
+    told the page's user to set --max_image_pixels, a flag of the server's command line."""
+    session = AppSession({}, "cpu", tmp_path / "work")
+    upload = tmp_path / "work" / ("0123456789abcdef" * 4)  # as Gradio stores uploads: a hash folder
+    data = make_photo(tmp_path / "photo.png", (40, 30)).read_bytes()
+    for name in ("x" * 150 + ".png", "tab\tand\x1b.png"):
+        path = upload / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data[:len(data) // 2])  # truncated
+        with pytest.raises(FastNSTError) as e:
+            session.open_photo(str(path))
+        assert str(tmp_path) not in str(e.value) and "0123456789abcdef" not in str(e.value), str(e.value)
+        assert str(e.value).startswith(f"{shown(name)}: could not decode image"), str(e.value)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 40 x 30 px is over it
+    big = upload / "big.png"
+    big.write_bytes(data)
+    for limit in (1000, 600):  # Pillow's warning (1-2x the limit) and its error (beyond)
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+        with pytest.raises(FastNSTError) as e:
+            session.open_photo(str(big), "style image")
+        assert str(e.value).startswith("big.png: ") and str(e.value).endswith(
+            "Shrink the style image (this app takes at most 40 MP)."), str(e.value)
+        assert "--max_image_pixels" not in str(e.value)
+
+
+def test_results_survive_a_folder_removed_while_listed(tmp_path, monkeypatch):
+    """An old result folder removed after the listing (the upload bounding of a photo being
+    shown, which runs beside a stylization, removes emptied folders) failed the listing's stat()
+    (FileNotFoundError: the page said "Error" and the stylization was lost)."""
+    session = AppSession({}, "cpu", tmp_path)
+    results = tmp_path / "results"
+    for i in range(KEEP_RESULTS + 2):
+        (results / f"old{i}").mkdir(parents=True)
+        os.utime(results / f"old{i}", (1000 + i, 1000 + i))
+    listed = Path.iterdir
+    monkeypatch.setattr(Path, "iterdir", lambda self: iter([*listed(self), self / "removed-meanwhile"]))
+    target = session._result_path("photo", "wave")
+    assert target.name == "photo_wave.png" and target.parent.is_dir()
+    monkeypatch.undo()
+    kept = sorted(p.name for p in results.iterdir())
+    assert len(kept) == KEEP_RESULTS and target.parent.name in kept and "old0" not in kept, kept
 
 
 def test_uploads_are_bounded_in_total_oldest_first(tmp_path):

@@ -4,7 +4,8 @@ any there: the built-in model), drop a photo, adjust strength, colour and size, 
 
 The page's logic is :class:`AppSession` (plain Python: the models, a cache of loaded stylizers,
 the checks of uploads, stylizing and the result files); :func:`build_app` lays the Gradio page
-over it and :func:`launch` serves it. Everything the page receives or writes stays in one work
+over it and :func:`launch` serves it; the models it offers are found by
+:mod:`fast_nst.commands.app_models`. Everything the page receives or writes stays in one work
 folder (``GRADIO_TEMP_DIR``), a temporary folder that :func:`main` removes when the app stops.
 """
 
@@ -33,21 +34,18 @@ from ..core.errors import DataError, FastNSTError
 from ..core.files import safe_component
 from ..core.images import save_image
 from ..core.untrusted import bound_folder, input_file, open_image, shown
-from ..io.bundled import BUNDLED_STYLE, bundled_model
-from ..io.checkpoint import CHECKPOINT_DIR, list_checkpoints
+from ..io.bundled import BUNDLED_STYLE
 from ..io.export import installed
-from ..io.hub import is_remote_model, local_model_file
 from ..stylize import RUNTIMES, Stylizer, load_stylizer, require_packages
 from ..stylize.base import LOAD_PRECISIONS
 from . import add_max_image_pixels, apply_max_image_pixels, new_parser, precision_note, run_command
+from .app_models import DEFAULT_MODELS_DIR, app_models, default_model, find_models
 
 __all__ = ["APP_INSTALL_HINT", "AppSession", "DEFAULT_MODELS_DIR", "DEFAULT_PORT", "KEEP_RESULTS", "MAX_MODEL_MB",
            "MAX_PIXELS", "MAX_UPLOAD_MB", "UPLOADS_KEPT",
            "ModelInfo", "app_models", "build_app", "default_model", "find_models", "launch", "main", "parser"]
 
 APP_INSTALL_HINT = 'pip install -e ".[app]"'
-# Where train.py writes its models (its model_path default).
-DEFAULT_MODELS_DIR = "models"
 # Gradio's own default port, so the address is the one Gradio users expect.
 DEFAULT_PORT = 7860
 # The largest photo (or style image) the app takes, in pixels: stylizing holds several float32
@@ -77,93 +75,6 @@ class ModelInfo:
     kind: str
     styles: tuple[str, ...]
     summary: str
-
-
-def find_models(root: Path) -> dict[str, Path]:
-    """Models under ``root``, recursively, by a label (their path relative to ``root``): final
-    models and pytorch/examples models (``*.pth``), ``*.safetensors`` and ``*.onnx`` exports, and run folders whose run
-    has not finished (only ``checkpoints/step_*.pth``: the newest is used), ``root`` itself
-    included. Training checkpoints of finished runs and hidden files are left out. FastNSTError
-    when there are none."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FastNSTError(f"--models {root}: no such folder. Give the folder that holds your models "
-                           "(train.py writes models/<name>/<name>.pth; python -m fast_nst.download "
-                           "pretrained fetches four into models/).")
-    found: dict[str, Path] = {}
-    name = root.resolve().name  # "." is a run folder too
-    if not (root / f"{name}.pth").is_file() and list_checkpoints(root):
-        # --models given a run folder itself (eval.py --model_file takes one too): its checkpoints
-        # are the model, as they are when the folder above is given.
-        found[f"{name}/ (unfinished run: newest checkpoint)"] = root
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts) or CHECKPOINT_DIR in rel.parts[:-1]:
-            continue
-        if path.is_file() and path.suffix.lower() in (".pth", ".onnx", ".safetensors"):
-            found[rel.as_posix()] = path
-        elif path.is_dir() and not (path / f"{path.name}.pth").is_file() and list_checkpoints(path):
-            found[f"{rel.as_posix()}/ (unfinished run: newest checkpoint)"] = path
-    if not found:
-        raise FastNSTError(f"--models {root}: no models found (*.pth, *.safetensors, *.onnx or run folders). Train "
-                           "one (python train.py -c conf/wave.yml) or fetch some (python -m "
-                           "fast_nst.download pretrained).")
-    return found
-
-
-MODEL_SUFFIXES = (".pth", ".onnx", ".safetensors")
-
-
-def _named_models(entry: str) -> dict[str, Path]:
-    """The models one ``--models`` entry names: an ``hf://`` reference or a URL (fetched into
-    a cache now, labelled by the reference), a model file, or a folder (:func:`find_models`)."""
-    if is_remote_model(entry):
-        return {shown(entry.split("#")[0], 160): local_model_file(entry)}
-    path = Path(entry)
-    if path.is_file() or path.suffix.lower() in MODEL_SUFFIXES:
-        if path.suffix.lower() not in MODEL_SUFFIXES:
-            raise FastNSTError(f"--models {shown(entry)}: not a model file (*.pth, *.safetensors or *.onnx) "
-                               "nor a folder of models.")
-        return {path.name: input_file(path, "--models")}
-    return find_models(path)
-
-
-def app_models(entries: Optional[str | Sequence[str]]) -> dict[str, Path]:
-    """The page's models: those each entry of ``entries`` names (see :func:`_named_models`; one
-    str is one entry), or without entries those under ``models/``; the built-in model when a
-    folder holds none (or, for the default folder, there is no folder)."""
-    if isinstance(entries, str):
-        entries = [entries]
-    models: dict[str, Path] = {}
-    if entries and (len(entries) > 1 or not Path(entries[0]).is_dir()):
-        for entry in entries:
-            for label, path in _named_models(entry).items():
-                models[label if label not in models else f"{label} ({shown(entry)})"] = path
-        print(f"{len(models)} model(s).")
-        return models
-    root = Path(entries[0] if entries else DEFAULT_MODELS_DIR)
-    if entries or root.is_dir():
-        try:
-            models = find_models(root)
-        except FastNSTError:
-            if not root.is_dir():
-                raise  # a --models folder that does not exist: a typo must not go unnoticed
-    if models:
-        print(f"{len(models)} model(s) from {root}.")
-        return models
-    path = bundled_model()
-    print(f"No models in {root}: offering the built-in model {path.name}.")
-    return {f"{BUNDLED_STYLE} (built-in)": path}
-
-
-def default_model(models: dict[str, Path]) -> str:
-    """The label the page opens with: the most recently written final model or export (what
-    was just trained), not the alphabetically first (often an early test run); an unfinished
-    run only when there is nothing else."""
-    finished = [label for label, path in models.items() if path.is_file()]
-    if not finished:
-        return next(iter(models))
-    return max(finished, key=lambda label: (models[label].stat().st_mtime, label))
 
 
 def _check_pixels(limit: int, what: str) -> Callable[[int, int], None]:
@@ -207,6 +118,7 @@ class AppSession:
         # never holds up stylizing with a loaded model.
         self._lock = threading.Lock()
         self._load_lock = threading.Lock()
+        self._results_lock = threading.Lock()
 
     def stylizer(self, label: str) -> Stylizer:
         if label not in self.models:
@@ -215,7 +127,7 @@ class AppSession:
         loaded = self._stylizers.get(path)  # a loaded model is used without waiting for another's load
         if loaded is not None:
             return loaded
-        with self._load_lock:
+        with self._load_lock, _named_as(path, label):
             if path not in self._stylizers:
                 if path.exists() and not path.is_dir():  # checked before anything reads or hashes it
                     input_file(path, f"Model {label}:", self.max_model_bytes,
@@ -249,12 +161,13 @@ class AppSession:
         if not path:
             raise DataError(f"No {what}: upload one first (JPEG, PNG, WebP or BMP).")
         self.bound_uploads(path, keep)
-        name = Path(path).name
         try:
-            return open_image(path, check_size=_check_pixels(self.max_pixels, what))
+            # Named as the user knows the file, never by the server's temporary path (which a
+            # long or escaped name once let through); the page's user cannot set --max_image_pixels.
+            return open_image(path, check_size=_check_pixels(self.max_pixels, what), name=Path(path).name,
+                              limit_fix=f"shrink the {what} (this app takes at most {self.max_pixels / 1e6:g} MP)")
         except DataError as e:
-            # The message names the temporary upload path; the user knows the file by its name.
-            message = str(e).replace(str(path), name).replace(
+            message = str(e).replace(
                 "not an image file Pillow can read", f"not an image ({what}s must be JPEG, PNG, WebP or BMP)")
             raise DataError(message) from None
 
@@ -272,7 +185,7 @@ class AppSession:
         styled = self.open_photo(style_image, "style image", keep=photo) if s.style_input == "image" else None
         # 0 (the field's default) keeps the photo's size; infinity reaches the option check.
         size = (int(max_size) if math.isfinite(max_size) else max_size) if max_size else None
-        with self._lock:
+        with self._lock, _named_as(self.models[label], label):
             start = time.perf_counter()
             try:
                 if styled is not None:  # refused before the resize if too large (core.untrusted.images)
@@ -281,24 +194,63 @@ class AppSession:
                     s.set_style(blend.strip() or style or s.style_names[0])
                 out = s.stylize(image, max_size=size, strength=float(strength),
                                 preserve_color=bool(preserve_color))
-            except (MemoryError, torch.cuda.OutOfMemoryError):
+            except (MemoryError, torch.cuda.OutOfMemoryError, RuntimeError) as e:
+                # PyTorch's CPU allocator fails with a RuntimeError, not a MemoryError.
+                if isinstance(e, RuntimeError) and not _out_of_memory(e):
+                    raise
                 raise FastNSTError(f"Out of memory stylizing {image.width} x {image.height} px on {s.device}: "
                                    "set a smaller Max size.") from None
             seconds = time.perf_counter() - start
+            tile_count = s.last_tile_count  # this request's: the next one sets it again
         # An uploaded style image is decoded without its file name: the result is named after it here.
         target = self._result_path(Path(photo).stem, Path(style_image).stem if styled is not None else s.name)
         save_image(out, target)
-        tiles = f" in {s.last_tile_count} tiles" if s.last_tile_count > 1 else ""
+        tiles = f" in {tile_count} tiles" if tile_count > 1 else ""
         return target, (f"Stylized {image.width} x {image.height} -> {out.width} x {out.height} px with "
                         f"{label}{tiles} in {seconds:.2f} s on {s.device}.")
 
     def _result_path(self, stem: str, style: str) -> Path:
-        self.results_dir.mkdir(parents=True, exist_ok=True)
-        old = sorted(self.results_dir.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
-        for folder in old[KEEP_RESULTS - 1:]:
-            shutil.rmtree(folder, ignore_errors=True)
+        """A new result file's path, in a folder of its own made now; the oldest folders beyond
+        :data:`KEEP_RESULTS` go. A folder removed after the listing (by the upload bounding of a
+        photo being shown, or another stylization) made ``stat`` fail: the page said "Error" and
+        the result was lost."""
         name = f"{safe_component(stem, fallback='photo')}_{safe_component(style, fallback='stylized')}.png"
-        return self.results_dir / uuid.uuid4().hex / name
+        with self._results_lock:
+            self.results_dir.mkdir(parents=True, exist_ok=True)
+            old = sorted(((_mtime(p), p) for p in self.results_dir.iterdir()), reverse=True)
+            for _, folder in old[KEEP_RESULTS - 1:]:
+                shutil.rmtree(folder, ignore_errors=True)
+            folder = self.results_dir / uuid.uuid4().hex
+            folder.mkdir()
+        return folder / name
+
+
+@contextlib.contextmanager
+def _named_as(path: Path, label: str) -> Iterator[None]:
+    """FastNSTErrors inside the block name the model ``path`` as the page lists it, ``label``:
+    the page's user chose a label, and the server's folders are not theirs to see."""
+    try:
+        yield
+    except FastNSTError as e:
+        message = str(e).replace(shown(str(path)), label)
+        if message == str(e):
+            raise
+        raise FastNSTError(message) from None
+
+
+def _mtime(path: Path) -> float:
+    """``path``'s modification time; 0 (the oldest) for one removed meanwhile (upload bounding)."""
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _out_of_memory(error: RuntimeError) -> bool:
+    """Whether ``error`` is an allocation failure: PyTorch's CPU allocator ("DefaultCPUAllocator:
+    can't allocate memory", or "not enough memory")."""
+    text = str(error)
+    return "allocate memory" in text or "not enough memory" in text
 
 
 def _import_gradio() -> Any:

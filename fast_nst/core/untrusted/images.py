@@ -57,7 +57,9 @@ def check_pixels(width: int, height: int, limit: Optional[int], what: str, fix: 
 
 
 def open_image(path: str | Path, draft_size: Optional[int] = None,
-               check_size: Optional[Callable[[int, int], None]] = None) -> Image.Image:
+               check_size: Optional[Callable[[int, int], None]] = None, name: Optional[str] = None,
+               limit_fix: str = "if you trust this file, raise the limit with --max_image_pixels N (0 removes it)",
+               ) -> Image.Image:
     """Decode ``path`` fully into an RGB or RGBA image with EXIF orientation applied.
 
     ``path`` must be a regular file (a FIFO, a device or a socket is refused before it is
@@ -65,19 +67,23 @@ def open_image(path: str | Path, draft_size: Optional[int] = None,
     ``check_size(width, height)`` (which raises :class:`DataError` to refuse the file) before
     anything is decoded. ``draft_size`` lets JPEG decoding run at a reduced scale that still
     keeps the shorter side at least that large (much faster for training crops). Raises
-    :class:`DataError` for a missing, non-image, truncated or over-large file.
+    :class:`DataError` for a missing, non-image, truncated or over-large file. Messages call the
+    file ``name`` (default: its path; the web app gives an upload's own file name, never the
+    server's temporary path) and say ``limit_fix`` for an image over :func:`pixel_limit`.
     """
+    name = shown(str(path) if name is None else name)
     if not Path(path).exists() and not Path(path).is_symlink():
-        raise DataError(f"Image not found: {shown(str(path))}")
-    path = input_file(path, "image")
-    name = shown(str(path))
+        raise DataError(f"Image not found: {name}")
+    try:
+        path = input_file(path, "image")
+    except DataError as e:  # a folder, a FIFO...: said with the path, which the caller may not show
+        raise DataError(str(e).replace(shown(str(path)), name)) from None
     try:
         with warnings.catch_warnings():
             # Pillow only warns between 1x and 2x its pixel limit; treat both alike.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                check_pixels(*img.size, pixel_limit(), name,
-                             "if you trust this file, raise the limit with --max_image_pixels N (0 removes it)")
+                check_pixels(*img.size, pixel_limit(), name, limit_fix)
                 if check_size is not None:
                     check_size(*img.size)
                 if draft_size is not None and img.format == "JPEG":
@@ -89,8 +95,8 @@ def open_image(path: str | Path, draft_size: Optional[int] = None,
                 return normalize_mode(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise DataError(
-            f"{name}: image is larger than the decompression-bomb limit of {pixel_limit()} pixels. If "
-            "you trust this file, raise the limit with --max_image_pixels N (0 removes it)."
+            f"{name}: image is larger than the decompression-bomb limit of {pixel_limit()} pixels. "
+            f"{limit_fix[:1].upper()}{limit_fix[1:]}."
         ) from None
     except UnidentifiedImageError:
         raise DataError(f"{name}: not an image file Pillow can read") from None
