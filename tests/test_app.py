@@ -21,6 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
+from fast_nst.io.bundled import bundled_model
 from fast_nst.commands.app import (APP_INSTALL_HINT, KEEP_RESULTS, AppSession, _stylize, app_models, build_app,
                                    default_model, find_models, launch, main as app_main)
 from fast_nst.core.untrusted import shown
@@ -357,6 +358,12 @@ def test_command_errors_and_missing_gradio(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "gradio", None)  # as if the extra were not installed
     with pytest.raises(FastNSTError, match="needs Gradio.*" + re.escape(APP_INSTALL_HINT)):
         build_app(AppSession({"m.pth": tmp_path / "m.pth"}, "cpu", tmp_path))
+
+
+def test_the_stylize_button_is_a_named_api_endpoint(tmp_path):
+    """Scripted calls name the endpoint ("/stylize"), not Gradio's generated "/lambda_3"."""
+    page = build_app(AppSession({"built-in": bundled_model()}, "cpu", tmp_path))
+    assert "stylize" in [d.get("api_name") for d in page.config["dependencies"]]
 
 
 # ---- the page in a real browser -----------------------------------------------------------------

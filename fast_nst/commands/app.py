@@ -325,8 +325,9 @@ def build_app(session: AppSession) -> Any:
         page.load(lambda label: _model_controls(gr, session, label), c["model"], controls)
         c["photo"].change(lambda path: _show_photo(session, path), c["photo"], [images[0], status])
         names = ["model", "photo", "style", "blend", "style_image", "alpha", "strength", "preserve", "max_size"]
+        # Named for scripted calls (gradio_client: predict(..., api_name="/stylize")).
         c["button"].click(lambda *values: _stylize(session, *values), [c[n] for n in names],
-                          [images[1], download, status])
+                          [images[1], download, status], api_name="stylize")
     return page
 
 
