@@ -35,6 +35,8 @@ __all__ = ["TrainConfig", "ConfigCheck", "load_config", "config_from_dict", "bui
            "save_config", "parse_override", "is_device_name", "MIN_IMAGE_SIZE", "MAX_NAMING_BYTES", "DEVICE_CHOICES"]
 
 BASE_KEY = "base"  # a YAML file may name another YAML file (relative to itself) to start from
+# Files in a chain of base: files; each is read by a recursive call.
+MAX_BASE_DEPTH = 16
 
 
 @dataclass(frozen=True)
@@ -227,8 +229,11 @@ def _coerce(key: str, value: Any, tp: Any, where: str, shown: Any = None) -> Any
     ``shown`` is the annotation named in the error (the Optional around ``tp``, say)."""
 
     def bad() -> ConfigError:
+        # naming: 2020 (an int), naming: yes (a bool), naming: 2020-01-01 (a date) in YAML 1.1
+        hint = ("; put it in quotes to give it as text" if tp is str and value is not None
+                and not isinstance(value, (str, list, tuple, dict)) else "")
         return ConfigError(f"{where}: key '{key}' must be {_type_name(shown or tp)}, "
-                           f"got {quote(value)} ({type(value).__name__})")
+                           f"got {quote(value)} ({type(value).__name__}){hint}")
 
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -248,14 +253,9 @@ def _coerce(key: str, value: Any, tp: Any, where: str, shown: Any = None) -> Any
             raise bad()
         return tuple(_coerce(f"{key}[{i}]", v, item_tp, where) for i, v in enumerate(value))
     if origin is collections.abc.Mapping:
-        # A flat mapping of names to scalars (model_args): checked for content by its consumer.
         if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
             raise bad()
-        for k, v in value.items():
-            if not isinstance(v, (bool, int, float, str)) and v is not None:
-                raise ConfigError(f"{where}: key '{key}.{k}' must be a number, string or boolean, "
-                                  f"got {type(v).__name__}")
-        return types.MappingProxyType(dict(value))
+        return _coerce_mapping(key, value, where)
     if tp is bool:
         if not isinstance(value, bool):
             raise bad()
@@ -263,6 +263,7 @@ def _coerce(key: str, value: Any, tp: Any, where: str, shown: Any = None) -> Any
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise bad()
+        _check_int64(key, value, where)
         return value
     if tp is float:
         # YAML 1.1 reads "1e5" (no dot) as a string; accept it since everyone writes weights so.
@@ -284,20 +285,43 @@ def _coerce(key: str, value: Any, tp: Any, where: str, shown: Any = None) -> Any
     raise AssertionError(f"unsupported config annotation {tp!r} for {key}")
 
 
+def _coerce_mapping(key: str, value: Mapping[str, Any], where: str) -> Mapping[str, Any]:
+    """A flat mapping of names to scalars (model_args), read-only; checked for content by its consumer."""
+    for k, v in value.items():
+        if not isinstance(v, (bool, int, float, str)) and v is not None:
+            raise ConfigError(f"{where}: key '{key}.{shown(k, 40)}' must be a number, string or boolean, "
+                              f"got {type(v).__name__}")
+        if isinstance(v, int) and not isinstance(v, bool):
+            _check_int64(f"{key}.{shown(k, 40)}", v, where)
+    return types.MappingProxyType(dict(value))
+
+
+def _check_int64(key: str, value: int, where: str) -> None:
+    """Every whole number of a config is a count, a size or a seed: torch and the checkpoints
+    take 64 bits. Beyond, messages would print it (str() of over 4300 digits raises)."""
+    if not -2 ** 63 <= value < 2 ** 63:
+        got = value if value.bit_length() <= 256 else f"an integer of {value.bit_length():,} bits"
+        raise ConfigError(f"{where}: key '{key}' must be a whole number from -2**63 to 2**63 - 1, got {got}")
+
+
 _HINTS = typing.get_type_hints(TrainConfig)
 _FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 def _check_key(key: str, where: str) -> None:
     if key not in _FIELDS:
-        close = difflib.get_close_matches(key, sorted(_FIELDS), n=1)
+        # LR, Style_Image: difflib's ratio counts case, so the lower-case spelling is asked too.
+        close = [key.lower()] if key.lower() in _FIELDS else difflib.get_close_matches(key, sorted(_FIELDS), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"{where}: unknown key '{key}'{hint} Valid keys: {', '.join(sorted(_FIELDS))}")
+        raise ConfigError(f"{where}: unknown key '{shown(key, 60)}'{hint} Valid keys: {', '.join(sorted(_FIELDS))}")
 
 
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, tuple[Any, str]]:
     """Read a YAML config (following ``base:``) into {key: (value, file it came from)}."""
     path = Path(path)
+    if len(seen) >= MAX_BASE_DEPTH:
+        raise ConfigError(f"{path}: '{BASE_KEY}' files nest more than {MAX_BASE_DEPTH} deep (from {seen[0]}); "
+                          "a config needs one or two.")
     if path.resolve() in seen:
         raise ConfigError(f"{path}: '{BASE_KEY}' files form a cycle: {' -> '.join(map(str, seen))}")
     if not path.is_file():
@@ -320,16 +344,38 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, tuple[Any, 
     return out
 
 
+def _text_openers(key: str) -> Optional[tuple[str, ...]]:
+    """For a key of text (a name, a path, a choice) or of a list of texts: the first characters
+    that make a ``--set`` value YAML (quotes; for a list also its bracket); None for other keys."""
+    tp = _HINTS.get(key)
+    is_list = typing.get_origin(tp) is tuple
+    if is_list:
+        tp = typing.get_args(tp)[0]
+    if tp is str or (typing.get_origin(tp) is Literal and all(isinstance(a, str) for a in typing.get_args(tp))):
+        return ("'", '"', "[") if is_list else ("'", '"')
+    return None
+
+
 def parse_override(text: str) -> tuple[str, Any]:
-    """Parse ``KEY=VALUE`` from ``--set``; VALUE is read as YAML (so 3, 1e-3, [a, b], null work)."""
+    """Parse ``KEY=VALUE`` from ``--set``. VALUE is read as YAML (so 3, 1e-3, [a, b], null work),
+    except for a key of text (naming, paths, choices; lists of them unless given in brackets):
+    there it is the text as typed, as a shell gives it, unless quoted in YAML ('...' or "...")."""
     if "=" not in text:
         raise ConfigError(f"--set {quote(text)}: expected KEY=VALUE, e.g. --set max_steps=100")
     key, raw = text.split("=", 1)
+    key, raw = key.strip(), raw.strip()
+    # YAML would read 'naming=2020' as an int, 'naming=yes' as true, 'naming=2020-01-01' as a date,
+    # and cut 'style_image=my #1.jpg' at its comment to 'my', silently.
+    openers = _text_openers(key)
+    if openers is not None and not raw.startswith(openers):
+        return key, raw
     try:
-        value = load_yaml(raw, f"--set {shown(key.strip(), 40)}") if raw.strip() else ""
-    except UnparsableYAML:  # not YAML: the text itself (--set naming=a:b{)
-        value = raw
-    return key.strip(), value
+        value = load_yaml(raw, f"--set {shown(key, 40)}") if raw else ""
+    except UnparsableYAML:
+        if openers is not None and raw.startswith("["):  # a list that is not one: its error, not one odd path
+            raise
+        value = raw  # not YAML: the text itself (--set naming='a:b), checked as such
+    return key, value
 
 
 def build_config(values: dict[str, tuple[Any, str]], where: str = "defaults",
@@ -368,8 +414,9 @@ def load_config(path: str | Path | None, overrides: typing.Sequence[str] = (),
         values.setdefault("naming", (Path(path).stem, str(path)))
     for text in texts:
         key, value = parse_override(text)
-        _check_key(key, f"--set {text}")
-        values[key] = (value, f"--set {text}")
+        where = f"--set {shown(text, 120)}"  # every message names it: one printable line
+        _check_key(key, where)
+        values[key] = (value, where)
     _fit_style_weights(values)
     return build_config(values, str(path) if path is not None else "--set", checks)
 

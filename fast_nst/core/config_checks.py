@@ -95,6 +95,10 @@ def _validate_names(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None:
         # Path("") is the current folder: training would read every image below it.
         fail("train_dir", "is empty; set it to the folder of training photos (e.g. data/train2014: "
                           "python -m fast_nst.download coco)")
+    for key, each in (("style_images", "a path or https URL"), ("sample_images", "a photo's path")):
+        empty = [i for i, item in enumerate(getattr(cfg, key)) if not item.strip()]
+        if empty:  # Path("") is the current folder: an error about a folder named "."
+            fail(key, f"has an empty entry (number {empty[0] + 1}); give {each} in each, or remove it")
     if cfg.style_image and cfg.style_images:
         fail("style_images", "and style_image are both set; use style_image for one style or "
                              "style_images for several, not both")
@@ -140,17 +144,28 @@ def _validate_values(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None
     for key, choices in CHOICES.items():
         if getattr(cfg, key) not in choices:
             fail(key, f"is {getattr(cfg, key)!r}; choose one of: {', '.join(choices)}")
-    for key in ("content_layers", "style_layers"):
+    _validate_layers(cfg, fail)
+    if not is_device_name(cfg.device):
+        fail("device", f"is {quote(cfg.device)}; choose one of: {DEVICE_CHOICES}")
+
+
+def _validate_layers(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None:
+    """The loss layers (their names are the loss network's check) and the style layers' weights."""
+    for key, weight in (("content_layers", "content_weight"), ("style_layers", "style_weight")):
         layers = getattr(cfg, key)
-        if key == "content_layers" and not layers and cfg.content_weight > 0:
-            fail(key, "is empty but content_weight > 0")
-        if key == "style_layers" and not layers and cfg.style_weight > 0:
-            fail(key, "is empty but style_weight > 0")
+        if not layers and getattr(cfg, weight) > 0:
+            fail(key, f"is empty but {weight} > 0")
+        twice = sorted({name for name in layers if layers.count(name) > 1})
+        if twice:
+            # A layer's loss would count twice, and style_layer_weights weigh it by its first entry only.
+            fail(key, f"lists {', '.join(shown(n, 40) for n in twice)} more than once; list each layer once "
+                      "(weigh a style layer with style_layer_weights)")
     if cfg.style_layer_weights is not None and len(cfg.style_layer_weights) != len(cfg.style_layers):
         fail("style_layer_weights", f"has {len(cfg.style_layer_weights)} weights for "
              f"{len(cfg.style_layers)} style_layers; give one per layer or null")
-    if not is_device_name(cfg.device):
-        fail("device", f"is {quote(cfg.device)}; choose one of: {DEVICE_CHOICES}")
+    if any(not math.isfinite(w) or w < 0 for w in cfg.style_layer_weights or ()):
+        # Like style_weight: NaN passes every comparison, inf makes the loss NaN after one step.
+        fail("style_layer_weights", f"must be finite numbers >= 0, got {list(cfg.style_layer_weights or ())}")
 
 
 def _validate_resize_to(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None:
@@ -162,4 +177,8 @@ def _validate_resize_to(cfg: TrainConfig, fail: Callable[[str, str], None]) -> N
 
 def is_device_name(name: str) -> bool:
     """Whether ``name`` is a device setting fast-nst understands (see :data:`DEVICE_CHOICES`)."""
-    return name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())
+    # ASCII digits: str.isdigit() also takes '\u0661' (Arabic-Indic one), which int() reads as 1 and
+    # torch.device refuses; 6 at most, as int() of thousands of digits raises.
+    index = name[5:]
+    return name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and index.isascii() and index.isdigit()
+                                               and len(index) <= 6)

@@ -210,12 +210,12 @@ def check_config(cfg: Any, fail: Callable[[str, str], None]) -> None:
     """A :data:`fast_nst.core.config.ConfigCheck`: ``loss_model`` is registered and the content
     and style layers exist in it."""
     if cfg.loss_model not in LOSS_NETWORKS:
-        fail("loss_model", f"is {cfg.loss_model!r}; choose one of: {', '.join(LOSS_NETWORKS)}")
+        fail("loss_model", f"is {cfg.loss_model[:60]!r}; choose one of: {', '.join(LOSS_NETWORKS)}")
     if cfg.loss_weights_for and cfg.loss_weights_for not in CONVENTIONS:
-        fail("loss_weights_for", f"is {cfg.loss_weights_for!r}; choose one of: {', '.join(CONVENTIONS)} "
+        fail("loss_weights_for", f"is {cfg.loss_weights_for[:60]!r}; choose one of: {', '.join(CONVENTIONS)} "
                                  "(or empty: the weights are for loss_model's own convention)")
     valid = layer_choices(cfg.loss_model)
     for key in ("content_layers", "style_layers"):
         for name in getattr(cfg, key):
             if name not in valid:
-                fail(key, f"names unknown layer {name!r} of {cfg.loss_model}; choose from: {', '.join(valid)}")
+                fail(key, f"names unknown layer {name[:60]!r} of {cfg.loss_model}; choose from: {', '.join(valid)}")

@@ -120,9 +120,10 @@ def takes_style_image(model_type: str) -> bool:
 
 def check_config(cfg: Any, fail: Callable[[str, str], None]) -> None:
     """A :data:`fast_nst.core.config.ConfigCheck`: ``model_type`` names a registered network.
-    (``model_args`` are checked when the network is built, which needs torch.)"""
+    (``model_args`` need the network's module, which imports torch: training checks them with
+    :func:`fast_nst.training.config.check_model_args`.)"""
     if cfg.model_type not in NETWORKS:
-        fail("model_type", f"is {cfg.model_type!r}; choose one of: {', '.join(NETWORKS)}")
+        fail("model_type", f"is {cfg.model_type[:60]!r}; choose one of: {', '.join(NETWORKS)}")
     many = [name for name, entry in NETWORKS.items() if entry.many_styles]
     if NETWORKS[cfg.model_type].many_styles and not cfg.style_images:
         fail("model_type", f"{cfg.model_type} is a multi-style network: list its styles in "

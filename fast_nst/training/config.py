@@ -1,19 +1,37 @@
-"""A training config checked against the registries: ``model_type`` names a network,
-``loss_model`` a loss network, and the content and style layers exist in it. Errors name the key
-and the file (or ``--set``) that set it, like the schema's own checks."""
+"""A training config checked against the registries: ``model_type`` names a network whose
+arguments (``model_args``) are in its bounds, ``loss_model`` a loss network, and the content and
+style layers exist in it. Errors name the key and the file (or ``--set``) that set it, like the
+schema's own checks."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .. import lossnet, nets
 from ..core.config import ConfigCheck, TrainConfig, config_from_dict, load_config
+from .networks import network_args
 
-__all__ = ["CONFIG_CHECKS", "load_train_config", "train_config_from_dict"]
+__all__ = ["CONFIG_CHECKS", "check_model_args", "load_train_config", "train_config_from_dict"]
+
+
+def check_model_args(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None:
+    """A :data:`ConfigCheck`: the network's arguments (``model_args`` with the styles and the
+    encoder the config gives it) within the network's bounds, checked without building it, so
+    that an error names the file that set them (training checks them again, with no file to name)."""
+    try:
+        nets.make_args(cfg.model_type, network_args(cfg))
+    except ValueError as e:
+        # An arbitrary-style network's encoder comes from the loss network's keys (seed for encoder_seed).
+        arg = str(e).split(" ", 1)[0]
+        key = nets.ENCODER_KEYS.get(arg, "")
+        if key in TrainConfig.__dataclass_fields__:
+            fail(key, f"gives the {cfg.model_type} network's encoder its {arg}: {e}")
+        fail("model_args", str(e))
+
 
 #: The registry checks every training config passes.
-CONFIG_CHECKS: tuple[ConfigCheck, ...] = (nets.check_config, lossnet.check_config)
+CONFIG_CHECKS: tuple[ConfigCheck, ...] = (nets.check_config, lossnet.check_config, check_model_args)
 
 
 def load_train_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:

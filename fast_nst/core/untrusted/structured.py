@@ -80,6 +80,19 @@ def _bounded_loader(where: str, error: type[FastNSTError]) -> type:
             finally:
                 self._depth -= 1
 
+        def construct_object(self, node: Node, deep: bool = False) -> Any:
+            try:
+                return super().construct_object(node, deep=deep)
+            except ValueError as e:
+                # Plain scalars YAML 1.1 reads as ints or dates that are none: 2020-02-30, an int
+                # of over 4300 digits (Python's int() refuses those).
+                line = node.start_mark.line + 1
+                if "integer string conversion" in str(e):
+                    raise error(f"{where}: line {line} holds an integer of more than 4,300 digits; no setting "
+                                "takes one.") from None
+                raise error(f"{where}: {shown(str(node.value), 40)!r} (line {line}) reads as a number or a "
+                            f"date but is none ({shown(str(e), 80)}); quote it to give text.") from None
+
         def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict:
             # before SafeConstructor merges '<<' keys, whose overrides are not duplicates
             _refuse_duplicates(node, where, error)
@@ -129,7 +142,8 @@ def load_yaml(text: str, where: str, error: type[FastNSTError] = ConfigError,
 
     ``error`` (a :class:`FastNSTError` subclass) for text over ``max_bytes`` (UTF-8), nesting over
     :data:`MAX_DEPTH`, aliases expanding to over :data:`MAX_YAML_NODES` nodes or a mapping key
-    given twice; :class:`UnparsableYAML` for text that is not YAML."""
+    given twice or a number or date that cannot be one (2020-02-30, an int of 5000 digits);
+    :class:`UnparsableYAML` for text that is not YAML."""
     if len(text) > max_bytes or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
         raise error(f"{where}: {len(text.encode('utf-8', 'surrogatepass')):,} bytes; YAML read by fast-nst "
                     f"is at most {max_bytes:,} bytes.")
@@ -147,7 +161,8 @@ def load_yaml(text: str, where: str, error: type[FastNSTError] = ConfigError,
         return loader.construct_document(node)
     except yaml.YAMLError as e:
         detail = " ".join(str(e).replace('in "<unicode string>", ', "").split())
-        raise UnparsableYAML(f"{where}: not valid YAML: {shown(detail, 300)}") from None
+        tabs = " (YAML indents and separates with spaces, not tabs)" if "'\\t'" in detail else ""
+        raise UnparsableYAML(f"{where}: not valid YAML: {shown(detail, 300)}{tabs}") from None
     except RecursionError:  # not reachable with MAX_DEPTH; kept so the promise holds regardless
         raise error(f"{where}: nested too deep.") from None
     finally:
