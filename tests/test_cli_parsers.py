@@ -16,7 +16,9 @@ from fast_nst.commands import CommandParser
 
 from conftest import in_process
 
-COMMANDS = sorted(m.name for m in pkgutil.iter_modules(commands.__path__))
+# Every module of fast_nst.commands with a parser (app_models is the app's helper, not a command).
+COMMANDS = sorted(m.name for m in pkgutil.iter_modules(commands.__path__)
+                  if hasattr(importlib.import_module(f"fast_nst.commands.{m.name}"), "parser"))
 
 
 def _parsers(p: argparse.ArgumentParser, name: str) -> list[tuple[str, argparse.ArgumentParser]]:
