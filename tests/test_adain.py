@@ -7,6 +7,7 @@ Random VGG16 encoders throughout (cheap to build); the training runs cut the enc
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -376,9 +377,12 @@ def test_config_checks(tmp_path, data):
         load(style_image="s.jpg", style_warmup_steps=10)
     with pytest.raises(ConfigError, match="key 'style_warmup_steps' must be 0 .off. or a number of steps, got -1"):
         load(model_type="adain", style_dir="art", style_warmup_steps=-1)
-    cfg = load(model_type="adain", style_dir="art")  # Johnson's style layers: relu4_3 is past relu4_1
-    with pytest.raises(ConfigError, match="'style_layers' names relu4_3, deeper than the encoder's last layer relu4_1"):
-        check_network_args(cfg)
+    with pytest.raises(ConfigError, match=r"c\.yml: key 'style_layers' names relu4_3, deeper than the encoder's last "
+                                          "layer relu4_1"):  # Johnson's style layers
+        load(model_type="adain", style_dir="art")
+    cfg = load(model_type="adain", style_dir="art", style_layers=["relu1_1", "relu4_1"])
+    with pytest.raises(ConfigError, match="^config: key 'style_layers' names relu4_3, deeper than the encoder's"):
+        check_network_args(dataclasses.replace(cfg, style_layers=("relu1_1", "relu4_3")))  # made without the loader
     for values, error, message in (({"style_dir": str(tmp_path / "none")}, DataError, "style_dir .*none does not exist"),
                                    ({"batch_size": 5}, DataError, "has 4 paintings, fewer than a batch .5.")):
         with pytest.raises(error, match=message):

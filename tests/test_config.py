@@ -243,6 +243,8 @@ def test_set_style_images_on_multi11_gives_every_style_one_weight():
     assert same.style_weights == load_config(multi11).style_weights  # 11 local copies: weights kept
     both = load_config(multi11, ["style_images=[a.jpg, b.jpg]", "style_weights=[1, 3]"])
     assert both.style_weights == (1.0, 3.0)
+    with pytest.warns(UserWarning, match="--set style_images gives 2 styles"):  # as the shell gives it: the same
+        assert load_config(multi11, ["style_images=a.jpg,b.jpg"]).style_weights == ()
 
 
 @pytest.mark.parametrize("overrides,message", [

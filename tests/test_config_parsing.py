@@ -5,6 +5,7 @@ property tests of ``--set`` and of the saved config's round trip."""
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -52,7 +53,85 @@ _PLAIN_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, m
 @given(_PLAIN_TEXT, st.sampled_from(["style_image", "train_dir", "init_from", "loss_model_file", "val_dir"]))
 def test_set_text_reads_back_as_typed(text, key):
     assert parse_override(f"{key}={text}") == (key, text)
-    assert getattr(load_schema_only(None, BASE + [f"{key}={text}"]), key) == text
+    home = text == "~" or text.startswith("~/")  # ~/ is the home folder, as in a file
+    assert getattr(load_schema_only(None, BASE + [f"{key}={text}"]), key) == (os.path.expanduser(text) if home else text)
+
+
+# ---- lists: a file's text is one item, --set's plain text splits at commas -----------------------
+
+def test_a_text_for_a_list_in_a_file_is_one_item_not_split_at_its_commas(tmp_path):
+    """'style_images: a,b.jpg' trained two styles, 'a' and 'b.jpg'; a file writes a list as one."""
+    path = tmp_path / "c.yml"
+    path.write_text('model_type: johnson_multi\nstyle_images: a,b.jpg\nsample_images: "x, y.jpg"\n')
+    cfg = load_config(path)
+    assert (cfg.style_images, cfg.sample_images) == (("a,b.jpg",), ("x, y.jpg",))
+
+
+@pytest.mark.parametrize("override, key, value", [
+    ("sample_images=a.jpg,b.jpg", "sample_images", ("a.jpg", "b.jpg")),  # the shell's word: split
+    ("style_layers=relu1_2, relu3_3", "style_layers", ("relu1_2", "relu3_3")),
+    ("style_layer_weights=1,2.5,1,1", "style_layer_weights", (1.0, 2.5, 1.0, 1.0)),
+    ("sample_images='my,photo.jpg'", "sample_images", ("my,photo.jpg",)),  # YAML-quoted: one text, as in a file
+    ("sample_images=['my,photo.jpg', b.jpg]", "sample_images", ("my,photo.jpg", "b.jpg")),
+    ("sample_images=", "sample_images", ()),  # empty: none
+])
+def test_set_of_a_list_as_plain_text_splits_at_commas(override, key, value):
+    assert getattr(load_schema_only(None, BASE + [override]), key) == value
+
+
+_ITEM = _PLAIN_TEXT.filter(lambda s: "," not in s)
+
+
+@PROPERTY
+@given(st.lists(_ITEM, min_size=1, max_size=4))
+def test_list_text_splits_on_the_command_line_only(items):
+    joined = ",".join(items)
+    assert parse_override(f"sample_images={joined}") == ("sample_images", items)
+    assert config_from_dict({"naming": "n", "style_image": "s.jpg", "sample_images": joined},
+                            "test").sample_images == (joined,)
+
+
+# ---- empty and home-folder paths ----------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_model_path_is_refused_naming_the_file(tmp_path, value):
+    """'' wrote the run folder into the current folder, under no 'models'."""
+    path = write_config(tmp_path / "m.yml", style_image="s.jpg", model_path=value)
+    with pytest.raises(ConfigError, match=rf"^{path}: key 'model_path' is empty; set it to the folder run folders "
+                                          r"go in \(e.g. models; '\.' for the current folder\)$"):
+        load_config(path)
+    assert load_config(path, ["model_path=."]).model_path == "."
+
+
+def test_a_leading_tilde_is_the_home_folder_in_every_path_and_in_base(tmp_path, monkeypatch):
+    """base: ~/x.yml looked for a folder named '~' next to the file; so did every path key."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    write_config(home / "shared.yml", style_image="~/art/s.jpg", lr=0.002)
+    child = write_config(tmp_path / "runs" / "child.yml", base="~/shared.yml", train_dir="~/coco",
+                         model_path="~", sample_images=["~/p.jpg", "~user/q.jpg", "a~/r.jpg"], val_dir="~/val")
+    cfg = load_config(child, ["init_from=~/m.pth", "loss_model_file=~/vgg.pth"])
+    assert cfg.lr == 0.002 and cfg.style_image == str(home / "art" / "s.jpg")
+    assert (cfg.train_dir, cfg.model_path, cfg.val_dir) == (str(home / "coco"), str(home), str(home / "val"))
+    assert cfg.sample_images == (str(home / "p.jpg"), "~user/q.jpg", "a~/r.jpg")  # ~user: as written
+    assert (cfg.init_from, cfg.loss_model_file) == (str(home / "m.pth"), str(home / "vgg.pth"))
+    assert load_config("~/shared.yml").naming == "shared"  # the file itself, from Python
+    multi = load_config(None, BASE + ["style_image=", "model_type=johnson_multi", "style_images=~/a.jpg,~/b.jpg"])
+    assert multi.style_images == (str(home / "a.jpg"), str(home / "b.jpg"))
+
+
+# ---- --set KEY= of a key that takes a value -------------------------------------------------------
+
+@pytest.mark.parametrize("override, message", [
+    ("lr=", "lr needs a number after '='"),  # was: must be float, got ''
+    ("max_steps=", "max_steps needs a whole number \\(or null\\) after '='"),
+    ("compile=", "compile needs true or false after '='"),
+    ("precision=", "precision needs one of fp32, bf16, fp16 after '='"),
+    ("model_args=", "model_args needs a mapping such as {base_channels: 16} \\({} for none\\) after '='"),
+])
+def test_an_empty_set_value_says_the_key_needs_one(override, message):
+    with pytest.raises(ConfigError, match=rf"^--set {override}: {message}$"):
+        load_config(None, BASE + [override])
 
 
 @PROPERTY
@@ -191,6 +270,17 @@ def test_model_args_are_checked_when_loading_naming_the_file(tmp_path):
     with pytest.raises(ConfigError, match=r"^--set seed=-1: key 'seed' gives the adain network's encoder its "
                                           r"encoder_seed: encoder_seed must be a whole number from 0"):
         load_config(None, BASE + ["model_type=adain", "style_image=", "style_dir=p", "seed=-1"])
+
+
+def test_adain_style_layers_past_the_encoder_are_refused_when_loading_naming_the_file(tmp_path):
+    """Checked only when training began, blamed on 'config'."""
+    path = write_config(tmp_path / "a.yml", model_type="adain", style_dir="art", model_args={"encoder_layer": "relu3_1"},
+                        style_layers=["relu1_1", "relu4_1"])
+    with pytest.raises(ConfigError, match=rf"^{path}: key 'style_layers' names relu4_1, deeper than the encoder's last "
+                                          r"layer relu3_1 \(model_args encoder_layer\); Huang & Belongie match relu1_1, "
+                                          r"relu2_1, relu3_1$"):
+        load_config(path)
+    assert load_config(path, ["style_layers=relu1_1,relu3_1"]).style_layers == ("relu1_1", "relu3_1")
 
 
 def test_unknown_key_in_another_case_suggests_the_key():

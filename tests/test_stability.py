@@ -172,7 +172,8 @@ def test_stability_training_config_checks(tmp_path, train_dir, style_file):
     values = tiny_values(tmp_path / "m", train_dir, style_file, stability_weight=-1)
     with pytest.raises(ConfigError, match="stability_weight"):
         load_train_config(write_config(tmp_path / "neg.yml", **values))
-    cfg = load_train_config(None, ["naming=x", "model_type=adain", f"style_dir={train_dir}", "stability_weight=1"])
+    cfg = load_train_config(None, ["naming=x", "model_type=adain", f"style_dir={train_dir}", "stability_weight=1",
+                                   "style_layers=[relu1_1, relu4_1]"])
     assert cfg.stability_weight == 1.0  # arbitrary-style networks train with it too
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import difflib
+import os
 import types
 import typing
 import warnings
@@ -35,6 +36,9 @@ __all__ = ["TrainConfig", "ConfigCheck", "load_config", "config_from_dict", "bui
            "save_config", "parse_override", "is_device_name", "MIN_IMAGE_SIZE", "MAX_NAMING_BYTES", "DEVICE_CHOICES"]
 
 BASE_KEY = "base"  # a YAML file may name another YAML file (relative to itself) to start from
+# Keys that hold paths (or lists of them): a leading ~ is the home folder, in a file as in a shell.
+PATH_KEYS = ("style_image", "style_images", "style_dir", "train_dir", "model_path", "init_from", "loss_model_file",
+             "sample_images", "val_dir")
 # Files in a chain of base: files; each is read by a recursive call.
 MAX_BASE_DEPTH = 16
 
@@ -247,8 +251,10 @@ def _coerce(key: str, value: Any, tp: Any, where: str, shown: Any = None) -> Any
         return value
     if origin is tuple:
         (item_tp, _) = typing.get_args(tp)
-        if isinstance(value, str):  # "--set style_layers=relu1_2,relu2_2"
-            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, str):
+            # One item: a file lists in brackets or lines, so a path's comma is the path's. (--set
+            # splits plain text at commas itself: parse_override.)
+            value = [value]
         if not isinstance(value, (list, tuple)):
             raise bad()
         return tuple(_coerce(f"{key}[{i}]", v, item_tp, where) for i, v in enumerate(value))
@@ -337,7 +343,7 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, tuple[Any, 
     if base is not None:
         if not isinstance(base, str):
             raise ConfigError(f"{path}: key '{BASE_KEY}' must be a file path, got {quote(base)}")
-        out.update(_read_yaml(path.parent / base, seen + (path.resolve(),)))
+        out.update(_read_yaml(path.parent / _home(base), seen + (path.resolve(),)))
     for key, value in data.items():
         _check_key(str(key), str(path))
         out[str(key)] = (value, str(path))
@@ -356,25 +362,57 @@ def _text_openers(key: str) -> Optional[tuple[str, ...]]:
     return None
 
 
+def _is_list_key(key: str) -> bool:
+    tp = _HINTS.get(key)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):  # style_layer_weights: a list or null
+        tp = [a for a in typing.get_args(tp) if a is not type(None)][0]
+    return typing.get_origin(tp) is tuple
+
+
+def _what_it_takes(key: str) -> Optional[str]:
+    """What a key needs after ``--set KEY=``; None for keys that take nothing ('' text, [] list)."""
+    tp, null = _HINTS.get(key), ""
+    if tp is None or _is_list_key(key):
+        return None
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        tp, null = [a for a in typing.get_args(tp) if a is not type(None)][0], " (or null)"
+    if typing.get_origin(tp) is Literal:
+        return f"one of {', '.join(typing.get_args(tp))}{null}"
+    if typing.get_origin(tp) is collections.abc.Mapping:
+        return "a mapping such as {base_channels: 16} ({} for none)"
+    if tp is str:
+        return None
+    return {int: "a whole number", float: "a number", bool: "true or false"}.get(tp, "a value") + null
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """Parse ``KEY=VALUE`` from ``--set``. VALUE is read as YAML (so 3, 1e-3, [a, b], null work),
     except for a key of text (naming, paths, choices; lists of them unless given in brackets):
-    there it is the text as typed, as a shell gives it, unless quoted in YAML ('...' or "...")."""
+    there it is the text as typed, as a shell gives it, unless quoted in YAML ('...' or "...").
+    A list given as plain text is split at its commas (``style_layers=relu1_2,relu3_3``); an
+    empty VALUE is '' for text, [] for a list, and an error for other keys."""
     if "=" not in text:
         raise ConfigError(f"--set {quote(text)}: expected KEY=VALUE, e.g. --set max_steps=100")
     key, raw = text.split("=", 1)
     key, raw = key.strip(), raw.strip()
+    what = _what_it_takes(key)
+    if not raw and what is not None:  # YAML would read '' as the text '': "must be float, got ''"
+        raise ConfigError(f"--set {shown(text, 120)}: {shown(key, 40)} needs {what} after '='")
     # YAML would read 'naming=2020' as an int, 'naming=yes' as true, 'naming=2020-01-01' as a date,
     # and cut 'style_image=my #1.jpg' at its comment to 'my', silently.
     openers = _text_openers(key)
     if openers is not None and not raw.startswith(openers):
-        return key, raw
-    try:
-        value = load_yaml(raw, f"--set {shown(key, 40)}") if raw else ""
-    except UnparsableYAML:
-        if openers is not None and raw.startswith("["):  # a list that is not one: its error, not one odd path
-            raise
-        value = raw  # not YAML: the text itself (--set naming='a:b), checked as such
+        value: Any = raw
+    else:
+        try:
+            value = load_yaml(raw, f"--set {shown(key, 40)}") if raw else ""
+        except UnparsableYAML:
+            if openers is not None and raw.startswith("["):  # a list that is not one: its error, not one odd path
+                raise
+            value = raw  # not YAML: the text itself (--set naming='a:b), checked as such
+    if _is_list_key(key) and isinstance(value, str) and not raw.startswith(("'", '"')):
+        # A shell's word: "a.jpg,b.jpg" (a YAML-quoted text stays one item, as in a file).
+        value = [v.strip() for v in value.split(",") if v.strip()]
     return key, value
 
 
@@ -386,6 +424,8 @@ def build_config(values: dict[str, tuple[Any, str]], where: str = "defaults",
     for key, (value, source) in values.items():
         _check_key(key, source)
         kwargs[key] = _coerce(key, value, _HINTS[key], source)
+    for key in set(PATH_KEYS) & kwargs.keys():
+        kwargs[key] = tuple(map(_home, kwargs[key])) if isinstance(kwargs[key], tuple) else _home(kwargs[key])
     cfg = TrainConfig(**kwargs)
     validate(cfg, {k: w for k, (_, w) in values.items()}, where, checks)
     return cfg
@@ -406,6 +446,7 @@ def load_config(path: str | Path | None, overrides: typing.Sequence[str] = (),
                           f"not {shown(repr(overrides), 80)}")
     values: dict[str, tuple[Any, str]] = {}
     if path is not None:
+        path = _home(str(path))
         values = _read_yaml(Path(path))
         if "naming" in values and values["naming"][1] != str(Path(path)):
             # A base file's naming is not this run's: candy_strong.yml with base: candy.yml must
@@ -419,6 +460,13 @@ def load_config(path: str | Path | None, overrides: typing.Sequence[str] = (),
         values[key] = (value, where)
     _fit_style_weights(values)
     return build_config(values, str(path) if path is not None else "--set", checks)
+
+
+def _home(path: str) -> str:
+    """``path`` with a leading ``~`` or ``~/`` made the home folder, as a shell would (it never sees a
+    file's paths); else as it is. ``~user`` stays: no user lookups for text a model file may hold."""
+    home = path == "~" or path.startswith(tuple("~" + sep for sep in (os.sep, os.altsep) if sep))
+    return os.path.expanduser(path) if home else path
 
 
 def _fit_style_weights(values: dict[str, tuple[Any, str]]) -> None:

@@ -91,10 +91,14 @@ def _validate_names(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None:
         fail("style_image", "is required: a path or https URL of the style painting "
                             "(or style_images: a list of them, for a multi-style network; or "
                             "style_dir: a folder of paintings, for an arbitrary-style network)")
-    if not cfg.train_dir:
-        # Path("") is the current folder: training would read every image below it.
+    # Path("") is the current folder: training would read every image below it, and write the
+    # run folder into it. (Spaces alone would be a folder named so: surely a slip too.)
+    if not cfg.train_dir.strip():
         fail("train_dir", "is empty; set it to the folder of training photos (e.g. data/train2014: "
                           "python -m fast_nst.download coco)")
+    if not cfg.model_path.strip():
+        fail("model_path", "is empty; set it to the folder run folders go in (e.g. models; '.' for the "
+                           "current folder)")
     for key, each in (("style_images", "a path or https URL"), ("sample_images", "a photo's path")):
         empty = [i for i, item in enumerate(getattr(cfg, key)) if not item.strip()]
         if empty:  # Path("") is the current folder: an error about a folder named "."

@@ -10,17 +10,18 @@ from typing import Any, Callable, Sequence
 
 from .. import lossnet, nets
 from ..core.config import ConfigCheck, TrainConfig, config_from_dict, load_config
-from .networks import network_args
+from .networks import network_args, style_layers_past_encoder
 
 __all__ = ["CONFIG_CHECKS", "check_model_args", "load_train_config", "train_config_from_dict"]
 
 
 def check_model_args(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None:
     """A :data:`ConfigCheck`: the network's arguments (``model_args`` with the styles and the
-    encoder the config gives it) within the network's bounds, checked without building it, so
-    that an error names the file that set them (training checks them again, with no file to name)."""
+    encoder the config gives it) within the network's bounds, and an arbitrary-style network's
+    style layers within its encoder, checked without building it, so that an error names the file
+    that set them (training checks them again, with no file to name)."""
     try:
-        nets.make_args(cfg.model_type, network_args(cfg))
+        args = nets.make_args(cfg.model_type, network_args(cfg))
     except ValueError as e:
         # An arbitrary-style network's encoder comes from the loss network's keys (seed for encoder_seed).
         arg = str(e).split(" ", 1)[0]
@@ -28,6 +29,11 @@ def check_model_args(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None
         if key in TrainConfig.__dataclass_fields__:
             fail(key, f"gives the {cfg.model_type} network's encoder its {arg}: {e}")
         fail("model_args", str(e))
+        return
+    if nets.takes_style_image(cfg.model_type):
+        problem = style_layers_past_encoder(cfg, args)
+        if problem:
+            fail("style_layers", problem)
 
 
 #: The registry checks every training config passes.

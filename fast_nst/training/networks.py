@@ -17,7 +17,7 @@ from ..lossnet import get_loss_network, layer_names
 from ..nets.base import StyleNetwork
 
 __all__ = ["build_network", "check_network_args", "encoder_layers", "network_args", "network_difference",
-           "style_sources"]
+           "style_layers_past_encoder", "style_sources"]
 
 
 def _takes_style_image(cfg: TrainConfig) -> bool:
@@ -46,9 +46,10 @@ def build_network(cfg: TrainConfig) -> StyleNetwork:
 
 
 def check_network_args(cfg: TrainConfig) -> None:
-    """ConfigError unless the network's arguments are in bounds; for an arbitrary-style network
-    (checked without building it: that loads its encoder) also unless every style layer lies
-    within its encoder."""
+    """ConfigError unless the network's arguments are in bounds (an arbitrary-style network is
+    checked without building it: that loads its encoder). The config loader checked them too,
+    naming the file (:func:`fast_nst.training.config.check_model_args`); here for a config
+    built another way."""
     if not _takes_style_image(cfg):
         build_network(cfg)  # built again, seeded, by the trainer
         return
@@ -56,12 +57,21 @@ def check_network_args(cfg: TrainConfig) -> None:
         args = nets.make_args(cfg.model_type, network_args(cfg))
     except ValueError as e:
         raise ConfigError(f"config: key 'model_args' {e}") from None
+    problem = style_layers_past_encoder(cfg, args)
+    if problem:
+        raise ConfigError(f"config: key 'style_layers' {problem}")
+
+
+def style_layers_past_encoder(cfg: TrainConfig, args: Any) -> str:
+    """For an arbitrary-style network of arguments ``args``: why its ``style_layers`` do not fit
+    its encoder (a style layer past ``encoder_layer``: the encoder does not compute it), or ''.
+    The layers' names must be the loss network's (:func:`fast_nst.lossnet.check_config`)."""
     names = layer_names(get_loss_network(cfg.loss_model).arch)
     deeper = [n for n in cfg.style_layers if names.index(n) > names.index(args.encoder_layer)]
-    if deeper:
-        raise ConfigError(f"config: key 'style_layers' names {', '.join(deeper)}, deeper than the encoder's "
-                          f"last layer {args.encoder_layer} (model_args encoder_layer); Huang & Belongie "
-                          f"match {', '.join(args.encoder_layers())}")
+    if not deeper:
+        return ""
+    return (f"names {', '.join(deeper)}, deeper than the encoder's last layer {args.encoder_layer} (model_args "
+            f"encoder_layer); Huang & Belongie match {', '.join(args.encoder_layers())}")
 
 
 def encoder_layers(cfg: TrainConfig) -> list[str]:
