@@ -22,8 +22,8 @@ import torch
 from PIL import Image
 
 from fast_nst.io.bundled import bundled_model
-from fast_nst.commands.app import (APP_INSTALL_HINT, KEEP_RESULTS, AppSession, _stylize, app_models, build_app,
-                                   default_model, find_models, launch, main as app_main)
+from fast_nst.commands.app import (APP_INSTALL_HINT, KEEP_RESULTS, UPLOAD_FORMATS, AppSession, _stylize, app_models,
+                                   build_app, default_model, find_models, launch, main as app_main)
 from fast_nst.core.untrusted import shown
 from fast_nst.core.errors import FastNSTError
 from fast_nst.io.checkpoint import atomic_torch_save, checkpoint_name, make_checkpoint
@@ -247,6 +247,88 @@ def test_a_thin_style_upload_is_one_line_on_the_page(tmp_path):
     assert fake.shapes == [(1, 3, 512, 427)]  # a usable style image still works
 
 
+def test_a_transparent_style_upload_is_said_on_the_page(tmp_path, recwarn):
+    """That a style image's transparent areas are used as white was a warning on the server's
+    console only: the page's user, who uploaded the image, never saw it."""
+    fake = _BaseStyleImages()
+    fake._set_style_images = lambda images, weights, label, alpha: setattr(fake, "images", images)
+    session = AppSession({"ad.pth": tmp_path / "ad.pth"}, "cpu", tmp_path / "work", loader=lambda path, device: fake)
+    photo = str(make_photo(tmp_path / "photo.png", (40, 30)))
+    cutout = Image.new("RGBA", (40, 40), (200, 0, 0, 255))
+    cutout.paste((0, 0, 0, 0), (0, 0, 20, 40))  # the left half transparent (black underneath)
+    cutout.save(tmp_path / "cutout.png")
+    result, _, status = _stylize(session, "ad.pth", photo, "", "", str(tmp_path / "cutout.png"), 1.0, 1.0, False, 0)
+    assert result and status.startswith("Stylized 40 x 30 -> 40 x 30 px with ad.pth") and "\n" not in status
+    assert status.endswith(" s on cpu. Style image cutout.png has transparent areas: they are used as white "
+                           "(composited onto a white background); fill them in an image editor for another "
+                           "colour."), status
+    assert fake.images[0][0, :, 0, 0].tolist() == [1.0, 1.0, 1.0]  # white, not the black underneath
+    assert not [w for w in recwarn if "transparent" in str(w.message)]  # said once, on the page
+    _, _, status = _stylize(session, "ad.pth", photo, "", "", str(make_photo(tmp_path / "s.png", (20, 24), mode="RGBA")),
+                            1.0, 1.0, False, 0)
+    assert status.endswith(" s on cpu."), status  # an opaque image: no note
+
+
+def test_the_photo_label_names_the_formats_the_app_decodes(tmp_path):
+    """The label said JPEG, PNG, WebP or BMP while any of Pillow's forty formats was decoded
+    (GIF, TIFF and ICO, but also EPS, which Pillow decodes by running Ghostscript)."""
+    session = AppSession({"built-in": bundled_model()}, "cpu", tmp_path / "work")
+    for fmt in UPLOAD_FORMATS:
+        path = make_photo(tmp_path / f"photo.{fmt.lower()}", (40, 30), fmt=fmt)
+        size = session.open_photo(str(path)).size
+        assert size == (40, 30) or fmt == "ICO", (fmt, size)  # an icon holds squares: 24 x 24 px
+    accepted = "JPEG, PNG, WebP, BMP, GIF, TIFF or ICO"
+    for fmt in ("PPM", "TGA"):
+        path = make_photo(tmp_path / f"photo.{fmt.lower()}", (40, 30), fmt=fmt)
+        with pytest.raises(FastNSTError, match=rf"^photo.{fmt.lower()}: not an image \(photos must be {accepted}\)$"):
+            session.open_photo(str(path))
+    with pytest.raises(FastNSTError, match=rf"^No style image: upload one first \({accepted}\)\.$"):
+        session.open_photo(None, "style image")
+    page = build_app(session)
+    labels = [c["props"].get("label") for c in page.config["components"] if c["props"].get("elem_id") == "photo"]
+    assert labels == [f"Photo ({accepted}; at most 40 MP)"], labels
+
+
+class _WholeImages(Stylizer):
+    """Stands in for an .onnx model that cannot tile, on a machine with 1 GiB free."""
+
+    def __init__(self):
+        super().__init__(torch.device("cpu"), name="whole")
+        self.fail: Optional[Exception] = None
+
+    bytes_per_pixel = 1 << 20  # 40 x 30 px need 1.2 GiB
+
+    def _whole_image_memory(self, height, width):
+        return height * width * self.bytes_per_pixel, 1 << 30
+
+    def stylize_tensor(self, x):
+        if self.fail:
+            raise self.fail
+        return 1 - x
+
+
+def test_memory_advice_names_the_pages_control_not_command_line_flags(tmp_path):
+    """An .onnx model that cannot tile, given a photo too large for the memory free, told the
+    page's user to use --max_size or --tile_size 0, flags of eval.py the page does not have."""
+    from fast_nst.stylize.onnx_tiling import OnnxTiling
+
+    fake = _WholeImages()
+    session = AppSession({"m.onnx": tmp_path / "m.onnx"}, "cpu", tmp_path / "work", loader=lambda path, device: fake)
+    photo = str(make_photo(tmp_path / "photo.png", (40, 30)))
+    _, _, status = _stylize(session, "m.onnx", photo, "", "", None, 1.0, 1.0, False, 0)
+    assert status.startswith("error: a 40 x 30 image needs about 1.2 GiB to stylize in one piece, more than the "
+                             "1.0 GiB free, and this model cannot tile"), status
+    assert status.endswith("set Max size to 64 or less, or use the .pth model, which tiles."), status
+    assert "--" not in status
+    with pytest.raises(FastNSTError) as e:  # what an export whose graph the tiling rewrite refuses says
+        OnnxTiling(b"not an onnx graph", 1000, lambda graph, arena: None, 16).sessions()
+    fake.can_tile, fake.fail = True, e.value
+    _, _, status = _stylize(session, "m.onnx", photo, "", "", None, 1.0, 1.0, False, 0)
+    assert status.startswith("error: this .onnx model cannot stylize in tiles (") and status.endswith(
+        "); set a smaller Max size to stylize it whole, or use the .pth model"), status
+    assert "--" not in status
+
+
 def test_upload_errors_name_the_file_never_the_servers_path(tmp_path, monkeypatch):
     """A name shown() escapes, or one long enough to be cut, left the server's temporary path in
     the message (only the exact path was replaced by the name); an image over the decoding limit
@@ -448,7 +530,7 @@ def test_page_stylizes_a_photo_and_reports_a_non_image(app_url, browser, tmp_pat
     text.write_text("this is not a photo")
     _upload(browser, "photo", text)
     _wait(browser, lambda d: _status(d).startswith("error: "))
-    assert "notes.txt: not an image (photos must be JPEG, PNG, WebP or BMP)" in _status(browser)
+    assert "notes.txt: not an image (photos must be JPEG, PNG, WebP, BMP, GIF, TIFF or ICO)" in _status(browser)
     assert "Traceback" not in browser.page_source
 
     browser.get(app_url)  # a fresh page: the upload field is empty again

@@ -4,6 +4,7 @@ two torchrun processes (gloo, CPU) writing exactly the files of one process."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ from fast_nst.commands.stylize_dataset import main as stylize_main
 from fast_nst.core.config import config_from_dict
 from fast_nst.io.checkpoint import atomic_torch_save, make_checkpoint
 from fast_nst.nets.multistyle import MultiStyleArgs, MultiStyleNet
-from fast_nst.stylize.dataset import MANIFEST, RUN_SETTINGS, choose
+from fast_nst.stylize.dataset import MANIFEST, PAINTING_HASHES, RUN_SETTINGS, PaintingHashes, choose
 
 from conftest import REPO, assert_clean_in_process, examples, in_process, make_photo, random_adain_net
 
@@ -72,7 +73,7 @@ def one_process(data, tmp_path_factory) -> Path:
 def test_tree_manifest_and_bad_photos(data, one_process, capsys):
     files = tree(one_process)
     photos = sorted(p.relative_to(data / "photos").as_posix() for p in (data / "photos").rglob("p*.jpg"))
-    assert sorted(files) == sorted([MANIFEST, RUN_SETTINGS, *photos])  # the same tree, nothing else left
+    assert sorted(files) == sorted([MANIFEST, PAINTING_HASHES, RUN_SETTINGS, *photos])  # the same tree, nothing else left
     records = read_manifest(one_process / MANIFEST)
     assert records[0] == {"photo": "n01/broken.jpg",
                           "error": f"{data / 'photos/n01/broken.jpg'}: not an image file Pillow can read"}
@@ -88,17 +89,32 @@ def test_tree_manifest_and_bad_photos(data, one_process, capsys):
 
 
 def test_torchrun_two_processes_write_the_same_files_as_one(data, one_process, tmp_path):
+    """Also: only process 0 reads the paintings for their checksums (every process read them all:
+    minutes each at the scale of Painter by Numbers) and the others are given the result."""
     if not TORCHRUN.exists():
         pytest.skip("torchrun is not installed next to python")
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HASHED": str(tmp_path / "hashed-by-")}
+    counting = tmp_path / "counting.py"  # stylize_dataset, each painting it hashes listed per rank
+    counting.write_text("import os, sys\n"
+                        "import fast_nst.stylize.dataset as d\n"
+                        "real = d.file_sha256\n"
+                        "def counted(path, *a, **k):\n"
+                        "    with open(os.environ['HASHED'] + os.environ['RANK'], 'a') as f:\n"
+                        "        f.write(os.path.basename(path) + '\\n')\n"
+                        "    return real(path, *a, **k)\n"
+                        "d.file_sha256 = counted\n"
+                        "from fast_nst.commands.stylize_dataset import main\n"
+                        "sys.exit(main(sys.argv[1:]))\n")
     two_args = [a if a != "0" else "1" for a in args(data, out, "--seed", "7")]  # decoding in a loader worker
-    r = subprocess.run([str(TORCHRUN), "--nproc_per_node=2", "--standalone", "-m", "fast_nst.stylize_dataset",
+    r = subprocess.run([str(TORCHRUN), "--nproc_per_node=2", "--standalone", str(counting),
                         *two_args], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Wrote 9 images in " in r.stderr and " s by 2 processes" in r.stderr and r.stderr.count("error: n01/broken.jpg") + r.stderr.count(
         "broken.jpg: not an image") == 1  # one rank met it
-    assert tree(out) == tree(one_process)  # every byte, the manifest too
+    assert tree(out) == tree(one_process)  # every byte, the manifest and the paintings' checksums too
+    assert sorted((tmp_path / "hashed-by-0").read_text().split()) == ["a.png", "b.jpg", "c.png"]
+    assert not (tmp_path / "hashed-by-1").exists()
 
 
 def test_kill_9_mid_run_then_rerun_finishes_every_photo_once(data, one_process, tmp_path):
@@ -191,6 +207,59 @@ def test_a_painting_replaced_under_its_name_is_a_changed_setting(data, tmp_path,
     shutil.copy(data / "paintings/sub/c.png", paintings / "sub/c.png")  # the painting back: the same run
     code, err = in_process(capsys, stylize_main, *argv)
     assert code == 0 and "Wrote 0 images" in err, err
+
+
+def test_a_resumed_run_reads_only_the_paintings_changed_since(data, tmp_path, capsys, monkeypatch):
+    """Every run read every painting for the checksum of their contents (tens of GB for Painter
+    by Numbers); the checksums are kept in the output folder by path, size and mtime_ns."""
+    import fast_nst.stylize.dataset as dataset
+
+    paintings, out = tmp_path / "paintings", tmp_path / "out"
+    shutil.copytree(data / "paintings", paintings)
+    make_photo(tmp_path / "photos" / "p.jpg", (32, 40))
+    argv = args(data, out)
+    argv[argv.index("--images") + 1], argv[argv.index("--styles") + 1] = str(tmp_path / "photos"), str(paintings)
+    read: list[str] = []
+    real = dataset.file_sha256
+    monkeypatch.setattr(dataset, "file_sha256", lambda path, *a, **k: read.append(Path(path).name) or real(path, *a, **k))
+
+    def run() -> list[str]:
+        read.clear()
+        code, err = in_process(capsys, stylize_main, *argv)
+        assert code == 0, err
+        return sorted(read)
+
+    assert run() == ["a.png", "b.jpg", "c.png"]
+    record = json.loads((out / PAINTING_HASHES).read_text())
+    assert record["files"]["sub/c.png"][2] == hashlib.sha256((paintings / "sub/c.png").read_bytes()).hexdigest()
+    assert run() == []  # nothing changed: nothing read
+    st = (paintings / "b.jpg").stat()
+    os.utime(paintings / "b.jpg", ns=(st.st_atime_ns, st.st_mtime_ns + 1000))  # touched: read again
+    assert run() == ["b.jpg"] and run() == []
+    (out / PAINTING_HASHES).write_text('{"version": 1, "files": {"a.png": [1, 2, "not a hash"]')  # damaged
+    assert run() == ["a.png", "b.jpg", "c.png"] and run() == []
+    assert read_manifest(out / MANIFEST)[0]["output"] == "p.jpg"
+
+
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=300),
+       files=st.dictionaries(st.sampled_from(["p.png", "q.png", ""]),
+                             st.lists(st.none() | st.booleans() | st.integers() | st.text(max_size=70), max_size=4)
+                             | st.integers() | st.text(max_size=10), max_size=3))
+def test_any_painting_checksums_record_is_used_or_ignored(tmp_path, raw, files):
+    """The record of the paintings' checksums lies in the user's folder: whatever it holds, a
+    painting's checksum is its bytes' (an entry that does not match its size and mtime_ns is
+    not used), never an exception."""
+    (tmp_path / "p.png").write_bytes(b"a painting")
+    truth = hashlib.sha256(b"a painting").hexdigest()
+    st_ = (tmp_path / "p.png").stat()
+    for content in (raw, json.dumps({"version": 1, "files": files}).encode(), json.dumps(files).encode()):
+        (tmp_path / PAINTING_HASHES).write_bytes(content)
+        hashes = PaintingHashes(tmp_path)
+        assert hashes.sha256(tmp_path, "p.png") == truth
+        assert hashes.now == {"p.png": [st_.st_size, st_.st_mtime_ns, truth]}
+    hashes.save()
+    assert PaintingHashes(tmp_path).known == {"p.png": [st_.st_size, st_.st_mtime_ns, truth]}
 
 
 def test_a_run_recorded_without_the_paintings_contents_resumes_and_records_them(tmp_path):

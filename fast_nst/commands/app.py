@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import math
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -33,7 +34,7 @@ from ..core.device import resolve_device
 from ..core.errors import DataError, FastNSTError
 from ..core.files import safe_component
 from ..core.images import save_image
-from ..core.untrusted import bound_folder, input_file, open_image, shown
+from ..core.untrusted import bound_folder, input_file, open_image, shown, style_rgb
 from ..io.bundled import BUNDLED_STYLE
 from ..io.export import installed
 from ..stylize import RUNTIMES, Stylizer, load_stylizer, require_packages
@@ -42,7 +43,7 @@ from . import add_max_image_pixels, apply_max_image_pixels, new_parser, precisio
 from .app_models import DEFAULT_MODELS_DIR, app_models, default_model, find_models
 
 __all__ = ["APP_INSTALL_HINT", "AppSession", "DEFAULT_MODELS_DIR", "DEFAULT_PORT", "KEEP_RESULTS", "MAX_MODEL_MB",
-           "MAX_PIXELS", "MAX_UPLOAD_MB", "UPLOADS_KEPT",
+           "MAX_PIXELS", "MAX_UPLOAD_MB", "UPLOAD_FORMATS", "UPLOADS_KEPT",
            "ModelInfo", "app_models", "build_app", "default_model", "find_models", "launch", "main", "parser"]
 
 APP_INSTALL_HINT = 'pip install -e ".[app]"'
@@ -61,9 +62,39 @@ UPLOADS_KEPT = 4
 # Largest model file the app loads: published models are 1.7-7 MB, training checkpoints with their
 # optimizer state a few times that; a larger file is refused before it is read or hashed.
 MAX_MODEL_MB = 1024
+# The image formats the app decodes (Pillow's name -> the name the page shows), and only these:
+# Pillow reads some forty, a few through outside programs (EPS through Ghostscript), and a page
+# open to a network has no need of them.
+UPLOAD_FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "BMP": "BMP", "GIF": "GIF", "TIFF": "TIFF",
+                  "ICO": "ICO"}
 # Result folders kept (newest first): each download stays valid while a user compares a few
 # results, and a long-running app does not fill its temporary folder.
 KEEP_RESULTS = 8
+
+
+def _formats_text() -> str:
+    """The accepted formats for the page: "JPEG, PNG, ... or ICO"."""
+    names = list(UPLOAD_FORMATS.values())
+    return f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+# Advice in the stylizers' messages that names eval.py's flags, in the words of the page's own
+# controls (the page has Max size, and no tile size): (pattern, replacement), applied in turn to
+# every message the page shows.
+_PAGE_ADVICE = (
+    (re.compile(r"use --max_size (\d+), or the \.pth model, which tiles; --tile_size 0 tries anyway"),
+     r"set Max size to \1 or less, or use the .pth model, which tiles"),
+    (re.compile(r"use --max_size to stylize it whole, or the \.pth model"),
+     "set a smaller Max size to stylize it whole, or use the .pth model"),
+)
+
+
+def _page_error(error: FastNSTError) -> str:
+    """The status line for ``error``: its message with command-line advice put in the page's words."""
+    message = str(error)
+    for pattern, replacement in _PAGE_ADVICE:
+        message = pattern.sub(replacement, message)
+    return f"error: {message}"
 
 
 @dataclass(frozen=True)
@@ -159,23 +190,25 @@ class AppSession:
         not an image, or one over :attr:`max_pixels` (checked before decoding). Older uploads
         beyond :attr:`max_work_bytes` are removed first (never ``path`` or ``keep``)."""
         if not path:
-            raise DataError(f"No {what}: upload one first (JPEG, PNG, WebP or BMP).")
+            raise DataError(f"No {what}: upload one first ({_formats_text()}).")
         self.bound_uploads(path, keep)
         try:
             # Named as the user knows the file, never by the server's temporary path (which a
             # long or escaped name once let through); the page's user cannot set --max_image_pixels.
             return open_image(path, check_size=_check_pixels(self.max_pixels, what), name=Path(path).name,
-                              limit_fix=f"shrink the {what} (this app takes at most {self.max_pixels / 1e6:g} MP)")
+                              limit_fix=f"shrink the {what} (this app takes at most {self.max_pixels / 1e6:g} MP)",
+                              formats=list(UPLOAD_FORMATS))
         except DataError as e:
             message = str(e).replace(
-                "not an image file Pillow can read", f"not an image ({what}s must be JPEG, PNG, WebP or BMP)")
+                "not an image file Pillow can read", f"not an image ({what}s must be {_formats_text()})")
             raise DataError(message) from None
 
     def stylize(self, label: str, photo: Optional[str], style: str = "", blend: str = "",
                 style_image: Optional[str] = None, alpha: float = 1.0, strength: float = 1.0,
                 preserve_color: bool = False, max_size: Optional[float] = None) -> tuple[Path, str]:
         """Stylize the uploaded ``photo`` with model ``label``: (the result's PNG, a status line
-        with its size and the time it took). ``style``/``blend`` for multi-style models (a
+        with its size, the time it took and any notes on the inputs, such as a style image's
+        transparent areas made white). ``style``/``blend`` for multi-style models (a
         non-empty blend wins), ``style_image`` and ``alpha`` for arbitrary-style ones;
         ``max_size`` 0 or None keeps the photo's size."""
         if max_size and not max_size >= 1:  # NaN too; the value as given, before it is cut to pixels
@@ -183,6 +216,9 @@ class AppSession:
         s = self.stylizer(label)
         image = self.open_photo(photo, keep=style_image)
         styled = self.open_photo(style_image, "style image", keep=photo) if s.style_input == "image" else None
+        notes: list[str] = []
+        if styled is not None:  # made RGB here, so that what style_rgb says reaches the page, not the console
+            styled = style_rgb(styled, Path(style_image).name, warn=notes.append)
         # 0 (the field's default) keeps the photo's size; infinity reaches the option check.
         size = (int(max_size) if math.isfinite(max_size) else max_size) if max_size else None
         with self._lock, _named_as(self.models[label], label):
@@ -206,8 +242,9 @@ class AppSession:
         target = self._result_path(Path(photo).stem, Path(style_image).stem if styled is not None else s.name)
         save_image(out, target)
         tiles = f" in {tile_count} tiles" if tile_count > 1 else ""
+        said = "".join(f" {note[:1].upper()}{note[1:]}" for note in notes)
         return target, (f"Stylized {image.width} x {image.height} -> {out.width} x {out.height} px with "
-                        f"{label}{tiles} in {seconds:.2f} s on {s.device}.")
+                        f"{label}{tiles} in {seconds:.2f} s on {s.device}.{said}")
 
     def _result_path(self, stem: str, style: str) -> Path:
         """A new result file's path, in a folder of its own made now; the oldest folders beyond
@@ -271,7 +308,7 @@ def _model_controls(gr: Any, session: AppSession, label: str) -> tuple:
         info = session.describe(label)
     except FastNSTError as e:
         hidden = gr.update(visible=False)
-        return f"error: {e}", hidden, hidden, hidden, hidden
+        return _page_error(e), hidden, hidden, hidden, hidden
     many, image = info.kind == "many", info.kind == "image"
     # (label, value): the label made printable, the value the model's own name (what set_style takes)
     choices = [(shown(name, 60), name) for name in info.styles]
@@ -291,8 +328,9 @@ def _inputs(gr: Any, session: AppSession) -> dict[str, Any]:
          "style_image": gr.File(label="Style image", visible=False, elem_id="style-image"),
          "alpha": gr.Slider(0, 1, value=1, step=0.05, label="Style amount (alpha)", visible=False,
                             elem_id="alpha"),
-         "photo": gr.File(label=f"Photo (JPEG, PNG, WebP or BMP; at most {session.max_pixels / 1e6:g} MP)",
-                          elem_id="photo", height=160)}
+         # 184 px: the label takes two lines in a narrow column and must not cover the upload icon.
+         "photo": gr.File(label=f"Photo ({_formats_text()}; at most {session.max_pixels / 1e6:g} MP)",
+                          elem_id="photo", height=184)}
     with gr.Accordion("Options", open=True):
         c["strength"] = gr.Slider(0, 1, value=1, step=0.05, label="Strength (0: the photo, 1: full style)",
                                   elem_id="strength")
@@ -337,7 +375,7 @@ def _show_photo(session: AppSession, path: Optional[str]) -> tuple:
     try:
         image = session.open_photo(path)
     except FastNSTError as e:
-        return None, f"error: {e}"
+        return None, _page_error(e)
     return path, f"{Path(path).name}: {image.width} x {image.height} px."
 
 
@@ -345,7 +383,7 @@ def _stylize(session: AppSession, *values: Any) -> tuple:
     try:
         target, message = session.stylize(*values)
     except FastNSTError as e:
-        return None, None, f"error: {e}"
+        return None, None, _page_error(e)
     return str(target), str(target), message
 
 

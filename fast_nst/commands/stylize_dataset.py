@@ -22,8 +22,9 @@ from ..io.hub import cached_copy_errors, local_model_file
 from ..io.pretrained import require_downloaded
 from ..nets.adain import AdaINNet, check_alpha
 from ..stylize.base import DEFAULT_STYLE_SIZE
-from ..stylize.dataset import (MANIFEST, OUTPUT_FORMATS, check_folders, check_run_settings, merge_manifest,
-                               painting_list, paintings_digest, plan_dataset, remove_stale_temps, save_run_settings)
+from ..stylize.dataset import (MANIFEST, OUTPUT_FORMATS, PaintingHashes, check_folders, check_run_settings,
+                               merge_manifest, painting_list, paintings_digest, plan_dataset, remove_stale_temps,
+                               save_run_settings)
 from ..stylize.dataset_run import DatasetSettings, stylize_shard, weights_digest
 from ..training.distributed import init_distributed, shutdown
 from . import add_max_image_pixels, apply_max_image_pixels, new_parser, run_command
@@ -171,15 +172,22 @@ def _run(args: argparse.Namespace, ctx) -> int:
     if adain:
         record.update(alpha=args.alpha, style_size=args.style_size)
     record["max_size"] = args.max_size or None
+    hashes = PaintingHashes(args.output) if adain and ctx.is_main else None
+    # Read by rank 0 alone and shared: every process reading tens of GB of paintings would only
+    # multiply the wait (and the disk's load) by the number of processes.
+    painting_files = ctx.from_main(lambda: paintings_digest(args.styles, styles, hashes), "reading the paintings") \
+        if adain else None
     made_with = {**{k: v for k, v in record.items() if k != "model"}, "weights": weights_digest(model),
                  "styles": hashlib.sha256("\0".join(styles).encode("utf-8", "surrogateescape")).hexdigest(),
                  # A painting replaced under its name: the names alone would resume into a mix of two.
-                 "painting_files": paintings_digest(args.styles, styles) if adain else None,
+                 "painting_files": painting_files,
                  "quality": args.quality, "format": args.format, "per_image": args.per_image,
                  "batch_size": args.batch_size}
     check_run_settings(args.output, made_with)  # every rank: the same answer, before any waits
     if ctx.is_main:
         save_run_settings(args.output, made_with)
+        if hashes is not None:  # after the settings: into a folder known to be this run's
+            hashes.save()
         remove_stale_temps(args.output)  # a killed run's images in flight
     if ctx.enabled:
         dist.barrier(group=ctx.control)  # nobody writes before those are gone

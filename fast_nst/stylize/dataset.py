@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
@@ -30,7 +31,8 @@ from ..core.files import atomic_write, distinct_stems
 from ..core.images import list_images
 from ..core.untrusted import file_sha256, input_folder, load_json, read_json_file, shown
 
-__all__ = ["MANIFEST", "MAX_PAINTING_BYTES", "OUTPUT_FORMATS", "PARTS_DIR", "RUN_SETTINGS", "DatasetPlan", "Output",
+__all__ = ["MANIFEST", "MAX_PAINTING_BYTES", "OUTPUT_FORMATS", "PAINTING_HASHES", "PARTS_DIR", "RUN_SETTINGS",
+           "DatasetPlan", "Output", "PaintingHashes",
            "check_folders", "check_run_settings", "choose", "merge_manifest", "painting_list", "paintings_digest",
            "part_path", "plan_dataset", "remove_stale_temps", "save_run_settings", "write_part"]
 
@@ -52,6 +54,13 @@ _LATER = ("painting_files",)
 # The largest painting file read for the run's settings: far beyond any image within the
 # decoding limit (89 MP as an uncompressed 8-bit RGBA BMP is 358 MB).
 MAX_PAINTING_BYTES = 1 << 30
+# Each painting's SHA-256 by (relative path, size, mtime_ns), kept for the next run: a resumed
+# run reads only the paintings changed since (Painter by Numbers is tens of GB).
+PAINTING_HASHES = ".fast-nst-painting-hashes.json"
+# The largest record read back: about 140 bytes a painting, so some 900,000 paintings; a larger
+# one is ignored (every painting read again), never an error.
+_MAX_HASHES_BYTES = 128 << 20
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 PARTS_DIR = ".manifest-parts"  # per-rank parts, merged into MANIFEST by rank 0 and then removed
 OUTPUT_FORMATS = {"jpg": ".jpg", "png": ".png", "webp": ".webp"}
 # core.files.atomic_write's temporary files: ".<name>.tmp<pid>".
@@ -300,16 +309,77 @@ def remove_stale_temps(output: Path) -> int:
     return removed
 
 
-def paintings_digest(styles: Path, paintings: Sequence[str]) -> str:
+class PaintingHashes:
+    """The paintings' SHA-256 remembered in ``output``/:data:`PAINTING_HASHES` by (relative path,
+    size, mtime_ns): :meth:`sha256` reads a painting only when it is new or its size or
+    modification time changed. Another file put in place with the same size and the same
+    mtime_ns (a copy that keeps times, of a file of the same size) is missed: its old hash is
+    taken. The record lies in the user's folder: anything in it that is not a valid entry is
+    ignored (those paintings are read again), never an error."""
+
+    def __init__(self, output: Path):
+        self.path = Path(output) / PAINTING_HASHES
+        self.known = self._load()
+        self.now: dict[str, list] = {}
+
+    def _load(self) -> dict[str, list]:
+        try:
+            record = read_json_file(self.path, "the paintings' checksums", FastNSTError, _MAX_HASHES_BYTES, 3)
+        except FastNSTError:  # missing, damaged, too large: every painting is read again
+            return {}
+        files = record.get("files") if isinstance(record, dict) and record.get("version") == 1 else None
+        if not isinstance(files, dict):
+            return {}
+        return {name: entry for name, entry in files.items()
+                if isinstance(entry, list) and len(entry) == 3 and all(type(v) is int for v in entry[:2])
+                and isinstance(entry[2], str) and _SHA256_HEX.fullmatch(entry[2])}
+
+    def sha256(self, styles: Path, name: str) -> str:
+        """The SHA-256 (hex) of painting ``name`` (relative to ``styles``); DataError as
+        :func:`~fast_nst.core.untrusted.file_sha256` for one that cannot be read."""
+        try:
+            # Before the read: a file changed while it is read has a newer mtime at the next run.
+            st = os.stat(styles / name)
+            key = [st.st_size, st.st_mtime_ns] if stat.S_ISREG(st.st_mode) else None
+        except OSError:
+            key = None  # file_sha256 says what is wrong
+        known = self.known.get(name)
+        if key is not None and known is not None and known[:2] == key:
+            content = known[2]
+        else:
+            content = _painting_sha256(styles, name)
+        if key is not None:
+            self.now[name] = [*key, content]
+        return content
+
+    def save(self) -> None:
+        """Write the hashes of this run's paintings (only theirs: removed paintings go), unless
+        they are what the record held. A record that cannot be written costs only a reread."""
+        if self.now == self.known:
+            return
+        try:
+            with atomic_write(self.path) as tmp:
+                tmp.write_text(json.dumps({"version": 1, "files": self.now}, separators=(",", ":")),
+                               encoding="utf-8")  # ASCII: names that are not UTF-8 as \udcXX escapes
+        except OSError:
+            pass
+
+
+def paintings_digest(styles: Path, paintings: Sequence[str], hashes: Optional[PaintingHashes] = None) -> str:
     """SHA-256 over the ``paintings`` (paths relative to ``styles``) and the bytes of each: another
     image saved under a painting's name changes it, so a resumed run never mixes the outputs of
-    two paintings under one name. Reads every painting once."""
+    two paintings under one name. Reads every painting once, or with ``hashes`` only those
+    changed since they were recorded (see :class:`PaintingHashes`)."""
     digest = hashlib.sha256()
     for name in paintings:
-        content = file_sha256(styles / name, "--styles: the painting", MAX_PAINTING_BYTES,
-                              "move it out of --styles or save it smaller")
+        content = hashes.sha256(styles, name) if hashes is not None else _painting_sha256(styles, name)
         digest.update(f"{name}\0{content}\0".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
+
+
+def _painting_sha256(styles: Path, name: str) -> str:
+    return file_sha256(styles / name, "--styles: the painting", MAX_PAINTING_BYTES,
+                       "move it out of --styles or save it smaller")
 
 
 def painting_list(styles: Optional[Path]) -> list[str]:

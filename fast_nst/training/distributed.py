@@ -67,6 +67,17 @@ class DistContext:
                                   f"{what} (its error message is printed above).")
         return result  # type: ignore[return-value]
 
+    def from_main(self, fn: Callable[[], T], what: str) -> T:
+        """``fn()`` run on rank 0 only, its result (picklable) given to every rank: work whose
+        answer is the same everywhere done once, not once per process. A user error on rank 0
+        raises on every rank, as :meth:`together`."""
+        result = self.together(lambda: fn() if self.is_main else None, what)
+        if not self.enabled:
+            return result  # type: ignore[return-value]
+        box = [result]
+        dist.broadcast_object_list(box, src=0, group=self.control)
+        return box[0]  # type: ignore[return-value]
+
     def barrier(self) -> None:
         """Wait until every rank is here (a no-op without a process group). Before leaving the
         group: a rank that destroyed its gloo group while another still used it was seen to end

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence, Union
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -59,7 +59,7 @@ def check_pixels(width: int, height: int, limit: Optional[int], what: str, fix: 
 def open_image(path: str | Path, draft_size: Optional[int] = None,
                check_size: Optional[Callable[[int, int], None]] = None, name: Optional[str] = None,
                limit_fix: str = "if you trust this file, raise the limit with --max_image_pixels N (0 removes it)",
-               ) -> Image.Image:
+               formats: Optional[Sequence[str]] = None) -> Image.Image:
     """Decode ``path`` fully into an RGB or RGBA image with EXIF orientation applied.
 
     ``path`` must be a regular file (a FIFO, a device or a socket is refused before it is
@@ -70,6 +70,8 @@ def open_image(path: str | Path, draft_size: Optional[int] = None,
     :class:`DataError` for a missing, non-image, truncated or over-large file. Messages call the
     file ``name`` (default: its path; the web app gives an upload's own file name, never the
     server's temporary path) and say ``limit_fix`` for an image over :func:`pixel_limit`.
+    ``formats``: the Pillow format names tried (None: every format Pillow reads); a file in
+    another format is "not an image file Pillow can read".
     """
     name = shown(str(path) if name is None else name)
     if not Path(path).exists() and not Path(path).is_symlink():
@@ -82,7 +84,7 @@ def open_image(path: str | Path, draft_size: Optional[int] = None,
         with warnings.catch_warnings():
             # Pillow only warns between 1x and 2x its pixel limit; treat both alike.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(path, formats=formats) as img:
                 check_pixels(*img.size, pixel_limit(), name, limit_fix)
                 if check_size is not None:
                     check_size(*img.size)
@@ -104,11 +106,12 @@ def open_image(path: str | Path, draft_size: Optional[int] = None,
         raise DataError(f"{name}: could not decode image ({shown(str(e))}); the file may be truncated or corrupt") from None
 
 
-def style_rgb(img: Image.Image, name: object = "", warn: bool = True) -> Image.Image:
+def style_rgb(img: Image.Image, name: object = "", warn: Union[bool, Callable[[str], None]] = True) -> Image.Image:
     """A style image of any mode as RGB, its transparent and partly transparent pixels (an alpha
     channel, or a palette's or PNG's transparent colour) composited onto :data:`STYLE_BACKGROUND`.
-    ``warn``: say so in one warning naming ``name`` when any pixel is transparent (off where the
-    same image was warned about before, or for thousands of paintings)."""
+    ``warn``: say so in one warning naming ``name`` when any pixel is transparent (False: off,
+    where the same image was warned about before, or for thousands of paintings; a function:
+    it is given the message instead, as the web app shows it on the page)."""
     if img.mode != "RGBA":
         img = normalize_mode(img)
     if img.mode == "RGB" and "transparency" in img.info:  # a PNG's tRNS colour, kept by normalize_mode
@@ -122,8 +125,12 @@ def style_rgb(img: Image.Image, name: object = "", warn: bool = True) -> Image.I
     flat.paste(img.convert("RGB"), mask=alpha)  # straight alpha: a * colour + (1 - a) * white
     if warn:
         label = f"style image {shown(str(name))}" if str(name) else "the style image"
-        warnings.warn(f"{label} has transparent areas: they are used as white (composited onto a white "
-                      "background); fill them in an image editor for another colour.")
+        message = (f"{label} has transparent areas: they are used as white (composited onto a white "
+                   "background); fill them in an image editor for another colour.")
+        if callable(warn):
+            warn(message)
+        else:
+            warnings.warn(message)
     return flat
 
 
