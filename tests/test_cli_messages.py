@@ -4,6 +4,7 @@ option checks, plain warnings. All in-process: (exit code, stderr) from the CLI 
 from __future__ import annotations
 
 import ast
+import re
 import warnings
 from pathlib import Path
 
@@ -105,6 +106,17 @@ def test_precision_auto_says_what_it_chose(amx, chosen, model_file, tmp_path, ca
     assert f"precision auto: {chosen} (" in err and "note:" not in err, err
     assert ("--precision int8 is faster on such CPUs" in err) == (amx is False)
     assert [s.precision for s in loaded] == [chosen]
+
+
+@pytest.mark.parametrize("precision", ["auto", "bf16"])
+def test_int8_advice_before_the_model_loads_names_the_models_that_take_it(precision, monkeypatch):
+    """The notes come before the model is known, and arbitrary-style models refuse int8: the
+    advice was unconditional ("--precision int8 is faster on such CPUs")."""
+    monkeypatch.setattr(device_module, "cpu_has_amx", lambda: False)
+    note = (device_module.auto_precision(torch.device("cpu"))[1] if precision == "auto"
+            else device_module.slow_bf16_note(torch.device("cpu"), "bf16"))
+    advice = re.findall(r"--precision int8[^,(]*", note)  # each up to the clause's end
+    assert advice and all("for single- and multi-style models" in a for a in advice), note
 
 
 def test_auto_precision_per_device_and_model_file(monkeypatch):

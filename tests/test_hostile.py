@@ -504,6 +504,55 @@ def test_a_plain_pickle_is_called_one_and_told_how_to_save_weights(protocol, tmp
     assert load_model(old)[1]["step"] == 3
 
 
+_SAVE_ADVICE = "save the weights with torch.save(model.state_dict(), 'model.pth')"
+
+
+@pytest.mark.parametrize("protocol", [0, 1])
+def test_a_plain_pickle_of_protocol_0_or_1_is_called_one_not_text_or_binary(protocol, tmp_path):
+    """Protocol 0 (text-looking) was "it is a text file", protocol 1 "unreadable binary data"."""
+    path = tmp_path / "dumped.pth"
+    path.write_bytes(pickle.dumps({"conv1.weight": [[0.5, 0.25]], "step": 3}, protocol=protocol))
+    with pytest.raises(CheckpointError) as e:
+        load_model(path)
+    kind = "a plain Python pickle of protocol 0 (text-looking; " if protocol == 0 else "a plain Python pickle ("
+    assert f"{path}: not a PyTorch checkpoint: {kind}pickle.dump's format, not torch.save's)" in str(e.value)
+    assert _SAVE_ADVICE in str(e.value) and "text file" not in str(e.value) and "damaged" not in str(e.value)
+    path.write_bytes(path.read_bytes()[:-1])  # a cut one is not a whole pickle
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2])
+def test_a_plain_pickle_of_tensors_is_refused_as_code_and_told_how_to_save_weights(protocol, tmp_path):
+    """pickle.dump of tensors (protocols below 3) names torch.storage._load_from_bytes: refused as
+    code, as it should be, but was not told to be a plain pickle nor how to save the weights."""
+    path = tmp_path / "dumped.pth"
+    path.write_bytes(pickle.dumps({"conv1.weight": torch.ones(2, 2)}, protocol=protocol))
+    with pytest.raises(CheckpointError) as e:
+        load_model(path)
+    message = str(e.value)
+    if protocol:  # protocol 0's tensors fail torch's unpickler before it names the function
+        assert f"{path}: refused: it asks to run code" in message and "torch.storage._load_from_bytes" in message
+    assert "a plain Python pickle" in message and _SAVE_ADVICE in message and "damaged" not in message
+
+
+def test_an_old_torch_save_cut_inside_a_function_name_is_damaged_not_code(tmp_path):
+    """A pre-1.6 torch.save file cut inside "torch._utils\\n_rebuild_tensor_v2" was "asks to run
+    code (torch._utils._rebuild_tens)": the unpickler reads the cut name's first letters."""
+    buffer = io.BytesIO()
+    torch.save({"w": torch.zeros(2)}, buffer, _use_new_zipfile_serialization=False)
+    data = buffer.getvalue()
+    start = data.index(b"ctorch._utils\n")
+    for end in range(start + 1, start + len(b"ctorch._utils\n_rebuild_tensor_v2\n")):
+        path = tmp_path / f"cut{end}.pth"
+        path.write_bytes(data[:end])
+        with pytest.raises(CheckpointError) as e:
+            load_model(path)
+        assert "damaged (a PyTorch file in the format before PyTorch 1.6 that is truncated or corrupt)" in str(e.value), \
+            (data[start:end], str(e.value))
+        assert "run code" not in str(e.value)
+
+
 def test_a_crash_inside_the_loop_does_not_hang_on_loader_workers(tmp_path, train_dir, style_file):
     """Loader workers ignore SIGTERM (the main process decides when to stop); an unexpected
     error in a step must still end the process promptly instead of waiting for them at exit."""

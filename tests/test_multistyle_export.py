@@ -152,6 +152,23 @@ def test_baked_style_is_a_single_inputexport_cli(multi, baked_onnx):
         s.set_style("candy")
 
 
+def test_a_style_asked_of_a_baked_export_says_its_style_is_baked_in(baked_onnx, tmp_path, capsys):
+    """Was "choosing a style needs a multi-style model" / "styles are chosen in multi-style
+    models": the export came from one; it says so, and how to choose styles at run time."""
+    from fast_nst.commands.eval import main as eval_main
+    out = baked_onnx[0]
+    with pytest.raises(StyleError) as e:
+        load_stylizer(out, device="cpu", style="candy")
+    assert str(e.value) == (f"{out} has its style baked in (mosaic): it was exported from a multi-style model "
+                            "with --style. To choose styles at run time, export the multi-style model without --style.")
+    photo = make_photo(tmp_path / "p.jpg", (20, 16))
+    code, err = in_process(capsys, eval_main, "--model_file", out, "--image_file", photo, "--style", "candy",
+                           "--output_file", tmp_path / "o.jpg", "--device", "cpu")
+    assert_clean_in_process(code, err, f"--style: {out} has its style baked in (mosaic)",
+                            "export the multi-style model without --style")
+    assert "needs a multi-style" not in err and not (tmp_path / "o.jpg").exists()
+
+
 def test_baked_blend_in_torchscript(multi, tmp_path):
     out = tmp_path / "blend.pt"
     assert "candy70-mosaic30" in export_cli(multi[0], "--output", out, "--style", "candy:0.7,mosaic:0.3")

@@ -220,6 +220,29 @@ def test_any_damaged_archive_ends_in_one_checkpoint_error(small_ckpt, data):
         assert isinstance(result, CheckpointError) and "weights_only" not in str(result)
 
 
+_PLAIN_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=examples(25), deadline=None)
+@given(_PLAIN_VALUES, st.integers(0, pickle.HIGHEST_PROTOCOL), st.data())
+def test_any_plain_pickle_is_named_one_and_any_cut_copy_is_damaged(value, protocol, data):
+    """pickle.dump's files of any protocol are plain pickles (protocol 0's, text-looking, were
+    "a text file"; protocol 1's "unreadable binary data"); every cut copy is damaged, not code."""
+    raw = pickle.dumps(value, protocol=protocol)
+    cut = data.draw(st.integers(1, len(raw) - 1))
+    with tempfile.TemporaryDirectory() as d:
+        whole, short = Path(d) / "whole.pth", Path(d) / "short.pth"
+        whole.write_bytes(raw)
+        short.write_bytes(raw[:cut])
+        with pytest.raises(CheckpointError, match=r"not a PyTorch checkpoint: a plain Python pickle"):
+            load_torch_file(whole, 1 << 20)
+        with pytest.raises(CheckpointError, match=r"not a PyTorch checkpoint, or the file is damaged"):
+            load_torch_file(short, 1 << 20)
+
+
 def test_an_archive_whose_zip64_record_claims_several_disks_is_one_error(small_ckpt, tmp_path):
     """Found by the property above: zipfile.is_zipfile raises (BadZipFile) instead of answering
     for a zip64 end-record locator that counts 2 disks; was a traceback."""

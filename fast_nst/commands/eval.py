@@ -228,7 +228,7 @@ def _choose_style(args: argparse.Namespace, stylizer: Stylizer) -> Stylizer:
                         "--style_image is for arbitrary-style models (model_type adain)")
     if (args.style is not None or args.style_sheet) and not stylizer.style_names:
         raise DataError(f"{'--style' if args.style is not None else '--style_sheet'}: {args.model_file} "
-                        "has one style; styles are chosen in multi-style models (model_type johnson_multi)")
+                        f"{stylizer.one_style_reason()}")
     if args.style is not None:
         stylizer.set_style(args.style)
     elif stylizer.style_names and not args.style_sheet:

@@ -16,7 +16,7 @@ from .errors import FastNSTError
 from .version import __min_torch__
 
 __all__ = ["resolve_device", "require_torch", "check_versions", "prepare_compile", "cpu_has_amx",
-           "auto_precision", "slow_bf16_note", "slow_training_note"]
+           "auto_precision", "INT8_MODELS", "slow_bf16_note", "slow_training_note"]
 
 # torch.compile's C++ builder imports this module, which logs "No CUDA runtime is found, using
 # CUDA_HOME=..." on import when a CUDA build of torch finds a CUDA toolkit but no usable GPU: true,
@@ -61,6 +61,11 @@ def cpu_has_amx() -> Optional[bool]:
         return None
 
 
+#: The models --precision int8 runs, where advice to use it is given before the model is known
+#: (arbitrary-style models, model_type adain, refuse int8).
+INT8_MODELS = "for single- and multi-style models"
+
+
 def auto_precision(device: torch.device) -> tuple[str, str]:
     """(precision, why) for stylizing with ``--precision auto`` on ``device``: the fastest of
     fp32, bf16 and fp16 there, each within 50 dB of fp32's output and able to tile. On a CPU,
@@ -77,7 +82,8 @@ def auto_precision(device: torch.device) -> tuple[str, str]:
         return "bf16", "this CPU has AMX"
     if amx is None:  # torch cannot tell (another architecture): fp32 is the safe choice
         return "fp32", "AMX not detected on this CPU"
-    return "fp32", "this CPU has no AMX; --precision int8 is faster on such CPUs, at some quality cost"
+    # Said before the model loads, when its kind is not known
+    return "fp32", f"this CPU has no AMX; --precision int8 is faster on such CPUs {INT8_MODELS}, at some quality cost"
 
 
 def slow_bf16_note(device: torch.device, precision: str) -> Optional[str]:
@@ -88,7 +94,8 @@ def slow_bf16_note(device: torch.device, precision: str) -> Optional[str]:
     if precision != "bf16" or device.type != "cpu" or cpu_has_amx() is not False:
         return None
     return ("note: this CPU has no AMX, and without it bf16 runs slower than fp32 (1.2-1.6x the time "
-            "where measured); on such CPUs --precision int8 is the fast one (docs/stylize.md#precision-and-speed)")
+            f"where measured); on such CPUs --precision int8 is the fast one {INT8_MODELS} "
+            "(docs/stylize.md#precision-and-speed)")
 
 
 def slow_training_note(device: torch.device, precision: str, work: str = "trains") -> Optional[str]:

@@ -89,7 +89,8 @@ def export_model(model_path: str | Path, output: str | Path, fmt: Optional[str] 
         check_net(net)
     metadata = export_metadata(net, ckpt, model_path)
     if label is not None:
-        metadata["name"] = metadata_text(label)
+        # "baked_style" tells a stylizer asked for a style that this file has one by choice
+        metadata["name"] = metadata["baked_style"] = metadata_text(label)
 
     try:
         output.parent.mkdir(parents=True, exist_ok=True)

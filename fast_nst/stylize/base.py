@@ -21,7 +21,7 @@ from PIL import Image
 from ..core.errors import FastNSTError
 from ..core.files import safe_component
 from ..core.images import normalize_mode, pil_to_tensor, split_alpha, tensor_to_pil
-from ..core.untrusted import MAX_STYLE_PIXELS, open_image, resize_style, style_rgb
+from ..core.untrusted import MAX_STYLE_PIXELS, open_image, resize_style, shown, style_rgb
 from ..nets.adain import check_alpha, pad_indices
 from ..nets.layers import check_images
 from ..nets.multistyle import StyleError, StyleSpec, blend_weights, resolve_style, style_label
@@ -256,9 +256,19 @@ class Stylizer:
         if alpha is not None or style_size != DEFAULT_STYLE_SIZE:
             raise StyleError(f"{where}: alpha and style_size are for arbitrary-style models (model_type adain)")
         if not self.style_names:
-            raise StyleError(f"{where} has one style ({self.name}); choosing a style needs a multi-style "
-                             "model (model_type johnson_multi) or an arbitrary-style one (model_type adain)")
+            raise StyleError(f"{where} {self.one_style_reason()}")
         self._set_style_weights(resolve_style(style, self.style_names))
+
+    def one_style_reason(self) -> str:
+        """Why a style cannot be chosen in this model of one style, and what to do instead (the
+        rest of a sentence that starts with the model's path)."""
+        meta = self.info.get("metadata")
+        baked = meta.get("baked_style") if isinstance(meta, dict) else None
+        if isinstance(baked, str) and baked:  # metadata of an export: outside text, shown bounded
+            return (f"has its style baked in ({shown(baked, 80)}): it was exported from a multi-style model "
+                    "with --style. To choose styles at run time, export the multi-style model without --style.")
+        return (f"has one style ({self.name}); choosing a style needs a multi-style model (model_type "
+                "johnson_multi) or an arbitrary-style one (model_type adain)")
 
     def _set_style_weights(self, weights: torch.Tensor) -> None:
         """Use the style vector ``weights`` (S,), normalised (multi-style models)."""

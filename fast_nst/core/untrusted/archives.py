@@ -16,6 +16,7 @@ import codecs
 import io
 import os
 import pickle
+import pickletools
 import re
 import warnings
 import zipfile
@@ -50,6 +51,9 @@ _LEGACY_TORCH_MAGIC = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)[2:]
 _ASKS_FOR_CODE = re.compile(r"unsupported (global|class)|\bGLOBAL\b.*\bblocked\b|can only (create new object|build)"
                             r"|reduce for unrecognized function", re.IGNORECASE)
 _GLOBAL_NAME = re.compile(r"\bGLOBAL\s+([\w.]+)", re.IGNORECASE)
+# Opcodes parsed to tell a whole protocol 0/1 pickle (a state dict's take a few thousand): bounds
+# the time a crafted file of one-byte opcodes costs on the way to its error.
+_MAX_SNIFFED_OPS = 100_000
 
 
 def _size(n: int) -> str:
@@ -144,37 +148,65 @@ def _is_plain_pickle(head: bytes) -> bool:
     return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
 
-def _plain_pickle(path: Path, kind: str) -> Optional[CheckpointError]:
-    """The error for a whole Python pickle that is not torch.save's (pickle.dump's: weights-only
-    loading reads only torch.save's formats), None for anything else. Whole: a pickle ends in
-    its STOP opcode ("."); a cut one almost never does."""
+def _plain_protocol(data: Optional[bytes]) -> Optional[int]:
+    """The protocol of ``data`` when it is one whole Python pickle that is not torch.save's
+    (pickle.dump's: weights-only loading reads only torch.save's formats), None for anything
+    else (a zip archive's ``data`` is None). Told by parsing its opcodes (nothing is built):
+    protocols 0 and 1 open with no PROTO opcode, and a cut pickle can end in a "." (STOP) that
+    is another opcode's argument. Whole: its STOP is the last byte."""
+    if not data or data[2:2 + len(_LEGACY_TORCH_MAGIC)] == _LEGACY_TORCH_MAGIC:
+        return None
+    protocol = 0
     try:
-        with open(path, "rb") as f:
-            head = f.read(2 + len(_LEGACY_TORCH_MAGIC))
-            f.seek(-1, os.SEEK_END)
-            last = f.read(1)
-    except OSError:
+        for seen, (op, arg, pos) in enumerate(pickletools.genops(data), 1):
+            protocol = arg if op.name == "PROTO" else max(protocol, op.proto)
+            if op.name == "STOP":
+                return protocol if pos == len(data) - 1 else None
+            if seen >= _MAX_SNIFFED_OPS:  # so far a pickle: told whole by its last byte
+                return protocol if data.endswith(b".") else None
+    except Exception:  # any parse failure (a bad opcode, a cut argument...): not a whole pickle
         return None
-    if not _is_plain_pickle(head) or head[2:] == _LEGACY_TORCH_MAGIC or last != b".":
-        return None
-    return CheckpointError(
-        f"{path}: not {kind}: a plain Python pickle (pickle.dump's format, not torch.save's), which "
-        "fast-nst does not read: it loads torch.save files weights-only, so that no code in a file can "
-        "run. In the program that made it, save the weights with torch.save(model.state_dict(), "
-        "'model.pth').")
+    return None
 
 
-def _code_refused(path: Path, message: str) -> CheckpointError:
+def _plain_pickle(path: Path, kind: str, protocol: int, code: str = "") -> CheckpointError:
+    """The error for a whole plain pickle of ``protocol``; ``code`` is the refusal's sentence when
+    unpickling it would run code."""
+    what = ("a plain Python pickle of protocol 0 (text-looking; pickle.dump's format, not torch.save's)"
+            if protocol == 0 else "a plain Python pickle (pickle.dump's format, not torch.save's)")
+    start = (f"{path}: {code} It is {what}" if code
+             else f"{path}: not {kind}: {what}, which fast-nst does not read: it loads torch.save files "
+                  "weights-only, so that no code in a file can run")
+    return CheckpointError(f"{start}. In the program that made it, save the weights with "
+                           "torch.save(model.state_dict(), 'model.pth').")
+
+
+def _code_refused(message: str) -> str:
     named = _GLOBAL_NAME.search(message)
     what = f" ({named.group(1)[:60]})" if named else ""  # only letters, digits, _ and dots
-    return CheckpointError(
-        f"{path}: refused: it asks to run code when loaded: its pickle names a Python function or "
-        f"class{what} other than tensors and plain containers. fast-nst only loads weights-only "
-        "files; nothing from this file was executed."
-    )
+    return (f"refused: it asks to run code when loaded: its pickle names a Python function or "
+            f"class{what} other than tensors and plain containers. fast-nst only loads weights-only "
+            "files; nothing from this file was executed.")
 
 
-def _legacy_in_memory(path: Path, max_bytes: int) -> Optional[io.BytesIO]:
+def _cut_in_global(data: Optional[bytes], message: str) -> bool:
+    """Whether the refused global of ``message`` is only the file's cut end. A pickle names a
+    function on text lines (GLOBAL: "module", newline, "name", newline); one cut short inside
+    them is read with an empty name ("GLOBAL torch._utils.") or the name's first letters
+    ("GLOBAL torch._utils._re" of a file ending in "_reb"), which no allow-list holds."""
+    named = _GLOBAL_NAME.search(message)
+    if not data or not named:
+        return False
+    name = named.group(1)
+    if name.endswith("."):  # no function has an empty name: the file ended before it
+        return True
+    if data.endswith((b".", b"\n")):  # a whole pickle ends in STOP; a cut name, unterminated
+        return False
+    tail, part = data[data.rfind(b"\n") + 1:], name.rsplit(".", 1)[-1].encode()
+    return tail.endswith(part) or tail[:-1].endswith(part)  # the unpickler drops a last letter
+
+
+def _legacy_in_memory(path: Path, max_bytes: int) -> Optional[bytes]:
     """The bytes of a file that is not a zip archive (PyTorch's format before 1.6, or not a
     checkpoint at all: torch.load unpickles it straight from the file), at most ``max_bytes``, in
     memory; None for a zip archive, read from its path. Why: the pickle's string and bytes
@@ -185,7 +217,7 @@ def _legacy_in_memory(path: Path, max_bytes: int) -> Optional[io.BytesIO]:
         if f.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC:  # torch.load's own test for its zip format
             return None
         f.seek(0)
-        return io.BytesIO(read_at_most(f, max_bytes))
+        return read_at_most(f, max_bytes)
 
 
 def load_torch_file(path: str | Path, max_bytes: int, kind: str = "a PyTorch checkpoint",
@@ -202,21 +234,29 @@ def load_torch_file(path: str | Path, max_bytes: int, kind: str = "a PyTorch che
     check_archive_sizes(path, max_bytes)
     if inspect is not None:
         inspect(path)
+    data = None
     try:
-        source = _legacy_in_memory(path, max_bytes)
+        data = _legacy_in_memory(path, max_bytes)
         with warnings.catch_warnings():
             # torch warns (several lines, advising weights_only=False) before refusing a
             # TorchScript archive; the message below says what the file is instead
             warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\..*")
-            return torch.load(path if source is None else source, map_location="cpu", weights_only=True)
+            return torch.load(path if data is None else io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # the weights-only unpickler's refusals; zip/stream errors, EOF, bad magic...
-        if isinstance(e, pickle.UnpicklingError) and _ASKS_FOR_CODE.search(str(e)):
-            # torch labels every weights-only failure "Weights only load failed"; only a refused
-            # global/class means the pickle asked to build arbitrary objects (a damaged file fails too).
-            raise _code_refused(path, str(e)) from None
-        plain = _plain_pickle(path, kind)
-        if plain is not None:
-            raise plain from None
-        what = ("a TorchScript archive (torch.jit.save)" if "TorchScript" in str(e)
-                else describe_unreadable(path, e))
-        raise CheckpointError(f"{path}: not {kind}, or the file is damaged ({what}).{' ' + expected if expected else ''}") from None
+        raise _load_error(path, kind, expected, e, data) from None
+
+
+def _load_error(path: Path, kind: str, expected: str, error: Exception, data: Optional[bytes]) -> CheckpointError:
+    """The error for a file torch.load failed on (``data``: its bytes, None for a zip archive)."""
+    # torch labels every weights-only failure "Weights only load failed"; only a refused
+    # global/class means the pickle asked to build arbitrary objects (a damaged file fails too).
+    code = (_code_refused(str(error)) if isinstance(error, pickle.UnpicklingError)
+            and _ASKS_FOR_CODE.search(str(error)) and not _cut_in_global(data, str(error)) else "")
+    protocol = _plain_protocol(data)
+    if protocol is not None:
+        return _plain_pickle(path, kind, protocol, code)
+    if code:
+        return CheckpointError(f"{path}: {code}")
+    what = ("a TorchScript archive (torch.jit.save)" if "TorchScript" in str(error)
+            else describe_unreadable(path, error))
+    return CheckpointError(f"{path}: not {kind}, or the file is damaged ({what}).{' ' + expected if expected else ''}")
