@@ -21,7 +21,7 @@ import typing
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional, Sequence
+from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 
 import yaml
 
@@ -262,8 +262,13 @@ def _coerce(key: str, value: Any, tp: Any, where: str, shown: Any = None) -> Any
         if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
             raise bad()
         return _coerce_mapping(key, value, where)
-    if tp is bool:
-        if not isinstance(value, bool):
+    return _coerce_scalar(key, value, tp, where, bad)
+
+
+def _coerce_scalar(key: str, value: Any, tp: Any, where: str, bad: Callable[[], ConfigError]) -> Any:
+    """``value`` as the bool, int, float or str ``tp``; ``bad()`` is the error to raise otherwise."""
+    if tp in (bool, str):
+        if not isinstance(value, tp):
             raise bad()
         return value
     if tp is int:
@@ -284,10 +289,6 @@ def _coerce(key: str, value: Any, tp: Any, where: str, shown: Any = None) -> Any
             return float(value)
         except OverflowError:  # an int past float's range (10**400): its range check then says why
             return float("inf") if value > 0 else float("-inf")
-    if tp is str:
-        if not isinstance(value, str):
-            raise bad()
-        return value
     raise AssertionError(f"unsupported config annotation {tp!r} for {key}")
 
 

@@ -165,6 +165,16 @@ def _prepare(model_files, images, output, style, loss_model, loss_model_file, we
     return photos, clip_photos, models, name, encoder, targets, style_images, dev
 
 
+def _measured(model: ModelEntry, photos: Sequence[Photo], encoder, targets, dev) -> list[Result]:
+    """``model`` measured on ``photos`` (:func:`~.measure.measure_model`), its means said in one line."""
+    mine = measure_model(model, photos, encoder, targets, dev)
+    styles = [r.style for r in mine if r.style is not None]
+    print(f"{model.name}: {len(mine)} photos, mean content loss {format_loss(sum(r.content for r in mine) / len(mine))}, "
+          f"style loss {format_loss(sum(styles) / len(styles) if styles else None)}, "
+          f"{1000 * sum(r.seconds for r in mine) / len(mine):.1f} ms per photo")
+    return mine
+
+
 def write_report(model_files: Sequence[PathLike], images: PathLike, output: PathLike,
                  style: Union[PathLike, Sequence[PathLike], None] = None, loss_model: Optional[str] = None,
                  loss_model_file: Optional[PathLike] = None, loss_model_weights: str = "imagenet",
@@ -194,14 +204,7 @@ def write_report(model_files: Sequence[PathLike], images: PathLike, output: Path
     # image per model, the sheet and the two pages.
     earlier = earlier_files(out, MAX_PHOTOS * (MAX_MODELS + 1) + MAX_MODELS + 3)
     mark_report(out, earlier)  # the earlier files stay listed until this report is complete
-    results: list[Result] = []
-    for m in models:
-        mine = measure_model(m, photos, encoder, targets[m.name], dev)
-        results += mine
-        styles = [r.style for r in mine if r.style is not None]
-        print(f"{m.name}: {len(mine)} photos, mean content loss {format_loss(sum(r.content for r in mine) / len(mine))}, "
-              f"style loss {format_loss(sum(styles) / len(styles) if styles else None)}, "
-              f"{1000 * sum(r.seconds for r in mine) / len(mine):.1f} ms per photo")
+    results = [r for m in models for r in _measured(m, photos, encoder, targets[m.name], dev)]
     stable = _stability(models, clip_photos) if stability else []
     rel = _write_images(out, photos, models, results, style_images)
     save_image(_sheet(photos, models, results, style_images), out / "sheet.jpg")

@@ -390,6 +390,25 @@ def _session(path: Path, data: bytes, options: Any, providers: list) -> Any:
                               "python -m fast_nst.export.") from None
 
 
+def _check_precision(precision: str) -> None:
+    """FastNSTError unless ``precision`` is "fp32": onnxruntime runs the graph as it was exported."""
+    if precision != "fp32":
+        # OpenVINO (load_stylizer's runtime="openvino") is what runs an .onnx file in bf16.
+        openvino = "; OpenVINO runs .onnx files in bf16: --runtime openvino" if precision == "bf16" else ""
+        raise FastNSTError(f"precision {precision!r} is not available for .onnx models in onnxruntime (the graph "
+                           "runs as it was exported: float32, or int8 if quantized); use fp32, or the .pth "
+                           f"checkpoint for bf16/fp16{openvino}.")
+
+
+def _info(path: Path, meta: dict[str, str], session: Any) -> dict[str, Any]:
+    """The stylizer's ``info`` of the export ``path``: its metadata, providers and step."""
+    info = {"path": str(path), "format": "onnx", "metadata": dict(meta), "providers": session.get_providers()}
+    step = _metadata_int(meta.get("step"))
+    if step is not None:
+        info["step"] = step
+    return info
+
+
 def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
                        precision: str = "fp32") -> OnnxStylizer:
     """Load an exported ``.onnx`` model for stylizing with onnxruntime.
@@ -404,12 +423,7 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
     :class:`~fast_nst.core.errors.CheckpointError` for a missing, corrupt or foreign file.
     """
     path = Path(path)
-    if precision != "fp32":
-        # OpenVINO (load_stylizer's runtime="openvino") is what runs an .onnx file in bf16.
-        openvino = "; OpenVINO runs .onnx files in bf16: --runtime openvino" if precision == "bf16" else ""
-        raise FastNSTError(f"precision {precision!r} is not available for .onnx models in onnxruntime (the graph "
-                           "runs as it was exported: float32, or int8 if quantized); use fp32, or the .pth "
-                           f"checkpoint for bf16/fp16{openvino}.")
+    _check_precision(precision)
     require_model_file(path)
     if is_torchscript(path):  # a TorchScript export given an .onnx name: say so, onnxruntime or not
         raise torchscript_error(path)
@@ -437,11 +451,6 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
     style_names, image_style = _check_signature(session, path, meta)
     _check_format_version(meta, path)
     name = meta.get("name") or meta.get("naming") or path.stem
-    info = {"path": str(path), "format": "onnx", "metadata": dict(meta),
-            "providers": session.get_providers()}
-    step = _metadata_int(meta.get("step"))
-    if step is not None:
-        info["step"] = step
     providers = _providers(ort, dev)
 
     def make_session(graph: bytes, arena: bool) -> Any:  # the graphs tiles run (onnx_tiling)
@@ -450,7 +459,7 @@ def load_onnx_stylizer(path: Union[str, Path], device: str = "auto",
         tile_options.enable_cpu_mem_arena = arena
         return onnx_session(graph, MAX_ONNX_BYTES, tile_options, providers)
     tiling = tiling_for(data, MAX_ONNX_BYTES, meta, make_session)
-    stylizer = OnnxStylizer(session, dev, name=name, info=info, style_names=style_names,
+    stylizer = OnnxStylizer(session, dev, name=name, info=_info(path, meta, session), style_names=style_names,
                             image_style=image_style, tiling=tiling)
     if runs_int8(data, MAX_ONNX_BYTES):  # a quantized export runs as it is: say so, not "fp32"
         stylizer.precision = "int8"
