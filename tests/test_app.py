@@ -286,7 +286,7 @@ def test_the_photo_label_names_the_formats_the_app_decodes(tmp_path):
         session.open_photo(None, "style image")
     page = build_app(session)
     labels = [c["props"].get("label") for c in page.config["components"] if c["props"].get("elem_id") == "photo"]
-    assert labels == [f"Photo ({accepted}; at most 40 MP)"], labels
+    assert labels == ["Photo (≤ 40 MP; JPEG PNG WebP BMP GIF TIFF ICO)"], labels
 
 
 class _WholeImages(Stylizer):

@@ -328,9 +328,9 @@ def _inputs(gr: Any, session: AppSession) -> dict[str, Any]:
          "style_image": gr.File(label="Style image", visible=False, elem_id="style-image"),
          "alpha": gr.Slider(0, 1, value=1, step=0.05, label="Style amount (alpha)", visible=False,
                             elem_id="alpha"),
-         # 184 px: the label takes two lines in a narrow column and must not cover the upload icon.
-         "photo": gr.File(label=f"Photo ({_formats_text()}; at most {session.max_pixels / 1e6:g} MP)",
-                          elem_id="photo", height=184)}
+         # One short line: a longer label runs under the file box's clear button.
+         "photo": gr.File(label=f"Photo (≤ {session.max_pixels / 1e6:g} MP; {' '.join(UPLOAD_FORMATS.values())})",
+                          elem_id="photo", height=160)}
     with gr.Accordion("Options", open=True):
         c["strength"] = gr.Slider(0, 1, value=1, step=0.05, label="Strength (0: the photo, 1: full style)",
                                   elem_id="strength")
