@@ -169,6 +169,18 @@ def test_a_style_asked_of_a_baked_export_says_its_style_is_baked_in(baked_onnx, 
     assert "needs a multi-style" not in err and not (tmp_path / "o.jpg").exists()
 
 
+def test_list_styles_of_a_baked_export_says_its_style_is_baked_in(baked_onnx, capsys):
+    """Was only "one style (mosaic)": --list_styles says the style is baked in and how to get a
+    model whose styles can be chosen, as --style does."""
+    from fast_nst.commands.eval import main as eval_main
+    out = baked_onnx[0]
+    capsys.readouterr()
+    assert eval_main(["--model_file", str(out), "--list_styles"]) == 0
+    assert capsys.readouterr().out == (
+        f"{out} has its style baked in (mosaic): it was exported from a multi-style model with --style. "
+        "To choose styles at run time, export the multi-style model without --style.\n")
+
+
 def test_baked_blend_in_torchscript(multi, tmp_path):
     out = tmp_path / "blend.pt"
     assert "candy70-mosaic30" in export_cli(multi[0], "--output", out, "--style", "candy:0.7,mosaic:0.3")

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import pickle
+import pickletools
 import tempfile
 import tracemalloc
 import unicodedata
@@ -230,17 +231,23 @@ _PLAIN_VALUES = st.recursive(
 @given(_PLAIN_VALUES, st.integers(0, pickle.HIGHEST_PROTOCOL), st.data())
 def test_any_plain_pickle_is_named_one_and_any_cut_copy_is_damaged(value, protocol, data):
     """pickle.dump's files of any protocol are plain pickles (protocol 0's, text-looking, were
-    "a text file"; protocol 1's "unreadable binary data"); every cut copy is damaged, not code."""
+    "a text file"; protocol 1's "unreadable binary data"); every cut copy is damaged, not code,
+    and a protocol 0 or 1 one cut after its first memo record (PUT) is a cut pickle."""
     raw = pickle.dumps(value, protocol=protocol)
     cut = data.draw(st.integers(1, len(raw) - 1))
+    ops = [(op.name, pos) for op, _, pos in pickletools.genops(raw)]
+    put = next((i for i, (name, _) in enumerate(ops) if "PUT" in name), None)
+    pickle_told = protocol < 2 and put is not None and cut > ops[put + 1][1]
     with tempfile.TemporaryDirectory() as d:
         whole, short = Path(d) / "whole.pth", Path(d) / "short.pth"
         whole.write_bytes(raw)
         short.write_bytes(raw[:cut])
         with pytest.raises(CheckpointError, match=r"not a PyTorch checkpoint: a plain Python pickle"):
             load_torch_file(whole, 1 << 20)
-        with pytest.raises(CheckpointError, match=r"not a PyTorch checkpoint, or the file is damaged"):
+        with pytest.raises(CheckpointError, match=r"not a PyTorch checkpoint, or the file is damaged") as e:
             load_torch_file(short, 1 << 20)
+        if pickle_told:
+            assert "a Python pickle of protocol" in str(e.value) and "that is cut short" in str(e.value)
 
 
 def test_an_archive_whose_zip64_record_claims_several_disks_is_one_error(small_ckpt, tmp_path):

@@ -349,7 +349,10 @@ def _list_styles(stylizer: Stylizer) -> int:
               "given with --style_image")
         return 0
     if not stylizer.style_names:
-        print(f"{stylizer.info.get('path', 'this model')}: one style ({shown(stylizer.name)})")
+        where = stylizer.info.get('path', 'this model')
+        # an export with its style baked in came from a multi-style model: say how to choose styles
+        print(f"{where} {stylizer.one_style_reason()}" if stylizer.baked_style()
+              else f"{where}: one style ({shown(stylizer.name)})")
         return 0
     for i, name in enumerate(stylizer.style_names):
         print(f"{i:3d}  {shown(name)}")

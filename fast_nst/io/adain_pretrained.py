@@ -37,11 +37,13 @@ def download_adain(models_dir: str | Path = "models", encoder_file: str | Path |
     for url, dest, sha in files:
         try:
             _fetch(url, dest, sha)
-        except DownloadError as e:
-            where = "\n".join(f"  {u}\n    -> {d}" for u, d, _ in files)
-            raise DownloadError(f"{e}\nThe published AdaIN model of {PORT} is two files. Without internet here, "
-                                f"download them on another machine and put them at these paths:\n{where}\n"
-                                "then run this command again: it converts the files it finds there.") from None
+        except (DownloadError, OSError) as e:
+            failed = e if isinstance(e, DownloadError) else f"Download of {url} to {dest} failed: {e.strerror or e}."
+            where = " and ".join(f"{u} at {d}" for u, d, _ in files)
+            # one line, like every error (and the other download targets' "finish by hand")
+            raise DownloadError(f"{failed} The published AdaIN model of {PORT} is two files: to finish by hand, "
+                                f"download them on a machine with internet, put {where}, and run this command "
+                                "again: it converts the files it finds there.") from None
     dest = Path(models_dir) / ADAIN_MODEL_NAME / f"{ADAIN_MODEL_NAME}.pth"
     return convert_published_adain(files[0][1], files[1][1], dest)
 

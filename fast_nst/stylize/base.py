@@ -262,13 +262,17 @@ class Stylizer:
     def one_style_reason(self) -> str:
         """Why a style cannot be chosen in this model of one style, and what to do instead (the
         rest of a sentence that starts with the model's path)."""
-        meta = self.info.get("metadata")
-        baked = meta.get("baked_style") if isinstance(meta, dict) else None
-        if isinstance(baked, str) and baked:  # metadata of an export: outside text, shown bounded
+        if baked := self.baked_style():
             return (f"has its style baked in ({shown(baked, 80)}): it was exported from a multi-style model "
                     "with --style. To choose styles at run time, export the multi-style model without --style.")
         return (f"has one style ({self.name}); choosing a style needs a multi-style model (model_type "
                 "johnson_multi) or an arbitrary-style one (model_type adain)")
+
+    def baked_style(self) -> Optional[str]:
+        """The style baked into an export made with --style (raw metadata text: print via shown())."""
+        meta = self.info.get("metadata")
+        baked = meta.get("baked_style") if isinstance(meta, dict) else None
+        return baked if isinstance(baked, str) and baked else None
 
     def _set_style_weights(self, weights: torch.Tensor) -> None:
         """Use the style vector ``weights`` (S,), normalised (multi-style models)."""

@@ -54,6 +54,9 @@ _GLOBAL_NAME = re.compile(r"\bGLOBAL\s+([\w.]+)", re.IGNORECASE)
 # Opcodes parsed to tell a whole protocol 0/1 pickle (a state dict's take a few thousand): bounds
 # the time a crafted file of one-byte opcodes costs on the way to its error.
 _MAX_SNIFFED_OPS = 100_000
+_MEMO_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+# pickletools' words for data that ends inside an opcode's argument, or before STOP
+_RAN_OUT = re.compile(r"not enough data|no newline found|but only \d+|exhausted")
 
 
 def _size(n: int) -> str:
@@ -169,6 +172,27 @@ def _plain_protocol(data: Optional[bytes]) -> Optional[int]:
     return None
 
 
+def _damaged_plain(data: Optional[bytes]) -> Optional[str]:
+    """What ``data`` is when it opens as a pickle of protocol 0 or 1 (no PROTO opcode, which
+    protocols 2+ open with: :func:`describe_unreadable` tells those) but is not a whole one:
+    "a Python pickle of protocol N that is cut short" (or "damaged": an opcode or argument no
+    pickle has); None for anything else. Protocol 0's opcodes are printable, so such a file was
+    "a text file": the test is that the opcodes parse and that pickle.dump's memo records one (a
+    PUT: it stores every container and string), which text does not."""
+    if not data or data[0] == 0x80 or data[2:2 + len(_LEGACY_TORCH_MAGIC)] == _LEGACY_TORCH_MAGIC:
+        return None
+    protocol, memo = 0, False
+    try:
+        for seen, (op, _, _) in enumerate(pickletools.genops(data), 1):
+            protocol, memo = max(protocol, op.proto), memo or op.name in _MEMO_PUTS
+            if op.name == "STOP" or seen >= _MAX_SNIFFED_OPS:  # a whole one is _plain_protocol's
+                return None
+    except Exception as e:  # how the parse failed tells a cut pickle from a damaged one
+        cut = _RAN_OUT.search(str(e)) is not None
+        return f"a Python pickle of protocol {protocol} that is {'cut short' if cut else 'damaged'}" if memo else None
+    return None
+
+
 def _plain_pickle(path: Path, kind: str, protocol: int, code: str = "") -> CheckpointError:
     """The error for a whole plain pickle of ``protocol``; ``code`` is the refusal's sentence when
     unpickling it would run code."""
@@ -258,5 +282,5 @@ def _load_error(path: Path, kind: str, expected: str, error: Exception, data: Op
     if code:
         return CheckpointError(f"{path}: {code}")
     what = ("a TorchScript archive (torch.jit.save)" if "TorchScript" in str(error)
-            else describe_unreadable(path, error))
+            else _damaged_plain(data) or describe_unreadable(path, error))
     return CheckpointError(f"{path}: not {kind}, or the file is damaged ({what}).{' ' + expected if expected else ''}")
