@@ -270,8 +270,7 @@ class Stylizer:
 
     def baked_style(self) -> Optional[str]:
         """The style baked into an export made with --style (raw metadata text: print via shown())."""
-        meta = self.info.get("metadata")
-        baked = meta.get("baked_style") if isinstance(meta, dict) else None
+        baked = meta.get("baked_style") if isinstance(meta := self.info.get("metadata"), dict) else None
         return baked if isinstance(baked, str) and baked else None
 
     def _set_style_weights(self, weights: torch.Tensor) -> None:
