@@ -377,8 +377,8 @@ def test_config_checks(tmp_path, data):
         load(style_image="s.jpg", style_warmup_steps=10)
     with pytest.raises(ConfigError, match="key 'style_warmup_steps' must be 0 .off. or a number of steps, got -1"):
         load(model_type="adain", style_dir="art", style_warmup_steps=-1)
-    with pytest.raises(ConfigError, match=r"c\.yml: key 'style_layers' names relu4_3, deeper than the encoder's last "
-                                          "layer relu4_1"):  # Johnson's style layers
+    with pytest.raises(ConfigError, match=r"c\.yml: key 'style_layers' \(the default\) names relu4_3, deeper than the "
+                                          "encoder's last layer relu4_1"):  # Johnson's style layers
         load(model_type="adain", style_dir="art")
     cfg = load(model_type="adain", style_dir="art", style_layers=["relu1_1", "relu4_1"])
     with pytest.raises(ConfigError, match="^config: key 'style_layers' names relu4_3, deeper than the encoder's"):

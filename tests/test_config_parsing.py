@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -101,6 +102,24 @@ def test_an_empty_model_path_is_refused_naming_the_file(tmp_path, value):
                                           r"go in \(e.g. models; '\.' for the current folder\)$"):
         load_config(path)
     assert load_config(path, ["model_path=."]).model_path == "."
+
+
+@pytest.mark.parametrize("key, what", [
+    ("style_image", "a path or https URL of the style painting"), ("style_dir", "a folder of paintings"),
+    ("val_dir", "a folder of held-out photos"), ("init_from", "a trained model's .pth"),
+    ("loss_model_file", "the loss network's weights file"),
+])
+def test_an_optional_path_of_only_spaces_is_refused_naming_the_file(tmp_path, key, what):
+    """'  ' passed the config and failed at train start as a missing file named '  '."""
+    values = {"style_image": "s.jpg", key: "  "}
+    if key == "style_dir":
+        values.update(model_type="adain", style_image="")
+    path = write_config(tmp_path / "b.yml", **values)
+    with pytest.raises(ConfigError, match=rf"^{path}: key '{key}' holds only white space \('  '\); "
+                                          rf"give {re.escape(what)}, or leave it empty \(''"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=rf"^--set {key}=' ': key '{key}' holds only white space \(' '\)"):
+        load_config(path, [f"{key}=' '"])  # YAML quotes keep the space (--set strips a bare one)
 
 
 def test_a_leading_tilde_is_the_home_folder_in_every_path_and_in_base(tmp_path, monkeypatch):
@@ -281,6 +300,34 @@ def test_adain_style_layers_past_the_encoder_are_refused_when_loading_naming_the
                                           r"relu2_1, relu3_1$"):
         load_config(path)
     assert load_config(path, ["style_layers=relu1_1,relu3_1"]).style_layers == ("relu1_1", "relu3_1")
+
+
+def test_two_style_images_of_one_style_name_are_refused_when_loading_naming_the_file(tmp_path):
+    """Found only when training began, blamed on 'config'."""
+    path = write_config(tmp_path / "m.yml", model_type="johnson_multi", style_images=["a/candy.jpg", "b.jpg",
+                                                                                      "b/candy.png"])
+    with pytest.raises(ConfigError, match=rf"^{path}: key 'style_images' names the style candy more than once "
+                                          r"\(a/candy\.jpg and b/candy\.png; a style is named after its file\); "
+                                          r"rename the files or drop the repeats$"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"^--set style_images=x/b\.jpg,b\.jpg: key 'style_images' names the "
+                                          r"style b more than once"):
+        load_config(path, ["style_images=x/b.jpg,b.jpg"])
+    assert load_config(path, ["style_images=a/candy.jpg,b.jpg"]).style_images == ("a/candy.jpg", "b.jpg")
+
+
+def test_without_a_file_a_default_is_called_the_default_not_set_by_set():
+    """With --set alone, keys nobody gave were said to be 'set by --set'."""
+    with pytest.raises(ConfigError) as e:
+        load_config(None, BASE + ["style_layer_weights=[1, 2]"])
+    assert str(e.value) == ("--set style_layer_weights=[1, 2]: key 'style_layer_weights' has 2 weights for 4 "
+                            "style_layers; give one per layer or null (style_layers is the default)")
+    with pytest.raises(ConfigError, match=r"^--set: key 'style_layers' \(the default\) names relu2_2, relu3_3, "
+                                          r"relu4_3, deeper than the encoder's last layer relu2_1"):
+        load_config(None, BASE + ["style_image=", "model_type=adain", "style_dir=art",
+                                  "model_args={encoder_layer: relu2_1}"])
+    with pytest.raises(ConfigError, match=r"^--set: key 'style_image' is required"):  # an empty default: no "(the default)"
+        load_config(None, ["naming=n"])
 
 
 def test_unknown_key_in_another_case_suggests_the_key():

@@ -3,6 +3,7 @@ styles, adding styles with frozen convolutions, checkpoints, config checks, the 
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -276,8 +277,12 @@ def test_config_errors(tmp_path, train_dir, styles, change, message):
 def test_set_up_errors(tmp_path, train_dir, styles, trained):
     _, _, first, _ = trained
     twice = _values(tmp_path, train_dir, [styles[0], styles[0]])
-    with pytest.raises(ConfigError, match="names the style\\(s\\) alpha more than once"):
-        train(train_config_from_dict(twice, "test"), progress=False)
+    with pytest.raises(ConfigError, match="^test: key 'style_images' names the style alpha more than once"):
+        train_config_from_dict(twice, "test")  # refused when loading, naming where the config came from
+    made = dataclasses.replace(train_config_from_dict(_values(tmp_path, train_dir, styles[:2]), "test"),
+                               style_images=(str(styles[0]), str(styles[0])))
+    with pytest.raises(ConfigError, match="names the style alpha more than once"):  # a config made without the loader
+        train(made, progress=False)
     single = tiny_values(tmp_path / "m", train_dir, styles[0], max_steps=1, naming="one")
     one = train(train_config_from_dict(single, "test"), progress=False)
     onto_single = _values(tmp_path, train_dir, styles[:1], naming="x", init_from=str(one.model_file))

@@ -62,10 +62,15 @@ def validate(cfg: TrainConfig, origin: dict[str, str], where: str = "defaults",
 
     def fail(key: str, msg: str) -> None:  # a key nobody set (a required one) blames the config
         other = _FITS.get(key)
-        if other and origin.get(other, where) != origin.get(key, where):
-            msg += f" ({other} set by {origin.get(other, where)})"
-        raise ConfigError(f"{origin.get(key, where)}: key '{key}' {msg}")
+        if other and other not in origin:
+            msg += f" ({other} is the default)"  # not "set by" the file or --set: nobody set it
+        elif other and origin[other] != origin.get(key, where):
+            msg += f" ({other} set by {origin[other]})"
+        # A key nobody set holds its default: said so, unless it is an empty one the config must fill.
+        default = " (the default)" if key not in origin and getattr(type(cfg)(), key, None) else ""
+        raise ConfigError(f"{origin.get(key, where)}: key '{key}'{default} {msg}")
 
+    _validate_blank_paths(cfg, fail)  # before "style_image and style_images are both set" for '  '
     _validate_names(cfg, fail)
     _validate_values(cfg, fail)
     _validate_resize_to(cfg, fail)
@@ -106,6 +111,25 @@ def _validate_names(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None:
     if cfg.style_image and cfg.style_images:
         fail("style_images", "and style_image are both set; use style_image for one style or "
                              "style_images for several, not both")
+
+
+# Optional path keys ('' for none) and what each takes. Spaces alone name a file or folder of
+# spaces: surely a slip, refused here rather than found missing at train start.
+_OPTIONAL_PATHS = {
+    "style_image": ("a path or https URL of the style painting", "none: style_images or style_dir instead"),
+    "style_dir": ("a folder of paintings", "none"),
+    "val_dir": ("a folder of held-out photos", "no validation"),
+    "init_from": ("a trained model's .pth", "random weights"),
+    "loss_model_file": ("the loss network's weights file", "the loss network's default file"),
+}
+
+
+def _validate_blank_paths(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None:
+    for key, (what, empty) in _OPTIONAL_PATHS.items():
+        value = getattr(cfg, key)
+        if value and not value.strip():
+            fail(key, f"holds only white space ({quote(value, 20)}); give {what}, or leave it empty "
+                      f"('' for {empty})")
 
 
 def _validate_values(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None:

@@ -10,9 +10,9 @@ from typing import Any, Callable, Sequence
 
 from .. import lossnet, nets
 from ..core.config import ConfigCheck, TrainConfig, config_from_dict, load_config
-from .networks import network_args, style_layers_past_encoder
+from .networks import network_args, repeated_style_names, style_layers_past_encoder
 
-__all__ = ["CONFIG_CHECKS", "check_model_args", "load_train_config", "train_config_from_dict"]
+__all__ = ["CONFIG_CHECKS", "check_model_args", "check_style_names", "load_train_config", "train_config_from_dict"]
 
 
 def check_model_args(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None:
@@ -36,8 +36,18 @@ def check_model_args(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None
             fail("style_layers", problem)
 
 
+def check_style_names(cfg: TrainConfig, fail: Callable[[str, str], None]) -> None:
+    """A :data:`ConfigCheck`: each of ``style_images`` gives its own style name (its file's stem),
+    checked when loading so that the error names the file that listed them (training checks it
+    again, with no file to name)."""
+    problem = repeated_style_names(cfg)
+    if problem:
+        fail("style_images", problem)
+
+
 #: The registry checks every training config passes.
-CONFIG_CHECKS: tuple[ConfigCheck, ...] = (nets.check_config, lossnet.check_config, check_model_args)
+CONFIG_CHECKS: tuple[ConfigCheck, ...] = (nets.check_config, lossnet.check_config, check_model_args,
+                                          check_style_names)
 
 
 def load_train_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:

@@ -13,11 +13,12 @@ from .. import nets
 from ..core.config import TrainConfig
 from ..core.errors import ConfigError
 from ..core.untrusted.downloads import style_name
+from ..core.untrusted.text import shown
 from ..lossnet import get_loss_network, layer_names
 from ..nets.base import StyleNetwork
 
 __all__ = ["build_network", "check_network_args", "encoder_layers", "network_args", "network_difference",
-           "style_layers_past_encoder", "style_sources"]
+           "repeated_style_names", "style_layers_past_encoder", "style_sources"]
 
 
 def _takes_style_image(cfg: TrainConfig) -> bool:
@@ -87,13 +88,23 @@ def style_sources(cfg: TrainConfig) -> list[tuple[str, str]]:
     """(name, path or URL) of each style the config trains; ConfigError for two of one name."""
     if not cfg.style_images:
         return [(cfg.naming, cfg.style_image)]
-    named = [(style_name(src), src) for src in cfg.style_images]
-    names = [n for n, _ in named]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise ConfigError(f"config: key 'style_images' names the style(s) {', '.join(twice)} more than "
-                          "once (a style is named after its file); rename the files or drop the repeats")
-    return named
+    problem = repeated_style_names(cfg)
+    if problem:  # the loader checked it too, naming the file (fast_nst.training.config.check_style_names)
+        raise ConfigError(f"config: key 'style_images' {problem}")
+    return [(style_name(src), src) for src in cfg.style_images]
+
+
+def repeated_style_names(cfg: TrainConfig) -> str:
+    """Why ``style_images`` cannot name each style apart (two files of one stem, so one style
+    name: a multi-style network keeps its styles by name), or ''."""
+    first: dict[str, str] = {}
+    for src in cfg.style_images:
+        name = style_name(src)
+        if name in first:
+            return (f"names the style {name} more than once ({shown(first[name], 80)} and {shown(src, 80)}; a "
+                    "style is named after its file); rename the files or drop the repeats")
+        first[name] = src
+    return ""
 
 
 # Arguments network_difference leaves out: a multi-style network's number of styles (its styles
