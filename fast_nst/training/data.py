@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..core.config import TrainConfig
 from ..core.errors import DataError
 from ..core.images import list_images
 from ..core.untrusted import open_image, pixel_limit, set_max_image_pixels
@@ -32,7 +33,7 @@ from ..core.untrusted import open_image, pixel_limit, set_max_image_pixels
 __all__ = ["MAX_ASPECT_RATIO", "MAX_RESIZED_PIXELS", "ImageFolderDataset", "ResumableSampler", "Sample",
            "batch_to_device", "build_loader", "check_photo_size", "collate_samples", "crop_transform",
            "decode_resized", "find_training_images",
-           "load_sample_images", "random_crop", "resize_shorter", "usable_cores", "usable_workers", "worker_init"]
+           "load_sample_images", "load_side", "random_crop", "resize_shorter", "usable_cores", "usable_workers", "worker_init"]
 
 COCO_HINT = (
     "Get COCO train2014 (13 GB) with: python -m fast_nst.download coco   "
@@ -262,6 +263,12 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def load_side(cfg: TrainConfig) -> int:
+    """The shorter side training photos are resized to before the crop: ``resize_to``, else
+    ``image_size`` (the side a ``data prepare`` cache must have)."""
+    return cfg.resize_to or cfg.image_size
 
 
 def usable_workers(requested: int) -> int:

@@ -15,7 +15,7 @@ from tqdm.utils import disp_len
 
 from ..core.config import TrainConfig
 from ..core.errors import FastNSTError
-from .data import usable_cores, usable_workers
+from .data import load_side, usable_cores, usable_workers
 
 __all__ = ["DATA_WAIT_WARNING", "BAR_FORMAT", "MIN_BAR_COLUMNS", "LossMonitor", "NonFiniteLossError", "ProgressBar",
            "feeding_advice", "progress_fields"]
@@ -51,7 +51,7 @@ def feeding_advice(wait: float, cfg: TrainConfig, cached: bool, world_size: int 
     if not cached:
         # The trainer opens the cache of the shorter side it resizes photos to: resize_to's when set.
         fixes.append("the pre-resized cache, which training uses when it exists: "
-                     f"python -m fast_nst.data prepare {cfg.train_dir} --image_size {cfg.resize_to or cfg.image_size}")
+                     f"python -m fast_nst.data prepare {cfg.train_dir} --image_size {load_side(cfg)}")
     if not fixes:
         return None
     return (f"training waited for images {wait:.0%} of the time; to feed it faster, use "

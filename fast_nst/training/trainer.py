@@ -36,7 +36,7 @@ from ..nets import NETWORKS
 from ..nets.base import StyleNetwork
 from .cache import open_cache
 from .config import train_config_from_dict
-from .data import batch_to_device, build_loader
+from .data import batch_to_device, build_loader, load_side
 from .distributed import DistContext, OtherRankFailed, init_distributed, shutdown
 from .monitor import LossMonitor, ProgressBar
 from .setup import RunSetup, build_network, prepare_run
@@ -124,7 +124,7 @@ class Trainer(TrainerSaving, TrainerReporting):
         self.criterion = self._build_loss()
         self.step_model, self.step_loss = self._wrap_for_speed()
         # A cache holds photos at one shorter side: resize_to's when set (the crops come from it).
-        self.cache = open_cache(cfg.train_dir, cfg.resize_to or cfg.image_size, setup.files)
+        self.cache = open_cache(cfg.train_dir, load_side(cfg), setup.files)
         self.loader = self._build_loader()
         self.samples, self.writer = self._open_logs()
         self.val_photos = self._load_validation()
